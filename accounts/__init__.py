@@ -1,0 +1,1 @@
+"""Tenants, memberships and API tokens; authentication for HTTP and WebSocket."""

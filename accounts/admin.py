@@ -1,0 +1,116 @@
+"""Admin for tenants, memberships and tokens; a token created here is shown once."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from accounts.models import ApiToken, Membership, Tenant
+from accounts.services import token_revoke
+from accounts.tokens import token_digest, token_display_prefix, token_generate
+
+
+class MembershipInline(admin.StackedInline):
+    """The user's tenant and role, edited on the user page."""
+
+    model = Membership
+    can_delete = False
+    extra = 0
+    max_num = 1
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    """Tenants and the tools they may use."""
+
+    list_display = ("slug", "name", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("slug", "name")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Which tenant each user belongs to."""
+
+    list_display = ("user", "tenant", "role", "created_at")
+    list_filter = ("role", "tenant")
+    search_fields = ("user__username", "tenant__slug")
+    list_select_related = ("user", "tenant")
+    raw_id_fields = ("user",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens: create (the raw value is shown once), inspect, revoke."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    actions = ("revoke_tokens",)
+    readonly_fields = ("prefix", "created_at", "revoked_at", "last_used_at")
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        """On creation only the owner, name and expiry are asked for."""
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool
+    ) -> None:
+        """Generate the raw token on creation and show it once in a message."""
+        if not change:
+            raw = token_generate()
+            obj.prefix = token_display_prefix(raw)
+            obj.digest = token_digest(raw)
+            super().save_model(request, obj, form, change)
+            messages.warning(
+                request,
+                f"New token for {obj.user}: {raw} — copy it now, it will not be shown again.",
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        """Revoke every selected token that is not revoked yet."""
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            token_revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).")
+
+
+User = get_user_model()
+
+
+class TenantUserAdmin(UserAdmin):
+    """The stock user admin with the tenant membership inline."""
+
+    inlines = (MembershipInline,)
+    list_display = ("username", "email", "is_active", "is_staff", "tenant")
+    list_select_related = ("membership__tenant",)
+
+    @admin.display(description="Tenant", ordering="membership__tenant__slug")
+    def tenant(self, obj: Any) -> str:
+        """The user's tenant slug."""
+        membership = getattr(obj, "membership", None)
+        return membership.tenant.slug if membership else "—"
+
+
+admin.site.unregister(User)
+admin.site.register(User, TenantUserAdmin)

@@ -1,0 +1,37 @@
+"""Django REST framework authentication with the same API tokens as the WebSocket."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from accounts.principal import Principal
+from accounts.selectors import principal_for_token
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>`; the Principal is available as `request.auth`."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, Principal] | None:
+        """Authenticate a request that carries a bearer token; None lets others try."""
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        outcome = principal_for_token(raw)
+        if not isinstance(outcome, Principal):
+            raise exceptions.AuthenticationFailed(outcome.reason.capitalize() + ".")
+        user = get_user_model().objects.get(pk=outcome.user_id)
+        return user, outcome
+
+    def authenticate_header(self, request: Request) -> str:
+        """The WWW-Authenticate value of a 401."""
+        return f'{self.keyword} realm="api"'

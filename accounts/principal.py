@@ -1,0 +1,18 @@
+"""Who is calling: the authenticated user, their tenant and role, as plain data."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of a connection or request; every history read is scoped by it."""
+
+    user_id: int
+    username: str
+    tenant_id: int
+    tenant_slug: str
+    is_tenant_admin: bool
+    # Tool names the tenant may use; None means every registered tool.
+    enabled_tools: frozenset[str] | None
+    # The token that authenticated the caller; None for a session cookie.
+    token_id: int | None = None

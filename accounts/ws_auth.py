@@ -1,0 +1,119 @@
+"""ASGI middleware that authenticates a WebSocket handshake before any message is processed.
+
+Credentials, in order: `Authorization: Bearer <token>`; a `token` query parameter (the official
+SDK clients cannot set headers); the Django session cookie, accepted only from an Origin listed
+in MCP_ALLOWED_ORIGINS so a foreign page cannot ride a logged-in browser. A refused handshake
+never reaches the application: the client gets an HTTP 401/403 with a JSON reason where the
+server supports the WebSocket Denial Response extension, else a 4401/4403 close with a reason.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http.cookie import parse_cookie
+from django.utils.module_loading import import_string
+
+from accounts.principal import Principal
+from accounts.selectors import AuthFailure, principal_for_token, principal_for_user
+
+Scope = dict[str, Any]
+ASGIApp = Any
+
+MISSING_CREDENTIALS = AuthFailure(401, "authentication required: send a bearer token")
+ORIGIN_REFUSED = AuthFailure(403, "origin not allowed for cookie authentication")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def bearer_from_scope(scope: Scope) -> str | None:
+    """The token from an Authorization header or, failing that, the `token` query parameter."""
+    authorization = _header(scope, b"authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    query = scope.get("query_string", b"")
+    if query:
+        values = parse_qs(query.decode("latin-1")).get("token")
+        if values and values[0]:
+            return values[0]
+    return None
+
+
+def _session_key(scope: Scope) -> str | None:
+    cookie = _header(scope, b"cookie")
+    if not cookie:
+        return None
+    return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) or None
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a browser Origin may authenticate with the session cookie."""
+    return origin is not None and origin in allowed
+
+
+async def _principal_for_session(session_key: str) -> Principal | AuthFailure:
+    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    session_scope = {"session": engine(session_key=session_key)}
+    user = await get_user(session_scope)
+    return await database_sync_to_async(principal_for_user)(user)
+
+
+async def authenticate_websocket(scope: Scope) -> Principal | AuthFailure:
+    """Authenticate a WebSocket scope by token or by session cookie with an allowed Origin."""
+    raw = bearer_from_scope(scope)
+    if raw is not None:
+        return await database_sync_to_async(principal_for_token)(raw)
+    session_key = _session_key(scope)
+    if session_key is None:
+        return MISSING_CREDENTIALS
+    if not origin_allowed(_header(scope, b"origin"), settings.MCP_ALLOWED_ORIGINS):
+        return ORIGIN_REFUSED
+    return await _principal_for_session(session_key)
+
+
+async def refuse_websocket(failure: AuthFailure, scope: Scope, receive: Any, send: Any) -> None:
+    """Refuse a handshake so the client can see why, without running the application."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    body = orjson.dumps({"error": failure.reason, "status": failure.status})
+    if "websocket.http.response" in scope.get("extensions", {}):
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if failure.status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+        await send(
+            {"type": "websocket.http.response.start", "status": failure.status, "headers": headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4000 + failure.status, "reason": failure.reason})
+
+
+class WebSocketAuthMiddleware:
+    """Puts the authenticated `principal` into the scope, or refuses the handshake."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Authenticate WebSocket scopes; pass anything else through untouched."""
+        if scope["type"] != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        outcome = await authenticate_websocket(scope)
+        if isinstance(outcome, AuthFailure):
+            await refuse_websocket(outcome, scope, receive, send)
+            return
+        await self.inner({**scope, "principal": outcome}, receive, send)

@@ -1,0 +1,20 @@
+"""ASGI entry point: HTTP to Django, WebSocket through authentication to the MCP consumer."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from accounts.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from mcp_server.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

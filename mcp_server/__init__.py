@@ -1,0 +1,1 @@
+"""The MCP service: protocol, session, WebSocket transport, runtime and tools."""

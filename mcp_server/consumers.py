@@ -1,0 +1,81 @@
+"""The WebSocket transport: frames in and out of an McpSession, nothing more."""
+
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from mcp_server.protocol.errors import INVALID_REQUEST
+from mcp_server.session import McpSession, ServerIdentity
+from mcp_server.tools.catalog import catalog_for
+
+SUBPROTOCOL = "mcp"
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+@lru_cache(maxsize=1)
+def server_identity() -> ServerIdentity:
+    """The server's name, version and limits, read from settings once."""
+    try:
+        package_version = version("mcp-realtime")
+    except PackageNotFoundError:
+        package_version = "0.0.0"
+    return ServerIdentity(
+        name=settings.MCP_SERVER_NAME,
+        title=settings.MCP_SERVER_TITLE,
+        version=package_version,
+        tools_page_size=settings.MCP_TOOLS_PAGE_SIZE,
+    )
+
+
+class McpConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
+
+    session: McpSession | None = None
+
+    async def connect(self) -> None:
+        """Create the session and accept, choosing the `mcp` subprotocol when offered."""
+        principal = self.scope["principal"]
+        self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
+        self.session = McpSession(
+            principal=principal,
+            catalog=catalog_for(principal.enabled_tools),
+            identity=server_identity(),
+            send=self.send_json,
+        )
+        offered = self.scope.get("subprotocols") or ()
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Decode one text frame and hand it to the session; refuse binary and oversized ones."""
+        session = self.session
+        if session is None:
+            return
+        if text_data is None:
+            await session.reject_frame(
+                INVALID_REQUEST, "Binary frames are not supported: send JSON-RPC as text frames"
+            )
+            return
+        # Characters never outnumber UTF-8 bytes, so only long frames need an exact count.
+        if len(text_data) * 4 > self.max_bytes and len(text_data.encode()) > self.max_bytes:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG, reason="message too big")
+            return
+        try:
+            payload = orjson.loads(text_data)
+        except orjson.JSONDecodeError as exc:
+            await session.reject_unparseable(str(exc))
+            return
+        await session.receive(payload)
+
+    async def disconnect(self, code: int) -> None:
+        """Stop the session's in-flight work."""
+        if self.session is not None:
+            await self.session.close()
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        """Serialise with orjson (several times faster than the json module)."""
+        return orjson.dumps(content).decode()

@@ -1,0 +1,51 @@
+"""`manage.py serve`: the production ASGI server (uvicorn + uvloop + httptools).
+
+Chosen over daphne by the benchmark (docs/BENCHMARKS.md): the same Channels app serves more
+calls per second with less memory per connection. WebSocket limits come from settings, and
+logging stays Django's, so credentials are redacted in uvicorn's lines too.
+"""
+
+from argparse import ArgumentParser
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    """Serve HTTP and WebSocket on one port."""
+
+    help = "Serve the service with uvicorn (production server settings)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        """Declare --host, --port and --proxy-headers."""
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="Trust X-Forwarded-* from --forwarded-allow-ips (behind a reverse proxy).",
+        )
+        parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Run uvicorn until interrupted."""
+        uvicorn.run(
+            "config.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            loop="uvloop",
+            http="httptools",
+            ws="websockets-sansio",
+            ws_max_size=settings.MCP_MAX_MESSAGE_BYTES,
+            ws_ping_interval=settings.MCP_WS_PING_INTERVAL,
+            ws_ping_timeout=settings.MCP_WS_PING_TIMEOUT,
+            ws_per_message_deflate=settings.MCP_WS_PER_MESSAGE_DEFLATE,
+            lifespan="off",
+            log_config=None,
+            access_log=True,
+            proxy_headers=options["proxy_headers"],
+            forwarded_allow_ips=options["forwarded_allow_ips"],
+            server_header=False,
+        )

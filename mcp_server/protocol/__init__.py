@@ -1,0 +1,1 @@
+"""Pure MCP / JSON-RPC 2.0 protocol: no Django, no Channels, no I/O."""

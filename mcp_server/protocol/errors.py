@@ -1,0 +1,60 @@
+"""JSON-RPC error codes and the exception that carries one to the wire."""
+
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+RESOURCE_NOT_FOUND = -32002
+
+RequestId = str | int
+
+
+class JsonRpcError(Exception):
+    """An error to answer with a JSON-RPC error object instead of a result."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_error(self) -> dict[str, Any]:
+        """The `error` member of a JSON-RPC response."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+class MessageError(JsonRpcError):
+    """A malformed incoming message: answered with `request_id` (None: `"id": null`).
+
+    `reply` is False for a malformed notification, which must never be answered.
+    """
+
+    def __init__(
+        self, code: int, message: str, request_id: RequestId | None = None, *, reply: bool = True
+    ) -> None:
+        super().__init__(code, message)
+        self.request_id = request_id
+        self.reply = reply
+
+
+class InvalidRequest(MessageError):
+    """The message is JSON but not a valid JSON-RPC 2.0 message."""
+
+    def __init__(self, message: str, request_id: RequestId | None = None) -> None:
+        super().__init__(INVALID_REQUEST, message, request_id)
+
+
+def invalid_params(message: str, data: Any = None) -> JsonRpcError:
+    """A -32602 error."""
+    return JsonRpcError(INVALID_PARAMS, message, data)
+
+
+def method_not_found(method: str) -> JsonRpcError:
+    """A -32601 error naming the method."""
+    return JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {method}")

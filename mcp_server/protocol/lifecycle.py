@@ -1,0 +1,56 @@
+"""The initialize handshake: its params and its result."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.versions import negotiate_version
+
+
+@dataclass(frozen=True, slots=True)
+class InitializeParams:
+    """What a client says about itself in `initialize`."""
+
+    protocol_version: str
+    capabilities: dict[str, Any]
+    client_name: str
+    client_version: str
+
+
+def parse_initialize(params: dict[str, Any]) -> InitializeParams:
+    """Validate `initialize` params; -32602 when a required member is missing or mistyped."""
+    version = params.get("protocolVersion")
+    if not isinstance(version, str) or not version:
+        raise invalid_params("initialize requires a string protocolVersion")
+    capabilities = params.get("capabilities", {})
+    if not isinstance(capabilities, dict):
+        raise invalid_params("capabilities must be an object")
+    client_info = params.get("clientInfo", {})
+    if not isinstance(client_info, dict):
+        raise invalid_params("clientInfo must be an object")
+    return InitializeParams(
+        protocol_version=version,
+        capabilities=capabilities,
+        client_name=str(client_info.get("name", "")),
+        client_version=str(client_info.get("version", "")),
+    )
+
+
+def initialize_result(
+    *,
+    requested_version: str,
+    server_name: str,
+    server_title: str,
+    server_version: str,
+    capabilities: dict[str, Any],
+    instructions: str | None = None,
+) -> dict[str, Any]:
+    """The `initialize` result with the negotiated revision."""
+    result: dict[str, Any] = {
+        "protocolVersion": negotiate_version(requested_version),
+        "capabilities": capabilities,
+        "serverInfo": {"name": server_name, "title": server_title, "version": server_version},
+    }
+    if instructions:
+        result["instructions"] = instructions
+    return result

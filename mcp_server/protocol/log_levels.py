@@ -1,0 +1,26 @@
+"""MCP logging levels (RFC 5424 order) and their comparison."""
+
+from mcp_server.protocol.errors import invalid_params
+
+LOG_LEVELS: tuple[str, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+_RANK = {name: index for index, name in enumerate(LOG_LEVELS)}
+DEFAULT_LEVEL = "info"
+
+
+def level_rank(level: str) -> int:
+    """The severity of a level name; raises -32602 for a name that is not a level."""
+    try:
+        return _RANK[level]
+    except (KeyError, TypeError):
+        raise invalid_params(
+            f"Unknown logging level {level!r}; expected one of {', '.join(LOG_LEVELS)}"
+        ) from None

@@ -1,0 +1,13 @@
+"""MCP method and notification names."""
+
+INITIALIZE = "initialize"
+PING = "ping"
+TOOLS_LIST = "tools/list"
+TOOLS_CALL = "tools/call"
+LOGGING_SET_LEVEL = "logging/setLevel"
+
+NOTIFICATION_INITIALIZED = "notifications/initialized"
+NOTIFICATION_CANCELLED = "notifications/cancelled"
+NOTIFICATION_PROGRESS = "notifications/progress"
+NOTIFICATION_MESSAGE = "notifications/message"
+NOTIFICATION_TOOLS_LIST_CHANGED = "notifications/tools/list_changed"

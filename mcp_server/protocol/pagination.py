@@ -1,0 +1,36 @@
+"""Opaque cursors for list methods."""
+
+import base64
+import binascii
+
+from mcp_server.protocol.errors import invalid_params
+
+_CURSOR_PREFIX = b"offset:"
+
+
+def encode_cursor(offset: int) -> str:
+    """An opaque cursor that resumes a listing at `offset`."""
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(offset).encode()).decode()
+
+
+def decode_cursor(cursor: object, size: int) -> int:
+    """The offset a cursor stands for; -32602 when it is not one of ours or is out of range."""
+    if not isinstance(cursor, str):
+        raise invalid_params("cursor must be a string")
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise invalid_params("Invalid cursor") from None
+    if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX) :].isdigit():
+        raise invalid_params("Invalid cursor")
+    offset = int(raw[len(_CURSOR_PREFIX) :])
+    if offset <= 0 or offset >= size:
+        raise invalid_params("Invalid cursor")
+    return offset
+
+
+def paginate(size: int, cursor: object | None, page_size: int) -> tuple[int, int, str | None]:
+    """Start and end of the page for `cursor`, and the next page's cursor if any."""
+    start = 0 if cursor is None else decode_cursor(cursor, size)
+    end = min(start + page_size, size)
+    return start, end, encode_cursor(end) if end < size else None

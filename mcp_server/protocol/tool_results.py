@@ -1,0 +1,30 @@
+"""Shapes of `tools/call` results."""
+
+from typing import Any
+
+import orjson
+
+
+def text_content(text: str) -> dict[str, Any]:
+    """A text content item."""
+    return {"type": "text", "text": text}
+
+
+def error_result(text: str) -> dict[str, Any]:
+    """A CallToolResult reporting a failure the model should see (`isError: true`)."""
+    return {"content": [text_content(text)], "isError": True}
+
+
+def structured_result(value: Any) -> dict[str, Any]:
+    """A CallToolResult carrying `value` as structuredContent and as the same JSON in text."""
+    return {
+        "content": [text_content(orjson.dumps(value).decode())],
+        "structuredContent": value,
+    }
+
+
+def value_result(value: Any) -> dict[str, Any]:
+    """A CallToolResult for a plain return value: text as is, anything else as JSON text."""
+    if isinstance(value, str):
+        return {"content": [text_content(value)]}
+    return {"content": [text_content(orjson.dumps(value).decode())]}

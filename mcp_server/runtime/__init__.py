@@ -1,0 +1,1 @@
+"""Running tool calls: the context a tool sees, invocation, and (later) operations."""

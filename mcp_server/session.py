@@ -1,0 +1,304 @@
+"""One MCP session per connection: lifecycle state machine, dispatch, in-flight requests.
+
+The session knows nothing of WebSockets or Django: it is given decoded JSON values and a
+`send` coroutine for outgoing messages, so another transport can reuse it untouched.
+"""
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from accounts.principal import Principal
+from mcp_server.protocol import methods
+from mcp_server.protocol.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    JsonRpcError,
+    MessageError,
+    RequestId,
+    invalid_params,
+    method_not_found,
+)
+from mcp_server.protocol.lifecycle import initialize_result, parse_initialize
+from mcp_server.protocol.log_levels import DEFAULT_LEVEL, level_rank
+from mcp_server.protocol.messages import (
+    Notification,
+    Request,
+    Response,
+    error_message,
+    notification_message,
+    parse_message,
+    result_message,
+)
+from mcp_server.protocol.pagination import paginate
+from mcp_server.protocol.versions import allows_batches
+from mcp_server.runtime.context import ToolContext
+from mcp_server.runtime.invoke import call_tool
+from mcp_server.tools.catalog import ToolCatalog
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[Any], Awaitable[None]]
+Handler = Callable[["McpSession", Request], Awaitable[dict[str, Any]]]
+Reply = dict[str, Any] | None
+
+SERVER_CAPABILITIES: dict[str, Any] = {"logging": {}, "tools": {"listChanged": False}}
+
+
+class SessionState(enum.Enum):
+    """Where a session is in the MCP lifecycle."""
+
+    AWAITING_INITIALIZE = "awaiting_initialize"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """How the server introduces itself, and its per-session limits."""
+
+    name: str
+    title: str
+    version: str
+    tools_page_size: int = 50
+    instructions: str | None = None
+
+
+class McpSession:
+    """The MCP state of one connection; feed it decoded messages, it sends the replies."""
+
+    __slots__ = (
+        "_in_flight",
+        "_log_rank",
+        "_send",
+        "catalog",
+        "client_initialized",
+        "identity",
+        "principal",
+        "protocol_version",
+        "state",
+    )
+
+    _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
+    # Requests that run as their own task so the connection stays responsive meanwhile.
+    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL})
+
+    def __init__(
+        self, *, principal: Principal, catalog: ToolCatalog, identity: ServerIdentity, send: Send
+    ) -> None:
+        self.principal = principal
+        self.catalog = catalog
+        self.identity = identity
+        self._send = send
+        self.state = SessionState.AWAITING_INITIALIZE
+        self.protocol_version: str | None = None
+        self.client_initialized = False
+        self._log_rank = level_rank(DEFAULT_LEVEL)
+        self._in_flight: dict[RequestId, asyncio.Task[None]] = {}
+
+    # --- input ---------------------------------------------------------------------------
+    async def receive(self, payload: Any) -> None:
+        """Handle one decoded frame: a message, or a batch array where the revision allows."""
+        if isinstance(payload, list):
+            await self._receive_batch(payload)
+            return
+        reply = await self._handle(payload, batched=False)
+        if reply is not None:
+            await self._send(reply)
+
+    async def reject_frame(self, code: int, message: str) -> None:
+        """Answer a frame that could not be read as JSON-RPC at all (`"id": null`)."""
+        await self._send(error_message(None, JsonRpcError(code, message)))
+
+    async def reject_unparseable(self, detail: str) -> None:
+        """Answer a frame that is not valid JSON with -32700."""
+        await self.reject_frame(PARSE_ERROR, f"Parse error: {detail}")
+
+    async def _receive_batch(self, batch: list[Any]) -> None:
+        if not allows_batches(self.protocol_version):
+            version = self.protocol_version or "no protocol version yet"
+            await self.reject_frame(
+                INVALID_REQUEST, f"JSON-RPC batches are not supported in {version}"
+            )
+            return
+        if not batch:
+            await self.reject_frame(INVALID_REQUEST, "An empty batch is not a valid request")
+            return
+        replies = [await self._handle(item, batched=True) for item in batch]
+        answered = [reply for reply in replies if reply is not None]
+        if answered:
+            await self._send(answered)
+
+    async def _handle(self, payload: Any, *, batched: bool) -> Reply:
+        try:
+            message = parse_message(payload)
+        except MessageError as exc:
+            return error_message(exc.request_id, exc) if exc.reply else None
+        if isinstance(message, Request):
+            return await self._handle_request(message, batched=batched)
+        if isinstance(message, Notification):
+            self._handle_notification(message)
+            return None
+        self._handle_response(message)
+        return None
+
+    async def _handle_request(self, request: Request, *, batched: bool) -> Reply:
+        if self.state is SessionState.CLOSED:
+            return None
+        if self.state is SessionState.AWAITING_INITIALIZE and request.method not in (
+            methods.INITIALIZE,
+            methods.PING,
+        ):
+            return error_message(
+                request.id,
+                JsonRpcError(INVALID_REQUEST, "Session not initialized: send initialize first"),
+            )
+        handler = self._REQUEST_HANDLERS.get(request.method)
+        if handler is None:
+            return error_message(request.id, method_not_found(request.method))
+        if request.method in self._SPAWNED and not batched:
+            return self._spawn(request, handler)
+        return await self._respond(request, handler)
+
+    def _spawn(self, request: Request, handler: Handler) -> Reply:
+        if request.id in self._in_flight:
+            return error_message(
+                request.id,
+                JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
+            )
+        task = asyncio.create_task(self._run_spawned(request, handler))
+        self._in_flight[request.id] = task
+        task.add_done_callback(lambda done, rid=request.id: self._forget(rid, done))
+        return None
+
+    def _forget(self, request_id: RequestId, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(request_id) is task:
+            del self._in_flight[request_id]
+
+    async def _run_spawned(self, request: Request, handler: Handler) -> None:
+        reply = await self._respond(request, handler)
+        if self.state is SessionState.CLOSED:
+            return
+        try:
+            await self._send(reply)
+        except Exception:
+            logger.debug("could not send the reply to request %r", request.id, exc_info=True)
+
+    async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
+        try:
+            return result_message(request.id, await handler(self, request))
+        except JsonRpcError as exc:
+            return error_message(request.id, exc)
+        except Exception:
+            logger.exception("request %s failed", request.method)
+            return error_message(request.id, JsonRpcError(INTERNAL_ERROR, "Internal error"))
+
+    def _handle_notification(self, notification: Notification) -> None:
+        if notification.method == methods.NOTIFICATION_INITIALIZED:
+            self.client_initialized = True
+        elif notification.method == methods.NOTIFICATION_CANCELLED:
+            self._cancel(notification.params.get("requestId"))
+        else:
+            logger.debug("ignored notification %s", notification.method)
+
+    def _handle_response(self, response: Response) -> None:
+        # The server has no outstanding requests of its own yet: every response is unknown.
+        logger.debug("ignored a response to unknown request id %r", response.id)
+
+    def _cancel(self, request_id: Any) -> None:
+        task = self._in_flight.get(request_id) if isinstance(request_id, str | int) else None
+        if task is not None:
+            task.cancel()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def close(self) -> None:
+        """The connection is gone: stop in-flight work and send nothing more."""
+        self.state = SessionState.CLOSED
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_flight.clear()
+
+    @property
+    def in_flight(self) -> int:
+        """How many spawned requests are running."""
+        return len(self._in_flight)
+
+    # --- CallEvents ----------------------------------------------------------------------
+    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
+        """Send `notifications/message` when `level` passes the client's logging level."""
+        if level_rank(level) < self._log_rank or self.state is SessionState.CLOSED:
+            return
+        params: dict[str, Any] = {"level": level, "data": data}
+        if logger_name:
+            params["logger"] = logger_name
+        await self._send(notification_message(methods.NOTIFICATION_MESSAGE, params))
+
+    # --- request handlers ----------------------------------------------------------------
+    async def _initialize(self, request: Request) -> dict[str, Any]:
+        if self.state is not SessionState.AWAITING_INITIALIZE:
+            raise JsonRpcError(INVALID_REQUEST, "Session already initialized")
+        hello = parse_initialize(request.params)
+        result = initialize_result(
+            requested_version=hello.protocol_version,
+            server_name=self.identity.name,
+            server_title=self.identity.title,
+            server_version=self.identity.version,
+            capabilities=SERVER_CAPABILITIES,
+            instructions=self.identity.instructions,
+        )
+        self.protocol_version = result["protocolVersion"]
+        self.state = SessionState.READY
+        return result
+
+    async def _ping(self, request: Request) -> dict[str, Any]:
+        return {}
+
+    async def _tools_list(self, request: Request) -> dict[str, Any]:
+        tools = self.catalog.tools
+        start, end, next_cursor = paginate(
+            len(tools), request.params.get("cursor"), self.identity.tools_page_size
+        )
+        result: dict[str, Any] = {"tools": [tool.definition for tool in tools[start:end]]}
+        if next_cursor is not None:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def _tools_call(self, request: Request) -> dict[str, Any]:
+        params = request.params
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise invalid_params("tools/call requires a string name")
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise invalid_params("tools/call arguments must be an object")
+        tool = self.catalog.get(name)
+        if tool is None:
+            raise invalid_params(f"Unknown tool: {name}")
+        context = ToolContext(
+            principal=self.principal, tool_name=name, request_id=request.id, events=self
+        )
+        return await call_tool(tool, arguments, context)
+
+    async def _logging_set_level(self, request: Request) -> dict[str, Any]:
+        self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]
+        return {}
+
+
+McpSession._REQUEST_HANDLERS.update(
+    {
+        methods.INITIALIZE: McpSession._initialize,
+        methods.PING: McpSession._ping,
+        methods.TOOLS_LIST: McpSession._tools_list,
+        methods.TOOLS_CALL: McpSession._tools_call,
+        methods.LOGGING_SET_LEVEL: McpSession._logging_set_level,
+    }
+)

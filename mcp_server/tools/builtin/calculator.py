@@ -1,0 +1,53 @@
+"""The calculator of a math service: add, subtract, multiply, divide."""
+
+import math
+from typing import Annotated
+
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from mcp_server.tools.registry import ToolError, tool
+
+Number = Annotated[float, Field(description="A finite number.")]
+_PURE = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+
+
+class Calculation(TypedDict):
+    """The outcome of an arithmetic tool."""
+
+    result: float
+
+
+def _finite(value: float) -> Calculation:
+    if not math.isfinite(value):
+        raise ToolError("The result is too large to represent as a number.")
+    return {"result": value}
+
+
+@tool(title="Add", annotations=_PURE)
+async def add(a: Number, b: Number) -> Calculation:
+    """Add two numbers: a + b."""
+    return _finite(a + b)
+
+
+@tool(title="Subtract", annotations=_PURE)
+async def subtract(a: Number, b: Number) -> Calculation:
+    """Subtract the second number from the first: a - b."""
+    return _finite(a - b)
+
+
+@tool(title="Multiply", annotations=_PURE)
+async def multiply(a: Number, b: Number) -> Calculation:
+    """Multiply two numbers: a * b."""
+    return _finite(a * b)
+
+
+@tool(title="Divide", annotations=_PURE)
+async def divide(
+    a: Annotated[float, Field(description="The dividend.")],
+    b: Annotated[float, Field(description="The divisor; must not be zero.")],
+) -> Calculation:
+    """Divide the first number by the second: a / b."""
+    if b == 0:
+        raise ToolError("Division by zero is undefined: b must not be 0.")
+    return _finite(a / b)

@@ -1,0 +1,205 @@
+"""The tool registry and the `@tool` decorator.
+
+A tool is a plain function with type-hinted parameters and a docstring. Its input JSON Schema
+comes from the signature (through pydantic) unless given explicitly, and a validator is
+compiled from it once, when the tool is registered. A parameter annotated `ToolContext`
+receives the call's context and is not part of the schema.
+"""
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, get_type_hints
+
+import jsonschema_rs
+import pydantic
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from typing_extensions import is_typeddict
+
+from mcp_server.runtime.context import ToolContext
+
+TaskSupport = Literal["forbidden", "optional", "required"]
+ToolFunction = Callable[..., Any]
+
+
+class ToolError(Exception):
+    """A failure a tool reports to the model; it becomes a result with `isError: true`."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Tool:
+    """A registered tool: its callable, schemas, compiled validator and wire definition."""
+
+    name: str
+    fn: ToolFunction
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    title: str | None
+    annotations: dict[str, Any] | None
+    task_support: TaskSupport
+    context_param: str | None
+    is_async: bool
+    validator: Any
+    output_validator: Any
+    definition: dict[str, Any]
+
+    def argument_errors(self, arguments: dict[str, Any]) -> list[str]:
+        """Human-readable schema violations of `arguments` (empty when they are valid)."""
+        return _violations(self.validator, arguments)
+
+    def output_errors(self, structured: Any) -> list[str]:
+        """Schema violations of a structured result against the output schema."""
+        return _violations(self.output_validator, structured) if self.output_validator else []
+
+
+def _violations(validator: Any, instance: Any) -> list[str]:
+    if validator.is_valid(instance):
+        return []
+    return [_describe(error) for error in validator.iter_errors(instance)]
+
+
+def _describe(error: Any) -> str:
+    path = "/".join(str(part) for part in error.instance_path)
+    return f"{path}: {error.message}" if path else error.message
+
+
+def _is_context(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, ToolContext)
+
+
+def _signature_schema(fn: ToolFunction, name: str) -> tuple[dict[str, Any], str | None]:
+    hints = get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    context_param = None
+    for param_name, param in inspect.signature(fn).parameters.items():
+        annotation = hints.get(param_name, Any)
+        if _is_context(annotation):
+            context_param = param_name
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise TypeError(f"tool {name!r}: parameter {param_name!r} must be a named parameter")
+        default = ... if param.default is param.empty else param.default
+        fields[param_name] = (annotation, default)
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    return schema, context_param
+
+
+def _output_schema(fn: ToolFunction) -> dict[str, Any] | None:
+    returned = get_type_hints(fn).get("return")
+    structured = (
+        (inspect.isclass(returned) and issubclass(returned, BaseModel))
+        or dataclasses.is_dataclass(returned)
+        or is_typeddict(returned)
+    )
+    if not structured:
+        return None
+    schema = TypeAdapter(returned).json_schema(mode="serialization")
+    schema.pop("title", None)
+    return schema
+
+
+def build_tool(
+    fn: ToolFunction,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
+    task_support: TaskSupport = "forbidden",
+) -> Tool:
+    """Describe `fn` as a tool: derive what was not given and compile its validator."""
+    tool_name = name or fn.__name__
+    derived_schema, context_param = _signature_schema(fn, tool_name)
+    schema = input_schema if input_schema is not None else derived_schema
+    if schema.get("type") != "object":
+        raise TypeError(f"tool {tool_name!r}: inputSchema must have type 'object'")
+    out_schema = output_schema if output_schema is not None else _output_schema(fn)
+    text = description if description is not None else (inspect.getdoc(fn) or "")
+    definition: dict[str, Any] = {"name": tool_name, "description": text, "inputSchema": schema}
+    if title:
+        definition["title"] = title
+    if out_schema is not None:
+        definition["outputSchema"] = out_schema
+    if annotations:
+        definition["annotations"] = annotations
+    definition["execution"] = {"taskSupport": task_support}
+    return Tool(
+        name=tool_name,
+        fn=fn,
+        description=text,
+        input_schema=schema,
+        output_schema=out_schema,
+        title=title,
+        annotations=annotations,
+        task_support=task_support,
+        context_param=context_param,
+        is_async=inspect.iscoroutinefunction(fn),
+        validator=jsonschema_rs.validator_for(schema),
+        output_validator=jsonschema_rs.validator_for(out_schema) if out_schema else None,
+        definition=definition,
+    )
+
+
+class ToolRegistry:
+    """Tools by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def register(self, tool: Tool) -> Tool:
+        """Add a tool; a second tool of the same name is an error."""
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool | None:
+        """The tool called `name`, if any."""
+        return self._tools.get(name)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+
+registry = ToolRegistry()
+
+
+def tool(
+    name: str | None = None,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
+    task_support: TaskSupport = "forbidden",
+    into: ToolRegistry | None = None,
+) -> Callable[[ToolFunction], ToolFunction]:
+    """Register the decorated function as a tool (in the default registry unless `into`)."""
+
+    def decorate(fn: ToolFunction) -> ToolFunction:
+        (into or registry).register(
+            build_tool(
+                fn,
+                name=name,
+                title=title,
+                description=description,
+                input_schema=input_schema,
+                output_schema=output_schema,
+                annotations=annotations,
+                task_support=task_support,
+            )
+        )
+        return fn
+
+    return decorate

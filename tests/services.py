@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+POLL_INTERVAL = 0.2
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_REDIS = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
@@ -27,7 +28,7 @@ def _wait_reachable(host: str, port: int, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if _reachable(host, port):
             return True
-        time.sleep(0.2)
+        time.sleep(POLL_INTERVAL)
     return False
 
 

@@ -63,7 +63,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ("revoke_tokens",)
     readonly_fields = ("prefix", "created_at", "revoked_at", "last_used_at")
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
         """On creation only the owner, name and expiry are asked for."""
         if obj is None:
             return ["user", "name", "expires_at"]

@@ -1,5 +1,7 @@
 """Tenants, the membership of each user in one tenant, and hashed API tokens."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -78,6 +80,6 @@ class ApiToken(models.Model):
         """Whether the token was revoked."""
         return self.revoked_at is not None
 
-    def is_expired(self, now: "timezone.datetime | None" = None) -> bool:
+    def is_expired(self, now: datetime | None = None) -> bool:
         """Whether the token's expiry has passed."""
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())

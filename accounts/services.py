@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -54,7 +55,7 @@ def user_create(
 
 
 def token_create(
-    *, user: AbstractBaseUser, name: str = "default", expires_at: datetime | None = None
+    *, user: Any, name: str = "default", expires_at: datetime | None = None
 ) -> IssuedToken:
     """Issue a new token for `user`; the caller shows `raw` once and never stores it."""
     raw = token_generate()

@@ -190,3 +190,19 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
+
+# --- Operations ---------------------------------------------------------------------------
+# Concurrent operations; beyond these, calls wait in a fair queue (round robin across the
+# users of a tenant and across tenants) and say so through progress.
+MCP_MAX_OPERATIONS_PER_CONNECTION = env.int("MCP_MAX_OPERATIONS_PER_CONNECTION", default=4)
+MCP_MAX_OPERATIONS_PER_USER = env.int("MCP_MAX_OPERATIONS_PER_USER", default=8)
+MCP_MAX_OPERATIONS_PER_TENANT = env.int("MCP_MAX_OPERATIONS_PER_TENANT", default=32)
+MCP_MAX_OPERATIONS = env.int("MCP_MAX_OPERATIONS", default=64)
+# notifications/progress per second per operation, at most (first and last always sent).
+MCP_PROGRESS_MAX_RATE = env.float("MCP_PROGRESS_MAX_RATE", default=10.0)
+# History: batch writes every FLUSH_INTERVAL s; a running operation's progress every
+# PROGRESS_INTERVAL s at most.
+MCP_HISTORY_FLUSH_INTERVAL = env.float("MCP_HISTORY_FLUSH_INTERVAL", default=0.25)
+MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", default=1.0)
+# Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
+MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))

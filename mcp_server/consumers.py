@@ -9,6 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from mcp_server.protocol.errors import INVALID_REQUEST
+from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
 from mcp_server.tools.catalog import catalog_for
 
@@ -31,7 +32,7 @@ def server_identity() -> ServerIdentity:
     )
 
 
-class McpConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class McpConsumer(AsyncJsonWebsocketConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
@@ -44,6 +45,8 @@ class McpConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             principal=principal,
             catalog=catalog_for(principal.enabled_tools),
             identity=server_identity(),
+            runner=operation_runner(),
+            connection_id=self.channel_name or str(id(self)),
             send=self.send_json,
         )
         offered = self.scope.get("subprotocols") or ()

@@ -3,7 +3,7 @@
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 
-class NotFoundConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class NotFoundConsumer(AsyncWebsocketConsumer):
     """Closes with 4404 and a reason, instead of an unhandled routing exception."""
 
     async def connect(self) -> None:

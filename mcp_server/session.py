@@ -6,6 +6,7 @@ The session knows nothing of WebSockets or Django: it is given decoded JSON valu
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,8 +37,7 @@ from mcp_server.protocol.messages import (
 )
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.context import ToolContext
-from mcp_server.runtime.invoke import call_tool
+from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.catalog import ToolCatalog
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,18 @@ Handler = Callable[["McpSession", Request], Awaitable[dict[str, Any]]]
 Reply = dict[str, Any] | None
 
 SERVER_CAPABILITIES: dict[str, Any] = {"logging": {}, "tools": {"listChanged": False}}
+
+
+def _progress_token(params: dict[str, Any]) -> str | int | None:
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None
+    token = meta.get("progressToken")
+    if isinstance(token, str) or (isinstance(token, int) and not isinstance(token, bool)):
+        return token
+    if token is not None:
+        raise invalid_params("_meta.progressToken must be a string or an integer")
+    return None
 
 
 class SessionState(enum.Enum):
@@ -77,9 +89,11 @@ class McpSession:
         "_send",
         "catalog",
         "client_initialized",
+        "connection_id",
         "identity",
         "principal",
         "protocol_version",
+        "runner",
         "state",
     )
 
@@ -88,11 +102,20 @@ class McpSession:
     _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL})
 
     def __init__(
-        self, *, principal: Principal, catalog: ToolCatalog, identity: ServerIdentity, send: Send
+        self,
+        *,
+        principal: Principal,
+        catalog: ToolCatalog,
+        identity: ServerIdentity,
+        runner: OperationRunner,
+        connection_id: str,
+        send: Send,
     ) -> None:
         self.principal = principal
         self.catalog = catalog
         self.identity = identity
+        self.runner = runner
+        self.connection_id = connection_id
         self._send = send
         self.state = SessionState.AWAITING_INITIALIZE
         self.protocol_version: str | None = None
@@ -172,7 +195,7 @@ class McpSession:
             )
         task = asyncio.create_task(self._run_spawned(request, handler))
         self._in_flight[request.id] = task
-        task.add_done_callback(lambda done, rid=request.id: self._forget(rid, done))
+        task.add_done_callback(functools.partial(self._forget, request.id))
         return None
 
     def _forget(self, request_id: RequestId, task: asyncio.Task[None]) -> None:
@@ -283,10 +306,15 @@ class McpSession:
         tool = self.catalog.get(name)
         if tool is None:
             raise invalid_params(f"Unknown tool: {name}")
-        context = ToolContext(
-            principal=self.principal, tool_name=name, request_id=request.id, events=self
+        call = CallRequest(
+            principal=self.principal,
+            tool=tool,
+            arguments=arguments,
+            connection_id=self.connection_id,
+            request_id=request.id,
+            progress_token=_progress_token(params),
         )
-        return await call_tool(tool, arguments, context)
+        return await self.runner.call(call, send=self._send, events=self)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Classify incoming JSON-RPC 2.0 messages and build outgoing ones."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mcp_server.protocol.errors import (
     INVALID_PARAMS,
@@ -52,7 +52,7 @@ def readable_id(payload: Any) -> RequestId | None:
     if isinstance(payload, dict):
         candidate = payload.get("id")
         if _valid_id(candidate):
-            return candidate  # type: ignore[no-any-return]
+            return candidate
     return None
 
 
@@ -77,7 +77,7 @@ def parse_message(payload: Any) -> Message:
         error = payload.get("error")
         if error is not None and not isinstance(error, dict):
             raise InvalidRequest('"error" must be an object', request_id)
-        return Response(request_id, payload.get("result"), error)
+        return Response(cast(RequestId, request_id), payload.get("result"), error)
     if not isinstance(method, str) or not method:
         raise InvalidRequest('"method" must be a non-empty string', request_id)
     params = payload.get("params", {})
@@ -86,7 +86,7 @@ def parse_message(payload: Any) -> Message:
     if not isinstance(params, dict):
         raise MessageError(INVALID_PARAMS, '"params" must be an object', request_id, reply=has_id)
     if has_id:
-        return Request(request_id, method, params)
+        return Request(cast(RequestId, request_id), method, params)
     return Notification(method, params)
 
 

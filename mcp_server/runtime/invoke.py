@@ -9,9 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mcp_server.protocol.tool_results import error_result, structured_result, value_result
+from mcp_server.protocol.tool_results import (
+    error_result,
+    structured_result,
+    text_content,
+    value_result,
+)
 from mcp_server.runtime.context import ToolContext
-from mcp_server.tools.registry import Tool, ToolError
+from mcp_server.tools.registry import Summarized, Tool, ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +39,9 @@ def _failure(tool: Tool, summary: str) -> dict[str, Any]:
 
 def result_for(tool: Tool, value: Any) -> dict[str, Any]:
     """The CallToolResult for a tool's return value, structured when it has an output schema."""
+    summary = None
+    if isinstance(value, Summarized):
+        value, summary = value.value, value.summary
     if tool.output_schema is None:
         return value_result(value)
     structured = _structured(value)
@@ -45,7 +53,10 @@ def result_for(tool: Tool, value: Any) -> dict[str, Any]:
             "; ".join(problems),
         )
         return error_result(f"Tool {tool.name!r} produced a result that breaks its output schema.")
-    return structured_result(structured)
+    result = structured_result(structured)
+    if summary:
+        result["content"].insert(0, text_content(summary))
+    return result
 
 
 async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:

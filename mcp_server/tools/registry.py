@@ -9,7 +9,7 @@ receives the call's context and is not part of the schema.
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, cast, get_type_hints
 
 import jsonschema_rs
 import pydantic
@@ -24,6 +24,14 @@ ToolFunction = Callable[..., Any]
 
 class ToolError(Exception):
     """A failure a tool reports to the model; it becomes a result with `isError: true`."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summarized:
+    """A structured return value with a human summary sent as the first text item."""
+
+    value: Any
+    summary: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -81,7 +89,7 @@ def _signature_schema(fn: ToolFunction, name: str) -> tuple[dict[str, Any], str 
             raise TypeError(f"tool {name!r}: parameter {param_name!r} must be a named parameter")
         default = ... if param.default is param.empty else param.default
         fields[param_name] = (annotation, default)
-    model = pydantic.create_model(  # type: ignore[call-overload]
+    model = pydantic.create_model(
         f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
     schema = model.model_json_schema()
@@ -98,7 +106,7 @@ def _output_schema(fn: ToolFunction) -> dict[str, Any] | None:
     )
     if not structured:
         return None
-    schema = TypeAdapter(returned).json_schema(mode="serialization")
+    schema = TypeAdapter(cast(Any, returned)).json_schema(mode="serialization")
     schema.pop("title", None)
     return schema
 

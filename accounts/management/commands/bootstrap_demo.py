@@ -22,7 +22,7 @@ class Command(BaseCommand):
         """Create what is missing."""
         if not Tenant.objects.filter(slug=DEMO_TENANT).exists():
             tenant_create(slug=DEMO_TENANT, name="Demo tenant")
-        user = get_user_model().objects.filter(username=DEMO_USER).first()
+        user: Any = get_user_model().objects.filter(username=DEMO_USER).first()
         if user is None:
             user = user_create(username=DEMO_USER, tenant_slug=DEMO_TENANT, tenant_admin=True)
         if ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME).exists():

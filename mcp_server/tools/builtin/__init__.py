@@ -1,5 +1,5 @@
 """Built-in tools, registered on import."""
 
-from mcp_server.tools.builtin import calculator, echo
+from mcp_server.tools.builtin import batch, calculator, echo, images
 
-__all__ = ["calculator", "echo"]
+__all__ = ["batch", "calculator", "echo", "images"]

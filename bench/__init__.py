@@ -1,0 +1,1 @@
+"""The benchmark harness of the service (`make bench`): servers, load generator, report."""

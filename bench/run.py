@@ -1,0 +1,142 @@
+"""`make bench`: this service against the official MCP SDK and a raw `websockets` server.
+
+Starts each server in turn pinned to one CPU, drives it from a load generator pinned to another,
+repeats everything, prints the medians and the goals, writes bench/results/latest.md and, with
+--write-docs, the results section of docs/BENCHMARKS.md. See docs/BENCHMARKS.md for the method.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import shlex
+import shutil
+import signal
+import tempfile
+from types import FrameType
+
+from bench.harness import Pinning, log, run_plan
+from bench.process import pinning_available, raise_nofile_limit
+from bench.report import RunSettings, now, replace_docs_section, results_section, write_latest
+from bench.scenarios import ConnectInitialize, IdleMemory, Scenario, Throughput
+from bench.targets import ROOT, ServiceSetup, ServiceTarget, Target, raw_target, sdk_target
+
+LATEST = ROOT / "bench" / "results" / "latest.md"
+DOCS = ROOT / "docs" / "BENCHMARKS.md"
+TARGET_KEYS = ("service", "sdk", "raw")
+
+
+def build_plan(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios run against every server, in order (memory last, on a warm server)."""
+    return [
+        ConnectInitialize(count=args.connects),
+        Throughput(concurrency=1, warmup_s=args.warmup, window_s=args.window),
+        Throughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
+        IdleMemory(connections=args.idle_connections),
+    ]
+
+
+def build_targets(args: argparse.Namespace) -> list[Target]:
+    """The servers of this run, the service variant(s) first."""
+    setup = ServiceSetup(database_url=args.database_url)
+    variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
+    targets: list[Target] = []
+    if "service" in args.only:
+        targets += [ServiceTarget(setup, server) for server in variants]
+    if "sdk" in args.only:
+        targets.append(sdk_target())
+    if "raw" in args.only:
+        targets.append(raw_target())
+    return targets
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The harness's command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--database-url", default=None, help="service database (default: fresh SQLite in a tmpdir)"
+    )
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "daphne", "both"),
+        default="uvicorn",
+        help="ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+        default=TARGET_KEYS,
+        help=f"comma-separated subset of {','.join(TARGET_KEYS)}",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
+    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
+    parser.add_argument("--connects", type=int, default=200, help="sequential connections")
+    parser.add_argument("--idle-connections", type=int, default=1000)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, db)")
+    args = parser.parse_args(argv)
+    unknown = set(args.only) - set(TARGET_KEYS)
+    if unknown:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {TARGET_KEYS}")
+    return args
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Raising unwinds the `finally` blocks that stop the servers.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the report and write it where asked."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    raise_nofile_limit()
+    if args.no_pin or not pinning_available():
+        if not args.no_pin:
+            log("warning: taskset or a second CPU is missing; running unpinned")
+        pinning = Pinning(server_cpu=None, client_cpu=None)
+    else:
+        pinning = Pinning(server_cpu=args.server_cpu, client_cpu=args.client_cpu)
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
+    try:
+        results = run_plan(
+            build_targets(args),
+            build_plan(args),
+            repeats=args.repeats,
+            pinning=pinning,
+            workdir=workdir,
+        )
+    finally:
+        if args.keep_tmp:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    settings = RunSettings(
+        command=shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        repeats=args.repeats,
+        server_cpu=pinning.server_cpu,
+        client_cpu=pinning.client_cpu,
+        database="the given --database-url" if args.database_url else "fresh SQLite",
+    )
+    section = results_section(results, settings, now())
+    text = "# Benchmark results\n\n" + section
+    print(text)
+    write_latest(LATEST, text)
+    log(f"wrote {LATEST.relative_to(ROOT)}")
+    if args.write_docs:
+        replace_docs_section(DOCS, section)
+        log(f"updated {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The servers under test: how to prepare, start and reach each one."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.process import run_checked
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+
+
+class Target(ABC):
+    """A server the harness can start on a port and point the load generator at."""
+
+    key: str
+    title: str
+    description: str
+
+    def prepare(self, workdir: Path) -> None:  # noqa: B027 - optional hook
+        """One-time setup before the first start (database, credentials); none by default."""
+
+    @abstractmethod
+    def command(self, port: int) -> list[str]:
+        """The server's command line."""
+
+    def env(self) -> dict[str, str]:
+        """The server's environment."""
+        return dict(os.environ)
+
+    def ws_url(self, port: int) -> str:
+        """The MCP WebSocket URL."""
+        return f"ws://{HOST}:{port}/mcp"
+
+    def health_url(self, port: int) -> str:
+        """The URL polled until it answers 200."""
+        return f"http://{HOST}:{port}/healthz"
+
+
+@dataclass
+class ServiceSetup:
+    """A fresh database and an API token for this service, shared by its server variants."""
+
+    database_url: str | None = None
+    var_dir: Path | None = None
+    token: str | None = None
+    account: str = "bench"
+
+    def env(self) -> dict[str, str]:
+        """Production settings: SQLite in the temp dir (or --database-url), no Redis, quiet logs."""
+        if self.var_dir is None:
+            raise RuntimeError("ServiceSetup.prepare() has not run")
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            MCP_VAR_DIR=str(self.var_dir),
+            LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="config.settings",
+            DJANGO_DEBUG="false",
+        )
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        return env
+
+    def prepare(self, workdir: Path) -> None:
+        """Migrate, create tenant, user and token (once)."""
+        if self.token is not None:
+            return
+        self.var_dir = workdir / "service-var"
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        if self.database_url:
+            # A shared database may already hold a "bench" account from an earlier run.
+            self.account = f"bench-{uuid.uuid4().hex[:8]}"
+        env = self.env()
+
+        def manage(*args: str) -> str:
+            return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT)
+
+        manage("migrate", "--noinput")
+        manage("createtenant", self.account)
+        manage("createuser", self.account, "--tenant", self.account)
+        lines = manage("createtoken", self.account).strip().splitlines()
+        if not lines or not lines[-1].strip():
+            raise RuntimeError("createtoken printed no token")
+        self.token = lines[-1].strip()
+
+
+class ServiceTarget(Target):
+    """(a) This service, production settings and auth on, under uvicorn (`manage.py serve`)
+    or daphne."""
+
+    def __init__(self, setup: ServiceSetup, server: str = "uvicorn") -> None:
+        if server not in ("uvicorn", "daphne"):
+            raise ValueError(f"unknown server {server!r}")
+        self.setup = setup
+        self.server = server
+        if server == "uvicorn":
+            self.key = "service"
+            self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
+        else:
+            self.key = "service-daphne"
+            self.title = "this service under daphne"
+        self.description = "Django Channels consumer, token auth on, SQLite, production settings"
+
+    def prepare(self, workdir: Path) -> None:
+        """Set up the shared database and token."""
+        self.setup.prepare(workdir)
+
+    def command(self, port: int) -> list[str]:
+        """`manage.py serve`, or `daphne` on config.asgi:application."""
+        if self.server == "daphne":
+            daphne = str(Path(PYTHON).parent / "daphne")
+            return [daphne, "-b", HOST, "-p", str(port), "config.asgi:application"]
+        return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+
+    def env(self) -> dict[str, str]:
+        """The service's production environment."""
+        return self.setup.env()
+
+    def ws_url(self, port: int) -> str:
+        """The endpoint with the token in the query, as the SDK clients must send it."""
+        return f"{super().ws_url(port)}?token={self.setup.token}"
+
+
+class ScriptTarget(Target):
+    """A comparison server run from a script in bench/ (`--host`, `--port`)."""
+
+    def __init__(self, key: str, script: str, title: str, description: str) -> None:
+        self.key = key
+        self.script = BENCH_DIR / script
+        self.title = title
+        self.description = description
+
+    def command(self, port: int) -> list[str]:
+        """`python bench/<script> --host 127.0.0.1 --port PORT`."""
+        return [PYTHON, str(self.script), "--host", HOST, "--port", str(port)]
+
+
+def sdk_target() -> ScriptTarget:
+    """(b) The official MCP SDK WebSocket server (FastMCP, uvicorn)."""
+    return ScriptTarget(
+        "sdk",
+        "sdk_server.py",
+        "official MCP SDK 1.30.0 WebSocket transport (FastMCP, uvicorn + uvloop)",
+        "FastMCP with the same add tool behind mcp.server.websocket.websocket_server, no auth",
+    )
+
+
+def raw_target() -> ScriptTarget:
+    """(c) A raw `websockets` server answering JSON-RPC by hand."""
+    return ScriptTarget(
+        "raw",
+        "raw_server.py",
+        "raw websockets 17 server, JSON-RPC by hand (uvloop, orjson)",
+        "no auth, no validation: the floor of what one Python process can do",
+    )

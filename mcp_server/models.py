@@ -1,0 +1,90 @@
+"""History of every tool call (`Operation`) and its per-item error log (`OperationError`)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+
+
+class OperationStatus(models.TextChoices):
+    """Where an operation is in its life; the last four are terminal."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        OperationStatus.SUCCEEDED,
+        OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
+        OperationStatus.INTERRUPTED,
+    }
+)
+
+
+class Operation(models.Model):
+    """One `tools/call`: who ran which tool with what, how far it got and how it ended."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="operations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operations"
+    )
+    tool = models.CharField(max_length=128)
+    arguments = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED
+    )
+    progress = models.FloatField(default=0)
+    total = models.FloatField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.DurationField(null=True, blank=True)
+    result_summary = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+    connection_id = models.CharField(max_length=64, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-queued_at"], name="op_tenant_time"),
+            models.Index(fields=["user", "-queued_at"], name="op_user_time"),
+            models.Index(fields=["status", "-queued_at"], name="op_status_time"),
+            models.Index(fields=["tenant", "tool", "-queued_at"], name="op_tenant_tool_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the operation has ended."""
+        return self.status in TERMINAL_STATUSES
+
+
+class OperationError(models.Model):
+    """One item of an operation that failed without stopping the run."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="errors")
+    item = models.CharField(max_length=1000)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["operation", "id"], name="operror_op_id")]
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.message[:80]}"

@@ -1,0 +1,155 @@
+"""Fixtures that run the real service as an operator would: `manage.py` commands and servers.
+
+One deployment (a temp var dir and a fresh database) is made per test session and migrated
+with `manage.py migrate`; its accounts are made with the account management commands. Servers
+are `manage.py serve` subprocesses on free ports: `server` is the shared default one, and
+`server_factory(**env)` starts (once per distinct env) a server of the same deployment with
+extra environment, e.g. `server_factory(MCP_TOOLS_PAGE_SIZE="2")`.
+
+The database follows the test process's DATABASE_URL: a postgres:// URL makes a fresh database
+`mcp_e2e_<hex>` on that PostgreSQL server, dropped at the end; anything else means SQLite in the
+temp dir.
+"""
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.support import (
+    Deployment,
+    ServerProcess,
+    base_child_env,
+    create_postgres_database,
+    database_url_for,
+    drop_postgres_database,
+    is_postgres_url,
+    run_parallel,
+    start_server,
+)
+
+ALPHA = "alpha"
+BETA = "beta"
+ALICE = "alice"
+BOB = "bob"
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The accounts of the deployment; tokens are the raw values `createtoken` printed."""
+
+    alice_password: str
+    # alice: admin of tenant alpha, with a password (for a browser session).
+    alice: str
+    alice_logs: str  # used by the log test only, so its request line is unambiguous
+    alice_revoked: str
+    alice_expired: str
+    # bob: member of tenant beta.
+    bob: str
+
+    def all_tokens(self) -> tuple[str, ...]:
+        """Every raw token issued, for checks that none of them leaks."""
+        return (self.alice, self.alice_logs, self.alice_revoked, self.alice_expired, self.bob)
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A migrated installation in a temp dir, on a fresh database."""
+    root = tmp_path_factory.mktemp("mcp-e2e")
+    outer_url = os.environ.get("DATABASE_URL", "")
+    database_name = create_postgres_database(outer_url) if is_postgres_url(outer_url) else None
+    child_url = database_url_for(outer_url, database_name) if database_name else None
+    try:
+        installed = Deployment(
+            root=root, env=base_child_env(root, child_url), database_name=database_name
+        )
+        installed.migrate()
+        yield installed
+    finally:
+        if database_name is not None:
+            drop_postgres_database(outer_url, database_name)
+
+
+class ServerFactory:
+    """Servers of one deployment, one per distinct extra env, all stopped by `stop_all`.
+
+    A server that died stays dead (a test must see it, not a silently restarted one).
+    """
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+        self._executor = ThreadPoolExecutor(thread_name_prefix="e2e-server-start")
+        self._servers: dict[tuple[tuple[str, str], ...], Future[ServerProcess]] = {}
+
+    def launch(self, **extra_env: str) -> None:
+        """Start that server in the background (if not yet started), without waiting."""
+        key = tuple(sorted(extra_env.items()))
+        if key not in self._servers:
+            self._servers[key] = self._executor.submit(start_server, self._deployment, extra_env)
+
+    def __call__(self, **extra_env: str) -> ServerProcess:
+        """The running server with `extra_env` on top of the deployment's env."""
+        self.launch(**extra_env)
+        return self._servers[tuple(sorted(extra_env.items()))].result()
+
+    def stop_all(self) -> None:
+        """Stop every server started (SIGTERM, then SIGKILL)."""
+        for future in self._servers.values():
+            if future.exception() is None:
+                future.result().stop()
+        self._executor.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server_factory(deployment: Deployment) -> Iterator[ServerFactory]:
+    """`server_factory(**env)`: a server of the deployment with extra env, e.g. a page size."""
+    factory = ServerFactory(deployment)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def accounts(deployment: Deployment, server_factory: ServerFactory) -> Accounts:
+    """Tenants alpha and beta, users alice and bob, and tokens, made by the commands."""
+    server_factory.launch()  # the default server boots while the commands run
+    password = "e2e-Correct-Horse-42"
+    run_parallel([lambda: deployment.create_tenant(ALPHA), lambda: deployment.create_tenant(BETA)])
+    run_parallel(
+        [
+            lambda: deployment.create_user(ALICE, ALPHA, admin=True, password=password),
+            lambda: deployment.create_user(BOB, BETA),
+        ]
+    )
+    alice, alice_logs, alice_revoked, alice_expired, bob = run_parallel(
+        [
+            lambda: deployment.create_token(ALICE, name="alice-main"),
+            lambda: deployment.create_token(ALICE, name="alice-logs"),
+            lambda: deployment.create_token(ALICE, name="alice-revoked"),
+            lambda: deployment.create_token(ALICE, name="alice-expired", expires_in_days=1),
+            lambda: deployment.create_token(BOB, name="bob-main"),
+        ]
+    )
+    run_parallel(
+        [
+            lambda: deployment.revoke_token("alice-revoked"),
+            lambda: deployment.expire_token("alice-expired"),
+        ]
+    )
+    return Accounts(
+        alice_password=password,
+        alice=alice,
+        alice_logs=alice_logs,
+        alice_revoked=alice_revoked,
+        alice_expired=alice_expired,
+        bob=bob,
+    )
+
+
+@pytest.fixture(scope="session")
+def server(server_factory: ServerFactory) -> ServerProcess:
+    """The shared server with the default settings."""
+    return server_factory()

@@ -1,0 +1,90 @@
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from accounts.services import IssuedToken
+from config.asgi import application
+from tests.accounts.factories import member_token
+
+# Generous: a slow CI machine must not turn a late frame into a failure.
+TIMEOUT = 5
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Client:
+    """A WebsocketCommunicator with JSON-RPC shortcuts."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.ws = communicator
+        self._next_id = 0
+
+    async def send(self, message: Any) -> None:
+        await self.ws.send_json_to(message)
+
+    async def receive(self) -> Any:
+        return await self.ws.receive_json_from(timeout=TIMEOUT)
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Send a request and return the next frame (its response or a notification)."""
+        self._next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        return await self.receive()
+
+    async def initialize(self, version: str = "2025-11-25") -> dict[str, Any]:
+        reply = await self.request(
+            "initialize",
+            {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "pytest", "version": "1"},
+            },
+        )
+        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        result = reply["result"]
+        assert isinstance(result, dict)
+        return result
+
+    async def closed_with(self) -> tuple[int, str]:
+        """Wait for the server to close the socket; its code and reason."""
+        message = await self.ws.receive_output(timeout=TIMEOUT)
+        assert message["type"] == "websocket.close", message
+        return message.get("code", 1000), message.get("reason", "")
+
+
+@asynccontextmanager
+async def ws_connect(
+    path: str = "/mcp",
+    *,
+    headers: Headers | None = None,
+    subprotocols: list[str] | None = None,
+) -> AsyncIterator[tuple[Client, tuple[bool, Any]]]:
+    """Open a WebSocket on the full ASGI stack; always disconnects at the end."""
+    communicator = WebsocketCommunicator(
+        application, path, headers=headers or [], subprotocols=subprotocols
+    )
+    outcome = await communicator.connect(timeout=TIMEOUT)
+    try:
+        yield Client(communicator), outcome
+    finally:
+        await communicator.disconnect(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def issued(transactional_db: None) -> IssuedToken:
+    """A member of tenant `acme` and a token of theirs."""
+    return member_token("alice", tenant_slug="acme")
+
+
+@pytest.fixture
+def token_path(issued: IssuedToken) -> Callable[..., str]:
+    def path(prefix: str = "/mcp") -> str:
+        return f"{prefix}?token={issued.raw}"
+
+    return path

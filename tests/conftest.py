@@ -1,7 +1,11 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from mcp_server.runtime.history import HistoryWriter
+from mcp_server.runtime.limits import FairScheduler, Limits
+from mcp_server.runtime.runner import OperationRunner
 from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -21,3 +25,32 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_thread_connections(django_db_setup, django_db_blocker):
+    """Close the connections async tests opened on Django's sync thread, so the test
+    database can be dropped at the end (PostgreSQL refuses while sessions remain)."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def writer() -> Iterator[HistoryWriter]:
+    history = HistoryWriter(interval=3600)  # flushed explicitly by the tests
+    yield history
+    history.flush()
+
+
+@pytest.fixture
+def runner(writer: HistoryWriter) -> OperationRunner:
+    return OperationRunner(
+        scheduler=FairScheduler(Limits(per_connection=4, per_user=1, per_tenant=8, total=16)),
+        writer=writer,
+        progress_rate=10,
+        persist_interval=0.05,
+    )

@@ -82,6 +82,7 @@ class ProgressCoalescer:
         self._send = send
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
         self._meter = meter
+        self._first: Report | None = None
         self._pending: Report | None = None
         self._high_water = -math.inf
         self._next_allowed = 0.0
@@ -98,7 +99,10 @@ class ProgressCoalescer:
             return
         self._high_water = done
         self.reported += 1
-        self._pending = (done, total, message)
+        if self.reported == 1:
+            self._first = (done, total, message)  # the first one is never replaced
+        else:
+            self._pending = (done, total, message)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wakeup.set()
@@ -115,12 +119,17 @@ class ProgressCoalescer:
                 return
             self._wakeup.clear()
             await self._deliver()
+            if self._pending is not None:
+                self._wakeup.set()
 
     async def _deliver(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
+        if self._first is not None:
+            report, self._first = self._first, None
+        elif self._pending is not None:
+            report, self._pending = self._pending, None
+        else:
             return
-        done, total, message = pending
+        done, total, message = report
         self._meter.sample(time.monotonic(), done)
         params: dict[str, Any] = {"progressToken": self._token, "progress": done}
         if total is not None:
@@ -141,11 +150,12 @@ class ProgressCoalescer:
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        await self._deliver()
+        await self._deliver()  # the first, if it never went out
+        await self._deliver()  # the newest
 
     def abort(self) -> None:
         """Stop without sending anything more (the request was cancelled)."""
         self._closed = True
-        self._pending = None
+        self._first = self._pending = None
         if self._task is not None:
             self._task.cancel()

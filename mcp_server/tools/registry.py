@@ -196,7 +196,7 @@ def tool(
     """Register the decorated function as a tool (in the default registry unless `into`)."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
-        (into or registry).register(
+        (into if into is not None else registry).register(
             build_tool(
                 fn,
                 name=name,

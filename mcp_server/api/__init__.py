@@ -1,0 +1,1 @@
+"""The REST API over operation history, tokens, tools and statistics (Django REST framework)."""

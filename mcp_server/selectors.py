@@ -1,0 +1,156 @@
+"""Reads of operation history, always scoped to the caller; the API and admin use these."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import Aggregate, Count, DurationField, QuerySet
+
+from accounts.principal import Principal
+from mcp_server.models import TERMINAL_STATUSES, Operation, OperationError
+
+# Columns a list of runs never shows: they can be large, so they are not fetched.
+_LIST_DEFERRED = ("result_summary", "error", "connection_id")
+
+
+def operations_visible_to(*, principal: Principal) -> QuerySet[Operation]:
+    """Operations the caller may see: their own, or the whole tenant's for a tenant admin."""
+    queryset = Operation.objects.filter(tenant_id=principal.tenant_id)
+    if not principal.is_tenant_admin:
+        queryset = queryset.filter(user_id=principal.user_id)
+    return queryset
+
+
+def operation_list(*, principal: Principal) -> QuerySet[Operation]:
+    """The caller's runs with their user loaded, without the heavy columns (one query)."""
+    return (
+        operations_visible_to(principal=principal)
+        .select_related("user")
+        .defer(*_LIST_DEFERRED, "user__password")
+    )
+
+
+def operation_get(*, principal: Principal, operation_id: UUID | str) -> Operation | None:
+    """One run the caller may see, or None (unknown, malformed or someone else's id)."""
+    try:
+        key = operation_id if isinstance(operation_id, UUID) else UUID(str(operation_id))
+    except ValueError:
+        return None
+    return (
+        operations_visible_to(principal=principal)
+        .select_related("user")
+        .filter(pk=key)
+        .first()
+    )
+
+
+def operation_errors(*, operation_id: UUID) -> QuerySet[OperationError]:
+    """The item errors of one operation in the order they were logged."""
+    return OperationError.objects.filter(operation_id=operation_id).order_by("id")
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's `percentile_cont(f) WITHIN GROUP (ORDER BY expr)` (linear interpolation)."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    allow_distinct = False
+
+    def __init__(self, expression: str, fraction: float) -> None:
+        super().__init__(expression, output_field=DurationField(), fraction=float(fraction))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStats:
+    """Counts and duration percentiles of one tool over a window."""
+
+    tool: str
+    count: int
+    by_status: dict[str, int]
+    p50_seconds: float | None
+    p95_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationStats:
+    """Counts by status and by tool, and duration percentiles per tool, over a window."""
+
+    since: datetime
+    until: datetime
+    total: int
+    by_status: dict[str, int]
+    by_tool: list[ToolStats] = field(default_factory=list)
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """Linear-interpolated percentile of sorted values, the same as SQL's percentile_cont."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 6)
+
+
+def _duration_percentiles(
+    finished: QuerySet[Operation],
+) -> dict[str, tuple[float | None, float | None]]:
+    """p50 and p95 duration per tool: in the database on PostgreSQL, else over sorted values."""
+    if connection.vendor == "postgresql":
+        rows = (
+            finished.order_by()
+            .values("tool")
+            .annotate(p50=PercentileCont("duration", 0.5), p95=PercentileCont("duration", 0.95))
+        )
+        return {row["tool"]: (_seconds(row["p50"]), _seconds(row["p95"])) for row in rows}
+    durations: dict[str, list[float]] = defaultdict(list)
+    for tool, duration in (
+        finished.order_by("tool", "duration").values_list("tool", "duration").iterator(2000)
+    ):
+        durations[tool].append(duration.total_seconds())
+    return {
+        tool: (_round(percentile(values, 0.5)), _round(percentile(values, 0.95)))
+        for tool, values in durations.items()
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def operation_stats(*, principal: Principal, since: datetime, until: datetime) -> OperationStats:
+    """Counts by status and tool and p50/p95 durations of the caller's runs queued since `since`."""
+    window = operations_visible_to(principal=principal).filter(
+        queued_at__gte=since, queued_at__lte=until
+    )
+    counts = window.order_by().values("tool", "status").annotate(n=Count("id"))
+    by_status: dict[str, int] = defaultdict(int)
+    by_tool: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in counts:
+        by_status[row["status"]] += row["n"]
+        by_tool[row["tool"]][row["status"]] = row["n"]
+    finished = window.filter(status__in=TERMINAL_STATUSES, duration__isnull=False)
+    percentiles = _duration_percentiles(finished) if by_tool else {}
+    tools = [
+        ToolStats(
+            tool=tool,
+            count=sum(statuses.values()),
+            by_status=dict(sorted(statuses.items())),
+            p50_seconds=percentiles.get(tool, (None, None))[0],
+            p95_seconds=percentiles.get(tool, (None, None))[1],
+        )
+        for tool, statuses in sorted(by_tool.items())
+    ]
+    return OperationStats(
+        since=since,
+        until=until,
+        total=sum(by_status.values()),
+        by_status=dict(sorted(by_status.items())),
+        by_tool=tools,
+    )

@@ -1,0 +1,152 @@
+import asyncio
+import os
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.management import CommandError, call_command
+
+from mcp_server.demo_images import write_demo_images
+from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.tools.data_paths import DataPathError, resolve_tenant_path, tenant_root
+from mcp_server.tools.registry import registry
+from tests.support import POLL_INTERVAL, Wire, make_principal
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def data_root(settings, tmp_path: Path) -> Path:
+    settings.MCP_DATA_ROOT = tmp_path / "data"
+    return settings.MCP_DATA_ROOT
+
+
+def _call(principal, directory: str, token=None) -> CallRequest:
+    tool = registry.get("process_images")
+    assert tool is not None
+    return CallRequest(
+        principal=principal,
+        tool=tool,
+        arguments={"directory": directory, "thumbnail_size": 32},
+        connection_id="c",
+        request_id=1,
+        progress_token=token,
+    )
+
+
+async def test_processes_a_directory_and_logs_broken_files(runner, writer) -> None:
+    principal = await database_sync_to_async(make_principal)("pics", "ann")
+    made = write_demo_images(tenant_root("pics") / "set", count=40, corrupt=0.3, seed=3)
+    assert made.truncated + made.not_images > 0
+    wire = Wire()
+    result = await runner.call(_call(principal, "set", token="p"), send=wire.send, events=wire)
+    summary = result["structuredContent"]
+    broken = made.truncated + made.not_images
+    assert summary["total"] == 40
+    assert summary["errors"] == broken
+    assert summary["succeeded"] == made.images
+    assert sum(summary["formats"].values()) == made.images
+    text = result["content"][0]["text"]
+    assert text.startswith("Total 40 · Success ")
+    assert f"Errors {broken} (error log: /api/runs/" in text and "images/s" in text
+    output = tenant_root("pics") / summary["thumbnails"]
+    assert len(list(output.glob("*.jpg"))) == made.images
+    assert (output / "manifest.json").exists()
+    assert wire.progress()[-1]["progress"] == 40
+    await database_sync_to_async(writer.flush)()
+    row = await database_sync_to_async(Operation.objects.get)()
+    assert row.status == OperationStatus.SUCCEEDED and row.error_count == broken
+    logged = await database_sync_to_async(
+        lambda: list(OperationError.objects.values_list("message", flat=True))
+    )()
+    assert len(logged) == broken
+    assert not any(str(tenant_root("pics")) in message for message in logged)
+
+
+@pytest.mark.parametrize("directory", ["../other", "/etc", "set/../../other", ""])
+async def test_paths_outside_the_tenant_are_refused(runner, directory) -> None:
+    principal = await database_sync_to_async(make_principal)("pics", "bob")
+    (tenant_root("pics") / "set").mkdir()
+    wire = Wire()
+    result = await runner.call(_call(principal, directory), send=wire.send, events=wire)
+    assert result["isError"]
+    assert "Refused" in result["content"][0]["text"] or "required" in result["content"][0]["text"]
+
+
+async def test_symlinks_are_refused(runner, tmp_path: Path) -> None:
+    principal = await database_sync_to_async(make_principal)("pics", "cat")
+    outside = tmp_path / "outside"
+    write_demo_images(outside, count=2, corrupt=0)
+    root = tenant_root("pics")
+    os.symlink(outside, root / "linked")
+    (root / "set").mkdir()
+    os.symlink(outside / "img_000000.jpg", root / "set" / "escape.jpg")
+    write_demo_images(root / "set", count=1, corrupt=0)
+    wire = Wire()
+    linked = await runner.call(_call(principal, "linked"), send=wire.send, events=wire)
+    assert linked["isError"] and "symbolic link" in linked["content"][0]["text"]
+    inner = await runner.call(_call(principal, "set"), send=wire.send, events=wire)
+    assert inner["structuredContent"]["errors"] == 1
+    assert inner["structuredContent"]["succeeded"] == 1
+
+
+def test_resolve_stays_inside_the_tenant_root() -> None:
+    root = tenant_root("solo")
+    (root / "a" / "b").mkdir(parents=True)
+    assert resolve_tenant_path("solo", "a/b") == (root / "a" / "b").resolve()
+    for bad in ["..", "a/../..", "/a", "a\x00b", "missing"]:
+        with pytest.raises(DataPathError):
+            resolve_tenant_path("solo", bad)
+
+
+async def test_cancel_mid_run_leaves_no_partial_output(runner, writer) -> None:
+    principal = await database_sync_to_async(make_principal)("pics", "dan")
+    write_demo_images(tenant_root("pics") / "big", count=300, corrupt=0)
+    wire = Wire()
+    call = asyncio.create_task(
+        runner.call(_call(principal, "big", token=1), send=wire.send, events=wire)
+    )
+
+    async def cancel_after_some_progress() -> None:
+        while not [p for p in wire.progress() if p["progress"] >= 5]:
+            await asyncio.sleep(POLL_INTERVAL)
+        runner.cancel(runner.running_ids[0])
+
+    await asyncio.wait_for(cancel_after_some_progress(), 10)
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    thumbnails = tenant_root("pics") / "thumbnails"
+    assert not [p for p in thumbnails.iterdir()] if thumbnails.exists() else True
+    await database_sync_to_async(writer.flush)()
+    row = await database_sync_to_async(Operation.objects.get)()
+    assert row.status == OperationStatus.CANCELLED
+    assert row.progress < 300
+
+
+def test_make_demo_images_command(data_root: Path) -> None:
+    from accounts.services import tenant_create
+
+    tenant_create(slug="demo2")
+    out = StringIO()
+    call_command(
+        "make_demo_images",
+        "--tenant",
+        "demo2",
+        "--count",
+        "25",
+        "--corrupt",
+        "0.2",
+        "--dir",
+        "x",
+        stdout=out,
+    )
+    files = list((data_root / "demo2" / "x").iterdir())
+    assert len(files) == 25
+    assert {f.suffix for f in files} == {".jpg", ".png", ".webp", ".gif", ".bmp"}
+    assert "Wrote 25 files" in out.getvalue()
+    with pytest.raises(CommandError):
+        call_command("make_demo_images", "--tenant", "nobody", "--count", "1")
+    with pytest.raises(CommandError):
+        call_command("make_demo_images", "--tenant", "demo2", "--dir", "../escape")

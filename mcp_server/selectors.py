@@ -38,12 +38,7 @@ def operation_get(*, principal: Principal, operation_id: UUID | str) -> Operatio
         key = operation_id if isinstance(operation_id, UUID) else UUID(str(operation_id))
     except ValueError:
         return None
-    return (
-        operations_visible_to(principal=principal)
-        .select_related("user")
-        .filter(pk=key)
-        .first()
-    )
+    return operations_visible_to(principal=principal).select_related("user").filter(pk=key).first()
 
 
 def operation_errors(*, operation_id: UUID) -> QuerySet[OperationError]:

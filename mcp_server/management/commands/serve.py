@@ -5,12 +5,23 @@ calls per second with less memory per connection. WebSocket limits come from set
 logging stays Django's, so credentials are redacted in uvicorn's lines too.
 """
 
+import signal
+import sys
 from argparse import ArgumentParser
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from mcp_server.runtime.history import history_writer
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    # uvicorn restores the previous handler and re-raises the signal once it has shut down;
+    # without this the default action would kill the process before history is flushed.
+    sys.exit(0)
 
 
 class Command(BaseCommand):
@@ -30,7 +41,14 @@ class Command(BaseCommand):
         parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Run uvicorn until interrupted."""
+        """Run uvicorn until interrupted, then flush what history is still buffered."""
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        try:
+            self._serve(options)
+        finally:
+            history_writer().stop()
+
+    def _serve(self, options: dict[str, Any]) -> None:
         uvicorn.run(
             "config.asgi:application",
             host=options["host"],

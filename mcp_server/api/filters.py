@@ -1,0 +1,59 @@
+"""Query-string filters of the runs list (django-filter); invalid values answer 400."""
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from mcp_server.models import Operation, OperationStatus
+
+_MAX_ID = 2**63 - 1
+
+
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole number (NumberFilter accepts decimals)."""
+
+    field_class = forms.IntegerField
+
+
+class OperationFilter(django_filters.FilterSet):
+    """Filters of GET /api/runs/: tool, status, created/finished ranges, user, text search."""
+
+    tool = django_filters.CharFilter(field_name="tool", max_length=128, help_text="Tool name.")
+    status = django_filters.MultipleChoiceFilter(
+        choices=OperationStatus.choices, help_text="One or more statuses (repeat the parameter)."
+    )
+    created = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="queued_at",
+        help_text="Queued at or after `created_after` and at or before `created_before` (ISO).",
+    )
+    finished = django_filters.IsoDateTimeFromToRangeFilter(
+        field_name="finished_at",
+        help_text="Finished at or after `finished_after` and at or before `finished_before`.",
+    )
+    user = IntegerFilter(
+        field_name="user_id",
+        min_value=1,
+        max_value=_MAX_ID,
+        help_text="User id (useful to tenant admins).",
+    )
+    username = django_filters.CharFilter(
+        field_name="user__username", max_length=150, help_text="Username (for tenant admins)."
+    )
+    q = django_filters.CharFilter(
+        method="search",
+        max_length=200,
+        help_text="Text contained in the arguments (as JSON) or the progress message.",
+    )
+
+    class Meta:
+        model = Operation
+        fields: list[str] = []
+
+    def search(self, queryset: QuerySet[Operation], name: str, value: str) -> QuerySet[Operation]:
+        """Runs whose arguments (as JSON text) or message contain `value`, case-insensitively."""
+        if not value:
+            return queryset
+        return queryset.annotate(arguments_text=Cast("arguments", output_field=TextField())).filter(
+            Q(arguments_text__icontains=value) | Q(message__icontains=value)
+        )

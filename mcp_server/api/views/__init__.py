@@ -1,0 +1,1 @@
+"""API views, one module per resource; each validates, calls a selector or service, serialises."""

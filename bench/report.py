@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.goals import CALLS_C50, GOALS, KIB_IDLE, P50_C1
+from bench.goals import CALLS_C50, CPU_NORMALISED, CPU_PER_CALL_C50, GOALS, KIB_IDLE, P50_C1
 from bench.results import RunResults
 from bench.scenarios import Metric
 
@@ -115,6 +115,7 @@ SUMMARY_METRICS = (
     CALLS_C50,
     "throughput.c50.p50_us",
     "throughput.c50.p99_us",
+    CPU_PER_CALL_C50,
     "connect.p50_us",
     KIB_IDLE,
 )
@@ -140,12 +141,16 @@ def goals_section(results: RunResults) -> list[str]:
     for server in SERVICE_VARIANTS:
         if not results.has(server):
             continue
-        for goal in GOALS:
+        for goal in (*GOALS, *CPU_NORMALISED):
             if goal.baseline is not None and not results.has(goal.baseline):
+                continue
+            if not _known(results, goal.metric):
                 continue
             value = goal.value(results, server)
             unit = "x" if goal.baseline else results.metric(goal.metric).unit
             verdict = {True: "met", False: "**missed**", None: "not measured"}[goal.met(value)]
+            if goal.informative:
+                verdict = f"({verdict.strip('*')}; informative)"
             detail = _ratio_detail(results, server, goal.baseline, goal.metric)
             rows.append([server, goal.label, fmt(value, unit), goal.target_text(), verdict, detail])
     return table(["server", "goal", "measured", "target", "verdict", "medians"], rows)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # Run as a script: import `bench.*` from the repository root, not siblings from bench/.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
 import shlex

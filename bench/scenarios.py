@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -125,6 +126,9 @@ class Throughput(Scenario):
             Metric(_key(self.kind, suffix, "calls_per_s"), f"calls/s, {c}", "calls/s", True),
             Metric(_key(self.kind, suffix, "p50_us"), f"p50 latency, {c}", "µs", False),
             Metric(_key(self.kind, suffix, "p99_us"), f"p99 latency, {c}", "µs", False),
+            Metric(
+                _key(self.kind, suffix, "cpu_us_per_call"), f"server CPU per call, {c}", "µs", False
+            ),
             Metric(_key(self.kind, suffix, "server_cpu_pct"), f"server CPU, {c}", "%", False),
             Metric(
                 _key(self.kind, suffix, "client_cpu_pct"), f"load generator CPU, {c}", "%", False
@@ -156,9 +160,13 @@ class Throughput(Scenario):
         finally:
             await close_all(connections)
         latencies = [sample for samples in per_worker for sample in samples]
-        calls, p50, p99, server_cpu, client_cpu, foreign_cpu = (m.key for m in self.metrics())
+        calls, p50, p99, per_call, server_cpu, client_cpu, foreign_cpu = (
+            m.key for m in self.metrics()
+        )
+        rate = len(latencies) / self.window_s
         return {
-            calls: len(latencies) / self.window_s,
+            calls: rate,
+            per_call: used.server_pct / 100 / rate * 1e6 if rate else math.nan,
             p50: percentile(latencies, 0.50) * 1e6,
             p99: percentile(latencies, 0.99) * 1e6,
             server_cpu: used.server_pct,

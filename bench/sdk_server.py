@@ -3,7 +3,7 @@
 FastMCP with one `add` tool; each WebSocket at /mcp runs `mcp.server.websocket.websocket_server`
 and the FastMCP low-level server on it, the way FastMCP wires its own transports
 (`_mcp_server.run(read, write, init_options)`). Served by uvicorn with uvloop and httptools,
-permessage-deflate off, no access log. GET /healthz answers 200 for the readiness probe.
+permessage-deflate off, logging at WARNING, no access log. GET /healthz answers 200 for the readiness probe.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from starlette.websockets import WebSocket
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-server = FastMCP("bench-sdk")
+# FastMCP's default log level is INFO through a rich handler: a formatted line per request.
+# WARNING, like the service under test, so neither pays for logging.
+server = FastMCP("bench-sdk", log_level="WARNING")
 
 
 @server.tool()

@@ -47,7 +47,10 @@ def ensure_postgres(url: str) -> str | None:
     """Check (or start) the PostgreSQL server of a postgres:// URL."""
     parsed = urlparse(url)
     return _ensure(
-        "PostgreSQL", parsed.hostname or "127.0.0.1", parsed.port or 5432, START_POSTGRES,
+        "PostgreSQL",
+        parsed.hostname or "127.0.0.1",
+        parsed.port or 5432,
+        START_POSTGRES,
         "pg_ctlcluster",
     )
 

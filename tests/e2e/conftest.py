@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 
 from tests.e2e.support import (
@@ -54,6 +55,16 @@ class Accounts:
         return (self.alice, self.alice_logs, self.alice_revoked, self.alice_expired, self.bob)
 
 
+def assert_database_is_used(installed: Deployment, database_url: str | None) -> None:
+    """`migrate` wrote to the database the servers will use, not to some default one."""
+    if database_url is None:
+        assert (installed.root / "db.sqlite3").is_file()
+        return
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT to_regclass('accounts_apitoken')").fetchone()
+    assert found is not None and found[0] is not None, "migrate did not reach the e2e database"
+
+
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A migrated installation in a temp dir, on a fresh database."""
@@ -66,6 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             root=root, env=base_child_env(root, child_url), database_name=database_name
         )
         installed.migrate()
+        assert_database_is_used(installed, child_url)
         yield installed
     finally:
         if database_name is not None:

@@ -59,12 +59,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(POLL_INTERVAL)
 
 
-async def wait_until_async(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_until_async(predicate: Callable[[], bool], seconds: float, what: str) -> None:
     """`wait_until` for coroutines: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
 
 
@@ -301,7 +301,9 @@ def _started_or_exited(server: ServerProcess) -> Callable[[], bool]:
     return lambda: not server.is_alive() or server.health_status() == 200
 
 
-def start_server(deployment: Deployment, extra_env: Mapping[str, str] | None = None) -> ServerProcess:
+def start_server(
+    deployment: Deployment, extra_env: Mapping[str, str] | None = None
+) -> ServerProcess:
     """Start a server of `deployment` on a free port and wait until /healthz answers 200."""
     env = {**deployment.env, **(extra_env or {})}
     failures: list[str] = []
@@ -342,16 +344,16 @@ class RawClient:
         """Send any JSON value as one text frame."""
         await self.ws.send(json.dumps(message))
 
-    async def recv(self, timeout: float = RECV_TIMEOUT) -> Any:
-        """The next frame, decoded from JSON."""
-        frame = await asyncio.wait_for(self.ws.recv(), timeout=timeout)
+    async def recv(self, seconds: float = RECV_TIMEOUT) -> Any:
+        """The next frame, decoded from JSON (fails when none arrives within `seconds`)."""
+        frame = await asyncio.wait_for(self.ws.recv(), timeout=seconds)
         assert isinstance(frame, str), f"the server sent a binary frame: {frame!r}"
         return json.loads(frame)
 
-    async def recv_response(self, request_id: Any, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+    async def recv_response(self, request_id: Any, seconds: float = RECV_TIMEOUT) -> dict[str, Any]:
         """The response with `request_id`; notifications before it are kept aside."""
         while True:
-            message = await self.recv(timeout)
+            message = await self.recv(seconds)
             if isinstance(message, dict) and "method" in message and "id" not in message:
                 self.notifications.append(message)
                 continue

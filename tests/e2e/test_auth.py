@@ -54,7 +54,8 @@ async def refusal(
     response = refused.value.response
     body = json.loads(response.body or b"null")
     assert isinstance(body, dict), response.body
-    assert response.headers.get("Content-Type") == "application/json"
+    assert response.headers.get_all("Content-Type") == ["application/json"]
+    assert response.headers.get_all("Content-Length") == [str(len(response.body or b""))]
     return response.status_code, body, refused.value
 
 
@@ -131,12 +132,8 @@ async def test_bearer_header_is_accepted(server: ServerProcess, accounts: Accoun
     )
 
 
-async def test_bearer_scheme_is_case_insensitive(
-    server: ServerProcess, accounts: Accounts
-) -> None:
-    await assert_session_works(
-        server.ws_url(), headers={"Authorization": f"bearer {accounts.bob}"}
-    )
+async def test_bearer_scheme_is_case_insensitive(server: ServerProcess, accounts: Accounts) -> None:
+    await assert_session_works(server.ws_url(), headers={"Authorization": f"bearer {accounts.bob}"})
 
 
 async def test_query_token_is_accepted(server: ServerProcess, accounts: Accounts) -> None:

@@ -13,7 +13,6 @@ from tests.e2e.support import (
     ServerProcess,
     error_of,
     raw_client,
-    raw_connection,
     result_of,
 )
 
@@ -246,7 +245,11 @@ async def test_batch_is_processed_in_2025_03_26(server: ServerProcess, accounts:
         await client.send(
             [
                 {"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}},
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": 99},
+                },
                 {
                     "jsonrpc": "2.0",
                     "id": 2,

@@ -50,9 +50,9 @@ async def first_progress(client: RawClient, token: Any) -> dict[str, Any]:
     """Wait for the first progress notification of `token`."""
     while True:
         message = await client.recv(CALL_TIMEOUT)
-        if message.get("method") == "notifications/progress":
-            if message["params"]["progressToken"] == token:
-                return dict(message["params"])
+        is_progress = message.get("method") == "notifications/progress"
+        if is_progress and message["params"]["progressToken"] == token:
+            return dict(message["params"])
         client.notifications.append(message)
 
 
@@ -64,14 +64,14 @@ async def test_sdk_client_gets_progress_through_its_callback(
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
 
-    async with websocket_client(server.ws_url(accounts.alice)) as (read, write):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            result = await session.call_tool(
-                "process_batch",
-                {"count": 400, "item_ms": 1},
-                progress_callback=on_progress,
-            )
+    async with (
+        websocket_client(server.ws_url(accounts.alice)) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        result = await session.call_tool(
+            "process_batch", {"count": 400, "item_ms": 1}, progress_callback=on_progress
+        )
     assert not result.isError
     assert result.structuredContent is not None
     assert result.structuredContent["processed"] == 400

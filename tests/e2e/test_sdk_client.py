@@ -24,9 +24,7 @@ async def sdk_session(
     """An initialized SDK ClientSession over `ws://.../mcp?token=...`."""
     async with (
         websocket_client(server.ws_url(token)) as (read_stream, write_stream),
-        ClientSession(
-            read_stream, write_stream, logging_callback=logging_callback
-        ) as session,
+        ClientSession(read_stream, write_stream, logging_callback=logging_callback) as session,
     ):
         initialized = await asyncio.wait_for(session.initialize(), RECV_TIMEOUT)
         yield session, initialized
@@ -77,9 +75,7 @@ async def test_call_add_returns_structured_content(
     assert json.loads(only_text(result)) == {"result": 3}
 
 
-async def test_divide_by_zero_is_an_error_result(
-    server: ServerProcess, accounts: Accounts
-) -> None:
+async def test_divide_by_zero_is_an_error_result(server: ServerProcess, accounts: Accounts) -> None:
     async with sdk_session(server, accounts.alice) as (session, _):
         result = await session.call_tool("divide", {"a": 1, "b": 0})
     assert result.isError is True

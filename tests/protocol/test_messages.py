@@ -64,7 +64,9 @@ def test_notification() -> None:
 
 
 def test_notification_with_null_params() -> None:
-    message = parse_message({"jsonrpc": "2.0", "method": "notifications/initialized", "params": None})
+    message = parse_message(
+        {"jsonrpc": "2.0", "method": "notifications/initialized", "params": None}
+    )
     assert message == Notification("notifications/initialized", {})
 
 

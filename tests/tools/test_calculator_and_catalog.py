@@ -91,7 +91,14 @@ async def test_large_integers_give_a_float_result(context: ToolContext) -> None:
 
 @pytest.mark.parametrize(
     "arguments",
-    [{}, {"a": 1}, {"a": "1", "b": 2}, {"a": True, "b": 2}, {"a": None, "b": 2}, {"a": 1, "b": 2, "c": 3}],
+    [
+        {},
+        {"a": 1},
+        {"a": "1", "b": 2},
+        {"a": True, "b": 2},
+        {"a": None, "b": 2},
+        {"a": 1, "b": 2, "c": 3},
+    ],
 )
 async def test_calculator_rejects_bad_arguments(
     arguments: dict[str, Any], context: ToolContext

@@ -172,7 +172,10 @@ async def test_tool_error_becomes_is_error_result(context: ToolContext) -> None:
         raise ToolError(f"n={n} is not allowed here")
 
     result = await call_tool(build_tool(refuses), {"n": 3}, context)
-    assert result == {"content": [{"type": "text", "text": "n=3 is not allowed here"}], "isError": True}
+    assert result == {
+        "content": [{"type": "text", "text": "n=3 is not allowed here"}],
+        "isError": True,
+    }
 
 
 async def test_tool_error_from_sync_tool(context: ToolContext) -> None:

@@ -3,7 +3,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from accounts.services import IssuedToken
 from config.asgi import application
@@ -74,6 +76,16 @@ async def ws_connect(
         yield Client(communicator), outcome
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
+
+
+@pytest.fixture(autouse=True)
+async def _close_worker_connections() -> AsyncIterator[None]:
+    """Close the connections the consumer's database thread opened (CONN_MAX_AGE keeps them).
+
+    Left open, they keep PostgreSQL from dropping the test database at the end of the run.
+    """
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

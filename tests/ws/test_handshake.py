@@ -1,14 +1,23 @@
-"""Authentication of the WebSocket handshake through the full ASGI stack."""
+"""Authentication of the WebSocket handshake through the full ASGI stack.
+
+Each test covers several handshakes: on PostgreSQL every transactional test costs a flush.
+"""
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+)
 from django.contrib.sessions.backends.db import SessionStore
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Membership, Tenant
@@ -25,14 +34,22 @@ def _bearer(raw: str) -> Headers:
     return [(b"authorization", f"Bearer {raw}".encode())]
 
 
-async def _assert_refused(code: int, path: str = "/mcp", headers: Headers | None = None) -> str:
+def _cookie(session_key: str) -> tuple[bytes, bytes]:
+    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())
+
+
+def _origin(origin: str) -> tuple[bytes, bytes]:
+    return (b"origin", origin.encode())
+
+
+async def _refusal(path: str = "/mcp", headers: Headers | None = None) -> tuple[int, str]:
+    """The close code and reason of a refused handshake."""
     async with ws_connect(path, headers=headers) as (client, (accepted, _)):
-        # Without the Denial Response extension the refusal is an accept then a close.
+        # Without the Denial Response extension a refusal is an accept, then a close.
         assert accepted
-        closed_code, reason = await client.closed_with()
-    assert closed_code == code
-    assert reason
-    return reason
+        code, reason = await client.closed_with()
+    assert reason, "a refusal must say why"
+    return code, reason
 
 
 async def _assert_accepted(path: str, headers: Headers | None = None) -> None:
@@ -45,140 +62,103 @@ async def _assert_accepted(path: str, headers: Headers | None = None) -> None:
 # --- tokens ------------------------------------------------------------------------------
 
 
-async def test_token_in_query(token_path: Callable[..., str]) -> None:
-    await _assert_accepted(token_path())
-
-
-async def test_token_in_authorization_header(issued: IssuedToken) -> None:
+async def test_token_in_query_or_authorization_header(issued: IssuedToken) -> None:
+    await _assert_accepted(f"/mcp?token={issued.raw}")
     await _assert_accepted("/mcp", _bearer(issued.raw))
-
-
-async def test_bearer_scheme_is_case_insensitive(issued: IssuedToken) -> None:
     await _assert_accepted("/mcp", [(b"authorization", f"bearer {issued.raw}".encode())])
+    # Another Authorization scheme leaves the query token to decide.
+    await _assert_accepted(f"/mcp?token={issued.raw}", [(b"authorization", b"Basic eDp5")])
 
 
-async def test_header_wins_over_query(issued: IssuedToken) -> None:
-    await _assert_refused(4401, f"/mcp?token={issued.raw}", _bearer("mcp_wrong"))
-
-
-async def test_subprotocol_mcp_is_selected_when_offered(token_path: Callable[..., str]) -> None:
+async def test_subprotocol_mcp_selected_when_offered(token_path: Callable[..., str]) -> None:
     async with ws_connect(token_path(), subprotocols=["other", "mcp"]) as (_, outcome):
         assert outcome == (True, "mcp")
-
-
-async def test_no_subprotocol_when_mcp_not_offered(token_path: Callable[..., str]) -> None:
     async with ws_connect(token_path(), subprotocols=["graphql-ws"]) as (_, outcome):
         assert outcome == (True, None)
     async with ws_connect(token_path()) as (_, outcome):
         assert outcome == (True, None)
 
 
-@pytest.mark.usefixtures("transactional_db")
-async def test_no_credentials() -> None:
-    reason = await _assert_refused(4401)
-    assert "authentication required" in reason
+async def test_refused_with_4401(issued: IssuedToken) -> None:
+    code, reason = await _refusal()
+    assert (code, reason) == (4401, "authentication required: send a bearer token")
+
+    for wrong in ("mcp_" + "x" * 43, "not-a-token", "mcp_", "mcp_" + "a" * 300):
+        assert await _refusal(f"/mcp?token={wrong}") == (4401, "invalid token"), wrong
+        assert await _refusal("/mcp", _bearer(wrong)) == (4401, "invalid token"), wrong
+
+    # A bad header token is not rescued by a good query token.
+    assert (await _refusal(f"/mcp?token={issued.raw}", _bearer("mcp_wrong")))[0] == 4401
+
+    expiring = await sync_to_async(member_token)(
+        "bob", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert await _refusal("/mcp", _bearer(expiring.raw)) == (4401, "token expired")
+
+    await sync_to_async(token_revoke)(token=issued.token)
+    assert await _refusal(f"/mcp?token={issued.raw}") == (4401, "token revoked")
 
 
-@pytest.mark.usefixtures("issued")
-@pytest.mark.parametrize(
-    "token",
-    ["mcp_" + "x" * 43, "not-a-token", "mcp_", "mcp_" + "a" * 300],
-)
-async def test_wrong_token(token: str) -> None:
-    reason = await _assert_refused(4401, f"/mcp?token={token}")
-    assert reason == "invalid token"
-    await _assert_refused(4401, "/mcp", _bearer(token))
+async def test_refused_with_4403_for_inactive_accounts(issued: IssuedToken) -> None:
+    orphan = await sync_to_async(_token_of_user_without_tenant)()
+    assert await _refusal(f"/mcp?token={orphan}") == (4403, "user belongs to no tenant")
 
+    user_model = get_user_model()
+    await sync_to_async(_update)(
+        user_model.objects.filter(pk=issued.token.user_id), is_active=False
+    )
+    code, reason = await _refusal(f"/mcp?token={issued.raw}")
+    assert (code, reason) == (4403, "account or tenant is inactive")
 
-async def test_revoked_token(issued: IssuedToken) -> None:
-    await _revoke(issued)
-    reason = await _assert_refused(4401, f"/mcp?token={issued.raw}")
-    assert reason == "token revoked"
-
-
-async def test_expired_token(transactional_db: None) -> None:
-    expired = await _member_token("bob", expires_at=timezone.now() - timedelta(seconds=1))
-    reason = await _assert_refused(4401, "/mcp", _bearer(expired.raw))
-    assert reason == "token expired"
-
-
-async def test_inactive_user(issued: IssuedToken) -> None:
-    await _set_user_active(issued.token.user_id, False)
-    reason = await _assert_refused(4403, f"/mcp?token={issued.raw}")
-    assert "inactive" in reason
-
-
-async def test_inactive_tenant(issued: IssuedToken) -> None:
-    await _set_tenant_active("acme", False)
-    reason = await _assert_refused(4403, f"/mcp?token={issued.raw}")
-    assert "inactive" in reason
-
-
-async def test_user_without_tenant(transactional_db: None) -> None:
-    raw = await _orphan_token()
-    reason = await _assert_refused(4403, f"/mcp?token={raw}")
-    assert "no tenant" in reason
+    await sync_to_async(_update)(user_model.objects.filter(pk=issued.token.user_id), is_active=True)
+    await _assert_accepted(f"/mcp?token={issued.raw}")
+    await sync_to_async(_update)(Tenant.objects.filter(slug="acme"), is_active=False)
+    code, reason = await _refusal(f"/mcp?token={issued.raw}")
+    assert (code, reason) == (4403, "account or tenant is inactive")
 
 
 # --- session cookie ----------------------------------------------------------------------
 
 
-def _cookie(session_key: str) -> tuple[bytes, bytes]:
-    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())
-
-
-async def test_cookie_with_allowed_origin(logged_in_session: str) -> None:
+async def test_cookie_with_an_allowed_origin(logged_in_session: str) -> None:
     assert ALLOWED_ORIGIN in settings.MCP_ALLOWED_ORIGINS
-    await _assert_accepted(
-        "/mcp", [_cookie(logged_in_session), (b"origin", ALLOWED_ORIGIN.encode())]
-    )
+    await _assert_accepted("/mcp", [_cookie(logged_in_session), _origin(ALLOWED_ORIGIN)])
 
 
-async def test_cookie_with_foreign_origin(logged_in_session: str) -> None:
-    reason = await _assert_refused(
-        4403, "/mcp", [_cookie(logged_in_session), (b"origin", b"https://evil.example")]
-    )
+async def test_cookie_refusals(logged_in_session: str) -> None:
+    cookie = _cookie(logged_in_session)
+    code, reason = await _refusal("/mcp", [cookie, _origin("https://evil.example")])
+    assert code == 4403
     assert "origin" in reason
+    # A near miss is still a foreign origin.
+    assert (await _refusal("/mcp", [cookie, _origin(ALLOWED_ORIGIN + ".evil.example")]))[0] == 4403
+    assert (await _refusal("/mcp", [cookie]))[0] == 4403
 
+    # A cookie that names no logged-in session.
+    unknown = [_cookie("nosuchsession"), _origin(ALLOWED_ORIGIN)]
+    assert (await _refusal("/mcp", unknown))[0] == 4401
 
-async def test_cookie_without_origin(logged_in_session: str) -> None:
-    await _assert_refused(4403, "/mcp", [_cookie(logged_in_session)])
-
-
-async def test_cookie_of_no_session(transactional_db: None) -> None:
-    await _assert_refused(
-        4401, "/mcp", [_cookie("nosuchsession"), (b"origin", ALLOWED_ORIGIN.encode())]
-    )
-
-
-async def test_cookie_of_inactive_tenant(logged_in_session: str) -> None:
-    await _set_tenant_active("acme", False)
-    await _assert_refused(
-        4403, "/mcp", [_cookie(logged_in_session), (b"origin", ALLOWED_ORIGIN.encode())]
-    )
+    await sync_to_async(_update)(Tenant.objects.filter(slug="acme"), is_active=False)
+    assert (await _refusal("/mcp", [cookie, _origin(ALLOWED_ORIGIN)]))[0] == 4403
 
 
 # --- routing -----------------------------------------------------------------------------
 
 
-async def test_unknown_path_is_closed_with_4404(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path("/nowhere")) as (client, (accepted, _)):
-        assert accepted
-        code, reason = await client.closed_with()
+async def test_unknown_path_closed_with_4404(token_path: Callable[..., str]) -> None:
+    code, reason = await _refusal(token_path("/nowhere"))
     assert code == 4404
     assert "/mcp" in reason
+    # Authentication comes first: an anonymous client learns nothing about routes.
+    assert (await _refusal("/nowhere"))[0] == 4401
 
 
-@pytest.mark.usefixtures("transactional_db")
-async def test_unknown_path_still_requires_authentication() -> None:
-    await _assert_refused(4401, "/nowhere")
-
-
-# --- setup helpers (database work runs off the event loop) -------------------------------
+# --- setup -------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def logged_in_session(transactional_db: None) -> str:
+def logged_in_session(issued: IssuedToken) -> str:
+    """The session key of a browser logged in as a member of `acme`."""
     user = member_create("carol", tenant_slug="acme")
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
@@ -189,36 +169,11 @@ def logged_in_session(transactional_db: None) -> str:
     return session.session_key
 
 
-def _sync_revoke(issued: IssuedToken) -> None:
-    token_revoke(token=issued.token)
+def _token_of_user_without_tenant() -> str:
+    user = member_create("dave", tenant_slug="lonely")
+    Membership.objects.filter(user=user).delete()
+    return token_create(user=user).raw
 
 
-async def _revoke(issued: IssuedToken) -> None:
-    await sync_to_async(_sync_revoke)(issued)
-
-
-async def _member_token(username: str, **options: object) -> IssuedToken:
-    return await sync_to_async(member_token)(username, **options)  # type: ignore[arg-type]
-
-
-async def _set_user_active(user_id: int, active: bool) -> None:
-    def update() -> None:
-        get_user_model().objects.filter(pk=user_id).update(is_active=active)
-
-    await sync_to_async(update)()
-
-
-async def _set_tenant_active(slug: str, active: bool) -> None:
-    def update() -> None:
-        Tenant.objects.filter(slug=slug).update(is_active=active)
-
-    await sync_to_async(update)()
-
-
-async def _orphan_token() -> str:
-    def create() -> str:
-        user: AbstractBaseUser = member_create("dave", tenant_slug="lonely")
-        Membership.objects.filter(user=user).delete()
-        return token_create(user=user).raw
-
-    return await sync_to_async(create)()
+def _update(queryset: QuerySet[Any], **values: Any) -> None:
+    queryset.update(**values)

@@ -78,9 +78,14 @@ def token_create_for_username(
         raise AccountError(f"user {username!r} does not exist")
     if expires_in_days is not None and expires_in_days <= 0:
         raise AccountError("--expires-in-days must be a positive number of days")
-    expires_at = (
-        timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
-    )
+    try:
+        expires_at = (
+            timezone.now() + timedelta(days=expires_in_days)
+            if expires_in_days is not None
+            else None
+        )
+    except OverflowError:
+        raise AccountError("--expires-in-days is too large: the date would be past 9999") from None
     return token_create(user=user, name=name, expires_at=expires_at)
 
 

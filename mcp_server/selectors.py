@@ -8,6 +8,7 @@ from uuid import UUID
 from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, QuerySet
 
+from accounts.models import ApiToken
 from accounts.principal import Principal
 from mcp_server.models import TERMINAL_STATUSES, Operation, OperationError
 
@@ -108,7 +109,8 @@ def _duration_percentiles(
     for tool, duration in (
         finished.order_by("tool", "duration").values_list("tool", "duration").iterator(2000)
     ):
-        durations[tool].append(duration.total_seconds())
+        if duration is not None:
+            durations[tool].append(duration.total_seconds())
     return {
         tool: (_round(percentile(values, 0.5)), _round(percentile(values, 0.95)))
         for tool, values in durations.items()
@@ -149,3 +151,13 @@ def operation_stats(*, principal: Principal, since: datetime, until: datetime) -
         by_status=dict(sorted(by_status.items())),
         by_tool=tools,
     )
+
+
+def tokens_of_user(*, user_id: int) -> QuerySet[ApiToken]:
+    """A user's API tokens, revoked and expired ones included."""
+    return ApiToken.objects.filter(user_id=user_id)
+
+
+def token_get(*, user_id: int, token_id: int) -> ApiToken | None:
+    """One of the user's tokens, or None."""
+    return ApiToken.objects.filter(user_id=user_id, pk=token_id).first()

@@ -233,7 +233,8 @@ class McpSession:
         logger.debug("ignored a response to unknown request id %r", response.id)
 
     def _cancel(self, request_id: Any) -> None:
-        task = self._in_flight.get(request_id) if isinstance(request_id, str | int) else None
+        valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        task = self._in_flight.get(request_id) if valid else None
         if task is not None:
             task.cancel()
 

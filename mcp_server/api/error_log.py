@@ -38,10 +38,14 @@ def error_log_chunks(operation_id: UUID) -> Iterator[bytes]:
     yield bytes(buffer)
 
 
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
 async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """Pull a sync iterator chunk by chunk on the request's sync thread (where its cursor is)."""
-    pull = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await pull(chunks, None)) is not None:
+    pull = sync_to_async(_next_chunk, thread_sensitive=True)
+    while (chunk := await pull(chunks)) is not None:
         yield chunk
 
 

@@ -4,12 +4,15 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from mcp_server.models import Operation, OperationStatus
 
 _MAX_ID = 2**63 - 1
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class IntegerFilter(django_filters.NumberFilter):
     """A whole number (NumberFilter accepts decimals)."""
 

@@ -144,9 +144,7 @@ class KeysetCursorPagination(BasePagination):
             term = column.desc() if descending else column.asc()
         return queryset.order_by(term, "-pk" if descending else "pk")
 
-    def paginate_queryset(
-        self, queryset: QuerySet[Any], request: Request, view: Any = None
-    ) -> list[Any]:
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
         """One page of rows: page_size + 1 are fetched to learn whether another page follows."""
         self.request = request
         self.ordering = self._ordering_name(request)

@@ -3,7 +3,8 @@
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 
@@ -44,3 +45,13 @@ _ERRORS = {
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """The documented error responses: 401, 403 and 429 always, plus the given codes."""
     return {code: _ERRORS[code] for code in sorted({401, 403, 429, *codes})}
+
+
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    required=True,
+    description="Seconds to wait before the next request.",
+)

@@ -3,7 +3,6 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -23,7 +22,7 @@ class RunSerializer(serializers.ModelSerializer[Operation]):
 
     class Meta:
         model = Operation
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "tool",
             "status",
@@ -40,16 +39,16 @@ class RunSerializer(serializers.ModelSerializer[Operation]):
             "duration_seconds",
             "error_count",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
-    @extend_schema_field(OpenApiTypes.FLOAT)
+    @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_progress_percent(self, operation: Operation) -> float | None:
         """Progress as a percentage of the total, when the total is known."""
         if not operation.total:
             return None
         return round(min(operation.progress / operation.total, 1.0) * 100, 2)
 
-    @extend_schema_field(OpenApiTypes.FLOAT)
+    @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_duration_seconds(self, operation: Operation) -> float | None:
         """Queued-to-finished time in seconds, once finished."""
         return None if operation.duration is None else operation.duration.total_seconds()
@@ -62,7 +61,7 @@ class RunDetailSerializer(RunSerializer):
 
     class Meta(RunSerializer.Meta):
         fields = (*RunSerializer.Meta.fields, "result", "error", "request_id")
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 class OperationErrorSerializer(serializers.ModelSerializer[OperationError]):
@@ -71,7 +70,7 @@ class OperationErrorSerializer(serializers.ModelSerializer[OperationError]):
     class Meta:
         model = OperationError
         fields = ("id", "item", "message", "created_at")
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 class CancelOutcomeSerializer(serializers.Serializer[Any]):
@@ -110,7 +109,7 @@ class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
 
     class Meta:
         model = ApiToken
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "prefix",
@@ -120,7 +119,7 @@ class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
             "last_used_at",
             "is_active",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_is_active(self, token: ApiToken) -> bool:
         """Whether the token still authenticates (not revoked, not expired)."""
@@ -143,7 +142,7 @@ class IssuedTokenSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = (*ApiTokenSerializer.Meta.fields, "token")
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_token(self, token: ApiToken) -> str:
         """The raw token, passed in the serializer context; it is never stored."""

@@ -75,7 +75,7 @@ def parse_message(payload: Any) -> Message:
                 request_id if has_id else None,
             )
         error = payload.get("error")
-        if error is not None and not isinstance(error, dict):
+        if "error" in payload and not isinstance(error, dict):
             raise InvalidRequest('"error" must be an object', request_id)
         return Response(cast(RequestId, request_id), payload.get("result"), error)
     if not isinstance(method, str) or not method:

@@ -21,9 +21,11 @@ def decode_cursor(cursor: object, size: int) -> int:
         raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise invalid_params("Invalid cursor") from None
-    if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX) :].isdigit():
+    digits = raw[len(_CURSOR_PREFIX) :]
+    # Bounded length: int() refuses strings of thousands of digits with a ValueError.
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 18:
         raise invalid_params("Invalid cursor")
-    offset = int(raw[len(_CURSOR_PREFIX) :])
+    offset = int(digits)
     if offset <= 0 or offset >= size:
         raise invalid_params("Invalid cursor")
     return offset

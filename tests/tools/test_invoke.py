@@ -148,23 +148,22 @@ async def test_async_tool_runs_on_the_event_loop(context: ToolContext) -> None:
 
 
 async def test_sync_tool_does_not_block_the_loop(context: ToolContext) -> None:
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
     release = threading.Event()
-    loop_ran = asyncio.Event()
 
     def waits() -> str:
-        # Only returns once the loop has run something else meanwhile.
-        assert release.wait(timeout=10)
+        # Returns only once the event loop, free meanwhile, has released it.
+        loop.call_soon_threadsafe(started.set)
+        if not release.wait(timeout=10):
+            raise RuntimeError("the event loop was blocked")
         return "released"
 
-    async def release_from_loop() -> None:
-        loop_ran.set()
-        release.set()
-
     call = asyncio.create_task(call_tool(build_tool(waits), {}, context))
-    await release_from_loop()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    release.set()
     result = await asyncio.wait_for(call, timeout=10)
     assert _text(result) == "released"
-    assert loop_ran.is_set()
 
 
 async def test_tool_error_becomes_is_error_result(context: ToolContext) -> None:

@@ -249,7 +249,7 @@ def test_no_output_schema_for_plain_values(annotation: Any) -> None:
 
 
 def test_no_return_annotation_gives_no_output_schema() -> None:
-    def unannotated(a: int):  # type: ignore[no-untyped-def]
+    def unannotated(a: int):
         return a
 
     assert build_tool(unannotated).output_schema is None

@@ -171,7 +171,7 @@ def logged_in_session(issued: IssuedToken) -> str:
 
 def _token_of_user_without_tenant() -> str:
     user = member_create("dave", tenant_slug="lonely")
-    Membership.objects.filter(user=user).delete()
+    Membership.objects.filter(user_id=user.pk).delete()
     return token_create(user=user).raw
 
 

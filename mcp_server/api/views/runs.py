@@ -1,7 +1,6 @@
 """Runs (operations): list with filters, detail, item errors (paged and download), cancel."""
 
 from typing import Any
-from uuid import UUID
 
 from django.db.models import QuerySet
 from django.http import HttpResponseBase
@@ -18,7 +17,7 @@ from mcp_server.api.cancellation import CANCEL_MESSAGES, CancelOutcome, operatio
 from mcp_server.api.error_log import error_log_response
 from mcp_server.api.filters import OperationFilter
 from mcp_server.api.pagination import KeysetCursorPagination, LogCursorPagination
-from mcp_server.api.schema import error_responses
+from mcp_server.api.schema import RETRY_AFTER, error_responses
 from mcp_server.api.serializers import (
     CancelOutcomeSerializer,
     OperationErrorSerializer,
@@ -31,6 +30,14 @@ from mcp_server.selectors import operation_errors, operation_get, operation_list
 
 RUN_ID = OpenApiParameter(
     "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The run's id."
+)
+CONTENT_DISPOSITION = OpenApiParameter(
+    "Content-Disposition",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    required=True,
+    description='attachment; filename="operation-<id>-errors.json"',
 )
 
 
@@ -47,7 +54,7 @@ class RunLookupMixin(TenantScopedMixin):
         return run
 
 
-@extend_schema(tags=["runs"])
+@extend_schema(tags=["runs"], parameters=[RETRY_AFTER])
 class RunListView(TenantScopedMixin, generics.ListAPIView[Operation]):
     """The caller's runs (a tenant admin's: the tenant's), newest first by default."""
 
@@ -63,13 +70,15 @@ class RunListView(TenantScopedMixin, generics.ListAPIView[Operation]):
             return Operation.objects.none()
         return operation_list(principal=self.principal)
 
-    @extend_schema(summary="List runs", responses={200: RunSerializer(many=True), **error_responses(400)})
+    @extend_schema(
+        summary="List runs", responses={200: RunSerializer(many=True), **error_responses(400)}
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """A page of runs."""
+        """A page of the caller's runs (a tenant admin's: the whole tenant's), filtered."""
         return super().get(request, *args, **kwargs)
 
 
-@extend_schema(tags=["runs"], parameters=[RUN_ID])
+@extend_schema(tags=["runs"], parameters=[RUN_ID, RETRY_AFTER])
 class RunDetailView(RunLookupMixin, generics.RetrieveAPIView[Operation]):
     """One run with its arguments, progress, timings, result, error and error count."""
 
@@ -80,13 +89,15 @@ class RunDetailView(RunLookupMixin, generics.RetrieveAPIView[Operation]):
         """The run named in the URL."""
         return self.get_run()
 
-    @extend_schema(summary="Get a run", responses={200: RunDetailSerializer, **error_responses(404)})
+    @extend_schema(
+        summary="Get a run", responses={200: RunDetailSerializer, **error_responses(404)}
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """The run."""
+        """A run with its arguments, progress, timings, result, error and error count."""
         return super().get(request, *args, **kwargs)
 
 
-@extend_schema(tags=["runs"], parameters=[RUN_ID])
+@extend_schema(tags=["runs"], parameters=[RUN_ID, RETRY_AFTER])
 class RunErrorListView(RunLookupMixin, generics.ListAPIView[OperationError]):
     """The item errors of a run, in the order they were logged, a page at a time."""
 
@@ -105,18 +116,20 @@ class RunErrorListView(RunLookupMixin, generics.ListAPIView[OperationError]):
         responses={200: OperationErrorSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """A page of item errors."""
+        """A page of the run's item errors, oldest first."""
         return super().get(request, *args, **kwargs)
 
 
-@extend_schema(tags=["runs"], parameters=[RUN_ID])
+@extend_schema(tags=["runs"], parameters=[RUN_ID, RETRY_AFTER])
 class RunErrorDownloadView(RunLookupMixin, TenantScopedAPIView):
     """The whole item-error log of a run as a JSON file, streamed."""
 
     renderer_classes = [JSONRenderer]
 
     @extend_schema(
+        operation_id="runs_errors_download",
         summary="Download a run's item errors",
+        parameters=[CONTENT_DISPOSITION],
         description=(
             "The complete log as a JSON array of item errors, sent as an attachment "
             "(Content-Disposition) and streamed, so it may be very large."
@@ -129,13 +142,13 @@ class RunErrorDownloadView(RunLookupMixin, TenantScopedAPIView):
             **error_responses(404),
         },
     )
-    def get(self, request: Request, id: str) -> HttpResponseBase:
+    def get(self, request: Request, **kwargs: Any) -> HttpResponseBase:
         """Stream the log."""
         run = self.get_run()
         return error_log_response(request._request, run.pk)
 
 
-@extend_schema(tags=["runs"], parameters=[RUN_ID])
+@extend_schema(tags=["runs"], parameters=[RUN_ID, RETRY_AFTER])
 class RunCancelView(RunLookupMixin, TenantScopedAPIView):
     """Cancel a queued or running run, if this server process runs it."""
 
@@ -154,8 +167,8 @@ class RunCancelView(RunLookupMixin, TenantScopedAPIView):
             **error_responses(404),
         },
     )
-    def post(self, request: Request, id: str) -> Response:
-        """Request cancellation."""
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        """Cancel the run if this process runs it (members: their own; tenant admins: any)."""
         run = self.get_run()
         outcome = operation_cancel(operation=run)
         body = CancelOutcomeSerializer(
@@ -172,13 +185,3 @@ class RunCancelView(RunLookupMixin, TenantScopedAPIView):
             else status.HTTP_409_CONFLICT
         )
         return Response(body, status=code)
-
-
-__all__ = [
-    "RunCancelView",
-    "RunDetailView",
-    "RunErrorDownloadView",
-    "RunErrorListView",
-    "RunListView",
-    "UUID",
-]

@@ -18,6 +18,8 @@ class Calculation(TypedDict):
     result: float
 
 
+# Arguments arrive as JSON numbers: integers stay Python ints unless made floats, and an
+# integer result past 64 bits could not be serialised.
 def _finite(value: float) -> Calculation:
     if not math.isfinite(value):
         raise ToolError("The result is too large to represent as a number.")
@@ -27,19 +29,19 @@ def _finite(value: float) -> Calculation:
 @tool(title="Add", annotations=_PURE)
 async def add(a: Number, b: Number) -> Calculation:
     """Add two numbers: a + b."""
-    return _finite(a + b)
+    return _finite(float(a) + float(b))
 
 
 @tool(title="Subtract", annotations=_PURE)
 async def subtract(a: Number, b: Number) -> Calculation:
     """Subtract the second number from the first: a - b."""
-    return _finite(a - b)
+    return _finite(float(a) - float(b))
 
 
 @tool(title="Multiply", annotations=_PURE)
 async def multiply(a: Number, b: Number) -> Calculation:
     """Multiply two numbers: a * b."""
-    return _finite(a * b)
+    return _finite(float(a) * float(b))
 
 
 @tool(title="Divide", annotations=_PURE)
@@ -50,4 +52,4 @@ async def divide(
     """Divide the first number by the second: a / b."""
     if b == 0:
         raise ToolError("Division by zero is undefined: b must not be 0.")
-    return _finite(a / b)
+    return _finite(float(a) / float(b))

@@ -1,0 +1,41 @@
+"""The pieces of the WebSocket authentication middleware that need no socket."""
+
+from typing import Any
+
+import pytest
+
+from accounts.ws_auth import bearer_from_scope, origin_allowed
+
+
+def _scope(headers: list[tuple[bytes, bytes]] | None = None, query: bytes = b"") -> dict[str, Any]:
+    return {"type": "websocket", "headers": headers or [], "query_string": query}
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        (_scope([(b"authorization", b"Bearer mcp_abc")]), "mcp_abc"),
+        (_scope([(b"authorization", b"BEARER   mcp_abc  ")]), "mcp_abc"),
+        (_scope(query=b"token=mcp_q"), "mcp_q"),
+        (_scope(query=b"a=1&token=mcp_q&b=2"), "mcp_q"),
+        (_scope(query=b"token=mcp_%41"), "mcp_A"),
+        (_scope([(b"authorization", b"Bearer mcp_h")], b"token=mcp_q"), "mcp_h"),
+        (_scope([(b"authorization", b"Basic eDp5")], b"token=mcp_q"), "mcp_q"),
+        (_scope([(b"authorization", b"Bearer ")], b"token=mcp_q"), "mcp_q"),
+        (_scope(), None),
+        (_scope(query=b"token="), None),
+        (_scope(query=b"tok=mcp_q"), None),
+        (_scope([(b"authorization", b"Basic eDp5")]), None),
+    ],
+)
+def test_bearer_from_scope(scope: dict[str, Any], expected: str | None) -> None:
+    assert bearer_from_scope(scope) == expected
+
+
+def test_origin_allowed() -> None:
+    allowed = ["http://127.0.0.1:8000", "https://app.example"]
+    assert origin_allowed("https://app.example", allowed)
+    assert not origin_allowed(None, allowed)
+    assert not origin_allowed("", allowed)
+    assert not origin_allowed("https://app.example.evil", allowed)
+    assert not origin_allowed("null", allowed)

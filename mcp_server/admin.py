@@ -294,7 +294,7 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         pending = queryset.filter(status__in=[OperationStatus.QUEUED, OperationStatus.RUNNING])
         outcomes = Counter(
             operation_cancel(operation=operation)
-            for operation in pending.only("id", "status").iterator()
+            for operation in pending.select_related(None).only("id", "status").iterator()
         )
         finished = queryset.filter(status__in=TERMINAL_STATUSES).count()
         cancelled = outcomes[CancelOutcome.CANCELLING]

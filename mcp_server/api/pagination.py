@@ -10,7 +10,7 @@ from uuid import UUID
 import orjson
 from django.db.models import F, Q, QuerySet
 from django.utils.dateparse import parse_datetime
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -217,7 +217,22 @@ class KeysetCursorPagination(BasePagination):
         ]
 
 
-class LogCursorPagination(CursorPagination):
+class StrictCursorPagination(CursorPagination):
+    """DRF's cursor pagination, answering a bad cursor with 400 (like the runs list), not 404."""
+
+    def decode_cursor(self, request: Request) -> Any:
+        """The cursor of the request, or a 400 field error."""
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """OpenAPI shape of a page."""
+        return _page_schema(schema)
+
+
+class LogCursorPagination(StrictCursorPagination):
     """Item errors in logging order (by id), with cursors; no COUNT."""
 
     ordering = "id"
@@ -225,22 +240,14 @@ class LogCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
-    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """OpenAPI shape of a page."""
-        return _page_schema(schema)
 
-
-class TokenCursorPagination(CursorPagination):
+class TokenCursorPagination(StrictCursorPagination):
     """A user's tokens, newest first."""
 
     ordering = ("-created_at", "-id")
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
-
-    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """OpenAPI shape of a page."""
-        return _page_schema(schema)
 
 
 def _page_schema(schema: dict[str, Any]) -> dict[str, Any]:

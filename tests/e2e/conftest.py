@@ -33,8 +33,11 @@ from tests.e2e.support import (
 
 ALPHA = "alpha"
 BETA = "beta"
+# A tenant whose settings tests may change (test_auth restricts its tools); nobody else uses it.
+GAMMA = "gamma"
 ALICE = "alice"
 BOB = "bob"
+CAROL = "carol"
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,19 @@ class Accounts:
     alice_expired: str
     # bob: member of tenant beta.
     bob: str
+    # carol: member of tenant gamma, the tenant whose settings tests change.
+    carol: str
 
     def all_tokens(self) -> tuple[str, ...]:
         """Every raw token issued, for checks that none of them leaks."""
-        return (self.alice, self.alice_logs, self.alice_revoked, self.alice_expired, self.bob)
+        return (
+            self.alice,
+            self.alice_logs,
+            self.alice_revoked,
+            self.alice_expired,
+            self.bob,
+            self.carol,
+        )
 
 
 def assert_database_is_used(installed: Deployment, database_url: str | None) -> None:
@@ -126,23 +138,31 @@ def server_factory(deployment: Deployment) -> Iterator[ServerFactory]:
 
 @pytest.fixture(scope="session")
 def accounts(deployment: Deployment, server_factory: ServerFactory) -> Accounts:
-    """Tenants alpha and beta, users alice and bob, and tokens, made by the commands."""
+    """Tenants, users and tokens, made by the management commands."""
     server_factory.launch()  # the default server boots while the commands run
     password = "e2e-Correct-Horse-42"
-    run_parallel([lambda: deployment.create_tenant(ALPHA), lambda: deployment.create_tenant(BETA)])
+    run_parallel(
+        [
+            lambda: deployment.create_tenant(ALPHA),
+            lambda: deployment.create_tenant(BETA),
+            lambda: deployment.create_tenant(GAMMA),
+        ]
+    )
     run_parallel(
         [
             lambda: deployment.create_user(ALICE, ALPHA, admin=True, password=password),
             lambda: deployment.create_user(BOB, BETA),
+            lambda: deployment.create_user(CAROL, GAMMA),
         ]
     )
-    alice, alice_logs, alice_revoked, alice_expired, bob = run_parallel(
+    alice, alice_logs, alice_revoked, alice_expired, bob, carol = run_parallel(
         [
             lambda: deployment.create_token(ALICE, name="alice-main"),
             lambda: deployment.create_token(ALICE, name="alice-logs"),
             lambda: deployment.create_token(ALICE, name="alice-revoked"),
             lambda: deployment.create_token(ALICE, name="alice-expired", expires_in_days=1),
             lambda: deployment.create_token(BOB, name="bob-main"),
+            lambda: deployment.create_token(CAROL, name="carol-main"),
         ]
     )
     run_parallel(
@@ -158,6 +178,7 @@ def accounts(deployment: Deployment, server_factory: ServerFactory) -> Accounts:
         alice_revoked=alice_revoked,
         alice_expired=alice_expired,
         bob=bob,
+        carol=carol,
     )
 
 

@@ -221,14 +221,18 @@ class Deployment:
             "assert n == 1, n"
         )
 
-    def create_login_session(self, username: str) -> str:
-        """A Django session logged in as `username` (what a browser login leaves); its key."""
+    def create_login_session(self, username: str, password: str) -> str:
+        """Log in with the password, as the login view would, and save the session; its key.
+
+        `authenticate` succeeding also proves `createuser --password-stdin` set the password.
+        """
         output = self.shell(
             "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, "
-            "get_user_model; from django.contrib.sessions.backends.db import SessionStore; "
-            f"user = get_user_model().objects.get(username={username!r}); "
+            "authenticate; from django.contrib.sessions.backends.db import SessionStore; "
+            f"user = authenticate(username={username!r}, password={password!r}); "
+            "assert user is not None, 'wrong password'; "
             "session = SessionStore(); session[SESSION_KEY] = str(user.pk); "
-            "session[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'; "
+            "session[BACKEND_SESSION_KEY] = user.backend; "
             "session[HASH_SESSION_KEY] = user.get_session_auth_hash(); session.save(); "
             "print(session.session_key)"
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.e2e.conftest import ALICE, BETA, Accounts, ServerFactory
+from tests.e2e.conftest import ALICE, GAMMA, Accounts, ServerFactory
 from tests.e2e.support import (
     Deployment,
     RawClient,
@@ -21,7 +21,7 @@ from tests.e2e.support import (
 ALLOWED_ORIGIN = "http://127.0.0.1:8000"  # in MCP_ALLOWED_ORIGINS by default
 FOREIGN_ORIGIN = "https://evil.example"
 BUILTIN_TOOLS = {"add", "subtract", "multiply", "divide", "echo"}
-BETA_TOOLS = ["add", "echo"]
+GAMMA_TOOLS = ["add", "echo"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,11 @@ class AuthSetup:
 
 @pytest.fixture(scope="module")
 def auth_setup(deployment: Deployment, accounts: Accounts) -> AuthSetup:
-    """A logged-in browser session for alice; tenant beta restricted to add and echo."""
+    """A logged-in browser session for alice; tenant gamma restricted to add and echo."""
     session_key, _ = run_parallel(
         [
-            lambda: deployment.create_login_session(ALICE),
-            lambda: deployment.set_enabled_tools(BETA, BETA_TOOLS),
+            lambda: deployment.create_login_session(ALICE, accounts.alice_password),
+            lambda: deployment.set_enabled_tools(GAMMA, GAMMA_TOOLS),
         ]
     )
     assert session_key
@@ -213,11 +213,11 @@ async def test_session_cookie_on_a_server_with_configured_origins(
 async def test_tenant_sees_and_calls_only_its_enabled_tools(
     server: ServerProcess, accounts: Accounts, auth_setup: AuthSetup
 ) -> None:
-    async with raw_connection(server.ws_url(accounts.bob)) as ws:
+    async with raw_connection(server.ws_url(accounts.carol)) as ws:
         client = RawClient(ws)
         await client.initialize()
         listed = result_of(await client.request("tools/list"))
-        assert [tool["name"] for tool in listed["tools"]] == BETA_TOOLS
+        assert [tool["name"] for tool in listed["tools"]] == GAMMA_TOOLS
         error = error_of(await client.call_tool("divide", {"a": 1, "b": 2}))
         assert error["code"] == -32602
         assert "divide" in error["message"]

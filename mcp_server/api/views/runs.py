@@ -113,7 +113,7 @@ class RunErrorListView(RunLookupMixin, generics.ListAPIView[OperationError]):
 
     @extend_schema(
         summary="List a run's item errors",
-        responses={200: OperationErrorSerializer(many=True), **error_responses(404)},
+        responses={200: OperationErrorSerializer(many=True), **error_responses(400, 404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """A page of the run's item errors, oldest first."""

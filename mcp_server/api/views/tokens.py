@@ -41,7 +41,7 @@ class TokenListCreateView(TenantScopedMixin, generics.ListCreateAPIView[ApiToken
 
     @extend_schema(
         summary="List my tokens",
-        responses={200: ApiTokenSerializer(many=True), **error_responses()},
+        responses={200: ApiTokenSerializer(many=True), **error_responses(400)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """A page of the caller's tokens, newest first; never their values."""

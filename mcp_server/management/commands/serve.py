@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mcp_server.runtime.history import history_writer
+from mcp_server.uvicorn_websocket import DenialAwareWebSocketProtocol
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -55,7 +56,7 @@ class Command(BaseCommand):
             port=options["port"],
             loop="uvloop",
             http="httptools",
-            ws="websockets-sansio",
+            ws=DenialAwareWebSocketProtocol,
             ws_max_size=settings.MCP_MAX_MESSAGE_BYTES,
             ws_ping_interval=settings.MCP_WS_PING_INTERVAL,
             ws_ping_timeout=settings.MCP_WS_PING_TIMEOUT,

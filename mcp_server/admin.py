@@ -203,8 +203,6 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_percent(self, operation: Operation) -> str:
         """Progress as a percentage, when the total is known."""
-        if operation.status == OperationStatus.SUCCEEDED:
-            return "100 %"
         if not operation.total:
             return "—"
         return f"{min(operation.progress / operation.total, 1.0) * 100:.0f} %"

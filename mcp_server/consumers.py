@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from mcp_server.protocol.errors import INVALID_REQUEST
@@ -36,6 +37,18 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route a message to its handler, without Channels' per-message connection check.
+
+        Channels closes stale database connections before every handler, which costs a hop to
+        a worker thread for every frame. This consumer never touches the database on the event
+        loop: authentication and history run through code that manages its own connections.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         """Create the session and accept, choosing the `mcp` subprotocol when offered."""

@@ -8,8 +8,7 @@ limits allow it runs. A waiter blocked only by its own user's limit never holds 
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
@@ -78,19 +77,20 @@ class FairScheduler:
             return self._by_tenant.get(tenant, 0)
         return self._by_connection.get(connection, 0)
 
-    @asynccontextmanager
-    async def slot(
-        self, key: SlotKey, on_position: PositionCallback | None = None
-    ) -> AsyncIterator[None]:
-        """Hold a run slot for the body; wait fairly for one when limits are reached."""
-        if not self.waiting and self._fits(key):
+    def slot(self, key: SlotKey, on_position: PositionCallback | None = None) -> "Slot":
+        """`async with scheduler.slot(key):` holds a run slot, waiting fairly for one."""
+        return Slot(self, key, on_position)
+
+    async def acquire(self, key: SlotKey, on_position: PositionCallback | None = None) -> None:
+        """Take a run slot, waiting in the fair queue when limits are reached."""
+        if not self._queues and self._fits(key):
             self._take(key)
         else:
             await self._wait(key, on_position)
-        try:
-            yield
-        finally:
-            self._give_back(key)
+
+    def release(self, key: SlotKey) -> None:
+        """Give back a slot taken with `acquire`."""
+        self._give_back(key)
 
     async def _wait(self, key: SlotKey, on_position: PositionCallback | None) -> None:
         waiter = _Waiter(key, asyncio.get_running_loop().create_future(), on_position)
@@ -137,7 +137,8 @@ class FairScheduler:
                 counts[name] = left
             else:
                 del counts[name]
-        self._dispatch()
+        if self._queues:
+            self._dispatch()
 
     def _remove(self, waiter: _Waiter) -> None:
         users = self._queues.get(waiter.key.tenant)
@@ -191,3 +192,22 @@ class FairScheduler:
                 waiter.position = index
                 if waiter.on_position is not None:
                     waiter.on_position(index)
+
+
+class Slot:
+    """The async context manager of `FairScheduler.slot` (a class: no generator per call)."""
+
+    __slots__ = ("_key", "_on_position", "_scheduler")
+
+    def __init__(
+        self, scheduler: FairScheduler, key: SlotKey, on_position: PositionCallback | None
+    ) -> None:
+        self._scheduler = scheduler
+        self._key = key
+        self._on_position = on_position
+
+    async def __aenter__(self) -> None:
+        await self._scheduler.acquire(self._key, self._on_position)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._scheduler.release(self._key)

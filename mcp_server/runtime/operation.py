@@ -74,8 +74,8 @@ class RunningOperation:
         self.meter = ProgressMeter()
         self._writer = writer
         self._persist_interval = persist_interval
+        # Not persisted yet: a call that gets its slot at once is first written as running.
         self._last_persist = time.monotonic()
-        self.persist()
 
     def snapshot(self) -> dict[str, Any]:
         """The operation's history row as field values."""
@@ -107,8 +107,9 @@ class RunningOperation:
         self._writer.record(self.snapshot())
 
     def queued_at_position(self, position: int) -> None:
-        """Note the call's place in the queue."""
+        """Note (and persist) the call's place in the queue."""
         self.message = f"queued, position {position}"
+        self.persist()
 
     def mark_running(self) -> None:
         """The call got its slot and starts now."""

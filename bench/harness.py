@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.process import free_port, pinned, running
+from bench.process import die_with_parent, free_port, pinned, running
 from bench.results import RunResults, ServerInfo
 from bench.scenarios import Scenario
 from bench.targets import PYTHON, ROOT, Target
@@ -62,6 +62,7 @@ def run_loadgen(
             text=True,
             timeout=scenario.timeout(),
             check=False,
+            preexec_fn=die_with_parent,
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{scenario.label}: load generator timed out") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import shutil
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.05
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -30,6 +32,21 @@ def raise_nofile_limit() -> int:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the harness dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def prepare_child() -> None:
+    """Run in a spawned server before exec: more open files, and no outliving the harness."""
+    raise_nofile_limit()
+    die_with_parent()
 
 
 def pinned(command: Sequence[str], cpu: int | None) -> list[str]:
@@ -142,7 +159,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             # The harness is single-threaded, so preexec_fn is safe here.
-            preexec_fn=raise_nofile_limit,
+            preexec_fn=prepare_child,
         )
     except BaseException:
         log_file.close()

@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,10 +73,30 @@ def _memory_gib() -> str:
     return "unknown"
 
 
+def code_version(root: Path) -> str:
+    """The commit measured, and whether tracked files differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit} with uncommitted changes" if dirty else commit
+
+
 def machine_facts() -> list[tuple[str, str]]:
     """nproc, CPU, memory, kernel, Python and the versions of the packages that matter."""
     packages = ", ".join(f"{name} {package_version(name)}" for name in PACKAGES)
     return [
+        ("code", code_version(Path(__file__).resolve().parent.parent)),
         ("nproc", str(len(os.sched_getaffinity(0)))),
         ("CPU", _cpu_model()),
         ("memory", _memory_gib()),
@@ -96,10 +117,11 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A markdown table; every column but the first right-aligned."""
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1) -> list[str]:
+    """A markdown table: the first `text_columns` left-aligned, the numbers right-aligned."""
     lines = ["| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
+    aligns = [":---" if i < text_columns else "---:" for i in range(len(header))]
+    lines.append("|" + "|".join(aligns) + "|")
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return lines
 
@@ -153,7 +175,7 @@ def goals_section(results: RunResults) -> list[str]:
                 verdict = f"({verdict.strip('*')}; informative)"
             detail = _ratio_detail(results, server, goal.baseline, goal.metric)
             rows.append([server, goal.label, fmt(value, unit), goal.target_text(), verdict, detail])
-    return table(["server", "goal", "measured", "target", "verdict", "medians"], rows)
+    return table(["server", "goal", "measured", "target", "verdict", "medians"], rows, 2)
 
 
 def _ratio_detail(results: RunResults, server: str, baseline: str | None, metric: str) -> str:
@@ -228,7 +250,7 @@ def results_section(results: RunResults, settings: RunSettings, when: datetime) 
         f"medians of {settings.repeats} repetitions; {pinning}; "
         f"database of the service: {settings.database}.",
         "",
-        *table(["fact", "value"], machine_facts()),
+        *table(["fact", "value"], machine_facts(), 2),
         "",
         "### Goals",
         "",

@@ -3,7 +3,8 @@
 FastMCP with one `add` tool; each WebSocket at /mcp runs `mcp.server.websocket.websocket_server`
 and the FastMCP low-level server on it, the way FastMCP wires its own transports
 (`_mcp_server.run(read, write, init_options)`). Served by uvicorn with uvloop and httptools,
-permessage-deflate off, logging at WARNING, no access log. GET /healthz answers 200 for the readiness probe.
+permessage-deflate off, logging at WARNING, no access log. GET /healthz answers 200 for the
+readiness probe.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ class ServiceTarget(Target):
         """`manage.py serve`, or `daphne` on config.asgi:application."""
         if self.server == "daphne":
             daphne = str(Path(PYTHON).parent / "daphne")
-            return [daphne, "-b", HOST, "-p", str(port), "config.asgi:application"]
+            # -v 0: no access log, as LOG_LEVEL=WARNING silences uvicorn's.
+            return [daphne, "-b", HOST, "-p", str(port), "-v", "0", "config.asgi:application"]
         return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
 
     def env(self) -> dict[str, str]:

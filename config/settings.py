@@ -146,6 +146,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["mcp_server.api.throttles.TokenRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # --- MCP service --------------------------------------------------------------------------
@@ -206,3 +208,30 @@ MCP_HISTORY_FLUSH_INTERVAL = env.float("MCP_HISTORY_FLUSH_INTERVAL", default=0.2
 MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", default=1.0)
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))
+
+# --- REST API -----------------------------------------------------------------------------
+INSTALLED_APPS += ["django_filters", "drf_spectacular", "drf_spectacular_sidecar"]
+# Requests per token (per user for the session), in DRF's "N/period" form; empty: no limit.
+MCP_API_RATE = env.str("MCP_API_RATE", default="600/min")
+# The rate limit's counters: shared by every process through Redis when there is one.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.str("MCP_CACHE_URL", default=REDIS_URL),
+            "KEY_PREFIX": "mcp",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MCP Realtime API",
+    "DESCRIPTION": "Operation history, tool catalog, API tokens and statistics of one tenant.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

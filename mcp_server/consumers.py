@@ -5,8 +5,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from mcp_server.protocol.errors import INVALID_REQUEST

@@ -119,7 +119,7 @@ class Throughput(Scenario):
         return f"throughput C={self.concurrency}"
 
     def metrics(self) -> list[Metric]:
-        """calls/s, p50 and p99 latency at this concurrency."""
+        """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
         suffix = f"c{self.concurrency}"
         c = f"C={self.concurrency}"
         return [

@@ -1,0 +1,87 @@
+import uuid
+
+import pytest
+
+from mcp_server.models import OperationStatus
+from tests.api.conftest import Caller, MakeRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_detail_has_arguments_result_error_timings_and_error_count(
+    alice: Caller, make_run: MakeRun
+):
+    run = make_run(
+        alice,
+        tool="process_images",
+        status=OperationStatus.FAILED,
+        arguments={"folder": "in", "width": 100},
+        result_summary={"processed": 8, "failed": 2},
+        error="2 items failed",
+        error_count=2,
+        progress=10,
+        total=10,
+        request_id="7",
+    )
+    body = alice.client.get(f"/api/runs/{run.pk}/").json()
+    assert body["id"] == str(run.pk)
+    assert body["arguments"] == {"folder": "in", "width": 100}
+    assert body["result"] == {"processed": 8, "failed": 2}
+    assert body["error"] == "2 items failed"
+    assert body["error_count"] == 2
+    assert body["status"] == "failed"
+    assert body["progress"] == 10
+    assert body["progress_percent"] == 100.0
+    assert body["request_id"] == "7"
+    for key in ("queued_at", "started_at", "finished_at", "duration_seconds"):
+        assert body[key] is not None
+
+
+def test_running_run_has_no_finish(alice: Caller, make_run: MakeRun):
+    run = make_run(alice, status=OperationStatus.RUNNING, progress=3)
+    body = alice.client.get(f"/api/runs/{run.pk}/").json()
+    assert body["finished_at"] is None
+    assert body["duration_seconds"] is None
+    assert body["progress_percent"] is None
+
+
+def test_tenant_admin_sees_a_members_run(alice: Caller, carol: Caller, make_run: MakeRun):
+    run = make_run(alice)
+    assert carol.client.get(f"/api/runs/{run.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("who", ["bob", "dave"])
+def test_someone_elses_run_is_404(
+    alice: Caller, bob: Caller, dave: Caller, make_run: MakeRun, who: str
+):
+    run = make_run(alice)
+    caller = {"bob": bob, "dave": dave}[who]
+    for suffix in ("", "errors/", "errors.json", "cancel/"):
+        method = caller.client.post if suffix == "cancel/" else caller.client.get
+        response = method(f"/api/runs/{run.pk}/{suffix}")
+        assert response.status_code == 404, (suffix, response.status_code)
+
+
+def test_another_tenants_admin_gets_404(carol: Caller, dave: Caller, make_run: MakeRun):
+    run = make_run(dave)
+    assert carol.client.get(f"/api/runs/{run.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "123", "%20"])
+def test_unknown_or_malformed_id_is_404(alice: Caller, bad_id: str):
+    for suffix in ("", "errors/", "errors.json"):
+        response = alice.client.get(f"/api/runs/{bad_id}/{suffix}")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "No such run."}
+
+
+def test_wrong_methods_are_405(alice: Caller, make_run: MakeRun):
+    run = make_run(alice)
+    assert alice.client.delete(f"/api/runs/{run.pk}/").status_code == 405
+    assert alice.client.post("/api/runs/", {}).status_code == 405
+    assert alice.client.get(f"/api/runs/{run.pk}/cancel/").status_code == 405
+    assert alice.client.put("/api/tools/", {}).status_code == 405
+    assert alice.client.post("/api/stats/", {}).status_code == 405
+    response = alice.client.patch("/api/tokens/", {})
+    assert response.status_code == 405
+    assert "GET" in response["Allow"]

@@ -2,12 +2,11 @@
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts.principal import Principal
-from accounts.selectors import principal_for_token
+from accounts.selectors import AuthFailure, user_and_principal_for_token
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -26,11 +25,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
-        outcome = principal_for_token(raw)
-        if not isinstance(outcome, Principal):
-            raise exceptions.AuthenticationFailed(outcome.reason.capitalize() + ".")
-        user = get_user_model().objects.get(pk=outcome.user_id)
-        return user, outcome
+        outcome = user_and_principal_for_token(raw)
+        if isinstance(outcome, AuthFailure):
+            message = outcome.reason.capitalize() + "."
+            if outcome.status == 403:  # a valid token whose account may not act: not a 401
+                raise exceptions.PermissionDenied(message)
+            raise exceptions.AuthenticationFailed(message)
+        return outcome
 
     def authenticate_header(self, request: Request) -> str:
         """The WWW-Authenticate value of a 401."""

@@ -1,6 +1,7 @@
 """Reads for authentication: resolve a raw token or a session user into a Principal."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -44,6 +45,12 @@ def principal_from_membership(membership: Membership, token_id: int | None = Non
 
 def principal_for_token(raw: str) -> Principal | AuthFailure:
     """Resolve a raw bearer token in one query; record its use at a bounded rate."""
+    outcome = user_and_principal_for_token(raw)
+    return outcome if isinstance(outcome, AuthFailure) else outcome[1]
+
+
+def user_and_principal_for_token(raw: str) -> tuple[Any, Principal] | AuthFailure:
+    """Like principal_for_token, also returning the token's user (loaded by the same query)."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return INVALID_TOKEN
     token = (
@@ -62,14 +69,15 @@ def principal_for_token(raw: str) -> Principal | AuthFailure:
         membership: Membership | None = token.user.membership
     except Membership.DoesNotExist:
         membership = None
-    failure_or_principal = _principal_for_member(token.user, membership, token_id=token.pk)
-    if isinstance(failure_or_principal, Principal):
-        token_touch(
-            token_id=token.pk,
-            last_used_at=token.last_used_at,
-            interval_seconds=settings.MCP_TOKEN_TOUCH_INTERVAL,
-        )
-    return failure_or_principal
+    outcome = _principal_for_member(token.user, membership, token_id=token.pk)
+    if isinstance(outcome, AuthFailure):
+        return outcome
+    token_touch(
+        token_id=token.pk,
+        last_used_at=token.last_used_at,
+        interval_seconds=settings.MCP_TOKEN_TOUCH_INTERVAL,
+    )
+    return token.user, outcome
 
 
 def principal_for_user(user: AbstractBaseUser | AnonymousUser) -> Principal | AuthFailure:

@@ -59,6 +59,7 @@ class Operation(models.Model):
     class Meta:
         ordering = ["-queued_at"]
         indexes = [
+            models.Index(fields=["-queued_at"], name="op_time"),
             models.Index(fields=["tenant", "-queued_at"], name="op_tenant_time"),
             models.Index(fields=["user", "-queued_at"], name="op_user_time"),
             models.Index(fields=["status", "-queued_at"], name="op_status_time"),

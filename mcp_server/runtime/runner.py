@@ -143,7 +143,15 @@ class OperationRunner:
             return False
         operation, task = entry
         operation.cancel_requested = True
-        task.cancel()
+        loop = task.get_loop()
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            task.cancel()
+        else:  # called from another thread (a sync view, the admin): hand it to the loop
+            loop.call_soon_threadsafe(task.cancel)
         return True
 
     @property

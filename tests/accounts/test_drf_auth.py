@@ -90,7 +90,8 @@ def test_unknown_and_inactive(issued: IssuedToken) -> None:
     with pytest.raises(exceptions.AuthenticationFailed, match="Invalid token"):
         _authenticate("Bearer mcp_" + "q" * 43)
     Tenant.objects.filter(slug="acme").update(is_active=False)
-    with pytest.raises(exceptions.AuthenticationFailed, match="inactive"):
+    # A valid token of an account that may not act is a 403, as on the WebSocket handshake.
+    with pytest.raises(exceptions.PermissionDenied, match="inactive"):
         _authenticate(f"Bearer {issued.raw}")
 
 

@@ -35,8 +35,8 @@ def test_errors_list_is_constant_queries(
     _log(run, 300)
     alice.client.get(f"/api/runs/{run.pk}/errors/")
     for size in (10, 250):
-        # token, user, the run, one page
-        with django_assert_num_queries(4):
+        # token (with its user), the run, one page
+        with django_assert_num_queries(3):
             body = alice.client.get(f"/api/runs/{run.pk}/errors/", {"page_size": size}).json()
         assert len(body["results"]) == size
 

@@ -195,8 +195,8 @@ def test_constant_number_of_queries(
     for _ in range(120):
         make_run(alice)
     alice.client.get(URL)  # records the token's use, once per interval
-    # token lookup, user, one page
-    with django_assert_num_queries(3):
+    # token lookup (user, membership and tenant joined), one page
+    with django_assert_num_queries(2):
         response = alice.client.get(URL, {"page_size": page_size})
     assert len(response.json()["results"]) == page_size
 
@@ -207,6 +207,6 @@ def test_constant_number_of_queries_for_the_admin_with_filters(
     for _ in range(30):
         make_run(bob, status=OperationStatus.FAILED)
     carol.client.get(URL)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         response = carol.client.get(URL, {"status": "failed", "q": "run", "page_size": "25"})
     assert len(response.json()["results"]) == 25

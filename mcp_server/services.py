@@ -4,10 +4,11 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mcp_server.history_insert import RowInserter
 from mcp_server.models import Operation, OperationError, OperationStatus
 
 # Fields of an operation that change after it was created.
@@ -25,6 +26,15 @@ MUTABLE_FIELDS = (
 )
 
 
+def _operation_inserter() -> RowInserter:
+    # One per connection object (a thread's connection may be replaced after an error).
+    inserter = getattr(connection, "_mcp_operation_inserter", None)
+    if inserter is None:
+        inserter = RowInserter(Operation, connection)
+        connection._mcp_operation_inserter = inserter  # type: ignore[attr-defined]
+    return inserter
+
+
 @transaction.atomic
 def operations_persist(
     *,
@@ -33,9 +43,9 @@ def operations_persist(
     errors: Iterable[dict[str, Any]],
 ) -> None:
     """Write one batch of history: new operations, changed ones, then item errors."""
-    new_rows = [Operation(**snapshot) for snapshot in created]
+    new_rows = list(created)
     if new_rows:
-        Operation.objects.bulk_create(new_rows)
+        _operation_inserter().insert(new_rows)
     for snapshot in updated:
         fields = {name: snapshot[name] for name in MUTABLE_FIELDS if name in snapshot}
         Operation.objects.filter(pk=snapshot["id"]).update(**fields)

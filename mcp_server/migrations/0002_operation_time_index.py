@@ -5,16 +5,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('mcp_server', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("mcp_server", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='operation',
-            index=models.Index(fields=['-queued_at'], name='op_time'),
+            model_name="operation",
+            index=models.Index(fields=["-queued_at"], name="op_time"),
         ),
     ]

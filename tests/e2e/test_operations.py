@@ -46,6 +46,22 @@ def wait_for_status(deployment: Deployment, request_id: str, status: str, **filt
     return found[0]
 
 
+async def send_call(
+    client: RawClient,
+    request_id: str,
+    name: str,
+    arguments: dict[str, Any],
+    token: str | None = None,
+) -> None:
+    """Send a tools/call, asking for progress under `token` when given."""
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if token is not None:
+        params["_meta"] = {"progressToken": token}
+    await client.send(
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+    )
+
+
 async def first_progress(client: RawClient, token: Any) -> dict[str, Any]:
     """Wait for the first progress notification of `token`."""
     while True:
@@ -88,18 +104,7 @@ async def test_cancel_stops_the_call_without_a_response(
     server: ServerProcess, accounts: Accounts, deployment: Deployment
 ) -> None:
     async with raw_client(server, accounts.alice) as client:
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "to-cancel",
-                "method": "tools/call",
-                "params": {
-                    "name": "sleep",
-                    "arguments": {"seconds": 60},
-                    "_meta": {"progressToken": "tc"},
-                },
-            }
-        )
+        await send_call(client, "to-cancel", "sleep", {"seconds": 60}, token="tc")
         await first_progress(client, "tc")
         await client.notify(
             "notifications/cancelled", {"requestId": "to-cancel", "reason": "changed my mind"}
@@ -121,18 +126,7 @@ async def test_disconnect_cancels_in_flight_calls(
     server: ServerProcess, accounts: Accounts, deployment: Deployment
 ) -> None:
     async with raw_client(server, accounts.alice) as client:
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "orphan",
-                "method": "tools/call",
-                "params": {
-                    "name": "sleep",
-                    "arguments": {"seconds": 60},
-                    "_meta": {"progressToken": "orphan"},
-                },
-            }
-        )
+        await send_call(client, "orphan", "sleep", {"seconds": 60}, token="orphan")
         await first_progress(client, "orphan")
     wait_for_status(deployment, "orphan", "cancelled")
 
@@ -142,14 +136,7 @@ async def test_two_clients_run_operations_at_the_same_time(
 ) -> None:
     async def run(token: str, request_id: str) -> dict[str, Any]:
         async with raw_client(server, token) as client:
-            await client.send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": request_id,
-                    "method": "tools/call",
-                    "params": {"name": "process_batch", "arguments": {"count": 300, "item_ms": 2}},
-                }
-            )
+            await send_call(client, request_id, "process_batch", {"count": 300, "item_ms": 2})
             return result_of(await client.recv_response(request_id, CALL_TIMEOUT))
 
     first, second = await asyncio.gather(run(accounts.alice, "pair-a"), run(accounts.bob, "pair-b"))
@@ -169,30 +156,10 @@ async def test_a_per_user_limit_queues_the_next_call_and_runs_it_later(
 ) -> None:
     limited = server_factory(MCP_MAX_OPERATIONS_PER_USER="1")
     async with raw_client(limited, accounts.alice) as client:
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "holder",
-                "method": "tools/call",
-                "params": {
-                    "name": "sleep",
-                    "arguments": {"seconds": 60},
-                    "_meta": {"progressToken": "holder"},
-                },
-            }
-        )
+        await send_call(client, "holder", "sleep", {"seconds": 60}, token="holder")
         await first_progress(client, "holder")
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "queued",
-                "method": "tools/call",
-                "params": {
-                    "name": "process_batch",
-                    "arguments": {"count": 20, "item_ms": 1},
-                    "_meta": {"progressToken": "queued"},
-                },
-            }
+        await send_call(
+            client, "queued", "process_batch", {"count": 20, "item_ms": 1}, token="queued"
         )
         notice = await first_progress(client, "queued")
         assert notice["message"] == "queued, position 1"
@@ -212,23 +179,9 @@ async def test_history_rows_for_success_and_tool_errors(
     server: ServerProcess, accounts: Accounts, deployment: Deployment
 ) -> None:
     async with raw_client(server, accounts.bob) as client:
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "hist-ok",
-                "method": "tools/call",
-                "params": {"name": "add", "arguments": {"a": 2, "b": 3}},
-            }
-        )
+        await send_call(client, "hist-ok", "add", {"a": 2, "b": 3})
         await client.recv_response("hist-ok")
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "hist-err",
-                "method": "tools/call",
-                "params": {"name": "divide", "arguments": {"a": 1, "b": 0}},
-            }
-        )
+        await send_call(client, "hist-err", "divide", {"a": 1, "b": 0})
         await client.recv_response("hist-err")
     ok = wait_for_status(deployment, "hist-ok", "succeeded", user__username="bob")
     failed = wait_for_status(deployment, "hist-err", "failed", user__username="bob")
@@ -242,14 +195,7 @@ async def test_a_clean_shutdown_flushes_history(
     # A flush interval longer than the test: only the shutdown flush can write the row.
     lazy = server_factory(MCP_HISTORY_FLUSH_INTERVAL="3600")
     async with raw_client(lazy, accounts.bob) as client:
-        await client.send(
-            {
-                "jsonrpc": "2.0",
-                "id": "before-shutdown",
-                "method": "tools/call",
-                "params": {"name": "multiply", "arguments": {"a": 6, "b": 7}},
-            }
-        )
+        await send_call(client, "before-shutdown", "multiply", {"a": 6, "b": 7})
         result_of(await client.recv_response("before-shutdown"))
     assert not history(deployment, request_id="before-shutdown")
     lazy.process.send_signal(signal.SIGTERM)

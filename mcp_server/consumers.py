@@ -16,6 +16,8 @@ from mcp_server.tools.catalog import catalog_for
 
 SUBPROTOCOL = "mcp"
 CLOSE_MESSAGE_TOO_BIG = 1009
+# The code the server closes sockets with when it shuts down.
+CLOSE_SERVICE_RESTART = 1012
 
 
 @lru_cache(maxsize=1)
@@ -87,9 +89,9 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
         await session.receive(payload)
 
     async def disconnect(self, code: int) -> None:
-        """Stop the session's in-flight work."""
+        """Stop the session's in-flight work (interrupted when the server is restarting)."""
         if self.session is not None:
-            await self.session.close()
+            await self.session.close(server_shutdown=code == CLOSE_SERVICE_RESTART)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

@@ -37,7 +37,7 @@ from mcp_server.protocol.messages import (
 )
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.runner import CallRequest, OperationRunner
+from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 from mcp_server.tools.catalog import ToolCatalog
 
 logger = logging.getLogger(__name__)
@@ -239,12 +239,15 @@ class McpSession:
             task.cancel()
 
     # --- lifecycle -----------------------------------------------------------------------
-    async def close(self) -> None:
-        """The connection is gone: stop in-flight work and send nothing more."""
+    async def close(self, *, server_shutdown: bool = False) -> None:
+        """The connection is gone: stop in-flight work and send nothing more.
+
+        When the server itself is going away, the work is interrupted rather than cancelled.
+        """
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
         for task in tasks:
-            task.cancel()
+            task.cancel(INTERRUPTED_BY_SHUTDOWN if server_shutdown else None)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()

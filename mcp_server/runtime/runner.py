@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 Send = Callable[[Any], Awaitable[None]]
 _SUMMARY_TEXT_LIMIT = 2000
+# The cancellation message that marks work stopped because its process is shutting down.
+INTERRUPTED_BY_SHUTDOWN = "interrupted: server shutdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +116,14 @@ class OperationRunner:
                 result = await call_tool(request.tool, request.arguments, context)
                 if progress is not None:
                     await progress.close()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             operation.cancel_requested = True
             if progress is not None:
                 progress.abort()
-            operation.finish(OperationStatus.CANCELLED, error="cancelled")
+            if exc.args and exc.args[0] == INTERRUPTED_BY_SHUTDOWN:
+                operation.finish(OperationStatus.INTERRUPTED, error="the server shut down")
+            else:
+                operation.finish(OperationStatus.CANCELLED, error="cancelled")
             raise
         except BaseException as exc:
             operation.cancel_requested = True

@@ -5,8 +5,10 @@ import json
 import signal
 from typing import Any
 
+import pytest
 from mcp import ClientSession
 from mcp.client.websocket import websocket_client
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Accounts, ServerFactory
 from tests.e2e.support import (
@@ -60,6 +62,12 @@ async def send_call(
     await client.send(
         {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
     )
+
+
+async def drain(client: RawClient) -> None:
+    """Read frames until the connection closes (each read bounded by a timeout)."""
+    while True:
+        await client.recv(CALL_TIMEOUT)
 
 
 async def first_progress(client: RawClient, token: Any) -> dict[str, Any]:
@@ -202,3 +210,20 @@ async def test_a_clean_shutdown_flushes_history(
     wait_until(lambda: not lazy.is_alive(), HISTORY_TIMEOUT, "the server to exit")
     rows = history(deployment, request_id="before-shutdown")
     assert [row["status"] for row in rows] == ["succeeded"]
+
+
+async def test_a_server_shutdown_interrupts_its_calls_and_closes_with_1012(
+    deployment: Deployment, accounts: Accounts, server_factory: ServerFactory
+) -> None:
+    doomed = server_factory(MCP_SERVER_TITLE="doomed")
+    async with raw_client(doomed, accounts.bob) as client:
+        await send_call(client, "at-shutdown", "sleep", {"seconds": 60}, token="bye")
+        await first_progress(client, "bye")
+        doomed.process.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            await drain(client)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012
+    wait_until(lambda: not doomed.is_alive(), HISTORY_TIMEOUT, "the server to exit")
+    (row,) = history(deployment, request_id="at-shutdown")
+    assert row["status"] == "interrupted"

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.history import HistoryWriter
-from mcp_server.runtime.runner import CallRequest, OperationRunner
+from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolError, ToolRegistry, tool
 from tests.support import Wire, make_principal, wait_until
 
@@ -168,3 +168,20 @@ async def test_per_user_limit_queues_the_next_call_and_says_so(runner, writer) -
     assert all(b > a for a, b in zip(progress, progress[1:], strict=False))
     rows = await _rows(writer)
     assert {r.status for r in rows} == {OperationStatus.SUCCEEDED}
+
+
+async def test_a_shutdown_interrupts_rather_than_cancels(runner, writer) -> None:
+    gate.clear()
+    steps.clear()
+    principal = await database_sync_to_async(make_principal)("acme", "eve")
+    wire = Wire()
+    task = asyncio.create_task(
+        runner.call(_request(principal, "wait_for_gate", {}), send=wire.send, events=wire)
+    )
+    await wait_until(lambda: len(steps) >= 1)
+    task.cancel(INTERRUPTED_BY_SHUTDOWN)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (row,) = await _rows(writer)
+    assert row.status == OperationStatus.INTERRUPTED
+    assert runner.scheduler.running == 0

@@ -2,16 +2,20 @@
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from accounts.models import ApiToken, Membership, Tenant
 from accounts.services import token_revoke
 from accounts.tokens import token_digest, token_display_prefix, token_generate
+
+_RAW_TOKEN_ATTRIBUTE = "_mcp_new_raw_token"
 
 
 class MembershipInline(admin.StackedInline):
@@ -72,18 +76,36 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: ApiToken, form: ModelForm, change: bool
     ) -> None:
-        """Generate the raw token on creation and show it once in a message."""
+        """Generate the raw token on creation; `response_add` shows it once."""
         if not change:
             raw = token_generate()
             obj.prefix = token_display_prefix(raw)
             obj.digest = token_digest(raw)
-            super().save_model(request, obj, form, change)
-            messages.warning(
-                request,
-                f"New token for {obj.user}: {raw} — copy it now, it will not be shown again.",
-            )
-            return
+            setattr(request, _RAW_TOKEN_ATTRIBUTE, raw)
         super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """Show the raw token on the response page itself, never through messages storage.
+
+        Messages travel in a cookie or the session, so the raw value would leave this one
+        response (and, with session storage, reach the database).
+        """
+        raw = getattr(request, _RAW_TOKEN_ATTRIBUTE, None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Token created",
+            "opts": self.model._meta,
+            "token": obj,
+            "raw_token": raw,
+            "changelist_url": reverse("admin:accounts_apitoken_changelist"),
+        }
+        response = TemplateResponse(request, "admin/accounts/apitoken/token_created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:

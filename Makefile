@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install run serve lint test test-sqlite test-postgres bench clean
+.PHONY: install run serve lint browser test test-sqlite test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -p no:cacheprovider
 
-test: lint test-sqlite test-postgres
+# The console's browser tests drive Debian's chromium. Install it when missing and possible;
+# never fail here: without it those tests fail and say how to install it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "make browser: could not install chromium (apt-get install -y chromium)" >&2
+
+test: lint browser test-sqlite test-postgres
 
 bench: install
 	$(PY) bench/run.py

@@ -14,4 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health, name="health"),
     path("api/", include("mcp_server.api.urls")),
+    path("", include("console.urls")),
 ]

@@ -1,0 +1,74 @@
+"""The client's session across connections: the live connection and notification routing.
+
+Calls subscribe to their progress token; `notifications/message` goes to one notice handler.
+After a drop, `reconnect` opens a new connection with the same routing, so a later re-attach
+to a durable task (see calls.py) only needs the new connection and the task's id.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from mcp_server.cli.config import ClientConfig
+from mcp_server.cli.connection import JsonObject, McpConnection
+from mcp_server.cli.reconnect import Backoff, ReconnectListener, Reconnector
+
+ProgressHandler = Callable[[JsonObject], None]
+NoticeHandler = Callable[[JsonObject], None]
+
+
+class ClientSession:
+    """One CLI invocation's view of the server: current connection, reconnection, routing."""
+
+    def __init__(self, config: ClientConfig, backoff: Backoff, listener: ReconnectListener) -> None:
+        self.config = config
+        self._reconnector = Reconnector(self._open, backoff, listener)
+        self._connection: McpConnection | None = None
+        self._progress: dict[Any, ProgressHandler] = {}
+        self.on_notice: NoticeHandler | None = None
+
+    async def _open(self) -> McpConnection:
+        return await McpConnection.open(
+            self.config.url, token=self.config.token, on_notification=self._route
+        )
+
+    @property
+    def connection(self) -> McpConnection:
+        """The live connection (after `start`)."""
+        if self._connection is None:
+            raise RuntimeError("the session is not started")
+        return self._connection
+
+    async def start(self) -> McpConnection:
+        """Open the first connection."""
+        self._connection = await self._reconnector.connect()
+        return self._connection
+
+    async def reconnect(self, reason: str) -> McpConnection:
+        """Replace a dropped connection, with backoff (ReconnectFailed when it gives up)."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        self._connection = await self._reconnector.reconnect(reason)
+        return self._connection
+
+    async def close(self) -> None:
+        """Close the live connection, if any."""
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    def subscribe_progress(self, token: Any, handler: ProgressHandler) -> None:
+        """Send `notifications/progress` of `token` to `handler`."""
+        self._progress[token] = handler
+
+    def unsubscribe_progress(self, token: Any) -> None:
+        """Stop routing a token's progress."""
+        self._progress.pop(token, None)
+
+    def _route(self, method: str, params: JsonObject) -> None:
+        if method == "notifications/progress":
+            handler = self._progress.get(params.get("progressToken"))
+            if handler is not None:
+                handler(params)
+        elif method == "notifications/message" and self.on_notice is not None:
+            self.on_notice(params)

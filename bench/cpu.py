@@ -38,7 +38,12 @@ class CpuUsage:
 
 def process_cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def stat_cpu_seconds(stat: Path) -> float:
+    """User plus system CPU time from a `stat` file of /proc (a process's or a thread's)."""
+    text = stat.read_text()
     fields = text[text.rindex(")") + 2 :].split()
     # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -77,3 +82,14 @@ def usage(start: CpuSample, end: CpuSample) -> CpuUsage:
         busy = (end.server_cpu_busy_s - start.server_cpu_busy_s) / elapsed * 100
         foreign = max(0.0, busy - server)
     return CpuUsage(server_pct=server, client_pct=client, foreign_pct=foreign)
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU time of each thread of a process, by thread id (/proc/PID/task)."""
+    times: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            times[int(task.name)] = stat_cpu_seconds(task / "stat")
+        except (OSError, ValueError):
+            continue  # the thread ended while we looked
+    return times

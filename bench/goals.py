@@ -1,4 +1,5 @@
-"""The targets of issue "service foundation", checked against the medians of one run."""
+"""The targets of issues "service foundation" and "long-running operations", checked against
+the medians of one run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ CALLS_C50 = "throughput.c50.calls_per_s"
 P50_C1 = "throughput.c1.p50_us"
 KIB_IDLE = "idle.kib_per_conn"
 CPU_PER_CALL_C50 = "throughput.c50.cpu_us_per_call"
+IMAGES_ON_S = "images.on.wall_s"
+IMAGES_OFF_S = "images.off.wall_s"
+IMAGES_ON_CPU = "images.on.cpu_us"
+IMAGES_OFF_CPU = "images.off.cpu_us"
+PROGRESS_PER_S = "images.progress_per_s"
+PING_P99 = "images-ping.p99_us"
+HISTORY_SHARE = "history.share_pct"
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,15 @@ class Goal:
     inverted: bool = False
     # Shown for insight, not one of the issue's targets.
     informative: bool = False
+    # Another metric of the same server: the goal is the overhead (metric / reference - 1) in %.
+    reference: str | None = None
 
     def value(self, results: RunResults, server: str) -> float:
-        """The server's median, divided by the baseline's median for a ratio goal."""
+        """The server's median, as a ratio to the baseline's or as overhead over a reference."""
         measured = results.median(server, self.metric)
+        if self.reference is not None:
+            base = results.median(server, self.reference)
+            return (measured / base - 1) * 100 if base and not math.isnan(base) else math.nan
         if self.baseline is None:
             return measured
         reference = results.median(self.baseline, self.metric)
@@ -44,12 +57,45 @@ class Goal:
             return None
         return value >= self.bound if self.at_least else value <= self.bound
 
-    def target_text(self) -> str:
+    def noise_pct(self, results: RunResults, server: str) -> float:
+        """For an overhead goal: the larger spread (in %) of the two metrics' repetitions."""
+        if self.reference is None:
+            return math.nan
+        spreads = [results.spread(server, key) for key in (self.metric, self.reference)]
+        return max(spreads) * 100 if not any(math.isnan(x) for x in spreads) else math.nan
+
+    def verdict(self, results: RunResults, server: str) -> str:
+        """`met`, `**missed**` or `not measured`; marked informative, or inconclusive when the
+        repetitions of an overhead spread wider than its bound."""
+        text = {True: "met", False: "**missed**", None: "not measured"}[
+            self.met(self.value(results, server))
+        ]
+        noise = self.noise_pct(results, server)
+        if noise > self.bound:
+            text += f" (inconclusive: runs ±{noise:.0f} %)"
+        return f"({text.replace('*', '')}; informative)" if self.informative else text
+
+    def applies(self, results: RunResults, server: str) -> bool:
+        """Whether this run measured what the goal needs for this server."""
+        needed = [(server, self.metric)]
+        if self.reference is not None:
+            needed.append((server, self.reference))
+        if self.baseline is not None:
+            needed.append((self.baseline, self.metric))
+        return all(results.samples(who, key) for who, key in needed)
+
+    def unit(self, results: RunResults) -> str:
+        """`x` for a ratio, `%` for an overhead, else the metric's unit."""
+        if self.reference is not None:
+            return "%"
+        return "x" if self.baseline else results.metric(self.metric).unit
+
+    def target_text(self, unit: str = "") -> str:
         """E.g. `>= 5x` or `<= 40 KiB`."""
         sign = ">=" if self.at_least else "<="
-        if self.baseline is None:
-            return f"{sign} {self.bound:g}"
-        return f"{sign} {self.bound:g}x"
+        if self.baseline is not None:
+            return f"{sign} {self.bound:g}x"
+        return f"{sign} {self.bound:,g} {unit}".rstrip()
 
 
 GOALS = (
@@ -78,6 +124,28 @@ CPU_NORMALISED = (
         at_least=True,
         baseline="raw",
         inverted=True,
+        informative=True,
+    ),
+)
+
+# Issue "long-running operations": this service only (`manage.py serve`).
+LONG_RUNNING = (
+    Goal(
+        IMAGES_ON_S,
+        "process_images time, progress on every item vs off",
+        3.0,
+        at_least=False,
+        reference=IMAGES_OFF_S,
+    ),
+    Goal(PING_P99, "ping p99 on a second connection during process_images", 50_000, False),
+    Goal(PROGRESS_PER_S, "progress notifications/s (first and final not counted)", 10.0, False),
+    Goal(HISTORY_SHARE, "history recording, share of server CPU at C=50", 15.0, False),
+    Goal(
+        IMAGES_ON_CPU,
+        "process_images server CPU, progress on vs off",
+        3.0,
+        at_least=False,
+        reference=IMAGES_OFF_CPU,
         informative=True,
     ),
 )

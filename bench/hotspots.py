@@ -26,6 +26,7 @@ import orjson
 
 from bench.harness import Pinning, log
 from bench.process import free_port, pinned, raise_nofile_limit, running
+from bench.pyspy import py_spy_path
 from bench.scenarios import ConnectInitialize, Scenario, Throughput
 from bench.targets import PYTHON, ROOT, ServiceSetup, ServiceTarget, Target, raw_target, sdk_target
 
@@ -46,8 +47,7 @@ def make_target(key: str) -> Target:
 
 def py_spy() -> str:
     """The py-spy executable (the venv's first)."""
-    local = Path(PYTHON).parent / "py-spy"
-    found = str(local) if local.exists() else shutil.which("py-spy")
+    found = py_spy_path()
     if not found:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     return found
@@ -56,8 +56,11 @@ def py_spy() -> str:
 Ranking = list[tuple[str, int]]
 
 
-def top_functions(collapsed: Path, limit: int) -> tuple[Ranking, Ranking, Ranking, int]:
-    """From py-spy's raw stacks: top frames by own samples, inclusive, and inclusive in FOCUS."""
+def top_functions(
+    collapsed: Path, limit: int, thread: str | None = None
+) -> tuple[Ranking, Ranking, Ranking, int]:
+    """From py-spy's raw stacks: top frames by own samples, inclusive, and inclusive in FOCUS;
+    with `thread`, only the stacks of threads whose name contains it (recorded with --threads)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     focus: Counter[str] = Counter()
@@ -68,6 +71,10 @@ def top_functions(collapsed: Path, limit: int) -> tuple[Ranking, Ranking, Rankin
             continue
         count = int(count_text)
         frames = stack.split(";")
+        if thread is not None:
+            if thread not in frames[0] or len(frames) < 2:
+                continue
+            frames = frames[1:]  # the "thread (TID): NAME" pseudo-frame
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
@@ -98,6 +105,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--all-threads",
         action="store_true",
         help="sample every thread, waiting ones included (default: only the GIL holder)",
+    )
+    parser.add_argument(
+        "--thread",
+        default=None,
+        help="sample every running thread without pausing the server (C code without the GIL "
+        "included) and rank only the "
+        "threads whose name contains this, e.g. history-writer",
     )
     return parser.parse_args(argv)
 
@@ -147,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                             *(py_spy(), "record", "--pid", str(server.pid), "--format", "raw"),
                             *("--rate", str(args.rate), "--duration", str(round(args.seconds))),
                             *("--output", str(collapsed)),
-                            *(() if args.all_threads else ("--gil",)),
+                            *(() if args.all_threads or args.thread else ("--gil",)),
+                            *(("--threads", "--nonblocking") if args.thread else ()),
                         ],
                         check=True,
                         capture_output=True,
@@ -158,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                     loadgen.wait(timeout=30)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    own, inclusive, focus, total = top_functions(collapsed, args.top)
+    own, inclusive, focus, total = top_functions(collapsed, args.top, args.thread)
     under = "connect+initialize" if args.scenario == "connect" else f"C={args.concurrency}"
-    print(f"{total} samples of {target.key} under {under}; stacks in {collapsed}")
+    who = f" ({args.thread} threads)" if args.thread else ""
+    print(f"{total} samples of {target.key}{who} under {under}; stacks in {collapsed}")
     print("\nmost own time:")
     for frame, count in own:
         print(f"  {count / total * 100:5.1f} %  {frame}")

@@ -15,7 +15,8 @@ import sys
 import orjson
 
 from bench.process import raise_nofile_limit
-from bench.scenarios import LoadTarget, run_scenario, scenario_from
+from bench.registry import run_scenario, scenario_from
+from bench.scenarios import LoadTarget
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,6 +43,24 @@ def add_request(request_id: int) -> str:
     return request(request_id, "tools/call", {"name": "add", "arguments": ADD_ARGUMENTS})
 
 
+def tool_call_request(
+    request_id: int,
+    name: str,
+    arguments: dict[str, Any],
+    progress_token: str | int | None = None,
+) -> str:
+    """A `tools/call`, asking for progress notifications when `progress_token` is given."""
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if progress_token is not None:
+        params["_meta"] = {"progressToken": progress_token}
+    return request(request_id, "tools/call", params)
+
+
+def ping_request(request_id: int) -> str:
+    """A `ping` request (its result is an empty object)."""
+    return request(request_id, "ping", {})
+
+
 def check_result(raw: str | bytes, request_id: int) -> dict[str, Any]:
     """The `result` of a reply, after checking its id and that it is not an error."""
     reply = orjson.loads(raw)
@@ -104,6 +122,10 @@ class McpConnection:
         request_id = next(self._ids)
         await self.websocket.send(add_request(request_id))
         check_add_result(await self.websocket.recv(), request_id)
+
+    def next_id(self) -> int:
+        """A request id not used before on this connection."""
+        return next(self._ids)
 
     async def close(self) -> None:
         """Close the WebSocket (the close handshake included)."""

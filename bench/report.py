@@ -7,13 +7,23 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.goals import CALLS_C50, CPU_NORMALISED, CPU_PER_CALL_C50, GOALS, KIB_IDLE, P50_C1
+from bench.goals import (
+    CALLS_C50,
+    CPU_NORMALISED,
+    CPU_PER_CALL_C50,
+    GOALS,
+    KIB_IDLE,
+    LONG_RUNNING,
+    P50_C1,
+    Goal,
+)
+from bench.markdown import fmt, table
+from bench.report_long import long_running_section
 from bench.results import RunResults
 from bench.scenarios import Metric
 
@@ -106,26 +116,6 @@ def machine_facts() -> list[tuple[str, str]]:
     ]
 
 
-def fmt(value: float, unit: str) -> str:
-    """A number as the tables show it: integers for rates and µs, decimals for small values."""
-    if math.isnan(value):
-        return "n/a"
-    if unit in ("calls/s", "µs"):
-        return f"{value:,.0f}"
-    if unit == "x":
-        return f"{value:.2f}x"
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1) -> list[str]:
-    """A markdown table: the first `text_columns` left-aligned, the numbers right-aligned."""
-    lines = ["| " + " | ".join(header) + " |"]
-    aligns = [":---" if i < text_columns else "---:" for i in range(len(header))]
-    lines.append("|" + "|".join(aligns) + "|")
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines
-
-
 def _metric_head(metric: Metric) -> str:
     return f"{metric.label} ({metric.unit})"
 
@@ -163,27 +153,33 @@ def goals_section(results: RunResults) -> list[str]:
     for server in SERVICE_VARIANTS:
         if not results.has(server):
             continue
-        for goal in (*GOALS, *CPU_NORMALISED):
-            if goal.baseline is not None and not results.has(goal.baseline):
-                continue
-            if not _known(results, goal.metric):
+        for goal in (*GOALS, *CPU_NORMALISED, *LONG_RUNNING):
+            if not goal.applies(results, server):
                 continue
             value = goal.value(results, server)
-            unit = "x" if goal.baseline else results.metric(goal.metric).unit
-            verdict = {True: "met", False: "**missed**", None: "not measured"}[goal.met(value)]
-            if goal.informative:
-                verdict = f"({verdict.strip('*')}; informative)"
-            detail = _ratio_detail(results, server, goal.baseline, goal.metric)
-            rows.append([server, goal.label, fmt(value, unit), goal.target_text(), verdict, detail])
+            unit = goal.unit(results)
+            rows.append(
+                [
+                    server,
+                    goal.label,
+                    fmt(value, unit),
+                    goal.target_text(unit),
+                    goal.verdict(results, server),
+                    goal_detail(results, server, goal),
+                ]
+            )
     return table(["server", "goal", "measured", "target", "verdict", "medians"], rows, 2)
 
 
-def _ratio_detail(results: RunResults, server: str, baseline: str | None, metric: str) -> str:
-    unit = results.metric(metric).unit
-    mine = fmt(results.median(server, metric), unit)
-    if baseline is None:
+def goal_detail(results: RunResults, server: str, goal: Goal) -> str:
+    """The medians a goal was computed from, e.g. `1,460 / 623 calls/s`."""
+    unit = results.metric(goal.metric).unit
+    mine = fmt(results.median(server, goal.metric), unit)
+    if goal.reference is not None:
+        return f"{mine} / {fmt(results.median(server, goal.reference), unit)} {unit}"
+    if goal.baseline is None:
         return f"{mine} {unit}"
-    theirs = fmt(results.median(baseline, metric), unit)
+    theirs = fmt(results.median(goal.baseline, goal.metric), unit)
     return f"{mine} / {theirs} {unit}"
 
 
@@ -221,6 +217,8 @@ def per_server_sections(results: RunResults) -> list[str]:
         rows = []
         for metric in results.metrics:
             samples = results.samples(server.key, metric.key)
+            if not samples:
+                continue  # a scenario this server does not run
             cells = [fmt(value, metric.unit) for value in samples]
             cells += ["n/a"] * (results.repeats - len(cells))
             spread = results.spread(server.key, metric.key)
@@ -261,6 +259,7 @@ def results_section(results: RunResults, settings: RunSettings, when: datetime) 
         *summary_section(results),
         "",
         *server_comparison_section(results),
+        *long_running_section(results),
         "### Each server, each repetition",
         "",
         *per_server_sections(results),

@@ -2,7 +2,9 @@
 
 Starts each server in turn pinned to one CPU, drives it from a load generator pinned to another,
 repeats everything, prints the medians and the goals, writes bench/results/latest.md and, with
---write-docs, the results section of docs/BENCHMARKS.md. See docs/BENCHMARKS.md for the method.
+--write-docs, the results section of docs/BENCHMARKS.md. The service alone also runs the
+long-running operations: process_images with and without progress, pings meanwhile, and the
+CPU share of history recording. See docs/BENCHMARKS.md for the method.
 """
 
 from __future__ import annotations
@@ -22,29 +24,68 @@ import tempfile
 from types import FrameType
 
 from bench.harness import Pinning, log, run_plan
+from bench.history_profile import HistoryProfile
+from bench.long_running import ImagesPing, ImagesProgress
 from bench.process import pinning_available, raise_nofile_limit
 from bench.report import RunSettings, now, replace_docs_section, results_section, write_latest
 from bench.scenarios import ConnectInitialize, IdleMemory, Scenario, Throughput
-from bench.targets import ROOT, ServiceSetup, ServiceTarget, Target, raw_target, sdk_target
+from bench.targets import (
+    DEMO_DIR,
+    ROOT,
+    WARMUP_DIR,
+    ServiceSetup,
+    ServiceTarget,
+    Target,
+    raw_target,
+    sdk_target,
+)
 
 LATEST = ROOT / "bench" / "results" / "latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
 TARGET_KEYS = ("service", "sdk", "raw")
 
 
-def build_plan(args: argparse.Namespace) -> list[Scenario]:
-    """The scenarios run against every server, in order (memory last, on a warm server)."""
-    return [
+def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
+    """The foundation scenarios (memory last, on a warm server), then the service-only ones."""
+    plan: list[Scenario] = [
         ConnectInitialize(count=args.connects),
         Throughput(concurrency=1, warmup_s=args.warmup, window_s=args.window),
         Throughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
         IdleMemory(connections=args.idle_connections),
     ]
+    if args.profile_seconds > 0:
+        plan.append(HistoryProfile(concurrency=50, seconds=args.profile_seconds))
+    if setup.images > 0:
+        root = str(setup.tenant_root)
+        plan.append(
+            ImagesProgress(
+                images=setup.images,
+                directory=DEMO_DIR,
+                warmup_directory=WARMUP_DIR,
+                tenant_root=root,
+            )
+        )
+        plan.append(
+            ImagesPing(
+                images=setup.images,
+                directory=DEMO_DIR,
+                interval_ms=args.ping_interval_ms,
+                tenant_root=root,
+            )
+        )
+    return plan
 
 
-def build_targets(args: argparse.Namespace) -> list[Target]:
+def build_setup(args: argparse.Namespace, workdir: Path) -> ServiceSetup:
+    """The service's database, token and demo images, in the run's temp dir."""
+    images = args.images if "service" in args.only and args.server != "daphne" else 0
+    return ServiceSetup(
+        database_url=args.database_url, var_dir=workdir / "service-var", images=images
+    )
+
+
+def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]:
     """The servers of this run, the service variant(s) first."""
-    setup = ServiceSetup(database_url=args.database_url)
     variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
     targets: list[Target] = []
     if "service" in args.only:
@@ -80,6 +121,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
     parser.add_argument("--connects", type=int, default=200, help="sequential connections")
     parser.add_argument("--idle-connections", type=int, default=1000)
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=10_000,
+        help="demo images for the process_images scenarios (0: skip them)",
+    )
+    parser.add_argument(
+        "--ping-interval-ms", type=float, default=5.0, help="pings during process_images"
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=5,
+        help="py-spy sampling of the service for the history share (0: skip)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -108,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pinning = Pinning(server_cpu=args.server_cpu, client_cpu=args.client_cpu)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
+    setup = build_setup(args, workdir)
     try:
         results = run_plan(
-            build_targets(args),
-            build_plan(args),
+            build_targets(args, setup),
+            build_plan(args, setup),
             repeats=args.repeats,
             pinning=pinning,
             workdir=workdir,

@@ -2,7 +2,8 @@
 
 To add a scenario: subclass `Scenario` as a frozen dataclass (its fields are its parameters,
 sent to the load generator as JSON), give it a unique `kind`, list its `metrics()`, implement
-`run()`, register it in `SCENARIOS`, and add an instance to the plan in `run.py`.
+`run()`, register it in `SCENARIOS` of `bench/registry.py`, and add an instance to the plan in
+`run.py`. Set `targets` to measure only some servers (e.g. `("service",)`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class Scenario(ABC):
     """A measurement the load generator runs against one server, returning named numbers."""
 
     kind: ClassVar[str]
+    # The keys of the targets this scenario measures; None: every target.
+    targets: ClassVar[tuple[str, ...] | None] = None
+
+    def applies_to(self, target_key: str) -> bool:
+        """Whether the plan runs this scenario against the target called `target_key`."""
+        return self.targets is None or target_key in self.targets
 
     @property
     @abstractmethod
@@ -304,26 +311,3 @@ class IdleMemory(Scenario):
             rss_before: before / 1024,
             open_s: opened,
         }
-
-
-SCENARIOS: dict[str, type[Scenario]] = {
-    scenario.kind: scenario for scenario in (Throughput, ConnectInitialize, IdleMemory)
-}
-
-
-def scenario_from(kind: str, params: dict[str, Any]) -> Scenario:
-    """Rebuild a scenario from its kind and parameters (in the load generator)."""
-    try:
-        cls = SCENARIOS[kind]
-    except KeyError:
-        raise ValueError(f"unknown scenario {kind!r}; known: {sorted(SCENARIOS)}") from None
-    return cls(**params)
-
-
-async def run_scenario(scenario: Scenario, target: LoadTarget) -> dict[str, float]:
-    """Run one scenario; a hook for cross-cutting checks later (every key present)."""
-    metrics = await scenario.run(target)
-    missing = {metric.key for metric in scenario.metrics()} - metrics.keys()
-    if missing:
-        raise RuntimeError(f"{scenario.label} did not report {sorted(missing)}")
-    return metrics

@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
 PYTHON = sys.executable
 HOST = "127.0.0.1"
+# process_images inputs: the demo set and a small set to warm the server up on.
+DEMO_DIR = "demo"
+WARMUP_DIR = "warmup"
+WARMUP_IMAGES = 200
+IMAGES_TIMEOUT = 900.0
 
 
 class Target(ABC):
@@ -46,12 +51,32 @@ class Target(ABC):
 
 @dataclass
 class ServiceSetup:
-    """A fresh database and an API token for this service, shared by its server variants."""
+    """A fresh database, an API token and demo images for this service, shared by its variants."""
 
     database_url: str | None = None
     var_dir: Path | None = None
     token: str | None = None
     account: str = "bench"
+    # Demo images to generate for process_images (0: none), and the small warm-up set.
+    images: int = 0
+    warmup_images: int = WARMUP_IMAGES
+
+    def __post_init__(self) -> None:
+        if self.database_url and self.account == "bench":
+            # A shared database may already hold a "bench" account from an earlier run.
+            self.account = f"bench-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def data_root(self) -> Path:
+        """MCP_DATA_ROOT of the service: `data` in its temp var dir."""
+        if self.var_dir is None:
+            raise RuntimeError("ServiceSetup has no var_dir yet")
+        return self.var_dir / "data"
+
+    @property
+    def tenant_root(self) -> Path:
+        """The bench tenant's data directory (where the demo images and thumbnails go)."""
+        return self.data_root / self.account
 
     def env(self) -> dict[str, str]:
         """Production settings: SQLite in the temp dir (or --database-url), no Redis, quiet logs."""
@@ -60,6 +85,7 @@ class ServiceSetup:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
             MCP_VAR_DIR=str(self.var_dir),
+            MCP_DATA_ROOT=str(self.data_root),
             LOG_LEVEL="WARNING",
             DJANGO_SETTINGS_MODULE="config.settings",
             DJANGO_DEBUG="false",
@@ -69,18 +95,16 @@ class ServiceSetup:
         return env
 
     def prepare(self, workdir: Path) -> None:
-        """Migrate, create tenant, user and token (once)."""
+        """Migrate, create tenant, user and token, write the demo images (once)."""
         if self.token is not None:
             return
-        self.var_dir = workdir / "service-var"
+        if self.var_dir is None:
+            self.var_dir = workdir / "service-var"
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        if self.database_url:
-            # A shared database may already hold a "bench" account from an earlier run.
-            self.account = f"bench-{uuid.uuid4().hex[:8]}"
         env = self.env()
 
-        def manage(*args: str) -> str:
-            return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT)
+        def manage(*args: str, timeout: float = 120.0) -> str:
+            return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT, timeout=timeout)
 
         manage("migrate", "--noinput")
         manage("createtenant", self.account)
@@ -89,6 +113,10 @@ class ServiceSetup:
         if not lines or not lines[-1].strip():
             raise RuntimeError("createtoken printed no token")
         self.token = lines[-1].strip()
+        for directory, count in ((DEMO_DIR, self.images), (WARMUP_DIR, self.warmup_images)):
+            if self.images:
+                demo = ("--tenant", self.account, "--count", str(count), "--corrupt", "0.015")
+                manage("make_demo_images", *demo, "--dir", directory, timeout=IMAGES_TIMEOUT)
 
 
 class ServiceTarget(Target):

@@ -8,9 +8,10 @@ same adaptation Django would apply, chosen once per connection instead of per va
 """
 
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.duration import duration_microseconds
@@ -23,14 +24,24 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ")
+
+
 def _adapter(field: "models.Field[Any, Any]", connection: BaseDatabaseWrapper) -> Adapter:
     features = connection.features
     if isinstance(field, models.JSONField):
+        if connection.vendor == "sqlite":  # stored as JSON text; orjson is ~10x json.dumps
+            return lambda v: None if v is None else orjson.dumps(v).decode()
         encoder = field.encoder
         return lambda v: None if v is None else connection.ops.adapt_json_value(v, encoder)
     if isinstance(field, models.DateTimeField):
-        if connection.vendor == "sqlite":  # stored as naive UTC text
-            return lambda v: None if v is None else str(v.astimezone(UTC).replace(tzinfo=None))
+        if connection.vendor == "sqlite":  # stored as naive UTC text, as Django writes it
+            return _sqlite_datetime
         return _identity
     if isinstance(field, models.UUIDField) and not features.has_native_uuid_field:
         return lambda v: None if v is None else v.hex

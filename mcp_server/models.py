@@ -1,10 +1,9 @@
 """History of every tool call (`Operation`) and its per-item error log (`OperationError`)."""
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from uuid_utils.compat import uuid7
 
 from accounts.models import Tenant
 
@@ -33,10 +32,19 @@ TERMINAL_STATUSES = frozenset(
 class Operation(models.Model):
     """One `tools/call`: who ran which tool with what, how far it got and how it ended."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="operations")
+    # Time-ordered ids: every call inserts a row, and UUIDv7 keys append to the primary key's
+    # B-tree instead of landing at random pages (and they sort by creation).
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # No single-column indexes on the foreign keys: the composite indexes below lead with them,
+    # and each index is one more write per call.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="operations", db_index=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="operations",
+        db_index=False,
     )
     tool = models.CharField(max_length=128)
     arguments = models.JSONField(default=dict)
@@ -78,7 +86,9 @@ class Operation(models.Model):
 class OperationError(models.Model):
     """One item of an operation that failed without stopping the run."""
 
-    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="errors")
+    operation = models.ForeignKey(
+        Operation, on_delete=models.CASCADE, related_name="errors", db_index=False
+    )
     item = models.CharField(max_length=1000)
     message = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)

@@ -1,11 +1,11 @@
 """The in-memory state of one running operation, and its snapshots for history."""
 
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from uuid_utils.compat import uuid7
 
 from accounts.principal import Principal
 from mcp_server.models import OperationStatus
@@ -54,7 +54,7 @@ class RunningOperation:
         writer: HistoryWriter,
         persist_interval: float,
     ) -> None:
-        self.id = uuid.uuid4()
+        self.id = uuid7()
         self.principal = principal
         self.tool_name = tool_name
         self.arguments = arguments

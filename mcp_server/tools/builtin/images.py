@@ -3,7 +3,7 @@
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +57,10 @@ def make_thumbnail(source: Path, target: Path, size: int) -> ImageInfo:
             thumbnail = thumbnail.convert("RGB")
         thumbnail.save(target, "JPEG", quality=85)
     return ImageInfo(source.name, width, height, image_format, source.stat().st_size)
+
+
+def _write_manifest(path: Path, infos: list[ImageInfo]) -> None:
+    path.write_bytes(orjson.dumps(infos))  # orjson serialises dataclasses natively
 
 
 def _candidates(directory: Path) -> list[os.DirEntry[str]]:
@@ -121,8 +125,8 @@ async def process_images(
                     infos.append(info)
                     formats[info.format] = formats.get(info.format, 0) + 1
             ctx.progress(index, total, entry.name)
-        manifest = [asdict(info) for info in infos]
-        (partial / "manifest.json").write_bytes(orjson.dumps(manifest))
+        # Thousands of entries: serialise and write off the event loop.
+        await ctx.run_blocking(_write_manifest, partial / "manifest.json", infos)
         partial.rename(output)
     finally:
         # A cancelled or failed run leaves no half-written output behind.

@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.support import (
-    HOST,
     PROJECT_DIR,
     PYTHON,
-    SERVER_START_TIMEOUT,
-    Deployment,
-    ServerProcess,
-    wait_until,
 )
 
 CLI = [PYTHON, "-m", "mcp_server.cli"]
@@ -177,33 +172,3 @@ def run_cli_in_pty(
         with contextlib.suppress(OSError):
             os.close(master)
     return status, b"".join(chunks).decode("utf-8", "replace")
-
-
-def start_server_on_port(
-    deployment: Deployment, port: int, extra_env: Mapping[str, str] | None = None
-) -> ServerProcess:
-    """Start `manage.py serve` of `deployment` on `port` and wait until /healthz answers 200."""
-    env = {**deployment.env, **(extra_env or {})}
-    log_path = deployment.root / f"server-{port}-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = ServerProcess(port=port, process=process, log_path=log_path, env=env)
-    try:
-        wait_until(
-            lambda: not server.is_alive() or server.health_status() == 200,
-            SERVER_START_TIMEOUT,
-            f"a server on port {port}",
-        )
-    except AssertionError:
-        server.stop()
-        raise
-    if not server.is_alive():
-        raise AssertionError(f"the server on port {port} exited; its log:\n{server.log_text()}")
-    return server

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.cli.support import StreamingCli, cli_env, start_server_on_port
+from tests.cli.support import StreamingCli, cli_env
 from tests.cli.test_cli_e2e import run_status
 from tests.e2e.conftest import Accounts
-from tests.e2e.support import Deployment, free_port
+from tests.e2e.support import Deployment, free_port, start_server_on_port
 
 # Small delays so the CLI keeps trying while the new server boots (about 2-3 s).
 BACKOFF = ["--reconnect-attempts", "60", "--backoff-initial", "0.1", "--backoff-max", "0.4"]

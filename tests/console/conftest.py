@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.cli import fixtures
-from tests.cli.support import start_server_on_port
 from tests.e2e.conftest import Accounts
-from tests.e2e.support import PROJECT_DIR, Deployment, ServerProcess, free_port
+from tests.e2e.support import (
+    PROJECT_DIR,
+    Deployment,
+    ServerProcess,
+    free_port,
+    start_server_on_port,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

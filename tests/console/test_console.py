@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.cli.support import start_server_on_port
 from tests.console.conftest import DESKTOP, console_server_env, open_page
 from tests.console.steps import (
     RUN_TIMEOUT_MS,
@@ -20,7 +19,7 @@ from tests.console.steps import (
     wait_for_first_progress,
 )
 from tests.e2e.conftest import ALICE, Accounts
-from tests.e2e.support import Deployment, ServerProcess, free_port
+from tests.e2e.support import Deployment, ServerProcess, free_port, start_server_on_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -288,7 +288,7 @@ class ServerProcess:
 
 
 def _launch(deployment: Deployment, env: dict[str, str], port: int) -> ServerProcess:
-    log_path = deployment.root / f"server-{port}.log"
+    log_path = deployment.root / f"server-{port}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)],
@@ -303,6 +303,21 @@ def _launch(deployment: Deployment, env: dict[str, str], port: int) -> ServerPro
 
 def _started_or_exited(server: ServerProcess) -> Callable[[], bool]:
     return lambda: not server.is_alive() or server.health_status() == 200
+
+
+def start_server_on_port(
+    deployment: Deployment, port: int, extra_env: Mapping[str, str] | None = None
+) -> ServerProcess:
+    """Start a server of `deployment` on `port` (e.g. to restart one) and wait for /healthz."""
+    server = _launch(deployment, {**deployment.env, **(extra_env or {})}, port)
+    try:
+        wait_until(_started_or_exited(server), SERVER_START_TIMEOUT, f"a server on port {port}")
+    except AssertionError:
+        server.stop()
+        raise
+    if not server.is_alive():
+        raise AssertionError(f"the server on port {port} exited; its log:\n{server.log_text()}")
+    return server
 
 
 def start_server(

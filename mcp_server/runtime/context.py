@@ -93,5 +93,14 @@ class ToolContext:
         await self._events.log(level, message, self.tool_name)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking or CPU-bound work on a worker thread; cancellation interrupts the await."""
-        return await asyncio.to_thread(fn, *args)
+        """Run blocking or CPU-bound work on a worker thread.
+
+        A thread cannot be stopped: when the call is cancelled, this waits for the item in hand
+        to finish (so the tool's cleanup never races with it) and then raises CancelledError.
+        """
+        work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait({work})
+            raise

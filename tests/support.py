@@ -44,3 +44,8 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
             await asyncio.sleep(POLL_INTERVAL)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def yield_to_other_tasks() -> None:
+    """Let other tasks run once, as a busy tool does between items (not a wait for anything)."""
+    await asyncio.sleep(0)

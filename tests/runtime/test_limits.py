@@ -3,6 +3,7 @@ import asyncio
 import pytest
 
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
+from tests.support import wait_until
 
 WAIT = 2.0
 
@@ -16,11 +17,7 @@ async def _hold(scheduler: FairScheduler, key: SlotKey, release: asyncio.Event, 
 
 
 async def _until(predicate) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(poll(), WAIT)
+    await wait_until(predicate, WAIT)
 
 
 async def test_runs_at_once_within_limits() -> None:

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from mcp_server.runtime.progress import ProgressCoalescer, ProgressMeter, describe
+from tests.support import yield_to_other_tasks
 
 WAIT = 2.0
 
@@ -12,11 +13,15 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[dict] = []
         self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+        self.delivered = asyncio.Event()
 
     async def send(self, message: dict) -> None:
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         self.sent.append(message["params"])
+        self.delivered.set()
 
 
 def _coalescer(recorder: Recorder, rate: float = 10.0) -> ProgressCoalescer:
@@ -30,8 +35,7 @@ async def test_first_and_final_updates_always_arrive_and_the_rest_is_coalesced()
     for done in range(1, 20_001):
         coalescer.report(done, 20_000, f"item {done}")
         if done % 1000 == 0:
-            await asyncio.sleep(0)
-    await asyncio.sleep(0)
+            await yield_to_other_tasks()
     await coalescer.close()
     elapsed = time.monotonic() - started
     progress = [params["progress"] for params in recorder.sent]
@@ -54,7 +58,7 @@ async def test_rate_is_bounded_over_time() -> None:
     while loop.time() - started < 0.5:
         done += 1
         coalescer.report(done, None, None)
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
     await coalescer.close()
     assert recorder.sent[-1]["progress"] == done
     assert "total" not in recorder.sent[-1]
@@ -67,7 +71,7 @@ async def test_a_slow_client_never_blocks_the_tool_and_gets_the_newest() -> None
     recorder.gate = asyncio.Event()
     coalescer = _coalescer(recorder, rate=1000)
     coalescer.report(1, 100, None)
-    await asyncio.sleep(0)
+    await asyncio.wait_for(recorder.entered.wait(), WAIT)
     for done in range(2, 101):  # the first send is stuck; reports must not pile up
         coalescer.report(done, 100, None)
     recorder.gate.set()
@@ -90,8 +94,7 @@ async def test_abort_sends_nothing_more_and_close_after_abort_is_silent() -> Non
     recorder = Recorder()
     coalescer = _coalescer(recorder, rate=1)
     coalescer.report(1, 10, None)
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await asyncio.wait_for(recorder.delivered.wait(), WAIT)
     coalescer.report(2, 10, None)
     coalescer.abort()
     coalescer.report(3, 10, None)

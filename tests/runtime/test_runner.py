@@ -9,7 +9,7 @@ from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolError, ToolRegistry, tool
-from tests.support import Wire, make_principal, wait_until
+from tests.support import Wire, make_principal, wait_until, yield_to_other_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ async def count_to(n: int, ctx: ToolContext) -> dict:
         if i % 7 == 0:
             ctx.item_error(f"item-{i}", "sevens are unlucky")
         ctx.progress(i, n, f"step {i}")
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
     return {"counted": n}
 
 

@@ -43,7 +43,7 @@ def _close_thread_connections(django_db_setup, django_db_blocker):
 def writer() -> Iterator[HistoryWriter]:
     history = HistoryWriter(interval=3600)  # flushed explicitly by the tests
     yield history
-    history.flush()
+    history.stop()  # flushes, and ends the thread (with its database connection) if one started
 
 
 @pytest.fixture

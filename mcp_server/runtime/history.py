@@ -9,6 +9,7 @@ starts and ends between two flushes costs one row insert. A clean exit flushes w
 import atexit
 import logging
 import threading
+from concurrent.futures import Future
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
@@ -36,6 +37,8 @@ class HistoryWriter:
         self._errors: list[dict[str, Any]] = []
         self._persisted: set[UUID] = set()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._waiters: list[Future[None]] = []
         self._thread: threading.Thread | None = None
 
     def record(self, snapshot: Snapshot) -> None:
@@ -50,8 +53,27 @@ class HistoryWriter:
             self._errors.extend(rows)
         self._ensure_started()
 
+    def flush_soon(self) -> "Future[None]":
+        """Ask the writer thread to flush now; the future resolves once what is queued is written
+        (or the write failed and was queued again)."""
+        done: Future[None] = Future()
+        with self._lock:
+            self._waiters.append(done)
+        self._ensure_started()
+        self._wake.set()
+        return done
+
     def flush(self) -> None:
         """Write everything queued so far, now, from the calling thread."""
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        try:
+            self._flush()
+        finally:
+            for waiter in waiters:
+                waiter.set_result(None)
+
+    def _flush(self) -> None:
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
@@ -99,7 +121,9 @@ class HistoryWriter:
 
     def _run(self) -> None:
         try:
-            while not self._stop.wait(self._interval):
+            while not self._stop.is_set():
+                self._wake.wait(self._interval)
+                self._wake.clear()
                 self.flush()
             self.flush()
         finally:
@@ -108,6 +132,7 @@ class HistoryWriter:
     def stop(self) -> None:
         """Stop the writer thread after a last flush (called at exit)."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)

@@ -1,6 +1,7 @@
 """Runs tool calls as operations: limits and queueing, progress, cancellation, history."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -139,6 +140,10 @@ class OperationRunner:
             )
         else:
             operation.finish(OperationStatus.SUCCEEDED, summary=_summary(result))
+        if operation.error_count:
+            # The result points at the error log: make it complete before the client reads it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(self.writer.flush_soon()), 10)
         return result
 
     def cancel(self, operation_id: UUID) -> bool:

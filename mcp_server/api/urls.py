@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mcp_server.api import schema  # noqa: F401 - registers the bearer-token OpenAPI scheme
+from mcp_server.api.views.broadcasts import BroadcastView
 from mcp_server.api.views.runs import (
     RunCancelView,
     RunDetailView,
@@ -27,6 +28,7 @@ urlpatterns = [
     path("tokens/", TokenListCreateView.as_view(), name="token-list"),
     path("tokens/<str:id>/", TokenRevokeView.as_view(), name="token-revoke"),
     path("stats/", StatsView.as_view(), name="stats"),
+    path("broadcasts/", BroadcastView.as_view(), name="broadcast"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -13,6 +13,7 @@ PATHS = {
     "/api/tokens/": {"get", "post"},
     "/api/tokens/{id}/": {"delete"},
     "/api/stats/": {"get"},
+    "/api/broadcasts/": {"post"},
 }
 
 

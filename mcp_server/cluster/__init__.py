@@ -1,0 +1,1 @@
+"""Scale-out: what joins web and worker processes through the channel layer."""

@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install run serve lint browser test test-sqlite test-postgres bench clean
+.PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+# Two web processes (:8001, :8002) and one worker on Redis (REDIS_URL, default
+# redis://127.0.0.1:6379/0) and DATABASE_URL; Ctrl-C stops them all. See docs/operations.md.
+cluster: install
+	$(PY) manage.py runcluster
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("MCP_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -112,6 +113,8 @@ if REDIS_URL:
                 # over it: size it for the connections of one process. Nothing that must
                 # arrive (a result, a terminal status) relies on the layer alone.
                 "capacity": env.int("MCP_CHANNEL_CAPACITY", default=5000),
+                # Several deployments may share one Redis: each keeps to its own key prefix.
+                "prefix": env.str("MCP_CHANNEL_PREFIX", default="asgi"),
                 "expiry": env.int("MCP_CHANNEL_EXPIRY", default=60),
             },
         }
@@ -206,6 +209,33 @@ MCP_PROGRESS_MAX_RATE = env.float("MCP_PROGRESS_MAX_RATE", default=10.0)
 # PROGRESS_INTERVAL s at most.
 MCP_HISTORY_FLUSH_INTERVAL = env.float("MCP_HISTORY_FLUSH_INTERVAL", default=0.25)
 MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", default=1.0)
+# Where tool calls run: "inline" in the web process that holds the socket (one process, the
+# embedded default), or "worker": handed to `manage.py runoperations` processes through the
+# channel layer, so deploys of web processes do not stop running work.
+MCP_EXECUTION = env.str("MCP_EXECUTION", default="inline")
+if MCP_EXECUTION not in ("inline", "worker"):
+    raise ImproperlyConfigured("MCP_EXECUTION must be 'inline' or 'worker'")
+if MCP_EXECUTION == "worker" and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "MCP_EXECUTION=worker needs REDIS_URL: workers are reached via Redis"
+    )
+# An operation whose process died (kill -9, lost host) is marked interrupted, and its client
+# told, within this many seconds. Running processes heartbeat their operations at a sixth of it.
+MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
+# A worker on SIGTERM lets running operations finish this long before interrupting them.
+MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
+# A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.
+MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
+# MCP-level heartbeat: a connection idle this long gets a `ping`, and is closed (4408) when no
+# message arrives within the timeout after it. The WebSocket protocol pings stay on too.
+MCP_CLIENT_PING_INTERVAL = env.float("MCP_CLIENT_PING_INTERVAL", default=30.0)
+MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
+# Durable tasks: ttl granted when a client asks for none, the most granted, and the polling
+# interval suggested to clients (all milliseconds).
+MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)
+MCP_TASK_MAX_TTL = env.int("MCP_TASK_MAX_TTL", default=7 * 24 * 3600 * 1000)
+MCP_TASK_POLL_INTERVAL = env.int("MCP_TASK_POLL_INTERVAL", default=1000)
+MCP_TASKS_PAGE_SIZE = env.int("MCP_TASKS_PAGE_SIZE", default=50)
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))
 

@@ -288,24 +288,16 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Cancel selected running operations", permissions=["cancel"])
     def cancel_operations(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
-        """Cancel the selected queued or running operations that this process runs."""
+        """Cancel the selected queued or running operations, wherever they run."""
         pending = queryset.filter(status__in=[OperationStatus.QUEUED, OperationStatus.RUNNING])
         outcomes = Counter(
             operation_cancel(operation=operation)
-            for operation in pending.select_related(None).only("id", "status").iterator()
+            for operation in pending.select_related(None).only("id", "status", "is_task").iterator()
         )
         finished = queryset.filter(status__in=TERMINAL_STATUSES).count()
         cancelled = outcomes[CancelOutcome.CANCELLING]
-        elsewhere = outcomes[CancelOutcome.NOT_IN_THIS_PROCESS]
         if cancelled:
             self.message_user(request, f"Cancelling {cancelled} operation(s).", messages.SUCCESS)
-        if elsewhere:
-            self.message_user(
-                request,
-                f"{elsewhere} operation(s) are not running in this server process and were not "
-                "cancelled; cancelling across processes arrives with the scale-out work.",
-                messages.WARNING,
-            )
         if finished:
             self.message_user(request, f"{finished} operation(s) had already finished.")
 

@@ -9,6 +9,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from mcp_server.cluster.node import cluster_node
 from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
@@ -32,6 +33,12 @@ def server_identity() -> ServerIdentity:
         title=settings.MCP_SERVER_TITLE,
         version=package_version,
         tools_page_size=settings.MCP_TOOLS_PAGE_SIZE,
+        tasks_page_size=settings.MCP_TASKS_PAGE_SIZE,
+        task_default_ttl=settings.MCP_TASK_DEFAULT_TTL,
+        task_max_ttl=settings.MCP_TASK_MAX_TTL,
+        task_poll_interval=settings.MCP_TASK_POLL_INTERVAL,
+        ping_interval=settings.MCP_CLIENT_PING_INTERVAL,
+        ping_timeout=settings.MCP_CLIENT_PING_TIMEOUT,
     )
 
 
@@ -56,6 +63,8 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
         """Create the session and accept, choosing the `mcp` subprotocol when offered."""
         principal = self.scope["principal"]
         self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
+        node = cluster_node()
+        await node.start()
         self.session = McpSession(
             principal=principal,
             catalog=catalog_for(principal.enabled_tools),
@@ -63,9 +72,16 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
             runner=operation_runner(),
             connection_id=self.channel_name or str(id(self)),
             send=self.send_json,
+            node=node,
+            in_worker=settings.MCP_EXECUTION == "worker",
+            close_transport=self._close_with,
         )
         offered = self.scope.get("subprotocols") or ()
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        node.register(self.session)
+
+    async def _close_with(self, code: int, reason: str) -> None:
+        await self.close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one text frame and hand it to the session; refuse binary and oversized ones."""
@@ -91,7 +107,16 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         """Stop the session's in-flight work (interrupted when the server is restarting)."""
         if self.session is not None:
+            cluster_node().unregister(self.session)
             await self.session.close(server_shutdown=code == CLOSE_SERVICE_RESTART)
+
+    async def operation_progress(self, message: dict[str, Any]) -> None:
+        """Progress of an operation this connection listens to (from whichever process runs it)."""
+        if self.session is not None:
+            await self.session.operation_event(message)
+
+    operation_log = operation_progress
+    operation_finished = operation_progress
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

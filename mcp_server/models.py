@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
@@ -27,6 +28,7 @@ TERMINAL_STATUSES = frozenset(
         OperationStatus.INTERRUPTED,
     }
 )
+ACTIVE_STATUSES = frozenset({OperationStatus.QUEUED, OperationStatus.RUNNING})
 
 
 class Operation(models.Model):
@@ -63,6 +65,19 @@ class Operation(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     connection_id = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # Durable MCP tasks (2025-11-25): the call outlives its connection and keeps its result.
+    is_task = models.BooleanField(default=False)
+    task_ttl = models.PositiveBigIntegerField(null=True, blank=True, help_text="milliseconds")
+    progress_token = models.JSONField(null=True, blank=True)
+    # The whole CallToolResult, kept when a client may fetch it later (tasks, worker mode).
+    result = models.JSONField(null=True, blank=True)
+    # Set by the database clock by the process running the operation; a stale one means that
+    # process died, and the reaper marks the operation interrupted.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Durable cancellation: read back by the running process if the cancel message was lost.
+    cancel_requested = models.BooleanField(default=False)
+    # The channel of the process that runs it (diagnostics; empty until a runner took it).
+    runner = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]
@@ -72,6 +87,8 @@ class Operation(models.Model):
             models.Index(fields=["user", "-queued_at"], name="op_user_time"),
             models.Index(fields=["status", "-queued_at"], name="op_status_time"),
             models.Index(fields=["tenant", "tool", "-queued_at"], name="op_tenant_tool_time"),
+            # tasks/list: a user's tasks, newest first (UUIDv7 ids sort by creation).
+            models.Index(fields=["user", "-id"], name="op_user_task", condition=Q(is_task=True)),
         ]
 
     def __str__(self) -> str:

@@ -161,3 +161,33 @@ def tokens_of_user(*, user_id: int) -> QuerySet[ApiToken]:
 def token_get(*, user_id: int, token_id: int) -> ApiToken | None:
     """One of the user's tokens, or None."""
     return ApiToken.objects.filter(user_id=user_id, pk=token_id).first()
+
+
+def _operation_key(operation_id: str) -> UUID | None:
+    try:
+        return UUID(operation_id)
+    except (ValueError, TypeError):
+        return None
+
+
+def task_get(*, principal: Principal, task_id: str) -> Operation | None:
+    """One of the caller's own tasks, or None: another user's task id is an unknown one."""
+    key = _operation_key(task_id)
+    if key is None:
+        return None
+    return Operation.objects.filter(pk=key, user_id=principal.user_id, is_task=True).first()
+
+
+def task_page(*, principal: Principal, before: UUID | None, size: int) -> list[Operation]:
+    """The caller's tasks, newest first, after the task `before` (keyset), up to size + 1."""
+    queryset = Operation.objects.filter(user_id=principal.user_id, is_task=True)
+    if before is not None:
+        queryset = queryset.filter(pk__lt=before)
+    return list(queryset.order_by("-id").defer("arguments", "result")[: size + 1])
+
+
+def operation_outcomes(*, operation_ids: list[UUID]) -> list[Operation]:
+    """The operations among `operation_ids` that have ended (recovering lost messages)."""
+    if not operation_ids:
+        return []
+    return list(Operation.objects.filter(pk__in=operation_ids, status__in=TERMINAL_STATUSES))

@@ -1,15 +1,23 @@
 """Writes to operation history; the runtime's history writer and the API call these."""
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from mcp_server.history_insert import RowInserter
-from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Operation,
+    OperationError,
+    OperationStatus,
+)
 
 # Fields of an operation that change after it was created.
 MUTABLE_FIELDS = (
@@ -23,6 +31,8 @@ MUTABLE_FIELDS = (
     "result_summary",
     "error",
     "error_count",
+    "result",
+    "runner",
 )
 
 
@@ -48,10 +58,81 @@ def operations_persist(
         _operation_inserter().insert(new_rows)
     for snapshot in updated:
         fields = {name: snapshot[name] for name in MUTABLE_FIELDS if name in snapshot}
-        Operation.objects.filter(pk=snapshot["id"]).update(**fields)
+        # An ended operation never changes again: a task cancelled by its client, or work the
+        # reaper marked interrupted, keeps that status whatever its runner reports later.
+        Operation.objects.filter(pk=snapshot["id"]).exclude(status__in=TERMINAL_STATUSES).update(
+            **fields
+        )
     error_rows = [OperationError(**row) for row in errors]
     if error_rows:
         OperationError.objects.bulk_create(error_rows, batch_size=1000)
+
+
+def operation_create(*, snapshot: dict[str, Any]) -> None:
+    """Insert one operation row now (a task or worker call must exist before it is answered)."""
+    with transaction.atomic():
+        _operation_inserter().insert([snapshot])
+
+
+def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID, tuple[str, bool]]:
+    """Stamp the running process's operations alive (database clock); returns each existing
+    row's status and whether a cancel was requested, so the runner can act on both."""
+    if not operation_ids:
+        return {}
+    Operation.objects.filter(pk__in=operation_ids, status__in=ACTIVE_STATUSES).update(
+        heartbeat_at=Now(), runner=runner
+    )
+    rows = Operation.objects.filter(pk__in=operation_ids).values_list(
+        "id", "status", "cancel_requested"
+    )
+    return {key: (status, cancel) for key, status, cancel in rows}
+
+
+def operations_reap_lost(*, lost_after: float) -> list[UUID]:
+    """Mark interrupted the queued or running operations whose process stopped heartbeating.
+
+    An operation never heartbeated counts from when it was queued. Several processes may run
+    this at once: the conditional update makes it idempotent.
+    """
+    cutoff = ExpressionWrapper(Now() - timedelta(seconds=lost_after), output_field=DateTimeField())
+    stale = (
+        Operation.objects.filter(status__in=ACTIVE_STATUSES)
+        .alias(last_sign_of_life=Coalesce("heartbeat_at", "queued_at"))
+        .filter(last_sign_of_life__lt=cutoff)
+    )
+    lost = list(stale.values_list("id", flat=True)[:1000])
+    if not lost:
+        return []
+    now = timezone.now()
+    Operation.objects.filter(pk__in=lost, status__in=ACTIVE_STATUSES).update(
+        status=OperationStatus.INTERRUPTED,
+        finished_at=now,
+        duration=now - F("queued_at"),
+        error="interrupted: the process running it stopped responding",
+    )
+    return lost
+
+
+def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:
+    """Record a cancel request durably; a task turns `cancelled` at once (the MCP tasks rule).
+
+    Returns False when the operation had already ended.
+    """
+    active = Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES)
+    if not as_task:
+        return active.update(cancel_requested=True) > 0
+    now = timezone.now()
+    return (
+        active.update(
+            cancel_requested=True,
+            status=OperationStatus.CANCELLED,
+            finished_at=now,
+            duration=now - F("queued_at"),
+            error="cancelled",
+            message="The task was cancelled by request.",
+        )
+        > 0
+    )
 
 
 def operation_mark_interrupted(*, operation_id: UUID, error: str) -> int:

@@ -5,18 +5,26 @@ The session knows nothing of WebSockets or Django: it is given decoded JSON valu
 """
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from django.utils import timezone
+from uuid_utils.compat import uuid7
 
 from accounts.principal import Principal
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    METHOD_NOT_FOUND,
     PARSE_ERROR,
     JsonRpcError,
     MessageError,
@@ -35,18 +43,40 @@ from mcp_server.protocol.messages import (
     parse_message,
     result_message,
 )
-from mcp_server.protocol.pagination import paginate
+from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor, paginate
+from mcp_server.protocol.tasks import (
+    RELATED_TASK,
+    TaskView,
+    requested_ttl,
+    task_id_param,
+    with_related_task,
+)
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 from mcp_server.tools.catalog import ToolCatalog
+
+if TYPE_CHECKING:
+    from mcp_server.cluster.node import ClusterNode
+    from mcp_server.models import Operation
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[Any], Awaitable[None]]
 Handler = Callable[["McpSession", Request], Awaitable[dict[str, Any]]]
 Reply = dict[str, Any] | None
+CloseTransport = Callable[[int, str], Awaitable[None]]
 
-SERVER_CAPABILITIES: dict[str, Any] = {"logging": {}, "tools": {"listChanged": False}}
+SERVER_CAPABILITIES: dict[str, Any] = {
+    "logging": {},
+    "tools": {"listChanged": False},
+    "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
+}
+# The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
+CLOSE_PING_TIMEOUT = 4408
+_OUTCOME_ERRORS = {
+    "cancelled": "The operation was cancelled",
+    "interrupted": "The operation was interrupted",
+}
 
 
 def _progress_token(params: dict[str, Any]) -> str | int | None:
@@ -78,19 +108,63 @@ class ServerIdentity:
     version: str
     tools_page_size: int = 50
     instructions: str | None = None
+    tasks_page_size: int = 50
+    task_default_ttl: int = 24 * 3600 * 1000
+    task_max_ttl: int = 7 * 24 * 3600 * 1000
+    task_poll_interval: int = 1000
+    ping_interval: float = 30.0
+    ping_timeout: float = 15.0
+
+
+@dataclass(slots=True)
+class Attachment:
+    """This connection's interest in an operation that reports through the cluster."""
+
+    token: str | int | None
+    task: TaskView | None
+    outcome: "asyncio.Future[dict[str, Any]]" = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    high_water: float = -math.inf
+
+
+def task_view(operation: "Operation", poll_interval: int) -> TaskView:
+    """The task an operation row is."""
+    moments = [operation.queued_at, operation.started_at, operation.finished_at]
+    moments.append(operation.heartbeat_at)
+    return TaskView(
+        task_id=str(operation.pk),
+        operation_status=operation.status,
+        created_at=operation.queued_at,
+        last_updated_at=max(m for m in moments if m is not None),
+        ttl=operation.task_ttl,
+        poll_interval=poll_interval,
+        status_message=operation.error or operation.message,
+    )
 
 
 class McpSession:
     """The MCP state of one connection; feed it decoded messages, it sends the replies."""
 
     __slots__ = (
+        "__weakref__",
+        "_attached",
+        "_background",
+        "_client_cancelled",
+        "_close_transport",
         "_in_flight",
         "_log_rank",
+        "_ping_id",
+        "_ping_sent",
+        "_pings",
         "_send",
         "catalog",
         "client_initialized",
         "connection_id",
         "identity",
+        "in_worker",
+        "last_seen",
+        "node",
         "principal",
         "protocol_version",
         "runner",
@@ -99,7 +173,7 @@ class McpSession:
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
     # Requests that run as their own task so the connection stays responsive meanwhile.
-    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL})
+    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
 
     def __init__(
         self,
@@ -110,8 +184,21 @@ class McpSession:
         runner: OperationRunner,
         connection_id: str,
         send: Send,
+        node: "ClusterNode | None" = None,
+        in_worker: bool = False,
+        close_transport: CloseTransport | None = None,
     ) -> None:
         self.principal = principal
+        self.node = node
+        self.in_worker = in_worker
+        self._close_transport = close_transport
+        self._attached: dict[UUID, Attachment] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._client_cancelled: set[RequestId] = set()
+        self.last_seen = time.monotonic()
+        self._ping_id: str | None = None
+        self._ping_sent = 0.0
+        self._pings = 0
         self.catalog = catalog
         self.identity = identity
         self.runner = runner
@@ -126,6 +213,9 @@ class McpSession:
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
         """Handle one decoded frame: a message, or a batch array where the revision allows."""
+        # Any frame shows the client is alive: no ping needed, an outstanding one is answered.
+        self.last_seen = time.monotonic()
+        self._ping_id = None
         if isinstance(payload, list):
             await self._receive_batch(payload)
             return
@@ -203,7 +293,16 @@ class McpSession:
             del self._in_flight[request_id]
 
     async def _run_spawned(self, request: Request, handler: Handler) -> None:
-        reply = await self._respond(request, handler)
+        try:
+            reply = await self._respond(request, handler)
+        except asyncio.CancelledError:
+            if self.state is SessionState.CLOSED or request.id in self._client_cancelled:
+                raise
+            # Cancelled by someone else (the REST API, the admin): the client must not wait.
+            error = JsonRpcError(INTERNAL_ERROR, "The operation was cancelled", {"by": "server"})
+            reply = error_message(request.id, error)
+        finally:
+            self._client_cancelled.discard(request.id)
         if self.state is SessionState.CLOSED:
             return
         try:
@@ -236,6 +335,7 @@ class McpSession:
         valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
         task = self._in_flight.get(request_id) if valid else None
         if task is not None:
+            self._client_cancelled.add(request_id)
             task.cancel()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -244,6 +344,8 @@ class McpSession:
 
         When the server itself is going away, the work is interrupted rather than cancelled.
         """
+        if self.state is SessionState.CLOSED:
+            return
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
         for task in tasks:
@@ -251,6 +353,125 @@ class McpSession:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()
+        # Tasks keep running without this connection; it just stops listening to them.
+        for key in list(self._attached):
+            await self._forget_operation(key)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # --- cluster connection (see mcp_server.cluster.node.LocalConnection) ------------------
+    @property
+    def tenant_id(self) -> int:
+        """The caller's tenant (for scoped broadcasts)."""
+        return self.principal.tenant_id
+
+    @property
+    def user_id(self) -> int:
+        """The caller (for scoped broadcasts)."""
+        return self.principal.user_id
+
+    async def keep_alive(self, now: float) -> None:
+        """Ping the client when it has been idle; close the connection when it stays silent."""
+        if self.state is SessionState.CLOSED:
+            return
+        if self._ping_id is not None:
+            if now - self._ping_sent > self.identity.ping_timeout and self._close_transport:
+                reason = f"no reply to ping within {self.identity.ping_timeout:g} s"
+                await self._close_transport(CLOSE_PING_TIMEOUT, reason)
+            return
+        if now - self.last_seen >= self.identity.ping_interval:
+            self._pings += 1
+            self._ping_id = f"server-ping-{self._pings}"
+            self._ping_sent = now
+            await self._send({"jsonrpc": "2.0", "id": self._ping_id, "method": methods.PING})
+
+    async def going_away(self) -> None:
+        """The server is shutting down: say so, then stop this connection's work."""
+        if self.state is not SessionState.CLOSED:
+            notice = {
+                "level": "warning",
+                "logger": "server",
+                "data": {
+                    "message": "This server is shutting down; reconnect to continue. "
+                    "Tasks keep running and can be resumed on any server.",
+                    "reason": "shutdown",
+                },
+            }
+            try:
+                await self._send(notification_message(methods.NOTIFICATION_MESSAGE, notice))
+            except Exception:
+                logger.debug("could not send the shutdown notice", exc_info=True)
+        await self.close(server_shutdown=True)
+
+    async def operation_event(self, message: dict[str, Any]) -> None:
+        """An event of an operation this connection listens to (progress, log, outcome)."""
+        try:
+            key = UUID(str(message.get("id")))
+        except ValueError:
+            return
+        attachment = self._attached.get(key)
+        if attachment is None or self.state is SessionState.CLOSED:
+            return
+        kind = message.get("type")
+        if kind == "operation.progress":
+            await self._progress(attachment, message)
+        elif kind == "operation.log":
+            await self.log(message.get("level", "info"), message.get("data"), message.get("logger"))
+        elif kind == "operation.finished" and not attachment.outcome.done():
+            if message.get("progress"):
+                await self._progress(attachment, message)
+            if attachment.task is not None:
+                status = message.get("status") or "failed"
+                ended = dataclasses.replace(
+                    attachment.task,
+                    operation_status=status,
+                    last_updated_at=timezone.now(),
+                    status_message=message.get("error") or "",
+                )
+                attachment.task = ended
+                await self._send(
+                    notification_message(methods.NOTIFICATION_TASK_STATUS, ended.as_task())
+                )
+            attachment.outcome.set_result(message)
+            await self._forget_operation(key)
+
+    async def _progress(self, attachment: Attachment, message: dict[str, Any]) -> None:
+        done = message.get("progress")
+        if attachment.token is None or not isinstance(done, int | float):
+            return
+        if done <= attachment.high_water:
+            return
+        attachment.high_water = done
+        params: dict[str, Any] = {"progressToken": attachment.token, "progress": done}
+        if message.get("total") is not None:
+            params["total"] = message["total"]
+        if message.get("message"):
+            params["message"] = message["message"]
+        if attachment.task is not None:
+            params["_meta"] = {RELATED_TASK: {"taskId": attachment.task.task_id}}
+        await self._send(notification_message(methods.NOTIFICATION_PROGRESS, params))
+
+    def _attach(self, key: UUID, token: str | int | None, task: TaskView | None) -> Attachment:
+        attachment = self._attached.get(key)
+        if attachment is None:
+            attachment = Attachment(token=token, task=task)
+            self._attached[key] = attachment
+            if self.node is not None:
+                self.node.watch(key, self)
+        elif token is not None:
+            attachment.token = token
+        return attachment
+
+    async def _forget_operation(self, key: UUID) -> None:
+        attachment = self._attached.pop(key, None)
+        if attachment is None or self.node is None:
+            return
+        self.node.unwatch(key, self)
+        if not attachment.outcome.done():
+            try:
+                await self.node.detach(key, self.connection_id)
+            except Exception:
+                logger.debug("could not detach from %s", key, exc_info=True)
 
     @property
     def in_flight(self) -> int:
@@ -310,6 +531,13 @@ class McpSession:
         tool = self.catalog.get(name)
         if tool is None:
             raise invalid_params(f"Unknown tool: {name}")
+        ttl = requested_ttl(
+            params, default=self.identity.task_default_ttl, maximum=self.identity.task_max_ttl
+        )
+        if ttl is not None and tool.task_support == "forbidden":
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
+        if ttl is None and tool.task_support == "required":
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
         call = CallRequest(
             principal=self.principal,
             tool=tool,
@@ -318,7 +546,138 @@ class McpSession:
             request_id=request.id,
             progress_token=_progress_token(params),
         )
+        if ttl is not None:
+            return await self._start_task(call, ttl)
+        if self.in_worker:
+            return await self._call_in_worker(call)
         return await self.runner.call(call, send=self._send, events=self)
+
+    def _cluster(self) -> "ClusterNode":
+        if self.node is None:
+            raise JsonRpcError(INTERNAL_ERROR, "Tasks are not available on this connection")
+        return self.node
+
+    async def _start_task(self, call: CallRequest, ttl: int) -> dict[str, Any]:
+        node = self._cluster()
+        now = timezone.now()
+        key = UUID(str(uuid7()))
+        request = dataclasses.replace(
+            call, operation_id=key, queued_at=now, is_task=True, task_ttl=ttl
+        )
+        view = TaskView(
+            task_id=str(key),
+            operation_status="queued",
+            created_at=now,
+            last_updated_at=now,
+            ttl=ttl,
+            poll_interval=self.identity.task_poll_interval,
+        )
+        self._attach(key, call.progress_token, view)
+        await node.submit(request, listener=self.connection_id, in_worker=self.in_worker)
+        return {"task": view.as_task()}
+
+    async def _call_in_worker(self, call: CallRequest) -> dict[str, Any]:
+        node = self._cluster()
+        key = UUID(str(uuid7()))
+        request = dataclasses.replace(call, operation_id=key, queued_at=timezone.now())
+        attachment = self._attach(key, call.progress_token, None)
+        try:
+            await node.submit(request, listener=self.connection_id, in_worker=True)
+            message = await attachment.outcome
+        except asyncio.CancelledError as exc:
+            # The client cancelled or left: stop the work wherever it runs.
+            reason = exc.args[0] if exc.args else None
+            self._in_background(self._cancel_elsewhere(key, reason))
+            raise
+        finally:
+            self._attached.pop(key, None)
+            node.unwatch(key, self)
+        return _call_outcome(message)
+
+    async def _cancel_elsewhere(self, key: UUID, reason: str | None) -> None:
+        from mcp_server.cluster.node import db_call
+        from mcp_server.services import operation_request_cancel
+
+        node = self._cluster()
+        await db_call(operation_request_cancel)(operation_id=key, as_task=False)
+        await node.cancel(key, reason=reason)
+
+    def _in_background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- tasks ---------------------------------------------------------------------------
+    async def _find_task(self, params: dict[str, Any]) -> "Operation":
+        from mcp_server.cluster.node import db_call
+        from mcp_server.selectors import task_get
+
+        task_id = task_id_param(params)
+        operation = await db_call(task_get)(principal=self.principal, task_id=task_id)
+        if operation is None:
+            raise invalid_params(f"Unknown task: {task_id}")
+        return operation
+
+    async def _tasks_get(self, request: Request) -> dict[str, Any]:
+        operation = await self._find_task(request.params)
+        return task_view(operation, self.identity.task_poll_interval).as_task()
+
+    async def _tasks_list(self, request: Request) -> dict[str, Any]:
+        from mcp_server.cluster.node import db_call
+        from mcp_server.selectors import task_page
+
+        cursor = request.params.get("cursor")
+        before = None
+        if cursor is not None:
+            try:
+                before = UUID(decode_key_cursor(cursor))
+            except ValueError:
+                raise invalid_params("Invalid cursor") from None
+        size = self.identity.tasks_page_size
+        rows = await db_call(task_page)(principal=self.principal, before=before, size=size)
+        interval = self.identity.task_poll_interval
+        result: dict[str, Any] = {"tasks": [task_view(r, interval).as_task() for r in rows[:size]]}
+        if len(rows) > size:
+            result["nextCursor"] = encode_key_cursor(str(rows[size - 1].pk))
+        return result
+
+    async def _tasks_cancel(self, request: Request) -> dict[str, Any]:
+        from mcp_server.cluster.node import db_call
+        from mcp_server.services import operation_request_cancel
+
+        operation = await self._find_task(request.params)
+        view = task_view(operation, self.identity.task_poll_interval)
+        if not view.is_terminal:
+            changed = await db_call(operation_request_cancel)(
+                operation_id=operation.pk, as_task=True
+            )
+            if changed:
+                await self._cluster().cancel(operation.pk)
+            operation = await self._find_task(request.params)
+            view = task_view(operation, self.identity.task_poll_interval)
+            if changed:
+                return view.as_task()
+        raise invalid_params(f"Task {view.task_id} has already ended ({view.status})")
+
+    async def _tasks_result(self, request: Request) -> dict[str, Any]:
+        from mcp_server.cluster.node import finished_message
+
+        operation = await self._find_task(request.params)
+        view = task_view(operation, self.identity.task_poll_interval)
+        if view.is_terminal:
+            return _task_outcome(view.task_id, finished_message(operation))
+        node = self._cluster()
+        token = _progress_token(request.params)
+        attachment = self._attach(
+            operation.pk, token if token is not None else operation.progress_token, view
+        )
+        await node.attach(operation.pk, self.connection_id)
+        # It may have ended between the read and the attach: look once more.
+        operation = await self._find_task(request.params)
+        if operation.status not in ("queued", "running") and not attachment.outcome.done():
+            await self.operation_event(finished_message(operation))
+        message = await asyncio.shield(attachment.outcome)
+        return _task_outcome(view.task_id, message)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]
@@ -332,5 +691,30 @@ McpSession._REQUEST_HANDLERS.update(
         methods.TOOLS_LIST: McpSession._tools_list,
         methods.TOOLS_CALL: McpSession._tools_call,
         methods.LOGGING_SET_LEVEL: McpSession._logging_set_level,
+        methods.TASKS_GET: McpSession._tasks_get,
+        methods.TASKS_RESULT: McpSession._tasks_result,
+        methods.TASKS_LIST: McpSession._tasks_list,
+        methods.TASKS_CANCEL: McpSession._tasks_cancel,
     }
 )
+
+
+def _call_outcome(message: dict[str, Any]) -> dict[str, Any]:
+    """What a `tools/call` answers for an operation's outcome: its result, or an error."""
+    result = message.get("result")
+    if isinstance(result, dict):
+        return result
+    status = str(message.get("status"))
+    text = _OUTCOME_ERRORS.get(status, "The operation failed")
+    detail = message.get("error") or status
+    raise JsonRpcError(
+        INTERNAL_ERROR, f"{text}: {detail}", {"status": status, "operationId": message.get("id")}
+    )
+
+
+def _task_outcome(task_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    """What tasks/result answers: exactly what the call would have, naming the task."""
+    try:
+        return with_related_task(_call_outcome(message), task_id)
+    except JsonRpcError as exc:
+        raise JsonRpcError(exc.code, exc.message, {**(exc.data or {}), "taskId": task_id}) from None

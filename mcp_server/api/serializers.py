@@ -77,9 +77,7 @@ class CancelOutcomeSerializer(serializers.Serializer[Any]):
     """What a cancel request did."""
 
     id = serializers.UUIDField()
-    outcome = serializers.ChoiceField(
-        choices=["cancelling", "already_finished", "not_in_this_process"]
-    )
+    outcome = serializers.ChoiceField(choices=["cancelling", "already_finished"])
     status = serializers.CharField(help_text="The run's recorded status when asked.")
     detail = serializers.CharField()
 

@@ -36,3 +36,27 @@ def paginate(size: int, cursor: object | None, page_size: int) -> tuple[int, int
     start = 0 if cursor is None else decode_cursor(cursor, size)
     end = min(start + page_size, size)
     return start, end, encode_cursor(end) if end < size else None
+
+
+_KEY_PREFIX = b"after:"
+
+
+def encode_key_cursor(key: str) -> str:
+    """An opaque cursor that resumes a keyset listing after `key`."""
+    return base64.urlsafe_b64encode(_KEY_PREFIX + key.encode()).decode()
+
+
+def decode_key_cursor(cursor: object) -> str:
+    """The key a keyset cursor stands for; -32602 when it is not one of ours."""
+    if not isinstance(cursor, str) or len(cursor) > 200:
+        raise invalid_params("Invalid cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise invalid_params("Invalid cursor") from None
+    if not raw.startswith(_KEY_PREFIX):
+        raise invalid_params("Invalid cursor")
+    try:
+        return raw[len(_KEY_PREFIX) :].decode()
+    except UnicodeDecodeError:
+        raise invalid_params("Invalid cursor") from None

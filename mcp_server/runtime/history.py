@@ -47,6 +47,10 @@ class HistoryWriter:
             self._pending[snapshot["id"]] = snapshot
         self._ensure_started()
 
+    def adopt(self, operation_id: UUID) -> None:
+        """Note that an operation's row was inserted elsewhere: write its states as updates."""
+        self._persisted.add(operation_id)
+
     def record_errors(self, rows: list[dict[str, Any]]) -> None:
         """Queue item-error rows (dicts of OperationError fields)."""
         with self._lock:

@@ -3,6 +3,7 @@
 import time
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from django.utils import timezone
 from uuid_utils.compat import uuid7
@@ -31,14 +32,20 @@ class RunningOperation:
         "error_count",
         "finished_at",
         "id",
+        "is_task",
+        "keep_result",
         "message",
         "meter",
         "principal",
+        "progress_token",
         "queued_at",
         "request_id",
+        "result",
         "result_summary",
+        "runner",
         "started_at",
         "status",
+        "task_ttl",
         "tool_name",
         "total",
     )
@@ -53,8 +60,22 @@ class RunningOperation:
         request_id: str | int,
         writer: HistoryWriter,
         persist_interval: float,
+        operation_id: UUID | None = None,
+        is_task: bool = False,
+        task_ttl: int | None = None,
+        progress_token: str | int | None = None,
+        keep_result: bool = False,
+        runner: str = "",
+        queued_at: datetime | None = None,
     ) -> None:
-        self.id = uuid7()
+        # A given id names a row inserted before the call started (a task, a worker's call).
+        self.id = operation_id or uuid7()
+        self.is_task = is_task
+        self.task_ttl = task_ttl
+        self.progress_token = progress_token
+        self.keep_result = keep_result
+        self.runner = runner
+        self.result: dict[str, Any] | None = None
         self.principal = principal
         self.tool_name = tool_name
         self.arguments = arguments
@@ -64,7 +85,7 @@ class RunningOperation:
         self.done: float = 0
         self.total: float | None = None
         self.message = ""
-        self.queued_at: datetime = timezone.now()
+        self.queued_at: datetime = queued_at or timezone.now()
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.result_summary: Any = None
@@ -97,8 +118,15 @@ class RunningOperation:
             "result_summary": self.result_summary,
             "error": self.error,
             "error_count": self.error_count,
-            "connection_id": self.connection_id,
+            "connection_id": self.connection_id[:64],
             "request_id": str(self.request_id)[:128],
+            "is_task": self.is_task,
+            "task_ttl": self.task_ttl,
+            "progress_token": self.progress_token,
+            "result": self.result,
+            "heartbeat_at": None,
+            "cancel_requested": False,
+            "runner": self.runner[:200],
         }
 
     def persist(self) -> None:
@@ -145,9 +173,18 @@ class RunningOperation:
             ]
         )
 
-    def finish(self, status: OperationStatus, *, summary: Any = None, error: str = "") -> None:
-        """Record how the operation ended."""
+    def finish(
+        self,
+        status: OperationStatus,
+        *,
+        summary: Any = None,
+        error: str = "",
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how the operation ended (and its whole result, when it is kept)."""
         self.status = status
+        if self.keep_result:
+            self.result = result
         self.finished_at = timezone.now()
         self.result_summary = summary
         self.error = error

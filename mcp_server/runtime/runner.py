@@ -3,10 +3,13 @@
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.conf import settings
@@ -39,6 +42,29 @@ class CallRequest:
     connection_id: str
     request_id: str | int
     progress_token: str | int | None
+    # Set when the row was inserted before the call started (tasks, calls handed to workers).
+    operation_id: UUID | None = None
+    queued_at: datetime | None = None
+    is_task: bool = False
+    task_ttl: int | None = None
+
+
+class OperationEvents(CallEvents, Protocol):
+    """Where a published operation's progress, logs and outcome go (its listeners)."""
+
+    async def progress_frame(self, frame: dict[str, Any]) -> None:
+        """Forward one coalesced `notifications/progress` (its token is the runner's own)."""
+
+    async def finished(
+        self,
+        *,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str,
+        done: float,
+        total: float | None,
+    ) -> None:
+        """Tell the listeners how the operation ended (after it was persisted)."""
 
 
 def _summary(result: dict[str, Any]) -> Any:
@@ -66,18 +92,29 @@ class OperationRunner:
         writer: HistoryWriter,
         progress_rate: float,
         persist_interval: float,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.scheduler = scheduler
         self.writer = writer
         self.progress_rate = progress_rate
         self.persist_interval = persist_interval
         self._tasks: dict[UUID, tuple[RunningOperation, asyncio.Task[Any]]] = {}
 
-    async def call(self, request: CallRequest, *, send: Send, events: CallEvents) -> dict[str, Any]:
+    async def call(
+        self,
+        request: CallRequest,
+        *,
+        send: Send,
+        events: CallEvents,
+        published: bool = False,
+    ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
         Cancelling the awaiting task cancels the call: it is recorded as cancelled, its slot
-        is released, nothing more is sent, and CancelledError propagates.
+        is released, nothing more is sent, and CancelledError propagates. A `published` call
+        reports progress whether or not it has a token (listeners may attach later), keeps its
+        whole result in history, and is written to the database before this returns.
         """
         operation = RunningOperation(
             principal=request.principal,
@@ -87,11 +124,20 @@ class OperationRunner:
             request_id=request.request_id,
             writer=self.writer,
             persist_interval=self.persist_interval,
+            operation_id=request.operation_id,
+            is_task=request.is_task,
+            task_ttl=request.task_ttl,
+            progress_token=request.progress_token,
+            keep_result=published,
+            runner=self.name,
+            queued_at=request.queued_at,
         )
+        if request.operation_id is not None:
+            self.writer.adopt(request.operation_id)
         progress = None
-        if request.progress_token is not None:
+        if request.progress_token is not None or published:
             progress = ProgressCoalescer(
-                token=request.progress_token,
+                token=request.progress_token if request.progress_token is not None else 0,
                 send=send,
                 max_rate=self.progress_rate,
                 meter=operation.meter,
@@ -136,18 +182,69 @@ class OperationRunner:
             self._tasks.pop(operation.id, None)
         if result.get("isError"):
             operation.finish(
-                OperationStatus.FAILED, summary=_summary(result), error=_error_text(result)
+                OperationStatus.FAILED,
+                summary=_summary(result),
+                error=_error_text(result),
+                result=result,
             )
         else:
-            operation.finish(OperationStatus.SUCCEEDED, summary=_summary(result))
-        if operation.error_count:
-            # The result points at the error log: make it complete before the client reads it.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.wrap_future(self.writer.flush_soon()), 10)
+            operation.finish(OperationStatus.SUCCEEDED, summary=_summary(result), result=result)
+        if operation.error_count or published:
+            # The result points at the error log, or may be fetched from history by another
+            # process: make the history complete before anyone hears of the result.
+            await self.flush_history()
         return result
 
-    def cancel(self, operation_id: UUID) -> bool:
-        """Cancel a call running in this process; False when it is not running here."""
+    async def flush_history(self) -> None:
+        """Wait (at most 10 s) until what history holds so far is written."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.wrap_future(self.writer.flush_soon()), 10)
+
+    async def run_published(self, request: CallRequest, events: OperationEvents) -> None:
+        """Run a call whose events go to listeners rather than to one socket (a task, or a call
+        from another process), and tell them how it ended; never raises."""
+        try:
+            result = await self.call(
+                request, send=events.progress_frame, events=events, published=True
+            )
+        except asyncio.CancelledError as exc:
+            interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
+            status = OperationStatus.INTERRUPTED if interrupted else OperationStatus.CANCELLED
+            error = "interrupted: its process shut down" if interrupted else "cancelled"
+            await self._announce(events, status=status, result=None, error=error)
+            return
+        except Exception as exc:
+            logger.exception("operation %s failed", request.operation_id)
+            error = f"{type(exc).__name__}: {exc}"
+            await self._announce(events, status=OperationStatus.FAILED, result=None, error=error)
+            return
+        failed = bool(result.get("isError"))
+        status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
+        await self._announce(events, status=status, result=result, error="")
+
+    async def _announce(
+        self,
+        events: OperationEvents,
+        *,
+        status: OperationStatus,
+        result: dict[str, Any] | None,
+        error: str,
+    ) -> None:
+        if result is None:
+            await self.flush_history()
+        try:
+            done, total = getattr(events, "done", 0.0), getattr(events, "total", None)
+            await events.finished(
+                status=str(status), result=result, error=error, done=done, total=total
+            )
+        except Exception:
+            logger.warning("could not announce the end of an operation", exc_info=True)
+
+    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
+        """Cancel a call running in this process; False when it is not running here.
+
+        `reason` INTERRUPTED_BY_SHUTDOWN records it interrupted rather than cancelled.
+        """
         entry = self._tasks.get(operation_id)
         if entry is None:
             return False
@@ -159,10 +256,14 @@ class OperationRunner:
         except RuntimeError:
             on_loop = False
         if on_loop:
-            task.cancel()
+            task.cancel(reason)
         else:  # called from another thread (a sync view, the admin): hand it to the loop
-            loop.call_soon_threadsafe(task.cancel)
+            loop.call_soon_threadsafe(task.cancel, reason)
         return True
+
+    def is_running(self, operation_id: UUID) -> bool:
+        """Whether this process runs (or queues) the operation."""
+        return operation_id in self._tasks
 
     @property
     def running_ids(self) -> list[UUID]:
@@ -183,6 +284,7 @@ def operation_runner() -> OperationRunner:
             )
         ),
         writer=history_writer(),
+        name=f"{socket.gethostname()}:{os.getpid()}",
         progress_rate=settings.MCP_PROGRESS_MAX_RATE,
         persist_interval=settings.MCP_HISTORY_PROGRESS_INTERVAL,
     )

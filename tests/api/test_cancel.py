@@ -3,10 +3,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 
 from accounts.selectors import principal_for_token
 from mcp_server.api import cancellation
+from mcp_server.cluster import messages
 from mcp_server.models import Operation, OperationStatus
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
@@ -24,7 +26,7 @@ class StubRunner:
         self.running = running
         self.cancelled: list[UUID] = []
 
-    def cancel(self, operation_id: UUID) -> bool:
+    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
         if operation_id in self.running:
             self.cancelled.append(operation_id)
             return True
@@ -84,15 +86,36 @@ def test_finished_run_is_409(alice: Caller, make_run: MakeRun, stub_runner: Stub
 
 
 @pytest.mark.django_db
-def test_run_of_another_process_is_409_and_says_why(
+def test_run_of_another_process_is_cancelled_through_the_cluster(
     alice: Caller, make_run: MakeRun, stub_runner: StubRunner
 ):
+    """Not running here: the request is recorded in history (read back by the heartbeat of
+    the process that runs it) and sent to every runner process."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(messages.RUNNERS_GROUP, channel)
+    try:
+        run = make_run(alice, status=OperationStatus.RUNNING)
+        response = alice.client.post(f"/api/runs/{run.pk}/cancel/")
+        assert response.status_code == 202
+        assert response.json()["outcome"] == "cancelling"
+        run.refresh_from_db()
+        assert run.cancel_requested
+        assert run.status == OperationStatus.RUNNING  # not a task: its runner ends it
+        sent = async_to_sync(layer.receive)(channel)
+        assert sent == {"type": messages.OPERATION_CANCEL, "id": str(run.pk), "reason": None}
+    finally:
+        async_to_sync(layer.group_discard)(messages.RUNNERS_GROUP, channel)
+
+
+@pytest.mark.django_db
+def test_task_turns_cancelled_at_once(alice: Caller, make_run: MakeRun, stub_runner: StubRunner):
     run = make_run(alice, status=OperationStatus.RUNNING)
-    response = alice.client.post(f"/api/runs/{run.pk}/cancel/")
-    assert response.status_code == 409
-    body = response.json()
-    assert body["outcome"] == "not_in_this_process"
-    assert "across processes" in body["detail"]
+    Operation.objects.filter(pk=run.pk).update(is_task=True)
+    assert alice.client.post(f"/api/runs/{run.pk}/cancel/").status_code == 202
+    run.refresh_from_db()
+    assert run.status == OperationStatus.CANCELLED
+    assert run.finished_at is not None
 
 
 @pytest.mark.django_db

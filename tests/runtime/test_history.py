@@ -31,6 +31,13 @@ def _snapshot(tenant_id: int, user_id: int, **changes) -> dict:
         "error_count": 0,
         "connection_id": "specific.x!y",
         "request_id": "7",
+        "is_task": True,
+        "task_ttl": 60_000,
+        "progress_token": "tok-1",
+        "result": {"content": [{"type": "text", "text": "ok"}], "isError": False},
+        "heartbeat_at": None,
+        "cancel_requested": False,
+        "runner": "host:1",
     }
     row.update(changes)
     return row

@@ -150,7 +150,7 @@ class RunErrorDownloadView(RunLookupMixin, TenantScopedAPIView):
 
 @extend_schema(tags=["runs"], parameters=[RUN_ID, RETRY_AFTER])
 class RunCancelView(RunLookupMixin, TenantScopedAPIView):
-    """Cancel a queued or running run, if this server process runs it."""
+    """Cancel a queued or running run, in whichever process runs it."""
 
     @extend_schema(
         summary="Cancel a run",
@@ -159,16 +159,13 @@ class RunCancelView(RunLookupMixin, TenantScopedAPIView):
             202: OpenApiResponse(CancelOutcomeSerializer, description="Cancellation requested."),
             409: OpenApiResponse(
                 CancelOutcomeSerializer,
-                description=(
-                    "Not cancelled: the run has already finished (`already_finished`), or it "
-                    "is not running in this process (`not_in_this_process`)."
-                ),
+                description="Not cancelled: the run has already finished (`already_finished`).",
             ),
             **error_responses(404),
         },
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
-        """Cancel the run if this process runs it (members: their own; tenant admins: any)."""
+        """Cancel the run wherever it runs (members: their own; tenant admins: any)."""
         run = self.get_run()
         outcome = operation_cancel(operation=run)
         body = CancelOutcomeSerializer(

@@ -5,7 +5,10 @@ calls per second with less memory per connection. WebSocket limits come from set
 logging stays Django's, so credentials are redacted in uvicorn's lines too.
 """
 
+import asyncio
+import logging
 import signal
+import socket
 import sys
 from argparse import ArgumentParser
 from types import FrameType
@@ -15,8 +18,29 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from mcp_server.cluster.node import running_node
 from mcp_server.runtime.history import history_writer
 from mcp_server.uvicorn_websocket import DenialAwareWebSocketProtocol
+
+logger = logging.getLogger(__name__)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn, saying goodbye first: on shutdown it stops accepting, tells every client it is
+    going away and interrupts this process's operations, then closes the sockets with 1012."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, say goodbye within the shutdown timeout, then shut down as uvicorn."""
+        for server in self.servers:
+            server.close()
+        node = running_node()
+        if node is not None:
+            logger.info("telling %d connections this server is going away", node.connection_count)
+            try:
+                await asyncio.wait_for(node.shut_down_web(), self.config.timeout_graceful_shutdown)
+            except TimeoutError:
+                logger.warning("goodbyes took longer than the shutdown timeout")
+        await super().shutdown(sockets)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -50,7 +74,7 @@ class Command(BaseCommand):
             history_writer().stop()
 
     def _serve(self, options: dict[str, Any]) -> None:
-        uvicorn.run(
+        config = uvicorn.Config(
             "config.asgi:application",
             host=options["host"],
             port=options["port"],
@@ -67,4 +91,6 @@ class Command(BaseCommand):
             proxy_headers=options["proxy_headers"],
             forwarded_allow_ips=options["forwarded_allow_ips"],
             server_header=False,
+            timeout_graceful_shutdown=max(1, int(settings.MCP_SHUTDOWN_TIMEOUT)),
         )
+        GracefulServer(config).run()

@@ -24,6 +24,7 @@ class BatchSummary(TypedDict):
 @tool(
     title="Process a batch",
     annotations={"readOnlyHint": True, "openWorldHint": False},
+    task_support="optional",
 )
 async def process_batch(
     count: Annotated[int, Field(ge=1, le=10_000_000, description="How many items to process.")],

@@ -84,6 +84,7 @@ def _summary_text(summary: ImagesSummary) -> str:
     title="Process images",
     output_schema=_OUTPUT_SCHEMA,
     annotations={"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
+    task_support="optional",
 )
 async def process_images(
     directory: Annotated[str, Field(description="A directory inside your data directory.")],

@@ -1,0 +1,448 @@
+"""This process's place in the cluster: its channel, its groups, its connections, its loops.
+
+Every process that serves connections or runs operations has one node. It
+- runs operations whose events go to listeners (tasks; calls from other processes),
+- takes cancel and attach requests for them from any process (RUNNERS_GROUP),
+- heartbeats them in the database, and reaps operations whose process died,
+- recovers from history the outcomes its connections wait for, should a message be lost,
+- delivers broadcasts to its connections, pings idle ones, and says goodbye on shutdown.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+
+from mcp_server import selectors, services
+from mcp_server.cluster import messages
+from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.models import ACTIVE_STATUSES, Operation, OperationStatus
+from mcp_server.runtime.operation import RunningOperation
+from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
+
+logger = logging.getLogger(__name__)
+
+# How long an attach for an operation this process has not started yet is remembered (the
+# attach can overtake the start message).
+_PENDING_ATTACH_SECONDS = 30.0
+
+
+class LocalConnection(Protocol):
+    """What the node needs of a connection's session."""
+
+    @property
+    def tenant_id(self) -> int:
+        """The caller's tenant."""
+
+    @property
+    def user_id(self) -> int:
+        """The caller."""
+
+    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
+        """Deliver a `notifications/message` if the client's level lets it through."""
+
+    async def keep_alive(self, now: float) -> None:
+        """Ping the client when idle; close the connection when a ping went unanswered."""
+
+    async def operation_event(self, message: messages.Message) -> None:
+        """Handle an operation event (here: an outcome recovered from history)."""
+
+    async def going_away(self) -> None:
+        """The server is shutting down: say so and stop this connection's work."""
+
+
+def queued_snapshot(request: CallRequest, runner: OperationRunner) -> dict[str, Any]:
+    """The history row of a call that is about to be started or handed to a worker."""
+    operation = RunningOperation(
+        principal=request.principal,
+        tool_name=request.tool.name,
+        arguments=request.arguments,
+        connection_id=request.connection_id,
+        request_id=request.request_id,
+        writer=runner.writer,
+        persist_interval=runner.persist_interval,
+        operation_id=request.operation_id,
+        is_task=request.is_task,
+        task_ttl=request.task_ttl,
+        progress_token=request.progress_token,
+        queued_at=request.queued_at,
+    )
+    return operation.snapshot()
+
+
+def start_message(request: CallRequest, listener: str) -> messages.Message:
+    """The `operation.start` that hands a call to a worker."""
+    principal = dataclasses.asdict(request.principal)
+    if request.principal.enabled_tools is not None:
+        principal["enabled_tools"] = sorted(request.principal.enabled_tools)
+    return {
+        "type": messages.OPERATION_START,
+        "id": str(request.operation_id),
+        "principal": principal,
+        "tool": request.tool.name,
+        "arguments": request.arguments,
+        "connection_id": request.connection_id,
+        "request_id": request.request_id,
+        "progress_token": request.progress_token,
+        "queued_at": request.queued_at.isoformat() if request.queued_at else None,
+        "is_task": request.is_task,
+        "task_ttl": request.task_ttl,
+        "listener": listener,
+    }
+
+
+def finished_message(operation: Operation) -> messages.Message:
+    """The `operation.finished` event for an operation that history shows ended."""
+    return {
+        "type": messages.OPERATION_FINISHED,
+        "id": str(operation.pk),
+        "status": operation.status,
+        "result": operation.result,
+        "error": operation.error,
+        "progress": operation.progress,
+        "total": operation.total,
+    }
+
+
+class ClusterNode:
+    """The process-wide runtime beside the connections (one per event loop)."""
+
+    def __init__(self, *, runner: OperationRunner, layer: BaseChannelLayer | None, web: bool):
+        self.runner = runner
+        self.layer = layer
+        self.web = web
+        self.channel: str | None = None
+        self.lost_after = settings.MCP_OPERATION_LOST_AFTER
+        self.beat_interval = self.lost_after / 6
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._published: dict[UUID, tuple[OperationPublisher, asyncio.Task[None]]] = {}
+        self._pending_attach: dict[UUID, tuple[float, set[str]]] = {}
+        self._watched: dict[UUID, weakref.WeakSet[Any]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    # --- life ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Join the groups and start the loops (once)."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            if self.layer is not None:
+                self.channel = await self.layer.new_channel()
+                await self.layer.group_add(messages.RUNNERS_GROUP, self.channel)
+                if self.web:
+                    await self.layer.group_add(messages.WEB_GROUP, self.channel)
+                self._loops.append(asyncio.create_task(self._receive_loop(), name="node-receive"))
+            self._loops.append(asyncio.create_task(self._beat_loop(), name="node-heartbeat"))
+            if self.web:
+                self._loops.append(asyncio.create_task(self._keep_alive_loop(), name="node-ping"))
+            self._started = True
+
+    async def stop(self) -> None:
+        """Leave the groups and stop the loops."""
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        if self.layer is not None and self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(messages.RUNNERS_GROUP, self.channel)
+                if self.web:
+                    await self.layer.group_discard(messages.WEB_GROUP, self.channel)
+        self._started = False
+
+    async def shut_down_web(self) -> None:
+        """SIGTERM of a web process: tell every client, stop their work, interrupt tasks."""
+        connections = list(self._connections)
+        await asyncio.gather(*(c.going_away() for c in connections), return_exceptions=True)
+        await self.interrupt_all()
+        await self.stop()
+
+    async def interrupt_all(self) -> None:
+        """Interrupt every operation this process runs for listeners, and wait for them."""
+        tasks = [task for _, task in self._published.values()]
+        for key in list(self._published):
+            self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def published_count(self) -> int:
+        """How many operations this process runs for listeners."""
+        return len(self._published)
+
+    async def wait_published(self, grace: float) -> bool:
+        """Wait up to `grace` seconds for the operations run for listeners to end."""
+        tasks = [task for _, task in self._published.values()]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        return not pending
+
+    # --- connections --------------------------------------------------------------------
+    def register(self, connection: LocalConnection) -> None:
+        """A connection of this process opened."""
+        self._connections.add(connection)
+
+    def unregister(self, connection: LocalConnection) -> None:
+        """A connection of this process closed."""
+        self._connections.discard(connection)
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections of this process."""
+        return len(self._connections)
+
+    def watch(self, operation_id: UUID, connection: LocalConnection) -> None:
+        """Recover this operation's outcome from history for `connection` if its message is lost."""
+        self._watched.setdefault(operation_id, weakref.WeakSet()).add(connection)
+
+    def unwatch(self, operation_id: UUID, connection: LocalConnection) -> None:
+        """Stop recovering an outcome for `connection`."""
+        watchers = self._watched.get(operation_id)
+        if watchers is not None:
+            watchers.discard(connection)
+            if not watchers:
+                del self._watched[operation_id]
+
+    # --- operations run here for listeners ------------------------------------------------
+    async def submit(self, request: CallRequest, *, listener: str, in_worker: bool) -> None:
+        """Record the call in history, then start it here or hand it to a worker.
+
+        The row exists before the client hears of the call, so any process can find it; if the
+        hand-off is lost, the reaper marks the row interrupted and the client is told.
+        """
+        assert request.operation_id is not None
+        await _db(services.operation_create)(snapshot=queued_snapshot(request, self.runner))
+        if not in_worker:
+            self.run_published(request, {listener})
+            return
+        assert self.layer is not None
+        try:
+            await self.layer.send(messages.OPERATIONS_CHANNEL, start_message(request, listener))
+        except Exception:
+            await _db(services.operation_mark_interrupted)(
+                operation_id=request.operation_id,
+                error="interrupted: could not hand the call to a worker",
+            )
+            raise
+
+    def run_published(self, request: CallRequest, listeners: set[str]) -> None:
+        """Start a call whose events go to `listeners`; it outlives the connection that began it."""
+        assert request.operation_id is not None
+        assert self.layer is not None
+        key = request.operation_id
+        publisher = OperationPublisher(operation_id=key, layer=self.layer, listeners=listeners)
+        pending = self._pending_attach.pop(key, None)
+        if pending is not None:
+            publisher.listeners |= pending[1]
+        task = asyncio.create_task(self._run(request, publisher), name=f"operation-{key}")
+        self._published[key] = (publisher, task)
+
+    async def _run(self, request: CallRequest, publisher: OperationPublisher) -> None:
+        try:
+            await self.runner.run_published(request, publisher)
+        finally:
+            assert request.operation_id is not None
+            self._published.pop(request.operation_id, None)
+
+    async def cancel(self, operation_id: UUID, *, reason: str | None = None) -> None:
+        """Cancel an operation wherever it runs (here, or in the process that runs it)."""
+        if self.runner.cancel(operation_id, reason):
+            return
+        if self.layer is not None:
+            await self._group_send(
+                messages.RUNNERS_GROUP,
+                {"type": messages.OPERATION_CANCEL, "id": str(operation_id), "reason": reason},
+            )
+
+    async def attach(self, operation_id: UUID, channel: str) -> None:
+        """Make `channel` a listener of the operation, wherever it runs."""
+        entry = self._published.get(operation_id)
+        if entry is not None:
+            await entry[0].attach(channel)
+        elif self.layer is not None:
+            await self._group_send(
+                messages.RUNNERS_GROUP,
+                {"type": messages.OPERATION_ATTACH, "id": str(operation_id), "channel": channel},
+            )
+
+    async def detach(self, operation_id: UUID, channel: str) -> None:
+        """Stop sending the operation's events to `channel`."""
+        entry = self._published.get(operation_id)
+        if entry is not None:
+            entry[0].detach(channel)
+        elif self.layer is not None:
+            await self._group_send(
+                messages.RUNNERS_GROUP,
+                {"type": messages.OPERATION_DETACH, "id": str(operation_id), "channel": channel},
+            )
+
+    async def _group_send(self, group: str, message: messages.Message) -> None:
+        assert self.layer is not None
+        try:
+            await self.layer.group_send(group, message)
+        except Exception:
+            # Cancellation is also recorded in history and read back by the heartbeat.
+            logger.warning("could not send %s to %s", message["type"], group, exc_info=True)
+
+    # --- messages from other processes ----------------------------------------------------
+    async def _receive_loop(self) -> None:
+        assert self.layer is not None
+        assert self.channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("cluster receive failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self._handle(message)
+            except Exception:
+                logger.exception("cluster message %s failed", message.get("type"))
+
+    async def _handle(self, message: messages.Message) -> None:
+        kind = message.get("type")
+        if kind == messages.BROADCAST:
+            await self._deliver_broadcast(message)
+            return
+        try:
+            key = UUID(str(message.get("id")))
+        except ValueError:
+            return
+        if kind == messages.OPERATION_CANCEL:
+            self.runner.cancel(key, message.get("reason"))
+        elif kind == messages.OPERATION_ATTACH:
+            entry = self._published.get(key)
+            if entry is not None:
+                await entry[0].attach(message["channel"])
+            else:
+                expires = time.monotonic() + _PENDING_ATTACH_SECONDS
+                _, channels = self._pending_attach.setdefault(key, (expires, set()))
+                channels.add(message["channel"])
+        elif kind == messages.OPERATION_DETACH:
+            entry = self._published.get(key)
+            if entry is not None:
+                entry[0].detach(message["channel"])
+
+    async def _deliver_broadcast(self, message: messages.Message) -> None:
+        tenant_id, user_id = message.get("tenant_id"), message.get("user_id")
+        matching = [
+            c
+            for c in list(self._connections)
+            if (tenant_id is None or c.tenant_id == tenant_id)
+            and (user_id is None or c.user_id == user_id)
+        ]
+        level = message.get("level") or "notice"
+        await asyncio.gather(
+            *(c.log(level, message.get("data"), "broadcast") for c in matching),
+            return_exceptions=True,
+        )
+
+    # --- heartbeat, reaper, recovery -------------------------------------------------------
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.beat_interval)
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("operation heartbeat failed", exc_info=True)
+
+    async def beat(self) -> None:
+        """One round: heartbeat our operations, act on cancels and reaps, reap the lost,
+        recover outcomes of operations our connections wait for."""
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._pending_attach.items() if expires < now]:
+            del self._pending_attach[key]
+        ours = self.runner.running_ids
+        if ours:
+            rows = await _db(services.operations_heartbeat)(
+                operation_ids=ours, runner=self.runner.name
+            )
+            for key, (status, cancel_requested) in rows.items():
+                if status == OperationStatus.INTERRUPTED:
+                    self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+                elif cancel_requested or status not in ACTIVE_STATUSES:
+                    self.runner.cancel(key)
+        await _db(services.operations_reap_lost)(lost_after=self.lost_after)
+        if self._watched:
+            await self.recover_outcomes()
+
+    async def recover_outcomes(self) -> None:
+        """Deliver, from history, the outcomes of watched operations that have ended."""
+        ended = await _db(selectors.operation_outcomes)(operation_ids=list(self._watched))
+        for operation in ended:
+            watchers = list(self._watched.pop(operation.pk, ()))
+            message = finished_message(operation)
+            for connection in watchers:
+                try:
+                    await connection.operation_event(message)
+                except Exception:
+                    logger.warning("could not deliver a recovered outcome", exc_info=True)
+
+    async def _keep_alive_loop(self) -> None:
+        interval = max(
+            0.05, min(settings.MCP_CLIENT_PING_INTERVAL, settings.MCP_CLIENT_PING_TIMEOUT) / 4
+        )
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for connection in list(self._connections):
+                try:
+                    await connection.keep_alive(now)
+                except Exception:
+                    logger.debug("keep-alive failed", exc_info=True)
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`fn` run off the event loop, on a pool thread (never the shared sync thread), with a
+    connection that is checked first (the database may have restarted)."""
+
+    def run(**kwargs: Any) -> Any:
+        close_old_connections()
+        return fn(**kwargs)
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+db_call = _db
+
+
+_nodes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClusterNode]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def running_node() -> ClusterNode | None:
+    """The node of the running event loop, if one was started."""
+    return _nodes.get(asyncio.get_running_loop())
+
+
+def cluster_node(*, web: bool = True) -> ClusterNode:
+    """The node of the running event loop (created on first use)."""
+    from mcp_server.runtime.runner import operation_runner
+
+    loop = asyncio.get_running_loop()
+    node = _nodes.get(loop)
+    if node is None:
+        node = ClusterNode(runner=operation_runner(), layer=get_channel_layer(), web=web)
+        _nodes[loop] = node
+    return node

@@ -1,0 +1,98 @@
+"""Sends a running operation's events to its listeners: the connections that want them,
+wherever they are, through the channel layer."""
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+
+from mcp_server.cluster import messages
+
+logger = logging.getLogger(__name__)
+
+
+class OperationPublisher:
+    """The listeners of one operation and the latest progress they were sent."""
+
+    def __init__(self, *, operation_id: UUID, layer: BaseChannelLayer, listeners: set[str]) -> None:
+        self.operation_id = operation_id
+        self.key = str(operation_id)
+        self._layer = layer
+        self.listeners = set(listeners)
+        self.done: float = 0.0
+        self.total: float | None = None
+        self._last: messages.Message | None = None
+
+    async def attach(self, channel: str) -> None:
+        """Add a listener, and bring it up to date with the latest progress."""
+        self.listeners.add(channel)
+        if self._last is not None:
+            await self._send(channel, self._last)
+
+    def detach(self, channel: str) -> None:
+        """Stop sending to a listener (its connection closed or stopped waiting)."""
+        self.listeners.discard(channel)
+
+    async def progress_frame(self, frame: dict[str, Any]) -> None:
+        """Forward one coalesced progress report (the frame's token is dropped: each
+        listener's connection puts its own)."""
+        params = frame["params"]
+        self.done = params["progress"]
+        self.total = params.get("total", self.total)
+        self._last = {
+            "type": messages.OPERATION_PROGRESS,
+            "id": self.key,
+            "progress": self.done,
+            "total": self.total,
+            "message": params.get("message"),
+        }
+        await self._fan_out(self._last)
+
+    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
+        """Forward a tool's log message; each connection filters by its client's level."""
+        await self._fan_out(
+            {
+                "type": messages.OPERATION_LOG,
+                "id": self.key,
+                "level": level,
+                "data": data,
+                "logger": logger_name,
+            }
+        )
+
+    async def finished(
+        self,
+        *,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str,
+        done: float,
+        total: float | None,
+    ) -> None:
+        """Tell every listener how the operation ended (it is already in history)."""
+        await self._fan_out(
+            {
+                "type": messages.OPERATION_FINISHED,
+                "id": self.key,
+                "status": status,
+                "result": result,
+                "error": error,
+                "progress": done,
+                "total": total,
+            }
+        )
+
+    async def _fan_out(self, message: messages.Message) -> None:
+        for channel in list(self.listeners):
+            await self._send(channel, message)
+
+    async def _send(self, channel: str, message: messages.Message) -> None:
+        try:
+            await self._layer.send(channel, message)
+        except ChannelFull:
+            # The listener's process is behind; it recovers the outcome from history.
+            logger.warning("listener %s is full: dropped %s", channel, message["type"])
+        except Exception:
+            logger.warning("could not send %s to %s", message["type"], channel, exc_info=True)

@@ -1,0 +1,88 @@
+"""A cluster per test module: its own database, Redis key prefix, accounts and processes."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.cluster.support import PG_SERVER_URL, Cluster, cluster_env
+from tests.e2e.support import (
+    Deployment,
+    base_child_env,
+    create_postgres_database,
+    database_url_for,
+    drop_postgres_database,
+    run_parallel,
+)
+
+
+@dataclass(frozen=True)
+class ClusterAccounts:
+    """Raw tokens: alice and alan share tenant alpha; bob is alone in tenant beta."""
+
+    alice: str
+    alice_second: str
+    alan: str
+    bob: str
+
+
+@pytest.fixture(scope="module")
+def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A migrated installation on a fresh PostgreSQL database (clusters always use one)."""
+    root = tmp_path_factory.mktemp("mcp-cluster")
+    name = create_postgres_database(PG_SERVER_URL)
+    try:
+        deployment = Deployment(
+            root=root,
+            env=base_child_env(root, database_url_for(PG_SERVER_URL, name)),
+            database_name=name,
+        )
+        deployment.migrate()
+        yield deployment
+    finally:
+        drop_postgres_database(PG_SERVER_URL, name)
+
+
+@pytest.fixture(scope="module")
+def cluster_accounts(cluster_deployment: Deployment) -> ClusterAccounts:
+    """Tenants, users and tokens made by the management commands."""
+    deployment = cluster_deployment
+    run_parallel(
+        [lambda: deployment.create_tenant("alpha"), lambda: deployment.create_tenant("beta")]
+    )
+    run_parallel(
+        [
+            lambda: deployment.create_user("alice", "alpha", admin=True),
+            lambda: deployment.create_user("alan", "alpha"),
+            lambda: deployment.create_user("bob", "beta"),
+        ]
+    )
+    alice, alice_second, alan, bob = run_parallel(
+        [
+            lambda: deployment.create_token("alice", name="alice-1"),
+            lambda: deployment.create_token("alice", name="alice-2"),
+            lambda: deployment.create_token("alan", name="alan-1"),
+            lambda: deployment.create_token("bob", name="bob-1"),
+        ]
+    )
+    return ClusterAccounts(alice=alice, alice_second=alice_second, alan=alan, bob=bob)
+
+
+@pytest.fixture(scope="module")
+def running_cluster(
+    cluster_deployment: Deployment, cluster_accounts: ClusterAccounts
+) -> Iterator[Cluster]:
+    """Two web processes and a worker, for the whole module."""
+    cluster = Cluster(deployment=cluster_deployment, env=cluster_env())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(running_cluster: Cluster) -> Cluster:
+    """The module's cluster, with anything a previous test stopped started again."""
+    running_cluster.ensure_running()
+    return running_cluster

@@ -1,0 +1,191 @@
+"""A real cluster for tests: two `manage.py serve` web processes and `manage.py runoperations`
+workers on the real Redis (a key prefix of their own) and a fresh PostgreSQL database."""
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.support import (
+    PROJECT_DIR,
+    PYTHON,
+    Deployment,
+    RawClient,
+    ServerProcess,
+    start_server,
+    start_server_on_port,
+    wait_until,
+)
+
+PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+CLUSTER_REDIS_URL = os.environ.get("TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/12")
+# The bound within which the operations of a dead worker are marked interrupted (short here,
+# so a test waits seconds; production's default is 15).
+LOST_AFTER = 6.0
+WORKER_START_TIMEOUT = 30.0
+WORKER_READY_LINE = "takes work from mcp-operations"
+
+
+def cluster_env() -> dict[str, str]:
+    """Settings of every process of one test cluster."""
+    return {
+        "MCP_EXECUTION": "worker",
+        "REDIS_URL": CLUSTER_REDIS_URL,
+        "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
+        "MCP_OPERATION_LOST_AFTER": str(LOST_AFTER),
+        "MCP_WORKER_GRACE": "2",
+        "MCP_SHUTDOWN_TIMEOUT": "5",
+        # Enough concurrency for the 200-client test on one worker.
+        "MCP_MAX_OPERATIONS": "400",
+        "MCP_MAX_OPERATIONS_PER_USER": "400",
+        "MCP_MAX_OPERATIONS_PER_TENANT": "400",
+        "MCP_MAX_OPERATIONS_PER_CONNECTION": "8",
+    }
+
+
+@dataclass
+class WorkerProcess:
+    """`manage.py runoperations`, its output going to a log file."""
+
+    process: "subprocess.Popen[bytes]"
+    log_path: Any
+
+    def log_text(self) -> str:
+        """Everything the worker wrote so far."""
+        return str(self.log_path.read_text(encoding="utf-8", errors="replace"))
+
+    def is_alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies without a word."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_worker(deployment: Deployment, env: dict[str, str]) -> WorkerProcess:
+    """Start a worker and wait until it takes work."""
+    log_path = deployment.root / f"worker-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [PYTHON, "manage.py", "runoperations"],
+            cwd=PROJECT_DIR,
+            env={**deployment.env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process=process, log_path=log_path)
+    wait_until(
+        lambda: not worker.is_alive() or WORKER_READY_LINE in worker.log_text(),
+        WORKER_START_TIMEOUT,
+        "the worker to take work",
+    )
+    assert worker.is_alive(), f"the worker exited; its log:\n{worker.log_text()}"
+    return worker
+
+
+@dataclass
+class Cluster:
+    """Two web processes and a worker of one deployment."""
+
+    deployment: Deployment
+    env: dict[str, str]
+    web: list[ServerProcess] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start two web processes and one worker."""
+        self.web = [start_server(self.deployment, self.env) for _ in range(2)]
+        self.workers = [start_worker(self.deployment, self.env)]
+
+    def ensure_running(self) -> None:
+        """Restart whatever a test stopped or killed (on the same ports)."""
+        for index, server in enumerate(self.web):
+            if not server.is_alive():
+                self.web[index] = start_server_on_port(self.deployment, server.port, self.env)
+        self.workers = [w for w in self.workers if w.is_alive()] or [
+            start_worker(self.deployment, self.env)
+        ]
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for worker in self.workers:
+            worker.stop()
+        for server in self.web:
+            server.stop()
+
+    def logs(self) -> str:
+        """All process logs, for failure messages."""
+        parts = [f"--- web {s.port} ---\n{s.log_text()}" for s in self.web]
+        parts += [f"--- worker ---\n{w.log_text()}" for w in self.workers]
+        return "\n".join(parts)
+
+
+async def next_matching(
+    client: RawClient, predicate: Callable[[dict[str, Any]], bool], seconds: float
+) -> dict[str, Any]:
+    """The first frame (kept notifications first) that satisfies `predicate`."""
+    for index, message in enumerate(client.notifications):
+        if predicate(message):
+            del client.notifications[index]
+            return message
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no matching message within {seconds} s")
+        message = await client.recv(left)
+        if predicate(message):
+            return dict(message)
+        client.notifications.append(message)
+
+
+def is_progress(token: Any) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: a progress notification for `token`."""
+    return lambda m: (
+        m.get("method") == "notifications/progress" and (m["params"]["progressToken"] == token)
+    )
+
+
+def is_response(request_id: Any) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: the response to `request_id`."""
+    return lambda m: "method" not in m and m.get("id") == request_id
+
+
+async def send_request(client: RawClient, method: str, params: Any) -> int:
+    """Send a request without waiting for its response; its id."""
+    request_id = client.next_id()
+    await client.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+    return request_id
+
+
+async def connection_closed(client: RawClient, seconds: float) -> ConnectionClosed:
+    """Read (and keep aside) frames until the server closes the connection; how it closed."""
+    try:
+        while True:
+            client.notifications.append(await client.recv(seconds))
+    except ConnectionClosed as closed:
+        return closed
+
+
+async def gather_all(*coros: Any) -> list[Any]:
+    """Run concurrently; the first failure fails the lot."""
+    return list(await asyncio.gather(*coros))

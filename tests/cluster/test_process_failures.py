@@ -1,0 +1,129 @@
+"""Processes that die or are stopped: nothing stays running forever, clients are told."""
+
+import asyncio
+import signal
+import time
+
+from tests.cluster.conftest import ClusterAccounts
+from tests.cluster.support import (
+    LOST_AFTER,
+    Cluster,
+    connection_closed,
+    is_progress,
+    is_response,
+    next_matching,
+    send_request,
+    start_worker,
+)
+from tests.e2e.support import RawClient, error_of, raw_client, raw_connection, result_of
+
+WAIT = 30.0
+# The reaper's bound, plus time for the client to hear of it.
+TOLD_WITHIN = LOST_AFTER + 5.0
+LONG_BATCH = {"count": 2000, "item_ms": 50}  # 100 s: it never ends by itself in a test
+
+
+async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+):
+    web1, web2 = cluster.web
+    async with raw_client(web1, cluster_accounts.alice) as client:
+        call_id = await send_request(
+            client,
+            "tools/call",
+            {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": "k"}},
+        )
+        task = result_of(
+            await client.request(
+                "tools/call",
+                {"name": "process_batch", "arguments": LONG_BATCH, "task": {}},
+            )
+        )["task"]
+        await next_matching(client, is_progress("k"), WAIT)
+        for worker in cluster.workers:
+            worker.kill()
+        killed_at = time.monotonic()
+        error = error_of(await next_matching(client, is_response(call_id), TOLD_WITHIN))
+        told_after = time.monotonic() - killed_at
+        assert error["data"]["status"] == "interrupted", error
+        assert "interrupted" in error["message"]
+        assert told_after < TOLD_WITHIN
+        status = await next_matching(
+            client,
+            lambda m: (
+                m.get("method") == "notifications/tasks/status"
+                and m["params"]["taskId"] == task["taskId"]
+            ),
+            TOLD_WITHIN,
+        )
+        assert status["params"]["status"] == "failed"
+        assert "interrupted" in status["params"]["statusMessage"]
+    async with raw_client(web2, cluster_accounts.alice) as client:
+        got = result_of(await client.request("tasks/get", {"taskId": task["taskId"]}))
+        assert got["status"] == "failed"
+        error = error_of(await client.request("tasks/result", {"taskId": task["taskId"]}))
+        assert error["data"]["taskId"] == task["taskId"]
+        assert error["data"]["status"] == "interrupted"
+    cluster.workers = [start_worker(cluster.deployment, cluster.env)]
+
+
+async def test_sigterm_of_a_web_process_says_goodbye_and_its_clients_resume_elsewhere(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+):
+    web1, web2 = cluster.web
+    async with raw_connection(web1.ws_url(cluster_accounts.alice)) as ws:
+        client = RawClient(ws)
+        await client.initialize()
+        task = result_of(
+            await client.request(
+                "tools/call",
+                {
+                    "name": "process_batch",
+                    "arguments": {"count": 80, "item_ms": 50},
+                    "task": {},
+                    "_meta": {"progressToken": "t"},
+                },
+            )
+        )["task"]
+        await next_matching(client, is_progress("t"), WAIT)
+        web1.process.send_signal(signal.SIGTERM)
+        notice = await next_matching(
+            client, lambda m: m.get("method") == "notifications/message", WAIT
+        )
+        assert notice["params"]["level"] == "warning"
+        assert notice["params"]["data"]["reason"] == "shutdown"
+        closed = await connection_closed(client, WAIT)
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1012
+    await asyncio.to_thread(web1.process.wait, WAIT)
+    assert web1.process.returncode == 0, web1.log_text()
+    async with raw_client(web2, cluster_accounts.alice) as client:
+        result = result_of(await client.request("tasks/result", {"taskId": task["taskId"]}))
+        assert result["structuredContent"]["processed"] == 80
+
+
+async def test_sigterm_of_a_worker_lets_short_work_finish_and_interrupts_the_rest(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+):
+    """The test cluster's grace is 2 s: a 1 s call finishes, a 100 s one is interrupted."""
+    web1 = cluster.web[0]
+    async with raw_client(web1, cluster_accounts.alice) as client:
+        short_id = await send_request(
+            client,
+            "tools/call",
+            {"name": "process_batch", "arguments": {"count": 20, "item_ms": 50}},
+        )
+        long_id = await send_request(
+            client,
+            "tools/call",
+            {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": "l"}},
+        )
+        await next_matching(client, is_progress("l"), WAIT)
+        worker = cluster.workers[0]
+        worker.process.send_signal(signal.SIGTERM)
+        short = result_of(await next_matching(client, is_response(short_id), WAIT))
+        assert short["structuredContent"]["processed"] == 20
+        error = error_of(await next_matching(client, is_response(long_id), WAIT))
+        assert error["data"]["status"] == "interrupted"
+        await asyncio.to_thread(worker.process.wait, WAIT)
+        assert worker.process.returncode == 0, worker.log_text()

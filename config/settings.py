@@ -4,6 +4,7 @@ Unset `DATABASE_URL` means a SQLite file under var/; unset `REDIS_URL` means the
 channel layer (a single process). Production sets both, plus `SECRET_KEY` and `ALLOWED_HOSTS`.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -89,6 +90,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Tests get a file too: an in-memory database's shared cache locks whole tables and fails
+    # at once ("database table is locked") when the history writer and a request overlap.
+    # One per test process, so two test runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -170,7 +170,21 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         ("Arguments", {"fields": ("arguments_pretty",)}),
         ("Outcome", {"fields": ("result_pretty", "error", "error_count", "error_log_links")}),
-        ("Connection", {"classes": ("collapse",), "fields": ("connection_id", "request_id")}),
+        (
+            "Execution",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "connection_id",
+                    "request_id",
+                    "is_task",
+                    "task_ttl",
+                    "runner",
+                    "heartbeat_at",
+                    "cancel_requested",
+                ),
+            },
+        ),
     )
     readonly_fields = (
         "id",
@@ -193,6 +207,11 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "error_log_links",
         "connection_id",
         "request_id",
+        "is_task",
+        "task_ttl",
+        "runner",
+        "heartbeat_at",
+        "cancel_requested",
     )
 
     @admin.display(description="id")

@@ -139,7 +139,9 @@ def task_view(operation: "Operation", poll_interval: int) -> TaskView:
         last_updated_at=max(m for m in moments if m is not None),
         ttl=operation.task_ttl,
         poll_interval=poll_interval,
-        status_message=operation.error or operation.message,
+        status_message=(
+            operation.error if operation.status in ("failed", "interrupted") else operation.message
+        ),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
+from tests.cluster.support import PG_SERVER_URL
 from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -17,6 +18,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
         problems.append(ensure_postgres(database_url))
+    # tests/cluster always runs its processes on PostgreSQL, whatever the suite's database.
+    problems.append(ensure_postgres(PG_SERVER_URL))
     messages = [problem for problem in problems if problem]
     if messages:
         pytest.exit("\n".join(messages), returncode=3)

@@ -60,7 +60,14 @@ class RunDetailSerializer(RunSerializer):
     result = serializers.JSONField(source="result_summary", read_only=True, allow_null=True)
 
     class Meta(RunSerializer.Meta):
-        fields = (*RunSerializer.Meta.fields, "result", "error", "request_id")
+        fields = (
+            *RunSerializer.Meta.fields,
+            "result",
+            "error",
+            "request_id",
+            "is_task",
+            "cancel_requested",
+        )
         read_only_fields: tuple[str, ...] = fields
 
 

@@ -1,10 +1,10 @@
 """One `tools/call` from start to outcome: progress, Ctrl-C, and what to do after a drop.
 
-After a dropped connection the runner reconnects and asks its `ResumeStrategy` whether the
-call can be re-attached. The server has no durable tasks yet (they come with the scale-out
-issue), and it cancels the calls of a dropped connection, so `NoDurableTasks` always says no;
-the runner then re-runs the call once when asked to (`--retry`), else reports the interruption.
-A strategy that re-attaches with `tasks/result {taskId}` slots in without touching the rest.
+A plain call lives and dies with its connection: the server cancels the calls of a dropped
+connection. So after a drop the runner reconnects and re-runs the call once when asked to
+(`--retry`), else reports the interruption. A call made as a durable task (`--task`) survives
+drops and is re-attached instead: that is `TaskCallRunner` in tasks.py, which shares the
+outcome, the events and `until_cancelled` defined here.
 """
 
 import asyncio
@@ -26,9 +26,11 @@ CANCEL_REASON = "cancelled by the user (Ctrl-C)"
 class OutcomeKind(enum.Enum):
     """How a call ended, from the client's point of view."""
 
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
+    COMPLETED = "completed"  # a result arrived (it may still say isError)
+    CANCELLED = "cancelled"  # the user pressed Ctrl-C
+    INTERRUPTED = "interrupted"  # lost to a dropped connection or a stopped server process
+    FAILED = "failed"  # a task ended without a result (cancelled by someone else, failed)
+    DETACHED = "detached"  # a task was created and left running (--detach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class CallOutcome:
     duration: float
     result: JsonObject | None = None
     message: str = ""
+    task_id: str | None = None
+    status: str | None = None  # the task's status, when the server said why it ended
 
 
 class CallEvents(ReconnectListener, Protocol):
@@ -64,21 +68,6 @@ class CallEvents(ReconnectListener, Protocol):
 
     def connection_lost(self, *, reason: str) -> None:
         """The connection dropped while the call was in flight."""
-
-
-class ResumeStrategy(Protocol):
-    """How to get the outcome of a call whose connection dropped, once reconnected."""
-
-    async def resume(self, connection: McpConnection, request_id: str) -> JsonObject | None:
-        """The call's result if it can be re-attached, else None (the call is lost)."""
-
-
-class NoDurableTasks:
-    """The server cancels a dropped connection's calls: there is nothing to re-attach to."""
-
-    async def resume(self, connection: McpConnection, request_id: str) -> JsonObject | None:
-        """Always None until the server offers durable tasks."""
-        return None
 
 
 class Cancelled(Exception):
@@ -109,12 +98,10 @@ class ToolCallRunner:
         events: CallEvents,
         *,
         retries: int = 0,
-        resume: ResumeStrategy | None = None,
     ) -> None:
         self._session = session
         self._events = events
         self._retries = retries
-        self._resume = resume or NoDurableTasks()
 
     async def run(self, call: ToolCall, cancel: asyncio.Event) -> CallOutcome:
         """Call the tool until it completes, is cancelled, or is lost to a disconnect."""
@@ -132,26 +119,23 @@ class ToolCallRunner:
                 except ConnectionLost as lost:
                     self._events.connection_lost(reason=str(lost))
                     connection = await until_cancelled(self._session.reconnect(str(lost)), cancel)
-                    resumed = await self._resume.resume(connection, request_id)
-                    if resumed is not None:
-                        return self._outcome(OutcomeKind.COMPLETED, request_id, started, resumed)
                     if attempt > self._retries:
-                        return self._outcome(
+                        return outcome_of(
                             OutcomeKind.INTERRUPTED,
                             request_id,
                             started,
                             message=(
                                 "the call was interrupted by the disconnect: the server cancels "
-                                "the calls of a dropped connection, and this one cannot be "
-                                "re-attached; run it again (or pass --retry to re-run it "
-                                "automatically after reconnecting)"
+                                "the calls of a dropped connection; run it again (or pass --retry "
+                                "to re-run it automatically after reconnecting, or --task to run "
+                                "it as a durable task that survives drops, when the tool allows)"
                             ),
                         )
                     attempt += 1
                     continue
-                return self._outcome(OutcomeKind.COMPLETED, request_id, started, result)
+                return outcome_of(OutcomeKind.COMPLETED, request_id, started, result)
         except Cancelled:
-            return self._outcome(OutcomeKind.CANCELLED, request_id, started, message=CANCEL_REASON)
+            return outcome_of(OutcomeKind.CANCELLED, request_id, started, message=CANCEL_REASON)
         finally:
             await self._session.close()
 
@@ -179,18 +163,24 @@ class ToolCallRunner:
         finally:
             self._session.unsubscribe_progress(request_id)
 
-    @staticmethod
-    def _outcome(
-        kind: OutcomeKind,
-        request_id: str,
-        started: float,
-        result: JsonObject | None = None,
-        message: str = "",
-    ) -> CallOutcome:
-        return CallOutcome(
-            kind=kind,
-            request_id=request_id,
-            duration=time.monotonic() - started,
-            result=result,
-            message=message,
-        )
+
+def outcome_of(
+    kind: OutcomeKind,
+    request_id: str,
+    started: float,
+    result: JsonObject | None = None,
+    message: str = "",
+    *,
+    task_id: str | None = None,
+    status: str | None = None,
+) -> CallOutcome:
+    """A CallOutcome whose duration runs from `started` (a time.monotonic() value) to now."""
+    return CallOutcome(
+        kind=kind,
+        request_id=request_id,
+        duration=time.monotonic() - started,
+        result=result,
+        message=message,
+        task_id=task_id,
+        status=status,
+    )

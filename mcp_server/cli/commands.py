@@ -4,11 +4,18 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from rich.table import Table
 
-from mcp_server.cli.calls import CallOutcome, OutcomeKind, ToolCall, ToolCallRunner
+from mcp_server.cli.calls import (
+    CallOutcome,
+    Cancelled,
+    OutcomeKind,
+    ToolCall,
+    ToolCallRunner,
+    until_cancelled,
+)
 from mcp_server.cli.config import ClientConfig
 from mcp_server.cli.connection import (
     AuthenticationRefused,
@@ -22,6 +29,7 @@ from mcp_server.cli.output import ExitCode, Output
 from mcp_server.cli.progress import JsonLinesCallRenderer, RichCallRenderer
 from mcp_server.cli.reconnect import Backoff, ReconnectFailed
 from mcp_server.cli.session import ClientSession
+from mcp_server.cli.tasks import TaskCallRunner, TaskOptions, TaskReconnectFailed, runs_as_task
 
 LIST_TIMEOUT = 30.0
 
@@ -169,29 +177,37 @@ def _exit_code(outcome: CallOutcome) -> int:
         return ExitCode.CANCELLED
     if outcome.kind is OutcomeKind.INTERRUPTED:
         return ExitCode.INTERRUPTED
+    if outcome.kind is OutcomeKind.DETACHED:
+        return ExitCode.OK
     if outcome.result is None or outcome.result.get("isError"):
         return ExitCode.FAILED
     return ExitCode.OK
 
 
-def call_command(
-    config: ClientConfig, output: Output, call: ToolCall, *, retries: int, backoff: Backoff
-) -> int:
-    """Call a tool with live progress; Ctrl-C cancels it; drops reconnect."""
-    renderer: RichCallRenderer | JsonLinesCallRenderer
+CallRenderer = RichCallRenderer | JsonLinesCallRenderer
+CallBody = Callable[[ClientSession, CallRenderer, asyncio.Event], Awaitable[CallOutcome]]
+
+
+def call_renderer(config: ClientConfig, output: Output, *, live: bool = True) -> CallRenderer:
+    """JSON lines for programs, else the live bar (none when `live` is False)."""
     if output.json:
-        renderer = JsonLinesCallRenderer(output.stdout)
-    else:
-        renderer = RichCallRenderer(
-            output.console(), output.error_console(), api_url=config.api_url
-        )
+        return JsonLinesCallRenderer(output.stdout)
+    return RichCallRenderer(
+        output.console(), output.error_console(), api_url=config.api_url, live=live
+    )
+
+
+def run_call(
+    config: ClientConfig, output: Output, renderer: CallRenderer, body: CallBody, backoff: Backoff
+) -> int:
+    """Run `body` (a call, or the following of a task) with Ctrl-C wired to its cancel event;
+    render its outcome or report why there is none; the exit status."""
 
     async def run() -> CallOutcome:
         cancel = asyncio.Event()
         session = ClientSession(config, backoff, renderer)
-        runner = ToolCallRunner(session, renderer, retries=retries)
         with _sigint_cancels(cancel):
-            return await runner.run(call, cancel)
+            return await body(session, renderer, cancel)
 
     try:
         outcome = asyncio.run(run())
@@ -207,9 +223,17 @@ def call_command(
         renderer.close()
         output.error(config, str(exc))
         return ExitCode.CONNECTION
+    except TaskReconnectFailed as exc:
+        renderer.close()
+        output.error(config, str(exc))
+        return ExitCode.CONNECTION
     except ReconnectFailed as exc:
         renderer.close()
         output.error(config, f"{exc}; the call was interrupted by the disconnect")
+        return ExitCode.CONNECTION
+    except TimeoutError:
+        renderer.close()
+        output.error(config, "the server did not answer in time")
         return ExitCode.CONNECTION
     except RpcError as exc:
         renderer.close()
@@ -217,3 +241,51 @@ def call_command(
         return ExitCode.FAILED
     renderer.finished(outcome)
     return _exit_code(outcome)
+
+
+async def tool_requires_task(session: ClientSession, name: str, cancel: asyncio.Event) -> bool:
+    """Whether tools/list says `name` must be called as a task (False if it is not listed).
+
+    The session's connection stays open for the call; on Ctrl-C the answer is False and the
+    runner, seeing `cancel` set, reports the cancellation.
+    """
+    try:
+        connection = await until_cancelled(session.start(), cancel)
+        tools = await until_cancelled(list_tools(connection), cancel)
+    except Cancelled:
+        return False
+    except BaseException:
+        await session.close()
+        raise
+    tool = next((tool for tool in tools if tool.get("name") == name), None)
+    return runs_as_task(tool, requested=False)
+
+
+def call_command(
+    config: ClientConfig,
+    output: Output,
+    call: ToolCall,
+    *,
+    retries: int,
+    backoff: Backoff,
+    as_task: bool = False,
+    task_options: TaskOptions | None = None,
+) -> int:
+    """Call a tool with live progress; Ctrl-C cancels it; drops reconnect.
+
+    As a task (`as_task`, a detached one, or a tool whose taskSupport is "required") the call
+    survives drops: the runner re-attaches to it after reconnecting.
+    """
+    options = task_options or TaskOptions()
+    requested = as_task or options.detach
+    renderer = call_renderer(config, output, live=not options.detach)
+
+    async def body(
+        session: ClientSession, events: CallRenderer, cancel: asyncio.Event
+    ) -> CallOutcome:
+        if requested or await tool_requires_task(session, call.name, cancel):
+            runner = TaskCallRunner(session, events, retries=retries, options=options)
+            return await runner.run(call, cancel)
+        return await ToolCallRunner(session, events, retries=retries).run(call, cancel)
+
+    return run_call(config, output, renderer, body, backoff)

@@ -2,6 +2,8 @@
 
 mcp-ws tools
 mcp-ws call process_images directory=demo
+mcp-ws call process_batch count=5000 --task      # a durable task: survives dropped connections
+mcp-ws tasks list | get ID | result ID | cancel ID
 mcp-ws runs
 mcp-ws errors RUN_ID > errors.json
 """
@@ -19,12 +21,20 @@ from mcp_server.cli.config import ClientConfig, ConfigError, environment, resolv
 from mcp_server.cli.history import errors_command, runs_command
 from mcp_server.cli.output import ExitCode, Output
 from mcp_server.cli.reconnect import Backoff
+from mcp_server.cli.task_commands import (
+    tasks_cancel_command,
+    tasks_get_command,
+    tasks_list_command,
+    tasks_result_command,
+)
+from mcp_server.cli.tasks import TaskOptions, ttl_milliseconds
 
 EPILOG = """\
 connection settings, first found wins: --url/--token, then MCP_URL/MCP_TOKEN, then the
 config file (~/.config/mcp-ws/config.toml, keys url, api_url and token).
-exit status: 0 ok, 1 the tool or server reported an error, 2 usage, 3 cannot connect or
-credentials refused, 4 interrupted by a dropped connection, 130 cancelled with Ctrl-C.
+exit status: 0 ok, 1 the tool or server reported an error (or a task ended without a
+result), 2 usage, 3 cannot connect or credentials refused, 4 interrupted by a dropped
+connection or a stopped server process, 130 cancelled with Ctrl-C.
 """
 
 
@@ -83,11 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--retry",
         action="store_true",
-        help="re-run the call once after reconnecting if the connection dropped during it",
+        help="re-run the call once after reconnecting if the connection dropped during it "
+        "(with --task: create the task again once if the server reports it interrupted)",
     )
-    call.add_argument("--reconnect-attempts", type=int, default=6, metavar="N")
-    call.add_argument("--backoff-initial", type=_positive_float, default=0.5, metavar="SECONDS")
-    call.add_argument("--backoff-max", type=_positive_float, default=10.0, metavar="SECONDS")
+    call.add_argument(
+        "--task",
+        action="store_true",
+        help="call it as a durable task (automatic when the tool requires one): a dropped "
+        "connection is re-attached to it; Ctrl-C cancels it with tasks/cancel",
+    )
+    call.add_argument(
+        "--detach",
+        action="store_true",
+        help="create the task and exit at once, printing its id (implies --task)",
+    )
+    call.add_argument(
+        "--ttl",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="how long the server keeps the task and its result (default: the server's)",
+    )
+    _add_reconnect_options(call)
 
     runs = commands.add_parser("runs", parents=[common], help="list past runs (REST API)")
     runs.add_argument("--limit", type=_positive_int, default=20, help="how many (max 500)")
@@ -105,7 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
         "errors", parents=[common], help="download a run's error log (JSON) to stdout"
     )
     errors.add_argument("run_id", metavar="RUN_ID")
+
+    tasks = commands.add_parser(
+        "tasks",
+        parents=[common],
+        help="your durable tasks: list, get, result, cancel",
+        description="Durable tasks (made by `call --task`) outlive connections: follow one "
+        "from anywhere with `tasks result ID`.",
+    )
+    actions = tasks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="your tasks, newest first")
+    listing.add_argument("--limit", type=_positive_int, default=20, help="how many")
+    actions.add_parser("get", parents=[common], help="a task's state").add_argument(
+        "task_id", metavar="ID"
+    )
+    result = actions.add_parser(
+        "result",
+        parents=[common],
+        help="follow a task to its result with the live bar (Ctrl-C stops following)",
+        description="Attach to a task: its progress, then its result. A dropped connection "
+        "is re-attached. Ctrl-C stops following and leaves the task running.",
+    )
+    result.add_argument("task_id", metavar="ID")
+    _add_reconnect_options(result)
+    actions.add_parser("cancel", parents=[common], help="cancel a task").add_argument(
+        "task_id", metavar="ID"
+    )
     return parser
+
+
+def _add_reconnect_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reconnect-attempts", type=int, default=6, metavar="N")
+    parser.add_argument("--backoff-initial", type=_positive_float, default=0.5, metavar="SECONDS")
+    parser.add_argument("--backoff-max", type=_positive_float, default=10.0, metavar="SECONDS")
+
+
+def _backoff(options: argparse.Namespace) -> Backoff:
+    return Backoff(
+        initial=options.backoff_initial,
+        maximum=max(options.backoff_max, options.backoff_initial),
+        attempts=max(options.reconnect_attempts, 0),
+    )
 
 
 def main(
@@ -147,20 +213,29 @@ def _dispatch(options: argparse.Namespace, config: ClientConfig, output: Output)
         return tools_command(config, output)
     if options.command == "call":
         arguments = parse_arguments(options.arguments, options.json_arguments)
-        backoff = Backoff(
-            initial=options.backoff_initial,
-            maximum=max(options.backoff_max, options.backoff_initial),
-            attempts=max(options.reconnect_attempts, 0),
-        )
         return call_command(
             config,
             output,
             ToolCall(options.tool, arguments),
             retries=1 if options.retry else 0,
-            backoff=backoff,
+            backoff=_backoff(options),
+            as_task=options.task,
+            task_options=TaskOptions(ttl_ms=ttl_milliseconds(options.ttl), detach=options.detach),
         )
+    if options.command == "tasks":
+        return _dispatch_tasks(options, config, output)
     if options.command == "runs":
         return runs_command(
             config, output, limit=options.limit, tool=options.tool, statuses=options.status
         )
     return errors_command(config, output, options.run_id)
+
+
+def _dispatch_tasks(options: argparse.Namespace, config: ClientConfig, output: Output) -> int:
+    if options.action == "list":
+        return tasks_list_command(config, output, limit=options.limit)
+    if options.action == "get":
+        return tasks_get_command(config, output, options.task_id)
+    if options.action == "result":
+        return tasks_result_command(config, output, options.task_id, backoff=_backoff(options))
+    return tasks_cancel_command(config, output, options.task_id)

@@ -2,6 +2,7 @@
 
 The server's progress message reads like "batch 3/20 · 350 items/s · ETA 16 s": the bar
 shows its detail, rate and ETA, falling back to its own estimate when the server gave none.
+Both renderers also take a task's events (tasks.py: created, attached, status) and outcomes.
 """
 
 import json
@@ -104,12 +105,19 @@ class DetailColumn(ProgressColumn):
 
 
 class RichCallRenderer:
-    """A live progress bar on a terminal, notices above it, and a summary at the end."""
+    """A live progress bar on a terminal, notices above it, and a summary at the end.
 
-    def __init__(self, console: Console, error_console: Console, *, api_url: str) -> None:
+    With `live=False` (`--detach`) there is no bar: only the outcome is printed.
+    """
+
+    def __init__(
+        self, console: Console, error_console: Console, *, api_url: str, live: bool = True
+    ) -> None:
         self.console = console
         self.error_console = error_console
         self.api_url = api_url
+        self.live = live
+        self._followed_only = False  # attached to an existing task: no duration of our own
         self._progress = Progress(
             "[bold]{task.description}",
             BarColumn(bar_width=None),
@@ -124,16 +132,42 @@ class RichCallRenderer:
         )
         self._task: Any = None
 
+    def _start_bar(self, description: str) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(
+            description, total=None, detail="starting", rate="", eta=""
+        )
+
     def started(self, *, tool: str, request_id: str, attempt: int) -> None:
         """Show an empty bar (or reset it for a re-run)."""
+        if not self.live:
+            return
         if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(
-                tool, total=None, detail="starting", rate="", eta=""
-            )
+            self._start_bar(tool)
             return
         self._progress.console.print(f"[yellow]Re-running {tool} (attempt {attempt})[/]")
         self._progress.reset(self._task, total=None, detail="starting", rate="", eta="")
+
+    def task_created(self, task: JsonObject) -> None:
+        """Name the task above the bar (it can be re-attached from anywhere by its id)."""
+        if self.live:
+            self._progress.console.print(f"[dim]Task {task.get('taskId')}[/]", highlight=False)
+
+    def attached(self, *, task_id: str, request_id: str, again: bool) -> None:
+        """Say the task is followed again after a drop (or start the bar for `tasks result`)."""
+        if not self.live:
+            return
+        if self._task is None:
+            self._followed_only = True
+            self._progress.console.print(f"[dim]Following task {task_id}[/]", highlight=False)
+            self._start_bar("task")
+        elif again:
+            self._progress.console.print(
+                f"[green]Re-attached to task {task_id}.[/]", highlight=False
+            )
+
+    def task_status(self, task: JsonObject) -> None:
+        """Nothing to show: the outcome says how the task ended."""
 
     def progress(self, params: JsonObject) -> None:
         """Move the bar."""
@@ -180,17 +214,27 @@ class RichCallRenderer:
             if task.total is not None and not (outcome.result or {}).get("isError"):
                 self._progress.update(self._task, completed=task.total, eta="")
         self.close()
-        if outcome.kind is OutcomeKind.CANCELLED:
-            self.error_console.print(f"[yellow]Cancelled:[/] {outcome.message}")
+        if outcome.kind is OutcomeKind.DETACHED:
+            # stdout is the id alone, for `id=$(mcp-ws call ... --detach --no-json)`.
+            self.console.print(outcome.task_id, markup=False, highlight=False)
+            self.error_console.print(
+                f"[dim]Task {outcome.task_id} is {outcome.status or 'working'}: "
+                f"`mcp-ws tasks result {outcome.task_id}` follows it to its result, "
+                f"`mcp-ws tasks cancel {outcome.task_id}` stops it.[/]",
+                highlight=False,
+            )
+        elif outcome.kind is OutcomeKind.CANCELLED:
+            self.error_console.print(f"[yellow]Cancelled:[/] {outcome.message}", highlight=False)
         elif outcome.kind is OutcomeKind.INTERRUPTED:
-            self.error_console.print(f"[red]Interrupted:[/] {outcome.message}")
+            self.error_console.print(f"[red]Interrupted:[/] {outcome.message}", highlight=False)
+        elif outcome.kind is OutcomeKind.FAILED:
+            self.error_console.print(f"[red]Failed:[/] {outcome.message}", highlight=False)
         elif outcome.result is not None and outcome.result.get("isError"):
             self.error_console.print("[red]The tool reported an error:[/]")
             self.error_console.print(result_text(outcome.result), markup=False, highlight=False)
         elif outcome.result is not None:
-            print_result(
-                self.console, outcome.result, api_url=self.api_url, duration=outcome.duration
-            )
+            duration = None if self._followed_only else outcome.duration
+            print_result(self.console, outcome.result, api_url=self.api_url, duration=duration)
 
     def renderable(self) -> RenderableType:
         """The bar as it looks now (for a picture of it)."""
@@ -236,6 +280,18 @@ class JsonLinesCallRenderer:
         """{"event": "notice", "level", "logger", "data"}."""
         self.emit("notice", **params)
 
+    def task_created(self, task: JsonObject) -> None:
+        """{"event": "task", "taskId", "status", "createdAt", "ttl", "pollInterval", ...}."""
+        self.emit("task", **{key: value for key, value in task.items() if key != "event"})
+
+    def attached(self, *, task_id: str, request_id: str, again: bool) -> None:
+        """{"event": "attached", "taskId", "requestId", "again"}."""
+        self.emit("attached", taskId=task_id, requestId=request_id, again=again)
+
+    def task_status(self, task: JsonObject) -> None:
+        """{"event": "task_status", "taskId", "status", ...}: a notifications/tasks/status."""
+        self.emit("task_status", **{key: value for key, value in task.items() if key != "event"})
+
     def connection_lost(self, *, reason: str) -> None:
         """{"event": "connection_lost", "reason"}."""
         self.emit("connection_lost", reason=reason)
@@ -251,8 +307,18 @@ class JsonLinesCallRenderer:
         self.emit("reconnected", attempt=attempt)
 
     def finished(self, outcome: CallOutcome) -> None:
-        """{"event": "result" | "cancelled" | "interrupted", ...}."""
-        common = {"requestId": outcome.request_id, "durationSeconds": round(outcome.duration, 3)}
+        """{"event": "result" | "cancelled" | "interrupted" | "failed" | "detached", ...}.
+
+        A task's outcome also has its `taskId`, and `status` when the server said how it ended.
+        """
+        common: dict[str, Any] = {
+            "requestId": outcome.request_id,
+            "durationSeconds": round(outcome.duration, 3),
+        }
+        if outcome.task_id is not None:
+            common["taskId"] = outcome.task_id
+        if outcome.status is not None:
+            common["status"] = outcome.status
         if outcome.kind is OutcomeKind.COMPLETED and outcome.result is not None:
             result = outcome.result
             self.emit(

@@ -1,8 +1,9 @@
 """The client's session across connections: the live connection and notification routing.
 
-Calls subscribe to their progress token; `notifications/message` goes to one notice handler.
-After a drop, `reconnect` opens a new connection with the same routing, so a later re-attach
-to a durable task (see calls.py) only needs the new connection and the task's id.
+Calls subscribe to their progress token, tasks to their `notifications/tasks/status` by task
+id; `notifications/message` goes to one notice handler. After a drop, `reconnect` opens a new
+connection with the same routing, so re-attaching to a durable task (tasks.py) only needs the
+new connection, the task's id and the progress token.
 """
 
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from mcp_server.cli.reconnect import Backoff, ReconnectListener, Reconnector
 
 ProgressHandler = Callable[[JsonObject], None]
 NoticeHandler = Callable[[JsonObject], None]
+TaskStatusHandler = Callable[[JsonObject], None]
 
 
 class ClientSession:
@@ -24,6 +26,7 @@ class ClientSession:
         self._reconnector = Reconnector(self._open, backoff, listener)
         self._connection: McpConnection | None = None
         self._progress: dict[Any, ProgressHandler] = {}
+        self._task_status: dict[str, TaskStatusHandler] = {}
         self.on_notice: NoticeHandler | None = None
 
     async def _open(self) -> McpConnection:
@@ -39,7 +42,12 @@ class ClientSession:
         return self._connection
 
     async def start(self) -> McpConnection:
-        """Open the first connection."""
+        """Open the first connection (one attempt), or return the one already open."""
+        if self._connection is not None and self._connection.is_open:
+            return self._connection
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
         self._connection = await self._reconnector.connect()
         return self._connection
 
@@ -65,10 +73,22 @@ class ClientSession:
         """Stop routing a token's progress."""
         self._progress.pop(token, None)
 
+    def subscribe_task_status(self, task_id: str, handler: TaskStatusHandler) -> None:
+        """Send `notifications/tasks/status` of task `task_id` to `handler`."""
+        self._task_status[task_id] = handler
+
+    def unsubscribe_task_status(self, task_id: str) -> None:
+        """Stop routing a task's status notifications."""
+        self._task_status.pop(task_id, None)
+
     def _route(self, method: str, params: JsonObject) -> None:
         if method == "notifications/progress":
             handler = self._progress.get(params.get("progressToken"))
             if handler is not None:
                 handler(params)
+        elif method == "notifications/tasks/status":
+            status_handler = self._task_status.get(str(params.get("taskId")))
+            if status_handler is not None:
+                status_handler(params)
         elif method == "notifications/message" and self.on_notice is not None:
             self.on_notice(params)

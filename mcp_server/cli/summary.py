@@ -74,8 +74,13 @@ def batch_summary_lines(structured: JsonObject, api_url: str) -> list[str]:
     return lines
 
 
-def print_result(console: Console, result: JsonObject, *, api_url: str, duration: float) -> None:
-    """Print a successful result: the summary table when there is one, else its text."""
+def print_result(
+    console: Console, result: JsonObject, *, api_url: str, duration: float | None
+) -> None:
+    """Print a successful result: the summary table when there is one, else its text.
+
+    `duration` (seconds) is how long the call took, when this client saw all of it.
+    """
     structured = result.get("structuredContent")
     if is_batch_summary(structured):
         assert isinstance(structured, dict)
@@ -87,4 +92,5 @@ def print_result(console: Console, result: JsonObject, *, api_url: str, duration
         text = json.dumps(structured, indent=2)
     if text:
         console.print(text, markup=False, highlight=False)
-    console.print(f"[dim]Duration {_seconds(duration)}[/]")
+    if duration is not None:
+        console.print(f"[dim]Duration {_seconds(duration)}[/]")

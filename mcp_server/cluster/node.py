@@ -12,22 +12,23 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from mcp_server import selectors, services
 from mcp_server.cluster import messages
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.models import ACTIVE_STATUSES, Operation, OperationStatus
-from mcp_server.runtime.operation import RunningOperation
 from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 
 logger = logging.getLogger(__name__)
@@ -63,21 +64,7 @@ class LocalConnection(Protocol):
 
 def queued_snapshot(request: CallRequest, runner: OperationRunner) -> dict[str, Any]:
     """The history row of a call that is about to be started or handed to a worker."""
-    operation = RunningOperation(
-        principal=request.principal,
-        tool_name=request.tool.name,
-        arguments=request.arguments,
-        connection_id=request.connection_id,
-        request_id=request.request_id,
-        writer=runner.writer,
-        persist_interval=runner.persist_interval,
-        operation_id=request.operation_id,
-        is_task=request.is_task,
-        task_ttl=request.task_ttl,
-        progress_token=request.progress_token,
-        queued_at=request.queued_at,
-    )
-    return operation.snapshot()
+    return runner.operation_for(request).snapshot()
 
 
 def start_message(request: CallRequest, listener: str) -> messages.Message:
@@ -99,6 +86,28 @@ def start_message(request: CallRequest, listener: str) -> messages.Message:
         "task_ttl": request.task_ttl,
         "listener": listener,
     }
+
+
+async def receive_forever(
+    layer: BaseChannelLayer,
+    channel: str,
+    handle: Callable[[messages.Message], Awaitable[None]],
+) -> None:
+    """Hand every message of `channel` to `handle`, riding out errors of the layer (Redis
+    restarting) and of the handler; returns only when cancelled."""
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("receiving from %s failed; retrying in 1 s", channel, exc_info=True)
+            await asyncio.sleep(1)
+            continue
+        try:
+            await handle(message)
+        except Exception:
+            logger.exception("message %s from %s failed", message.get("type"), channel)
 
 
 def finished_message(operation: Operation) -> messages.Message:
@@ -303,19 +312,7 @@ class ClusterNode:
     async def _receive_loop(self) -> None:
         assert self.layer is not None
         assert self.channel is not None
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("cluster receive failed; retrying", exc_info=True)
-                await asyncio.sleep(1)
-                continue
-            try:
-                await self._handle(message)
-            except Exception:
-                logger.exception("cluster message %s failed", message.get("type"))
+        await receive_forever(self.layer, self.channel, self._handle)
 
     async def _handle(self, message: messages.Message) -> None:
         kind = message.get("type")
@@ -382,7 +379,10 @@ class ClusterNode:
                     self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
                 elif cancel_requested or status not in ACTIVE_STATUSES:
                     self.runner.cancel(key)
-        await _db(services.operations_reap_lost)(lost_after=self.lost_after)
+        # Two rounds short of the bound: one for the reaper to run, one for the client's web
+        # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
+        silent_for = self.lost_after - 2 * self.beat_interval
+        await _db(services.operations_reap_lost)(lost_after=silent_for)
         if self._watched:
             await self.recover_outcomes()
 
@@ -412,15 +412,37 @@ class ClusterNode:
                     logger.debug("keep-alive failed", exc_info=True)
 
 
-def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """`fn` run off the event loop, on a pool thread (never the shared sync thread), with a
-    connection that is checked first (the database may have restarted)."""
+# The cluster's reads and writes run on threads of their own, beside the one sync thread that
+# authentication uses, so a slow query never holds up handshakes.
+_DB_THREADS = 4
+_db_pool = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="cluster-db")
 
-    def run(**kwargs: Any) -> Any:
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`fn` run off the event loop on a cluster database thread, with a connection that is
+    checked first (the database may have restarted)."""
+
+    def run(kwargs: dict[str, Any]) -> Any:
         close_old_connections()
         return fn(**kwargs)
 
-    return sync_to_async(run, thread_sensitive=False)
+    async def call(**kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(_db_pool, run, kwargs)
+
+    return call
+
+
+def close_database_connections() -> None:
+    """Close the database connections of every cluster database thread (tests, shutdown)."""
+    barrier = threading.Barrier(_DB_THREADS)
+
+    def close() -> None:
+        connections.close_all()
+        # Every job waits for the others, so each thread of the pool takes exactly one.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=10)
+
+    futures.wait([_db_pool.submit(close) for _ in range(_DB_THREADS)])
 
 
 db_call = _db

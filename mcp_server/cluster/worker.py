@@ -6,6 +6,7 @@ operations finish within a grace period, then interrupts the rest and tells thei
 """
 
 import asyncio
+import functools
 import logging
 import signal
 from datetime import datetime
@@ -17,7 +18,7 @@ from channels.layers import get_channel_layer
 from accounts.principal import Principal
 from mcp_server import services
 from mcp_server.cluster import messages
-from mcp_server.cluster.node import ClusterNode, cluster_node, db_call
+from mcp_server.cluster.node import ClusterNode, cluster_node, db_call, receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.runtime.history import history_writer
 from mcp_server.runtime.runner import CallRequest
@@ -90,16 +91,9 @@ class OperationWorker:
     async def _take_work(self, node: ClusterNode) -> None:
         layer = get_channel_layer()
         assert layer is not None
-        while True:
-            try:
-                message = await layer.receive(messages.OPERATIONS_CHANNEL)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("could not take work; retrying", exc_info=True)
-                await asyncio.sleep(1)
-                continue
-            await self._start(node, message)
+        await receive_forever(
+            layer, messages.OPERATIONS_CHANNEL, functools.partial(self._start, node)
+        )
 
     async def _start(self, node: ClusterNode, message: messages.Message) -> None:
         try:

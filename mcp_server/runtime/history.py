@@ -75,7 +75,8 @@ class HistoryWriter:
             self._flush()
         finally:
             for waiter in waiters:
-                waiter.set_result(None)
+                if not waiter.done():  # its asker may have stopped waiting (and cancelled it)
+                    waiter.set_result(None)
 
     def _flush(self) -> None:
         with self._flush_lock:

@@ -116,22 +116,7 @@ class OperationRunner:
         reports progress whether or not it has a token (listeners may attach later), keeps its
         whole result in history, and is written to the database before this returns.
         """
-        operation = RunningOperation(
-            principal=request.principal,
-            tool_name=request.tool.name,
-            arguments=request.arguments,
-            connection_id=request.connection_id,
-            request_id=request.request_id,
-            writer=self.writer,
-            persist_interval=self.persist_interval,
-            operation_id=request.operation_id,
-            is_task=request.is_task,
-            task_ttl=request.task_ttl,
-            progress_token=request.progress_token,
-            keep_result=published,
-            runner=self.name,
-            queued_at=request.queued_at,
-        )
+        operation = self.operation_for(request, keep_result=published)
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         progress = None
@@ -194,6 +179,25 @@ class OperationRunner:
             # process: make the history complete before anyone hears of the result.
             await self.flush_history()
         return result
+
+    def operation_for(self, request: CallRequest, *, keep_result: bool = False) -> RunningOperation:
+        """The in-memory state of a call, whose snapshots are its history row."""
+        return RunningOperation(
+            principal=request.principal,
+            tool_name=request.tool.name,
+            arguments=request.arguments,
+            connection_id=request.connection_id,
+            request_id=request.request_id,
+            writer=self.writer,
+            persist_interval=self.persist_interval,
+            operation_id=request.operation_id,
+            is_task=request.is_task,
+            task_ttl=request.task_ttl,
+            progress_token=request.progress_token,
+            keep_result=keep_result,
+            runner=self.name,
+            queued_at=request.queued_at,
+        )
 
     async def flush_history(self) -> None:
         """Wait (at most 10 s) until what history holds so far is written."""

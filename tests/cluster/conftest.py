@@ -34,7 +34,7 @@ def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
     try:
         deployment = Deployment(
             root=root,
-            env=base_child_env(root, database_url_for(PG_SERVER_URL, name)),
+            env={**base_child_env(root, database_url_for(PG_SERVER_URL, name)), **cluster_env()},
             database_name=name,
         )
         deployment.migrate()
@@ -73,7 +73,7 @@ def running_cluster(
     cluster_deployment: Deployment, cluster_accounts: ClusterAccounts
 ) -> Iterator[Cluster]:
     """Two web processes and a worker, for the whole module."""
-    cluster = Cluster(deployment=cluster_deployment, env=cluster_env())
+    cluster = Cluster(deployment=cluster_deployment, env={})
     try:
         cluster.start()
         yield cluster

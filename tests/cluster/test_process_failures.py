@@ -18,7 +18,7 @@ from tests.cluster.support import (
 from tests.e2e.support import RawClient, error_of, raw_client, raw_connection, result_of
 
 WAIT = 30.0
-# The reaper's bound, plus time for the client to hear of it.
+# How long a test waits for a client to hear of a dead worker (the bound, and slack).
 TOLD_WITHIN = LOST_AFTER + 5.0
 LONG_BATCH = {"count": 2000, "item_ms": 50}  # 100 s: it never ends by itself in a test
 
@@ -47,7 +47,8 @@ async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
         told_after = time.monotonic() - killed_at
         assert error["data"]["status"] == "interrupted", error
         assert "interrupted" in error["message"]
-        assert told_after < TOLD_WITHIN
+        # The bound, give or take the jitter of the processes' rounds.
+        assert told_after < LOST_AFTER + 1.5, told_after
         status = await next_matching(
             client,
             lambda m: (

@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from django.db import connections
 
 from accounts.services import IssuedToken
 from config.asgi import application
+from mcp_server.cluster.node import close_database_connections, running_node
 from tests.accounts.factories import member_token
 
 # Generous: a slow CI machine must not turn a late frame into a failure.
@@ -85,7 +87,12 @@ async def _close_worker_connections() -> AsyncIterator[None]:
     Left open, they keep PostgreSQL from dropping the test database at the end of the run.
     """
     yield
+    node = running_node()
+    if node is not None:  # tasks outlive their connections: stop what a test left running
+        await node.interrupt_all()
+        await node.stop()
     await sync_to_async(connections.close_all)()
+    await asyncio.to_thread(close_database_connections)
 
 
 @pytest.fixture

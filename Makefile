@@ -32,8 +32,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
+# tests/cluster always runs its processes on PostgreSQL: once, in the PostgreSQL run, is enough.
 test-sqlite: install
-	env -u DATABASE_URL $(PY) -m pytest -p no:cacheprovider
+	env -u DATABASE_URL $(PY) -m pytest -p no:cacheprovider --ignore=tests/cluster
 
 test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -p no:cacheprovider

@@ -100,17 +100,20 @@ def operations_reap_lost(*, lost_after: float) -> list[UUID]:
         .alias(last_sign_of_life=Coalesce("heartbeat_at", "queued_at"))
         .filter(last_sign_of_life__lt=cutoff)
     )
-    lost = list(stale.values_list("id", flat=True)[:1000])
-    if not lost:
-        return []
+    lost = list(stale.values_list("id", "heartbeat_at")[:1000])
     now = timezone.now()
-    Operation.objects.filter(pk__in=lost, status__in=ACTIVE_STATUSES).update(
-        status=OperationStatus.INTERRUPTED,
-        finished_at=now,
-        duration=now - F("queued_at"),
-        error="interrupted: the process running it stopped responding",
-    )
-    return lost
+    for never_taken in (True, False):
+        keys = [key for key, beat in lost if (beat is None) == never_taken]
+        if not keys:
+            continue
+        why = "no process took it in time" if never_taken else "its process stopped responding"
+        Operation.objects.filter(pk__in=keys, status__in=ACTIVE_STATUSES).update(
+            status=OperationStatus.INTERRUPTED,
+            finished_at=now,
+            duration=now - F("queued_at"),
+            error=f"interrupted: {why}",
+        )
+    return [key for key, _ in lost]
 
 
 def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:

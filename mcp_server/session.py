@@ -418,7 +418,9 @@ class McpSession:
         if kind == "operation.progress":
             await self._progress(attachment, message)
         elif kind == "operation.log":
-            await self.log(message.get("level", "info"), message.get("data"), message.get("logger"))
+            task_id = attachment.task.task_id if attachment.task is not None else None
+            level = message.get("level", "info")
+            await self.log(level, message.get("data"), message.get("logger"), task_id)
         elif kind == "operation.finished" and not attachment.outcome.done():
             if message.get("progress"):
                 await self._progress(attachment, message)
@@ -481,13 +483,18 @@ class McpSession:
         return len(self._in_flight)
 
     # --- CallEvents ----------------------------------------------------------------------
-    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
-        """Send `notifications/message` when `level` passes the client's logging level."""
+    async def log(
+        self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
+    ) -> None:
+        """Send `notifications/message` when `level` passes the client's logging level (naming
+        the task it comes from, if any)."""
         if level_rank(level) < self._log_rank or self.state is SessionState.CLOSED:
             return
         params: dict[str, Any] = {"level": level, "data": data}
         if logger_name:
             params["logger"] = logger_name
+        if task_id is not None:
+            params["_meta"] = {RELATED_TASK: {"taskId": task_id}}
         await self._send(notification_message(methods.NOTIFICATION_MESSAGE, params))
 
     # --- request handlers ----------------------------------------------------------------

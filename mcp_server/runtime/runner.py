@@ -120,7 +120,8 @@ class OperationRunner:
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         progress = None
-        if request.progress_token is not None or published:
+        # A task reports progress even without a token: a client may attach one later.
+        if request.progress_token is not None or (published and request.is_task):
             progress = ProgressCoalescer(
                 token=request.progress_token if request.progress_token is not None else 0,
                 send=send,

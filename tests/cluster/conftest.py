@@ -1,4 +1,4 @@
-"""A cluster per test module: its own database, Redis key prefix, accounts and processes."""
+"""One cluster for the test session: its own database, Redis key prefix, accounts and processes."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ class ClusterAccounts:
     bob: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A migrated installation on a fresh PostgreSQL database (clusters always use one)."""
     root = tmp_path_factory.mktemp("mcp-cluster")
@@ -43,7 +43,7 @@ def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
         drop_postgres_database(PG_SERVER_URL, name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster_accounts(cluster_deployment: Deployment) -> ClusterAccounts:
     """Tenants, users and tokens made by the management commands."""
     deployment = cluster_deployment
@@ -68,11 +68,11 @@ def cluster_accounts(cluster_deployment: Deployment) -> ClusterAccounts:
     return ClusterAccounts(alice=alice, alice_second=alice_second, alan=alan, bob=bob)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running_cluster(
     cluster_deployment: Deployment, cluster_accounts: ClusterAccounts
 ) -> Iterator[Cluster]:
-    """Two web processes and a worker, for the whole module."""
+    """Two web processes and a worker, for the whole session."""
     cluster = Cluster(deployment=cluster_deployment, env={})
     try:
         cluster.start()
@@ -83,6 +83,6 @@ def running_cluster(
 
 @pytest.fixture
 def cluster(running_cluster: Cluster) -> Cluster:
-    """The module's cluster, with anything a previous test stopped started again."""
+    """The cluster, with anything a previous test stopped or killed started again."""
     running_cluster.ensure_running()
     return running_cluster

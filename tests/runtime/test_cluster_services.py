@@ -1,0 +1,98 @@
+"""The history services the cluster relies on: heartbeat, reaper, durable cancel, final states."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from mcp_server.models import Operation, OperationStatus
+from mcp_server.services import (
+    operation_request_cancel,
+    operations_heartbeat,
+    operations_persist,
+    operations_reap_lost,
+)
+from tests.runtime.test_history import _snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def make(owner: tuple[int, int]) -> Any:
+    def create(**changes: Any) -> Operation:
+        snapshot = _snapshot(*owner, **changes)
+        operations_persist(created=[snapshot], updated=[], errors=[])
+        return Operation.objects.get(pk=snapshot["id"])
+
+    return create
+
+
+@pytest.fixture
+def owner() -> tuple[int, int]:
+    from accounts.services import tenant_create, user_create
+
+    tenant = tenant_create(slug="cluster")
+    user = user_create(username="cluster", tenant_slug="cluster")
+    return tenant.pk, user.pk
+
+
+def _age(operation: Operation, seconds: float, *, beat: bool) -> None:
+    moment = timezone.now() - timedelta(seconds=seconds)
+    fields: dict[str, Any] = {"queued_at": moment}
+    if beat:
+        fields["heartbeat_at"] = moment
+    Operation.objects.filter(pk=operation.pk).update(**fields)
+
+
+def test_reaper_interrupts_what_stopped_heartbeating_and_what_nobody_took(make: Any) -> None:
+    silent = make(status=OperationStatus.RUNNING)
+    never_taken = make(status=OperationStatus.QUEUED)
+    alive = make(status=OperationStatus.RUNNING)
+    ended = make(status=OperationStatus.SUCCEEDED)
+    _age(silent, 60, beat=True)
+    _age(never_taken, 60, beat=False)
+    _age(alive, 60, beat=False)
+    Operation.objects.filter(pk=alive.pk).update(heartbeat_at=Now())
+    _age(ended, 60, beat=True)
+
+    reaped = operations_reap_lost(lost_after=10)
+
+    assert sorted(reaped) == sorted([silent.pk, never_taken.pk])
+    rows = {row.pk: row for row in Operation.objects.all()}
+    assert rows[silent.pk].status == OperationStatus.INTERRUPTED
+    assert rows[silent.pk].error == "interrupted: its process stopped responding"
+    assert rows[never_taken.pk].error == "interrupted: no process took it in time"
+    assert rows[silent.pk].finished_at is not None
+    assert rows[alive.pk].status == OperationStatus.RUNNING
+    assert rows[ended.pk].status == OperationStatus.SUCCEEDED
+
+
+def test_heartbeat_stamps_active_rows_and_reports_cancel_requests(make: Any) -> None:
+    running = make(status=OperationStatus.RUNNING)
+    cancelled = make(status=OperationStatus.RUNNING)
+    operation_request_cancel(operation_id=cancelled.pk, as_task=False)
+    missing = _snapshot(1, 1)["id"]  # not written yet: not reported
+
+    seen = operations_heartbeat(operation_ids=[running.pk, cancelled.pk, missing], runner="host:42")
+
+    assert seen == {
+        running.pk: (OperationStatus.RUNNING, False),
+        cancelled.pk: (OperationStatus.RUNNING, True),
+    }
+    row = Operation.objects.get(pk=running.pk)
+    assert row.heartbeat_at is not None
+    assert row.runner == "host:42"
+
+
+def test_a_cancelled_task_stays_cancelled_whatever_its_runner_reports(make: Any) -> None:
+    task = make(status=OperationStatus.RUNNING, is_task=True)
+    assert operation_request_cancel(operation_id=task.pk, as_task=True)
+    assert not operation_request_cancel(operation_id=task.pk, as_task=True)
+    late = _snapshot(0, 0, status=OperationStatus.SUCCEEDED, progress=99.0)
+    operations_persist(created=[], updated=[{**late, "id": task.pk}], errors=[])
+    row = Operation.objects.get(pk=task.pk)
+    assert row.status == OperationStatus.CANCELLED
+    assert row.progress == 0
+    assert row.message == "The task was cancelled by request."

@@ -136,3 +136,33 @@ async def test_log_messages_follow_the_logging_level(
     assert message.level == "debug"
     assert message.logger == "echo"
     assert message.data == "echoing 5 characters"
+
+
+# mcp 1.x marks its tasks API deprecated: the 2026-07-28 revision moved tasks out of the core
+# specification (an extension to come). 2025-11-25, which clients speak today, has them.
+@pytest.mark.filterwarnings("ignore:The experimental tasks API:DeprecationWarning")
+async def test_durable_task_through_the_sdk_experimental_tasks_api(
+    server: ServerProcess, accounts: Accounts
+) -> None:
+    """The SDK's own task calls parse what the server sends (CreateTaskResult, Task, results)."""
+    async with sdk_session(server, accounts.alice) as (session, initialized):
+        assert initialized.capabilities.tasks is not None
+        assert initialized.capabilities.tasks.requests is not None
+        tasks = session.experimental
+        created = await tasks.call_tool_as_task(
+            "process_batch", {"count": 30, "item_ms": 1}, ttl=120_000
+        )
+        assert created.task.status == "working"
+        assert created.task.ttl == 120_000
+        result = await asyncio.wait_for(
+            tasks.get_task_result(created.task.taskId, types.CallToolResult), RECV_TIMEOUT
+        )
+        assert result.structuredContent is not None
+        assert result.structuredContent["processed"] == 30
+        got = await tasks.get_task(created.task.taskId)
+        assert got.status == "completed"
+        listed = await tasks.list_tasks()
+        assert created.task.taskId in [task.taskId for task in listed.tasks]
+        with pytest.raises(McpError) as ended:
+            await tasks.cancel_task(created.task.taskId)
+        assert ended.value.error.code == types.INVALID_PARAMS

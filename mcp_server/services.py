@@ -74,6 +74,18 @@ def operation_create(*, snapshot: dict[str, Any]) -> None:
         _operation_inserter().insert([snapshot])
 
 
+def operation_claim(*, operation_id: UUID, runner: str) -> bool:
+    """A worker takes a queued call: stamps it alive and names itself. False when the call
+    ended meanwhile (cancelled, or interrupted because nobody took it in time): a hand-off
+    message can outlive its call, and the work must then not run."""
+    return (
+        Operation.objects.filter(pk=operation_id, status=OperationStatus.QUEUED).update(
+            heartbeat_at=Now(), runner=runner
+        )
+        > 0
+    )
+
+
 def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID, tuple[str, bool]]:
     """Stamp the running process's operations alive (database clock); returns each existing
     row's status and whether a cancel was requested, so the runner can act on both."""

@@ -61,6 +61,7 @@ class OperationWorker:
     def __init__(self, *, grace: float) -> None:
         self.grace = grace
         self._stopping = asyncio.Event()
+        self._starting: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
         """Stop taking work and drain (the SIGTERM and SIGINT handler)."""
@@ -77,7 +78,7 @@ class OperationWorker:
         taker = asyncio.create_task(self._take_work(node))
         await self._stopping.wait()
         taker.cancel()
-        await asyncio.gather(taker, return_exceptions=True)
+        await asyncio.gather(taker, *self._starting, return_exceptions=True)
         running = node.published_count
         if running:
             logger.info("stopping: %d operations get %.0f s to finish", running, self.grace)
@@ -96,14 +97,24 @@ class OperationWorker:
         )
 
     async def _start(self, node: ClusterNode, message: messages.Message) -> None:
+        # Claims run side by side: taking work never waits for the database one call at a time.
+        task = asyncio.create_task(self._claim_and_run(node, message))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _claim_and_run(self, node: ClusterNode, message: messages.Message) -> None:
         try:
             request = request_from_start(message)
         except Exception as exc:
             await self._refuse(node, message, exc)
             return
-        node.run_published(
-            request, {str(message["listener"])} if message.get("listener") else set()
-        )
+        assert request.operation_id is not None
+        claim = db_call(services.operation_claim)
+        if not await claim(operation_id=request.operation_id, runner=node.runner.name):
+            logger.info("operation %s ended before a worker took it; not run", message["id"])
+            return
+        listener = message.get("listener")
+        node.run_published(request, {str(listener)} if listener else set())
 
     async def _refuse(self, node: ClusterNode, message: dict[str, Any], exc: Exception) -> None:
         logger.warning("refused operation %s: %r", message.get("id"), exc)

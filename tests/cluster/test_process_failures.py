@@ -15,7 +15,14 @@ from tests.cluster.support import (
     send_request,
     start_worker,
 )
-from tests.e2e.support import RawClient, error_of, raw_client, raw_connection, result_of
+from tests.e2e.support import (
+    RawClient,
+    error_of,
+    raw_client,
+    raw_connection,
+    result_of,
+    wait_until,
+)
 
 WAIT = 30.0
 # How long a test waits for a client to hear of a dead worker (the bound, and slack).
@@ -128,3 +135,26 @@ async def test_sigterm_of_a_worker_lets_short_work_finish_and_interrupts_the_res
         assert error["data"]["status"] == "interrupted"
         await asyncio.to_thread(worker.process.wait, WAIT)
         assert worker.process.returncode == 0, worker.log_text()
+
+
+async def test_a_call_nobody_takes_is_interrupted_within_the_bound(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+):
+    for worker in cluster.workers:
+        worker.stop()
+    async with raw_client(cluster.web[1], cluster_accounts.bob) as client:
+        call_id = await send_request(
+            client, "tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}}
+        )
+        error = error_of(await next_matching(client, is_response(call_id), TOLD_WITHIN))
+        assert error["data"]["status"] == "interrupted"
+        assert error["message"].endswith("interrupted: no process took it in time")
+    # Its hand-off message is still queued in Redis: the next worker takes it and must not run
+    # a call whose client was told it was interrupted.
+    worker = start_worker(cluster.deployment, cluster.env)
+    cluster.workers = [worker]
+    wait_until(
+        lambda: "ended before a worker took it; not run" in worker.log_text(),
+        WAIT,
+        "the new worker to drop the stale call",
+    )

@@ -4,16 +4,19 @@ import asyncio
 import contextlib
 import json
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 from rich.table import Table
 
 from mcp_server.cli.calls import (
+    CANCEL_REASON,
     CallOutcome,
     Cancelled,
     OutcomeKind,
     ToolCall,
     ToolCallRunner,
+    outcome_of,
     until_cancelled,
 )
 from mcp_server.cli.config import ClientConfig
@@ -198,10 +201,17 @@ def call_renderer(config: ClientConfig, output: Output, *, live: bool = True) ->
 
 
 def run_call(
-    config: ClientConfig, output: Output, renderer: CallRenderer, body: CallBody, backoff: Backoff
+    config: ClientConfig,
+    output: Output,
+    renderer: CallRenderer,
+    body: CallBody,
+    backoff: Backoff,
+    *,
+    refused: str = "the server refused the call",
 ) -> int:
     """Run `body` (a call, or the following of a task) with Ctrl-C wired to its cancel event;
-    render its outcome or report why there is none; the exit status."""
+    render its outcome or report why there is none (a JSON-RPC error after `refused`); the
+    exit status."""
 
     async def run() -> CallOutcome:
         cancel = asyncio.Event()
@@ -237,7 +247,7 @@ def run_call(
         return ExitCode.CONNECTION
     except RpcError as exc:
         renderer.close()
-        output.error(config, f"the server refused the call: {exc}")
+        output.error(config, f"{refused}: {exc}")
         return ExitCode.FAILED
     renderer.finished(outcome)
     return _exit_code(outcome)
@@ -273,17 +283,22 @@ def call_command(
 ) -> int:
     """Call a tool with live progress; Ctrl-C cancels it; drops reconnect.
 
-    As a task (`as_task`, a detached one, or a tool whose taskSupport is "required") the call
-    survives drops: the runner re-attaches to it after reconnecting.
+    As a task (`as_task`, a detached one, one with a ttl, or a tool whose taskSupport is
+    "required") the call survives drops: the runner re-attaches to it after reconnecting.
     """
     options = task_options or TaskOptions()
-    requested = as_task or options.detach
+    requested = as_task or options.detach or options.ttl_ms is not None
     renderer = call_renderer(config, output, live=not options.detach)
 
     async def body(
         session: ClientSession, events: CallRenderer, cancel: asyncio.Event
     ) -> CallOutcome:
-        if requested or await tool_requires_task(session, call.name, cancel):
+        started = time.monotonic()
+        as_a_task = requested or await tool_requires_task(session, call.name, cancel)
+        if cancel.is_set():  # Ctrl-C before anything was called
+            await session.close()
+            return outcome_of(OutcomeKind.CANCELLED, "", started, message=CANCEL_REASON)
+        if as_a_task:
             runner = TaskCallRunner(session, events, retries=retries, options=options)
             return await runner.run(call, cancel)
         return await ToolCallRunner(session, events, retries=retries).run(call, cancel)

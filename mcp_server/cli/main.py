@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl",
         type=_positive_float,
         metavar="SECONDS",
-        help="how long the server keeps the task and its result (default: the server's)",
+        help="how long the server keeps the task and its result (default: the server's; "
+        "implies --task)",
     )
     _add_reconnect_options(call)
 

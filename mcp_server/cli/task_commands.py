@@ -205,4 +205,5 @@ def tasks_result_command(
     ) -> CallOutcome:
         return await TaskCallRunner(session, events).follow(task_id, cancel)
 
-    return run_call(config, output, call_renderer(config, output), body, backoff)
+    renderer = call_renderer(config, output)
+    return run_call(config, output, renderer, body, backoff, refused="tasks/result failed")

@@ -47,6 +47,11 @@ REQUEST_TIMEOUT = 30.0
 # Ctrl-C: how long to wait for the task's creation to be confirmed, and for tasks/cancel.
 CANCEL_TIMEOUT = 10.0
 TASK_SUPPORT_VALUES = ("required", "optional", "forbidden")
+CREATION_LOST = (
+    "the connection dropped before the server confirmed the task, so it may or may not have "
+    "been created: see `mcp-ws tasks list` (or pass --retry to create it again after "
+    "reconnecting)"
+)
 
 
 def task_support(tool: JsonObject | None) -> str:
@@ -89,7 +94,7 @@ class TaskEvents(CallEvents, Protocol):
 
 
 class TaskReconnectFailed(ReconnectFailed):
-    """Reconnection gave up while following a task, which goes on running on the server."""
+    """Reconnection gave up while following a task, which was left on the server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +180,7 @@ class TaskCallRunner:
                     self._events.connection_lost(reason=str(lost))
                     if attempt > self._retries:
                         return outcome_of(
-                            OutcomeKind.INTERRUPTED,
-                            request_id,
-                            started,
-                            message=(
-                                "the connection dropped before the server confirmed the task, "
-                                "so it may or may not have been created: see `mcp-ws tasks "
-                                "list` (or pass --retry to create it again after reconnecting)"
-                            ),
+                            OutcomeKind.INTERRUPTED, request_id, started, message=CREATION_LOST
                         )
                     connection = await until_cancelled(self._session.reconnect(str(lost)), cancel)
                     attempt += 1
@@ -306,8 +304,9 @@ class TaskCallRunner:
                         await until_cancelled(self._session.reconnect(str(lost)), cancel)
                     except ReconnectFailed as exc:
                         raise TaskReconnectFailed(
-                            f"{exc}; task {task_id} goes on running on the server: "
-                            f"`mcp-ws tasks result {task_id}` re-attaches to it"
+                            f"{exc}; task {task_id} was left on the server (it goes on unless "
+                            f"the process running it stopped): `mcp-ws tasks result {task_id}` "
+                            "re-attaches to it, or says how it ended"
                         ) from None
                     again = True
                     continue

@@ -1,0 +1,100 @@
+"""mcp-ws with tasks run by a worker process (MCP_EXECUTION=worker, on Redis and PostgreSQL as
+the cluster tests run them): the web process restarts during a task, the CLI reconnects to its
+successor and re-attaches with `tasks/result`; the progress goes on and the result arrives."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.support import StreamingCli, cli_env, json_lines, run_cli
+from tests.cli.test_cli_tasks import BACKOFF, kinds, rising
+from tests.cluster.support import PG_SERVER_URL, cluster_env, start_worker
+from tests.e2e.support import (
+    Deployment,
+    base_child_env,
+    create_postgres_database,
+    database_url_for,
+    drop_postgres_database,
+    free_port,
+    start_server_on_port,
+)
+
+# About 15 s of work: it outlasts the web restart (a few seconds) by a wide margin.
+COUNT = 150
+ITEM_MS = 100
+
+
+@dataclass(frozen=True)
+class WorkerDeployment:
+    """A deployment whose web processes hand tasks to workers, and a user's token."""
+
+    deployment: Deployment
+    token: str
+
+
+@pytest.fixture(scope="module")
+def worker_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDeployment]:
+    """A migrated installation on a fresh PostgreSQL database, in worker mode, with alice."""
+    root = tmp_path_factory.mktemp("cli-worker")
+    name = create_postgres_database(PG_SERVER_URL)
+    try:
+        env = base_child_env(root, database_url_for(PG_SERVER_URL, name))
+        deployment = Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
+        deployment.migrate()
+        deployment.create_tenant("alpha")
+        deployment.create_user("alice", "alpha")
+        yield WorkerDeployment(deployment, deployment.create_token("alice", name="alice-cli"))
+    finally:
+        drop_postgres_database(PG_SERVER_URL, name)
+
+
+def test_a_web_restart_during_a_task_is_re_attached_and_the_result_arrives(
+    worker_deployment: WorkerDeployment, tmp_path: Path
+) -> None:
+    deployment = worker_deployment.deployment
+    port = free_port()
+    worker = start_worker(deployment, {})
+    first = start_server_on_port(deployment, port)
+    second = None
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(home, MCP_URL=first.ws_url(), MCP_TOKEN=worker_deployment.token)
+    cli = StreamingCli.start(
+        ["call", "process_batch", f"count={COUNT}", f"item_ms={ITEM_MS}", "--task", *BACKOFF], env
+    )
+    try:
+        task = cli.wait_for_event(lambda event: event["event"] == "task")
+        before = cli.wait_for_event(lambda event: event["event"] == "progress")
+        first.stop()
+        second = start_server_on_port(deployment, port)
+        status, events, stderr = cli.finish()
+        got = json_lines(run_cli(["tasks", "get", task["taskId"]], env).stdout)
+    finally:
+        cli.kill()
+        first.stop()
+        if second is not None:
+            second.stop()
+        worker.stop()
+    logs = f"{stderr}\n--- worker ---\n{worker.log_text()}"
+    assert status == 0, logs
+    names = kinds(events)
+    lost = names.index("connection_lost")
+    notices = [event for event in events[:lost] if event["event"] == "notice"]
+    assert any(event["data"].get("reason") == "shutdown" for event in notices), names
+    reattached = lost + names[lost:].index("attached")
+    assert "reconnected" in names[lost:reattached]
+    assert events[reattached] == {**events[reattached], "taskId": task["taskId"], "again": True}
+    # The progress goes on past where it was, and rises strictly throughout.
+    values = rising(events)
+    after = [event["progress"] for event in events[reattached:] if event["event"] == "progress"]
+    assert after, f"no progress after re-attaching: {names}"
+    assert after[0] > before["progress"]
+    assert values[-1] == COUNT
+    result: dict[str, Any] = events[-1]
+    assert result["event"] == "result", names
+    assert result["taskId"] == task["taskId"]
+    assert result["structuredContent"]["processed"] == COUNT
+    assert got == [{**got[0], "taskId": task["taskId"], "status": "completed"}]

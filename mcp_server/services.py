@@ -144,7 +144,6 @@ def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:
             finished_at=now,
             duration=now - F("queued_at"),
             error="cancelled",
-            message="The task was cancelled by request.",
         )
         > 0
     )

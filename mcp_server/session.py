@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
@@ -48,6 +49,7 @@ from mcp_server.protocol.tasks import (
     RELATED_TASK,
     TaskView,
     requested_ttl,
+    status_message,
     task_id_param,
     with_related_task,
 )
@@ -139,8 +141,8 @@ def task_view(operation: "Operation", poll_interval: int) -> TaskView:
         last_updated_at=max(m for m in moments if m is not None),
         ttl=operation.task_ttl,
         poll_interval=poll_interval,
-        status_message=(
-            operation.error if operation.status in ("failed", "interrupted") else operation.message
+        status_message=status_message(
+            operation.status, error=operation.error, message=operation.message
         ),
     )
 
@@ -395,7 +397,11 @@ class McpSession:
                 "logger": "server",
                 "data": {
                     "message": "This server is shutting down; reconnect to continue. "
-                    "Tasks keep running and can be resumed on any server.",
+                    + (
+                        "Tasks keep running and can be resumed from any server."
+                        if self.in_worker
+                        else "Operations running on it, tasks included, are interrupted."
+                    ),
                     "reason": "shutdown",
                 },
             }
@@ -426,11 +432,16 @@ class McpSession:
                 await self._progress(attachment, message)
             if attachment.task is not None:
                 status = message.get("status") or "failed"
+                finished_at = message.get("finished_at")
                 ended = dataclasses.replace(
                     attachment.task,
                     operation_status=status,
-                    last_updated_at=timezone.now(),
-                    status_message=message.get("error") or "",
+                    last_updated_at=(
+                        datetime.fromisoformat(finished_at) if finished_at else timezone.now()
+                    ),
+                    status_message=status_message(
+                        status, error=message.get("error") or "", message=""
+                    ),
                 )
                 attachment.task = ended
                 await self._send(

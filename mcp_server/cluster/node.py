@@ -120,6 +120,7 @@ def finished_message(operation: Operation) -> messages.Message:
         "error": operation.error,
         "progress": operation.progress,
         "total": operation.total,
+        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
     }
 
 

@@ -2,6 +2,7 @@
 wherever they are, through the channel layer."""
 
 import logging
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,7 @@ class OperationPublisher:
         self.listeners = set(listeners)
         self.done: float = 0.0
         self.total: float | None = None
+        self.finished_at: datetime | None = None
         self._last: messages.Message | None = None
 
     async def attach(self, channel: str) -> None:
@@ -62,15 +64,12 @@ class OperationPublisher:
             }
         )
 
-    async def finished(
-        self,
-        *,
-        status: str,
-        result: dict[str, Any] | None,
-        error: str,
-        done: float,
-        total: float | None,
-    ) -> None:
+    def record_end(self, operation: Any) -> None:
+        """Note how far the operation got and when it ended, as history has it."""
+        self.done, self.total = operation.done, operation.total
+        self.finished_at = operation.finished_at
+
+    async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         """Tell every listener how the operation ended (it is already in history)."""
         await self._fan_out(
             {
@@ -79,8 +78,9 @@ class OperationPublisher:
                 "status": status,
                 "result": result,
                 "error": error,
-                "progress": done,
-                "total": total,
+                "progress": self.done,
+                "total": self.total,
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             }
         )
 

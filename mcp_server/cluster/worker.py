@@ -128,6 +128,4 @@ class OperationWorker:
             publisher = OperationPublisher(
                 operation_id=key, layer=node.layer, listeners={str(message["listener"])}
             )
-            await publisher.finished(
-                status="interrupted", result=None, error=error, done=0.0, total=None
-            )
+            await publisher.finished(status="interrupted", result=None, error=error)

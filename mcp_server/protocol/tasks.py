@@ -30,6 +30,18 @@ def task_status(operation_status: str) -> str:
     return _STATUS_OF_OPERATION[operation_status]
 
 
+def status_message(operation_status: str, *, error: str, message: str) -> str:
+    """What a task says about itself: progress while it works, why when it failed."""
+    status = task_status(operation_status)
+    if status == WORKING:
+        return message
+    if status == FAILED:
+        return error
+    if status == CANCELLED:
+        return "The task was cancelled."
+    return ""
+
+
 def requested_ttl(params: dict[str, Any], *, default: int, maximum: int) -> int | None:
     """The ttl (ms) granted for `params.task`, or None when the request is not a task."""
     task = params.get("task")

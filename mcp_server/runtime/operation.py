@@ -1,6 +1,7 @@
 """The in-memory state of one running operation, and its snapshots for history."""
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -36,6 +37,7 @@ class RunningOperation:
         "keep_result",
         "message",
         "meter",
+        "on_finish",
         "principal",
         "progress_token",
         "queued_at",
@@ -65,6 +67,7 @@ class RunningOperation:
         task_ttl: int | None = None,
         progress_token: str | int | None = None,
         keep_result: bool = False,
+        on_finish: "Callable[[RunningOperation], None] | None" = None,
         runner: str = "",
         queued_at: datetime | None = None,
     ) -> None:
@@ -74,6 +77,7 @@ class RunningOperation:
         self.task_ttl = task_ttl
         self.progress_token = progress_token
         self.keep_result = keep_result
+        self.on_finish = on_finish
         self.runner = runner
         self.result: dict[str, Any] | None = None
         self.principal = principal
@@ -189,3 +193,5 @@ class RunningOperation:
         self.result_summary = summary
         self.error = error
         self.persist()
+        if self.on_finish is not None:
+            self.on_finish(self)

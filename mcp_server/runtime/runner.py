@@ -55,15 +55,10 @@ class OperationEvents(CallEvents, Protocol):
     async def progress_frame(self, frame: dict[str, Any]) -> None:
         """Forward one coalesced `notifications/progress` (its token is the runner's own)."""
 
-    async def finished(
-        self,
-        *,
-        status: str,
-        result: dict[str, Any] | None,
-        error: str,
-        done: float,
-        total: float | None,
-    ) -> None:
+    def record_end(self, operation: RunningOperation) -> None:
+        """Note how far the operation got and when it ended (called as it finishes)."""
+
+    async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         """Tell the listeners how the operation ended (after it was persisted)."""
 
 
@@ -108,6 +103,7 @@ class OperationRunner:
         send: Send,
         events: CallEvents,
         published: bool = False,
+        on_finish: Callable[[RunningOperation], None] | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
@@ -116,7 +112,7 @@ class OperationRunner:
         reports progress whether or not it has a token (listeners may attach later), keeps its
         whole result in history, and is written to the database before this returns.
         """
-        operation = self.operation_for(request, keep_result=published)
+        operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         progress = None
@@ -181,7 +177,13 @@ class OperationRunner:
             await self.flush_history()
         return result
 
-    def operation_for(self, request: CallRequest, *, keep_result: bool = False) -> RunningOperation:
+    def operation_for(
+        self,
+        request: CallRequest,
+        *,
+        keep_result: bool = False,
+        on_finish: Callable[[RunningOperation], None] | None = None,
+    ) -> RunningOperation:
         """The in-memory state of a call, whose snapshots are its history row."""
         return RunningOperation(
             principal=request.principal,
@@ -196,6 +198,7 @@ class OperationRunner:
             task_ttl=request.task_ttl,
             progress_token=request.progress_token,
             keep_result=keep_result,
+            on_finish=on_finish,
             runner=self.name,
             queued_at=request.queued_at,
         )
@@ -210,7 +213,11 @@ class OperationRunner:
         from another process), and tell them how it ended; never raises."""
         try:
             result = await self.call(
-                request, send=events.progress_frame, events=events, published=True
+                request,
+                send=events.progress_frame,
+                events=events,
+                published=True,
+                on_finish=events.record_end,
             )
         except asyncio.CancelledError as exc:
             interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
@@ -238,10 +245,7 @@ class OperationRunner:
         if result is None:
             await self.flush_history()
         try:
-            done, total = getattr(events, "done", 0.0), getattr(events, "total", None)
-            await events.finished(
-                status=str(status), result=result, error=error, done=done, total=total
-            )
+            await events.finished(status=str(status), result=result, error=error)
         except Exception:
             logger.warning("could not announce the end of an operation", exc_info=True)
 

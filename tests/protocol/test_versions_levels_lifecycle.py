@@ -168,3 +168,22 @@ def test_initialize_result_empty_instructions_omitted() -> None:
         instructions="",
     )
     assert "instructions" not in result
+
+
+@pytest.mark.parametrize(
+    ("operation_status", "expected"),
+    [
+        ("queued", "batch 2/8"),
+        ("running", "batch 2/8"),
+        ("succeeded", ""),
+        ("failed", "boom"),
+        ("interrupted", "boom"),
+        ("cancelled", "The task was cancelled."),
+    ],
+)
+def test_a_task_says_progress_while_working_and_why_when_it_failed(
+    operation_status: str, expected: str
+) -> None:
+    from mcp_server.protocol.tasks import status_message
+
+    assert status_message(operation_status, error="boom", message="batch 2/8") == expected

@@ -95,4 +95,4 @@ def test_a_cancelled_task_stays_cancelled_whatever_its_runner_reports(make: Any)
     row = Operation.objects.get(pk=task.pk)
     assert row.status == OperationStatus.CANCELLED
     assert row.progress == 0
-    assert row.message == "The task was cancelled by request."
+    assert row.error == "cancelled"

@@ -138,7 +138,7 @@ async def test_cancel_is_immediate_and_sticky(token_path: Callable[..., str]) ->
         request_id = await _send(client, "tasks/cancel", {"taskId": task_id})
         cancelled = await _until(client, _response(request_id))
         assert cancelled["result"]["status"] == "cancelled"
-        assert cancelled["result"]["statusMessage"] == "The task was cancelled by request."
+        assert cancelled["result"]["statusMessage"] == "The task was cancelled."
         again = await _until(
             client, _response(await _send(client, "tasks/cancel", {"taskId": task_id}))
         )

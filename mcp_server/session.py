@@ -51,6 +51,7 @@ from mcp_server.protocol.tasks import (
     requested_ttl,
     status_message,
     task_id_param,
+    task_status,
     with_related_task,
 )
 from mcp_server.protocol.versions import allows_batches
@@ -737,4 +738,8 @@ def _task_outcome(task_id: str, message: dict[str, Any]) -> dict[str, Any]:
     try:
         return with_related_task(_call_outcome(message), task_id)
     except JsonRpcError as exc:
-        raise JsonRpcError(exc.code, exc.message, {**(exc.data or {}), "taskId": task_id}) from None
+        # `status` is the history's word (interrupted is finer than failed); `taskStatus` the
+        # task's, as tasks/get says it.
+        data = {**(exc.data or {}), "taskId": task_id}
+        data["taskStatus"] = task_status(str(data.get("status", "failed")))
+        raise JsonRpcError(exc.code, exc.message, data) from None

@@ -72,6 +72,7 @@ async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
         error = error_of(await client.request("tasks/result", {"taskId": task["taskId"]}))
         assert error["data"]["taskId"] == task["taskId"]
         assert error["data"]["status"] == "interrupted"
+        assert error["data"]["taskStatus"] == "failed"
     cluster.workers = [start_worker(cluster.deployment, cluster.env)]
 
 

@@ -148,6 +148,7 @@ async def test_cancel_is_immediate_and_sticky(token_path: Callable[..., str]) ->
         )
         assert outcome["error"]["data"] == {
             "status": "cancelled",
+            "taskStatus": "cancelled",
             "operationId": task_id,
             "taskId": task_id,
         }

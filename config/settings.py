@@ -98,6 +98,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds an undelivered channel-layer message lives (then it is dropped, unread).
+MCP_CHANNEL_EXPIRY = env.int("MCP_CHANNEL_EXPIRY", default=60)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -120,7 +122,7 @@ if REDIS_URL:
                 "capacity": env.int("MCP_CHANNEL_CAPACITY", default=5000),
                 # Several deployments may share one Redis: each keeps to its own key prefix.
                 "prefix": env.str("MCP_CHANNEL_PREFIX", default="asgi"),
-                "expiry": env.int("MCP_CHANNEL_EXPIRY", default=60),
+                "expiry": MCP_CHANNEL_EXPIRY,
             },
         }
     }
@@ -233,6 +235,12 @@ if MCP_EXECUTION == "worker" and not REDIS_URL:
 # An operation whose process died (kill -9, lost host) is marked interrupted, and its client
 # told, within this many seconds. Running processes heartbeat their operations at a sixth of it.
 MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
+# A call handed to workers that none has claimed after this many seconds is interrupted (its
+# client told). By default the hand-off message's own lifetime: after it, nobody can take it.
+# Busy workers take calls late, not never: keep it above the longest backlog you expect.
+MCP_OPERATION_UNCLAIMED_AFTER = env.float(
+    "MCP_OPERATION_UNCLAIMED_AFTER", default=float(MCP_CHANNEL_EXPIRY)
+)
 # A worker on SIGTERM lets running operations finish this long before interrupting them.
 MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
 # A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.

@@ -6,8 +6,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F
-from django.db.models.functions import Coalesce, Now
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from mcp_server.history_insert import RowInserter
@@ -56,7 +56,8 @@ def operations_persist(
     new_rows = list(created)
     if new_rows:
         _operation_inserter().insert(new_rows)
-    for snapshot in updated:
+    # In id order, as every multi-row write takes its locks (see _locked_in_order).
+    for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
         fields = {name: snapshot[name] for name in MUTABLE_FIELDS if name in snapshot}
         # An ended operation never changes again: a task cancelled by its client, or work the
         # reaper marked interrupted, keeps that status whatever its runner reports later.
@@ -86,46 +87,74 @@ def operation_claim(*, operation_id: UUID, runner: str) -> bool:
     )
 
 
+def _locked_in_order(queryset: QuerySet[Operation], limit: int = 10_000) -> list[UUID]:
+    """Lock the rows of `queryset` in id order, skipping rows another writer holds.
+
+    Every multi-row write here (heartbeat, reaper, the history writer's updates) takes its
+    locks in id order, so they cannot deadlock one another; a row skipped now is being
+    written, so it is alive, and the next round gets it. (SQLite has no row locks: a no-op.)
+    """
+    return list(
+        queryset.select_for_update(skip_locked=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+@transaction.atomic
 def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID, tuple[str, bool]]:
     """Stamp the running process's operations alive (database clock); returns each existing
     row's status and whether a cancel was requested, so the runner can act on both."""
     if not operation_ids:
         return {}
-    Operation.objects.filter(pk__in=operation_ids, status__in=ACTIVE_STATUSES).update(
-        heartbeat_at=Now(), runner=runner
+    alive = _locked_in_order(
+        Operation.objects.filter(pk__in=operation_ids, status__in=ACTIVE_STATUSES)
     )
+    if alive:
+        Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
     rows = Operation.objects.filter(pk__in=operation_ids).values_list(
         "id", "status", "cancel_requested"
     )
     return {key: (status, cancel) for key, status, cancel in rows}
 
 
-def operations_reap_lost(*, lost_after: float) -> list[UUID]:
-    """Mark interrupted the queued or running operations whose process stopped heartbeating.
+def _ago(seconds: float) -> ExpressionWrapper:
+    return ExpressionWrapper(Now() - timedelta(seconds=seconds), output_field=DateTimeField())
 
-    An operation never heartbeated counts from when it was queued. Several processes may run
-    this at once: the conditional update makes it idempotent.
+
+@transaction.atomic
+def operations_reap_lost(*, lost_after: float, unclaimed_after: float) -> list[UUID]:
+    """Mark interrupted the queued or running operations that nobody will finish.
+
+    Two cases: a process that ran an operation stopped heartbeating for `lost_after` seconds;
+    or no process claimed a handed-over call for `unclaimed_after` seconds (by then its
+    channel-layer message has expired: nobody can take it any more). Several processes may run
+    this at once: the conditional updates make it idempotent.
     """
-    cutoff = ExpressionWrapper(Now() - timedelta(seconds=lost_after), output_field=DateTimeField())
-    stale = (
-        Operation.objects.filter(status__in=ACTIVE_STATUSES)
-        .alias(last_sign_of_life=Coalesce("heartbeat_at", "queued_at"))
-        .filter(last_sign_of_life__lt=cutoff)
+    active = Operation.objects.filter(status__in=ACTIVE_STATUSES)
+    cases = (
+        (
+            Q(heartbeat_at__isnull=False, heartbeat_at__lt=_ago(lost_after)),
+            "its process stopped responding",
+        ),
+        (
+            Q(heartbeat_at__isnull=True, queued_at__lt=_ago(unclaimed_after)),
+            "no process took it in time",
+        ),
     )
-    lost = list(stale.values_list("id", "heartbeat_at")[:1000])
+    reaped: list[UUID] = []
     now = timezone.now()
-    for never_taken in (True, False):
-        keys = [key for key, beat in lost if (beat is None) == never_taken]
-        if not keys:
-            continue
-        why = "no process took it in time" if never_taken else "its process stopped responding"
-        Operation.objects.filter(pk__in=keys, status__in=ACTIVE_STATUSES).update(
-            status=OperationStatus.INTERRUPTED,
-            finished_at=now,
-            duration=now - F("queued_at"),
-            error=f"interrupted: {why}",
-        )
-    return [key for key, _ in lost]
+    for condition, why in cases:
+        keys = _locked_in_order(active.filter(condition), limit=1000)
+        if keys:
+            active.filter(condition, pk__in=keys).update(
+                status=OperationStatus.INTERRUPTED,
+                finished_at=now,
+                duration=now - F("queued_at"),
+                error=f"interrupted: {why}",
+            )
+            reaped += keys
+    return reaped
 
 
 def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:

@@ -383,7 +383,9 @@ class ClusterNode:
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
-        await _db(services.operations_reap_lost)(lost_after=silent_for)
+        await _db(services.operations_reap_lost)(
+            lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
+        )
         if self._watched:
             await self.recover_outcomes()
 

@@ -171,9 +171,9 @@ class OperationRunner:
             )
         else:
             operation.finish(OperationStatus.SUCCEEDED, summary=_summary(result), result=result)
-        if operation.error_count or published:
-            # The result points at the error log, or may be fetched from history by another
-            # process: make the history complete before anyone hears of the result.
+        if operation.error_count or (published and request.is_task):
+            # The result points at the error log, or a task's may be fetched from history by
+            # another process: make the history complete before anyone hears of the result.
             await self.flush_history()
         return result
 
@@ -223,26 +223,29 @@ class OperationRunner:
             interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
             status = OperationStatus.INTERRUPTED if interrupted else OperationStatus.CANCELLED
             error = "interrupted: its process shut down" if interrupted else "cancelled"
-            await self._announce(events, status=status, result=None, error=error)
+            await self._announce(events, request, status=status, result=None, error=error)
             return
         except Exception as exc:
             logger.exception("operation %s failed", request.operation_id)
             error = f"{type(exc).__name__}: {exc}"
-            await self._announce(events, status=OperationStatus.FAILED, result=None, error=error)
+            await self._announce(
+                events, request, status=OperationStatus.FAILED, result=None, error=error
+            )
             return
         failed = bool(result.get("isError"))
         status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
-        await self._announce(events, status=status, result=result, error="")
+        await self._announce(events, request, status=status, result=result, error="")
 
     async def _announce(
         self,
         events: OperationEvents,
+        request: CallRequest,
         *,
         status: OperationStatus,
         result: dict[str, Any] | None,
         error: str,
     ) -> None:
-        if result is None:
+        if result is None and request.is_task:
             await self.flush_history()
         try:
             await events.finished(status=str(status), result=result, error=error)

@@ -40,6 +40,7 @@ def cluster_env() -> dict[str, str]:
         "REDIS_URL": CLUSTER_REDIS_URL,
         "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
         "MCP_OPERATION_LOST_AFTER": str(LOST_AFTER),
+        "MCP_OPERATION_UNCLAIMED_AFTER": str(LOST_AFTER),
         "MCP_WORKER_GRACE": "2",
         "MCP_SHUTDOWN_TIMEOUT": "5",
         # Enough concurrency for the 200-client test on one worker.

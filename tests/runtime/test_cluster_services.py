@@ -53,11 +53,13 @@ def test_reaper_interrupts_what_stopped_heartbeating_and_what_nobody_took(make: 
     ended = make(status=OperationStatus.SUCCEEDED)
     _age(silent, 60, beat=True)
     _age(never_taken, 60, beat=False)
+    waiting = make(status=OperationStatus.QUEUED)
+    _age(waiting, 20, beat=False)  # workers busy: taken late, not never
     _age(alive, 60, beat=False)
     Operation.objects.filter(pk=alive.pk).update(heartbeat_at=Now())
     _age(ended, 60, beat=True)
 
-    reaped = operations_reap_lost(lost_after=10)
+    reaped = operations_reap_lost(lost_after=10, unclaimed_after=30)
 
     assert sorted(reaped) == sorted([silent.pk, never_taken.pk])
     rows = {row.pk: row for row in Operation.objects.all()}
@@ -66,6 +68,7 @@ def test_reaper_interrupts_what_stopped_heartbeating_and_what_nobody_took(make: 
     assert rows[never_taken.pk].error == "interrupted: no process took it in time"
     assert rows[silent.pk].finished_at is not None
     assert rows[alive.pk].status == OperationStatus.RUNNING
+    assert rows[waiting.pk].status == OperationStatus.QUEUED
     assert rows[ended.pk].status == OperationStatus.SUCCEEDED
 
 

@@ -4,7 +4,9 @@ Starts each server in turn pinned to one CPU, drives it from a load generator pi
 repeats everything, prints the medians and the goals, writes bench/results/latest.md and, with
 --write-docs, the results section of docs/BENCHMARKS.md. The service alone also runs the
 long-running operations: process_images with and without progress, pings meanwhile, and the
-CPU share of history recording. See docs/BENCHMARKS.md for the method.
+CPU share of history recording. Then the scale-out benchmark (bench/cluster.py: inline against
+worker execution, progress latency, 1,000 connections over two web processes) when PostgreSQL
+and Redis answer. See docs/BENCHMARKS.md for the method.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import signal
 import tempfile
 from types import FrameType
 
+from bench.cluster import add_cluster_arguments, run_if_available
+from bench.cluster_report import replace_cluster_docs
 from bench.harness import Pinning, log, run_plan
 from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
@@ -42,7 +46,10 @@ from bench.targets import (
 
 LATEST = ROOT / "bench" / "results" / "latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
-TARGET_KEYS = ("service", "sdk", "raw")
+TARGET_KEYS = ("service", "sdk", "raw", "cluster")
+# "cluster" is the scale-out benchmark of bench/cluster.py (PostgreSQL and Redis; skipped,
+# with a warning, when either is unreachable).
+SERVER_KEYS = ("service", "sdk", "raw")
 
 
 def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
@@ -140,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, db)")
+    add_cluster_arguments(parser)
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(TARGET_KEYS)
     if unknown:
@@ -165,33 +173,43 @@ def main(argv: list[str] | None = None) -> int:
         pinning = Pinning(server_cpu=args.server_cpu, client_cpu=args.client_cpu)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     setup = build_setup(args, workdir)
+    command = shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    results = cluster = None
     try:
-        results = run_plan(
-            build_targets(args, setup),
-            build_plan(args, setup),
-            repeats=args.repeats,
-            pinning=pinning,
-            workdir=workdir,
-        )
+        if set(args.only) & set(SERVER_KEYS):
+            results = run_plan(
+                build_targets(args, setup),
+                build_plan(args, setup),
+                repeats=args.repeats,
+                pinning=pinning,
+                workdir=workdir,
+            )
+        if "cluster" in args.only:
+            cluster = run_if_available(args, pinning, command, workdir)
     finally:
         if args.keep_tmp:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     settings = RunSettings(
-        command=shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        command=command,
         repeats=args.repeats,
         server_cpu=pinning.server_cpu,
         client_cpu=pinning.client_cpu,
         database="the given --database-url" if args.database_url else "fresh SQLite",
     )
-    section = results_section(results, settings, now())
+    section = results_section(results, settings, now()) if results is not None else ""
     text = "# Benchmark results\n\n" + section
+    if cluster is not None:
+        text += "\n## Scale-out (issue 5)\n\n" + cluster
     print(text)
     write_latest(LATEST, text)
     log(f"wrote {LATEST.relative_to(ROOT)}")
     if args.write_docs:
-        replace_docs_section(DOCS, section)
+        if results is not None:
+            replace_docs_section(DOCS, section)
+        if cluster is not None:
+            replace_cluster_docs(DOCS, cluster)
         log(f"updated {DOCS.relative_to(ROOT)}")
     return 0
 

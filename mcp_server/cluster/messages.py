@@ -5,7 +5,12 @@ record of something that must arrive. Results and terminal statuses are persiste
 these messages are the fast path, and the receivers recover from the database when one is lost.
 """
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp_server.models import Operation
+    from mcp_server.runtime.runner import CallRequest, OperationRunner
 
 # The work queue of worker processes: every `operation.start` goes here, one worker takes it.
 OPERATIONS_CHANNEL = "mcp-operations"
@@ -40,4 +45,44 @@ def broadcast_message(
         "data": data,
         "tenant_id": tenant_id,
         "user_id": user_id,
+    }
+
+
+def queued_snapshot(request: "CallRequest", runner: "OperationRunner") -> dict[str, Any]:
+    """The history row of a call that is about to be started or handed to a worker."""
+    return runner.operation_for(request).snapshot()
+
+
+def start_message(request: "CallRequest", listener: str) -> Message:
+    """The `operation.start` that hands a call to a worker."""
+    principal = dataclasses.asdict(request.principal)
+    if request.principal.enabled_tools is not None:
+        principal["enabled_tools"] = sorted(request.principal.enabled_tools)
+    return {
+        "type": OPERATION_START,
+        "id": str(request.operation_id),
+        "principal": principal,
+        "tool": request.tool.name,
+        "arguments": request.arguments,
+        "connection_id": request.connection_id,
+        "request_id": request.request_id,
+        "progress_token": request.progress_token,
+        "queued_at": request.queued_at.isoformat() if request.queued_at else None,
+        "is_task": request.is_task,
+        "task_ttl": request.task_ttl,
+        "listener": listener,
+    }
+
+
+def finished_message(operation: "Operation") -> Message:
+    """The `operation.finished` event for an operation that history shows ended."""
+    return {
+        "type": OPERATION_FINISHED,
+        "id": str(operation.pk),
+        "status": operation.status,
+        "result": operation.result,
+        "error": operation.error,
+        "progress": operation.progress,
+        "total": operation.total,
+        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
     }

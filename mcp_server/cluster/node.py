@@ -10,25 +10,22 @@ Every process that serves connections or runs operations has one node. It
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
 
 from mcp_server import selectors, services
 from mcp_server.cluster import messages
+from mcp_server.cluster.database import db_call
+from mcp_server.cluster.messages import finished_message, queued_snapshot, start_message
 from mcp_server.cluster.publisher import OperationPublisher
-from mcp_server.models import ACTIVE_STATUSES, Operation, OperationStatus
+from mcp_server.models import ACTIVE_STATUSES, OperationStatus
 from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 
 logger = logging.getLogger(__name__)
@@ -38,7 +35,14 @@ logger = logging.getLogger(__name__)
 _PENDING_ATTACH_SECONDS = 30.0
 
 
-class LocalConnection(Protocol):
+class OutcomeWatcher(Protocol):
+    """Something waiting for operations' outcomes (a connection's session)."""
+
+    async def operation_event(self, message: messages.Message) -> None:
+        """Handle an operation event (here: an outcome recovered from history)."""
+
+
+class LocalConnection(OutcomeWatcher, Protocol):
     """What the node needs of a connection's session."""
 
     @property
@@ -55,37 +59,8 @@ class LocalConnection(Protocol):
     async def keep_alive(self, now: float) -> None:
         """Ping the client when idle; close the connection when a ping went unanswered."""
 
-    async def operation_event(self, message: messages.Message) -> None:
-        """Handle an operation event (here: an outcome recovered from history)."""
-
     async def going_away(self) -> None:
         """The server is shutting down: say so and stop this connection's work."""
-
-
-def queued_snapshot(request: CallRequest, runner: OperationRunner) -> dict[str, Any]:
-    """The history row of a call that is about to be started or handed to a worker."""
-    return runner.operation_for(request).snapshot()
-
-
-def start_message(request: CallRequest, listener: str) -> messages.Message:
-    """The `operation.start` that hands a call to a worker."""
-    principal = dataclasses.asdict(request.principal)
-    if request.principal.enabled_tools is not None:
-        principal["enabled_tools"] = sorted(request.principal.enabled_tools)
-    return {
-        "type": messages.OPERATION_START,
-        "id": str(request.operation_id),
-        "principal": principal,
-        "tool": request.tool.name,
-        "arguments": request.arguments,
-        "connection_id": request.connection_id,
-        "request_id": request.request_id,
-        "progress_token": request.progress_token,
-        "queued_at": request.queued_at.isoformat() if request.queued_at else None,
-        "is_task": request.is_task,
-        "task_ttl": request.task_ttl,
-        "listener": listener,
-    }
 
 
 async def receive_forever(
@@ -108,20 +83,6 @@ async def receive_forever(
             await handle(message)
         except Exception:
             logger.exception("message %s from %s failed", message.get("type"), channel)
-
-
-def finished_message(operation: Operation) -> messages.Message:
-    """The `operation.finished` event for an operation that history shows ended."""
-    return {
-        "type": messages.OPERATION_FINISHED,
-        "id": str(operation.pk),
-        "status": operation.status,
-        "result": operation.result,
-        "error": operation.error,
-        "progress": operation.progress,
-        "total": operation.total,
-        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
-    }
 
 
 class ClusterNode:
@@ -216,11 +177,11 @@ class ClusterNode:
         """Open connections of this process."""
         return len(self._connections)
 
-    def watch(self, operation_id: UUID, connection: LocalConnection) -> None:
+    def watch(self, operation_id: UUID, connection: OutcomeWatcher) -> None:
         """Recover this operation's outcome from history for `connection` if its message is lost."""
         self._watched.setdefault(operation_id, weakref.WeakSet()).add(connection)
 
-    def unwatch(self, operation_id: UUID, connection: LocalConnection) -> None:
+    def unwatch(self, operation_id: UUID, connection: OutcomeWatcher) -> None:
         """Stop recovering an outcome for `connection`."""
         watchers = self._watched.get(operation_id)
         if watchers is not None:
@@ -236,7 +197,7 @@ class ClusterNode:
         hand-off is lost, the reaper marks the row interrupted and the client is told.
         """
         assert request.operation_id is not None
-        await _db(services.operation_create)(snapshot=queued_snapshot(request, self.runner))
+        await db_call(services.operation_create)(snapshot=queued_snapshot(request, self.runner))
         if not in_worker:
             self.run_published(request, {listener})
             return
@@ -244,7 +205,7 @@ class ClusterNode:
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start_message(request, listener))
         except Exception:
-            await _db(services.operation_mark_interrupted)(
+            await db_call(services.operation_mark_interrupted)(
                 operation_id=request.operation_id,
                 error="interrupted: could not hand the call to a worker",
             )
@@ -372,7 +333,7 @@ class ClusterNode:
             del self._pending_attach[key]
         ours = self.runner.running_ids
         if ours:
-            rows = await _db(services.operations_heartbeat)(
+            rows = await db_call(services.operations_heartbeat)(
                 operation_ids=ours, runner=self.runner.name
             )
             for key, (status, cancel_requested) in rows.items():
@@ -383,7 +344,7 @@ class ClusterNode:
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
-        await _db(services.operations_reap_lost)(
+        await db_call(services.operations_reap_lost)(
             lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
         )
         if self._watched:
@@ -391,7 +352,7 @@ class ClusterNode:
 
     async def recover_outcomes(self) -> None:
         """Deliver, from history, the outcomes of watched operations that have ended."""
-        ended = await _db(selectors.operation_outcomes)(operation_ids=list(self._watched))
+        ended = await db_call(selectors.operation_outcomes)(operation_ids=list(self._watched))
         for operation in ended:
             watchers = list(self._watched.pop(operation.pk, ()))
             message = finished_message(operation)
@@ -413,49 +374,6 @@ class ClusterNode:
                     await connection.keep_alive(now)
                 except Exception:
                     logger.debug("keep-alive failed", exc_info=True)
-
-
-# The cluster's reads and writes run on threads of their own, beside the one sync thread that
-# authentication uses, so a slow query never holds up handshakes.
-_DB_THREADS = 4
-_db_pool = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="cluster-db")
-
-
-def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """`fn` run off the event loop on a cluster database thread.
-
-    The thread keeps its connection (no health-check round trip per call, which cost a
-    quarter of a worker-mode call's database time); a connection that failed is dropped, so
-    the next call opens a fresh one (the database may have restarted).
-    """
-
-    def run(kwargs: dict[str, Any]) -> Any:
-        try:
-            return fn(**kwargs)
-        except (InterfaceError, OperationalError):
-            connections.close_all()
-            raise
-
-    async def call(**kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(_db_pool, run, kwargs)
-
-    return call
-
-
-def close_database_connections() -> None:
-    """Close the database connections of every cluster database thread (tests, shutdown)."""
-    barrier = threading.Barrier(_DB_THREADS)
-
-    def close() -> None:
-        connections.close_all()
-        # Every job waits for the others, so each thread of the pool takes exactly one.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=10)
-
-    futures.wait([_db_pool.submit(close) for _ in range(_DB_THREADS)])
-
-
-db_call = _db
 
 
 _nodes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClusterNode]" = (

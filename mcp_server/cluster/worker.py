@@ -18,7 +18,8 @@ from channels.layers import get_channel_layer
 from accounts.principal import Principal
 from mcp_server import services
 from mcp_server.cluster import messages
-from mcp_server.cluster.node import ClusterNode, cluster_node, db_call, receive_forever
+from mcp_server.cluster.database import db_call
+from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.runtime.history import history_writer
 from mcp_server.runtime.runner import CallRequest

@@ -9,7 +9,8 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
-from mcp_server.cluster.node import ClusterNode, queued_snapshot
+from mcp_server.cluster.messages import queued_snapshot
+from mcp_server.cluster.node import ClusterNode
 from mcp_server.models import Operation, OperationStatus
 from mcp_server.runtime.runner import CallRequest, operation_runner
 from mcp_server.services import operation_create

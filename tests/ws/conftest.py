@@ -10,7 +10,8 @@ from django.db import connections
 
 from accounts.services import IssuedToken
 from config.asgi import application
-from mcp_server.cluster.node import close_database_connections, running_node
+from mcp_server.cluster.database import close_database_connections
+from mcp_server.cluster.node import running_node
 from tests.accounts.factories import member_token
 
 # Generous: a slow CI machine must not turn a late frame into a failure.

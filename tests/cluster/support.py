@@ -30,6 +30,10 @@ CLUSTER_REDIS_URL = os.environ.get("TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:
 # so a test waits seconds; production's default is 15).
 LOST_AFTER = 6.0
 WORKER_START_TIMEOUT = 30.0
+# How long a test waits for a message it expects.
+WAIT = 30.0
+# About 100 s of work: it never ends by itself within a test.
+LONG_BATCH = {"count": 2000, "item_ms": 50}
 WORKER_READY_LINE = "takes work from mcp-operations"
 
 
@@ -185,6 +189,17 @@ async def connection_closed(client: RawClient, seconds: float) -> ConnectionClos
             client.notifications.append(await client.recv(seconds))
     except ConnectionClosed as closed:
         return closed
+
+
+async def start_long_call(client: RawClient, token: str) -> int:
+    """Start a plain `process_batch` that outlasts the test; its request id, once it runs."""
+    request_id = await send_request(
+        client,
+        "tools/call",
+        {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": token}},
+    )
+    await next_matching(client, is_progress(token), WAIT)
+    return request_id
 
 
 async def gather_all(*coros: Any) -> list[Any]:

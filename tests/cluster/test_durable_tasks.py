@@ -4,6 +4,7 @@ import pytest
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
+    WAIT,
     Cluster,
     is_progress,
     is_response,
@@ -12,7 +13,6 @@ from tests.cluster.support import (
 )
 from tests.e2e.support import error_of, raw_client, result_of
 
-WAIT = 30.0
 BATCH = {"count": 60, "item_ms": 50}  # about 3 s of work, reporting progress on every item
 
 

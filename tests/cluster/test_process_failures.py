@@ -6,13 +6,16 @@ import time
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
+    LONG_BATCH,
     LOST_AFTER,
+    WAIT,
     Cluster,
     connection_closed,
     is_progress,
     is_response,
     next_matching,
     send_request,
+    start_long_call,
     start_worker,
 )
 from tests.e2e.support import (
@@ -24,10 +27,8 @@ from tests.e2e.support import (
     wait_until,
 )
 
-WAIT = 30.0
 # How long a test waits for a client to hear of a dead worker (the bound, and slack).
 TOLD_WITHIN = LOST_AFTER + 5.0
-LONG_BATCH = {"count": 2000, "item_ms": 50}  # 100 s: it never ends by itself in a test
 
 
 async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
@@ -35,18 +36,13 @@ async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
 ):
     web1, web2 = cluster.web
     async with raw_client(web1, cluster_accounts.alice) as client:
-        call_id = await send_request(
-            client,
-            "tools/call",
-            {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": "k"}},
-        )
+        call_id = await start_long_call(client, "k")
         task = result_of(
             await client.request(
                 "tools/call",
                 {"name": "process_batch", "arguments": LONG_BATCH, "task": {}},
             )
         )["task"]
-        await next_matching(client, is_progress("k"), WAIT)
         for worker in cluster.workers:
             worker.kill()
         killed_at = time.monotonic()
@@ -54,8 +50,8 @@ async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
         told_after = time.monotonic() - killed_at
         assert error["data"]["status"] == "interrupted", error
         assert "interrupted" in error["message"]
-        # The bound, give or take the jitter of the processes' rounds.
-        assert told_after < LOST_AFTER + 1.5, told_after
+        # The bound, give or take the jitter of the rounds on a loaded machine.
+        assert told_after < LOST_AFTER + 3, told_after
         status = await next_matching(
             client,
             lambda m: (
@@ -122,12 +118,7 @@ async def test_sigterm_of_a_worker_lets_short_work_finish_and_interrupts_the_res
             "tools/call",
             {"name": "process_batch", "arguments": {"count": 20, "item_ms": 50}},
         )
-        long_id = await send_request(
-            client,
-            "tools/call",
-            {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": "l"}},
-        )
-        await next_matching(client, is_progress("l"), WAIT)
+        long_id = await start_long_call(client, "l")
         worker = cluster.workers[0]
         worker.process.send_signal(signal.SIGTERM)
         short = result_of(await next_matching(client, is_response(short_id), WAIT))

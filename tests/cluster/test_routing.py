@@ -8,16 +8,16 @@ from typing import Any
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
+    LONG_BATCH,
+    WAIT,
     Cluster,
     is_progress,
     is_response,
     next_matching,
     send_request,
+    start_long_call,
 )
 from tests.e2e.support import RawClient, error_of, raw_client, result_of, wait_until
-
-WAIT = 30.0
-LONG_BATCH = {"count": 2000, "item_ms": 50}
 
 
 def _is_broadcast(message: dict[str, Any]) -> bool:
@@ -122,12 +122,7 @@ async def test_rest_cancel_in_worker_mode_stops_a_call_and_answers_its_client(
 ):
     web1, web2 = cluster.web
     async with raw_client(web1, cluster_accounts.alice) as client:
-        call_id = await send_request(
-            client,
-            "tools/call",
-            {"name": "process_batch", "arguments": LONG_BATCH, "_meta": {"progressToken": "r"}},
-        )
-        await next_matching(client, is_progress("r"), WAIT)
+        call_id = await start_long_call(client, "r")
         runs: list[dict[str, Any]] = []
 
         def running() -> bool:

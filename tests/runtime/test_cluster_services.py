@@ -14,7 +14,7 @@ from mcp_server.services import (
     operations_persist,
     operations_reap_lost,
 )
-from tests.runtime.test_history import _snapshot
+from tests.runtime.conftest import history_row
 
 pytestmark = pytest.mark.django_db
 
@@ -22,20 +22,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def make(owner: tuple[int, int]) -> Any:
     def create(**changes: Any) -> Operation:
-        snapshot = _snapshot(*owner, **changes)
+        snapshot = history_row(*owner, **changes)
         operations_persist(created=[snapshot], updated=[], errors=[])
         return Operation.objects.get(pk=snapshot["id"])
 
     return create
-
-
-@pytest.fixture
-def owner() -> tuple[int, int]:
-    from accounts.services import tenant_create, user_create
-
-    tenant = tenant_create(slug="cluster")
-    user = user_create(username="cluster", tenant_slug="cluster")
-    return tenant.pk, user.pk
 
 
 def _age(operation: Operation, seconds: float, *, beat: bool) -> None:
@@ -76,7 +67,7 @@ def test_heartbeat_stamps_active_rows_and_reports_cancel_requests(make: Any) -> 
     running = make(status=OperationStatus.RUNNING)
     cancelled = make(status=OperationStatus.RUNNING)
     operation_request_cancel(operation_id=cancelled.pk, as_task=False)
-    missing = _snapshot(1, 1)["id"]  # not written yet: not reported
+    missing = history_row(1, 1)["id"]  # not written yet: not reported
 
     seen = operations_heartbeat(operation_ids=[running.pk, cancelled.pk, missing], runner="host:42")
 
@@ -93,7 +84,7 @@ def test_a_cancelled_task_stays_cancelled_whatever_its_runner_reports(make: Any)
     task = make(status=OperationStatus.RUNNING, is_task=True)
     assert operation_request_cancel(operation_id=task.pk, as_task=True)
     assert not operation_request_cancel(operation_id=task.pk, as_task=True)
-    late = _snapshot(0, 0, status=OperationStatus.SUCCEEDED, progress=99.0)
+    late = history_row(0, 0, status=OperationStatus.SUCCEEDED, progress=99.0)
     operations_persist(created=[], updated=[{**late, "id": task.pk}], errors=[])
     row = Operation.objects.get(pk=task.pk)
     assert row.status == OperationStatus.CANCELLED

@@ -1,59 +1,18 @@
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from accounts.services import tenant_create, user_create
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.runtime.history import HistoryWriter
+from tests.runtime.conftest import history_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _snapshot(tenant_id: int, user_id: int, **changes) -> dict:
-    queued = datetime(2026, 11, 22, 3, 4, 5, 678901, tzinfo=UTC)
-    row = {
-        "id": uuid.uuid4(),
-        "tenant_id": tenant_id,
-        "user_id": user_id,
-        "tool": "add",
-        "arguments": {"a": 1, "b": [2, "three"], "ü": None},
-        "status": OperationStatus.RUNNING,
-        "progress": 0.0,
-        "total": None,
-        "message": "",
-        "queued_at": queued,
-        "started_at": queued + timedelta(microseconds=5),
-        "finished_at": None,
-        "duration": None,
-        "result_summary": None,
-        "error": "",
-        "error_count": 0,
-        "connection_id": "specific.x!y",
-        "request_id": "7",
-        "is_task": True,
-        "task_ttl": 60_000,
-        "progress_token": "tok-1",
-        "result": {"content": [{"type": "text", "text": "ok"}], "isError": False},
-        "heartbeat_at": None,
-        "cancel_requested": False,
-        "runner": "host:1",
-    }
-    row.update(changes)
-    return row
-
-
-@pytest.fixture
-def owner() -> tuple[int, int]:
-    tenant = tenant_create(slug="hist")
-    user = user_create(username="hist", tenant_slug="hist")
-    return tenant.pk, user.pk
 
 
 def test_rows_read_back_exactly_as_written(owner) -> None:
     writer = HistoryWriter(interval=3600)
     finished = datetime(2026, 11, 22, 3, 4, 7, tzinfo=UTC)
-    snapshot = _snapshot(
+    snapshot = history_row(
         *owner,
         status=OperationStatus.SUCCEEDED,
         finished_at=finished,
@@ -71,7 +30,7 @@ def test_rows_read_back_exactly_as_written(owner) -> None:
 
 def test_a_batch_creates_then_updates_and_logs_item_errors(owner) -> None:
     writer = HistoryWriter(interval=3600)
-    snapshots = [_snapshot(*owner) for _ in range(1203)]  # several INSERT chunks
+    snapshots = [history_row(*owner) for _ in range(1203)]  # several INSERT chunks
     for snapshot in snapshots:
         writer.record(snapshot)
     writer.flush()

@@ -142,7 +142,7 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "queued_at",
     )
     list_display_links = ("short_id",)
-    list_filter = ("status", ToolListFilter, "tenant")
+    list_filter = ("status", ToolListFilter, "is_task", "tenant")
     list_select_related = ("user", "tenant")
     date_hierarchy = "queued_at"
     search_fields = ("tool", "user__username")

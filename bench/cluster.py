@@ -32,14 +32,9 @@ import math
 import re
 import resource
 import shlex
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import orjson
@@ -48,6 +43,9 @@ import psycopg
 from bench.cluster_load import cpu_seconds, machine_busy_seconds, postgres_backends
 from bench.cluster_report import (
     CLUSTER_LATEST,
+    INLINE,
+    SCALE,
+    WORKER,
     cluster_metrics,
     cluster_section,
     replace_cluster_docs,
@@ -64,9 +62,10 @@ from bench.cluster_setup import (
     running_cluster,
     services_available,
 )
+from bench.command_line import add_run_arguments, exit_on_sigterm, pinning_from, scratch_dir
 from bench.cpu import thread_cpu_seconds
-from bench.harness import Pinning, log
-from bench.process import die_with_parent, pinned, pinning_available, raise_nofile_limit
+from bench.harness import Pinning, log, run_load_generator
+from bench.process import raise_nofile_limit
 from bench.redis_monitor import ProgressSend, monitoring, parse_progress_sends, redis_cli_path
 from bench.report import now, write_latest
 from bench.results import RunResults, ServerInfo
@@ -74,7 +73,6 @@ from bench.stats import percentile
 from bench.targets import PYTHON, ROOT
 
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
-INLINE, WORKER, SCALE = "inline", "worker", "scale"
 RSS_SAMPLE_INTERVAL = 0.2
 # The scale scenario runs many operations for one user: lift the per-process limits above it.
 SCALE_LIMITS = (
@@ -213,25 +211,7 @@ def run_load(
         "--pids",
         ",".join(f"{name}={pid}" for name, pid in (pids or {}).items()),
     ]
-    try:
-        completed = subprocess.run(
-            pinned(command, cpu),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            preexec_fn=die_with_parent,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{scenario}: load generator timed out after {timeout:.0f} s") from exc
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{scenario}: load generator failed ({completed.returncode}):\n"
-            f"{completed.stderr[-3000:]}"
-        )
-    payload = orjson.loads(completed.stdout.strip().splitlines()[-1])
+    payload = run_load_generator(command, cpu=cpu, timeout=timeout, label=scenario)
     metrics = {str(k): float(v) for k, v in payload["metrics"].items()}
     return LoadResult(metrics=metrics, samples=dict(payload.get("samples") or {}))
 
@@ -647,25 +627,9 @@ def run_cluster(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The standalone command line (the same option names as bench/run.py)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
-    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument("--keep-tmp", action="store_true", help="keep logs, database, prefix")
+    add_run_arguments(parser, keep_tmp_help="keep logs, database, prefix")
     add_cluster_arguments(parser)
     return parser.parse_args(argv)
-
-
-def pinning_from(args: argparse.Namespace) -> Pinning:
-    """The CPUs to pin to, or none when asked or impossible."""
-    if args.no_pin or not pinning_available():
-        if not args.no_pin:
-            log("warning: taskset or a second CPU is missing; running unpinned")
-        return Pinning(server_cpu=None, client_cpu=None)
-    return Pinning(server_cpu=args.server_cpu, client_cpu=args.client_cpu)
 
 
 def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path) -> str:
@@ -689,25 +653,15 @@ def run_if_available(
     return run_and_report(args, pinning, command, workdir)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the cluster benchmark alone, print its section and write it where asked."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     raise_nofile_limit()
     pinning = pinning_from(args)
     command = shlex.join(["bench/cluster.py", *(argv if argv is not None else sys.argv[1:])])
-    workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-cluster-"))
-    try:
+    with scratch_dir("mcp-bench-cluster-", keep=args.keep_tmp) as workdir:
         section = run_and_report(args, pinning, command, workdir)
-    finally:
-        if args.keep_tmp:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     text = "# Scale-out benchmark results\n\n" + section
     print(text)
     write_latest(CLUSTER_LATEST, text)

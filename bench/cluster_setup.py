@@ -20,8 +20,15 @@ import psycopg
 import redis
 from psycopg import sql
 
-from bench.process import ServerProcess, free_port, http_ok, run_checked, spawn, wait_until
-from bench.targets import HOST, PYTHON, ROOT
+from bench.process import (
+    ServerProcess,
+    free_port,
+    http_ok,
+    logged_errors,
+    spawn,
+    wait_until,
+)
+from bench.targets import HOST, PYTHON, ROOT, create_account
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -31,7 +38,6 @@ START_TIMEOUT = 30.0
 # MCP_WORKER_GRACE; both are short here (nothing should be running when they are stopped).
 SHUTDOWN_TIMEOUT_S = 5
 WORKER_GRACE_S = 5
-ERROR_MARKERS = ("Traceback", " ERROR ", " CRITICAL ")
 
 
 def database_url_for(server_url: str, database: str) -> str:
@@ -117,18 +123,7 @@ class ClusterDeployment:
         with psycopg.connect(self.postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.database = name
-        env = self.env("inline")
-
-        def manage(*args: str) -> str:
-            return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT)
-
-        manage("migrate", "--noinput")
-        manage("createtenant", self.account)
-        manage("createuser", self.account, "--tenant", self.account)
-        lines = manage("createtoken", self.account).strip().splitlines()
-        if not lines or not lines[-1].strip():
-            raise RuntimeError("createtoken printed no token")
-        self.token = lines[-1].strip()
+        self.token = create_account(self.env("inline"), self.account)
 
     def drop(self) -> None:
         """Drop the database (even with sessions open) and this run's Redis keys."""
@@ -183,11 +178,7 @@ def error_lines(processes: ClusterProcesses) -> dict[str, list[str]]:
     """The lines of each process's log that report an error."""
     found: dict[str, list[str]] = {}
     for process in processes.all:
-        try:
-            text = process.log_path.read_text(errors="replace")
-        except OSError:
-            continue
-        hits = [line for line in text.splitlines() if any(m in line for m in ERROR_MARKERS)]
+        hits = logged_errors(process.log_path)
         if hits:
             found[process.name] = hits
     return found

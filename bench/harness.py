@@ -7,15 +7,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from bench.process import die_with_parent, free_port, pinned, running
+from bench.process import die_with_parent, free_port, logged_errors, pinned, running
 from bench.results import RunResults, ServerInfo
 from bench.scenarios import Scenario
 from bench.targets import PYTHON, ROOT, Target
-
-ERROR_MARKERS = ("Traceback", " ERROR ", " CRITICAL ")
 
 
 @dataclass(frozen=True)
@@ -36,43 +35,49 @@ def run_loadgen(
 ) -> dict[str, float]:
     """Run one scenario in a fresh load generator process and return its metrics."""
     server_cpu = [] if pinning.server_cpu is None else ["--server-cpu", str(pinning.server_cpu)]
-    command = pinned(
-        [
-            PYTHON,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--server-pid",
-            str(server_pid),
-            "--scenario",
-            scenario.kind,
-            "--params",
-            orjson.dumps(scenario.params()).decode(),
-            *server_cpu,
-        ],
-        pinning.client_cpu,
+    command = [
+        PYTHON,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        url,
+        "--server-pid",
+        str(server_pid),
+        "--scenario",
+        scenario.kind,
+        "--params",
+        orjson.dumps(scenario.params()).decode(),
+        *server_cpu,
+    ]
+    payload = run_load_generator(
+        command, cpu=pinning.client_cpu, timeout=scenario.timeout(), label=scenario.label
     )
+    return {str(key): float(value) for key, value in payload["metrics"].items()}
+
+
+def run_load_generator(
+    command: Sequence[str], *, cpu: int | None, timeout: float, label: str
+) -> dict[str, Any]:
+    """Run a load generator pinned to `cpu`; the JSON object of the last line it printed."""
     try:
         completed = subprocess.run(
-            command,
+            pinned(command, cpu),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=scenario.timeout(),
+            timeout=timeout,
             check=False,
             preexec_fn=die_with_parent,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{scenario.label}: load generator timed out") from exc
+        raise RuntimeError(f"{label}: load generator timed out after {timeout:.0f} s") from exc
     if completed.returncode != 0:
         raise RuntimeError(
-            f"{scenario.label}: load generator failed ({completed.returncode}):\n"
-            f"{completed.stderr[-3000:]}"
+            f"{label}: load generator failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
         )
-    payload = orjson.loads(completed.stdout.strip().splitlines()[-1])
-    return {str(key): float(value) for key, value in payload["metrics"].items()}
+    payload: dict[str, Any] = orjson.loads(completed.stdout.strip().splitlines()[-1])
+    return payload
 
 
 def _summary(metrics: dict[str, float]) -> str:
@@ -108,11 +113,7 @@ def measure_server(
 
 
 def _warn_on_errors(name: str, log_path: Path) -> None:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return
-    hits = [line for line in text.splitlines() if any(m in line for m in ERROR_MARKERS)]
+    hits = logged_errors(log_path)
     if hits:
         log(f"  warning: {name} logged {len(hits)} error line(s), see {log_path}:")
         for line in hits[:5]:

@@ -22,6 +22,7 @@ PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.05
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+ERROR_MARKERS = ("Traceback", " ERROR ", " CRITICAL ")
 
 
 def raise_nofile_limit() -> int:
@@ -131,6 +132,15 @@ class ServerProcess:
         _signal_group(self.popen.pid, signal.SIGKILL)
         if self.log_file is not None:
             self.log_file.close()
+
+
+def logged_errors(log_path: Path) -> list[str]:
+    """The lines of a server log that report an error (none when it cannot be read)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if any(m in line for m in ERROR_MARKERS)]
 
 
 def _signal_group(pgid: int, signum: int) -> None:

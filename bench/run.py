@@ -20,17 +20,14 @@ if __package__ in (None, ""):
 
 import argparse
 import shlex
-import shutil
-import signal
-import tempfile
-from types import FrameType
 
 from bench.cluster import add_cluster_arguments, run_if_available
 from bench.cluster_report import replace_cluster_docs
-from bench.harness import Pinning, log, run_plan
+from bench.command_line import add_run_arguments, exit_on_sigterm, pinning_from, scratch_dir
+from bench.harness import log, run_plan
 from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
-from bench.process import pinning_available, raise_nofile_limit
+from bench.process import raise_nofile_limit
 from bench.report import RunSettings, now, replace_docs_section, results_section, write_latest
 from bench.scenarios import ConnectInitialize, IdleMemory, Scenario, Throughput
 from bench.targets import (
@@ -107,7 +104,7 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The harness's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
+    add_run_arguments(parser, keep_tmp_help="keep the temp dir (logs, db)")
     parser.add_argument(
         "--database-url", default=None, help="service database (default: fresh SQLite in a tmpdir)"
     )
@@ -123,9 +120,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=TARGET_KEYS,
         help=f"comma-separated subset of {','.join(TARGET_KEYS)}",
     )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
-    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
     parser.add_argument("--connects", type=int, default=200, help="sequential connections")
     parser.add_argument("--idle-connections", type=int, default=1000)
     parser.add_argument(
@@ -143,10 +137,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=5,
         help="py-spy sampling of the service for the history share (0: skip)",
     )
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, db)")
     add_cluster_arguments(parser)
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(TARGET_KEYS)
@@ -155,27 +145,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Raising unwinds the `finally` blocks that stop the servers.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the report and write it where asked."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     raise_nofile_limit()
-    if args.no_pin or not pinning_available():
-        if not args.no_pin:
-            log("warning: taskset or a second CPU is missing; running unpinned")
-        pinning = Pinning(server_cpu=None, client_cpu=None)
-    else:
-        pinning = Pinning(server_cpu=args.server_cpu, client_cpu=args.client_cpu)
-    workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
-    setup = build_setup(args, workdir)
+    pinning = pinning_from(args)
     command = shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
     results = cluster = None
-    try:
+    with scratch_dir("mcp-bench-", keep=args.keep_tmp) as workdir:
+        setup = build_setup(args, workdir)
         if set(args.only) & set(SERVER_KEYS):
             results = run_plan(
                 build_targets(args, setup),
@@ -186,11 +165,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "cluster" in args.only:
             cluster = run_if_available(args, pinning, command, workdir)
-    finally:
-        if args.keep_tmp:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     settings = RunSettings(
         command=command,
         repeats=args.repeats,

@@ -6,6 +6,7 @@ import os
 import sys
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,22 @@ DEMO_DIR = "demo"
 WARMUP_DIR = "warmup"
 WARMUP_IMAGES = 200
 IMAGES_TIMEOUT = 900.0
+
+
+def manage(env: Mapping[str, str], *args: str, timeout: float = 120.0) -> str:
+    """Run `manage.py ARGS` with `env` from the repository root; its stdout."""
+    return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT, timeout=timeout)
+
+
+def create_account(env: Mapping[str, str], account: str) -> str:
+    """Migrate the database of `env`, make tenant and user `account` and a token; the token."""
+    manage(env, "migrate", "--noinput")
+    manage(env, "createtenant", account)
+    manage(env, "createuser", account, "--tenant", account)
+    lines = manage(env, "createtoken", account).strip().splitlines()
+    if not lines or not lines[-1].strip():
+        raise RuntimeError("createtoken printed no token")
+    return lines[-1].strip()
 
 
 class Target(ABC):
@@ -102,21 +119,11 @@ class ServiceSetup:
             self.var_dir = workdir / "service-var"
         self.var_dir.mkdir(parents=True, exist_ok=True)
         env = self.env()
-
-        def manage(*args: str, timeout: float = 120.0) -> str:
-            return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT, timeout=timeout)
-
-        manage("migrate", "--noinput")
-        manage("createtenant", self.account)
-        manage("createuser", self.account, "--tenant", self.account)
-        lines = manage("createtoken", self.account).strip().splitlines()
-        if not lines or not lines[-1].strip():
-            raise RuntimeError("createtoken printed no token")
-        self.token = lines[-1].strip()
+        self.token = create_account(env, self.account)
         for directory, count in ((DEMO_DIR, self.images), (WARMUP_DIR, self.warmup_images)):
             if self.images:
                 demo = ("--tenant", self.account, "--count", str(count), "--corrupt", "0.015")
-                manage("make_demo_images", *demo, "--dir", directory, timeout=IMAGES_TIMEOUT)
+                manage(env, "make_demo_images", *demo, "--dir", directory, timeout=IMAGES_TIMEOUT)
 
 
 class ServiceTarget(Target):

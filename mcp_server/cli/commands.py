@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from rich.table import Table
 
@@ -35,6 +36,7 @@ from mcp_server.cli.session import ClientSession
 from mcp_server.cli.tasks import TaskCallRunner, TaskOptions, TaskReconnectFailed, runs_as_task
 
 LIST_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -49,6 +51,46 @@ def refused_message(config: ClientConfig, exc: AuthenticationRefused) -> str:
             "~/.config/mcp-ws/config.toml"
         )
     return f"{exc}; the token came from {config.source}"
+
+
+async def _on_fresh_connection(
+    config: ClientConfig, work: Callable[[McpConnection], Awaitable[T]]
+) -> T:
+    connection = await McpConnection.open(
+        config.url, token=config.token, on_notification=lambda method, params: None
+    )
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+def ask_server(
+    config: ClientConfig,
+    output: Output,
+    what: str,
+    work: Callable[[McpConnection], Awaitable[T]],
+    *,
+    timeout: float,
+) -> T | ExitCode:
+    """Run `work` on a fresh connection; its value, or the exit status after reporting why not.
+
+    `timeout` is the limit `work` keeps to, named in the message when it runs out.
+    """
+    try:
+        return asyncio.run(_on_fresh_connection(config, work))
+    except AuthenticationRefused as exc:
+        output.error(config, refused_message(config, exc))
+        return ExitCode.CONNECTION
+    except TimeoutError:
+        output.error(config, f"no answer to {what} within {timeout:g} s")
+        return ExitCode.CONNECTION
+    except (ConnectError, ConnectionLost, OSError) as exc:
+        output.error(config, str(exc))
+        return ExitCode.CONNECTION
+    except RpcError as exc:
+        output.error(config, f"{what} failed: {exc}")
+        return ExitCode.FAILED
 
 
 def parse_arguments(pairs: list[str], json_arguments: str | None) -> JsonObject:
@@ -90,19 +132,6 @@ async def list_tools(connection: McpConnection) -> list[JsonObject]:
             return tools
 
 
-def _fetch_tools(config: ClientConfig) -> list[JsonObject]:
-    async def fetch() -> list[JsonObject]:
-        connection = await McpConnection.open(
-            config.url, token=config.token, on_notification=lambda method, params: None
-        )
-        try:
-            return await list_tools(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(fetch())
-
-
 def _describe_arguments(schema: JsonObject) -> str:
     required = set(schema.get("required") or [])
     parts = []
@@ -117,20 +146,10 @@ def _describe_arguments(schema: JsonObject) -> str:
 
 def tools_command(config: ClientConfig, output: Output) -> int:
     """List the tools (tools/list over the WebSocket)."""
-    try:
-        tools = _fetch_tools(config)
-    except AuthenticationRefused as exc:
-        output.error(config, refused_message(config, exc))
-        return ExitCode.CONNECTION
-    except TimeoutError:
-        output.error(config, f"no answer to tools/list within {LIST_TIMEOUT:g} s")
-        return ExitCode.CONNECTION
-    except (ConnectError, ConnectionLost, OSError) as exc:
-        output.error(config, str(exc))
-        return ExitCode.CONNECTION
-    except RpcError as exc:
-        output.error(config, f"tools/list failed: {exc}")
-        return ExitCode.FAILED
+    # list_tools keeps each page to LIST_TIMEOUT.
+    tools = ask_server(config, output, "tools/list", list_tools, timeout=LIST_TIMEOUT)
+    if isinstance(tools, ExitCode):
+        return tools
     if output.json:
         for tool in tools:
             output.json_line(tool)

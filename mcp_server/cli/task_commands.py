@@ -11,16 +11,9 @@ from rich import box
 from rich.table import Table
 
 from mcp_server.cli.calls import CallOutcome
-from mcp_server.cli.commands import CallRenderer, call_renderer, refused_message, run_call
+from mcp_server.cli.commands import CallRenderer, ask_server, call_renderer, run_call
 from mcp_server.cli.config import ClientConfig
-from mcp_server.cli.connection import (
-    AuthenticationRefused,
-    ConnectError,
-    ConnectionLost,
-    JsonObject,
-    McpConnection,
-    RpcError,
-)
+from mcp_server.cli.connection import JsonObject, McpConnection
 from mcp_server.cli.output import ExitCode, Output
 from mcp_server.cli.reconnect import Backoff
 from mcp_server.cli.session import ClientSession
@@ -59,39 +52,20 @@ def _status_markup(status: Any) -> str:
     return f"[{STATUS_STYLES.get(str(status), 'white')}]{status}[/]"
 
 
-async def _with_connection(
-    config: ClientConfig, work: Callable[[McpConnection], Awaitable[T]]
-) -> T:
-    connection = await McpConnection.open(
-        config.url, token=config.token, on_notification=lambda method, params: None
-    )
-    try:
-        return await asyncio.wait_for(work(connection), REQUEST_TIMEOUT)
-    finally:
-        await connection.close()
-
-
 def _ask(
     config: ClientConfig,
     output: Output,
     what: str,
     work: Callable[[McpConnection], Awaitable[T]],
 ) -> T | ExitCode:
-    """Run `work` on a fresh connection; its value, or the exit status after reporting why not."""
-    try:
-        return asyncio.run(_with_connection(config, work))
-    except AuthenticationRefused as exc:
-        output.error(config, refused_message(config, exc))
-        return ExitCode.CONNECTION
-    except TimeoutError:
-        output.error(config, f"no answer to {what} within {REQUEST_TIMEOUT:g} s")
-        return ExitCode.CONNECTION
-    except (ConnectError, ConnectionLost, OSError) as exc:
-        output.error(config, str(exc))
-        return ExitCode.CONNECTION
-    except RpcError as exc:
-        output.error(config, f"{what} failed: {exc.message} (JSON-RPC error {exc.code})")
-        return ExitCode.FAILED
+    """Run `work` on a fresh connection within REQUEST_TIMEOUT; its value, or the exit status."""
+    return ask_server(
+        config,
+        output,
+        what,
+        lambda connection: asyncio.wait_for(work(connection), REQUEST_TIMEOUT),
+        timeout=REQUEST_TIMEOUT,
+    )
 
 
 async def list_tasks(connection: McpConnection, limit: int) -> list[JsonObject]:
@@ -163,6 +137,17 @@ def _print_task(output: Output, task: JsonObject) -> None:
         console.print(f"[dim]mcp-ws tasks result {task_id}  prints its result[/]", highlight=False)
 
 
+def _show_task(output: Output, task: JsonObject | ExitCode) -> int:
+    """Print the task a request answered with (JSON or for people); the exit status."""
+    if isinstance(task, ExitCode):
+        return task
+    if output.json:
+        output.json_line(task)
+    else:
+        _print_task(output, task)
+    return ExitCode.OK
+
+
 def tasks_get_command(config: ClientConfig, output: Output, task_id: str) -> int:
     """One task's state (tasks/get)."""
     task = _ask(
@@ -171,25 +156,13 @@ def tasks_get_command(config: ClientConfig, output: Output, task_id: str) -> int
         "tasks/get",
         lambda connection: connection.request("tasks/get", {"taskId": task_id}),
     )
-    if isinstance(task, ExitCode):
-        return task
-    if output.json:
-        output.json_line(task)
-    else:
-        _print_task(output, task)
-    return ExitCode.OK
+    return _show_task(output, task)
 
 
 def tasks_cancel_command(config: ClientConfig, output: Output, task_id: str) -> int:
     """Cancel a task (tasks/cancel); status 1 when it had already ended."""
     task = _ask(config, output, "tasks/cancel", lambda connection: cancel_task(connection, task_id))
-    if isinstance(task, ExitCode):
-        return task
-    if output.json:
-        output.json_line(task)
-    else:
-        _print_task(output, task)
-    return ExitCode.OK
+    return _show_task(output, task)
 
 
 def tasks_result_command(

@@ -9,6 +9,7 @@ import os
 import pty
 import queue
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -58,6 +59,11 @@ def run_cli(
 def json_lines(text: str) -> list[dict[str, Any]]:
     """Every line of `text` parsed as JSON."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def kinds(events: list[dict[str, Any]]) -> list[str]:
+    """The event names, in order."""
+    return [event["event"] for event in events]
 
 
 @dataclass
@@ -118,6 +124,12 @@ class StreamingCli:
         while (line := self._queue.get(timeout=timeout)) is not None:
             self.lines.append(line)
         return status, [json.loads(line) for line in self.lines if line.strip()], self.stderr_text()
+
+    def interrupt_at_progress(self) -> tuple[int, list[dict[str, Any]], str]:
+        """Ctrl-C (SIGINT) once a progress event arrives; then `finish()`."""
+        self.wait_for_event(lambda event: event["event"] == "progress")
+        self.process.send_signal(signal.SIGINT)
+        return self.finish()
 
     def stderr_text(self) -> str:
         """What the CLI wrote to stderr (only once it has exited)."""

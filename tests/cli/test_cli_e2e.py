@@ -2,7 +2,6 @@
 
 import json
 import re
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +153,7 @@ def test_ctrl_c_cancels_the_call_and_exits_130(
     try:
         started = cli.next_event()
         assert started["event"] == "started"
-        cli.wait_for_event(lambda event: event["event"] == "progress")
-        cli.process.send_signal(signal.SIGINT)
-        status, events, stderr = cli.finish()
+        status, events, stderr = cli.interrupt_at_progress()
     finally:
         cli.kill()
     assert status == 130, stderr

@@ -4,29 +4,21 @@ progress and the result, `--detach` then `tasks result` from a second process, `
 restart during a task, whose interruption is reported (or, with --retry, run again)."""
 
 import re
-import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli.support import StreamingCli, cli_env, json_lines, run_cli, run_cli_in_pty
+from tests.cli.restart import BACKOFF, Restart, restarted_during
+from tests.cli.support import StreamingCli, cli_env, json_lines, kinds, run_cli, run_cli_in_pty
 from tests.cli.test_cli_e2e import ANSI, wait_for_status
 from tests.e2e.conftest import Accounts
-from tests.e2e.support import Deployment, free_port, start_server_on_port
+from tests.e2e.support import Deployment
 
 RELATED_TASK = "io.modelcontextprotocol/related-task"
-# Small delays so the CLI keeps trying while the new server boots (about 2-3 s).
-BACKOFF = ["--reconnect-attempts", "60", "--backoff-initial", "0.1", "--backoff-max", "0.4"]
 # Long enough to still run when the server is stopped, short enough to finish after --retry.
 RESTARTED_BATCH = ["count=60", "item_ms=100"]
-
-
-def kinds(events: list[dict[str, Any]]) -> list[str]:
-    """The event names, in order."""
-    return [event["event"] for event in events]
 
 
 def rising(events: list[dict[str, Any]]) -> list[float]:
@@ -136,9 +128,7 @@ def test_ctrl_c_cancels_the_task_with_tasks_cancel_and_exits_130(
     try:
         started = cli.next_event()
         task = cli.wait_for_event(lambda event: event["event"] == "task")
-        cli.wait_for_event(lambda event: event["event"] == "progress")
-        cli.process.send_signal(signal.SIGINT)
-        status, events, stderr = cli.finish()
+        status, events, stderr = cli.interrupt_at_progress()
     finally:
         cli.kill()
     assert status == 130, stderr
@@ -162,9 +152,7 @@ def test_ctrl_c_on_tasks_result_stops_following_and_tasks_cancel_stops_the_task(
     task_id = detach(alice_env, "count=5000", "item_ms=5")
     cli = StreamingCli.start(["tasks", "result", task_id], alice_env)
     try:
-        cli.wait_for_event(lambda event: event["event"] == "progress")
-        cli.process.send_signal(signal.SIGINT)
-        status, events, stderr = cli.finish()
+        status, events, stderr = cli.interrupt_at_progress()
     finally:
         cli.kill()
     assert status == 130, stderr
@@ -215,53 +203,19 @@ def test_a_tool_without_task_support_is_refused_as_a_task(alice_env: dict[str, s
 # --- a server restart during a task (inline execution: the task dies with its process) ---
 
 
-@dataclass(frozen=True)
-class Ended:
-    """How one CLI ended."""
-
-    status: int
-    events: list[dict[str, Any]]
-    stderr: str
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Two task calls that were running when their (inline) server restarted."""
-
-    reported: Ended
-    retried: Ended
-    env: dict[str, str]
-
-
 @pytest.fixture(scope="module")
 def restart(
     deployment: Deployment, accounts: Accounts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Restart]:
     """Start a dedicated server and two task calls; SIGTERM it; start a new one on the port."""
-    port = free_port()
-    home = Path(tmp_path_factory.mktemp("cli-task-home"))
-    first = start_server_on_port(deployment, port)
-    env = cli_env(home, MCP_URL=first.ws_url(), MCP_TOKEN=accounts.alice)
-    reported = StreamingCli.start(
-        ["call", "process_batch", *RESTARTED_BATCH, "--task", *BACKOFF], env
-    )
-    retried = StreamingCli.start(
-        ["call", "process_batch", *RESTARTED_BATCH, "--task", "--retry", *BACKOFF], env
-    )
-    second = None
-    try:
-        for cli in (reported, retried):
-            cli.wait_for_event(lambda event: event["event"] == "progress")
-        first.stop()
-        second = start_server_on_port(deployment, port)
-        outcomes = [Ended(*cli.finish()) for cli in (reported, retried)]
-        yield Restart(reported=outcomes[0], retried=outcomes[1], env=env)
-    finally:
-        for cli in (reported, retried):
-            cli.kill()
-        first.stop()
-        if second is not None:
-            second.stop()
+    with restarted_during(
+        deployment,
+        Path(tmp_path_factory.mktemp("cli-task-home")),
+        accounts.alice,
+        reported=["call", "process_batch", *RESTARTED_BATCH, "--task", *BACKOFF],
+        retried=["call", "process_batch", *RESTARTED_BATCH, "--task", "--retry", *BACKOFF],
+    ) as restart:
+        yield restart
 
 
 def test_after_a_restart_the_task_is_re_attached_and_reported_interrupted(

@@ -11,13 +11,9 @@ import pytest
 
 from tests.cli.support import StreamingCli, cli_env, json_lines, run_cli
 from tests.cli.test_cli_tasks import BACKOFF, kinds, rising
-from tests.cluster.support import PG_SERVER_URL, cluster_env, start_worker
+from tests.cluster.support import start_worker, worker_mode_deployment
 from tests.e2e.support import (
     Deployment,
-    base_child_env,
-    create_postgres_database,
-    database_url_for,
-    drop_postgres_database,
     free_port,
     start_server_on_port,
 )
@@ -38,17 +34,10 @@ class WorkerDeployment:
 @pytest.fixture(scope="module")
 def worker_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDeployment]:
     """A migrated installation on a fresh PostgreSQL database, in worker mode, with alice."""
-    root = tmp_path_factory.mktemp("cli-worker")
-    name = create_postgres_database(PG_SERVER_URL)
-    try:
-        env = base_child_env(root, database_url_for(PG_SERVER_URL, name))
-        deployment = Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
-        deployment.migrate()
+    with worker_mode_deployment(tmp_path_factory.mktemp("cli-worker")) as deployment:
         deployment.create_tenant("alpha")
         deployment.create_user("alice", "alpha")
         yield WorkerDeployment(deployment, deployment.create_token("alice", name="alice-cli"))
-    finally:
-        drop_postgres_database(PG_SERVER_URL, name)
 
 
 def test_a_web_restart_during_a_task_is_re_attached_and_the_result_arrives(

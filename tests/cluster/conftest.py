@@ -5,13 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.cluster.support import PG_SERVER_URL, Cluster, cluster_env
+from tests.cluster.support import Cluster, worker_mode_deployment
 from tests.e2e.support import (
     Deployment,
-    base_child_env,
-    create_postgres_database,
-    database_url_for,
-    drop_postgres_database,
     run_parallel,
 )
 
@@ -29,18 +25,8 @@ class ClusterAccounts:
 @pytest.fixture(scope="session")
 def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A migrated installation on a fresh PostgreSQL database (clusters always use one)."""
-    root = tmp_path_factory.mktemp("mcp-cluster")
-    name = create_postgres_database(PG_SERVER_URL)
-    try:
-        deployment = Deployment(
-            root=root,
-            env={**base_child_env(root, database_url_for(PG_SERVER_URL, name)), **cluster_env()},
-            database_name=name,
-        )
-        deployment.migrate()
+    with worker_mode_deployment(tmp_path_factory.mktemp("mcp-cluster")) as deployment:
         yield deployment
-    finally:
-        drop_postgres_database(PG_SERVER_URL, name)
 
 
 @pytest.fixture(scope="session")

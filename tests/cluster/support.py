@@ -7,8 +7,10 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -19,6 +21,10 @@ from tests.e2e.support import (
     Deployment,
     RawClient,
     ServerProcess,
+    base_child_env,
+    create_postgres_database,
+    database_url_for,
+    drop_postgres_database,
     start_server,
     start_server_on_port,
     wait_until,
@@ -53,6 +59,19 @@ def cluster_env() -> dict[str, str]:
         "MCP_MAX_OPERATIONS_PER_TENANT": "400",
         "MCP_MAX_OPERATIONS_PER_CONNECTION": "8",
     }
+
+
+@contextmanager
+def worker_mode_deployment(root: Path) -> Iterator[Deployment]:
+    """A migrated installation in worker mode on a fresh PostgreSQL database (dropped after)."""
+    name = create_postgres_database(PG_SERVER_URL)
+    try:
+        env = base_child_env(root, database_url_for(PG_SERVER_URL, name))
+        deployment = Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
+        deployment.migrate()
+        yield deployment
+    finally:
+        drop_postgres_database(PG_SERVER_URL, name)
 
 
 @dataclass

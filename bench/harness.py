@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -52,7 +53,11 @@ def run_loadgen(
     payload = run_load_generator(
         command, cpu=pinning.client_cpu, timeout=scenario.timeout(), label=scenario.label
     )
-    return {str(key): float(value) for key, value in payload["metrics"].items()}
+    # JSON has no NaN: orjson writes a metric that could not be measured (NaN) as null.
+    return {
+        str(key): math.nan if value is None else float(value)
+        for key, value in payload["metrics"].items()
+    }
 
 
 def run_load_generator(

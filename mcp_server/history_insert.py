@@ -7,7 +7,7 @@ whose types are known (aware UTC datetimes, UUIDs, JSON-able values), so each co
 same adaptation Django would apply, chosen once per connection instead of per value.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,8 +53,15 @@ def _adapter(field: "models.Field[Any, Any]", connection: BaseDatabaseWrapper) -
 class RowInserter:
     """Inserts dicts of field values (keyed by attname) into a model's table in chunks."""
 
-    def __init__(self, model: type[models.Model], connection: BaseDatabaseWrapper) -> None:
-        fields = list(model._meta.concrete_fields)
+    def __init__(
+        self,
+        model: type[models.Model],
+        connection: BaseDatabaseWrapper,
+        *,
+        leave_out: Collection[str] = (),
+    ) -> None:
+        # Columns left out take their database defaults.
+        fields = [f for f in model._meta.concrete_fields if f.attname not in leave_out]
         self.attnames = [f.attname for f in fields]
         self._adapters = [_adapter(f, connection) for f in fields]
         quote = connection.ops.quote_name

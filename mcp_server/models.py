@@ -66,7 +66,7 @@ class Operation(models.Model):
     connection_id = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     # Durable MCP tasks (2025-11-25): the call outlives its connection and keeps its result.
-    is_task = models.BooleanField(default=False)
+    is_task = models.BooleanField(default=False, db_default=False)
     task_ttl = models.PositiveBigIntegerField(null=True, blank=True, help_text="milliseconds")
     progress_token = models.JSONField(null=True, blank=True)
     # The whole CallToolResult, kept when a client may fetch it later (tasks, worker mode).
@@ -75,9 +75,9 @@ class Operation(models.Model):
     # process died, and the reaper marks the operation interrupted.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Durable cancellation: read back by the running process if the cancel message was lost.
-    cancel_requested = models.BooleanField(default=False)
-    # The channel of the process that runs it (diagnostics; empty until a runner took it).
-    runner = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False, db_default=False)
+    # The process that runs it, host:pid (diagnostics; a short plain call may leave it empty).
+    runner = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-queued_at"]

@@ -36,13 +36,31 @@ MUTABLE_FIELDS = (
 )
 
 
-def _operation_inserter() -> RowInserter:
-    # One per connection object (a thread's connection may be replaced after an error).
-    inserter = getattr(connection, "_mcp_operation_inserter", None)
+# Columns only tasks and calls run elsewhere fill in. A plain call's row leaves them to their
+# database defaults: every call inserts a row, and each column costs the history writer time.
+EXECUTION_FIELDS = (
+    "is_task",
+    "task_ttl",
+    "progress_token",
+    "result",
+    "heartbeat_at",
+    "cancel_requested",
+    "runner",
+)
+
+
+def _operation_inserter(*, plain: bool = False) -> RowInserter:
+    # One of each per connection object (a thread's connection may be replaced after an error).
+    name = "_mcp_plain_inserter" if plain else "_mcp_operation_inserter"
+    inserter = getattr(connection, name, None)
     if inserter is None:
-        inserter = RowInserter(Operation, connection)
-        connection._mcp_operation_inserter = inserter  # type: ignore[attr-defined]
+        inserter = RowInserter(Operation, connection, leave_out=EXECUTION_FIELDS if plain else ())
+        setattr(connection, name, inserter)
     return inserter
+
+
+def _is_plain(snapshot: dict[str, Any]) -> bool:
+    return not snapshot.get("is_task") and snapshot.get("result") is None
 
 
 @transaction.atomic
@@ -54,8 +72,11 @@ def operations_persist(
 ) -> None:
     """Write one batch of history: new operations, changed ones, then item errors."""
     new_rows = list(created)
-    if new_rows:
-        _operation_inserter().insert(new_rows)
+    plain = [row for row in new_rows if _is_plain(row)]
+    if plain:
+        _operation_inserter(plain=True).insert(plain)
+    if len(plain) < len(new_rows):
+        _operation_inserter().insert([row for row in new_rows if not _is_plain(row)])
     # In id order, as every multi-row write takes its locks (see _locked_in_order).
     for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
         fields = {name: snapshot[name] for name in MUTABLE_FIELDS if name in snapshot}

@@ -52,3 +52,17 @@ def test_a_batch_creates_then_updates_and_logs_item_errors(owner) -> None:
     assert row.status == OperationStatus.FAILED
     assert row.error == "boom"
     assert list(OperationError.objects.values_list("item", "message")) == [("x.png", "bad")]
+
+
+def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults(owner) -> None:
+    writer = HistoryWriter(interval=3600)
+    snapshot = history_row(
+        *owner, is_task=False, result=None, task_ttl=None, progress_token="tok", runner="h:1"
+    )
+    writer.record(snapshot)
+    writer.flush()
+    row = Operation.objects.get(pk=snapshot["id"])
+    assert (row.is_task, row.cancel_requested, row.runner) == (False, False, "")
+    assert (row.task_ttl, row.progress_token, row.result, row.heartbeat_at) == (None,) * 4
+    assert row.tool == snapshot["tool"]
+    assert row.arguments == snapshot["arguments"]

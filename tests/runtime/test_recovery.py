@@ -1,5 +1,6 @@
 """A lost `operation.finished` costs a delay, never a response: outcomes come back from history."""
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +10,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from uuid_utils.compat import uuid7
 
+from mcp_server.cluster.database import close_database_connections
 from mcp_server.cluster.messages import queued_snapshot
 from mcp_server.cluster.node import ClusterNode
 from mcp_server.models import Operation, OperationStatus
@@ -93,3 +95,6 @@ async def test_a_task_result_waiter_gets_the_outcome_from_history() -> None:
     assert [s["params"]["status"] for s in statuses] == ["completed"]
     assert not node._watched
     await session.close()
+    # The cluster's database threads keep their connections: close them before the test
+    # database is dropped.
+    await asyncio.to_thread(close_database_connections)

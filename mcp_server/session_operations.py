@@ -33,7 +33,6 @@ from mcp_server.protocol.tasks import (
 )
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.selectors import task_get, task_page
-from mcp_server.services import operation_request_cancel
 
 if TYPE_CHECKING:
     from mcp_server.cluster.node import ClusterNode
@@ -248,10 +247,7 @@ class OperationRequests:
         return call_outcome(message)
 
     async def _cancel_elsewhere(self, key: UUID, reason: str | None) -> None:
-
-        node = self._cluster()
-        await db_call(operation_request_cancel)(operation_id=key, as_task=False)
-        await node.cancel(key, reason=reason)
+        await self._cluster().request_cancel(key, as_task=False, reason=reason)
 
     def _in_background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -292,11 +288,7 @@ class OperationRequests:
         operation = await self._find_task(request.params)
         view = task_view(operation, self.identity.task_poll_interval)
         if not view.is_terminal:
-            changed = await db_call(operation_request_cancel)(
-                operation_id=operation.pk, as_task=True
-            )
-            if changed:
-                await self._cluster().cancel(operation.pk)
+            changed = await self._cluster().request_cancel(operation.pk, as_task=True)
             operation = await self._find_task(request.params)
             view = task_view(operation, self.identity.task_poll_interval)
             if changed:

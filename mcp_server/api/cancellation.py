@@ -1,13 +1,12 @@
 """Cancelling an operation from an HTTP request (API or admin), wherever it runs."""
 
 import enum
+from uuid import UUID
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
-from mcp_server.cluster import messages
+from mcp_server.cluster.node import cluster_node
 from mcp_server.models import Operation
-from mcp_server.runtime.runner import operation_runner
 from mcp_server.services import operation_request_cancel
 
 
@@ -24,27 +23,22 @@ CANCEL_MESSAGES = {
 }
 
 
-async def _cancel_everywhere(operation_id: str) -> None:
-    runner = operation_runner()
-    if runner.cancel(Operation._meta.pk.to_python(operation_id)):
-        return
-    layer = get_channel_layer()
-    if layer is not None:
-        message = {"type": messages.OPERATION_CANCEL, "id": operation_id, "reason": None}
-        await layer.group_send(messages.RUNNERS_GROUP, message)
+async def _cancel(operation_id: UUID) -> None:
+    await cluster_node().cancel(operation_id)
 
 
 def operation_cancel(*, operation: Operation) -> CancelOutcome:
     """Cancel a queued or running operation in whichever process runs it.
 
-    The request is recorded in history first (a task turns `cancelled` at once), so the
-    process running it acts on it at its next heartbeat even if the message is lost. A sync
-    view runs on a worker thread while the runner's tasks belong to the server's event loop:
-    the local cancel hops there with async_to_sync.
+    The request is recorded in history first, on this request's own database connection (a
+    task turns `cancelled` at once), so the process running it acts on it at its next
+    heartbeat even if the message is lost. A sync view runs on a worker thread while the
+    runner's tasks belong to the server's event loop: the cancel hops there with async_to_sync,
+    to that loop's cluster node.
     """
     if operation.is_terminal:
         return CancelOutcome.ALREADY_FINISHED
     if not operation_request_cancel(operation_id=operation.pk, as_task=operation.is_task):
         return CancelOutcome.ALREADY_FINISHED
-    async_to_sync(_cancel_everywhere)(str(operation.pk))
+    async_to_sync(_cancel)(operation.pk)
     return CancelOutcome.CANCELLING

@@ -230,6 +230,21 @@ class ClusterNode:
             assert request.operation_id is not None
             self._published.pop(request.operation_id, None)
 
+    async def request_cancel(
+        self, operation_id: UUID, *, as_task: bool, reason: str | None = None
+    ) -> bool:
+        """Record a cancel request in history (a task turns `cancelled` at once), then cancel
+        the operation wherever it runs; False when it had already ended.
+
+        The record comes first: the process running it reads it back at its next heartbeat
+        round should the message be lost.
+        """
+        record = db_call(services.operation_request_cancel)
+        if not await record(operation_id=operation_id, as_task=as_task):
+            return False
+        await self.cancel(operation_id, reason=reason)
+        return True
+
     async def cancel(self, operation_id: UUID, *, reason: str | None = None) -> None:
         """Cancel an operation wherever it runs (here, or in the process that runs it)."""
         if self.runner.cancel(operation_id, reason):

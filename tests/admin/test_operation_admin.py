@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 
 from mcp_server import admin as history_admin
-from mcp_server.api import cancellation
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.runtime import runner as runner_module
 from tests.admin.conftest import log_errors
 
 pytestmark = pytest.mark.django_db
@@ -185,7 +185,7 @@ def test_cancel_action(superuser_client: Client, make_operation, monkeypatch):
     elsewhere = make_operation(status=OperationStatus.RUNNING)
     done = make_operation(status=OperationStatus.SUCCEEDED)
     runner = StubRunner({here.pk, queued.pk})
-    monkeypatch.setattr(cancellation, "operation_runner", lambda: runner)
+    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
     response = superuser_client.post(
         LIST,
         {

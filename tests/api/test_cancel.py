@@ -7,9 +7,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from accounts.selectors import principal_for_token
-from mcp_server.api import cancellation
 from mcp_server.cluster import messages
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.runtime import runner as runner_module
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -36,7 +36,7 @@ class StubRunner:
 @pytest.fixture
 def stub_runner(monkeypatch: pytest.MonkeyPatch) -> StubRunner:
     runner = StubRunner(set())
-    monkeypatch.setattr(cancellation, "operation_runner", lambda: runner)
+    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
     return runner
 
 
@@ -154,7 +154,7 @@ async def test_cancel_through_the_api_stops_a_real_call(
     runner = OperationRunner(
         scheduler=FairScheduler(Limits()), writer=writer, progress_rate=100, persist_interval=60
     )
-    monkeypatch.setattr(cancellation, "operation_runner", lambda: runner)
+    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
     principal = await sync_to_async(principal_for_token)(alice.issued.raw)
     sleep_tool = registry.get("sleep")
     assert sleep_tool is not None

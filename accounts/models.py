@@ -20,6 +20,34 @@ class Tenant(models.Model):
         help_text="Tool names this tenant may list and call. Empty means all tools.",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Per-tenant overrides of the isolation limits (accounts/limits.py); empty keeps the default.
+    limit_connections_per_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Open connections per user, per process."
+    )
+    limit_connections = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Open connections of the whole tenant, per process."
+    )
+    limit_in_flight_per_connection = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests running or queued per connection."
+    )
+    limit_in_flight_per_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests running or queued per user."
+    )
+    limit_in_flight = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests running or queued for the whole tenant."
+    )
+    limit_message_rate_per_user = models.FloatField(
+        null=True, blank=True, help_text="WebSocket messages per second per user (sustained)."
+    )
+    limit_message_rate = models.FloatField(
+        null=True, blank=True, help_text="WebSocket messages per second for the whole tenant."
+    )
+    limit_api_requests_per_minute_user = models.PositiveIntegerField(
+        null=True, blank=True, help_text="REST requests per minute per user."
+    )
+    limit_api_requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="REST requests per minute for the whole tenant."
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -1,6 +1,8 @@
 """Who is calling: the authenticated user, their tenant and role, as plain data."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from accounts.limits import TenantLimits, default_limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +18,5 @@ class Principal:
     enabled_tools: frozenset[str] | None
     # The token that authenticated the caller; None for a session cookie.
     token_id: int | None = None
+    # The tenant's isolation limits, resolved when the caller authenticated.
+    limits: TenantLimits = field(default_factory=default_limits)

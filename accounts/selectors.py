@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
+from accounts.limits import limits_for
 from accounts.models import ApiToken, Membership
 from accounts.principal import Principal
 from accounts.services import token_touch
@@ -40,6 +41,7 @@ def principal_from_membership(membership: Membership, token_id: int | None = Non
         is_tenant_admin=membership.is_tenant_admin,
         enabled_tools=enabled,
         token_id=token_id,
+        limits=limits_for(tenant),
     )
 
 

@@ -255,6 +255,24 @@ MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)
 MCP_TASK_MAX_TTL = env.int("MCP_TASK_MAX_TTL", default=7 * 24 * 3600 * 1000)
 MCP_TASK_POLL_INTERVAL = env.int("MCP_TASK_POLL_INTERVAL", default=1000)
 MCP_TASKS_PAGE_SIZE = env.int("MCP_TASKS_PAGE_SIZE", default=50)
+# --- Tenant isolation (docs/SECURITY.md) ---------------------------------------------------
+# Defaults for every tenant; the admin overrides them per tenant (accounts/limits.py). Counts
+# of connections and message rates are per web process. Benchmarks raise them explicitly.
+MCP_MAX_CONNECTIONS_PER_USER = env.int("MCP_MAX_CONNECTIONS_PER_USER", default=100)
+MCP_MAX_CONNECTIONS_PER_TENANT = env.int("MCP_MAX_CONNECTIONS_PER_TENANT", default=1000)
+# Requests running or queued; past these a request is refused at once instead of queued.
+MCP_MAX_IN_FLIGHT_PER_CONNECTION = env.int("MCP_MAX_IN_FLIGHT_PER_CONNECTION", default=256)
+MCP_MAX_IN_FLIGHT_PER_USER = env.int("MCP_MAX_IN_FLIGHT_PER_USER", default=1024)
+MCP_MAX_IN_FLIGHT_PER_TENANT = env.int("MCP_MAX_IN_FLIGHT_PER_TENANT", default=4096)
+# WebSocket messages per second (token bucket: sustained rate and burst).
+MCP_MESSAGE_RATE_PER_USER = env.float("MCP_MESSAGE_RATE_PER_USER", default=100.0)
+MCP_MESSAGE_BURST_PER_USER = env.int("MCP_MESSAGE_BURST_PER_USER", default=200)
+MCP_MESSAGE_RATE_PER_TENANT = env.float("MCP_MESSAGE_RATE_PER_TENANT", default=1000.0)
+MCP_MESSAGE_BURST_PER_TENANT = env.int("MCP_MESSAGE_BURST_PER_TENANT", default=2000)
+# REST requests per minute, per user (whatever token it uses) and per tenant.
+MCP_API_REQUESTS_PER_MINUTE_USER = env.int("MCP_API_REQUESTS_PER_MINUTE_USER", default=600)
+MCP_API_REQUESTS_PER_MINUTE_TENANT = env.int("MCP_API_REQUESTS_PER_MINUTE_TENANT", default=3000)
+
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))
 

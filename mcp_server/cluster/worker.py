@@ -15,6 +15,7 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 
+from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from mcp_server import services
 from mcp_server.cluster import messages
@@ -37,6 +38,8 @@ def request_from_start(message: messages.Message) -> CallRequest:
     fields = dict(message["principal"])
     tools = fields.get("enabled_tools")
     fields["enabled_tools"] = frozenset(tools) if tools is not None else None
+    if "limits" in fields:
+        fields["limits"] = TenantLimits(**fields["limits"])
     principal = Principal(**fields)
     tool = catalog_for(principal.enabled_tools).get(message["tool"])
     if tool is None:

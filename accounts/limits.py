@@ -32,6 +32,8 @@ class TenantLimits:
     # REST requests per minute per user and per tenant.
     api_requests_per_minute_user: int
     api_requests_per_minute_tenant: int
+    # Bytes of replies a connection may leave unread before it is closed.
+    outbound_bytes_per_connection: int
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (for messages between processes)."""
@@ -49,6 +51,7 @@ OVERRIDE_FIELDS: dict[str, str] = {
     "limit_message_rate": "message_rate_per_tenant",
     "limit_api_requests_per_minute_user": "api_requests_per_minute_user",
     "limit_api_requests_per_minute": "api_requests_per_minute_tenant",
+    "limit_outbound_bytes_per_connection": "outbound_bytes_per_connection",
 }
 
 
@@ -66,6 +69,7 @@ def default_limits() -> TenantLimits:
         message_burst_per_tenant=settings.MCP_MESSAGE_BURST_PER_TENANT,
         api_requests_per_minute_user=settings.MCP_API_REQUESTS_PER_MINUTE_USER,
         api_requests_per_minute_tenant=settings.MCP_API_REQUESTS_PER_MINUTE_TENANT,
+        outbound_bytes_per_connection=settings.MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION,
     )
 
 

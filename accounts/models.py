@@ -48,6 +48,9 @@ class Tenant(models.Model):
     limit_api_requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="REST requests per minute for the whole tenant."
     )
+    limit_outbound_bytes_per_connection = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Unread reply bytes per connection before it is closed."
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -272,6 +272,10 @@ MCP_MESSAGE_BURST_PER_TENANT = env.int("MCP_MESSAGE_BURST_PER_TENANT", default=2
 # REST requests per minute, per user (whatever token it uses) and per tenant.
 MCP_API_REQUESTS_PER_MINUTE_USER = env.int("MCP_API_REQUESTS_PER_MINUTE_USER", default=600)
 MCP_API_REQUESTS_PER_MINUTE_TENANT = env.int("MCP_API_REQUESTS_PER_MINUTE_TENANT", default=3000)
+# Replies a connection leaves unread (a client that does not read); past it, it is closed.
+MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION = env.int(
+    "MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION", default=16 * 1024 * 1024
+)
 
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))

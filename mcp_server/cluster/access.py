@@ -85,7 +85,9 @@ class AccessGuard:
         closing = [c for c in self._open() if matches(c.principal)]
         await self._close(closing, status, reason)
         # Work that outlives connections (tasks) and work run here for other processes.
-        self._runner.cancel_where(matches, access_revoked_reason(reason))
+        stopped = self._runner.cancel_where(matches, access_revoked_reason(reason))
+        if stopped:
+            logger.info("access revoked (%s): stopping %d operation(s) run here", reason, stopped)
 
     async def _tools_changed(self, message: messages.Message) -> None:
         tenant_id, tools = message.get("tenant_id"), message.get("enabled_tools")

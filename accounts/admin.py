@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from accounts.models import ApiToken, Membership, Tenant
-from accounts.services import token_revoke
+from accounts.services import tenant_update, token_revoke
 from accounts.tokens import token_digest, token_display_prefix, token_generate
 
 _RAW_TOKEN_ATTRIBUTE = "_mcp_new_raw_token"
@@ -34,6 +34,13 @@ class TenantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("slug", "name")
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
+        """Save through the service, so deactivation and tool changes reach open connections."""
+        if change:
+            tenant_update(tenant=obj, changed=form.changed_data)
+        else:
+            super().save_model(request, obj, form, change)
 
 
 @admin.register(Membership)

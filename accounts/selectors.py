@@ -1,9 +1,12 @@
 """Reads for authentication: resolve a raw token or a session user into a Principal."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
@@ -27,6 +30,9 @@ EXPIRED_TOKEN = AuthFailure(401, "token expired")
 REVOKED_TOKEN = AuthFailure(401, "token revoked")
 INACTIVE_ACCOUNT = AuthFailure(403, "account or tenant is inactive")
 NO_TENANT = AuthFailure(403, "user belongs to no tenant")
+TENANT_CHANGED = AuthFailure(403, "user now belongs to another tenant")
+# Ids per query when open connections are re-checked (well under every backend's limit).
+ACCESS_CHECK_CHUNK = 1000
 
 
 def principal_from_membership(membership: Membership, token_id: int | None = None) -> Principal:
@@ -102,3 +108,104 @@ def _principal_for_member(
     if not membership.tenant.is_active:
         return INACTIVE_ACCOUNT
     return principal_from_membership(membership, token_id=token_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessState:
+    """What an authenticated caller may do now: `failure` None means still allowed."""
+
+    failure: AuthFailure | None
+    tenant_id: int | None = None
+    enabled_tools: frozenset[str] | None = None
+
+    def failure_for(self, principal: Principal) -> AuthFailure | None:
+        """Why `principal` lost access (a failure, or a move to another tenant), if it did."""
+        if self.failure is None and self.tenant_id != principal.tenant_id:
+            return TENANT_CHANGED
+        return self.failure
+
+
+@dataclass(frozen=True, slots=True)
+class AccessStates:
+    """The current access of many callers, by token id and, for cookie sessions, by user id."""
+
+    by_token: dict[int, AccessState]
+    by_user: dict[int, AccessState]
+
+    def for_principal(self, principal: Principal) -> AccessState:
+        """The state of one caller; one gone from the database has lost access."""
+        if principal.token_id is not None:
+            return self.by_token.get(principal.token_id, _GONE_TOKEN)
+        return self.by_user.get(principal.user_id, _GONE_USER)
+
+
+_GONE_TOKEN = AccessState(INVALID_TOKEN)
+_GONE_USER = AccessState(INACTIVE_ACCOUNT)
+
+
+def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> AccessStates:
+    """Re-check callers against the database: one query per ACCESS_CHECK_CHUNK ids, whatever
+    the number of connections (tokens by token id; session users by user id)."""
+    now = timezone.now()
+    by_token: dict[int, AccessState] = {}
+    for chunk in _chunks(token_ids):
+        tokens = ApiToken.objects.filter(pk__in=chunk).values_list(
+            "pk",
+            "revoked_at",
+            "expires_at",
+            "user__is_active",
+            "user__membership__tenant_id",
+            "user__membership__tenant__is_active",
+            "user__membership__tenant__enabled_tools",
+        )
+        for pk, revoked_at, expires_at, active, tenant_id, tenant_active, tools in tokens:
+            by_token[pk] = _token_state(revoked_at, expires_at, now) or _member_state(
+                active, tenant_id, tenant_active, tools
+            )
+    by_user: dict[int, AccessState] = {}
+    for chunk in _chunks(user_ids):
+        users = (
+            get_user_model()
+            .objects.filter(pk__in=chunk)
+            .values_list(
+                "pk",
+                "is_active",
+                "membership__tenant_id",
+                "membership__tenant__is_active",
+                "membership__tenant__enabled_tools",
+            )
+        )
+        for pk, active, tenant_id, tenant_active, tools in users:
+            by_user[pk] = _member_state(active, tenant_id, tenant_active, tools)
+    return AccessStates(by_token=by_token, by_user=by_user)
+
+
+def _chunks(ids: Collection[int]) -> list[list[int]]:
+    ordered = sorted(ids)
+    return [
+        ordered[start : start + ACCESS_CHECK_CHUNK]
+        for start in range(0, len(ordered), ACCESS_CHECK_CHUNK)
+    ]
+
+
+def _token_state(
+    revoked_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> AccessState | None:
+    if revoked_at is not None:
+        return AccessState(REVOKED_TOKEN)
+    if expires_at is not None and expires_at <= now:
+        return AccessState(EXPIRED_TOKEN)
+    return None
+
+
+def _member_state(
+    user_active: bool, tenant_id: int | None, tenant_active: bool | None, tools: Any
+) -> AccessState:
+    # The same rules, in the same order, as a handshake (_principal_for_member).
+    if not user_active:
+        return AccessState(INACTIVE_ACCOUNT)
+    if tenant_id is None:
+        return AccessState(NO_TENANT)
+    if not tenant_active:
+        return AccessState(INACTIVE_ACCOUNT)
+    return AccessState(None, tenant_id, frozenset(tools) if tools else None)

@@ -1,5 +1,6 @@
 """Writes for tenants, users and tokens; every change to accounts goes through here."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.access_changes import RevokedBy, announce_revocation, announce_tools_changed
 from accounts.models import ApiToken, Membership, Tenant
 from accounts.tokens import token_digest, token_display_prefix, token_generate
 
@@ -90,11 +92,26 @@ def token_create_for_username(
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:
-    """Revoke a token from now on; revoking twice keeps the first time."""
+    """Revoke a token from now on; revoking twice keeps the first time.
+
+    Once committed, its open connections close and the tasks it started stop.
+    """
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        announce_revocation(RevokedBy.TOKEN, [token.pk])
     return token
+
+
+def tenant_update(*, tenant: Tenant, changed: Collection[str]) -> Tenant:
+    """Save an edited tenant; once committed, a deactivation closes its connections and stops
+    its tasks, and a new tool set reaches its open connections. `changed`: the edited fields."""
+    tenant.save()
+    if "is_active" in changed and not tenant.is_active:
+        announce_revocation(RevokedBy.TENANT, [tenant.pk])
+    if "enabled_tools" in changed:
+        announce_tools_changed(tenant_id=tenant.pk, enabled_tools=tenant.enabled_tools)
+    return tenant
 
 
 def token_touch(*, token_id: int, last_used_at: datetime | None, interval_seconds: int) -> None:

@@ -249,6 +249,10 @@ MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
 # message arrives within the timeout after it. The WebSocket protocol pings stay on too.
 MCP_CLIENT_PING_INTERVAL = env.float("MCP_CLIENT_PING_INTERVAL", default=30.0)
 MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
+# Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
+# reaches open connections at once through the channel layer; every web process also re-checks
+# its connections' callers this often (seconds), catching expiry and lost announcements.
+MCP_ACCESS_CHECK_INTERVAL = env.float("MCP_ACCESS_CHECK_INTERVAL", default=4.0)
 # Durable tasks: ttl granted when a client asks for none, the most granted, and the polling
 # interval suggested to clients (all milliseconds).
 MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)

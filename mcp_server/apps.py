@@ -10,5 +10,9 @@ class McpServerConfig(AppConfig):
     verbose_name = "MCP service"
 
     def ready(self) -> None:
-        """Import the built-in tool modules so their decorators register them."""
+        """Import the built-in tool modules so their decorators register them, and act on
+        access taken away (mcp_server/access.py)."""
+        from mcp_server.access import connect_receivers
         from mcp_server.tools import builtin  # noqa: F401
+
+        connect_receivers()

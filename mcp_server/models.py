@@ -78,6 +78,10 @@ class Operation(models.Model):
     cancel_requested = models.BooleanField(default=False, db_default=False)
     # The process that runs it, host:pid (diagnostics; a short plain call may leave it empty).
     runner = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # The API token that started it (None: a session cookie, or a plain call, which ends with
+    # its connection): revoking the token stops the tasks it started. No foreign key, so that
+    # deleting a token never scans history.
+    token_id = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]

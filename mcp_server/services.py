@@ -46,6 +46,7 @@ EXECUTION_FIELDS = (
     "heartbeat_at",
     "cancel_requested",
     "runner",
+    "token_id",
 )
 
 
@@ -210,3 +211,26 @@ def operation_mark_interrupted(*, operation_id: UUID, error: str) -> int:
         duration=now - F("queued_at"),
         error=error,
     )
+
+
+@transaction.atomic
+def tasks_cancel_revoked(*, field: str, ids: Iterable[int], error: str) -> list[UUID]:
+    """Mark cancelled (with `error` as the reason) the active tasks of revoked access: those
+    whose `field` (token_id, user_id or tenant_id) is in `ids`. The processes running them
+    stop them at their next heartbeat round, should the announcement be lost."""
+    if field not in ("token_id", "user_id", "tenant_id"):
+        raise ValueError(f"cannot cancel tasks by {field!r}")
+    active = Operation.objects.filter(
+        is_task=True, status__in=ACTIVE_STATUSES, **{f"{field}__in": list(ids)}
+    )
+    keys = _locked_in_order(active)
+    if keys:
+        now = timezone.now()
+        active.filter(pk__in=keys).update(
+            status=OperationStatus.CANCELLED,
+            cancel_requested=True,
+            finished_at=now,
+            duration=now - F("queued_at"),
+            error=error,
+        )
+    return keys

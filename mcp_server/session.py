@@ -5,6 +5,7 @@ The session knows nothing of WebSockets or Django: it is given decoded JSON valu
 """
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
@@ -45,9 +46,14 @@ from mcp_server.protocol.tasks import (
     requested_ttl,
 )
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
+from mcp_server.runtime.runner import (
+    INTERRUPTED_BY_SHUTDOWN,
+    CallRequest,
+    OperationRunner,
+    access_revoked_reason,
+)
 from mcp_server.session_operations import Attachment, OperationRequests
-from mcp_server.tools.catalog import ToolCatalog
+from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
     from mcp_server.cluster.node import ClusterNode
@@ -61,7 +67,8 @@ CloseTransport = Callable[[int, str], Awaitable[None]]
 
 SERVER_CAPABILITIES: dict[str, Any] = {
     "logging": {},
-    "tools": {"listChanged": False},
+    # A tenant's tool set can change while connected (notifications/tools/list_changed).
+    "tools": {"listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
@@ -293,17 +300,18 @@ class McpSession(OperationRequests):
             task.cancel()
 
     # --- lifecycle -----------------------------------------------------------------------
-    async def close(self, *, server_shutdown: bool = False) -> None:
+    async def close(self, *, server_shutdown: bool = False, reason: str | None = None) -> None:
         """The connection is gone: stop in-flight work and send nothing more.
 
-        When the server itself is going away, the work is interrupted rather than cancelled.
+        When the server itself is going away, the work is interrupted rather than cancelled;
+        a `reason` (e.g. access revoked) is recorded as why the work was cancelled.
         """
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
         for task in tasks:
-            task.cancel(INTERRUPTED_BY_SHUTDOWN if server_shutdown else None)
+            task.cancel(INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()
@@ -365,6 +373,27 @@ class McpSession(OperationRequests):
             except Exception:
                 logger.debug("could not send the shutdown notice", exc_info=True)
         await self.close(server_shutdown=True)
+
+    async def revoke_access(self, code: int, reason: str) -> None:
+        """The caller lost access: cancel this connection's work (recorded as access revoked,
+        with `reason`), then close the connection with `code` (44xx) and `reason`."""
+        if self.state is SessionState.CLOSED:
+            return
+        await self.close(reason=access_revoked_reason(reason))
+        if self._close_transport is not None:
+            await self._close_transport(code, reason)
+
+    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+        """The tenant's tool set changed: list and call from the new one, and tell the client
+        (`notifications/tools/list_changed`) when the tools it sees changed."""
+        if self.state is SessionState.CLOSED or enabled_tools == self.principal.enabled_tools:
+            return
+        self.principal = dataclasses.replace(self.principal, enabled_tools=enabled_tools)
+        catalog = catalog_for(enabled_tools)
+        changed = catalog.tools != self.catalog.tools
+        self.catalog = catalog
+        if changed and self.state is SessionState.READY:
+            await self._send(notification_message(methods.NOTIFICATION_TOOLS_LIST_CHANGED, {}))
 
     @property
     def in_flight(self) -> int:

@@ -31,6 +31,11 @@ OPERATION_LOG = "operation.log"
 OPERATION_FINISHED = "operation.finished"
 # To WEB_GROUP.
 BROADCAST = "mcp.broadcast"
+# To RUNNERS_GROUP, whose members are every web process (it closes its connections) and every
+# worker (it stops the work it runs): access taken away, and a tenant's new tool set.
+ACCESS_REVOKED = "access.revoked"
+TOOLS_CHANGED = "access.tools_changed"
+ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TOOLS_CHANGED})
 
 Message = dict[str, Any]
 
@@ -46,6 +51,17 @@ def broadcast_message(
         "tenant_id": tenant_id,
         "user_id": user_id,
     }
+
+
+def access_revoked_message(*, kind: str, ids: list[int], status: int, reason: str) -> Message:
+    """Access ended for these tokens, users or tenants (`kind`); `status` and `reason` are what
+    a handshake would be refused with now."""
+    return {"type": ACCESS_REVOKED, "kind": kind, "ids": ids, "status": status, "reason": reason}
+
+
+def tools_changed_message(*, tenant_id: int, enabled_tools: list[str] | None) -> Message:
+    """A tenant's tool set is now `enabled_tools` (None: every tool)."""
+    return {"type": TOOLS_CHANGED, "tenant_id": tenant_id, "enabled_tools": enabled_tools}
 
 
 def queued_snapshot(request: "CallRequest", runner: "OperationRunner") -> dict[str, Any]:

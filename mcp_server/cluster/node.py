@@ -5,7 +5,8 @@ Every process that serves connections or runs operations has one node. It
 - takes cancel and attach requests for them from any process (RUNNERS_GROUP),
 - heartbeats them in the database, and reaps operations whose process died,
 - recovers from history the outcomes its connections wait for, should a message be lost,
-- delivers broadcasts to its connections, pings idle ones, and says goodbye on shutdown.
+- delivers broadcasts to its connections, pings idle ones, and says goodbye on shutdown,
+- closes connections and stops work whose access was taken away (AccessGuard).
 """
 
 import asyncio
@@ -22,6 +23,7 @@ from django.conf import settings
 
 from mcp_server import selectors, services
 from mcp_server.cluster import messages
+from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import finished_message, queued_snapshot, start_message
 from mcp_server.cluster.publisher import OperationPublisher
@@ -102,6 +104,11 @@ class ClusterNode:
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
         self._start_lock = asyncio.Lock()
+        self.access = AccessGuard(
+            connections=lambda: list(self._connections),
+            runner=runner,
+            interval=settings.MCP_ACCESS_CHECK_INTERVAL,
+        )
 
     # --- life ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,6 +127,8 @@ class ClusterNode:
             self._loops.append(asyncio.create_task(self._beat_loop(), name="node-heartbeat"))
             if self.web:
                 self._loops.append(asyncio.create_task(self._keep_alive_loop(), name="node-ping"))
+                access_loop = asyncio.create_task(self.access.run_checks(), name="node-access")
+                self._loops.append(access_loop)
             self._started = True
 
     async def stop(self) -> None:
@@ -295,6 +304,9 @@ class ClusterNode:
         kind = message.get("type")
         if kind == messages.BROADCAST:
             await self._deliver_broadcast(message)
+            return
+        if kind in messages.ACCESS_MESSAGES:
+            await self.access.handle(message)
             return
         try:
             key = UUID(str(message.get("id")))

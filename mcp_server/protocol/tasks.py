@@ -38,7 +38,9 @@ def status_message(operation_status: str, *, error: str, message: str) -> str:
     if status == FAILED:
         return error
     if status == CANCELLED:
-        return "The task was cancelled."
+        # A reason beyond the bare word (e.g. "cancelled: access revoked: token revoked").
+        why = error.removeprefix("cancelled: ") if error.startswith("cancelled: ") else ""
+        return f"The task was cancelled ({why})." if why else "The task was cancelled."
     return ""
 
 

@@ -131,6 +131,7 @@ class RunningOperation:
             "heartbeat_at": None,
             "cancel_requested": False,
             "runner": self.runner[:200],
+            "token_id": self.principal.token_id,
         }
 
     def persist(self) -> None:

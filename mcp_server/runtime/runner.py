@@ -30,6 +30,21 @@ Send = Callable[[Any], Awaitable[None]]
 _SUMMARY_TEXT_LIMIT = 2000
 # The cancellation message that marks work stopped because its process is shutting down.
 INTERRUPTED_BY_SHUTDOWN = "interrupted: server shutdown"
+# Cancellation messages starting with this are recorded as the reason a call was cancelled.
+CANCELLED = "cancelled"
+ACCESS_REVOKED = "cancelled: access revoked"
+
+
+def access_revoked_reason(why: str) -> str:
+    """The cancellation reason of work whose caller lost access (`why`: e.g. "token revoked")."""
+    return f"{ACCESS_REVOKED}: {why}"
+
+
+def cancellation_error(exc: asyncio.CancelledError) -> str:
+    """What history records for a cancelled call: the reason it was given, when that says
+    cancelled (e.g. access_revoked_reason), else just "cancelled"."""
+    reason = exc.args[0] if exc.args else None
+    return reason if isinstance(reason, str) and reason.startswith(CANCELLED) else CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +167,7 @@ class OperationRunner:
             if exc.args and exc.args[0] == INTERRUPTED_BY_SHUTDOWN:
                 operation.finish(OperationStatus.INTERRUPTED, error="the server shut down")
             else:
-                operation.finish(OperationStatus.CANCELLED, error="cancelled")
+                operation.finish(OperationStatus.CANCELLED, error=cancellation_error(exc))
             raise
         except BaseException as exc:
             operation.cancel_requested = True
@@ -222,7 +237,7 @@ class OperationRunner:
         except asyncio.CancelledError as exc:
             interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
             status = OperationStatus.INTERRUPTED if interrupted else OperationStatus.CANCELLED
-            error = "interrupted: its process shut down" if interrupted else "cancelled"
+            error = "interrupted: its process shut down" if interrupted else cancellation_error(exc)
             await self._announce(events, request, status=status, result=None, error=error)
             return
         except Exception as exc:
@@ -272,6 +287,13 @@ class OperationRunner:
         else:  # called from another thread (a sync view, the admin): hand it to the loop
             loop.call_soon_threadsafe(task.cancel, reason)
         return True
+
+    def cancel_where(self, matches: Callable[[Principal], bool], reason: str) -> int:
+        """Cancel every call running here whose caller `matches` (access revoked); how many."""
+        keys = [key for key, (op, _) in self._tasks.items() if matches(op.principal)]
+        for key in keys:
+            self.cancel(key, reason)
+        return len(keys)
 
     def is_running(self, operation_id: UUID) -> bool:
         """Whether this process runs (or queues) the operation."""

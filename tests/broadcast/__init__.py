@@ -13,12 +13,14 @@ RECEIVE_TIMEOUT = 5.0
 
 
 class WebGroupListener:
-    """A channel of this test in WEB_GROUP of the configured layer, as a web process has."""
+    """A channel of this test in WEB_GROUP (or `group`) of the configured layer, as a web
+    process has."""
 
-    def __init__(self) -> None:
+    def __init__(self, group: str = WEB_GROUP) -> None:
+        self.group = group
         self.layer = get_channel_layer()
         self.channel: str = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(WEB_GROUP, self.channel)
+        async_to_sync(self.layer.group_add)(group, self.channel)
 
     def receive(self, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:
         """The next message sent to the group; fails after `timeout` seconds without one."""
@@ -32,9 +34,9 @@ class WebGroupListener:
     def assert_nothing_sent(self) -> None:
         """Nothing is waiting: a marker sent to the group now is the next message received."""
         marker = {"type": "test.marker", "id": uuid4().hex}
-        async_to_sync(self.layer.group_send)(WEB_GROUP, marker)
+        async_to_sync(self.layer.group_send)(self.group, marker)
         assert self.receive() == marker
 
     def close(self) -> None:
         """Leave the group."""
-        async_to_sync(self.layer.group_discard)(WEB_GROUP, self.channel)
+        async_to_sync(self.layer.group_discard)(self.group, self.channel)

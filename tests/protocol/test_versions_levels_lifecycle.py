@@ -187,3 +187,11 @@ def test_a_task_says_progress_while_working_and_why_when_it_failed(
     from mcp_server.protocol.tasks import status_message
 
     assert status_message(operation_status, error="boom", message="batch 2/8") == expected
+
+
+def test_a_task_cancelled_for_a_reason_says_why() -> None:
+    from mcp_server.protocol.tasks import status_message
+
+    said = status_message("cancelled", error="cancelled: access revoked: token revoked", message="")
+    assert said == "The task was cancelled (access revoked: token revoked)."
+    assert status_message("cancelled", error="cancelled", message="") == "The task was cancelled."

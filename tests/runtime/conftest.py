@@ -39,6 +39,7 @@ def history_row(tenant_id: int, user_id: int, **changes: Any) -> dict[str, Any]:
         "heartbeat_at": None,
         "cancel_requested": False,
         "runner": "host:1",
+        "token_id": None,
     }
     row.update(changes)
     return row

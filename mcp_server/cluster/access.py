@@ -1,0 +1,140 @@
+"""Keeps this process's connections and work within the access their callers still have.
+
+Two ways in, both acted on within seconds: the announcements of mcp_server/access.py (one
+message per change, through RUNNERS_GROUP), and a periodic round that re-checks every local
+connection's caller against the database in a few bounded queries (one per ACCESS_CHECK_CHUNK
+distinct tokens, however many connections share them), which catches expired tokens and
+announcements the at-most-once channel layer lost.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from accounts.principal import Principal
+from accounts.selectors import access_states
+from mcp_server.cluster import messages
+from mcp_server.cluster.database import db_call
+from mcp_server.runtime.runner import OperationRunner, access_revoked_reason
+
+logger = logging.getLogger(__name__)
+
+# Principal attributes an access.revoked message may match on.
+_MATCHABLE = frozenset({"token_id", "user_id", "tenant_id"})
+
+
+def close_code(status: int) -> int:
+    """The WebSocket close code for an HTTP status a handshake would be refused with."""
+    return 4000 + status
+
+
+class GuardedConnection(Protocol):
+    """What the guard needs of a connection's session."""
+
+    @property
+    def principal(self) -> Principal:
+        """The caller, as authenticated (tool set kept current)."""
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection has closed."""
+
+    async def revoke_access(self, code: int, reason: str) -> None:
+        """Stop the connection's work as revoked and close it with `code` and `reason`."""
+
+    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+        """Use the tenant's new tool set and tell the client when its list changed."""
+
+
+class AccessGuard:
+    """Acts on access changes for one process's connections and running work."""
+
+    def __init__(
+        self,
+        *,
+        connections: Callable[[], Iterable[Any]],
+        runner: OperationRunner,
+        interval: float,
+    ) -> None:
+        self._connections = connections
+        self._runner = runner
+        self.interval = interval
+
+    def _open(self) -> list[GuardedConnection]:
+        return [c for c in self._connections() if not c.is_closed]
+
+    async def handle(self, message: messages.Message) -> None:
+        """Act on an access.revoked or access.tools_changed message."""
+        if message.get("type") == messages.ACCESS_REVOKED:
+            await self._revoked(message)
+        elif message.get("type") == messages.TOOLS_CHANGED:
+            await self._tools_changed(message)
+
+    async def _revoked(self, message: messages.Message) -> None:
+        field, ids = message.get("kind"), message.get("ids")
+        if field not in _MATCHABLE or not isinstance(ids, list):
+            logger.warning("ignored a malformed %s message", message.get("type"))
+            return
+        wanted = {i for i in ids if isinstance(i, int)}
+        status, reason = int(message.get("status") or 403), str(message.get("reason") or "")
+
+        def matches(principal: Principal) -> bool:
+            return getattr(principal, field) in wanted
+
+        closing = [c for c in self._open() if matches(c.principal)]
+        await self._close(closing, status, reason)
+        # Work that outlives connections (tasks) and work run here for other processes.
+        stopped = self._runner.cancel_where(matches, access_revoked_reason(reason))
+        if stopped:
+            logger.info("access revoked (%s): stopping %d operation(s) run here", reason, stopped)
+
+    async def _tools_changed(self, message: messages.Message) -> None:
+        tenant_id, tools = message.get("tenant_id"), message.get("enabled_tools")
+        enabled = frozenset(tools) if tools else None
+        affected = [c for c in self._open() if c.principal.tenant_id == tenant_id]
+        await asyncio.gather(*(c.tools_changed(enabled) for c in affected), return_exceptions=True)
+
+    async def _close(self, connections: list[GuardedConnection], status: int, reason: str) -> None:
+        if connections:
+            logger.info("closing %d connection(s): %s", len(connections), reason)
+        outcomes = await asyncio.gather(
+            *(c.revoke_access(close_code(status), reason) for c in connections),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                logger.warning("could not close a revoked connection", exc_info=outcome)
+
+    async def check(self) -> None:
+        """One round: re-check every open connection's caller against the database."""
+        connections = self._open()
+        tokens = {c.principal.token_id for c in connections if c.principal.token_id is not None}
+        users = {c.principal.user_id for c in connections if c.principal.token_id is None}
+        if not tokens and not users:
+            return
+        states = await db_call(access_states)(token_ids=tokens, user_ids=users)
+        by_failure: dict[tuple[int, str], list[GuardedConnection]] = {}
+        changed: list[tuple[GuardedConnection, frozenset[str] | None]] = []
+        for connection in connections:
+            state = states.for_principal(connection.principal)
+            failure = state.failure_for(connection.principal)
+            if failure is not None:
+                by_failure.setdefault((failure.status, failure.reason), []).append(connection)
+            elif state.enabled_tools != connection.principal.enabled_tools:
+                changed.append((connection, state.enabled_tools))
+        for (status, reason), closing in by_failure.items():
+            await self._close(closing, status, reason)
+        if changed:
+            await asyncio.gather(*(c.tools_changed(e) for c, e in changed), return_exceptions=True)
+
+    async def run_checks(self) -> None:
+        """Re-check every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("access check failed; retrying next round", exc_info=True)

@@ -1,0 +1,200 @@
+"""The access guard of a process: announcements and the periodic re-check close connections
+whose access was taken away (with the handshake's code and reason), update tool sets, and the
+re-check stays a few bounded queries however many connections are open."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from accounts import selectors
+from accounts.models import ApiToken, Tenant
+from accounts.principal import Principal
+from accounts.selectors import access_states, principal_for_token
+from accounts.services import IssuedToken
+from mcp_server.cluster.access import AccessGuard
+from mcp_server.cluster.database import close_database_connections
+from mcp_server.cluster.messages import access_revoked_message, tools_changed_message
+from mcp_server.runtime.runner import OperationRunner
+from mcp_server.session import McpSession, ServerIdentity
+from mcp_server.tools.catalog import catalog_for
+from tests.accounts.factories import member_create, member_token
+from tests.support import Wire, make_principal
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
+}
+
+
+class Connection:
+    """A session with its wire and the close it asked its transport for."""
+
+    def __init__(self, principal: Principal, runner: OperationRunner) -> None:
+        self.wire = Wire()
+        self.closed_with: tuple[int, str] | None = None
+        self.session = McpSession(
+            principal=principal,
+            catalog=catalog_for(principal.enabled_tools),
+            identity=ServerIdentity(name="t", title="T", version="0"),
+            runner=runner,
+            connection_id=f"conn-{id(self)}",
+            send=self.wire.send,
+            close_transport=self._close,
+        )
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+    def sent(self, method: str) -> list[dict[str, Any]]:
+        return [m for m in self.wire.messages if m.get("method") == method]
+
+
+def _principal(issued: IssuedToken) -> Principal:
+    outcome = principal_for_token(issued.raw)
+    assert isinstance(outcome, Principal), outcome
+    return outcome
+
+
+# --- the selector ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_access_states_say_what_a_handshake_would(django_assert_num_queries: Any) -> None:
+    good, revoked, expired = (member_token(n, tenant_slug="acme") for n in ("al", "bo", "cy"))
+    idle_tenant = member_token("di", tenant_slug="idle")
+    inactive = member_token("ed", tenant_slug="acme")
+    gone = member_token("fi", tenant_slug="acme")
+    ApiToken.objects.filter(pk=revoked.token.pk).update(revoked_at=timezone.now())
+    ApiToken.objects.filter(pk=expired.token.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    Tenant.objects.filter(slug="idle").update(is_active=False)
+    Tenant.objects.filter(slug="acme").update(enabled_tools=["add"])
+    get_user_model().objects.filter(pk=inactive.token.user_id).update(is_active=False)
+    gone_pk = gone.token.pk
+    gone.token.delete()
+    session_user = member_create("gi", tenant_slug="acme")
+    issued = [good, revoked, expired, idle_tenant, inactive]
+    with django_assert_num_queries(2):  # one for the tokens, one for the session users
+        states = access_states(
+            token_ids=[i.token.pk for i in issued] + [gone_pk], user_ids=[session_user.pk]
+        )
+    said = {i.token.user.username: states.by_token[i.token.pk].failure for i in issued}
+    assert said == {
+        "al": None,
+        "bo": selectors.REVOKED_TOKEN,
+        "cy": selectors.EXPIRED_TOKEN,
+        "di": selectors.INACTIVE_ACCOUNT,
+        "ed": selectors.INACTIVE_ACCOUNT,
+    }
+    assert states.by_token[good.token.pk].enabled_tools == frozenset({"add"})
+    assert gone_pk not in states.by_token  # for_principal: invalid token
+    assert states.by_user[session_user.pk].failure is None
+
+
+@pytest.mark.django_db
+def test_ten_thousand_idle_connections_cost_ten_queries(django_assert_num_queries: Any) -> None:
+    user: Any = member_create("many", tenant_slug="acme")
+    ApiToken.objects.bulk_create(
+        ApiToken(user=user, name=f"t{i}", prefix="mcp_x", digest=f"{i:064x}") for i in range(10_000)
+    )
+    ids = list(ApiToken.objects.values_list("pk", flat=True))
+    assert selectors.ACCESS_CHECK_CHUNK == 1000
+    with django_assert_num_queries(10):
+        states = access_states(token_ids=ids, user_ids=[])
+    assert len(states.by_token) == 10_000
+    assert all(state.failure is None for state in states.by_token.values())
+
+
+# --- the guard -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_recheck_closes_what_lost_access_and_updates_tool_sets(
+    runner: OperationRunner,
+) -> None:
+    issued = await sync_to_async(lambda: [member_token(n, tenant_slug="acme") for n in "ab"])()
+    principals = [await sync_to_async(_principal)(i) for i in issued]
+    cookie = await sync_to_async(make_principal)("acme", "cookie-user")
+    outsider = await sync_to_async(make_principal)("beta", "bea")
+    connections = [Connection(p, runner) for p in [*principals, principals[1], cookie, outsider]]
+    for connection in connections:
+        await connection.session.receive(INITIALIZE)
+    guard = AccessGuard(
+        connections=lambda: [c.session for c in connections], runner=runner, interval=3600
+    )
+    try:
+        await guard.check()  # nothing changed: nothing happens
+        assert [c.closed_with for c in connections] == [None] * 5
+        assert all(not c.sent("notifications/tools/list_changed") for c in connections)
+
+        await sync_to_async(
+            lambda: ApiToken.objects.filter(pk=issued[0].token.pk).update(revoked_at=timezone.now())
+        )()
+        await sync_to_async(
+            lambda: Tenant.objects.filter(slug="acme").update(enabled_tools=["add", "echo"])
+        )()
+        await guard.check()
+        assert connections[0].closed_with == (4401, "token revoked")
+        assert connections[0].session.is_closed
+        for kept in connections[1:4]:
+            assert kept.closed_with is None
+            assert len(kept.sent("notifications/tools/list_changed")) == 1
+            assert [t.name for t in kept.session.catalog.tools] == ["add", "echo"]
+            assert kept.session.principal.enabled_tools == frozenset({"add", "echo"})
+        assert connections[4].closed_with is None  # another tenant: untouched
+        assert not connections[4].sent("notifications/tools/list_changed")
+
+        await guard.check()  # a second round changes nothing more
+        assert len(connections[1].sent("notifications/tools/list_changed")) == 1
+
+        await sync_to_async(lambda: Tenant.objects.filter(slug="acme").update(is_active=False))()
+        await guard.check()
+        for closed in connections[1:4]:
+            assert closed.closed_with == (4403, "account or tenant is inactive")
+        assert connections[4].closed_with is None
+    finally:
+        await sync_to_async(close_database_connections)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_announcement_closes_the_matching_connections_at_once(
+    runner: OperationRunner,
+) -> None:
+    first, second = await sync_to_async(
+        lambda: [member_token(n, tenant_slug="acme") for n in "ab"]
+    )()
+    principals = [await sync_to_async(_principal)(i) for i in (first, second)]
+    connections = [Connection(p, runner) for p in principals]
+    for connection in connections:
+        await connection.session.receive(INITIALIZE)
+    guard = AccessGuard(
+        connections=lambda: [c.session for c in connections], runner=runner, interval=3600
+    )
+    message = access_revoked_message(
+        kind="user_id",
+        ids=[principals[0].user_id],
+        status=403,
+        reason="account or tenant is inactive",
+    )
+    await guard.handle(message)
+    assert connections[0].closed_with == (4403, "account or tenant is inactive")
+    assert connections[1].closed_with is None
+    await guard.handle(
+        tools_changed_message(tenant_id=principals[1].tenant_id, enabled_tools=["multiply"])
+    )
+    assert [t.name for t in connections[1].session.catalog.tools] == ["multiply"]
+    assert len(connections[1].sent("notifications/tools/list_changed")) == 1
+    # A malformed message changes nothing.
+    await guard.handle({"type": "access.revoked", "kind": "username", "ids": ["b"]})
+    assert connections[1].closed_with is None

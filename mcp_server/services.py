@@ -61,6 +61,8 @@ _TEXT_COLUMNS = {
     if isinstance(f, models.CharField | models.TextField)
 }
 _ITEM_LENGTH = OperationError._meta.get_field("item").max_length
+# How many ids one statement names (SQLite allows 999 variables in older builds).
+_IDS_PER_STATEMENT = 500
 
 
 def history_limits() -> dict[str, int]:
@@ -129,6 +131,12 @@ def operations_persist(
         _operation_inserter(plain=True).insert(plain)
     if len(plain) < len(new_rows):
         _operation_inserter().insert([row for row in new_rows if not _is_plain(row)])
+    # Still running when first written (a long call, a lagging writer): stamped alive now, by
+    # the database clock, so no reaper takes a row written late for a lost one.
+    active = [row["id"] for row in new_rows if row["status"] in ACTIVE_STATUSES]
+    for start in range(0, len(active), _IDS_PER_STATEMENT):
+        chunk = active[start : start + _IDS_PER_STATEMENT]
+        Operation.objects.filter(pk__in=chunk).update(heartbeat_at=Now())
     limits = history_limits()
     # In id order, as every multi-row write takes its locks (see _locked_in_order).
     for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
@@ -209,17 +217,17 @@ def _locked_in_order(queryset: QuerySet[Operation], limit: int = 10_000) -> list
 def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID, tuple[str, bool]]:
     """Stamp the running process's operations alive (database clock); returns each existing
     row's status and whether a cancel was requested, so the runner can act on both."""
-    if not operation_ids:
-        return {}
-    alive = _locked_in_order(
-        Operation.objects.filter(pk__in=operation_ids, status__in=ACTIVE_STATUSES)
-    )
-    if alive:
-        Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
-    rows = Operation.objects.filter(pk__in=operation_ids).values_list(
-        "id", "status", "cancel_requested"
-    )
-    return {key: (status, cancel) for key, status, cancel in rows}
+    seen: dict[UUID, tuple[str, bool]] = {}
+    for start in range(0, len(operation_ids), _IDS_PER_STATEMENT):
+        chunk = operation_ids[start : start + _IDS_PER_STATEMENT]
+        alive = _locked_in_order(Operation.objects.filter(pk__in=chunk, status__in=ACTIVE_STATUSES))
+        if alive:
+            Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
+        rows = Operation.objects.filter(pk__in=chunk).values_list(
+            "id", "status", "cancel_requested"
+        )
+        seen.update((key, (status, cancel)) for key, status, cancel in rows)
+    return seen
 
 
 def _ago(seconds: float) -> ExpressionWrapper:

@@ -6,6 +6,7 @@ history batch of its process: nobody's runs were recorded, other tenants' tasks 
 """
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,47 @@ async def test_a_nul_in_one_tenants_call_stops_nobodys_history(
     assert escaped["arguments"] == {"text": "before\\u0000after"}
     assert escaped["result_summary"] == {"text": "before\\u0000after"}
     assert "history write failed" not in pg_server.log_text()
+
+
+async def test_a_file_name_that_is_not_utf8_stops_neither_the_reply_nor_history(
+    pg_server: ServerProcess, pg_deployment: Deployment, tokens: dict[str, str]
+) -> None:
+    # os.scandir decodes the byte 0x80 as the lone surrogate U+DC80, which UTF-8 (the wire,
+    # PostgreSQL, SQLite) cannot carry: the tool puts it in progress and in an item error.
+    folder = pg_deployment.root / "data" / "alpha" / "odd-names"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / os.fsdecode(b"bad\x80.txt")).write_bytes(b"not an image")
+    async with raw_client(pg_server, tokens["alice"]) as alice:
+        await alice.send(
+            {
+                "jsonrpc": "2.0",
+                "id": "odd",
+                "method": "tools/call",
+                "params": {
+                    "name": "process_images",
+                    "arguments": {"directory": "odd-names"},
+                    "_meta": {"progressToken": "odd"},
+                },
+            }
+        )
+        result = result_of(await alice.recv_response("odd", CALL_TIMEOUT))
+        assert result["structuredContent"]["errors"] == 1
+        messages = [
+            m["params"].get("message", "")
+            for m in alice.notifications
+            if m.get("method") == "notifications/progress"
+        ]
+        assert any("bad\\udc80.txt" in message for message in messages), messages
+        await alice.assert_answers_ping()
+    row = wait_for_row(
+        pg_deployment,
+        "the odd-names run to be recorded",
+        tool="process_images",
+        status="succeeded",
+    )
+    assert row["result_summary"]["errors"] == 1
+    output = pg_deployment.shell(
+        "from mcp_server.models import OperationError; "
+        "print(list(OperationError.objects.values_list('item', flat=True)))"
+    )
+    assert "bad\\\\udc80.txt" in output.splitlines()[-1]

@@ -222,6 +222,10 @@ MCP_PROGRESS_MAX_RATE = env.float("MCP_PROGRESS_MAX_RATE", default=10.0)
 # PROGRESS_INTERVAL s at most.
 MCP_HISTORY_FLUSH_INTERVAL = env.float("MCP_HISTORY_FLUSH_INTERVAL", default=0.25)
 MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", default=1.0)
+# History keeps a call's arguments, and its result (summary, error text, a task's whole
+# result), up to these many bytes of JSON each; beyond, a preview and the original size.
+MCP_HISTORY_MAX_ARGUMENTS_BYTES = env.int("MCP_HISTORY_MAX_ARGUMENTS_BYTES", default=64 * 1024)
+MCP_HISTORY_MAX_RESULT_BYTES = env.int("MCP_HISTORY_MAX_RESULT_BYTES", default=64 * 1024)
 # Where tool calls run: "inline" in the web process that holds the socket (one process, the
 # embedded default), or "worker": handed to `manage.py runoperations` processes through the
 # channel layer, so deploys of web processes do not stop running work.

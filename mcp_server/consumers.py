@@ -11,6 +11,7 @@ from django.conf import settings
 
 from mcp_server.cluster.node import cluster_node
 from mcp_server.protocol.errors import INVALID_REQUEST
+from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
 from mcp_server.tools.catalog import catalog_for
@@ -120,5 +121,9 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
-        """Serialise with orjson (several times faster than the json module)."""
-        return orjson.dumps(content).decode()
+        """Serialise with orjson (several times faster than the json module); a lone surrogate
+        (UTF-8 cannot carry it) is sent as the text of its escape, as history stores it."""
+        try:
+            return orjson.dumps(content).decode()
+        except TypeError:
+            return orjson.dumps(escape_value(content, nul=False)).decode()

@@ -4,17 +4,19 @@
 zone checks) on the thread that shares the GIL with the event loop; at thousands of calls per
 second that was a quarter of the server's CPU. Rows here come from the runtime's snapshots,
 whose types are known (aware UTC datetimes, UUIDs, JSON-able values), so each column gets the
-same adaptation Django would apply, chosen once per connection instead of per value.
+same adaptation Django would apply, chosen once per connection instead of per value. Text and
+JSON values are also made storable on the way (`mcp_server.history_values`).
 """
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.duration import duration_microseconds
+
+from mcp_server.history_values import history_json, history_text
 
 Adapter = Callable[[Any], Any]
 _ROWS_PER_STATEMENT = 500
@@ -22,6 +24,10 @@ _ROWS_PER_STATEMENT = 500
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _encoded(text: str) -> str:
+    return text
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
@@ -32,13 +38,25 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     return value.replace(tzinfo=None).isoformat(" ")
 
 
-def _adapter(field: "models.Field[Any, Any]", connection: BaseDatabaseWrapper) -> Adapter:
+def _json_adapter(connection: BaseDatabaseWrapper, limit: int | None) -> Adapter:
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql.psycopg_any import Jsonb
+
+        # Encoded here with orjson (checked and capped once); psycopg sends the text as is.
+        return lambda v: None if v is None else Jsonb(history_json(v, limit), dumps=_encoded)
+    # SQLite (and others) store JSON as text.
+    return lambda v: None if v is None else history_json(v, limit)
+
+
+def _adapter(
+    field: "models.Field[Any, Any]", connection: BaseDatabaseWrapper, limit: int | None
+) -> Adapter:
     features = connection.features
     if isinstance(field, models.JSONField):
-        if connection.vendor == "sqlite":  # stored as JSON text; orjson is ~10x json.dumps
-            return lambda v: None if v is None else orjson.dumps(v).decode()
-        encoder = field.encoder
-        return lambda v: None if v is None else connection.ops.adapt_json_value(v, encoder)
+        return _json_adapter(connection, limit)
+    if isinstance(field, models.CharField | models.TextField):
+        max_chars = field.max_length
+        return lambda v: v if v is None else history_text(v, max_chars=max_chars, max_bytes=limit)
     if isinstance(field, models.DateTimeField):
         if connection.vendor == "sqlite":  # stored as naive UTC text, as Django writes it
             return _sqlite_datetime
@@ -59,11 +77,13 @@ class RowInserter:
         connection: BaseDatabaseWrapper,
         *,
         leave_out: Collection[str] = (),
+        limits: Mapping[str, int] | None = None,
     ) -> None:
-        # Columns left out take their database defaults.
+        # Columns left out take their database defaults; `limits` caps columns (bytes).
         fields = [f for f in model._meta.concrete_fields if f.attname not in leave_out]
+        caps = limits or {}
         self.attnames = [f.attname for f in fields]
-        self._adapters = [_adapter(f, connection) for f in fields]
+        self._adapters = [_adapter(f, connection, caps.get(f.attname)) for f in fields]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(str(f.column)) for f in fields)
         self._head = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "

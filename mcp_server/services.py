@@ -5,12 +5,14 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connection, models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from mcp_server.history_insert import RowInserter
+from mcp_server.history_values import history_text, history_value
 from mcp_server.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -50,14 +52,66 @@ EXECUTION_FIELDS = (
 )
 
 
+# Columns of an operation as history writes them: JSON ones, and text ones with their length.
+_JSON_COLUMNS = frozenset(
+    f.attname for f in Operation._meta.concrete_fields if isinstance(f, models.JSONField)
+)
+_TEXT_COLUMNS = {
+    f.attname: f.max_length
+    for f in Operation._meta.concrete_fields
+    if isinstance(f, models.CharField | models.TextField)
+}
+_ITEM_LENGTH = OperationError._meta.get_field("item").max_length
+# How many ids one statement names (SQLite allows 999 variables in older builds).
+_IDS_PER_STATEMENT = 500
+
+
+def history_limits() -> dict[str, int]:
+    """The byte caps of the columns history caps, from settings."""
+    arguments = settings.MCP_HISTORY_MAX_ARGUMENTS_BYTES
+    result = settings.MCP_HISTORY_MAX_RESULT_BYTES
+    return {"arguments": arguments, "result": result, "result_summary": result, "error": result}
+
+
 def _operation_inserter(*, plain: bool = False) -> RowInserter:
-    # One of each per connection object (a thread's connection may be replaced after an error).
-    name = "_mcp_plain_inserter" if plain else "_mcp_operation_inserter"
-    inserter = getattr(connection, name, None)
+    # One of each per connection object (a thread's connection may be replaced after an error)
+    # and per set of caps (settings are read on every batch; tests change them).
+    limits = history_limits()
+    key = (plain, tuple(sorted(limits.items())))
+    inserters: dict[Any, RowInserter] | None = getattr(connection, "_mcp_inserters", None)
+    if inserters is None:
+        inserters = {}
+        setattr(connection, "_mcp_inserters", inserters)  # noqa: B010 (not an attribute of its type)
+    inserter = inserters.get(key)
     if inserter is None:
-        inserter = RowInserter(Operation, connection, leave_out=EXECUTION_FIELDS if plain else ())
-        setattr(connection, name, inserter)
+        leave_out = EXECUTION_FIELDS if plain else ()
+        inserter = RowInserter(Operation, connection, leave_out=leave_out, limits=limits)
+        inserters[key] = inserter
     return inserter
+
+
+def _storable_changes(snapshot: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    """The mutable fields of a snapshot, as history stores them (escaped, capped)."""
+    fields: dict[str, Any] = {}
+    for name in MUTABLE_FIELDS:
+        if name not in snapshot:
+            continue
+        value = snapshot[name]
+        if name in _JSON_COLUMNS:
+            value = history_value(value, limits.get(name))
+        elif name in _TEXT_COLUMNS and value is not None:
+            value = history_text(value, max_chars=_TEXT_COLUMNS[name], max_bytes=limits.get(name))
+        fields[name] = value
+    return fields
+
+
+def _item_error(row: dict[str, Any], limit: int) -> OperationError:
+    return OperationError(
+        operation_id=row["operation_id"],
+        item=history_text(str(row["item"]), max_chars=_ITEM_LENGTH),
+        message=history_text(str(row["message"]), max_bytes=limit),
+        created_at=row["created_at"],
+    )
 
 
 def _is_plain(snapshot: dict[str, Any]) -> bool:
@@ -78,17 +132,54 @@ def operations_persist(
         _operation_inserter(plain=True).insert(plain)
     if len(plain) < len(new_rows):
         _operation_inserter().insert([row for row in new_rows if not _is_plain(row)])
+    # Still running when first written (a long call, a lagging writer): stamped alive now, by
+    # the database clock, so no reaper takes a row written late for a lost one.
+    active = [row["id"] for row in new_rows if row["status"] in ACTIVE_STATUSES]
+    for start in range(0, len(active), _IDS_PER_STATEMENT):
+        chunk = active[start : start + _IDS_PER_STATEMENT]
+        Operation.objects.filter(pk__in=chunk).update(heartbeat_at=Now())
+    limits = history_limits()
     # In id order, as every multi-row write takes its locks (see _locked_in_order).
     for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
-        fields = {name: snapshot[name] for name in MUTABLE_FIELDS if name in snapshot}
+        fields = _storable_changes(snapshot, limits)
         # An ended operation never changes again: a task cancelled by its client, or work the
         # reaper marked interrupted, keeps that status whatever its runner reports later.
         Operation.objects.filter(pk=snapshot["id"]).exclude(status__in=TERMINAL_STATUSES).update(
             **fields
         )
-    error_rows = [OperationError(**row) for row in errors]
+    error_rows = [_item_error(row, limits["result"]) for row in errors]
     if error_rows:
         OperationError.objects.bulk_create(error_rows, batch_size=1000)
+
+
+@transaction.atomic
+def operation_set_aside(*, snapshot: dict[str, Any], inserted: bool, reason: str) -> None:
+    """Record, as far as history can, a run whose state could not be stored: its row (if none
+    exists yet) without the values that failed, and, when that state was its last, `failed`
+    with `reason`. Raises when even that cannot be written (e.g. its tenant was deleted)."""
+    terminal = snapshot["status"] in TERMINAL_STATUSES
+    status = OperationStatus.FAILED if terminal else snapshot["status"]
+    ended = {"finished_at": snapshot["finished_at"], "duration": snapshot["duration"]}
+    if inserted:
+        if terminal:
+            Operation.objects.filter(pk=snapshot["id"]).exclude(
+                status__in=TERMINAL_STATUSES
+            ).update(status=status, error=reason, **ended)
+        return
+    Operation.objects.create(
+        id=snapshot["id"],
+        tenant_id=snapshot["tenant_id"],
+        user_id=snapshot["user_id"],
+        tool=history_text(str(snapshot["tool"]), max_chars=_TEXT_COLUMNS["tool"]),
+        status=status,
+        queued_at=snapshot["queued_at"],
+        started_at=snapshot["started_at"],
+        error=reason,
+        is_task=bool(snapshot.get("is_task")),
+        task_ttl=snapshot.get("task_ttl"),
+        heartbeat_at=None if terminal else Now(),
+        **ended,
+    )
 
 
 def operation_create(*, snapshot: dict[str, Any]) -> None:
@@ -127,17 +218,17 @@ def _locked_in_order(queryset: QuerySet[Operation], limit: int = 10_000) -> list
 def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID, tuple[str, bool]]:
     """Stamp the running process's operations alive (database clock); returns each existing
     row's status and whether a cancel was requested, so the runner can act on both."""
-    if not operation_ids:
-        return {}
-    alive = _locked_in_order(
-        Operation.objects.filter(pk__in=operation_ids, status__in=ACTIVE_STATUSES)
-    )
-    if alive:
-        Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
-    rows = Operation.objects.filter(pk__in=operation_ids).values_list(
-        "id", "status", "cancel_requested"
-    )
-    return {key: (status, cancel) for key, status, cancel in rows}
+    seen: dict[UUID, tuple[str, bool]] = {}
+    for start in range(0, len(operation_ids), _IDS_PER_STATEMENT):
+        chunk = operation_ids[start : start + _IDS_PER_STATEMENT]
+        alive = _locked_in_order(Operation.objects.filter(pk__in=chunk, status__in=ACTIVE_STATUSES))
+        if alive:
+            Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
+        rows = Operation.objects.filter(pk__in=chunk).values_list(
+            "id", "status", "cancel_requested"
+        )
+        seen.update((key, (status, cancel)) for key, status, cancel in rows)
+    return seen
 
 
 def _ago(seconds: float) -> ExpressionWrapper:

@@ -18,6 +18,7 @@ from uuid_utils.compat import uuid7
 from accounts.principal import Principal
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import finished_message
+from mcp_server.history_values import truncated_bytes
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INTERNAL_ERROR, JsonRpcError, invalid_params
 from mcp_server.protocol.messages import Request, notification_message
@@ -77,8 +78,26 @@ def task_view(operation: "Operation", poll_interval: int) -> TaskView:
 
 
 def call_outcome(message: dict[str, Any]) -> dict[str, Any]:
-    """What a `tools/call` answers for an operation's outcome: its result, or an error."""
+    """What a `tools/call` answers for an operation's outcome: its result, or an error.
+
+    A result read back from history that was larger than history keeps is not returned cut
+    short: the error says so, with its size.
+    """
     result = message.get("result")
+    size = truncated_bytes(result)
+    if size is not None:
+        raise JsonRpcError(
+            INTERNAL_ERROR,
+            f"The operation ended ({message.get('status')}), but its result ({size} bytes) was "
+            "larger than the server keeps in history (MCP_HISTORY_MAX_RESULT_BYTES) and "
+            "cannot be returned",
+            {
+                "status": str(message.get("status")),
+                "operationId": message.get("id"),
+                "reason": "result_not_kept",
+                "resultBytes": size,
+            },
+        )
     if isinstance(result, dict):
         return result
     status = str(message.get("status"))

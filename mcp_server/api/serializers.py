@@ -18,7 +18,14 @@ class RunSerializer(serializers.ModelSerializer[Operation]):
     username = serializers.CharField(source="user.username", read_only=True)
     progress_percent = serializers.SerializerMethodField()
     duration_seconds = serializers.SerializerMethodField()
-    arguments = serializers.JSONField(read_only=True)
+    arguments = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "The call's arguments. U+0000 and lone surrogates are stored as the text of their "
+            "escape (\\u0000); arguments over MCP_HISTORY_MAX_ARGUMENTS_BYTES of JSON as "
+            '{"_truncated": true, "original_bytes": n, "preview": "<the first bytes>"}.'
+        ),
+    )
 
     class Meta:
         model = Operation
@@ -57,7 +64,16 @@ class RunSerializer(serializers.ModelSerializer[Operation]):
 class RunDetailSerializer(RunSerializer):
     """A run with its result and error."""
 
-    result = serializers.JSONField(source="result_summary", read_only=True, allow_null=True)
+    result = serializers.JSONField(
+        source="result_summary",
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "A summary of the result (its structured content, or its text). Over "
+            'MCP_HISTORY_MAX_RESULT_BYTES: {"_truncated": true, "original_bytes": n, '
+            '"preview": "<the first bytes>"}.'
+        ),
+    )
 
     class Meta(RunSerializer.Meta):
         fields = (

@@ -358,7 +358,10 @@ class ClusterNode:
         now = time.monotonic()
         for key in [k for k, (expires, _) in self._pending_attach.items() if expires < now]:
             del self._pending_attach[key]
-        ours = self.runner.running_ids
+        # Ours until history has them: operations running here, and those whose latest state
+        # the history writer has not written yet (a lagging writer must not make a cancelled
+        # or finished call look abandoned, and the reaper turn it into an interrupted one).
+        ours = list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
         if ours:
             rows = await db_call(services.operations_heartbeat)(
                 operation_ids=ours, runner=self.runner.name

@@ -10,6 +10,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from mcp_server.cluster import messages
+from mcp_server.protocol.text_escapes import escape_value
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,12 @@ class OperationPublisher:
 
     async def _send(self, channel: str, message: messages.Message) -> None:
         try:
-            await self._layer.send(channel, message)
+            try:
+                await self._layer.send(channel, message)
+            except (TypeError, ValueError):
+                # A lone surrogate from a tool, which the layer's encoding cannot carry: sent
+                # as the text of its escape, as the socket and history would have it.
+                await self._layer.send(channel, escape_value(message, nul=False))
         except ChannelFull:
             # The listener's process is behind; it recovers the outcome from history.
             logger.warning("listener %s is full: dropped %s", channel, message["type"])

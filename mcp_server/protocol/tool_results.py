@@ -4,6 +4,8 @@ from typing import Any
 
 import orjson
 
+from mcp_server.protocol.text_escapes import escape_value
+
 
 def text_content(text: str) -> dict[str, Any]:
     """A text content item."""
@@ -15,16 +17,22 @@ def error_result(text: str) -> dict[str, Any]:
     return {"content": [text_content(text)], "isError": True}
 
 
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        # A lone surrogate (e.g. a file name decoded with surrogateescape) cannot be encoded:
+        # written as its escape. Anything else JSON cannot hold raises again here.
+        return orjson.dumps(escape_value(value, nul=False)).decode()
+
+
 def structured_result(value: Any) -> dict[str, Any]:
     """A CallToolResult carrying `value` as structuredContent and as the same JSON in text."""
-    return {
-        "content": [text_content(orjson.dumps(value).decode())],
-        "structuredContent": value,
-    }
+    return {"content": [text_content(_json_text(value))], "structuredContent": value}
 
 
 def value_result(value: Any) -> dict[str, Any]:
     """A CallToolResult for a plain return value: text as is, anything else as JSON text."""
     if isinstance(value, str):
         return {"content": [text_content(value)]}
-    return {"content": [text_content(orjson.dumps(value).decode())]}
+    return {"content": [text_content(_json_text(value))]}

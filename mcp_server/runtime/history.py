@@ -4,6 +4,11 @@ The event loop never waits for the database: the runtime hands snapshots of oper
 item errors to a HistoryWriter, and a background thread writes them in one transaction every
 flush interval (default 0.25 s, so a finished call's row exists well within 1 s). A call that
 starts and ends between two flushes costs one row insert. A clean exit flushes what is left.
+
+One bad row never blocks another: a batch the database refuses is split in halves until the
+rows it refuses stand alone; each of those is set aside (logged with its operation id, its run
+recorded `failed` with the reason where possible) and every other row is written. A batch that
+fails because the database itself is unavailable is kept whole and retried.
 """
 
 import atexit
@@ -15,14 +20,31 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from mcp_server.models import TERMINAL_STATUSES
-from mcp_server.services import operations_persist
+from mcp_server.services import operation_set_aside, operations_persist
 
 logger = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
+# One entry of a batch: an operation row to insert, one to update, or an item error.
+CREATE, UPDATE, ITEM_ERROR = "create", "update", "item error"
+Entry = tuple[str, dict[str, Any]]
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether a write failed because of the database (down, locked, connection lost) rather
+    than because of what was written: then nothing is set aside, everything is retried."""
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _persist(entries: list[Entry]) -> None:
+    operations_persist(
+        created=[row for kind, row in entries if kind == CREATE],
+        updated=[row for kind, row in entries if kind == UPDATE],
+        errors=[row for kind, row in entries if kind == ITEM_ERROR],
+    )
 
 
 class HistoryWriter:
@@ -36,6 +58,10 @@ class HistoryWriter:
         self._pending: dict[UUID, Snapshot] = {}
         self._errors: list[dict[str, Any]] = []
         self._persisted: set[UUID] = set()
+        # Taken from _pending and being written now.
+        self._writing: frozenset[UUID] = frozenset()
+        # Operations whose row could not be written at all: their later states are dropped.
+        self._unstorable: set[UUID] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._waiters: list[Future[None]] = []
@@ -56,6 +82,11 @@ class HistoryWriter:
         with self._lock:
             self._errors.extend(rows)
         self._ensure_started()
+
+    def unwritten_ids(self) -> set[UUID]:
+        """Operations with a state not written yet: their rows must not look abandoned."""
+        with self._lock:
+            return set(self._pending) | self._writing
 
     def flush_soon(self) -> "Future[None]":
         """Ask the writer thread to flush now; the future resolves once what is queued is written
@@ -83,14 +114,28 @@ class HistoryWriter:
             with self._lock:
                 pending, self._pending = self._pending, {}
                 errors, self._errors = self._errors, []
-            if not pending and not errors:
-                return
-            created = [s for key, s in pending.items() if key not in self._persisted]
-            updated = [s for key, s in pending.items() if key in self._persisted]
+                self._writing = frozenset(pending)
             try:
-                close_old_connections()
-                operations_persist(created=created, updated=updated, errors=errors)
-            except Exception:
+                self._write(pending, errors)
+            finally:
+                with self._lock:
+                    self._writing = frozenset()
+
+    def _write(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
+        if self._unstorable:
+            pending, errors = self._drop_unstorable(pending, errors)
+        if not pending and not errors:
+            return
+        entries: list[Entry] = [
+            (CREATE, s) for key, s in pending.items() if key not in self._persisted
+        ]
+        entries += [(UPDATE, s) for key, s in pending.items() if key in self._persisted]
+        entries += [(ITEM_ERROR, row) for row in errors]
+        try:
+            close_old_connections()
+            _persist(entries)
+        except Exception as exc:
+            if _unavailable(exc):
                 logger.exception(
                     "history write failed; keeping %d operations and %d item errors to retry",
                     len(pending),
@@ -98,11 +143,92 @@ class HistoryWriter:
                 )
                 self._requeue(pending, errors)
                 return
-            for key, snapshot in pending.items():
-                if snapshot["status"] in TERMINAL_STATUSES:
-                    self._persisted.discard(key)
+            logger.warning(
+                "history refused a batch of %d rows (%s); writing it in parts",
+                len(entries),
+                type(exc).__name__,
+            )
+            left = self._write_in_parts(entries)
+            if left:
+                keys = {row["id"] for kind, row in left if kind != ITEM_ERROR}
+                self._requeue(
+                    {key: pending[key] for key in keys},
+                    [row for kind, row in left if kind == ITEM_ERROR],
+                )
+                pending = {key: s for key, s in pending.items() if key not in keys}
+        for key, snapshot in pending.items():
+            if key in self._unstorable:
+                continue
+            if snapshot["status"] in TERMINAL_STATUSES:
+                self._persisted.discard(key)
+            else:
+                self._persisted.add(key)
+
+    def _write_in_parts(self, entries: list[Entry]) -> list[Entry]:
+        """Write `entries`, halving every part the database refuses, and setting aside the
+        single rows it refuses; returns what is left when the database became unavailable.
+
+        Parts are written in order (operation rows before the item errors that name them).
+        """
+        parts = [entries[: len(entries) // 2], entries[len(entries) // 2 :]]
+        while parts:
+            part = parts.pop(0)
+            if not part:
+                continue
+            try:
+                _persist(part)
+            except Exception as exc:
+                if _unavailable(exc):
+                    logger.exception("history write failed; keeping the rest to retry")
+                    return [entry for rest in [part, *parts] for entry in rest]
+                if len(part) == 1:
+                    self._set_aside(part[0], exc)
                 else:
-                    self._persisted.add(key)
+                    half = len(part) // 2
+                    parts[:0] = [part[:half], part[half:]]
+        return []
+
+    def _set_aside(self, entry: Entry, exc: Exception) -> None:
+        kind, row = entry
+        key = row["operation_id"] if kind == ITEM_ERROR else row["id"]
+        logger.error(
+            "history could not store %s of operation %s (%s: %s); set aside",
+            kind,
+            key,
+            type(exc).__name__,
+            exc,
+        )
+        if kind == ITEM_ERROR:
+            return
+        reason = (
+            f"history could not store this run ({type(exc).__name__}); "
+            "the server log names this operation"
+        )
+        try:
+            operation_set_aside(snapshot=row, inserted=kind == UPDATE, reason=reason)
+        except Exception as again:
+            logger.error(
+                "history could not record operation %s at all (%s: %s); its states are dropped",
+                key,
+                type(again).__name__,
+                again,
+            )
+            if kind == CREATE and row["status"] not in TERMINAL_STATUSES:
+                self._unstorable.add(key)
+            return
+        if kind == CREATE and row["status"] not in TERMINAL_STATUSES:
+            self._persisted.add(key)
+
+    def _drop_unstorable(
+        self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]
+    ) -> tuple[dict[UUID, Snapshot], list[dict[str, Any]]]:
+        dropped = {key: s for key, s in pending.items() if key in self._unstorable}
+        kept_errors = [row for row in errors if row["operation_id"] not in self._unstorable]
+        for key, snapshot in dropped.items():
+            if snapshot["status"] in TERMINAL_STATUSES:
+                self._unstorable.discard(key)  # its last state: nothing more will come
+        kept = {key: s for key, s in pending.items() if key not in dropped}
+        return kept, kept_errors
 
     def _requeue(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -1,9 +1,12 @@
 import uuid
+from typing import Any
 
 import pytest
 
 from mcp_server.models import OperationStatus
+from mcp_server.services import operations_persist
 from tests.api.conftest import Caller, MakeRun
+from tests.runtime.conftest import history_row
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +88,26 @@ def test_wrong_methods_are_405(alice: Caller, make_run: MakeRun):
     response = alice.client.patch("/api/tokens/", {})
     assert response.status_code == 405
     assert "GET" in response["Allow"]
+
+
+def test_a_run_history_kept_in_part_shows_a_preview_and_its_original_size(
+    alice: Caller, settings: Any
+) -> None:
+    settings.MCP_HISTORY_MAX_ARGUMENTS_BYTES = 1024
+    settings.MCP_HISTORY_MAX_RESULT_BYTES = 1024
+    user = alice.user
+    snapshot = history_row(
+        user.membership.tenant_id,
+        user.pk,
+        status=OperationStatus.SUCCEEDED,
+        arguments={"text": "x" * 5000},
+        result_summary={"text": "y" * 5000},
+    )
+    operations_persist(created=[snapshot], updated=[], errors=[])
+    body = alice.client.get(f"/api/runs/{snapshot['id']}/").json()
+    assert body["arguments"]["_truncated"] is True
+    assert body["arguments"]["original_bytes"] == len('{"text":""}') + 5000
+    assert body["arguments"]["preview"].startswith('{"text":"xxx')
+    assert body["result"]["_truncated"] is True
+    listed = alice.client.get("/api/runs/").json()["results"]
+    assert listed[0]["arguments"]["_truncated"] is True

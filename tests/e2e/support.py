@@ -16,9 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -237,6 +237,22 @@ class Deployment:
             "print(session.session_key)"
         )
         return output.splitlines()[-1].strip()
+
+
+@contextmanager
+def postgres_deployment(
+    root: Path, server_url: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Deployment]:
+    """A migrated installation on a fresh PostgreSQL database of `server_url` (dropped after),
+    for tests whose observation needs PostgreSQL whatever the suite's own database is."""
+    name = create_postgres_database(server_url)
+    try:
+        env = {**base_child_env(root, database_url_for(server_url, name)), **(extra_env or {})}
+        deployment = Deployment(root=root, env=env, database_name=name)
+        deployment.migrate()
+        yield deployment
+    finally:
+        drop_postgres_database(server_url, name)
 
 
 @dataclass

@@ -31,9 +31,8 @@ def make(owner: tuple[int, int]) -> Any:
 
 def _age(operation: Operation, seconds: float, *, beat: bool) -> None:
     moment = timezone.now() - timedelta(seconds=seconds)
-    fields: dict[str, Any] = {"queued_at": moment}
-    if beat:
-        fields["heartbeat_at"] = moment
+    # Without a beat: never stamped alive (as a call handed to workers and not yet taken).
+    fields: dict[str, Any] = {"queued_at": moment, "heartbeat_at": moment if beat else None}
     Operation.objects.filter(pk=operation.pk).update(**fields)
 
 

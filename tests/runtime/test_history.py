@@ -57,7 +57,13 @@ def test_a_batch_creates_then_updates_and_logs_item_errors(owner) -> None:
 def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults(owner) -> None:
     writer = HistoryWriter(interval=3600)
     snapshot = history_row(
-        *owner, is_task=False, result=None, task_ttl=None, progress_token="tok", runner="h:1"
+        *owner,
+        status=OperationStatus.SUCCEEDED,  # a running row is stamped alive as it is written
+        is_task=False,
+        result=None,
+        task_ttl=None,
+        progress_token="tok",
+        runner="h:1",
     )
     writer.record(snapshot)
     writer.flush()

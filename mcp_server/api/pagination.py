@@ -258,8 +258,9 @@ class StrictCursorPagination(CursorPagination):
             position = self.position_field.run_validation(cursor.position)
         except serializers.ValidationError:
             raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
-        # As DRF writes positions (str of the row's value), so its comparisons still hold.
-        return cursor._replace(position=str(position))
+        # As DRF writes positions (str of the row's value), so its comparisons still hold; the
+        # stubs type the position as int, DRF itself keeps the text of the query string.
+        return cursor._replace(position=str(position))  # type: ignore[arg-type]
 
     def get_page_size(self, request: Request) -> int:
         """The page size asked for (1 to max_page_size), or a 400 field error."""

@@ -32,7 +32,11 @@ _FIELD_ERRORS = OpenApiResponse(
                 "type": "object",
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
             },
-            {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+            {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            },
         ]
     },
     description=(

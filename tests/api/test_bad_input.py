@@ -126,9 +126,7 @@ def test_cursor_durations_a_column_can_hold_are_accepted(
 
 
 @pytest.mark.parametrize("bound", ["created_after", "created_before", "finished_after"])
-def test_time_filters_outside_what_utc_can_hold_are_refused(
-    client: APIClient, bound: str
-) -> None:
+def test_time_filters_outside_what_utc_can_hold_are_refused(client: APIClient, bound: str) -> None:
     assert_bad_request(client.get(RUNS, {bound: LAST_MOMENT_WEST}), bound.rsplit("_", 1)[0])
 
 

@@ -3,6 +3,8 @@
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 
 from mcp_server.tools.registry import ToolError
 
@@ -11,11 +13,39 @@ class DataPathError(ToolError):
     """A path that leaves the tenant's data directory, goes through a link, or is missing."""
 
 
+class TenantRootError(DataPathError):
+    """A tenant whose slug cannot name a directory of its own under the data root."""
+
+
 def tenant_root(tenant_slug: str) -> Path:
-    """The tenant's data directory (created on first use)."""
-    root = Path(settings.MCP_DATA_ROOT) / tenant_slug
+    """The tenant's data directory (created on first use), always a child of MCP_DATA_ROOT.
+
+    A slug that is not a valid slug (a tenant created before slugs were validated, say
+    "x/../beta") or a directory that resolves elsewhere (a symbolic link) is refused, so no
+    tenant ever reads or writes another's files.
+    """
+    try:
+        validate_slug(tenant_slug)
+    except ValidationError:
+        raise TenantRootError(
+            f"Tenant {tenant_slug!r} has an invalid slug, so its files are not served; "
+            "an operator must give it a valid slug (letters, digits, '-' and '_')."
+        ) from None
+    data_root = Path(settings.MCP_DATA_ROOT).resolve()
+    root = data_root / tenant_slug
+    if root.is_symlink():
+        raise TenantRootError(
+            f"The data directory of tenant {tenant_slug!r} is a symbolic link, "
+            "so its files are not served."
+        )
     root.mkdir(parents=True, exist_ok=True)
-    return root.resolve()
+    resolved = root.resolve()
+    if resolved.parent != data_root:
+        raise TenantRootError(
+            f"The data directory of tenant {tenant_slug!r} resolves outside the data root, "
+            "so its files are not served."
+        )
+    return resolved
 
 
 def resolve_tenant_path(tenant_slug: str, relative: str) -> Path:

@@ -92,6 +92,45 @@ async def test_symlinks_are_refused(runner, tmp_path: Path) -> None:
     assert inner["structuredContent"]["succeeded"] == 1
 
 
+@pytest.mark.parametrize("slug", ["x/../beta", "../beta", "..", ".", "", "a/b", "/abs"])
+def test_tenant_root_refuses_a_slug_that_is_not_a_slug(data_root: Path, slug: str) -> None:
+    (data_root / "beta").mkdir(parents=True)
+    with pytest.raises(DataPathError, match="invalid slug"):
+        tenant_root(slug)
+    assert sorted(p.name for p in data_root.iterdir()) == ["beta"]
+
+
+def test_tenant_root_refuses_a_tenant_directory_that_links_elsewhere(
+    data_root: Path, tmp_path: Path
+) -> None:
+    (data_root / "beta").mkdir(parents=True)
+    os.symlink(data_root / "beta", data_root / "gamma")  # another tenant's directory
+    os.symlink(tmp_path, data_root / "delta")  # outside the data root
+    for slug in ("gamma", "delta"):
+        with pytest.raises(DataPathError, match="not served") as refused:
+            tenant_root(slug)
+        assert str(data_root) not in str(refused.value)
+
+
+async def test_a_tenant_with_an_invalid_slug_is_refused_its_files(runner, writer) -> None:
+    """A tenant made before slugs were validated ("x/../beta") never reaches beta's files."""
+    from accounts.models import Tenant
+
+    await database_sync_to_async(make_principal)("beta", "bea")
+    write_demo_images(tenant_root("beta") / "set", count=3, corrupt=0)
+    before = sorted(p.relative_to(tenant_root("beta")) for p in tenant_root("beta").rglob("*"))
+    await database_sync_to_async(Tenant.objects.create)(slug="x/../beta")  # no validation
+    intruder = await database_sync_to_async(make_principal)("x/../beta", "eve")
+    wire = Wire()
+    result = await runner.call(_call(intruder, "set"), send=wire.send, events=wire)
+    assert result["isError"]
+    text = result["content"][0]["text"]
+    assert "invalid slug" in text and "not served" in text
+    assert str(tenant_root("beta")) not in text
+    after = sorted(p.relative_to(tenant_root("beta")) for p in tenant_root("beta").rglob("*"))
+    assert after == before  # nothing read into thumbnails, nothing written
+
+
 def test_resolve_stays_inside_the_tenant_root() -> None:
     root = tenant_root("solo")
     (root / "a" / "b").mkdir(parents=True)

@@ -3,6 +3,7 @@ import contextlib
 import errno
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -34,13 +35,21 @@ CALL_TIMEOUT = 60
 
 @contextlib.contextmanager
 def releasing_fifo(path: Path) -> Iterator[Path]:
-    """A FIFO at `path`; on the way out, a reader stuck opening it (a bug) is released."""
+    """A FIFO at `path`; a reader stuck opening it (a bug) is released after CALL_TIMEOUT or on
+    the way out, so a regression fails the test instead of hanging the suite."""
+
+    def release() -> None:
+        with contextlib.suppress(OSError):  # ENXIO: nobody is waiting to read, as it should be
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
     os.mkfifo(path)
+    timer = threading.Timer(CALL_TIMEOUT, release)
+    timer.start()
     try:
         yield path
     finally:
-        with contextlib.suppress(OSError):  # ENXIO: nobody is waiting to read, as it should be
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        timer.cancel()
+        release()
 
 
 def _image(path: Path, image_format: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,10 +29,21 @@ class IssuedToken:
 
 
 def tenant_create(*, slug: str, name: str = "") -> Tenant:
-    """Create a tenant; the slug must be new."""
+    """Create a tenant; the slug must be new and a valid slug (it names a data directory)."""
     if Tenant.objects.filter(slug=slug).exists():
         raise AccountError(f"tenant {slug!r} already exists")
-    return Tenant.objects.create(slug=slug, name=name or slug)
+    tenant = Tenant(slug=slug, name=name or slug)
+    try:
+        # The model's validators (SlugField: letters, digits, '-' and '_'; lengths), which
+        # Model.save() alone never runs.
+        tenant.full_clean()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+        )
+        raise AccountError(f"invalid tenant {slug!r}: {problems}") from None
+    tenant.save()
+    return tenant
 
 
 @transaction.atomic

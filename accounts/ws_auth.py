@@ -1,8 +1,9 @@
 """ASGI middleware that authenticates a WebSocket handshake before any message is processed.
 
 Credentials, in order: `Authorization: Bearer <token>`; a `token` query parameter (the official
-SDK clients cannot set headers); the Django session cookie, accepted only from an Origin listed
-in MCP_ALLOWED_ORIGINS so a foreign page cannot ride a logged-in browser. A refused handshake
+SDK clients cannot set headers); the Django session cookie, accepted only from an allowed Origin
+so a foreign page cannot ride a logged-in browser: one listed in MCP_ALLOWED_ORIGINS or, when
+that is empty (the default), the handshake's own origin (see `same_origin`). A refused handshake
 never reaches the application: the client gets an HTTP 401/403 with a JSON reason where the
 server supports the WebSocket Denial Response extension, else a 4401/4403 close with a reason.
 """
@@ -16,6 +17,7 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
+from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
 from accounts.principal import Principal
@@ -57,9 +59,33 @@ def _session_key(scope: Scope) -> str | None:
     return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) or None
 
 
-def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
-    """Whether a browser Origin may authenticate with the session cookie."""
-    return origin is not None and origin in allowed
+def same_origin(scope: Scope) -> str | None:
+    """The origin the handshake was addressed to: scheme, then the Host header (host and port).
+
+    None when the Host is not in ALLOWED_HOSTS, as Django refuses such HTTP requests. This is
+    the served host and port whatever `serve --port` was given, so a console served on :8100
+    opens /mcp from http://127.0.0.1:8100 and nothing else. Behind a TLS proxy, uvicorn's
+    --proxy-headers makes the scheme wss (from X-Forwarded-Proto); the proxy must pass Host.
+    """
+    host = _header(scope, b"host")
+    if not host:
+        return None
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return f"{scheme}://{host}".lower()
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str], scope: Scope) -> bool:
+    """Whether a browser Origin may authenticate with the session cookie: one of `allowed`,
+    or, when `allowed` is empty, the handshake's own origin."""
+    if origin is None:
+        return False
+    allowed = list(allowed)
+    if allowed:
+        return origin in allowed
+    return origin.lower() == same_origin(scope)
 
 
 async def _principal_for_session(session_key: str) -> Principal | AuthFailure:
@@ -77,7 +103,7 @@ async def authenticate_websocket(scope: Scope) -> Principal | AuthFailure:
     session_key = _session_key(scope)
     if session_key is None:
         return MISSING_CREDENTIALS
-    if not origin_allowed(_header(scope, b"origin"), settings.MCP_ALLOWED_ORIGINS):
+    if not origin_allowed(_header(scope, b"origin"), settings.MCP_ALLOWED_ORIGINS, scope):
         return ORIGIN_REFUSED
     return await _principal_for_session(session_key)
 

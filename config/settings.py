@@ -162,6 +162,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's three, with a JSON parser that answers a too deeply nested body with 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "mcp_server.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["mcp_server.api.throttles.TokenRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -170,9 +176,9 @@ REST_FRAMEWORK = {
 MCP_SERVER_NAME = env.str("MCP_SERVER_NAME", default="mcp-realtime")
 MCP_SERVER_TITLE = env.str("MCP_SERVER_TITLE", default="MCP Realtime")
 # Origins whose pages may open /mcp with the Django session cookie. Token clients send none.
-MCP_ALLOWED_ORIGINS = env.list(
-    "MCP_ALLOWED_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"]
-)
+# Empty (the default): the same origin only, the scheme, host and port the handshake was
+# addressed to (its Host in ALLOWED_HOSTS), so the console works on whatever port is served.
+MCP_ALLOWED_ORIGINS = env.list("MCP_ALLOWED_ORIGINS", default=[])
 # Largest text frame accepted; larger ones close the socket with 1009 (the server enforces it
 # too, before a frame is buffered whole).
 MCP_MAX_MESSAGE_BYTES = env.int("MCP_MAX_MESSAGE_BYTES", default=1024 * 1024)

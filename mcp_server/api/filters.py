@@ -1,9 +1,14 @@
 """Query-string filters of the runs list (django-filter); invalid values answer 400."""
 
+from datetime import UTC, datetime
+from typing import Any
+
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.widgets import DateRangeWidget
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -19,6 +24,39 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, given to the database in UTC; one that UTC cannot hold is invalid.
+
+    "9999-12-31T23:00:00-23:00" is year 10000 in UTC: converting it overflows (SQLite), and
+    PostgreSQL refuses offsets beyond 15:59. In UTC the database never converts.
+    """
+
+    def to_python(self, value: Any) -> datetime | None:
+        """The time in UTC, or the field's "invalid" error."""
+        parsed: datetime | None = super().to_python(value)
+        if parsed is None or parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class UtcIsoDateTimeRangeField(RangeField):
+    """A range of two UtcIsoDateTimeFields (`<name>_after`, `<name>_before`)."""
+
+    widget = DateRangeWidget
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__((UtcIsoDateTimeField(), UtcIsoDateTimeField()), *args, **kwargs)
+
+
+class UtcIsoDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    """IsoDateTimeFromToRangeFilter whose bounds reach the database in UTC."""
+
+    field_class = UtcIsoDateTimeRangeField
+
+
 class OperationFilter(django_filters.FilterSet):
     """Filters of GET /api/runs/: tool, status, created/finished ranges, user, text search."""
 
@@ -26,11 +64,11 @@ class OperationFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=OperationStatus.choices, help_text="One or more statuses (repeat the parameter)."
     )
-    created = django_filters.IsoDateTimeFromToRangeFilter(
+    created = UtcIsoDateTimeFromToRangeFilter(
         field_name="queued_at",
         help_text="Queued at or after `created_after` and at or before `created_before` (ISO).",
     )
-    finished = django_filters.IsoDateTimeFromToRangeFilter(
+    finished = UtcIsoDateTimeFromToRangeFilter(
         field_name="finished_at",
         help_text="Finished at or after `finished_after` and at or before `finished_before`.",
     )

@@ -3,13 +3,14 @@
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import orjson
 from django.db.models import F, Q, QuerySet
 from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.request import Request
@@ -18,6 +19,9 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+# What a 64-bit integer column (ids, durations in microseconds) can hold.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+INVALID_CURSOR = "Invalid cursor."
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +52,26 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
+def page_size_from(raw: str | None, *, default: int, maximum: int, name: str) -> int:
+    """The page size a query asked for: ASCII digits from 1 to `maximum`, else a 400."""
+    if raw is None:
+        return default
+    # str.isdigit() also accepts "²" and "٣", which int() refuses or reads as another digit.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= maximum):
+        raise ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+    return int(raw)
+
+
 def _decode_value(raw: Any, key: "SortKey") -> Any:
     if raw is None and key.nullable:
         return None
-    if key.kind == "duration" and isinstance(raw, int) and not isinstance(raw, bool):
+    if key.kind == "duration" and type(raw) is int and BIGINT_MIN <= raw <= BIGINT_MAX:
         return timedelta(microseconds=raw)
     if key.kind == "datetime" and isinstance(raw, str):
         parsed = parse_datetime(raw)
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            # In UTC, so the database never converts (and cannot overflow or refuse the offset).
+            return parsed.astimezone(UTC)
     raise ValueError("bad cursor value")
 
 
@@ -97,13 +112,12 @@ class KeysetCursorPagination(BasePagination):
         return name
 
     def _page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return DEFAULT_PAGE_SIZE
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-            message = f"A whole number from 1 to {MAX_PAGE_SIZE}."
-            raise ValidationError({self.page_size_query_param: [message]})
-        return int(raw)
+        return page_size_from(
+            request.query_params.get(self.page_size_query_param),
+            default=DEFAULT_PAGE_SIZE,
+            maximum=MAX_PAGE_SIZE,
+            name=self.page_size_query_param,
+        )
 
     def _decode_cursor(self, request: Request, ordering: str) -> Cursor | None:
         raw = request.query_params.get(self.cursor_query_param)
@@ -111,16 +125,18 @@ class KeysetCursorPagination(BasePagination):
             return None
         try:
             data = orjson.loads(base64.urlsafe_b64decode(raw.encode("ascii")))
-            if data["o"] != ordering or not isinstance(data["r"], bool):
-                raise ValueError("cursor of another ordering")
+            if not isinstance(data, dict) or data.get("o") != ordering:
+                raise ValueError("not a cursor of this ordering")
+            if not isinstance(data.get("r"), bool) or not isinstance(data.get("k"), str):
+                raise ValueError("cursor members of the wrong kind")
             cursor = Cursor(
                 ordering=ordering,
-                value=_decode_value(data["v"], self.orderings[ordering]),
+                value=_decode_value(data.get("v"), self.orderings[ordering]),
                 pk=str(UUID(data["k"])),
                 reverse=data["r"],
             )
-        except (ValueError, TypeError, KeyError, UnicodeEncodeError, binascii.Error):
-            raise ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
+        except (ValueError, OverflowError, UnicodeEncodeError, binascii.Error):
+            raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
         return cursor
 
     def _encode_cursor(self, ordering: str, row: Any, *, reverse: bool) -> str:
@@ -218,14 +234,42 @@ class KeysetCursorPagination(BasePagination):
 
 
 class StrictCursorPagination(CursorPagination):
-    """DRF's cursor pagination, answering a bad cursor with 400 (like the runs list), not 404."""
+    """DRF's cursor pagination answering a bad cursor or page size with 400, like the runs list.
+
+    DRF puts a cursor's position into the query as it came; `position_field` (the kind of the
+    first ordering field) checks it first, so a position of the wrong kind is a 400, not a
+    database error.
+    """
+
+    page_size_query_param = "page_size"
+    position_field: serializers.Field[Any, Any, Any, Any] = serializers.IntegerField(
+        min_value=BIGINT_MIN, max_value=BIGINT_MAX
+    )
 
     def decode_cursor(self, request: Request) -> Any:
         """The cursor of the request, or a 400 field error."""
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
-            raise ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
+            raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            position = self.position_field.run_validation(cursor.position)
+        except serializers.ValidationError:
+            raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from None
+        # As DRF writes positions (str of the row's value), so its comparisons still hold; the
+        # stubs type the position as int, DRF itself keeps the text of the query string.
+        return cursor._replace(position=str(position))  # type: ignore[arg-type]
+
+    def get_page_size(self, request: Request) -> int:
+        """The page size asked for (1 to max_page_size), or a 400 field error."""
+        return page_size_from(
+            request.query_params.get(self.page_size_query_param),
+            default=self.page_size or DEFAULT_PAGE_SIZE,
+            maximum=self.max_page_size or MAX_PAGE_SIZE,
+            name=self.page_size_query_param,
+        )
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         """OpenAPI shape of a page."""
@@ -237,7 +281,6 @@ class LogCursorPagination(StrictCursorPagination):
 
     ordering = "id"
     page_size = 100
-    page_size_query_param = "page_size"
     max_page_size = 1000
 
 
@@ -246,8 +289,8 @@ class TokenCursorPagination(StrictCursorPagination):
 
     ordering = ("-created_at", "-id")
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
+    position_field = serializers.DateTimeField()
 
 
 def _page_schema(schema: dict[str, Any]) -> dict[str, Any]:

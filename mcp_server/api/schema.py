@@ -27,10 +27,22 @@ _DETAIL = inline_serializer("ErrorDetail", fields={"detail": serializers.CharFie
 
 _FIELD_ERRORS = OpenApiResponse(
     response={
-        "type": "object",
-        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+            {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            },
+        ]
     },
-    description="Invalid input: a list of messages per field (or non_field_errors).",
+    description=(
+        "Invalid input: a list of messages per field (or non_field_errors), or a `detail` "
+        "for a body that is not JSON (malformed, or nested too deeply)."
+    ),
 )
 
 _ERRORS = {

@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, Tenant
 from accounts.principal import Principal
 from accounts.selectors import principal_for_token
 from accounts.services import IssuedToken, token_create, token_revoke
@@ -154,3 +154,13 @@ def test_revoke_action(staff_client: Client, issued: IssuedToken) -> None:
         assert ApiToken.objects.get(pk=revoked.token.pk).revoked_at is not None
     assert ApiToken.objects.get(pk=earlier.token.pk).revoked_at == first_revoked_at
     assert isinstance(principal_for_token(untouched.raw), Principal)
+
+
+@pytest.mark.parametrize("slug", ["x/../beta", "a b", ".."])
+def test_admin_refuses_a_tenant_slug_that_is_not_a_slug(staff_client: Client, slug: str) -> None:
+    response = staff_client.post(
+        reverse("admin:accounts_tenant_add"), {"slug": slug, "name": "x", "is_active": "on"}
+    )
+    assert response.status_code == 200  # the form again, with its error
+    assert "slug" in response.context["adminform"].form.errors
+    assert not Tenant.objects.filter(slug=slug).exists()

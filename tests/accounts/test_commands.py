@@ -47,6 +47,22 @@ def test_createtenant_duplicate() -> None:
     assert Tenant.objects.filter(slug="acme").count() == 1
 
 
+@pytest.mark.parametrize(
+    "slug", ["x/../beta", "../beta", "a b", "beta/", ".", "..", "", "tenant.", "ü", "a" * 64]
+)
+def test_createtenant_refuses_what_is_not_a_slug(slug: str) -> None:
+    # "x/../beta" was accepted, and that tenant then read and wrote beta's data directory.
+    with pytest.raises(CommandError, match="invalid tenant"):
+        _run("createtenant", slug)
+    assert not Tenant.objects.exists()
+
+
+def test_createtenant_accepts_letters_digits_dashes_and_underscores() -> None:
+    _run("createtenant", "Team_7-blue")
+    _run("createtenant", "a" * 63)
+    assert Tenant.objects.count() == 2
+
+
 # --- createuser --------------------------------------------------------------------------
 
 

@@ -34,8 +34,31 @@ def test_bearer_from_scope(scope: dict[str, Any], expected: str | None) -> None:
 
 def test_origin_allowed() -> None:
     allowed = ["http://127.0.0.1:8000", "https://app.example"]
-    assert origin_allowed("https://app.example", allowed)
-    assert not origin_allowed(None, allowed)
-    assert not origin_allowed("", allowed)
-    assert not origin_allowed("https://app.example.evil", allowed)
-    assert not origin_allowed("null", allowed)
+    scope = _scope([(b"host", b"app.example")])
+    assert origin_allowed("https://app.example", allowed, scope)
+    assert not origin_allowed(None, allowed, scope)
+    assert not origin_allowed("", allowed, scope)
+    assert not origin_allowed("https://app.example.evil", allowed, scope)
+    assert not origin_allowed("null", allowed, scope)
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "origin", "expected"),
+    [
+        (b"127.0.0.1:8100", "ws", "http://127.0.0.1:8100", True),
+        (b"127.0.0.1:8100", "ws", "http://127.0.0.1:8000", False),
+        (b"LOCALHOST:8100", "ws", "http://localhost:8100", True),
+        (b"[::1]:8100", "ws", "http://[::1]:8100", True),
+        (b"localhost", "wss", "https://localhost", True),
+        (b"localhost", "wss", "http://localhost", False),
+        (b"127.0.0.1:8100", "ws", "http://localhost:8100", False),
+        (b"evil.example:8100", "ws", "http://evil.example:8100", False),  # not in ALLOWED_HOSTS
+        (None, "ws", "http://127.0.0.1:8100", False),
+    ],
+)
+def test_without_a_list_only_the_handshakes_own_origin_is_allowed(
+    settings: Any, host: bytes | None, scheme: str, origin: str, expected: bool
+) -> None:
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+    scope = {**_scope([(b"host", host)] if host else []), "scheme": scheme}
+    assert origin_allowed(origin, [], scope) is expected

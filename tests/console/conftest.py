@@ -51,8 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def console_server_env(port: int) -> dict[str, str]:
-    """A server whose own origin may use the session cookie on /mcp."""
-    return {"MCP_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}"}
+    """A server whose own origin may use the session cookie on /mcp: the default (an empty
+    MCP_ALLOWED_ORIGINS allows the served origin, whatever the port)."""
+    return {}
 
 
 @pytest.fixture(scope="session")

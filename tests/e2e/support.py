@@ -284,8 +284,14 @@ class ServerProcess:
 
     def health_status(self) -> int | None:
         """The status of GET /healthz, or None when the server does not answer."""
+        return self.http_status("/healthz")
+
+    def http_status(self, path: str, headers: Mapping[str, str] | None = None) -> int | None:
+        """The status of GET `path` (query string included, sent as given), or None when the
+        server does not answer."""
+        request = urllib.request.Request(f"{self.http_url}{path}", headers=dict(headers or {}))
         try:
-            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=HTTP_TIMEOUT) as resp:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)

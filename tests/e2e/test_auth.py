@@ -18,7 +18,8 @@ from tests.e2e.support import (
     run_parallel,
 )
 
-ALLOWED_ORIGIN = "http://127.0.0.1:8000"  # in MCP_ALLOWED_ORIGINS by default
+# The old default of MCP_ALLOWED_ORIGINS, whatever port was served; servers here use others.
+PORT_8000_ORIGIN = "http://127.0.0.1:8000"
 FOREIGN_ORIGIN = "https://evil.example"
 BUILTIN_TOOLS = {"add", "subtract", "multiply", "divide", "echo"}
 GAMMA_TOOLS = ["add", "echo"]
@@ -153,14 +154,56 @@ async def test_subprotocol_is_only_selected_when_offered(
 # --- the Django session cookie --------------------------------------------------------------
 
 
-async def test_session_cookie_from_allowed_origin_is_accepted(
+async def test_session_cookie_from_the_servers_own_origin_is_accepted(
     server: ServerProcess, auth_setup: AuthSetup
 ) -> None:
+    """MCP_ALLOWED_ORIGINS unset: the console of a server on any port may use its cookie."""
+    assert server.port != 8000
     await assert_session_works(
         server.ws_url(),
         headers={"Cookie": f"sessionid={auth_setup.session_key}"},
-        origin=ALLOWED_ORIGIN,
+        origin=server.http_url,  # http://127.0.0.1:<its port>, as the console's page sends
     )
+    await assert_session_works(
+        f"ws://localhost:{server.port}/mcp",
+        headers={"Cookie": f"sessionid={auth_setup.session_key}"},
+        origin=f"http://localhost:{server.port}",
+    )
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        PORT_8000_ORIGIN,  # accepted by every server before, whatever its port
+        "http://localhost:8000",
+        "https://127.0.0.1:{port}",  # another scheme
+        "http://127.0.0.1:{port}.evil.example",
+        "http://localhost:{port}",  # another host than the handshake's
+    ],
+)
+async def test_session_cookie_from_another_origin_is_403(
+    server: ServerProcess, auth_setup: AuthSetup, origin: str
+) -> None:
+    assert server.port != 8000
+    status, body, _ = await refusal(
+        server.ws_url(),
+        headers={"Cookie": f"sessionid={auth_setup.session_key}"},
+        origin=origin.format(port=server.port),
+    )
+    assert status == 403
+    assert "origin" in str(body["error"])
+
+
+async def test_session_cookie_with_a_host_outside_allowed_hosts_is_403(
+    server: ServerProcess, auth_setup: AuthSetup
+) -> None:
+    """A Host not in ALLOWED_HOSTS (a DNS-rebinding page, say) has no origin of its own."""
+    status, _, _ = await refusal(
+        server.ws_url(),
+        headers={"Cookie": f"sessionid={auth_setup.session_key}", "Host": "rebound.example"},
+        origin="http://rebound.example",
+    )
+    assert status == 403
 
 
 async def test_session_cookie_from_foreign_origin_is_403(
@@ -190,7 +233,7 @@ async def test_unknown_session_cookie_is_401(server: ServerProcess, auth_setup: 
     status, body, _ = await refusal(
         server.ws_url(),
         headers={"Cookie": "sessionid=thisisnotasessionkeyatall0123456"},
-        origin=ALLOWED_ORIGIN,
+        origin=server.http_url,
     )
     assert status == 401
     assert body["status"] == 401
@@ -203,7 +246,8 @@ async def test_session_cookie_on_a_server_with_configured_origins(
     configured = server_factory(MCP_ALLOWED_ORIGINS=custom_origin)
     cookie = {"Cookie": f"sessionid={auth_setup.session_key}"}
     await assert_session_works(configured.ws_url(), headers=cookie, origin=custom_origin)
-    status, _, _ = await refusal(configured.ws_url(), headers=cookie, origin=ALLOWED_ORIGIN)
+    # A list replaces the same-origin default: the server's own origin is not on it.
+    status, _, _ = await refusal(configured.ws_url(), headers=cookie, origin=configured.http_url)
     assert status == 403
 
 

@@ -27,7 +27,10 @@ from tests.ws.conftest import Headers, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ALLOWED_ORIGIN = "http://127.0.0.1:8000"
+# The handshake's own origin: the Host header it was addressed to (WebsocketCommunicator sends
+# none unless told), allowed when MCP_ALLOWED_ORIGINS is empty, the default.
+HOST = (b"host", b"127.0.0.1:8100")
+ALLOWED_ORIGIN = "http://127.0.0.1:8100"
 
 
 def _bearer(raw: str) -> Headers:
@@ -121,25 +124,30 @@ async def test_refused_with_4403_for_inactive_accounts(issued: IssuedToken) -> N
 
 
 async def test_cookie_with_an_allowed_origin(logged_in_session: str) -> None:
-    assert ALLOWED_ORIGIN in settings.MCP_ALLOWED_ORIGINS
-    await _assert_accepted("/mcp", [_cookie(logged_in_session), _origin(ALLOWED_ORIGIN)])
+    assert settings.MCP_ALLOWED_ORIGINS == []
+    await _assert_accepted("/mcp", [HOST, _cookie(logged_in_session), _origin(ALLOWED_ORIGIN)])
 
 
 async def test_cookie_refusals(logged_in_session: str) -> None:
     cookie = _cookie(logged_in_session)
-    code, reason = await _refusal("/mcp", [cookie, _origin("https://evil.example")])
+    code, reason = await _refusal("/mcp", [HOST, cookie, _origin("https://evil.example")])
     assert code == 4403
     assert "origin" in reason
     # A near miss is still a foreign origin.
-    assert (await _refusal("/mcp", [cookie, _origin(ALLOWED_ORIGIN + ".evil.example")]))[0] == 4403
-    assert (await _refusal("/mcp", [cookie]))[0] == 4403
+    near_miss = _origin(ALLOWED_ORIGIN + ".evil.example")
+    assert (await _refusal("/mcp", [HOST, cookie, near_miss]))[0] == 4403
+    assert (await _refusal("/mcp", [HOST, cookie]))[0] == 4403
+    # Another port of the same host (the old default, :8000, whatever was served).
+    assert (await _refusal("/mcp", [HOST, cookie, _origin("http://127.0.0.1:8000")]))[0] == 4403
+    # Without a Host there is no origin of its own to match.
+    assert (await _refusal("/mcp", [cookie, _origin(ALLOWED_ORIGIN)]))[0] == 4403
 
     # A cookie that names no logged-in session.
-    unknown = [_cookie("nosuchsession"), _origin(ALLOWED_ORIGIN)]
+    unknown = [HOST, _cookie("nosuchsession"), _origin(ALLOWED_ORIGIN)]
     assert (await _refusal("/mcp", unknown))[0] == 4401
 
     await sync_to_async(_update)(Tenant.objects.filter(slug="acme"), is_active=False)
-    assert (await _refusal("/mcp", [cookie, _origin(ALLOWED_ORIGIN)]))[0] == 4403
+    assert (await _refusal("/mcp", [HOST, cookie, _origin(ALLOWED_ORIGIN)]))[0] == 4403
 
 
 # --- routing -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Tenant
 from mcp_server.demo_images import write_demo_images
-from mcp_server.tools.data_paths import tenant_root
+from mcp_server.tools.data_paths import DataPathError, tenant_root
 
 
 class Command(BaseCommand):
@@ -32,7 +32,10 @@ class Command(BaseCommand):
         name = options["dir"]
         if not name or "/" in name or name.startswith("."):
             raise CommandError("--dir must be a plain directory name")
-        directory = tenant_root(options["tenant"]) / name
+        try:
+            directory = tenant_root(options["tenant"]) / name
+        except DataPathError as exc:
+            raise CommandError(str(exc)) from exc
         step = max(1, options["count"] // 10)
 
         def on_file(done: int) -> None:

@@ -2,21 +2,28 @@
 
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import orjson
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from mcp_server.runtime.context import ToolContext
-from mcp_server.tools.data_paths import DataPathError, resolve_tenant_path, tenant_root
+from mcp_server.tools.data_paths import (
+    NAME_MAX,
+    DataPathError,
+    resolve_tenant_path,
+    tenant_root,
+)
 from mcp_server.tools.registry import Summarized, tool
 
 THUMBNAILS_DIR = "thumbnails"
+THUMBNAIL_SUFFIX = ".jpg"
 
 
 class ImagesSummary(TypedDict):
@@ -46,9 +53,39 @@ class ImageInfo:
     bytes: int
 
 
+class NotARegularFile(Exception):
+    """A directory entry that is a FIFO, socket, device or link: never opened for reading."""
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file, without ever blocking.
+
+    O_NONBLOCK makes opening a FIFO return at once (a blocking open waits for a writer
+    forever, and a thread cannot be cancelled); O_NOFOLLOW refuses a link swapped in since
+    the directory was listed. The type is checked on the open descriptor, so no race.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile()
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def thumbnail_name(source_name: str) -> str:
+    """The thumbnail's file name: the whole source name (extension included) plus .jpg.
+
+    Keeping the extension makes the mapping one to one: a.png, a.gif and a.bmp get
+    a.png.jpg, a.gif.jpg and a.bmp.jpg, and none can be manifest.json.
+    """
+    return source_name + THUMBNAIL_SUFFIX
+
+
 def make_thumbnail(source: Path, target: Path, size: int) -> ImageInfo:
     """Decode `source` fully and write a JPEG thumbnail no larger than size x size."""
-    with Image.open(source) as image:
+    with _open_regular_file(source) as file, Image.open(file) as image:
         image_format = image.format or "unknown"
         width, height = image.size
         image.thumbnail((size, size))
@@ -56,7 +93,27 @@ def make_thumbnail(source: Path, target: Path, size: int) -> ImageInfo:
         if thumbnail.mode not in ("RGB", "L"):
             thumbnail = thumbnail.convert("RGB")
         thumbnail.save(target, "JPEG", quality=85)
-    return ImageInfo(source.name, width, height, image_format, source.stat().st_size)
+        source_bytes = os.fstat(file.fileno()).st_size
+    return ImageInfo(source.name, width, height, image_format, source_bytes)
+
+
+def item_reason(exc: Exception, name: str, paths: dict[str, str]) -> str:
+    """Why one file failed, naming the file and never a server path.
+
+    `paths` maps each server path the failure may mention (the source, the thumbnail, the
+    partial directory, the tenant root) to what the client may see instead.
+    """
+    if isinstance(exc, NotARegularFile):
+        return "not a regular file (a FIFO, socket or device is never read)"
+    if isinstance(exc, UnidentifiedImageError):
+        return f"UnidentifiedImageError: cannot identify image file {name!r}"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        # str() of an OSError ends with the absolute path it failed on.
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}: {name!r}"
+    reason = str(exc)
+    for path in sorted(paths, key=len, reverse=True):  # longest first: the most specific
+        reason = reason.replace(path, paths[path])
+    return f"{type(exc).__name__}: {reason}"
 
 
 def _write_manifest(path: Path, infos: list[ImageInfo]) -> None:
@@ -69,6 +126,17 @@ def _candidates(directory: Path) -> list[os.DirEntry[str]]:
             (e for e in entries if not e.name.startswith(".") and not e.is_dir()),
             key=lambda e: e.name,
         )
+
+
+def _refusal(entry: os.DirEntry[str]) -> str | None:
+    """Why a listed entry is not even opened, or None for a regular file."""
+    if entry.is_symlink():
+        return "symbolic link refused"
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file (a FIFO, socket or device is never read)"
+    if len(os.fsencode(thumbnail_name(entry.name))) > NAME_MAX:
+        return f"name too long: its thumbnail's name would pass {NAME_MAX} bytes"
+    return None
 
 
 def _summary_text(summary: ImagesSummary) -> str:
@@ -108,19 +176,24 @@ async def process_images(
     try:
         partial.mkdir(parents=True)
         for index, entry in enumerate(entries, start=1):
-            if entry.is_symlink():
-                ctx.item_error(entry.name, "symbolic link refused")
+            refusal = _refusal(entry)
+            if refusal is not None:
+                ctx.item_error(entry.name, refusal)
                 errors += 1
             else:
-                target = partial / (Path(entry.name).stem + ".jpg")
+                target = partial / thumbnail_name(entry.name)
                 try:
                     info = await ctx.run_blocking(
                         make_thumbnail, Path(entry.path), target, thumbnail_size
                     )
                 except Exception as exc:
-                    # Name the file, never the server's absolute path.
-                    reason = str(exc).replace(entry.path, entry.name)
-                    ctx.item_error(entry.name, f"{type(exc).__name__}: {reason}")
+                    seen_as = {
+                        entry.path: entry.name,
+                        str(target): thumbnail_name(entry.name),
+                        str(partial): THUMBNAILS_DIR,
+                        str(root): "",
+                    }
+                    ctx.item_error(entry.name, item_reason(exc, entry.name, seen_as))
                     errors += 1
                 else:
                     infos.append(info)

@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import socket
 import threading
@@ -339,3 +340,18 @@ def test_make_demo_images_command(data_root: Path) -> None:
         call_command("make_demo_images", "--tenant", "nobody", "--count", "1")
     with pytest.raises(CommandError):
         call_command("make_demo_images", "--tenant", "demo2", "--dir", "../escape")
+
+
+async def test_an_image_whose_name_is_not_utf8_is_processed(runner, writer) -> None:
+    principal = await database_sync_to_async(make_principal)("pics", "dee")
+    folder = tenant_root("pics") / "set"
+    folder.mkdir(parents=True)
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: a lone surrogate once decoded
+    _image(folder / name, "PNG")
+    wire = Wire()
+    result = await runner.call(_call(principal, "set"), send=wire.send, events=wire)
+    assert not result.get("isError"), result
+    assert result["structuredContent"]["succeeded"] == 1
+    output = tenant_root("pics") / result["structuredContent"]["thumbnails"]
+    manifest = json.loads((output / "manifest.json").read_bytes())
+    assert manifest[0]["name"] == "caf\\udce9.png"  # the history's escape rule

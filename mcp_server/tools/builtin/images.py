@@ -4,7 +4,7 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.data_paths import (
     NAME_MAX,
@@ -117,7 +118,11 @@ def item_reason(exc: Exception, name: str, paths: dict[str, str]) -> str:
 
 
 def _write_manifest(path: Path, infos: list[ImageInfo]) -> None:
-    path.write_bytes(orjson.dumps(infos))  # orjson serialises dataclasses natively
+    try:
+        path.write_bytes(orjson.dumps(infos))  # orjson serialises dataclasses natively
+    except TypeError:  # a file name that is not UTF-8 decodes to lone surrogates
+        rows = [escape_value(asdict(info), nul=False) for info in infos]
+        path.write_bytes(orjson.dumps(rows))
 
 
 def _candidates(directory: Path) -> list[os.DirEntry[str]]:

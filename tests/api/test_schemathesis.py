@@ -68,7 +68,8 @@ def world(alice: Caller, make_run: MakeRun) -> dict:
 def test_api_conforms_to_its_schema(
     case: Any, alice: Caller, world: dict, settings: Any, keep_test_connection: None
 ) -> None:
-    settings.MCP_API_RATE = ""
+    settings.MCP_API_REQUESTS_PER_MINUTE_USER = 0
+    settings.MCP_API_REQUESTS_PER_MINUTE_TENANT = 0
     headers = {"Authorization": f"Bearer {alice.issued.raw}"}
     response = case.call(headers=headers)
     case.validate_response(response, checks=CHECKS)

@@ -28,9 +28,13 @@ _DETAIL = inline_serializer("ErrorDetail", fields={"detail": serializers.CharFie
 _FIELD_ERRORS = OpenApiResponse(
     response={
         "type": "object",
-        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        # a list of messages per field; a body that is not JSON at all gets one `detail`
+        "additionalProperties": {
+            "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+        },
     },
-    description="Invalid input: a list of messages per field (or non_field_errors).",
+    description="Invalid input: a list of messages per field (or non_field_errors), or a "
+    "`detail` when the body cannot be parsed.",
 )
 
 _ERRORS = {

@@ -11,19 +11,32 @@ single-process run.
 from typing import Any
 
 from django_ratelimit.core import get_usage
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from accounts.limits import default_limits
 from accounts.principal import Principal
 from mcp_server.api.permissions import request_principal
 
 
-def _caller(request: Request) -> Principal | None:
+def _budgets(request: Request) -> tuple[tuple[str, str, int], ...]:
+    """(counter group, key, requests per minute) that a request counts against."""
     if isinstance(request.auth, Principal):
-        return request.auth
-    if request.user and request.user.is_authenticated:
-        return request_principal(request)
-    return None
+        principal = request.auth
+    elif request.user and request.user.is_authenticated:
+        try:
+            principal = request_principal(request)
+        except APIException:  # staff without a tenant (where a view allows them): per user
+            per_minute = default_limits().api_requests_per_minute_user
+            return (("api-user", str(request.user.pk), per_minute),)
+    else:
+        return ()  # refused by the permission check, if the view needs a caller
+    limits = principal.limits
+    return (
+        ("api-user", str(principal.user_id), limits.api_requests_per_minute_user),
+        ("api-tenant", str(principal.tenant_id), limits.api_requests_per_minute_tenant),
+    )
 
 
 class PrincipalRateThrottle(BaseThrottle):
@@ -34,15 +47,7 @@ class PrincipalRateThrottle(BaseThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         """Count the request against its user's and its tenant's minute; False when over."""
-        principal = _caller(request)
-        if principal is None:  # refused later by the permission check
-            return True
-        limits = principal.limits
-        budgets = (
-            ("api-user", str(principal.user_id), limits.api_requests_per_minute_user),
-            ("api-tenant", str(principal.tenant_id), limits.api_requests_per_minute_tenant),
-        )
-        for group, ident, per_minute in budgets:
+        for group, ident, per_minute in _budgets(request):
             if per_minute <= 0:
                 continue
             usage = get_usage(

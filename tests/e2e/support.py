@@ -229,7 +229,9 @@ class Deployment:
         output = self.shell(
             "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, "
             "authenticate; from django.contrib.sessions.backends.db import SessionStore; "
-            f"user = authenticate(username={username!r}, password={password!r}); "
+            "from django.test import RequestFactory; "  # django-axes wants the request
+            "request = RequestFactory().post('/login/'); "
+            f"user = authenticate(request, username={username!r}, password={password!r}); "
             "assert user is not None, 'wrong password'; "
             "session = SessionStore(); session[SESSION_KEY] = str(user.pk); "
             "session[BACKEND_SESSION_KEY] = user.backend; "

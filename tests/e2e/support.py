@@ -459,8 +459,15 @@ async def raw_connection(
     subprotocols: Sequence[Subprotocol] | None = (MCP_SUBPROTOCOL,),
     headers: Mapping[str, str] | None = None,
     origin: str | None = None,
+    local_address: str | None = None,
 ) -> AsyncIterator[ClientConnection]:
-    """A plain `websockets` connection (no proxy, no compression) to the server."""
+    """A plain `websockets` connection (no proxy, no compression) to the server.
+
+    `local_address` (e.g. 127.0.0.2) makes the server see another client address.
+    """
+    extra: dict[str, Any] = {}
+    if local_address is not None:
+        extra["local_addr"] = (local_address, 0)
     async with connect(
         url,
         subprotocols=list(subprotocols) if subprotocols is not None else None,
@@ -469,6 +476,7 @@ async def raw_connection(
         proxy=None,
         compression=None,
         open_timeout=RECV_TIMEOUT,
+        **extra,
     ) as ws:
         yield ws
 

@@ -24,7 +24,6 @@ from websockets.exceptions import InvalidStatus
 from tests.e2e.conftest import ALICE, ALPHA, BETA, Accounts, ServerFactory
 from tests.e2e.support import (
     HOST,
-    HTTP_TIMEOUT,
     RECV_TIMEOUT,
     Deployment,
     RawClient,
@@ -32,10 +31,12 @@ from tests.e2e.support import (
     error_of,
     raw_connection,
     result_of,
-    run_parallel,
     wait_until,
 )
 
+# Several servers boot in this module, and a login hashes a password: give them time.
+pytestmark = pytest.mark.timeout(300)
+HTTP_REQUEST_TIMEOUT = 30.0
 RATE_LIMITED = -32029
 DELTA = "delta"
 ERIN = "erin"  # a second member of alpha, for the per-tenant limits
@@ -60,28 +61,26 @@ class LimitAccounts:
 
 
 @pytest.fixture(scope="module")
-def limit_accounts(
-    deployment: Deployment, accounts: Accounts, server_factory: ServerFactory
-) -> LimitAccounts:
-    """Erin in alpha, dave alone in delta, frank and henry with passwords, a second token."""
-    for env in (USER_RATE, TENANT_RATE, CONNECTION_CAPS, FAILURES_AND_REST):
-        server_factory.launch(**env)  # boot while the accounts are made
-    deployment.create_tenant(DELTA)
-    run_parallel(
-        [
-            lambda: deployment.create_user(ERIN, ALPHA),
-            lambda: deployment.create_user(DAVE, DELTA),
-            lambda: deployment.create_user(FRANK, BETA, password=PASSWORD),
-            lambda: deployment.create_user(HENRY, BETA, password=PASSWORD),
-        ]
+def limit_accounts(deployment: Deployment, accounts: Accounts) -> LimitAccounts:
+    """Erin in alpha, dave alone in delta, frank and henry with passwords, a second token.
+
+    One `manage.py shell` makes them all (the account commands are proved by conftest's).
+    """
+    output = deployment.shell(
+        "from accounts.services import tenant_create, token_create, user_create; "
+        "from django.contrib.auth import get_user_model; "
+        f"tenant_create(slug={DELTA!r}); "
+        f"erin = user_create(username={ERIN!r}, tenant_slug={ALPHA!r}); "
+        f"dave = user_create(username={DAVE!r}, tenant_slug={DELTA!r}); "
+        f"user_create(username={FRANK!r}, tenant_slug={BETA!r}, password={PASSWORD!r}); "
+        f"user_create(username={HENRY!r}, tenant_slug={BETA!r}, password={PASSWORD!r}); "
+        f"alice = get_user_model().objects.get(username={ALICE!r}); "
+        "print(token_create(user=alice, name='alice-second').raw); "
+        "print(token_create(user=erin, name='erin-main').raw); "
+        "print(token_create(user=dave, name='dave-main').raw)"
     )
-    second, erin, dave = run_parallel(
-        [
-            lambda: deployment.create_token(ALICE, name="alice-second"),
-            lambda: deployment.create_token(ERIN, name="erin-main"),
-            lambda: deployment.create_token(DAVE, name="dave-main"),
-        ]
-    )
+    second, erin, dave = output.split()[-3:]
+    assert all(raw.startswith("mcp_") for raw in (second, erin, dave)), output
     return LimitAccounts(alice_second=second, erin=erin, dave=dave)
 
 
@@ -136,7 +135,7 @@ def http_get(
     """GET `path` from `local_address`; status, headers (lower-case names), body."""
     source = (local_address, 0) if local_address else None
     conn = http.client.HTTPConnection(
-        HOST, server.port, timeout=HTTP_TIMEOUT, source_address=source
+        HOST, server.port, timeout=HTTP_REQUEST_TIMEOUT, source_address=source
     )
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -409,7 +408,7 @@ _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 def post_login(server: ServerProcess, path: str, username: str, password: str) -> int:
     """Fetch the login form, post it back with `username` and `password`; the status."""
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=HTTP_TIMEOUT)
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=HTTP_REQUEST_TIMEOUT)
     try:
         conn.request("GET", path)
         page = conn.getresponse()

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from accounts.limits import OVERRIDE_FIELDS, default_limits
 from accounts.models import ApiToken, Membership, Tenant
 from accounts.services import tenant_update, token_revoke
 from accounts.tokens import token_digest, token_display_prefix, token_generate
@@ -29,11 +30,37 @@ class MembershipInline(admin.StackedInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    """Tenants and the tools they may use."""
+    """Tenants, the tools they may use, and their overrides of the isolation limits."""
 
     list_display = ("slug", "name", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("slug", "name")
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "is_active", "enabled_tools", "created_at")}),
+        (
+            "Limits",
+            {
+                "fields": tuple(OVERRIDE_FIELDS),
+                "description": "Per-process bounds for this tenant's callers. Empty keeps the "
+                "server's default (shown under each field, from its settings); 0 switches a "
+                "limit off. Changes apply to new connections and requests.",
+            },
+        ),
+    )
+
+    def get_form(
+        self, request: HttpRequest, obj: Tenant | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        """The form, each limit's help text saying what empty means here: the default."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        defaults = default_limits()
+        for field, attribute in OVERRIDE_FIELDS.items():
+            if field in form.base_fields:
+                base = form.base_fields[field]
+                default = getattr(defaults, attribute)
+                shown = f"{default:g}" if isinstance(default, float) else str(default)
+                base.help_text = f"{base.help_text} Empty = default ({shown})."
+        return form
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         """Save through the service, so deactivation and tool changes reach open connections."""

@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.auth_throttle import failed_auth_throttle
 from accounts.principal import Principal
 from accounts.selectors import AuthFailure, user_and_principal_for_token
 
@@ -15,10 +16,18 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[Any, Principal] | None:
-        """Authenticate a request that carries a bearer token; None lets others try."""
+        """Authenticate a request that carries a bearer token; None lets others try.
+
+        An address that spent its failed attempts gets a 429 before the token is looked up.
+        """
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
+        throttle = failed_auth_throttle()
+        address = request.META.get("REMOTE_ADDR") or None
+        refusal = throttle.refusal(address)
+        if refusal is not None:
+            raise exceptions.Throttled(wait=refusal.retry_after, detail=refusal.reason)
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
         try:
@@ -27,6 +36,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
         outcome = user_and_principal_for_token(raw)
         if isinstance(outcome, AuthFailure):
+            if outcome.status == 401:
+                throttle.record_failure(address)
             message = outcome.reason.capitalize() + "."
             if outcome.status == 403:  # a valid token whose account may not act: not a 401
                 raise exceptions.PermissionDenied(message)

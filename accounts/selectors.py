@@ -23,6 +23,8 @@ class AuthFailure:
 
     status: int
     reason: str
+    # Seconds after which trying again may succeed (sent as Retry-After with a 429).
+    retry_after: int | None = None
 
 
 INVALID_TOKEN = AuthFailure(401, "invalid token")

@@ -6,6 +6,8 @@ so a foreign page cannot ride a logged-in browser: one listed in MCP_ALLOWED_ORI
 that is empty (the default), the handshake's own origin (see `same_origin`). A refused handshake
 never reaches the application: the client gets an HTTP 401/403 with a JSON reason where the
 server supports the WebSocket Denial Response extension, else a 4401/4403 close with a reason.
+An address whose failed attempts spent their budget (accounts/auth_throttle.py) is refused
+with a 429 (or 4429) and Retry-After before any credential is looked up.
 """
 
 from collections.abc import Iterable
@@ -20,6 +22,7 @@ from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
+from accounts.auth_throttle import failed_auth_throttle, scope_client_address
 from accounts.principal import Principal
 from accounts.selectors import AuthFailure, principal_for_token, principal_for_user
 
@@ -118,6 +121,8 @@ async def refuse_websocket(failure: AuthFailure, scope: Scope, receive: Any, sen
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         if failure.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+        if failure.retry_after is not None:
+            headers.append((b"retry-after", b"%d" % failure.retry_after))
         await send(
             {"type": "websocket.http.response.start", "status": failure.status, "headers": headers}
         )
@@ -138,8 +143,16 @@ class WebSocketAuthMiddleware:
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
+        throttle = failed_auth_throttle()
+        address = scope_client_address(scope)
+        refusal = throttle.refusal(address)
+        if refusal is not None:
+            await refuse_websocket(refusal, scope, receive, send)
+            return
         outcome = await authenticate_websocket(scope)
         if isinstance(outcome, AuthFailure):
+            if outcome.status == 401 and outcome is not MISSING_CREDENTIALS:
+                throttle.record_failure(address)
             await refuse_websocket(outcome, scope, receive, send)
             return
         await self.inner({**scope, "principal": outcome}, receive, send)

@@ -21,6 +21,19 @@ DEMO_DIR = "demo"
 WARMUP_DIR = "warmup"
 WARMUP_IMAGES = 200
 IMAGES_TIMEOUT = 900.0
+# Tenant isolation limits raised far above any load the harness makes, but left on: what the
+# figures include is the cost of checking them, never a refusal.
+HIGH = str(10**9)
+BENCH_LIMITS = {
+    "MCP_MAX_CONNECTIONS_PER_USER": HIGH,
+    "MCP_MAX_CONNECTIONS_PER_TENANT": HIGH,
+    "MCP_MESSAGE_RATE_PER_USER": HIGH,
+    "MCP_MESSAGE_BURST_PER_USER": HIGH,
+    "MCP_MESSAGE_RATE_PER_TENANT": HIGH,
+    "MCP_MESSAGE_BURST_PER_TENANT": HIGH,
+    "MCP_API_REQUESTS_PER_MINUTE_USER": HIGH,
+    "MCP_API_REQUESTS_PER_MINUTE_TENANT": HIGH,
+}
 
 
 def manage(env: Mapping[str, str], *args: str, timeout: float = 120.0) -> str:
@@ -107,6 +120,7 @@ class ServiceSetup:
             DJANGO_SETTINGS_MODULE="config.settings",
             DJANGO_DEBUG="false",
         )
+        env.update(BENCH_LIMITS)
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         return env

@@ -10,11 +10,14 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from mcp_server.admission import ConnectionAdmissionMiddleware  # noqa: E402
 from mcp_server.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        "websocket": WebSocketAuthMiddleware(
+            ConnectionAdmissionMiddleware(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

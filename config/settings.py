@@ -6,6 +6,7 @@ channel layer (a single process). Production sets both, plus `SECRET_KEY` and `A
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "axes",
     "accounts",
     "mcp_server",
     "console",
@@ -56,6 +58,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429.
+    "axes.middleware.AxesMiddleware",
+]
+# django-axes first: it refuses a locked-out username+address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -168,7 +177,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["mcp_server.api.throttles.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["mcp_server.api.throttles.PrincipalRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -286,19 +295,34 @@ MCP_MESSAGE_BURST_PER_TENANT = env.int("MCP_MESSAGE_BURST_PER_TENANT", default=2
 # REST requests per minute, per user (whatever token it uses) and per tenant.
 MCP_API_REQUESTS_PER_MINUTE_USER = env.int("MCP_API_REQUESTS_PER_MINUTE_USER", default=600)
 MCP_API_REQUESTS_PER_MINUTE_TENANT = env.int("MCP_API_REQUESTS_PER_MINUTE_TENANT", default=3000)
+# Failed authentications (bad token, expired, revoked) per client address per minute, on the
+# WebSocket and the REST API together, as a burst and as the refill; past it, 429 without a
+# database query. Per web process; 0: no limit.
+MCP_AUTH_FAILURES_PER_MINUTE = env.int("MCP_AUTH_FAILURES_PER_MINUTE", default=30)
+# Login (/login/, /admin/login/) lockout by django-axes: this many failures for one username
+# from one address lock that pair out for the cool-off (seconds).
+MCP_LOGIN_FAILURE_LIMIT = env.int("MCP_LOGIN_FAILURE_LIMIT", default=5)
+MCP_LOGIN_COOLOFF_SECONDS = env.int("MCP_LOGIN_COOLOFF_SECONDS", default=15 * 60)
 # Replies a connection leaves unread (a client that does not read); past it, it is closed.
 MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION = env.int(
     "MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION", default=16 * 1024 * 1024
 )
+
+# django-axes (login throttling), from the settings above. Failures are kept in the database
+# (the admin's "Access attempts" lists and deletes them; `manage.py axes_reset` unlocks all).
+AXES_FAILURE_LIMIT = MCP_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=MCP_LOGIN_COOLOFF_SECONDS)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures only: no row per successful login
 
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))
 
 # --- REST API -----------------------------------------------------------------------------
 INSTALLED_APPS += ["django_filters", "drf_spectacular", "drf_spectacular_sidecar"]
-# Requests per token (per user for the session), in DRF's "N/period" form; empty: no limit.
-MCP_API_RATE = env.str("MCP_API_RATE", default="600/min")
-# The rate limit's counters: shared by every process through Redis when there is one.
+# The REST rate limit's counters (MCP_API_REQUESTS_PER_MINUTE_*): shared by every process
+# through Redis when there is one.
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -9,8 +9,10 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.node import cluster_node
 from mcp_server.protocol.errors import INVALID_REQUEST
+from mcp_server.protocol.refusals import rate_limited, refusal_replies
 from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
@@ -47,6 +49,8 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
+    # Put in the scope by ConnectionAdmissionMiddleware; None: no message rate limit.
+    message_allowance: MessageAllowance | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without Channels' per-message connection check.
@@ -64,6 +68,7 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
         """Create the session and accept, choosing the `mcp` subprotocol when offered."""
         principal = self.scope["principal"]
         self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
+        self.message_allowance = self.scope.get("message_allowance")
         node = cluster_node()
         await node.start()
         self.session = McpSession(
@@ -103,7 +108,21 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
         except orjson.JSONDecodeError as exc:
             await session.reject_unparseable(str(exc))
             return
+        allowance = self.message_allowance
+        if allowance is not None:
+            refused = allowance.take(len(payload) if isinstance(payload, list) else 1)
+            if refused is not None:
+                await self._refuse_over_rate(payload, refused.limit, refused.retry_after_ms)
+                return
         await session.receive(payload)
+
+    async def _refuse_over_rate(self, payload: Any, limit: str, retry_after_ms: int) -> None:
+        """Answer each request of a frame over the message rate; drop its notifications."""
+        reply, requests, dropped = refusal_replies(payload, rate_limited(limit, retry_after_ms))
+        if self.message_allowance is not None:
+            self.message_allowance.count_refused(requests, dropped)
+        if reply is not None:
+            await self.send_json(reply)
 
     async def disconnect(self, code: int) -> None:
         """Stop the session's in-flight work (interrupted when the server is restarting)."""

@@ -25,6 +25,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("\n".join(messages), returncode=3)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_failed_auth_throttle() -> Iterator[None]:
+    """Failed authentications are counted per address for the whole process: per test here."""
+    from accounts.auth_throttle import failed_auth_throttle
+
+    failed_auth_throttle().clear()
+    yield
+    failed_auth_throttle().clear()
+
+
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL

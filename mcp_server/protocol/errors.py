@@ -8,6 +8,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 RESOURCE_NOT_FOUND = -32002
+# A server-defined code (mirrors HTTP 429): over a rate limit; `data` says when to retry.
+RATE_LIMITED = -32029
 
 RequestId = str | int
 

@@ -164,3 +164,32 @@ def test_admin_refuses_a_tenant_slug_that_is_not_a_slug(staff_client: Client, sl
     assert response.status_code == 200  # the form again, with its error
     assert "slug" in response.context["adminform"].form.errors
     assert not Tenant.objects.filter(slug=slug).exists()
+
+
+def test_tenant_page_has_a_limits_section_whose_help_shows_the_defaults(
+    staff_client: Client, issued: IssuedToken, settings: object
+) -> None:
+    from accounts.models import Tenant
+
+    settings.MCP_MAX_CONNECTIONS_PER_USER = 17  # type: ignore[attr-defined]
+    tenant = Tenant.objects.get(slug="acme")
+    page = staff_client.get(reverse("admin:accounts_tenant_change", args=[tenant.pk]))
+    html = page.content.decode()
+    assert "<h2" in html and ">Limits<" in html
+    assert 'name="limit_connections_per_user"' in html
+    assert "Open connections per user, per process. Empty = default (17)." in html
+
+    form = {
+        "slug": "acme",
+        "name": "",
+        "is_active": "on",
+        "enabled_tools": "null",
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "limit_connections_per_user": "3",
+    }
+    saved = staff_client.post(reverse("admin:accounts_tenant_change", args=[tenant.pk]), form)
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert tenant.limit_connections_per_user == 3
+    assert tenant.limit_connections is None  # empty stays empty: the default applies

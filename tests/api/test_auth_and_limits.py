@@ -78,23 +78,44 @@ def test_browsable_api_renders_for_the_session(alice: Caller, make_run: MakeRun)
     assert b"<html" in response.content
 
 
-@override_settings(MCP_API_RATE="3/min")
-def test_rate_limit_per_token_answers_429_with_retry_after(alice: Caller, bob: Caller):
-    for _ in range(3):
-        assert alice.client.get("/api/tools/").status_code == 200
-    limited = alice.client.get("/api/runs/")
+@override_settings(MCP_API_REQUESTS_PER_MINUTE_USER=3)
+def test_rate_limit_is_per_user_whatever_the_token(alice: Caller, bob: Caller):
+    from accounts.services import token_create
+
+    second = APIClient()
+    second.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(user=alice.user).raw}")
+    assert alice.client.get("/api/tools/").status_code == 200
+    assert second.get("/api/tools/").status_code == 200
+    assert alice.client.get("/api/tools/").status_code == 200
+    limited = second.get("/api/runs/")  # a second token does not get a budget of its own
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) > 0
-    assert bob.client.get("/api/tools/").status_code == 200  # another token, its own budget
+    assert bob.client.get("/api/tools/").status_code == 200  # another user, their own budget
 
 
-@override_settings(MCP_API_RATE="2/min")
+@override_settings(MCP_API_REQUESTS_PER_MINUTE_USER=2)
 def test_rate_limit_for_the_session_is_per_user(alice: Caller):
     client = APIClient()
     client.force_login(alice.user)
     assert [client.get("/api/tools/").status_code for _ in range(3)] == [200, 200, 429]
 
 
-@override_settings(MCP_API_RATE="")
-def test_empty_rate_means_no_limit(alice: Caller):
+@override_settings(MCP_API_REQUESTS_PER_MINUTE_USER=100, MCP_API_REQUESTS_PER_MINUTE_TENANT=3)
+def test_rate_limit_per_tenant_counts_every_user_of_it(alice: Caller, bob: Caller, dave: Caller):
+    statuses = [caller.client.get("/api/tools/").status_code for caller in (alice, bob, alice)]
+    assert statuses == [200, 200, 200]
+    assert bob.client.get("/api/tools/").status_code == 429  # alice and bob share acme's minute
+    assert dave.client.get("/api/tools/").status_code == 200  # another tenant
+
+
+@override_settings(MCP_API_REQUESTS_PER_MINUTE_USER=2)
+def test_a_tenant_override_replaces_the_default(alice: Caller):
+    from accounts.models import Tenant
+
+    Tenant.objects.filter(slug="acme").update(limit_api_requests_per_minute_user=4)
+    assert [alice.client.get("/api/tools/").status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+@override_settings(MCP_API_REQUESTS_PER_MINUTE_USER=0, MCP_API_REQUESTS_PER_MINUTE_TENANT=0)
+def test_zero_means_no_limit(alice: Caller):
     assert all(alice.client.get("/api/tools/").status_code == 200 for _ in range(5))

@@ -162,7 +162,8 @@ def world(alice: Caller, make_run: MakeRun, settings: Any) -> dict:
 
     Alice is staff so that POST /api/broadcasts/ is run for real (on the in-memory layer).
     """
-    settings.MCP_API_RATE = ""
+    settings.MCP_API_REQUESTS_PER_MINUTE_USER = 0  # 0: no REST budget in the way
+    settings.MCP_API_REQUESTS_PER_MINUTE_TENANT = 0
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     alice.user.is_staff = True
     alice.user.save(update_fields=["is_staff"])

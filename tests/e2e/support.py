@@ -229,7 +229,9 @@ class Deployment:
         output = self.shell(
             "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, "
             "authenticate; from django.contrib.sessions.backends.db import SessionStore; "
-            f"user = authenticate(username={username!r}, password={password!r}); "
+            "from django.test import RequestFactory; "  # django-axes wants the request
+            "request = RequestFactory().post('/login/'); "
+            f"user = authenticate(request, username={username!r}, password={password!r}); "
             "assert user is not None, 'wrong password'; "
             "session = SessionStore(); session[SESSION_KEY] = str(user.pk); "
             "session[BACKEND_SESSION_KEY] = user.backend; "
@@ -479,8 +481,15 @@ async def raw_connection(
     subprotocols: Sequence[Subprotocol] | None = (MCP_SUBPROTOCOL,),
     headers: Mapping[str, str] | None = None,
     origin: str | None = None,
+    local_address: str | None = None,
 ) -> AsyncIterator[ClientConnection]:
-    """A plain `websockets` connection (no proxy, no compression) to the server."""
+    """A plain `websockets` connection (no proxy, no compression) to the server.
+
+    `local_address` (e.g. 127.0.0.2) makes the server see another client address.
+    """
+    extra: dict[str, Any] = {}
+    if local_address is not None:
+        extra["local_addr"] = (local_address, 0)
     async with connect(
         url,
         subprotocols=list(subprotocols) if subprotocols is not None else None,
@@ -489,6 +498,7 @@ async def raw_connection(
         proxy=None,
         compression=None,
         open_timeout=RECV_TIMEOUT,
+        **extra,
     ) as ws:
         yield ws
 

@@ -185,3 +185,16 @@ def _token_of_user_without_tenant() -> str:
 
 def _update(queryset: QuerySet[Any], **values: Any) -> None:
     queryset.update(**values)
+
+
+async def test_without_the_denial_extension_over_the_cap_closes_with_4429(
+    issued: IssuedToken, token_path: Callable[..., str], settings: Any
+) -> None:
+    settings.MCP_MAX_CONNECTIONS_PER_USER = 1
+    async with ws_connect(token_path()) as (_first, (accepted, _)):
+        assert accepted
+        assert await _refusal(token_path()) == (
+            4429,
+            "too many connections for this user on this server (limit 1)",
+        )
+    await _assert_accepted(token_path())  # the first one's close released its place

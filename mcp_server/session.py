@@ -19,6 +19,7 @@ from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    LIMIT_EXCEEDED,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     JsonRpcError,
@@ -45,6 +46,8 @@ from mcp_server.protocol.tasks import (
     requested_ttl,
 )
 from mcp_server.protocol.versions import allows_batches
+from mcp_server.runtime.admission import InFlightLimitReached
+from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
 from mcp_server.session_operations import Attachment, OperationRequests
 from mcp_server.tools.catalog import ToolCatalog
@@ -237,12 +240,18 @@ class McpSession(OperationRequests):
                 request.id,
                 JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
             )
+        key = SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+        try:
+            self.runner.admission.admit(key, self.principal.limits)
+        except InFlightLimitReached as exc:
+            return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
         task = asyncio.create_task(self._run_spawned(request, handler))
         self._in_flight[request.id] = task
-        task.add_done_callback(functools.partial(self._forget, request.id))
+        task.add_done_callback(functools.partial(self._forget, request.id, key))
         return None
 
-    def _forget(self, request_id: RequestId, task: asyncio.Task[None]) -> None:
+    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[None]) -> None:
+        self.runner.admission.release(key)
         if self._in_flight.get(request_id) is task:
             del self._in_flight[request_id]
 

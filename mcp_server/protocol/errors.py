@@ -8,6 +8,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 RESOURCE_NOT_FOUND = -32002
+# A bound of the caller's tenant was reached (requests in flight); `data` names the bound.
+LIMIT_EXCEEDED = -32001
 
 RequestId = str | int
 

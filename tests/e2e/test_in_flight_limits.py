@@ -82,4 +82,3 @@ async def test_excess_requests_are_refused_at_once_per_connection_user_and_tenan
         result = result_of(await other_tenant.call_tool("add", {"a": 1, "b": 2}))
         assert result["structuredContent"]["result"] == 3
         await other_tenant.assert_answers_ping()
-

@@ -73,6 +73,7 @@ class FairScheduler:
         self.announce_interval = announce_interval
         self._running_total = 0
         self._waiting = 0
+        self._listening = 0  # waiters that want to hear their position
         self._by_connection: dict[Any, int] = {}
         self._by_user: dict[Any, int] = {}
         self._by_tenant: dict[Any, int] = {}
@@ -129,6 +130,8 @@ class FairScheduler:
             waiters = connections[key.connection] = OrderedDict()
         waiters[waiter] = None
         self._waiting += 1
+        if on_position is not None:
+            self._listening += 1
         self._dispatch()
         try:
             await waiter.future
@@ -186,6 +189,8 @@ class FairScheduler:
             return False
         del waiters[waiter]
         self._waiting -= 1
+        if waiter.on_position is not None:
+            self._listening -= 1
         if not waiters:
             del connections[key.connection]
             if not connections:
@@ -238,7 +243,7 @@ class FairScheduler:
     def _positions_changed(self) -> None:
         """Schedule one pass announcing positions (at once, or when the last is far enough
         behind)."""
-        if self._announce_handle is not None or not self._waiting:
+        if self._announce_handle is not None or not self._listening:
             return
         loop = asyncio.get_running_loop()
         at = max(loop.time(), self._next_announce_at)

@@ -67,6 +67,9 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "tools": {"listChanged": False},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
+# Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
+# at once would all end in one turn and hold up every other connection meanwhile.
+_CANCEL_BATCH = 200
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
 CLOSE_PING_TIMEOUT = 4408
 _OUTCOME_ERRORS = {
@@ -311,8 +314,12 @@ class McpSession(OperationRequests):
             return
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
-        for task in tasks:
-            task.cancel(INTERRUPTED_BY_SHUTDOWN if server_shutdown else None)
+        reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else None
+        for start in range(0, len(tasks), _CANCEL_BATCH):
+            if start:
+                await asyncio.sleep(0)  # let the batch before end before cancelling more
+            for task in tasks[start : start + _CANCEL_BATCH]:
+                task.cancel(reason)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()

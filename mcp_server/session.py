@@ -243,7 +243,7 @@ class McpSession(OperationRequests):
                 request.id,
                 JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
             )
-        key = SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+        key = self._slot_key
         try:
             self.runner.admission.admit(key, self.principal.limits)
         except InFlightLimitReached as exc:

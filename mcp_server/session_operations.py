@@ -206,8 +206,8 @@ class OperationRequests:
                 logger.debug("could not detach from %s", key, exc_info=True)
 
     @property
-    def _database_caller(self) -> SlotKey:
-        """On whose behalf this connection's database work runs (its fair share)."""
+    def _slot_key(self) -> SlotKey:
+        """Who this connection works for: its slots, requests in flight and database share."""
         return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
 
     def _cluster(self) -> "ClusterNode":
@@ -254,7 +254,7 @@ class OperationRequests:
 
     async def _cancel_elsewhere(self, key: UUID, reason: str | None) -> None:
         await self._cluster().request_cancel(
-            key, as_task=False, reason=reason, caller=self._database_caller
+            key, as_task=False, reason=reason, caller=self._slot_key
         )
 
     def _in_background(self, coro: Awaitable[Any]) -> None:
@@ -265,7 +265,7 @@ class OperationRequests:
     async def _find_task(self, params: dict[str, Any]) -> "Operation":
 
         task_id = task_id_param(params)
-        find = db_call(task_get, caller=self._database_caller)
+        find = db_call(task_get, caller=self._slot_key)
         operation = await find(principal=self.principal, task_id=task_id)
         if operation is None:
             raise invalid_params(f"Unknown task: {task_id}")
@@ -285,7 +285,7 @@ class OperationRequests:
             except ValueError:
                 raise invalid_params("Invalid cursor") from None
         size = self.identity.tasks_page_size
-        page = db_call(task_page, caller=self._database_caller)
+        page = db_call(task_page, caller=self._slot_key)
         rows = await page(principal=self.principal, before=before, size=size)
         interval = self.identity.task_poll_interval
         result: dict[str, Any] = {"tasks": [task_view(r, interval).as_task() for r in rows[:size]]}
@@ -299,7 +299,7 @@ class OperationRequests:
         view = task_view(operation, self.identity.task_poll_interval)
         if not view.is_terminal:
             changed = await self._cluster().request_cancel(
-                operation.pk, as_task=True, caller=self._database_caller
+                operation.pk, as_task=True, caller=self._slot_key
             )
             operation = await self._find_task(request.params)
             view = task_view(operation, self.identity.task_poll_interval)

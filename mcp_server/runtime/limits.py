@@ -24,6 +24,8 @@ from itertools import zip_longest
 from typing import Any
 
 PositionCallback = Callable[[int], None]
+# Positions announced per turn of the event loop; a pass over a long queue takes several turns.
+_ANNOUNCE_BATCH = 256
 # A pass announcing positions waits at least this many times as long as the last one took.
 _ANNOUNCE_COST_FACTOR = 10.0
 
@@ -78,7 +80,9 @@ class FairScheduler:
         self._by_user: dict[Any, int] = {}
         self._by_tenant: dict[Any, int] = {}
         self._queues: OrderedDict[Any, _TenantQueue] = OrderedDict()
-        self._announce_handle: asyncio.TimerHandle | None = None
+        # A pass is scheduled or under way; positions changed since the last pass began.
+        self._announcing = False
+        self._positions_stale = False
         self._next_announce_at = 0.0
         # What the queue cost so far (the complexity tests read these).
         self.announce_passes = 0
@@ -243,11 +247,12 @@ class FairScheduler:
     def _positions_changed(self) -> None:
         """Schedule one pass announcing positions (at once, or when the last is far enough
         behind)."""
-        if self._announce_handle is not None or not self._listening:
+        self._positions_stale = True
+        if self._announcing or not self._listening:
             return
+        self._announcing = True
         loop = asyncio.get_running_loop()
-        at = max(loop.time(), self._next_announce_at)
-        self._announce_handle = loop.call_at(at, self._announce)
+        loop.call_at(max(loop.time(), self._next_announce_at), self._announce)
 
     def _order(self) -> Iterator[_Waiter]:
         """All waiters in the order round robin would serve them if slots freed one by one."""
@@ -259,9 +264,11 @@ class FairScheduler:
         )
 
     def _announce(self) -> None:
-        self._announce_handle = None
+        """One pass: every waiter's place now, then the changed ones told a batch per turn."""
         started = time.perf_counter()
         self.announce_passes += 1
+        self._positions_stale = False
+        changed: list[tuple[_Waiter, int]] = []
         index = 0
         for waiter in self._order():
             if waiter.future.done():
@@ -270,11 +277,27 @@ class FairScheduler:
             if waiter.position != index:
                 waiter.position = index
                 if waiter.on_position is not None:
-                    self.positions_announced += 1
-                    waiter.on_position(index)
-        cost = time.perf_counter() - started
+                    changed.append((waiter, index))
+        self._tell(changed, 0, time.perf_counter() - started)
+
+    def _tell(self, changed: list[tuple[_Waiter, int]], start: int, cost: float) -> None:
+        began = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        for waiter, position in changed[start : start + _ANNOUNCE_BATCH]:
+            # A waiter granted or gone since the pass has nothing more to hear.
+            if waiter.on_position is not None and not waiter.future.done():
+                self.positions_announced += 1
+                waiter.on_position(position)
+        cost += time.perf_counter() - began
+        if start + _ANNOUNCE_BATCH < len(changed):
+            loop.call_soon(self._tell, changed, start + _ANNOUNCE_BATCH, cost)
+            return
+        # The pass is over: the next may start once the pause after it has passed.
+        self._announcing = False
         pause = max(self.announce_interval, _ANNOUNCE_COST_FACTOR * cost)
-        self._next_announce_at = asyncio.get_running_loop().time() + pause
+        self._next_announce_at = loop.time() + pause
+        if self._positions_stale:
+            self._positions_changed()
 
 
 class Slot:

@@ -77,9 +77,18 @@ def db_call(fn: Callable[..., Any], *, caller: SlotKey = PROCESS) -> Callable[..
         except BaseException:
             queue.release(caller)
             raise
-        loop = asyncio.get_running_loop()
-        job.add_done_callback(functools.partial(_give_back, loop, queue, caller))
-        return await asyncio.wrap_future(job)
+        later = False
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.done():  # still running on its thread: the slot is held until it ends
+                loop = asyncio.get_running_loop()
+                job.add_done_callback(functools.partial(_give_back, loop, queue, caller))
+                later = True
+            raise
+        finally:
+            if not later:
+                queue.release(caller)
 
     return call
 

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -53,7 +53,9 @@ def _give_back(
         loop.call_soon_threadsafe(queue.release, caller)
 
 
-def db_call(fn: Callable[..., Any], *, caller: SlotKey = PROCESS) -> Callable[..., Awaitable[Any]]:
+def db_call(
+    fn: Callable[..., Any], *, caller: SlotKey = PROCESS
+) -> Callable[..., Coroutine[Any, Any, Any]]:
     """`fn` run off the event loop on a cluster database thread, on behalf of `caller`.
 
     The thread keeps its connection (no health-check round trip per call, which cost a

@@ -69,7 +69,7 @@ SERVER_CAPABILITIES: dict[str, Any] = {
 }
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
-_CANCEL_BATCH = 200
+_CANCEL_BATCH = 64
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
 CLOSE_PING_TIMEOUT = 4408
 _OUTCOME_ERRORS = {

@@ -79,6 +79,8 @@ SCALE_LIMITS = (
     "MCP_MAX_OPERATIONS",
     "MCP_MAX_OPERATIONS_PER_USER",
     "MCP_MAX_OPERATIONS_PER_TENANT",
+    "MCP_MAX_IN_FLIGHT_PER_USER",
+    "MCP_MAX_IN_FLIGHT_PER_TENANT",
 )
 # Log lines counted after each scale run: (metric, text in the line).
 LOG_COUNTS = (

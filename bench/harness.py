@@ -32,10 +32,15 @@ def log(message: str) -> None:
 
 
 def run_loadgen(
-    scenario: Scenario, url: str, server_pid: int, pinning: Pinning
+    scenario: Scenario,
+    url: str,
+    server_pid: int,
+    pinning: Pinning,
+    peer_url: str | None = None,
 ) -> dict[str, float]:
     """Run one scenario in a fresh load generator process and return its metrics."""
     server_cpu = [] if pinning.server_cpu is None else ["--server-cpu", str(pinning.server_cpu)]
+    peer = [] if peer_url is None else ["--peer-url", peer_url]
     command = [
         PYTHON,
         "-m",
@@ -49,6 +54,7 @@ def run_loadgen(
         "--params",
         orjson.dumps(scenario.params()).decode(),
         *server_cpu,
+        *peer,
     ]
     payload = run_load_generator(
         command, cpu=pinning.client_cpu, timeout=scenario.timeout(), label=scenario.label
@@ -106,7 +112,9 @@ def measure_server(
         health_url=target.health_url(port),
     ) as server:
         for scenario in (s for s in plan if s.applies_to(target.key)):
-            metrics = run_loadgen(scenario, target.ws_url(port), server.pid, pinning)
+            metrics = run_loadgen(
+                scenario, target.ws_url(port), server.pid, pinning, target.peer_ws_url(port)
+            )
             if not server.alive():
                 raise RuntimeError(
                     f"{target.key} died during {scenario.label}:\n{server.log_tail()}"

@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="WebSocket URL of the MCP endpoint")
     parser.add_argument("--server-pid", type=int, required=True, help="for RSS readings")
     parser.add_argument("--server-cpu", type=int, default=None, help="CPU the server is pinned to")
+    parser.add_argument(
+        "--peer-url", default=None, help="the endpoint as a caller of another tenant"
+    )
     parser.add_argument("--scenario", required=True, help="a kind from bench.scenarios")
     parser.add_argument("--params", default="{}", help="the scenario's parameters as JSON")
     parser.add_argument(
@@ -38,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_nofile_limit()
     scenario = scenario_from(args.scenario, orjson.loads(args.params))
-    target = LoadTarget(url=args.url, server_pid=args.server_pid, server_cpu=args.server_cpu)
+    target = LoadTarget(
+        url=args.url,
+        server_pid=args.server_pid,
+        server_cpu=args.server_cpu,
+        peer_url=args.peer_url,
+    )
     coroutine = run_scenario(scenario, target)
     if args.loop == "uvloop":
         import uvloop

@@ -6,6 +6,7 @@ from typing import Any
 
 from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
+from bench.queue_cancel import QueueCancelPing
 from bench.scenarios import ConnectInitialize, IdleMemory, LoadTarget, Scenario, Throughput
 
 SCENARIOS: dict[str, type[Scenario]] = {
@@ -17,6 +18,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         ImagesProgress,
         ImagesPing,
         HistoryProfile,
+        QueueCancelPing,
     )
 }
 

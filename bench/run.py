@@ -28,6 +28,7 @@ from bench.harness import log, run_plan
 from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
 from bench.process import raise_nofile_limit
+from bench.queue_cancel import QueueCancelPing
 from bench.report import RunSettings, now, replace_docs_section, results_section, write_latest
 from bench.scenarios import ConnectInitialize, IdleMemory, Scenario, Throughput
 from bench.targets import (
@@ -77,6 +78,9 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
                 tenant_root=root,
             )
         )
+    if args.queued_calls > 0:
+        # Last: it leaves thousands of cancelled rows in history.
+        plan.append(QueueCancelPing(count=args.queued_calls))
     return plan
 
 
@@ -136,6 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=5,
         help="py-spy sampling of the service for the history share (0: skip)",
+    )
+    parser.add_argument(
+        "--queued-calls",
+        type=int,
+        default=10_000,
+        help="calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
     )
     add_cluster_arguments(parser)
     args = parser.parse_args(argv)

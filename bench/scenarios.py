@@ -45,6 +45,8 @@ class LoadTarget:
     url: str
     server_pid: int
     server_cpu: int | None = None
+    # The same endpoint as a caller of another tenant (None: the target has no second one).
+    peer_url: str | None = None
 
 
 class Scenario(ABC):

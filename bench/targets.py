@@ -78,6 +78,10 @@ class Target(ABC):
         """The URL polled until it answers 200."""
         return f"http://{HOST}:{port}/healthz"
 
+    def peer_ws_url(self, port: int) -> str | None:
+        """The MCP WebSocket URL as a caller of another tenant; None when there is none."""
+        return None
+
 
 @dataclass
 class ServiceSetup:
@@ -87,6 +91,8 @@ class ServiceSetup:
     var_dir: Path | None = None
     token: str | None = None
     account: str = "bench"
+    # A second tenant (its own user and token), for scenarios about tenants side by side.
+    peer_token: str | None = None
     # Demo images to generate for process_images (0: none), and the small warm-up set.
     images: int = 0
     warmup_images: int = WARMUP_IMAGES
@@ -95,6 +101,11 @@ class ServiceSetup:
         if self.database_url and self.account == "bench":
             # A shared database may already hold a "bench" account from an earlier run.
             self.account = f"bench-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def peer_account(self) -> str:
+        """The second tenant's slug (and its user's name)."""
+        return f"{self.account}-peer"
 
     @property
     def data_root(self) -> Path:
@@ -119,6 +130,14 @@ class ServiceSetup:
             LOG_LEVEL="WARNING",
             DJANGO_SETTINGS_MODULE="config.settings",
             DJANGO_DEBUG="false",
+            # A scenario queues 10,000 calls on one connection (bench/queue_cancel.py).
+            MCP_MAX_IN_FLIGHT_PER_CONNECTION="100000",
+            MCP_MAX_IN_FLIGHT_PER_USER="100000",
+            MCP_MAX_IN_FLIGHT_PER_TENANT="100000",
+            MCP_MESSAGE_RATE_PER_USER="1000000",
+            MCP_MESSAGE_BURST_PER_USER="1000000",
+            MCP_MESSAGE_RATE_PER_TENANT="1000000",
+            MCP_MESSAGE_BURST_PER_TENANT="1000000",
         )
         env.update(BENCH_LIMITS)
         if self.database_url:
@@ -134,6 +153,7 @@ class ServiceSetup:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         env = self.env()
         self.token = create_account(env, self.account)
+        self.peer_token = create_account(env, self.peer_account)
         for directory, count in ((DEMO_DIR, self.images), (WARMUP_DIR, self.warmup_images)):
             if self.images:
                 demo = ("--tenant", self.account, "--count", str(count), "--corrupt", "0.015")
@@ -176,6 +196,10 @@ class ServiceTarget(Target):
     def ws_url(self, port: int) -> str:
         """The endpoint with the token in the query, as the SDK clients must send it."""
         return f"{super().ws_url(port)}?token={self.setup.token}"
+
+    def peer_ws_url(self, port: int) -> str | None:
+        """The endpoint with the second tenant's token."""
+        return f"{super().ws_url(port)}?token={self.setup.peer_token}"
 
 
 class ScriptTarget(Target):

@@ -20,6 +20,7 @@ from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    LIMIT_EXCEEDED,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     JsonRpcError,
@@ -46,6 +47,8 @@ from mcp_server.protocol.tasks import (
     requested_ttl,
 )
 from mcp_server.protocol.versions import allows_batches
+from mcp_server.runtime.admission import InFlightLimitReached
+from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import (
     INTERRUPTED_BY_SHUTDOWN,
     CallRequest,
@@ -71,6 +74,9 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "tools": {"listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
+# Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
+# at once would all end in one turn and hold up every other connection meanwhile.
+_CANCEL_BATCH = 64
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
 CLOSE_PING_TIMEOUT = 4408
 _OUTCOME_ERRORS = {
@@ -244,12 +250,18 @@ class McpSession(OperationRequests):
                 request.id,
                 JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
             )
+        key = self._slot_key
+        try:
+            self.runner.admission.admit(key, self.principal.limits)
+        except InFlightLimitReached as exc:
+            return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
         task = asyncio.create_task(self._run_spawned(request, handler))
         self._in_flight[request.id] = task
-        task.add_done_callback(functools.partial(self._forget, request.id))
+        task.add_done_callback(functools.partial(self._forget, request.id, key))
         return None
 
-    def _forget(self, request_id: RequestId, task: asyncio.Task[None]) -> None:
+    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[None]) -> None:
+        self.runner.admission.release(key)
         if self._in_flight.get(request_id) is task:
             del self._in_flight[request_id]
 
@@ -310,8 +322,12 @@ class McpSession(OperationRequests):
             return
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
-        for task in tasks:
-            task.cancel(INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason)
+        cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
+        for start in range(0, len(tasks), _CANCEL_BATCH):
+            if start:
+                await asyncio.sleep(0)  # let the batch before end before cancelling more
+            for task in tasks[start : start + _CANCEL_BATCH]:
+                task.cancel(cancel_reason)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()

@@ -32,6 +32,7 @@ from mcp_server.protocol.tasks import (
     task_status,
     with_related_task,
 )
+from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.selectors import task_get, task_page
 
@@ -223,6 +224,11 @@ class OperationRequests:
             except Exception:
                 logger.debug("could not detach from %s", key, exc_info=True)
 
+    @property
+    def _slot_key(self) -> SlotKey:
+        """Who this connection works for: its slots, requests in flight and database share."""
+        return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+
     def _cluster(self) -> "ClusterNode":
         if self.node is None:
             raise JsonRpcError(INTERNAL_ERROR, "Tasks are not available on this connection")
@@ -266,7 +272,9 @@ class OperationRequests:
         return call_outcome(message)
 
     async def _cancel_elsewhere(self, key: UUID, reason: str | None) -> None:
-        await self._cluster().request_cancel(key, as_task=False, reason=reason)
+        await self._cluster().request_cancel(
+            key, as_task=False, reason=reason, caller=self._slot_key
+        )
 
     def _in_background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -276,7 +284,8 @@ class OperationRequests:
     async def _find_task(self, params: dict[str, Any]) -> "Operation":
 
         task_id = task_id_param(params)
-        operation = await db_call(task_get)(principal=self.principal, task_id=task_id)
+        find = db_call(task_get, caller=self._slot_key)
+        operation = await find(principal=self.principal, task_id=task_id)
         if operation is None:
             raise invalid_params(f"Unknown task: {task_id}")
         return operation
@@ -295,7 +304,8 @@ class OperationRequests:
             except ValueError:
                 raise invalid_params("Invalid cursor") from None
         size = self.identity.tasks_page_size
-        rows = await db_call(task_page)(principal=self.principal, before=before, size=size)
+        page = db_call(task_page, caller=self._slot_key)
+        rows = await page(principal=self.principal, before=before, size=size)
         interval = self.identity.task_poll_interval
         result: dict[str, Any] = {"tasks": [task_view(r, interval).as_task() for r in rows[:size]]}
         if len(rows) > size:
@@ -307,7 +317,9 @@ class OperationRequests:
         operation = await self._find_task(request.params)
         view = task_view(operation, self.identity.task_poll_interval)
         if not view.is_terminal:
-            changed = await self._cluster().request_cancel(operation.pk, as_task=True)
+            changed = await self._cluster().request_cancel(
+                operation.pk, as_task=True, caller=self._slot_key
+            )
             operation = await self._find_task(request.params)
             view = task_view(operation, self.identity.task_poll_interval)
             if changed:

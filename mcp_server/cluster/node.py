@@ -24,11 +24,17 @@ from django.conf import settings
 from mcp_server import selectors, services
 from mcp_server.cluster import messages
 from mcp_server.cluster.access import AccessGuard
-from mcp_server.cluster.database import db_call
+from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.messages import finished_message, queued_snapshot, start_message
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.models import ACTIVE_STATUSES, OperationStatus
-from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
+from mcp_server.runtime.limits import SlotKey
+from mcp_server.runtime.runner import (
+    INTERRUPTED_BY_SHUTDOWN,
+    CallRequest,
+    OperationRunner,
+    slot_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +212,9 @@ class ClusterNode:
         hand-off is lost, the reaper marks the row interrupted and the client is told.
         """
         assert request.operation_id is not None
-        await db_call(services.operation_create)(snapshot=queued_snapshot(request, self.runner))
+        caller = slot_key(request)
+        create = db_call(services.operation_create, caller=caller)
+        await create(snapshot=queued_snapshot(request, self.runner))
         if not in_worker:
             self.run_published(request, {listener})
             return
@@ -214,7 +222,7 @@ class ClusterNode:
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start_message(request, listener))
         except Exception:
-            await db_call(services.operation_mark_interrupted)(
+            await db_call(services.operation_mark_interrupted, caller=caller)(
                 operation_id=request.operation_id,
                 error="interrupted: could not hand the call to a worker",
             )
@@ -240,15 +248,21 @@ class ClusterNode:
             self._published.pop(request.operation_id, None)
 
     async def request_cancel(
-        self, operation_id: UUID, *, as_task: bool, reason: str | None = None
+        self,
+        operation_id: UUID,
+        *,
+        as_task: bool,
+        reason: str | None = None,
+        caller: SlotKey = PROCESS,
     ) -> bool:
         """Record a cancel request in history (a task turns `cancelled` at once), then cancel
         the operation wherever it runs; False when it had already ended.
 
         The record comes first: the process running it reads it back at its next heartbeat
-        round should the message be lost.
+        round should the message be lost. `caller` is on whose behalf (its share of the
+        database threads).
         """
-        record = db_call(services.operation_request_cancel)
+        record = db_call(services.operation_request_cancel, caller=caller)
         if not await record(operation_id=operation_id, as_task=as_task):
             return False
         await self.cancel(operation_id, reason=reason)

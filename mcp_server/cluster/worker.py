@@ -23,7 +23,7 @@ from mcp_server.cluster.database import db_call
 from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.runtime.history import history_writer
-from mcp_server.runtime.runner import CallRequest
+from mcp_server.runtime.runner import CallRequest, slot_key
 from mcp_server.tools.catalog import catalog_for
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class OperationWorker:
             await self._refuse(node, message, exc)
             return
         assert request.operation_id is not None
-        claim = db_call(services.operation_claim)
+        claim = db_call(services.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=request.operation_id, runner=node.runner.name):
             logger.info("operation %s ended before a worker took it; not run", message["id"])
             return

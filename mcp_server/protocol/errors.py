@@ -8,6 +8,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 RESOURCE_NOT_FOUND = -32002
+# A bound of the caller's tenant was reached (requests in flight); `data` names the bound.
+LIMIT_EXCEEDED = -32001
 # A server-defined code (mirrors HTTP 429): over a rate limit; `data` says when to retry.
 RATE_LIMITED = -32029
 

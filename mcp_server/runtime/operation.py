@@ -24,6 +24,7 @@ class RunningOperation:
     __slots__ = (
         "_last_persist",
         "_persist_interval",
+        "_queue_persisted",
         "_writer",
         "arguments",
         "cancel_requested",
@@ -101,6 +102,7 @@ class RunningOperation:
         self._persist_interval = persist_interval
         # Not persisted yet: a call that gets its slot at once is first written as running.
         self._last_persist = time.monotonic()
+        self._queue_persisted = False
 
     def snapshot(self) -> dict[str, Any]:
         """The operation's history row as field values."""
@@ -140,9 +142,15 @@ class RunningOperation:
         self._writer.record(self.snapshot())
 
     def queued_at_position(self, position: int) -> None:
-        """Note (and persist) the call's place in the queue."""
+        """Note the call's place in the queue: persisted at once the first time, then at most
+        once per persist interval (thousands of queued calls move up with every grant)."""
         self.message = f"queued, position {position}"
-        self.persist()
+        if (
+            not self._queue_persisted
+            or time.monotonic() - self._last_persist >= self._persist_interval
+        ):
+            self._queue_persisted = True
+            self.persist()
 
     def mark_running(self) -> None:
         """The call got its slot and starts now."""

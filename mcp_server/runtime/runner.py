@@ -16,6 +16,7 @@ from django.conf import settings
 
 from accounts.principal import Principal
 from mcp_server.models import OperationStatus
+from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
 from mcp_server.runtime.history import HistoryWriter, history_writer
 from mcp_server.runtime.invoke import call_tool
@@ -103,9 +104,13 @@ class OperationRunner:
         progress_rate: float,
         persist_interval: float,
         name: str = "",
+        admission: InFlightRequests | None = None,
     ) -> None:
         self.name = name
         self.scheduler = scheduler
+        # Requests in flight in this process, by connection, user and tenant (the session's
+        # spawned requests, and operations run here for listeners).
+        self.admission = admission if admission is not None else InFlightRequests()
         self.writer = writer
         self.progress_rate = progress_rate
         self.persist_interval = persist_interval
@@ -142,7 +147,7 @@ class OperationRunner:
         task = asyncio.current_task()
         assert task is not None
         self._tasks[operation.id] = (operation, task)
-        key = SlotKey(request.principal.tenant_id, request.principal.user_id, request.connection_id)
+        key = slot_key(request)
         queue_notices = 0
 
         def on_position(position: int) -> None:
@@ -225,7 +230,33 @@ class OperationRunner:
 
     async def run_published(self, request: CallRequest, events: OperationEvents) -> None:
         """Run a call whose events go to listeners rather than to one socket (a task, or a call
-        from another process), and tell them how it ended; never raises."""
+        from another process), and tell them how it ended; never raises.
+
+        It counts as in flight for its connection, user and tenant while it runs or waits;
+        past their bounds it is refused (recorded failed) instead of queued.
+        """
+        key = slot_key(request)
+        try:
+            self.admission.admit(key, request.principal.limits)
+        except InFlightLimitReached as exc:
+            await self._refuse(request, events, str(exc))
+            return
+        try:
+            await self._run_published(request, events)
+        finally:
+            self.admission.release(key)
+
+    async def _refuse(self, request: CallRequest, events: OperationEvents, error: str) -> None:
+        if request.operation_id is not None:
+            self.writer.adopt(request.operation_id)
+        operation = self.operation_for(request, keep_result=True, on_finish=events.record_end)
+        operation.finish(OperationStatus.FAILED, error=error)
+        await self.flush_history()
+        await self._announce(
+            events, request, status=OperationStatus.FAILED, result=None, error=error
+        )
+
+    async def _run_published(self, request: CallRequest, events: OperationEvents) -> None:
         try:
             result = await self.call(
                 request,
@@ -303,6 +334,11 @@ class OperationRunner:
     def running_ids(self) -> list[UUID]:
         """Ids of the calls this process is running or queueing."""
         return list(self._tasks)
+
+
+def slot_key(request: CallRequest) -> SlotKey:
+    """Whose slot and in-flight count a call takes: its tenant, user and connection."""
+    return SlotKey(request.principal.tenant_id, request.principal.user_id, request.connection_id)
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ import orjson
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
@@ -26,6 +27,7 @@ ASGIApp = Any
 
 MISSING_CREDENTIALS = AuthFailure(401, "authentication required: send a bearer token")
 ORIGIN_REFUSED = AuthFailure(403, "origin not allowed for cookie authentication")
+DATABASE_UNAVAILABLE = AuthFailure(503, "the database is unreachable; try again shortly")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -112,7 +114,10 @@ class WebSocketAuthMiddleware:
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
-        outcome = await authenticate_websocket(scope)
+        try:
+            outcome = await authenticate_websocket(scope)
+        except (OperationalError, InterfaceError):
+            outcome = DATABASE_UNAVAILABLE
         if isinstance(outcome, AuthFailure):
             await refuse_websocket(outcome, scope, receive, send)
             return

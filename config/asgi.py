@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP to Django, WebSocket through authentication to the MCP consumer."""
+"""ASGI entry point: HTTP to Django, WebSocket through the dependency gate and authentication
+to the MCP consumer."""
 
 import os
 
@@ -10,11 +11,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from mcp_server.health import DependencyGate  # noqa: E402
 from mcp_server.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        "websocket": DependencyGate(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

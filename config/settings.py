@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A dependency that is down (Redis, the database) is a 503 with a reason, not a 500.
+    "mcp_server.health.DependencyFailureMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -98,6 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds a dependency (Redis, the database) gets to answer a readiness probe, to connect, and
+# (the cache) to answer a command; past it, it counts as down and clients get a 503.
+MCP_DEPENDENCY_TIMEOUT = env.float("MCP_DEPENDENCY_TIMEOUT", default=2.0)
 # Seconds an undelivered channel-layer message lives (then it is dropped, unread).
 MCP_CHANNEL_EXPIRY = env.int("MCP_CHANNEL_EXPIRY", default=60)
 if REDIS_URL:
@@ -111,6 +116,7 @@ if REDIS_URL:
                         # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
                         # blocking pop: an idle consumer would die with TimeoutError (close 1011).
                         "socket_timeout": None,
+                        "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
                         # redis-py 8.1's asyncio pool stops at 100 connections and then raises
                         # MaxConnectionsError, which kills the consumer that hit it.
                         "max_connections": env.int("MCP_REDIS_MAX_CONNECTIONS", default=2000),
@@ -291,6 +297,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env.str("MCP_CACHE_URL", default=REDIS_URL),
             "KEY_PREFIX": "mcp",
+            # A Redis that hangs costs a request this long, then a 503 (mcp_server.health).
+            "OPTIONS": {
+                "socket_timeout": MCP_DEPENDENCY_TIMEOUT,
+                "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
+            },
         }
     }
 else:

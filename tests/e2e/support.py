@@ -277,15 +277,19 @@ class ServerProcess:
             return None
 
     def get_json(self, path: str, token: str | None = None) -> tuple[int, Any]:
-        """GET `path` (with a bearer token when given): the status and the decoded JSON body."""
+        """GET `path` (with a bearer token when given): the status and the body, decoded from
+        JSON when it is JSON (else its text, so a failure shows what came instead)."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         request = urllib.request.Request(f"{self.http_url}{path}", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-                return int(response.status), json.load(response)
+                status, body = int(response.status), response.read()
         except urllib.error.HTTPError as exc:
-            body = exc.read()
-            return int(exc.code), json.loads(body) if body else None
+            status, body = int(exc.code), exc.read()
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body.decode("utf-8", errors="replace")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""

@@ -1,6 +1,7 @@
 """After `kill -9` mid-operation, the restarted process marks the orphaned run interrupted
 within MCP_OPERATION_LOST_AFTER by itself: its liveness duties (heartbeat, reaper, recovery)
-run from start, not from the first WebSocket connection. Nobody connects after the restart.
+run from start, not from the first WebSocket connection. Nobody connects after the restart;
+the test reads the database directly.
 
 On SQLite, or on PostgreSQL when DATABASE_URL names it.
 """
@@ -38,11 +39,11 @@ def _run_of(server: ServerProcess, token: str, arguments: dict[str, Any]) -> dic
     return ours[0] if ours else None
 
 
-def _heartbeat_recorded(deployment: Deployment, run_id: str) -> bool:
-    """Whether the run's process has stamped it alive in the database."""
+def _in_database(deployment: Deployment, run_id: str, **conditions: Any) -> bool:
+    """Whether the run's row meets `conditions` (Django lookups), read from the database."""
     output = deployment.shell(
         "from mcp_server.models import Operation; "
-        f"print(Operation.objects.filter(pk={run_id!r}, heartbeat_at__isnull=False).exists())"
+        f"print(Operation.objects.filter(pk={run_id!r}, **{conditions!r}).exists())"
     )
     return output.strip().endswith("True")
 
@@ -76,7 +77,9 @@ async def test_a_killed_servers_run_is_interrupted_after_restart_without_any_con
 
             wait_until(running, WAIT, "the run to be recorded running")
             wait_until(
-                lambda: _heartbeat_recorded(deployment, run["id"]), WAIT, "its first heartbeat"
+                lambda: _in_database(deployment, run["id"], heartbeat_at__isnull=False),
+                WAIT,
+                "its first heartbeat",
             )
             server.kill()
     finally:
@@ -84,8 +87,7 @@ async def test_a_killed_servers_run_is_interrupted_after_restart_without_any_con
     restarted = start_server_on_port(deployment, server.port, ENV)
     try:
         wait_until(
-            lambda: (_run_of(restarted, accounts.alice, arguments) or {}).get("status")
-            == "interrupted",
+            lambda: _in_database(deployment, run["id"], status="interrupted"),
             REAPED_WITHIN,
             "the orphaned run to be marked interrupted",
         )

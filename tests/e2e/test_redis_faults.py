@@ -6,6 +6,7 @@ Each test runs its own `redis-server` on a free port and stops, hangs or restart
 """
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import Accounts
 from tests.e2e.support import (
@@ -22,11 +24,11 @@ from tests.e2e.support import (
     ServerProcess,
     free_port,
     raw_client,
+    raw_connection,
     result_of,
     start_server,
     wait_until,
 )
-from tests.e2e.test_auth import refusal
 
 # How long recovery may take on a loaded machine (retries back off up to 2 s).
 RECOVERY_TIMEOUT = 60.0
@@ -69,23 +71,35 @@ async def wait_ready(server: ServerProcess, status: int) -> None:
     )
 
 
+async def handshake_refusal(url: str) -> tuple[int, Any]:
+    """Open a handshake that must be refused: its HTTP status and its body (JSON if it is)."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with raw_connection(url):
+            pass
+    response = refused.value.response
+    try:
+        return response.status_code, json.loads(response.body or b"")
+    except ValueError:
+        return response.status_code, response.body
+
+
 async def assert_dependency_refusals(server: ServerProcess, accounts: Accounts) -> None:
-    """While Redis is down: readyz, a handshake and an authenticated REST call are 503s with a
+    """While Redis is down: a handshake, an authenticated REST call and readyz are 503s with a
     reason; healthz is 200."""
     assert server.health_status() == 200
-    status, body = server.get_json("/readyz")
-    assert status == 503, body
-    assert body["status"] == "unavailable"
-    assert body["checks"]["database"] == "ok"
-    assert body["checks"]["redis"] != "ok"
-    assert body["reason"].startswith("redis: "), body
-    status, refused, _ = await refusal(server.ws_url(accounts.alice))
+    status, refused = await handshake_refusal(server.ws_url(accounts.alice))
     assert status == 503, refused
     assert "Redis" in str(refused["error"]), refused
     status, body = server.get_json("/api/runs/", accounts.alice)
     assert status == 503, body
     assert body["dependency"] == "redis", body
     assert "Redis" in body["detail"], body
+    status, body = server.get_json("/readyz")
+    assert status == 503, body
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+    assert body["reason"].startswith("redis: "), body
 
 
 async def assert_serves(server: ServerProcess, accounts: Accounts) -> None:
@@ -153,17 +167,18 @@ async def test_an_open_connection_doing_inline_work_survives_a_redis_outage(
             )
             await _next_progress(client, "outage")
             private_redis.stop()
-            await wait_ready(server, 503)
-            await assert_dependency_refusals(server, accounts)
+            await asyncio.to_thread(
+                wait_until, lambda: readiness(server) != 200, RECOVERY_TIMEOUT, "the outage seen"
+            )
             # The call goes on through the outage, and so does the socket: a ping sent now is
             # answered before the call ends, and progress follows it.
             await client.send({"jsonrpc": "2.0", "id": "in-outage", "method": "ping"})
             assert result_of(await client.recv_response("in-outage")) == {}
             during = await _next_progress(client, "outage")
             assert during["params"]["progress"] < arguments["count"], during
-            await client.assert_answers_ping()
             added = result_of(await client.call_tool("add", {"a": 1, "b": 1}))
             assert added["structuredContent"] == {"result": 2}
+            await assert_dependency_refusals(server, accounts)
             private_redis.start()
             await wait_ready(server, 200)
             response = await client.recv_response(call_id, WAIT)
@@ -191,12 +206,12 @@ async def test_a_hung_redis_is_a_503_not_a_hang_and_recovers(
     with serving(deployment, private_redis) as server:
         async with raw_client(server, accounts.alice) as client:
             private_redis.pause()
-            status, body = await asyncio.to_thread(server.get_json, "/readyz")
-            assert status == 503, body
-            assert body["checks"]["redis"] == "unreachable (TimeoutError)", body
             status, body = await asyncio.to_thread(server.get_json, "/api/runs/", accounts.alice)
             assert status == 503, body
             assert body["dependency"] == "redis", body
+            status, body = await asyncio.to_thread(server.get_json, "/readyz")
+            assert status == 503, body
+            assert body["checks"]["redis"] == "unreachable (TimeoutError)", body
             # Inline work needs no Redis.
             await client.assert_answers_ping()
             added = result_of(await client.call_tool("add", {"a": 4, "b": 4}))

@@ -60,8 +60,10 @@ async def assert_crosses_processes(
     for client in clients:
         message = await next_matching(
             client,
-            lambda m: m.get("method") == "notifications/message"
-            and m["params"].get("logger") == "broadcast",
+            lambda m: (
+                m.get("method") == "notifications/message"
+                and m["params"].get("logger") == "broadcast"
+            ),
             WAIT,
         )
         assert message["params"]["data"] == text

@@ -1,7 +1,6 @@
 """The WebSocket transport: frames in and out of an McpSession, nothing more."""
 
-import functools
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -65,7 +64,7 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
         sources = [receive]
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(
+            self.channel_receive = partial(
                 receive_riding_out, self.channel_layer, self.channel_name
             )
             sources.append(self.channel_receive)

@@ -9,6 +9,9 @@ import secrets
 from pathlib import Path
 
 import environ
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -117,6 +120,9 @@ if REDIS_URL:
                         # blocking pop: an idle consumer would die with TimeoutError (close 1011).
                         "socket_timeout": None,
                         "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
+                        # Once more on a fresh connection: after Redis restarts, each pooled
+                        # connection fails its next command (then an outage is ridden out).
+                        "retry": redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1),
                         # redis-py 8.1's asyncio pool stops at 100 connections and then raises
                         # MaxConnectionsError, which kills the consumer that hit it.
                         "max_connections": env.int("MCP_REDIS_MAX_CONNECTIONS", default=2000),
@@ -301,6 +307,7 @@ if REDIS_URL:
             "OPTIONS": {
                 "socket_timeout": MCP_DEPENDENCY_TIMEOUT,
                 "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
+                "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 1),
             },
         }
     }

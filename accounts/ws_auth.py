@@ -18,6 +18,7 @@ import orjson
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
@@ -31,6 +32,7 @@ ASGIApp = Any
 
 MISSING_CREDENTIALS = AuthFailure(401, "authentication required: send a bearer token")
 ORIGIN_REFUSED = AuthFailure(403, "origin not allowed for cookie authentication")
+DATABASE_UNAVAILABLE = AuthFailure(503, "the database is unreachable; try again shortly")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -149,7 +151,10 @@ class WebSocketAuthMiddleware:
         if refusal is not None:
             await refuse_websocket(refusal, scope, receive, send)
             return
-        outcome = await authenticate_websocket(scope)
+        try:
+            outcome = await authenticate_websocket(scope)
+        except (OperationalError, InterfaceError):
+            outcome = DATABASE_UNAVAILABLE
         if isinstance(outcome, AuthFailure):
             if outcome.status == 401 and outcome is not MISSING_CREDENTIALS:
                 throttle.record_failure(address)

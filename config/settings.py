@@ -10,6 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A dependency that is down (Redis, the database) is a 503 with a reason, not a 500.
+    "mcp_server.health.DependencyFailureMiddleware",
     # Last, as django-axes requires: turns a locked-out login into a 429.
     "axes.middleware.AxesMiddleware",
 ]
@@ -107,6 +112,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds a dependency (Redis, the database) gets to answer a readiness probe, to connect, and
+# (the cache) to answer a command; past it, it counts as down and clients get a 503.
+MCP_DEPENDENCY_TIMEOUT = env.float("MCP_DEPENDENCY_TIMEOUT", default=2.0)
 # Seconds an undelivered channel-layer message lives (then it is dropped, unread).
 MCP_CHANNEL_EXPIRY = env.int("MCP_CHANNEL_EXPIRY", default=60)
 if REDIS_URL:
@@ -120,6 +128,10 @@ if REDIS_URL:
                         # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
                         # blocking pop: an idle consumer would die with TimeoutError (close 1011).
                         "socket_timeout": None,
+                        "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
+                        # Once more on a fresh connection: after Redis restarts, each pooled
+                        # connection fails its next command (then an outage is ridden out).
+                        "retry": redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1),
                         # redis-py 8.1's asyncio pool stops at 100 connections and then raises
                         # MaxConnectionsError, which kills the consumer that hit it.
                         "max_connections": env.int("MCP_REDIS_MAX_CONNECTIONS", default=2000),
@@ -329,6 +341,12 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env.str("MCP_CACHE_URL", default=REDIS_URL),
             "KEY_PREFIX": "mcp",
+            # A Redis that hangs costs a request this long, then a 503 (mcp_server.health).
+            "OPTIONS": {
+                "socket_timeout": MCP_DEPENDENCY_TIMEOUT,
+                "socket_connect_timeout": MCP_DEPENDENCY_TIMEOUT,
+                "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 1),
+            },
         }
     }
 else:

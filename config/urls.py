@@ -1,18 +1,14 @@
 """HTTP routes."""
 
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-
-def health(request: HttpRequest) -> JsonResponse:
-    """Liveness probe for load balancers and tests."""
-    return JsonResponse({"status": "ok"})
-
+from mcp_server.health import healthz, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", health, name="health"),
+    path("healthz", healthz, name="health"),
+    path("readyz", readyz, name="ready"),
     path("api/", include("mcp_server.api.urls")),
     path("", include("console.urls")),
 ]

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -25,6 +24,7 @@ from mcp_server import selectors, services
 from mcp_server.cluster import messages
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import PROCESS, db_call
+from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.messages import finished_message, queued_snapshot, start_message
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.models import ACTIVE_STATUSES, OperationStatus
@@ -71,28 +71,6 @@ class LocalConnection(OutcomeWatcher, Protocol):
         """The server is shutting down: say so and stop this connection's work."""
 
 
-async def receive_forever(
-    layer: BaseChannelLayer,
-    channel: str,
-    handle: Callable[[messages.Message], Awaitable[None]],
-) -> None:
-    """Hand every message of `channel` to `handle`, riding out errors of the layer (Redis
-    restarting) and of the handler; returns only when cancelled."""
-    while True:
-        try:
-            message = await layer.receive(channel)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning("receiving from %s failed; retrying in 1 s", channel, exc_info=True)
-            await asyncio.sleep(1)
-            continue
-        try:
-            await handle(message)
-        except Exception:
-            logger.exception("message %s from %s failed", message.get("type"), channel)
-
-
 class ClusterNode:
     """The process-wide runtime beside the connections (one per event loop)."""
 
@@ -115,6 +93,7 @@ class ClusterNode:
             runner=runner,
             interval=settings.MCP_ACCESS_CHECK_INTERVAL,
         )
+        self._first_join = asyncio.Event()
 
     # --- life ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,11 +104,12 @@ class ClusterNode:
             if self._started:
                 return
             if self.layer is not None:
+                # The receive loop joins the groups (and rejoins them after a Redis outage):
+                # a Redis that is down delays them, never this process's other duties.
                 self.channel = await self.layer.new_channel()
-                await self.layer.group_add(messages.RUNNERS_GROUP, self.channel)
-                if self.web:
-                    await self.layer.group_add(messages.WEB_GROUP, self.channel)
                 self._loops.append(asyncio.create_task(self._receive_loop(), name="node-receive"))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._first_join.wait(), settings.MCP_DEPENDENCY_TIMEOUT)
             self._loops.append(asyncio.create_task(self._beat_loop(), name="node-heartbeat"))
             if self.web:
                 self._loops.append(asyncio.create_task(self._keep_alive_loop(), name="node-ping"))
@@ -312,7 +292,17 @@ class ClusterNode:
     async def _receive_loop(self) -> None:
         assert self.layer is not None
         assert self.channel is not None
-        await receive_forever(self.layer, self.channel, self._handle)
+        await receive_forever(self.layer, self.channel, self._handle, join=self._join_groups)
+
+    async def _join_groups(self) -> None:
+        assert self.layer is not None
+        assert self.channel is not None
+        try:
+            await self.layer.group_add(messages.RUNNERS_GROUP, self.channel)
+            if self.web:
+                await self.layer.group_add(messages.WEB_GROUP, self.channel)
+        finally:
+            self._first_join.set()
 
     async def _handle(self, message: messages.Message) -> None:
         kind = message.get("type")

@@ -300,6 +300,21 @@ class ServerProcess:
         except OSError:
             return None
 
+    def get_json(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        """GET `path` (with a bearer token when given): the status and the body, decoded from
+        JSON when it is JSON (else its text, so a failure shows what came instead)."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        request = urllib.request.Request(f"{self.http_url}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+                status, body = int(response.status), response.read()
+        except urllib.error.HTTPError as exc:
+            status, body = int(exc.code), exc.read()
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body.decode("utf-8", errors="replace")
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         if self.process.poll() is None:
@@ -309,6 +324,82 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies without a word, mid-operation."""
+        self.process.kill()
+        self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+
+
+@dataclass
+class RedisProcess:
+    """A private `redis-server` on a port of its own, without persistence: a test stops it,
+    hangs it (SIGSTOP) and starts it again on the same port, as an outage would."""
+
+    port: int
+    root: Path
+    process: "subprocess.Popen[bytes] | None" = None
+
+    @property
+    def url(self) -> str:
+        """The REDIS_URL of this server."""
+        return f"redis://{HOST}:{self.port}/0"
+
+    def answers(self) -> bool:
+        """Whether it answers PING right now."""
+        try:
+            with socket.create_connection((HOST, self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start it (empty: nothing survives a restart) and wait until it answers."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        log_path = self.root / f"redis-{self.port}-{time.monotonic_ns()}.log"
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                HOST,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+                "--logfile",
+                str(log_path),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self.answers, SERVER_START_TIMEOUT, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        """SIGTERM (after a SIGCONT, should it be paused), and wait until it is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+
+    def pause(self) -> None:
+        """SIGSTOP: it still accepts connections (the kernel does) but answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 def _launch(deployment: Deployment, env: dict[str, str], port: int) -> ServerProcess:

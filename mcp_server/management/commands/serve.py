@@ -85,7 +85,8 @@ class Command(BaseCommand):
             ws_ping_interval=settings.MCP_WS_PING_INTERVAL,
             ws_ping_timeout=settings.MCP_WS_PING_TIMEOUT,
             ws_per_message_deflate=settings.MCP_WS_PER_MESSAGE_DEFLATE,
-            lifespan="off",
+            # The lifespan starts the heartbeat, reaper and client pings (mcp_server.lifespan).
+            lifespan="on",
             log_config=None,
             access_log=True,
             proxy_headers=options["proxy_headers"],

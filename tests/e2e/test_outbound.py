@@ -25,6 +25,8 @@ UNREAD_CALLS = 100
 # Where the server's memory must settle after the close (the code before kept 200+ MiB more).
 RSS_MARGIN = 48 * 1024 * 1024
 CLOSE_TIMEOUT = 60.0
+# Far more pongs (131 bytes each) than the kernel's socket buffers and the bound hold.
+MAX_PINGS = 400_000
 SETTLE_TIMEOUT = 60.0
 CLOSED_LINE = re.compile(
     r'"WebSocket /mcp" closed with 1008: (\d+) bytes of replies unread, '
@@ -76,3 +78,29 @@ async def test_a_client_that_does_not_read_is_closed_and_its_memory_given_back(
             SETTLE_TIMEOUT,
             f"the server's memory to return near its {before >> 20} MiB before",
         )
+
+
+async def test_a_client_that_does_not_read_its_pongs_is_closed(
+    server_factory: ServerFactory, accounts: Accounts
+) -> None:
+    # Pongs bypass the application (uvicorn answers pings itself); they count all the same.
+    limit = 1024 * 1024
+    server = server_factory(MCP_MAX_OUTBOUND_BYTES_PER_CONNECTION=str(limit))
+    closed = re.compile(rf'"WebSocket /mcp" closed with 1008: \d+ bytes .* limit of {limit}\b')
+    async with raw_connection(server.ws_url(accounts.alice)) as ws:
+        client = RawClient(ws)
+        await client.initialize()
+        ws.transport.pause_reading()
+        with contextlib.suppress(ConnectionClosed):
+            for n in range(MAX_PINGS):
+                # Unique payloads of the largest size a ping may carry.
+                await asyncio.wait_for(ws.ping(n.to_bytes(4, "big") * 31), CALL_TIMEOUT)
+                if n % 1000 == 0 and closed.search(server.log_text()):
+                    break
+        await wait_until_async(
+            lambda: closed.search(server.log_text()) is not None,
+            CLOSE_TIMEOUT,
+            "the server to close the connection that does not read its pongs (1008)",
+        )
+    async with raw_client(server, accounts.bob) as other:
+        await other.assert_answers_ping()

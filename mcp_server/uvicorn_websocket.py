@@ -8,7 +8,7 @@ which would page whoever alerts on errors. Upstream: Kludex/uvicorn PR #3138.
 A client that does not read its replies makes them pile up in this process: in the transport's
 write buffer and in sends waiting for it to drain (measured: 100 echo replies of 800 KiB left
 57 MB in the write buffer, because uvicorn wakes every waiting send at once when the buffer
-drains, and 11 MB more in waiting sends). `OutboundBoundedWebSocketProtocol` lets one send at
+drains, and 11 MB more in waiting sends). `McpWebSocketProtocol` lets one send at
 a time through when the buffer drains and closes a connection whose unread bytes pass the
 bound the application set at accept (`OUTBOUND_LIMIT_EXTENSION`).
 """
@@ -52,22 +52,13 @@ def schedule_memory_release(loop: asyncio.AbstractEventLoop, delay: float) -> No
         _memory_release = loop.call_later(delay, _release_freed_memory)
 
 
-class DenialAwareWebSocketProtocol(WebSocketsSansIOProtocol):
-    """Marks the handshake complete once a denial response has been sent in full."""
+class McpWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's protocol, aware of denial responses and bounding unread outbound bytes.
 
-    async def send(self, message: Any) -> None:
-        """Send as uvicorn does; a final denial body completes the handshake."""
-        await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
-            self.handshake_complete = True
-
-
-class OutboundBoundedWebSocketProtocol(DenialAwareWebSocketProtocol):
-    """Closes (1008, with a reason) a connection whose unread outbound bytes pass its bound.
-
-    Unread bytes are the transport's write buffer plus the messages waiting for it to drain;
-    a message is refused when it would take them past the bound, unless nothing is unread
-    (one reply alone is never too big: sizes are the message size limit's job).
+    A final denial body completes the handshake. Unread bytes are the transport's write
+    buffer plus the messages waiting for it to drain; a connection whose next message would
+    take them past its bound is closed (1008, with a reason), unless nothing is unread (one
+    reply alone is never too big: sizes are the message size limit's job).
     """
 
     outbound_limit: int | None = None
@@ -88,31 +79,37 @@ class OutboundBoundedWebSocketProtocol(DenialAwareWebSocketProtocol):
 
     async def send(self, message: Any) -> None:
         """Send as uvicorn does, within the connection's outbound bound."""
-        if message["type"] == "websocket.send":
-            if self.unread_closed:
-                return  # closed for not reading: nothing more goes out
-            if self.outbound_limit is not None and not await self._admit(message):
-                return
-        elif message["type"] == "websocket.accept":
-            limit = (self._outbound_extension or {}).get("bytes")
-            self.outbound_limit = limit if isinstance(limit, int) else None
+        kind = message["type"]
+        if kind == "websocket.send":
+            # The path of every frame: one level of coroutine, a few attribute reads.
+            limit = self.outbound_limit
+            if limit is not None:
+                if self.unread_closed:
+                    return  # closed for not reading: nothing more goes out
+                text = message.get("text")
+                if text is not None:
+                    size = len(text) if text.isascii() else len(text.encode())
+                else:
+                    size = len(message.get("bytes") or b"")
+                unread = self.transport.get_write_buffer_size() + self.waiting_bytes
+                if unread and unread + size > limit:
+                    self._close_unread(unread + size)
+                    return
+                if not self.writable.is_set() and not await self._wait_writable(size):
+                    return
+            await super().send(message)
+            return
+        if kind == "websocket.accept":
+            bound = (self._outbound_extension or {}).get("bytes")
+            self.outbound_limit = bound if isinstance(bound, int) else None
         elif self.unread_closed:
             return
         await super().send(message)
+        if kind == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
 
-    async def _admit(self, message: Any) -> bool:
-        """Whether `message` may go out; waits (one send at a time) while the buffer drains."""
-        text = message.get("text")
-        if text is not None:
-            size = len(text) if text.isascii() else len(text.encode())
-        else:
-            size = len(message.get("bytes") or b"")
-        unread = self.transport.get_write_buffer_size() + self.waiting_bytes
-        if unread and unread + size > self.outbound_limit:  # type: ignore[operator]
-            self._close_unread(unread + size)
-            return False
-        if self.writable.is_set():
-            return True
+    async def _wait_writable(self, size: int) -> bool:
+        """Wait, counted as unread, until this send may write; False once closed meanwhile."""
         self.waiting_bytes += size
         try:
             # uvicorn wakes every waiting send when the buffer drains; only the first may write.

@@ -40,6 +40,7 @@ from bench.targets import (
     raw_target,
     sdk_target,
 )
+from bench.unread_replies import UnreadReplies
 
 LATEST = ROOT / "bench" / "results" / "latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
@@ -77,6 +78,8 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
                 tenant_root=root,
             )
         )
+    # Last: it leaves the server with whatever memory a client that does not read cost it.
+    plan.append(UnreadReplies())
     return plan
 
 

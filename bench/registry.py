@@ -8,6 +8,7 @@ from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
 from bench.queue_cancel import QueueCancelPing
 from bench.scenarios import ConnectInitialize, IdleMemory, LoadTarget, Scenario, Throughput
+from bench.unread_replies import UnreadReplies
 
 SCENARIOS: dict[str, type[Scenario]] = {
     scenario.kind: scenario
@@ -19,6 +20,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         ImagesPing,
         HistoryProfile,
         QueueCancelPing,
+        UnreadReplies,
     )
 }
 

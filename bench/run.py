@@ -41,6 +41,7 @@ from bench.targets import (
     raw_target,
     sdk_target,
 )
+from bench.unread_replies import UnreadReplies
 
 LATEST = ROOT / "bench" / "results" / "latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
@@ -78,9 +79,11 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
                 tenant_root=root,
             )
         )
+    # The last two leave traces: thousands of cancelled rows in history, then whatever memory
+    # a client that does not read cost the server.
     if args.queued_calls > 0:
-        # Last: it leaves thousands of cancelled rows in history.
         plan.append(QueueCancelPing(count=args.queued_calls))
+    plan.append(UnreadReplies())
     return plan
 
 

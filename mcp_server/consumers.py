@@ -21,6 +21,7 @@ from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
 from mcp_server.tools.catalog import catalog_for
+from mcp_server.uvicorn_websocket import OUTBOUND_LIMIT_EXTENSION
 
 SUBPROTOCOL = "mcp"
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -112,6 +113,11 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
             in_worker=settings.MCP_EXECUTION == "worker",
             close_transport=self._close_with,
         )
+        # The server enforces the bound where the bytes pile up (without the extension, e.g.
+        # under daphne for runserver, nothing bounds them).
+        outbound = self.scope.get("extensions", {}).get(OUTBOUND_LIMIT_EXTENSION)
+        if outbound is not None:
+            outbound["bytes"] = principal.limits.outbound_bytes_per_connection
         offered = self.scope.get("subprotocols") or ()
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
         node.register(self.session)

@@ -66,6 +66,9 @@ logger = logging.getLogger(__name__)
 Send = Callable[[Any], Awaitable[None]]
 Handler = Callable[["McpSession", Request], Awaitable[dict[str, Any]]]
 Reply = dict[str, Any] | None
+# What handling one message gives: its reply now, or the task that will produce it (a spawned
+# request inside a batch).
+Handled = Reply | asyncio.Task[Reply]
 CloseTransport = Callable[[int, str], Awaitable[None]]
 
 SERVER_CAPABILITIES: dict[str, Any] = {
@@ -175,7 +178,7 @@ class McpSession(OperationRequests):
         self.protocol_version: str | None = None
         self.client_initialized = False
         self._log_rank = level_rank(DEFAULT_LEVEL)
-        self._in_flight: dict[RequestId, asyncio.Task[None]] = {}
+        self._in_flight: dict[RequestId, asyncio.Task[Reply]] = {}
 
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
@@ -187,7 +190,7 @@ class McpSession(OperationRequests):
             await self._receive_batch(payload)
             return
         reply = await self._handle(payload, batched=False)
-        if reply is not None:
+        if isinstance(reply, dict):
             await self._send(reply)
 
     async def reject_frame(self, code: int, message: str) -> None:
@@ -208,12 +211,37 @@ class McpSession(OperationRequests):
         if not batch:
             await self.reject_frame(INVALID_REQUEST, "An empty batch is not a valid request")
             return
-        replies = [await self._handle(item, batched=True) for item in batch]
-        answered = [reply for reply in replies if reply is not None]
+        handled = [await self._handle(item, batched=True) for item in batch]
+        if any(isinstance(item, asyncio.Task) for item in handled):
+            # Spawned like any request, so the socket stays responsive; one array when done.
+            task = asyncio.create_task(self._answer_batch(handled))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        answered = [reply for reply in handled if isinstance(reply, dict)]
         if answered:
             await self._send(answered)
 
-    async def _handle(self, payload: Any, *, batched: bool) -> Reply:
+    async def _answer_batch(self, handled: list[Handled]) -> None:
+        """Send a batch's responses as one array once its spawned requests are done."""
+        await asyncio.wait([item for item in handled if isinstance(item, asyncio.Task)])
+        if self.state is SessionState.CLOSED:
+            return
+        answered: list[dict[str, Any]] = []
+        for item in handled:
+            if isinstance(item, asyncio.Task):
+                # A request the client cancelled gets no response, as outside a batch.
+                item = None if item.cancelled() or item.exception() else item.result()
+            if item is not None:
+                answered.append(item)
+        if not answered:
+            return
+        try:
+            await self._send(answered)
+        except Exception:
+            logger.debug("could not send the replies to a batch", exc_info=True)
+
+    async def _handle(self, payload: Any, *, batched: bool) -> Handled:
         try:
             message = parse_message(payload)
         except MessageError as exc:
@@ -226,7 +254,7 @@ class McpSession(OperationRequests):
         self._handle_response(message)
         return None
 
-    async def _handle_request(self, request: Request, *, batched: bool) -> Reply:
+    async def _handle_request(self, request: Request, *, batched: bool) -> Handled:
         if self.state is SessionState.CLOSED:
             return None
         if self.state is SessionState.AWAITING_INITIALIZE and request.method not in (
@@ -240,11 +268,12 @@ class McpSession(OperationRequests):
         handler = self._REQUEST_HANDLERS.get(request.method)
         if handler is None:
             return error_message(request.id, method_not_found(request.method))
-        if request.method in self._SPAWNED and not batched:
-            return self._spawn(request, handler)
+        if request.method in self._SPAWNED:
+            return self._spawn(request, handler, batched=batched)
         return await self._respond(request, handler)
 
-    def _spawn(self, request: Request, handler: Handler) -> Reply:
+    def _spawn(self, request: Request, handler: Handler, *, batched: bool = False) -> Handled:
+        """Run a request as its own task (in a batch, the task's result is its reply)."""
         if request.id in self._in_flight:
             return error_message(
                 request.id,
@@ -255,17 +284,17 @@ class McpSession(OperationRequests):
             self.runner.admission.admit(key, self.principal.limits)
         except InFlightLimitReached as exc:
             return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
-        task = asyncio.create_task(self._run_spawned(request, handler))
+        task = asyncio.create_task(self._run_spawned(request, handler, batched=batched))
         self._in_flight[request.id] = task
         task.add_done_callback(functools.partial(self._forget, request.id, key))
-        return None
+        return task
 
-    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[None]) -> None:
+    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[Reply]) -> None:
         self.runner.admission.release(key)
         if self._in_flight.get(request_id) is task:
             del self._in_flight[request_id]
 
-    async def _run_spawned(self, request: Request, handler: Handler) -> None:
+    async def _run_spawned(self, request: Request, handler: Handler, *, batched: bool) -> Reply:
         try:
             reply = await self._respond(request, handler)
         except asyncio.CancelledError:
@@ -276,12 +305,15 @@ class McpSession(OperationRequests):
             reply = error_message(request.id, error)
         finally:
             self._client_cancelled.discard(request.id)
+        if batched:
+            return reply
         if self.state is SessionState.CLOSED:
-            return
+            return None
         try:
             await self._send(reply)
         except Exception:
             logger.debug("could not send the reply to request %r", request.id, exc_info=True)
+        return None
 
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
         try:

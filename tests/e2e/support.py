@@ -284,6 +284,13 @@ class ServerProcess:
         """Whether the process is still running."""
         return self.process.poll() is None
 
+    def resident_bytes(self) -> int:
+        """The process's resident memory (VmRSS of /proc/<pid>/status), in bytes."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS for process {self.process.pid}")
+
     def health_status(self) -> int | None:
         """The status of GET /healthz, or None when the server does not answer."""
         return self.http_status("/healthz")
@@ -573,10 +580,13 @@ async def raw_connection(
     headers: Mapping[str, str] | None = None,
     origin: str | None = None,
     local_address: str | None = None,
+    max_queue: int = 16,
 ) -> AsyncIterator[ClientConnection]:
     """A plain `websockets` connection (no proxy, no compression) to the server.
 
     `local_address` (e.g. 127.0.0.2) makes the server see another client address.
+    `max_queue` frames received but not yet read are buffered before the client stops reading
+    from the socket (1 makes a client that does not read hold almost nothing itself).
     """
     extra: dict[str, Any] = {}
     if local_address is not None:
@@ -589,6 +599,7 @@ async def raw_connection(
         proxy=None,
         compression=None,
         open_timeout=RECV_TIMEOUT,
+        max_queue=max_queue,
         **extra,
     ) as ws:
         yield ws

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand
 
 from mcp_server.cluster.node import running_node
 from mcp_server.runtime.history import history_writer
-from mcp_server.uvicorn_websocket import DenialAwareWebSocketProtocol
+from mcp_server.uvicorn_websocket import McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             port=options["port"],
             loop="uvloop",
             http="httptools",
-            ws=DenialAwareWebSocketProtocol,
+            ws=McpWebSocketProtocol,
             ws_max_size=settings.MCP_MAX_MESSAGE_BYTES,
             ws_ping_interval=settings.MCP_WS_PING_INTERVAL,
             ws_ping_timeout=settings.MCP_WS_PING_TIMEOUT,

@@ -28,7 +28,7 @@ from bench.process import (
     spawn,
     wait_until,
 )
-from bench.targets import HOST, PYTHON, ROOT, create_account
+from bench.targets import BENCH_LIMITS, HOST, PYTHON, ROOT, create_account
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -112,6 +112,7 @@ class ClusterDeployment:
             MCP_EXECUTION=execution,
             MCP_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT_S),
             MCP_WORKER_GRACE=str(WORKER_GRACE_S),
+            **BENCH_LIMITS,
         )
         env.update(extra or {})
         return env

@@ -7,6 +7,7 @@ from typing import Any
 from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
 from bench.scenarios import ConnectInitialize, IdleMemory, LoadTarget, Scenario, Throughput
+from bench.storm import ConnectionStorm
 
 SCENARIOS: dict[str, type[Scenario]] = {
     scenario.kind: scenario
@@ -17,6 +18,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         ImagesProgress,
         ImagesPing,
         HistoryProfile,
+        ConnectionStorm,
     )
 }
 

@@ -21,6 +21,19 @@ DEMO_DIR = "demo"
 WARMUP_DIR = "warmup"
 WARMUP_IMAGES = 200
 IMAGES_TIMEOUT = 900.0
+# Every server of this service the benchmarks start gets these explicitly: the per-user and
+# per-tenant caps (connections, message rates) protect tenants from each other in production,
+# and a benchmark's one user with thousands of connections would hit them. Idle clients of the
+# benchmark never answer the server's MCP pings, so those wait for an hour.
+BENCH_LIMITS = {
+    "MCP_MAX_CONNECTIONS_PER_USER": "1000000",
+    "MCP_MAX_CONNECTIONS_PER_TENANT": "1000000",
+    "MCP_MESSAGE_RATE_PER_USER": "1000000000",
+    "MCP_MESSAGE_BURST_PER_USER": "1000000000",
+    "MCP_MESSAGE_RATE_PER_TENANT": "1000000000",
+    "MCP_MESSAGE_BURST_PER_TENANT": "1000000000",
+    "MCP_CLIENT_PING_INTERVAL": "3600",
+}
 
 
 def manage(env: Mapping[str, str], *args: str, timeout: float = 120.0) -> str:
@@ -48,6 +61,10 @@ class Target(ABC):
 
     def prepare(self, workdir: Path) -> None:  # noqa: B027 - optional hook
         """One-time setup before the first start (database, credentials); none by default."""
+
+    def measures(self, kind: str) -> bool:
+        """Whether the plan's scenarios of this kind run against this target (all by default)."""
+        return True
 
     @abstractmethod
     def command(self, port: int) -> list[str]:
@@ -106,6 +123,7 @@ class ServiceSetup:
             LOG_LEVEL="WARNING",
             DJANGO_SETTINGS_MODULE="config.settings",
             DJANGO_DEBUG="false",
+            **BENCH_LIMITS,
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
@@ -162,6 +180,28 @@ class ServiceTarget(Target):
     def ws_url(self, port: int) -> str:
         """The endpoint with the token in the query, as the SDK clients must send it."""
         return f"{super().ws_url(port)}?token={self.setup.token}"
+
+
+class RedisServiceTarget(ServiceTarget):
+    """(a') This service under uvicorn with REDIS_URL set: the channel layer of a cluster.
+
+    Only the scenarios whose kinds are given run against it (the connection storm)."""
+
+    def __init__(self, setup: ServiceSetup, redis_url: str, kinds: tuple[str, ...]) -> None:
+        super().__init__(setup, "uvicorn")
+        self.key = "service-redis"
+        self.title = "this service (manage.py serve) with REDIS_URL: channels-redis layer"
+        self.redis_url = redis_url
+        self.prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+        self.kinds = kinds
+
+    def measures(self, kind: str) -> bool:
+        """Only the kinds it was made for."""
+        return kind in self.kinds
+
+    def env(self) -> dict[str, str]:
+        """The service's environment plus Redis, under a key prefix of this run."""
+        return {**super().env(), "REDIS_URL": self.redis_url, "MCP_CHANNEL_PREFIX": self.prefix}
 
 
 class ScriptTarget(Target):

@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from mcp_server.cluster.node import cluster_node
+from mcp_server.consumer_channel import ListenOnDemandConsumer
 from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
@@ -42,7 +42,7 @@ def server_identity() -> ServerIdentity:
     )
 
 
-class McpConsumer(AsyncJsonWebsocketConsumer):
+class McpConsumer(ListenOnDemandConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
@@ -75,6 +75,7 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
             node=node,
             in_worker=settings.MCP_EXECUTION == "worker",
             close_transport=self._close_with,
+            listen=self.listen,
         )
         offered = self.scope.get("subprotocols") or ()
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)

@@ -52,7 +52,9 @@ async def principal_for_token_shared(raw: str) -> Outcome:
         # Not a token (the selector refuses it unread); not worth a digest either.
         return await database_sync_to_async(principal_for_token)(raw)
     loop = asyncio.get_running_loop()
-    lookups = _waiting.setdefault(loop, {})
+    lookups = _waiting.get(loop)
+    if lookups is None:
+        lookups = _waiting[loop] = {}
     digest = token_digest(raw)
     lookup = lookups.get(digest)
     if lookup is None or lookup.started or lookup.task is None:

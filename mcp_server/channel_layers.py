@@ -11,6 +11,7 @@ began) but finds what is due in heaps of deadlines, so each operation costs O(lo
 
 import asyncio
 import heapq
+import secrets
 import time
 from copy import deepcopy
 from typing import Any
@@ -34,6 +35,10 @@ class ExpiringInMemoryChannelLayer(InMemoryChannelLayer):
         # (end of membership, group, channel, join time): a rejoin updates the join time, so an
         # entry whose join time no longer matches is stale.
         self._membership_deadlines: list[tuple[float, str, str, float]] = []
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A new process-local channel name (Channels draws 12 letters one by one)."""
+        return f"{prefix}.inmemory!{secrets.token_hex(8)}"
 
     def _queue(self, channel: str) -> "asyncio.Queue[tuple[float, dict[str, Any]]]":
         queue: asyncio.Queue[tuple[float, dict[str, Any]]] | None = self.channels.get(channel)

@@ -7,15 +7,22 @@ idle; then they all close. It reports the time to open them all and to open the 
 (their ratio is 2 for a cost per connection that does not grow, 4 for a quadratic one), the
 server's RSS growth per idle connection, the probe's ping latency meanwhile, and how close the
 server's RSS comes back to where it was once they have closed.
+
+The probe runs in a process of its own (`python -m bench.storm --probe URL`), so that its
+latencies are the server's and not those of the load generator's busy event loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import ClassVar
+
+import orjson
 
 from bench import cpu
 from bench.mcp_client import (
@@ -82,6 +89,57 @@ async def _probe(connection: McpConnection, interval: float, stop: asyncio.Event
     return record
 
 
+async def _probe_main(url: str, interval_ms: float) -> None:
+    """The probe process: connect, say `ready`, probe until stdin has a line, print results."""
+    connection = await McpConnection.open(url)
+    stop = asyncio.Event()
+    probing = asyncio.create_task(_probe(connection, interval_ms / 1000, stop))
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.to_thread(sys.stdin.readline)
+    stop.set()
+    record = await probing
+    await connection.close()
+    result = {"latencies": record.latencies, "calls_answered": record.calls_answered}
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+
+
+class ProbeProcess:
+    """`async with ProbeProcess(url, interval) as probe:` probes while the block runs."""
+
+    def __init__(self, url: str, interval_ms: float) -> None:
+        self.url = url
+        self.interval_ms = interval_ms
+        self.record: ProbeRecord | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> ProbeProcess:
+        command = ["-m", "bench.storm", "--probe", self.url, "--interval-ms", str(self.interval_ms)]
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), PROBE_REPLY_TIMEOUT * 3)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the probe did not start: {line!r}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        process = self._process
+        if process is None:
+            return
+        output, _ = await process.communicate(b"stop\n")
+        if process.returncode != 0 or exc_info[0] is not None:
+            if process.returncode != 0:
+                raise RuntimeError(f"the probe failed ({process.returncode})")
+            return
+        payload = orjson.loads(output.strip().splitlines()[-1])
+        self.record = ProbeRecord(payload["latencies"], payload["calls_answered"])
+
+
 @dataclass(frozen=True)
 class ConnectionStorm(Scenario):
     """`connections` clients reconnecting at once while another one keeps working."""
@@ -129,29 +187,23 @@ class ConnectionStorm(Scenario):
         def rss() -> int:
             return read_rss_kib(target.server_pid)
 
-        probe = await McpConnection.open(target.url)
-        try:
+        probe = ProbeProcess(target.url, self.probe_interval_ms)
+        opened_at: list[float] = []
+        async with probe:
             before = await settled(rss, OPEN_SETTLE_INTERVAL, OPEN_SETTLE_TIMEOUT)
-            stop = asyncio.Event()
-            probing = asyncio.create_task(_probe(probe, self.probe_interval_ms / 1000, stop))
-            opened_at: list[float] = []
             started = time.perf_counter()
             cpu_before = cpu.process_cpu_seconds(target.server_pid)
-            try:
-                connections = await open_many(
-                    target.url, self.connections, self.parallel, opened_at=opened_at
-                )
-                cpu_used = cpu.process_cpu_seconds(target.server_pid) - cpu_before
-            finally:
-                stop.set()
-                record = await probing
-            try:
-                held = await settled(rss, OPEN_SETTLE_INTERVAL, OPEN_SETTLE_TIMEOUT)
-            finally:
-                await close_all(connections)
-            closed = await settled(rss, CLOSED_SETTLE_INTERVAL, CLOSED_SETTLE_TIMEOUT)
+            connections = await open_many(
+                target.url, self.connections, self.parallel, opened_at=opened_at
+            )
+            cpu_used = cpu.process_cpu_seconds(target.server_pid) - cpu_before
+        try:
+            held = await settled(rss, OPEN_SETTLE_INTERVAL, OPEN_SETTLE_TIMEOUT)
         finally:
-            await probe.close()
+            await close_all(connections)
+        closed = await settled(rss, CLOSED_SETTLE_INTERVAL, CLOSED_SETTLE_TIMEOUT)
+        record = probe.record
+        assert record is not None
         opened_at.sort()
         open_s = opened_at[-1] - started
         half_open_s = opened_at[len(opened_at) // 2 - 1] - started
@@ -170,3 +222,19 @@ class ConnectionStorm(Scenario):
             "storm.rss_closed_mib": closed / 1024,
             "storm.rss_closed_pct": (closed - before) / before * 100,
         }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.storm --probe URL`: the probe process of the storm."""
+    parser = argparse.ArgumentParser(description="the storm's probe client")
+    parser.add_argument("--probe", required=True, help="WebSocket URL of the MCP endpoint")
+    parser.add_argument("--interval-ms", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    import uvloop
+
+    uvloop.run(_probe_main(args.probe, args.interval_ms))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -164,7 +164,7 @@ class ConnectionStorm(Scenario):
         return [
             metric("open_s", f"storm: time to open and initialize {n:,}", "s"),
             metric("half_open_s", f"storm: time to open the first {half:,}", "s"),
-            metric("growth_x", f"storm: time for {n:,} / time for {half:,}", "x"),
+            metric("growth_x", f"storm: time for {n:,} / time for {half:,}", "ratio"),
             metric("conn_per_s", "storm: connections opened per second", "conn/s", True),
             # CPU time is what a loaded machine does not distort (much): compare it.
             metric("cpu_ms_per_conn", "storm: server CPU per connection opened", "ms"),

@@ -25,7 +25,8 @@ from django.utils.module_loading import import_string
 
 from accounts.auth_throttle import failed_auth_throttle, scope_client_address
 from accounts.principal import Principal
-from accounts.selectors import AuthFailure, principal_for_token, principal_for_user
+from accounts.selectors import AuthFailure, principal_for_user
+from accounts.token_lookups import principal_for_token_shared
 
 Scope = dict[str, Any]
 ASGIApp = Any
@@ -104,7 +105,7 @@ async def authenticate_websocket(scope: Scope) -> Principal | AuthFailure:
     """Authenticate a WebSocket scope by token or by session cookie with an allowed Origin."""
     raw = bearer_from_scope(scope)
     if raw is not None:
-        return await database_sync_to_async(principal_for_token)(raw)
+        return await principal_for_token_shared(raw)
     session_key = _session_key(scope)
     if session_key is None:
         return MISSING_CREDENTIALS

@@ -112,6 +112,7 @@ class ClusterDeployment:
             MCP_EXECUTION=execution,
             MCP_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT_S),
             MCP_WORKER_GRACE=str(WORKER_GRACE_S),
+            **BENCH_LIMITS,
         )
         env.update(BENCH_LIMITS)
         env.update(extra or {})

@@ -19,6 +19,13 @@ IMAGES_OFF_CPU = "images.off.cpu_us"
 PROGRESS_PER_S = "images.progress_per_s"
 PING_P99 = "images-ping.p99_us"
 HISTORY_SHARE = "history.share_pct"
+STORM_OPEN_S = "storm.open_s"
+STORM_RATE = "storm.conn_per_s"
+STORM_GROWTH = "storm.growth_x"
+STORM_KIB = "storm.kib_per_conn"
+STORM_PROBE_P99 = "storm.probe_p99_ms"
+STORM_RSS_CLOSED = "storm.rss_closed_pct"
+STORM_CPU = "storm.cpu_ms_per_conn"
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,26 @@ LONG_RUNNING = (
         3.0,
         at_least=False,
         reference=IMAGES_OFF_CPU,
+        informative=True,
+    ),
+)
+
+# Issue 17 "connection storms" (bench/storm.py), on each channel layer: the targets are set for
+# a storm of 10,000 (`--storm-connections`, the default).
+STORM = (
+    Goal(STORM_OPEN_S, "storm: time to open and initialize them all", 10.0, at_least=False),
+    Goal(STORM_RATE, "storm: connections/s, vs raw websockets", 0.6, True, baseline="raw"),
+    Goal(STORM_GROWTH, "storm: time for all / time for the first half", 2.5, at_least=False),
+    Goal(STORM_KIB, "storm: KiB per idle initialized connection", 28.0, at_least=False),
+    Goal(STORM_PROBE_P99, "storm: ping p99 of a client connected before", 50.0, False),
+    Goal(STORM_RSS_CLOSED, "storm: RSS after all closed, above before", 10.0, False),
+    Goal(
+        STORM_CPU,
+        "storm: connections per server CPU-second, vs raw websockets",
+        0.6,
+        at_least=True,
+        baseline="raw",
+        inverted=True,
         informative=True,
     ),
 )

@@ -111,7 +111,7 @@ def measure_server(
         cpu=pinning.server_cpu,
         health_url=target.health_url(port),
     ) as server:
-        for scenario in (s for s in plan if s.applies_to(target.key)):
+        for scenario in (s for s in plan if s.applies_to(target.key) and target.measures(s.kind)):
             metrics = run_loadgen(
                 scenario, target.ws_url(port), server.pid, pinning, target.peer_ws_url(port)
             )

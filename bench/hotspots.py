@@ -28,12 +28,23 @@ from bench.harness import Pinning, log
 from bench.process import free_port, pinned, raise_nofile_limit, running
 from bench.pyspy import py_spy_path
 from bench.scenarios import ConnectInitialize, Scenario, Throughput
-from bench.targets import PYTHON, ROOT, ServiceSetup, ServiceTarget, Target, raw_target, sdk_target
+from bench.storm import ConnectionStorm
+from bench.targets import (
+    PYTHON,
+    ROOT,
+    RedisServiceTarget,
+    ServiceSetup,
+    ServiceTarget,
+    Target,
+    raw_target,
+    sdk_target,
+)
 
 RESULTS = ROOT / "bench" / "results"
 # Frames worth a closer look: the project's own code and the frameworks it drives.
 FOCUS = ("mcp_server/", "accounts/", "config/", "channels/", "asgiref/", "django/")
-TARGETS = ("service", "service-daphne", "sdk", "raw")
+TARGETS = ("service", "service-daphne", "service-redis", "sdk", "raw")
+REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
 def make_target(key: str) -> Target:
@@ -42,6 +53,8 @@ def make_target(key: str) -> Target:
         return ServiceTarget(ServiceSetup())
     if key == "service-daphne":
         return ServiceTarget(ServiceSetup(), "daphne")
+    if key == "service-redis":
+        return RedisServiceTarget(ServiceSetup(), REDIS_URL, (ConnectionStorm.kind,))
     return sdk_target() if key == "sdk" else raw_target()
 
 
@@ -85,9 +98,12 @@ def top_functions(
 
 
 def load_for(args: argparse.Namespace) -> Scenario:
-    """The load to apply while sampling: back-to-back calls, or connect+initialize in a loop."""
+    """The load to apply while sampling: back-to-back calls, connect+initialize in a loop, or
+    a connection storm (sample it with --seconds shorter than the storm)."""
     if args.scenario == "connect":
         return ConnectInitialize(count=1_000_000)
+    if args.scenario == "storm":
+        return ConnectionStorm(connections=args.connections)
     return Throughput(args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
 
 
@@ -95,8 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The profiler's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--target", choices=TARGETS, default="service")
-    parser.add_argument("--scenario", choices=("throughput", "connect"), default="throughput")
+    parser.add_argument(
+        "--scenario", choices=("throughput", "connect", "storm"), default="throughput"
+    )
     parser.add_argument("--concurrency", type=int, default=50, help="for throughput")
+    parser.add_argument("--connections", type=int, default=10_000, help="for storm")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
@@ -174,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     own, inclusive, focus, total = top_functions(collapsed, args.top, args.thread)
-    under = "connect+initialize" if args.scenario == "connect" else f"C={args.concurrency}"
+    under = {"connect": "connect+initialize", "storm": f"a storm of {args.connections:,}"}.get(
+        args.scenario, f"C={args.concurrency}"
+    )
     who = f" ({args.thread} threads)" if args.thread else ""
     print(f"{total} samples of {target.key}{who} under {under}; stacks in {collapsed}")
     print("\nmost own time:")

@@ -8,6 +8,7 @@ from bench.history_profile import HistoryProfile
 from bench.long_running import ImagesPing, ImagesProgress
 from bench.queue_cancel import QueueCancelPing
 from bench.scenarios import ConnectInitialize, IdleMemory, LoadTarget, Scenario, Throughput
+from bench.storm import ConnectionStorm
 from bench.unread_replies import UnreadReplies
 
 SCENARIOS: dict[str, type[Scenario]] = {
@@ -21,6 +22,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         HistoryProfile,
         QueueCancelPing,
         UnreadReplies,
+        ConnectionStorm,
     )
 }
 

@@ -20,6 +20,7 @@ from bench.goals import (
     KIB_IDLE,
     LONG_RUNNING,
     P50_C1,
+    STORM,
     Goal,
 )
 from bench.markdown import fmt, table
@@ -41,7 +42,7 @@ PACKAGES = (
 )
 DOCS_START = "<!-- bench-results:start -->"
 DOCS_END = "<!-- bench-results:end -->"
-SERVICE_VARIANTS = ("service", "service-daphne")
+SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def goals_section(results: RunResults) -> list[str]:
     for server in SERVICE_VARIANTS:
         if not results.has(server):
             continue
-        for goal in (*GOALS, *CPU_NORMALISED, *LONG_RUNNING):
+        for goal in (*GOALS, *CPU_NORMALISED, *LONG_RUNNING, *STORM):
             if not goal.applies(results, server):
                 continue
             value = goal.value(results, server)

@@ -31,10 +31,12 @@ from bench.process import raise_nofile_limit
 from bench.queue_cancel import QueueCancelPing
 from bench.report import RunSettings, now, replace_docs_section, results_section, write_latest
 from bench.scenarios import ConnectInitialize, IdleMemory, Scenario, Throughput
+from bench.storm import ConnectionStorm
 from bench.targets import (
     DEMO_DIR,
     ROOT,
     WARMUP_DIR,
+    RedisServiceTarget,
     ServiceSetup,
     ServiceTarget,
     Target,
@@ -45,10 +47,13 @@ from bench.unread_replies import UnreadReplies
 
 LATEST = ROOT / "bench" / "results" / "latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
-TARGET_KEYS = ("service", "sdk", "raw", "cluster")
+TARGET_KEYS = ("service", "redis", "sdk", "raw", "cluster")
 # "cluster" is the scale-out benchmark of bench/cluster.py (PostgreSQL and Redis; skipped,
-# with a warning, when either is unreachable).
-SERVER_KEYS = ("service", "sdk", "raw")
+# with a warning, when either is unreachable). "redis" is this service with REDIS_URL set,
+# measured only by the scenarios that depend on the channel layer (the connection storm;
+# skipped, with a warning, when Redis is unreachable).
+SERVER_KEYS = ("service", "redis", "sdk", "raw")
+REDIS_SCENARIOS = (ConnectionStorm.kind,)
 
 
 def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
@@ -59,6 +64,8 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
         Throughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
         IdleMemory(connections=args.idle_connections),
     ]
+    if args.storm_connections > 0:
+        plan.append(ConnectionStorm(connections=args.storm_connections))
     if args.profile_seconds > 0:
         plan.append(HistoryProfile(concurrency=50, seconds=args.profile_seconds))
     if setup.images > 0:
@@ -84,12 +91,32 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
     if args.queued_calls > 0:
         plan.append(QueueCancelPing(count=args.queued_calls))
     plan.append(UnreadReplies())
-    return plan
+    return [scenario for scenario in plan if _wanted(args, scenario.kind)]
+
+
+def _wanted(args: argparse.Namespace, kind: str) -> bool:
+    return not args.scenarios or kind in args.scenarios
+
+
+def redis_unavailable(url: str) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return f"Redis at {url} is unreachable: {exc}"
+    return None
 
 
 def build_setup(args: argparse.Namespace, workdir: Path) -> ServiceSetup:
     """The service's database, token and demo images, in the run's temp dir."""
-    images = args.images if "service" in args.only and args.server != "daphne" else 0
+    wanted = _wanted(args, ImagesProgress.kind) or _wanted(args, ImagesPing.kind)
+    images = args.images if "service" in args.only and args.server != "daphne" and wanted else 0
     return ServiceSetup(
         database_url=args.database_url, var_dir=workdir / "service-var", images=images
     )
@@ -101,6 +128,12 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     targets: list[Target] = []
     if "service" in args.only:
         targets += [ServiceTarget(setup, server) for server in variants]
+    if "redis" in args.only:
+        unavailable = redis_unavailable(args.cluster_redis_url)
+        if unavailable is None:
+            targets.append(RedisServiceTarget(setup, args.cluster_redis_url, REDIS_SCENARIOS))
+        else:
+            log(f"warning: skipping service-redis: {unavailable}")
     if "sdk" in args.only:
         targets.append(sdk_target())
     if "raw" in args.only:
@@ -127,8 +160,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=TARGET_KEYS,
         help=f"comma-separated subset of {','.join(TARGET_KEYS)}",
     )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: tuple(part.strip() for part in text.split(",") if part.strip()),
+        default=(),
+        help="comma-separated scenario kinds to run (e.g. storm; default: all)",
+    )
     parser.add_argument("--connects", type=int, default=200, help="sequential connections")
     parser.add_argument("--idle-connections", type=int, default=1000)
+    parser.add_argument(
+        "--storm-connections",
+        type=int,
+        default=10_000,
+        help="clients reconnecting at once in the connection storm (0: skip it)",
+    )
     parser.add_argument(
         "--images",
         type=int,

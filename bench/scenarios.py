@@ -86,13 +86,23 @@ def _key(kind: str, suffix: str, metric: str) -> str:
     return f"{kind}.{suffix}.{metric}" if suffix else f"{kind}.{metric}"
 
 
-async def open_many(url: str, count: int, parallel: int = OPEN_CONCURRENCY) -> list[McpConnection]:
-    """Open `count` initialized connections, at most `parallel` handshakes at a time."""
+async def open_many(
+    url: str,
+    count: int,
+    parallel: int = OPEN_CONCURRENCY,
+    *,
+    opened_at: list[float] | None = None,
+) -> list[McpConnection]:
+    """Open `count` initialized connections, at most `parallel` handshakes at a time; append
+    the `perf_counter` instant each one became ready to `opened_at` when given."""
     gate = asyncio.Semaphore(parallel)
 
     async def one() -> McpConnection:
         async with gate:
-            return await McpConnection.open(url)
+            connection = await McpConnection.open(url)
+        if opened_at is not None:
+            opened_at.append(time.perf_counter())
+        return connection
 
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     connections = [result for result in results if isinstance(result, McpConnection)]

@@ -149,9 +149,11 @@ if REDIS_URL:
     }
 else:
     # One process: tasks' events still cross the layer (to whichever connection listens).
+    # Channels' in-memory layer with expiry found in O(log N), not by scanning every channel
+    # (mcp_server/channel_layers.py): reconnecting clients cost the same at 10 or 10,000.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "mcp_server.channel_layers.ExpiringInMemoryChannelLayer",
             "CONFIG": {"capacity": env.int("MCP_CHANNEL_CAPACITY", default=5000)},
         }
     }

@@ -1,20 +1,16 @@
 """The WebSocket transport: frames in and out of an McpSession, nothing more."""
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
 from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from mcp_server.admission import MessageAllowance
-from mcp_server.cluster.layer import receive_riding_out
 from mcp_server.cluster.node import cluster_node
+from mcp_server.consumer_channel import ListenOnDemandConsumer
 from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.protocol.refusals import rate_limited, refusal_replies
 from mcp_server.protocol.text_escapes import escape_value
@@ -50,7 +46,7 @@ def server_identity() -> ServerIdentity:
     )
 
 
-class McpConsumer(AsyncJsonWebsocketConsumer):
+class McpConsumer(ListenOnDemandConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
@@ -58,26 +54,10 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
     message_allowance: MessageAllowance | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' consumer loop (AsyncConsumer.__call__), but its channel-layer receive rides
-        out Redis outages: the socket and its inline work go on without Redis.
-
-        Should the loop still die of a fault, the session's calls are interrupted: none is
-        recorded `succeeded` for a client that never got its answer.
-        """
-        self.scope = scope
-        self.base_send = send
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = partial(
-                receive_riding_out, self.channel_layer, self.channel_name
-            )
-            sources.append(self.channel_receive)
+        """Run the connection; should its loop die of a fault, interrupt the session's calls:
+        none is recorded `succeeded` for a client that never got its answer."""
         try:
-            await await_many_dispatch(sources, self.dispatch)
-        except StopConsumer:
-            pass
+            await super().__call__(scope, receive, send)
         finally:
             if self.session is not None and not self.session.is_closed:
                 cluster_node().unregister(self.session)
@@ -112,6 +92,7 @@ class McpConsumer(AsyncJsonWebsocketConsumer):
             node=node,
             in_worker=settings.MCP_EXECUTION == "worker",
             close_transport=self._close_with,
+            listen=self.listen,
         )
         # The server enforces the bound where the bytes pile up (without the extension, e.g.
         # under daphne for runserver, nothing bounds them).

@@ -123,6 +123,7 @@ class McpSession(OperationRequests):
         "_client_cancelled",
         "_close_transport",
         "_in_flight",
+        "_listen",
         "_log_rank",
         "_ping_id",
         "_ping_sent",
@@ -157,8 +158,12 @@ class McpSession(OperationRequests):
         node: "ClusterNode | None" = None,
         in_worker: bool = False,
         close_transport: CloseTransport | None = None,
+        listen: Callable[[], None] | None = None,
     ) -> None:
         self.principal = principal
+        # Called before the connection's id is handed out as a listener (the transport then
+        # starts reading what is sent to it).
+        self._listen = listen
         self.node = node
         self.in_worker = in_worker
         self._close_transport = close_transport

@@ -135,6 +135,7 @@ class OperationRequests:
     _attached: dict[UUID, Attachment]
     _background: set["asyncio.Task[Any]"]
     _send: Callable[[Any], Awaitable[None]]
+    _listen: Callable[[], None] | None
 
     @property
     def is_closed(self) -> bool:
@@ -203,6 +204,9 @@ class OperationRequests:
         await self._send(notification_message(methods.NOTIFICATION_PROGRESS, params))
 
     def _attach(self, key: UUID, token: str | int | None, task: TaskView | None) -> Attachment:
+        # Events for it arrive on the connection's channel: read it from now on.
+        if self._listen is not None:
+            self._listen()
         attachment = self._attached.get(key)
         if attachment is None:
             attachment = Attachment(token=token, task=task)

@@ -69,6 +69,8 @@ async def test_a_batched_call_is_cancelled_by_its_id(
                 tool_call(echo, "echo", {"text": "beside it"}),
             ]
         )
+        # Cancelled once it runs: a call cancelled before it starts leaves no row at all.
+        await asyncio.to_thread(wait_for_status, deployment, sleeper, "running")
         await cancel(client, sleeper)
         batch = await client.recv(CALL_TIMEOUT)
         assert [reply["id"] for reply in batch] == [echo], batch

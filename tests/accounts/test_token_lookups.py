@@ -19,6 +19,7 @@ from accounts.selectors import EXPIRED_TOKEN, INVALID_TOKEN, REVOKED_TOKEN, prin
 from accounts.services import IssuedToken, token_create, token_revoke
 from accounts.token_lookups import principal_for_token_shared, waiting_lookups
 from tests.accounts.factories import member_token
+from tests.support import yield_to_other_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +70,7 @@ async def test_a_storm_with_one_token_costs_one_lookup(lookups_run: list[str]) -
         storm = [
             asyncio.ensure_future(principal_for_token_shared(issued.raw)) for _ in range(STORM)
         ]
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
         assert waiting_lookups() == 1
     outcomes = await asyncio.wait_for(asyncio.gather(*storm), TIMEOUT)
     assert all(isinstance(o, Principal) and o.username == "alice" for o in outcomes)
@@ -93,7 +94,7 @@ async def test_wrong_revoked_and_expired_tokens_are_refused_in_a_storm(
             asyncio.ensure_future(principal_for_token_shared(kinds[i % len(kinds)]))
             for i in range(STORM * len(kinds))
         ]
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
     outcomes = await asyncio.wait_for(asyncio.gather(*storm), TIMEOUT)
     for i, outcome in enumerate(outcomes):
         expected = [None, INVALID_TOKEN, REVOKED_TOKEN, EXPIRED_TOKEN, INVALID_TOKEN, INVALID_TOKEN]
@@ -111,12 +112,12 @@ async def test_a_revocation_before_the_lookup_runs_refuses_every_waiting_handsha
     issued: IssuedToken = await sync_to_async(member_token)("alice")
     async with auth_thread_busy():
         before = [asyncio.ensure_future(principal_for_token_shared(issued.raw)) for _ in range(5)]
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
         # Revoked on another thread while the lookup waits for the busy authentication thread.
         await sync_to_async(token_revoke, thread_sensitive=False)(token=issued.token)
         await sync_to_async(connections.close_all, thread_sensitive=False)()
         after = [asyncio.ensure_future(principal_for_token_shared(issued.raw)) for _ in range(5)]
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
     outcomes = await asyncio.wait_for(asyncio.gather(*before, *after), TIMEOUT)
     assert outcomes == [REVOKED_TOKEN] * 10
     assert lookups_run == [issued.raw]
@@ -138,7 +139,7 @@ async def test_a_handshake_that_gives_up_does_not_cancel_the_others() -> None:
     async with auth_thread_busy():
         leader = asyncio.ensure_future(principal_for_token_shared(issued.raw))
         follower = asyncio.ensure_future(principal_for_token_shared(issued.raw))
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
         leader.cancel()
     outcome = await asyncio.wait_for(follower, TIMEOUT)
     assert isinstance(outcome, Principal)

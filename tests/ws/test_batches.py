@@ -106,8 +106,9 @@ async def test_a_batch_whose_requests_are_all_cancelled_gets_no_reply(
 
 
 async def _until_idle(session: McpSession) -> None:
-    while session.in_flight or session._background:
-        await asyncio.sleep(0)
+    """Wait for the session's requests and batch answers to end (each end is an event)."""
+    while pending := [*session._in_flight.values(), *session._background]:
+        await asyncio.wait(pending)
 
 
 async def test_closing_the_session_cancels_batched_calls(

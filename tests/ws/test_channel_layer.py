@@ -10,6 +10,7 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from mcp_server.channel_layers import ExpiringInMemoryChannelLayer
+from tests.support import yield_to_other_tasks
 
 TIMEOUT = 5
 
@@ -37,10 +38,12 @@ class CountingDict(dict[str, Any]):
 
 
 def test_the_embedded_default_is_this_layer() -> None:
-    if settings.REDIS_URL:
-        pytest.skip("REDIS_URL is set: the embedded layer is not in use")
-    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
-    assert backend == "mcp_server.channel_layers.ExpiringInMemoryChannelLayer"
+    expected = (
+        "channels_redis.core.RedisChannelLayer"
+        if settings.REDIS_URL
+        else "mcp_server.channel_layers.ExpiringInMemoryChannelLayer"
+    )
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == expected
 
 
 async def test_messages_arrive_in_order_and_groups_fan_out() -> None:
@@ -81,7 +84,7 @@ async def test_expired_messages_are_dropped_and_their_channel_leaves_its_groups(
     await layer.group_add("g", alive)
     await layer.send(dead, {"type": "lost"})
     waiting = asyncio.ensure_future(layer.receive(alive))
-    await asyncio.sleep(0)  # let it start waiting (and clean up)
+    await yield_to_other_tasks()  # the receiver starts waiting (and cleans up)
     assert dead not in layer.channels
     assert dead not in layer.groups["g"]
     assert alive in layer.groups["g"]
@@ -97,7 +100,7 @@ async def test_unexpired_messages_and_memberships_stay() -> None:
     await layer.send(channel, {"type": "kept"})
     await layer.group_send("g", {"type": "also"})
     waiting = asyncio.ensure_future(layer.receive(other))
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     assert [(await layer.receive(channel))["type"] for _ in range(2)] == ["kept", "also"]
     assert channel in layer.groups["g"]
     waiting.cancel()
@@ -139,12 +142,12 @@ async def test_receive_and_group_send_walk_no_channel_however_many_are_open() ->
     layer.channels = CountingDict()
     layer.groups = {"other": CountingDict()}
     waiting = [asyncio.ensure_future(layer.receive(await layer.new_channel())) for _ in range(500)]
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     sender = await layer.new_channel()
     await layer.group_add("g", sender)
     CountingDict.walks = 0
     extra = asyncio.ensure_future(layer.receive(await layer.new_channel()))
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     await layer.group_send("g", {"type": "hello"})
     assert (await layer.receive(sender))["type"] == "hello"
     assert CountingDict.walks == 0

@@ -52,14 +52,19 @@ def services_available(postgres_url: str, redis_url: str) -> str | None:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return f"PostgreSQL at {postgres_url} is unreachable: {exc}"
+    return redis_unavailable(redis_url)
+
+
+def redis_unavailable(url: str) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers."""
     try:
-        client = redis.Redis.from_url(redis_url, socket_timeout=3)
+        client = redis.Redis.from_url(url, socket_timeout=3)
         try:
             client.ping()
         finally:
             client.close()
     except redis.RedisError as exc:
-        return f"Redis at {redis_url} is unreachable: {exc}"
+        return f"Redis at {url} is unreachable: {exc}"
     return None
 
 

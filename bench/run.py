@@ -23,6 +23,7 @@ import shlex
 
 from bench.cluster import add_cluster_arguments, run_if_available
 from bench.cluster_report import replace_cluster_docs
+from bench.cluster_setup import redis_unavailable
 from bench.command_line import add_run_arguments, exit_on_sigterm, pinning_from, scratch_dir
 from bench.harness import log, run_plan
 from bench.history_profile import HistoryProfile
@@ -96,21 +97,6 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
 
 def _wanted(args: argparse.Namespace, kind: str) -> bool:
     return not args.scenarios or kind in args.scenarios
-
-
-def redis_unavailable(url: str) -> str | None:
-    """Why Redis at `url` cannot be used, or None when it answers."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        return f"Redis at {url} is unreachable: {exc}"
-    return None
 
 
 def build_setup(args: argparse.Namespace, workdir: Path) -> ServiceSetup:

@@ -23,12 +23,7 @@ from accounts.access_changes import (
 )
 from accounts.selectors import INACTIVE_ACCOUNT, INVALID_TOKEN, REVOKED_TOKEN, AuthFailure
 from mcp_server import services
-from mcp_server.cluster.messages import (
-    RUNNERS_GROUP,
-    Message,
-    access_revoked_message,
-    tools_changed_message,
-)
+from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, ToolsChanged
 from mcp_server.runtime.runner import access_revoked_reason
 
 logger = logging.getLogger(__name__)
@@ -59,7 +54,7 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
     if cancelled:
         logger.info("access revoked (%s): %d task(s) cancelled", revocation.kind, len(cancelled))
     _send(
-        access_revoked_message(
+        AccessRevoked(
             kind=field, ids=list(revocation.ids), status=failure.status, reason=failure.reason
         )
     )
@@ -68,18 +63,18 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
 def change_tools(*, tenant_id: int, enabled_tools: frozenset[str] | None) -> None:
     """Tell every process a tenant's tool set changed."""
     tools = sorted(enabled_tools) if enabled_tools is not None else None
-    _send(tools_changed_message(tenant_id=tenant_id, enabled_tools=tools))
+    _send(ToolsChanged(tenant_id=tenant_id, enabled_tools=tools))
 
 
-def _send(message: Message) -> None:
+def _send(message: AccessRevoked | ToolsChanged) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(RUNNERS_GROUP, message)
+        async_to_sync(layer.group_send)(RUNNERS_GROUP, message.encode())
     except Exception:
         # Connections catch up at their process's next access check.
-        logger.warning("could not announce %s", message["type"], exc_info=True)
+        logger.warning("could not announce %s", message.TYPE, exc_info=True)
 
 
 def _on_access_revoked(sender: Any, revocation: AccessRevocation, **kwargs: Any) -> None:

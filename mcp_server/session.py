@@ -11,11 +11,12 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from uuid import UUID
 
 from accounts.principal import Principal
+from mcp_server.identity import ServerIdentity
+from mcp_server.listener import ConnectionListener
+from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -42,24 +43,22 @@ from mcp_server.protocol.messages import (
 )
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import (
-    RELATED_TASK,
-    requested_ttl,
-)
+from mcp_server.protocol.tasks import RELATED_TASK, requested_ttl
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.admission import InFlightLimitReached
+from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import (
     INTERRUPTED_BY_SHUTDOWN,
     CallRequest,
-    OperationRunner,
     access_revoked_reason,
 )
-from mcp_server.session_operations import Attachment, OperationRequests
+from mcp_server.task_requests import TaskRequests
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
-    from mcp_server.cluster.node import ClusterNode
+    from mcp_server.cluster.liveness import Liveness
+    from mcp_server.cluster.messages import OperationEvent
+    from mcp_server.executors import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +81,6 @@ SERVER_CAPABILITIES: dict[str, Any] = {
 _CANCEL_BATCH = 64
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
 CLOSE_PING_TIMEOUT = 4408
-_OUTCOME_ERRORS = {
-    "cancelled": "The operation was cancelled",
-    "interrupted": "The operation was interrupted",
-}
 
 
 class SessionState(enum.Enum):
@@ -96,50 +91,32 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerIdentity:
-    """How the server introduces itself, and its per-session limits."""
-
-    name: str
-    title: str
-    version: str
-    tools_page_size: int = 50
-    instructions: str | None = None
-    tasks_page_size: int = 50
-    task_default_ttl: int = 24 * 3600 * 1000
-    task_max_ttl: int = 7 * 24 * 3600 * 1000
-    task_poll_interval: int = 1000
-    ping_interval: float = 30.0
-    ping_timeout: float = 15.0
-
-
-class McpSession(OperationRequests):
+class McpSession:
     """The MCP state of one connection; feed it decoded messages, it sends the replies."""
 
     __slots__ = (
         "__weakref__",
-        "_attached",
-        "_background",
         "_client_cancelled",
         "_close_transport",
         "_in_flight",
-        "_listen",
         "_log_rank",
         "_ping_id",
         "_ping_sent",
         "_pings",
         "_send",
+        "_tasks",
+        "admission",
         "catalog",
         "client_initialized",
         "connection_id",
+        "executor",
         "identity",
-        "in_worker",
         "last_seen",
-        "node",
+        "listener",
         "principal",
         "protocol_version",
-        "runner",
         "state",
+        "tasks",
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
@@ -152,23 +129,36 @@ class McpSession(OperationRequests):
         principal: Principal,
         catalog: ToolCatalog,
         identity: ServerIdentity,
-        runner: OperationRunner,
+        executor: "Executor",
+        admission: InFlightRequests,
         connection_id: str,
         send: Send,
-        node: "ClusterNode | None" = None,
-        in_worker: bool = False,
+        liveness: "Liveness | None" = None,
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
     ) -> None:
         self.principal = principal
-        # Called before the connection's id is handed out as a listener (the transport then
-        # starts reading what is sent to it).
-        self._listen = listen
-        self.node = node
-        self.in_worker = in_worker
+        self.executor = executor
+        self.admission = admission
         self._close_transport = close_transport
-        self._attached: dict[UUID, Attachment] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        # Everything this session starts; closing it cancels or awaits all of it.
+        self._tasks = TaskOwner()
+        self.listener = ConnectionListener(
+            connection_id=connection_id,
+            send=send,
+            log=self.log,
+            owner=self._tasks,
+            detach=executor.detach,
+            liveness=liveness,
+            listen=listen,
+        )
+        self.tasks = TaskRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            identity=identity,
+            executor=executor,
+            listener=self.listener,
+        )
         self._client_cancelled: set[RequestId] = set()
         self.last_seen = time.monotonic()
         self._ping_id: str | None = None
@@ -176,7 +166,6 @@ class McpSession(OperationRequests):
         self._pings = 0
         self.catalog = catalog
         self.identity = identity
-        self.runner = runner
         self.connection_id = connection_id
         self._send = send
         self.state = SessionState.AWAITING_INITIALIZE
@@ -219,9 +208,7 @@ class McpSession(OperationRequests):
         handled = [await self._handle(item, batched=True) for item in batch]
         if any(isinstance(item, asyncio.Task) for item in handled):
             # Spawned like any request, so the socket stays responsive; one array when done.
-            task = asyncio.create_task(self._answer_batch(handled))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._tasks.keep(self._answer_batch(handled))
             return
         answered = [reply for reply in handled if isinstance(reply, dict)]
         if answered:
@@ -286,16 +273,16 @@ class McpSession(OperationRequests):
             )
         key = self._slot_key
         try:
-            self.runner.admission.admit(key, self.principal.limits)
+            self.admission.admit(key, self.principal.limits)
         except InFlightLimitReached as exc:
             return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
-        task = asyncio.create_task(self._run_spawned(request, handler, batched=batched))
+        task = self._tasks.spawn(self._run_spawned(request, handler, batched=batched))
         self._in_flight[request.id] = task
         task.add_done_callback(functools.partial(self._forget, request.id, key))
         return task
 
     def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[Reply]) -> None:
-        self.runner.admission.release(key)
+        self.admission.release(key)
         if self._in_flight.get(request_id) is task:
             del self._in_flight[request_id]
 
@@ -358,23 +345,13 @@ class McpSession(OperationRequests):
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
-        tasks = list(self._in_flight.values())
         cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
-        for start in range(0, len(tasks), _CANCEL_BATCH):
-            if start:
-                await asyncio.sleep(0)  # let the batch before end before cancelling more
-            for task in tasks[start : start + _CANCEL_BATCH]:
-                task.cancel(cancel_reason)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         self._in_flight.clear()
         # Tasks keep running without this connection; it just stops listening to them.
-        for key in list(self._attached):
-            await self._forget_operation(key)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.listener.close()
 
-    # --- cluster connection (see mcp_server.cluster.node.LocalConnection) ------------------
+    # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
     def is_closed(self) -> bool:
         """Whether the connection has closed (then nothing more is sent)."""
@@ -415,7 +392,7 @@ class McpSession(OperationRequests):
                     "message": "This server is shutting down; reconnect to continue. "
                     + (
                         "Tasks keep running and can be resumed from any server."
-                        if self.in_worker
+                        if self.executor.tasks_outlive_process
                         else "Operations running on it, tasks included, are interrupted."
                     ),
                     "reason": "shutdown",
@@ -453,7 +430,15 @@ class McpSession(OperationRequests):
         """How many spawned requests are running."""
         return len(self._in_flight)
 
-    # --- CallEvents ----------------------------------------------------------------------
+    @property
+    def _slot_key(self) -> SlotKey:
+        """Who this connection works for: its slots, requests in flight and database share."""
+        return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+
+    async def operation_event(self, event: "OperationEvent") -> None:
+        """An event of an operation this connection listens to (from the channel layer)."""
+        await self.listener.operation_event(event)
+
     async def log(
         self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
     ) -> None:
@@ -527,10 +512,8 @@ class McpSession(OperationRequests):
             progress_token=progress_token(params),
         )
         if ttl is not None:
-            return await self._start_task(call, ttl)
-        if self.in_worker:
-            return await self._call_in_worker(call)
-        return await self.runner.call(call, send=self._send, events=self)
+            return await self.tasks.start(call, ttl)
+        return await self.executor.call(call, self.listener)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]
@@ -544,9 +527,9 @@ McpSession._REQUEST_HANDLERS.update(
         methods.TOOLS_LIST: McpSession._tools_list,
         methods.TOOLS_CALL: McpSession._tools_call,
         methods.LOGGING_SET_LEVEL: McpSession._logging_set_level,
-        methods.TASKS_GET: McpSession._tasks_get,
-        methods.TASKS_RESULT: McpSession._tasks_result,
-        methods.TASKS_LIST: McpSession._tasks_list,
-        methods.TASKS_CANCEL: McpSession._tasks_cancel,
+        methods.TASKS_GET: lambda session, request: session.tasks.get(request),
+        methods.TASKS_RESULT: lambda session, request: session.tasks.result(request),
+        methods.TASKS_LIST: lambda session, request: session.tasks.list(request),
+        methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel(request),
     }
 )

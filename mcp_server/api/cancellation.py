@@ -5,8 +5,8 @@ from uuid import UUID
 
 from asgiref.sync import async_to_sync
 
-from mcp_server.cluster.node import cluster_node
 from mcp_server.models import Operation
+from mcp_server.process_runtime import current_runtime
 from mcp_server.services import operation_request_cancel
 
 
@@ -24,7 +24,7 @@ CANCEL_MESSAGES = {
 
 
 async def _cancel(operation_id: UUID) -> None:
-    await cluster_node().cancel(operation_id)
+    await current_runtime().bus.cancel(operation_id)
 
 
 def operation_cancel(*, operation: Operation) -> CancelOutcome:
@@ -33,8 +33,9 @@ def operation_cancel(*, operation: Operation) -> CancelOutcome:
     The request is recorded in history first, on this request's own database connection (a
     task turns `cancelled` at once), so the process running it acts on it at its next
     heartbeat even if the message is lost. A sync view runs on a worker thread while the
-    runner's tasks belong to the server's event loop: the cancel hops there with async_to_sync,
-    to that loop's cluster node.
+    runner's tasks belong to the server's event loop: the cancel hops there with async_to_sync.
+    Django calls this without our arguments, so the process's runtime is the one it installed
+    at start-up (`current_runtime()`).
     """
     if operation.is_terminal:
         return CancelOutcome.ALREADY_FINISHED

@@ -64,35 +64,36 @@ class AccessGuard:
     def _open(self) -> list[GuardedConnection]:
         return [c for c in self._connections() if not c.is_closed]
 
-    async def handle(self, message: messages.Message) -> None:
+    async def handle(self, message: messages.ClusterMessage) -> None:
         """Act on an access.revoked or access.tools_changed message."""
-        if message.get("type") == messages.ACCESS_REVOKED:
+        if isinstance(message, messages.AccessRevoked):
             await self._revoked(message)
-        elif message.get("type") == messages.TOOLS_CHANGED:
+        elif isinstance(message, messages.ToolsChanged):
             await self._tools_changed(message)
 
-    async def _revoked(self, message: messages.Message) -> None:
-        field, ids = message.get("kind"), message.get("ids")
-        if field not in _MATCHABLE or not isinstance(ids, list):
-            logger.warning("ignored a malformed %s message", message.get("type"))
+    async def _revoked(self, message: messages.AccessRevoked) -> None:
+        field = message.kind
+        if field not in _MATCHABLE:
+            logger.warning("ignored an access.revoked message matching on %r", field)
             return
-        wanted = {i for i in ids if isinstance(i, int)}
-        status, reason = int(message.get("status") or 403), str(message.get("reason") or "")
+        wanted = set(message.ids)
 
         def matches(principal: Principal) -> bool:
             return getattr(principal, field) in wanted
 
         closing = [c for c in self._open() if matches(c.principal)]
-        await self._close(closing, status, reason)
+        await self._close(closing, message.status, message.reason)
         # Work that outlives connections (tasks) and work run here for other processes.
-        stopped = self._runner.cancel_where(matches, access_revoked_reason(reason))
+        stopped = self._runner.cancel_where(matches, access_revoked_reason(message.reason))
         if stopped:
-            logger.info("access revoked (%s): stopping %d operation(s) run here", reason, stopped)
+            logger.info(
+                "access revoked (%s): stopping %d operation(s) run here", message.reason, stopped
+            )
 
-    async def _tools_changed(self, message: messages.Message) -> None:
-        tenant_id, tools = message.get("tenant_id"), message.get("enabled_tools")
+    async def _tools_changed(self, message: messages.ToolsChanged) -> None:
+        tools = message.enabled_tools
         enabled = frozenset(tools) if tools else None
-        affected = [c for c in self._open() if c.principal.tenant_id == tenant_id]
+        affected = [c for c in self._open() if c.principal.tenant_id == message.tenant_id]
         await asyncio.gather(*(c.tools_changed(enabled) for c in affected), return_exceptions=True)
 
     async def _close(self, connections: list[GuardedConnection], status: int, reason: str) -> None:

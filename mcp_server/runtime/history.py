@@ -15,7 +15,6 @@ import atexit
 import logging
 import threading
 from concurrent.futures import Future
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -270,7 +269,6 @@ class HistoryWriter:
         self.flush()
 
 
-@lru_cache(maxsize=1)
-def history_writer() -> HistoryWriter:
-    """The process's history writer."""
+def writer_from_settings() -> HistoryWriter:
+    """A history writer for this process, configured from settings."""
     return HistoryWriter(interval=settings.MCP_HISTORY_FLUSH_INTERVAL)

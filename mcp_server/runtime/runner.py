@@ -8,7 +8,6 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -18,11 +17,11 @@ from accounts.principal import Principal
 from mcp_server.models import OperationStatus
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
-from mcp_server.runtime.history import HistoryWriter, history_writer
+from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
-from mcp_server.runtime.progress import ProgressCoalescer
+from mcp_server.runtime.progress import Deliver, ProgressCoalescer, ProgressReport, frames_to
 from mcp_server.tools.registry import Tool
 
 logger = logging.getLogger(__name__)
@@ -68,8 +67,8 @@ class CallRequest:
 class OperationEvents(CallEvents, Protocol):
     """Where a published operation's progress, logs and outcome go (its listeners)."""
 
-    async def progress_frame(self, frame: dict[str, Any]) -> None:
-        """Forward one coalesced `notifications/progress` (its token is the runner's own)."""
+    async def progress(self, report: ProgressReport) -> None:
+        """Forward one coalesced progress report (each listener puts its client's token)."""
 
     def record_end(self, operation: RunningOperation) -> None:
         """Note how far the operation got and when it ended (called as it finishes)."""
@@ -120,29 +119,32 @@ class OperationRunner:
         self,
         request: CallRequest,
         *,
-        send: Send,
+        send: Send | None = None,
         events: CallEvents,
         published: bool = False,
+        deliver: Deliver | None = None,
         on_finish: Callable[[RunningOperation], None] | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
-        Cancelling the awaiting task cancels the call: it is recorded as cancelled, its slot
-        is released, nothing more is sent, and CancelledError propagates. A `published` call
-        reports progress whether or not it has a token (listeners may attach later), keeps its
-        whole result in history, and is written to the database before this returns.
+        Progress goes to `deliver` as reports, or else to the client as
+        `notifications/progress` frames through `send`. Cancelling the awaiting task
+        cancels the call: it is recorded as cancelled, its slot is released, nothing more is
+        sent, and CancelledError propagates. A published call reports progress whether or not
+        it has a token (listeners may attach later), keeps its whole result in history, and is
+        written to the database before this returns.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
+        token = request.progress_token
+        if deliver is None and send is not None:
+            deliver = frames_to(token if token is not None else 0, send)
         progress = None
         # A task reports progress even without a token: a client may attach one later.
-        if request.progress_token is not None or (published and request.is_task):
+        if deliver is not None and (token is not None or (published and request.is_task)):
             progress = ProgressCoalescer(
-                token=request.progress_token if request.progress_token is not None else 0,
-                send=send,
-                max_rate=self.progress_rate,
-                meter=operation.meter,
+                deliver=deliver, max_rate=self.progress_rate, meter=operation.meter
             )
         task = asyncio.current_task()
         assert task is not None
@@ -260,9 +262,9 @@ class OperationRunner:
         try:
             result = await self.call(
                 request,
-                send=events.progress_frame,
                 events=events,
                 published=True,
+                deliver=events.progress,
                 on_finish=events.record_end,
             )
         except asyncio.CancelledError as exc:
@@ -341,9 +343,8 @@ def slot_key(request: CallRequest) -> SlotKey:
     return SlotKey(request.principal.tenant_id, request.principal.user_id, request.connection_id)
 
 
-@lru_cache(maxsize=1)
-def operation_runner() -> OperationRunner:
-    """The process's runner, configured from settings."""
+def runner_from_settings(writer: HistoryWriter) -> OperationRunner:
+    """A runner for this process, configured from settings, writing history with `writer`."""
     return OperationRunner(
         scheduler=FairScheduler(
             Limits(
@@ -353,7 +354,7 @@ def operation_runner() -> OperationRunner:
                 total=settings.MCP_MAX_OPERATIONS,
             )
         ),
-        writer=history_writer(),
+        writer=writer,
         name=f"{socket.gethostname()}:{os.getpid()}",
         progress_rate=settings.MCP_PROGRESS_MAX_RATE,
         persist_interval=settings.MCP_HISTORY_PROGRESS_INTERVAL,

@@ -1,4 +1,5 @@
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -9,12 +10,12 @@ from channels.layers import get_channel_layer
 from accounts.selectors import principal_for_token
 from mcp_server.cluster import messages
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime import runner as runner_module
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import registry
 from tests.api.conftest import Caller, MakeRun
+from tests.support import runtime_installed
 
 WAIT = 10.0
 
@@ -34,10 +35,10 @@ class StubRunner:
 
 
 @pytest.fixture
-def stub_runner(monkeypatch: pytest.MonkeyPatch) -> StubRunner:
+def stub_runner() -> Iterator[StubRunner]:
     runner = StubRunner(set())
-    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
-    return runner
+    with runtime_installed(runner):
+        yield runner
 
 
 @pytest.mark.django_db
@@ -146,15 +147,12 @@ class NoEvents:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_cancel_through_the_api_stops_a_real_call(
-    alice: Caller, monkeypatch: pytest.MonkeyPatch
-):
+async def test_cancel_through_the_api_stops_a_real_call(alice: Caller):
     """The view runs on a worker thread; the call is cancelled on the event loop that runs it."""
     writer = HistoryWriter(interval=3600)
     runner = OperationRunner(
         scheduler=FairScheduler(Limits()), writer=writer, progress_rate=100, persist_interval=60
     )
-    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
     principal = await sync_to_async(principal_for_token)(alice.issued.raw)
     sleep_tool = registry.get("sleep")
     assert sleep_tool is not None
@@ -168,6 +166,17 @@ async def test_cancel_through_the_api_stops_a_real_call(
         progress_token="p",
     )
     call = asyncio.create_task(runner.call(request, send=progress, events=NoEvents()))
+    with runtime_installed(runner):
+        await _cancel_through_the_api(alice, runner, writer, call, progress)
+
+
+async def _cancel_through_the_api(
+    alice: Caller,
+    runner: OperationRunner,
+    writer: HistoryWriter,
+    call: "asyncio.Task[Any]",
+    progress: "Progress",
+) -> None:
     try:
         await asyncio.wait_for(progress.started.wait(), WAIT)
         [operation_id] = runner.running_ids

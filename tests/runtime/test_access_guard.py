@@ -17,12 +17,14 @@ from accounts.selectors import access_states, principal_for_token
 from accounts.services import IssuedToken
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.messages import access_revoked_message, tools_changed_message
+from mcp_server.cluster.messages import AccessRevoked, ToolsChanged, decode_message
+from mcp_server.identity import ServerIdentity
 from mcp_server.runtime.runner import OperationRunner
-from mcp_server.session import McpSession, ServerIdentity
+from mcp_server.session import McpSession
 from mcp_server.tools.catalog import catalog_for
 from tests.accounts.factories import member_create, member_token
 from tests.support import Wire, make_principal
+from tests.ws.session_support import local_executor
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -46,7 +48,8 @@ class Connection:
             principal=principal,
             catalog=catalog_for(principal.enabled_tools),
             identity=ServerIdentity(name="t", title="T", version="0"),
-            runner=runner,
+            executor=local_executor(runner),
+            admission=runner.admission,
             connection_id=f"conn-{id(self)}",
             send=self.wire.send,
             close_transport=self._close,
@@ -181,7 +184,7 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     guard = AccessGuard(
         connections=lambda: [c.session for c in connections], runner=runner, interval=3600
     )
-    message = access_revoked_message(
+    message = AccessRevoked(
         kind="user_id",
         ids=[principals[0].user_id],
         status=403,
@@ -190,11 +193,9 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     await guard.handle(message)
     assert connections[0].closed_with == (4403, "account or tenant is inactive")
     assert connections[1].closed_with is None
-    await guard.handle(
-        tools_changed_message(tenant_id=principals[1].tenant_id, enabled_tools=["multiply"])
-    )
+    await guard.handle(ToolsChanged(tenant_id=principals[1].tenant_id, enabled_tools=["multiply"]))
     assert [t.name for t in connections[1].session.catalog.tools] == ["multiply"]
     assert len(connections[1].sent("notifications/tools/list_changed")) == 1
     # A malformed message changes nothing.
-    await guard.handle({"type": "access.revoked", "kind": "username", "ids": ["b"]})
+    await guard.handle(decode_message({"type": "access.revoked", "kind": "username", "ids": ["b"]}))
     assert connections[1].closed_with is None

@@ -107,7 +107,7 @@ async def test_a_batch_whose_requests_are_all_cancelled_gets_no_reply(
 
 async def _until_idle(session: McpSession) -> None:
     """Wait for the session's requests and batch answers to end (each end is an event)."""
-    while pending := [*session._in_flight.values(), *session._background]:
+    while pending := session._tasks.running:
         await asyncio.wait(pending)
 
 

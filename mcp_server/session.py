@@ -7,13 +7,12 @@ The session knows nothing of WebSockets or Django: it is given decoded JSON valu
 import asyncio
 import dataclasses
 import enum
-import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from accounts.principal import Principal
+from mcp_server.client_pings import ClientPings
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
 from mcp_server.owned_tasks import TaskOwner
@@ -21,16 +20,12 @@ from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
-    LIMIT_EXCEEDED,
-    METHOD_NOT_FOUND,
     PARSE_ERROR,
     JsonRpcError,
     MessageError,
-    RequestId,
-    invalid_params,
     method_not_found,
 )
-from mcp_server.protocol.lifecycle import initialize_result, parse_initialize
+from mcp_server.protocol.lifecycle import initialize_result, parse_initialize, shutdown_notice
 from mcp_server.protocol.log_levels import DEFAULT_LEVEL, level_rank
 from mcp_server.protocol.messages import (
     Notification,
@@ -42,17 +37,17 @@ from mcp_server.protocol.messages import (
     result_message,
 )
 from mcp_server.protocol.pagination import paginate
-from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import RELATED_TASK, requested_ttl
+from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
+from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import (
     INTERRUPTED_BY_SHUTDOWN,
-    CallRequest,
     access_revoked_reason,
 )
+from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
+from mcp_server.tool_calls import read_tools_call
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
@@ -79,8 +74,6 @@ SERVER_CAPABILITIES: dict[str, Any] = {
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
 _CANCEL_BATCH = 64
-# The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
-CLOSE_PING_TIMEOUT = 4408
 
 
 class SessionState(enum.Enum):
@@ -96,22 +89,17 @@ class McpSession:
 
     __slots__ = (
         "__weakref__",
-        "_client_cancelled",
         "_close_transport",
-        "_in_flight",
         "_log_rank",
-        "_ping_id",
-        "_ping_sent",
         "_pings",
         "_send",
+        "_spawned",
         "_tasks",
-        "admission",
         "catalog",
         "client_initialized",
         "connection_id",
         "executor",
         "identity",
-        "last_seen",
         "listener",
         "principal",
         "protocol_version",
@@ -139,7 +127,6 @@ class McpSession:
     ) -> None:
         self.principal = principal
         self.executor = executor
-        self.admission = admission
         self._close_transport = close_transport
         # Everything this session starts; closing it cancels or awaits all of it.
         self._tasks = TaskOwner()
@@ -159,11 +146,8 @@ class McpSession:
             executor=executor,
             listener=self.listener,
         )
-        self._client_cancelled: set[RequestId] = set()
-        self.last_seen = time.monotonic()
-        self._ping_id: str | None = None
-        self._ping_sent = 0.0
-        self._pings = 0
+        self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
+        self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
         self.catalog = catalog
         self.identity = identity
         self.connection_id = connection_id
@@ -172,14 +156,11 @@ class McpSession:
         self.protocol_version: str | None = None
         self.client_initialized = False
         self._log_rank = level_rank(DEFAULT_LEVEL)
-        self._in_flight: dict[RequestId, asyncio.Task[Reply]] = {}
 
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
         """Handle one decoded frame: a message, or a batch array where the revision allows."""
-        # Any frame shows the client is alive: no ping needed, an outstanding one is answered.
-        self.last_seen = time.monotonic()
-        self._ping_id = None
+        self._pings.seen()
         if isinstance(payload, list):
             await self._receive_batch(payload)
             return
@@ -219,13 +200,7 @@ class McpSession:
         await asyncio.wait([item for item in handled if isinstance(item, asyncio.Task)])
         if self.state is SessionState.CLOSED:
             return
-        answered: list[dict[str, Any]] = []
-        for item in handled:
-            if isinstance(item, asyncio.Task):
-                # A request the client cancelled gets no response, as outside a batch.
-                item = None if item.cancelled() or item.exception() else item.result()
-            if item is not None:
-                answered.append(item)
+        answered = batch_replies(handled)
         if not answered:
             return
         try:
@@ -266,37 +241,23 @@ class McpSession:
 
     def _spawn(self, request: Request, handler: Handler, *, batched: bool = False) -> Handled:
         """Run a request as its own task (in a batch, the task's result is its reply)."""
-        if request.id in self._in_flight:
-            return error_message(
-                request.id,
-                JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
-            )
-        key = self._slot_key
+        run = self._run_spawned(request, handler, batched=batched)
         try:
-            self.admission.admit(key, self.principal.limits)
-        except InFlightLimitReached as exc:
-            return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
-        task = self._tasks.spawn(self._run_spawned(request, handler, batched=batched))
-        self._in_flight[request.id] = task
-        task.add_done_callback(functools.partial(self._forget, request.id, key))
-        return task
-
-    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[Reply]) -> None:
-        self.admission.release(key)
-        if self._in_flight.get(request_id) is task:
-            del self._in_flight[request_id]
+            return self._spawned.start(
+                request.id, run, key=self._slot_key, limits=self.principal.limits
+            )
+        except JsonRpcError as refusal:
+            return error_message(request.id, refusal)
 
     async def _run_spawned(self, request: Request, handler: Handler, *, batched: bool) -> Reply:
         try:
             reply = await self._respond(request, handler)
         except asyncio.CancelledError:
-            if self.state is SessionState.CLOSED or request.id in self._client_cancelled:
+            if self.state is SessionState.CLOSED or self._spawned.cancelled_by_client(request.id):
                 raise
             # Cancelled by someone else (the REST API, the admin): the client must not wait.
             error = JsonRpcError(INTERNAL_ERROR, "The operation was cancelled", {"by": "server"})
             reply = error_message(request.id, error)
-        finally:
-            self._client_cancelled.discard(request.id)
         if batched:
             return reply
         if self.state is SessionState.CLOSED:
@@ -320,20 +281,13 @@ class McpSession:
         if notification.method == methods.NOTIFICATION_INITIALIZED:
             self.client_initialized = True
         elif notification.method == methods.NOTIFICATION_CANCELLED:
-            self._cancel(notification.params.get("requestId"))
+            self._spawned.cancel_by_client(notification.params.get("requestId"))
         else:
             logger.debug("ignored notification %s", notification.method)
 
     def _handle_response(self, response: Response) -> None:
         # The server has no outstanding requests of its own yet: every response is unknown.
         logger.debug("ignored a response to unknown request id %r", response.id)
-
-    def _cancel(self, request_id: Any) -> None:
-        valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
-        task = self._in_flight.get(request_id) if valid else None
-        if task is not None:
-            self._client_cancelled.add(request_id)
-            task.cancel()
 
     # --- lifecycle -----------------------------------------------------------------------
     async def close(self, *, server_shutdown: bool = False, reason: str | None = None) -> None:
@@ -347,7 +301,6 @@ class McpSession:
         self.state = SessionState.CLOSED
         cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
-        self._in_flight.clear()
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
 
@@ -369,37 +322,15 @@ class McpSession:
 
     async def keep_alive(self, now: float) -> None:
         """Ping the client when it has been idle; close the connection when it stays silent."""
-        if self.state is SessionState.CLOSED:
-            return
-        if self._ping_id is not None:
-            if now - self._ping_sent > self.identity.ping_timeout and self._close_transport:
-                reason = f"no reply to ping within {self.identity.ping_timeout:g} s"
-                await self._close_transport(CLOSE_PING_TIMEOUT, reason)
-            return
-        if now - self.last_seen >= self.identity.ping_interval:
-            self._pings += 1
-            self._ping_id = f"server-ping-{self._pings}"
-            self._ping_sent = now
-            await self._send({"jsonrpc": "2.0", "id": self._ping_id, "method": methods.PING})
+        if self.state is not SessionState.CLOSED:
+            await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
         """The server is shutting down: say so, then stop this connection's work."""
         if self.state is not SessionState.CLOSED:
-            notice = {
-                "level": "warning",
-                "logger": "server",
-                "data": {
-                    "message": "This server is shutting down; reconnect to continue. "
-                    + (
-                        "Tasks keep running and can be resumed from any server."
-                        if self.executor.tasks_outlive_process
-                        else "Operations running on it, tasks included, are interrupted."
-                    ),
-                    "reason": "shutdown",
-                },
-            }
+            notice = shutdown_notice(tasks_keep_running=self.executor.tasks_outlive_process)
             try:
-                await self._send(notification_message(methods.NOTIFICATION_MESSAGE, notice))
+                await self._send(notice)
             except Exception:
                 logger.debug("could not send the shutdown notice", exc_info=True)
         await self.close(server_shutdown=True)
@@ -428,7 +359,7 @@ class McpSession:
     @property
     def in_flight(self) -> int:
         """How many spawned requests are running."""
-        return len(self._in_flight)
+        return len(self._spawned)
 
     @property
     def _slot_key(self) -> SlotKey:
@@ -484,32 +415,13 @@ class McpSession:
         return result
 
     async def _tools_call(self, request: Request) -> dict[str, Any]:
-        params = request.params
-        name = params.get("name")
-        if not isinstance(name, str):
-            raise invalid_params("tools/call requires a string name")
-        arguments = params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            raise invalid_params("tools/call arguments must be an object")
-        tool = self.catalog.get(name)
-        if tool is None:
-            raise invalid_params(f"Unknown tool: {name}")
-        ttl = requested_ttl(
-            params, default=self.identity.task_default_ttl, maximum=self.identity.task_max_ttl
-        )
-        if ttl is not None and tool.task_support == "forbidden":
-            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
-        if ttl is None and tool.task_support == "required":
-            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
-        call = CallRequest(
-            principal=self.principal,
-            tool=tool,
-            arguments=arguments,
-            connection_id=self.connection_id,
+        call, ttl = read_tools_call(
+            request.params,
             request_id=request.id,
-            progress_token=progress_token(params),
+            principal=self.principal,
+            catalog=self.catalog,
+            identity=self.identity,
+            connection_id=self.connection_id,
         )
         if ttl is not None:
             return await self.tasks.start(call, ttl)

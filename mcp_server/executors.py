@@ -7,9 +7,10 @@ then stop it wherever it runs). `LocalExecutor` runs calls with this process's r
 `ClusteredExecutor` hands them to worker processes.
 """
 
+import abc
 import asyncio
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
@@ -28,44 +29,24 @@ def new_operation_id() -> UUID:
     return UUID(str(uuid7()))
 
 
-class Executor(Protocol):
-    """Runs a session's calls and reaches the operations it listens to."""
+class Executor(abc.ABC):
+    """Runs a session's calls and reaches the operations it listens to (through the bus,
+    wherever they run)."""
 
     # Whether tasks keep running when this process goes away (what a goodbye tells clients).
-    tasks_outlive_process: bool
-
-    async def call(self, call: CallRequest, site: ConnectionListener) -> dict[str, Any]:
-        """Run a plain `tools/call` for the connection at `site`; its CallToolResult."""
-
-    async def start_task(self, request: CallRequest, *, listener: str) -> None:
-        """Record a task (its operation id set) and start it, its events going to `listener`."""
-
-    async def attach(self, operation_id: UUID, channel: str) -> None:
-        """Make `channel` a listener of the operation, wherever it runs."""
-
-    async def detach(self, operation_id: UUID, channel: str) -> None:
-        """Stop sending the operation's events to `channel`."""
-
-    async def cancel(
-        self,
-        operation_id: UUID,
-        *,
-        as_task: bool,
-        reason: str | None = None,
-        caller: SlotKey = PROCESS,
-    ) -> bool:
-        """Record a cancel request, then stop the operation wherever it runs; False when it
-        had already ended."""
-
-
-class _BusExecutor:
-    """What both executors share: operations reached through the bus."""
-
     tasks_outlive_process = False
 
     def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
         self.runner = runner
         self.bus = bus
+
+    @abc.abstractmethod
+    async def call(self, call: CallRequest, site: ConnectionListener) -> dict[str, Any]:
+        """Run a plain `tools/call` for the connection at `site`; its CallToolResult."""
+
+    @abc.abstractmethod
+    async def start_task(self, request: CallRequest, *, listener: str) -> None:
+        """Record a task (its operation id set) and start it, its events going to `listener`."""
 
     async def attach(self, operation_id: UUID, channel: str) -> None:
         """Make `channel` a listener of the operation, wherever it runs."""
@@ -83,13 +64,14 @@ class _BusExecutor:
         reason: str | None = None,
         caller: SlotKey = PROCESS,
     ) -> bool:
-        """Record a cancel request, then stop the operation wherever it runs."""
+        """Record a cancel request, then stop the operation wherever it runs; False when it
+        had already ended."""
         return await self.bus.request_cancel(
             operation_id, as_task=as_task, reason=reason, caller=caller
         )
 
 
-class LocalExecutor(_BusExecutor):
+class LocalExecutor(Executor):
     """Runs calls in this process: a plain call on the direct path (the socket is its only
     listener, nothing crosses the channel layer), a task published from here."""
 
@@ -103,7 +85,7 @@ class LocalExecutor(_BusExecutor):
         self.bus.run_published(request, {listener})
 
 
-class ClusteredExecutor(_BusExecutor):
+class ClusteredExecutor(Executor):
     """Hands calls to worker processes; their events come back to the connection's channel."""
 
     tasks_outlive_process = True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from accounts.principal import Principal
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -49,12 +50,7 @@ from mcp_server.protocol.tasks import (
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.runtime.admission import InFlightLimitReached
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.runtime.runner import (
-    INTERRUPTED_BY_SHUTDOWN,
-    CallRequest,
-    OperationRunner,
-    access_revoked_reason,
-)
+from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.session_operations import Attachment, OperationRequests
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
@@ -82,10 +78,6 @@ SERVER_CAPABILITIES: dict[str, Any] = {
 _CANCEL_BATCH = 64
 # The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
 CLOSE_PING_TIMEOUT = 4408
-_OUTCOME_ERRORS = {
-    "cancelled": "The operation was cancelled",
-    "interrupted": "The operation was interrupted",
-}
 
 
 class SessionState(enum.Enum):
@@ -349,7 +341,7 @@ class McpSession(OperationRequests):
             task.cancel()
 
     # --- lifecycle -----------------------------------------------------------------------
-    async def close(self, *, server_shutdown: bool = False, reason: str | None = None) -> None:
+    async def close(self, *, server_shutdown: bool = False, reason: Stop | None = None) -> None:
         """The connection is gone: stop in-flight work and send nothing more.
 
         When the server itself is going away, the work is interrupted rather than cancelled;
@@ -359,7 +351,9 @@ class McpSession(OperationRequests):
             return
         self.state = SessionState.CLOSED
         tasks = list(self._in_flight.values())
-        cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
+        cancel_reason = (
+            Stop(StopReason.SHUTDOWN) if server_shutdown else reason or Stop(StopReason.DISCONNECT)
+        )
         for start in range(0, len(tasks), _CANCEL_BATCH):
             if start:
                 await asyncio.sleep(0)  # let the batch before end before cancelling more
@@ -432,7 +426,7 @@ class McpSession(OperationRequests):
         with `reason`), then close the connection with `code` (44xx) and `reason`."""
         if self.state is SessionState.CLOSED:
             return
-        await self.close(reason=access_revoked_reason(reason))
+        await self.close(reason=Stop.access_revoked(reason))
         if self._close_transport is not None:
             await self._close_transport(code, reason)
 

@@ -18,20 +18,22 @@ from uuid_utils.compat import uuid7
 from accounts.principal import Principal
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import finished_message
-from mcp_server.history_values import truncated_bytes
+from mcp_server.operations.lifecycle import (
+    ACTIVE_STATUSES,
+    OperationStatus,
+    Stop,
+    TaskView,
+    call_outcome,
+    stop_of,
+    task_outcome,
+    task_view,
+)
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INTERNAL_ERROR, JsonRpcError, invalid_params
 from mcp_server.protocol.messages import Request, notification_message
 from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor
 from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import (
-    RELATED_TASK,
-    TaskView,
-    status_message,
-    task_id_param,
-    task_status,
-    with_related_task,
-)
+from mcp_server.protocol.tasks import RELATED_TASK, task_id_param
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.selectors import task_get, task_page
@@ -42,11 +44,6 @@ if TYPE_CHECKING:
     from mcp_server.session import ServerIdentity
 
 logger = logging.getLogger(__name__)
-
-_OUTCOME_ERRORS = {
-    "cancelled": "The operation was cancelled",
-    "interrupted": "The operation was interrupted",
-}
 
 
 @dataclass(slots=True)
@@ -59,66 +56,6 @@ class Attachment:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     high_water: float = -math.inf
-
-
-def task_view(operation: "Operation", poll_interval: int) -> TaskView:
-    """The task an operation row is."""
-    moments = [operation.queued_at, operation.started_at, operation.finished_at]
-    moments.append(operation.heartbeat_at)
-    return TaskView(
-        task_id=str(operation.pk),
-        operation_status=operation.status,
-        created_at=operation.queued_at,
-        last_updated_at=max(m for m in moments if m is not None),
-        ttl=operation.task_ttl,
-        poll_interval=poll_interval,
-        status_message=status_message(
-            operation.status, error=operation.error, message=operation.message
-        ),
-    )
-
-
-def call_outcome(message: dict[str, Any]) -> dict[str, Any]:
-    """What a `tools/call` answers for an operation's outcome: its result, or an error.
-
-    A result read back from history that was larger than history keeps is not returned cut
-    short: the error says so, with its size.
-    """
-    result = message.get("result")
-    size = truncated_bytes(result)
-    if size is not None:
-        raise JsonRpcError(
-            INTERNAL_ERROR,
-            f"The operation ended ({message.get('status')}), but its result ({size} bytes) was "
-            "larger than the server keeps in history (MCP_HISTORY_MAX_RESULT_BYTES) and "
-            "cannot be returned",
-            {
-                "status": str(message.get("status")),
-                "operationId": message.get("id"),
-                "reason": "result_not_kept",
-                "resultBytes": size,
-            },
-        )
-    if isinstance(result, dict):
-        return result
-    status = str(message.get("status"))
-    text = _OUTCOME_ERRORS.get(status, "The operation failed")
-    detail = message.get("error") or status
-    raise JsonRpcError(
-        INTERNAL_ERROR, f"{text}: {detail}", {"status": status, "operationId": message.get("id")}
-    )
-
-
-def task_outcome(task_id: str, message: dict[str, Any]) -> dict[str, Any]:
-    """What tasks/result answers: exactly what the call would have, naming the task."""
-    try:
-        return with_related_task(call_outcome(message), task_id)
-    except JsonRpcError as exc:
-        # `status` is the history's word (interrupted is finer than failed); `taskStatus` the
-        # task's, as tasks/get says it.
-        data = {**(exc.data or {}), "taskId": task_id}
-        data["taskStatus"] = task_status(str(data.get("status", "failed")))
-        raise JsonRpcError(exc.code, exc.message, data) from None
 
 
 class OperationRequests:
@@ -168,17 +105,11 @@ class OperationRequests:
             if message.get("progress"):
                 await self._progress(attachment, message)
             if attachment.task is not None:
-                status = message.get("status") or "failed"
                 finished_at = message.get("finished_at")
-                ended = dataclasses.replace(
-                    attachment.task,
-                    operation_status=status,
-                    last_updated_at=(
-                        datetime.fromisoformat(finished_at) if finished_at else timezone.now()
-                    ),
-                    status_message=status_message(
-                        status, error=message.get("error") or "", message=""
-                    ),
+                ended = attachment.task.ended(
+                    status=message.get("status") or OperationStatus.FAILED,
+                    error=message.get("error") or "",
+                    at=datetime.fromisoformat(finished_at) if finished_at else timezone.now(),
                 )
                 attachment.task = ended
                 await self._send(
@@ -247,7 +178,7 @@ class OperationRequests:
         )
         view = TaskView(
             task_id=str(key),
-            operation_status="queued",
+            operation_status=OperationStatus.QUEUED,
             created_at=now,
             last_updated_at=now,
             ttl=ttl,
@@ -267,15 +198,14 @@ class OperationRequests:
             message = await attachment.outcome
         except asyncio.CancelledError as exc:
             # The client cancelled or left: stop the work wherever it runs.
-            reason = exc.args[0] if exc.args else None
-            self._in_background(self._cancel_elsewhere(key, reason))
+            self._in_background(self._cancel_elsewhere(key, stop_of(exc)))
             raise
         finally:
             self._attached.pop(key, None)
             node.unwatch(key, self)
         return call_outcome(message)
 
-    async def _cancel_elsewhere(self, key: UUID, reason: str | None) -> None:
+    async def _cancel_elsewhere(self, key: UUID, reason: Stop) -> None:
         await self._cluster().request_cancel(
             key, as_task=False, reason=reason, caller=self._slot_key
         )
@@ -344,7 +274,7 @@ class OperationRequests:
         await node.attach(operation.pk, self.connection_id)
         # It may have ended between the read and the attach: look once more.
         operation = await self._find_task(request.params)
-        if operation.status not in ("queued", "running") and not attachment.outcome.done():
+        if operation.status not in ACTIVE_STATUSES and not attachment.outcome.done():
             await self.operation_event(finished_message(operation))
         message = await asyncio.shield(attachment.outcome)
         return task_outcome(view.task_id, message)

@@ -6,7 +6,11 @@ these messages are the fast path, and the receivers recover from the database wh
 """
 
 import dataclasses
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from mcp_server.operations.lifecycle import Stop
 
 if TYPE_CHECKING:
     from mcp_server.models import Operation
@@ -90,15 +94,43 @@ def start_message(request: "CallRequest", listener: str) -> Message:
     }
 
 
-def finished_message(operation: "Operation") -> Message:
-    """The `operation.finished` event for an operation that history shows ended."""
+def cancel_message(operation_id: UUID, reason: Stop | None) -> Message:
+    """The `operation.cancel` that stops an operation in whichever process runs it."""
+    fields = reason.encode() if reason is not None else {}
+    return {"type": OPERATION_CANCEL, "id": str(operation_id), **fields}
+
+
+def ended_message(
+    *,
+    operation_id: UUID | str,
+    status: str,
+    result: dict[str, Any] | None,
+    error: str,
+    progress: float,
+    total: float | None,
+    finished_at: datetime | None,
+) -> Message:
+    """The `operation.finished` event: how an operation ended, and how far it got."""
     return {
         "type": OPERATION_FINISHED,
-        "id": str(operation.pk),
-        "status": operation.status,
-        "result": operation.result,
-        "error": operation.error,
-        "progress": operation.progress,
-        "total": operation.total,
-        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
+        "id": str(operation_id),
+        "status": str(status),
+        "result": result,
+        "error": error,
+        "progress": progress,
+        "total": total,
+        "finished_at": finished_at.isoformat() if finished_at else None,
     }
+
+
+def finished_message(operation: "Operation") -> Message:
+    """The `operation.finished` event for an operation that history shows ended."""
+    return ended_message(
+        operation_id=operation.pk,
+        status=operation.status,
+        result=operation.result,
+        error=operation.error,
+        progress=operation.progress,
+        total=operation.total,
+        finished_at=operation.finished_at,
+    )

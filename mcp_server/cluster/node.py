@@ -14,33 +14,33 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from uuid import UUID
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from mcp_server import selectors, services
+from mcp_server import selectors
 from mcp_server.cluster import messages
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.messages import finished_message, queued_snapshot, start_message
 from mcp_server.cluster.publisher import OperationPublisher
-from mcp_server.models import ACTIVE_STATUSES, OperationStatus
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.runtime.runner import (
-    INTERRUPTED_BY_SHUTDOWN,
-    CallRequest,
-    OperationRunner,
-    slot_key,
-)
+from mcp_server.runtime.runner import CallRequest, OperationRunner, slot_key
 
 logger = logging.getLogger(__name__)
 
 # How long an attach for an operation this process has not started yet is remembered (the
 # attach can overtake the start message).
 _PENDING_ATTACH_SECONDS = 30.0
+
+# Records a cancel request in history: store.operation_request_cancel, on some thread.
+RecordCancel = Callable[..., Awaitable[bool]]
 
 
 class OutcomeWatcher(Protocol):
@@ -141,7 +141,7 @@ class ClusterNode:
         """Interrupt every operation this process runs for listeners, and wait for them."""
         tasks = [task for _, task in self._published.values()]
         for key in list(self._published):
-            self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+            self.runner.cancel(key, Stop(StopReason.SHUTDOWN))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -193,7 +193,7 @@ class ClusterNode:
         """
         assert request.operation_id is not None
         caller = slot_key(request)
-        create = db_call(services.operation_create, caller=caller)
+        create = db_call(store.operation_create, caller=caller)
         await create(snapshot=queued_snapshot(request, self.runner))
         if not in_worker:
             self.run_published(request, {listener})
@@ -202,9 +202,8 @@ class ClusterNode:
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start_message(request, listener))
         except Exception:
-            await db_call(services.operation_mark_interrupted, caller=caller)(
-                operation_id=request.operation_id,
-                error="interrupted: could not hand the call to a worker",
+            await db_call(store.operation_stop, caller=caller)(
+                operation_id=request.operation_id, stop=Stop(StopReason.HAND_OFF_FAILED)
             )
             raise
 
@@ -232,30 +231,35 @@ class ClusterNode:
         operation_id: UUID,
         *,
         as_task: bool,
-        reason: str | None = None,
+        reason: Stop | None = None,
         caller: SlotKey = PROCESS,
+        record: RecordCancel | None = None,
     ) -> bool:
         """Record a cancel request in history (a task turns `cancelled` at once), then cancel
         the operation wherever it runs; False when it had already ended.
 
-        The record comes first: the process running it reads it back at its next heartbeat
-        round should the message be lost. `caller` is on whose behalf (its share of the
-        database threads).
+        The one place that does both. The record comes first: the process running it reads it
+        back at its next heartbeat round should the message be lost. `reason` is why (none: a
+        cancel requested through history); `caller` is on whose behalf (its share of the
+        database threads); `record` writes the request elsewhere than on the node's database
+        threads (an HTTP request's own connection).
         """
-        record = db_call(services.operation_request_cancel, caller=caller)
+        if record is None:
+            record = db_call(store.operation_request_cancel, caller=caller)
+        if reason is None:
+            reason = Stop(StopReason.CANCEL_REQUESTED)
         if not await record(operation_id=operation_id, as_task=as_task):
             return False
         await self.cancel(operation_id, reason=reason)
         return True
 
-    async def cancel(self, operation_id: UUID, *, reason: str | None = None) -> None:
+    async def cancel(self, operation_id: UUID, *, reason: Stop | None = None) -> None:
         """Cancel an operation wherever it runs (here, or in the process that runs it)."""
         if self.runner.cancel(operation_id, reason):
             return
         if self.layer is not None:
             await self._group_send(
-                messages.RUNNERS_GROUP,
-                {"type": messages.OPERATION_CANCEL, "id": str(operation_id), "reason": reason},
+                messages.RUNNERS_GROUP, messages.cancel_message(operation_id, reason)
             )
 
     async def attach(self, operation_id: UUID, channel: str) -> None:
@@ -317,7 +321,7 @@ class ClusterNode:
         except ValueError:
             return
         if kind == messages.OPERATION_CANCEL:
-            self.runner.cancel(key, message.get("reason"))
+            self.runner.cancel(key, Stop.decode(message))
         elif kind == messages.OPERATION_ATTACH:
             entry = self._published.get(key)
             if entry is not None:
@@ -367,18 +371,19 @@ class ClusterNode:
         # or finished call look abandoned, and the reaper turn it into an interrupted one).
         ours = list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
         if ours:
-            rows = await db_call(services.operations_heartbeat)(
+            rows = await db_call(store.operations_heartbeat)(
                 operation_ids=ours, runner=self.runner.name
             )
             for key, (status, cancel_requested) in rows.items():
+                # Ended in history meanwhile (reaped as lost), or asked to stop there.
                 if status == OperationStatus.INTERRUPTED:
-                    self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+                    self.runner.cancel(key, Stop(StopReason.LOST_RUNNER))
                 elif cancel_requested or status not in ACTIVE_STATUSES:
-                    self.runner.cancel(key)
+                    self.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
-        await db_call(services.operations_reap_lost)(
+        await db_call(store.operations_reap_lost)(
             lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
         )
         if self._watched:

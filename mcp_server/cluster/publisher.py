@@ -73,16 +73,15 @@ class OperationPublisher:
     async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         """Tell every listener how the operation ended (it is already in history)."""
         await self._fan_out(
-            {
-                "type": messages.OPERATION_FINISHED,
-                "id": self.key,
-                "status": status,
-                "result": result,
-                "error": error,
-                "progress": self.done,
-                "total": self.total,
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            }
+            messages.ended_message(
+                operation_id=self.key,
+                status=status,
+                result=result,
+                error=error,
+                progress=self.done,
+                total=self.total,
+                finished_at=self.finished_at,
+            )
         )
 
     async def _fan_out(self, message: messages.Message) -> None:

@@ -17,11 +17,12 @@ from channels.layers import get_channel_layer
 
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
-from mcp_server import services
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.history import history_writer
 from mcp_server.runtime.runner import CallRequest, slot_key
 from mcp_server.tools.catalog import catalog_for
@@ -113,7 +114,7 @@ class OperationWorker:
             await self._refuse(node, message, exc)
             return
         assert request.operation_id is not None
-        claim = db_call(services.operation_claim, caller=slot_key(request))
+        claim = db_call(store.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=request.operation_id, runner=node.runner.name):
             logger.info("operation %s ended before a worker took it; not run", message["id"])
             return
@@ -126,10 +127,10 @@ class OperationWorker:
             key = UUID(str(message["id"]))
         except (KeyError, ValueError):
             return
-        error = f"interrupted: the worker could not start it ({type(exc).__name__}: {exc})"
-        await db_call(services.operation_mark_interrupted)(operation_id=key, error=error)
+        stop = Stop(StopReason.NOT_STARTED, f"{type(exc).__name__}: {exc}")
+        await db_call(store.operation_stop)(operation_id=key, stop=stop)
         if node.layer is not None and message.get("listener"):
             publisher = OperationPublisher(
                 operation_id=key, layer=node.layer, listeners={str(message["listener"])}
             )
-            await publisher.finished(status="interrupted", result=None, error=error)
+            await publisher.finished(status=stop.status, result=None, error=stop.error)

@@ -8,7 +8,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.services import (
+from mcp_server.operations.store import (
     operation_request_cancel,
     operations_heartbeat,
     operations_persist,

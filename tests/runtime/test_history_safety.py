@@ -17,10 +17,10 @@ from django.test import override_settings
 from mcp_server.cluster.messages import finished_message
 from mcp_server.history_values import TRUNCATED
 from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.operations.lifecycle import task_outcome
 from mcp_server.protocol.errors import JsonRpcError
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
-from mcp_server.session_operations import task_outcome
 from mcp_server.tools.registry import registry
 from tests.runtime.conftest import history_row
 from tests.support import Wire, make_principal

@@ -18,9 +18,9 @@ from django.utils import timezone
 from mcp_server.cluster.database import close_database_connections
 from mcp_server.cluster.node import ClusterNode
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.store import operations_reap_lost
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
-from mcp_server.services import operations_reap_lost
 from mcp_server.tools.registry import registry
 from tests.support import Wire, make_principal, wait_until
 

@@ -338,7 +338,7 @@ class McpSession(OperationRequests):
         task = self._in_flight.get(request_id) if valid else None
         if task is not None:
             self._client_cancelled.add(request_id)
-            task.cancel()
+            task.cancel(Stop(StopReason.CLIENT_CANCEL))
 
     # --- lifecycle -----------------------------------------------------------------------
     async def close(self, *, server_shutdown: bool = False, reason: Stop | None = None) -> None:

@@ -22,9 +22,9 @@ from accounts.access_changes import (
     tenant_tools_changed,
 )
 from accounts.selectors import INACTIVE_ACCOUNT, INVALID_TOKEN, REVOKED_TOKEN, AuthFailure
-from mcp_server import services
 from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, ToolsChanged
-from mcp_server.runtime.runner import access_revoked_reason
+from mcp_server.operations.lifecycle import Stop
+from mcp_server.operations.store import tasks_cancel_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
     """Stop the tasks of revoked access in history, then tell every process."""
     failure = REVOCATION_FAILURES[revocation.kind]
     field = REVOCATION_FIELDS[revocation.kind]
-    cancelled = services.tasks_cancel_revoked(
-        field=field, ids=revocation.ids, error=access_revoked_reason(failure.reason)
+    cancelled = tasks_cancel_revoked(
+        field=field, ids=revocation.ids, stop=Stop.access_revoked(failure.reason)
     )
     if cancelled:
         logger.info("access revoked (%s): %d task(s) cancelled", revocation.kind, len(cancelled))

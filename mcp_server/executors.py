@@ -19,7 +19,7 @@ from uuid_utils.compat import uuid7
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import PROCESS
 from mcp_server.listener import ConnectionListener
-from mcp_server.outcomes import call_outcome
+from mcp_server.operations.lifecycle import Stop, call_outcome, stop_of
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest, OperationRunner, slot_key
 
@@ -61,7 +61,7 @@ class Executor(abc.ABC):
         operation_id: UUID,
         *,
         as_task: bool,
-        reason: str | None = None,
+        reason: Stop | None = None,
         caller: SlotKey = PROCESS,
     ) -> bool:
         """Record a cancel request, then stop the operation wherever it runs; False when it
@@ -100,9 +100,8 @@ class ClusteredExecutor(Executor):
             await self.start_task(request, listener=site.connection_id)
             finished = await attachment.outcome
         except asyncio.CancelledError as exc:
-            reason = exc.args[0] if exc.args else None
             site.owner.keep(
-                self.cancel(key, as_task=False, reason=reason, caller=slot_key(request))
+                self.cancel(key, as_task=False, reason=stop_of(exc), caller=slot_key(request))
             )
             raise
         finally:

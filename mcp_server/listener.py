@@ -6,7 +6,6 @@ client's own progress token, once. Calls run inline send their frames through th
 """
 
 import asyncio
-import dataclasses
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -22,10 +21,11 @@ from mcp_server.cluster.messages import (
     OperationLog,
     OperationProgress,
 )
+from mcp_server.operations.lifecycle import TaskView
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol import methods
 from mcp_server.protocol.messages import notification_message
-from mcp_server.protocol.tasks import RELATED_TASK, TaskView, status_message
+from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.runtime.progress import ProgressReport, progress_frame
 
 if TYPE_CHECKING:
@@ -148,11 +148,10 @@ class ConnectionListener:
             if event.progress:
                 await self._progress(attachment, ProgressReport(event.progress, event.total, None))
             if attachment.task is not None:
-                ended = dataclasses.replace(
-                    attachment.task,
-                    operation_status=event.status,
-                    last_updated_at=event.finished_at or timezone.now(),
-                    status_message=status_message(event.status, error=event.error, message=""),
+                ended = attachment.task.ended(
+                    status=event.status,
+                    error=event.error,
+                    at=event.finished_at or timezone.now(),
                 )
                 attachment.task = ended
                 await self.send(

@@ -50,9 +50,10 @@ class TaskOwner:
         task.add_done_callback(into.discard)
         return task
 
-    async def close(self, *, reason: str | None = None, batch: int = 64) -> None:
-        """Cancel the spawned tasks, `batch` per turn of the event loop (thousands ending in
-        one turn would hold up every other connection), then wait for all of them."""
+    async def close(self, *, reason: object = None, batch: int = 64) -> None:
+        """Cancel the spawned tasks with `reason` (the CancelledError's message, e.g. a Stop),
+        `batch` per turn of the event loop (thousands ending in one turn would hold up every
+        other connection), then wait for all of them."""
         self._closed = True
         spawned = list(self._cancellable)
         for start in range(0, len(spawned), batch):

@@ -17,8 +17,9 @@ from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.liveness import Liveness
 from mcp_server.executors import ClusteredExecutor, Executor, LocalExecutor
 from mcp_server.identity import ServerIdentity, identity_from_settings
+from mcp_server.operations.store import OperationStore
 from mcp_server.owned_tasks import TaskOwner
-from mcp_server.runtime.history import HistoryWriter, writer_from_settings
+from mcp_server.runtime.history import writer_from_settings
 from mcp_server.runtime.runner import OperationRunner, runner_from_settings
 
 
@@ -37,7 +38,7 @@ class ProcessRuntime:
     _started: bool = field(default=False, init=False)
 
     @property
-    def writer(self) -> HistoryWriter:
+    def writer(self) -> OperationStore:
         """Where this process's history goes."""
         return self.runner.writer
 
@@ -72,7 +73,7 @@ class ProcessRuntime:
 def build_runtime(
     *,
     web: bool,
-    writer: HistoryWriter | None = None,
+    writer: OperationStore | None = None,
     runner: OperationRunner | None = None,
     layer: BaseChannelLayer | None = None,
     execution: str | None = None,

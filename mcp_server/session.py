@@ -15,6 +15,7 @@ from accounts.principal import Principal
 from mcp_server.client_pings import ClientPings
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
@@ -41,10 +42,6 @@ from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.runtime.runner import (
-    INTERRUPTED_BY_SHUTDOWN,
-    access_revoked_reason,
-)
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
 from mcp_server.tool_calls import read_tools_call
@@ -290,7 +287,7 @@ class McpSession:
         logger.debug("ignored a response to unknown request id %r", response.id)
 
     # --- lifecycle -----------------------------------------------------------------------
-    async def close(self, *, server_shutdown: bool = False, reason: str | None = None) -> None:
+    async def close(self, *, server_shutdown: bool = False, reason: Stop | None = None) -> None:
         """The connection is gone: stop in-flight work and send nothing more.
 
         When the server itself is going away, the work is interrupted rather than cancelled;
@@ -299,7 +296,9 @@ class McpSession:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
-        cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
+        cancel_reason = (
+            Stop(StopReason.SHUTDOWN) if server_shutdown else reason or Stop(StopReason.DISCONNECT)
+        )
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
@@ -340,7 +339,7 @@ class McpSession:
         with `reason`), then close the connection with `code` (44xx) and `reason`."""
         if self.state is SessionState.CLOSED:
             return
-        await self.close(reason=access_revoked_reason(reason))
+        await self.close(reason=Stop.access_revoked(reason))
         if self._close_transport is not None:
             await self._close_transport(code, reason)
 

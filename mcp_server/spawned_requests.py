@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from accounts.limits import TenantLimits
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol.errors import INVALID_REQUEST, LIMIT_EXCEEDED, JsonRpcError, RequestId
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
@@ -87,7 +88,7 @@ class SpawnedRequests:
         task = self._running.get(request_id) if valid else None
         if task is not None:
             self._by_client.add(request_id)
-            task.cancel()
+            task.cancel(Stop(StopReason.CLIENT_CANCEL))
 
     def cancelled_by_client(self, request_id: RequestId) -> bool:
         """Whether the client itself cancelled `request_id` (then it gets no response)."""

@@ -16,35 +16,24 @@ from mcp_server.cluster.messages import OperationFinished
 from mcp_server.executors import Executor, new_operation_id
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
-from mcp_server.outcomes import task_outcome
+from mcp_server.operations.lifecycle import (
+    ACTIVE_STATUSES,
+    OperationStatus,
+    TaskView,
+    task_outcome,
+    task_view,
+)
 from mcp_server.protocol.errors import invalid_params
 from mcp_server.protocol.messages import Request
 from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor
 from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import TaskView, status_message, task_id_param
+from mcp_server.protocol.tasks import task_id_param
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.selectors import task_get, task_page
 
 if TYPE_CHECKING:
     from mcp_server.models import Operation
-
-
-def task_view(operation: "Operation", poll_interval: int) -> TaskView:
-    """The task an operation row is."""
-    moments = [operation.queued_at, operation.started_at, operation.finished_at]
-    moments.append(operation.heartbeat_at)
-    return TaskView(
-        task_id=str(operation.pk),
-        operation_status=operation.status,
-        created_at=operation.queued_at,
-        last_updated_at=max(m for m in moments if m is not None),
-        ttl=operation.task_ttl,
-        poll_interval=poll_interval,
-        status_message=status_message(
-            operation.status, error=operation.error, message=operation.message
-        ),
-    )
 
 
 class TaskRequests:
@@ -74,7 +63,7 @@ class TaskRequests:
         )
         view = TaskView(
             task_id=str(key),
-            operation_status="queued",
+            operation_status=OperationStatus.QUEUED,
             created_at=now,
             last_updated_at=now,
             ttl=ttl,
@@ -142,7 +131,7 @@ class TaskRequests:
         await self.executor.attach(operation.pk, self.listener.connection_id)
         # It may have ended between the read and the attach: look once more.
         operation = await self._find(request.params)
-        if operation.status not in ("queued", "running") and not attachment.outcome.done():
+        if operation.status not in ACTIVE_STATUSES and not attachment.outcome.done():
             await self.listener.operation_event(OperationFinished.from_row(operation))
         finished = await asyncio.shield(attachment.outcome)
         return task_outcome(view.task_id, finished)

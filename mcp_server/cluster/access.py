@@ -16,7 +16,8 @@ from accounts.principal import Principal
 from accounts.selectors import access_states
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
-from mcp_server.runtime.runner import OperationRunner, access_revoked_reason
+from mcp_server.operations.lifecycle import Stop
+from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class AccessGuard:
         closing = [c for c in self._open() if matches(c.principal)]
         await self._close(closing, message.status, message.reason)
         # Work that outlives connections (tasks) and work run here for other processes.
-        stopped = self._runner.cancel_where(matches, access_revoked_reason(message.reason))
+        stopped = self._runner.cancel_where(matches, Stop.access_revoked(message.reason))
         if stopped:
             logger.info(
                 "access revoked (%s): stopping %d operation(s) run here", message.reason, stopped

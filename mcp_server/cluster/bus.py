@@ -16,18 +16,14 @@ from uuid import UUID
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 
-from mcp_server import services
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.runtime.runner import (
-    INTERRUPTED_BY_SHUTDOWN,
-    CallRequest,
-    OperationRunner,
-    slot_key,
-)
+from mcp_server.runtime.runner import CallRequest, OperationRunner, slot_key
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +32,8 @@ logger = logging.getLogger(__name__)
 PENDING_ATTACH_SECONDS = 30.0
 
 Subscriber = Callable[[messages.ClusterMessage], Awaitable[None]]
+# Records a cancel request in history: store.operation_request_cancel, on some thread.
+RecordCancel = Callable[..., Awaitable[bool]]
 
 
 class OperationBus:
@@ -85,7 +83,7 @@ class OperationBus:
         """Interrupt every operation this process runs for listeners, and wait for them."""
         tasks = [task for _, task in self._published.values()]
         for key in list(self._published):
-            self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+            self.runner.cancel(key, Stop(StopReason.SHUTDOWN))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -106,7 +104,7 @@ class OperationBus:
     async def record(self, request: CallRequest) -> None:
         """Insert the call's history row (`queued`) before anyone hears of it, so any process
         can find it; a lost hand-off then leaves a row the reaper marks interrupted."""
-        create = db_call(services.operation_create, caller=slot_key(request))
+        create = db_call(store.operation_create, caller=slot_key(request))
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
     async def hand_off(self, request: CallRequest, *, listener: str) -> None:
@@ -117,9 +115,8 @@ class OperationBus:
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start.encode())
         except Exception:
-            await db_call(services.operation_mark_interrupted, caller=slot_key(request))(
-                operation_id=request.operation_id,
-                error="interrupted: could not hand the call to a worker",
+            await db_call(store.operation_stop, caller=slot_key(request))(
+                operation_id=request.operation_id, stop=Stop(StopReason.HAND_OFF_FAILED)
             )
             raise
 
@@ -147,23 +144,29 @@ class OperationBus:
         operation_id: UUID,
         *,
         as_task: bool,
-        reason: str | None = None,
+        reason: Stop | None = None,
         caller: SlotKey = PROCESS,
+        record: RecordCancel | None = None,
     ) -> bool:
         """Record a cancel request in history (a task turns `cancelled` at once), then cancel
         the operation wherever it runs; False when it had already ended.
 
-        The record comes first: the process running it reads it back at its next heartbeat
-        round should the message be lost. `caller` is on whose behalf (its share of the
-        database threads).
+        The one place that does both. The record comes first: the process running it reads it
+        back at its next heartbeat round should the message be lost. `reason` is why (none: a
+        cancel requested through history); `caller` is on whose behalf (its share of the
+        database threads); `record` writes the request elsewhere than on the bus's database
+        threads (an HTTP request's own connection).
         """
-        record = db_call(services.operation_request_cancel, caller=caller)
+        if record is None:
+            record = db_call(store.operation_request_cancel, caller=caller)
+        if reason is None:
+            reason = Stop(StopReason.CANCEL_REQUESTED)
         if not await record(operation_id=operation_id, as_task=as_task):
             return False
         await self.cancel(operation_id, reason=reason)
         return True
 
-    async def cancel(self, operation_id: UUID, *, reason: str | None = None) -> None:
+    async def cancel(self, operation_id: UUID, *, reason: Stop | None = None) -> None:
         """Cancel an operation wherever it runs (here, or in the process that runs it)."""
         if self.runner.cancel(operation_id, reason):
             return

@@ -13,12 +13,13 @@ from uuid import UUID
 
 from django.conf import settings
 
-from mcp_server import selectors, services
+from mcp_server import selectors
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import OperationEvent, OperationFinished
-from mcp_server.models import ACTIVE_STATUSES, OperationStatus
-from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, OperationRunner
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
+from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +78,19 @@ class Liveness:
         # or finished call look abandoned, and the reaper turn it into an interrupted one).
         ours = list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
         if ours:
-            rows = await db_call(services.operations_heartbeat)(
+            rows = await db_call(store.operations_heartbeat)(
                 operation_ids=ours, runner=self.runner.name
             )
             for key, (status, cancel_requested) in rows.items():
+                # Ended in history meanwhile (reaped as lost), or asked to stop there.
                 if status == OperationStatus.INTERRUPTED:
-                    self.runner.cancel(key, INTERRUPTED_BY_SHUTDOWN)
+                    self.runner.cancel(key, Stop(StopReason.LOST_RUNNER))
                 elif cancel_requested or status not in ACTIVE_STATUSES:
-                    self.runner.cancel(key)
+                    self.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
-        await db_call(services.operations_reap_lost)(
+        await db_call(store.operations_reap_lost)(
             lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
         )
         if self._watched:

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
+from mcp_server.operations.lifecycle import Stop
+
 if TYPE_CHECKING:
     from mcp_server.models import Operation
     from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -152,22 +154,22 @@ class OperationStart:
 
 @dataclass(frozen=True, slots=True)
 class OperationCancel:
-    """Stop an operation wherever it runs (`reason`: why, as history records it)."""
+    """Stop an operation wherever it runs (`reason`: why; None: a cancel recorded in history)."""
 
     TYPE: ClassVar[str] = OPERATION_CANCEL
 
     id: UUID
-    reason: str | None = None
+    reason: Stop | None = None
 
     def encode(self) -> Message:
         """The message as the channel layer carries it."""
-        return {"type": self.TYPE, "id": str(self.id), "reason": self.reason}
+        fields = self.reason.encode() if self.reason is not None else {}
+        return {"type": self.TYPE, "id": str(self.id), **fields}
 
     @classmethod
     def decode(cls, message: Message) -> Self:
         """The typed message (MalformedMessage when it is not one)."""
-        reason = message.get("reason")
-        return cls(id=_uuid(message.get("id")), reason=reason if isinstance(reason, str) else None)
+        return cls(id=_uuid(message.get("id")), reason=Stop.decode(message))
 
 
 @dataclass(frozen=True, slots=True)

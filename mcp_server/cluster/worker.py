@@ -11,11 +11,12 @@ import signal
 
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
-from mcp_server import services
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.runtime.runner import CallRequest, slot_key
 from mcp_server.tools.catalog import catalog_for
@@ -112,7 +113,7 @@ class OperationWorker:
             await self._refuse(start, exc)
             return
         bus = self.runtime.bus
-        claim = db_call(services.operation_claim, caller=slot_key(request))
+        claim = db_call(store.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=start.id, runner=bus.runner.name):
             logger.info("operation %s ended before a worker took it; not run", start.id)
             return
@@ -120,11 +121,11 @@ class OperationWorker:
 
     async def _refuse(self, start: messages.OperationStart, exc: Exception) -> None:
         logger.warning("refused operation %s: %r", start.id, exc)
-        error = f"interrupted: the worker could not start it ({type(exc).__name__}: {exc})"
-        await db_call(services.operation_mark_interrupted)(operation_id=start.id, error=error)
+        stop = Stop(StopReason.NOT_STARTED, f"{type(exc).__name__}: {exc}")
+        await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
         layer = self.runtime.bus.layer
         if layer is not None and start.listener:
             publisher = OperationPublisher(
                 operation_id=start.id, layer=layer, listeners={start.listener}
             )
-            await publisher.finished(status="interrupted", result=None, error=error)
+            await publisher.finished(status=stop.status, result=None, error=stop.error)

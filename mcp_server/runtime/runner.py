@@ -14,10 +14,10 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.principal import Principal
-from mcp_server.models import OperationStatus
+from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
+from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
-from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
@@ -28,23 +28,6 @@ logger = logging.getLogger(__name__)
 
 Send = Callable[[Any], Awaitable[None]]
 _SUMMARY_TEXT_LIMIT = 2000
-# The cancellation message that marks work stopped because its process is shutting down.
-INTERRUPTED_BY_SHUTDOWN = "interrupted: server shutdown"
-# Cancellation messages starting with this are recorded as the reason a call was cancelled.
-CANCELLED = "cancelled"
-ACCESS_REVOKED = "cancelled: access revoked"
-
-
-def access_revoked_reason(why: str) -> str:
-    """The cancellation reason of work whose caller lost access (`why`: e.g. "token revoked")."""
-    return f"{ACCESS_REVOKED}: {why}"
-
-
-def cancellation_error(exc: asyncio.CancelledError) -> str:
-    """What history records for a cancelled call: the reason it was given, when that says
-    cancelled (e.g. access_revoked_reason), else just "cancelled"."""
-    reason = exc.args[0] if exc.args else None
-    return reason if isinstance(reason, str) and reason.startswith(CANCELLED) else CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +82,7 @@ class OperationRunner:
         self,
         *,
         scheduler: FairScheduler,
-        writer: HistoryWriter,
+        writer: OperationStore,
         progress_rate: float,
         persist_interval: float,
         name: str = "",
@@ -171,10 +154,8 @@ class OperationRunner:
             operation.cancel_requested = True
             if progress is not None:
                 progress.abort()
-            if exc.args and exc.args[0] == INTERRUPTED_BY_SHUTDOWN:
-                operation.finish(OperationStatus.INTERRUPTED, error="the server shut down")
-            else:
-                operation.finish(OperationStatus.CANCELLED, error=cancellation_error(exc))
+            stop = stop_of(exc)
+            operation.finish(stop.status, error=stop.error)
             raise
         except BaseException as exc:
             operation.cancel_requested = True
@@ -268,10 +249,9 @@ class OperationRunner:
                 on_finish=events.record_end,
             )
         except asyncio.CancelledError as exc:
-            interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
-            status = OperationStatus.INTERRUPTED if interrupted else OperationStatus.CANCELLED
-            error = "interrupted: its process shut down" if interrupted else cancellation_error(exc)
-            await self._announce(events, request, status=status, result=None, error=error)
+            # Recorded by call() from the same Stop: the listeners hear what history says.
+            stop = stop_of(exc)
+            await self._announce(events, request, status=stop.status, result=None, error=stop.error)
             return
         except Exception as exc:
             logger.exception("operation %s failed", request.operation_id)
@@ -300,10 +280,11 @@ class OperationRunner:
         except Exception:
             logger.warning("could not announce the end of an operation", exc_info=True)
 
-    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
+    def cancel(self, operation_id: UUID, reason: Stop | None = None) -> bool:
         """Cancel a call running in this process; False when it is not running here.
 
-        `reason` INTERRUPTED_BY_SHUTDOWN records it interrupted rather than cancelled.
+        `reason` says why, and so how it is recorded (e.g. a shutdown: interrupted); none is a
+        plain cancel.
         """
         entry = self._tasks.get(operation_id)
         if entry is None:
@@ -321,7 +302,7 @@ class OperationRunner:
             loop.call_soon_threadsafe(task.cancel, reason)
         return True
 
-    def cancel_where(self, matches: Callable[[Principal], bool], reason: str) -> int:
+    def cancel_where(self, matches: Callable[[Principal], bool], reason: Stop) -> int:
         """Cancel every call running here whose caller `matches` (access revoked); how many."""
         keys = [key for key, (op, _) in self._tasks.items() if matches(op.principal)]
         for key in keys:
@@ -343,7 +324,7 @@ def slot_key(request: CallRequest) -> SlotKey:
     return SlotKey(request.principal.tenant_id, request.principal.user_id, request.connection_id)
 
 
-def runner_from_settings(writer: HistoryWriter) -> OperationRunner:
+def runner_from_settings(writer: OperationStore) -> OperationRunner:
     """A runner for this process, configured from settings, writing history with `writer`."""
     return OperationRunner(
         scheduler=FairScheduler(

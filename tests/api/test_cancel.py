@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 from accounts.selectors import principal_for_token
 from mcp_server.cluster import messages
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -27,7 +28,7 @@ class StubRunner:
         self.running = running
         self.cancelled: list[UUID] = []
 
-    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
+    def cancel(self, operation_id: UUID, reason: Stop | None = None) -> bool:
         if operation_id in self.running:
             self.cancelled.append(operation_id)
             return True
@@ -104,7 +105,12 @@ def test_run_of_another_process_is_cancelled_through_the_cluster(
         assert run.cancel_requested
         assert run.status == OperationStatus.RUNNING  # not a task: its runner ends it
         sent = async_to_sync(layer.receive)(channel)
-        assert sent == {"type": messages.OPERATION_CANCEL, "id": str(run.pk), "reason": None}
+        assert sent == {
+            "type": messages.OPERATION_CANCEL,
+            "id": str(run.pk),
+            "reason": StopReason.CANCEL_REQUESTED.value,
+            "detail": "",
+        }
     finally:
         async_to_sync(layer.group_discard)(messages.RUNNERS_GROUP, channel)
 

@@ -17,7 +17,7 @@ from django.test import override_settings
 from mcp_server.cluster.messages import OperationFinished
 from mcp_server.history_values import TRUNCATED
 from mcp_server.models import Operation, OperationError, OperationStatus
-from mcp_server.outcomes import task_outcome
+from mcp_server.operations.lifecycle import task_outcome
 from mcp_server.protocol.errors import JsonRpcError
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner

@@ -19,9 +19,9 @@ from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import close_database_connections
 from mcp_server.cluster.liveness import Liveness
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.store import operations_reap_lost
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
-from mcp_server.services import operations_reap_lost
 from mcp_server.tools.registry import registry
 from tests.support import Wire, make_principal, wait_until
 

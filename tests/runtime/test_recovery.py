@@ -14,10 +14,10 @@ from mcp_server.cluster.database import close_database_connections
 from mcp_server.cluster.messages import queued_snapshot
 from mcp_server.identity import ServerIdentity
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.store import operation_create
 from mcp_server.process_runtime import ProcessRuntime, build_runtime
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest
-from mcp_server.services import operation_create
 from mcp_server.session import McpSession
 from mcp_server.tools.catalog import catalog_for
 from mcp_server.tools.registry import registry

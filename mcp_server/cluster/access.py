@@ -16,6 +16,7 @@ from accounts.principal import Principal
 from accounts.selectors import access_states
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
+from mcp_server.cluster.rounds import every
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.runtime.runner import OperationRunner
 
@@ -132,11 +133,4 @@ class AccessGuard:
 
     async def run_checks(self) -> None:
         """Re-check every `interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("access check failed; retrying next round", exc_info=True)
+        await every(self.interval, self.check, failure="access check failed")

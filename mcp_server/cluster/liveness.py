@@ -5,7 +5,6 @@ acts on the cancel flags and statuses it reads back, marks interrupted the opera
 stamps any more, and delivers from history the outcomes its connections still wait for.
 """
 
-import asyncio
 import logging
 import weakref
 from typing import Protocol
@@ -17,6 +16,7 @@ from mcp_server import selectors
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.rounds import every
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
 from mcp_server.runtime.runner import OperationRunner
@@ -60,14 +60,7 @@ class Liveness:
 
     async def run(self) -> None:
         """A round every `beat_interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.beat_interval)
-            try:
-                await self.beat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("operation heartbeat failed", exc_info=True)
+        await every(self.beat_interval, self.beat, failure="operation heartbeat failed")
 
     async def beat(self) -> None:
         """One round: heartbeat our operations, act on cancels and reaps, reap the lost,

@@ -10,7 +10,7 @@ from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 from mcp_server.tools.registry import Tool, ToolRegistry, build_tool, registry
-from tests.tools.conftest import RecordedEvents
+from mcp_server.tools.testing import RecordedCall
 
 BUILTIN = ("add", "subtract", "multiply", "divide", "echo")
 
@@ -120,7 +120,7 @@ def test_calculator_definitions() -> None:
 
 
 async def test_echo_returns_text_and_logs_at_debug(
-    context: ToolContext, events: RecordedEvents
+    context: ToolContext, events: RecordedCall
 ) -> None:
     result = await _call("echo", {"text": "héllo"}, context)
     assert result == {"content": [{"type": "text", "text": "héllo"}]}

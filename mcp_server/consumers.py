@@ -16,7 +16,7 @@ from mcp_server.protocol.refusals import rate_limited, refusal_replies
 from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.runner import operation_runner
 from mcp_server.session import McpSession, ServerIdentity
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 from mcp_server.uvicorn_websocket import OUTBOUND_LIMIT_EXTENSION
 
 SUBPROTOCOL = "mcp"
@@ -84,7 +84,7 @@ class McpConsumer(ListenOnDemandConsumer):
         await node.start()
         self.session = McpSession(
             principal=principal,
-            catalog=catalog_for(principal.enabled_tools),
+            catalog=catalog_for_principal(principal),
             identity=server_identity(),
             runner=operation_runner(),
             connection_id=self.channel_name or str(id(self)),

@@ -8,6 +8,8 @@ these messages are the fast path, and the receivers recover from the database wh
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from accounts import tool_sets
+
 if TYPE_CHECKING:
     from mcp_server.models import Operation
     from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -59,9 +61,18 @@ def access_revoked_message(*, kind: str, ids: list[int], status: int, reason: st
     return {"type": ACCESS_REVOKED, "kind": kind, "ids": ids, "status": status, "reason": reason}
 
 
-def tools_changed_message(*, tenant_id: int, enabled_tools: list[str] | None) -> Message:
-    """A tenant's tool set is now `enabled_tools` (None: every tool)."""
-    return {"type": TOOLS_CHANGED, "tenant_id": tenant_id, "enabled_tools": enabled_tools}
+def tools_changed_message(
+    *,
+    tenant_id: int,
+    enabled_tools: frozenset[str] | None,
+    disabled_tools: frozenset[str] = frozenset(),
+) -> Message:
+    """A tenant's tool set is now `enabled_tools` (None: every tool but `disabled_tools`)."""
+    return {
+        "type": TOOLS_CHANGED,
+        "tenant_id": tenant_id,
+        **tool_sets.encoded(enabled_tools, disabled_tools),
+    }
 
 
 def queued_snapshot(request: "CallRequest", runner: "OperationRunner") -> dict[str, Any]:
@@ -72,8 +83,9 @@ def queued_snapshot(request: "CallRequest", runner: "OperationRunner") -> dict[s
 def start_message(request: "CallRequest", listener: str) -> Message:
     """The `operation.start` that hands a call to a worker."""
     principal = dataclasses.asdict(request.principal)
-    if request.principal.enabled_tools is not None:
-        principal["enabled_tools"] = sorted(request.principal.enabled_tools)
+    principal.update(
+        tool_sets.encoded(request.principal.enabled_tools, request.principal.disabled_tools)
+    )
     return {
         "type": OPERATION_START,
         "id": str(request.operation_id),

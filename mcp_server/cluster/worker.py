@@ -15,6 +15,7 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 
+from accounts import tool_sets
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from mcp_server import services
@@ -24,7 +25,7 @@ from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.runtime.history import history_writer
 from mcp_server.runtime.runner import CallRequest, slot_key
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,11 @@ class UnknownTool(Exception):
 def request_from_start(message: messages.Message) -> CallRequest:
     """The call an `operation.start` message describes."""
     fields = dict(message["principal"])
-    tools = fields.get("enabled_tools")
-    fields["enabled_tools"] = frozenset(tools) if tools is not None else None
+    fields["enabled_tools"], fields["disabled_tools"] = tool_sets.decoded(fields)
     if "limits" in fields:
         fields["limits"] = TenantLimits(**fields["limits"])
     principal = Principal(**fields)
-    tool = catalog_for(principal.enabled_tools).get(message["tool"])
+    tool = catalog_for_principal(principal).get(message["tool"])
     if tool is None:
         raise UnknownTool(message["tool"])
     queued_at = message.get("queued_at")

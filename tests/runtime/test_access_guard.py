@@ -83,7 +83,8 @@ def test_access_states_say_what_a_handshake_would(django_assert_num_queries: Any
     get_user_model().objects.filter(pk=inactive.token.user_id).update(is_active=False)
     gone_pk = gone.token.pk
     gone.token.delete()
-    session_user = member_create("gi", tenant_slug="acme")
+    session_user = member_create("gi", tenant_slug="open")
+    Tenant.objects.filter(slug="open").update(disabled_tools=["echo"])
     issued = [good, revoked, expired, idle_tenant, inactive]
     with django_assert_num_queries(2):  # one for the tokens, one for the session users
         states = access_states(
@@ -100,6 +101,8 @@ def test_access_states_say_what_a_handshake_would(django_assert_num_queries: Any
     assert states.by_token[good.token.pk].enabled_tools == frozenset({"add"})
     assert gone_pk not in states.by_token  # for_principal: invalid token
     assert states.by_user[session_user.pk].failure is None
+    assert states.by_user[session_user.pk].enabled_tools is None
+    assert states.by_user[session_user.pk].disabled_tools == frozenset({"echo"})
 
 
 @pytest.mark.django_db
@@ -191,10 +194,23 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     assert connections[0].closed_with == (4403, "account or tenant is inactive")
     assert connections[1].closed_with is None
     await guard.handle(
-        tools_changed_message(tenant_id=principals[1].tenant_id, enabled_tools=["multiply"])
+        tools_changed_message(
+            tenant_id=principals[1].tenant_id, enabled_tools=frozenset({"multiply"})
+        )
     )
     assert [t.name for t in connections[1].session.catalog.tools] == ["multiply"]
     assert len(connections[1].sent("notifications/tools/list_changed")) == 1
+    await guard.handle(
+        tools_changed_message(
+            tenant_id=principals[1].tenant_id,
+            enabled_tools=None,
+            disabled_tools=frozenset({"echo", "sleep"}),
+        )
+    )
+    names = [t.name for t in connections[1].session.catalog.tools]
+    assert "echo" not in names and "sleep" not in names and "add" in names
+    assert connections[1].session.principal.disabled_tools == frozenset({"echo", "sleep"})
+    assert len(connections[1].sent("notifications/tools/list_changed")) == 2
     # A malformed message changes nothing.
     await guard.handle({"type": "access.revoked", "kind": "username", "ids": ["b"]})
     assert connections[1].closed_with is None

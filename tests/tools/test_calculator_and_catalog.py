@@ -155,6 +155,15 @@ def test_catalog_is_cached_per_set() -> None:
     assert catalog_for(None) is catalog_for(None)
 
 
+def test_every_tool_but_the_disabled_ones_includes_tools_added_later() -> None:
+    catalog = catalog_for(None, frozenset({"echo", "no-such-tool"}))
+    names = [tool.name for tool in catalog.tools]
+    assert "echo" not in names
+    assert names == [tool.name for tool in registry if tool.name != "echo"]
+    assert catalog.refusal("echo") == "Tool 'echo' is not enabled for your tenant"
+    assert catalog.refusal("no-such-tool") == "Unknown tool: no-such-tool"
+
+
 def test_empty_enabled_set_gives_an_empty_catalog() -> None:
     catalog = catalog_for(frozenset())
     assert len(catalog) == 0
@@ -172,9 +181,10 @@ def test_catalog_from_a_private_registry() -> None:
 
     reg.register(build_tool(one))
     reg.register(build_tool(two))
-    catalog = catalog_for(frozenset({"two", "add"}), reg)
+    catalog = catalog_for(frozenset({"two", "add"}), source=reg)
     assert [tool.name for tool in catalog.tools] == ["two"]
-    assert [tool.name for tool in catalog_for(None, reg).tools] == ["one", "two"]
+    assert [tool.name for tool in catalog_for(None, source=reg).tools] == ["one", "two"]
+    assert [tool.name for tool in catalog_for(None, frozenset({"one"}), reg).tools] == ["two"]
 
 
 def test_tool_catalog_directly() -> None:

@@ -59,7 +59,8 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        exclude = ("enabled_tools", "disabled_tools")
+        # The tool set's two fields are written by clean(), from `tool_mode` and `tools`.
+        fields = ("slug", "name", "is_active", "created_at", *OVERRIDE_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Offer every installed tool (and every stored name), checked as the tenant has them."""

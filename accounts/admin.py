@@ -1,6 +1,6 @@
 """Admin for tenants, memberships and tokens; a token created here is shown once."""
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -72,7 +72,8 @@ class TenantForm(forms.ModelForm):
         tenant = self.instance
         stored = set(tenant.enabled_tools or ()) | set(tenant.disabled_tools or ())
         missing = sorted(stored - set(installed))
-        self.fields["tools"].choices = [(name, name) for name in installed] + [
+        self._offered = [*installed, *missing]
+        self._tool_field().choices = [(name, name) for name in installed] + [
             (name, f"{name} (not installed)") for name in missing
         ]
         if tenant.enabled_tools:
@@ -82,6 +83,9 @@ class TenantForm(forms.ModelForm):
             disabled = set(tenant.disabled_tools or ())
             self.initial.setdefault("tool_mode", self.EVERY_TOOL)
             self.initial.setdefault("tools", [n for n in installed if n not in disabled])
+
+    def _tool_field(self) -> forms.MultipleChoiceField:
+        return cast(forms.MultipleChoiceField, self.fields["tools"])
 
     def clean(self) -> dict[str, Any]:
         """Turn the choice and the checkboxes into the tenant's stored tool set."""
@@ -97,9 +101,10 @@ class TenantForm(forms.ModelForm):
             self.instance.enabled_tools = names_sorted(checked)
             self.instance.disabled_tools = []
         elif mode == self.EVERY_TOOL:
-            offered = [name for name, _ in self.fields["tools"].choices]
             self.instance.enabled_tools = None
-            self.instance.disabled_tools = names_sorted(n for n in offered if n not in checked)
+            self.instance.disabled_tools = names_sorted(
+                n for n in self._offered if n not in checked
+            )
         return cleaned
 
     def changed_model_fields(self) -> list[str]:

@@ -1,6 +1,6 @@
 """A tool module whose import fails."""
 
-from mcp_server.tools.missing_helpers import shout_loudly  # type: ignore[import-not-found]
+from mcp_server.tools.missing_helpers import shout_loudly
 
 from mcp_server.tools import tool
 

@@ -60,10 +60,15 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
     )
 
 
-def change_tools(*, tenant_id: int, enabled_tools: frozenset[str] | None) -> None:
+def change_tools(
+    *, tenant_id: int, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str]
+) -> None:
     """Tell every process a tenant's tool set changed."""
-    tools = sorted(enabled_tools) if enabled_tools is not None else None
-    _send(ToolsChanged(tenant_id=tenant_id, enabled_tools=tools))
+    _send(
+        ToolsChanged(
+            tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+        )
+    )
 
 
 def _send(message: AccessRevoked | ToolsChanged) -> None:
@@ -82,9 +87,13 @@ def _on_access_revoked(sender: Any, revocation: AccessRevocation, **kwargs: Any)
 
 
 def _on_tools_changed(
-    sender: Any, tenant_id: int, enabled_tools: frozenset[str] | None, **kwargs: Any
+    sender: Any,
+    tenant_id: int,
+    enabled_tools: frozenset[str] | None,
+    disabled_tools: frozenset[str] = frozenset(),
+    **kwargs: Any,
 ) -> None:
-    change_tools(tenant_id=tenant_id, enabled_tools=enabled_tools)
+    change_tools(tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools)
 
 
 def connect_receivers() -> None:

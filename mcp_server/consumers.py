@@ -15,7 +15,7 @@ from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.protocol.refusals import rate_limited, refusal_replies
 from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.session import McpSession
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 from mcp_server.uvicorn_websocket import OUTBOUND_LIMIT_EXTENSION
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class McpConsumer(ListenOnDemandConsumer):
         self.message_allowance = self.scope.get("message_allowance")
         self.session = McpSession(
             principal=principal,
-            catalog=catalog_for(principal.enabled_tools),
+            catalog=catalog_for_principal(principal),
             identity=runtime.identity,
             executor=runtime.executor,
             admission=runtime.runner.admission,

@@ -343,13 +343,18 @@ class McpSession:
         if self._close_transport is not None:
             await self._close_transport(code, reason)
 
-    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+    async def tools_changed(
+        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    ) -> None:
         """The tenant's tool set changed: list and call from the new one, and tell the client
         (`notifications/tools/list_changed`) when the tools it sees changed."""
-        if self.state is SessionState.CLOSED or enabled_tools == self.principal.enabled_tools:
+        current = (self.principal.enabled_tools, self.principal.disabled_tools)
+        if self.state is SessionState.CLOSED or (enabled_tools, disabled_tools) == current:
             return
-        self.principal = dataclasses.replace(self.principal, enabled_tools=enabled_tools)
-        catalog = catalog_for(enabled_tools)
+        self.principal = dataclasses.replace(
+            self.principal, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+        )
+        catalog = catalog_for(enabled_tools, disabled_tools)
         changed = catalog.tools != self.catalog.tools
         self.catalog = catalog
         if changed and self.state is SessionState.READY:

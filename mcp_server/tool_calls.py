@@ -32,7 +32,7 @@ def read_tools_call(
         raise invalid_params("tools/call arguments must be an object")
     tool = catalog.get(name)
     if tool is None:
-        raise invalid_params(f"Unknown tool: {name}")
+        raise invalid_params(catalog.refusal(name))
     ttl = requested_ttl(params, default=identity.task_default_ttl, maximum=identity.task_max_ttl)
     if ttl is not None and tool.task_support == "forbidden":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from accounts import tool_sets
 from accounts.principal import Principal
 from accounts.selectors import access_states
 from mcp_server.cluster import messages
@@ -45,7 +46,9 @@ class GuardedConnection(Protocol):
     async def revoke_access(self, code: int, reason: str) -> None:
         """Stop the connection's work as revoked and close it with `code` and `reason`."""
 
-    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+    async def tools_changed(
+        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    ) -> None:
         """Use the tenant's new tool set and tell the client when its list changed."""
 
 
@@ -93,10 +96,11 @@ class AccessGuard:
             )
 
     async def _tools_changed(self, message: messages.ToolsChanged) -> None:
-        tools = message.enabled_tools
-        enabled = frozenset(tools) if tools else None
         affected = [c for c in self._open() if c.principal.tenant_id == message.tenant_id]
-        await asyncio.gather(*(c.tools_changed(enabled) for c in affected), return_exceptions=True)
+        await asyncio.gather(
+            *(c.tools_changed(message.enabled_tools, message.disabled_tools) for c in affected),
+            return_exceptions=True,
+        )
 
     async def _close(self, connections: list[GuardedConnection], status: int, reason: str) -> None:
         if connections:
@@ -118,18 +122,23 @@ class AccessGuard:
             return
         states = await db_call(access_states)(token_ids=tokens, user_ids=users)
         by_failure: dict[tuple[int, str], list[GuardedConnection]] = {}
-        changed: list[tuple[GuardedConnection, frozenset[str] | None]] = []
+        changed: list[tuple[GuardedConnection, tool_sets.ToolSet]] = []
         for connection in connections:
             state = states.for_principal(connection.principal)
             failure = state.failure_for(connection.principal)
             if failure is not None:
                 by_failure.setdefault((failure.status, failure.reason), []).append(connection)
-            elif state.enabled_tools != connection.principal.enabled_tools:
-                changed.append((connection, state.enabled_tools))
+            elif (state.enabled_tools, state.disabled_tools) != (
+                connection.principal.enabled_tools,
+                connection.principal.disabled_tools,
+            ):
+                changed.append((connection, (state.enabled_tools, state.disabled_tools)))
         for (status, reason), closing in by_failure.items():
             await self._close(closing, status, reason)
         if changed:
-            await asyncio.gather(*(c.tools_changed(e) for c, e in changed), return_exceptions=True)
+            await asyncio.gather(
+                *(c.tools_changed(*tools) for c, tools in changed), return_exceptions=True
+            )
 
     async def run_checks(self) -> None:
         """Re-check every `interval` seconds until cancelled."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
+from accounts import tool_sets
 from mcp_server.operations.lifecycle import Stop
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ class OperationStart:
         """The hand-off of `request`, whose events go to `listener`."""
         assert request.operation_id is not None
         principal = dataclasses.asdict(request.principal)
-        if request.principal.enabled_tools is not None:
-            principal["enabled_tools"] = sorted(request.principal.enabled_tools)
+        principal.update(
+            tool_sets.encoded(request.principal.enabled_tools, request.principal.disabled_tools)
+        )
         return cls(
             id=request.operation_id,
             principal=principal,
@@ -396,24 +398,30 @@ class AccessRevoked:
 
 @dataclass(frozen=True, slots=True)
 class ToolsChanged:
-    """A tenant's tool set is now `enabled_tools` (None: every tool)."""
+    """A tenant's tool set is now `enabled_tools` (None: every tool but `disabled_tools`)."""
 
     TYPE: ClassVar[str] = TOOLS_CHANGED
 
     tenant_id: int
-    enabled_tools: list[str] | None
+    enabled_tools: frozenset[str] | None
+    disabled_tools: frozenset[str] = frozenset()
 
     def encode(self) -> Message:
         """The message as the channel layer carries it."""
-        return {"type": self.TYPE, "tenant_id": self.tenant_id, "enabled_tools": self.enabled_tools}
+        return {
+            "type": self.TYPE,
+            "tenant_id": self.tenant_id,
+            **tool_sets.encoded(self.enabled_tools, self.disabled_tools),
+        }
 
     @classmethod
     def decode(cls, message: Message) -> Self:
         """The typed message (MalformedMessage when it is not one)."""
-        tenant_id, tools = _optional_int(message.get("tenant_id")), message.get("enabled_tools")
+        tenant_id = _optional_int(message.get("tenant_id"))
         if tenant_id is None:
             raise MalformedMessage("access.tools_changed needs a tenant id")
-        return cls(tenant_id=tenant_id, enabled_tools=[str(t) for t in tools] if tools else None)
+        enabled, disabled = tool_sets.decoded(message)
+        return cls(tenant_id=tenant_id, enabled_tools=enabled, disabled_tools=disabled)
 
 
 ClusterMessage = (

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 
+from accounts import tool_sets
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from mcp_server.cluster import messages
@@ -19,7 +20,7 @@ from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.runtime.runner import CallRequest, slot_key
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,11 @@ class UnknownTool(Exception):
 def request_from_start(start: messages.OperationStart) -> CallRequest:
     """The call an `operation.start` message describes."""
     fields = dict(start.principal)
-    tools = fields.get("enabled_tools")
-    fields["enabled_tools"] = frozenset(tools) if tools is not None else None
+    fields["enabled_tools"], fields["disabled_tools"] = tool_sets.decoded(fields)
     if "limits" in fields:
         fields["limits"] = TenantLimits(**fields["limits"])
     principal = Principal(**fields)
-    tool = catalog_for(principal.enabled_tools).get(start.tool)
+    tool = catalog_for_principal(principal).get(start.tool)
     if tool is None:
         raise UnknownTool(start.tool)
     return CallRequest(

@@ -87,11 +87,13 @@ def local_executor(runner: OperationRunner) -> LocalExecutor:
     return LocalExecutor(runner=runner, bus=OperationBus(runner=runner, layer=None, web=True))
 
 
-def make_session(registry: ToolRegistry, *, page_size: int = 50) -> tuple[McpSession, Outbox]:
-    """A session whose catalog is every tool of `registry`."""
+def make_session(
+    registry: ToolRegistry, *, page_size: int = 50, limits: Limits | None = None
+) -> tuple[McpSession, Outbox]:
+    """A session whose catalog is every tool of `registry`, its calls run under `limits`."""
     outbox = Outbox()
     runner = OperationRunner(
-        scheduler=FairScheduler(Limits()),
+        scheduler=FairScheduler(limits or Limits()),
         writer=DiscardingHistory(),  # type: ignore[arg-type]
         progress_rate=10.0,
         persist_interval=60.0,

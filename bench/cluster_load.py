@@ -22,7 +22,13 @@ import orjson
 from websockets.exceptions import ConnectionClosed
 
 from bench.cpu import CLOCK_TICKS, process_cpu_seconds
-from bench.mcp_client import BadReply, McpConnection, check_add_result, tool_call_request
+from bench.mcp_client import (
+    RawClient,
+    UnexpectedReply,
+    check_add_result,
+    open_connection,
+    tool_call_request,
+)
 from bench.mcp_client import add_request as add_request_frame
 from bench.process import raise_nofile_limit
 from bench.scenarios import close_all
@@ -75,17 +81,17 @@ def _cpu_snapshot(pids: dict[str, int], backends: list[int]) -> dict[str, float]
     return snapshot
 
 
-async def open_spread(urls: list[str], count: int) -> list[McpConnection]:
+async def open_spread(urls: list[str], count: int) -> list[RawClient]:
     """`count` initialized connections, the i-th to `urls[i % len(urls)]`, 50 handshakes at a
     time; all or nothing."""
     gate = asyncio.Semaphore(OPEN_PARALLEL)
 
-    async def one(index: int) -> McpConnection:
+    async def one(index: int) -> RawClient:
         async with gate:
-            return await McpConnection.open(urls[index % len(urls)])
+            return await open_connection(urls[index % len(urls)])
 
     results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
-    connections = [r for r in results if isinstance(r, McpConnection)]
+    connections = [r for r in results if isinstance(r, RawClient)]
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         await close_all(connections)
@@ -93,24 +99,24 @@ async def open_spread(urls: list[str], count: int) -> list[McpConnection]:
     return connections
 
 
-async def answer_ping(connection: McpConnection, message: dict[str, Any]) -> None:
+async def answer_ping(connection: RawClient, message: dict[str, Any]) -> None:
     """Answer the server's MCP `ping` (it closes silent clients that do not)."""
     reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message.get("id"), "result": {}}
-    await connection.websocket.send(orjson.dumps(reply).decode())
+    await connection.ws.send(orjson.dumps(reply).decode())
 
 
 # --- trivial calls: throughput and latency -----------------------------------------------------
 
 
-async def _add_loop(connection: McpConnection, start: float, end: float) -> list[float]:
+async def _add_loop(connection: RawClient, start: float, end: float) -> list[float]:
     """Back-to-back `add` calls until `end`; latencies (s) of the calls completed after `start`."""
     latencies: list[float] = []
     clock = time.perf_counter
     while True:
         request_id = connection.next_id()
         sent = clock()
-        await connection.websocket.send(add_request_frame(request_id))
-        check_add_result(await connection.websocket.recv(), request_id)
+        await connection.ws.send(add_request_frame(request_id))
+        check_add_result(await connection.ws.recv(), request_id)
         done = clock()
         if done >= end:
             return latencies
@@ -177,23 +183,23 @@ class CallTrace:
 
 
 async def traced_call(
-    connection: McpConnection, name: str, arguments: dict[str, Any], token: str
+    connection: RawClient, name: str, arguments: dict[str, Any], token: str
 ) -> CallTrace:
     """Send one call and read until its response, stamping each frame with `time.time()`."""
     request_id = connection.next_id()
     frame = tool_call_request(request_id, name, arguments, token)
     clock = time.time
     trace = CallTrace(sent=clock())
-    await connection.websocket.send(frame)
+    await connection.ws.send(frame)
     while True:
-        raw = await connection.websocket.recv()
+        raw = await connection.ws.recv()
         at = clock()
         message = orjson.loads(raw)
         method = message.get("method")
         if method == PROGRESS:
             params = message["params"]
             if params.get("progressToken") != token:
-                raise BadReply(f"progress for another token: {raw!r:.300}")
+                raise UnexpectedReply(f"progress for another token: {raw!r:.300}")
             trace.notifications.append((float(params["progress"]), at))
         elif method == "ping" and "id" in message:
             await answer_ping(connection, message)
@@ -201,7 +207,7 @@ async def traced_call(
             trace.done = at
             result = message.get("result")
             if not isinstance(result, dict) or result.get("isError"):
-                raise BadReply(f"call {request_id} failed: {raw!r:.500}")
+                raise UnexpectedReply(f"call {request_id} failed: {raw!r:.500}")
             trace.result = result
             return trace
 
@@ -218,7 +224,7 @@ async def first_progress(
     connection: time from sending the call to its (first and only) progress notification,
     and to its response."""
     calls, warmup = int(params.get("calls", 200)), int(params.get("warmup", 20))
-    connection = await McpConnection.open(urls[0])
+    connection = await open_connection(urls[0])
     first: list[float] = []
     response: list[float] = []
     try:
@@ -227,7 +233,9 @@ async def first_progress(
                 connection, "process_batch", {"count": 1, "item_ms": 0}, f"first-{index}"
             )
             if not trace.notifications or _processed(trace) != 1:
-                raise BadReply(f"call {index}: no progress or wrong result {trace.result!r:.300}")
+                raise UnexpectedReply(
+                    f"call {index}: no progress or wrong result {trace.result!r:.300}"
+                )
             if index >= warmup:
                 first.append(trace.notifications[0][1] - trace.sent)
                 response.append(trace.done - trace.sent)
@@ -248,13 +256,13 @@ async def progress_stream(
     every notification's arrival time, for the harness to match with Redis MONITOR."""
     calls, warmup = int(params.get("calls", 20)), int(params.get("warmup", 2))
     arguments = {"count": int(params["count"]), "item_ms": float(params["item_ms"])}
-    connection = await McpConnection.open(urls[0])
+    connection = await open_connection(urls[0])
     traces: list[dict[str, Any]] = []
     try:
         for index in range(warmup + calls):
             trace = await traced_call(connection, "process_batch", arguments, f"stream-{index}")
             if _processed(trace) != arguments["count"]:
-                raise BadReply(f"call {index}: wrong result {trace.result!r:.300}")
+                raise UnexpectedReply(f"call {index}: wrong result {trace.result!r:.300}")
             if index >= warmup:
                 traces.append(
                     {"sent": trace.sent, "done": trace.done, "notes": trace.notifications}
@@ -280,7 +288,7 @@ class Outcome:
 
 
 async def _follow(
-    connection: McpConnection,
+    connection: RawClient,
     index: int,
     arguments: dict[str, Any],
     go: asyncio.Event,
@@ -295,15 +303,13 @@ async def _follow(
     sent = time.monotonic()
     deadline = sent + deadline_s
     try:
-        await connection.websocket.send(
-            tool_call_request(request_id, "process_batch", arguments, token)
-        )
+        await connection.ws.send(tool_call_request(request_id, "process_batch", arguments, token))
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return outcome  # lost: no response in time
             try:
-                raw = await asyncio.wait_for(connection.websocket.recv(), left)
+                raw = await asyncio.wait_for(connection.ws.recv(), left)
             except TimeoutError:
                 return outcome
             message = orjson.loads(raw)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from bench.mcp_client import McpConnection
+from bench.mcp_client import RawClient, call_add
 from bench.pyspy import Recording, py_spy_path
 from bench.scenarios import LoadTarget, Metric, Scenario, close_all, open_many
 
@@ -35,10 +35,10 @@ HISTORY_KINDS = {
 }
 
 
-async def _calls_until(connection: McpConnection, stop: asyncio.Event, done: list[int]) -> None:
+async def _calls_until(connection: RawClient, stop: asyncio.Event, done: list[int]) -> None:
     """Back-to-back `add` calls until `stop`; counts them in `done[0]`."""
     while not stop.is_set():
-        await connection.call_add()
+        await call_add(connection)
         done[0] += 1
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from bench import cpu
-from bench.mcp_client import BadReply, McpConnection, check_result, tool_call_request
+from bench.mcp_client import RawClient, UnexpectedReply, expect_result, tool_call_request
 from bench.scenarios import LoadTarget
 
 TOOL = "process_images"
@@ -56,10 +56,10 @@ class ProgressCheck:
         """Account for one notification; raise on a foreign token or progress going back."""
         if self.token is None or params.get("progressToken") != self.token:
             got = params.get("progressToken")
-            raise BadReply(f"progress for token {got!r}, asked for {self.token!r}")
+            raise UnexpectedReply(f"progress for token {got!r}, asked for {self.token!r}")
         progress = params.get("progress")
         if not isinstance(progress, int | float) or progress <= self.last:
-            raise BadReply(f"progress {progress!r} after {self.last!r}: must increase")
+            raise UnexpectedReply(f"progress {progress!r} after {self.last!r}: must increase")
         self.last = float(progress)
         total = params.get("total")
         self.total = float(total) if isinstance(total, int | float) else self.total
@@ -70,14 +70,14 @@ class ProgressCheck:
         if self.token is None:
             return
         if self.count == 0 or self.last != total or self.total != total:
-            raise BadReply(
+            raise UnexpectedReply(
                 f"last progress {self.last!r} of {self.total!r} after {self.count} "
                 f"notifications; expected {total} of {total}"
             )
 
 
 async def process_images(
-    connection: McpConnection,
+    connection: RawClient,
     target: LoadTarget,
     directory: str,
     token: str | None,
@@ -89,27 +89,27 @@ async def process_images(
     frame = tool_call_request(request_id, TOOL, {"directory": directory}, token)
     before = cpu.sample(target.server_pid, target.server_cpu)
     started = time.perf_counter()
-    await connection.websocket.send(frame)
+    await connection.ws.send(frame)
     if sent is not None:
         sent.set()
     while True:
-        raw = await connection.websocket.recv()
+        raw = await connection.ws.recv()
         message = orjson.loads(raw)
         if isinstance(message, dict) and message.get("method") == PROGRESS:
             check.see(message.get("params") or {})
         elif isinstance(message, dict) and "method" in message:
             continue  # another notification (a log message): not ours to judge
         else:
-            result = check_result(raw, request_id)
+            result = expect_result(raw, request_id)
             break
     wall_s = time.perf_counter() - started
     after = cpu.sample(target.server_pid, target.server_cpu)
     summary = result.get("structuredContent")
     if not isinstance(summary, dict) or not summary.get("total"):
-        raise BadReply(f"{TOOL} of {directory!r} returned no summary: {raw!r:.300}")
+        raise UnexpectedReply(f"{TOOL} of {directory!r} returned no summary: {raw!r:.300}")
     total = int(summary["total"])
     if int(summary["succeeded"]) + int(summary["errors"]) != total:
-        raise BadReply(f"{TOOL}: succeeded + errors != total in {summary!r:.300}")
+        raise UnexpectedReply(f"{TOOL}: succeeded + errors != total in {summary!r:.300}")
     check.check_complete(total)
     run = ImagesRun(
         wall_s=wall_s,

@@ -16,7 +16,7 @@ from typing import ClassVar
 from uuid import uuid4
 
 from bench.images_call import ImagesRun, process_images, remove_thumbnails
-from bench.mcp_client import McpConnection, check_result, ping_request
+from bench.mcp_client import RawClient, expect_result, open_connection, ping_request
 from bench.pyspy import Recording, py_spy_path
 from bench.scenarios import LoadTarget, Metric, Scenario, close_all
 from bench.stats import percentile
@@ -99,7 +99,7 @@ class ImagesProgress(Scenario):
         return _images_timeout(self.images, 3)
 
     async def _run_one(
-        self, connection: McpConnection, target: LoadTarget, directory: str, token: str | None
+        self, connection: RawClient, target: LoadTarget, directory: str, token: str | None
     ) -> tuple[ImagesRun, float]:
         """One call, sampled by py-spy when asked: the run and progress code's CPU share."""
         share = math.nan
@@ -118,7 +118,7 @@ class ImagesProgress(Scenario):
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Warm up on the small set, then progress on, then off, on one connection."""
-        connection = await McpConnection.open(target.url)
+        connection = await open_connection(target.url)
         try:
             await self._run_one(connection, target, self.warmup_directory, "warmup")
             on, on_share = await self._run_one(connection, target, self.directory, uuid4().hex)
@@ -149,7 +149,7 @@ class ImagesProgress(Scenario):
 
 
 async def _ping_until(
-    connection: McpConnection, start: asyncio.Event, stop: asyncio.Event, interval_s: float
+    connection: RawClient, start: asyncio.Event, stop: asyncio.Event, interval_s: float
 ) -> list[float]:
     """Pings every `interval_s` (back to back when 0) from `start` until `stop`; the latencies
     of all pings sent before `stop`, the one in flight when the call ends included."""
@@ -159,8 +159,8 @@ async def _ping_until(
     while not stop.is_set():
         request_id = connection.next_id()
         sent = clock()
-        await connection.websocket.send(ping_request(request_id))
-        check_result(await connection.websocket.recv(), request_id)
+        await connection.ws.send(ping_request(request_id))
+        expect_result(await connection.ws.recv(), request_id)
         latencies.append(clock() - sent)
         pause = sent + interval_s - clock()
         if pause > 0:
@@ -201,8 +201,8 @@ class ImagesPing(Scenario):
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Start `process_images` (with progress) on one connection, ping on another."""
-        worker = await McpConnection.open(target.url)
-        prober = await McpConnection.open(target.url)
+        worker = await open_connection(target.url)
+        prober = await open_connection(target.url)
         sent, done = asyncio.Event(), asyncio.Event()
         pings = asyncio.create_task(_ping_until(prober, sent, done, self.interval_ms / 1000))
         try:

@@ -13,7 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.mcp_client import McpConnection, check_result, ping_request, tool_call_request
+from bench.mcp_client import (
+    RawClient,
+    expect_result,
+    open_connection,
+    ping_request,
+    tool_call_request,
+)
 from bench.scenarios import LoadTarget, Metric, Scenario, close_all
 from bench.stats import percentile
 
@@ -22,28 +28,28 @@ SERVICE_ONLY = ("service",)
 SLEEP_SECONDS = 3600
 
 
-async def _ping_until(connection: McpConnection, stop: asyncio.Event) -> list[float]:
+async def _ping_until(connection: RawClient, stop: asyncio.Event) -> list[float]:
     """Back-to-back pings until `stop`; their latencies (s), the one in flight included."""
     latencies: list[float] = []
     clock = time.perf_counter
     while not stop.is_set():
         request_id = connection.next_id()
         sent = clock()
-        await connection.websocket.send(ping_request(request_id))
-        check_result(await connection.websocket.recv(), request_id)
+        await connection.ws.send(ping_request(request_id))
+        expect_result(await connection.ws.recv(), request_id)
         latencies.append(clock() - sent)
     return latencies
 
 
-async def _queue_calls(connection: McpConnection, count: int) -> None:
+async def _queue_calls(connection: RawClient, count: int) -> None:
     """Send `count` long `sleep` calls, then wait until the server has read them all (frames
     of one connection are handled in order, and none of the calls answers)."""
     for _ in range(count):
         frame = tool_call_request(connection.next_id(), "sleep", {"seconds": SLEEP_SECONDS})
-        await connection.websocket.send(frame)
+        await connection.ws.send(frame)
     request_id = connection.next_id()
-    await connection.websocket.send(ping_request(request_id))
-    check_result(await connection.websocket.recv(), request_id)
+    await connection.ws.send(ping_request(request_id))
+    expect_result(await connection.ws.recv(), request_id)
 
 
 def _summary(latencies: list[float]) -> tuple[float, float, float]:
@@ -90,8 +96,8 @@ class QueueCancelPing(Scenario):
         """Queue the calls on one tenant's connection, disconnect; ping from another tenant."""
         if target.peer_url is None:
             raise RuntimeError(f"{self.label} needs a second tenant (--peer-url)")
-        flooder = await McpConnection.open(target.url)
-        prober = await McpConnection.open(target.peer_url)
+        flooder = await open_connection(target.url)
+        prober = await open_connection(target.peer_url)
         stop = asyncio.Event()
         pings = asyncio.create_task(_ping_until(prober, stop))
         try:

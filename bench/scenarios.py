@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bench import cpu
-from bench.mcp_client import INITIALIZED as INITIALIZED_NOTIFICATION
-from bench.mcp_client import McpConnection, check_result, initialize_request
+from bench.mcp_client import (
+    RawClient,
+    call_add,
+    expect_result,
+    initialize_request,
+    open_connection,
+)
 from bench.stats import percentile
+from mcp_server.client.wire import INITIALIZED as INITIALIZED_NOTIFICATION
 
 OPEN_CONCURRENCY = 50
 RSS_SETTLE_INTERVAL = 0.1
@@ -92,20 +98,20 @@ async def open_many(
     parallel: int = OPEN_CONCURRENCY,
     *,
     opened_at: list[float] | None = None,
-) -> list[McpConnection]:
+) -> list[RawClient]:
     """Open `count` initialized connections, at most `parallel` handshakes at a time; append
     the `perf_counter` instant each one became ready to `opened_at` when given."""
     gate = asyncio.Semaphore(parallel)
 
-    async def one() -> McpConnection:
+    async def one() -> RawClient:
         async with gate:
-            connection = await McpConnection.open(url)
+            connection = await open_connection(url)
         if opened_at is not None:
             opened_at.append(time.perf_counter())
         return connection
 
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    connections = [result for result in results if isinstance(result, McpConnection)]
+    connections = [result for result in results if isinstance(result, RawClient)]
     failures = [result for result in results if isinstance(result, BaseException)]
     if failures:
         await close_all(connections)
@@ -113,10 +119,10 @@ async def open_many(
     return connections
 
 
-async def close_all(connections: list[McpConnection]) -> None:
+async def close_all(connections: list[RawClient]) -> None:
     """Close connections concurrently, ignoring the ones already broken."""
 
-    async def one(connection: McpConnection) -> None:
+    async def one(connection: RawClient) -> None:
         with contextlib.suppress(Exception):
             await connection.close()
 
@@ -202,15 +208,13 @@ async def _cpu_over(target: LoadTarget, start: float, end: float) -> cpu.CpuUsag
     return cpu.usage(first, cpu.sample(target.server_pid, target.server_cpu))
 
 
-async def _call_loop(
-    connection: McpConnection, window_start: float, window_end: float
-) -> list[float]:
+async def _call_loop(connection: RawClient, window_start: float, window_end: float) -> list[float]:
     """Back-to-back calls until the window ends; latencies (s) of calls completed in it."""
     latencies: list[float] = []
     clock = time.perf_counter
     while True:
         sent = clock()
-        await connection.call_add()
+        await call_add(connection)
         done = clock()
         if done >= window_end:
             return latencies
@@ -246,12 +250,12 @@ class ConnectInitialize(Scenario):
         samples: list[float] = []
         for _ in range(self.count):
             started = time.perf_counter()
-            connection = await McpConnection.open_uninitialized(target.url)
+            connection = await open_connection(target.url, initialize=False)
             try:
-                await connection.websocket.send(initialize_request(1))
-                check_result(await connection.websocket.recv(), 1)
+                await connection.ws.send(initialize_request(1))
+                expect_result(await connection.ws.recv(), 1)
                 samples.append(time.perf_counter() - started)
-                await connection.websocket.send(INITIALIZED_NOTIFICATION)
+                await connection.ws.send(INITIALIZED_NOTIFICATION)
             finally:
                 await connection.close()
         p50, p99 = (m.key for m in self.metrics())

@@ -26,10 +26,11 @@ import orjson
 
 from bench import cpu
 from bench.mcp_client import (
-    McpConnection,
+    RawClient,
     add_request,
     check_add_result,
-    check_result,
+    expect_result,
+    open_connection,
     ping_request,
 )
 from bench.scenarios import (
@@ -63,7 +64,7 @@ class ProbeRecord:
     calls_answered: int = 0
 
 
-async def _probe(connection: McpConnection, interval: float, stop: asyncio.Event) -> ProbeRecord:
+async def _probe(connection: RawClient, interval: float, stop: asyncio.Event) -> ProbeRecord:
     """Ping (every CALL_EVERY-th request: call `add`) every `interval` s until `stop` is set."""
     record = ProbeRecord(latencies=[])
     clock = time.perf_counter
@@ -74,16 +75,16 @@ async def _probe(connection: McpConnection, interval: float, stop: asyncio.Event
         calling = sent_count % CALL_EVERY == 0
         started = clock()
         if calling:
-            await connection.websocket.send(add_request(request_id))
+            await connection.ws.send(add_request(request_id))
         else:
-            await connection.websocket.send(ping_request(request_id))
-        reply = await asyncio.wait_for(connection.websocket.recv(), PROBE_REPLY_TIMEOUT)
+            await connection.ws.send(ping_request(request_id))
+        reply = await asyncio.wait_for(connection.ws.recv(), PROBE_REPLY_TIMEOUT)
         record.latencies.append(clock() - started)
         if calling:
             check_add_result(reply, request_id)
             record.calls_answered += 1
         else:
-            check_result(reply, request_id)
+            expect_result(reply, request_id)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
     return record
@@ -91,7 +92,7 @@ async def _probe(connection: McpConnection, interval: float, stop: asyncio.Event
 
 async def _probe_main(url: str, interval_ms: float) -> None:
     """The probe process: connect, say `ready`, probe until stdin has a line, print results."""
-    connection = await McpConnection.open(url)
+    connection = await open_connection(url)
     stop = asyncio.Event()
     probing = asyncio.create_task(_probe(connection, interval_ms / 1000, stop))
     sys.stdout.write("ready\n")

@@ -17,7 +17,7 @@ from typing import ClassVar
 from websockets.exceptions import ConnectionClosed
 
 from bench.long_running import SERVICE_ONLY
-from bench.mcp_client import McpConnection, tool_call_request
+from bench.mcp_client import open_connection, tool_call_request
 from bench.scenarios import (
     RSS_SETTLE_INTERVAL,
     LoadTarget,
@@ -68,8 +68,8 @@ class UnreadReplies(Scenario):
         before = await settled(rss, RSS_SETTLE_INTERVAL, 3.0)
         peak = before
         text = "x" * (REPLY_KIB * 1024)
-        connection = await McpConnection.open(target.url)
-        websocket = connection.websocket
+        connection = await open_connection(target.url)
+        websocket = connection.ws
         try:
             websocket.transport.pause_reading()
             with contextlib.suppress(ConnectionClosed, TimeoutError):

@@ -34,7 +34,9 @@ import resource
 import shlex
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import psycopg
 import redis
@@ -107,43 +109,64 @@ LOG_COUNTS = (
 STILL_RUNNING = re.compile(r"stopping: (\d+) operations get")
 
 
+def _option(
+    default: Any, flag: str, text: str = "", parse: Callable[[str], Any] | None = None
+) -> Any:
+    return field(
+        default=default, metadata={"flag": flag, "help": text, "parse": parse or type(default)}
+    )
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name, value
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
-    """What to measure and how often (the command line of bench/run.py or bench/cluster.py)."""
+    """What to measure and how often; a field with a flag is an option of bench/run.py and
+    bench/cluster.py (`add_cluster_arguments`)."""
 
-    postgres_url: str = DEFAULT_POSTGRES_URL
-    redis_url: str = DEFAULT_REDIS_URL
+    postgres_url: str = _option(
+        DEFAULT_POSTGRES_URL,
+        "--cluster-postgres-url",
+        "PostgreSQL server on which a fresh database is created and dropped",
+    )
+    redis_url: str = _option(DEFAULT_REDIS_URL, "--cluster-redis-url")
+    concurrency: tuple[int, ...] = _option(
+        (1, 50),
+        "--cluster-concurrency",
+        "comma-separated C of the trivial-call runs (empty: none)",
+        _ints,
+    )
+    first_progress_calls: int = _option(200, "--first-progress-calls")
+    stream_calls: int = _option(
+        20, "--stream-calls", "calls traced through Redis MONITOR (0: none)"
+    )
+    scale_connections: int = _option(1000, "--scale-connections")
+    scale_workers: int = _option(1, "--scale-workers")
+    scale_count: int = _option(200, "--scale-count")
+    scale_item_ms: float = _option(20.0, "--scale-item-ms")
+    scale_env: tuple[tuple[str, str], ...] = _option(
+        (), "--scale-env", "NAME=VALUE in the scale run's environment (repeatable)", _setting
+    )
     repeats: int = 3
     warmup_s: float = 1.0
     window_s: float = 3.0
-    concurrency: tuple[int, ...] = (1, 50)
-    first_progress_calls: int = 200
-    stream_calls: int = 20
-    scale_connections: int = 1000
     scale_web: int = 2
-    scale_workers: int = 1
-    scale_count: int = 200
-    scale_item_ms: float = 20.0
-    scale_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterOptions:
         """The options of a parsed command line."""
-        return cls(
-            postgres_url=args.cluster_postgres_url,
-            redis_url=args.cluster_redis_url,
-            repeats=args.repeats,
-            warmup_s=args.warmup,
-            window_s=args.window,
-            concurrency=args.cluster_concurrency,
-            first_progress_calls=args.first_progress_calls,
-            stream_calls=args.stream_calls,
-            scale_connections=args.scale_connections,
-            scale_workers=args.scale_workers,
-            scale_count=args.scale_count,
-            scale_item_ms=args.scale_item_ms,
-            scale_env=tuple((n, v) for n, _, v in (item.partition("=") for item in args.scale_env)),
-        )
+        flags = {
+            option.name: getattr(args, option.name) for option in fields(cls) if option.metadata
+        }
+        flags["scale_env"] = tuple(flags["scale_env"])
+        return cls(**flags, repeats=args.repeats, warmup_s=args.warmup, window_s=args.window)
 
     @property
     def redis_db(self) -> int:
@@ -195,38 +218,22 @@ class ClusterOptions:
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the cluster benchmark (shared by bench/run.py and bench/cluster.py)."""
-    defaults = ClusterOptions()
     group = parser.add_argument_group("scale-out (cluster) benchmark")
-    group.add_argument(
-        "--cluster-postgres-url",
-        default=defaults.postgres_url,
-        help="PostgreSQL server on which a fresh database is created and dropped",
-    )
-    group.add_argument("--cluster-redis-url", default=defaults.redis_url)
-    group.add_argument(
-        "--cluster-concurrency",
-        type=lambda text: tuple(int(part) for part in text.split(",") if part.strip()),
-        default=defaults.concurrency,
-        help="comma-separated C of the trivial-call throughput runs (empty: skip them)",
-    )
-    group.add_argument("--first-progress-calls", type=int, default=defaults.first_progress_calls)
-    group.add_argument(
-        "--stream-calls",
-        type=int,
-        default=defaults.stream_calls,
-        help="process_batch calls whose progress is traced through Redis MONITOR (0: skip)",
-    )
-    group.add_argument("--scale-connections", type=int, default=defaults.scale_connections)
-    group.add_argument("--scale-workers", type=int, default=defaults.scale_workers)
-    group.add_argument("--scale-count", type=int, default=defaults.scale_count)
-    group.add_argument("--scale-item-ms", type=float, default=defaults.scale_item_ms)
-    group.add_argument(
-        "--scale-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the scale run's processes (repeatable), for experiments",
-    )
+    for option in fields(ClusterOptions):
+        if option.metadata:
+            meta, default = option.metadata, option.default
+            extra = (
+                {"action": "append", "default": []}
+                if option.name == "scale_env"
+                else {"default": default}
+            )
+            group.add_argument(
+                meta["flag"],
+                dest=option.name,
+                type=meta["parse"],
+                help=meta["help"] or None,
+                **extra,
+            )
 
 
 def redis_server_pid(redis_url: str) -> int | None:
@@ -549,7 +556,7 @@ def run_if_available(
 ) -> str | None:
     """`run_and_report`, or None (with a warning) when PostgreSQL or Redis is unreachable:
     `make bench` runs the other servers without them."""
-    reason = services_unavailable(args.cluster_postgres_url, args.cluster_redis_url)
+    reason = services_unavailable(args.postgres_url, args.redis_url)
     if reason is not None:
         log(f"warning: skipping the scale-out benchmark: {reason}")
         return None
@@ -566,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     pinning = pinning_from(args)
     command = shlex.join(["bench/cluster.py", *(argv if argv is not None else sys.argv[1:])])
     with scratch_dir("mcp-bench-cluster-", keep=args.keep_tmp) as workdir:
-        reason = services_unavailable(args.cluster_postgres_url, args.cluster_redis_url)
+        reason = services_unavailable(args.postgres_url, args.redis_url)
         if reason is not None:
             raise SystemExit(reason)
         section = run_and_report(args, pinning, command, workdir)

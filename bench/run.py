@@ -95,12 +95,10 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
         variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
         targets += [ServiceTarget(setup, server) for server in variants]
     if "redis" in args.only:
-        unavailable = redis_unavailable(args.cluster_redis_url)
+        unavailable = redis_unavailable(args.redis_url)
         if unavailable is None:
             targets.append(
-                ServiceTarget(
-                    setup, redis_url=args.cluster_redis_url, kinds=(ConnectionStorm.kind,)
-                )
+                ServiceTarget(setup, redis_url=args.redis_url, kinds=(ConnectionStorm.kind,))
             )
         else:
             log(f"warning: skipping service-redis: {unavailable}")

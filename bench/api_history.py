@@ -157,7 +157,7 @@ def _run(rows: int, requests: int, time_index: bool) -> None:
     from django.test.utils import setup_test_environment
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from bench.targets import BENCH_LIMITS
+    from bench.servers import BENCH_LIMITS
 
     os.environ.update(BENCH_LIMITS)  # on, and far above what this makes
     django.setup()

@@ -34,86 +34,139 @@ import resource
 import shlex
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-import orjson
 import psycopg
+import redis
 
-from bench.cluster_load import cpu_seconds, machine_busy_seconds, postgres_backends
-from bench.cluster_report import (
-    CLUSTER_LATEST,
-    INLINE,
-    SCALE,
-    WORKER,
-    cluster_metrics,
-    cluster_section,
-    replace_cluster_docs,
+from bench.cluster_load import (
+    ClusterThroughput,
+    FirstProgress,
+    ProgressStream,
+    Scale,
+    postgres_backends,
 )
-from bench.cluster_setup import (
+from bench.harness import (
+    Pinning,
+    add_run_arguments,
+    log,
+    pinning_from,
+    run_load,
+    scratch_dir,
+    summary,
+    warn_on_errors,
+)
+from bench.measure import busy_seconds, cpu_seconds, status_kib, thread_cpu_seconds
+from bench.redis_monitor import (
+    HOP_METRICS,
+    hop_metrics,
+    monitoring,
+    parse_progress_sends,
+    redis_cli_path,
+)
+from bench.report import (
+    ROOT,
+    SCALE,
+    Metric,
+    RunResults,
+    ServerInfo,
+    cluster_tables,
+    machine_facts,
+    now,
+    per_server_sections,
+    pinning_text,
+    replace_between,
+    run_line,
+    table,
+    write_latest,
+)
+from bench.scenarios import Scenario
+from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     ClusterDeployment,
-    ClusterProcesses,
-    count_in_logs,
-    error_lines,
-    read_status_kib,
-    redis_server_pid,
-    running_cluster,
-    services_available,
+    services_unavailable,
 )
-from bench.command_line import add_run_arguments, exit_on_sigterm, pinning_from, scratch_dir
-from bench.cpu import thread_cpu_seconds
-from bench.harness import Pinning, log, run_load_generator
-from bench.process import raise_nofile_limit
-from bench.redis_monitor import ProgressSend, monitoring, parse_progress_sends, redis_cli_path
-from bench.report import now, write_latest
-from bench.results import RunResults, ServerInfo
-from bench.stats import percentile
-from bench.targets import PYTHON, ROOT
+from mcp_server.processes import raise_nofile_limit
 
+LATEST = ROOT / "bench" / "results" / "cluster-latest.md"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
+MARKER = "bench-cluster"
+INLINE, WORKER = "inline", "worker"
 RSS_SAMPLE_INTERVAL = 0.2
 # The scale scenario runs many operations for one user: lift the per-process limits above it.
-SCALE_LIMITS = (
-    "MCP_MAX_OPERATIONS",
-    "MCP_MAX_OPERATIONS_PER_USER",
-    "MCP_MAX_OPERATIONS_PER_TENANT",
-    "MCP_MAX_IN_FLIGHT_PER_USER",
-    "MCP_MAX_IN_FLIGHT_PER_TENANT",
-)
-# Log lines counted after each scale run: (metric, text in the line).
+SCALE_LIMITS = ["OPERATIONS", "OPERATIONS_PER_USER", "OPERATIONS_PER_TENANT", "IN_FLIGHT_PER_USER"]
+SCALE_LIMITS += ["IN_FLIGHT_PER_TENANT"]
+# What the scale run counts in the logs afterwards: (metric, label, text in the line).
 LOG_COUNTS = (
-    ("dropped", "is full: dropped"),
-    ("deadlocks", "DeadlockDetected"),
-    ("heartbeat_failed", "operation heartbeat failed"),
-    ("history_failed", "history write failed"),
+    ("dropped", "progress messages dropped (channel full, logged)", "is full: dropped"),
+    ("deadlocks", "PostgreSQL deadlocks (logged)", "DeadlockDetected"),
+    ("heartbeat_failed", "failed heartbeat rounds (logged)", "operation heartbeat failed"),
+    ("history_failed", "failed history writes (logged)", "history write failed"),
 )
 STILL_RUNNING = re.compile(r"stopping: (\d+) operations get")
-LOADGEN_SLACK_S = 120.0
+
+
+def _option(
+    default: Any, flag: str, text: str = "", parse: Callable[[str], Any] | None = None
+) -> Any:
+    return field(
+        default=default, metadata={"flag": flag, "help": text, "parse": parse or type(default)}
+    )
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name, value
 
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """What to measure and how often."""
+    """What to measure and how often; a field with a flag is an option of bench/run.py and
+    bench/cluster.py (`add_cluster_arguments`)."""
 
-    postgres_url: str = DEFAULT_POSTGRES_URL
-    redis_url: str = DEFAULT_REDIS_URL
+    postgres_url: str = _option(
+        DEFAULT_POSTGRES_URL,
+        "--cluster-postgres-url",
+        "PostgreSQL server on which a fresh database is created and dropped",
+    )
+    redis_url: str = _option(DEFAULT_REDIS_URL, "--cluster-redis-url")
+    concurrency: tuple[int, ...] = _option(
+        (1, 50),
+        "--cluster-concurrency",
+        "comma-separated C of the trivial-call runs (empty: none)",
+        _ints,
+    )
+    first_progress_calls: int = _option(200, "--first-progress-calls")
+    stream_calls: int = _option(
+        20, "--stream-calls", "calls traced through Redis MONITOR (0: none)"
+    )
+    scale_connections: int = _option(1000, "--scale-connections")
+    scale_workers: int = _option(1, "--scale-workers")
+    scale_count: int = _option(200, "--scale-count")
+    scale_item_ms: float = _option(20.0, "--scale-item-ms")
+    scale_env: tuple[tuple[str, str], ...] = _option(
+        (), "--scale-env", "NAME=VALUE in the scale run's environment (repeatable)", _setting
+    )
     repeats: int = 3
     warmup_s: float = 1.0
     window_s: float = 3.0
-    concurrency: tuple[int, ...] = (1, 50)
-    first_progress_calls: int = 200
-    stream_calls: int = 20
-    stream_count: int = 100
-    stream_item_ms: float = 10.0
-    scale_connections: int = 1000
     scale_web: int = 2
-    scale_workers: int = 1
-    scale_count: int = 200
-    scale_item_ms: float = 20.0
-    scale_deadline_s: float = 300.0
-    scale_env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ClusterOptions:
+        """The options of a parsed command line."""
+        flags = {
+            option.name: getattr(args, option.name) for option in fields(cls) if option.metadata
+        }
+        flags["scale_env"] = tuple(flags["scale_env"])
+        return cls(**flags, repeats=args.repeats, warmup_s=args.warmup, window_s=args.window)
 
     @property
     def redis_db(self) -> int:
@@ -121,252 +174,131 @@ class ClusterOptions:
         path = self.redis_url.rsplit("/", 1)[-1] if self.redis_url.count("/") >= 3 else ""
         return int(path) if path.isdigit() else 0
 
+    def names(self) -> list[str]:
+        """The scale run's processes: web1.., worker1.."""
+        return [f"web{i + 1}" for i in range(self.scale_web)] + [
+            f"worker{i + 1}" for i in range(self.scale_workers)
+        ]
+
+    def scale(self) -> Scale:
+        """The scale scenario of these options."""
+        return Scale(self.scale_connections, self.scale_count, self.scale_item_ms)
+
+    def metrics(self) -> list[Metric]:
+        """Every metric the cluster benchmark may report, in display order."""
+        metrics = [m for c in self.concurrency for m in ClusterThroughput(c).metrics()]
+        metrics += [*FirstProgress().metrics(), *HOP_METRICS, *self.scale().metrics()]
+
+        def scale(key: str, label: str, unit: str, higher: bool = False) -> Metric:
+            return Metric(key, label, unit, higher, section=SCALE)
+
+        for prefix, text, unit in (
+            ("peak_mib", "peak RSS (VmHWM)", "MiB"),
+            ("rss_before_mib", "RSS before the calls", "MiB"),
+            ("cpu_pct", "CPU during the run", "%"),
+            ("loop_cpu_pct", "of which its event loop thread", "%"),
+        ):
+            metrics += [scale(f"{prefix}.{name}", f"{text}, {name}", unit) for name in self.names()]
+        metrics += [
+            scale("cpu_pct.redis", "CPU during the run, Redis", "%"),
+            scale("cpu_pct.postgres", "CPU during the run, PostgreSQL backends", "%"),
+            scale("cpu_pct.client", "CPU during the run, load generator", "%"),
+            scale("cpu_pct.machine", "whole machine busy during the run (200 % = both CPUs)", "%"),
+            scale("cpu_pct.other", "other processes during the run (not this benchmark's)", "%"),
+            scale("history.succeeded", "history: operations succeeded", "items", True),
+            scale("history.interrupted", "history: operations marked interrupted", "items"),
+            scale("history.started", "history: operations with a start time", "items", True),
+            scale("history.last_start_s", "history: first queued to last started", "s"),
+            scale("still_running", "operations still running in the worker(s) at stop", "items"),
+            *(scale(key, label, "items") for key, label, _ in LOG_COUNTS),
+            scale("errors", "error lines in the server logs", "items"),
+        ]
+        return metrics
+
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the cluster benchmark (shared by bench/run.py and bench/cluster.py)."""
-    defaults = ClusterOptions()
     group = parser.add_argument_group("scale-out (cluster) benchmark")
-    group.add_argument(
-        "--cluster-postgres-url",
-        default=defaults.postgres_url,
-        help="PostgreSQL server on which a fresh database is created and dropped",
-    )
-    group.add_argument("--cluster-redis-url", default=defaults.redis_url)
-    group.add_argument(
-        "--cluster-concurrency",
-        type=lambda text: tuple(int(part) for part in text.split(",") if part.strip()),
-        default=defaults.concurrency,
-        help="comma-separated C of the trivial-call throughput runs (empty: skip them)",
-    )
-    group.add_argument("--first-progress-calls", type=int, default=defaults.first_progress_calls)
-    group.add_argument(
-        "--stream-calls",
-        type=int,
-        default=defaults.stream_calls,
-        help="process_batch calls whose progress is traced through Redis MONITOR (0: skip)",
-    )
-    group.add_argument("--scale-connections", type=int, default=defaults.scale_connections)
-    group.add_argument("--scale-workers", type=int, default=defaults.scale_workers)
-    group.add_argument("--scale-count", type=int, default=defaults.scale_count)
-    group.add_argument("--scale-item-ms", type=float, default=defaults.scale_item_ms)
-    group.add_argument(
-        "--scale-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the scale run's processes (repeatable), for experiments",
-    )
+    for option in fields(ClusterOptions):
+        if option.metadata:
+            meta, default = option.metadata, option.default
+            extra = (
+                {"action": "append", "default": []}
+                if option.name == "scale_env"
+                else {"default": default}
+            )
+            group.add_argument(
+                meta["flag"],
+                dest=option.name,
+                type=meta["parse"],
+                help=meta["help"] or None,
+                **extra,
+            )
 
 
-def options_from(args: argparse.Namespace) -> ClusterOptions:
-    """ClusterOptions from a parsed command line of bench/run.py or bench/cluster.py."""
-    return ClusterOptions(
-        postgres_url=args.cluster_postgres_url,
-        redis_url=args.cluster_redis_url,
-        repeats=args.repeats,
-        warmup_s=args.warmup,
-        window_s=args.window,
-        concurrency=args.cluster_concurrency,
-        first_progress_calls=args.first_progress_calls,
-        stream_calls=args.stream_calls,
-        scale_connections=args.scale_connections,
-        scale_workers=args.scale_workers,
-        scale_count=args.scale_count,
-        scale_item_ms=args.scale_item_ms,
-        scale_env=tuple(
-            (name, value) for name, _, value in (item.partition("=") for item in args.scale_env)
-        ),
-    )
-
-
-# --- the load generator ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """What one load generator run printed."""
-
-    metrics: dict[str, float]
-    samples: dict[str, Any]
-
-
-def run_load(
-    scenario: str,
-    urls: list[str],
-    params: dict[str, Any],
-    *,
-    pids: dict[str, int] | None = None,
-    cpu: int | None,
-    timeout: float,
-) -> LoadResult:
-    """Run one scenario of bench/cluster_load.py in a fresh process pinned to `cpu`."""
-    command = [
-        PYTHON,
-        "-m",
-        "bench.cluster_load",
-        "--scenario",
-        scenario,
-        "--urls",
-        ",".join(urls),
-        "--params",
-        orjson.dumps(params).decode(),
-        "--pids",
-        ",".join(f"{name}={pid}" for name, pid in (pids or {}).items()),
-    ]
-    payload = run_load_generator(command, cpu=cpu, timeout=timeout, label=scenario)
-    metrics = {str(k): float(v) for k, v in payload["metrics"].items()}
-    return LoadResult(metrics=metrics, samples=dict(payload.get("samples") or {}))
-
-
-def _summary(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{key}={value:,.1f}" for key, value in metrics.items())
-
-
-# --- progress hop: Redis MONITOR against the client's arrivals --------------------------------
-
-
-def hop_metrics(sends: list[ProgressSend], calls: list[dict[str, Any]]) -> dict[str, float]:
-    """Match each notification the client got with the Redis send of the same progress in the
-    same call; the hop's p50/p99 from the start of the send, and where the time went."""
-    total: list[float] = []
-    sending: list[float] = []
-    in_redis: list[float] = []
-    to_client: list[float] = []
-    unmatched = 0
-    for call in calls:
-        window = [s for s in sends if call["sent"] - 0.005 <= s.sender_time <= call["done"]]
-        # In Redis order: the latest send of a value wins.
-        by_progress = {send.progress: send for send in window}
-        for progress, arrived in call["notes"]:
-            match = by_progress.get(float(progress))
-            if match is None or match.send_started > arrived:
-                unmatched += 1
-                continue
-            total.append(arrived - match.send_started)
-            sending.append(match.stored - match.send_started)
-            if match.taken is not None:
-                in_redis.append(match.taken - match.stored)
-                to_client.append(arrived - match.taken)
-    return {
-        "hop.p50_us": percentile(total, 0.50) * 1e6,
-        "hop.p99_us": percentile(total, 0.99) * 1e6,
-        "hop.max_us": max(total, default=math.nan) * 1e6,
-        "hop.sending_p50_us": percentile(sending, 0.50) * 1e6,
-        "hop.in_redis_p50_us": percentile(in_redis, 0.50) * 1e6,
-        "hop.to_client_p50_us": percentile(to_client, 0.50) * 1e6,
-        "hop.to_client_p99_us": percentile(to_client, 0.99) * 1e6,
-        "hop.matched": float(len(total)),
-        "hop.unmatched": float(unmatched),
-    }
-
-
-# --- the measurements ----------------------------------------------------------------------------
-
-
-def _warn_errors(processes: ClusterProcesses) -> int:
-    found = error_lines(processes)
-    for process in processes.all:
-        hits = found.get(process.name, [])
-        if hits:
-            log(f"  warning: {process.name} logged {len(hits)} error line(s), {process.log_path}:")
-            for line in hits[:5]:
-                log(f"    {line}")
-    return sum(len(hits) for hits in found.values())
+def redis_server_pid(redis_url: str) -> int | None:
+    """The process id of the Redis server (INFO server), when it runs on this machine."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=3)
+    try:
+        pid = int(client.info("server").get("process_id", 0))
+    except (redis.RedisError, ValueError):
+        return None
+    finally:
+        client.close()
+    return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
 def measure_mode(
     deployment: ClusterDeployment,
     options: ClusterOptions,
-    *,
     execution: str,
     pinning: Pinning,
     logs: Path,
-    repetition: int,
+    rep: int,
 ) -> dict[str, float]:
     """Throughput, first progress and (worker) the progress hop of one execution mode."""
     measured: dict[str, float] = {}
     workers = 1 if execution == WORKER else 0
     redis_pid = redis_server_pid(options.redis_url)
-    with running_cluster(
-        deployment,
-        name=f"{execution}-{repetition}",
-        execution=execution,
-        web=1,
-        workers=workers,
-        cpu=pinning.server_cpu,
-        logs=logs,
+    name = f"{execution}-{rep}"
+    with deployment.running(
+        name, execution=execution, web=1, workers=workers, cpu=pinning.server_cpu, logs=logs
     ) as processes:
         urls = [deployment.ws_url(processes.ports[0])]
-        pids = {"web": processes.web[0].pid}
-        if workers:
-            pids["worker"] = processes.workers[0].pid
-        if redis_pid is not None:
-            pids["redis"] = redis_pid
-        for concurrency in options.concurrency:
-            params = {
-                "concurrency": concurrency,
-                "warmup_s": options.warmup_s,
-                "window_s": options.window_s,
-                "database_url": deployment.database_url,
-            }
-            timeout = options.warmup_s + options.window_s + LOADGEN_SLACK_S
-            result = run_load(
-                "throughput", urls, params, pids=pids, cpu=pinning.client_cpu, timeout=timeout
-            )
-            processes.check_alive(f"throughput C={concurrency}")
-            log(f"    throughput C={concurrency}: {_summary(result.metrics)}")
-            measured.update({f"c{concurrency}.{k}": v for k, v in result.metrics.items()})
-            if "cpu_us_per_call.worker" in result.metrics:
-                web, worker = (
-                    result.metrics["cpu_us_per_call.web"],
-                    result.metrics["cpu_us_per_call.worker"],
-                )
-                measured[f"c{concurrency}.cpu_us_per_call.service"] = web + worker
-            else:
-                measured[f"c{concurrency}.cpu_us_per_call.service"] = result.metrics[
-                    "cpu_us_per_call.web"
-                ]
-        if options.first_progress_calls > 0:
-            params = {"calls": options.first_progress_calls, "warmup": 20}
-            result = run_load(
-                "first-progress", urls, params, cpu=pinning.client_cpu, timeout=LOADGEN_SLACK_S * 2
-            )
-            processes.check_alive("first progress")
-            log(f"    first progress: {_summary(result.metrics)}")
-            measured.update({f"fp.{k}": v for k, v in result.metrics.items()})
-        if execution == WORKER and options.stream_calls > 0:
-            measured.update(_measure_hop(deployment, options, urls, pinning, logs, repetition))
-            processes.check_alive("progress stream")
-    measured["errors"] = float(_warn_errors(processes))
-    return measured
-
-
-def _measure_hop(
-    deployment: ClusterDeployment,
-    options: ClusterOptions,
-    urls: list[str],
-    pinning: Pinning,
-    logs: Path,
-    repetition: int,
-) -> dict[str, float]:
-    if redis_cli_path() is None:
-        log("    progress hop: redis-cli is missing, not measured")
-        return {}
-    params = {
-        "calls": options.stream_calls,
-        "warmup": 2,
-        "count": options.stream_count,
-        "item_ms": options.stream_item_ms,
-    }
-    output = logs / f"monitor-{repetition}.txt"
-    with monitoring(options.redis_url, output):
-        result = run_load(
-            "progress-stream", urls, params, cpu=pinning.client_cpu, timeout=LOADGEN_SLACK_S * 2
+        pids = {"web": processes.web[0].pid} | (
+            {"worker": processes.workers[0].pid} if workers else {}
         )
-    sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
-    metrics = hop_metrics(sends, list(result.samples.get("calls", [])))
-    log(f"    progress hop: {_summary(metrics)}")
-    return metrics
+        pids |= {"redis": redis_pid} if redis_pid is not None else {}
+        plan: list[Scenario] = [
+            ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
+            for c in options.concurrency
+        ]
+        plan += (
+            [FirstProgress(options.first_progress_calls)]
+            if options.first_progress_calls > 0
+            else []
+        )
+        for scenario in plan:
+            metrics, _ = run_load(scenario, urls, pids, cpu=pinning.client_cpu)
+            processes.check_alive(scenario.label)
+            log(f"    {scenario.label}: {summary(metrics)}")
+            measured.update(metrics)
+        if execution == WORKER and options.stream_calls > 0:
+            if redis_cli_path() is None:
+                log("    progress hop: redis-cli is missing, not measured")
+            else:
+                output = logs / f"monitor-{rep}.txt"
+                with monitoring(options.redis_url, output):
+                    _, samples = run_load(
+                        ProgressStream(options.stream_calls), urls, {}, cpu=pinning.client_cpu
+                    )
+                sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
+                hop = hop_metrics(sends, list(samples.get("calls", [])))
+                log(f"    progress hop: {summary(hop)}")
+                measured.update(hop)
+            processes.check_alive("progress stream")
+    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
+    return measured
 
 
 class MemoryWatch:
@@ -381,9 +313,7 @@ class MemoryWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             for name, pid in self.pids.items():
-                rss = read_status_kib(pid, "VmRSS")
-                if rss is not None:
-                    self.peak_kib[name] = max(self.peak_kib[name], rss)
+                self.peak_kib[name] = max(self.peak_kib[name], status_kib(pid) or 0)
             self._stop.wait(RSS_SAMPLE_INTERVAL)
 
     def __enter__(self) -> MemoryWatch:
@@ -395,139 +325,40 @@ class MemoryWatch:
         self._thread.join(timeout=5)
 
 
-def measure_scale(
-    deployment: ClusterDeployment, options: ClusterOptions, *, logs: Path, repetition: int
-) -> dict[str, float]:
-    """N connections over the web processes, each with a running process_batch."""
-    limit = str(max(2 * options.scale_connections, 64))
-    extra = dict.fromkeys(SCALE_LIMITS, limit) | dict(options.scale_env)
-    nominal = options.scale_count * options.scale_item_ms / 1000
-    with running_cluster(
-        deployment,
-        name=f"scale-{repetition}",
-        execution=WORKER,
-        web=options.scale_web,
-        workers=options.scale_workers,
-        cpu=None,
-        logs=logs,
-        extra_env=extra,
-    ) as processes:
-        urls = [deployment.ws_url(port) for port in processes.ports]
-        names = [f"web{i + 1}" for i in range(len(processes.web))]
-        names += [f"worker{i + 1}" for i in range(len(processes.workers))]
-        pids = dict(zip(names, (p.pid for p in processes.all), strict=True))
-        before = {name: read_status_kib(pid, "VmRSS") or 0 for name, pid in pids.items()}
-        params = {
-            "connections": options.scale_connections,
-            "count": options.scale_count,
-            "item_ms": options.scale_item_ms,
-            "deadline_s": options.scale_deadline_s,
-        }
-        began = time.time()
-        cpu_before = {name: thread_split(pid) for name, pid in pids.items()}
-        machine_before = machine_snapshot(deployment, options)
-        with MemoryWatch(pids) as watch:
-            result = run_load(
-                "scale",
-                urls,
-                params,
-                cpu=None,
-                timeout=options.scale_deadline_s + nominal + LOADGEN_SLACK_S,
-            )
-        processes.check_alive("scale")
-        wall = time.time() - began
-        cpu_after = {name: thread_split(pid) for name, pid in pids.items()}
-        machine = machine_snapshot(deployment, options).since(machine_before)
-        high_water = {name: read_status_kib(pid, "VmHWM") or 0 for name, pid in pids.items()}
-        history = history_outcomes(deployment, began)
-    measured = dict(result.metrics)
-    for name in pids:
-        measured[f"rss_before_mib.{name}"] = before[name] / 1024
-        measured[f"peak_mib.{name}"] = max(high_water[name], watch.peak_kib[name]) / 1024
-        (loop_0, rest_0), (loop_1, rest_1) = cpu_before[name], cpu_after[name]
-        measured[f"cpu_pct.{name}"] = (loop_1 + rest_1 - loop_0 - rest_0) / wall * 100
-        measured[f"loop_cpu_pct.{name}"] = (loop_1 - loop_0) / wall * 100
-    ours = sum(
-        cpu_after[name][0] + cpu_after[name][1] - cpu_before[name][0] - cpu_before[name][1]
-        for name in pids
-    )
-    for name, seconds in machine.items():
-        measured[f"cpu_pct.{name}"] = seconds / wall * 100
-    accounted = ours + sum(seconds for name, seconds in machine.items() if name != "machine")
-    measured["cpu_pct.other"] = max(0.0, machine["machine"] - accounted) / wall * 100
-    for metric, text in LOG_COUNTS:
-        measured[metric] = float(count_in_logs(processes, text))
-    measured["still_running"] = float(
-        sum(
-            int(found.group(1))
-            for worker in processes.workers
-            for found in STILL_RUNNING.finditer(worker.log_path.read_text(errors="replace"))
-        )
-    )
-    measured["errors"] = float(_warn_errors(processes))
-    measured.update(history.metrics)
-    log(f"    scale: {_summary(measured)}")
-    for kind, count in dict(result.samples.get("problems", {})).items():
-        log(f"    client saw {count} x {kind}")
-    for kind, count in history.outcomes.items():
-        log(f"    history: {count} x {kind}")
-    for line in result.samples.get("final_missing", [])[:10]:
-        log(f"    final progress missing: {line}")
-    return measured
+Readings = tuple[dict[str, float], dict[int, float]]
 
 
-@dataclass(frozen=True)
-class MachineSnapshot:
-    """Cumulative CPU seconds of the machine and of the services beside the cluster."""
-
-    busy: float
-    redis: float
-    backends: dict[int, float]  # PostgreSQL backends of the database, by pid
-    children: float  # finished child processes of this harness: the load generator
-
-    def since(self, before: MachineSnapshot) -> dict[str, float]:
-        """CPU seconds used between `before` and this snapshot; a backend that started in
-        between counts from zero (one that ended in between is missed)."""
-        postgres = sum(cpu - before.backends.get(pid, 0.0) for pid, cpu in self.backends.items())
-        return {
-            "machine": self.busy - before.busy,
-            "redis": self.redis - before.redis,
-            "postgres": postgres,
-            "client": self.children - before.children,
-        }
-
-
-def machine_snapshot(deployment: ClusterDeployment, options: ClusterOptions) -> MachineSnapshot:
-    """CPU times now: the machine, Redis, the database's backends, finished children."""
-    redis_pid = redis_server_pid(options.redis_url)
+def machine_cpu(deployment: ClusterDeployment, redis_url: str) -> Readings:
+    """Cumulative CPU seconds now of the machine, Redis and this harness's finished children
+    (the load generator), and of the database's backends by pid."""
+    redis_pid = redis_server_pid(redis_url)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return MachineSnapshot(
-        busy=machine_busy_seconds(),
-        redis=cpu_seconds(redis_pid) if redis_pid else 0.0,
-        backends={pid: cpu_seconds(pid) for pid in postgres_backends(deployment.database_url)},
-        children=usage.ru_utime + usage.ru_stime,
-    )
+    totals = {"machine": busy_seconds(), "redis": cpu_seconds(redis_pid) if redis_pid else 0.0}
+    totals["client"] = usage.ru_utime + usage.ru_stime
+    return totals, {pid: cpu_seconds(pid) for pid in postgres_backends(deployment.database_url)}
 
 
-def thread_split(pid: int) -> tuple[float, float]:
-    """CPU seconds of a process's main thread (its event loop) and of all its other threads."""
+def _machine_used(before: Readings, after: Readings) -> dict[str, float]:
+    """CPU seconds between two readings; a backend that started in between counts from zero."""
+    (totals_0, backends_0), (totals_1, backends_1) = before, after
+    used = {key: totals_1[key] - value for key, value in totals_0.items()}
+    return used | {
+        "postgres": sum(cpu - backends_0.get(pid, 0.0) for pid, cpu in backends_1.items())
+    }
+
+
+def _thread_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process's main thread (its event loop) and of its other threads."""
     try:
         times = thread_cpu_seconds(pid)
     except OSError:
         return math.nan, math.nan
-    main = times.pop(pid, 0.0)
-    return main, sum(times.values())
+    return times.pop(pid, 0.0), sum(times.values())
 
 
-@dataclass(frozen=True)
-class HistoryOutcomes:
-    """What the database says of the operations of one scale run."""
-
-    outcomes: dict[str, int]
-    metrics: dict[str, float]
-
-
-def history_outcomes(deployment: ClusterDeployment, since: float) -> HistoryOutcomes:
+def history_outcomes(
+    deployment: ClusterDeployment, since: float
+) -> tuple[dict[str, int], dict[str, float]]:
     """The operations queued since `since` (epoch seconds): how many ended how, and how long
     after the first was queued the last one was started."""
     with psycopg.connect(deployment.database_url, connect_timeout=5) as conn:
@@ -542,53 +373,99 @@ def history_outcomes(deployment: ClusterDeployment, since: float) -> HistoryOutc
             (since,),
         ).fetchone()
     outcomes = {f"{status}{': ' + error if error else ''}": int(n) for status, error, n in rows}
-    started_within = float(spread[0]) if spread and spread[0] is not None else math.nan
-    succeeded = sum(n for status, _, n in rows if status == "succeeded")
-    interrupted = sum(n for status, _, n in rows if status == "interrupted")
-    return HistoryOutcomes(
-        outcomes=outcomes,
-        metrics={
-            "history.succeeded": float(succeeded),
-            "history.interrupted": float(interrupted),
-            "history.started": float(spread[1]) if spread else math.nan,
-            "history.last_start_s": started_within,
-        },
+    return outcomes, {
+        "history.succeeded": float(sum(n for status, _, n in rows if status == "succeeded")),
+        "history.interrupted": float(sum(n for status, _, n in rows if status == "interrupted")),
+        "history.started": float(spread[1]) if spread else math.nan,
+        "history.last_start_s": float(spread[0]) if spread and spread[0] is not None else math.nan,
+    }
+
+
+def measure_scale(
+    deployment: ClusterDeployment, options: ClusterOptions, logs: Path, rep: int
+) -> dict[str, float]:
+    """N connections over the web processes, each with a running process_batch."""
+    limit = str(max(2 * options.scale_connections, 64))
+    extra = {f"MCP_MAX_{name}": limit for name in SCALE_LIMITS} | dict(options.scale_env)
+    with deployment.running(
+        f"scale-{rep}",
+        execution=WORKER,
+        web=options.scale_web,
+        workers=options.scale_workers,
+        cpu=None,
+        logs=logs,
+        extra_env=extra,
+    ) as processes:
+        pids = dict(zip(options.names(), (p.pid for p in processes.all), strict=True))
+        before = {name: status_kib(pid) or 0 for name, pid in pids.items()}
+        began = time.time()
+        threads_before = {name: _thread_split(pid) for name, pid in pids.items()}
+        machine_before = machine_cpu(deployment, options.redis_url)
+        with MemoryWatch(pids) as watch:
+            urls = [deployment.ws_url(port) for port in processes.ports]
+            measured, samples = run_load(options.scale(), urls, {}, cpu=None)
+        processes.check_alive("scale")
+        wall = time.time() - began
+        threads_after = {name: _thread_split(pid) for name, pid in pids.items()}
+        machine = _machine_used(machine_before, machine_cpu(deployment, options.redis_url))
+        high_water = {name: status_kib(pid, "VmHWM") or 0 for name, pid in pids.items()}
+        outcomes, history = history_outcomes(deployment, began)
+    ours = 0.0
+    for name in pids:
+        (loop_0, rest_0), (loop_1, rest_1) = threads_before[name], threads_after[name]
+        measured[f"rss_before_mib.{name}"] = before[name] / 1024
+        measured[f"peak_mib.{name}"] = max(high_water[name], watch.peak_kib[name]) / 1024
+        measured[f"cpu_pct.{name}"] = (loop_1 + rest_1 - loop_0 - rest_0) / wall * 100
+        measured[f"loop_cpu_pct.{name}"] = (loop_1 - loop_0) / wall * 100
+        ours += loop_1 + rest_1 - loop_0 - rest_0
+    measured |= {f"cpu_pct.{name}": seconds / wall * 100 for name, seconds in machine.items()}
+    accounted = ours + sum(seconds for name, seconds in machine.items() if name != "machine")
+    measured["cpu_pct.other"] = max(0.0, machine["machine"] - accounted) / wall * 100
+    for key, _, text in LOG_COUNTS:
+        measured[key] = float(sum(process.count_lines(text) for process in processes.all))
+    stopped = (
+        int(found.group(1))
+        for w in processes.workers
+        for found in STILL_RUNNING.finditer(w.log_text())
     )
+    measured["still_running"] = float(sum(stopped))
+    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
+    measured |= history
+    log(f"    scale: {summary(measured)}")
+    for kind, count in {
+        **samples.get("problems", {}),
+        **{f"history: {k}": n for k, n in outcomes.items()},
+    }.items():
+        log(f"    {count} x {kind}")
+    for line in samples.get("final_missing", [])[:10]:
+        log(f"    final progress missing: {line}")
+    return measured
 
 
 def run_cluster(
-    options: ClusterOptions, pinning: Pinning, workdir: Path, *, keep_database: bool = False
+    options: ClusterOptions, pinning: Pinning, workdir: Path, *, keep_database: bool
 ) -> RunResults:
     """Every repetition of the three scenarios on one fresh database; the results."""
-    reason = services_available(options.postgres_url, options.redis_url)
-    if reason is not None:
-        raise RuntimeError(reason)
+    scale_info = f"{options.scale_connections:,} connections, each running process_batch (count "
+    scale_info += f"{options.scale_count}, item_ms {options.scale_item_ms:g}); not pinned"
+    scale_info += "".join(f", {name}={value}" for name, value in options.scale_env)
+    both = "one manage.py serve and one manage.py runoperations"
     results = RunResults(
         servers=[
             ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
-            ServerInfo(
-                WORKER,
-                "one manage.py serve and one manage.py runoperations",
-                "MCP_EXECUTION=worker, both on the server CPU",
-            ),
+            ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
             ServerInfo(
                 SCALE,
                 f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations",
-                f"{options.scale_connections:,} connections, each running process_batch "
-                f"(count {options.scale_count}, item_ms {options.scale_item_ms:g}); not pinned"
-                + "".join(f", {name}={value}" for name, value in options.scale_env),
+                scale_info,
             ),
         ],
-        metrics=cluster_metrics(options),
+        metrics=options.metrics(),
         repeats=options.repeats,
     )
     logs = workdir / "cluster-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    deployment = ClusterDeployment(
-        postgres_url=options.postgres_url,
-        redis_url=options.redis_url,
-        var_dir=workdir / "cluster-var",
-    )
+    deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
     log("preparing the cluster deployment (PostgreSQL database, account, token)")
     try:
         deployment.create()
@@ -596,25 +473,15 @@ def run_cluster(
         modes = ((INLINE,) if compared else ()) + (
             (WORKER,) if compared or options.stream_calls else ()
         )
-        for repetition in range(1, options.repeats + 1):
+        for rep in range(1, options.repeats + 1):
             for execution in modes:
-                log(f"[{repetition}/{options.repeats}] cluster {execution}")
+                log(f"[{rep}/{options.repeats}] cluster {execution}")
                 results.add(
-                    execution,
-                    measure_mode(
-                        deployment,
-                        options,
-                        execution=execution,
-                        pinning=pinning,
-                        logs=logs,
-                        repetition=repetition,
-                    ),
+                    execution, measure_mode(deployment, options, execution, pinning, logs, rep)
                 )
             if options.scale_connections > 0:
-                log(f"[{repetition}/{options.repeats}] cluster scale")
-                results.add(
-                    SCALE, measure_scale(deployment, options, logs=logs, repetition=repetition)
-                )
+                log(f"[{rep}/{options.repeats}] cluster scale")
+                results.add(SCALE, measure_scale(deployment, options, logs, rep))
     finally:
         if keep_database:
             log(f"kept database {deployment.database} and Redis prefix {deployment.prefix}")
@@ -623,24 +490,65 @@ def run_cluster(
     return results
 
 
-# --- command line --------------------------------------------------------------------------------
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The standalone command line (the same option names as bench/run.py)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_run_arguments(parser, keep_tmp_help="keep logs, database, prefix")
-    add_cluster_arguments(parser)
-    return parser.parse_args(argv)
+def service_versions(options: ClusterOptions) -> list[tuple[str, str]]:
+    """PostgreSQL's and Redis's versions, for the facts table."""
+    facts = [("PostgreSQL", "unknown"), ("Redis", "unknown")]
+    try:
+        with psycopg.connect(options.postgres_url, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        facts[0] = ("PostgreSQL", str(row[0]).split()[0] if row else "unknown")
+    except psycopg.Error:
+        pass
+    client = redis.Redis.from_url(options.redis_url, socket_timeout=3)
+    try:
+        facts[1] = ("Redis", str(client.info("server").get("redis_version", "unknown")))
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    return facts
 
 
 def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path) -> str:
     """Run the cluster benchmark with run.py's or cluster.py's options; its report section."""
-    options = options_from(args)
+    options = ClusterOptions.from_args(args)
     started = time.monotonic()
     results = run_cluster(options, pinning, workdir, keep_database=args.keep_tmp)
-    minutes = (time.monotonic() - started) / 60
-    return cluster_section(results, options, pinning, command, now(), minutes)
+    pinned = f"inline and worker runs: {pinning_text(pinning.server_cpu, pinning.client_cpu)}"
+    details = f", {(time.monotonic() - started) / 60:.1f} min; medians of {options.repeats} "
+    details += f"repetitions; {pinned}; scale runs not pinned"
+    calls, progress, scale = cluster_tables(results, INLINE, WORKER)
+    traced = zip(
+        results.samples(WORKER, "hop.matched"),
+        results.samples(WORKER, "hop.unmatched"),
+        strict=False,
+    )
+    lines = [
+        run_line(now(), command, details),
+        "",
+        *table(["fact", "value"], [*machine_facts(), *service_versions(options)], 2),
+        "",
+        "#### Trivial calls, inline against worker",
+        "",
+        *calls,
+        "",
+        "#### Progress latency",
+        "",
+        *progress,
+        "",
+        "Notifications traced (not found) per repetition: "
+        + (", ".join(f"{a:,.0f} ({b:,.0f})" for a, b in traced) or "none"),
+        "",
+        f"#### {options.scale_connections:,} connections over {options.scale_web} web processes, "
+        f"{options.scale_workers} worker(s)",
+        "",
+        *scale,
+        "",
+        "#### Each repetition",
+        "",
+        *per_server_sections(results, "#####"),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def run_if_available(
@@ -648,7 +556,7 @@ def run_if_available(
 ) -> str | None:
     """`run_and_report`, or None (with a warning) when PostgreSQL or Redis is unreachable:
     `make bench` runs the other servers without them."""
-    reason = services_available(args.cluster_postgres_url, args.cluster_redis_url)
+    reason = services_unavailable(args.postgres_url, args.redis_url)
     if reason is not None:
         log(f"warning: skipping the scale-out benchmark: {reason}")
         return None
@@ -657,19 +565,24 @@ def run_if_available(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the cluster benchmark alone, print its section and write it where asked."""
-    args = parse_args(argv)
-    exit_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_run_arguments(parser, keep_tmp_help="keep logs, database, prefix")
+    add_cluster_arguments(parser)
+    args = parser.parse_args(argv)
     raise_nofile_limit()
     pinning = pinning_from(args)
     command = shlex.join(["bench/cluster.py", *(argv if argv is not None else sys.argv[1:])])
     with scratch_dir("mcp-bench-cluster-", keep=args.keep_tmp) as workdir:
+        reason = services_unavailable(args.postgres_url, args.redis_url)
+        if reason is not None:
+            raise SystemExit(reason)
         section = run_and_report(args, pinning, command, workdir)
     text = "# Scale-out benchmark results\n\n" + section
     print(text)
-    write_latest(CLUSTER_LATEST, text)
-    log(f"wrote {CLUSTER_LATEST.relative_to(ROOT)}")
+    write_latest(LATEST, text)
+    log(f"wrote {LATEST.relative_to(ROOT)}")
     if args.write_docs:
-        replace_cluster_docs(DOCS, section)
+        replace_between(DOCS, MARKER, section)
         log(f"updated {DOCS.relative_to(ROOT)}")
     return 0
 

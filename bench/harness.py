@@ -1,21 +1,29 @@
-"""Runs a plan: for each repetition, each server in turn is started, measured and stopped."""
+"""How a benchmark script runs its measurements: options, CPU pinning, servers started and
+stopped around a load generator process, and the temporary directory of a run."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
+import os
+import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
 
-from bench.process import die_with_parent, free_port, logged_errors, pinned, running
-from bench.results import RunResults, ServerInfo
+from bench.report import ROOT, RunResults, ServerInfo
 from bench.scenarios import Scenario
-from bench.targets import PYTHON, ROOT, Target
+from bench.servers import HOST, PYTHON, Target
+from mcp_server.processes import ManagedProcess, die_with_parent, free_port, pinned
 
 
 @dataclass(frozen=True)
@@ -31,106 +39,152 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_loadgen(
-    scenario: Scenario,
-    url: str,
-    server_pid: int,
-    pinning: Pinning,
-    peer_url: str | None = None,
-) -> dict[str, float]:
-    """Run one scenario in a fresh load generator process and return its metrics."""
-    server_cpu = [] if pinning.server_cpu is None else ["--server-cpu", str(pinning.server_cpu)]
-    peer = [] if peer_url is None else ["--peer-url", peer_url]
-    command = [
-        PYTHON,
-        "-m",
-        "bench.loadgen",
-        "--url",
-        url,
-        "--server-pid",
-        str(server_pid),
-        "--scenario",
-        scenario.kind,
-        "--params",
-        orjson.dumps(scenario.params()).decode(),
-        *server_cpu,
-        *peer,
-    ]
-    payload = run_load_generator(
-        command, cpu=pinning.client_cpu, timeout=scenario.timeout(), label=scenario.label
-    )
-    # JSON has no NaN: orjson writes a metric that could not be measured (NaN) as null.
-    return {
-        str(key): math.nan if value is None else float(value)
-        for key, value in payload["metrics"].items()
-    }
+def add_run_arguments(parser: argparse.ArgumentParser, *, keep_tmp_help: str) -> None:
+    """Docs, repetitions, measuring window, pinning, temp dir: the options of every script."""
+    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
+    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--keep-tmp", action="store_true", help=keep_tmp_help)
 
 
-def run_load_generator(
-    command: Sequence[str], *, cpu: int | None, timeout: float, label: str
-) -> dict[str, Any]:
-    """Run a load generator pinned to `cpu`; the JSON object of the last line it printed."""
+def pinning_from(args: argparse.Namespace) -> Pinning:
+    """The CPUs to pin to, or none when asked or impossible (no taskset, one CPU)."""
+    if args.no_pin or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        if not args.no_pin:
+            log("warning: taskset or a second CPU is missing; running unpinned")
+        return Pinning(None, None)
+    return Pinning(args.server_cpu, args.client_cpu)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds the `finally` blocks that stop the servers
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A fresh temporary directory for the block, removed after it unless `keep`; SIGTERM
+    exits through the block so that the servers are stopped."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        completed = subprocess.run(
-            pinned(command, cpu),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            preexec_fn=die_with_parent,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{label}: load generator timed out after {timeout:.0f} s") from exc
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"{label}: load generator failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
-        )
-    payload: dict[str, Any] = orjson.loads(completed.stdout.strip().splitlines()[-1])
-    return payload
+        yield workdir
+    finally:
+        if keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _summary(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{key.split('.')[-1]}={value:,.1f}" for key, value in metrics.items())
-
-
-def measure_server(
-    target: Target, plan: Sequence[Scenario], pinning: Pinning, logs: Path, repetition: int
-) -> dict[str, float]:
-    """Start one server, run every scenario against it, stop it; the metrics measured."""
-    port = free_port()
-    log_path = logs / f"{target.key}-{repetition}.log"
-    measured: dict[str, float] = {}
-    with running(
+@contextlib.contextmanager
+def running(
+    target: Target, port: int, *, log_path: Path, cpu: int | None
+) -> Iterator[ManagedProcess]:
+    """The target's server pinned to `cpu` for the block, ready (/healthz 200) when it starts."""
+    server = ManagedProcess.start(
         target.key,
         target.command(port),
         env=target.env(),
         cwd=ROOT,
         log_path=log_path,
-        cpu=pinning.server_cpu,
-        health_url=target.health_url(port),
+        cpu=cpu,
+        benchmark=True,
+    )
+    try:
+        server.wait_http_ok(f"http://{HOST}:{port}/healthz")
+        yield server
+    finally:
+        server.stop(5.0)
+
+
+def run_load(
+    scenario: Scenario,
+    urls: Sequence[str],
+    pids: Mapping[str, int],
+    *,
+    cpu: int | None,
+    server_cpu: int | None = None,
+    peer_url: str | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run one scenario in a fresh load generator (bench/loadgen.py) pinned to `cpu`; the
+    metrics it printed (null, for what it could not measure, as NaN) and its samples."""
+    command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
+    command += ["--params", orjson.dumps(scenario.params()).decode(), "--urls", ",".join(urls)]
+    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in pids.items())]
+    command += ["--server-cpu", str(server_cpu)] if server_cpu is not None else []
+    command += ["--peer-url", peer_url] if peer_url else []
+    try:
+        done = subprocess.run(
+            pinned(command, cpu),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=scenario.timeout(),
+            check=False,
+            preexec_fn=die_with_parent,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(
+            f"{scenario.label}: load generator timed out after {exc.timeout:.0f} s"
+        ) from None
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{scenario.label}: load generator failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    payload = orjson.loads(done.stdout.strip().splitlines()[-1])
+    metrics = {str(k): math.nan if v is None else float(v) for k, v in payload["metrics"].items()}
+    return metrics, dict(payload.get("samples") or {})
+
+
+def summary(metrics: Mapping[str, float]) -> str:
+    """Metrics on one line, for the progress log."""
+    return ", ".join(f"{key}={value:,.1f}" for key, value in metrics.items())
+
+
+def warn_on_errors(process: ManagedProcess) -> int:
+    """Print a process's error lines (the first five); how many there were."""
+    hits = process.error_lines()
+    if hits:
+        log(f"  warning: {process.name} logged {len(hits)} error line(s), see {process.log_path}:")
+        for line in hits[:5]:
+            log(f"    {line}")
+    return len(hits)
+
+
+def measure_server(
+    target: Target, plan: Sequence[Scenario], pinning: Pinning, logs: Path, repetition: int
+) -> dict[str, float]:
+    """Start one server, run every scenario of the plan it takes, stop it; what was measured."""
+    port = free_port()
+    measured: dict[str, float] = {}
+    with running(
+        target, port, log_path=logs / f"{target.key}-{repetition}.log", cpu=pinning.server_cpu
     ) as server:
-        for scenario in (s for s in plan if s.applies_to(target.key) and target.measures(s.kind)):
-            metrics = run_loadgen(
-                scenario, target.ws_url(port), server.pid, pinning, target.peer_ws_url(port)
+        for scenario in plan:
+            if not scenario.applies_to(target.key) or (
+                target.kinds and scenario.kind not in target.kinds
+            ):
+                continue
+            metrics, _ = run_load(
+                scenario,
+                [target.ws_url(port)],
+                {"server": server.pid},
+                cpu=pinning.client_cpu,
+                server_cpu=pinning.server_cpu,
+                peer_url=target.peer_ws_url(port),
             )
             if not server.alive():
                 raise RuntimeError(
                     f"{target.key} died during {scenario.label}:\n{server.log_tail()}"
                 )
-            log(f"    {scenario.label}: {_summary(metrics)}")
+            log(f"    {scenario.label}: {summary(metrics)}")
             measured.update(metrics)
-    _warn_on_errors(target.key, log_path)
+    warn_on_errors(server)
     return measured
-
-
-def _warn_on_errors(name: str, log_path: Path) -> None:
-    hits = logged_errors(log_path)
-    if hits:
-        log(f"  warning: {name} logged {len(hits)} error line(s), see {log_path}:")
-        for line in hits[:5]:
-            log(f"    {line}")
 
 
 def run_plan(

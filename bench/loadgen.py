@@ -1,60 +1,74 @@
-"""The load generator process: runs one scenario against one server, prints JSON metrics.
+"""The load generator process: runs one scenario against one deployment, prints JSON.
 
-Run by the harness pinned to its own CPU, e.g.
-`python -m bench.loadgen --url ws://... --server-pid 123 --scenario throughput
---params '{"concurrency": 50}'`. Prints one line `{"metrics": {...}}`; exits non-zero on any
-failure, including a reply with a wrong id or an error.
+Started by the harness pinned to its own CPU, e.g. `python -m bench.loadgen --scenario
+throughput --params '{"concurrency": 50}' --urls ws://... --pids server=123`. Prints one line
+`{"metrics": {...}, "samples": {...}}`; exits non-zero on any failure, a wrong reply included.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 import orjson
+import uvloop
 
-from bench.process import raise_nofile_limit
-from bench.registry import run_scenario, scenario_from
-from bench.scenarios import LoadTarget
+from bench.cluster_load import ClusterThroughput, FirstProgress, ProgressStream, Scale
+from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
+from bench.scenarios import (
+    ConnectInitialize,
+    IdleMemory,
+    LoadTarget,
+    QueueCancelPing,
+    Scenario,
+    Throughput,
+    UnreadReplies,
+)
+from bench.storm import ConnectionStorm
+from mcp_server.processes import raise_nofile_limit
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The load generator's command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--url", required=True, help="WebSocket URL of the MCP endpoint")
-    parser.add_argument("--server-pid", type=int, required=True, help="for RSS readings")
-    parser.add_argument("--server-cpu", type=int, default=None, help="CPU the server is pinned to")
-    parser.add_argument(
-        "--peer-url", default=None, help="the endpoint as a caller of another tenant"
+SCENARIOS: dict[str, type[Scenario]] = {
+    scenario.kind: scenario
+    for scenario in (
+        Throughput,
+        ConnectInitialize,
+        IdleMemory,
+        ImagesProgress,
+        ImagesPing,
+        HistoryProfile,
+        QueueCancelPing,
+        UnreadReplies,
+        ConnectionStorm,
+        ClusterThroughput,
+        FirstProgress,
+        ProgressStream,
+        Scale,
     )
-    parser.add_argument("--scenario", required=True, help="a kind from bench.scenarios")
-    parser.add_argument("--params", default="{}", help="the scenario's parameters as JSON")
-    parser.add_argument(
-        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="client event loop"
-    )
-    return parser.parse_args(argv)
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the scenario and print its metrics as one JSON line."""
-    args = parse_args(argv)
+    """Run the scenario on uvloop and print its metrics and samples as one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    parser.add_argument("--params", default="{}", help="the scenario's parameters as JSON")
+    parser.add_argument("--urls", required=True, help="comma-separated MCP WebSocket URLs")
+    parser.add_argument("--pids", default="", help="name=pid,... (`server` for one process)")
+    parser.add_argument("--server-cpu", type=int, default=None, help="the server's CPU")
+    parser.add_argument("--peer-url", default=None, help="the endpoint as another tenant")
+    args = parser.parse_args(argv)
     raise_nofile_limit()
-    scenario = scenario_from(args.scenario, orjson.loads(args.params))
+    scenario = SCENARIOS[args.scenario](**orjson.loads(args.params))
+    pairs = (item.split("=", 1) for item in args.pids.split(",") if item)
     target = LoadTarget(
-        url=args.url,
-        server_pid=args.server_pid,
+        urls=[url for url in args.urls.split(",") if url],
+        pids={name: int(pid) for name, pid in pairs},
         server_cpu=args.server_cpu,
         peer_url=args.peer_url,
     )
-    coroutine = run_scenario(scenario, target)
-    if args.loop == "uvloop":
-        import uvloop
-
-        metrics = uvloop.run(coroutine)
-    else:
-        metrics = asyncio.run(coroutine)
-    sys.stdout.write(orjson.dumps({"metrics": metrics}).decode() + "\n")
+    metrics, samples = uvloop.run(scenario.measure(target))
+    # JSON has no NaN: orjson writes a metric that could not be measured as null.
+    sys.stdout.write(orjson.dumps({"metrics": metrics, "samples": samples}).decode() + "\n")
     return 0
 
 

@@ -1,34 +1,45 @@
-"""Long-running operations (issue 3): `process_images` with and without progress, and pings.
+"""Long-running operations (issue 3) and the cost of history, on this service only.
 
-Both scenarios run against this service only, on a directory of demo images the harness
-generated once for the run (`make_demo_images`), and delete each run's thumbnails afterwards.
+`process_images` over the demo images the harness generated once for the run, with and
+without progress, and pings meanwhile (each run's thumbnails are deleted afterwards); and
+history recording's share of the server's CPU under C=50 `add` calls. The service has no
+switch to turn history off, so that cost is measured from inside: py-spy samples the
+server's threads (bench/pyspy.py), the writer thread counts as history throughout, the event
+loop only while it builds and hands over snapshots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import uuid4
 
-from bench.images_call import ImagesRun, process_images, remove_thumbnails
-from bench.mcp_client import McpConnection, check_result, ping_request
-from bench.pyspy import Recording, py_spy_path
-from bench.scenarios import LoadTarget, Metric, Scenario, close_all
-from bench.stats import percentile
+from bench.measure import percentile
+from bench.pyspy import Kinds, Recording, py_spy_path
+from bench.report import LONG_RUNNING, Goal, Metric
+from bench.scenarios import (
+    SERVICE_ONLY,
+    LoadTarget,
+    Scenario,
+    call_add,
+    close_all,
+    connect,
+    open_many,
+    ping_until,
+    traced_call,
+)
+from mcp_server.client.raw import RawClient, UnexpectedReply
 
-# Progress notifications per second the service sends at most (MCP_PROGRESS_MAX_RATE default).
-PROGRESS_MAX_RATE = 10.0
-# A pessimistic floor of images/s, only for the harness's time limit.
-SLOWEST_IMAGES_PER_S = 50.0
-SERVICE_ONLY = ("service",)
+SLOWEST_IMAGES_PER_S = 50.0  # a pessimistic floor, only for the harness's time limit
 # Code that exists to report progress: the tool's calls, the operation's record, the coalescer
 # and the notifications it sends (the first kind that matches a stack counts it).
-PROGRESS_KINDS = {
+PROGRESS_KINDS: Kinds = {
     "progress": (
         "(mcp_server/runtime/progress.py:",
         "ToolContext.progress (",
@@ -36,16 +47,87 @@ PROGRESS_KINDS = {
         "RunningOperation.report (",
     )
 }
+HISTORY_KINDS: Kinds = {
+    "writer": ("HistoryWriter._run (",),
+    "handoff": (
+        "(mcp_server/runtime/history.py:",
+        "(mcp_server/operations/store.py:",
+        "(mcp_server/history_insert.py:",
+        "RunningOperation.persist (",
+        "RunningOperation.add_item_error (",
+    ),
+}
 
 
-def _images_timeout(images: int, runs: int) -> float:
-    return 120.0 + runs * images / SLOWEST_IMAGES_PER_S
+def _metric(key: str, label: str, unit: str, *goals: Goal, higher: bool = False) -> Metric:
+    return Metric(key, label, unit, higher, goals, LONG_RUNNING)
 
 
-def _progress_rate(run: ImagesRun) -> float:
-    """Notifications per second, not counting the first (sent at once) and the final one
-    (sent when the call ends): between those the coalescer waits 1/rate after each send."""
-    return max(0, run.notifications - 2) / run.wall_s
+@dataclass(frozen=True)
+class ImagesRun:
+    """What one `process_images` call took and reported."""
+
+    wall_s: float
+    total: int
+    errors: int
+    notifications: int
+    server_cpu_s: float
+    foreign_pct: float
+    thumbnails: str
+
+    @property
+    def images_per_s(self) -> float:
+        """Files handled per second of wall time, as the client saw it."""
+        return self.total / self.wall_s
+
+
+async def process_images(
+    client: RawClient,
+    target: LoadTarget,
+    directory: str,
+    token: str | None,
+    sent: asyncio.Event | None = None,
+) -> ImagesRun:
+    """Call `process_images` and read until its reply; progress must rise to total of total."""
+    last = [-1.0, math.nan]  # progress, total
+
+    def see(params: dict[str, Any]) -> None:
+        progress = params.get("progress")
+        if not isinstance(progress, int | float) or progress <= last[0]:
+            raise UnexpectedReply(f"progress {progress!r} after {last[0]!r}: must increase")
+        total = params.get("total")
+        last[:] = [float(progress), float(total) if isinstance(total, int | float) else last[1]]
+
+    before = target.cpu()
+    trace = await traced_call(
+        client, "process_images", {"directory": directory}, token, on_progress=see, sent=sent
+    )
+    after = target.cpu()
+    summary = trace.structured()
+    total = int(summary.get("total") or 0)
+    if not total or int(summary["succeeded"]) + int(summary["errors"]) != total:
+        raise UnexpectedReply(f"process_images of {directory!r}: a wrong summary {summary!r:.300}")
+    if token is not None and (not trace.notes or last != [total, total]):
+        raise UnexpectedReply(
+            f"last progress {last} after {len(trace.notes)} notifications; expected {total}"
+        )
+    return ImagesRun(
+        trace.done - trace.sent,
+        total,
+        int(summary["errors"]),
+        len(trace.notes),
+        after.server_s - before.server_s,
+        before.until(after)[2],
+        str(summary.get("thumbnails", "")),
+    )
+
+
+def remove_thumbnails(tenant_root: str, run: ImagesRun) -> None:
+    """Delete the thumbnails a run wrote (only inside `<tenant_root>/thumbnails/`)."""
+    base = (Path(tenant_root) / "thumbnails").resolve()
+    written = (Path(tenant_root) / run.thumbnails).resolve()
+    if tenant_root and written != base and written.is_relative_to(base):
+        shutil.rmtree(written, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -58,73 +140,81 @@ class ImagesProgress(Scenario):
     directory: str = "demo"
     warmup_directory: str = "warmup"
     tenant_root: str = ""
-    # Sample both runs with py-spy (if installed) for progress code's share of server CPU;
-    # 0 turns it off.
+    # py-spy samples both runs (if installed) for progress code's share of server CPU; 0: off.
     profile_rate: int = 250
+    max_rate: float = 10.0  # progress notifications per second at most (MCP_PROGRESS_MAX_RATE)
 
-    @property
-    def label(self) -> str:
-        """E.g. `process_images x10000, progress on/off`."""
-        return f"process_images x{self.images}, progress on/off"
+    title: ClassVar[str] = "process_images x{images}, progress on/off"
 
     def metrics(self) -> list[Metric]:
-        """Wall time, images/s and server CPU per image for both runs, and the progress stream."""
-        k = self.kind
+        """Wall time, images/s, server CPU per image for both runs, and the progress stream."""
+        on_off = Goal(
+            "process_images time, progress on every item vs off",
+            3.0,
+            False,
+            reference="images.off.wall_s",
+        )
+        cpu = Goal(
+            "process_images server CPU, progress on vs off",
+            3.0,
+            False,
+            informative=True,
+            reference="images.off.cpu_us",
+        )
+        rate = Goal("progress notifications/s (first and final not counted)", self.max_rate, False)
         return [
-            Metric(f"{k}.on.wall_s", "process_images time, progress on", "s", False),
-            Metric(f"{k}.off.wall_s", "process_images time, progress off", "s", False),
-            Metric(f"{k}.on.images_per_s", "images/s, progress on", "images/s", True),
-            Metric(f"{k}.off.images_per_s", "images/s, progress off", "images/s", True),
-            Metric(f"{k}.overhead_pct", "progress overhead, wall time, this pair", "%", False),
-            Metric(f"{k}.on.cpu_us", "server CPU per image, progress on", "µs", False),
-            Metric(f"{k}.off.cpu_us", "server CPU per image, progress off", "µs", False),
-            Metric(f"{k}.cpu_overhead_pct", "progress overhead, server CPU", "%", False),
-            Metric(f"{k}.on.progress_pct", "progress code, share of server CPU, on", "%", False),
-            Metric(f"{k}.off.progress_pct", "progress code, share of server CPU, off", "%", False),
-            Metric(f"{k}.on.foreign_pct", "other processes on the server's CPU, on", "%", False),
-            Metric(f"{k}.off.foreign_pct", "other processes on the server's CPU, off", "%", False),
-            Metric(f"{k}.items", "items reported (progress on)", "items", False),
-            Metric(f"{k}.failed", "items failed (error log)", "items", False),
-            Metric(f"{k}.progress_sent", "progress notifications received", "items", False),
-            Metric(
-                f"{k}.progress_per_s",
+            _metric("images.on.wall_s", "process_images time, progress on", "s", on_off),
+            _metric("images.off.wall_s", "process_images time, progress off", "s"),
+            _metric("images.on.images_per_s", "images/s, progress on", "images/s", higher=True),
+            _metric("images.off.images_per_s", "images/s, progress off", "images/s", higher=True),
+            _metric("images.overhead_pct", "progress overhead, wall time, this pair", "%"),
+            _metric("images.on.cpu_us", "server CPU per image, progress on", "µs", cpu),
+            _metric("images.off.cpu_us", "server CPU per image, progress off", "µs"),
+            _metric("images.cpu_overhead_pct", "progress overhead, server CPU", "%"),
+            _metric("images.on.progress_pct", "progress code, share of server CPU, on", "%"),
+            _metric("images.off.progress_pct", "progress code, share of server CPU, off", "%"),
+            _metric("images.on.foreign_pct", "other processes on the server's CPU, on", "%"),
+            _metric("images.off.foreign_pct", "other processes on the server's CPU, off", "%"),
+            _metric("images.items", "items reported (progress on)", "items"),
+            _metric("images.failed", "items failed (error log)", "items"),
+            _metric("images.progress_sent", "progress notifications received", "items"),
+            _metric(
+                "images.progress_per_s",
                 "progress notifications/s, first and final not counted",
                 "/s",
-                False,
+                rate,
             ),
         ]
 
     def timeout(self) -> float:
-        """Three runs (warm-up, on, off) at a pessimistic rate, plus two minutes."""
-        return _images_timeout(self.images, 3)
+        return 120.0 + 3 * self.images / SLOWEST_IMAGES_PER_S
 
     async def _run_one(
-        self, connection: McpConnection, target: LoadTarget, directory: str, token: str | None
+        self, client: RawClient, target: LoadTarget, directory: str, token: str | None
     ) -> tuple[ImagesRun, float]:
-        """One call, sampled by py-spy when asked: the run and progress code's CPU share."""
         share = math.nan
         if self.profile_rate > 0 and py_spy_path() is not None:
             with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
-                output = Path(tmp) / "stacks.txt"
-                recording = Recording(target.server_pid, PROGRESS_KINDS, output, self.profile_rate)
+                recording = Recording(
+                    target.server_pid, PROGRESS_KINDS, Path(tmp) / "stacks.txt", self.profile_rate
+                )
                 async with recording:
-                    run, summary = await process_images(connection, target, directory, token)
-                if recording.profile is not None:
-                    share = recording.profile.share("progress")
+                    run = await process_images(client, target, directory, token)
+                share = recording.profile.share("progress") if recording.profile else math.nan
         else:
-            run, summary = await process_images(connection, target, directory, token)
-        remove_thumbnails(self.tenant_root, summary)
+            run = await process_images(client, target, directory, token)
+        remove_thumbnails(self.tenant_root, run)
         return run, share * 100
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Warm up on the small set, then progress on, then off, on one connection."""
-        connection = await McpConnection.open(target.url)
+        client = await connect(target.url)
         try:
-            await self._run_one(connection, target, self.warmup_directory, "warmup")
-            on, on_share = await self._run_one(connection, target, self.directory, uuid4().hex)
-            off, off_share = await self._run_one(connection, target, self.directory, None)
+            await self._run_one(client, target, self.warmup_directory, "warmup")
+            on, on_share = await self._run_one(client, target, self.directory, uuid4().hex)
+            off, off_share = await self._run_one(client, target, self.directory, None)
         finally:
-            await close_all([connection])
+            await close_all([client])
         if on.total != self.images or off.total != self.images:
             raise RuntimeError(f"expected {self.images} files, the tool saw {on.total}/{off.total}")
         values = [
@@ -133,8 +223,8 @@ class ImagesProgress(Scenario):
             on.images_per_s,
             off.images_per_s,
             (on.wall_s / off.wall_s - 1) * 100,
-            on.cpu_us_per_image,
-            off.cpu_us_per_image,
+            on.server_cpu_s / on.total * 1e6,
+            off.server_cpu_s / off.total * 1e6,
             (on.server_cpu_s / off.server_cpu_s - 1) * 100,
             on_share,
             off_share,
@@ -143,29 +233,11 @@ class ImagesProgress(Scenario):
             float(on.total),
             float(on.errors),
             float(on.notifications),
-            _progress_rate(on),
+            # Not counting the first (sent at once) and the final one (sent when the call
+            # ends): between those the coalescer waits 1/rate after each send.
+            max(0, on.notifications - 2) / on.wall_s,
         ]
-        return {metric.key: value for metric, value in zip(self.metrics(), values, strict=True)}
-
-
-async def _ping_until(
-    connection: McpConnection, start: asyncio.Event, stop: asyncio.Event, interval_s: float
-) -> list[float]:
-    """Pings every `interval_s` (back to back when 0) from `start` until `stop`; the latencies
-    of all pings sent before `stop`, the one in flight when the call ends included."""
-    await start.wait()
-    latencies: list[float] = []
-    clock = time.perf_counter
-    while not stop.is_set():
-        request_id = connection.next_id()
-        sent = clock()
-        await connection.websocket.send(ping_request(request_id))
-        check_result(await connection.websocket.recv(), request_id)
-        latencies.append(clock() - sent)
-        pause = sent + interval_s - clock()
-        if pause > 0:
-            await asyncio.sleep(pause)
-    return latencies
+        return self.values(*values)
 
 
 @dataclass(frozen=True)
@@ -179,50 +251,125 @@ class ImagesPing(Scenario):
     interval_ms: float = 5.0
     tenant_root: str = ""
 
-    @property
-    def label(self) -> str:
-        """E.g. `ping every 5 ms during process_images x10000`."""
-        return f"ping every {self.interval_ms:g} ms during process_images x{self.images}"
+    title: ClassVar[str] = "ping every {interval_ms:g} ms during process_images x{images}"
 
     def metrics(self) -> list[Metric]:
-        """Ping p50, p99 and max, how many, and the images/s of the run they probed."""
-        k = self.kind
+        goal = Goal("ping p99 on a second connection during process_images", 50_000, False)
         return [
-            Metric(f"{k}.p50_us", "ping p50 during process_images", "µs", False),
-            Metric(f"{k}.p99_us", "ping p99 during process_images", "µs", False),
-            Metric(f"{k}.max_us", "ping max during process_images", "µs", False),
-            Metric(f"{k}.pings", "pings answered during process_images", "items", True),
-            Metric(f"{k}.images_per_s", "images/s while pinged (progress on)", "images/s", True),
+            _metric("images-ping.p50_us", "ping p50 during process_images", "µs"),
+            _metric("images-ping.p99_us", "ping p99 during process_images", "µs", goal),
+            _metric("images-ping.max_us", "ping max during process_images", "µs"),
+            _metric(
+                "images-ping.pings", "pings answered during process_images", "items", higher=True
+            ),
+            _metric(
+                "images-ping.images_per_s",
+                "images/s while pinged (progress on)",
+                "images/s",
+                higher=True,
+            ),
         ]
 
     def timeout(self) -> float:
         """One run at a pessimistic rate, plus two minutes."""
-        return _images_timeout(self.images, 1)
+        return 120.0 + self.images / SLOWEST_IMAGES_PER_S
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
-        """Start `process_images` (with progress) on one connection, ping on another."""
-        worker = await McpConnection.open(target.url)
-        prober = await McpConnection.open(target.url)
+        worker, prober = await connect(target.url), await connect(target.url)
         sent, done = asyncio.Event(), asyncio.Event()
-        pings = asyncio.create_task(_ping_until(prober, sent, done, self.interval_ms / 1000))
+
+        async def pings() -> list[float]:
+            await sent.wait()
+            return (await ping_until(prober, done, self.interval_ms / 1000)).latencies
+
+        pinging = asyncio.create_task(pings())
         try:
             try:
-                run, summary = await process_images(
-                    worker, target, self.directory, uuid4().hex, sent
-                )
+                run = await process_images(worker, target, self.directory, uuid4().hex, sent)
             finally:
                 done.set()
                 sent.set()
-            latencies = await pings
+            latencies = await pinging
         finally:
-            pings.cancel()
+            pinging.cancel()
             await close_all([worker, prober])
-        remove_thumbnails(self.tenant_root, summary)
-        p50, p99, worst, count, rate = (metric.key for metric in self.metrics())
-        return {
-            p50: percentile(latencies, 0.50) * 1e6,
-            p99: percentile(latencies, 0.99) * 1e6,
-            worst: max(latencies, default=float("nan")) * 1e6,
-            count: float(len(latencies)),
-            rate: run.images_per_s,
-        }
+        remove_thumbnails(self.tenant_root, run)
+        top = max(latencies, default=math.nan)
+        values = [percentile(latencies, 0.5) * 1e6, percentile(latencies, 0.99) * 1e6, top * 1e6]
+        return self.values(*values, float(len(latencies)), run.images_per_s)
+
+
+@dataclass(frozen=True)
+class HistoryProfile(Scenario):
+    """C connections of back-to-back `add` calls while py-spy samples the server's threads."""
+
+    kind: ClassVar[str] = "history"
+    targets: ClassVar[tuple[str, ...] | None] = SERVICE_ONLY
+    concurrency: int = 50
+    warmup_s: float = 1.0
+    seconds: int = 5
+    rate: int = 100
+
+    title: ClassVar[str] = "history profile C={concurrency}, {seconds} s"
+
+    def metrics(self) -> list[Metric]:
+        """History's share of server CPU, its parts, per call, and the load while sampled."""
+        c = f"C={self.concurrency}"
+        goal = Goal("history recording, share of server CPU at C=50", 15.0, False)
+        return [
+            _metric("history.share_pct", f"history share of server CPU, {c}", "%", goal),
+            _metric("history.writer_pct", "of which the writer thread", "%"),
+            _metric("history.handoff_pct", "of which snapshots on the event loop", "%"),
+            _metric("history.us_per_call", f"history CPU per call, {c}", "µs"),
+            _metric("history.cpu_us_per_call", f"server CPU per call while sampled, {c}", "µs"),
+            _metric("history.calls_per_s", f"calls/s while sampled, {c}", "calls/s", higher=True),
+            _metric("history.samples", "py-spy samples", "items", higher=True),
+        ]
+
+    def timeout(self) -> float:
+        return self.warmup_s + self.seconds + 90.0 + self.concurrency * 0.1
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        """Load the server, sample it for `seconds`, split its CPU time."""
+        if py_spy_path() is None:
+            return dict.fromkeys((m.key for m in self.metrics()), math.nan)
+        clients = await open_many(target.urls, self.concurrency)
+        stop, done = asyncio.Event(), [0]
+
+        async def calls(client: RawClient) -> None:
+            while not stop.is_set():
+                await call_add(client)
+                done[0] += 1
+
+        workers = [asyncio.create_task(calls(client)) for client in clients]
+        try:
+            await asyncio.sleep(self.warmup_s)  # the load's warm-up, not a readiness wait
+            with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+                recording = Recording(
+                    target.server_pid, HISTORY_KINDS, Path(tmp) / "stacks.txt", self.rate
+                )
+                count, started = done[0], time.perf_counter()
+                async with recording:
+                    await asyncio.sleep(self.seconds)  # the sampling span
+                count, elapsed = done[0] - count, time.perf_counter() - started
+        finally:
+            stop.set()
+            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+            await close_all(clients)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
+        profile = recording.profile
+        if profile is None or not profile.samples or not count or profile.process_s <= 0:
+            raise RuntimeError(f"{self.label}: no samples, no calls or no server CPU time")
+        share = profile.share("writer", "handoff")
+        values = [
+            share * 100,
+            profile.share("writer") * 100,
+            profile.share("handoff") * 100,
+            share * profile.process_s / count * 1e6,
+            profile.process_s / count * 1e6,
+            count / elapsed,
+            float(profile.samples),
+        ]
+        return self.values(*values)

@@ -11,10 +11,12 @@ on the same machine stamps its arrival with `time.time()` (the same clock).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import math
+import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,32 +25,36 @@ from typing import Any
 
 import msgpack
 
-from bench.process import die_with_parent
+from bench.measure import percentile
+from bench.report import PROGRESS, Metric
+from mcp_server.processes import ManagedProcess
 
-OPERATION_PROGRESS = "operation.progress"
-# channels-redis puts 12 random bytes before each serialized message (random_prefix_length).
-RANDOM_PREFIX_LENGTH = 12
-INFLIGHT_SUFFIX = b"$inflight"
+RANDOM_PREFIX_LENGTH = 12  # channels-redis puts 12 random bytes before each message
 READY_TIMEOUT = 10.0
 _LINE = re.compile(rb"^(\d+\.\d+) \[(\d+) ([^\]]+)\] (.*)$")
-_ESCAPES = {
-    ord("n"): b"\n",
-    ord("r"): b"\r",
-    ord("t"): b"\t",
-    ord("a"): b"\a",
-    ord("b"): b"\b",
-    ord('"'): b'"',
-    ord("\\"): b"\\",
-}
+_ARGUMENT = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+HOP_METRICS = [
+    Metric(f"hop.{key}", label, "µs", section=PROGRESS)
+    for key, label in (
+        ("p50_us", "progress hop worker -> client, p50"),
+        ("p99_us", "progress hop worker -> client, p99"),
+        ("max_us", "progress hop worker -> client, max"),
+        ("sending_p50_us", "of which the worker's send until stored in Redis, p50"),
+        ("in_redis_p50_us", "of which waiting in Redis for the web process, p50"),
+        ("to_client_p50_us", "of which web process taking it -> client, p50"),
+        ("to_client_p99_us", "of which web process taking it -> client, p99"),
+    )
+] + [
+    Metric("hop.matched", "progress notifications traced", "items", True),
+    Metric("hop.unmatched", "progress notifications not found in the monitor", "items"),
+]
 
 
 @dataclass(frozen=True)
 class ProgressSend:
     """One `operation.progress` message through Redis, with the moments the monitor saw."""
 
-    operation_id: str
     progress: float
-    channel_key: bytes
     send_started: float  # ZREMRANGEBYSCORE of the same sender on the same key (Redis time)
     sender_time: float  # the ZADD's score: the sender's time.time() just before the ZADD
     stored: float  # the ZADD executed (Redis time)
@@ -60,40 +66,11 @@ def redis_cli_path() -> str | None:
     return shutil.which("redis-cli")
 
 
-def split_arguments(text: bytes) -> list[bytes]:
-    """The quoted arguments of a MONITOR line (`"ZADD" "key" ...`), unescaped."""
-    arguments: list[bytes] = []
-    index, size = 0, len(text)
-    while index < size:
-        if text[index] != ord('"'):
-            index += 1
-            continue
-        index += 1
-        current = bytearray()
-        while index < size and text[index] != ord('"'):
-            char = text[index]
-            if char == ord("\\") and index + 1 < size:
-                following = text[index + 1]
-                if following == ord("x") and index + 3 < size:
-                    current += bytes([int(text[index + 2 : index + 4], 16)])
-                    index += 4
-                    continue
-                current += _ESCAPES.get(following, bytes([following]))
-                index += 2
-                continue
-            current.append(char)
-            index += 1
-        arguments.append(bytes(current))
-        index += 1
-    return arguments
-
-
-def decode_message(member: bytes) -> dict[str, Any] | None:
-    """A channels-redis message (random prefix, then msgpack), or None if it is not one."""
+def _message(member: bytes) -> dict[str, Any] | None:
     try:
         message = msgpack.unpackb(member[RANDOM_PREFIX_LENGTH:], raw=False)
     except Exception:
-        return None
+        return None  # not a channels-redis message
     return message if isinstance(message, dict) else None
 
 
@@ -101,43 +78,60 @@ def parse_progress_sends(path: Path, prefix: str, db: int) -> list[ProgressSend]
     """Every `operation.progress` message sent under `prefix` in database `db`, in order."""
     started: dict[tuple[bytes, bytes], float] = {}
     taken: dict[bytes, float] = {}
-    # key, send started, sender's time, stored, message, member
-    pending: list[tuple[bytes, float, float, float, dict[str, Any], bytes]] = []
-    key_prefix = prefix.encode()
+    pending: list[tuple[float, float, float, float, bytes]] = []
     with path.open("rb") as lines:
         for raw in lines:
             match = _LINE.match(raw.rstrip(b"\r\n"))
             if match is None or int(match.group(2)) != db:
                 continue
             at, client = float(match.group(1)), match.group(3)
-            arguments = split_arguments(match.group(4))
-            if len(arguments) < 2 or not arguments[1].startswith(key_prefix):
+            arguments = [codecs.escape_decode(a)[0] for a in _ARGUMENT.findall(match.group(4))]
+            if len(arguments) < 2 or not arguments[1].startswith(prefix.encode()):
                 continue
             command, key = arguments[0].upper(), arguments[1]
             if command == b"ZREMRANGEBYSCORE":
                 started[(client, key)] = at
             elif command == b"ZADD" and len(arguments) >= 4:
-                member = arguments[3]
-                if key.endswith(INFLIGHT_SUFFIX):
-                    taken.setdefault(member, at)
-                    continue
-                message = decode_message(member)
-                if message is None or message.get("type") != OPERATION_PROGRESS:
-                    continue
-                began = started.get((client, key), at)
-                pending.append((key, began, float(arguments[2]), at, message, member))
+                if key.endswith(b"$inflight"):
+                    taken.setdefault(arguments[3], at)
+                elif (message := _message(arguments[3])) and message.get(
+                    "type"
+                ) == "operation.progress":
+                    progress = float(message.get("progress") or 0.0)
+                    began = started.get((client, key), at)
+                    pending.append((progress, began, float(arguments[2]), at, arguments[3]))
     return [
-        ProgressSend(
-            operation_id=str(message.get("id")),
-            progress=float(message.get("progress") or 0.0),
-            channel_key=key,
-            send_started=began,
-            sender_time=score,
-            stored=at,
-            taken=taken.get(member),
-        )
-        for key, began, score, at, message, member in pending
+        ProgressSend(p, began, score, at, taken.get(member))
+        for p, began, score, at, member in pending
     ]
+
+
+def hop_metrics(sends: list[ProgressSend], calls: list[dict[str, Any]]) -> dict[str, float]:
+    """Match each notification the client got with the Redis send of the same progress in the
+    same call; the hop's percentiles from the start of the send, and where the time went."""
+    total: list[float] = []
+    sending: list[float] = []
+    in_redis: list[float] = []
+    to_client: list[float] = []
+    unmatched = 0
+    for call in calls:
+        window = [s for s in sends if call["sent"] - 0.005 <= s.sender_time <= call["done"]]
+        by_progress = {send.progress: send for send in window}  # Redis order: the latest wins
+        for progress, arrived in call["notes"]:
+            match = by_progress.get(float(progress))
+            if match is None or match.send_started > arrived:
+                unmatched += 1
+                continue
+            total.append(arrived - match.send_started)
+            sending.append(match.stored - match.send_started)
+            if match.taken is not None:
+                in_redis.append(match.taken - match.stored)
+                to_client.append(arrived - match.taken)
+    values = [percentile(total, 0.5), percentile(total, 0.99), max(total, default=math.nan)]
+    values += [percentile(sending, 0.5), percentile(in_redis, 0.5)]
+    values += [percentile(to_client, 0.5), percentile(to_client, 0.99)]
+    metrics = {metric.key: value * 1e6 for metric, value in zip(HOP_METRICS, values, strict=False)}
+    return metrics | {"hop.matched": float(len(total)), "hop.unmatched": float(unmatched)}
 
 
 @contextlib.contextmanager
@@ -146,26 +140,14 @@ def monitoring(redis_url: str, output: Path) -> Iterator[Path]:
     cli = redis_cli_path()
     if cli is None:
         raise RuntimeError("redis-cli is not installed")
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [cli, "-u", redis_url, "monitor"],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while output.stat().st_size == 0:  # redis-cli prints OK once monitoring
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-cli monitor did not start: {output.read_text()}")
-                time.sleep(0.02)
-            yield output
-            time.sleep(0.3)  # the last lines
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+    command = [cli, "-u", redis_url, "monitor"]
+    monitor = ManagedProcess.start(
+        "redis-cli", command, env=os.environ, log_path=output, benchmark=True
+    )
+    try:
+        # redis-cli prints OK once it monitors.
+        monitor.wait_ready(lambda: output.stat().st_size > 0, what="OK", timeout=READY_TIMEOUT)
+        yield output
+        time.sleep(0.3)  # the last lines still on their way to the file
+    finally:
+        monitor.stop(5.0)

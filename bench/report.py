@@ -1,4 +1,9 @@
-"""Markdown for a run: machine facts, a table per server, medians side by side, goals."""
+"""What a run measured and how docs/BENCHMARKS.md shows it: metrics with their goals, the
+values of each repetition, and the markdown sections of `bench/run.py` and `bench/cluster.py`.
+
+A metric is declared once, by the scenario that measures it (`Metric`, with its goals and the
+report section it belongs to); everything here is derived from those declarations.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,18 @@ import os
 import platform
 import re
 import subprocess
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-from bench.goals import (
-    CALLS_C50,
-    CPU_NORMALISED,
-    CPU_PER_CALL_C50,
-    GOALS,
-    KIB_IDLE,
-    LONG_RUNNING,
-    P50_C1,
-    STORM,
-    Goal,
-)
-from bench.markdown import fmt, table
-from bench.report_long import long_running_section
-from bench.results import RunResults
-from bench.scenarios import Metric
+from bench.measure import median, spread
 
-PACKAGES = (
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = [
     "django",
     "channels",
     "daphne",
@@ -39,178 +34,312 @@ PACKAGES = (
     "mcp",
     "starlette",
     "orjson",
-)
-DOCS_START = "<!-- bench-results:start -->"
-DOCS_END = "<!-- bench-results:end -->"
+]
+INTEGER_UNITS = ("calls/s", "µs", "images/s", "items")
 SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
+# Report sections a metric may belong to (besides each server's table, where all are).
+SUMMARY, LONG_RUNNING = "summary", "long-running"
+CALLS, PROGRESS, SCALE = "calls", "progress", "scale"
 
 
 @dataclass(frozen=True)
-class RunSettings:
-    """How the run was done, for the report header."""
+class Goal:
+    """A bound on a metric of a server, absolute or as a ratio to another server's."""
 
-    command: str
+    label: str
+    bound: float
+    at_least: bool
+    baseline: str | None = None
+    # The ratio is baseline / server (for costs, where less is better: "N times cheaper").
+    inverted: bool = False
+    # Shown for insight, not one of the issues' targets.
+    informative: bool = False
+    # Another metric of the same server: the goal is the overhead (metric / reference - 1) in %.
+    reference: str | None = None
+
+    def value(self, results: RunResults, server: str, key: str) -> float:
+        """The server's median, as a ratio to the baseline's or as overhead over a reference."""
+        measured = results.median(server, key)
+        if self.reference is not None:
+            base = results.median(server, self.reference)
+            return (measured / base - 1) * 100 if base and not math.isnan(base) else math.nan
+        if self.baseline is None:
+            return measured
+        theirs = results.median(self.baseline, key)
+        numerator, denominator = (theirs, measured) if self.inverted else (measured, theirs)
+        return numerator / denominator if denominator and not math.isnan(denominator) else math.nan
+
+    def verdict(self, results: RunResults, server: str, key: str) -> str:
+        """`met`, `**missed**` or `not measured`; marked informative, or inconclusive when the
+        repetitions of an overhead spread wider than its bound."""
+        value = self.value(results, server, key)
+        met = (
+            None
+            if math.isnan(value)
+            else value >= self.bound
+            if self.at_least
+            else value <= self.bound
+        )
+        text = {True: "met", False: "**missed**", None: "not measured"}[met]
+        if self.reference is not None:
+            spreads = [results.spread(server, k) for k in (key, self.reference)]
+            noise = max(spreads) * 100 if not any(math.isnan(x) for x in spreads) else math.nan
+            if noise > self.bound:
+                text += f" (inconclusive: runs ±{noise:.0f} %)"
+        return f"({text.replace('*', '')}; informative)" if self.informative else text
+
+    def applies(self, results: RunResults, server: str, key: str) -> bool:
+        """Whether the run measured what the goal needs for this server."""
+        needed = [(server, key)]
+        needed += [(server, self.reference)] if self.reference else []
+        needed += [(self.baseline, key)] if self.baseline else []
+        return all(results.samples(who, k) for who, k in needed)
+
+    def target_text(self, unit: str) -> str:
+        """E.g. `>= 5x` or `<= 40 KiB`."""
+        sign = ">=" if self.at_least else "<="
+        if self.baseline is not None:
+            return f"{sign} {self.bound:g}x"
+        return f"{sign} {self.bound:,g} {'%' if self.reference else unit}".rstrip()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a scenario reports: a key unique in the run, how to show it, its goals."""
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = False
+    goals: tuple[Goal, ...] = ()
+    section: str = ""
+
+    @property
+    def head(self) -> str:
+        """The label with the unit, as a table shows it."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+Row = tuple[Any, ...]  # (name, label, unit[, higher is better])
+
+
+Goals = Mapping[str, tuple[Goal, ...]]
+
+
+def declare(
+    prefix: str, rows: Iterable[Row], section: str = "", goals: Goals | None = None
+) -> list[Metric]:
+    """Metrics `PREFIX.NAME` from rows (NAME, label, unit[, higher is better]) and their goals."""
+    goals = goals or {}
+    return [
+        Metric(f"{prefix}.{n}", label, unit, bool(more and more[0]), goals.get(n, ()), section)
+        for n, label, unit, *more in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the report says about a server under test."""
+
+    key: str
+    title: str
+    description: str
+
+
+@dataclass
+class RunResults:
+    """Every value measured in one run: per server, per metric, one per repetition."""
+
+    servers: list[ServerInfo]
+    metrics: list[Metric]
     repeats: int
-    server_cpu: int | None
-    client_cpu: int | None
-    database: str
+    values: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+
+    def add(self, server: str, measured: dict[str, float]) -> None:
+        """Record one repetition's values of some metrics for a server."""
+        for key, value in measured.items():
+            self.values[server][key].append(value)
+
+    def samples(self, server: str, key: str) -> list[float]:
+        """The per-repetition values (empty when not measured)."""
+        return list(self.values.get(server, {}).get(key, []))
+
+    def median(self, server: str, key: str) -> float:
+        """The median over repetitions (NaN when not measured)."""
+        return median(self.samples(server, key))
+
+    def spread(self, server: str, key: str) -> float:
+        """The largest relative distance from the median over repetitions."""
+        return spread(self.samples(server, key))
+
+    def has(self, server: str) -> bool:
+        """Whether the run measured this server."""
+        return any(server == info.key for info in self.servers)
+
+    def in_section(self, section: str) -> list[Metric]:
+        """The metrics of a report section, in declaration order."""
+        return [metric for metric in self.metrics if metric.section == section]
 
 
-def package_version(name: str) -> str:
-    """The installed version of a distribution, or `absent`."""
+def fmt(value: float, unit: str) -> str:
+    """A number as the tables show it: integers for rates and µs, decimals for small values."""
+    if math.isnan(value):
+        return "n/a"
+    if unit in INTEGER_UNITS:
+        return f"{value:,.0f}"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1) -> list[str]:
+    """A markdown table: the first `text_columns` left-aligned, the numbers right-aligned."""
+    aligns = [":---" if i < text_columns else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _first_line(path: str, prefix: str) -> str | None:
     try:
-        return version(name)
-    except PackageNotFoundError:
-        return "absent"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
 
 
-def _memory_gib() -> str:
+def _git(*args: str) -> str:
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
-
-
-def code_version(root: Path) -> str:
-    """The commit measured, and whether tracked files differed from it."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
     except OSError:
-        return "unknown"
-    if not commit:
-        return "unknown"
-    return f"{commit} with uncommitted changes" if dirty else commit
+        return ""
 
 
 def machine_facts() -> list[tuple[str, str]]:
-    """nproc, CPU, memory, kernel, Python and the versions of the packages that matter."""
-    packages = ", ".join(f"{name} {package_version(name)}" for name in PACKAGES)
+    """The commit, nproc, CPU, memory, kernel, Python and the versions that matter."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    memory = _first_line("/proc/meminfo", "MemTotal:")
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} absent")
     return [
-        ("code", code_version(Path(__file__).resolve().parent.parent)),
+        ("code", commit),
         ("nproc", str(len(os.sched_getaffinity(0)))),
-        ("CPU", _cpu_model()),
-        ("memory", _memory_gib()),
+        ("CPU", _first_line("/proc/cpuinfo", "model name") or platform.processor() or "unknown"),
+        ("memory", f"{int(memory.split()[0]) / 1024 / 1024:.1f} GiB" if memory else "unknown"),
         ("kernel", platform.release()),
         ("Python", platform.python_version()),
-        ("packages", packages),
+        ("packages", ", ".join(versions)),
     ]
 
 
-def _metric_head(metric: Metric) -> str:
-    return f"{metric.label} ({metric.unit})"
+def run_line(when: datetime, command: str, details: str) -> str:
+    """The first line of a results section: when, how, and what was pinned."""
+    return f"Run {when.strftime('%Y-%m-%d %H:%M UTC')} with `{command}`{details}."
 
 
-SUMMARY_METRICS = (
-    "throughput.c1.calls_per_s",
-    P50_C1,
-    "throughput.c1.p99_us",
-    CALLS_C50,
-    "throughput.c50.p50_us",
-    "throughput.c50.p99_us",
-    CPU_PER_CALL_C50,
-    "connect.p50_us",
-    KIB_IDLE,
-)
-
-
-def summary_section(results: RunResults) -> list[str]:
-    """Medians of the main metrics, one row per server."""
-    metrics = [results.metric(key) for key in SUMMARY_METRICS if _known(results, key)]
-    rows = [
-        [f"**{server.key}**", *(fmt(results.median(server.key, m.key), m.unit) for m in metrics)]
-        for server in results.servers
-    ]
-    return table(["server", *(_metric_head(m) for m in metrics)], rows)
-
-
-def _known(results: RunResults, key: str) -> bool:
-    return any(metric.key == key for metric in results.metrics)
+def pinning_text(server_cpu: int | None, client_cpu: int | None) -> str:
+    """`servers on CPU 0, load generator on CPU 1`, or `not pinned`."""
+    if server_cpu is None:
+        return "not pinned"
+    return f"servers on CPU {server_cpu}, load generator on CPU {client_cpu}"
 
 
 def goals_section(results: RunResults) -> list[str]:
     """Each goal for each variant of the service that ran: measured value, target, verdict."""
     rows: list[list[str]] = []
-    for server in SERVICE_VARIANTS:
-        if not results.has(server):
-            continue
-        for goal in (*GOALS, *CPU_NORMALISED, *LONG_RUNNING, *STORM):
-            if not goal.applies(results, server):
-                continue
-            value = goal.value(results, server)
-            unit = goal.unit(results)
-            rows.append(
-                [
-                    server,
-                    goal.label,
-                    fmt(value, unit),
-                    goal.target_text(unit),
-                    goal.verdict(results, server),
-                    goal_detail(results, server, goal),
-                ]
-            )
+    for server in (s for s in SERVICE_VARIANTS if results.has(s)):
+        for metric in results.metrics:
+            for goal in (g for g in metric.goals if g.applies(results, server, metric.key)):
+                unit = "%" if goal.reference else "x" if goal.baseline else metric.unit
+                mine = fmt(results.median(server, metric.key), metric.unit)
+                other = goal.reference or (goal.baseline and metric.key)
+                who = server if goal.reference else goal.baseline
+                medians = (
+                    f"{mine} / {fmt(results.median(who, other), metric.unit)}"
+                    if other and who
+                    else mine
+                )
+                rows.append(
+                    [
+                        server,
+                        goal.label,
+                        fmt(goal.value(results, server, metric.key), unit),
+                        goal.target_text(unit),
+                        goal.verdict(results, server, metric.key),
+                        f"{medians} {metric.unit}".rstrip(),
+                    ]
+                )
     return table(["server", "goal", "measured", "target", "verdict", "medians"], rows, 2)
 
 
-def goal_detail(results: RunResults, server: str, goal: Goal) -> str:
-    """The medians a goal was computed from, e.g. `1,460 / 623 calls/s`."""
-    unit = results.metric(goal.metric).unit
-    mine = fmt(results.median(server, goal.metric), unit)
-    if goal.reference is not None:
-        return f"{mine} / {fmt(results.median(server, goal.reference), unit)} {unit}"
-    if goal.baseline is None:
-        return f"{mine} {unit}"
-    theirs = fmt(results.median(goal.baseline, goal.metric), unit)
-    return f"{mine} / {theirs} {unit}"
-
-
-def server_comparison_section(results: RunResults) -> list[str]:
-    """uvicorn against daphne for the same application, when both ran."""
-    if not (results.has("service") and results.has("service-daphne")):
-        return []
-    rows = []
-    for key in (CALLS_C50, "throughput.c1.calls_per_s", P50_C1, "connect.p50_us", KIB_IDLE):
-        metric = results.metric(key)
-        uvicorn = results.median("service", key)
-        daphne = results.median("service-daphne", key)
-        ratio = uvicorn / daphne if daphne else math.nan
-        rows.append(
-            [
-                _metric_head(metric),
-                fmt(uvicorn, metric.unit),
-                fmt(daphne, metric.unit),
-                fmt(ratio, "x"),
-            ]
-        )
+def _measured(results: RunResults, section: str, servers: Sequence[str]) -> list[Metric]:
     return [
-        "### uvicorn or daphne for the same application",
-        "",
-        *table(["metric", "uvicorn (serve)", "daphne", "uvicorn / daphne"], rows),
-        "",
+        m for m in results.in_section(section) if any(results.samples(s, m.key) for s in servers)
     ]
 
 
-def per_server_sections(results: RunResults) -> list[str]:
+def summary_section(results: RunResults) -> list[str]:
+    """Medians of the main metrics, one row per server; uvicorn against daphne when both ran."""
+    servers = [server.key for server in results.servers]
+    metrics = _measured(results, SUMMARY, servers)
+    rows = [
+        [f"**{s}**", *(fmt(results.median(s, m.key), m.unit) for m in metrics)] for s in servers
+    ]
+    lines = ["### Medians", "", *table(["server", *(m.head for m in metrics)], rows), ""]
+    if results.has("service") and results.has("service-daphne"):
+        compared = []
+        for m in metrics:
+            uvicorn, daphne = (
+                results.median("service", m.key),
+                results.median("service-daphne", m.key),
+            )
+            ratio = fmt(uvicorn / daphne if daphne else math.nan, "x")
+            compared.append([m.head, fmt(uvicorn, m.unit), fmt(daphne, m.unit), ratio])
+        header = ["metric", "uvicorn (serve)", "daphne", "uvicorn / daphne"]
+        lines += [
+            "### uvicorn or daphne for the same application",
+            "",
+            *table(header, compared),
+            "",
+        ]
+    return lines
+
+
+def long_running_section(results: RunResults) -> list[str]:
+    """process_images with progress on and off, pings meanwhile, the cost of history."""
+    metrics = _measured(results, LONG_RUNNING, ["service"])
+    if not metrics:
+        return []
+    rows = []
+    for m in metrics:
+        goals = [g for g in m.goals if g.applies(results, "service", m.key)]
+        spread = results.spread("service", m.key)
+        rows.append(
+            [
+                m.head,
+                fmt(results.median("service", m.key), m.unit),
+                "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %",
+                "; ".join(g.target_text(m.unit) for g in goals),
+                "; ".join(g.verdict(results, "service", m.key) for g in goals),
+            ]
+        )
+    note = "This service (`manage.py serve`) only; medians over the repetitions."
+    header = ["measurement", "median", "spread", "target", "verdict"]
+    return ["### Long-running operations", "", note, "", *table(header, rows), ""]
+
+
+def per_server_sections(results: RunResults, level: str = "####") -> list[str]:
     """A table per server: every metric, each repetition, median and spread."""
     lines: list[str] = []
     reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
@@ -223,31 +352,24 @@ def per_server_sections(results: RunResults) -> list[str]:
             cells = [fmt(value, metric.unit) for value in samples]
             cells += ["n/a"] * (results.repeats - len(cells))
             spread = results.spread(server.key, metric.key)
+            median_cell = f"**{fmt(results.median(server.key, metric.key), metric.unit)}**"
             rows.append(
                 [
-                    _metric_head(metric),
+                    metric.head,
                     *cells,
-                    f"**{fmt(results.median(server.key, metric.key), metric.unit)}**",
+                    median_cell,
                     "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %",
                 ]
             )
-        lines += [f"#### {server.key}: {server.title}", "", f"{server.description}.", ""]
-        lines += table(["metric", *reps, "median", "spread"], rows)
-        lines.append("")
+        lines += [f"{level} {server.key}: {server.title}", "", f"{server.description}.", ""]
+        lines += [*table(["metric", *reps, "median", "spread"], rows), ""]
     return lines
 
 
-def results_section(results: RunResults, settings: RunSettings, when: datetime) -> str:
-    """The whole results section (what `--write-docs` puts into docs/BENCHMARKS.md)."""
-    pinning = (
-        f"servers on CPU {settings.server_cpu}, load generator on CPU {settings.client_cpu}"
-        if settings.server_cpu is not None
-        else "not pinned"
-    )
+def results_section(results: RunResults, first_line: str) -> str:
+    """The results section of `bench/run.py` (what `--write-docs` puts into the docs)."""
     lines = [
-        f"Run {when.strftime('%Y-%m-%d %H:%M UTC')} with `{settings.command}`; "
-        f"medians of {settings.repeats} repetitions; {pinning}; "
-        f"database of the service: {settings.database}.",
+        first_line,
         "",
         *table(["fact", "value"], machine_facts(), 2),
         "",
@@ -255,11 +377,7 @@ def results_section(results: RunResults, settings: RunSettings, when: datetime) 
         "",
         *goals_section(results),
         "",
-        "### Medians",
-        "",
         *summary_section(results),
-        "",
-        *server_comparison_section(results),
         *long_running_section(results),
         "### Each server, each repetition",
         "",
@@ -268,22 +386,66 @@ def results_section(results: RunResults, settings: RunSettings, when: datetime) 
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value / 1000:,.2f} ms"
+
+
+def cluster_tables(results: RunResults, a: str, b: str) -> tuple[list[str], list[str], list[str]]:
+    """The scale-out report's tables: calls and progress, server `a` against `b`, and the
+    scale runs' repetitions with the worst value."""
+    calls = []
+    for m in _measured(results, CALLS, [a, b]):
+        first, second = results.median(a, m.key), results.median(b, m.key)
+        # A ratio to what inline mode hardly uses (Redis, PostgreSQL, others) means nothing.
+        plain = not m.key.endswith((".redis", ".postgres", ".other")) and first
+        calls.append(
+            [
+                m.head,
+                fmt(first, m.unit),
+                fmt(second, m.unit),
+                fmt(second / first, "x") if plain else "",
+            ]
+        )
+    progress = []
+    for m in _measured(results, PROGRESS, [a, b]):
+        first, second = results.median(a, m.key), results.median(b, m.key)
+        diff = (
+            "n/a"
+            if math.isnan(first) or math.isnan(second)
+            else f"{(second - first) / 1000:+.2f} ms"
+        )
+        progress.append([m.label, _ms(first), _ms(second), diff])
+    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
+    scale = []
+    for m in _measured(results, SCALE, [SCALE]):
+        samples = results.samples(SCALE, m.key)
+        finite = [value for value in samples if not math.isnan(value)]
+        worst = (max if not m.higher_is_better else min)(finite) if finite else math.nan
+        cells = [fmt(value, m.unit) for value in samples] + ["n/a"] * (
+            results.repeats - len(samples)
+        )
+        scale.append([m.head, *cells, f"**{fmt(worst, m.unit)}**"])
+    return (
+        table(["trivial tools/call (add)", a, b, f"{b} / {a}"], calls),
+        table(["progress", a, b, f"{b} - {a}"], progress),
+        table(["measurement", *reps, "worst"], scale),
+    )
+
+
 def write_latest(path: Path, text: str) -> None:
-    """Write the standalone report, creating its directory."""
+    """Write a standalone report, creating its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def replace_docs_section(path: Path, section: str) -> None:
-    """Replace what lies between the results markers of a markdown file."""
+def replace_between(path: Path, marker: str, section: str) -> None:
+    """Replace what lies between `<!-- MARKER:start -->` and `<!-- MARKER:end -->` of a file."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(DOCS_START) + r".*?" + re.escape(DOCS_END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise RuntimeError(
-            f"{path} has no results markers: add a line {DOCS_START} and a line {DOCS_END}"
-        )
-    replacement = f"{DOCS_START}\n{section.rstrip()}\n{DOCS_END}"
-    path.write_text(pattern.sub(lambda _: replacement, text, count=1))
+        raise RuntimeError(f"{path} has no lines {start} and {end}")
+    path.write_text(pattern.sub(lambda _: f"{start}\n{section.rstrip()}\n{end}", text, count=1))
 
 
 def now() -> datetime:

@@ -1,9 +1,9 @@
-"""What the load generator measures. Each scenario runs inside the load generator process.
+"""What the load generator measures, and the client steps the scenarios are made of.
 
-To add a scenario: subclass `Scenario` as a frozen dataclass (its fields are its parameters,
-sent to the load generator as JSON), give it a unique `kind`, list its `metrics()`, implement
-`run()`, register it in `SCENARIOS` of `bench/registry.py`, and add an instance to the plan in
-`run.py`. Set `targets` to measure only some servers (e.g. `("service",)`).
+A scenario is a frozen dataclass: its fields are its parameters (sent to the load generator
+as JSON), `kind` names it, `metrics()` declares every number it reports with its goals (the
+report is built from these), `run()` measures. To add one: subclass `Scenario`, list it in
+`SCENARIOS` of bench/loadgen.py, and add an instance to the plan in bench/run.py.
 """
 
 from __future__ import annotations
@@ -13,57 +13,69 @@ import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench import cpu
-from bench.mcp_client import INITIALIZED as INITIALIZED_NOTIFICATION
-from bench.mcp_client import McpConnection, check_result, initialize_request
-from bench.stats import percentile
+import orjson
+from websockets.exceptions import ConnectionClosed
 
+from bench.measure import CpuSample, percentile, rss_kib, settled
+from bench.report import SUMMARY, Goal, Goals, Metric, Row, declare
+from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
+from mcp_server.client.wire import INITIALIZED, initialize_params, request_frame, tool_call_params
+
+CLIENT_NAME = "mcp-bench"
 OPEN_CONCURRENCY = 50
-RSS_SETTLE_INTERVAL = 0.1
-RSS_SETTLE_TIMEOUT = 3.0
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One number a scenario reports: a key unique in the plan and how to show it."""
-
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool
+SOCKET = {"open_timeout": 30.0, "ping_interval": None}  # no keepalive pings of its own
+RSS_SETTLE = (0.1, 3.0)  # read every 0.1 s until it stops moving, at most 3 s
+SERVICE_ONLY = ("service",)
 
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """The server under test, as the load generator sees it."""
+    """The deployment as the load generator sees it: its endpoints and processes (`server`
+    for a single process), the CPU it is pinned to, an endpoint as a caller of a second tenant."""
 
-    url: str
-    server_pid: int
+    urls: list[str]
+    pids: dict[str, int]
     server_cpu: int | None = None
-    # The same endpoint as a caller of another tenant (None: the target has no second one).
     peer_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The (first) MCP endpoint."""
+        return self.urls[0]
+
+    @property
+    def server_pid(self) -> int:
+        """The server of a single-process target."""
+        return self.pids["server"]
+
+    def rss(self) -> int:
+        """The server's RSS in KiB."""
+        return rss_kib(self.server_pid)
+
+    def cpu(self) -> CpuSample:
+        """The server's, this process's and the server CPU's cumulative CPU times."""
+        return CpuSample.take(self.server_pid, self.server_cpu)
 
 
 class Scenario(ABC):
-    """A measurement the load generator runs against one server, returning named numbers."""
+    """A measurement the load generator runs against one deployment, returning named numbers."""
 
     kind: ClassVar[str]
-    # The keys of the targets this scenario measures; None: every target.
-    targets: ClassVar[tuple[str, ...] | None] = None
+    title: ClassVar[str]
+    targets: ClassVar[tuple[str, ...] | None] = None  # the target keys it measures (None: all)
 
     def applies_to(self, target_key: str) -> bool:
         """Whether the plan runs this scenario against the target called `target_key`."""
         return self.targets is None or target_key in self.targets
 
     @property
-    @abstractmethod
     def label(self) -> str:
-        """A short unique name within a plan, e.g. `throughput C=50`."""
+        """A unique name within a plan: `title` with the parameters, e.g. `throughput C=50`."""
+        return self.title.format(**vars(self))
 
     @abstractmethod
     def metrics(self) -> list[Metric]:
@@ -73,145 +85,273 @@ class Scenario(ABC):
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Measure; return a value for each metric key. Raise on any wrong reply."""
 
-    @abstractmethod
     def timeout(self) -> float:
         """Seconds after which the harness gives up on the load generator."""
+        return 240.0
+
+    async def measure(self, target: LoadTarget) -> tuple[dict[str, float], dict[str, Any]]:
+        """`run`, checked to report every metric it declares; samples for the harness (none)."""
+        metrics = await self.run(target)
+        missing = {metric.key for metric in self.metrics()} - metrics.keys()
+        if missing:
+            raise RuntimeError(f"{self.label} did not report {sorted(missing)}")
+        return metrics, {}
 
     def params(self) -> dict[str, Any]:
         """The parameters, as JSON for the load generator's command line."""
         return dict(vars(self))
 
+    def values(self, *values: float) -> dict[str, float]:
+        """Values in the order of the declared metrics, by key."""
+        return {metric.key: value for metric, value in zip(self.metrics(), values, strict=True)}
 
-def _key(kind: str, suffix: str, metric: str) -> str:
-    return f"{kind}.{suffix}.{metric}" if suffix else f"{kind}.{metric}"
+
+# --- client steps --------------------------------------------------------------------------
+
+
+async def connect(url: str, *, initialize: bool = True) -> RawClient:
+    """A connection as every load generator opens it."""
+    return await RawClient.open(url, initialize=initialize, client_name=CLIENT_NAME, **SOCKET)
+
+
+def call_frame(request_id: int, name: str, arguments: Any, token: str | None = None) -> str:
+    """A `tools/call` frame, with a progressToken when given."""
+    return request_frame(request_id, "tools/call", tool_call_params(name, arguments, token))
+
+
+async def call_add(client: RawClient) -> None:
+    """One `tools/call` of `add` (1 + 2), its reply read and checked: the hot loops' step."""
+    request_id = client.next_id()
+    await client.ws.send(call_frame(request_id, "add", {"a": 1, "b": 2}))
+    raw = await client.ws.recv()
+    structured = expect_result(raw, request_id).get("structuredContent")
+    if not isinstance(structured, dict) or structured.get("result") != 3:
+        raise UnexpectedReply(f"unexpected add result for id {request_id}: {raw!r:.300}")
+
+
+async def ping(client: RawClient) -> None:
+    """One `ping`, its empty result read and checked."""
+    request_id = client.next_id()
+    await client.ws.send(request_frame(request_id, "ping", {}))
+    expect_result(await client.ws.recv(), request_id)
 
 
 async def open_many(
-    url: str,
+    urls: Sequence[str],
     count: int,
     parallel: int = OPEN_CONCURRENCY,
-    *,
-    opened_at: list[float] | None = None,
-) -> list[McpConnection]:
-    """Open `count` initialized connections, at most `parallel` handshakes at a time; append
-    the `perf_counter` instant each one became ready to `opened_at` when given."""
+    opened: list[float] | None = None,
+) -> list[RawClient]:
+    """`count` initialized connections, the i-th to `urls[i % len(urls)]`, `parallel` handshakes
+    at a time, all or none; the `perf_counter` instant each was ready goes to `opened`."""
     gate = asyncio.Semaphore(parallel)
 
-    async def one() -> McpConnection:
+    async def one(index: int) -> RawClient:
         async with gate:
-            connection = await McpConnection.open(url)
-        if opened_at is not None:
-            opened_at.append(time.perf_counter())
-        return connection
+            client = await connect(urls[index % len(urls)])
+        if opened is not None:
+            opened.append(time.perf_counter())
+        return client
 
-    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    connections = [result for result in results if isinstance(result, McpConnection)]
+    results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
+    clients = [result for result in results if isinstance(result, RawClient)]
     failures = [result for result in results if isinstance(result, BaseException)]
     if failures:
-        await close_all(connections)
-        raise failures[0]
-    return connections
+        await close_all(clients)
+        raise RuntimeError(f"{len(failures)} of {count} connections failed") from failures[0]
+    return clients
 
 
-async def close_all(connections: list[McpConnection]) -> None:
+async def close_all(clients: Sequence[RawClient]) -> None:
     """Close connections concurrently, ignoring the ones already broken."""
 
-    async def one(connection: McpConnection) -> None:
+    async def one(client: RawClient) -> None:
         with contextlib.suppress(Exception):
-            await connection.close()
+            await client.close()
 
-    await asyncio.gather(*(one(connection) for connection in connections))
+    await asyncio.gather(*(one(client) for client in clients))
+
+
+@dataclass
+class Pings:
+    """What a pinging client saw: each reply's latency (s), and the `add` calls answered."""
+
+    latencies: list[float] = field(default_factory=list)
+    calls: int = 0
+
+
+async def ping_until(
+    client: RawClient,
+    stop: asyncio.Event,
+    interval_s: float = 0.0,
+    add_every: int = 0,
+    limit: float | None = None,
+) -> Pings:
+    """Ping every `interval_s` (back to back for 0; every `add_every`-th request an `add` call;
+    a reply slower than `limit` s fails) until `stop`; the request in flight then counts too."""
+    seen = Pings()
+    while not stop.is_set():
+        sent = time.perf_counter()
+        calling = add_every and (len(seen.latencies) + 1) % add_every == 0
+        await asyncio.wait_for(call_add(client) if calling else ping(client), limit)
+        seen.calls += bool(calling)
+        seen.latencies.append(time.perf_counter() - sent)
+        pause = sent + interval_s - time.perf_counter()
+        if pause > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+    return seen
+
+
+def latency_summary(latencies: Sequence[float], scale: float) -> tuple[float, float, float]:
+    """p50, p99 and max, times `scale` (1e3 for ms, 1e6 for µs)."""
+    top = max(latencies, default=math.nan)
+    return percentile(latencies, 0.5) * scale, percentile(latencies, 0.99) * scale, top * scale
+
+
+@dataclass
+class CallTrace:
+    """One `tools/call` as the client saw it: wall-clock times (`time.time()`, the clock
+    Redis MONITOR shows) of the request, of each progress notification, and of the reply."""
+
+    sent: float
+    notes: list[tuple[float, float]] = field(default_factory=list)  # (progress, at)
+    done: float = math.nan
+    reply: dict[str, Any] | None = None
+
+    def structured(self) -> dict[str, Any]:
+        """The result's structuredContent ({} when absent); UnexpectedReply for an error."""
+        result = (self.reply or {}).get("result")
+        if not isinstance(result, dict) or result.get("isError"):
+            raise UnexpectedReply(f"the call failed: {self.reply!r:.500}")
+        value = result.get("structuredContent")
+        return value if isinstance(value, dict) else {}
+
+
+async def traced_call(
+    client: RawClient,
+    name: str,
+    arguments: Any,
+    token: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    sent: asyncio.Event | None = None,
+    within: float | None = None,
+) -> CallTrace:
+    """Send one call and read until its reply, answering the server's pings on the way.
+    Progress for another token fails it; TimeoutError after `within` s without the reply."""
+    request_id = client.next_id()
+    deadline = math.inf if within is None else time.monotonic() + within
+    trace = CallTrace(sent=time.time())
+    await client.ws.send(call_frame(request_id, name, arguments, token))
+    if sent is not None:
+        sent.set()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        raw = await asyncio.wait_for(client.ws.recv(), None if within is None else left)
+        at, message = time.time(), orjson.loads(raw)
+        method = message.get("method")
+        if method == "notifications/progress":
+            params = message.get("params") or {}
+            if params.get("progressToken") != token:
+                raise UnexpectedReply(f"progress for another token than {token!r}: {raw!r:.300}")
+            trace.notes.append((float(params["progress"]), at))
+            if on_progress is not None:
+                on_progress(params)
+        elif method == "ping" and "id" in message:
+            await client.answer_ping(message)
+        elif method is None and message.get("id") == request_id:
+            trace.done, trace.reply = at, message
+            return trace
+        # Any other notification (a log message) is not ours to judge.
+
+
+# --- the foundation scenarios --------------------------------------------------------------
+
+THROUGHPUT_GOALS: dict[int, Goals] = {
+    50: {
+        "calls_per_s": (
+            Goal("calls/s at C=50, vs the SDK", 5.0, True, baseline="sdk"),
+            Goal("calls/s at C=50, vs raw websockets", 0.15, True, baseline="raw"),
+        ),
+        # Per unit of server CPU: on a shared machine other processes take CPU time from the
+        # servers unevenly; this ratio does not care.
+        "cpu_us_per_call": (
+            Goal("calls per server CPU-second at C=50, vs the SDK", 5.0, True, "sdk", True, True),
+            Goal("calls per server CPU-second at C=50, vs raw", 0.15, True, "raw", True, True),
+        ),
+    },
+    1: {"p50_us": (Goal("p50 latency at C=1, vs raw websockets", 3.0, False, baseline="raw"),)},
+}
 
 
 @dataclass(frozen=True)
 class Throughput(Scenario):
-    """C connections each doing back-to-back `tools/call add`: calls/s and latency."""
+    """C connections each doing back-to-back `tools/call add`: calls/s, latency, CPU."""
 
     kind: ClassVar[str] = "throughput"
     concurrency: int
     warmup_s: float = 1.0
     window_s: float = 3.0
 
-    @property
-    def label(self) -> str:
-        """E.g. `throughput C=50`."""
-        return f"throughput C={self.concurrency}"
+    title: ClassVar[str] = "throughput C={concurrency}"
 
     def metrics(self) -> list[Metric]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
-        suffix = f"c{self.concurrency}"
-        c = f"C={self.concurrency}"
-        return [
-            Metric(_key(self.kind, suffix, "calls_per_s"), f"calls/s, {c}", "calls/s", True),
-            Metric(_key(self.kind, suffix, "p50_us"), f"p50 latency, {c}", "µs", False),
-            Metric(_key(self.kind, suffix, "p99_us"), f"p99 latency, {c}", "µs", False),
-            Metric(
-                _key(self.kind, suffix, "cpu_us_per_call"), f"server CPU per call, {c}", "µs", False
-            ),
-            Metric(_key(self.kind, suffix, "server_cpu_pct"), f"server CPU, {c}", "%", False),
-            Metric(
-                _key(self.kind, suffix, "client_cpu_pct"), f"load generator CPU, {c}", "%", False
-            ),
-            Metric(
-                _key(self.kind, suffix, "foreign_cpu_pct"),
-                f"other processes on the server's CPU, {c}",
-                "%",
-                False,
-            ),
+        c, goals = self.concurrency, THROUGHPUT_GOALS.get(self.concurrency, {})
+        summary: list[Row] = [("calls_per_s", f"calls/s, C={c}", "calls/s", True)]
+        summary += [
+            ("p50_us", f"p50 latency, C={c}", "µs"),
+            ("p99_us", f"p99 latency, C={c}", "µs"),
         ]
+        cpu: list[Row] = [("cpu_us_per_call", f"server CPU per call, C={c}", "µs")]
+        rest: list[Row] = [("server_cpu_pct", f"server CPU, C={c}", "%")]
+        rest += [("client_cpu_pct", f"load generator CPU, C={c}", "%")]
+        rest += [("foreign_cpu_pct", f"other processes on the server's CPU, C={c}", "%")]
+        if c == 50:
+            summary, cpu = summary + cpu, []
+        prefix = f"throughput.c{c}"
+        return declare(prefix, summary, SUMMARY, goals) + declare(prefix, cpu + rest, "", goals)
 
     def timeout(self) -> float:
-        """Warm-up and window plus time to open and close the connections."""
         return self.warmup_s + self.window_s + 60.0 + self.concurrency * 0.1
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Open the connections, then call in a loop; count what completes in the window."""
-        connections = await open_many(target.url, self.concurrency)
-        try:
-            start = time.perf_counter()
-            window_start = start + self.warmup_s
-            window_end = window_start + self.window_s
-            accounting = asyncio.create_task(_cpu_over(target, window_start, window_end))
-            per_worker = await asyncio.gather(
-                *(_call_loop(connection, window_start, window_end) for connection in connections)
-            )
-            used = await accounting
-        finally:
-            await close_all(connections)
-        latencies = [sample for samples in per_worker for sample in samples]
-        calls, p50, p99, per_call, server_cpu, client_cpu, foreign_cpu = (
-            m.key for m in self.metrics()
-        )
+        latencies, (first, last) = await self.load(target)
+        server, client, foreign = first.until(last)
         rate = len(latencies) / self.window_s
-        return {
-            calls: rate,
-            per_call: used.server_pct / 100 / rate * 1e6 if rate else math.nan,
-            p50: percentile(latencies, 0.50) * 1e6,
-            p99: percentile(latencies, 0.99) * 1e6,
-            server_cpu: used.server_pct,
-            client_cpu: used.client_pct,
-            foreign_cpu: used.foreign_pct,
-        }
+        per_call = server / 100 / rate * 1e6 if rate else math.nan
+        p50, p99, _ = latency_summary(latencies, 1e6)
+        return self.values(rate, p50, p99, per_call, server, client, foreign)
+
+    async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
+        clients = await open_many(target.urls, self.concurrency)
+        try:
+            start = time.perf_counter() + self.warmup_s
+            end = start + self.window_s
+            window = asyncio.create_task(self.cpu_window(target, start, end))
+            per_client = await asyncio.gather(*(_call_loop(c, start, end) for c in clients))
+            readings = await window
+        finally:
+            await close_all(clients)
+        return [sample for samples in per_client for sample in samples], readings
+
+    async def cpu_window(self, target: LoadTarget, start: float, end: float) -> tuple[Any, Any]:
+        """CPU readings at two `perf_counter` instants (sleeps until each)."""
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        first = target.cpu()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        return first, target.cpu()
 
 
-async def _cpu_over(target: LoadTarget, start: float, end: float) -> cpu.CpuUsage:
-    """CPU shares between two `perf_counter` instants (sleeps until each)."""
-    await asyncio.sleep(max(0.0, start - time.perf_counter()))
-    first = cpu.sample(target.server_pid, target.server_cpu)
-    await asyncio.sleep(max(0.0, end - time.perf_counter()))
-    return cpu.usage(first, cpu.sample(target.server_pid, target.server_cpu))
-
-
-async def _call_loop(
-    connection: McpConnection, window_start: float, window_end: float
-) -> list[float]:
-    """Back-to-back calls until the window ends; latencies (s) of calls completed in it."""
+async def _call_loop(client: RawClient, window_start: float, window_end: float) -> list[float]:
     latencies: list[float] = []
-    clock = time.perf_counter
     while True:
-        sent = clock()
-        await connection.call_add()
-        done = clock()
+        sent = time.perf_counter()
+        await call_add(client)
+        done = time.perf_counter()
         if done >= window_end:
             return latencies
         if done >= window_start:
@@ -225,58 +365,31 @@ class ConnectInitialize(Scenario):
     kind: ClassVar[str] = "connect"
     count: int = 200
 
-    @property
-    def label(self) -> str:
-        """E.g. `connect+initialize x200`."""
-        return f"connect+initialize x{self.count}"
+    title: ClassVar[str] = "connect+initialize x{count}"
 
     def metrics(self) -> list[Metric]:
         """p50 and p99 of connect+initialize."""
-        return [
-            Metric(_key(self.kind, "", "p50_us"), "connect+initialize p50", "µs", False),
-            Metric(_key(self.kind, "", "p99_us"), "connect+initialize p99", "µs", False),
-        ]
+        p50 = declare("connect", [("p50_us", "connect+initialize p50", "µs")], SUMMARY)
+        return p50 + declare("connect", [("p99_us", "connect+initialize p99", "µs")])
 
     def timeout(self) -> float:
-        """Generous: 100 ms per connection plus a minute."""
         return 60.0 + self.count * 0.1
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Connect, initialize, close; one connection at a time."""
         samples: list[float] = []
+        initialize = request_frame(1, "initialize", initialize_params(CLIENT_NAME, "1.0"))
         for _ in range(self.count):
             started = time.perf_counter()
-            connection = await McpConnection.open_uninitialized(target.url)
+            client = await connect(target.url, initialize=False)
             try:
-                await connection.websocket.send(initialize_request(1))
-                check_result(await connection.websocket.recv(), 1)
+                await client.ws.send(initialize)
+                expect_result(await client.ws.recv(), 1)
                 samples.append(time.perf_counter() - started)
-                await connection.websocket.send(INITIALIZED_NOTIFICATION)
+                await client.ws.send(INITIALIZED)
             finally:
-                await connection.close()
-        p50, p99 = (m.key for m in self.metrics())
-        return {p50: percentile(samples, 0.50) * 1e6, p99: percentile(samples, 0.99) * 1e6}
-
-
-def read_rss_kib(pid: int) -> int:
-    """The resident set size of a process in KiB, from /proc/PID/status (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-async def settled(read: Callable[[], int], interval: float, limit: float) -> int:
-    """Poll `read` until two consecutive values are equal, or for `limit` s; the last value."""
-    deadline = time.monotonic() + limit
-    previous = read()
-    while time.monotonic() < deadline:
-        await asyncio.sleep(interval)
-        current = read()
-        if current == previous:
-            return current
-        previous = current
-    return previous
+                await client.close()
+        return self.values(*latency_summary(samples, 1e6)[:2])
 
 
 @dataclass(frozen=True)
@@ -286,40 +399,136 @@ class IdleMemory(Scenario):
     kind: ClassVar[str] = "idle"
     connections: int = 1000
 
-    @property
-    def label(self) -> str:
-        """E.g. `idle memory x1000`."""
-        return f"idle memory x{self.connections}"
+    title: ClassVar[str] = "idle memory x{connections}"
 
     def metrics(self) -> list[Metric]:
-        """KiB per idle connection, and the server's RSS before opening them."""
-        return [
-            Metric(_key(self.kind, "", "kib_per_conn"), "KiB per idle connection", "KiB", False),
-            Metric(_key(self.kind, "", "rss_before_mib"), "server RSS before", "MiB", False),
-            Metric(_key(self.kind, "", "open_s"), f"time to open {self.connections}", "s", False),
-        ]
+        goals = {"kib_per_conn": (Goal("KiB per idle connection", 40.0, at_least=False),)}
+        per_conn = declare(
+            "idle", [("kib_per_conn", "KiB per idle connection", "KiB")], SUMMARY, goals
+        )
+        rest = [("rss_before_mib", "server RSS before", "MiB")]
+        return per_conn + declare(
+            "idle", [*rest, ("open_s", f"time to open {self.connections}", "s")]
+        )
 
     def timeout(self) -> float:
         """Generous: 50 ms per connection plus a minute."""
         return 60.0 + self.connections * 0.05
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
-        """RSS before, open and initialize all connections, RSS once it settles, close all."""
-
-        def rss() -> int:
-            return read_rss_kib(target.server_pid)
-
-        before = await settled(rss, RSS_SETTLE_INTERVAL, RSS_SETTLE_TIMEOUT)
+        before = await settled(target.rss, *RSS_SETTLE)
         started = time.perf_counter()
-        connections = await open_many(target.url, self.connections)
+        clients = await open_many(target.urls, self.connections)
         opened = time.perf_counter() - started
         try:
-            after = await settled(rss, RSS_SETTLE_INTERVAL, RSS_SETTLE_TIMEOUT)
+            after = await settled(target.rss, *RSS_SETTLE)
         finally:
-            await close_all(connections)
-        per_conn, rss_before, open_s = (m.key for m in self.metrics())
-        return {
-            per_conn: (after - before) / self.connections,
-            rss_before: before / 1024,
-            open_s: opened,
-        }
+            await close_all(clients)
+        return self.values((after - before) / self.connections, before / 1024, opened)
+
+
+@dataclass(frozen=True)
+class QueueCancelPing(Scenario):
+    """Issue 10: one tenant queues `count` long `sleep` calls on a connection (all but the few
+    its limit runs wait in the fair queue), then disconnects, which cancels every one; another
+    tenant pings back to back all along. Its ping latency while they queue and after."""
+
+    kind: ClassVar[str] = "queue-cancel"
+    targets: ClassVar[tuple[str, ...] | None] = SERVICE_ONLY
+    count: int = 10_000
+    after_s: float = 3.0  # how long the pings go on after the disconnect
+    sleep_s: float = 3600  # longer than the scenario: no call ends by itself
+
+    title: ClassVar[str] = "ping while {count} queued calls are cancelled"
+
+    def metrics(self) -> list[Metric]:
+        """Ping p50, p99 and max after the disconnect and while the calls queue."""
+        phases = (("cancel", "after the disconnect"), ("queue", "while the calls queue"))
+        rows = [
+            (f"{k}.{s}_ms", f"ping {s} {when}", "ms")
+            for k, when in phases
+            for s in ("p50", "p99", "max")
+        ]
+        return declare(self.kind, [*rows, ("queue_s", f"time to queue {self.count} calls", "s")])
+
+    def timeout(self) -> float:
+        return 600.0 + self.after_s
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        """Queue the calls on one tenant's connection, disconnect; ping from another tenant."""
+        if target.peer_url is None:
+            raise RuntimeError(f"{self.label} needs a second tenant (--peer-url)")
+        flooder, prober = await connect(target.url), await connect(target.peer_url)
+        stop = asyncio.Event()
+        pings = asyncio.create_task(ping_until(prober, stop))
+        try:
+            started = time.perf_counter()
+            for _ in range(self.count):
+                await flooder.ws.send(
+                    call_frame(flooder.next_id(), "sleep", {"seconds": self.sleep_s})
+                )
+            await ping(flooder)  # frames of a connection are handled in order: all were read
+            queue_s = time.perf_counter() - started
+            stop.set()
+            queueing = (await pings).latencies
+            stop = asyncio.Event()
+            pings = asyncio.create_task(ping_until(prober, stop))
+            await flooder.close()
+            await asyncio.sleep(self.after_s)  # the span measured, not a wait for an event
+            stop.set()
+            cancelling = (await pings).latencies
+        finally:
+            pings.cancel()
+            await close_all([flooder, prober])
+        return self.values(
+            *latency_summary(cancelling, 1e3), *latency_summary(queueing, 1e3), queue_s
+        )
+
+
+@dataclass(frozen=True)
+class UnreadReplies(Scenario):
+    """Issue 10: a connection leaves `calls` echo replies of 800 KiB unread; the server's
+    outbound bound closes it. Its RSS before, at the peak and once settled after the close."""
+
+    kind: ClassVar[str] = "unread"
+    targets: ClassVar[tuple[str, ...] | None] = SERVICE_ONLY
+    calls: int = 100
+    reply_kib: int = 800
+    settle_s: float = 15.0  # the close, its grace and the memory release after it
+
+    title: ClassVar[str] = "unread replies x{calls}"
+
+    def metrics(self) -> list[Metric]:
+        rows = [
+            ("rss_before_mib", "server RSS before", "MiB"),
+            ("rss_peak_mib", "server RSS at its peak", "MiB"),
+        ]
+        rows += [("rss_after_mib", "server RSS after the close", "MiB")]
+        return declare(
+            self.kind, [*rows, ("closed", "closed by the server (1 yes, 0 no)", "", True)]
+        )
+
+    def timeout(self) -> float:
+        """Sending, the close and the settling, generously."""
+        return 120.0 + self.calls * 0.5
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        before = peak = await settled(target.rss, *RSS_SETTLE)
+        text = "x" * (self.reply_kib * 1024)
+        client = await connect(target.url)
+        try:
+            client.ws.transport.pause_reading()
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                for _ in range(self.calls):
+                    frame = call_frame(client.next_id(), "echo", {"text": text})
+                    await asyncio.wait_for(client.ws.send(frame), self.settle_s * 2)
+                    peak = max(peak, target.rss())
+            deadline = time.monotonic() + self.settle_s
+            while client.close_code is None and time.monotonic() < deadline:
+                peak = max(peak, target.rss())
+                await asyncio.sleep(RSS_SETTLE[0])  # sampling the peak meanwhile
+            closed = client.close_code is not None
+        finally:
+            client.ws.transport.abort()
+        after = await settled(target.rss, 1.0, self.settle_s)
+        return self.values(before / 1024, peak / 1024, after / 1024, float(closed))

@@ -15,9 +15,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from mcp_server.cli.connection import ConnectionLost, JsonObject, McpConnection
 from mcp_server.cli.reconnect import ReconnectListener
 from mcp_server.cli.session import ClientSession
+from mcp_server.client.session import ConnectionLost, JsonObject, McpConnection
 
 T = TypeVar("T")
 CANCEL_REASON = "cancelled by the user (Ctrl-C)"

@@ -21,7 +21,12 @@ from mcp_server.cli.calls import (
     until_cancelled,
 )
 from mcp_server.cli.config import ClientConfig
-from mcp_server.cli.connection import (
+from mcp_server.cli.output import ExitCode, Output
+from mcp_server.cli.progress import JsonLinesCallRenderer, RichCallRenderer
+from mcp_server.cli.reconnect import Backoff, ReconnectFailed
+from mcp_server.cli.session import ClientSession
+from mcp_server.cli.tasks import TaskCallRunner, TaskOptions, TaskReconnectFailed, runs_as_task
+from mcp_server.client.session import (
     AuthenticationRefused,
     ConnectError,
     ConnectionLost,
@@ -29,11 +34,6 @@ from mcp_server.cli.connection import (
     McpConnection,
     RpcError,
 )
-from mcp_server.cli.output import ExitCode, Output
-from mcp_server.cli.progress import JsonLinesCallRenderer, RichCallRenderer
-from mcp_server.cli.reconnect import Backoff, ReconnectFailed
-from mcp_server.cli.session import ClientSession
-from mcp_server.cli.tasks import TaskCallRunner, TaskOptions, TaskReconnectFailed, runs_as_task
 
 LIST_TIMEOUT = 30.0
 T = TypeVar("T")

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.text import Text
 
 from mcp_server.cli.calls import CallOutcome, OutcomeKind
-from mcp_server.cli.connection import JsonObject
 from mcp_server.cli.summary import print_result, result_text
+from mcp_server.client.session import JsonObject
 
 _RATE = re.compile(r"^[\d.,]+\s+\S+/s$")
 _SEPARATOR = " · "

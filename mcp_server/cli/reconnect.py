@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mcp_server.cli.connection import AuthenticationRefused, ConnectError, McpConnection
+from mcp_server.client.session import AuthenticationRefused, ConnectError, McpConnection
 
 Opener = Callable[[], Awaitable[McpConnection]]
 Sleep = Callable[[float], Awaitable[None]]

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp_server.cli.config import ClientConfig
-from mcp_server.cli.connection import JsonObject, McpConnection
 from mcp_server.cli.reconnect import Backoff, ReconnectListener, Reconnector
+from mcp_server.client.session import JsonObject, McpConnection
 
 ProgressHandler = Callable[[JsonObject], None]
 NoticeHandler = Callable[[JsonObject], None]

@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 from rich.console import Console
 
-from mcp_server.cli.connection import JsonObject
+from mcp_server.client.session import JsonObject
 
 _RUN_IN_ERROR_LOG = re.compile(r"/runs/([^/]+)/errors\.json$")
 _BATCH_KEYS = ("total", "succeeded", "errors")

@@ -13,11 +13,11 @@ from rich.table import Table
 from mcp_server.cli.calls import CallOutcome
 from mcp_server.cli.commands import CallRenderer, ask_server, call_renderer, run_call
 from mcp_server.cli.config import ClientConfig
-from mcp_server.cli.connection import JsonObject, McpConnection
 from mcp_server.cli.output import ExitCode, Output
 from mcp_server.cli.reconnect import Backoff
 from mcp_server.cli.session import ClientSession
 from mcp_server.cli.tasks import REQUEST_TIMEOUT, TaskCallRunner, cancel_task
+from mcp_server.client.session import JsonObject, McpConnection
 
 T = TypeVar("T")
 

@@ -31,7 +31,9 @@ from mcp_server.cli.calls import (
     outcome_of,
     until_cancelled,
 )
-from mcp_server.cli.connection import (
+from mcp_server.cli.reconnect import ReconnectFailed
+from mcp_server.cli.session import ClientSession
+from mcp_server.client.session import (
     AuthenticationRefused,
     ConnectError,
     ConnectionLost,
@@ -39,8 +41,6 @@ from mcp_server.cli.connection import (
     McpConnection,
     RpcError,
 )
-from mcp_server.cli.reconnect import ReconnectFailed
-from mcp_server.cli.session import ClientSession
 
 # tasks/get, tasks/list and tasks/cancel are answered at once; this bounds a server that hangs.
 REQUEST_TIMEOUT = 30.0

@@ -13,7 +13,6 @@ import pytest
 from rich.console import Console
 
 from mcp_server.cli.calls import CallOutcome, OutcomeKind, ToolCall
-from mcp_server.cli.connection import ConnectionLost, RpcError
 from mcp_server.cli.progress import JsonLinesCallRenderer, RichCallRenderer
 from mcp_server.cli.reconnect import ReconnectFailed
 from mcp_server.cli.session import ClientSession
@@ -27,6 +26,7 @@ from mcp_server.cli.tasks import (
     task_support,
     ttl_milliseconds,
 )
+from mcp_server.client.session import ConnectionLost, RpcError
 
 TASK = {"taskId": "t-1", "status": "working", "ttl": 60_000, "pollInterval": 1000}
 RESULT = {"content": [{"type": "text", "text": "done"}], "structuredContent": {"processed": 3}}

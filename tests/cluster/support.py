@@ -4,7 +4,6 @@ workers on the real Redis (a key prefix of their own) and a fresh PostgreSQL dat
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from mcp_server.processes import ManagedProcess, NotReady
 from tests.e2e.support import (
     PROJECT_DIR,
     PYTHON,
@@ -27,7 +27,6 @@ from tests.e2e.support import (
     drop_postgres_database,
     start_server,
     start_server_on_port,
-    wait_until,
 )
 
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
@@ -36,6 +35,7 @@ CLUSTER_REDIS_URL = os.environ.get("TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:
 # so a test waits seconds; production's default is 15).
 LOST_AFTER = 6.0
 WORKER_START_TIMEOUT = 30.0
+WORKER_STOP_TIMEOUT = 30.0
 # How long a test waits for a message it expects.
 WAIT = 30.0
 # About 100 s of work: it never ends by itself within a test.
@@ -78,52 +78,46 @@ def worker_mode_deployment(root: Path) -> Iterator[Deployment]:
 class WorkerProcess:
     """`manage.py runoperations`, its output going to a log file."""
 
-    process: "subprocess.Popen[bytes]"
-    log_path: Any
+    managed: ManagedProcess
+
+    @property
+    def process(self) -> "subprocess.Popen[bytes]":
+        """The child process itself (for signals and exit codes)."""
+        return self.managed.popen
 
     def log_text(self) -> str:
         """Everything the worker wrote so far."""
-        return str(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        return self.managed.log_text()
 
     def is_alive(self) -> bool:
         """Whether the process is still running."""
-        return self.process.poll() is None
+        return self.managed.alive()
 
     def kill(self) -> None:
         """SIGKILL: the worker dies without a word."""
-        self.process.kill()
-        self.process.wait(timeout=10)
+        self.managed.kill()
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.managed.stop(WORKER_STOP_TIMEOUT)
 
 
 def start_worker(deployment: Deployment, env: dict[str, str]) -> WorkerProcess:
     """Start a worker and wait until it takes work."""
-    log_path = deployment.root / f"worker-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [PYTHON, "manage.py", "runoperations"],
-            cwd=PROJECT_DIR,
-            env={**deployment.env, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    worker = WorkerProcess(process=process, log_path=log_path)
-    wait_until(
-        lambda: not worker.is_alive() or WORKER_READY_LINE in worker.log_text(),
-        WORKER_START_TIMEOUT,
-        "the worker to take work",
+    managed = ManagedProcess.start(
+        "runoperations",
+        [PYTHON, "manage.py", "runoperations"],
+        env={**deployment.env, **env},
+        cwd=PROJECT_DIR,
+        log_path=deployment.root / f"worker-{time.monotonic_ns()}.log",
+        group=False,
     )
-    assert worker.is_alive(), f"the worker exited; its log:\n{worker.log_text()}"
-    return worker
+    try:
+        managed.wait_log_line(WORKER_READY_LINE, WORKER_START_TIMEOUT)
+    except NotReady:
+        managed.stop()
+        raise
+    return WorkerProcess(managed)
 
 
 @dataclass
@@ -196,9 +190,7 @@ def is_response(request_id: Any) -> Callable[[dict[str, Any]], bool]:
 
 async def send_request(client: RawClient, method: str, params: Any) -> int:
     """Send a request without waiting for its response; its id."""
-    request_id = client.next_id()
-    await client.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-    return request_id
+    return await client.send_request(method, params)
 
 
 async def connection_closed(client: RawClient, seconds: float) -> ConnectionClosed:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_server.processes import ManagedProcess
 from tests.e2e.support import (
     COMMAND_TIMEOUT,
     HOST,
@@ -79,18 +80,16 @@ class Cluster:
 
     def __init__(self, env: dict[str, str], root: Path) -> None:
         self.port = free_port()
-        log_path = root / "runcluster.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                runcluster_args(self.port),
-                cwd=PROJECT_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        managed = ManagedProcess.start(
+            "runcluster",
+            runcluster_args(self.port),
+            env=env,
+            cwd=PROJECT_DIR,
+            log_path=root / "runcluster.log",
+            group=False,
+        )
         # Only its port, log and process are used: health_status(), log_text(), is_alive().
-        self.supervisor = ServerProcess(port=self.port, process=process, log_path=log_path, env=env)
+        self.supervisor = ServerProcess(port=self.port, managed=managed, env=env)
 
     def children(self) -> dict[str, int]:
         """Name -> pid of every child the supervisor reported starting."""

@@ -1,11 +1,10 @@
 """Helpers for the end-to-end suite: a deployment, a server subprocess and a raw MCP client.
 
-Nothing here imports the product: the server is reached only through `manage.py` commands, its
-HTTP port and its log file, exactly as an operator and a client would reach it.
+Nothing here imports Django (the client is `mcp_server.client`): the server is reached only
+through `manage.py` commands, its HTTP port and its log file, as an operator would reach it.
 """
 
 import asyncio
-import itertools
 import json
 import os
 import secrets
@@ -26,14 +25,19 @@ from urllib.parse import quote, urlsplit
 
 import psycopg
 from psycopg import sql
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Origin, Subprotocol
+from websockets.asyncio.client import ClientConnection
+
+from mcp_server.client import raw
+from mcp_server.client.raw import RECV_TIMEOUT
+from mcp_server.client.wire import PROTOCOL_VERSION, SUBPROTOCOL, open_socket
+from mcp_server.processes import ManagedProcess, NotReady, free_port, scrubbed_env
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 HOST = "127.0.0.1"
-MCP_SUBPROTOCOL = Subprotocol("mcp")
-LATEST_VERSION = "2025-11-25"
+MCP_SUBPROTOCOL = SUBPROTOCOL
+LATEST_VERSION = PROTOCOL_VERSION
+CLIENT_NAME = "e2e-raw-client"
 
 # Waiting is always "until the event happens, or give up after a timeout".
 POLL_INTERVAL = 0.05
@@ -41,11 +45,7 @@ SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 120.0
 HTTP_TIMEOUT = 5.0
-RECV_TIMEOUT = 10.0
 PORT_ATTEMPTS = 3
-# Variables of the test process that must not leak into a server unless a test asks for them.
-_SCRUBBED_ENV_PREFIXES = ("MCP_", "DATABASE_", "REDIS_", "DJANGO_")
-_SCRUBBED_ENV_NAMES = ("SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "CSRF_TRUSTED_ORIGINS")
 
 T = TypeVar("T")
 
@@ -76,13 +76,6 @@ def run_parallel(jobs: Iterable[Callable[[], T]]) -> list[T]:
         return [future.result() for future in futures]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the server may still lose a race for it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def is_postgres_url(url: str) -> bool:
     """Whether a DATABASE_URL points at PostgreSQL."""
     return url.startswith(("postgres://", "postgresql://"))
@@ -111,11 +104,7 @@ def drop_postgres_database(server_url: str, name: str) -> None:
 
 def base_child_env(var_dir: Path, database_url: str | None) -> dict[str, str]:
     """The environment of every child process of one deployment."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(_SCRUBBED_ENV_PREFIXES) and key not in _SCRUBBED_ENV_NAMES
-    }
+    env = scrubbed_env()
     env.update(
         {
             "MCP_VAR_DIR": str(var_dir),
@@ -262,9 +251,19 @@ class ServerProcess:
     """`manage.py serve` running on a port, its output going to a log file."""
 
     port: int
-    process: "subprocess.Popen[bytes]"
-    log_path: Path
+    managed: ManagedProcess
     env: dict[str, str] = field(repr=False)
+
+    @property
+    def process(self) -> "subprocess.Popen[bytes]":
+        """The child process itself (for signals and exit codes)."""
+        return self.managed.popen
+
+    @property
+    def log_path(self) -> Path:
+        """Where its output goes."""
+        assert self.managed.log_path is not None
+        return self.managed.log_path
 
     @property
     def http_url(self) -> str:
@@ -278,11 +277,11 @@ class ServerProcess:
 
     def log_text(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+        return self.managed.log_text()
 
     def is_alive(self) -> bool:
         """Whether the process is still running."""
-        return self.process.poll() is None
+        return self.managed.alive()
 
     def resident_bytes(self) -> int:
         """The process's resident memory (VmRSS of /proc/<pid>/status), in bytes."""
@@ -324,18 +323,11 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+        self.managed.stop(SERVER_STOP_TIMEOUT)
 
     def kill(self) -> None:
         """SIGKILL: the server dies without a word, mid-operation."""
-        self.process.kill()
-        self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+        self.managed.kill()
 
 
 @dataclass
@@ -345,7 +337,7 @@ class RedisProcess:
 
     port: int
     root: Path
-    process: "subprocess.Popen[bytes] | None" = None
+    managed: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -363,68 +355,54 @@ class RedisProcess:
 
     def start(self) -> None:
         """Start it (empty: nothing survives a restart) and wait until it answers."""
-        assert self.process is None or self.process.poll() is not None, "already running"
+        assert self.managed is None or not self.managed.alive(), "already running"
         log_path = self.root / f"redis-{self.port}-{time.monotonic_ns()}.log"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.root),
-                "--logfile",
-                str(log_path),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
+        command = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(self.root), "--logfile", str(log_path)]
+        self.managed = ManagedProcess.start(
+            f"redis-{self.port}", command, env=os.environ, log_path=log_path, group=False
         )
-        wait_until(self.answers, SERVER_START_TIMEOUT, f"redis-server on port {self.port}")
+        self.managed.wait_ready(
+            self.answers, what=f"PONG on port {self.port}", timeout=SERVER_START_TIMEOUT
+        )
 
     def stop(self) -> None:
-        """SIGTERM (after a SIGCONT, should it be paused), and wait until it is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=SERVER_STOP_TIMEOUT)
+        """SIGTERM (with a SIGCONT, should it be paused), and wait until it is gone."""
+        if self.managed is not None:
+            self.managed.stop(SERVER_STOP_TIMEOUT)
 
     def pause(self) -> None:
         """SIGSTOP: it still accepts connections (the kernel does) but answers nothing."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
+        assert self.managed is not None
+        self.managed.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """SIGCONT after `pause`."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
+        assert self.managed is not None
+        self.managed.send_signal(signal.SIGCONT)
 
 
 def _launch(deployment: Deployment, env: dict[str, str], port: int) -> ServerProcess:
-    log_path = deployment.root / f"server-{port}-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    return ServerProcess(port=port, process=process, log_path=log_path, env=env)
+    command = [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+    managed = ManagedProcess.start(
+        f"serve-{port}",
+        command,
+        env=env,
+        cwd=PROJECT_DIR,
+        log_path=deployment.root / f"server-{port}-{time.monotonic_ns()}.log",
+        group=False,
+    )
+    return ServerProcess(port=port, managed=managed, env=env)
 
 
-def _started_or_exited(server: ServerProcess) -> Callable[[], bool]:
-    return lambda: not server.is_alive() or server.health_status() == 200
+def _wait_healthy(server: ServerProcess) -> None:
+    """Wait until /healthz answers 200; NotReady (with the log) if it exits first."""
+    try:
+        server.managed.wait_http_ok(f"{server.http_url}/healthz", SERVER_START_TIMEOUT)
+    except NotReady:
+        if server.is_alive():
+            server.stop()
+        raise
 
 
 def start_server_on_port(
@@ -432,13 +410,7 @@ def start_server_on_port(
 ) -> ServerProcess:
     """Start a server of `deployment` on `port` (e.g. to restart one) and wait for /healthz."""
     server = _launch(deployment, {**deployment.env, **(extra_env or {})}, port)
-    try:
-        wait_until(_started_or_exited(server), SERVER_START_TIMEOUT, f"a server on port {port}")
-    except AssertionError:
-        server.stop()
-        raise
-    if not server.is_alive():
-        raise AssertionError(f"the server on port {port} exited; its log:\n{server.log_text()}")
+    _wait_healthy(server)
     return server
 
 
@@ -447,97 +419,24 @@ def start_server(
 ) -> ServerProcess:
     """Start a server of `deployment` on a free port and wait until /healthz answers 200."""
     env = {**deployment.env, **(extra_env or {})}
-    failures: list[str] = []
-    for _attempt in range(PORT_ATTEMPTS):
+    for attempt in range(1, PORT_ATTEMPTS + 1):
         server = _launch(deployment, env, free_port())
         try:
-            wait_until(_started_or_exited(server), SERVER_START_TIMEOUT, f"{server} to start")
-        except AssertionError:
-            server.stop()
-            raise AssertionError(
-                f"server did not become healthy; its log:\n{server.log_text()}"
-            ) from None
-        if server.is_alive():
+            _wait_healthy(server)
             return server
-        log = server.log_text()
-        failures.append(log)
-        if "address already in use" not in log.lower():
-            break
-    raise AssertionError("server exited during start-up; its log:\n" + "\n---\n".join(failures))
+        except NotReady:
+            # Another process may have taken the free port first: try another one.
+            lost_race = "address already in use" in server.log_text().lower()
+            if not lost_race or attempt == PORT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
-# --- a raw JSON-RPC client over websockets -------------------------------------------------
+# --- the raw MCP client (mcp_server.client.raw) -------------------------------------------
 
 
-class RawClient:
-    """A hand-driven MCP client: sends exactly what a test says, reads replies with timeouts."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self._ids = itertools.count(1)
-        self.notifications: list[dict[str, Any]] = []
-
-    def next_id(self) -> int:
-        """A request id not used yet on this connection."""
-        return next(self._ids)
-
-    async def send(self, message: Any) -> None:
-        """Send any JSON value as one text frame."""
-        await self.ws.send(json.dumps(message))
-
-    async def recv(self, seconds: float = RECV_TIMEOUT) -> Any:
-        """The next frame, decoded from JSON (fails when none arrives within `seconds`)."""
-        frame = await asyncio.wait_for(self.ws.recv(), timeout=seconds)
-        assert isinstance(frame, str), f"the server sent a binary frame: {frame!r}"
-        return json.loads(frame)
-
-    async def recv_response(self, request_id: Any, seconds: float = RECV_TIMEOUT) -> dict[str, Any]:
-        """The response with `request_id`; notifications before it are kept aside."""
-        while True:
-            message = await self.recv(seconds)
-            if isinstance(message, dict) and "method" in message and "id" not in message:
-                self.notifications.append(message)
-                continue
-            assert isinstance(message, dict), f"expected a response, got {message!r}"
-            assert message.get("id") == request_id, (
-                f"expected the reply to {request_id!r}, got {message!r}"
-            )
-            assert message.get("jsonrpc") == "2.0", message
-            return message
-
-    async def request(self, method: str, params: Any = None) -> dict[str, Any]:
-        """Send a request with a fresh id and return its response (result or error)."""
-        request_id = self.next_id()
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-        return await self.recv_response(request_id)
-
-    async def notify(self, method: str, params: Any = None) -> None:
-        """Send a notification."""
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-
-    async def initialize(self, version: str = LATEST_VERSION) -> dict[str, Any]:
-        """The handshake: initialize, then notifications/initialized; the initialize result."""
-        response = await self.request(
-            "initialize",
-            {
-                "protocolVersion": version,
-                "capabilities": {},
-                "clientInfo": {"name": "e2e-raw-client", "version": "0"},
-            },
-        )
-        assert "result" in response, response
-        await self.notify("notifications/initialized")
-        return dict(response["result"])
-
-    async def call_tool(self, name: str, arguments: Any) -> dict[str, Any]:
-        """A tools/call request; its whole response."""
-        return await self.request("tools/call", {"name": name, "arguments": arguments})
+class RawClient(raw.RawClient):
+    """The product's hand-driven client, with the suite's assertion on frame order."""
 
     async def assert_answers_ping(self) -> None:
         """The very next frame the server sends is the reply to a new ping.
@@ -573,35 +472,10 @@ def result_of(response: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def raw_connection(
-    url: str,
-    *,
-    subprotocols: Sequence[Subprotocol] | None = (MCP_SUBPROTOCOL,),
-    headers: Mapping[str, str] | None = None,
-    origin: str | None = None,
-    local_address: str | None = None,
-    max_queue: int = 16,
-) -> AsyncIterator[ClientConnection]:
-    """A plain `websockets` connection (no proxy, no compression) to the server.
-
-    `local_address` (e.g. 127.0.0.2) makes the server see another client address.
-    `max_queue` frames received but not yet read are buffered before the client stops reading
-    from the socket (1 makes a client that does not read hold almost nothing itself).
-    """
-    extra: dict[str, Any] = {}
-    if local_address is not None:
-        extra["local_addr"] = (local_address, 0)
-    async with connect(
-        url,
-        subprotocols=list(subprotocols) if subprotocols is not None else None,
-        additional_headers=dict(headers) if headers else None,
-        origin=Origin(origin) if origin is not None else None,
-        proxy=None,
-        compression=None,
-        open_timeout=RECV_TIMEOUT,
-        max_queue=max_queue,
-        **extra,
-    ) as ws:
+async def raw_connection(url: str, **socket: Any) -> AsyncIterator[ClientConnection]:
+    """A plain WebSocket to the server for the block; `socket` holds options of
+    `mcp_server.client.wire.open_socket` (subprotocols, headers, origin, local_address…)."""
+    async with await open_socket(url, **{"open_timeout": RECV_TIMEOUT, **socket}) as ws:
         yield ws
 
 
@@ -611,7 +485,7 @@ async def raw_client(
 ) -> AsyncIterator[RawClient]:
     """A RawClient connected with `?token=`, initialized at `version` unless it is None."""
     async with raw_connection(server.ws_url(token)) as ws:
-        client = RawClient(ws)
+        client = RawClient(ws, client_name=CLIENT_NAME)
         if version is not None:
             await client.initialize(version)
         yield client

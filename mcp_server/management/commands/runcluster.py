@@ -12,23 +12,22 @@ Production runs the same two commands under a process manager instead: docs/oper
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
 from argparse import ArgumentParser
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+
+from mcp_server.processes import ManagedProcess, accepts, describe_exit, run_command, stop_all
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_REDIS_HINT = (
@@ -38,8 +37,6 @@ START_REDIS_HINT = (
 )
 REDIS_TIMEOUT = 3.0
 POLL_INTERVAL = 0.1
-CONNECT_TIMEOUT = 0.5
-PUMP_JOIN_TIMEOUT = 5.0
 # From SIGTERM to SIGKILL: this much longer than the slowest clean stop of a child (a worker's
 # MCP_WORKER_GRACE; a web process's goodbyes, then uvicorn's own shutdown, each bounded by
 # MCP_SHUTDOWN_TIMEOUT), so a clean stop is never cut short.
@@ -77,8 +74,7 @@ class Supervisor:
         self._stop_timeout = stop_timeout
         self._out = out
         self._out_lock = threading.Lock()
-        self._procs: dict[Child, subprocess.Popen[bytes]] = {}
-        self._pumps: list[threading.Thread] = []
+        self._procs: dict[Child, ManagedProcess] = {}
         self._stopping = threading.Event()
         self._hurry = threading.Event()
 
@@ -114,37 +110,20 @@ class Supervisor:
             self._stopping.set()
 
     def _start(self, child: Child) -> None:
-        proc = subprocess.Popen(
-            [*self._manage, *child.args],
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Its own process group: Ctrl-C reaches the supervisor only, which stops the
-            # children in order (SIGTERM, bounded wait, SIGKILL).
-            process_group=0,
+        # In a process group of its own: Ctrl-C reaches the supervisor only, which stops the
+        # children in order (SIGTERM, bounded wait, SIGKILL).
+        process = ManagedProcess.start(
+            child.name, [*self._manage, *child.args], env=self._env, on_line=self.say
         )
-        self._procs[child] = proc
-        assert proc.stdout is not None
-        pump = threading.Thread(
-            target=self._pump, args=(child.name, proc.stdout), name=f"pump-{child.name}"
-        )
-        pump.daemon = True
-        pump.start()
-        self._pumps.append(pump)
-        self.say(SUPERVISOR, f"started {child.name} (pid {proc.pid}): {' '.join(child.args)}")
-
-    def _pump(self, name: str, stream: IO[bytes]) -> None:
-        with stream:
-            for raw in stream:
-                self.say(name, raw.decode(errors="replace"))
+        self._procs[child] = process
+        self.say(SUPERVISOR, f"started {child.name} (pid {process.pid}): {' '.join(child.args)}")
 
     def _watch(self, on_ready: Callable[[], None]) -> tuple[Child, int] | None:
         ports = [child.port for child in self._children if child.port is not None]
         ready = False
         while not self._stopping.wait(POLL_INTERVAL):
-            for child, proc in self._procs.items():
-                code = proc.poll()
+            for child, process in self._procs.items():
+                code = process.popen.poll()
                 if code is not None:
                     return child, code
             if not ready and all(accepts(self._connect_host, port) for port in ports):
@@ -154,36 +133,21 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         self._stopping.set()
-        running = {child: proc for child, proc in self._procs.items() if proc.poll() is None}
+        running = [child.name for child, process in self._procs.items() if process.alive()]
         if running:
             self.say(
                 SUPERVISOR,
-                f"stopping {', '.join(child.name for child in running)} "
+                f"stopping {', '.join(running)} "
                 f"(up to {self._stop_timeout:g} s; Ctrl-C again kills them now)",
             )
-        for proc in running.values():
-            proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self._stop_timeout
-        while any(proc.poll() is None for proc in running.values()):
-            if self._hurry.is_set() or time.monotonic() >= deadline:
-                break
-            self._hurry.wait(POLL_INTERVAL)
-        for child, proc in self._procs.items():
-            if proc.poll() is None:
-                self.say(SUPERVISOR, f"{child.name} is still running: killing it (SIGKILL)")
-                proc.kill()
-            proc.wait()
-        for pump in self._pumps:
-            pump.join(PUMP_JOIN_TIMEOUT)
-
-
-def accepts(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections on `host`:`port`."""
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
-            return True
-    except OSError:
-        return False
+        stop_all(
+            list(self._procs.values()),
+            self._stop_timeout,
+            hurry=self._hurry,
+            on_kill=lambda process: self.say(
+                SUPERVISOR, f"{process.name} is still running: killing it (SIGKILL)"
+            ),
+        )
 
 
 def redacted(url: str) -> str:
@@ -209,16 +173,6 @@ def check_redis(url: str) -> None:
         raise CommandError(
             f"Redis does not answer at {redacted(url)} ({exc}).\n{START_REDIS_HINT}"
         ) from None
-
-
-def describe_exit(code: int) -> str:
-    """`exit code 3`, or `signal SIGKILL` for a process a signal ended."""
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 class Command(BaseCommand):
@@ -311,14 +265,7 @@ class Command(BaseCommand):
         return env
 
     def _migrate(self, manage: Sequence[str], env: Mapping[str, str]) -> None:
-        completed = subprocess.run(
-            [*manage, "migrate", "--noinput"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        completed = run_command([*manage, "migrate", "--noinput"], env=env, timeout=None)
         for line in (completed.stdout + completed.stderr).splitlines():
             self.stdout.write(f"migrate | {line}")
         self.stdout.flush()

@@ -14,21 +14,21 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.typing import Subprotocol
 
 from mcp_server.cli.config import redact_url
+from mcp_server.client.wire import (
+    OPEN_TIMEOUT,
+    JsonObject,
+    RequestId,
+    encode,
+    initialize_params,
+    open_socket,
+)
 
-PROTOCOL_VERSION = "2025-11-25"
-SUBPROTOCOL = Subprotocol("mcp")
-OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
-MAX_FRAME_BYTES = 64 * 1024 * 1024
 AUTH_CLOSE_CODES = frozenset({4401, 4403})
-
-JsonObject = dict[str, Any]
-RequestId = str | int
 NotificationHandler = Callable[[str, JsonObject], None]
 
 
@@ -107,14 +107,12 @@ class McpConnection:
         """Connect, authenticate with a bearer header and complete the MCP handshake."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            ws = await connect(
+            ws = await open_socket(
                 url,
-                subprotocols=[SUBPROTOCOL],
-                additional_headers=headers,
+                headers=headers,
                 open_timeout=open_timeout,
                 close_timeout=CLOSE_TIMEOUT,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
+                proxy=True,
             )
         except InvalidStatus as exc:
             reason = _refusal_reason(exc)
@@ -150,14 +148,7 @@ class McpConnection:
         return connection
 
     async def _initialize(self) -> None:
-        result = await self.request(
-            "initialize",
-            {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "mcp-ws", "version": client_version()},
-            },
-        )
+        result = await self.request("initialize", initialize_params("mcp-ws", client_version()))
         self.server_info = dict(result.get("serverInfo") or {})
         self.protocol_version = result.get("protocolVersion")
         await self.notify("notifications/initialized")
@@ -176,7 +167,7 @@ class McpConnection:
         if self._lost is not None:
             raise self._lost
         try:
-            await self._ws.send(json.dumps(message, separators=(",", ":")))
+            await self._ws.send(encode(message))
         except ConnectionClosed:
             raise ConnectionLost(_close_description(self._ws)) from None
 

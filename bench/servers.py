@@ -1,0 +1,382 @@
+"""The servers under test and their deployments: how to prepare, start and reach each one.
+
+Nothing here imports the product's Django code: the service is set up and started with
+`manage.py`, as an operator would (docs/operations.md), through `mcp_server.processes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import redis
+from psycopg import sql
+
+from bench.report import ROOT
+from mcp_server.processes import ManagedProcess, free_port, run_checked, scrubbed_env, stop_all
+
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+# process_images inputs: the demo set and a small set to warm the server up on.
+DEMO_DIR, WARMUP_DIR, WARMUP_IMAGES = "demo", "warmup", 200
+IMAGES_TIMEOUT = 900.0
+# Tenant isolation limits far above any load the benchmarks make, but left on: the figures
+# include the cost of checking them, never a refusal (10,000 calls queued on one connection,
+# 10,000 connections of one user). Idle clients never answer MCP pings: those wait an hour.
+HIGH = str(10**9)
+BENCH_LIMITS = {
+    f"MCP_{name}": HIGH
+    for name in (
+        "MAX_CONNECTIONS_PER_USER",
+        "MAX_CONNECTIONS_PER_TENANT",
+        "MAX_IN_FLIGHT_PER_CONNECTION",
+        "MAX_IN_FLIGHT_PER_USER",
+        "MAX_IN_FLIGHT_PER_TENANT",
+        "MESSAGE_RATE_PER_USER",
+        "MESSAGE_BURST_PER_USER",
+        "MESSAGE_RATE_PER_TENANT",
+        "MESSAGE_BURST_PER_TENANT",
+        "API_REQUESTS_PER_MINUTE_USER",
+        "API_REQUESTS_PER_MINUTE_TENANT",
+    )
+} | {"MCP_CLIENT_PING_INTERVAL": "3600"}
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
+WORKER_READY_LINE = "takes work from mcp-operations"
+# Short: nothing should be running when a deployment is stopped.
+SHUTDOWN_TIMEOUT_S = 5
+
+
+def manage(env: Mapping[str, str], *args: str, timeout: float = 120.0) -> str:
+    """Run `manage.py ARGS` with `env` from the repository root; its stdout."""
+    return run_checked([PYTHON, "manage.py", *args], env=env, cwd=ROOT, timeout=timeout)
+
+
+def create_account(env: Mapping[str, str], account: str) -> str:
+    """Migrate the database of `env`, make tenant and user `account` and a token; the token."""
+    manage(env, "migrate", "--noinput")
+    manage(env, "createtenant", account)
+    manage(env, "createuser", account, "--tenant", account)
+    lines = manage(env, "createtoken", account).strip().splitlines()
+    if not lines or not lines[-1].strip():
+        raise RuntimeError("createtoken printed no token")
+    return lines[-1].strip()
+
+
+def redis_unavailable(url: str) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return f"Redis at {url} is unreachable: {exc}"
+    return None
+
+
+def services_unavailable(postgres_url: str, redis_url: str) -> str | None:
+    """Why the cluster benchmark cannot run here (PostgreSQL or Redis unreachable), or None."""
+    try:
+        with psycopg.connect(postgres_url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {postgres_url} is unreachable: {exc}"
+    return redis_unavailable(redis_url)
+
+
+def production_env(var_dir: Path, **settings: str) -> dict[str, str]:
+    """Production settings for a process of this benchmark, quiet logs and BENCH_LIMITS."""
+    env = scrubbed_env(names=())
+    env.update(
+        MCP_VAR_DIR=str(var_dir),
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_DEBUG="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env | BENCH_LIMITS | settings
+
+
+class Target(ABC):
+    """A server the harness starts on a port and points the load generator at."""
+
+    key: str
+    title: str
+    description: str
+    kinds: tuple[str, ...] | None = None  # the scenario kinds it runs (None: all)
+
+    def prepare(self, workdir: Path) -> None:  # noqa: B027 - an optional hook
+        """One-time setup before the first start (database, credentials); none by default."""
+
+    @abstractmethod
+    def command(self, port: int) -> list[str]:
+        """The server's command line."""
+
+    def env(self) -> dict[str, str]:
+        """The server's environment."""
+        return dict(os.environ)
+
+    def ws_url(self, port: int) -> str:
+        """The MCP WebSocket URL."""
+        return f"ws://{HOST}:{port}/mcp"
+
+    def peer_ws_url(self, port: int) -> str | None:
+        """The MCP WebSocket URL as a caller of another tenant; None when there is none."""
+        return None
+
+
+@dataclass
+class ServiceSetup:
+    """A fresh database, two tenants' tokens and demo images for this service's variants."""
+
+    database_url: str | None = None
+    var_dir: Path | None = None
+    images: int = 0  # demo images for process_images (0: none)
+    token: str | None = None
+    peer_token: str | None = None  # a second tenant's, for tenants side by side
+    account: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
+
+    @property
+    def tenant_root(self) -> Path:
+        """The bench tenant's data directory (where the demo images and thumbnails go)."""
+        assert self.var_dir is not None
+        return self.var_dir / "data" / self.account
+
+    def env(self) -> dict[str, str]:
+        """SQLite in the temp dir (or --database-url), no Redis."""
+        assert self.var_dir is not None
+        extra = {"DATABASE_URL": self.database_url} if self.database_url else {}
+        return production_env(self.var_dir, MCP_DATA_ROOT=str(self.var_dir / "data"), **extra)
+
+    def prepare(self, workdir: Path) -> None:
+        """Migrate, create both tenants, users and tokens, write the demo images (once)."""
+        if self.token is not None:
+            return
+        self.var_dir = self.var_dir or workdir / "service-var"
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        self.token = create_account(env, self.account)
+        self.peer_token = create_account(env, f"{self.account}-peer")
+        for directory, count in ((DEMO_DIR, self.images), (WARMUP_DIR, WARMUP_IMAGES)):
+            if self.images:
+                demo = ("--tenant", self.account, "--count", str(count), "--corrupt", "0.015")
+                manage(env, "make_demo_images", *demo, "--dir", directory, timeout=IMAGES_TIMEOUT)
+
+
+class ServiceTarget(Target):
+    """(a) This service, production settings and auth on: `manage.py serve` (uvicorn), daphne,
+    or `serve` with REDIS_URL (the channel layer of a cluster, for the `kinds` given)."""
+
+    description = "Django Channels consumer, token auth on, SQLite, production settings"
+
+    def __init__(
+        self,
+        setup: ServiceSetup,
+        server: str = "uvicorn",
+        redis_url: str | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ) -> None:
+        self.setup, self.server, self.redis_url, self.kinds = setup, server, redis_url, kinds
+        self.prefix = f"bench-{secrets.token_hex(4)}-"
+        if redis_url is not None:
+            self.key = "service-redis"
+            self.title = "this service (manage.py serve) with REDIS_URL: channels-redis layer"
+        elif server == "daphne":
+            self.key, self.title = "service-daphne", "this service under daphne"
+        else:
+            self.key = "service"
+            self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
+
+    def prepare(self, workdir: Path) -> None:
+        """Set up the shared database and tokens."""
+        self.setup.prepare(workdir)
+
+    def command(self, port: int) -> list[str]:
+        """`manage.py serve`, or `daphne` on config.asgi:application."""
+        if self.server == "daphne":
+            daphne = str(Path(PYTHON).parent / "daphne")
+            # -v 0: no access log, as LOG_LEVEL=WARNING silences uvicorn's.
+            return [daphne, "-b", HOST, "-p", str(port), "-v", "0", "config.asgi:application"]
+        return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+
+    def env(self) -> dict[str, str]:
+        """The service's environment (with Redis under a key prefix of this run, if set)."""
+        if self.redis_url is None:
+            return self.setup.env()
+        return self.setup.env() | {"REDIS_URL": self.redis_url, "MCP_CHANNEL_PREFIX": self.prefix}
+
+    def ws_url(self, port: int) -> str:
+        """The endpoint with the token in the query, as the SDK clients must send it."""
+        return f"{super().ws_url(port)}?token={self.setup.token}"
+
+    def peer_ws_url(self, port: int) -> str | None:
+        """The endpoint with the second tenant's token."""
+        return f"{super().ws_url(port)}?token={self.setup.peer_token}"
+
+
+class ScriptTarget(Target):
+    """A comparison server run from a script in bench/ (`--host`, `--port`)."""
+
+    def __init__(self, key: str, script: str, title: str, description: str) -> None:
+        self.key, self.script, self.title, self.description = key, script, title, description
+
+    def command(self, port: int) -> list[str]:
+        """`python bench/<script> --host 127.0.0.1 --port PORT`."""
+        return [PYTHON, str(ROOT / "bench" / self.script), "--host", HOST, "--port", str(port)]
+
+
+SDK = ScriptTarget(
+    "sdk",
+    "sdk_server.py",
+    "official MCP SDK 1.30.0 WebSocket transport (FastMCP, uvicorn + uvloop)",
+    "FastMCP with the same add tool behind mcp.server.websocket.websocket_server, no auth",
+)
+RAW = ScriptTarget(
+    "raw",
+    "raw_server.py",
+    "raw websockets 17 server, JSON-RPC by hand (uvloop, orjson)",
+    "no auth, no validation: the floor of what one Python process can do",
+)
+
+
+@dataclass
+class ClusterProcesses:
+    """The web processes and workers of one measurement."""
+
+    web: list[ManagedProcess] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[ManagedProcess]:
+        """Every process, web first."""
+        return [*self.web, *self.workers]
+
+    def check_alive(self, during: str) -> None:
+        """Fail, with the log tail, when a process died."""
+        for process in self.all:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} died during {during}:\n{process.log_tail()}")
+
+
+@dataclass
+class ClusterDeployment:
+    """A database made for this run (dropped after), an account, and a Redis key prefix."""
+
+    postgres_url: str
+    redis_url: str
+    var_dir: Path
+    account: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
+    prefix: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}-")
+    database: str | None = None
+    token: str | None = None
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL of every process."""
+        assert self.database is not None, "ClusterDeployment.create() has not run"
+        return urlsplit(self.postgres_url)._replace(path=f"/{self.database}").geturl()
+
+    def env(self, execution: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of every process: production settings, this database and prefix."""
+        timeout = str(SHUTDOWN_TIMEOUT_S)
+        env = production_env(
+            self.var_dir,
+            SECRET_KEY=self.secret_key,
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            MCP_CHANNEL_PREFIX=self.prefix,
+            MCP_EXECUTION=execution,
+            MCP_SHUTDOWN_TIMEOUT=timeout,
+            MCP_WORKER_GRACE=timeout,
+        )
+        return env | dict(extra or {})
+
+    def create(self) -> None:
+        """Create the database, migrate it, and make a tenant, a user and a token."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        name = f"mcp_bench_{secrets.token_hex(6)}"
+        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.database = name
+        self.token = create_account(self.env("inline"), self.account)
+
+    def drop(self) -> None:
+        """Drop the database (even with sessions open) and this run's Redis keys."""
+        if self.database is not None:
+            with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(self.database)))
+            self.database = None
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+        finally:
+            client.close()
+
+    def ws_url(self, port: int) -> str:
+        """The MCP endpoint of the web process on `port`, with the token."""
+        return f"ws://{HOST}:{port}/mcp?token={self.token}"
+
+    @contextlib.contextmanager
+    def running(
+        self,
+        name: str,
+        *,
+        execution: str,
+        web: int,
+        workers: int,
+        cpu: int | None,
+        logs: Path,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Iterator[ClusterProcesses]:
+        """`web` serve processes and `workers` runoperations, all on `cpu` (None: not pinned),
+        ready (every /healthz 200, every worker's ready line) for the block, stopped after."""
+        env = self.env(execution, extra_env)
+        processes = ClusterProcesses()
+
+        def start(label: str, command: list[str], env: Mapping[str, str]) -> ManagedProcess:
+            log_path = logs / f"{name}-{label}.log"
+            return ManagedProcess.start(
+                f"{name}-{label}",
+                command,
+                env=env,
+                cwd=ROOT,
+                log_path=log_path,
+                cpu=cpu,
+                benchmark=True,
+            )
+
+        try:
+            for index in range(web):
+                port = free_port()
+                command = [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+                processes.web.append(start(f"web{index + 1}", command, env))
+                processes.ports.append(port)
+            # INFO for workers: their ready line is logged at INFO (they log nothing per call).
+            for index in range(workers):
+                command = [PYTHON, "manage.py", "runoperations"]
+                processes.workers.append(
+                    start(f"worker{index + 1}", command, env | {"LOG_LEVEL": "INFO"})
+                )
+            for process, port in zip(processes.web, processes.ports, strict=True):
+                process.wait_http_ok(f"http://{HOST}:{port}/healthz")
+            for process in processes.workers:
+                process.wait_log_line(WORKER_READY_LINE)
+            yield processes
+        finally:
+            stop_all(processes.workers, SHUTDOWN_TIMEOUT_S)
+            stop_all(processes.web, SHUTDOWN_TIMEOUT_S)

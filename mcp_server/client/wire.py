@@ -1,0 +1,106 @@
+"""What every MCP WebSocket client here shares: the subprotocol, the socket, the frames."""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin, Subprotocol
+
+PROTOCOL_VERSION = "2025-11-25"
+SUBPROTOCOL = Subprotocol("mcp")
+OPEN_TIMEOUT = 10.0
+# The largest frame a client accepts (the server's own bound is far lower).
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+JsonObject = dict[str, Any]
+RequestId = str | int
+
+
+def encode(message: Any) -> str:
+    """One JSON value as the text of a frame (orjson; stdlib json for what orjson refuses)."""
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:
+        return json.dumps(message, separators=(",", ":"))
+
+
+def request_frame(request_id: RequestId, method: str, params: Any = None) -> str:
+    """A JSON-RPC request."""
+    message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return encode(message)
+
+
+def notification_frame(method: str, params: Any = None) -> str:
+    """A JSON-RPC notification."""
+    message: JsonObject = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return encode(message)
+
+
+INITIALIZED = notification_frame("notifications/initialized")
+
+
+def initialize_params(
+    name: str, version: str, protocol_version: str = PROTOCOL_VERSION
+) -> JsonObject:
+    """The params of `initialize` for a client called `name` (no capabilities)."""
+    return {
+        "protocolVersion": protocol_version,
+        "capabilities": {},
+        "clientInfo": {"name": name, "version": version},
+    }
+
+
+def tool_call_params(
+    name: str, arguments: Any, progress_token: RequestId | None = None
+) -> JsonObject:
+    """The params of `tools/call`, asking for progress when `progress_token` is given."""
+    params: JsonObject = {"name": name, "arguments": arguments}
+    if progress_token is not None:
+        params["_meta"] = {"progressToken": progress_token}
+    return params
+
+
+async def open_socket(
+    url: str,
+    *,
+    subprotocols: Sequence[Subprotocol] | None = (SUBPROTOCOL,),
+    headers: Mapping[str, str] | None = None,
+    origin: str | None = None,
+    local_address: str | None = None,
+    max_queue: int = 16,
+    max_size: int = MAX_FRAME_BYTES,
+    open_timeout: float = OPEN_TIMEOUT,
+    close_timeout: float | None = None,
+    ping_interval: float | None = 20.0,
+    proxy: str | Literal[True] | None = None,
+) -> ClientConnection:
+    """The WebSocket handshake alone: no proxy, no compression, subprotocol `mcp`.
+
+    `local_address` (e.g. 127.0.0.2) makes the server see another client address; `max_queue`
+    frames received but not read are buffered before the client stops reading the socket;
+    `proxy=True` takes a proxy from the environment, as websockets does by default.
+    """
+    extra: dict[str, Any] = {}
+    if local_address is not None:
+        extra["local_addr"] = (local_address, 0)
+    if close_timeout is not None:
+        extra["close_timeout"] = close_timeout
+    return await connect(
+        url,
+        subprotocols=list(subprotocols) if subprotocols is not None else None,
+        additional_headers=dict(headers) if headers else None,
+        origin=Origin(origin) if origin is not None else None,
+        proxy=proxy,
+        compression=None,
+        open_timeout=open_timeout,
+        max_queue=max_queue,
+        max_size=max_size,
+        ping_interval=ping_interval,
+        **extra,
+    )

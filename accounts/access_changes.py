@@ -18,6 +18,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 
 from accounts.models import ApiToken
+from accounts.tool_sets import tool_set
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class AccessRevocation:
 
 # Sent with `revocation=AccessRevocation` after the change commits.
 access_revoked = Signal()
-# Sent with `tenant_id` and `enabled_tools` (a frozenset, or None for every tool) after commit.
+# Sent with `tenant_id`, `enabled_tools` (a frozenset, or None for every tool) and
+# `disabled_tools` (a frozenset; with None, the tools off) after commit (accounts/tool_sets.py).
 tenant_tools_changed = Signal()
 
 
@@ -54,11 +56,18 @@ def announce_revocation(kind: RevokedBy, ids: Iterable[int]) -> None:
         )
 
 
-def announce_tools_changed(*, tenant_id: int, enabled_tools: list[str] | None) -> None:
+def announce_tools_changed(
+    *, tenant_id: int, enabled_tools: list[str] | None, disabled_tools: list[str] | None = None
+) -> None:
     """Send `tenant_tools_changed` once the current transaction commits."""
-    tools = frozenset(enabled_tools) if enabled_tools else None
+    enabled, disabled = tool_set(enabled_tools, disabled_tools)
     transaction.on_commit(
-        lambda: _send_robust(tenant_tools_changed, tenant_id=tenant_id, enabled_tools=tools),
+        lambda: _send_robust(
+            tenant_tools_changed,
+            tenant_id=tenant_id,
+            enabled_tools=enabled,
+            disabled_tools=disabled,
+        ),
         robust=True,
     )
 

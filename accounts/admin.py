@@ -1,7 +1,8 @@
 """Admin for tenants, memberships and tokens; a token created here is shown once."""
 
-from typing import Any
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -15,6 +16,7 @@ from accounts.limits import OVERRIDE_FIELDS, default_limits
 from accounts.models import ApiToken, Membership, Tenant
 from accounts.services import tenant_update, token_revoke
 from accounts.tokens import token_digest, token_display_prefix, token_generate
+from accounts.tool_sets import names_sorted
 
 _RAW_TOKEN_ATTRIBUTE = "_mcp_new_raw_token"
 
@@ -28,15 +30,102 @@ class MembershipInline(admin.StackedInline):
     max_num = 1
 
 
+class TenantForm(forms.ModelForm):
+    """The tenant form, its tool set edited as a choice and checkboxes (not as JSON).
+
+    "Every tool" stores the unchecked tools as `disabled_tools` (tools added to the server
+    later are on); "only the checked tools" stores them as `enabled_tools` (tools added later
+    stay off). Names stored but no longer installed are shown too, so none is lost unseen.
+    """
+
+    EVERY_TOOL = "every"
+    CHOSEN = "chosen"
+    tool_mode = forms.ChoiceField(
+        label="Tool set",
+        choices=[
+            (EVERY_TOOL, "Every tool but the unchecked ones; tools added later are on"),
+            (CHOSEN, "Only the checked tools; tools added later stay off"),
+        ],
+        widget=forms.RadioSelect,
+        initial=EVERY_TOOL,
+    )
+    tools = forms.MultipleChoiceField(
+        label="Tools",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Checked tools are enabled. A change reaches the tenant's open connections "
+        "within seconds; calls of a tool taken away are refused from then on.",
+    )
+
+    class Meta:
+        model = Tenant
+        # The tool set's two fields are written by clean(), from `tool_mode` and `tools`.
+        fields = ("slug", "name", "is_active", "created_at", *OVERRIDE_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Offer every installed tool (and every stored name), checked as the tenant has them."""
+        super().__init__(*args, **kwargs)
+        # The registry is filled at start-up (mcp_server's AppConfig.ready), before any request.
+        from mcp_server.tools.registry import registry
+
+        installed = [tool.name for tool in registry]
+        tenant = self.instance
+        stored = set(tenant.enabled_tools or ()) | set(tenant.disabled_tools or ())
+        missing = sorted(stored - set(installed))
+        self._offered = [*installed, *missing]
+        self._tool_field().choices = [(name, name) for name in installed] + [
+            (name, f"{name} (not installed)") for name in missing
+        ]
+        if tenant.enabled_tools:
+            self.initial.setdefault("tool_mode", self.CHOSEN)
+            self.initial.setdefault("tools", list(tenant.enabled_tools))
+        else:
+            disabled = set(tenant.disabled_tools or ())
+            self.initial.setdefault("tool_mode", self.EVERY_TOOL)
+            self.initial.setdefault("tools", [n for n in installed if n not in disabled])
+
+    def _tool_field(self) -> forms.MultipleChoiceField:
+        return cast(forms.MultipleChoiceField, self.fields["tools"])
+
+    def clean(self) -> dict[str, Any]:
+        """Turn the choice and the checkboxes into the tenant's stored tool set."""
+        cleaned = super().clean() or {}
+        mode, checked = cleaned.get("tool_mode"), cleaned.get("tools") or []
+        if mode == self.CHOSEN:
+            if not checked:
+                self.add_error(
+                    "tools",
+                    "Check at least one tool, or choose every tool "
+                    "(to stop a tenant altogether, deactivate it).",
+                )
+            self.instance.enabled_tools = names_sorted(checked)
+            self.instance.disabled_tools = []
+        elif mode == self.EVERY_TOOL:
+            self.instance.enabled_tools = None
+            self.instance.disabled_tools = names_sorted(
+                n for n in self._offered if n not in checked
+            )
+        return cleaned
+
+    def changed_model_fields(self) -> list[str]:
+        """The model fields this edit changed: the tool set's two count as one change."""
+        changed = [name for name in self.changed_data if name not in ("tool_mode", "tools")]
+        if {"tool_mode", "tools"} & set(self.changed_data):
+            changed += ["enabled_tools", "disabled_tools"]
+        return changed
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     """Tenants, the tools they may use, and their overrides of the isolation limits."""
 
+    form = TenantForm
     list_display = ("slug", "name", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("slug", "name")
     fieldsets = (
-        (None, {"fields": ("slug", "name", "is_active", "enabled_tools", "created_at")}),
+        (None, {"fields": ("slug", "name", "is_active", "created_at")}),
+        ("Tools", {"fields": ("tool_mode", "tools")}),
         (
             "Limits",
             {
@@ -65,7 +154,8 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         """Save through the service, so deactivation and tool changes reach open connections."""
         if change:
-            tenant_update(tenant=obj, changed=form.changed_data)
+            assert isinstance(form, TenantForm)
+            tenant_update(tenant=obj, changed=form.changed_model_fields())
         else:
             super().save_model(request, obj, form, change)
 

@@ -13,11 +13,19 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
-    # None: every registered tool; otherwise the list of tool names this tenant may use.
+    # The tenant's tool set (accounts/tool_sets.py): a list of names in `enabled_tools` is the
+    # whole set, and tools added to the server later stay off; empty (None or []) means every
+    # tool but those in `disabled_tools`, and tools added later are on.
     enabled_tools = models.JSONField(
         null=True,
         blank=True,
-        help_text="Tool names this tenant may list and call. Empty means all tools.",
+        help_text="Only these tools (tools added to the server later stay off). "
+        "Empty: every tool but the disabled ones.",
+    )
+    disabled_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="With every tool enabled: the tools switched off (tools added later are on).",
     )
     created_at = models.DateTimeField(default=timezone.now)
     # Per-tenant overrides of the isolation limits (accounts/limits.py); empty keeps the default.

@@ -14,9 +14,11 @@ class Principal:
     tenant_id: int
     tenant_slug: str
     is_tenant_admin: bool
-    # Tool names the tenant may use; None means every registered tool.
+    # Tool names the tenant may use; None means every registered tool but `disabled_tools`.
     enabled_tools: frozenset[str] | None
     # The token that authenticated the caller; None for a session cookie.
     token_id: int | None = None
     # The tenant's isolation limits, resolved when the caller authenticated.
     limits: TenantLimits = field(default_factory=default_limits)
+    # With `enabled_tools` None: the tools switched off for the tenant (else empty).
+    disabled_tools: frozenset[str] = frozenset()

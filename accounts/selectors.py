@@ -15,6 +15,7 @@ from accounts.models import ApiToken, Membership
 from accounts.principal import Principal
 from accounts.services import token_touch
 from accounts.tokens import TOKEN_PREFIX, token_digest
+from accounts.tool_sets import tool_set
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ ACCESS_CHECK_CHUNK = 1000
 def principal_from_membership(membership: Membership, token_id: int | None = None) -> Principal:
     """Build the Principal of a member (membership with user and tenant loaded)."""
     tenant = membership.tenant
-    enabled = frozenset(tenant.enabled_tools) if tenant.enabled_tools else None
+    enabled, disabled = tool_set(tenant.enabled_tools, tenant.disabled_tools)
     return Principal(
         user_id=membership.user_id,
         username=membership.user.get_username(),
@@ -50,6 +51,7 @@ def principal_from_membership(membership: Membership, token_id: int | None = Non
         enabled_tools=enabled,
         token_id=token_id,
         limits=limits_for(tenant),
+        disabled_tools=disabled,
     )
 
 
@@ -119,6 +121,7 @@ class AccessState:
     failure: AuthFailure | None
     tenant_id: int | None = None
     enabled_tools: frozenset[str] | None = None
+    disabled_tools: frozenset[str] = frozenset()
 
     def failure_for(self, principal: Principal) -> AuthFailure | None:
         """Why `principal` lost access (a failure, or a move to another tenant), if it did."""
@@ -159,10 +162,11 @@ def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> A
             "user__membership__tenant_id",
             "user__membership__tenant__is_active",
             "user__membership__tenant__enabled_tools",
+            "user__membership__tenant__disabled_tools",
         )
-        for pk, revoked_at, expires_at, active, tenant_id, tenant_active, tools in tokens:
+        for pk, revoked_at, expires_at, active, tenant_id, tenant_active, *tools in tokens:
             by_token[pk] = _token_state(revoked_at, expires_at, now) or _member_state(
-                active, tenant_id, tenant_active, tools
+                active, tenant_id, tenant_active, *tools
             )
     by_user: dict[int, AccessState] = {}
     for chunk in _chunks(user_ids):
@@ -175,10 +179,11 @@ def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> A
                 "membership__tenant_id",
                 "membership__tenant__is_active",
                 "membership__tenant__enabled_tools",
+                "membership__tenant__disabled_tools",
             )
         )
-        for pk, active, tenant_id, tenant_active, tools in users:
-            by_user[pk] = _member_state(active, tenant_id, tenant_active, tools)
+        for pk, active, tenant_id, tenant_active, *tools in users:
+            by_user[pk] = _member_state(active, tenant_id, tenant_active, *tools)
     return AccessStates(by_token=by_token, by_user=by_user)
 
 
@@ -201,7 +206,11 @@ def _token_state(
 
 
 def _member_state(
-    user_active: bool, tenant_id: int | None, tenant_active: bool | None, tools: Any
+    user_active: bool,
+    tenant_id: int | None,
+    tenant_active: bool | None,
+    enabled_tools: Any,
+    disabled_tools: Any,
 ) -> AccessState:
     # The same rules, in the same order, as a handshake (_principal_for_member).
     if not user_active:
@@ -210,4 +219,5 @@ def _member_state(
         return AccessState(NO_TENANT)
     if not tenant_active:
         return AccessState(INACTIVE_ACCOUNT)
-    return AccessState(None, tenant_id, frozenset(tools) if tools else None)
+    enabled, disabled = tool_set(enabled_tools, disabled_tools)
+    return AccessState(None, tenant_id, enabled, disabled)

@@ -121,8 +121,12 @@ def tenant_update(*, tenant: Tenant, changed: Collection[str]) -> Tenant:
     tenant.save()
     if "is_active" in changed and not tenant.is_active:
         announce_revocation(RevokedBy.TENANT, [tenant.pk])
-    if "enabled_tools" in changed:
-        announce_tools_changed(tenant_id=tenant.pk, enabled_tools=tenant.enabled_tools)
+    if {"enabled_tools", "disabled_tools"} & set(changed):
+        announce_tools_changed(
+            tenant_id=tenant.pk,
+            enabled_tools=tenant.enabled_tools,
+            disabled_tools=tenant.disabled_tools,
+        )
     return tenant
 
 

@@ -51,7 +51,7 @@ HISTORY_KINDS: Kinds = {
     "writer": ("HistoryWriter._run (",),
     "handoff": (
         "(mcp_server/runtime/history.py:",
-        "(mcp_server/services.py:",
+        "(mcp_server/operations/store.py:",
         "(mcp_server/history_insert.py:",
         "RunningOperation.persist (",
         "RunningOperation.add_item_error (",

@@ -364,3 +364,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Tool apps (issue 15, docs/tools.md) ----------------------------------------------------
+# Django apps whose `mcp_tools` module adds tools. An environment list rather than an edit of
+# INSTALLED_APPS, so an operator adds their apps without touching settings: MCP_TOOL_APPS=a,b.
+# The example app is on by default, so a laptop run shows tools from an app; `MCP_TOOL_APPS=`
+# (empty) leaves it out. Apps listed in INSTALLED_APPS are searched for tools just the same.
+MCP_TOOL_APPS = env.list("MCP_TOOL_APPS", default=["example_tools"])
+INSTALLED_APPS += [app for app in MCP_TOOL_APPS if app not in INSTALLED_APPS]

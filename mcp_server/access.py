@@ -22,14 +22,9 @@ from accounts.access_changes import (
     tenant_tools_changed,
 )
 from accounts.selectors import INACTIVE_ACCOUNT, INVALID_TOKEN, REVOKED_TOKEN, AuthFailure
-from mcp_server import services
-from mcp_server.cluster.messages import (
-    RUNNERS_GROUP,
-    Message,
-    access_revoked_message,
-    tools_changed_message,
-)
-from mcp_server.runtime.runner import access_revoked_reason
+from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, ToolsChanged
+from mcp_server.operations.lifecycle import Stop
+from mcp_server.operations.store import tasks_cancel_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -53,33 +48,38 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
     """Stop the tasks of revoked access in history, then tell every process."""
     failure = REVOCATION_FAILURES[revocation.kind]
     field = REVOCATION_FIELDS[revocation.kind]
-    cancelled = services.tasks_cancel_revoked(
-        field=field, ids=revocation.ids, error=access_revoked_reason(failure.reason)
+    cancelled = tasks_cancel_revoked(
+        field=field, ids=revocation.ids, stop=Stop.access_revoked(failure.reason)
     )
     if cancelled:
         logger.info("access revoked (%s): %d task(s) cancelled", revocation.kind, len(cancelled))
     _send(
-        access_revoked_message(
+        AccessRevoked(
             kind=field, ids=list(revocation.ids), status=failure.status, reason=failure.reason
         )
     )
 
 
-def change_tools(*, tenant_id: int, enabled_tools: frozenset[str] | None) -> None:
+def change_tools(
+    *, tenant_id: int, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str]
+) -> None:
     """Tell every process a tenant's tool set changed."""
-    tools = sorted(enabled_tools) if enabled_tools is not None else None
-    _send(tools_changed_message(tenant_id=tenant_id, enabled_tools=tools))
+    _send(
+        ToolsChanged(
+            tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+        )
+    )
 
 
-def _send(message: Message) -> None:
+def _send(message: AccessRevoked | ToolsChanged) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(RUNNERS_GROUP, message)
+        async_to_sync(layer.group_send)(RUNNERS_GROUP, message.encode())
     except Exception:
         # Connections catch up at their process's next access check.
-        logger.warning("could not announce %s", message["type"], exc_info=True)
+        logger.warning("could not announce %s", message.TYPE, exc_info=True)
 
 
 def _on_access_revoked(sender: Any, revocation: AccessRevocation, **kwargs: Any) -> None:
@@ -87,9 +87,13 @@ def _on_access_revoked(sender: Any, revocation: AccessRevocation, **kwargs: Any)
 
 
 def _on_tools_changed(
-    sender: Any, tenant_id: int, enabled_tools: frozenset[str] | None, **kwargs: Any
+    sender: Any,
+    tenant_id: int,
+    enabled_tools: frozenset[str] | None,
+    disabled_tools: frozenset[str] = frozenset(),
+    **kwargs: Any,
 ) -> None:
-    change_tools(tenant_id=tenant_id, enabled_tools=enabled_tools)
+    change_tools(tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools)
 
 
 def connect_receivers() -> None:

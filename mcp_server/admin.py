@@ -19,7 +19,8 @@ from django.utils.safestring import SafeString
 
 from mcp_server.api.cancellation import CancelOutcome, operation_cancel
 from mcp_server.api.error_log import error_log_response
-from mcp_server.models import TERMINAL_STATUSES, Operation, OperationError, OperationStatus
+from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 from mcp_server.selectors import operation_errors
 from mcp_server.tools.registry import registry
 

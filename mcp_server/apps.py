@@ -1,18 +1,21 @@
 """App configuration for the MCP service."""
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class McpServerConfig(AppConfig):
-    """Loads the built-in tools into the registry when Django starts."""
+    """Loads the built-in tools and every app's `mcp_tools` into the registry at start-up."""
 
     name = "mcp_server"
     verbose_name = "MCP service"
 
     def ready(self) -> None:
-        """Import the built-in tool modules so their decorators register them, and act on
+        """Import the built-in tool modules, then each installed app's `mcp_tools` module
+        (mcp_server/tools/discovery.py), so their decorators register them; and act on
         access taken away (mcp_server/access.py)."""
         from mcp_server.access import connect_receivers
         from mcp_server.tools import builtin  # noqa: F401
+        from mcp_server.tools.discovery import discover_tools
 
+        discover_tools(apps.get_app_configs())
         connect_receivers()

@@ -14,7 +14,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 
 from accounts.models import Membership, Tenant
-from mcp_server.cluster.messages import WEB_GROUP, broadcast_message
+from mcp_server.cluster.messages import WEB_GROUP, Broadcast
 from mcp_server.protocol.log_levels import LOG_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -101,9 +101,9 @@ def broadcast_send(
 
     tenant_id = tenant.pk if tenant is not None else None
     user_id = user.pk if user is not None else None
-    message = broadcast_message(level=level, data=text, tenant_id=tenant_id, user_id=user_id)
+    message = Broadcast(level=level, data=text, tenant_id=tenant_id, user_id=user_id)
     try:
-        async_to_sync(layer.group_send)(WEB_GROUP, message)
+        async_to_sync(layer.group_send)(WEB_GROUP, message.encode())
     except Exception as exc:  # a Redis outage, typically: say so rather than a bare traceback
         logger.warning("Broadcast not sent: the channel layer failed", exc_info=True)
         raise BroadcastUnavailable(f"The channel layer did not take the broadcast: {exc}") from exc

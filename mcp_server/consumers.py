@@ -1,7 +1,6 @@
 """The WebSocket transport: frames in and out of an McpSession, nothing more."""
 
-from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
+import logging
 from typing import Any
 
 import orjson
@@ -9,15 +8,17 @@ from channels.consumer import get_handler_name
 from django.conf import settings
 
 from mcp_server.admission import MessageAllowance
-from mcp_server.cluster.node import cluster_node
+from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
 from mcp_server.consumer_channel import ListenOnDemandConsumer
+from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.protocol.refusals import rate_limited, refusal_replies
 from mcp_server.protocol.text_escapes import escape_value
-from mcp_server.runtime.runner import operation_runner
-from mcp_server.session import McpSession, ServerIdentity
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.session import McpSession
+from mcp_server.tools.catalog import catalog_for_principal
 from mcp_server.uvicorn_websocket import OUTBOUND_LIMIT_EXTENSION
+
+logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "mcp"
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -25,31 +26,11 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 
 
-@lru_cache(maxsize=1)
-def server_identity() -> ServerIdentity:
-    """The server's name, version and limits, read from settings once."""
-    try:
-        package_version = version("mcp-realtime")
-    except PackageNotFoundError:
-        package_version = "0.0.0"
-    return ServerIdentity(
-        name=settings.MCP_SERVER_NAME,
-        title=settings.MCP_SERVER_TITLE,
-        version=package_version,
-        tools_page_size=settings.MCP_TOOLS_PAGE_SIZE,
-        tasks_page_size=settings.MCP_TASKS_PAGE_SIZE,
-        task_default_ttl=settings.MCP_TASK_DEFAULT_TTL,
-        task_max_ttl=settings.MCP_TASK_MAX_TTL,
-        task_poll_interval=settings.MCP_TASK_POLL_INTERVAL,
-        ping_interval=settings.MCP_CLIENT_PING_INTERVAL,
-        ping_timeout=settings.MCP_CLIENT_PING_TIMEOUT,
-    )
-
-
 class McpConsumer(ListenOnDemandConsumer):
     """One authenticated MCP connection (the auth middleware put `principal` in the scope)."""
 
     session: McpSession | None = None
+    runtime: ProcessRuntime | None = None
     # Put in the scope by ConnectionAdmissionMiddleware; None: no message rate limit.
     message_allowance: MessageAllowance | None = None
 
@@ -60,7 +41,8 @@ class McpConsumer(ListenOnDemandConsumer):
             await super().__call__(scope, receive, send)
         finally:
             if self.session is not None and not self.session.is_closed:
-                cluster_node().unregister(self.session)
+                assert self.runtime is not None
+                self.runtime.connections.unregister(self.session)
                 await self.session.close(server_shutdown=True)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -78,19 +60,20 @@ class McpConsumer(ListenOnDemandConsumer):
     async def connect(self) -> None:
         """Create the session and accept, choosing the `mcp` subprotocol when offered."""
         principal = self.scope["principal"]
+        # Put in the scope by RuntimeLifespan (mcp_server/lifespan.py).
+        runtime: ProcessRuntime = self.scope["runtime"]
+        self.runtime = runtime
         self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
         self.message_allowance = self.scope.get("message_allowance")
-        node = cluster_node()
-        await node.start()
         self.session = McpSession(
             principal=principal,
-            catalog=catalog_for(principal.enabled_tools),
-            identity=server_identity(),
-            runner=operation_runner(),
+            catalog=catalog_for_principal(principal),
+            identity=runtime.identity,
+            executor=runtime.executor,
+            admission=runtime.runner.admission,
             connection_id=self.channel_name or str(id(self)),
             send=self.send_json,
-            node=node,
-            in_worker=settings.MCP_EXECUTION == "worker",
+            liveness=runtime.liveness,
             close_transport=self._close_with,
             listen=self.listen,
         )
@@ -101,7 +84,7 @@ class McpConsumer(ListenOnDemandConsumer):
             outbound["bytes"] = principal.limits.outbound_bytes_per_connection
         offered = self.scope.get("subprotocols") or ()
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        node.register(self.session)
+        runtime.connections.register(self.session)
 
     async def _close_with(self, code: int, reason: str) -> None:
         await self.close(code=code, reason=reason)
@@ -144,13 +127,22 @@ class McpConsumer(ListenOnDemandConsumer):
     async def disconnect(self, code: int) -> None:
         """Stop the session's in-flight work (interrupted when the server is restarting)."""
         if self.session is not None:
-            cluster_node().unregister(self.session)
+            assert self.runtime is not None
+            self.runtime.connections.unregister(self.session)
             await self.session.close(server_shutdown=code == CLOSE_SERVICE_RESTART)
 
     async def operation_progress(self, message: dict[str, Any]) -> None:
-        """Progress of an operation this connection listens to (from whichever process runs it)."""
-        if self.session is not None:
-            await self.session.operation_event(message)
+        """An event of an operation this connection listens to (progress, log or outcome,
+        from whichever process runs it), decoded once and handed to the session."""
+        if self.session is None:
+            return
+        try:
+            event = decode_message(message)
+        except MalformedMessage as exc:
+            logger.warning("ignored a malformed operation event: %s", exc)
+            return
+        if isinstance(event, OperationEvent):
+            await self.session.operation_event(event)
 
     operation_log = operation_progress
     operation_finished = operation_progress

@@ -7,28 +7,7 @@ from django.utils import timezone
 from uuid_utils.compat import uuid7
 
 from accounts.models import Tenant
-
-
-class OperationStatus(models.TextChoices):
-    """Where an operation is in its life; the last four are terminal."""
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    INTERRUPTED = "interrupted", "Interrupted"
-
-
-TERMINAL_STATUSES = frozenset(
-    {
-        OperationStatus.SUCCEEDED,
-        OperationStatus.FAILED,
-        OperationStatus.CANCELLED,
-        OperationStatus.INTERRUPTED,
-    }
-)
-ACTIVE_STATUSES = frozenset({OperationStatus.QUEUED, OperationStatus.RUNNING})
+from mcp_server.operations.lifecycle import OperationStatus, is_terminal
 
 
 class Operation(models.Model):
@@ -101,7 +80,7 @@ class Operation(models.Model):
     @property
     def is_terminal(self) -> bool:
         """Whether the operation has ended."""
-        return self.status in TERMINAL_STATUSES
+        return is_terminal(self.status)
 
 
 class OperationError(models.Model):

@@ -10,7 +10,8 @@ from django.db.models import Aggregate, Count, DurationField, QuerySet
 
 from accounts.models import ApiToken
 from accounts.principal import Principal
-from mcp_server.models import TERMINAL_STATUSES, Operation, OperationError
+from mcp_server.models import Operation, OperationError
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 
 # Columns a list of runs never shows: they can be large, so they are not fetched.
 _LIST_DEFERRED = ("result_summary", "error", "connection_id")

@@ -7,29 +7,26 @@ The session knows nothing of WebSockets or Django: it is given decoded JSON valu
 import asyncio
 import dataclasses
 import enum
-import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from uuid import UUID
 
 from accounts.principal import Principal
+from mcp_server.client_pings import ClientPings
+from mcp_server.identity import ServerIdentity
+from mcp_server.listener import ConnectionListener
+from mcp_server.operations.lifecycle import Stop, StopReason
+from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
-    LIMIT_EXCEEDED,
-    METHOD_NOT_FOUND,
     PARSE_ERROR,
     JsonRpcError,
     MessageError,
-    RequestId,
-    invalid_params,
     method_not_found,
 )
-from mcp_server.protocol.lifecycle import initialize_result, parse_initialize
+from mcp_server.protocol.lifecycle import initialize_result, parse_initialize, shutdown_notice
 from mcp_server.protocol.log_levels import DEFAULT_LEVEL, level_rank
 from mcp_server.protocol.messages import (
     Notification,
@@ -41,25 +38,19 @@ from mcp_server.protocol.messages import (
     result_message,
 )
 from mcp_server.protocol.pagination import paginate
-from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import (
-    RELATED_TASK,
-    requested_ttl,
-)
+from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
-from mcp_server.runtime.admission import InFlightLimitReached
+from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.runtime.runner import (
-    INTERRUPTED_BY_SHUTDOWN,
-    CallRequest,
-    OperationRunner,
-    access_revoked_reason,
-)
-from mcp_server.session_operations import Attachment, OperationRequests
+from mcp_server.spawned_requests import SpawnedRequests, batch_replies
+from mcp_server.task_requests import TaskRequests
+from mcp_server.tool_calls import read_tools_call
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
-    from mcp_server.cluster.node import ClusterNode
+    from mcp_server.cluster.liveness import Liveness
+    from mcp_server.cluster.messages import OperationEvent
+    from mcp_server.executors import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +71,6 @@ SERVER_CAPABILITIES: dict[str, Any] = {
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
 _CANCEL_BATCH = 64
-# The close code for a connection that did not answer the server's ping (mirrors HTTP 408).
-CLOSE_PING_TIMEOUT = 4408
-_OUTCOME_ERRORS = {
-    "cancelled": "The operation was cancelled",
-    "interrupted": "The operation was interrupted",
-}
 
 
 class SessionState(enum.Enum):
@@ -96,50 +81,27 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerIdentity:
-    """How the server introduces itself, and its per-session limits."""
-
-    name: str
-    title: str
-    version: str
-    tools_page_size: int = 50
-    instructions: str | None = None
-    tasks_page_size: int = 50
-    task_default_ttl: int = 24 * 3600 * 1000
-    task_max_ttl: int = 7 * 24 * 3600 * 1000
-    task_poll_interval: int = 1000
-    ping_interval: float = 30.0
-    ping_timeout: float = 15.0
-
-
-class McpSession(OperationRequests):
+class McpSession:
     """The MCP state of one connection; feed it decoded messages, it sends the replies."""
 
     __slots__ = (
         "__weakref__",
-        "_attached",
-        "_background",
-        "_client_cancelled",
         "_close_transport",
-        "_in_flight",
-        "_listen",
         "_log_rank",
-        "_ping_id",
-        "_ping_sent",
         "_pings",
         "_send",
+        "_spawned",
+        "_tasks",
         "catalog",
         "client_initialized",
         "connection_id",
+        "executor",
         "identity",
-        "in_worker",
-        "last_seen",
-        "node",
+        "listener",
         "principal",
         "protocol_version",
-        "runner",
         "state",
+        "tasks",
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
@@ -152,45 +114,50 @@ class McpSession(OperationRequests):
         principal: Principal,
         catalog: ToolCatalog,
         identity: ServerIdentity,
-        runner: OperationRunner,
+        executor: "Executor",
+        admission: InFlightRequests,
         connection_id: str,
         send: Send,
-        node: "ClusterNode | None" = None,
-        in_worker: bool = False,
+        liveness: "Liveness | None" = None,
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
     ) -> None:
         self.principal = principal
-        # Called before the connection's id is handed out as a listener (the transport then
-        # starts reading what is sent to it).
-        self._listen = listen
-        self.node = node
-        self.in_worker = in_worker
+        self.executor = executor
         self._close_transport = close_transport
-        self._attached: dict[UUID, Attachment] = {}
-        self._background: set[asyncio.Task[Any]] = set()
-        self._client_cancelled: set[RequestId] = set()
-        self.last_seen = time.monotonic()
-        self._ping_id: str | None = None
-        self._ping_sent = 0.0
-        self._pings = 0
+        # Everything this session starts; closing it cancels or awaits all of it.
+        self._tasks = TaskOwner()
+        self.listener = ConnectionListener(
+            connection_id=connection_id,
+            send=send,
+            log=self.log,
+            owner=self._tasks,
+            detach=executor.detach,
+            liveness=liveness,
+            listen=listen,
+        )
+        self.tasks = TaskRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            identity=identity,
+            executor=executor,
+            listener=self.listener,
+        )
+        self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
+        self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
         self.catalog = catalog
         self.identity = identity
-        self.runner = runner
         self.connection_id = connection_id
         self._send = send
         self.state = SessionState.AWAITING_INITIALIZE
         self.protocol_version: str | None = None
         self.client_initialized = False
         self._log_rank = level_rank(DEFAULT_LEVEL)
-        self._in_flight: dict[RequestId, asyncio.Task[Reply]] = {}
 
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
         """Handle one decoded frame: a message, or a batch array where the revision allows."""
-        # Any frame shows the client is alive: no ping needed, an outstanding one is answered.
-        self.last_seen = time.monotonic()
-        self._ping_id = None
+        self._pings.seen()
         if isinstance(payload, list):
             await self._receive_batch(payload)
             return
@@ -219,9 +186,7 @@ class McpSession(OperationRequests):
         handled = [await self._handle(item, batched=True) for item in batch]
         if any(isinstance(item, asyncio.Task) for item in handled):
             # Spawned like any request, so the socket stays responsive; one array when done.
-            task = asyncio.create_task(self._answer_batch(handled))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._tasks.keep(self._answer_batch(handled))
             return
         answered = [reply for reply in handled if isinstance(reply, dict)]
         if answered:
@@ -232,13 +197,7 @@ class McpSession(OperationRequests):
         await asyncio.wait([item for item in handled if isinstance(item, asyncio.Task)])
         if self.state is SessionState.CLOSED:
             return
-        answered: list[dict[str, Any]] = []
-        for item in handled:
-            if isinstance(item, asyncio.Task):
-                # A request the client cancelled gets no response, as outside a batch.
-                item = None if item.cancelled() or item.exception() else item.result()
-            if item is not None:
-                answered.append(item)
+        answered = batch_replies(handled)
         if not answered:
             return
         try:
@@ -279,37 +238,23 @@ class McpSession(OperationRequests):
 
     def _spawn(self, request: Request, handler: Handler, *, batched: bool = False) -> Handled:
         """Run a request as its own task (in a batch, the task's result is its reply)."""
-        if request.id in self._in_flight:
-            return error_message(
-                request.id,
-                JsonRpcError(INVALID_REQUEST, f"Request id {request.id!r} is already in flight"),
-            )
-        key = self._slot_key
+        run = self._run_spawned(request, handler, batched=batched)
         try:
-            self.runner.admission.admit(key, self.principal.limits)
-        except InFlightLimitReached as exc:
-            return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
-        task = asyncio.create_task(self._run_spawned(request, handler, batched=batched))
-        self._in_flight[request.id] = task
-        task.add_done_callback(functools.partial(self._forget, request.id, key))
-        return task
-
-    def _forget(self, request_id: RequestId, key: SlotKey, task: asyncio.Task[Reply]) -> None:
-        self.runner.admission.release(key)
-        if self._in_flight.get(request_id) is task:
-            del self._in_flight[request_id]
+            return self._spawned.start(
+                request.id, run, key=self._slot_key, limits=self.principal.limits
+            )
+        except JsonRpcError as refusal:
+            return error_message(request.id, refusal)
 
     async def _run_spawned(self, request: Request, handler: Handler, *, batched: bool) -> Reply:
         try:
             reply = await self._respond(request, handler)
         except asyncio.CancelledError:
-            if self.state is SessionState.CLOSED or request.id in self._client_cancelled:
+            if self.state is SessionState.CLOSED or self._spawned.cancelled_by_client(request.id):
                 raise
             # Cancelled by someone else (the REST API, the admin): the client must not wait.
             error = JsonRpcError(INTERNAL_ERROR, "The operation was cancelled", {"by": "server"})
             reply = error_message(request.id, error)
-        finally:
-            self._client_cancelled.discard(request.id)
         if batched:
             return reply
         if self.state is SessionState.CLOSED:
@@ -333,7 +278,7 @@ class McpSession(OperationRequests):
         if notification.method == methods.NOTIFICATION_INITIALIZED:
             self.client_initialized = True
         elif notification.method == methods.NOTIFICATION_CANCELLED:
-            self._cancel(notification.params.get("requestId"))
+            self._spawned.cancel_by_client(notification.params.get("requestId"))
         else:
             logger.debug("ignored notification %s", notification.method)
 
@@ -341,15 +286,8 @@ class McpSession(OperationRequests):
         # The server has no outstanding requests of its own yet: every response is unknown.
         logger.debug("ignored a response to unknown request id %r", response.id)
 
-    def _cancel(self, request_id: Any) -> None:
-        valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
-        task = self._in_flight.get(request_id) if valid else None
-        if task is not None:
-            self._client_cancelled.add(request_id)
-            task.cancel()
-
     # --- lifecycle -----------------------------------------------------------------------
-    async def close(self, *, server_shutdown: bool = False, reason: str | None = None) -> None:
+    async def close(self, *, server_shutdown: bool = False, reason: Stop | None = None) -> None:
         """The connection is gone: stop in-flight work and send nothing more.
 
         When the server itself is going away, the work is interrupted rather than cancelled;
@@ -358,23 +296,14 @@ class McpSession(OperationRequests):
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
-        tasks = list(self._in_flight.values())
-        cancel_reason = INTERRUPTED_BY_SHUTDOWN if server_shutdown else reason
-        for start in range(0, len(tasks), _CANCEL_BATCH):
-            if start:
-                await asyncio.sleep(0)  # let the batch before end before cancelling more
-            for task in tasks[start : start + _CANCEL_BATCH]:
-                task.cancel(cancel_reason)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._in_flight.clear()
+        cancel_reason = (
+            Stop(StopReason.SHUTDOWN) if server_shutdown else reason or Stop(StopReason.DISCONNECT)
+        )
+        await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
-        for key in list(self._attached):
-            await self._forget_operation(key)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.listener.close()
 
-    # --- cluster connection (see mcp_server.cluster.node.LocalConnection) ------------------
+    # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
     def is_closed(self) -> bool:
         """Whether the connection has closed (then nothing more is sent)."""
@@ -392,37 +321,15 @@ class McpSession(OperationRequests):
 
     async def keep_alive(self, now: float) -> None:
         """Ping the client when it has been idle; close the connection when it stays silent."""
-        if self.state is SessionState.CLOSED:
-            return
-        if self._ping_id is not None:
-            if now - self._ping_sent > self.identity.ping_timeout and self._close_transport:
-                reason = f"no reply to ping within {self.identity.ping_timeout:g} s"
-                await self._close_transport(CLOSE_PING_TIMEOUT, reason)
-            return
-        if now - self.last_seen >= self.identity.ping_interval:
-            self._pings += 1
-            self._ping_id = f"server-ping-{self._pings}"
-            self._ping_sent = now
-            await self._send({"jsonrpc": "2.0", "id": self._ping_id, "method": methods.PING})
+        if self.state is not SessionState.CLOSED:
+            await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
         """The server is shutting down: say so, then stop this connection's work."""
         if self.state is not SessionState.CLOSED:
-            notice = {
-                "level": "warning",
-                "logger": "server",
-                "data": {
-                    "message": "This server is shutting down; reconnect to continue. "
-                    + (
-                        "Tasks keep running and can be resumed from any server."
-                        if self.in_worker
-                        else "Operations running on it, tasks included, are interrupted."
-                    ),
-                    "reason": "shutdown",
-                },
-            }
+            notice = shutdown_notice(tasks_keep_running=self.executor.tasks_outlive_process)
             try:
-                await self._send(notification_message(methods.NOTIFICATION_MESSAGE, notice))
+                await self._send(notice)
             except Exception:
                 logger.debug("could not send the shutdown notice", exc_info=True)
         await self.close(server_shutdown=True)
@@ -432,17 +339,22 @@ class McpSession(OperationRequests):
         with `reason`), then close the connection with `code` (44xx) and `reason`."""
         if self.state is SessionState.CLOSED:
             return
-        await self.close(reason=access_revoked_reason(reason))
+        await self.close(reason=Stop.access_revoked(reason))
         if self._close_transport is not None:
             await self._close_transport(code, reason)
 
-    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+    async def tools_changed(
+        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    ) -> None:
         """The tenant's tool set changed: list and call from the new one, and tell the client
         (`notifications/tools/list_changed`) when the tools it sees changed."""
-        if self.state is SessionState.CLOSED or enabled_tools == self.principal.enabled_tools:
+        current = (self.principal.enabled_tools, self.principal.disabled_tools)
+        if self.state is SessionState.CLOSED or (enabled_tools, disabled_tools) == current:
             return
-        self.principal = dataclasses.replace(self.principal, enabled_tools=enabled_tools)
-        catalog = catalog_for(enabled_tools)
+        self.principal = dataclasses.replace(
+            self.principal, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+        )
+        catalog = catalog_for(enabled_tools, disabled_tools)
         changed = catalog.tools != self.catalog.tools
         self.catalog = catalog
         if changed and self.state is SessionState.READY:
@@ -451,9 +363,17 @@ class McpSession(OperationRequests):
     @property
     def in_flight(self) -> int:
         """How many spawned requests are running."""
-        return len(self._in_flight)
+        return len(self._spawned)
 
-    # --- CallEvents ----------------------------------------------------------------------
+    @property
+    def _slot_key(self) -> SlotKey:
+        """Who this connection works for: its slots, requests in flight and database share."""
+        return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+
+    async def operation_event(self, event: "OperationEvent") -> None:
+        """An event of an operation this connection listens to (from the channel layer)."""
+        await self.listener.operation_event(event)
+
     async def log(
         self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
     ) -> None:
@@ -499,38 +419,17 @@ class McpSession(OperationRequests):
         return result
 
     async def _tools_call(self, request: Request) -> dict[str, Any]:
-        params = request.params
-        name = params.get("name")
-        if not isinstance(name, str):
-            raise invalid_params("tools/call requires a string name")
-        arguments = params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            raise invalid_params("tools/call arguments must be an object")
-        tool = self.catalog.get(name)
-        if tool is None:
-            raise invalid_params(f"Unknown tool: {name}")
-        ttl = requested_ttl(
-            params, default=self.identity.task_default_ttl, maximum=self.identity.task_max_ttl
-        )
-        if ttl is not None and tool.task_support == "forbidden":
-            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
-        if ttl is None and tool.task_support == "required":
-            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
-        call = CallRequest(
-            principal=self.principal,
-            tool=tool,
-            arguments=arguments,
-            connection_id=self.connection_id,
+        call, ttl = read_tools_call(
+            request.params,
             request_id=request.id,
-            progress_token=progress_token(params),
+            principal=self.principal,
+            catalog=self.catalog,
+            identity=self.identity,
+            connection_id=self.connection_id,
         )
         if ttl is not None:
-            return await self._start_task(call, ttl)
-        if self.in_worker:
-            return await self._call_in_worker(call)
-        return await self.runner.call(call, send=self._send, events=self)
+            return await self.tasks.start(call, ttl)
+        return await self.executor.call(call, self.listener)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]
@@ -544,9 +443,9 @@ McpSession._REQUEST_HANDLERS.update(
         methods.TOOLS_LIST: McpSession._tools_list,
         methods.TOOLS_CALL: McpSession._tools_call,
         methods.LOGGING_SET_LEVEL: McpSession._logging_set_level,
-        methods.TASKS_GET: McpSession._tasks_get,
-        methods.TASKS_RESULT: McpSession._tasks_result,
-        methods.TASKS_LIST: McpSession._tasks_list,
-        methods.TASKS_CANCEL: McpSession._tasks_cancel,
+        methods.TASKS_GET: lambda session, request: session.tasks.get(request),
+        methods.TASKS_RESULT: lambda session, request: session.tasks.result(request),
+        methods.TASKS_LIST: lambda session, request: session.tasks.list(request),
+        methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel(request),
     }
 )

@@ -1,12 +1,18 @@
 """Helpers shared by runtime and tool tests."""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from channels.layers import get_channel_layer
 
 from accounts.models import Membership
 from accounts.principal import Principal
 from accounts.selectors import principal_from_membership
 from accounts.services import tenant_create, user_create
+from mcp_server.process_runtime import ProcessRuntime, build_runtime, install_runtime
+from mcp_server.runtime.runner import OperationRunner
 
 POLL_INTERVAL = 0.005
 
@@ -49,3 +55,15 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
 async def yield_to_other_tasks() -> None:
     """Let other tasks run once, as a busy tool does between items (not a wait for anything)."""
     await asyncio.sleep(0)
+
+
+@contextmanager
+def runtime_installed(runner: OperationRunner | Any) -> Iterator[ProcessRuntime]:
+    """A process runtime around `runner` (a real one or a stand-in), installed for the code
+    Django calls into (REST views, admin actions) while the block runs."""
+    runtime = build_runtime(web=False, runner=runner, layer=get_channel_layer())
+    previous = install_runtime(runtime)
+    try:
+        yield runtime
+    finally:
+        install_runtime(previous)

@@ -3,11 +3,11 @@
 import enum
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
-from mcp_server.cluster.node import cluster_node
 from mcp_server.models import Operation
-from mcp_server.services import operation_request_cancel
+from mcp_server.operations.store import operation_request_cancel
+from mcp_server.process_runtime import current_runtime
 
 
 class CancelOutcome(enum.Enum):
@@ -23,8 +23,11 @@ CANCEL_MESSAGES = {
 }
 
 
-async def _cancel(operation_id: UUID) -> None:
-    await cluster_node().cancel(operation_id)
+async def _request_cancel(operation_id: UUID, as_task: bool) -> bool:
+    # Thread-sensitive: the record runs back on the request's thread, with its connection.
+    record = sync_to_async(operation_request_cancel, thread_sensitive=True)
+    bus = current_runtime().bus
+    return await bus.request_cancel(operation_id, as_task=as_task, record=record)
 
 
 def operation_cancel(*, operation: Operation) -> CancelOutcome:
@@ -33,12 +36,12 @@ def operation_cancel(*, operation: Operation) -> CancelOutcome:
     The request is recorded in history first, on this request's own database connection (a
     task turns `cancelled` at once), so the process running it acts on it at its next
     heartbeat even if the message is lost. A sync view runs on a worker thread while the
-    runner's tasks belong to the server's event loop: the cancel hops there with async_to_sync,
-    to that loop's cluster node.
+    runner's tasks belong to the server's event loop: the cancel hops there with async_to_sync.
+    Django calls this without our arguments, so the process's runtime is the one it installed
+    at start-up (`current_runtime()`).
     """
     if operation.is_terminal:
         return CancelOutcome.ALREADY_FINISHED
-    if not operation_request_cancel(operation_id=operation.pk, as_task=operation.is_task):
+    if not async_to_sync(_request_cancel)(operation.pk, operation.is_task):
         return CancelOutcome.ALREADY_FINISHED
-    async_to_sync(_cancel)(operation.pk)
     return CancelOutcome.CANCELLING

@@ -12,11 +12,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from accounts import tool_sets
 from accounts.principal import Principal
 from accounts.selectors import access_states
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
-from mcp_server.runtime.runner import OperationRunner, access_revoked_reason
+from mcp_server.cluster.rounds import every
+from mcp_server.operations.lifecycle import Stop
+from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ class GuardedConnection(Protocol):
     async def revoke_access(self, code: int, reason: str) -> None:
         """Stop the connection's work as revoked and close it with `code` and `reason`."""
 
-    async def tools_changed(self, enabled_tools: frozenset[str] | None) -> None:
+    async def tools_changed(
+        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    ) -> None:
         """Use the tenant's new tool set and tell the client when its list changed."""
 
 
@@ -64,36 +69,38 @@ class AccessGuard:
     def _open(self) -> list[GuardedConnection]:
         return [c for c in self._connections() if not c.is_closed]
 
-    async def handle(self, message: messages.Message) -> None:
+    async def handle(self, message: messages.ClusterMessage) -> None:
         """Act on an access.revoked or access.tools_changed message."""
-        if message.get("type") == messages.ACCESS_REVOKED:
+        if isinstance(message, messages.AccessRevoked):
             await self._revoked(message)
-        elif message.get("type") == messages.TOOLS_CHANGED:
+        elif isinstance(message, messages.ToolsChanged):
             await self._tools_changed(message)
 
-    async def _revoked(self, message: messages.Message) -> None:
-        field, ids = message.get("kind"), message.get("ids")
-        if field not in _MATCHABLE or not isinstance(ids, list):
-            logger.warning("ignored a malformed %s message", message.get("type"))
+    async def _revoked(self, message: messages.AccessRevoked) -> None:
+        field = message.kind
+        if field not in _MATCHABLE:
+            logger.warning("ignored an access.revoked message matching on %r", field)
             return
-        wanted = {i for i in ids if isinstance(i, int)}
-        status, reason = int(message.get("status") or 403), str(message.get("reason") or "")
+        wanted = set(message.ids)
 
         def matches(principal: Principal) -> bool:
             return getattr(principal, field) in wanted
 
         closing = [c for c in self._open() if matches(c.principal)]
-        await self._close(closing, status, reason)
+        await self._close(closing, message.status, message.reason)
         # Work that outlives connections (tasks) and work run here for other processes.
-        stopped = self._runner.cancel_where(matches, access_revoked_reason(reason))
+        stopped = self._runner.cancel_where(matches, Stop.access_revoked(message.reason))
         if stopped:
-            logger.info("access revoked (%s): stopping %d operation(s) run here", reason, stopped)
+            logger.info(
+                "access revoked (%s): stopping %d operation(s) run here", message.reason, stopped
+            )
 
-    async def _tools_changed(self, message: messages.Message) -> None:
-        tenant_id, tools = message.get("tenant_id"), message.get("enabled_tools")
-        enabled = frozenset(tools) if tools else None
-        affected = [c for c in self._open() if c.principal.tenant_id == tenant_id]
-        await asyncio.gather(*(c.tools_changed(enabled) for c in affected), return_exceptions=True)
+    async def _tools_changed(self, message: messages.ToolsChanged) -> None:
+        affected = [c for c in self._open() if c.principal.tenant_id == message.tenant_id]
+        await asyncio.gather(
+            *(c.tools_changed(message.enabled_tools, message.disabled_tools) for c in affected),
+            return_exceptions=True,
+        )
 
     async def _close(self, connections: list[GuardedConnection], status: int, reason: str) -> None:
         if connections:
@@ -115,26 +122,24 @@ class AccessGuard:
             return
         states = await db_call(access_states)(token_ids=tokens, user_ids=users)
         by_failure: dict[tuple[int, str], list[GuardedConnection]] = {}
-        changed: list[tuple[GuardedConnection, frozenset[str] | None]] = []
+        changed: list[tuple[GuardedConnection, tool_sets.ToolSet]] = []
         for connection in connections:
             state = states.for_principal(connection.principal)
             failure = state.failure_for(connection.principal)
             if failure is not None:
                 by_failure.setdefault((failure.status, failure.reason), []).append(connection)
-            elif state.enabled_tools != connection.principal.enabled_tools:
-                changed.append((connection, state.enabled_tools))
+            elif (state.enabled_tools, state.disabled_tools) != (
+                connection.principal.enabled_tools,
+                connection.principal.disabled_tools,
+            ):
+                changed.append((connection, (state.enabled_tools, state.disabled_tools)))
         for (status, reason), closing in by_failure.items():
             await self._close(closing, status, reason)
         if changed:
-            await asyncio.gather(*(c.tools_changed(e) for c, e in changed), return_exceptions=True)
+            await asyncio.gather(
+                *(c.tools_changed(*tools) for c, tools in changed), return_exceptions=True
+            )
 
     async def run_checks(self) -> None:
         """Re-check every `interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("access check failed; retrying next round", exc_info=True)
+        await every(self.interval, self.check, failure="access check failed")

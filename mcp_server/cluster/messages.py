@@ -1,4 +1,9 @@
-"""Channel-layer names and message types that cross processes.
+"""Channel-layer names and the typed messages that cross processes.
+
+Every message is a frozen dataclass with one `encode()` (to the dict the channel layer
+carries, its `type` being the Channels handler name) and one `decode()`; receivers call
+`decode_message` once and work with the typed value. All processes of a cluster run the same
+build, so the keys are this module's alone to change.
 
 Channel layers deliver at most once and drop messages when full: nothing here is the only
 record of something that must arrive. Results and terminal statuses are persisted first;
@@ -6,7 +11,13 @@ these messages are the fast path, and the receivers recover from the database wh
 """
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+from uuid import UUID
+
+from accounts import tool_sets
+from mcp_server.operations.lifecycle import Stop
 
 if TYPE_CHECKING:
     from mcp_server.models import Operation
@@ -37,68 +48,422 @@ ACCESS_REVOKED = "access.revoked"
 TOOLS_CHANGED = "access.tools_changed"
 ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TOOLS_CHANGED})
 
+# A message as the channel layer carries it.
 Message = dict[str, Any]
 
 
-def broadcast_message(
-    *, level: str, data: Any, tenant_id: int | None = None, user_id: int | None = None
-) -> Message:
-    """A `notifications/message` for every matching connected client of every web process."""
-    return {
-        "type": BROADCAST,
-        "level": level,
-        "data": data,
-        "tenant_id": tenant_id,
-        "user_id": user_id,
-    }
+class MalformedMessage(ValueError):
+    """A channel-layer message that does not decode to the type it names."""
 
 
-def access_revoked_message(*, kind: str, ids: list[int], status: int, reason: str) -> Message:
-    """Access ended for these tokens, users or tenants (`kind`); `status` and `reason` are what
-    a handshake would be refused with now."""
-    return {"type": ACCESS_REVOKED, "kind": kind, "ids": ids, "status": status, "reason": reason}
+def _uuid(value: Any) -> UUID:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise MalformedMessage(f"not an operation id: {value!r}") from None
 
 
-def tools_changed_message(*, tenant_id: int, enabled_tools: list[str] | None) -> Message:
-    """A tenant's tool set is now `enabled_tools` (None: every tool)."""
-    return {"type": TOOLS_CHANGED, "tenant_id": tenant_id, "enabled_tools": enabled_tools}
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationStart:
+    """Hands a call to a worker (the row already exists, `queued`)."""
+
+    TYPE: ClassVar[str] = OPERATION_START
+
+    id: UUID
+    principal: dict[str, Any]
+    tool: str
+    arguments: dict[str, Any]
+    connection_id: str
+    request_id: str | int
+    progress_token: str | int | None
+    queued_at: datetime | None
+    is_task: bool
+    task_ttl: int | None
+    listener: str | None
+
+    @classmethod
+    def of(cls, request: "CallRequest", listener: str | None) -> Self:
+        """The hand-off of `request`, whose events go to `listener`."""
+        assert request.operation_id is not None
+        principal = dataclasses.asdict(request.principal)
+        principal.update(
+            tool_sets.encoded(request.principal.enabled_tools, request.principal.disabled_tools)
+        )
+        return cls(
+            id=request.operation_id,
+            principal=principal,
+            tool=request.tool.name,
+            arguments=request.arguments,
+            connection_id=request.connection_id,
+            request_id=request.request_id,
+            progress_token=request.progress_token,
+            queued_at=request.queued_at,
+            is_task=request.is_task,
+            task_ttl=request.task_ttl,
+            listener=listener,
+        )
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "id": str(self.id),
+            "principal": self.principal,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "connection_id": self.connection_id,
+            "request_id": self.request_id,
+            "progress_token": self.progress_token,
+            "queued_at": self.queued_at.isoformat() if self.queued_at else None,
+            "is_task": self.is_task,
+            "task_ttl": self.task_ttl,
+            "listener": self.listener,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        principal, tool = message.get("principal"), message.get("tool")
+        if not isinstance(principal, dict) or not isinstance(tool, str):
+            raise MalformedMessage("operation.start needs a principal and a tool")
+        listener = message.get("listener")
+        return cls(
+            id=_uuid(message.get("id")),
+            principal=principal,
+            tool=tool,
+            arguments=message.get("arguments") or {},
+            connection_id=message.get("connection_id") or "",
+            request_id=message.get("request_id") or "",
+            progress_token=message.get("progress_token"),
+            queued_at=_moment(message.get("queued_at")),
+            is_task=bool(message.get("is_task")),
+            task_ttl=_optional_int(message.get("task_ttl")),
+            listener=str(listener) if listener else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationCancel:
+    """Stop an operation wherever it runs (`reason`: why; None: a cancel recorded in history)."""
+
+    TYPE: ClassVar[str] = OPERATION_CANCEL
+
+    id: UUID
+    reason: Stop | None = None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        fields = self.reason.encode() if self.reason is not None else {}
+        return {"type": self.TYPE, "id": str(self.id), **fields}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        return cls(id=_uuid(message.get("id")), reason=Stop.decode(message))
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAttach:
+    """Make `channel` a listener of an operation, wherever it runs."""
+
+    TYPE: ClassVar[str] = OPERATION_ATTACH
+
+    id: UUID
+    channel: str
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "channel": self.channel}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        channel = message.get("channel")
+        if not isinstance(channel, str):
+            raise MalformedMessage(f"{cls.TYPE} needs a channel")
+        return cls(id=_uuid(message.get("id")), channel=channel)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationDetach(OperationAttach):
+    """Stop sending an operation's events to `channel`."""
+
+    TYPE: ClassVar[str] = OPERATION_DETACH
+
+
+@dataclass(frozen=True, slots=True)
+class OperationProgress:
+    """How far an operation got (each listening connection adds its client's token)."""
+
+    TYPE: ClassVar[str] = OPERATION_PROGRESS
+
+    id: UUID
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "id": str(self.id),
+            "progress": self.progress,
+            "total": self.total,
+            "message": self.message,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        progress = _number(message.get("progress"))
+        if progress is None:
+            raise MalformedMessage("operation.progress needs a number")
+        text = message.get("message")
+        return cls(
+            id=_uuid(message.get("id")),
+            progress=progress,
+            total=_number(message.get("total")),
+            message=text if isinstance(text, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationLog:
+    """A tool's log message (each connection filters by its client's level)."""
+
+    TYPE: ClassVar[str] = OPERATION_LOG
+
+    id: UUID
+    level: str
+    data: Any
+    logger: str | None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "id": str(self.id),
+            "level": self.level,
+            "data": self.data,
+            "logger": self.logger,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        level, logger = message.get("level"), message.get("logger")
+        return cls(
+            id=_uuid(message.get("id")),
+            level=level if isinstance(level, str) else "info",
+            data=message.get("data"),
+            logger=logger if isinstance(logger, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationFinished:
+    """How an operation ended (already in history)."""
+
+    TYPE: ClassVar[str] = OPERATION_FINISHED
+
+    id: UUID
+    status: str
+    result: dict[str, Any] | None
+    error: str
+    progress: float | None = None
+    total: float | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, operation: "Operation") -> Self:
+        """The event for an operation that history shows ended."""
+        return cls(
+            id=operation.pk,
+            status=operation.status,
+            result=operation.result,
+            error=operation.error,
+            progress=operation.progress,
+            total=operation.total,
+            finished_at=operation.finished_at,
+        )
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "id": str(self.id),
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "progress": self.progress,
+            "total": self.total,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        status, result, error = message.get("status"), message.get("result"), message.get("error")
+        return cls(
+            id=_uuid(message.get("id")),
+            status=status if isinstance(status, str) and status else "failed",
+            result=result if isinstance(result, dict) else None,
+            error=error if isinstance(error, str) else "",
+            progress=_number(message.get("progress")),
+            total=_number(message.get("total")),
+            finished_at=_moment(message.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """A `notifications/message` for every matching client of every web process."""
+
+    TYPE: ClassVar[str] = BROADCAST
+
+    level: str
+    data: Any
+    tenant_id: int | None = None
+    user_id: int | None = None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "level": self.level,
+            "data": self.data,
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        level = message.get("level")
+        return cls(
+            level=level if isinstance(level, str) and level else "notice",
+            data=message.get("data"),
+            tenant_id=_optional_int(message.get("tenant_id")),
+            user_id=_optional_int(message.get("user_id")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRevoked:
+    """Access ended for these tokens, users or tenants (`kind`: the Principal attribute);
+    `status` and `reason` are what a handshake would be refused with now."""
+
+    TYPE: ClassVar[str] = ACCESS_REVOKED
+
+    kind: str
+    ids: list[int]
+    status: int
+    reason: str
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "kind": self.kind,
+            "ids": self.ids,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        kind, ids = message.get("kind"), message.get("ids")
+        if not isinstance(kind, str) or not isinstance(ids, list):
+            raise MalformedMessage("access.revoked needs a kind and a list of ids")
+        return cls(
+            kind=kind,
+            ids=[i for i in ids if isinstance(i, int)],
+            status=_optional_int(message.get("status")) or 403,
+            reason=str(message.get("reason") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsChanged:
+    """A tenant's tool set is now `enabled_tools` (None: every tool but `disabled_tools`)."""
+
+    TYPE: ClassVar[str] = TOOLS_CHANGED
+
+    tenant_id: int
+    enabled_tools: frozenset[str] | None
+    disabled_tools: frozenset[str] = frozenset()
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "tenant_id": self.tenant_id,
+            **tool_sets.encoded(self.enabled_tools, self.disabled_tools),
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        tenant_id = _optional_int(message.get("tenant_id"))
+        if tenant_id is None:
+            raise MalformedMessage("access.tools_changed needs a tenant id")
+        enabled, disabled = tool_sets.decoded(message)
+        return cls(tenant_id=tenant_id, enabled_tools=enabled, disabled_tools=disabled)
+
+
+ClusterMessage = (
+    OperationStart
+    | OperationCancel
+    | OperationAttach
+    | OperationDetach
+    | OperationProgress
+    | OperationLog
+    | OperationFinished
+    | Broadcast
+    | AccessRevoked
+    | ToolsChanged
+)
+# What reaches a connection's channel about an operation it listens to.
+OperationEvent = OperationProgress | OperationLog | OperationFinished
+
+_TYPES: dict[str, type[ClusterMessage]] = {
+    kind.TYPE: kind
+    for kind in (
+        OperationStart,
+        OperationCancel,
+        OperationAttach,
+        OperationDetach,
+        OperationProgress,
+        OperationLog,
+        OperationFinished,
+        Broadcast,
+        AccessRevoked,
+        ToolsChanged,
+    )
+}
+
+
+def decode_message(message: Message) -> ClusterMessage:
+    """The typed message a channel-layer message is (MalformedMessage for anything else)."""
+    kind = _TYPES.get(str(message.get("type")))
+    if kind is None:
+        raise MalformedMessage(f"unknown message type {message.get('type')!r}")
+    return kind.decode(message)
 
 
 def queued_snapshot(request: "CallRequest", runner: "OperationRunner") -> dict[str, Any]:
     """The history row of a call that is about to be started or handed to a worker."""
     return runner.operation_for(request).snapshot()
-
-
-def start_message(request: "CallRequest", listener: str) -> Message:
-    """The `operation.start` that hands a call to a worker."""
-    principal = dataclasses.asdict(request.principal)
-    if request.principal.enabled_tools is not None:
-        principal["enabled_tools"] = sorted(request.principal.enabled_tools)
-    return {
-        "type": OPERATION_START,
-        "id": str(request.operation_id),
-        "principal": principal,
-        "tool": request.tool.name,
-        "arguments": request.arguments,
-        "connection_id": request.connection_id,
-        "request_id": request.request_id,
-        "progress_token": request.progress_token,
-        "queued_at": request.queued_at.isoformat() if request.queued_at else None,
-        "is_task": request.is_task,
-        "task_ttl": request.task_ttl,
-        "listener": listener,
-    }
-
-
-def finished_message(operation: "Operation") -> Message:
-    """The `operation.finished` event for an operation that history shows ended."""
-    return {
-        "type": OPERATION_FINISHED,
-        "id": str(operation.pk),
-        "status": operation.status,
-        "result": operation.result,
-        "error": operation.error,
-        "progress": operation.progress,
-        "total": operation.total,
-        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
-    }

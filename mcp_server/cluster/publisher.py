@@ -11,6 +11,7 @@ from channels.layers import BaseChannelLayer
 
 from mcp_server.cluster import messages
 from mcp_server.protocol.text_escapes import escape_value
+from mcp_server.runtime.progress import ProgressReport
 
 logger = logging.getLogger(__name__)
 
@@ -20,49 +21,36 @@ class OperationPublisher:
 
     def __init__(self, *, operation_id: UUID, layer: BaseChannelLayer, listeners: set[str]) -> None:
         self.operation_id = operation_id
-        self.key = str(operation_id)
         self._layer = layer
         self.listeners = set(listeners)
         self.done: float = 0.0
         self.total: float | None = None
         self.finished_at: datetime | None = None
-        self._last: messages.Message | None = None
+        self._last: messages.OperationProgress | None = None
 
     async def attach(self, channel: str) -> None:
         """Add a listener, and bring it up to date with the latest progress."""
         self.listeners.add(channel)
         if self._last is not None:
-            await self._send(channel, self._last)
+            await self._send(channel, self._last.encode())
 
     def detach(self, channel: str) -> None:
         """Stop sending to a listener (its connection closed or stopped waiting)."""
         self.listeners.discard(channel)
 
-    async def progress_frame(self, frame: dict[str, Any]) -> None:
-        """Forward one coalesced progress report (the frame's token is dropped: each
-        listener's connection puts its own)."""
-        params = frame["params"]
-        self.done = params["progress"]
-        self.total = params.get("total", self.total)
-        self._last = {
-            "type": messages.OPERATION_PROGRESS,
-            "id": self.key,
-            "progress": self.done,
-            "total": self.total,
-            "message": params.get("message"),
-        }
+    async def progress(self, report: ProgressReport) -> None:
+        """Forward one coalesced progress report (each listener's connection adds its token)."""
+        self.done = report.done
+        self.total = report.total if report.total is not None else self.total
+        self._last = messages.OperationProgress(
+            id=self.operation_id, progress=self.done, total=self.total, message=report.message
+        )
         await self._fan_out(self._last)
 
     async def log(self, level: str, data: Any, logger_name: str | None) -> None:
         """Forward a tool's log message; each connection filters by its client's level."""
         await self._fan_out(
-            {
-                "type": messages.OPERATION_LOG,
-                "id": self.key,
-                "level": level,
-                "data": data,
-                "logger": logger_name,
-            }
+            messages.OperationLog(id=self.operation_id, level=level, data=data, logger=logger_name)
         )
 
     def record_end(self, operation: Any) -> None:
@@ -73,19 +61,19 @@ class OperationPublisher:
     async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         """Tell every listener how the operation ended (it is already in history)."""
         await self._fan_out(
-            {
-                "type": messages.OPERATION_FINISHED,
-                "id": self.key,
-                "status": status,
-                "result": result,
-                "error": error,
-                "progress": self.done,
-                "total": self.total,
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            }
+            messages.OperationFinished(
+                id=self.operation_id,
+                status=status,
+                result=result,
+                error=error,
+                progress=self.done,
+                total=self.total,
+                finished_at=self.finished_at,
+            )
         )
 
-    async def _fan_out(self, message: messages.Message) -> None:
+    async def _fan_out(self, event: messages.OperationEvent) -> None:
+        message = event.encode()
         for channel in list(self.listeners):
             await self._send(channel, message)
 

@@ -6,25 +6,21 @@ operations finish within a grace period, then interrupts the rest and tells thei
 """
 
 import asyncio
-import functools
 import logging
 import signal
-from datetime import datetime
-from typing import Any
-from uuid import UUID
 
-from channels.layers import get_channel_layer
-
+from accounts import tool_sets
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
-from mcp_server import services
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
-from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
+from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
-from mcp_server.runtime.history import history_writer
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import Stop, StopReason
+from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.runtime.runner import CallRequest, slot_key
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 
 logger = logging.getLogger(__name__)
 
@@ -33,36 +29,35 @@ class UnknownTool(Exception):
     """The start message names a tool this worker cannot run for that caller."""
 
 
-def request_from_start(message: messages.Message) -> CallRequest:
+def request_from_start(start: messages.OperationStart) -> CallRequest:
     """The call an `operation.start` message describes."""
-    fields = dict(message["principal"])
-    tools = fields.get("enabled_tools")
-    fields["enabled_tools"] = frozenset(tools) if tools is not None else None
+    fields = dict(start.principal)
+    fields["enabled_tools"], fields["disabled_tools"] = tool_sets.decoded(fields)
     if "limits" in fields:
         fields["limits"] = TenantLimits(**fields["limits"])
     principal = Principal(**fields)
-    tool = catalog_for(principal.enabled_tools).get(message["tool"])
+    tool = catalog_for_principal(principal).get(start.tool)
     if tool is None:
-        raise UnknownTool(message["tool"])
-    queued_at = message.get("queued_at")
+        raise UnknownTool(start.tool)
     return CallRequest(
         principal=principal,
         tool=tool,
-        arguments=message.get("arguments") or {},
-        connection_id=message.get("connection_id") or "",
-        request_id=message.get("request_id") or "",
-        progress_token=message.get("progress_token"),
-        operation_id=UUID(message["id"]),
-        queued_at=datetime.fromisoformat(queued_at) if queued_at else None,
-        is_task=bool(message.get("is_task")),
-        task_ttl=message.get("task_ttl"),
+        arguments=start.arguments,
+        connection_id=start.connection_id,
+        request_id=start.request_id,
+        progress_token=start.progress_token,
+        operation_id=start.id,
+        queued_at=start.queued_at,
+        is_task=start.is_task,
+        task_ttl=start.task_ttl,
     )
 
 
 class OperationWorker:
     """Runs operations handed over through OPERATIONS_CHANNEL until told to stop."""
 
-    def __init__(self, *, grace: float) -> None:
+    def __init__(self, *, runtime: ProcessRuntime, grace: float) -> None:
+        self.runtime = runtime
         self.grace = grace
         self._stopping = asyncio.Event()
         self._starting: set[asyncio.Task[None]] = set()
@@ -76,60 +71,61 @@ class OperationWorker:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        node = cluster_node(web=False)
-        await node.start()
-        logger.info("worker %s takes work from %s", node.runner.name, messages.OPERATIONS_CHANNEL)
-        taker = asyncio.create_task(self._take_work(node))
+        runtime, bus = self.runtime, self.runtime.bus
+        await runtime.start()
+        logger.info(
+            "worker %s takes work from %s", runtime.runner.name, messages.OPERATIONS_CHANNEL
+        )
+        taker = asyncio.create_task(self._take_work())
         await self._stopping.wait()
         taker.cancel()
         await asyncio.gather(taker, *self._starting, return_exceptions=True)
-        running = node.published_count
+        running = bus.published_count
         if running:
             logger.info("stopping: %d operations get %.0f s to finish", running, self.grace)
-        if not await node.wait_published(self.grace):
-            logger.warning("grace period over: interrupting %d operations", node.published_count)
-            await node.interrupt_all()
-        await node.stop()
-        await asyncio.to_thread(history_writer().stop)
+        if not await bus.wait_published(self.grace):
+            logger.warning("grace period over: interrupting %d operations", bus.published_count)
+            await bus.interrupt_all()
+        await runtime.stop()
+        await asyncio.to_thread(runtime.writer.stop)
         logger.info("worker stopped")
 
-    async def _take_work(self, node: ClusterNode) -> None:
-        layer = get_channel_layer()
+    async def _take_work(self) -> None:
+        layer = self.runtime.bus.layer
         assert layer is not None
-        await receive_forever(
-            layer, messages.OPERATIONS_CHANNEL, functools.partial(self._start, node)
-        )
+        await receive_forever(layer, messages.OPERATIONS_CHANNEL, self._start)
 
-    async def _start(self, node: ClusterNode, message: messages.Message) -> None:
+    async def _start(self, message: messages.Message) -> None:
         # Claims run side by side: taking work never waits for the database one call at a time.
-        task = asyncio.create_task(self._claim_and_run(node, message))
+        task = asyncio.create_task(self._claim_and_run(message))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
 
-    async def _claim_and_run(self, node: ClusterNode, message: messages.Message) -> None:
+    async def _claim_and_run(self, message: messages.Message) -> None:
         try:
-            request = request_from_start(message)
+            start = messages.OperationStart.decode(message)
+        except messages.MalformedMessage as exc:
+            logger.warning("ignored a malformed operation.start: %s", exc)
+            return
+        try:
+            request = request_from_start(start)
         except Exception as exc:
-            await self._refuse(node, message, exc)
+            await self._refuse(start, exc)
             return
-        assert request.operation_id is not None
-        claim = db_call(services.operation_claim, caller=slot_key(request))
-        if not await claim(operation_id=request.operation_id, runner=node.runner.name):
-            logger.info("operation %s ended before a worker took it; not run", message["id"])
+        bus = self.runtime.bus
+        claim = db_call(store.operation_claim, caller=slot_key(request))
+        if not await claim(operation_id=start.id, runner=bus.runner.name):
+            logger.info("operation %s ended before a worker took it; not run", start.id)
             return
-        listener = message.get("listener")
-        node.run_published(request, {str(listener)} if listener else set())
+        bus.run_published(request, {start.listener} if start.listener else set())
 
-    async def _refuse(self, node: ClusterNode, message: dict[str, Any], exc: Exception) -> None:
-        logger.warning("refused operation %s: %r", message.get("id"), exc)
-        try:
-            key = UUID(str(message["id"]))
-        except (KeyError, ValueError):
-            return
-        error = f"interrupted: the worker could not start it ({type(exc).__name__}: {exc})"
-        await db_call(services.operation_mark_interrupted)(operation_id=key, error=error)
-        if node.layer is not None and message.get("listener"):
+    async def _refuse(self, start: messages.OperationStart, exc: Exception) -> None:
+        logger.warning("refused operation %s: %r", start.id, exc)
+        stop = Stop(StopReason.NOT_STARTED, f"{type(exc).__name__}: {exc}")
+        await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
+        layer = self.runtime.bus.layer
+        if layer is not None and start.listener:
             publisher = OperationPublisher(
-                operation_id=key, layer=node.layer, listeners={str(message["listener"])}
+                operation_id=start.id, layer=layer, listeners={start.listener}
             )
-            await publisher.finished(status="interrupted", result=None, error=error)
+            await publisher.finished(status=stop.status, result=None, error=stop.error)

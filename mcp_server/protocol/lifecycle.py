@@ -1,9 +1,11 @@
-"""The initialize handshake: its params and its result."""
+"""The MCP lifecycle: the initialize handshake (its params and result) and the shutdown notice."""
 
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server.protocol import methods
 from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.messages import notification_message
 from mcp_server.protocol.versions import negotiate_version
 
 
@@ -54,3 +56,22 @@ def initialize_result(
     if instructions:
         result["instructions"] = instructions
     return result
+
+
+def shutdown_notice(*, tasks_keep_running: bool) -> dict[str, Any]:
+    """The `notifications/message` a client gets when the server it is connected to shuts
+    down (`tasks_keep_running`: whether its tasks run on elsewhere)."""
+    outcome = (
+        "Tasks keep running and can be resumed from any server."
+        if tasks_keep_running
+        else "Operations running on it, tasks included, are interrupted."
+    )
+    params = {
+        "level": "warning",
+        "logger": "server",
+        "data": {
+            "message": "This server is shutting down; reconnect to continue. " + outcome,
+            "reason": "shutdown",
+        },
+    }
+    return notification_message(methods.NOTIFICATION_MESSAGE, params)

@@ -1,7 +1,9 @@
-"""MCP tasks (2025-11-25): request parameters, the Task object and status names; pure."""
+"""MCP tasks (2025-11-25): request parameters and status names; pure.
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+How an operation shows as a task (its status, the Task object) is the operation lifecycle's
+(`mcp_server.operations.lifecycle`).
+"""
+
 from typing import Any
 
 from mcp_server.protocol.errors import invalid_params
@@ -13,35 +15,6 @@ COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-
-# Operation statuses (history) as task statuses; interrupted work has failed.
-_STATUS_OF_OPERATION = {
-    "queued": WORKING,
-    "running": WORKING,
-    "succeeded": COMPLETED,
-    "failed": FAILED,
-    "cancelled": CANCELLED,
-    "interrupted": FAILED,
-}
-
-
-def task_status(operation_status: str) -> str:
-    """The task status that shows an operation status."""
-    return _STATUS_OF_OPERATION[operation_status]
-
-
-def status_message(operation_status: str, *, error: str, message: str) -> str:
-    """What a task says about itself: progress while it works, why when it failed."""
-    status = task_status(operation_status)
-    if status == WORKING:
-        return message
-    if status == FAILED:
-        return error
-    if status == CANCELLED:
-        # A reason beyond the bare word (e.g. "cancelled: access revoked: token revoked").
-        why = error.removeprefix("cancelled: ") if error.startswith("cancelled: ") else ""
-        return f"The task was cancelled ({why})." if why else "The task was cancelled."
-    return ""
 
 
 def requested_ttl(params: dict[str, Any], *, default: int, maximum: int) -> int | None:
@@ -65,48 +38,6 @@ def task_id_param(params: dict[str, Any]) -> str:
     if not isinstance(task_id, str) or not task_id:
         raise invalid_params("taskId must be a non-empty string")
     return task_id
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskView:
-    """What a Task object says about one durable operation."""
-
-    task_id: str
-    operation_status: str
-    created_at: datetime
-    last_updated_at: datetime
-    ttl: int | None
-    poll_interval: int
-    status_message: str = ""
-
-    @property
-    def status(self) -> str:
-        """The task status."""
-        return task_status(self.operation_status)
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the task has ended."""
-        return self.status in TERMINAL
-
-    def as_task(self) -> dict[str, Any]:
-        """The MCP Task object."""
-        task: dict[str, Any] = {
-            "taskId": self.task_id,
-            "status": self.status,
-            "createdAt": _timestamp(self.created_at),
-            "lastUpdatedAt": _timestamp(self.last_updated_at),
-            "ttl": self.ttl,
-        }
-        if self.status_message:
-            task["statusMessage"] = self.status_message
-        if not self.is_terminal:
-            task["pollInterval"] = self.poll_interval
-        return task
 
 
 def with_related_task(result: dict[str, Any], task_id: str) -> dict[str, Any]:

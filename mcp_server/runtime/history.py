@@ -1,4 +1,4 @@
-"""Batched, non-blocking history writes.
+"""Batched, non-blocking history writes: the implementation of `OperationStore`.
 
 The event loop never waits for the database: the runtime hands snapshots of operations and
 item errors to a HistoryWriter, and a background thread writes them in one transaction every
@@ -15,19 +15,17 @@ import atexit
 import logging
 import threading
 from concurrent.futures import Future
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
-from mcp_server.models import TERMINAL_STATUSES
-from mcp_server.services import operation_set_aside, operations_persist
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES
+from mcp_server.operations.store import Snapshot, operation_set_aside, operations_persist
 
 logger = logging.getLogger(__name__)
 
-Snapshot = dict[str, Any]
 # One entry of a batch: an operation row to insert, one to update, or an item error.
 CREATE, UPDATE, ITEM_ERROR = "create", "update", "item error"
 Entry = tuple[str, dict[str, Any]]
@@ -48,7 +46,8 @@ def _persist(entries: list[Entry]) -> None:
 
 
 class HistoryWriter:
-    """Buffers operation snapshots and item errors and writes them in batches off the loop."""
+    """Buffers operation snapshots and item errors and writes them in batches off the loop
+    (the process's `OperationStore`)."""
 
     def __init__(self, *, interval: float, max_pending: int = 200_000) -> None:
         self._interval = interval
@@ -270,7 +269,6 @@ class HistoryWriter:
         self.flush()
 
 
-@lru_cache(maxsize=1)
-def history_writer() -> HistoryWriter:
-    """The process's history writer."""
+def writer_from_settings() -> HistoryWriter:
+    """A history writer for this process, configured from settings."""
     return HistoryWriter(interval=settings.MCP_HISTORY_FLUSH_INTERVAL)

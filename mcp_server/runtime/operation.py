@@ -10,8 +10,8 @@ from django.utils import timezone
 from uuid_utils.compat import uuid7
 
 from accounts.principal import Principal
-from mcp_server.models import OperationStatus
-from mcp_server.runtime.history import HistoryWriter
+from mcp_server.operations.lifecycle import OperationStatus, check_move
+from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.progress import ProgressMeter, describe
 
 _MESSAGE_LIMIT = 500
@@ -19,7 +19,7 @@ _ITEM_LIMIT = 1000
 
 
 class RunningOperation:
-    """Status, progress and item errors of one call, persisted through the history writer."""
+    """Status, progress and item errors of one call, persisted through the operation store."""
 
     __slots__ = (
         "_last_persist",
@@ -61,7 +61,7 @@ class RunningOperation:
         arguments: dict[str, Any],
         connection_id: str,
         request_id: str | int,
-        writer: HistoryWriter,
+        writer: OperationStore,
         persist_interval: float,
         operation_id: UUID | None = None,
         is_task: bool = False,
@@ -154,7 +154,7 @@ class RunningOperation:
 
     def mark_running(self) -> None:
         """The call got its slot and starts now."""
-        self.status = OperationStatus.RUNNING
+        self.status = check_move(self.status, OperationStatus.RUNNING)
         self.started_at = timezone.now()
         self.message = ""
         self.persist()
@@ -194,8 +194,9 @@ class RunningOperation:
         error: str = "",
         result: dict[str, Any] | None = None,
     ) -> None:
-        """Record how the operation ended (and its whole result, when it is kept)."""
-        self.status = status
+        """Record how the operation ended (and its whole result, when it is kept); an
+        operation ends once (IllegalTransition otherwise)."""
+        self.status = check_move(self.status, status)
         if self.keep_result:
             self.result = result
         self.finished_at = timezone.now()

@@ -12,6 +12,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.protocol.messages import notification_message
@@ -19,6 +20,41 @@ from mcp_server.protocol.methods import NOTIFICATION_PROGRESS
 
 Send = Callable[[Any], Awaitable[None]]
 Report = tuple[float, float | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """One coalesced progress report, before any client's token is put on it."""
+
+    done: float
+    total: float | None
+    message: str | None
+
+
+Deliver = Callable[[ProgressReport], Awaitable[None]]
+
+
+def progress_frame(
+    token: str | int, report: ProgressReport, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `notifications/progress` a client with `token` gets for `report` (`meta`: `_meta`)."""
+    params: dict[str, Any] = {"progressToken": token, "progress": report.done}
+    if report.total is not None:
+        params["total"] = report.total
+    if report.message:
+        params["message"] = report.message
+    if meta:
+        params["_meta"] = meta
+    return notification_message(NOTIFICATION_PROGRESS, params)
+
+
+def frames_to(token: str | int, send: Send) -> Deliver:
+    """Deliver reports as `notifications/progress` frames with `token` through `send`."""
+
+    async def deliver(report: ProgressReport) -> None:
+        await send(progress_frame(token, report))
+
+    return deliver
 
 
 class ProgressMeter:
@@ -73,13 +109,10 @@ def describe(message: str | None, rate: float | None, eta: float | None) -> str:
 
 
 class ProgressCoalescer:
-    """Sends `notifications/progress` for one request token, coalesced to a bounded rate."""
+    """Delivers one operation's progress reports, coalesced to a bounded rate."""
 
-    def __init__(
-        self, *, token: str | int, send: Send, max_rate: float, meter: ProgressMeter
-    ) -> None:
-        self._token = token
-        self._send = send
+    def __init__(self, *, deliver: Deliver, max_rate: float, meter: ProgressMeter) -> None:
+        self._deliver_report = deliver
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
         self._meter = meter
         self._first: Report | None = None
@@ -131,15 +164,10 @@ class ProgressCoalescer:
             return
         done, total, message = report
         self._meter.sample(time.monotonic(), done)
-        params: dict[str, Any] = {"progressToken": self._token, "progress": done}
-        if total is not None:
-            params["total"] = total
         text = describe(message, self._meter.rate(), self._meter.eta(done, total))
-        if text:
-            params["message"] = text
         self._next_allowed = asyncio.get_running_loop().time() + self._interval
         self.sent += 1
-        await self._send(notification_message(NOTIFICATION_PROGRESS, params))
+        await self._deliver_report(ProgressReport(done, total, text or None))
 
     async def close(self) -> None:
         """Deliver the newest report (if not sent yet) and stop; call before the response."""

@@ -8,44 +8,26 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol
 from uuid import UUID
 
 from django.conf import settings
 
 from accounts.principal import Principal
-from mcp_server.models import OperationStatus
+from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
+from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
-from mcp_server.runtime.history import HistoryWriter, history_writer
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
-from mcp_server.runtime.progress import ProgressCoalescer
+from mcp_server.runtime.progress import Deliver, ProgressCoalescer, ProgressReport, frames_to
 from mcp_server.tools.registry import Tool
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[Any], Awaitable[None]]
 _SUMMARY_TEXT_LIMIT = 2000
-# The cancellation message that marks work stopped because its process is shutting down.
-INTERRUPTED_BY_SHUTDOWN = "interrupted: server shutdown"
-# Cancellation messages starting with this are recorded as the reason a call was cancelled.
-CANCELLED = "cancelled"
-ACCESS_REVOKED = "cancelled: access revoked"
-
-
-def access_revoked_reason(why: str) -> str:
-    """The cancellation reason of work whose caller lost access (`why`: e.g. "token revoked")."""
-    return f"{ACCESS_REVOKED}: {why}"
-
-
-def cancellation_error(exc: asyncio.CancelledError) -> str:
-    """What history records for a cancelled call: the reason it was given, when that says
-    cancelled (e.g. access_revoked_reason), else just "cancelled"."""
-    reason = exc.args[0] if exc.args else None
-    return reason if isinstance(reason, str) and reason.startswith(CANCELLED) else CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +50,8 @@ class CallRequest:
 class OperationEvents(CallEvents, Protocol):
     """Where a published operation's progress, logs and outcome go (its listeners)."""
 
-    async def progress_frame(self, frame: dict[str, Any]) -> None:
-        """Forward one coalesced `notifications/progress` (its token is the runner's own)."""
+    async def progress(self, report: ProgressReport) -> None:
+        """Forward one coalesced progress report (each listener puts its client's token)."""
 
     def record_end(self, operation: RunningOperation) -> None:
         """Note how far the operation got and when it ended (called as it finishes)."""
@@ -100,7 +82,7 @@ class OperationRunner:
         self,
         *,
         scheduler: FairScheduler,
-        writer: HistoryWriter,
+        writer: OperationStore,
         progress_rate: float,
         persist_interval: float,
         name: str = "",
@@ -120,29 +102,32 @@ class OperationRunner:
         self,
         request: CallRequest,
         *,
-        send: Send,
+        send: Send | None = None,
         events: CallEvents,
         published: bool = False,
+        deliver: Deliver | None = None,
         on_finish: Callable[[RunningOperation], None] | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
-        Cancelling the awaiting task cancels the call: it is recorded as cancelled, its slot
-        is released, nothing more is sent, and CancelledError propagates. A `published` call
-        reports progress whether or not it has a token (listeners may attach later), keeps its
-        whole result in history, and is written to the database before this returns.
+        Progress goes to `deliver` as reports, or else to the client as
+        `notifications/progress` frames through `send`. Cancelling the awaiting task
+        cancels the call: it is recorded as cancelled, its slot is released, nothing more is
+        sent, and CancelledError propagates. A published call reports progress whether or not
+        it has a token (listeners may attach later), keeps its whole result in history, and is
+        written to the database before this returns.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
+        token = request.progress_token
+        if deliver is None and send is not None:
+            deliver = frames_to(token if token is not None else 0, send)
         progress = None
         # A task reports progress even without a token: a client may attach one later.
-        if request.progress_token is not None or (published and request.is_task):
+        if deliver is not None and (token is not None or (published and request.is_task)):
             progress = ProgressCoalescer(
-                token=request.progress_token if request.progress_token is not None else 0,
-                send=send,
-                max_rate=self.progress_rate,
-                meter=operation.meter,
+                deliver=deliver, max_rate=self.progress_rate, meter=operation.meter
             )
         task = asyncio.current_task()
         assert task is not None
@@ -169,10 +154,8 @@ class OperationRunner:
             operation.cancel_requested = True
             if progress is not None:
                 progress.abort()
-            if exc.args and exc.args[0] == INTERRUPTED_BY_SHUTDOWN:
-                operation.finish(OperationStatus.INTERRUPTED, error="the server shut down")
-            else:
-                operation.finish(OperationStatus.CANCELLED, error=cancellation_error(exc))
+            stop = stop_of(exc)
+            operation.finish(stop.status, error=stop.error)
             raise
         except BaseException as exc:
             operation.cancel_requested = True
@@ -260,16 +243,15 @@ class OperationRunner:
         try:
             result = await self.call(
                 request,
-                send=events.progress_frame,
                 events=events,
                 published=True,
+                deliver=events.progress,
                 on_finish=events.record_end,
             )
         except asyncio.CancelledError as exc:
-            interrupted = bool(exc.args) and exc.args[0] == INTERRUPTED_BY_SHUTDOWN
-            status = OperationStatus.INTERRUPTED if interrupted else OperationStatus.CANCELLED
-            error = "interrupted: its process shut down" if interrupted else cancellation_error(exc)
-            await self._announce(events, request, status=status, result=None, error=error)
+            # Recorded by call() from the same Stop: the listeners hear what history says.
+            stop = stop_of(exc)
+            await self._announce(events, request, status=stop.status, result=None, error=stop.error)
             return
         except Exception as exc:
             logger.exception("operation %s failed", request.operation_id)
@@ -298,10 +280,11 @@ class OperationRunner:
         except Exception:
             logger.warning("could not announce the end of an operation", exc_info=True)
 
-    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
+    def cancel(self, operation_id: UUID, reason: Stop | None = None) -> bool:
         """Cancel a call running in this process; False when it is not running here.
 
-        `reason` INTERRUPTED_BY_SHUTDOWN records it interrupted rather than cancelled.
+        `reason` says why, and so how it is recorded (e.g. a shutdown: interrupted); none is a
+        plain cancel.
         """
         entry = self._tasks.get(operation_id)
         if entry is None:
@@ -319,7 +302,7 @@ class OperationRunner:
             loop.call_soon_threadsafe(task.cancel, reason)
         return True
 
-    def cancel_where(self, matches: Callable[[Principal], bool], reason: str) -> int:
+    def cancel_where(self, matches: Callable[[Principal], bool], reason: Stop) -> int:
         """Cancel every call running here whose caller `matches` (access revoked); how many."""
         keys = [key for key, (op, _) in self._tasks.items() if matches(op.principal)]
         for key in keys:
@@ -341,9 +324,8 @@ def slot_key(request: CallRequest) -> SlotKey:
     return SlotKey(request.principal.tenant_id, request.principal.user_id, request.connection_id)
 
 
-@lru_cache(maxsize=1)
-def operation_runner() -> OperationRunner:
-    """The process's runner, configured from settings."""
+def runner_from_settings(writer: OperationStore) -> OperationRunner:
+    """A runner for this process, configured from settings, writing history with `writer`."""
     return OperationRunner(
         scheduler=FairScheduler(
             Limits(
@@ -353,7 +335,7 @@ def operation_runner() -> OperationRunner:
                 total=settings.MCP_MAX_OPERATIONS,
             )
         ),
-        writer=history_writer(),
+        writer=writer,
         name=f"{socket.gethostname()}:{os.getpid()}",
         progress_rate=settings.MCP_PROGRESS_MAX_RATE,
         persist_interval=settings.MCP_HISTORY_PROGRESS_INTERVAL,

@@ -1,5 +1,6 @@
 """Tools: the registry, the decorator tool authors use, and the built-in tools."""
 
+from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import Summarized, Tool, ToolError, ToolRegistry, registry, tool
 
-__all__ = ["Summarized", "Tool", "ToolError", "ToolRegistry", "registry", "tool"]
+__all__ = ["Summarized", "Tool", "ToolContext", "ToolError", "ToolRegistry", "registry", "tool"]

@@ -26,6 +26,19 @@ class ToolError(Exception):
     """A failure a tool reports to the model; it becomes a result with `isError: true`."""
 
 
+class DuplicateToolError(ValueError):
+    """A second tool registered under a name already taken; names both modules."""
+
+    def __init__(self, name: str, module: str, taken_by: str) -> None:
+        super().__init__(
+            f"tool {name!r} of {module} is already registered by {taken_by}: "
+            "tool names are unique across every app (rename one with @tool(name=...))"
+        )
+        self.name = name
+        self.module = module
+        self.taken_by = taken_by
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Summarized:
     """A structured return value with a human summary sent as the first text item."""
@@ -40,6 +53,8 @@ class Tool:
 
     name: str
     fn: ToolFunction
+    # The module that declared it (its app's `mcp_tools`, or a built-in module).
+    module: str
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None
@@ -141,6 +156,7 @@ def build_tool(
     return Tool(
         name=tool_name,
         fn=fn,
+        module=fn.__module__,
         description=text,
         input_schema=schema,
         output_schema=out_schema,
@@ -162,9 +178,10 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
 
     def register(self, tool: Tool) -> Tool:
-        """Add a tool; a second tool of the same name is an error."""
-        if tool.name in self._tools:
-            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        """Add a tool; a second tool of the same name is a DuplicateToolError."""
+        taken = self._tools.get(tool.name)
+        if taken is not None:
+            raise DuplicateToolError(tool.name, tool.module, taken.module)
         self._tools[tool.name] = tool
         return tool
 

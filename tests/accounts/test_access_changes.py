@@ -23,6 +23,7 @@ from accounts.models import ApiToken, Tenant
 from accounts.services import IssuedToken, token_revoke
 from mcp_server.cluster.messages import ACCESS_REVOKED, RUNNERS_GROUP, TOOLS_CHANGED
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.tools.registry import registry
 from tests.accounts.factories import member_token
 from tests.broadcast import WebGroupListener
 
@@ -38,8 +39,10 @@ class Announcements:
     def revoked(self, sender: Any, revocation: AccessRevocation, **kwargs: Any) -> None:
         self.sent.append(("revoked", revocation))
 
-    def tools(self, sender: Any, tenant_id: int, enabled_tools: Any, **kwargs: Any) -> None:
-        self.sent.append(("tools", (tenant_id, enabled_tools)))
+    def tools(
+        self, sender: Any, tenant_id: int, enabled_tools: Any, disabled_tools: Any, **kwargs: Any
+    ) -> None:
+        self.sent.append(("tools", (tenant_id, enabled_tools, disabled_tools)))
 
 
 @pytest.fixture
@@ -134,7 +137,8 @@ def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
         "slug": tenant.slug,
         "name": tenant.name,
         "is_active": "on" if tenant.is_active else "",
-        "enabled_tools": "null",
+        "tool_mode": "every",
+        "tools": [tool.name for tool in registry],
         "created_at_0": created.strftime("%Y-%m-%d"),
         "created_at_1": created.strftime("%H:%M:%S"),
     }
@@ -154,15 +158,24 @@ def test_the_tenant_admin_announces_deactivation_and_a_new_tool_set(
         response = staff_client.post(url, _tenant_form(tenant, name="Acme Inc"))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert announced.sent == []  # an edit that takes nothing away announces nothing
+    chosen = {"tool_mode": "chosen", "tools": ["add", "multiply"]}
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(url, _tenant_form(tenant, enabled_tools='["add"]'))
+        response = staff_client.post(url, _tenant_form(tenant, **chosen))
     assert response.status_code == 302
-    assert announced.sent == [("tools", (tenant.pk, frozenset({"add"})))]
+    assert announced.sent == [("tools", (tenant.pk, frozenset({"add", "multiply"}), frozenset()))]
+    tenant.refresh_from_db()
+    assert (tenant.enabled_tools, tenant.disabled_tools) == (["add", "multiply"], [])
+    announced.sent.clear()
+    every_but_echo = [tool.name for tool in registry if tool.name != "echo"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, _tenant_form(tenant, tools=every_but_echo))
+    assert response.status_code == 302
+    assert announced.sent == [("tools", (tenant.pk, None, frozenset({"echo"})))]
+    tenant.refresh_from_db()
+    assert (tenant.enabled_tools, tenant.disabled_tools) == (None, ["echo"])
     announced.sent.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(
-            url, _tenant_form(tenant, is_active="", enabled_tools='["add"]')
-        )
+        response = staff_client.post(url, _tenant_form(tenant, is_active="", tools=every_but_echo))
     assert response.status_code == 302
     assert announced.sent == [_revoked(RevokedBy.TENANT, tenant.pk)]
     tenant.refresh_from_db()
@@ -240,6 +253,16 @@ def test_a_new_tool_set_is_sent_to_every_process(
         "type": TOOLS_CHANGED,
         "tenant_id": tenant.pk,
         "enabled_tools": ["add", "multiply"],
+        "disabled_tools": [],
+    }
+    tenant.enabled_tools, tenant.disabled_tools = None, ["sleep", "echo"]
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant_update(tenant=tenant, changed=["disabled_tools"])
+    assert runners.receive() == {
+        "type": TOOLS_CHANGED,
+        "tenant_id": tenant.pk,
+        "enabled_tools": None,
+        "disabled_tools": ["echo", "sleep"],
     }
 
 

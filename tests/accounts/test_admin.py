@@ -12,6 +12,7 @@ from accounts.principal import Principal
 from accounts.selectors import principal_for_token
 from accounts.services import IssuedToken, token_create, token_revoke
 from accounts.tokens import token_digest
+from mcp_server.tools.registry import registry
 from tests.accounts.factories import member_token
 
 pytestmark = pytest.mark.django_db
@@ -183,7 +184,8 @@ def test_tenant_page_has_a_limits_section_whose_help_shows_the_defaults(
         "slug": "acme",
         "name": "",
         "is_active": "on",
-        "enabled_tools": "null",
+        "tool_mode": "every",
+        "tools": [tool.name for tool in registry],
         "created_at_0": "2026-01-01",
         "created_at_1": "00:00:00",
         "limit_connections_per_user": "3",
@@ -193,3 +195,60 @@ def test_tenant_page_has_a_limits_section_whose_help_shows_the_defaults(
     tenant.refresh_from_db()
     assert tenant.limit_connections_per_user == 3
     assert tenant.limit_connections is None  # empty stays empty: the default applies
+
+
+def _tenant_form(**changes: object) -> dict[str, object]:
+    return {
+        "slug": "acme",
+        "is_active": "on",
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        **changes,
+    }
+
+
+def test_tenant_page_shows_the_tool_set_as_checkboxes(
+    staff_client: Client, issued: IssuedToken
+) -> None:
+    tenant = Tenant.objects.get(slug="acme")
+    tenant.enabled_tools, tenant.disabled_tools = None, ["echo", "retired_tool"]
+    tenant.save()
+    page = staff_client.get(reverse("admin:accounts_tenant_change", args=[tenant.pk]))
+    form = page.context["adminform"].form
+    assert form.initial["tool_mode"] == "every"
+    assert "echo" not in form.initial["tools"] and "add" in form.initial["tools"]
+    assert "text_stats" in form.initial["tools"]  # a tool from an app, like any other
+    html = page.content.decode()
+    assert 'type="checkbox" name="tools" value="add"' in html
+    assert "retired_tool (not installed)" in html
+
+
+def test_only_chosen_tools_with_none_checked_is_refused_and_changes_nothing(
+    staff_client: Client, issued: IssuedToken
+) -> None:
+    tenant = Tenant.objects.get(slug="acme")
+    url = reverse("admin:accounts_tenant_change", args=[tenant.pk])
+    refused = staff_client.post(url, _tenant_form(name="Renamed", tool_mode="chosen"))
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert errors["tools"] == [
+        "Check at least one tool, or choose every tool "
+        "(to stop a tenant altogether, deactivate it)."
+    ]
+    tenant.refresh_from_db()
+    assert tenant.name != "Renamed"
+    assert (tenant.enabled_tools, tenant.disabled_tools) == (None, [])
+
+
+def test_a_stored_name_no_longer_installed_stays_disabled(
+    staff_client: Client, issued: IssuedToken
+) -> None:
+    tenant = Tenant.objects.get(slug="acme")
+    tenant.disabled_tools = ["retired_tool"]
+    tenant.save()
+    url = reverse("admin:accounts_tenant_change", args=[tenant.pk])
+    every_but_sleep = [tool.name for tool in registry if tool.name != "sleep"]
+    saved = staff_client.post(url, _tenant_form(tool_mode="every", tools=every_but_sleep))
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert (tenant.enabled_tools, tenant.disabled_tools) == (None, ["retired_tool", "sleep"])

@@ -133,6 +133,25 @@ def test_tenant_admin_and_enabled_tools() -> None:
     assert principal.enabled_tools == frozenset({"add"})
 
 
+def test_every_tool_but_the_disabled_ones() -> None:
+    issued = member_token("cleo", tenant_slug="most")
+    Tenant.objects.filter(slug="most").update(disabled_tools=["sleep", "echo"])
+    principal = principal_for_token(issued.raw)
+    assert isinstance(principal, Principal)
+    assert (principal.enabled_tools, principal.disabled_tools) == (
+        None,
+        frozenset({"sleep", "echo"}),
+    )
+
+
+def test_a_chosen_set_ignores_the_disabled_tools() -> None:
+    issued = member_token("dana", tenant_slug="few", enabled_tools=["add"])
+    Tenant.objects.filter(slug="few").update(disabled_tools=["add"])
+    principal = principal_for_token(issued.raw)
+    assert isinstance(principal, Principal)
+    assert (principal.enabled_tools, principal.disabled_tools) == (frozenset({"add"}), frozenset())
+
+
 def test_empty_enabled_tools_means_every_tool() -> None:
     issued = member_token("bob", tenant_slug="open", enabled_tools=[])
     principal = principal_for_token(issued.raw)

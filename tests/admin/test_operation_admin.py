@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from mcp_server import admin as history_admin
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime import runner as runner_module
 from tests.admin.conftest import log_errors
+from tests.support import runtime_installed
 
 pytestmark = pytest.mark.django_db
 
@@ -179,22 +179,22 @@ class StubRunner:
         return False
 
 
-def test_cancel_action(superuser_client: Client, make_operation, monkeypatch):
+def test_cancel_action(superuser_client: Client, make_operation):
     here = make_operation(status=OperationStatus.RUNNING)
     queued = make_operation(status=OperationStatus.QUEUED)
     elsewhere = make_operation(status=OperationStatus.RUNNING)
     done = make_operation(status=OperationStatus.SUCCEEDED)
     runner = StubRunner({here.pk, queued.pk})
-    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
-    response = superuser_client.post(
-        LIST,
-        {
-            "action": "cancel_operations",
-            "_selected_action": [str(op.pk) for op in (here, queued, elsewhere, done)],
-            "index": 0,
-        },
-        follow=True,
-    )
+    with runtime_installed(runner):
+        response = superuser_client.post(
+            LIST,
+            {
+                "action": "cancel_operations",
+                "_selected_action": [str(op.pk) for op in (here, queued, elsewhere, done)],
+                "index": 0,
+            },
+            follow=True,
+        )
     assert response.status_code == 200
     assert sorted(map(str, runner.cancelled)) == sorted([str(here.pk), str(queued.pk)])
     html = response.content.decode()

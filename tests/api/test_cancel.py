@@ -1,4 +1,5 @@
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -9,12 +10,13 @@ from channels.layers import get_channel_layer
 from accounts.selectors import principal_for_token
 from mcp_server.cluster import messages
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime import runner as runner_module
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import registry
 from tests.api.conftest import Caller, MakeRun
+from tests.support import runtime_installed
 
 WAIT = 10.0
 
@@ -26,7 +28,7 @@ class StubRunner:
         self.running = running
         self.cancelled: list[UUID] = []
 
-    def cancel(self, operation_id: UUID, reason: str | None = None) -> bool:
+    def cancel(self, operation_id: UUID, reason: Stop | None = None) -> bool:
         if operation_id in self.running:
             self.cancelled.append(operation_id)
             return True
@@ -34,10 +36,10 @@ class StubRunner:
 
 
 @pytest.fixture
-def stub_runner(monkeypatch: pytest.MonkeyPatch) -> StubRunner:
+def stub_runner() -> Iterator[StubRunner]:
     runner = StubRunner(set())
-    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
-    return runner
+    with runtime_installed(runner):
+        yield runner
 
 
 @pytest.mark.django_db
@@ -103,7 +105,12 @@ def test_run_of_another_process_is_cancelled_through_the_cluster(
         assert run.cancel_requested
         assert run.status == OperationStatus.RUNNING  # not a task: its runner ends it
         sent = async_to_sync(layer.receive)(channel)
-        assert sent == {"type": messages.OPERATION_CANCEL, "id": str(run.pk), "reason": None}
+        assert sent == {
+            "type": messages.OPERATION_CANCEL,
+            "id": str(run.pk),
+            "reason": StopReason.CANCEL_REQUESTED.value,
+            "detail": "",
+        }
     finally:
         async_to_sync(layer.group_discard)(messages.RUNNERS_GROUP, channel)
 
@@ -146,15 +153,12 @@ class NoEvents:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_cancel_through_the_api_stops_a_real_call(
-    alice: Caller, monkeypatch: pytest.MonkeyPatch
-):
+async def test_cancel_through_the_api_stops_a_real_call(alice: Caller):
     """The view runs on a worker thread; the call is cancelled on the event loop that runs it."""
     writer = HistoryWriter(interval=3600)
     runner = OperationRunner(
         scheduler=FairScheduler(Limits()), writer=writer, progress_rate=100, persist_interval=60
     )
-    monkeypatch.setattr(runner_module, "operation_runner", lambda: runner)
     principal = await sync_to_async(principal_for_token)(alice.issued.raw)
     sleep_tool = registry.get("sleep")
     assert sleep_tool is not None
@@ -168,6 +172,17 @@ async def test_cancel_through_the_api_stops_a_real_call(
         progress_token="p",
     )
     call = asyncio.create_task(runner.call(request, send=progress, events=NoEvents()))
+    with runtime_installed(runner):
+        await _cancel_through_the_api(alice, runner, writer, call, progress)
+
+
+async def _cancel_through_the_api(
+    alice: Caller,
+    runner: OperationRunner,
+    writer: HistoryWriter,
+    call: "asyncio.Task[Any]",
+    progress: "Progress",
+) -> None:
     try:
         await asyncio.wait_for(progress.started.wait(), WAIT)
         [operation_id] = runner.running_ids

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from mcp_server.models import OperationStatus
-from mcp_server.services import operations_persist
+from mcp_server.operations.store import operations_persist
 from tests.api.conftest import Caller, MakeRun
 from tests.runtime.conftest import history_row
 

@@ -278,7 +278,7 @@ async def test_disabled_tool_disappears_from_open_connections(
         listed = result_of(await client.request("tools/list"))["tools"]
         assert sorted(tool["name"] for tool in listed) == ["add", "multiply"]
         refused = error_of(await client.call_tool("echo", {"text": "hi"}))
-        assert refused == {"code": -32602, "message": "Unknown tool: echo"}
+        assert refused == {"code": -32602, "message": "Tool 'echo' is not enabled for your tenant"}
         await assert_still_served(client)
 
 
@@ -314,7 +314,7 @@ async def test_changes_without_an_announcement_are_caught_by_the_recheck(
             colleague, lambda m: m.get("method") == "notifications/tools/list_changed", WAIT
         )
         refused = error_of(await colleague.call_tool("echo", {"text": "hi"}))
-        assert refused["message"] == "Unknown tool: echo"
+        assert refused["message"] == "Tool 'echo' is not enabled for your tenant"
         await assert_still_served(colleague)
     row = wait_for_operation(deployment, members.first, "sleep", "cancelled")
     assert row["error"] == REVOKED_REASON

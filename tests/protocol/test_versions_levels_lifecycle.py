@@ -184,13 +184,13 @@ def test_initialize_result_empty_instructions_omitted() -> None:
 def test_a_task_says_progress_while_working_and_why_when_it_failed(
     operation_status: str, expected: str
 ) -> None:
-    from mcp_server.protocol.tasks import status_message
+    from mcp_server.operations.lifecycle import status_message
 
     assert status_message(operation_status, error="boom", message="batch 2/8") == expected
 
 
 def test_a_task_cancelled_for_a_reason_says_why() -> None:
-    from mcp_server.protocol.tasks import status_message
+    from mcp_server.operations.lifecycle import status_message
 
     said = status_message("cancelled", error="cancelled: access revoked: token revoked", message="")
     assert said == "The task was cancelled (access revoked: token revoked)."

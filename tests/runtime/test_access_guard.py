@@ -17,12 +17,14 @@ from accounts.selectors import access_states, principal_for_token
 from accounts.services import IssuedToken
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.messages import access_revoked_message, tools_changed_message
+from mcp_server.cluster.messages import AccessRevoked, ToolsChanged, decode_message
+from mcp_server.identity import ServerIdentity
 from mcp_server.runtime.runner import OperationRunner
-from mcp_server.session import McpSession, ServerIdentity
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.session import McpSession
+from mcp_server.tools.catalog import catalog_for_principal
 from tests.accounts.factories import member_create, member_token
 from tests.support import Wire, make_principal
+from tests.ws.session_support import local_executor
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -44,9 +46,10 @@ class Connection:
         self.closed_with: tuple[int, str] | None = None
         self.session = McpSession(
             principal=principal,
-            catalog=catalog_for(principal.enabled_tools),
+            catalog=catalog_for_principal(principal),
             identity=ServerIdentity(name="t", title="T", version="0"),
-            runner=runner,
+            executor=local_executor(runner),
+            admission=runner.admission,
             connection_id=f"conn-{id(self)}",
             send=self.wire.send,
             close_transport=self._close,
@@ -83,7 +86,8 @@ def test_access_states_say_what_a_handshake_would(django_assert_num_queries: Any
     get_user_model().objects.filter(pk=inactive.token.user_id).update(is_active=False)
     gone_pk = gone.token.pk
     gone.token.delete()
-    session_user = member_create("gi", tenant_slug="acme")
+    session_user = member_create("gi", tenant_slug="open")
+    Tenant.objects.filter(slug="open").update(disabled_tools=["echo"])
     issued = [good, revoked, expired, idle_tenant, inactive]
     with django_assert_num_queries(2):  # one for the tokens, one for the session users
         states = access_states(
@@ -100,6 +104,8 @@ def test_access_states_say_what_a_handshake_would(django_assert_num_queries: Any
     assert states.by_token[good.token.pk].enabled_tools == frozenset({"add"})
     assert gone_pk not in states.by_token  # for_principal: invalid token
     assert states.by_user[session_user.pk].failure is None
+    assert states.by_user[session_user.pk].enabled_tools is None
+    assert states.by_user[session_user.pk].disabled_tools == frozenset({"echo"})
 
 
 @pytest.mark.django_db
@@ -181,7 +187,7 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     guard = AccessGuard(
         connections=lambda: [c.session for c in connections], runner=runner, interval=3600
     )
-    message = access_revoked_message(
+    message = AccessRevoked(
         kind="user_id",
         ids=[principals[0].user_id],
         status=403,
@@ -191,10 +197,21 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     assert connections[0].closed_with == (4403, "account or tenant is inactive")
     assert connections[1].closed_with is None
     await guard.handle(
-        tools_changed_message(tenant_id=principals[1].tenant_id, enabled_tools=["multiply"])
+        ToolsChanged(tenant_id=principals[1].tenant_id, enabled_tools=frozenset({"multiply"}))
     )
     assert [t.name for t in connections[1].session.catalog.tools] == ["multiply"]
     assert len(connections[1].sent("notifications/tools/list_changed")) == 1
+    await guard.handle(
+        ToolsChanged(
+            tenant_id=principals[1].tenant_id,
+            enabled_tools=None,
+            disabled_tools=frozenset({"echo", "sleep"}),
+        )
+    )
+    names = [t.name for t in connections[1].session.catalog.tools]
+    assert "echo" not in names and "sleep" not in names and "add" in names
+    assert connections[1].session.principal.disabled_tools == frozenset({"echo", "sleep"})
+    assert len(connections[1].sent("notifications/tools/list_changed")) == 2
     # A malformed message changes nothing.
-    await guard.handle({"type": "access.revoked", "kind": "username", "ids": ["b"]})
+    await guard.handle(decode_message({"type": "access.revoked", "kind": "username", "ids": ["b"]}))
     assert connections[1].closed_with is None

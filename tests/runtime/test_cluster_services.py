@@ -8,11 +8,14 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.services import (
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES, Stop, StopReason
+from mcp_server.operations.store import (
     operation_request_cancel,
+    operation_stop,
     operations_heartbeat,
     operations_persist,
     operations_reap_lost,
+    tasks_cancel_revoked,
 )
 from tests.runtime.conftest import history_row
 
@@ -89,3 +92,40 @@ def test_a_cancelled_task_stays_cancelled_whatever_its_runner_reports(make: Any)
     assert row.status == OperationStatus.CANCELLED
     assert row.progress == 0
     assert row.error == "cancelled"
+
+
+@pytest.mark.parametrize("end", sorted(TERMINAL_STATUSES))
+def test_a_stop_ends_an_active_row_with_its_text_and_leaves_an_ended_one(
+    make: Any, end: OperationStatus
+) -> None:
+    queued = make(status=OperationStatus.QUEUED, is_task=False)
+    ended = make(status=end, error="as it was")
+    stop = Stop(StopReason.HAND_OFF_FAILED)
+    assert operation_stop(operation_id=queued.pk, stop=stop) == 1
+    assert operation_stop(operation_id=ended.pk, stop=stop) == 0
+    queued.refresh_from_db()
+    assert (queued.status, queued.error) == (
+        OperationStatus.INTERRUPTED,
+        "interrupted: could not hand the call to a worker",
+    )
+    assert queued.finished_at is not None and queued.duration is not None
+    ended.refresh_from_db()
+    assert (ended.status, ended.error) == (end, "as it was")
+
+
+def test_revoked_access_cancels_only_active_tasks_with_the_reason(make: Any) -> None:
+    task = make(status=OperationStatus.RUNNING, is_task=True, token_id=41)
+    call = make(status=OperationStatus.RUNNING, is_task=False, token_id=41)
+    done = make(status=OperationStatus.SUCCEEDED, is_task=True, token_id=41)
+    stop = Stop.access_revoked("token revoked")
+    assert tasks_cancel_revoked(field="token_id", ids=[41], stop=stop) == [task.pk]
+    rows = {row.pk: row for row in Operation.objects.all()}
+    assert (rows[task.pk].status, rows[task.pk].error) == (
+        OperationStatus.CANCELLED,
+        "cancelled: access revoked: token revoked",
+    )
+    assert rows[task.pk].cancel_requested
+    assert rows[call.pk].status == OperationStatus.RUNNING  # its connection's close stops it
+    assert rows[done.pk].status == OperationStatus.SUCCEEDED
+    with pytest.raises(ValueError, match="cannot cancel tasks by 'tool'"):
+        tasks_cancel_revoked(field="tool", ids=[41], stop=stop)

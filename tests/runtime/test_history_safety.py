@@ -14,13 +14,13 @@ from django.db.models import IntegerField, Sum, TextField
 from django.db.models.functions import Cast, Coalesce, Length
 from django.test import override_settings
 
-from mcp_server.cluster.messages import finished_message
+from mcp_server.cluster.messages import OperationFinished
 from mcp_server.history_values import TRUNCATED
 from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.operations.lifecycle import task_outcome
 from mcp_server.protocol.errors import JsonRpcError
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
-from mcp_server.session_operations import task_outcome
 from mcp_server.tools.registry import registry
 from tests.runtime.conftest import history_row
 from tests.support import Wire, make_principal
@@ -172,7 +172,7 @@ def test_a_task_result_history_could_not_keep_whole_is_reported_as_such(owner) -
     stored = Operation.objects.get(pk=task["id"])
     assert stored.result is not None and stored.result[TRUNCATED] is True
     with pytest.raises(JsonRpcError) as refused:
-        task_outcome(str(task["id"]), finished_message(stored))
+        task_outcome(str(task["id"]), OperationFinished.from_row(stored))
     assert "larger than the server keeps in history" in refused.value.message
     assert refused.value.data is not None
     assert refused.value.data["reason"] == "result_not_kept"

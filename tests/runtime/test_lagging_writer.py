@@ -15,12 +15,13 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.node import ClusterNode
+from mcp_server.cluster.liveness import Liveness
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.store import operations_reap_lost
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
-from mcp_server.services import operations_reap_lost
 from mcp_server.tools.registry import registry
 from tests.support import Wire, make_principal, wait_until
 
@@ -28,9 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-async def node(runner: OperationRunner) -> AsyncIterator[ClusterNode]:
-    """This process's node (no channel layer: heartbeat and reaper are all it does here)."""
-    yield ClusterNode(runner=runner, layer=None, web=False)
+async def node(runner: OperationRunner) -> AsyncIterator[Liveness]:
+    """This process's liveness (no channel layer: heartbeat and reaper are all it does here)."""
+    yield Liveness(runner=runner, bus=OperationBus(runner=runner, layer=None, web=False))
     await asyncio.to_thread(close_database_connections)
 
 
@@ -66,7 +67,7 @@ async def _start(runner: OperationRunner, request: CallRequest) -> tuple[asyncio
 
 
 async def test_a_call_cancelled_while_the_writer_lags_stays_cancelled(
-    runner: OperationRunner, writer: HistoryWriter, node: ClusterNode
+    runner: OperationRunner, writer: HistoryWriter, node: Liveness
 ) -> None:
     principal = await database_sync_to_async(make_principal)("lag", "lea")
     call, key = await _start(runner, _sleep_call(principal))
@@ -89,7 +90,7 @@ async def test_a_call_cancelled_while_the_writer_lags_stays_cancelled(
 
 
 async def test_a_running_call_written_late_is_not_taken_for_one_nobody_took(
-    runner: OperationRunner, writer: HistoryWriter, node: ClusterNode
+    runner: OperationRunner, writer: HistoryWriter, node: Liveness
 ) -> None:
     principal = await database_sync_to_async(make_principal)("lag", "lou")
     # Queued an hour ago, first written only now, while it runs.

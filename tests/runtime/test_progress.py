@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from mcp_server.runtime.progress import ProgressCoalescer, ProgressMeter, describe
+from mcp_server.runtime.progress import ProgressCoalescer, ProgressMeter, describe, frames_to
 from tests.support import yield_to_other_tasks
 
 WAIT = 2.0
@@ -25,7 +25,9 @@ class Recorder:
 
 
 def _coalescer(recorder: Recorder, rate: float = 10.0) -> ProgressCoalescer:
-    return ProgressCoalescer(token="tok", send=recorder.send, max_rate=rate, meter=ProgressMeter())
+    return ProgressCoalescer(
+        deliver=frames_to("tok", recorder.send), max_rate=rate, meter=ProgressMeter()
+    )
 
 
 async def test_first_and_final_updates_always_arrive_and_the_rest_is_coalesced() -> None:

@@ -12,11 +12,13 @@ from uuid_utils.compat import uuid7
 
 from mcp_server.cluster.database import close_database_connections
 from mcp_server.cluster.messages import queued_snapshot
-from mcp_server.cluster.node import ClusterNode
+from mcp_server.identity import ServerIdentity
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime.runner import CallRequest, operation_runner
-from mcp_server.services import operation_create
-from mcp_server.session import McpSession, ServerIdentity
+from mcp_server.operations.store import operation_create
+from mcp_server.process_runtime import ProcessRuntime, build_runtime
+from mcp_server.runtime.history import HistoryWriter
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.session import McpSession
 from mcp_server.tools.catalog import catalog_for
 from mcp_server.tools.registry import registry
 from tests.support import Wire, make_principal, wait_until
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RESULT = {"content": [{"type": "text", "text": "done"}], "isError": False}
 
 
-def _task_row(principal: Any) -> UUID:
+def _task_row(runtime: ProcessRuntime, principal: Any) -> UUID:
     key = UUID(str(uuid7()))
     tool = registry.get("process_batch")
     assert tool is not None
@@ -42,7 +44,7 @@ def _task_row(principal: Any) -> UUID:
         is_task=True,
         task_ttl=1000,
     )
-    operation_create(snapshot=queued_snapshot(request, operation_runner()))
+    operation_create(snapshot=queued_snapshot(request, runtime.runner))
     return key
 
 
@@ -54,17 +56,22 @@ def _finish(key: UUID) -> None:
 
 async def test_a_task_result_waiter_gets_the_outcome_from_history() -> None:
     principal = await sync_to_async(make_principal)("recovery", "rita")
-    key = await sync_to_async(_task_row)(principal)
-    node = ClusterNode(runner=operation_runner(), layer=get_channel_layer(), web=True)
+    # Not started: this test runs the recovery round itself.
+    runtime = build_runtime(
+        web=True, writer=HistoryWriter(interval=0.05), layer=get_channel_layer()
+    )
+    key = await sync_to_async(_task_row)(runtime, principal)
+    liveness = runtime.liveness
     wire = Wire()
     session = McpSession(
         principal=principal,
         catalog=catalog_for(None),
         identity=ServerIdentity(name="t", title="T", version="0"),
-        runner=operation_runner(),
+        executor=runtime.executor,
+        admission=runtime.runner.admission,
         connection_id="here",
         send=wire.send,
-        node=node,
+        liveness=liveness,
     )
     await session.receive(
         {
@@ -81,10 +88,10 @@ async def test_a_task_result_waiter_gets_the_outcome_from_history() -> None:
     await session.receive(
         {"jsonrpc": "2.0", "id": 2, "method": "tasks/result", "params": {"taskId": str(key)}}
     )
-    await wait_until(lambda: key in node._watched)
+    await wait_until(lambda: key in liveness.watched)
     # The runner finished and wrote history, but its message never arrived.
     await sync_to_async(_finish)(key)
-    await node.recover_outcomes()
+    await liveness.recover_outcomes()
     await wait_until(lambda: any(m.get("id") == 2 for m in wire.messages))
     response = next(m for m in wire.messages if m.get("id") == 2)
     assert response["result"]["content"] == RESULT["content"]
@@ -93,7 +100,7 @@ async def test_a_task_result_waiter_gets_the_outcome_from_history() -> None:
     }
     statuses = [m for m in wire.messages if m.get("method") == "notifications/tasks/status"]
     assert [s["params"]["status"] for s in statuses] == ["completed"]
-    assert not node._watched
+    assert not liveness.watched
     await session.close()
     # The cluster's database threads keep their connections: close them before the test
     # database is dropped.

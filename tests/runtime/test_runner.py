@@ -5,9 +5,10 @@ import pytest
 from channels.db import database_sync_to_async
 
 from mcp_server.models import Operation, OperationError, OperationStatus
+from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.history import HistoryWriter
-from mcp_server.runtime.runner import INTERRUPTED_BY_SHUTDOWN, CallRequest, OperationRunner
+from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolError, ToolRegistry, tool
 from tests.support import Wire, make_principal, wait_until, yield_to_other_tasks
 
@@ -179,7 +180,7 @@ async def test_a_shutdown_interrupts_rather_than_cancels(runner, writer) -> None
         runner.call(_request(principal, "wait_for_gate", {}), send=wire.send, events=wire)
     )
     await wait_until(lambda: len(steps) >= 1)
-    task.cancel(INTERRUPTED_BY_SHUTDOWN)
+    task.cancel(Stop(StopReason.SHUTDOWN))
     with pytest.raises(asyncio.CancelledError):
         await task
     (row,) = await _rows(writer)

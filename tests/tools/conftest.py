@@ -1,40 +1,11 @@
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from accounts.principal import Principal
 from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import registry
-
-
-class RecordedEvents:
-    """A CallEvents that keeps every log call, in order."""
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, Any, str | None]] = []
-
-    async def log(self, level: str, data: Any, logger: str | None) -> None:
-        self.logs.append((level, data, logger))
-
-
-class StubOperation:
-    """Just what a ToolContext reads of its running operation, without any history."""
-
-    def __init__(self, principal: Principal, tool_name: str) -> None:
-        self.id = uuid.uuid4()
-        self.principal = principal
-        self.tool_name = tool_name
-        self.cancel_requested = False
-        self.reports: list[tuple[float, float | None, str | None]] = []
-        self.item_errors: list[tuple[str, str]] = []
-
-    def report(self, done: float, total: float | None, message: str | None) -> None:
-        self.reports.append((done, total, message))
-
-    def add_item_error(self, item: str, message: str) -> None:
-        self.item_errors.append((item, message))
+from mcp_server.tools.testing import RecordedCall, recording_context, sample_principal
 
 
 @pytest.fixture(autouse=True)
@@ -49,24 +20,15 @@ def _global_registry_untouched(monkeypatch: pytest.MonkeyPatch) -> Iterator[None
 
 @pytest.fixture
 def principal() -> Principal:
-    return Principal(
-        user_id=1,
-        username="alice",
-        tenant_id=1,
-        tenant_slug="acme",
-        is_tenant_admin=False,
-        enabled_tools=None,
-        token_id=None,
-    )
+    return sample_principal(tenant_slug="acme", username="alice")
 
 
 @pytest.fixture
-def events() -> RecordedEvents:
-    return RecordedEvents()
+def events(principal: Principal) -> RecordedCall:
+    return RecordedCall(principal, "t")
 
 
 @pytest.fixture
-async def context(principal: Principal, events: RecordedEvents) -> ToolContext:
+async def context(events: RecordedCall) -> ToolContext:
     # A ToolContext binds to the running event loop, so it is made inside the test's loop.
-    operation: Any = StubOperation(principal, "t")
-    return ToolContext(operation=operation, events=events)
+    return recording_context(events)

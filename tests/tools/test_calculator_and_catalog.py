@@ -10,7 +10,7 @@ from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 from mcp_server.tools.registry import Tool, ToolRegistry, build_tool, registry
-from tests.tools.conftest import RecordedEvents
+from mcp_server.tools.testing import RecordedCall
 
 BUILTIN = ("add", "subtract", "multiply", "divide", "echo")
 
@@ -120,7 +120,7 @@ def test_calculator_definitions() -> None:
 
 
 async def test_echo_returns_text_and_logs_at_debug(
-    context: ToolContext, events: RecordedEvents
+    context: ToolContext, events: RecordedCall
 ) -> None:
     result = await _call("echo", {"text": "héllo"}, context)
     assert result == {"content": [{"type": "text", "text": "héllo"}]}
@@ -155,6 +155,15 @@ def test_catalog_is_cached_per_set() -> None:
     assert catalog_for(None) is catalog_for(None)
 
 
+def test_every_tool_but_the_disabled_ones_includes_tools_added_later() -> None:
+    catalog = catalog_for(None, frozenset({"echo", "no-such-tool"}))
+    names = [tool.name for tool in catalog.tools]
+    assert "echo" not in names
+    assert names == [tool.name for tool in registry if tool.name != "echo"]
+    assert catalog.refusal("echo") == "Tool 'echo' is not enabled for your tenant"
+    assert catalog.refusal("no-such-tool") == "Unknown tool: no-such-tool"
+
+
 def test_empty_enabled_set_gives_an_empty_catalog() -> None:
     catalog = catalog_for(frozenset())
     assert len(catalog) == 0
@@ -172,9 +181,10 @@ def test_catalog_from_a_private_registry() -> None:
 
     reg.register(build_tool(one))
     reg.register(build_tool(two))
-    catalog = catalog_for(frozenset({"two", "add"}), reg)
+    catalog = catalog_for(frozenset({"two", "add"}), source=reg)
     assert [tool.name for tool in catalog.tools] == ["two"]
-    assert [tool.name for tool in catalog_for(None, reg).tools] == ["one", "two"]
+    assert [tool.name for tool in catalog_for(None, source=reg).tools] == ["one", "two"]
+    assert [tool.name for tool in catalog_for(None, frozenset({"one"}), reg).tools] == ["two"]
 
 
 def test_tool_catalog_directly() -> None:

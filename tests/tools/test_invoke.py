@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.tools.registry import Tool, ToolError, build_tool
-from tests.tools.conftest import RecordedEvents
+from mcp_server.tools.testing import RecordedCall
 
 REFERENCE = re.compile(r"reference ([0-9a-f]{12})")
 
@@ -106,7 +106,7 @@ async def test_invalid_arguments_are_an_error_result(context: ToolContext) -> No
 
 
 async def test_context_is_passed_to_the_named_parameter(
-    context: ToolContext, events: RecordedEvents
+    context: ToolContext, events: RecordedCall
 ) -> None:
     seen: list[ToolContext] = []
 

@@ -9,9 +9,11 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from accounts.services import IssuedToken
-from config.asgi import application
+from config.asgi import router
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.node import running_node
+from mcp_server.lifespan import RuntimeLifespan
+from mcp_server.process_runtime import ProcessRuntime, build_runtime, install_runtime
+from mcp_server.runtime.history import HistoryWriter
 from tests.accounts.factories import member_token
 
 # Generous: a slow CI machine must not turn a late frame into a failure.
@@ -65,14 +67,19 @@ class Client:
 
 @asynccontextmanager
 async def ws_connect(
+    runtime: ProcessRuntime,
     path: str = "/mcp",
     *,
     headers: Headers | None = None,
     subprotocols: list[str] | None = None,
 ) -> AsyncIterator[tuple[Client, tuple[bool, Any]]]:
-    """Open a WebSocket on the full ASGI stack; always disconnects at the end."""
+    """Open a WebSocket on the full ASGI stack served with `runtime`; always disconnects at
+    the end."""
     communicator = WebsocketCommunicator(
-        application, path, headers=headers or [], subprotocols=subprotocols
+        RuntimeLifespan(router, runtime=runtime),
+        path,
+        headers=headers or [],
+        subprotocols=subprotocols,
     )
     outcome = await communicator.connect(timeout=TIMEOUT)
     try:
@@ -88,12 +95,40 @@ async def _close_worker_connections() -> AsyncIterator[None]:
     Left open, they keep PostgreSQL from dropping the test database at the end of the run.
     """
     yield
-    node = running_node()
-    if node is not None:  # tasks outlive their connections: stop what a test left running
-        await node.interrupt_all()
-        await node.stop()
     await sync_to_async(connections.close_all)()
     await asyncio.to_thread(close_database_connections)
+
+
+@pytest.fixture
+def history() -> HistoryWriter:
+    """The test's own history writer (the runtime's)."""
+    return HistoryWriter(interval=0.05)
+
+
+@asynccontextmanager
+async def serving(history: HistoryWriter) -> AsyncIterator[ProcessRuntime]:
+    """A process runtime built from settings as they are now, started as the lifespan would
+    and installed for the code Django calls into. At the end the tasks a test left running
+    (tasks outlive connections) are interrupted and history is flushed."""
+    built = build_runtime(web=True, writer=history)
+    await built.start()
+    previous = install_runtime(built)
+    try:
+        yield built
+    finally:
+        await built.bus.interrupt_all()
+        await built.stop()
+        await asyncio.to_thread(history.stop)
+        install_runtime(previous)
+
+
+@pytest.fixture
+async def runtime(
+    transactional_db: None, _close_worker_connections: None, history: HistoryWriter
+) -> AsyncIterator[ProcessRuntime]:
+    """This test's process runtime (see `serving`), stopped before the database is cleaned."""
+    async with serving(history) as built:
+        yield built
 
 
 @pytest.fixture

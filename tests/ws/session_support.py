@@ -5,9 +5,12 @@ from collections.abc import Callable
 from typing import Any
 
 from accounts.principal import Principal
+from mcp_server.cluster.bus import OperationBus
+from mcp_server.executors import LocalExecutor
+from mcp_server.identity import ServerIdentity
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
-from mcp_server.session import McpSession, ServerIdentity
+from mcp_server.session import McpSession
 from mcp_server.tools.catalog import ToolCatalog
 from mcp_server.tools.registry import ToolRegistry
 
@@ -79,11 +82,18 @@ def is_response(message: Any, request_id: Any) -> bool:
     )
 
 
-def make_session(registry: ToolRegistry, *, page_size: int = 50) -> tuple[McpSession, Outbox]:
-    """A session whose catalog is every tool of `registry`."""
+def local_executor(runner: OperationRunner) -> LocalExecutor:
+    """Runs calls with `runner` in this process, with no channel layer (no tasks)."""
+    return LocalExecutor(runner=runner, bus=OperationBus(runner=runner, layer=None, web=True))
+
+
+def make_session(
+    registry: ToolRegistry, *, page_size: int = 50, limits: Limits | None = None
+) -> tuple[McpSession, Outbox]:
+    """A session whose catalog is every tool of `registry`, its calls run under `limits`."""
     outbox = Outbox()
     runner = OperationRunner(
-        scheduler=FairScheduler(Limits()),
+        scheduler=FairScheduler(limits or Limits()),
         writer=DiscardingHistory(),  # type: ignore[arg-type]
         progress_rate=10.0,
         persist_interval=60.0,
@@ -94,7 +104,8 @@ def make_session(registry: ToolRegistry, *, page_size: int = 50) -> tuple[McpSes
         identity=ServerIdentity(
             name="test-server", title="Test", version="0.0.1", tools_page_size=page_size
         ),
-        runner=runner,
+        executor=local_executor(runner),
+        admission=runner.admission,
         connection_id="test-connection",
         send=outbox,
     )

@@ -59,7 +59,7 @@ async def test_a_batched_call_runs_while_the_session_answers(
     session, outbox = ready
     await receive(session, [call(1, "slow"), request(2, "ping"), call(3, "add", {"a": 1, "b": 2})])
     await slow_tool.wait_started()
-    assert 1 in session._in_flight  # a batched call is in flight like any other
+    assert 1 in session._spawned  # a batched call is in flight like any other
 
     await receive(session, request(4, "ping"))
     assert (await outbox.response(4))["result"] == {}
@@ -107,7 +107,7 @@ async def test_a_batch_whose_requests_are_all_cancelled_gets_no_reply(
 
 async def _until_idle(session: McpSession) -> None:
     """Wait for the session's requests and batch answers to end (each end is an event)."""
-    while pending := [*session._in_flight.values(), *session._background]:
+    while pending := session._tasks.running:
         await asyncio.wait(pending)
 
 

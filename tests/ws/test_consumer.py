@@ -1,33 +1,19 @@
 """The MCP conversation over the WebSocket consumer, through the full ASGI stack."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
 from pytest_django.fixtures import Settings
 
 from accounts.services import IssuedToken
-from mcp_server.runtime.history import HistoryWriter
-from mcp_server.runtime.runner import operation_runner
+from mcp_server.process_runtime import ProcessRuntime
 from tests.accounts.factories import member_token
 from tests.ws.conftest import ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BUILTIN_TOOLS = {"add", "subtract", "multiply", "divide", "echo"}
-
-
-@pytest.fixture
-def history(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[HistoryWriter]:
-    """A private history writer for the process's runner, stopped before the database is flushed.
-
-    Its thread writes every call's history with its own connection; stopping it writes what
-    is left and closes that connection, so nothing is written after the test's rows are gone.
-    """
-    writer = HistoryWriter(interval=0.05)
-    monkeypatch.setattr(operation_runner(), "writer", writer)
-    yield writer
-    writer.stop()
 
 
 def _ping_frame(size: int) -> str:
@@ -39,8 +25,11 @@ def _ping_frame(size: int) -> str:
 
 
 @pytest.mark.usefixtures("history")
-async def test_mcp_conversation(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path(), subprotocols=["mcp"]) as (client, (accepted, chosen)):
+async def test_mcp_conversation(runtime: ProcessRuntime, token_path: Callable[..., str]) -> None:
+    async with ws_connect(runtime, token_path(), subprotocols=["mcp"]) as (
+        client,
+        (accepted, chosen),
+    ):
         assert (accepted, chosen) == (True, "mcp")
 
         # Before initialize: ping is answered, anything else is refused.
@@ -86,8 +75,10 @@ async def test_mcp_conversation(token_path: Callable[..., str]) -> None:
 
 
 @pytest.mark.usefixtures("history")
-async def test_logging_level_filters_tool_messages(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_logging_level_filters_tool_messages(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
 
         # At the default level (info) echo's debug message is not sent: the first frame back
@@ -118,8 +109,8 @@ async def test_logging_level_filters_tool_messages(token_path: Callable[..., str
         assert absent["error"]["code"] == -32602
 
 
-async def test_version_negotiation(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_version_negotiation(runtime: ProcessRuntime, token_path: Callable[..., str]) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         missing = await client.request("initialize", {"capabilities": {}})
         assert missing["error"]["code"] == -32602
         # Still waiting for a valid initialize.
@@ -129,9 +120,11 @@ async def test_version_negotiation(token_path: Callable[..., str]) -> None:
 
 
 @pytest.mark.usefixtures("history")
-async def test_tenant_sees_only_its_enabled_tools(transactional_db: None) -> None:
+async def test_tenant_sees_only_its_enabled_tools(
+    runtime: ProcessRuntime, transactional_db: None
+) -> None:
     issued = await sync_to_async(member_token)("erin", tenant_slug="narrow", enabled_tools=["add"])
-    async with ws_connect(f"/mcp?token={issued.raw}") as (client, _):
+    async with ws_connect(runtime, f"/mcp?token={issued.raw}") as (client, _):
         await client.initialize()
         listed = await client.request("tools/list")
         assert [tool["name"] for tool in listed["result"]["tools"]] == ["add"]
@@ -141,8 +134,10 @@ async def test_tenant_sees_only_its_enabled_tools(transactional_db: None) -> Non
         assert added["result"]["structuredContent"] == {"result": 2}
 
 
-async def test_bad_frames_keep_the_connection(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_bad_frames_keep_the_connection(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.ws.send_to(text_data="{not json")
         parse_error = await client.receive()
         assert parse_error["id"] is None
@@ -172,9 +167,11 @@ async def test_bad_frames_keep_the_connection(token_path: Callable[..., str]) ->
         assert (await client.request("ping"))["result"] == {}
 
 
-async def test_frame_size_limit(token_path: Callable[..., str], settings: Settings) -> None:
+async def test_frame_size_limit(
+    runtime: ProcessRuntime, token_path: Callable[..., str], settings: Settings
+) -> None:
     settings.MCP_MAX_MESSAGE_BYTES = 1000
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.ws.send_to(text_data=_ping_frame(1000))
         assert (await client.receive())["result"] == {}
 
@@ -182,7 +179,7 @@ async def test_frame_size_limit(token_path: Callable[..., str], settings: Settin
         code, _reason = await client.closed_with()
         assert code == 1009
 
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         # 500 characters but 1,300 bytes: the limit is in bytes.
         frame = _ping_frame(500).replace("x" * 400, "€" * 400, 1)
         assert len(frame) < 1000 < len(frame.encode())
@@ -191,9 +188,11 @@ async def test_frame_size_limit(token_path: Callable[..., str], settings: Settin
         assert code == 1009
 
 
-async def test_frame_size_limit_read_at_connect(issued: IssuedToken, settings: Settings) -> None:
+async def test_frame_size_limit_read_at_connect(
+    runtime: ProcessRuntime, issued: IssuedToken, settings: Settings
+) -> None:
     settings.MCP_MAX_MESSAGE_BYTES = 1000
-    async with ws_connect(f"/mcp?token={issued.raw}") as (client, _):
+    async with ws_connect(runtime, f"/mcp?token={issued.raw}") as (client, _):
         settings.MCP_MAX_MESSAGE_BYTES = 100_000
         await client.ws.send_to(text_data=_ping_frame(2000))
         code, _ = await client.closed_with()

@@ -25,7 +25,7 @@ async def _bounded(slow_tool: SlowTool) -> tuple[McpSession, Outbox]:
 async def test_past_the_bound_a_request_is_refused_and_places_free_as_requests_end() -> None:
     slow_tool = SlowTool()
     session, outbox = await _bounded(slow_tool)
-    admission = session.runner.admission
+    admission = session._spawned.admission
     for request_id in range(BOUND):
         await session.receive(call(request_id, "slow"))
     await session.receive(call("excess", "slow"))

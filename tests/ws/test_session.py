@@ -53,7 +53,7 @@ class SlowTool:
 
 def _tasks_of(session: McpSession) -> list[asyncio.Task[Any]]:
     # The session's spawned request tasks, to await their end without sleeping.
-    return list(session._in_flight.values())
+    return session._spawned.tasks
 
 
 async def _wait_done(tasks: list[asyncio.Task[Any]]) -> None:
@@ -133,7 +133,7 @@ async def test_cancelling_one_call_leaves_the_others(
     await session.receive(call("b", "slow"))
     await slow_tool.wait_started(calls=2)
     assert session.in_flight == 2
-    cancelled = session._in_flight["a"]
+    cancelled = session._spawned.task("a")
 
     await session.receive(notification("notifications/cancelled", {"requestId": "a"}))
     await _wait_done([cancelled])

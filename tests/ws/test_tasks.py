@@ -1,7 +1,7 @@
 """Durable tasks, heartbeat, broadcasts and goodbyes on one process (inline execution)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -9,40 +9,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from pytest_django.fixtures import Settings
 
-from mcp_server.cluster.messages import WEB_GROUP, broadcast_message
-from mcp_server.cluster.node import running_node
-from mcp_server.consumers import server_identity
+from mcp_server.cluster.messages import WEB_GROUP, Broadcast
+from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.runtime.history import HistoryWriter
-from mcp_server.runtime.runner import operation_runner
-from tests.ws.conftest import TIMEOUT, Client, ws_connect
+from tests.ws.conftest import TIMEOUT, Client, serving, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RELATED = "io.modelcontextprotocol/related-task"
 LONG = {"count": 100_000, "item_ms": 5}
-
-
-@pytest.fixture(autouse=True)
-async def history(
-    transactional_db: None, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[HistoryWriter]:
-    """A private history writer, stopped (and flushed) before the database is cleaned, after
-    the tasks a test left running (tasks outlive connections) were interrupted."""
-    writer = HistoryWriter(interval=0.05)
-    monkeypatch.setattr(operation_runner(), "writer", writer)
-    yield writer
-    node = running_node()
-    if node is not None:
-        await node.interrupt_all()
-    await asyncio.to_thread(writer.stop)
-
-
-@pytest.fixture
-def identity_from(settings: Settings) -> Iterator[Settings]:
-    """Settings that the server identity is read from again for this test."""
-    server_identity.cache_clear()
-    yield settings
-    server_identity.cache_clear()
 
 
 async def _until(client: Client, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -79,8 +54,10 @@ async def _start_task(
     return str(task["taskId"])
 
 
-async def test_capability_and_tool_task_support(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_capability_and_tool_task_support(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         result = await client.initialize()
         assert result["capabilities"]["tasks"] == {
             "list": {},
@@ -93,8 +70,10 @@ async def test_capability_and_tool_task_support(token_path: Callable[..., str]) 
         assert support["add"] == "forbidden"
 
 
-async def test_task_runs_reports_and_answers(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_task_runs_reports_and_answers(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         task_id = await _start_task(client, {"count": 20, "item_ms": 1}, token="tok")
         status = await _until(client, lambda m: m.get("method") == "notifications/tasks/status")
@@ -108,8 +87,10 @@ async def test_task_runs_reports_and_answers(token_path: Callable[..., str]) -> 
         assert result["_meta"][RELATED] == {"taskId": task_id}
 
 
-async def test_progress_names_the_task(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_progress_names_the_task(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         task_id = await _start_task(client, {"count": 50, "item_ms": 2}, token=7)
         progress = await _until(client, lambda m: m.get("method") == "notifications/progress")
@@ -117,11 +98,13 @@ async def test_progress_names_the_task(token_path: Callable[..., str]) -> None:
         assert progress["params"]["_meta"][RELATED] == {"taskId": task_id}
 
 
-async def test_task_outlives_its_connection(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_task_outlives_its_connection(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         task_id = await _start_task(client, {"count": 200, "item_ms": 2})
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         request_id = await _send(
             client, "tasks/result", {"taskId": task_id, "_meta": {"progressToken": "new"}}
@@ -130,8 +113,10 @@ async def test_task_outlives_its_connection(token_path: Callable[..., str]) -> N
         assert response["result"]["structuredContent"]["processed"] == 200
 
 
-async def test_cancel_is_immediate_and_sticky(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_cancel_is_immediate_and_sticky(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         task_id = await _start_task(client, LONG, token="p")
         await _until(client, lambda m: m.get("method") == "notifications/progress")
@@ -155,10 +140,10 @@ async def test_cancel_is_immediate_and_sticky(token_path: Callable[..., str]) ->
 
 
 async def test_tasks_list_pages_newest_first(
-    token_path: Callable[..., str], identity_from: Settings
+    token_path: Callable[..., str], settings: Settings, history: HistoryWriter
 ) -> None:
-    identity_from.MCP_TASKS_PAGE_SIZE = 2
-    async with ws_connect(token_path()) as (client, _):
+    settings.MCP_TASKS_PAGE_SIZE = 2
+    async with serving(history) as runtime, ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         ids = [await _start_task(client, {"count": 1, "item_ms": 0}) for _ in range(3)]
         first = await _until(client, _response(await _send(client, "tasks/list", {})))
@@ -187,17 +172,19 @@ async def test_tasks_list_pages_newest_first(
     ],
 )
 async def test_bad_task_requests_are_invalid_params(
-    token_path: Callable[..., str], method: str, params: dict[str, Any]
+    runtime: ProcessRuntime, token_path: Callable[..., str], method: str, params: dict[str, Any]
 ) -> None:
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         reply = await client.request(method, params)
         assert reply["error"]["code"] == -32602, reply
         assert await client.request("ping") == {"jsonrpc": "2.0", "id": 3, "result": {}}
 
 
-async def test_forbidden_task_support_is_method_not_found(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_forbidden_task_support_is_method_not_found(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         reply = await client.request(
             "tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}, "task": {}}
@@ -207,11 +194,11 @@ async def test_forbidden_task_support_is_method_not_found(token_path: Callable[.
 
 
 async def test_idle_connection_is_pinged_and_closed_when_silent(
-    token_path: Callable[..., str], identity_from: Settings
+    token_path: Callable[..., str], settings: Settings, history: HistoryWriter
 ) -> None:
-    identity_from.MCP_CLIENT_PING_INTERVAL = 0.2
-    identity_from.MCP_CLIENT_PING_TIMEOUT = 0.3
-    async with ws_connect(token_path()) as (client, _):
+    settings.MCP_CLIENT_PING_INTERVAL = 0.2
+    settings.MCP_CLIENT_PING_TIMEOUT = 0.3
+    async with serving(history) as runtime, ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         ping = await client.receive()
         assert ping == {"jsonrpc": "2.0", "id": "server-ping-1", "method": "ping"}
@@ -224,8 +211,10 @@ async def test_idle_connection_is_pinged_and_closed_when_silent(
         assert reason == "no reply to ping within 0.3 s"
 
 
-async def test_client_pings_are_answered_while_a_call_runs(token_path: Callable[..., str]) -> None:
-    async with ws_connect(token_path()) as (client, _):
+async def test_client_pings_are_answered_while_a_call_runs(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         await _send(client, "tools/call", {"name": "process_batch", "arguments": LONG})
         ping_id = await _send(client, "ping", {})
@@ -237,17 +226,17 @@ async def test_client_pings_are_answered_while_a_call_runs(token_path: Callable[
 
 
 async def test_broadcast_reaches_matching_connections(
-    token_path: Callable[..., str], issued: Any
+    runtime: ProcessRuntime, token_path: Callable[..., str], issued: Any
 ) -> None:
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         layer = get_channel_layer()
         tenant_id = await sync_to_async(lambda: issued.token.user.membership.tenant_id)()
         await layer.group_send(
-            WEB_GROUP, broadcast_message(level="warning", data="other tenant", tenant_id=-1)
+            WEB_GROUP, Broadcast(level="warning", data="other tenant", tenant_id=-1).encode()
         )
         await layer.group_send(
-            WEB_GROUP, broadcast_message(level="warning", data="yours", tenant_id=tenant_id)
+            WEB_GROUP, Broadcast(level="warning", data="yours", tenant_id=tenant_id).encode()
         )
         message = await client.receive()
         assert message == {
@@ -258,18 +247,17 @@ async def test_broadcast_reaches_matching_connections(
 
 
 async def test_shutdown_says_goodbye_and_interrupts_inline_tasks(
+    runtime: ProcessRuntime,
     token_path: Callable[..., str],
 ) -> None:
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         task_id = await _start_task(client, LONG, token="s")
         await _until(client, lambda m: m.get("method") == "notifications/progress")
-        node = running_node()
-        assert node is not None
-        await asyncio.wait_for(node.shut_down_web(), TIMEOUT)
+        await asyncio.wait_for(runtime.shut_down_web(), TIMEOUT)
         notice = await _until(client, lambda m: m.get("method") == "notifications/message")
         assert notice["params"]["data"]["reason"] == "shutdown"
-    async with ws_connect(token_path()) as (client, _):
+    async with ws_connect(runtime, token_path()) as (client, _):
         await client.initialize()
         got = (await client.request("tasks/get", {"taskId": task_id}))["result"]
         assert got["status"] == "failed"

@@ -51,6 +51,7 @@ client.addEventListener("frame", ({ detail }) => frames.add(detail.direction, de
 client.addEventListener("notification", ({ detail }) => {
   if (detail.method === "notifications/progress") showProgress(detail.params);
   else if (detail.method === "notifications/message") addNotice(detail.params);
+  else if (detail.method === "notifications/tools/list_changed") loadTools().catch(() => {});
 });
 
 async function checkStillLoggedIn() {
@@ -96,6 +97,12 @@ async function loadTools() {
   );
   for (const button of list.querySelectorAll("button")) {
     button.setAttribute("aria-pressed", String(button.dataset.tool === selected?.name));
+  }
+  // A tool the tenant no longer has (its tool set changed) cannot be run from the form.
+  if (selected && !active && !tools.some((tool) => tool.name === selected.name)) {
+    selected = null;
+    $("tool-form").hidden = true;
+    updateRunButton();
   }
 }
 

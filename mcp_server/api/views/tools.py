@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from mcp_server.api.schema import RETRY_AFTER, error_responses
 from mcp_server.api.serializers import ToolCatalogSerializer
 from mcp_server.api.views.base import TenantScopedAPIView
-from mcp_server.tools.catalog import catalog_for
+from mcp_server.tools.catalog import catalog_for_principal
 
 
 @extend_schema(tags=["tools"], parameters=[RETRY_AFTER])
@@ -19,5 +19,5 @@ class ToolListView(TenantScopedAPIView):
     )
     def get(self, request: Request) -> Response:
         """The tenant's tools with their input and output schemas (not paginated)."""
-        catalog = catalog_for(self.principal.enabled_tools)
+        catalog = catalog_for_principal(self.principal)
         return Response({"tools": [tool.definition for tool in catalog.tools]})

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from mcp_server.cluster.worker import OperationWorker
+from mcp_server.process_runtime import build_runtime, install_runtime
 
 
 class Command(BaseCommand):
@@ -30,4 +31,10 @@ class Command(BaseCommand):
                 "runoperations needs REDIS_URL: web processes reach workers through Redis."
             )
         grace = options["grace"] if options["grace"] is not None else settings.MCP_WORKER_GRACE
-        uvloop.run(OperationWorker(grace=grace).run())
+        uvloop.run(self._run(grace))
+
+    async def _run(self, grace: float) -> None:
+        # Built on the loop it runs on (its locks and events belong to that loop).
+        runtime = build_runtime(web=False)
+        install_runtime(runtime)
+        await OperationWorker(runtime=runtime, grace=grace).run()

@@ -19,8 +19,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from mcp_server.cluster.node import running_node
-from mcp_server.runtime.history import history_writer
+from mcp_server.lifespan import RuntimeLifespan
 from mcp_server.uvicorn_websocket import McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -29,6 +28,10 @@ logger = logging.getLogger(__name__)
 class GracefulServer(uvicorn.Server):
     """uvicorn, saying goodbye first: on shutdown it stops accepting, tells every client it is
     going away and interrupts this process's operations, then closes the sockets with 1012."""
+
+    def __init__(self, config: uvicorn.Config, *, application: RuntimeLifespan) -> None:
+        super().__init__(config)
+        self.application = application
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start as uvicorn, then exempt what exists now from the cyclic garbage collector."""
@@ -43,11 +46,13 @@ class GracefulServer(uvicorn.Server):
         """Stop accepting, say goodbye within the shutdown timeout, then shut down as uvicorn."""
         for server in self.servers:
             server.close()
-        node = running_node()
-        if node is not None:
-            logger.info("telling %d connections this server is going away", node.connection_count)
+        runtime = self.application.runtime
+        if runtime is not None:
+            count = len(runtime.connections)
+            logger.info("telling %d connections this server is going away", count)
             try:
-                await asyncio.wait_for(node.shut_down_web(), self.config.timeout_graceful_shutdown)
+                timeout = self.config.timeout_graceful_shutdown
+                await asyncio.wait_for(runtime.shut_down_web(), timeout)
             except TimeoutError:
                 logger.warning("goodbyes took longer than the shutdown timeout")
         await super().shutdown(sockets)
@@ -77,15 +82,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run uvicorn until interrupted, then flush what history is still buffered."""
+        from config.asgi import application
+
         signal.signal(signal.SIGTERM, _exit_cleanly)
         try:
-            self._serve(options)
+            self._serve(application, options)
         finally:
-            history_writer().stop()
+            if application.runtime is not None:
+                application.runtime.writer.stop()
 
-    def _serve(self, options: dict[str, Any]) -> None:
+    def _serve(self, application: RuntimeLifespan, options: dict[str, Any]) -> None:
         config = uvicorn.Config(
-            "config.asgi:application",
+            application,
             host=options["host"],
             port=options["port"],
             loop="uvloop",
@@ -95,7 +103,7 @@ class Command(BaseCommand):
             ws_ping_interval=settings.MCP_WS_PING_INTERVAL,
             ws_ping_timeout=settings.MCP_WS_PING_TIMEOUT,
             ws_per_message_deflate=settings.MCP_WS_PER_MESSAGE_DEFLATE,
-            # The lifespan starts the heartbeat, reaper and client pings (mcp_server.lifespan).
+            # The lifespan builds and starts the process's runtime (mcp_server.lifespan).
             lifespan="on",
             log_config=None,
             access_log=True,
@@ -104,4 +112,4 @@ class Command(BaseCommand):
             server_header=False,
             timeout_graceful_shutdown=max(1, int(settings.MCP_SHUTDOWN_TIMEOUT)),
         )
-        GracefulServer(config).run()
+        GracefulServer(config, application=application).run()

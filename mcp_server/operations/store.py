@@ -1,8 +1,20 @@
-"""Writes to operation history; the runtime's history writer and the API call these."""
+"""The operation store: every guarded write of an operation's row, and the interface of the
+batched history writer.
+
+Each function here is one transition of the lifecycle (`mcp_server.operations.lifecycle`) as
+one conditional UPDATE or INSERT: create, claim, heartbeat, reap, request-cancel, finish (the
+batched `operations_persist`), and the cancels of revoked access. Every guard keeps a terminal
+status final, so processes racing each other cannot revive an ended operation.
+
+`OperationStore` is what the runtime (the runner, a running operation, the cluster node)
+depends on for history; `mcp_server.runtime.history.HistoryWriter` implements it with a
+background thread that writes batches through `operations_persist`.
+"""
 
 from collections.abc import Iterable
+from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.conf import settings
@@ -13,13 +25,40 @@ from django.utils import timezone
 
 from mcp_server.history_insert import RowInserter
 from mcp_server.history_values import history_text, history_value
-from mcp_server.models import (
+from mcp_server.models import Operation, OperationError
+from mcp_server.operations.lifecycle import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
-    Operation,
-    OperationError,
     OperationStatus,
+    Stop,
+    StopReason,
 )
+
+Snapshot = dict[str, Any]
+
+
+class OperationStore(Protocol):
+    """Where the runtime sends operation history: the latest state of each operation and its
+    item errors, written later in batches (never on the event loop)."""
+
+    def record(self, snapshot: Snapshot) -> None:
+        """Queue the latest state of an operation (replacing any unwritten earlier state)."""
+
+    def adopt(self, operation_id: UUID) -> None:
+        """Note that the operation's row exists already (operation_create): write updates."""
+
+    def record_errors(self, rows: list[dict[str, Any]]) -> None:
+        """Queue item-error rows (dicts of OperationError fields)."""
+
+    def unwritten_ids(self) -> set[UUID]:
+        """Operations with a state not written yet: their rows must not look abandoned."""
+
+    def flush_soon(self) -> "Future[None]":
+        """Write what is queued soon; the future resolves once it is written (or requeued)."""
+
+    def stop(self) -> None:
+        """Write what is left and stop (the process is exiting)."""
+
 
 # Fields of an operation that change after it was created.
 MUTABLE_FIELDS = (
@@ -248,23 +287,23 @@ def operations_reap_lost(*, lost_after: float, unclaimed_after: float) -> list[U
     cases = (
         (
             Q(heartbeat_at__isnull=False, heartbeat_at__lt=_ago(lost_after)),
-            "its process stopped responding",
+            Stop(StopReason.LOST_RUNNER),
         ),
         (
             Q(heartbeat_at__isnull=True, queued_at__lt=_ago(unclaimed_after)),
-            "no process took it in time",
+            Stop(StopReason.UNCLAIMED),
         ),
     )
     reaped: list[UUID] = []
     now = timezone.now()
-    for condition, why in cases:
+    for condition, stop in cases:
         keys = _locked_in_order(active.filter(condition), limit=1000)
         if keys:
             active.filter(condition, pk__in=keys).update(
-                status=OperationStatus.INTERRUPTED,
+                status=stop.status,
                 finished_at=now,
                 duration=now - F("queued_at"),
-                error=f"interrupted: {why}",
+                error=stop.error,
             )
             reaped += keys
     return reaped
@@ -279,34 +318,34 @@ def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:
     if not as_task:
         return active.update(cancel_requested=True) > 0
     now = timezone.now()
+    stop = Stop(StopReason.CANCEL_REQUESTED)
     return (
         active.update(
             cancel_requested=True,
-            status=OperationStatus.CANCELLED,
+            status=stop.status,
             finished_at=now,
             duration=now - F("queued_at"),
-            error="cancelled",
+            error=stop.error,
         )
         > 0
     )
 
 
-def operation_mark_interrupted(*, operation_id: UUID, error: str) -> int:
-    """Mark a non-terminal operation interrupted (its process went away); returns rows changed."""
+def operation_stop(*, operation_id: UUID, stop: Stop) -> int:
+    """End an operation that has not ended, as `stop` says (e.g. it could not be handed to a
+    worker); returns rows changed."""
     now = timezone.now()
-    return Operation.objects.filter(
-        pk=operation_id, status__in=[OperationStatus.QUEUED, OperationStatus.RUNNING]
-    ).update(
-        status=OperationStatus.INTERRUPTED,
+    return Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES).update(
+        status=stop.status,
         finished_at=now,
         duration=now - F("queued_at"),
-        error=error,
+        error=stop.error,
     )
 
 
 @transaction.atomic
-def tasks_cancel_revoked(*, field: str, ids: Iterable[int], error: str) -> list[UUID]:
-    """Mark cancelled (with `error` as the reason) the active tasks of revoked access: those
+def tasks_cancel_revoked(*, field: str, ids: Iterable[int], stop: Stop) -> list[UUID]:
+    """End as `stop` says (access revoked) the active tasks of revoked access: those
     whose `field` (token_id, user_id or tenant_id) is in `ids`. The processes running them
     stop them at their next heartbeat round, should the announcement be lost."""
     if field not in ("token_id", "user_id", "tenant_id"):
@@ -318,10 +357,10 @@ def tasks_cancel_revoked(*, field: str, ids: Iterable[int], error: str) -> list[
     if keys:
         now = timezone.now()
         active.filter(pk__in=keys).update(
-            status=OperationStatus.CANCELLED,
+            status=stop.status,
             cancel_requested=True,
             finished_at=now,
             duration=now - F("queued_at"),
-            error=error,
+            error=stop.error,
         )
     return keys

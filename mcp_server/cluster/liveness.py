@@ -1,0 +1,102 @@
+"""Liveness of operations across processes: heartbeat, reaper, and lost-message recovery.
+
+Every round (MCP_OPERATION_LOST_AFTER / 6 seconds) a process stamps the operations it runs,
+acts on the cancel flags and statuses it reads back, marks interrupted the operations nobody
+stamps any more, and delivers from history the outcomes its connections still wait for.
+"""
+
+import logging
+import weakref
+from typing import Protocol
+from uuid import UUID
+
+from django.conf import settings
+
+from mcp_server import selectors
+from mcp_server.cluster.bus import OperationBus
+from mcp_server.cluster.database import db_call
+from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.rounds import every
+from mcp_server.operations import store
+from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
+from mcp_server.runtime.runner import OperationRunner
+
+logger = logging.getLogger(__name__)
+
+
+class OutcomeWatcher(Protocol):
+    """Something waiting for operations' outcomes (a connection's listeners)."""
+
+    async def operation_event(self, event: OperationEvent) -> None:
+        """Handle an operation event (here: an outcome recovered from history)."""
+
+
+class Liveness:
+    """The heartbeat, reaper and outcome recovery of one process."""
+
+    def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
+        self.runner = runner
+        self.bus = bus
+        self.lost_after = settings.MCP_OPERATION_LOST_AFTER
+        self.beat_interval = self.lost_after / 6
+        self._watched: dict[UUID, weakref.WeakSet[OutcomeWatcher]] = {}
+
+    def watch(self, operation_id: UUID, watcher: OutcomeWatcher) -> None:
+        """Recover this operation's outcome from history for `watcher` if its message is lost."""
+        self._watched.setdefault(operation_id, weakref.WeakSet()).add(watcher)
+
+    def unwatch(self, operation_id: UUID, watcher: OutcomeWatcher) -> None:
+        """Stop recovering an outcome for `watcher`."""
+        watchers = self._watched.get(operation_id)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watched[operation_id]
+
+    @property
+    def watched(self) -> frozenset[UUID]:
+        """The operations whose outcomes someone here waits for."""
+        return frozenset(self._watched)
+
+    async def run(self) -> None:
+        """A round every `beat_interval` seconds until cancelled."""
+        await every(self.beat_interval, self.beat, failure="operation heartbeat failed")
+
+    async def beat(self) -> None:
+        """One round: heartbeat our operations, act on cancels and reaps, reap the lost,
+        recover outcomes of operations our connections wait for."""
+        self.bus.forget_stale_attaches()
+        # Ours until history has them: operations running here, and those whose latest state
+        # the history writer has not written yet (a lagging writer must not make a cancelled
+        # or finished call look abandoned, and the reaper turn it into an interrupted one).
+        ours = list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
+        if ours:
+            rows = await db_call(store.operations_heartbeat)(
+                operation_ids=ours, runner=self.runner.name
+            )
+            for key, (status, cancel_requested) in rows.items():
+                # Ended in history meanwhile (reaped as lost), or asked to stop there.
+                if status == OperationStatus.INTERRUPTED:
+                    self.runner.cancel(key, Stop(StopReason.LOST_RUNNER))
+                elif cancel_requested or status not in ACTIVE_STATUSES:
+                    self.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
+        # Two rounds short of the bound: one for the reaper to run, one for the client's web
+        # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
+        silent_for = self.lost_after - 2 * self.beat_interval
+        await db_call(store.operations_reap_lost)(
+            lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
+        )
+        if self._watched:
+            await self.recover_outcomes()
+
+    async def recover_outcomes(self) -> None:
+        """Deliver, from history, the outcomes of watched operations that have ended."""
+        ended = await db_call(selectors.operation_outcomes)(operation_ids=list(self._watched))
+        for operation in ended:
+            watchers = list(self._watched.pop(operation.pk, ()))
+            event = OperationFinished.from_row(operation)
+            for watcher in watchers:
+                try:
+                    await watcher.operation_event(event)
+                except Exception:
+                    logger.warning("could not deliver a recovered outcome", exc_info=True)

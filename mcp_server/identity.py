@@ -1,0 +1,43 @@
+"""How the server introduces itself to clients, and its per-session limits."""
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from django.conf import settings
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """How the server introduces itself, and its per-session limits."""
+
+    name: str
+    title: str
+    version: str
+    tools_page_size: int = 50
+    instructions: str | None = None
+    tasks_page_size: int = 50
+    task_default_ttl: int = 24 * 3600 * 1000
+    task_max_ttl: int = 7 * 24 * 3600 * 1000
+    task_poll_interval: int = 1000
+    ping_interval: float = 30.0
+    ping_timeout: float = 15.0
+
+
+def identity_from_settings() -> ServerIdentity:
+    """The server's name, version and limits, as settings have them now."""
+    try:
+        package_version = version("mcp-realtime")
+    except PackageNotFoundError:
+        package_version = "0.0.0"
+    return ServerIdentity(
+        name=settings.MCP_SERVER_NAME,
+        title=settings.MCP_SERVER_TITLE,
+        version=package_version,
+        tools_page_size=settings.MCP_TOOLS_PAGE_SIZE,
+        tasks_page_size=settings.MCP_TASKS_PAGE_SIZE,
+        task_default_ttl=settings.MCP_TASK_DEFAULT_TTL,
+        task_max_ttl=settings.MCP_TASK_MAX_TTL,
+        task_poll_interval=settings.MCP_TASK_POLL_INTERVAL,
+        ping_interval=settings.MCP_CLIENT_PING_INTERVAL,
+        ping_timeout=settings.MCP_CLIENT_PING_TIMEOUT,
+    )

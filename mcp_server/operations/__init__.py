@@ -1,0 +1,1 @@
+"""The operation lifecycle (`lifecycle`, pure) and the history that records it (`store`)."""

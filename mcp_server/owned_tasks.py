@@ -1,0 +1,68 @@
+"""Tasks owned by one session: none outlives it by accident.
+
+`spawn` starts work the owner cancels at close (requests in flight); `keep` starts work it
+waits for at close without cancelling it (a batch's reply, the cancel of a call run
+elsewhere). After close nothing more starts.
+"""
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class OwnerClosed(RuntimeError):
+    """Work was started on an owner that has closed."""
+
+
+class TaskOwner:
+    """Starts tasks and, at close, cancels or awaits every one of them."""
+
+    __slots__ = ("_cancellable", "_closed", "_kept")
+
+    def __init__(self) -> None:
+        self._cancellable: set[asyncio.Task[Any]] = set()
+        self._kept: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def running(self) -> list["asyncio.Task[Any]"]:
+        """Every task started here that has not ended."""
+        return [*self._cancellable, *self._kept]
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+        """Start `coro`; it is cancelled if still running at close."""
+        return self._start(coro, self._cancellable)
+
+    def keep(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+        """Start `coro`; close waits for it to end."""
+        return self._start(coro, self._kept)
+
+    def _start(
+        self, coro: Coroutine[Any, Any, T], into: set[asyncio.Task[Any]]
+    ) -> "asyncio.Task[T]":
+        if self._closed:
+            coro.close()
+            raise OwnerClosed("this session has closed")
+        task = asyncio.create_task(coro)
+        into.add(task)
+        task.add_done_callback(into.discard)
+        return task
+
+    async def close(self, *, reason: object = None, batch: int = 64) -> None:
+        """Cancel the spawned tasks with `reason` (the CancelledError's message, e.g. a Stop),
+        `batch` per turn of the event loop (thousands ending in one turn would hold up every
+        other connection), then wait for all of them."""
+        self._closed = True
+        spawned = list(self._cancellable)
+        for start in range(0, len(spawned), batch):
+            if start:
+                await asyncio.sleep(0)  # let the batch before end before cancelling more
+            for task in spawned[start : start + batch]:
+                task.cancel(reason)
+        if spawned:
+            await asyncio.gather(*spawned, return_exceptions=True)
+        # Cancelled work may have started kept work (the cancel of a call run elsewhere).
+        while self._kept or self._cancellable:
+            await asyncio.gather(*self._kept, *self._cancellable, return_exceptions=True)

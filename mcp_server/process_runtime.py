@@ -1,0 +1,124 @@
+"""One process's runtime: everything its connections and its work share, built at start-up.
+
+A web process builds it in the ASGI lifespan (`mcp_server/lifespan.py`), a worker in
+`manage.py runoperations`; tests build their own. It is handed to what needs it: the
+consumer finds it in its ASGI scope (`scope["runtime"]`), a session gets its parts at
+construction. Only code that Django calls without our arguments (admin actions, REST views)
+reaches it through `current_runtime()`, which the process sets once when its runtime starts.
+"""
+
+from dataclasses import dataclass, field
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+
+from mcp_server.cluster.bus import OperationBus
+from mcp_server.cluster.connections import ConnectionRegistry
+from mcp_server.cluster.liveness import Liveness
+from mcp_server.executors import ClusteredExecutor, Executor, LocalExecutor
+from mcp_server.identity import ServerIdentity, identity_from_settings
+from mcp_server.operations.store import OperationStore
+from mcp_server.owned_tasks import TaskOwner
+from mcp_server.runtime.history import writer_from_settings
+from mcp_server.runtime.runner import OperationRunner, runner_from_settings
+
+
+@dataclass(eq=False)
+class ProcessRuntime:
+    """The runner, history writer, bus, liveness, connections and executor of one process."""
+
+    identity: ServerIdentity
+    runner: OperationRunner
+    bus: OperationBus
+    liveness: Liveness
+    connections: ConnectionRegistry
+    executor: Executor
+    web: bool
+    _loops: TaskOwner = field(default_factory=TaskOwner, init=False)
+    _started: bool = field(default=False, init=False)
+
+    @property
+    def writer(self) -> OperationStore:
+        """Where this process's history goes."""
+        return self.runner.writer
+
+    async def start(self) -> None:
+        """Join the cluster and start the loops: heartbeat, reaper and recovery, and in a web
+        process client pings and access checks."""
+        if self._started:
+            return
+        self._started = True
+        await self.bus.start()
+        self._loops.spawn(self.liveness.run())
+        if self.web:
+            self._loops.spawn(self.connections.keep_alive())
+            self._loops.spawn(self.connections.access.run_checks())
+
+    async def stop(self) -> None:
+        """Stop the loops and leave the cluster (what runs keeps running until interrupted)."""
+        if not self._started:
+            return
+        await self._loops.close()
+        self._loops = TaskOwner()
+        await self.bus.stop()
+        self._started = False
+
+    async def shut_down_web(self) -> None:
+        """SIGTERM of a web process: tell every client, stop their work, interrupt tasks."""
+        await self.connections.say_goodbye()
+        await self.bus.interrupt_all()
+        await self.stop()
+
+
+def build_runtime(
+    *,
+    web: bool,
+    writer: OperationStore | None = None,
+    runner: OperationRunner | None = None,
+    layer: BaseChannelLayer | None = None,
+    execution: str | None = None,
+    identity: ServerIdentity | None = None,
+) -> ProcessRuntime:
+    """A runtime configured from settings; any part given is used instead (tests)."""
+    if runner is None:
+        runner = runner_from_settings(writer if writer is not None else writer_from_settings())
+    if layer is None:
+        layer = get_channel_layer()
+    bus = OperationBus(runner=runner, layer=layer, web=web)
+    mode = execution if execution is not None else settings.MCP_EXECUTION
+    executor: Executor = (
+        ClusteredExecutor(runner=runner, bus=bus)
+        if mode == "worker"
+        else LocalExecutor(runner=runner, bus=bus)
+    )
+    return ProcessRuntime(
+        identity=identity if identity is not None else identity_from_settings(),
+        runner=runner,
+        bus=bus,
+        liveness=Liveness(runner=runner, bus=bus),
+        connections=ConnectionRegistry(runner=runner, bus=bus),
+        executor=executor,
+        web=web,
+    )
+
+
+_current: ProcessRuntime | None = None
+
+
+class NoRuntime(RuntimeError):
+    """Code that needs the process's runtime ran before any was installed."""
+
+
+def install_runtime(runtime: ProcessRuntime | None) -> ProcessRuntime | None:
+    """Make `runtime` the one `current_runtime()` returns (None: none); the previous one."""
+    global _current
+    previous, _current = _current, runtime
+    return previous
+
+
+def current_runtime() -> ProcessRuntime:
+    """The runtime this process installed at start-up, for code Django calls into without our
+    arguments (admin actions, REST views); everything else is handed its runtime."""
+    if _current is None:
+        raise NoRuntime("no runtime is installed: start the process with serve or runoperations")
+    return _current

@@ -1,0 +1,137 @@
+"""A session's durable tasks: tools/call as a task, tasks/get, tasks/list, tasks/cancel and
+tasks/result. Every query is scoped by the caller; the tasks run wherever the executor runs
+them and outlive the connection that started them."""
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.utils import timezone
+
+from accounts.principal import Principal
+from mcp_server.cluster.database import db_call
+from mcp_server.cluster.messages import OperationFinished
+from mcp_server.executors import Executor, new_operation_id
+from mcp_server.identity import ServerIdentity
+from mcp_server.listener import ConnectionListener
+from mcp_server.operations.lifecycle import (
+    ACTIVE_STATUSES,
+    OperationStatus,
+    TaskView,
+    task_outcome,
+    task_view,
+)
+from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.messages import Request
+from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor
+from mcp_server.protocol.progress_tokens import progress_token
+from mcp_server.protocol.tasks import task_id_param
+from mcp_server.runtime.limits import SlotKey
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.selectors import task_get, task_page
+
+if TYPE_CHECKING:
+    from mcp_server.models import Operation
+
+
+class TaskRequests:
+    """The task requests of one connection."""
+
+    def __init__(
+        self,
+        *,
+        caller: Callable[[], Principal],
+        slot_key: Callable[[], SlotKey],
+        identity: ServerIdentity,
+        executor: Executor,
+        listener: ConnectionListener,
+    ) -> None:
+        self._caller = caller
+        self._slot_key = slot_key
+        self.identity = identity
+        self.executor = executor
+        self.listener = listener
+
+    async def start(self, call: CallRequest, ttl: int) -> dict[str, Any]:
+        """Record `call` as a task and start it; the CreateTaskResult."""
+        now = timezone.now()
+        key = new_operation_id()
+        request = dataclasses.replace(
+            call, operation_id=key, queued_at=now, is_task=True, task_ttl=ttl
+        )
+        view = TaskView(
+            task_id=str(key),
+            operation_status=OperationStatus.QUEUED,
+            created_at=now,
+            last_updated_at=now,
+            ttl=ttl,
+            poll_interval=self.identity.task_poll_interval,
+        )
+        self.listener.attach(key, call.progress_token, view)
+        await self.executor.start_task(request, listener=self.listener.connection_id)
+        return {"task": view.as_task()}
+
+    async def _find(self, params: dict[str, Any]) -> "Operation":
+        task_id = task_id_param(params)
+        find = db_call(task_get, caller=self._slot_key())
+        operation = await find(principal=self._caller(), task_id=task_id)
+        if operation is None:
+            raise invalid_params(f"Unknown task: {task_id}")
+        return operation
+
+    def _view(self, operation: "Operation") -> TaskView:
+        return task_view(operation, self.identity.task_poll_interval)
+
+    async def get(self, request: Request) -> dict[str, Any]:
+        """tasks/get: the task as history has it."""
+        return self._view(await self._find(request.params)).as_task()
+
+    async def list(self, request: Request) -> dict[str, Any]:
+        """tasks/list: the caller's tasks, newest first, a page at a time."""
+        cursor = request.params.get("cursor")
+        before = None
+        if cursor is not None:
+            try:
+                before = UUID(decode_key_cursor(cursor))
+            except ValueError:
+                raise invalid_params("Invalid cursor") from None
+        size = self.identity.tasks_page_size
+        page = db_call(task_page, caller=self._slot_key())
+        rows = await page(principal=self._caller(), before=before, size=size)
+        result: dict[str, Any] = {"tasks": [self._view(r).as_task() for r in rows[:size]]}
+        if len(rows) > size:
+            result["nextCursor"] = encode_key_cursor(str(rows[size - 1].pk))
+        return result
+
+    async def cancel(self, request: Request) -> dict[str, Any]:
+        """tasks/cancel: mark the task cancelled and stop it wherever it runs."""
+        operation = await self._find(request.params)
+        view = self._view(operation)
+        if not view.is_terminal:
+            changed = await self.executor.cancel(
+                operation.pk, as_task=True, caller=self._slot_key()
+            )
+            view = self._view(await self._find(request.params))
+            if changed:
+                return view.as_task()
+        raise invalid_params(f"Task {view.task_id} has already ended ({view.status})")
+
+    async def result(self, request: Request) -> dict[str, Any]:
+        """tasks/result: wait for the task's outcome, streaming its progress meanwhile."""
+        operation = await self._find(request.params)
+        view = self._view(operation)
+        if view.is_terminal:
+            return task_outcome(view.task_id, OperationFinished.from_row(operation))
+        token = progress_token(request.params)
+        attachment = self.listener.attach(
+            operation.pk, token if token is not None else operation.progress_token, view
+        )
+        await self.executor.attach(operation.pk, self.listener.connection_id)
+        # It may have ended between the read and the attach: look once more.
+        operation = await self._find(request.params)
+        if operation.status not in ACTIVE_STATUSES and not attachment.outcome.done():
+            await self.listener.operation_event(OperationFinished.from_row(operation))
+        finished = await asyncio.shield(attachment.outcome)
+        return task_outcome(view.task_id, finished)

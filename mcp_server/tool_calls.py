@@ -1,0 +1,49 @@
+"""A `tools/call` request read into the call the runtime runs (and its task TTL, if a task)."""
+
+from typing import Any
+
+from accounts.principal import Principal
+from mcp_server.identity import ServerIdentity
+from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
+from mcp_server.protocol.progress_tokens import progress_token
+from mcp_server.protocol.tasks import requested_ttl
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.tools.catalog import ToolCatalog
+
+
+def read_tools_call(
+    params: dict[str, Any],
+    *,
+    request_id: RequestId,
+    principal: Principal,
+    catalog: ToolCatalog,
+    identity: ServerIdentity,
+    connection_id: str,
+) -> tuple[CallRequest, int | None]:
+    """The call `params` ask for and its task TTL (None: a plain call); JsonRpcError when
+    the request is invalid or the tool cannot be called so."""
+    name = params.get("name")
+    if not isinstance(name, str):
+        raise invalid_params("tools/call requires a string name")
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise invalid_params("tools/call arguments must be an object")
+    tool = catalog.get(name)
+    if tool is None:
+        raise invalid_params(catalog.refusal(name))
+    ttl = requested_ttl(params, default=identity.task_default_ttl, maximum=identity.task_max_ttl)
+    if ttl is not None and tool.task_support == "forbidden":
+        raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
+    if ttl is None and tool.task_support == "required":
+        raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
+    call = CallRequest(
+        principal=principal,
+        tool=tool,
+        arguments=arguments,
+        connection_id=connection_id,
+        request_id=request_id,
+        progress_token=progress_token(params),
+    )
+    return call, ttl

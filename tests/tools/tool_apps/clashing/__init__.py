@@ -1,0 +1,1 @@
+"""A tool app for the discovery tests: clashing."""

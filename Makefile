@@ -9,7 +9,9 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Each suite runs on both cores; tests that share processes stay on one worker (tests/conftest.py).
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+# More pytest options for both suites, e.g. PYTEST_ARGS=--durations=30.
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean
 

@@ -5,7 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Each run makes test databases of its own (test_test_gw<N>_<pid>): two runs never collide.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
+# Each suite runs on both cores; tests that share processes stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+# More pytest options for both suites, e.g. PYTEST_ARGS=--durations=30.
+PYTEST_ARGS ?=
+PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean
 
@@ -32,12 +38,15 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-# tests/cluster always runs its processes on PostgreSQL: once, in the PostgreSQL run, is enough.
+# Everything but tests/cluster, on SQLite. tests/cluster always runs its processes on
+# PostgreSQL: once, in the PostgreSQL run, is enough.
 test-sqlite: install
-	env -u DATABASE_URL $(PY) -m pytest -p no:cacheprovider --ignore=tests/cluster
+	env -u DATABASE_URL $(PYTEST) --ignore=tests/cluster
 
+# Only what reaches the database (--database-layers: tests using the test database, and
+# tests/cluster), on PostgreSQL; the rest does not depend on the database.
 test-postgres: install
-	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -p no:cacheprovider
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) --database-layers
 
 # The console's browser tests drive Debian's chromium. Install it when missing and possible;
 # never fail here: without it those tests fail and say how to install it.

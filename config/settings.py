@@ -342,7 +342,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env.str("MCP_CACHE_URL", default=REDIS_URL),
-            "KEY_PREFIX": "mcp",
+            # Installations sharing one Redis (e.g. test runs side by side) keep apart by it.
+            "KEY_PREFIX": env.str("MCP_CACHE_PREFIX", default="mcp"),
             # A Redis that hangs costs a request this long, then a 503 (mcp_server.health).
             "OPTIONS": {
                 "socket_timeout": MCP_DEPENDENCY_TIMEOUT,

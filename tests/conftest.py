@@ -10,6 +10,9 @@ from tests.cluster.support import PG_SERVER_URL
 from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Directories whose modules start servers (or browsers) of their own, once per module.
+_MODULE_GROUPED_DIRS = ("e2e", "cli", "console")
+_DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences"})
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -23,6 +26,69 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     messages = [problem for problem in problems if problem]
     if messages:
         pytest.exit("\n".join(messages), returncode=3)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--database-layers`: the selection `make test-postgres` runs."""
+    parser.addoption(
+        "--database-layers",
+        action="store_true",
+        help="run only the tests that reach the database: those of the test process (the db "
+        "or transactional_db fixture, the django_db mark) and tests/cluster; the rest does "
+        "not depend on the database and runs once, in the SQLite run",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Select the database layers when asked; keep tests that share processes together.
+
+    With `--dist loadgroup`, tests/cluster (one cluster per worker: two web processes and a
+    worker) goes to one xdist worker, and each module of tests/e2e, cli and console goes to
+    one worker whole, so its module-scoped servers and browser start once. The rest is
+    spread test by test.
+    """
+    if config.getoption("--database-layers"):
+        kept = [item for item in items if _reaches_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        parts = _parts(item)
+        if parts[:2] == ("tests", "cluster"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif len(parts) > 2 and parts[0] == "tests" and parts[1] in _MODULE_GROUPED_DIRS:
+            item.add_marker(pytest.mark.xdist_group("/".join(parts)))
+
+
+def _parts(item: pytest.Item) -> tuple[str, ...]:
+    return item.path.relative_to(item.config.rootpath).parts
+
+
+def _reaches_database(item: pytest.Item) -> bool:
+    """Whether the test uses the test database, or runs processes on PostgreSQL (cluster)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return (
+        bool(fixtures & _DATABASE_FIXTURES)
+        or item.get_closest_marker("django_db") is not None
+        or _parts(item)[:2] == ("tests", "cluster")
+    )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A PostgreSQL test database of this run alone: `test_<name>[_gwN]_<pid>`.
+
+    pytest-django already suffixes it per xdist worker; the pid keeps two runs against one
+    server (two checkouts, two engineers) apart, as SQLite's per-process file does.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if "postgresql" in database["ENGINE"]:
+        test = database.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)

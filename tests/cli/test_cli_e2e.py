@@ -9,6 +9,7 @@ import pytest
 
 from tests.cli.support import StreamingCli, cli_env, json_lines, run_cli, run_cli_in_pty
 from tests.e2e.conftest import ALPHA, Accounts
+from tests.e2e.history import operations
 from tests.e2e.support import Deployment, ServerProcess, wait_until
 
 HISTORY_TIMEOUT = 15.0
@@ -19,13 +20,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
 def run_status(deployment: Deployment, request_id: str) -> str | None:
     """The recorded status of the run of `request_id` (None when there is no row yet)."""
-    output = deployment.shell(
-        "from mcp_server.models import Operation; "
-        f"row = Operation.objects.filter(request_id={request_id!r}).values('status').first(); "
-        "print(row['status'] if row else '-')"
-    )
-    status = output.splitlines()[-1].strip()
-    return None if status == "-" else status
+    rows = operations(deployment, request_id=request_id)
+    return str(rows[0]["status"]) if rows else None
 
 
 def wait_for_status(deployment: Deployment, request_id: str, status: str) -> None:

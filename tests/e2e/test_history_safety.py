@@ -5,15 +5,14 @@ history batch of its process: nobody's runs were recorded, other tenants' tasks 
 `working` and `tasks/result` from another connection hung.
 """
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.cluster.support import PG_SERVER_URL
+from tests.e2e.history import item_errors, wait_for_operation
 from tests.e2e.support import (
     Deployment,
     ServerProcess,
@@ -22,10 +21,8 @@ from tests.e2e.support import (
     result_of,
     run_parallel,
     start_server,
-    wait_until,
 )
 
-HISTORY_TIMEOUT = 30.0
 CALL_TIMEOUT = 30.0
 
 
@@ -68,29 +65,6 @@ def pg_server(pg_deployment: Deployment) -> Iterator[ServerProcess]:
         server.stop()
 
 
-def stored_rows(deployment: Deployment, **filters: Any) -> list[dict[str, Any]]:
-    """History rows (request id, status, arguments, summary, error) matching `filters`."""
-    output = deployment.shell(
-        "import json; from mcp_server.models import Operation; "
-        f"rows = Operation.objects.filter(**{filters!r})"
-        ".values('request_id', 'status', 'arguments', 'result_summary', 'error'); "
-        "print(json.dumps(list(rows), default=str))"
-    )
-    return list(json.loads(output.splitlines()[-1]))
-
-
-def wait_for_row(deployment: Deployment, what: str, **filters: Any) -> dict[str, Any]:
-    """The one history row matching `filters`, once it exists (fails after a timeout)."""
-    found: list[dict[str, Any]] = []
-
-    def recorded() -> bool:
-        found[:] = stored_rows(deployment, **filters)
-        return bool(found)
-
-    wait_until(recorded, HISTORY_TIMEOUT, what)
-    return found[0]
-
-
 async def test_a_nul_in_one_tenants_call_stops_nobodys_history(
     pg_server: ServerProcess, pg_deployment: Deployment, tokens: dict[str, str]
 ) -> None:
@@ -128,19 +102,19 @@ async def test_a_nul_in_one_tenants_call_stops_nobodys_history(
         task_id = created["task"]["taskId"]
 
     # Another tenant's call is still recorded.
-    added_row = wait_for_row(
-        pg_deployment, "bob's add to be recorded", user__username="bob", tool="add"
+    added_row = wait_for_operation(
+        pg_deployment, "bob's add to be recorded", username="bob", tool="add"
     )
     assert added_row["status"] == "succeeded"
     # Another tenant's task finishes, and tasks/result from another connection answers.
     async with raw_client(pg_server, tokens["bob"]) as other:
         reply = await other.request("tasks/result", {"taskId": task_id})
         assert result_of(reply)["structuredContent"]["processed"] == 5
-    task_row = wait_for_row(pg_deployment, "bob's task to be recorded", id=task_id)
+    task_row = wait_for_operation(pg_deployment, "bob's task to be recorded", id=task_id)
     assert task_row["status"] == "succeeded"
 
     # The run with U+0000 is recorded too, its U+0000 stored as the escape text \u0000.
-    escaped = wait_for_row(pg_deployment, "alice's echo to be recorded", user__username="alice")
+    escaped = wait_for_operation(pg_deployment, "alice's echo to be recorded", username="alice")
     assert escaped["status"] == "succeeded"
     assert escaped["request_id"] == "nul\\u0000id"
     assert escaped["arguments"] == {"text": "before\\u0000after"}
@@ -178,15 +152,12 @@ async def test_a_file_name_that_is_not_utf8_stops_neither_the_reply_nor_history(
         ]
         assert any("bad\\udc80.txt" in message for message in messages), messages
         await alice.assert_answers_ping()
-    row = wait_for_row(
+    row = wait_for_operation(
         pg_deployment,
         "the odd-names run to be recorded",
         tool="process_images",
         status="succeeded",
     )
     assert row["result_summary"]["errors"] == 1
-    output = pg_deployment.shell(
-        "from mcp_server.models import OperationError; "
-        "print(list(OperationError.objects.values_list('item', flat=True)))"
-    )
-    assert "bad\\\\udc80.txt" in output.splitlines()[-1]
+    items = item_errors(pg_deployment)
+    assert any("bad\\udc80.txt" in item for item in items), items

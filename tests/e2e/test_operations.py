@@ -1,7 +1,6 @@
 """Long-running operations end to end: progress, cancellation, limits and history."""
 
 import asyncio
-import json
 import signal
 from typing import Any
 
@@ -11,6 +10,7 @@ from mcp.client.websocket import websocket_client
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Accounts, ServerFactory
+from tests.e2e.history import operations, wait_for_operation
 from tests.e2e.support import (
     Deployment,
     RawClient,
@@ -24,28 +24,16 @@ HISTORY_TIMEOUT = 15.0
 CALL_TIMEOUT = 30.0
 
 
-def history(deployment: Deployment, **filters: Any) -> list[dict[str, Any]]:
-    """Operation rows as the server recorded them, newest first."""
-    output = deployment.shell(
-        "import json; from mcp_server.models import Operation; "
-        f"rows = Operation.objects.filter(**{filters!r}).order_by('-queued_at')"
-        ".values('id', 'tool', 'status', 'progress', 'total', 'error', 'error_count', "
-        "'started_at', 'finished_at', 'request_id', 'user__username'); "
-        "print(json.dumps(list(rows), default=str))"
-    )
-    return list(json.loads(output.splitlines()[-1]))
-
-
-def wait_for_status(deployment: Deployment, request_id: str, status: str, **filters: Any) -> dict:
+def wait_for_status(deployment: Deployment, request_id: str, status: str, **filters: str) -> dict:
     """The history row of a request once it has `status` (fails after a timeout)."""
-    found: list[dict[str, Any]] = []
-
-    def reached() -> bool:
-        found[:] = history(deployment, request_id=request_id, status=status, **filters)
-        return bool(found)
-
-    wait_until(reached, HISTORY_TIMEOUT, f"request {request_id} to be {status}")
-    return found[0]
+    return wait_for_operation(
+        deployment,
+        f"request {request_id} to be {status}",
+        HISTORY_TIMEOUT,
+        request_id=request_id,
+        status=status,
+        **filters,
+    )
 
 
 async def send_call(
@@ -152,8 +140,8 @@ async def test_two_clients_run_operations_at_the_same_time(
     assert second["structuredContent"]["processed"] == 300
     row_a = wait_for_status(deployment, "pair-a", "succeeded")
     row_b = wait_for_status(deployment, "pair-b", "succeeded")
-    assert row_a["user__username"] == "alice"
-    assert row_b["user__username"] == "bob"
+    assert row_a["username"] == "alice"
+    assert row_b["username"] == "bob"
     # They overlapped: each started before the other finished.
     assert row_a["started_at"] < row_b["finished_at"]
     assert row_b["started_at"] < row_a["finished_at"]
@@ -191,8 +179,8 @@ async def test_history_rows_for_success_and_tool_errors(
         await client.recv_response("hist-ok")
         await send_call(client, "hist-err", "divide", {"a": 1, "b": 0})
         await client.recv_response("hist-err")
-    ok = wait_for_status(deployment, "hist-ok", "succeeded", user__username="bob")
-    failed = wait_for_status(deployment, "hist-err", "failed", user__username="bob")
+    ok = wait_for_status(deployment, "hist-ok", "succeeded", username="bob")
+    failed = wait_for_status(deployment, "hist-err", "failed", username="bob")
     assert ok["tool"] == "add"
     assert "Division by zero" in failed["error"]
 
@@ -205,10 +193,10 @@ async def test_a_clean_shutdown_flushes_history(
     async with raw_client(lazy, accounts.bob) as client:
         await send_call(client, "before-shutdown", "multiply", {"a": 6, "b": 7})
         result_of(await client.recv_response("before-shutdown"))
-    assert not history(deployment, request_id="before-shutdown")
+    assert not operations(deployment, request_id="before-shutdown")
     lazy.process.send_signal(signal.SIGTERM)
     wait_until(lambda: not lazy.is_alive(), HISTORY_TIMEOUT, "the server to exit")
-    rows = history(deployment, request_id="before-shutdown")
+    rows = operations(deployment, request_id="before-shutdown")
     assert [row["status"] for row in rows] == ["succeeded"]
 
 
@@ -225,5 +213,5 @@ async def test_a_server_shutdown_interrupts_its_calls_and_closes_with_1012(
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1012
     wait_until(lambda: not doomed.is_alive(), HISTORY_TIMEOUT, "the server to exit")
-    (row,) = history(deployment, request_id="at-shutdown")
+    (row,) = operations(deployment, request_id="at-shutdown")
     assert row["status"] == "interrupted"

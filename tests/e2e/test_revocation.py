@@ -8,7 +8,6 @@ away), `rechecked` only through its periodic re-check (no channel layer reaches 
 changes bypass the service functions, as a lost announcement would).
 """
 
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from tests.cluster.support import connection_closed, is_progress, next_matching, send_request
 from tests.e2e.conftest import Accounts, ServerFactory
+from tests.e2e.history import operations
 from tests.e2e.support import (
     Deployment,
     RawClient,
@@ -24,7 +24,6 @@ from tests.e2e.support import (
     error_of,
     raw_client,
     result_of,
-    run_parallel,
     wait_until,
 )
 
@@ -84,44 +83,56 @@ class Members:
     first_token_name: str
 
 
+# Tests of this module that take a set of members (each needs accounts of its own).
+MEMBER_SETS = 7
+
+
+@pytest.fixture(scope="module")
+def member_pool(deployment: Deployment) -> list[Members]:
+    """A fresh tenant with two users per test, made by one `manage.py shell` (the account
+    commands are proved by conftest's accounts): a Django boot per module, not six per test."""
+    tags = [secrets.token_hex(3) for _ in range(MEMBER_SETS)]
+    output = deployment.shell(
+        "from datetime import timedelta; from django.utils import timezone; "
+        "from accounts.services import tenant_create, token_create, user_create\n"
+        f"for tag in {tags!r}:\n"
+        "    tenant = tenant_create(slug=f'rv-{tag}')\n"
+        "    first = user_create(username=f'rv-{tag}-a', tenant_slug=tenant.slug)\n"
+        "    other = user_create(username=f'rv-{tag}-b', tenant_slug=tenant.slug)\n"
+        "    soon = timezone.now() + timedelta(days=1)\n"
+        "    print(token_create(user=first, name=f'rv-{tag}-a-1', expires_at=soon).raw)\n"
+        "    print(token_create(user=first, name=f'rv-{tag}-a-2').raw)\n"
+        "    print(token_create(user=other, name=f'rv-{tag}-b-1').raw)\n"
+    )
+    raws = output.split()[-3 * MEMBER_SETS :]
+    assert all(raw.startswith("mcp_") for raw in raws), output
+    return [
+        Members(
+            tenant=f"rv-{tag}",
+            first=f"rv-{tag}-a",
+            other=f"rv-{tag}-b",
+            first_token=raws[3 * index],
+            first_second_token=raws[3 * index + 1],
+            other_token=raws[3 * index + 2],
+            first_token_name=f"rv-{tag}-a-1",
+        )
+        for index, tag in enumerate(tags)
+    ]
+
+
 @pytest.fixture
-def members(deployment: Deployment) -> Members:
+def members(member_pool: list[Members]) -> Members:
     """Accounts of this test alone (the changes it makes touch nobody else)."""
-    tag = secrets.token_hex(3)
-    tenant, first, other = f"rv-{tag}", f"rv-{tag}-a", f"rv-{tag}-b"
-    deployment.create_tenant(tenant)
-    run_parallel(
-        [
-            lambda: deployment.create_user(first, tenant),
-            lambda: deployment.create_user(other, tenant),
-        ]
-    )
-    first_token, first_second_token, other_token = run_parallel(
-        [
-            lambda: deployment.create_token(first, name=f"{first}-1", expires_in_days=1),
-            lambda: deployment.create_token(first, name=f"{first}-2"),
-            lambda: deployment.create_token(other, name=f"{other}-1"),
-        ]
-    )
-    return Members(
-        tenant=tenant,
-        first=first,
-        other=other,
-        first_token=first_token,
-        first_second_token=first_second_token,
-        other_token=other_token,
-        first_token_name=f"{first}-1",
-    )
+    assert member_pool, f"more tests take members than MEMBER_SETS ({MEMBER_SETS})"
+    return member_pool.pop()
 
 
 def operations_of(deployment: Deployment, username: str, tool: str) -> list[dict[str, Any]]:
     """The history rows of a user's calls of `tool` (status, error, is_task)."""
-    output = deployment.shell(
-        "import json; from mcp_server.models import Operation; "
-        f"rows = Operation.objects.filter(user__username={username!r}, tool={tool!r})"
-        ".values('status', 'error', 'is_task'); print(json.dumps(list(rows)))"
-    )
-    return list(json.loads(output.splitlines()[-1]))
+    return [
+        {key: row[key] for key in ("status", "error", "is_task")}
+        for row in operations(deployment, username=username, tool=tool)
+    ]
 
 
 def wait_for_operation(

@@ -309,10 +309,8 @@ async def test_a_tenant_override_in_the_database_applies_to_new_connections(
     server = server_factory(**CONNECTION_CAPS)
     async with AsyncExitStack() as stack:
         first = await open_connections(stack, server, limit_accounts.dave, 2)
-        deployment.shell(
-            "from accounts.models import Tenant; "
-            f"n = Tenant.objects.filter(slug={DELTA!r}).update(limit_connections_per_user=1); "
-            "assert n == 1, n"
+        deployment.update_one(
+            "UPDATE accounts_tenant SET limit_connections_per_user = %s WHERE slug = %s", 1, DELTA
         )
         try:
             status, body, _ = await refused_handshake(server, limit_accounts.dave)
@@ -322,9 +320,10 @@ async def test_a_tenant_override_in_the_database_applies_to_new_connections(
             await client.initialize()
             result_of(await client.request("ping"))
         finally:
-            deployment.shell(
-                "from accounts.models import Tenant; "
-                f"Tenant.objects.filter(slug={DELTA!r}).update(limit_connections_per_user=None)"
+            deployment.update_one(
+                "UPDATE accounts_tenant SET limit_connections_per_user = %s WHERE slug = %s",
+                None,
+                DELTA,
             )
 
 

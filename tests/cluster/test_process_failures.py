@@ -7,6 +7,7 @@ from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
     LONG_BATCH,
     LOST_AFTER,
+    UNCLAIMED_AFTER,
     WAIT,
     Cluster,
     connection_closed,
@@ -28,7 +29,7 @@ from tests.e2e.support import (
 
 # How long a test waits for a client to hear of a dead worker: the bound, and the slack of a
 # loaded machine (how fast it is told is the benchmarks' business, not a timed assertion).
-TOLD_WITHIN = LOST_AFTER + WAIT
+TOLD_WITHIN = max(LOST_AFTER, UNCLAIMED_AFTER) + WAIT
 
 
 async def test_kill_9_of_the_worker_interrupts_its_operations_and_tells_the_client(

@@ -8,6 +8,8 @@ import orjson
 from channels.consumer import get_handler_name
 from django.conf import settings
 
+from config import log_context
+from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.node import cluster_node
 from mcp_server.consumer_channel import ListenOnDemandConsumer
@@ -78,6 +80,7 @@ class McpConsumer(ListenOnDemandConsumer):
     async def connect(self) -> None:
         """Create the session and accept, choosing the `mcp` subprotocol when offered."""
         principal = self.scope["principal"]
+        log_context.bind_connection(self.scope, self.channel_name or str(id(self)))
         self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
         self.message_allowance = self.scope.get("message_allowance")
         node = cluster_node()
@@ -138,6 +141,7 @@ class McpConsumer(ListenOnDemandConsumer):
         reply, requests, dropped = refusal_replies(payload, rate_limited(limit, retry_after_ms))
         if self.message_allowance is not None:
             self.message_allowance.count_refused(requests, dropped)
+        metrics.refused(limit, self.scope["principal"], requests + dropped)
         if reply is not None:
             await self.send_json(reply)
 

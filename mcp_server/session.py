@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from accounts.principal import Principal
+from config import log_context
+from mcp_server import metrics
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -288,6 +290,7 @@ class McpSession(OperationRequests):
         try:
             self.runner.admission.admit(key, self.principal.limits)
         except InFlightLimitReached as exc:
+            metrics.refused(exc.data["limit"], self.principal)
             return error_message(request.id, JsonRpcError(LIMIT_EXCEEDED, str(exc), exc.data))
         task = asyncio.create_task(self._run_spawned(request, handler, batched=batched))
         self._in_flight[request.id] = task
@@ -320,6 +323,8 @@ class McpSession(OperationRequests):
             logger.debug("could not send the reply to request %r", request.id, exc_info=True)
         return None
 
+    @metrics.counts_requests
+    @log_context.request_scope
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
         try:
             return result_message(request.id, await handler(self, request))

@@ -20,7 +20,7 @@ from uuid import UUID
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from mcp_server import selectors, services
+from mcp_server import metrics, selectors, services
 from mcp_server.cluster import messages
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import PROCESS, db_call
@@ -202,6 +202,7 @@ class ClusterNode:
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start_message(request, listener))
         except Exception:
+            metrics.channel_layer_error("send")
             await db_call(services.operation_mark_interrupted, caller=caller)(
                 operation_id=request.operation_id,
                 error="interrupted: could not hand the call to a worker",
@@ -285,6 +286,7 @@ class ClusterNode:
         try:
             await self.layer.group_send(group, message)
         except Exception:
+            metrics.channel_layer_error("send")
             # Cancellation is also recorded in history and read back by the heartbeat.
             logger.warning("could not send %s to %s", message["type"], group, exc_info=True)
 
@@ -360,6 +362,7 @@ class ClusterNode:
         """One round: heartbeat our operations, act on cancels and reaps, reap the lost,
         recover outcomes of operations our connections wait for."""
         now = time.monotonic()
+        metrics.sample_runtime(self.runner)
         for key in [k for k, (expires, _) in self._pending_attach.items() if expires < now]:
             del self._pending_attach[key]
         # Ours until history has them: operations running here, and those whose latest state

@@ -17,7 +17,8 @@ from channels.layers import get_channel_layer
 
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
-from mcp_server import services
+from config import log_context
+from mcp_server import metrics, services
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.node import ClusterNode, cluster_node, receive_forever
@@ -113,10 +114,12 @@ class OperationWorker:
             await self._refuse(node, message, exc)
             return
         assert request.operation_id is not None
+        log_context.bind_call(request.principal, request.connection_id, request.request_id)
         claim = db_call(services.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=request.operation_id, runner=node.runner.name):
             logger.info("operation %s ended before a worker took it; not run", message["id"])
             return
+        metrics.handoff_claimed(request.queued_at)
         listener = message.get("listener")
         node.run_published(request, {str(listener)} if listener else set())
 

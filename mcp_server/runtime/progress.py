@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mcp_server import metrics
 from mcp_server.protocol.messages import notification_message
 from mcp_server.protocol.methods import NOTIFICATION_PROGRESS
 
@@ -139,6 +140,7 @@ class ProgressCoalescer:
             params["message"] = text
         self._next_allowed = asyncio.get_running_loop().time() + self._interval
         self.sent += 1
+        metrics.progress_sent()
         await self._send(notification_message(NOTIFICATION_PROGRESS, params))
 
     async def close(self) -> None:
@@ -152,9 +154,13 @@ class ProgressCoalescer:
             await self._task
         await self._deliver()  # the first, if it never went out
         await self._deliver()  # the newest
+        metrics.progress_coalesced(self.reported - self.sent)
 
     def abort(self) -> None:
         """Stop without sending anything more (the request was cancelled)."""
+        if not self._closed:
+            unsent = (self._first is not None) + (self._pending is not None)
+            metrics.progress_coalesced(self.reported - self.sent - unsent)
         self._closed = True
         self._first = self._pending = None
         if self._task is not None:

@@ -15,6 +15,8 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.principal import Principal
+from config import log_context
+from mcp_server import metrics
 from mcp_server.models import OperationStatus
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
@@ -133,6 +135,7 @@ class OperationRunner:
         whole result in history, and is written to the database before this returns.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
+        log_context.bind(operation=str(operation.id))
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         progress = None
@@ -239,6 +242,7 @@ class OperationRunner:
         try:
             self.admission.admit(key, request.principal.limits)
         except InFlightLimitReached as exc:
+            metrics.refused(exc.data["limit"], request.principal)
             await self._refuse(request, events, str(exc))
             return
         try:

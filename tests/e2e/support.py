@@ -45,7 +45,14 @@ RECV_TIMEOUT = 10.0
 PORT_ATTEMPTS = 3
 # Variables of the test process that must not leak into a server unless a test asks for them.
 _SCRUBBED_ENV_PREFIXES = ("MCP_", "DATABASE_", "REDIS_", "DJANGO_")
-_SCRUBBED_ENV_NAMES = ("SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "CSRF_TRUSTED_ORIGINS")
+_SCRUBBED_ENV_NAMES = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "CSRF_TRUSTED_ORIGINS",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 
 T = TypeVar("T")
 

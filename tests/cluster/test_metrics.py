@@ -1,0 +1,41 @@
+"""Metrics of a cluster: two web processes and a worker add up in one scrape of either."""
+
+from tests.cluster.conftest import ClusterAccounts
+from tests.cluster.support import Cluster
+from tests.e2e.metrics_support import Scrape, scrape
+from tests.e2e.support import raw_client, result_of
+
+CALLS = "mcp_tool_call_duration_seconds_count"
+
+
+def scraped(server) -> Scrape:
+    answer = scrape(server)
+    assert answer.status == 200, answer.text
+    return answer
+
+
+def totals(answer: Scrape) -> tuple[float, ...]:
+    return (
+        answer.value("mcp_connections_open", transport="websocket"),
+        answer.value("mcp_requests_total", method="tools/call", outcome="ok"),
+        answer.value(CALLS, tool="echo", status="succeeded"),
+        answer.value("mcp_worker_handoff_lag_seconds_count"),
+    )
+
+
+async def test_two_web_processes_and_a_worker_add_up_in_one_scrape(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    web1, web2 = cluster.web
+    before = totals(scraped(web1))
+    async with (
+        raw_client(web1, cluster_accounts.alice) as first,
+        raw_client(web2, cluster_accounts.bob) as second,
+    ):
+        for client in (first, second):
+            assert result_of(await client.call_tool("echo", {"text": "x"}))["content"]
+        # Each web process answered one call, the worker ran both: either scrape sees all.
+        during = [totals(scraped(web)) for web in (web1, web2)]
+    for seen in during:
+        added = tuple(now - then for now, then in zip(seen, before, strict=True))
+        assert added == (2, 2, 2, 2), (seen, before)

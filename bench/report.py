@@ -184,30 +184,31 @@ def goal_detail(results: RunResults, server: str, goal: Goal) -> str:
     return f"{mine} / {theirs} {unit}"
 
 
-def server_comparison_section(results: RunResults) -> list[str]:
-    """uvicorn against daphne for the same application, when both ran."""
-    if not (results.has("service") and results.has("service-daphne")):
+def server_comparison_section(
+    results: RunResults,
+    first: str = "service",
+    second: str = "service-daphne",
+    heads: tuple[str, str, str] = ("uvicorn (serve)", "daphne", "uvicorn / daphne"),
+    title: str = "uvicorn or daphne for the same application",
+) -> list[str]:
+    """Two variants of the service side by side (uvicorn and daphne), when both ran."""
+    if not (results.has(first) and results.has(second)):
         return []
     rows = []
     for key in (CALLS_C50, "throughput.c1.calls_per_s", P50_C1, "connect.p50_us", KIB_IDLE):
         metric = results.metric(key)
-        uvicorn = results.median("service", key)
-        daphne = results.median("service-daphne", key)
-        ratio = uvicorn / daphne if daphne else math.nan
+        mine = results.median(first, key)
+        theirs = results.median(second, key)
+        ratio = mine / theirs if theirs else math.nan
         rows.append(
             [
                 _metric_head(metric),
-                fmt(uvicorn, metric.unit),
-                fmt(daphne, metric.unit),
+                fmt(mine, metric.unit),
+                fmt(theirs, metric.unit),
                 fmt(ratio, "x"),
             ]
         )
-    return [
-        "### uvicorn or daphne for the same application",
-        "",
-        *table(["metric", "uvicorn (serve)", "daphne", "uvicorn / daphne"], rows),
-        "",
-    ]
+    return [f"### {title}", "", *table(["metric", *heads], rows), ""]
 
 
 def per_server_sections(results: RunResults) -> list[str]:
@@ -260,6 +261,13 @@ def results_section(results: RunResults, settings: RunSettings, when: datetime) 
         *summary_section(results),
         "",
         *server_comparison_section(results),
+        *server_comparison_section(
+            results,
+            "service",
+            "service-metrics-off",
+            ("metrics on", "metrics off", "on / off"),
+            "Prometheus metrics on (multiprocess) or off (issue 15: within 3 %)",
+        ),
         *long_running_section(results),
         "### Each server, each repetition",
         "",

@@ -113,7 +113,8 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
     targets: list[Target] = []
     if "service" in args.only:
-        targets += [ServiceTarget(setup, server) for server in variants]
+        modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.metrics]
+        targets += [ServiceTarget(setup, server, on) for server in variants for on in modes]
     if "redis" in args.only:
         unavailable = redis_unavailable(args.cluster_redis_url)
         if unavailable is None:
@@ -139,6 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("uvicorn", "daphne", "both"),
         default="uvicorn",
         help="ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
+    )
+    parser.add_argument(
+        "--metrics",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the service with Prometheus metrics recorded (multiprocess files), without, or both",
     )
     parser.add_argument(
         "--only",

@@ -168,17 +168,22 @@ class ServiceTarget(Target):
     """(a) This service, production settings and auth on, under uvicorn (`manage.py serve`)
     or daphne."""
 
-    def __init__(self, setup: ServiceSetup, server: str = "uvicorn") -> None:
+    def __init__(self, setup: ServiceSetup, server: str = "uvicorn", metrics: bool = True) -> None:
         if server not in ("uvicorn", "daphne"):
             raise ValueError(f"unknown server {server!r}")
         self.setup = setup
         self.server = server
+        # Metrics on: recorded as with several processes (files in PROMETHEUS_MULTIPROC_DIR).
+        self.metrics = metrics
         if server == "uvicorn":
             self.key = "service"
             self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
         else:
             self.key = "service-daphne"
             self.title = "this service under daphne"
+        if not metrics:
+            self.key += "-metrics-off"
+            self.title += ", MCP_METRICS=false"
         self.description = "Django Channels consumer, token auth on, SQLite, production settings"
 
     def prepare(self, workdir: Path) -> None:
@@ -194,8 +199,18 @@ class ServiceTarget(Target):
         return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
 
     def env(self) -> dict[str, str]:
-        """The service's production environment."""
-        return self.setup.env()
+        """The service's production environment, metrics on (multiprocess) or off."""
+        if not self.metrics:
+            return {**self.setup.env(), "MCP_METRICS": "false"}
+        assert self.setup.var_dir is not None
+        # A new directory for each start: a process set must not add to the last one's values.
+        metrics_dir = self.setup.var_dir / f"metrics-{uuid.uuid4().hex[:8]}"
+        metrics_dir.mkdir()
+        return {
+            **self.setup.env(),
+            "MCP_METRICS": "true",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
 
     def ws_url(self, port: int) -> str:
         """The endpoint with the token in the query, as the SDK clients must send it."""

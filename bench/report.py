@@ -196,6 +196,8 @@ def server_comparison_section(
         return []
     rows = []
     for key in (CALLS_C50, "throughput.c1.calls_per_s", P50_C1, "connect.p50_us", KIB_IDLE):
+        if not _known(results, key):
+            continue  # its scenario did not run
         metric = results.metric(key)
         mine = results.median(first, key)
         theirs = results.median(second, key)

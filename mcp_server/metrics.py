@@ -46,6 +46,9 @@ OTHER = "other"
 ENABLED: bool = settings.MCP_METRICS
 TENANT_LABEL: bool = settings.MCP_METRICS_TENANT_LABEL
 _MULTIPROCESS_DIR = os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+if _MULTIPROCESS_DIR:
+    # Created if missing (never emptied here: other processes of the set may be writing).
+    Path(_MULTIPROCESS_DIR).mkdir(parents=True, exist_ok=True)
 # One process alone: its own registry. Several: values live in files, read at scrape time.
 _LOCAL = None if _MULTIPROCESS_DIR else CollectorRegistry()
 _TENANT: tuple[str, ...] = ("tenant",) if TENANT_LABEL else ()
@@ -141,6 +144,21 @@ CHANNEL_LAYER_ERRORS = Counter(
 )
 
 _children: dict[tuple[Any, ...], Any] = {}
+# Series of bounded label sets exist from the start at 0, so that rate() sees their first rise.
+_REFUSAL_LIMITS = (
+    "connections",
+    "messages_per_user",
+    "messages_per_tenant",
+    "in_flight_per_connection",
+    "in_flight_per_user",
+    "in_flight_per_tenant",
+)
+_KNOWN_SERIES: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (PROGRESS_NOTIFICATIONS, ("sent", "coalesced")),
+    (HISTORY_FAILURES, ("unavailable", "set_aside")),
+    (CHANNEL_LAYER_ERRORS, ("receive", "send")),
+    *(() if TENANT_LABEL else ((REFUSALS, _REFUSAL_LIMITS),)),
+)
 
 
 def _child(metric: Any, *values: str) -> Any:
@@ -150,6 +168,12 @@ def _child(metric: Any, *values: str) -> Any:
     if child is None:
         child = _children[key] = metric.labels(*values)
     return child
+
+
+if ENABLED:
+    for _metric, _values in _KNOWN_SERIES:
+        for _value in _values:
+            _child(_metric, _value)
 
 
 def _tenant(principal: "Principal") -> tuple[str, ...]:

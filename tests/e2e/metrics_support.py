@@ -49,6 +49,7 @@ def scrape(
         connection.request("GET", "/metrics", headers=dict(headers or {}))
         response = connection.getresponse()
         body = response.read().decode()
-        return Scrape(status=response.status, text=body, headers={k.lower(): v for k, v in response.getheaders()})
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Scrape(status=response.status, text=body, headers=headers)
     finally:
         connection.close()

@@ -22,9 +22,9 @@ OTHER_ADDRESS = "127.0.0.2"
 BATCH = {"count": 300, "item_ms": 0}
 
 
-def scraped(server: ServerProcess, **kwargs: str) -> Scrape:
+def scraped(server: ServerProcess) -> Scrape:
     """A successful scrape of `server`."""
-    answer = scrape(server, **kwargs)
+    answer = scrape(server)
     assert answer.status == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain; version=")
     return answer

@@ -2,16 +2,10 @@
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import Cluster
-from tests.e2e.metrics_support import Scrape, scrape
+from tests.e2e.metrics_support import Scrape, scraped
 from tests.e2e.support import raw_client, result_of
 
 CALLS = "mcp_tool_call_duration_seconds_count"
-
-
-def scraped(server) -> Scrape:
-    answer = scrape(server)
-    assert answer.status == 200, answer.text
-    return answer
 
 
 def totals(answer: Scrape) -> tuple[float, ...]:

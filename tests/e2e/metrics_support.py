@@ -53,3 +53,11 @@ def scrape(
         return Scrape(status=response.status, text=body, headers=headers)
     finally:
         connection.close()
+
+
+def scraped(server: ServerProcess) -> Scrape:
+    """A successful scrape of `server` from this host, in the Prometheus text format."""
+    answer = scrape(server)
+    assert answer.status == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return answer

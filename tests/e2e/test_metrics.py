@@ -6,7 +6,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import ALPHA, Accounts, ServerFactory
-from tests.e2e.metrics_support import Scrape, scrape
+from tests.e2e.metrics_support import scrape, scraped
 from tests.e2e.support import (
     RECV_TIMEOUT,
     ServerProcess,
@@ -20,14 +20,6 @@ from tests.e2e.support import (
 # Another address of this host: the server sees a client that is not 127.0.0.1.
 OTHER_ADDRESS = "127.0.0.2"
 BATCH = {"count": 300, "item_ms": 0}
-
-
-def scraped(server: ServerProcess) -> Scrape:
-    """A successful scrape of `server`."""
-    answer = scrape(server)
-    assert answer.status == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/plain; version=")
-    return answer
 
 
 @pytest.fixture(scope="module")

@@ -78,13 +78,15 @@ def bind_connection(scope: dict[str, Any], connection_id: str) -> None:
     )
 
 
-def bind_call(principal: Any, connection_id: str, request_id: Any) -> None:
-    """Name the caller, connection and request of a call taken from another process."""
+def bind_call(call: Any, traceparent: Any) -> None:
+    """Name the caller, connection, request and trace of a call (a runtime CallRequest) taken
+    from another process."""
     bind(
-        tenant=getattr(principal, "tenant_slug", None),
-        user=getattr(principal, "user_id", None),
-        connection=connection_id or None,
-        request=str(request_id) if request_id not in (None, "") else None,
+        tenant=call.principal.tenant_slug,
+        user=call.principal.user_id,
+        connection=call.connection_id or None,
+        request=str(call.request_id) if call.request_id not in (None, "") else None,
+        traceparent=valid_traceparent(traceparent),
     )
 
 

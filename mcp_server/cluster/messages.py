@@ -8,6 +8,8 @@ these messages are the fast path, and the receivers recover from the database wh
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from config import log_context
+
 if TYPE_CHECKING:
     from mcp_server.models import Operation
     from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -87,6 +89,7 @@ def start_message(request: "CallRequest", listener: str) -> Message:
         "is_task": request.is_task,
         "task_ttl": request.task_ttl,
         "listener": listener,
+        "traceparent": log_context.current().traceparent,
     }
 
 

@@ -114,7 +114,7 @@ class OperationWorker:
             await self._refuse(node, message, exc)
             return
         assert request.operation_id is not None
-        log_context.bind_call(request.principal, request.connection_id, request.request_id)
+        log_context.bind_call(request, message.get("traceparent"))
         claim = db_call(services.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=request.operation_id, runner=node.runner.name):
             logger.info("operation %s ended before a worker took it; not run", message["id"])

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,10 @@ import pytest
 from config import log_context
 from config.log_json import JsonLineFormatter
 from config.log_redaction import RedactSecretsFilter
+from mcp_server.cluster.messages import start_message
+from mcp_server.cluster.worker import request_from_start
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.tools.catalog import catalog_for
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.ws.session_support import PRINCIPAL, call, initialize, make_session
 
@@ -111,3 +116,28 @@ def test_secrets_in_messages_extras_and_tracebacks_are_masked(json_log: io.Strin
     assert record["message"].startswith("failed Bearer [redacted]")
     assert record["path"] == "/x?token=[redacted]"
     assert "/mcp?token=[redacted]" in record["exc_info"]
+
+
+async def test_a_call_handed_to_a_worker_keeps_its_context() -> None:
+    echo = catalog_for(None).get("echo")
+    assert echo is not None
+    request = CallRequest(
+        principal=PRINCIPAL,
+        tool=echo,
+        arguments={"text": "x"},
+        connection_id="conn-1",
+        request_id=7,
+        progress_token=None,
+        operation_id=uuid.uuid4(),
+    )
+    token = log_context.bind(traceparent=REQUEST_TRACE)
+    try:
+        message = start_message(request, "listener")
+    finally:
+        log_context.reset(token)
+    # In the worker (its own task), from the message alone.
+    log_context.bind_call(request_from_start(message), message["traceparent"])
+    context = log_context.current()
+    assert (context.tenant, context.user) == (PRINCIPAL.tenant_slug, PRINCIPAL.user_id)
+    assert (context.connection, context.request) == ("conn-1", "7")
+    assert context.traceparent == REQUEST_TRACE

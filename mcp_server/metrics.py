@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import functools
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -82,7 +83,8 @@ TOOL_CALLS = Histogram(
 )
 QUEUE_WAIT = Histogram(
     "mcp_queue_wait_seconds",
-    "Seconds a tool call waited for a run slot (for calls handed to workers, from the hand-off).",
+    "Seconds tool calls that waited waited for a run slot (for calls handed to workers, from "
+    "the hand-off); calls given a slot within a millisecond are not observed.",
     buckets=_DURATION_BUCKETS,
     registry=_LOCAL,
 )
@@ -176,6 +178,38 @@ if ENABLED:
             _child(_metric, _value)
 
 
+class CounterBuffer:
+    """Counts made per request, added to their counters at most once a second.
+
+    A value write of prometheus-client's multiprocess mode takes a lock and writes a file's
+    memory map; buffered, a busy series costs one write a second instead of one per request.
+    Whatever is buffered is written on the next count after a second, at every heartbeat
+    round (`sample_runtime`) and at exit, so a scrape lags by a heartbeat round at most.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._counts: dict[Any, float] = {}
+        self._due = 0.0
+
+    def add(self, child: Any, amount: float = 1) -> None:
+        """Count `amount` on `child` (a labelled counter)."""
+        counts = self._counts
+        counts[child] = counts.get(child, 0) + amount
+        if time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered to the counters (from the thread that counts)."""
+        counts, self._counts = self._counts, {}
+        self._due = time.monotonic() + self._interval
+        for child, amount in counts.items():
+            child.inc(amount)
+
+
+_buffered = CounterBuffer()
+
+
 def _tenant(principal: "Principal") -> tuple[str, ...]:
     return (principal.tenant_slug,) if TENANT_LABEL else ()
 
@@ -226,17 +260,24 @@ def counts_requests(respond: Respond) -> Respond:
 def request_answered(method: str, outcome: str, principal: "Principal") -> None:
     """One request of `method` ended with `outcome` (ok, error, cancelled)."""
     if ENABLED:
-        _child(REQUESTS, method_label(method), outcome, *_tenant(principal)).inc()
+        _buffered.add(_child(REQUESTS, method_label(method), outcome, *_tenant(principal)))
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float:
     return max(0.0, (end - start).total_seconds()) if start and end else 0.0
 
 
+# Waits shorter than this are a slot granted at once: not observed, which spares the common
+# path two value writes (tool calls minus this histogram's count got their slot at once).
+_IMMEDIATE = 0.001
+
+
 def operation_started(operation: "RunningOperation") -> None:
-    """A call got its run slot: record how long it waited."""
+    """A call got its run slot: record how long it waited, if it waited."""
     if ENABLED:
-        QUEUE_WAIT.observe(_seconds(operation.queued_at, operation.started_at))
+        waited = _seconds(operation.queued_at, operation.started_at)
+        if waited >= _IMMEDIATE:
+            QUEUE_WAIT.observe(waited)
 
 
 def operation_finished(operation: "RunningOperation") -> None:
@@ -256,12 +297,13 @@ def sample_runtime(runner: "OperationRunner") -> None:
     if ENABLED:
         QUEUE_DEPTH.set(runner.scheduler.waiting)
         OPERATIONS_RUNNING.set(runner.scheduler.running)
+        _buffered.flush()
 
 
 def progress_sent() -> None:
     """One notifications/progress went out."""
     if ENABLED:
-        _child(PROGRESS_NOTIFICATIONS, "sent").inc()
+        _buffered.add(_child(PROGRESS_NOTIFICATIONS, "sent"))
 
 
 def progress_coalesced(count: int) -> None:
@@ -302,6 +344,12 @@ def channel_layer_error(operation: str) -> None:
         _child(CHANNEL_LAYER_ERRORS, operation).inc()
 
 
+def flush() -> None:
+    """Write this process's buffered counts now (on its event loop: that is where they are
+    counted)."""
+    _buffered.flush()
+
+
 def exposition() -> bytes:
     """Every metric in the Prometheus text format: all processes' in multiprocess mode."""
     if _LOCAL is not None:
@@ -323,6 +371,7 @@ def clear_multiprocess_directory(path: Path) -> None:
 
 
 def _process_exiting() -> None:
+    _buffered.flush()
     # Live gauges (open connections, queue depth) of a process that has ended count no more.
     if _MULTIPROCESS_DIR:
         multiprocess.mark_process_dead(os.getpid(), _MULTIPROCESS_DIR)

@@ -6,6 +6,7 @@ with one, a missing or wrong credential gets 401. With `MCP_METRICS` off the pag
 exist (404).
 """
 
+import asyncio
 import hmac
 import ipaddress
 from functools import lru_cache
@@ -50,7 +51,7 @@ def _credential_matches(request: HttpRequest, token: str) -> bool:
 
 
 @require_GET
-def metrics_view(request: HttpRequest) -> HttpResponse:
+async def metrics_view(request: HttpRequest) -> HttpResponse:
     """Every process's metrics, to an allowed address or a holder of the credential."""
     if not settings.MCP_METRICS:
         raise Http404("metrics are off (MCP_METRICS)")
@@ -62,4 +63,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("a metrics credential is required\n", status=401)
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+    metrics.flush()  # on the event loop, where this process counts: its own counts are current
+    # Reading every process's files is file I/O: off the event loop.
+    body = await asyncio.to_thread(metrics.exposition)
+    return HttpResponse(body, content_type=metrics.CONTENT_TYPE)

@@ -7,6 +7,10 @@ files in that directory and any process's `/metrics` sums them all (prometheus-c
 multiprocess mode); without it a process exposes its own values only. `MCP_METRICS=false`
 turns every call here into a no-op.
 
+Per-request counts (requests, progress notifications) are buffered on the event loop and
+written at most once a second, at each heartbeat round, before a scrape and at exit: a value
+write of the multiprocess mode takes a lock and writes a memory map, too much for every ping.
+
 Labels are bounded: method names are MCP's, tool names come from the registry ("other"
 otherwise), statuses and limits are enums; never a token, user or operation id. The tenant's
 slug is a label only when `MCP_METRICS_TENANT_LABEL` is on.

@@ -1,6 +1,7 @@
 """/metrics of a real server: what it counts, how bounded its labels are, who may read it."""
 
 import secrets
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -9,6 +10,7 @@ from tests.e2e.conftest import ALPHA, Accounts, ServerFactory
 from tests.e2e.metrics_support import scrape, scraped
 from tests.e2e.support import (
     RECV_TIMEOUT,
+    RawClient,
     ServerProcess,
     error_of,
     raw_client,
@@ -25,7 +27,9 @@ BATCH = {"count": 300, "item_ms": 0}
 @pytest.fixture(scope="module")
 def metered(server_factory: ServerFactory) -> ServerProcess:
     """A server of its own, so that its counts are this module's alone."""
-    return server_factory(MCP_METRICS="true", MCP_PROGRESS_MAX_RATE="5")
+    return server_factory(
+        MCP_METRICS="true", MCP_PROGRESS_MAX_RATE="5", MCP_MAX_OPERATIONS_PER_CONNECTION="1"
+    )
 
 
 async def test_counts_connections_requests_tool_calls_and_progress(
@@ -45,16 +49,23 @@ async def test_counts_connections_requests_tool_calls_and_progress(
             )
         )
         assert batch["structuredContent"]["processed"] == BATCH["count"]
+        # One run slot per connection: an echo sent behind a sleep waits for it.
+        sleeping = await _send_call(client, "sleep", {"seconds": 0.2})
+        waiting = await _send_call(client, "echo", {"text": "behind"})
+        result_of(await client.recv_response(sleeping))
+        result_of(await client.recv_response(waiting))
         during = scraped(metered)
 
     assert during.value("mcp_requests_total", method="ping", outcome="ok") >= 1
     assert during.value("mcp_requests_total", method="initialize", outcome="ok") == 1
-    assert during.value("mcp_requests_total", method="tools/call", outcome="ok") == 2
+    assert during.value("mcp_requests_total", method="tools/call", outcome="ok") == 4
     assert during.value("mcp_requests_total", method="tools/call", outcome="error") == 1
     calls = "mcp_tool_call_duration_seconds_count"
-    assert during.value(calls, tool="echo", status="succeeded") == 1
+    assert during.value(calls, tool="echo", status="succeeded") == 2
     assert during.value(calls, tool="process_batch", status="succeeded") == 1
-    assert during.value("mcp_queue_wait_seconds_count") == 2
+    # Only the call that waited is observed (the others got their slot at once).
+    assert during.value("mcp_queue_wait_seconds_count") == 1
+    assert during.value("mcp_queue_wait_seconds_bucket", le="0.1") == 0
     # 300 reports at most 5 a second: the first and the last sent, most coalesced; all told.
     sent = during.value("mcp_progress_notifications_total", outcome="sent")
     coalesced = during.value("mcp_progress_notifications_total", outcome="coalesced")
@@ -125,3 +136,12 @@ def test_loopback_is_the_default_and_off_means_no_page(server_factory: ServerFac
     assert scrape(default, source=OTHER_ADDRESS).status == 200  # 127.0.0.0/8 is loopback
     off = server_factory(MCP_METRICS="false")
     assert scrape(off).status == 404
+
+
+async def _send_call(client: RawClient, name: str, arguments: dict[str, Any]) -> int:
+    """Send a tools/call without waiting for its answer; its request id."""
+    request_id = client.next_id()
+    params = {"name": name, "arguments": arguments}
+    message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+    await client.send(message)
+    return request_id

@@ -7,9 +7,10 @@ files in that directory and any process's `/metrics` sums them all (prometheus-c
 multiprocess mode); without it a process exposes its own values only. `MCP_METRICS=false`
 turns every call here into a no-op.
 
-Per-request counts (requests, progress notifications) are buffered on the event loop and
-written at most once a second, at each heartbeat round, before a scrape and at exit: a value
-write of the multiprocess mode takes a lock and writes a memory map, too much for every ping.
+Per-request counts (requests, progress notifications, tool calls) are buffered on the event
+loop and written at most once a second, at each heartbeat round, before a scrape and at exit:
+a value write of the multiprocess mode takes a lock and writes a memory map, too much for
+every ping.
 
 Labels are bounded: method names are MCP's, tool names come from the registry ("other"
 otherwise), statuses and limits are enums; never a token, user or operation id. The tenant's
@@ -18,6 +19,7 @@ slug is a label only when `MCP_METRICS_TENANT_LABEL` is on.
 
 import asyncio
 import atexit
+import bisect
 import functools
 import os
 import time
@@ -183,18 +185,19 @@ if ENABLED:
 
 
 class CounterBuffer:
-    """Counts made per request, added to their counters at most once a second.
+    """Counts and observations made per request, added to their values at most once a second.
 
     A value write of prometheus-client's multiprocess mode takes a lock and writes a file's
     memory map; buffered, a busy series costs one write a second instead of one per request.
     Whatever is buffered is written on the next count after a second, at every heartbeat
-    round (`sample_runtime`) and at exit, so a scrape lags by a heartbeat round at most.
+    round (`sample_runtime`), before a scrape and at exit: a scrape lags by a heartbeat round
+    at most. Only the event loop's thread counts here.
     """
 
     def __init__(self, interval: float = 1.0) -> None:
         self._interval = interval
         self._counts: dict[Any, float] = {}
-        self._due = 0.0
+        self._due = time.monotonic() + interval
 
     def add(self, child: Any, amount: float = 1) -> None:
         """Count `amount` on `child` (a labelled counter)."""
@@ -202,6 +205,16 @@ class CounterBuffer:
         counts[child] = counts.get(child, 0) + amount
         if time.monotonic() >= self._due:
             self.flush()
+
+    def observe(self, child: Any, value: float) -> None:
+        """Observe `value` on `child` (a labelled histogram), as `child.observe` would.
+
+        prometheus-client writes a histogram as one value per bucket (the bucket the value
+        falls in, made cumulative when scraped) and its sum: those two values are counted.
+        """
+        bucket = child._buckets[bisect.bisect_left(child._upper_bounds, value)]
+        self.add(bucket)
+        self.add(child._sum, value)
 
     def flush(self) -> None:
         """Write everything buffered to the counters (from the thread that counts)."""
@@ -288,12 +301,13 @@ def operation_finished(operation: "RunningOperation") -> None:
     """A call ended: count it by tool and status with its duration."""
     if ENABLED:
         start = operation.started_at or operation.queued_at
-        _child(
+        child = _child(
             TOOL_CALLS,
             tool_label(operation.tool_name),
             str(operation.status),
             *_tenant(operation.principal),
-        ).observe(_seconds(start, operation.finished_at))
+        )
+        _buffered.observe(child, _seconds(start, operation.finished_at))
 
 
 def sample_runtime(runner: "OperationRunner") -> None:

@@ -37,6 +37,21 @@ PACKAGES = [
 ]
 INTEGER_UNITS = ("calls/s", "µs", "images/s", "items")
 SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
+# Variants of the service compared side by side when both ran: the two keys, the column heads.
+COMPARISONS = (
+    (
+        "service",
+        "service-daphne",
+        ("uvicorn (serve)", "daphne", "uvicorn / daphne"),
+        "uvicorn or daphne for the same application",
+    ),
+    (
+        "service",
+        "service-metrics-off",
+        ("metrics on", "metrics off", "on / off"),
+        "Prometheus metrics on (multiprocess) or off (issue 15: within 3 %)",
+    ),
+)
 # Report sections a metric may belong to (besides each server's table, where all are).
 SUMMARY, LONG_RUNNING = "summary", "long-running"
 CALLS, PROGRESS, SCALE = "calls", "progress", "scale"
@@ -290,29 +305,23 @@ def _measured(results: RunResults, section: str, servers: Sequence[str]) -> list
 
 
 def summary_section(results: RunResults) -> list[str]:
-    """Medians of the main metrics, one row per server; uvicorn against daphne when both ran."""
+    """Medians of the main metrics, one row per server; variants of the service side by side
+    (uvicorn and daphne, metrics on and off) when both ran."""
     servers = [server.key for server in results.servers]
     metrics = _measured(results, SUMMARY, servers)
     rows = [
         [f"**{s}**", *(fmt(results.median(s, m.key), m.unit) for m in metrics)] for s in servers
     ]
     lines = ["### Medians", "", *table(["server", *(m.head for m in metrics)], rows), ""]
-    if results.has("service") and results.has("service-daphne"):
+    for first, second, heads, title in COMPARISONS:
+        if not (results.has(first) and results.has(second)):
+            continue
         compared = []
         for m in metrics:
-            uvicorn, daphne = (
-                results.median("service", m.key),
-                results.median("service-daphne", m.key),
-            )
-            ratio = fmt(uvicorn / daphne if daphne else math.nan, "x")
-            compared.append([m.head, fmt(uvicorn, m.unit), fmt(daphne, m.unit), ratio])
-        header = ["metric", "uvicorn (serve)", "daphne", "uvicorn / daphne"]
-        lines += [
-            "### uvicorn or daphne for the same application",
-            "",
-            *table(header, compared),
-            "",
-        ]
+            mine, theirs = results.median(first, m.key), results.median(second, m.key)
+            ratio = fmt(mine / theirs if theirs else math.nan, "x")
+            compared.append([m.head, fmt(mine, m.unit), fmt(theirs, m.unit), ratio])
+        lines += [f"### {title}", "", *table(["metric", *heads], compared), ""]
     return lines
 
 

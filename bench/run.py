@@ -93,7 +93,8 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     targets: list[Target] = []
     if "service" in args.only:
         variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
-        targets += [ServiceTarget(setup, server) for server in variants]
+        modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.metrics]
+        targets += [ServiceTarget(setup, s, metrics=on) for s in variants for on in modes]
     if "redis" in args.only:
         unavailable = redis_unavailable(args.redis_url)
         if unavailable is None:
@@ -122,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("uvicorn", "daphne", "both"),
         default="uvicorn",
         help="ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
+    )
+    option(
+        "--metrics",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the service with Prometheus metrics recorded (multiprocess files), without, or both",
     )
     option(
         "--only",

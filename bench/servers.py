@@ -185,8 +185,10 @@ class ServiceTarget(Target):
         server: str = "uvicorn",
         redis_url: str | None = None,
         kinds: tuple[str, ...] | None = None,
+        metrics: bool = True,
     ) -> None:
         self.setup, self.server, self.redis_url, self.kinds = setup, server, redis_url, kinds
+        self.metrics = metrics
         self.prefix = f"bench-{secrets.token_hex(4)}-"
         if redis_url is not None:
             self.key = "service-redis"
@@ -196,6 +198,8 @@ class ServiceTarget(Target):
         else:
             self.key = "service"
             self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
+        if not metrics:
+            self.key, self.title = f"{self.key}-metrics-off", f"{self.title}, MCP_METRICS=false"
 
     def prepare(self, workdir: Path) -> None:
         """Set up the shared database and tokens."""
@@ -210,10 +214,18 @@ class ServiceTarget(Target):
         return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
 
     def env(self) -> dict[str, str]:
-        """The service's environment (with Redis under a key prefix of this run, if set)."""
-        if self.redis_url is None:
-            return self.setup.env()
-        return self.setup.env() | {"REDIS_URL": self.redis_url, "MCP_CHANNEL_PREFIX": self.prefix}
+        """The service's environment (with Redis under a key prefix of this run, if set), its
+        metrics recorded as with several processes (multiprocess files) or off."""
+        env = self.setup.env()
+        if self.redis_url is not None:
+            env |= {"REDIS_URL": self.redis_url, "MCP_CHANNEL_PREFIX": self.prefix}
+        if not self.metrics:
+            return env | {"MCP_METRICS": "false"}
+        assert self.setup.var_dir is not None
+        # A new directory for each start: a process must not add to the last one's values.
+        metrics_dir = self.setup.var_dir / f"metrics-{secrets.token_hex(4)}"
+        metrics_dir.mkdir()
+        return env | {"MCP_METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
     def ws_url(self, port: int) -> str:
         """The endpoint with the token in the query, as the SDK clients must send it."""

@@ -214,19 +214,30 @@ MCP_WS_PING_TIMEOUT = env.float("MCP_WS_PING_TIMEOUT", default=20.0)
 # permessage-deflate costs ~42 KiB per connection and 10-40 % throughput: off unless asked.
 MCP_WS_PER_MESSAGE_DEFLATE = env.bool("MCP_WS_PER_MESSAGE_DEFLATE", default=False)
 
+# --- Logs and metrics (issue 15) ----------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "plain" (the default: one readable line per record) or "json": one JSON object per line with
+# time, level, logger, message and, where known, tenant, user, connection, request and
+# operation ids and the W3C traceparent the request carried (config/log_json.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
+        "log_context": {"()": "config.log_context.LogContextFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.log_json.JsonLineFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets", "log_context"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -237,6 +248,20 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
+# Prometheus metrics (mcp_server/metrics.py). Off: nothing is recorded and /metrics is 404.
+# Several processes add up when PROMETHEUS_MULTIPROC_DIR names one directory for all of them
+# (emptied before they start; `manage.py runcluster` does it); docs/operations.md.
+MCP_METRICS = env.bool("MCP_METRICS", default=True)
+# Who may scrape /metrics: clients from these addresses or networks (CIDR), or anyone sending
+# `Authorization: Bearer <MCP_METRICS_TOKEN>` when that is set. Default: this host only.
+MCP_METRICS_ALLOWED_NETWORKS = env.list(
+    "MCP_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+MCP_METRICS_TOKEN = env.str("MCP_METRICS_TOKEN", default="")
+# A `tenant` label (the tenant's slug) on connection, request, tool-call and refusal metrics:
+# one series per tenant, so off unless the operator asks.
+MCP_METRICS_TENANT_LABEL = env.bool("MCP_METRICS_TENANT_LABEL", default=False)
+# --- end of logs and metrics ---------------------------------------------------------------
 
 # --- Operations ---------------------------------------------------------------------------
 # Concurrent operations; beyond these, calls wait in a fair queue (round robin across the

@@ -19,6 +19,7 @@ from accounts.principal import Principal
 from accounts.selectors import AuthFailure
 from accounts.token_bucket import BucketsByKey, TokenBucket, take_from_all
 from accounts.ws_auth import refuse_websocket
+from mcp_server import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +140,15 @@ class ConnectionAdmissionMiddleware:
         outcome = self.admission.admit(principal)
         if isinstance(outcome, AuthFailure):
             logger.info("refused a connection of user %s: %s", principal.user_id, outcome.reason)
+            metrics.refused("connections", principal)
             await refuse_websocket(outcome, scope, receive, send)
             return
+        metrics.connection_opened("websocket", principal)
         try:
             await self.inner({**scope, "message_allowance": outcome}, receive, send)
         finally:
             self.admission.release(principal)
+            metrics.connection_closed("websocket", principal)
             if outcome.refused_requests or outcome.dropped_notifications:
                 logger.info(
                     "connection of user %s closed after %d requests refused and %d "

@@ -7,6 +7,8 @@ import orjson
 from channels.consumer import get_handler_name
 from django.conf import settings
 
+from config import log_context
+from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
 from mcp_server.consumer_channel import ListenOnDemandConsumer
@@ -63,6 +65,7 @@ class McpConsumer(ListenOnDemandConsumer):
         # Put in the scope by RuntimeLifespan (mcp_server/lifespan.py).
         runtime: ProcessRuntime = self.scope["runtime"]
         self.runtime = runtime
+        log_context.bind_connection(self.scope, self.channel_name or str(id(self)))
         self.max_bytes = settings.MCP_MAX_MESSAGE_BYTES
         self.message_allowance = self.scope.get("message_allowance")
         self.session = McpSession(
@@ -121,6 +124,7 @@ class McpConsumer(ListenOnDemandConsumer):
         reply, requests, dropped = refusal_replies(payload, rate_limited(limit, retry_after_ms))
         if self.message_allowance is not None:
             self.message_allowance.count_refused(requests, dropped)
+        metrics.refused(limit, self.scope["principal"], requests + dropped)
         if reply is not None:
             await self.send_json(reply)
 

@@ -32,7 +32,14 @@ PUMP_JOIN_TIMEOUT = 5.0
 ERROR_MARKERS = ("Traceback", " ERROR ", " CRITICAL ")
 # Variables of the parent that must not leak into a child of a deployment of its own.
 SCRUBBED_PREFIXES = ("MCP_", "DATABASE_", "REDIS_", "DJANGO_")
-SCRUBBED_NAMES = ("SECRET_KEY", "ALLOWED_HOSTS", "LOG_LEVEL", "CSRF_TRUSTED_ORIGINS")
+SCRUBBED_NAMES = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "CSRF_TRUSTED_ORIGINS",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 _PR_SET_PDEATHSIG = 1
 
 LineHandler = Callable[[str, str], None]

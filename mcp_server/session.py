@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from accounts.principal import Principal
+from config import log_context
+from mcp_server import metrics
 from mcp_server.client_pings import ClientPings
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
@@ -21,6 +23,7 @@ from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    LIMIT_EXCEEDED,
     PARSE_ERROR,
     JsonRpcError,
     MessageError,
@@ -244,6 +247,8 @@ class McpSession:
                 request.id, run, key=self._slot_key, limits=self.principal.limits
             )
         except JsonRpcError as refusal:
+            if refusal.code == LIMIT_EXCEEDED:
+                metrics.refused(refusal.data["limit"], self.principal)
             return error_message(request.id, refusal)
 
     async def _run_spawned(self, request: Request, handler: Handler, *, batched: bool) -> Reply:
@@ -265,6 +270,8 @@ class McpSession:
             logger.debug("could not send the reply to request %r", request.id, exc_info=True)
         return None
 
+    @metrics.counts_requests
+    @log_context.request_scope
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
         try:
             return result_message(request.id, await handler(self, request))

@@ -16,6 +16,8 @@ from uuid import UUID
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 
+from config import log_context
+from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.layer import receive_forever
@@ -111,10 +113,13 @@ class OperationBus:
         """Send a recorded call to the workers' queue (marked interrupted if that fails)."""
         assert request.operation_id is not None
         assert self.layer is not None
-        start = messages.OperationStart.of(request, listener)
+        # The worker's log lines about the call name the trace the request carried.
+        traceparent = log_context.current().traceparent
+        start = messages.OperationStart.of(request, listener, traceparent=traceparent)
         try:
             await self.layer.send(messages.OPERATIONS_CHANNEL, start.encode())
         except Exception:
+            metrics.channel_layer_error("send")
             await db_call(store.operation_stop, caller=slot_key(request))(
                 operation_id=request.operation_id, stop=Stop(StopReason.HAND_OFF_FAILED)
             )
@@ -200,6 +205,7 @@ class OperationBus:
         try:
             await self.layer.group_send(messages.RUNNERS_GROUP, message.encode())
         except Exception:
+            metrics.channel_layer_error("send")
             # Cancellation is also recorded in history and read back by the heartbeat.
             logger.warning("could not send %s to the runners", message.TYPE, exc_info=True)
 

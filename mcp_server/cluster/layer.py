@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.layers import BaseChannelLayer
 
+from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.dependencies import REDIS_ERRORS, layer_outage
 
@@ -46,6 +47,7 @@ async def receive_riding_out(layer: BaseChannelLayer, channel: str) -> messages.
         try:
             message = await layer.receive(channel)
         except REDIS_ERRORS as exc:
+            metrics.channel_layer_error("receive")
             layer_outage.down(exc)
             await backoff.wait()
             continue
@@ -78,6 +80,7 @@ async def receive_forever(
         except asyncio.CancelledError:
             raise
         except REDIS_ERRORS as exc:
+            metrics.channel_layer_error("receive")
             layer_outage.down(exc)
             must_join = join is not None
             await backoff.wait()

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 
-from mcp_server import selectors
+from mcp_server import metrics, selectors
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import OperationEvent, OperationFinished
@@ -65,6 +65,7 @@ class Liveness:
     async def beat(self) -> None:
         """One round: heartbeat our operations, act on cancels and reaps, reap the lost,
         recover outcomes of operations our connections wait for."""
+        metrics.sample_runtime(self.runner)
         self.bus.forget_stale_attaches()
         # Ours until history has them: operations running here, and those whose latest state
         # the history writer has not written yet (a lagging writer must not make a cancelled

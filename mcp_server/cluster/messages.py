@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
 from accounts import tool_sets
+from config.log_context import valid_traceparent
 from mcp_server.operations.lifecycle import Stop
 
 if TYPE_CHECKING:
@@ -92,10 +93,15 @@ class OperationStart:
     is_task: bool
     task_ttl: int | None
     listener: str | None
+    # The W3C trace context the request carried, for the worker's log lines (valid or None).
+    traceparent: str | None = None
 
     @classmethod
-    def of(cls, request: "CallRequest", listener: str | None) -> Self:
-        """The hand-off of `request`, whose events go to `listener`."""
+    def of(
+        cls, request: "CallRequest", listener: str | None, *, traceparent: str | None = None
+    ) -> Self:
+        """The hand-off of `request`, whose events go to `listener` (`traceparent`: the
+        request's trace context, if known)."""
         assert request.operation_id is not None
         principal = dataclasses.asdict(request.principal)
         principal.update(
@@ -113,6 +119,7 @@ class OperationStart:
             is_task=request.is_task,
             task_ttl=request.task_ttl,
             listener=listener,
+            traceparent=traceparent,
         )
 
     def encode(self) -> Message:
@@ -130,6 +137,7 @@ class OperationStart:
             "is_task": self.is_task,
             "task_ttl": self.task_ttl,
             "listener": self.listener,
+            "traceparent": self.traceparent,
         }
 
     @classmethod
@@ -151,6 +159,7 @@ class OperationStart:
             is_task=bool(message.get("is_task")),
             task_ttl=_optional_int(message.get("task_ttl")),
             listener=str(listener) if listener else None,
+            traceparent=valid_traceparent(message.get("traceparent")),
         )
 
 

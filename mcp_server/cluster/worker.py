@@ -12,6 +12,8 @@ import signal
 from accounts import tool_sets
 from accounts.limits import TenantLimits
 from accounts.principal import Principal
+from config import log_context
+from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.layer import receive_forever
@@ -112,11 +114,13 @@ class OperationWorker:
         except Exception as exc:
             await self._refuse(start, exc)
             return
+        log_context.bind_call(request, start.traceparent)
         bus = self.runtime.bus
         claim = db_call(store.operation_claim, caller=slot_key(request))
         if not await claim(operation_id=start.id, runner=bus.runner.name):
             logger.info("operation %s ended before a worker took it; not run", start.id)
             return
+        metrics.handoff_claimed(request.queued_at)
         bus.run_published(request, {start.listener} if start.listener else set())
 
     async def _refuse(self, start: messages.OperationStart, exc: Exception) -> None:

@@ -14,6 +14,7 @@ fails because the database itself is unavailable is kept whole and retried.
 import atexit
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
+from mcp_server import metrics
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 from mcp_server.operations.store import Snapshot, operation_set_aside, operations_persist
 
@@ -65,10 +67,14 @@ class HistoryWriter:
         self._wake = threading.Event()
         self._waiters: list[Future[None]] = []
         self._thread: threading.Thread | None = None
+        # When the oldest state not yet written was recorded (monotonic; the writer's lag).
+        self._oldest = 0.0
 
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
         with self._lock:
+            if not self._pending and not self._errors:
+                self._oldest = time.monotonic()
             self._pending[snapshot["id"]] = snapshot
         self._ensure_started()
 
@@ -79,6 +85,8 @@ class HistoryWriter:
     def record_errors(self, rows: list[dict[str, Any]]) -> None:
         """Queue item-error rows (dicts of OperationError fields)."""
         with self._lock:
+            if not self._pending and not self._errors:
+                self._oldest = time.monotonic()
             self._errors.extend(rows)
         self._ensure_started()
 
@@ -114,11 +122,15 @@ class HistoryWriter:
                 pending, self._pending = self._pending, {}
                 errors, self._errors = self._errors, []
                 self._writing = frozenset(pending)
+                oldest, self._oldest = self._oldest, time.monotonic()
             try:
                 self._write(pending, errors)
             finally:
                 with self._lock:
                     self._writing = frozenset()
+                    backlog = len(self._pending) + len(self._errors)
+            if pending or errors:
+                metrics.history_written(time.monotonic() - oldest, backlog)
 
     def _write(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
         if self._unstorable:
@@ -135,6 +147,7 @@ class HistoryWriter:
             _persist(entries)
         except Exception as exc:
             if _unavailable(exc):
+                metrics.history_failed("unavailable")
                 logger.exception(
                     "history write failed; keeping %d operations and %d item errors to retry",
                     len(pending),
@@ -178,6 +191,7 @@ class HistoryWriter:
                 _persist(part)
             except Exception as exc:
                 if _unavailable(exc):
+                    metrics.history_failed("unavailable")
                     logger.exception("history write failed; keeping the rest to retry")
                     return [entry for rest in [part, *parts] for entry in rest]
                 if len(part) == 1:
@@ -190,6 +204,7 @@ class HistoryWriter:
     def _set_aside(self, entry: Entry, exc: Exception) -> None:
         kind, row = entry
         key = row["operation_id"] if kind == ITEM_ERROR else row["id"]
+        metrics.history_failed("set_aside")
         logger.error(
             "history could not store %s of operation %s (%s: %s); set aside",
             kind,

@@ -10,6 +10,7 @@ from django.utils import timezone
 from uuid_utils.compat import uuid7
 
 from accounts.principal import Principal
+from mcp_server import metrics
 from mcp_server.operations.lifecycle import OperationStatus, check_move
 from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.progress import ProgressMeter, describe
@@ -158,6 +159,7 @@ class RunningOperation:
         self.started_at = timezone.now()
         self.message = ""
         self.persist()
+        metrics.operation_started(self)
 
     def report(self, done: float, total: float | None, message: str | None) -> None:
         """Record progress; persisted at most once per persist interval."""
@@ -203,5 +205,6 @@ class RunningOperation:
         self.result_summary = summary
         self.error = error
         self.persist()
+        metrics.operation_finished(self)
         if self.on_finish is not None:
             self.on_finish(self)

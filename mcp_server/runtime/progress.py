@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server import metrics
 from mcp_server.protocol.messages import notification_message
 from mcp_server.protocol.methods import NOTIFICATION_PROGRESS
 
@@ -167,6 +168,7 @@ class ProgressCoalescer:
         text = describe(message, self._meter.rate(), self._meter.eta(done, total))
         self._next_allowed = asyncio.get_running_loop().time() + self._interval
         self.sent += 1
+        metrics.progress_sent()
         await self._deliver_report(ProgressReport(done, total, text or None))
 
     async def close(self) -> None:
@@ -180,9 +182,13 @@ class ProgressCoalescer:
             await self._task
         await self._deliver()  # the first, if it never went out
         await self._deliver()  # the newest
+        metrics.progress_coalesced(self.reported - self.sent)
 
     def abort(self) -> None:
         """Stop without sending anything more (the request was cancelled)."""
+        if not self._closed:
+            unsent = (self._first is not None) + (self._pending is not None)
+            metrics.progress_coalesced(self.reported - self.sent - unsent)
         self._closed = True
         self._first = self._pending = None
         if self._task is not None:

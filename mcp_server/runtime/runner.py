@@ -14,6 +14,8 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.principal import Principal
+from config import log_context
+from mcp_server import metrics
 from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
 from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
@@ -118,6 +120,7 @@ class OperationRunner:
         written to the database before this returns.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
+        log_context.bind(operation=str(operation.id))
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         token = request.progress_token
@@ -222,6 +225,7 @@ class OperationRunner:
         try:
             self.admission.admit(key, request.principal.limits)
         except InFlightLimitReached as exc:
+            metrics.refused(exc.data["limit"], request.principal)
             await self._refuse(request, events, str(exc))
             return
         try:

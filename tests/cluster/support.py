@@ -70,6 +70,9 @@ def worker_mode_deployment(root: Path) -> Iterator[Deployment]:
     name = create_postgres_database(PG_SERVER_URL)
     try:
         env = base_child_env(root, database_url_for(PG_SERVER_URL, name))
+        # Every process of the cluster writes its metrics here; any one serves their sum.
+        (root / "metrics").mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(root / "metrics")
         deployment = Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
         deployment.migrate()
         yield deployment

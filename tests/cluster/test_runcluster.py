@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from mcp_server.processes import ManagedProcess
+from tests.e2e.metrics_support import scrape
 from tests.e2e.support import (
     COMMAND_TIMEOUT,
     HOST,
@@ -184,3 +186,31 @@ def test_without_redis_it_exits_non_zero_saying_how_to_start_it(tmp_path: Path) 
     assert f"Redis does not answer at {redis_url}" in completed.stderr, completed.stderr
     assert "redis-server" in completed.stderr, completed.stderr
     assert "started" not in completed.stdout, completed.stdout
+
+
+def test_it_empties_the_metrics_directory_of_a_previous_run(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_4242.db"
+    # A counter a process of an earlier run left behind, in prometheus-client's own format.
+    values = MmapedDict(str(stale))
+    values.write_value(
+        mmap_key("mcp_refusals", "mcp_refusals_total", ["limit"], ["stale_run"], "stale"), 7.0, 0.0
+    )
+    values.close()
+    started = Cluster({**cluster_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, tmp_path)
+    try:
+        started.wait_ready()
+        answer = scrape(started.supervisor)
+        assert answer.status == 200, answer.text
+        assert "stale_run" not in answer.label_values()
+        assert not stale.exists()
+        assert list(metrics_dir.glob("gauge_livesum_*.db")), "the web process writes its gauges"
+        started.supervisor.process.send_signal(signal.SIGINT)
+        assert started.wait_exit() == 0, started.supervisor.log_text()
+        # A process that exits takes its live gauges (open connections...) with it.
+        assert not list(metrics_dir.glob("gauge_livesum_*.db"))
+    finally:
+        started.kill_everything()

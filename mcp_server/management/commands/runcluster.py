@@ -27,6 +27,7 @@ from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
+from mcp_server.metrics import MULTIPROCESS_DIR_VARIABLE, clear_multiprocess_directory
 from mcp_server.processes import ManagedProcess, accepts, describe_exit, run_command, stop_all
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -256,6 +257,10 @@ class Command(BaseCommand):
             "REDIS_URL": redis_url,
             "PYTHONUNBUFFERED": "1",
         }
+        # The processes' metrics add up in one directory, emptied of the last run's values.
+        metrics_dir = env.get(MULTIPROCESS_DIR_VARIABLE) or str(Path(settings.VAR_DIR) / "metrics")
+        clear_multiprocess_directory(Path(metrics_dir))
+        env[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
         if "MCP_ALLOWED_ORIGINS" not in env:
             # The console of every web process may open /mcp with its session cookie.
             hosts = dict.fromkeys([_url_host(_connectable(host)), "127.0.0.1", "localhost"])

@@ -2,11 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/api_history.py
 
-Creates a throwaway database next to the one DATABASE_URL names, migrates it, bulk-creates
-ROWS operations for one tenant, times GET /api/runs/ (and a few neighbours) through
-django.test.Client, prints EXPLAIN ANALYZE of a filtered list query, and drops the database.
-Not part of bench/run.py.
-"""
+Works in a throwaway database next to DATABASE_URL's, dropped afterwards."""
 
 import argparse
 import os

@@ -1,22 +1,5 @@
 """The scale-out benchmark (issue 5): inline against worker execution, progress latency, and
-1,000 connections over two web processes.
-
-`.venv/bin/python bench/cluster.py` runs it alone; `bench/run.py` (`make bench`) runs it after
-the other servers unless `--only` leaves out `cluster`. It needs PostgreSQL and Redis (a fresh
-database on --cluster-postgres-url, dropped afterwards; Redis at --cluster-redis-url under a key
-prefix of its own). Each repetition:
-
-1. *inline*: one `manage.py serve` (MCP_EXECUTION=inline, REDIS_URL set), pinned like the
-   other servers: trivial `tools/call add` throughput at C=1 and C=50, then the first
-   progress notification of `process_batch` calls;
-2. *worker*: one `serve` and one `runoperations` (MCP_EXECUTION=worker), both on the server
-   CPU: the same measurements, plus each progress notification's way from the worker to the
-   client, read from Redis MONITOR (bench/redis_monitor.py);
-3. *scale*: two `serve` and the workers, unpinned, 1,000 connections each running a
-   `process_batch` with a progressToken: results lost, final progress missing, peak memory.
-
-See docs/BENCHMARKS.md, "Scale-out (issue 5)", for the method.
-"""
+1,000 connections over two web processes (PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +14,6 @@ import argparse
 import math
 import re
 import resource
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -50,11 +32,8 @@ from bench.cluster_load import (
 )
 from bench.harness import (
     Pinning,
-    add_run_arguments,
     log,
-    pinning_from,
     run_load,
-    scratch_dir,
     summary,
     warn_on_errors,
 )
@@ -67,7 +46,6 @@ from bench.redis_monitor import (
     redis_cli_path,
 )
 from bench.report import (
-    ROOT,
     SCALE,
     Metric,
     RunResults,
@@ -77,22 +55,16 @@ from bench.report import (
     now,
     per_server_sections,
     pinning_text,
-    replace_between,
     run_line,
     table,
-    write_latest,
 )
 from bench.scenarios import Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     ClusterDeployment,
-    services_unavailable,
 )
-from mcp_server.processes import raise_nofile_limit
 
-LATEST = ROOT / "bench" / "results" / "cluster-latest.md"
-DOCS = ROOT / "docs" / "BENCHMARKS.md"
 MARKER = "bench-cluster"
 INLINE, WORKER = "inline", "worker"
 RSS_SAMPLE_INTERVAL = 0.2
@@ -551,41 +523,7 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
     return "\n".join(lines).rstrip() + "\n"
 
 
-def run_if_available(
-    args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path
-) -> str | None:
-    """`run_and_report`, or None (with a warning) when PostgreSQL or Redis is unreachable:
-    `make bench` runs the other servers without them."""
-    reason = services_unavailable(args.postgres_url, args.redis_url)
-    if reason is not None:
-        log(f"warning: skipping the scale-out benchmark: {reason}")
-        return None
-    return run_and_report(args, pinning, command, workdir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the cluster benchmark alone, print its section and write it where asked."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_run_arguments(parser, keep_tmp_help="keep logs, database, prefix")
-    add_cluster_arguments(parser)
-    args = parser.parse_args(argv)
-    raise_nofile_limit()
-    pinning = pinning_from(args)
-    command = shlex.join(["bench/cluster.py", *(argv if argv is not None else sys.argv[1:])])
-    with scratch_dir("mcp-bench-cluster-", keep=args.keep_tmp) as workdir:
-        reason = services_unavailable(args.postgres_url, args.redis_url)
-        if reason is not None:
-            raise SystemExit(reason)
-        section = run_and_report(args, pinning, command, workdir)
-    text = "# Scale-out benchmark results\n\n" + section
-    print(text)
-    write_latest(LATEST, text)
-    log(f"wrote {LATEST.relative_to(ROOT)}")
-    if args.write_docs:
-        replace_between(DOCS, MARKER, section)
-        log(f"updated {DOCS.relative_to(ROOT)}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.run import main
+
+    sys.exit(main(script="bench/cluster.py"))

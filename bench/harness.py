@@ -1,5 +1,5 @@
-"""How a benchmark script runs its measurements: options, CPU pinning, servers started and
-stopped around a load generator process, and the temporary directory of a run."""
+"""How a benchmark script runs: options, CPU pinning, servers started and stopped around a load
+generator process, and the temporary directory of a run."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """Profile one server under load with py-spy: where does its CPU time go?
 
-`.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` starts the
-server pinned like the benchmark, drives back-to-back `tools/call` from the load generator and
-samples the server with `py-spy record` (install it with `.venv/bin/pip install py-spy`).
-Writes the collapsed stacks to bench/results/profile-<target>.txt (speedscope and flamegraph.pl
-read them) and prints the functions with the most samples, by own time and including callees.
-"""
+`.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` writes the
+collapsed stacks to bench/results/profile-<target>.txt and prints the top functions."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Where a server's CPU time goes by kind of code: py-spy samples weighted by thread CPU time.
-
-`py-spy record --threads --nonblocking` samples the server's running threads without pausing
-it; /proc gives each thread's CPU time over the same span. A thread's CPU time is split
-between kinds of code (e.g. "history writer") in proportion to its samples whose stack holds
-one of the kind's frames; the shares of all threads add up to shares of the process's CPU.
-"""
+"""Where a server's CPU time goes by kind of code: py-spy samples weighted by each thread's
+CPU time from /proc over the same span."""
 
 from __future__ import annotations
 

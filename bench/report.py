@@ -1,9 +1,5 @@
-"""What a run measured and how docs/BENCHMARKS.md shows it: metrics with their goals, the
-values of each repetition, and the markdown sections of `bench/run.py` and `bench/cluster.py`.
-
-A metric is declared once, by the scenario that measures it (`Metric`, with its goals and the
-report section it belongs to); everything here is derived from those declarations.
-"""
+"""What a run measured and how docs/BENCHMARKS.md shows it, all derived from the metrics the
+scenarios declare (`Metric`, with its goals and report section)."""
 
 from __future__ import annotations
 
@@ -129,11 +125,14 @@ Goals = Mapping[str, tuple[Goal, ...]]
 def declare(
     prefix: str, rows: Iterable[Row], section: str = "", goals: Goals | None = None
 ) -> list[Metric]:
-    """Metrics `PREFIX.NAME` from rows (NAME, label, unit[, higher is better]) and their goals."""
+    """Metrics `PREFIX.NAME` (NAME for no prefix) from rows (NAME, label, unit[, higher is
+    better]) and their goals."""
     goals = goals or {}
     return [
-        Metric(f"{prefix}.{n}", label, unit, bool(more and more[0]), goals.get(n, ()), section)
-        for n, label, unit, *more in rows
+        Metric(
+            f"{prefix}.{n}".lstrip("."), label, unit, bool(x and x[0]), goals.get(n, ()), section
+        )
+        for n, label, unit, *x in rows
     ]
 
 

@@ -1,13 +1,8 @@
-"""`make bench`: this service against the official MCP SDK and a raw `websockets` server.
+"""`make bench`: this service against the official MCP SDK and a raw `websockets` server,
+then the scale-out benchmark (bench/cluster.py) when PostgreSQL and Redis answer.
 
-Starts each server in turn pinned to one CPU, drives it from a load generator pinned to another,
-repeats everything, prints the medians and the goals, writes bench/results/latest.md and, with
---write-docs, the results section of docs/BENCHMARKS.md. The service alone also runs the
-long-running operations: process_images with and without progress, pings meanwhile, and the
-CPU share of history recording. Then the scale-out benchmark (bench/cluster.py: inline against
-worker execution, progress latency, 1,000 connections over two web processes) when PostgreSQL
-and Redis answer. See docs/BENCHMARKS.md for the method.
-"""
+Method in docs/BENCHMARKS.md; writes bench/results/latest.md and, with --write-docs, the
+results sections of docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -22,7 +17,7 @@ import argparse
 import shlex
 
 from bench.cluster import MARKER as CLUSTER_MARKER
-from bench.cluster import add_cluster_arguments, run_if_available
+from bench.cluster import add_cluster_arguments, run_and_report
 from bench.harness import add_run_arguments, log, pinning_from, run_plan, scratch_dir
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.report import (
@@ -51,6 +46,7 @@ from bench.servers import (
     ServiceTarget,
     Target,
     redis_unavailable,
+    services_unavailable,
 )
 from bench.storm import ConnectionStorm
 from mcp_server.processes import raise_nofile_limit
@@ -165,12 +161,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the report and write it where asked."""
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, script: str = "bench/run.py") -> int:
+    """Run the benchmark (bench/cluster.py: the scale-out one alone), print and write the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    alone = script == "bench/cluster.py"
+    args = parse_args(["--only", "cluster", *argv] if alone else argv)
     raise_nofile_limit()
     pinning = pinning_from(args)
-    command = shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join([script, *argv])
     section = cluster = None
     with scratch_dir("mcp-bench-", keep=args.keep_tmp) as workdir:
         wanted = not args.scenarios or {ImagesProgress.kind, ImagesPing.kind} & set(args.scenarios)
@@ -192,12 +190,22 @@ def main(argv: list[str] | None = None) -> int:
             details += f"database of the service: {database}"
             section = results_section(results, run_line(now(), command, details))
         if "cluster" in args.only:
-            cluster = run_if_available(args, pinning, command, workdir)
-    text = "# Benchmark results\n\n" + (section or "")
-    text += f"\n## Scale-out (issue 5)\n\n{cluster}" if cluster is not None else ""
+            reason = services_unavailable(args.postgres_url, args.redis_url)
+            if reason is None:
+                cluster = run_and_report(args, pinning, command, workdir)
+            elif alone:
+                raise SystemExit(reason)
+            else:
+                log(f"warning: skipping the scale-out benchmark: {reason}")
+    if alone:
+        text = f"# Scale-out benchmark results\n\n{cluster}"
+    else:
+        text = "# Benchmark results\n\n" + (section or "")
+        text += f"\n## Scale-out (issue 5)\n\n{cluster}" if cluster is not None else ""
     print(text)
-    write_latest(LATEST, text)
-    log(f"wrote {LATEST.relative_to(ROOT)}")
+    latest = LATEST.with_name("cluster-latest.md") if alone else LATEST
+    write_latest(latest, text)
+    log(f"wrote {latest.relative_to(ROOT)}")
     if args.write_docs:
         if section is not None:
             replace_between(DOCS, "bench-results", section)

@@ -1,10 +1,7 @@
 """What the load generator measures, and the client steps the scenarios are made of.
 
-A scenario is a frozen dataclass: its fields are its parameters (sent to the load generator
-as JSON), `kind` names it, `metrics()` declares every number it reports with its goals (the
-report is built from these), `run()` measures. To add one: subclass `Scenario`, list it in
-`SCENARIOS` of bench/loadgen.py, and add an instance to the plan in bench/run.py.
-"""
+A scenario is a frozen dataclass: its fields are its parameters (sent to the load generator as
+JSON), `metrics()` declares every number it reports with its goals, `run()` measures."""
 
 from __future__ import annotations
 

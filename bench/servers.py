@@ -1,8 +1,5 @@
-"""The servers under test and their deployments: how to prepare, start and reach each one.
-
-Nothing here imports the product's Django code: the service is set up and started with
-`manage.py`, as an operator would (docs/operations.md), through `mcp_server.processes`.
-"""
+"""The servers under test and their deployments, set up with `manage.py` as an operator would
+(docs/operations.md); nothing here imports the product's Django code."""
 
 from __future__ import annotations
 

@@ -100,6 +100,22 @@ def running(
         server.stop(5.0)
 
 
+def loadgen_command(
+    scenario: Scenario,
+    urls: Sequence[str],
+    pids: Mapping[str, int],
+    cpu: int | None,
+    server_cpu: int | None = None,
+    peer_url: str | None = None,
+) -> list[str]:
+    """The command line of a load generator (bench/loadgen.py) for `scenario`, pinned to `cpu`."""
+    command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
+    command += ["--params", orjson.dumps(scenario.params()).decode(), "--urls", ",".join(urls)]
+    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in pids.items())]
+    command += ["--server-cpu", str(server_cpu)] if server_cpu is not None else []
+    return pinned(command + (["--peer-url", peer_url] if peer_url else []), cpu)
+
+
 def run_load(
     scenario: Scenario,
     urls: Sequence[str],
@@ -111,14 +127,9 @@ def run_load(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Run one scenario in a fresh load generator (bench/loadgen.py) pinned to `cpu`; the
     metrics it printed (null, for what it could not measure, as NaN) and its samples."""
-    command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
-    command += ["--params", orjson.dumps(scenario.params()).decode(), "--urls", ",".join(urls)]
-    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in pids.items())]
-    command += ["--server-cpu", str(server_cpu)] if server_cpu is not None else []
-    command += ["--peer-url", peer_url] if peer_url else []
     try:
         done = subprocess.run(
-            pinned(command, cpu),
+            loadgen_command(scenario, urls, pids, cpu, server_cpu, peer_url),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             capture_output=True,

@@ -16,9 +16,7 @@ import re
 import resource
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 import psycopg
 import redis
@@ -33,6 +31,8 @@ from bench.cluster_load import (
 from bench.harness import (
     Pinning,
     log,
+    option,
+    options_of,
     run_load,
     summary,
     warn_on_errors,
@@ -81,14 +81,6 @@ LOG_COUNTS = (
 STILL_RUNNING = re.compile(r"stopping: (\d+) operations get")
 
 
-def _option(
-    default: Any, flag: str, text: str = "", parse: Callable[[str], Any] | None = None
-) -> Any:
-    return field(
-        default=default, metadata={"flag": flag, "help": text, "parse": parse or type(default)}
-    )
-
-
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
@@ -100,31 +92,32 @@ def _setting(text: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """What to measure and how often; a field with a flag is an option of bench/run.py and
-    bench/cluster.py (`add_cluster_arguments`)."""
+    """What the scale-out benchmark measures and how often; a field with a flag is an option."""
 
-    postgres_url: str = _option(
+    postgres_url: str = option(
         DEFAULT_POSTGRES_URL,
         "--cluster-postgres-url",
         "PostgreSQL server on which a fresh database is created and dropped",
     )
-    redis_url: str = _option(DEFAULT_REDIS_URL, "--cluster-redis-url")
-    concurrency: tuple[int, ...] = _option(
+    redis_url: str = option(DEFAULT_REDIS_URL, "--cluster-redis-url")
+    concurrency: tuple[int, ...] = option(
         (1, 50),
         "--cluster-concurrency",
         "comma-separated C of the trivial-call runs (empty: none)",
         _ints,
     )
-    first_progress_calls: int = _option(200, "--first-progress-calls")
-    stream_calls: int = _option(
-        20, "--stream-calls", "calls traced through Redis MONITOR (0: none)"
-    )
-    scale_connections: int = _option(1000, "--scale-connections")
-    scale_workers: int = _option(1, "--scale-workers")
-    scale_count: int = _option(200, "--scale-count")
-    scale_item_ms: float = _option(20.0, "--scale-item-ms")
-    scale_env: tuple[tuple[str, str], ...] = _option(
-        (), "--scale-env", "NAME=VALUE in the scale run's environment (repeatable)", _setting
+    first_progress_calls: int = option(200, "--first-progress-calls")
+    stream_calls: int = option(20, "--stream-calls", "calls traced through Redis MONITOR (0: none)")
+    scale_connections: int = option(1000, "--scale-connections")
+    scale_workers: int = option(1, "--scale-workers")
+    scale_count: int = option(200, "--scale-count")
+    scale_item_ms: float = option(20.0, "--scale-item-ms")
+    scale_env: tuple[tuple[str, str], ...] = option(
+        (),
+        "--scale-env",
+        "NAME=VALUE in the scale run's environment (repeatable)",
+        _setting,
+        action="append",
     )
     repeats: int = 3
     warmup_s: float = 1.0
@@ -134,10 +127,7 @@ class ClusterOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterOptions:
         """The options of a parsed command line."""
-        flags = {
-            option.name: getattr(args, option.name) for option in fields(cls) if option.metadata
-        }
-        flags["scale_env"] = tuple(flags["scale_env"])
+        flags = options_of(cls, args) | {"scale_env": tuple(args.scale_env)}
         return cls(**flags, repeats=args.repeats, warmup_s=args.warmup, window_s=args.window)
 
     @property
@@ -186,26 +176,6 @@ class ClusterOptions:
             scale("errors", "error lines in the server logs", "items"),
         ]
         return metrics
-
-
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the cluster benchmark (shared by bench/run.py and bench/cluster.py)."""
-    group = parser.add_argument_group("scale-out (cluster) benchmark")
-    for option in fields(ClusterOptions):
-        if option.metadata:
-            meta, default = option.metadata, option.default
-            extra = (
-                {"action": "append", "default": []}
-                if option.name == "scale_env"
-                else {"default": default}
-            )
-            group.add_argument(
-                meta["flag"],
-                dest=option.name,
-                type=meta["parse"],
-                help=meta["help"] or None,
-                **extra,
-            )
 
 
 def redis_server_pid(redis_url: str) -> int | None:

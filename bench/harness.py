@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,16 +39,42 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, keep_tmp_help: str) -> None:
-    """Docs, repetitions, measuring window, pinning, temp dir: the options of every script."""
-    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
-    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument("--keep-tmp", action="store_true", help=keep_tmp_help)
+def option(default: Any, flag: str, text: str = "", parse: Any = None, **extra: Any) -> Any:
+    """A dataclass field that is also the command-line option `flag` (see `add_options`)."""
+    meta = {"flag": flag, "help": text or None, "parse": parse, "extra": extra}
+    return field(default=default, metadata=meta)
+
+
+def add_options(parser: Any, declared: type) -> None:
+    """The options of a dataclass's fields made with `option`, on `parser` (or a group)."""
+    for declared_field in fields(declared):
+        meta, default = declared_field.metadata, declared_field.default
+        if not meta:
+            continue
+        parse = meta["parse"] or type(default)
+        kind = {"action": "store_true"} if default is False else {"type": parse}
+        appended = meta["extra"].get("action") == "append"  # a list on the command line
+        kind |= {"default": [] if appended else default} | meta["extra"]
+        parser.add_argument(meta["flag"], dest=declared_field.name, help=meta["help"], **kind)
+
+
+def options_of(declared: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of a dataclass's option fields in a parsed command line."""
+    return {f.name: getattr(args, f.name) for f in fields(declared) if f.metadata}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Docs, repetitions, measuring window, pinning, temp dir: the options of every run."""
+
+    write_docs: bool = option(False, "--write-docs", "update docs/BENCHMARKS.md")
+    repeats: int = option(3, "--repeats")
+    warmup: float = option(1.0, "--warmup", "seconds before the window")
+    window: float = option(3.0, "--window", "measured seconds")
+    server_cpu: int = option(0, "--server-cpu")
+    client_cpu: int = option(1, "--client-cpu")
+    no_pin: bool = option(False, "--no-pin", "do not use taskset")
+    keep_tmp: bool = option(False, "--keep-tmp", "keep the temp dir (logs, db, cluster database)")
 
 
 def pinning_from(args: argparse.Namespace) -> Pinning:

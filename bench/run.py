@@ -1,8 +1,8 @@
-"""`make bench`: this service against the official MCP SDK and a raw `websockets` server,
-then the scale-out benchmark (bench/cluster.py) when PostgreSQL and Redis answer.
+"""`make bench`: this service against the official MCP SDK and a raw `websockets` server.
 
-Method in docs/BENCHMARKS.md; writes bench/results/latest.md and, with --write-docs, the
-results sections of docs/BENCHMARKS.md."""
+Then the scale-out benchmark (bench/cluster.py) when PostgreSQL and Redis answer. Method in
+docs/BENCHMARKS.md; writes bench/results/latest.md and, with --write-docs, the docs' sections.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ if __package__ in (None, ""):
 
 import argparse
 import shlex
+from dataclasses import dataclass
 
 from bench.cluster import MARKER as CLUSTER_MARKER
-from bench.cluster import add_cluster_arguments, run_and_report
-from bench.harness import add_run_arguments, log, pinning_from, run_plan, scratch_dir
+from bench.cluster import ClusterOptions, run_and_report
+from bench.harness import (
+    RunOptions,
+    add_options,
+    log,
+    option,
+    pinning_from,
+    run_plan,
+    scratch_dir,
+)
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.report import (
     ROOT,
@@ -105,55 +114,48 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of `make bench`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_run_arguments(parser, keep_tmp_help="keep the temp dir (logs, db)")
-    option = parser.add_argument
-    option(
-        "--database-url", default=None, help="service database (default: fresh SQLite in a tmpdir)"
+@dataclass(frozen=True)
+class BenchOptions:
+    """The single-process benchmark's options: each field made with `option` is a flag."""
+
+    database_url: str | None = option(
+        None, "--database-url", "service database (default: fresh SQLite in a tmpdir)", str
     )
-    option(
+    server: str = option(
+        "uvicorn",
         "--server",
+        "ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
         choices=("uvicorn", "daphne", "both"),
-        default="uvicorn",
-        help="ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
     )
-    option(
-        "--only",
-        type=_keys,
-        default=TARGET_KEYS,
-        help=f"comma-separated subset of {','.join(TARGET_KEYS)}",
+    only: tuple[str, ...] = option(
+        TARGET_KEYS, "--only", f"comma-separated subset of {','.join(TARGET_KEYS)}", _keys
     )
-    option(
-        "--scenarios",
-        type=_keys,
-        default=(),
-        help="comma-separated scenario kinds (e.g. storm; default: all)",
+    scenarios: tuple[str, ...] = option(
+        (), "--scenarios", "comma-separated scenario kinds (e.g. storm; default: all)", _keys
     )
-    option("--connects", type=int, default=200, help="sequential connections")
-    option("--idle-connections", type=int, default=1000)
-    option(
-        "--storm-connections",
-        type=int,
-        default=10_000,
-        help="clients reconnecting at once (0: skip)",
+    connects: int = option(200, "--connects", "sequential connections")
+    idle_connections: int = option(1000, "--idle-connections")
+    storm_connections: int = option(
+        10_000, "--storm-connections", "clients reconnecting at once (0: skip)"
     )
-    option("--images", type=int, default=10_000, help="demo images for process_images (0: skip)")
-    option("--ping-interval-ms", type=float, default=5.0, help="pings during process_images")
-    option(
-        "--profile-seconds",
-        type=int,
-        default=5,
-        help="py-spy sampling for the history share (0: skip)",
+    images: int = option(10_000, "--images", "demo images for process_images (0: skip)")
+    ping_interval_ms: float = option(5.0, "--ping-interval-ms", "pings during process_images")
+    profile_seconds: int = option(
+        5, "--profile-seconds", "py-spy sampling for the history share (0: skip)"
     )
-    option(
+    queued_calls: int = option(
+        10_000,
         "--queued-calls",
-        type=int,
-        default=10_000,
-        help="calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
+        "calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
     )
-    add_cluster_arguments(parser)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of `make bench` and bench/cluster.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_options(parser, RunOptions)
+    add_options(parser, BenchOptions)
+    add_options(parser.add_argument_group("scale-out (cluster) benchmark"), ClusterOptions)
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(TARGET_KEYS)
     if unknown:

@@ -17,6 +17,7 @@ import resource
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import redis
@@ -30,10 +31,12 @@ from bench.cluster_load import (
 )
 from bench.harness import (
     Pinning,
+    check_alive,
     log,
     option,
     options_of,
     run_load,
+    run_scenarios,
     summary,
     warn_on_errors,
 )
@@ -178,15 +181,20 @@ class ClusterOptions:
         return metrics
 
 
-def redis_server_pid(redis_url: str) -> int | None:
-    """The process id of the Redis server (INFO server), when it runs on this machine."""
+def redis_info(redis_url: str) -> dict[str, Any]:
+    """Redis's INFO server ({} when it does not answer)."""
     client = redis.Redis.from_url(redis_url, socket_timeout=3)
     try:
-        pid = int(client.info("server").get("process_id", 0))
-    except (redis.RedisError, ValueError):
-        return None
+        return dict(client.info("server"))
+    except redis.RedisError:
+        return {}
     finally:
         client.close()
+
+
+def redis_server_pid(redis_url: str) -> int | None:
+    """The process id of the Redis server, when it runs on this machine."""
+    pid = int(redis_info(redis_url).get("process_id", 0))
     return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
@@ -199,46 +207,39 @@ def measure_mode(
     rep: int,
 ) -> dict[str, float]:
     """Throughput, first progress and (worker) the progress hop of one execution mode."""
-    measured: dict[str, float] = {}
     workers = 1 if execution == WORKER else 0
     redis_pid = redis_server_pid(options.redis_url)
-    name = f"{execution}-{rep}"
+    plan: list[Scenario] = [
+        ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
+        for c in options.concurrency
+    ]
+    plan += [FirstProgress(options.first_progress_calls)] if options.first_progress_calls else []
     with deployment.running(
-        name, execution=execution, web=1, workers=workers, cpu=pinning.server_cpu, logs=logs
+        f"{execution}-{rep}",
+        execution=execution,
+        web=1,
+        workers=workers,
+        cpu=pinning.server_cpu,
+        logs=logs,
     ) as processes:
         urls = [deployment.ws_url(processes.ports[0])]
-        pids = {"web": processes.web[0].pid} | (
-            {"worker": processes.workers[0].pid} if workers else {}
-        )
+        pids = {"web": processes.web[0].pid}
+        pids |= {"worker": processes.workers[0].pid} if workers else {}
         pids |= {"redis": redis_pid} if redis_pid is not None else {}
-        plan: list[Scenario] = [
-            ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
-            for c in options.concurrency
-        ]
-        plan += (
-            [FirstProgress(options.first_progress_calls)]
-            if options.first_progress_calls > 0
-            else []
-        )
-        for scenario in plan:
-            metrics, _ = run_load(scenario, urls, pids, cpu=pinning.client_cpu)
-            processes.check_alive(scenario.label)
-            log(f"    {scenario.label}: {summary(metrics)}")
-            measured.update(metrics)
+        measured = run_scenarios(plan, processes.all, urls, pids, pinning)
         if execution == WORKER and options.stream_calls > 0:
             if redis_cli_path() is None:
                 log("    progress hop: redis-cli is missing, not measured")
             else:
                 output = logs / f"monitor-{rep}.txt"
+                stream = ProgressStream(options.stream_calls)
                 with monitoring(options.redis_url, output):
-                    _, samples = run_load(
-                        ProgressStream(options.stream_calls), urls, {}, cpu=pinning.client_cpu
-                    )
+                    _, samples = run_load(stream, urls, {}, cpu=pinning.client_cpu)
                 sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
                 hop = hop_metrics(sends, list(samples.get("calls", [])))
                 log(f"    progress hop: {summary(hop)}")
                 measured.update(hop)
-            processes.check_alive("progress stream")
+            check_alive(processes.all, "progress stream")
     measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
     return measured
 
@@ -346,7 +347,7 @@ def measure_scale(
         with MemoryWatch(pids) as watch:
             urls = [deployment.ws_url(port) for port in processes.ports]
             measured, samples = run_load(options.scale(), urls, {}, cpu=None)
-        processes.check_alive("scale")
+        check_alive(processes.all, "scale")
         wall = time.time() - began
         threads_after = {name: _thread_split(pid) for name, pid in pids.items()}
         machine = _machine_used(machine_before, machine_cpu(deployment, options.redis_url))
@@ -434,21 +435,15 @@ def run_cluster(
 
 def service_versions(options: ClusterOptions) -> list[tuple[str, str]]:
     """PostgreSQL's and Redis's versions, for the facts table."""
-    facts = [("PostgreSQL", "unknown"), ("Redis", "unknown")]
+    postgres = "unknown"
     try:
         with psycopg.connect(options.postgres_url, connect_timeout=3) as conn:
             row = conn.execute("SHOW server_version").fetchone()
-        facts[0] = ("PostgreSQL", str(row[0]).split()[0] if row else "unknown")
+        postgres = str(row[0]).split()[0] if row else postgres
     except psycopg.Error:
         pass
-    client = redis.Redis.from_url(options.redis_url, socket_timeout=3)
-    try:
-        facts[1] = ("Redis", str(client.info("server").get("redis_version", "unknown")))
-    except redis.RedisError:
-        pass
-    finally:
-        client.close()
-    return facts
+    redis_version = str(redis_info(options.redis_url).get("redis_version", "unknown"))
+    return [("PostgreSQL", postgres), ("Redis", redis_version)]
 
 
 def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path) -> str:

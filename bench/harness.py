@@ -192,34 +192,45 @@ def warn_on_errors(process: ManagedProcess) -> int:
     return len(hits)
 
 
+def check_alive(processes: Sequence[ManagedProcess], during: str) -> None:
+    """Fail, with the log tail, when one of the processes died."""
+    for process in processes:
+        if not process.alive():
+            raise RuntimeError(f"{process.name} died during {during}:\n{process.log_tail()}")
+
+
+def run_scenarios(
+    plan: Sequence[Scenario],
+    processes: Sequence[ManagedProcess],
+    urls: Sequence[str],
+    pids: Mapping[str, int],
+    pinning: Pinning,
+    **load: Any,
+) -> dict[str, float]:
+    """Each scenario in a fresh load generator against running processes; what they measured."""
+    measured: dict[str, float] = {}
+    for scenario in plan:
+        metrics, _ = run_load(scenario, urls, pids, cpu=pinning.client_cpu, **load)
+        check_alive(processes, scenario.label)
+        log(f"    {scenario.label}: {summary(metrics)}")
+        measured.update(metrics)
+    return measured
+
+
 def measure_server(
     target: Target, plan: Sequence[Scenario], pinning: Pinning, logs: Path, repetition: int
 ) -> dict[str, float]:
     """Start one server, run every scenario of the plan it takes, stop it; what was measured."""
     port = free_port()
-    measured: dict[str, float] = {}
-    with running(
-        target, port, log_path=logs / f"{target.key}-{repetition}.log", cpu=pinning.server_cpu
-    ) as server:
-        for scenario in plan:
-            if not scenario.applies_to(target.key) or (
-                target.kinds and scenario.kind not in target.kinds
-            ):
-                continue
-            metrics, _ = run_load(
-                scenario,
-                [target.ws_url(port)],
-                {"server": server.pid},
-                cpu=pinning.client_cpu,
-                server_cpu=pinning.server_cpu,
-                peer_url=target.peer_ws_url(port),
-            )
-            if not server.alive():
-                raise RuntimeError(
-                    f"{target.key} died during {scenario.label}:\n{server.log_tail()}"
-                )
-            log(f"    {scenario.label}: {summary(metrics)}")
-            measured.update(metrics)
+    log_path = logs / f"{target.key}-{repetition}.log"
+    plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
+    with running(target, port, log_path=log_path, cpu=pinning.server_cpu) as server:
+        urls, pids = [target.ws_url(port)], {"server": server.pid}
+        peer_url = target.peer_ws_url(port)
+        cpu = pinning.server_cpu
+        measured = run_scenarios(
+            plan, [server], urls, pids, pinning, server_cpu=cpu, peer_url=peer_url
+        )
     warn_on_errors(server)
     return measured
 

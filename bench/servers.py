@@ -259,12 +259,6 @@ class ClusterProcesses:
         """Every process, web first."""
         return [*self.web, *self.workers]
 
-    def check_alive(self, during: str) -> None:
-        """Fail, with the log tail, when a process died."""
-        for process in self.all:
-            if not process.alive():
-                raise RuntimeError(f"{process.name} died during {during}:\n{process.log_tail()}")
-
 
 @dataclass
 class ClusterDeployment:

@@ -17,7 +17,7 @@ import subprocess
 from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
-from bench.pyspy import py_spy_path
+from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
 from bench.scenarios import ConnectInitialize, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
@@ -48,11 +48,8 @@ def top_functions(
     inclusive: Counter[str] = Counter()
     focus: Counter[str] = Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count, frames = int(count_text), stack.split(";")
+    for stack, count in collapsed_stacks(collapsed):
+        frames = stack.split(";")
         if thread is not None:
             if thread not in frames[0] or len(frames) < 2:
                 continue

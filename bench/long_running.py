@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,13 +199,10 @@ class ImagesProgress(Scenario):
     ) -> tuple[ImagesRun, float]:
         share = math.nan
         if self.profile_rate > 0 and py_spy_path() is not None:
-            with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
-                recording = Recording(
-                    target.server_pid, PROGRESS_KINDS, Path(tmp) / "stacks.txt", self.profile_rate
-                )
-                async with recording:
-                    run = await process_images(client, target, directory, token)
-                share = recording.profile.share("progress") if recording.profile else math.nan
+            recording = Recording(target.server_pid, PROGRESS_KINDS, self.profile_rate)
+            async with recording:
+                run = await process_images(client, target, directory, token)
+            share = recording.profile.share("progress") if recording.profile else math.nan
         else:
             run = await process_images(client, target, directory, token)
         remove_thumbnails(self.tenant_root, run)
@@ -338,14 +334,11 @@ class HistoryProfile(Scenario):
         workers = [asyncio.create_task(calls(client)) for client in clients]
         try:
             await asyncio.sleep(self.warmup_s)  # the load's warm-up, not a readiness wait
-            with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-                recording = Recording(
-                    target.server_pid, HISTORY_KINDS, Path(tmp) / "stacks.txt", self.rate
-                )
-                count, started = done[0], time.perf_counter()
-                async with recording:
-                    await asyncio.sleep(self.seconds)  # the sampling span
-                count, elapsed = done[0] - count, time.perf_counter() - started
+            recording = Recording(target.server_pid, HISTORY_KINDS, self.rate)
+            count, started = done[0], time.perf_counter()
+            async with recording:
+                await asyncio.sleep(self.seconds)  # the sampling span
+            count, elapsed = done[0] - count, time.perf_counter() - started
         finally:
             stop.set()
             outcomes = await asyncio.gather(*workers, return_exceptions=True)

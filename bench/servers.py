@@ -68,6 +68,21 @@ def create_account(env: Mapping[str, str], account: str) -> str:
     return lines[-1].strip()
 
 
+def create_database(server_url: str) -> tuple[str, str]:
+    """A new empty database on the PostgreSQL server of `server_url`: its name and URL."""
+    name = f"mcp_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a database of `create_database`, even with sessions open."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+
+
 def redis_unavailable(url: str) -> str | None:
     """Why Redis at `url` cannot be used, or None when it answers."""
     try:
@@ -270,14 +285,9 @@ class ClusterDeployment:
     account: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
     prefix: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}-")
     database: str | None = None
+    database_url: str = ""
     token: str | None = None
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
-
-    @property
-    def database_url(self) -> str:
-        """DATABASE_URL of every process."""
-        assert self.database is not None, "ClusterDeployment.create() has not run"
-        return urlsplit(self.postgres_url)._replace(path=f"/{self.database}").geturl()
 
     def env(self, execution: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of every process: production settings, this database and prefix."""
@@ -297,18 +307,13 @@ class ClusterDeployment:
     def create(self) -> None:
         """Create the database, migrate it, and make a tenant, a user and a token."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        name = f"mcp_bench_{secrets.token_hex(6)}"
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.database = name
+        self.database, self.database_url = create_database(self.postgres_url)
         self.token = create_account(self.env("inline"), self.account)
 
     def drop(self) -> None:
         """Drop the database (even with sessions open) and this run's Redis keys."""
         if self.database is not None:
-            with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                conn.execute(drop.format(sql.Identifier(self.database)))
+            drop_database(self.postgres_url, self.database)
             self.database = None
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:

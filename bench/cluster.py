@@ -36,6 +36,7 @@ from bench.harness import (
     option,
     options_of,
     run_load,
+    run_plan,
     run_scenarios,
     summary,
     warn_on_errors,
@@ -269,6 +270,7 @@ class MemoryWatch:
 
 
 Readings = tuple[dict[str, float], dict[int, float]]
+Measured = dict[str, float]
 
 
 def machine_cpu(deployment: ClusterDeployment, redis_url: str) -> Readings:
@@ -393,44 +395,38 @@ def run_cluster(
     scale_info += f"{options.scale_count}, item_ms {options.scale_item_ms:g}); not pinned"
     scale_info += "".join(f", {name}={value}" for name, value in options.scale_env)
     both = "one manage.py serve and one manage.py runoperations"
-    results = RunResults(
-        servers=[
-            ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
-            ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
-            ServerInfo(
-                SCALE,
-                f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations",
-                scale_info,
-            ),
-        ],
-        metrics=options.metrics(),
-        repeats=options.repeats,
-    )
-    logs = workdir / "cluster-logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    scale_title = f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations"
+    compared = bool(options.concurrency or options.first_progress_calls)
+    modes = [
+        ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
+        ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
+        ServerInfo(SCALE, scale_title, scale_info),
+    ]
+    wanted = (compared, compared or options.stream_calls > 0, options.scale_connections > 0)
     deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
+
+    def measure(mode: ServerInfo, _: object, pinning: Pinning, logs: Path, rep: int) -> Measured:
+        if mode.key == SCALE:
+            return measure_scale(deployment, options, logs, rep)
+        return measure_mode(deployment, options, mode.key, pinning, logs, rep)
+
     log("preparing the cluster deployment (PostgreSQL database, account, token)")
     try:
         deployment.create()
-        compared = bool(options.concurrency or options.first_progress_calls)
-        modes = ((INLINE,) if compared else ()) + (
-            (WORKER,) if compared or options.stream_calls else ()
+        return run_plan(
+            [mode for mode, on in zip(modes, wanted, strict=True) if on],
+            [],
+            repeats=options.repeats,
+            pinning=pinning,
+            logs=workdir / "cluster-logs",
+            measure=measure,
+            metrics=options.metrics(),
         )
-        for rep in range(1, options.repeats + 1):
-            for execution in modes:
-                log(f"[{rep}/{options.repeats}] cluster {execution}")
-                results.add(
-                    execution, measure_mode(deployment, options, execution, pinning, logs, rep)
-                )
-            if options.scale_connections > 0:
-                log(f"[{rep}/{options.repeats}] cluster scale")
-                results.add(SCALE, measure_scale(deployment, options, logs, rep))
     finally:
         if keep_database:
             log(f"kept database {deployment.database} and Redis prefix {deployment.prefix}")
         else:
             deployment.drop()
-    return results
 
 
 def service_versions(options: ClusterOptions) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench.report import ROOT, RunResults, ServerInfo
+from bench.report import ROOT, Metric, RunResults, ServerInfo
 from bench.scenarios import Scenario
 from bench.servers import HOST, PYTHON, Target
 from mcp_server.processes import ManagedProcess, die_with_parent, free_port, pinned
@@ -235,27 +235,29 @@ def measure_server(
     return measured
 
 
+# How a run measures one server in one repetition: (server, plan, pinning, logs, repetition).
+Measure = Callable[[Any, Sequence[Scenario], Pinning, Path, int], dict[str, float]]
+
+
 def run_plan(
-    targets: Sequence[Target],
+    servers: Sequence[Target | ServerInfo],
     plan: Sequence[Scenario],
     *,
     repeats: int,
     pinning: Pinning,
-    workdir: Path,
+    logs: Path,
+    measure: Measure = measure_server,
+    metrics: list[Metric] | None = None,
 ) -> RunResults:
-    """Prepare every target, then measure them in turn, `repeats` times over."""
+    """Measure the servers in turn (`measure_server` by default), `repeats` times over."""
     results = RunResults(
-        servers=[ServerInfo(t.key, t.title, t.description) for t in targets],
-        metrics=[metric for scenario in plan for metric in scenario.metrics()],
+        servers=[ServerInfo(t.key, t.title, t.description) for t in servers],
+        metrics=metrics or [metric for scenario in plan for metric in scenario.metrics()],
         repeats=repeats,
     )
-    logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for target in targets:
-        log(f"preparing {target.key}")
-        target.prepare(workdir)
     for repetition in range(1, repeats + 1):
-        for target in targets:
-            log(f"[{repetition}/{repeats}] {target.key}")
-            results.add(target.key, measure_server(target, plan, pinning, logs, repetition))
+        for server in servers:
+            log(f"[{repetition}/{repeats}] {server.key}")
+            results.add(server.key, measure(server, plan, pinning, logs, repetition))
     return results

@@ -179,13 +179,13 @@ def main(argv: list[str] | None = None, *, script: str = "bench/run.py") -> int:
             database_url=args.database_url, var_dir=workdir / "service-var", images=images
         )
         if set(args.only) & set(SERVER_KEYS):
-            results = run_plan(
-                build_targets(args, setup),
-                build_plan(args, setup),
-                repeats=args.repeats,
-                pinning=pinning,
-                workdir=workdir,
-            )
+            targets = build_targets(args, setup)
+            for target in targets:
+                log(f"preparing {target.key}")
+                target.prepare(workdir)
+            plan = build_plan(args, setup)
+            logs = workdir / "logs"
+            results = run_plan(targets, plan, repeats=args.repeats, pinning=pinning, logs=logs)
             database = "the given --database-url" if args.database_url else "fresh SQLite"
             details = f"; medians of {args.repeats} repetitions; "
             details += f"{pinning_text(pinning.server_cpu, pinning.client_cpu)}; "

@@ -22,7 +22,7 @@ import orjson
 
 from bench.report import ROOT, Metric, RunResults, ServerInfo
 from bench.scenarios import Scenario
-from bench.servers import HOST, PYTHON, Target
+from bench.servers import HOST, PYTHON, Target, start_process
 from mcp_server.processes import ManagedProcess, die_with_parent, free_port, pinned
 
 
@@ -107,18 +107,10 @@ def scratch_dir(prefix: str, *, keep: bool) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def running(
-    target: Target, port: int, *, log_path: Path, cpu: int | None
+    target: Target, port: int, *, logs: Path, name: str, cpu: int | None
 ) -> Iterator[ManagedProcess]:
     """The target's server pinned to `cpu` for the block, ready (/healthz 200) when it starts."""
-    server = ManagedProcess.start(
-        target.key,
-        target.command(port),
-        env=target.env(),
-        cwd=ROOT,
-        log_path=log_path,
-        cpu=cpu,
-        benchmark=True,
-    )
+    server = start_process(name, target.command(port), target.env(), logs, cpu)
     try:
         server.wait_http_ok(f"http://{HOST}:{port}/healthz")
         yield server
@@ -222,12 +214,11 @@ def measure_server(
 ) -> dict[str, float]:
     """Start one server, run every scenario of the plan it takes, stop it; what was measured."""
     port = free_port()
-    log_path = logs / f"{target.key}-{repetition}.log"
     plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
-    with running(target, port, log_path=log_path, cpu=pinning.server_cpu) as server:
+    name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
+    with running(target, port, logs=logs, name=name, cpu=cpu) as server:
         urls, pids = [target.ws_url(port)], {"server": server.pid}
         peer_url = target.peer_ws_url(port)
-        cpu = pinning.server_cpu
         measured = run_scenarios(
             plan, [server], urls, pids, pinning, server_cpu=cpu, peer_url=peer_url
         )

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_dir("mcp-bench-profile-", keep=False) as workdir:
         target.prepare(workdir)
         port = free_port()
-        with running(target, port, log_path=workdir / "server.log", cpu=server_cpu) as server:
+        with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
             command = loadgen_command(
                 load, [target.ws_url(port)], {"server": server.pid}, client_cpu
             )

@@ -106,6 +106,21 @@ def services_unavailable(postgres_url: str, redis_url: str) -> str | None:
     return redis_unavailable(redis_url)
 
 
+def serve_command(port: int) -> list[str]:
+    """`manage.py serve` on `port`."""
+    return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+
+
+def start_process(
+    name: str, command: list[str], env: Mapping[str, str], logs: Path, cpu: int | None
+) -> ManagedProcess:
+    """A benchmark process from the repository root, on `cpu`, logging to `logs/NAME.log`."""
+    log_path = logs / f"{name}.log"
+    return ManagedProcess.start(
+        name, command, env=env, cwd=ROOT, log_path=log_path, cpu=cpu, benchmark=True
+    )
+
+
 def production_env(var_dir: Path, **settings: str) -> dict[str, str]:
     """Production settings for a process of this benchmark, quiet logs and BENCH_LIMITS."""
     env = scrubbed_env(names=())
@@ -219,7 +234,7 @@ class ServiceTarget(Target):
             daphne = str(Path(PYTHON).parent / "daphne")
             # -v 0: no access log, as LOG_LEVEL=WARNING silences uvicorn's.
             return [daphne, "-b", HOST, "-p", str(port), "-v", "0", "config.asgi:application"]
-        return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+        return serve_command(port)
 
     def env(self) -> dict[str, str]:
         """The service's environment (with Redis under a key prefix of this run, if set)."""
@@ -343,30 +358,18 @@ class ClusterDeployment:
         ready (every /healthz 200, every worker's ready line) for the block, stopped after."""
         env = self.env(execution, extra_env)
         processes = ClusterProcesses()
-
-        def start(label: str, command: list[str], env: Mapping[str, str]) -> ManagedProcess:
-            log_path = logs / f"{name}-{label}.log"
-            return ManagedProcess.start(
-                f"{name}-{label}",
-                command,
-                env=env,
-                cwd=ROOT,
-                log_path=log_path,
-                cpu=cpu,
-                benchmark=True,
-            )
-
         try:
             for index in range(web):
-                port = free_port()
-                command = [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
-                processes.web.append(start(f"web{index + 1}", command, env))
-                processes.ports.append(port)
+                processes.ports.append(free_port())
+                command = serve_command(processes.ports[-1])
+                processes.web.append(
+                    start_process(f"{name}-web{index + 1}", command, env, logs, cpu)
+                )
             # INFO for workers: their ready line is logged at INFO (they log nothing per call).
             for index in range(workers):
-                command = [PYTHON, "manage.py", "runoperations"]
+                command, info = [PYTHON, "manage.py", "runoperations"], env | {"LOG_LEVEL": "INFO"}
                 processes.workers.append(
-                    start(f"worker{index + 1}", command, env | {"LOG_LEVEL": "INFO"})
+                    start_process(f"{name}-worker{index + 1}", command, info, logs, cpu)
                 )
             for process, port in zip(processes.web, processes.ports, strict=True):
                 process.wait_http_ok(f"http://{HOST}:{port}/healthz")

@@ -62,7 +62,7 @@ from bench.report import (
     run_line,
     table,
 )
-from bench.scenarios import Scenario
+from bench.scenarios import LoadTarget, Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
@@ -227,7 +227,8 @@ def measure_mode(
         pids = {"web": processes.web[0].pid}
         pids |= {"worker": processes.workers[0].pid} if workers else {}
         pids |= {"redis": redis_pid} if redis_pid is not None else {}
-        measured = run_scenarios(plan, processes.all, urls, pids, pinning)
+        target = LoadTarget(urls, pids)
+        measured = run_scenarios(plan, processes.all, target, pinning)
         if execution == WORKER and options.stream_calls > 0:
             if redis_cli_path() is None:
                 log("    progress hop: redis-cli is missing, not measured")
@@ -235,7 +236,7 @@ def measure_mode(
                 output = logs / f"monitor-{rep}.txt"
                 stream = ProgressStream(options.stream_calls)
                 with monitoring(options.redis_url, output):
-                    _, samples = run_load(stream, urls, {}, cpu=pinning.client_cpu)
+                    _, samples = run_load(stream, LoadTarget(urls, {}), pinning.client_cpu)
                 sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
                 hop = hop_metrics(sends, list(samples.get("calls", [])))
                 log(f"    progress hop: {summary(hop)}")
@@ -348,7 +349,7 @@ def measure_scale(
         machine_before = machine_cpu(deployment, options.redis_url)
         with MemoryWatch(pids) as watch:
             urls = [deployment.ws_url(port) for port in processes.ports]
-            measured, samples = run_load(options.scale(), urls, {}, cpu=None)
+            measured, samples = run_load(options.scale(), LoadTarget(urls, {}), None)
         check_alive(processes.all, "scale")
         wall = time.time() - began
         threads_after = {name: _thread_split(pid) for name, pid in pids.items()}

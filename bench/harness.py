@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from bench.report import ROOT, Metric, RunResults, ServerInfo
-from bench.scenarios import Scenario
+from bench.scenarios import LoadTarget, Scenario
 from bench.servers import HOST, PYTHON, Target, start_process
 from mcp_server.processes import ManagedProcess, die_with_parent, free_port, pinned
 
@@ -118,36 +118,24 @@ def running(
         server.stop(5.0)
 
 
-def loadgen_command(
-    scenario: Scenario,
-    urls: Sequence[str],
-    pids: Mapping[str, int],
-    cpu: int | None,
-    server_cpu: int | None = None,
-    peer_url: str | None = None,
-) -> list[str]:
+def loadgen_command(scenario: Scenario, target: LoadTarget, cpu: int | None) -> list[str]:
     """The command line of a load generator (bench/loadgen.py) for `scenario`, pinned to `cpu`."""
     command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
-    command += ["--params", orjson.dumps(scenario.params()).decode(), "--urls", ",".join(urls)]
-    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in pids.items())]
-    command += ["--server-cpu", str(server_cpu)] if server_cpu is not None else []
-    return pinned(command + (["--peer-url", peer_url] if peer_url else []), cpu)
+    command += ["--params", orjson.dumps(scenario.params()).decode()]
+    command += ["--urls", ",".join(target.urls)]
+    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in target.pids.items())]
+    command += ["--server-cpu", str(target.server_cpu)] if target.server_cpu is not None else []
+    return pinned(command + (["--peer-url", target.peer_url] if target.peer_url else []), cpu)
 
 
 def run_load(
-    scenario: Scenario,
-    urls: Sequence[str],
-    pids: Mapping[str, int],
-    *,
-    cpu: int | None,
-    server_cpu: int | None = None,
-    peer_url: str | None = None,
+    scenario: Scenario, target: LoadTarget, cpu: int | None
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Run one scenario in a fresh load generator (bench/loadgen.py) pinned to `cpu`; the
     metrics it printed (null, for what it could not measure, as NaN) and its samples."""
     try:
         done = subprocess.run(
-            loadgen_command(scenario, urls, pids, cpu, server_cpu, peer_url),
+            loadgen_command(scenario, target, cpu),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -194,15 +182,13 @@ def check_alive(processes: Sequence[ManagedProcess], during: str) -> None:
 def run_scenarios(
     plan: Sequence[Scenario],
     processes: Sequence[ManagedProcess],
-    urls: Sequence[str],
-    pids: Mapping[str, int],
+    target: LoadTarget,
     pinning: Pinning,
-    **load: Any,
 ) -> dict[str, float]:
     """Each scenario in a fresh load generator against running processes; what they measured."""
     measured: dict[str, float] = {}
     for scenario in plan:
-        metrics, _ = run_load(scenario, urls, pids, cpu=pinning.client_cpu, **load)
+        metrics, _ = run_load(scenario, target, pinning.client_cpu)
         check_alive(processes, scenario.label)
         log(f"    {scenario.label}: {summary(metrics)}")
         measured.update(metrics)
@@ -217,11 +203,10 @@ def measure_server(
     plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
     name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
     with running(target, port, logs=logs, name=name, cpu=cpu) as server:
-        urls, pids = [target.ws_url(port)], {"server": server.pid}
-        peer_url = target.peer_ws_url(port)
-        measured = run_scenarios(
-            plan, [server], urls, pids, pinning, server_cpu=cpu, peer_url=peer_url
+        load = LoadTarget(
+            [target.ws_url(port)], {"server": server.pid}, cpu, target.peer_ws_url(port)
         )
+        measured = run_scenarios(plan, [server], load, pinning)
     warn_on_errors(server)
     return measured
 

@@ -19,7 +19,7 @@ from collections import Counter
 from bench.harness import loadgen_command, log, running, scratch_dir
 from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
-from bench.scenarios import ConnectInitialize, Scenario, Throughput
+from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
 from bench.storm import ConnectionStorm
 from mcp_server.processes import free_port, raise_nofile_limit
@@ -119,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         target.prepare(workdir)
         port = free_port()
         with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
-            command = loadgen_command(
-                load, [target.ws_url(port)], {"server": server.pid}, client_cpu
-            )
+            load_target = LoadTarget([target.ws_url(port)], {"server": server.pid})
+            command = loadgen_command(load, load_target, client_cpu)
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:
                     log(f"py-spy record of {target.key} for {args.seconds:.0f} s")

@@ -136,12 +136,8 @@ class ConnectionStorm(Scenario):
             ("rss_closed_mib", "server RSS after all closed", "MiB"),
             ("rss_closed_pct", "RSS after all closed, above before", "%"),
         ]
-        metrics = declare(
-            self.kind,
-            [(k, f"storm: {label}", *rest) for k, label, *rest in rows],
-            goals=STORM_GOALS,
-        )
-        return metrics
+        labelled = [(key, f"storm: {label}", *rest) for key, label, *rest in rows]
+        return declare(self.kind, labelled, goals=STORM_GOALS)
 
     def timeout(self) -> float:
         return 120.0 + self.connections * 0.05

@@ -2,11 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/api_history.py
 
-Creates a throwaway database next to the one DATABASE_URL names, migrates it, bulk-creates
-ROWS operations for one tenant, times GET /api/runs/ (and a few neighbours) through
-django.test.Client, prints EXPLAIN ANALYZE of a filtered list query, and drops the database.
-Not part of bench/run.py.
-"""
+Works in a throwaway database next to DATABASE_URL's, dropped afterwards."""
 
 import argparse
 import os
@@ -14,38 +10,16 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TOOLS = ["process_images", "process_batch", "sleep", "echo", "calculator"]
 STATUSES = ["succeeded"] * 80 + ["failed"] * 12 + ["cancelled"] * 5 + ["running"] * 3
 P50_GOAL_MS = 100.0
-
-
-def _admin_url(url: str, database: str) -> str:
-    parsed = urlparse(url)
-    return urlunparse(parsed._replace(path=f"/{database}"))
-
-
-def _create_database(url: str) -> tuple[str, str]:
-    """A new empty database on the server of `url`; returns its name and URL."""
-    name = f"mcp_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, _admin_url(url, name)
-
-
-def _drop_database(url: str, name: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _populate(rows: int) -> dict[str, Any]:
@@ -227,7 +201,9 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("Set DATABASE_URL to a PostgreSQL server (postgres://...).")
-    name, bench_url = _create_database(url)
+    from bench.servers import create_database, drop_database
+
+    name, bench_url = create_database(url)
     os.environ["DATABASE_URL"] = bench_url
     print(f"throwaway database {name}")
     try:
@@ -236,7 +212,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        _drop_database(url, name)
+        drop_database(url, name)
         print(f"dropped {name}")
 
 

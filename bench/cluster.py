@@ -1,22 +1,5 @@
 """The scale-out benchmark (issue 5): inline against worker execution, progress latency, and
-1,000 connections over two web processes.
-
-`.venv/bin/python bench/cluster.py` runs it alone; `bench/run.py` (`make bench`) runs it after
-the other servers unless `--only` leaves out `cluster`. It needs PostgreSQL and Redis (a fresh
-database on --cluster-postgres-url, dropped afterwards; Redis at --cluster-redis-url under a key
-prefix of its own). Each repetition:
-
-1. *inline*: one `manage.py serve` (MCP_EXECUTION=inline, REDIS_URL set), pinned like the
-   other servers: trivial `tools/call add` throughput at C=1 and C=50, then the first
-   progress notification of `process_batch` calls;
-2. *worker*: one `serve` and one `runoperations` (MCP_EXECUTION=worker), both on the server
-   CPU: the same measurements, plus each progress notification's way from the worker to the
-   client, read from Redis MONITOR (bench/redis_monitor.py);
-3. *scale*: two `serve` and the workers, unpinned, 1,000 connections each running a
-   `process_batch` with a progressToken: results lost, final progress missing, peak memory.
-
-See docs/BENCHMARKS.md, "Scale-out (issue 5)", for the method.
-"""
+1,000 connections over two web processes (PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -31,11 +14,9 @@ import argparse
 import math
 import re
 import resource
-import shlex
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -50,11 +31,13 @@ from bench.cluster_load import (
 )
 from bench.harness import (
     Pinning,
-    add_run_arguments,
+    check_alive,
     log,
-    pinning_from,
+    option,
+    options_of,
     run_load,
-    scratch_dir,
+    run_plan,
+    run_scenarios,
     summary,
     warn_on_errors,
 )
@@ -67,7 +50,6 @@ from bench.redis_monitor import (
     redis_cli_path,
 )
 from bench.report import (
-    ROOT,
     SCALE,
     Metric,
     RunResults,
@@ -77,22 +59,16 @@ from bench.report import (
     now,
     per_server_sections,
     pinning_text,
-    replace_between,
     run_line,
     table,
-    write_latest,
 )
-from bench.scenarios import Scenario
+from bench.scenarios import LoadTarget, Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     ClusterDeployment,
-    services_unavailable,
 )
-from mcp_server.processes import raise_nofile_limit
 
-LATEST = ROOT / "bench" / "results" / "cluster-latest.md"
-DOCS = ROOT / "docs" / "BENCHMARKS.md"
 MARKER = "bench-cluster"
 INLINE, WORKER = "inline", "worker"
 RSS_SAMPLE_INTERVAL = 0.2
@@ -109,14 +85,6 @@ LOG_COUNTS = (
 STILL_RUNNING = re.compile(r"stopping: (\d+) operations get")
 
 
-def _option(
-    default: Any, flag: str, text: str = "", parse: Callable[[str], Any] | None = None
-) -> Any:
-    return field(
-        default=default, metadata={"flag": flag, "help": text, "parse": parse or type(default)}
-    )
-
-
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
@@ -128,31 +96,32 @@ def _setting(text: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """What to measure and how often; a field with a flag is an option of bench/run.py and
-    bench/cluster.py (`add_cluster_arguments`)."""
+    """What the scale-out benchmark measures and how often; a field with a flag is an option."""
 
-    postgres_url: str = _option(
+    postgres_url: str = option(
         DEFAULT_POSTGRES_URL,
         "--cluster-postgres-url",
         "PostgreSQL server on which a fresh database is created and dropped",
     )
-    redis_url: str = _option(DEFAULT_REDIS_URL, "--cluster-redis-url")
-    concurrency: tuple[int, ...] = _option(
+    redis_url: str = option(DEFAULT_REDIS_URL, "--cluster-redis-url")
+    concurrency: tuple[int, ...] = option(
         (1, 50),
         "--cluster-concurrency",
         "comma-separated C of the trivial-call runs (empty: none)",
         _ints,
     )
-    first_progress_calls: int = _option(200, "--first-progress-calls")
-    stream_calls: int = _option(
-        20, "--stream-calls", "calls traced through Redis MONITOR (0: none)"
-    )
-    scale_connections: int = _option(1000, "--scale-connections")
-    scale_workers: int = _option(1, "--scale-workers")
-    scale_count: int = _option(200, "--scale-count")
-    scale_item_ms: float = _option(20.0, "--scale-item-ms")
-    scale_env: tuple[tuple[str, str], ...] = _option(
-        (), "--scale-env", "NAME=VALUE in the scale run's environment (repeatable)", _setting
+    first_progress_calls: int = option(200, "--first-progress-calls")
+    stream_calls: int = option(20, "--stream-calls", "calls traced through Redis MONITOR (0: none)")
+    scale_connections: int = option(1000, "--scale-connections")
+    scale_workers: int = option(1, "--scale-workers")
+    scale_count: int = option(200, "--scale-count")
+    scale_item_ms: float = option(20.0, "--scale-item-ms")
+    scale_env: tuple[tuple[str, str], ...] = option(
+        (),
+        "--scale-env",
+        "NAME=VALUE in the scale run's environment (repeatable)",
+        _setting,
+        action="append",
     )
     repeats: int = 3
     warmup_s: float = 1.0
@@ -162,10 +131,7 @@ class ClusterOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ClusterOptions:
         """The options of a parsed command line."""
-        flags = {
-            option.name: getattr(args, option.name) for option in fields(cls) if option.metadata
-        }
-        flags["scale_env"] = tuple(flags["scale_env"])
+        flags = options_of(cls, args) | {"scale_env": tuple(args.scale_env)}
         return cls(**flags, repeats=args.repeats, warmup_s=args.warmup, window_s=args.window)
 
     @property
@@ -216,35 +182,20 @@ class ClusterOptions:
         return metrics
 
 
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the cluster benchmark (shared by bench/run.py and bench/cluster.py)."""
-    group = parser.add_argument_group("scale-out (cluster) benchmark")
-    for option in fields(ClusterOptions):
-        if option.metadata:
-            meta, default = option.metadata, option.default
-            extra = (
-                {"action": "append", "default": []}
-                if option.name == "scale_env"
-                else {"default": default}
-            )
-            group.add_argument(
-                meta["flag"],
-                dest=option.name,
-                type=meta["parse"],
-                help=meta["help"] or None,
-                **extra,
-            )
+def redis_info(redis_url: str) -> dict[str, Any]:
+    """Redis's INFO server ({} when it does not answer)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=3)
+    try:
+        return dict(client.info("server"))
+    except redis.RedisError:
+        return {}
+    finally:
+        client.close()
 
 
 def redis_server_pid(redis_url: str) -> int | None:
-    """The process id of the Redis server (INFO server), when it runs on this machine."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=3)
-    try:
-        pid = int(client.info("server").get("process_id", 0))
-    except (redis.RedisError, ValueError):
-        return None
-    finally:
-        client.close()
+    """The process id of the Redis server, when it runs on this machine."""
+    pid = int(redis_info(redis_url).get("process_id", 0))
     return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
@@ -257,46 +208,40 @@ def measure_mode(
     rep: int,
 ) -> dict[str, float]:
     """Throughput, first progress and (worker) the progress hop of one execution mode."""
-    measured: dict[str, float] = {}
     workers = 1 if execution == WORKER else 0
     redis_pid = redis_server_pid(options.redis_url)
-    name = f"{execution}-{rep}"
+    plan: list[Scenario] = [
+        ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
+        for c in options.concurrency
+    ]
+    plan += [FirstProgress(options.first_progress_calls)] if options.first_progress_calls else []
     with deployment.running(
-        name, execution=execution, web=1, workers=workers, cpu=pinning.server_cpu, logs=logs
+        f"{execution}-{rep}",
+        execution=execution,
+        web=1,
+        workers=workers,
+        cpu=pinning.server_cpu,
+        logs=logs,
     ) as processes:
         urls = [deployment.ws_url(processes.ports[0])]
-        pids = {"web": processes.web[0].pid} | (
-            {"worker": processes.workers[0].pid} if workers else {}
-        )
+        pids = {"web": processes.web[0].pid}
+        pids |= {"worker": processes.workers[0].pid} if workers else {}
         pids |= {"redis": redis_pid} if redis_pid is not None else {}
-        plan: list[Scenario] = [
-            ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
-            for c in options.concurrency
-        ]
-        plan += (
-            [FirstProgress(options.first_progress_calls)]
-            if options.first_progress_calls > 0
-            else []
-        )
-        for scenario in plan:
-            metrics, _ = run_load(scenario, urls, pids, cpu=pinning.client_cpu)
-            processes.check_alive(scenario.label)
-            log(f"    {scenario.label}: {summary(metrics)}")
-            measured.update(metrics)
+        target = LoadTarget(urls, pids)
+        measured = run_scenarios(plan, processes.all, target, pinning)
         if execution == WORKER and options.stream_calls > 0:
             if redis_cli_path() is None:
                 log("    progress hop: redis-cli is missing, not measured")
             else:
                 output = logs / f"monitor-{rep}.txt"
+                stream = ProgressStream(options.stream_calls)
                 with monitoring(options.redis_url, output):
-                    _, samples = run_load(
-                        ProgressStream(options.stream_calls), urls, {}, cpu=pinning.client_cpu
-                    )
+                    _, samples = run_load(stream, LoadTarget(urls, {}), pinning.client_cpu)
                 sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
                 hop = hop_metrics(sends, list(samples.get("calls", [])))
                 log(f"    progress hop: {summary(hop)}")
                 measured.update(hop)
-            processes.check_alive("progress stream")
+            check_alive(processes.all, "progress stream")
     measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
     return measured
 
@@ -326,6 +271,7 @@ class MemoryWatch:
 
 
 Readings = tuple[dict[str, float], dict[int, float]]
+Measured = dict[str, float]
 
 
 def machine_cpu(deployment: ClusterDeployment, redis_url: str) -> Readings:
@@ -403,8 +349,8 @@ def measure_scale(
         machine_before = machine_cpu(deployment, options.redis_url)
         with MemoryWatch(pids) as watch:
             urls = [deployment.ws_url(port) for port in processes.ports]
-            measured, samples = run_load(options.scale(), urls, {}, cpu=None)
-        processes.check_alive("scale")
+            measured, samples = run_load(options.scale(), LoadTarget(urls, {}), None)
+        check_alive(processes.all, "scale")
         wall = time.time() - began
         threads_after = {name: _thread_split(pid) for name, pid in pids.items()}
         machine = _machine_used(machine_before, machine_cpu(deployment, options.redis_url))
@@ -450,63 +396,51 @@ def run_cluster(
     scale_info += f"{options.scale_count}, item_ms {options.scale_item_ms:g}); not pinned"
     scale_info += "".join(f", {name}={value}" for name, value in options.scale_env)
     both = "one manage.py serve and one manage.py runoperations"
-    results = RunResults(
-        servers=[
-            ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
-            ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
-            ServerInfo(
-                SCALE,
-                f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations",
-                scale_info,
-            ),
-        ],
-        metrics=options.metrics(),
-        repeats=options.repeats,
-    )
-    logs = workdir / "cluster-logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    scale_title = f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations"
+    compared = bool(options.concurrency or options.first_progress_calls)
+    modes = [
+        ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
+        ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
+        ServerInfo(SCALE, scale_title, scale_info),
+    ]
+    wanted = (compared, compared or options.stream_calls > 0, options.scale_connections > 0)
     deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
+
+    def measure(mode: ServerInfo, _: object, pinning: Pinning, logs: Path, rep: int) -> Measured:
+        if mode.key == SCALE:
+            return measure_scale(deployment, options, logs, rep)
+        return measure_mode(deployment, options, mode.key, pinning, logs, rep)
+
     log("preparing the cluster deployment (PostgreSQL database, account, token)")
     try:
         deployment.create()
-        compared = bool(options.concurrency or options.first_progress_calls)
-        modes = ((INLINE,) if compared else ()) + (
-            (WORKER,) if compared or options.stream_calls else ()
+        return run_plan(
+            [mode for mode, on in zip(modes, wanted, strict=True) if on],
+            [],
+            repeats=options.repeats,
+            pinning=pinning,
+            logs=workdir / "cluster-logs",
+            measure=measure,
+            metrics=options.metrics(),
         )
-        for rep in range(1, options.repeats + 1):
-            for execution in modes:
-                log(f"[{rep}/{options.repeats}] cluster {execution}")
-                results.add(
-                    execution, measure_mode(deployment, options, execution, pinning, logs, rep)
-                )
-            if options.scale_connections > 0:
-                log(f"[{rep}/{options.repeats}] cluster scale")
-                results.add(SCALE, measure_scale(deployment, options, logs, rep))
     finally:
         if keep_database:
             log(f"kept database {deployment.database} and Redis prefix {deployment.prefix}")
         else:
             deployment.drop()
-    return results
 
 
 def service_versions(options: ClusterOptions) -> list[tuple[str, str]]:
     """PostgreSQL's and Redis's versions, for the facts table."""
-    facts = [("PostgreSQL", "unknown"), ("Redis", "unknown")]
+    postgres = "unknown"
     try:
         with psycopg.connect(options.postgres_url, connect_timeout=3) as conn:
             row = conn.execute("SHOW server_version").fetchone()
-        facts[0] = ("PostgreSQL", str(row[0]).split()[0] if row else "unknown")
+        postgres = str(row[0]).split()[0] if row else postgres
     except psycopg.Error:
         pass
-    client = redis.Redis.from_url(options.redis_url, socket_timeout=3)
-    try:
-        facts[1] = ("Redis", str(client.info("server").get("redis_version", "unknown")))
-    except redis.RedisError:
-        pass
-    finally:
-        client.close()
-    return facts
+    redis_version = str(redis_info(options.redis_url).get("redis_version", "unknown"))
+    return [("PostgreSQL", postgres), ("Redis", redis_version)]
 
 
 def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path) -> str:
@@ -551,41 +485,7 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
     return "\n".join(lines).rstrip() + "\n"
 
 
-def run_if_available(
-    args: argparse.Namespace, pinning: Pinning, command: str, workdir: Path
-) -> str | None:
-    """`run_and_report`, or None (with a warning) when PostgreSQL or Redis is unreachable:
-    `make bench` runs the other servers without them."""
-    reason = services_unavailable(args.postgres_url, args.redis_url)
-    if reason is not None:
-        log(f"warning: skipping the scale-out benchmark: {reason}")
-        return None
-    return run_and_report(args, pinning, command, workdir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the cluster benchmark alone, print its section and write it where asked."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_run_arguments(parser, keep_tmp_help="keep logs, database, prefix")
-    add_cluster_arguments(parser)
-    args = parser.parse_args(argv)
-    raise_nofile_limit()
-    pinning = pinning_from(args)
-    command = shlex.join(["bench/cluster.py", *(argv if argv is not None else sys.argv[1:])])
-    with scratch_dir("mcp-bench-cluster-", keep=args.keep_tmp) as workdir:
-        reason = services_unavailable(args.postgres_url, args.redis_url)
-        if reason is not None:
-            raise SystemExit(reason)
-        section = run_and_report(args, pinning, command, workdir)
-    text = "# Scale-out benchmark results\n\n" + section
-    print(text)
-    write_latest(LATEST, text)
-    log(f"wrote {LATEST.relative_to(ROOT)}")
-    if args.write_docs:
-        replace_between(DOCS, MARKER, section)
-        log(f"updated {DOCS.relative_to(ROOT)}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.run import main
+
+    sys.exit(main(script="bench/cluster.py"))

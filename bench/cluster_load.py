@@ -1,11 +1,12 @@
-"""The scale-out benchmark's scenarios (bench/cluster.py): trivial calls with the CPU of
-every process of a deployment, progress latency, and many connections each running a call."""
+"""The scale-out benchmark's scenarios: trivial calls with every process's CPU, progress
+latency, and many connections each running a call."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ import psycopg
 from websockets.exceptions import ConnectionClosed
 
 from bench.measure import busy_seconds, cpu_seconds, percentile
-from bench.report import CALLS, PROGRESS, SCALE, Metric
+from bench.report import CALLS, PROGRESS, SCALE, Metric, Row, declare
 from bench.scenarios import (
     LoadTarget,
     Scenario,
@@ -35,6 +36,29 @@ CPU_PARTS = (
     ("machine", "whole machine CPU per call"),
     ("other", "other processes' CPU per call (not this benchmark's)"),
 )
+FIRST_PROGRESS: list[Row] = [
+    ("first_p50_us", "first progress after sending tools/call, p50", "µs"),
+    ("first_p99_us", "first progress after sending tools/call, p99", "µs"),
+    ("response_p50_us", "response of process_batch(count=1), p50", "µs"),
+    ("response_p99_us", "response of process_batch(count=1), p99", "µs"),
+]
+SCALE_ROWS: list[Row] = [
+    ("connections", "connections opened", "items", True),
+    ("calls.ok", "results received, complete", "items", True),
+    ("results_lost", "final results lost (no result: error or no response)", "items"),
+    ("calls.failed", "of which error responses", "items"),
+    ("no_response", "of which no response (timeout or socket closed)", "items"),
+    ("calls.wrong", "results with a wrong count", "items"),
+    ("calls.closed", "sockets closed by the server", "items"),
+    ("calls.lost", "no response within the deadline", "items"),
+    ("final_progress_missing", "final progress missing (last notification < total)", "items"),
+    ("notifications", "progress notifications received", "items", True),
+    ("open_s", "time to open and initialize the connections", "s"),
+    ("all_done_s", "time from the calls to the last result", "s"),
+    ("duration_p50_s", "call duration p50", "s"),
+    ("duration_p99_s", "call duration p99", "s"),
+    ("duration_max_s", "call duration max", "s"),
+]
 
 
 def postgres_backends(database_url: str) -> list[int]:
@@ -49,29 +73,22 @@ def postgres_backends(database_url: str) -> list[int]:
 
 @dataclass(frozen=True)
 class ClusterThroughput(Throughput):
-    """Throughput with the CPU per call of each process of the deployment (`web`, `worker`,
-    `redis`), of PostgreSQL's backends for `database_url`, of this load generator, of the
-    machine as a whole, and of everything else on it."""
+    """Throughput with the CPU per call of each process of the deployment, of PostgreSQL's
+    backends for `database_url`, of the load generator, the machine and everything else."""
 
     kind: ClassVar[str] = "cluster-throughput"
     database_url: str = ""
 
     def metrics(self) -> list[Metric]:
-        """calls/s, p50, p99, the CPU per call of each part, the machine's load."""
         c = self.concurrency
-        metrics = [
-            Metric(f"c{c}.calls_per_s", f"calls/s, C={c}", "calls/s", True, section=CALLS),
-            Metric(f"c{c}.p50_us", f"p50 latency, C={c}", "µs", section=CALLS),
-            Metric(f"c{c}.p99_us", f"p99 latency, C={c}", "µs", section=CALLS),
+        rows: list[Row] = [
+            ("calls_per_s", f"calls/s, C={c}", "calls/s", True),
+            ("p50_us", f"p50 latency, C={c}", "µs"),
+            ("p99_us", f"p99 latency, C={c}", "µs"),
         ]
-        metrics += [
-            Metric(f"c{c}.cpu_us_per_call.{part}", f"{text}, C={c}", "µs", section=CALLS)
-            for part, text in CPU_PARTS
-        ]
-        return [
-            *metrics,
-            Metric(f"c{c}.cpu_pct.machine", f"whole machine busy, C={c} (200 % = both CPUs)", "%"),
-        ]
+        rows += [(f"cpu_us_per_call.{part}", f"{text}, C={c}", "µs") for part, text in CPU_PARTS]
+        busy = [("cpu_pct.machine", f"whole machine busy, C={c} (200 % = both CPUs)", "%")]
+        return declare(f"c{c}", rows, CALLS) + declare(f"c{c}", busy)
 
     async def cpu_window(self, target: LoadTarget, start: float, end: float) -> tuple[Any, Any]:
         backends: list[int] = []
@@ -84,11 +101,8 @@ class ClusterThroughput(Throughput):
             parts = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
             if backends:
                 parts["postgres"] = sum(cpu_seconds(pid) for pid in backends)
-            return parts | {
-                "client": time.process_time(),
-                "machine": busy_seconds(),
-                "at": time.perf_counter(),
-            }
+            clocks = {"client": time.process_time(), "machine": busy_seconds()}
+            return parts | clocks | {"at": time.perf_counter()}
 
         await asyncio.sleep(max(0.0, start - time.perf_counter()))
         first = snapshot()
@@ -102,9 +116,8 @@ class ClusterThroughput(Throughput):
         elapsed = after.pop("at") - before.pop("at")
         used = {name: after[name] - before[name] for name in before}
         # Whatever the machine did besides the processes accounted for: other load on the host.
-        used["other"] = max(
-            0.0, used["machine"] - sum(v for k, v in used.items() if k != "machine")
-        )
+        accounted = sum(v for k, v in used.items() if k != "machine")
+        used["other"] = max(0.0, used["machine"] - accounted)
         used["service"] = used.get("web", math.nan) + used.get("worker", 0.0)
         per_call = [
             used.get(part, math.nan) / elapsed / rate * 1e6 if rate else math.nan
@@ -116,8 +129,8 @@ class ClusterThroughput(Throughput):
 
 @dataclass(frozen=True)
 class FirstProgress(Scenario):
-    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken on one
-    connection: time from sending the call to its only progress notification, and to its reply."""
+    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken: time from
+    sending the call to its only progress notification, and to its reply."""
 
     kind: ClassVar[str] = "first-progress"
     calls: int = 200
@@ -126,36 +139,7 @@ class FirstProgress(Scenario):
     title: ClassVar[str] = "first progress x{calls}"
 
     def metrics(self) -> list[Metric]:
-        return [
-            Metric(
-                "fp.first_p50_us",
-                "first progress after sending tools/call, p50",
-                "µs",
-                section=PROGRESS,
-            ),
-            Metric(
-                "fp.first_p99_us",
-                "first progress after sending tools/call, p99",
-                "µs",
-                section=PROGRESS,
-            ),
-            Metric(
-                "fp.response_p50_us",
-                "response of process_batch(count=1), p50",
-                "µs",
-                section=PROGRESS,
-            ),
-            Metric(
-                "fp.response_p99_us",
-                "response of process_batch(count=1), p99",
-                "µs",
-                section=PROGRESS,
-            ),
-        ]
-
-    def timeout(self) -> float:
-        """Four minutes."""
-        return 240.0
+        return declare("fp", FIRST_PROGRESS, PROGRESS)
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         client = await connect(target.url)
@@ -163,26 +147,22 @@ class FirstProgress(Scenario):
         reply: list[float] = []
         try:
             for index in range(self.warmup + self.calls):
-                trace = await traced_call(
-                    client, "process_batch", {"count": 1, "item_ms": 0}, f"first-{index}"
-                )
+                arguments = {"count": 1, "item_ms": 0}
+                trace = await traced_call(client, "process_batch", arguments, f"first-{index}")
                 if not trace.notes or trace.structured().get("processed") != 1:
-                    raise UnexpectedReply(
-                        f"call {index}: no progress or a wrong result {trace.reply!r:.300}"
-                    )
+                    raise UnexpectedReply(f"call {index}: no progress or {trace.reply!r:.300}")
                 if index >= self.warmup:
                     first.append(trace.notes[0][1] - trace.sent)
                     reply.append(trace.done - trace.sent)
         finally:
             await close_all([client])
-        values = [percentile(samples, p) * 1e6 for samples in (first, reply) for p in (0.5, 0.99)]
-        return self.values(*values)
+        return self.values(*(percentile(s, p) * 1e6 for s in (first, reply) for p in (0.5, 0.99)))
 
 
 @dataclass(frozen=True)
 class ProgressStream(Scenario):
-    """Sequential `process_batch(count, item_ms)` calls with a progressToken on one connection;
-    every notification's arrival, for the harness to match with Redis MONITOR."""
+    """Sequential `process_batch(count, item_ms)` calls with a progressToken; every
+    notification's arrival, for the harness to match with Redis MONITOR."""
 
     kind: ClassVar[str] = "progress-stream"
     calls: int = 20
@@ -193,18 +173,12 @@ class ProgressStream(Scenario):
     title: ClassVar[str] = "progress stream x{calls}"
 
     def metrics(self) -> list[Metric]:
-        """How many notifications arrived (the hop itself is the harness's)."""
-        return [
-            Metric(
-                "stream.notifications", "progress notifications of the traced calls", "items", True
-            )
-        ]
-
-    def timeout(self) -> float:
-        return 240.0
+        return declare(
+            "stream",
+            [("notifications", "progress notifications of the traced calls", "items", True)],
+        )
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
-        """Only the metrics; `measure` has the samples too."""
         return (await self.measure(target))[0]
 
     async def measure(self, target: LoadTarget) -> tuple[dict[str, float], dict[str, Any]]:
@@ -225,6 +199,17 @@ class ProgressStream(Scenario):
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How one call of the scale scenario ended."""
+
+    status: str  # ok, wrong, failed, closed, lost
+    detail: str = ""
+    last: float = math.nan  # the last progress seen
+    duration: float = math.nan
+    notes: int = 0
+
+
+@dataclass(frozen=True)
 class Scale(Scenario):
     """N connections spread over the web processes, each sending one `process_batch` with a
     progressToken at the same moment: how many results arrive, complete with final progress."""
@@ -239,91 +224,45 @@ class Scale(Scenario):
     title: ClassVar[str] = "scale x{connections}"
 
     def metrics(self) -> list[Metric]:
-        """Results complete, lost or failed, notifications, times (the client's view)."""
-        rows = [
-            ("connections", "connections opened", "items", True),
-            ("calls.ok", "results received, complete", "items", True),
-            (
-                "results_lost",
-                "final results lost (no result: error or no response)",
-                "items",
-                False,
-            ),
-            ("calls.failed", "of which error responses", "items", False),
-            ("no_response", "of which no response (timeout or socket closed)", "items", False),
-            ("calls.wrong", "results with a wrong count", "items", False),
-            ("calls.closed", "sockets closed by the server", "items", False),
-            ("calls.lost", "no response within the deadline", "items", False),
-            (
-                "final_progress_missing",
-                "final progress missing (last notification < total)",
-                "items",
-                False,
-            ),
-            ("notifications", "progress notifications received", "items", True),
-            ("open_s", "time to open and initialize the connections", "s", False),
-            ("all_done_s", "time from the calls to the last result", "s", False),
-            ("duration_p50_s", "call duration p50", "s", False),
-            ("duration_p99_s", "call duration p99", "s", False),
-            ("duration_max_s", "call duration max", "s", False),
-        ]
-        return [
-            Metric(key, label, unit, higher, section=SCALE) for key, label, unit, higher in rows
-        ]
+        return declare("", SCALE_ROWS, SCALE)
 
     def timeout(self) -> float:
         return self.deadline_s + self.count * self.item_ms / 1000 + self.slack_s
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
-        """Only the metrics; `measure` has the samples too."""
         return (await self.measure(target))[0]
+
+    async def follow(self, client: Any, index: int, go: asyncio.Event) -> Outcome:
+        """Wait for `go`, make the call, read it to its end."""
+        await go.wait()
+        began = time.monotonic()
+        arguments = {"count": self.count, "item_ms": self.item_ms}
+        try:
+            trace = await traced_call(
+                client, "process_batch", arguments, f"scale-{index}", within=self.deadline_s
+            )
+        except TimeoutError:
+            return Outcome("lost")
+        except ConnectionClosed as closed:
+            return Outcome("closed", f"closed {closed.rcvd.code if closed.rcvd else 'no frame'}")
+        last = trace.notes[-1][0] if trace.notes else math.nan
+        took, seen = time.monotonic() - began, len(trace.notes)
+        try:
+            processed = trace.structured().get("processed")
+        except UnexpectedReply:
+            error = (trace.reply or {}).get("error") or {}
+            return Outcome(
+                "failed", str(error.get("message") or trace.reply)[:300], last, took, seen
+            )
+        return Outcome("ok" if processed == self.count else "wrong", "", last, took, seen)
 
     async def measure(self, target: LoadTarget) -> tuple[dict[str, float], dict[str, Any]]:
         started = time.perf_counter()
         clients = await open_many(target.urls, self.connections)
         open_s = time.perf_counter() - started
         go = asyncio.Event()
-        arguments = {"count": self.count, "item_ms": self.item_ms}
-
-        async def follow(index: int) -> tuple[str, str, float, float, int]:
-            """(status, detail, last progress, duration, notifications) of one call."""
-            await go.wait()
-            began = time.monotonic()
-            try:
-                trace = await traced_call(
-                    clients[index],
-                    "process_batch",
-                    arguments,
-                    f"scale-{index}",
-                    within=self.deadline_s,
-                )
-            except TimeoutError:
-                return "lost", "", math.nan, math.nan, 0
-            except ConnectionClosed as closed:
-                return (
-                    "closed",
-                    f"closed {closed.rcvd.code if closed.rcvd else 'without a frame'}",
-                    math.nan,
-                    math.nan,
-                    0,
-                )
-            last = trace.notes[-1][0] if trace.notes else math.nan
-            duration, seen = time.monotonic() - began, len(trace.notes)
-            try:
-                processed = trace.structured().get("processed")
-            except UnexpectedReply:
-                error = (trace.reply or {}).get("error") or {}
-                return (
-                    "failed",
-                    str(error.get("message") or trace.reply)[:300],
-                    last,
-                    duration,
-                    seen,
-                )
-            return ("ok" if processed == self.count else "wrong"), "", last, duration, seen
-
         try:
-            followers = [asyncio.create_task(follow(i)) for i in range(len(clients))]
+            followers = [asyncio.create_task(self.follow(c, i, go)) for i, c in enumerate(clients)]
             await asyncio.sleep(0)  # every follower waits for `go`
             began = time.monotonic()
             go.set()
@@ -331,40 +270,36 @@ class Scale(Scenario):
             elapsed = time.monotonic() - began
         finally:
             await close_all(clients)
-        ok = [o for o in outcomes if o[0] == "ok"]
-        durations = [o[3] for o in outcomes if not math.isnan(o[3])]
-        count = {
-            status: float(sum(o[0] == status for o in outcomes))
-            for status in ("ok", "failed", "wrong", "closed", "lost")
-        }
+        count = Counter(o.status for o in outcomes)
+        durations = [o.duration for o in outcomes if not math.isnan(o.duration)]
+        missing = [
+            f"{i}: last progress {o.last}"
+            for i, o in enumerate(outcomes)
+            if o.status == "ok" and o.last != self.count
+        ]
         values = [
             float(len(clients)),
             count["ok"],
-            float(len(outcomes) - len(ok)),
+            len(outcomes) - count["ok"],
             count["failed"],
             count["lost"] + count["closed"],
             count["wrong"],
             count["closed"],
             count["lost"],
-            float(sum(o[2] != self.count for o in ok)),
-            float(sum(o[4] for o in outcomes)),
+            len(missing),
+            sum(o.notes for o in outcomes),
             open_s,
             elapsed,
             percentile(durations, 0.5),
             percentile(durations, 0.99),
             max(durations, default=math.nan),
         ]
-        problems: dict[str, int] = {}
-        for status, detail, *_ in outcomes:
-            if status != "ok":
-                kind = f"{status}: {detail}" if detail else status
-                problems[kind] = problems.get(kind, 0) + 1
-        missing = [
-            f"{i}: last progress {o[2]}"
-            for i, o in enumerate(outcomes)
-            if o[0] == "ok" and o[2] != self.count
-        ]
-        return self.values(*values), {
-            "problems": problems,
+        problems = Counter(
+            f"{o.status}: {o.detail}" if o.detail else o.status
+            for o in outcomes
+            if o.status != "ok"
+        )
+        return self.values(*map(float, values)), {
+            "problems": dict(problems),
             "final_missing": missing[:50],
         }

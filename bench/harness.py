@@ -1,5 +1,5 @@
-"""How a benchmark script runs its measurements: options, CPU pinning, servers started and
-stopped around a load generator process, and the temporary directory of a run."""
+"""How a benchmark script runs: options, CPU pinning, servers started and stopped around a load
+generator process, and the temporary directory of a run."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import orjson
 
-from bench.report import ROOT, RunResults, ServerInfo
-from bench.scenarios import Scenario
-from bench.servers import HOST, PYTHON, Target
+from bench.report import ROOT, Metric, RunResults, ServerInfo
+from bench.scenarios import LoadTarget, Scenario
+from bench.servers import HOST, PYTHON, Target, start_process
 from mcp_server.processes import ManagedProcess, die_with_parent, free_port, pinned
 
 
@@ -39,16 +39,42 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, keep_tmp_help: str) -> None:
-    """Docs, repetitions, measuring window, pinning, temp dir: the options of every script."""
-    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
-    parser.add_argument("--window", type=float, default=3.0, help="measured seconds")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
-    parser.add_argument("--keep-tmp", action="store_true", help=keep_tmp_help)
+def option(default: Any, flag: str, text: str = "", parse: Any = None, **extra: Any) -> Any:
+    """A dataclass field that is also the command-line option `flag` (see `add_options`)."""
+    meta = {"flag": flag, "help": text or None, "parse": parse, "extra": extra}
+    return field(default=default, metadata=meta)
+
+
+def add_options(parser: Any, declared: type) -> None:
+    """The options of a dataclass's fields made with `option`, on `parser` (or a group)."""
+    for declared_field in fields(declared):
+        meta, default = declared_field.metadata, declared_field.default
+        if not meta:
+            continue
+        parse = meta["parse"] or type(default)
+        kind = {"action": "store_true"} if default is False else {"type": parse}
+        appended = meta["extra"].get("action") == "append"  # a list on the command line
+        kind |= {"default": [] if appended else default} | meta["extra"]
+        parser.add_argument(meta["flag"], dest=declared_field.name, help=meta["help"], **kind)
+
+
+def options_of(declared: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of a dataclass's option fields in a parsed command line."""
+    return {f.name: getattr(args, f.name) for f in fields(declared) if f.metadata}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Docs, repetitions, measuring window, pinning, temp dir: the options of every run."""
+
+    write_docs: bool = option(False, "--write-docs", "update docs/BENCHMARKS.md")
+    repeats: int = option(3, "--repeats")
+    warmup: float = option(1.0, "--warmup", "seconds before the window")
+    window: float = option(3.0, "--window", "measured seconds")
+    server_cpu: int = option(0, "--server-cpu")
+    client_cpu: int = option(1, "--client-cpu")
+    no_pin: bool = option(False, "--no-pin", "do not use taskset")
+    keep_tmp: bool = option(False, "--keep-tmp", "keep the temp dir (logs, db, cluster database)")
 
 
 def pinning_from(args: argparse.Namespace) -> Pinning:
@@ -81,18 +107,10 @@ def scratch_dir(prefix: str, *, keep: bool) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def running(
-    target: Target, port: int, *, log_path: Path, cpu: int | None
+    target: Target, port: int, *, logs: Path, name: str, cpu: int | None
 ) -> Iterator[ManagedProcess]:
     """The target's server pinned to `cpu` for the block, ready (/healthz 200) when it starts."""
-    server = ManagedProcess.start(
-        target.key,
-        target.command(port),
-        env=target.env(),
-        cwd=ROOT,
-        log_path=log_path,
-        cpu=cpu,
-        benchmark=True,
-    )
+    server = start_process(name, target.command(port), target.env(), logs, cpu)
     try:
         server.wait_http_ok(f"http://{HOST}:{port}/healthz")
         yield server
@@ -100,25 +118,24 @@ def running(
         server.stop(5.0)
 
 
+def loadgen_command(scenario: Scenario, target: LoadTarget, cpu: int | None) -> list[str]:
+    """The command line of a load generator (bench/loadgen.py) for `scenario`, pinned to `cpu`."""
+    command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
+    command += ["--params", orjson.dumps(scenario.params()).decode()]
+    command += ["--urls", ",".join(target.urls)]
+    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in target.pids.items())]
+    command += ["--server-cpu", str(target.server_cpu)] if target.server_cpu is not None else []
+    return pinned(command + (["--peer-url", target.peer_url] if target.peer_url else []), cpu)
+
+
 def run_load(
-    scenario: Scenario,
-    urls: Sequence[str],
-    pids: Mapping[str, int],
-    *,
-    cpu: int | None,
-    server_cpu: int | None = None,
-    peer_url: str | None = None,
+    scenario: Scenario, target: LoadTarget, cpu: int | None
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Run one scenario in a fresh load generator (bench/loadgen.py) pinned to `cpu`; the
     metrics it printed (null, for what it could not measure, as NaN) and its samples."""
-    command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
-    command += ["--params", orjson.dumps(scenario.params()).decode(), "--urls", ",".join(urls)]
-    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in pids.items())]
-    command += ["--server-cpu", str(server_cpu)] if server_cpu is not None else []
-    command += ["--peer-url", peer_url] if peer_url else []
     try:
         done = subprocess.run(
-            pinned(command, cpu),
+            loadgen_command(scenario, target, cpu),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -155,59 +172,68 @@ def warn_on_errors(process: ManagedProcess) -> int:
     return len(hits)
 
 
+def check_alive(processes: Sequence[ManagedProcess], during: str) -> None:
+    """Fail, with the log tail, when one of the processes died."""
+    for process in processes:
+        if not process.alive():
+            raise RuntimeError(f"{process.name} died during {during}:\n{process.log_tail()}")
+
+
+def run_scenarios(
+    plan: Sequence[Scenario],
+    processes: Sequence[ManagedProcess],
+    target: LoadTarget,
+    pinning: Pinning,
+) -> dict[str, float]:
+    """Each scenario in a fresh load generator against running processes; what they measured."""
+    measured: dict[str, float] = {}
+    for scenario in plan:
+        metrics, _ = run_load(scenario, target, pinning.client_cpu)
+        check_alive(processes, scenario.label)
+        log(f"    {scenario.label}: {summary(metrics)}")
+        measured.update(metrics)
+    return measured
+
+
 def measure_server(
     target: Target, plan: Sequence[Scenario], pinning: Pinning, logs: Path, repetition: int
 ) -> dict[str, float]:
     """Start one server, run every scenario of the plan it takes, stop it; what was measured."""
     port = free_port()
-    measured: dict[str, float] = {}
-    with running(
-        target, port, log_path=logs / f"{target.key}-{repetition}.log", cpu=pinning.server_cpu
-    ) as server:
-        for scenario in plan:
-            if not scenario.applies_to(target.key) or (
-                target.kinds and scenario.kind not in target.kinds
-            ):
-                continue
-            metrics, _ = run_load(
-                scenario,
-                [target.ws_url(port)],
-                {"server": server.pid},
-                cpu=pinning.client_cpu,
-                server_cpu=pinning.server_cpu,
-                peer_url=target.peer_ws_url(port),
-            )
-            if not server.alive():
-                raise RuntimeError(
-                    f"{target.key} died during {scenario.label}:\n{server.log_tail()}"
-                )
-            log(f"    {scenario.label}: {summary(metrics)}")
-            measured.update(metrics)
+    plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
+    name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
+    with running(target, port, logs=logs, name=name, cpu=cpu) as server:
+        load = LoadTarget(
+            [target.ws_url(port)], {"server": server.pid}, cpu, target.peer_ws_url(port)
+        )
+        measured = run_scenarios(plan, [server], load, pinning)
     warn_on_errors(server)
     return measured
 
 
+# How a run measures one server in one repetition: (server, plan, pinning, logs, repetition).
+Measure = Callable[[Any, Sequence[Scenario], Pinning, Path, int], dict[str, float]]
+
+
 def run_plan(
-    targets: Sequence[Target],
+    servers: Sequence[Target | ServerInfo],
     plan: Sequence[Scenario],
     *,
     repeats: int,
     pinning: Pinning,
-    workdir: Path,
+    logs: Path,
+    measure: Measure = measure_server,
+    metrics: list[Metric] | None = None,
 ) -> RunResults:
-    """Prepare every target, then measure them in turn, `repeats` times over."""
+    """Measure the servers in turn (`measure_server` by default), `repeats` times over."""
     results = RunResults(
-        servers=[ServerInfo(t.key, t.title, t.description) for t in targets],
-        metrics=[metric for scenario in plan for metric in scenario.metrics()],
+        servers=[ServerInfo(t.key, t.title, t.description) for t in servers],
+        metrics=metrics or [metric for scenario in plan for metric in scenario.metrics()],
         repeats=repeats,
     )
-    logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for target in targets:
-        log(f"preparing {target.key}")
-        target.prepare(workdir)
     for repetition in range(1, repeats + 1):
-        for target in targets:
-            log(f"[{repetition}/{repeats}] {target.key}")
-            results.add(target.key, measure_server(target, plan, pinning, logs, repetition))
+        for server in servers:
+            log(f"[{repetition}/{repeats}] {server.key}")
+            results.add(server.key, measure(server, plan, pinning, logs, repetition))
     return results

@@ -1,11 +1,7 @@
 """Profile one server under load with py-spy: where does its CPU time go?
 
-`.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` starts the
-server pinned like the benchmark, drives back-to-back `tools/call` from the load generator and
-samples the server with `py-spy record` (install it with `.venv/bin/pip install py-spy`).
-Writes the collapsed stacks to bench/results/profile-<target>.txt (speedscope and flamegraph.pl
-read them) and prints the functions with the most samples, by own time and including callees.
-"""
+`.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` writes the
+collapsed stacks to bench/results/profile-<target>.txt and prints the top functions."""
 
 from __future__ import annotations
 
@@ -20,33 +16,27 @@ import argparse
 import subprocess
 from collections import Counter
 
-import orjson
-
-from bench.harness import log, running, scratch_dir
-from bench.pyspy import py_spy_path
+from bench.harness import loadgen_command, log, running, scratch_dir
+from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
-from bench.scenarios import ConnectInitialize, Scenario, Throughput
-from bench.servers import PYTHON, RAW, SDK, ServiceSetup, ServiceTarget, Target
+from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
+from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
 from bench.storm import ConnectionStorm
-from mcp_server.processes import free_port, pinned, raise_nofile_limit
+from mcp_server.processes import free_port, raise_nofile_limit
 
 RESULTS = ROOT / "bench" / "results"
 # Frames worth a closer look: the project's own code and the frameworks it drives.
 FOCUS = ("mcp_server/", "accounts/", "config/", "channels/", "asgiref/", "django/")
 TARGETS = ("service", "service-daphne", "service-redis", "sdk", "raw")
-REDIS_URL = "redis://127.0.0.1:6379/11"
 Ranking = list[tuple[str, int]]
 
 
 def make_target(key: str) -> Target:
     """The target called `key`."""
     setup = ServiceSetup()
-    variants: dict[str, Target] = {
-        "service": ServiceTarget(setup),
-        "service-daphne": ServiceTarget(setup, "daphne"),
-        "service-redis": ServiceTarget(setup, redis_url=REDIS_URL),
-    }
-    return variants.get(key) or (SDK if key == "sdk" else RAW)
+    service = [ServiceTarget(setup), ServiceTarget(setup, "daphne")]
+    targets = [*service, ServiceTarget(setup, redis_url=DEFAULT_REDIS_URL), SDK, RAW]
+    return next(target for target in targets if target.key == key)
 
 
 def top_functions(
@@ -58,11 +48,8 @@ def top_functions(
     inclusive: Counter[str] = Counter()
     focus: Counter[str] = Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count, frames = int(count_text), stack.split(";")
+    for stack, count in collapsed_stacks(collapsed):
+        frames = stack.split(";")
         if thread is not None:
             if thread not in frames[0] or len(frames) < 2:
                 continue
@@ -124,48 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     collapsed = RESULTS / f"profile-{target.key}.txt"
     load = load_for(args)
+    # --thread: every running thread, unpaused; --all-threads: waiting ones too; else the GIL's.
+    sampling = (
+        ["--threads", "--nonblocking"] if args.thread else [] if args.all_threads else ["--gil"]
+    )
     with scratch_dir("mcp-bench-profile-", keep=False) as workdir:
         target.prepare(workdir)
         port = free_port()
-        with running(target, port, log_path=workdir / "server.log", cpu=server_cpu) as server:
-            command = [
-                PYTHON,
-                "-m",
-                "bench.loadgen",
-                "--scenario",
-                load.kind,
-                "--urls",
-                target.ws_url(port),
-            ]
-            command += [
-                "--pids",
-                f"server={server.pid}",
-                "--params",
-                orjson.dumps(load.params()).decode(),
-            ]
-            with subprocess.Popen(
-                pinned(command, client_cpu), cwd=ROOT, stdout=subprocess.DEVNULL
-            ) as loadgen:
+        with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
+            load_target = LoadTarget([target.ws_url(port)], {"server": server.pid})
+            command = loadgen_command(load, load_target, client_cpu)
+            with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:
                     log(f"py-spy record of {target.key} for {args.seconds:.0f} s")
-                    record = [
-                        spy,
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--format",
-                        "raw",
-                        "--rate",
-                        str(args.rate),
-                    ]
-                    record += ["--duration", str(round(args.seconds)), "--output", str(collapsed)]
-                    record += (
-                        ["--threads", "--nonblocking"]
-                        if args.thread
-                        else []
-                        if args.all_threads
-                        else ["--gil"]
-                    )
+                    record = [spy, "record", "--pid", str(server.pid), "--format", "raw"]
+                    record += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
+                    record += ["--output", str(collapsed), *sampling]
                     subprocess.run(record, check=True, capture_output=True)
                 finally:
                     loadgen.terminate()  # the load outlasts the recording

@@ -1,9 +1,5 @@
-"""The load generator process: runs one scenario against one deployment, prints JSON.
-
-Started by the harness pinned to its own CPU, e.g. `python -m bench.loadgen --scenario
-throughput --params '{"concurrency": 50}' --urls ws://... --pids server=123`. Prints one line
-`{"metrics": {...}, "samples": {...}}`; exits non-zero on any failure, a wrong reply included.
-"""
+"""The load generator process: runs one scenario against one deployment and prints one JSON
+line `{"metrics": {...}, "samples": {...}}`; exits non-zero on any failure."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """Long-running operations (issue 3) and the cost of history, on this service only.
 
-`process_images` over the demo images the harness generated once for the run, with and
-without progress, and pings meanwhile (each run's thumbnails are deleted afterwards); and
-history recording's share of the server's CPU under C=50 `add` calls. The service has no
-switch to turn history off, so that cost is measured from inside: py-spy samples the
-server's threads (bench/pyspy.py), the writer thread counts as history throughout, the event
-loop only while it builds and hands over snapshots.
+History cannot be turned off, so its cost is measured from inside: py-spy samples the server's
+threads (bench/pyspy.py); the writer thread counts as history throughout, the event loop only
+while it builds and hands over snapshots.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +18,7 @@ from uuid import uuid4
 
 from bench.measure import percentile
 from bench.pyspy import Kinds, Recording, py_spy_path
-from bench.report import LONG_RUNNING, Goal, Metric
+from bench.report import LONG_RUNNING, Goal, Metric, Row, declare
 from bench.scenarios import (
     SERVICE_ONLY,
     LoadTarget,
@@ -59,8 +55,50 @@ HISTORY_KINDS: Kinds = {
 }
 
 
-def _metric(key: str, label: str, unit: str, *goals: Goal, higher: bool = False) -> Metric:
-    return Metric(key, label, unit, higher, goals, LONG_RUNNING)
+IMAGES_ROWS: list[Row] = [
+    ("on.wall_s", "process_images time, progress on", "s"),
+    ("off.wall_s", "process_images time, progress off", "s"),
+    ("on.images_per_s", "images/s, progress on", "images/s", True),
+    ("off.images_per_s", "images/s, progress off", "images/s", True),
+    ("overhead_pct", "progress overhead, wall time, this pair", "%"),
+    ("on.cpu_us", "server CPU per image, progress on", "µs"),
+    ("off.cpu_us", "server CPU per image, progress off", "µs"),
+    ("cpu_overhead_pct", "progress overhead, server CPU", "%"),
+    ("on.progress_pct", "progress code, share of server CPU, on", "%"),
+    ("off.progress_pct", "progress code, share of server CPU, off", "%"),
+    ("on.foreign_pct", "other processes on the server's CPU, on", "%"),
+    ("off.foreign_pct", "other processes on the server's CPU, off", "%"),
+    ("items", "items reported (progress on)", "items"),
+    ("failed", "items failed (error log)", "items"),
+    ("progress_sent", "progress notifications received", "items"),
+    ("progress_per_s", "progress notifications/s, first and final not counted", "/s"),
+]
+IMAGES_GOALS = {
+    "on.wall_s": (
+        Goal(
+            "process_images time, progress on every item vs off",
+            3.0,
+            False,
+            reference="images.off.wall_s",
+        ),
+    ),
+    "on.cpu_us": (
+        Goal(
+            "process_images server CPU, progress on vs off",
+            3.0,
+            False,
+            informative=True,
+            reference="images.off.cpu_us",
+        ),
+    ),
+}
+IMAGES_PING_ROWS: list[Row] = [
+    ("p50_us", "ping p50 during process_images", "µs"),
+    ("p99_us", "ping p99 during process_images", "µs"),
+    ("max_us", "ping max during process_images", "µs"),
+    ("pings", "pings answered during process_images", "items", True),
+    ("images_per_s", "images/s while pinged (progress on)", "images/s", True),
+]
 
 
 @dataclass(frozen=True)
@@ -148,43 +186,10 @@ class ImagesProgress(Scenario):
 
     def metrics(self) -> list[Metric]:
         """Wall time, images/s, server CPU per image for both runs, and the progress stream."""
-        on_off = Goal(
-            "process_images time, progress on every item vs off",
-            3.0,
-            False,
-            reference="images.off.wall_s",
-        )
-        cpu = Goal(
-            "process_images server CPU, progress on vs off",
-            3.0,
-            False,
-            informative=True,
-            reference="images.off.cpu_us",
-        )
         rate = Goal("progress notifications/s (first and final not counted)", self.max_rate, False)
-        return [
-            _metric("images.on.wall_s", "process_images time, progress on", "s", on_off),
-            _metric("images.off.wall_s", "process_images time, progress off", "s"),
-            _metric("images.on.images_per_s", "images/s, progress on", "images/s", higher=True),
-            _metric("images.off.images_per_s", "images/s, progress off", "images/s", higher=True),
-            _metric("images.overhead_pct", "progress overhead, wall time, this pair", "%"),
-            _metric("images.on.cpu_us", "server CPU per image, progress on", "µs", cpu),
-            _metric("images.off.cpu_us", "server CPU per image, progress off", "µs"),
-            _metric("images.cpu_overhead_pct", "progress overhead, server CPU", "%"),
-            _metric("images.on.progress_pct", "progress code, share of server CPU, on", "%"),
-            _metric("images.off.progress_pct", "progress code, share of server CPU, off", "%"),
-            _metric("images.on.foreign_pct", "other processes on the server's CPU, on", "%"),
-            _metric("images.off.foreign_pct", "other processes on the server's CPU, off", "%"),
-            _metric("images.items", "items reported (progress on)", "items"),
-            _metric("images.failed", "items failed (error log)", "items"),
-            _metric("images.progress_sent", "progress notifications received", "items"),
-            _metric(
-                "images.progress_per_s",
-                "progress notifications/s, first and final not counted",
-                "/s",
-                rate,
-            ),
-        ]
+        return declare(
+            "images", IMAGES_ROWS, LONG_RUNNING, IMAGES_GOALS | {"progress_per_s": (rate,)}
+        )
 
     def timeout(self) -> float:
         return 120.0 + 3 * self.images / SLOWEST_IMAGES_PER_S
@@ -194,13 +199,10 @@ class ImagesProgress(Scenario):
     ) -> tuple[ImagesRun, float]:
         share = math.nan
         if self.profile_rate > 0 and py_spy_path() is not None:
-            with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
-                recording = Recording(
-                    target.server_pid, PROGRESS_KINDS, Path(tmp) / "stacks.txt", self.profile_rate
-                )
-                async with recording:
-                    run = await process_images(client, target, directory, token)
-                share = recording.profile.share("progress") if recording.profile else math.nan
+            recording = Recording(target.server_pid, PROGRESS_KINDS, self.profile_rate)
+            async with recording:
+                run = await process_images(client, target, directory, token)
+            share = recording.profile.share("progress") if recording.profile else math.nan
         else:
             run = await process_images(client, target, directory, token)
         remove_thumbnails(self.tenant_root, run)
@@ -255,20 +257,7 @@ class ImagesPing(Scenario):
 
     def metrics(self) -> list[Metric]:
         goal = Goal("ping p99 on a second connection during process_images", 50_000, False)
-        return [
-            _metric("images-ping.p50_us", "ping p50 during process_images", "µs"),
-            _metric("images-ping.p99_us", "ping p99 during process_images", "µs", goal),
-            _metric("images-ping.max_us", "ping max during process_images", "µs"),
-            _metric(
-                "images-ping.pings", "pings answered during process_images", "items", higher=True
-            ),
-            _metric(
-                "images-ping.images_per_s",
-                "images/s while pinged (progress on)",
-                "images/s",
-                higher=True,
-            ),
-        ]
+        return declare(self.kind, IMAGES_PING_ROWS, LONG_RUNNING, {"p99_us": (goal,)})
 
     def timeout(self) -> float:
         """One run at a pessimistic rate, plus two minutes."""
@@ -315,16 +304,17 @@ class HistoryProfile(Scenario):
     def metrics(self) -> list[Metric]:
         """History's share of server CPU, its parts, per call, and the load while sampled."""
         c = f"C={self.concurrency}"
-        goal = Goal("history recording, share of server CPU at C=50", 15.0, False)
-        return [
-            _metric("history.share_pct", f"history share of server CPU, {c}", "%", goal),
-            _metric("history.writer_pct", "of which the writer thread", "%"),
-            _metric("history.handoff_pct", "of which snapshots on the event loop", "%"),
-            _metric("history.us_per_call", f"history CPU per call, {c}", "µs"),
-            _metric("history.cpu_us_per_call", f"server CPU per call while sampled, {c}", "µs"),
-            _metric("history.calls_per_s", f"calls/s while sampled, {c}", "calls/s", higher=True),
-            _metric("history.samples", "py-spy samples", "items", higher=True),
+        rows: list[Row] = [
+            ("share_pct", f"history share of server CPU, {c}", "%"),
+            ("writer_pct", "of which the writer thread", "%"),
+            ("handoff_pct", "of which snapshots on the event loop", "%"),
+            ("us_per_call", f"history CPU per call, {c}", "µs"),
+            ("cpu_us_per_call", f"server CPU per call while sampled, {c}", "µs"),
+            ("calls_per_s", f"calls/s while sampled, {c}", "calls/s", True),
+            ("samples", "py-spy samples", "items", True),
         ]
+        goal = Goal("history recording, share of server CPU at C=50", 15.0, False)
+        return declare(self.kind, rows, LONG_RUNNING, {"share_pct": (goal,)})
 
     def timeout(self) -> float:
         return self.warmup_s + self.seconds + 90.0 + self.concurrency * 0.1
@@ -344,14 +334,11 @@ class HistoryProfile(Scenario):
         workers = [asyncio.create_task(calls(client)) for client in clients]
         try:
             await asyncio.sleep(self.warmup_s)  # the load's warm-up, not a readiness wait
-            with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-                recording = Recording(
-                    target.server_pid, HISTORY_KINDS, Path(tmp) / "stacks.txt", self.rate
-                )
-                count, started = done[0], time.perf_counter()
-                async with recording:
-                    await asyncio.sleep(self.seconds)  # the sampling span
-                count, elapsed = done[0] - count, time.perf_counter() - started
+            recording = Recording(target.server_pid, HISTORY_KINDS, self.rate)
+            count, started = done[0], time.perf_counter()
+            async with recording:
+                await asyncio.sleep(self.seconds)  # the sampling span
+            count, elapsed = done[0] - count, time.perf_counter() - started
         finally:
             stop.set()
             outcomes = await asyncio.gather(*workers, return_exceptions=True)

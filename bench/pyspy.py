@@ -1,10 +1,5 @@
-"""Where a server's CPU time goes by kind of code: py-spy samples weighted by thread CPU time.
-
-`py-spy record --threads --nonblocking` samples the server's running threads without pausing
-it; /proc gives each thread's CPU time over the same span. A thread's CPU time is split
-between kinds of code (e.g. "history writer") in proportion to its samples whose stack holds
-one of the kind's frames; the shares of all threads add up to shares of the process's CPU.
-"""
+"""Where a server's CPU time goes by kind of code: py-spy samples weighted by each thread's
+CPU time from /proc over the same span."""
 
 from __future__ import annotations
 
@@ -14,7 +9,8 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +25,14 @@ def py_spy_path() -> str | None:
     """The py-spy executable next to this Python, else on PATH; None when not installed."""
     local = Path(sys.executable).parent / "py-spy"
     return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def collapsed_stacks(path: Path) -> Iterator[tuple[str, int]]:
+    """(stack, samples) of each line of py-spy's raw (collapsed) output."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack, int(count)
 
 
 @dataclass
@@ -55,12 +59,11 @@ def profile_of(
     """Split each thread's CPU time over the span by kind, in proportion to its samples."""
     totals: dict[int, int] = {}
     by_kind: dict[int, dict[str, int]] = {}
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
+    for stack, count in collapsed_stacks(collapsed):
         match = THREAD_PREFIX.match(stack)
-        if not match or not count_text.isdigit():
+        if not match:
             continue
-        tid, count = int(match.group(1), 0), int(count_text)
+        tid = int(match.group(1), 0)
         totals[tid] = totals.get(tid, 0) + count
         kind = next((k for k, frames in kinds.items() if any(f in stack for f in frames)), None)
         if kind is not None:
@@ -75,11 +78,12 @@ def profile_of(
 
 
 class Recording:
-    """`async with Recording(pid, kinds, output) as r:` samples until the block ends, then
-    `r.profile` holds the split."""
+    """`async with Recording(pid, kinds) as r:` samples (into a temporary file) until the block
+    ends, then `r.profile` holds the split."""
 
-    def __init__(self, pid: int, kinds: Kinds, output: Path, rate: int = 100) -> None:
-        self.pid, self.kinds, self.output, self.rate = pid, kinds, output, rate
+    def __init__(self, pid: int, kinds: Kinds, rate: int = 100) -> None:
+        self.pid, self.kinds, self.rate = pid, kinds, rate
+        self.output = Path(tempfile.mkdtemp(prefix="bench-pyspy-")) / "stacks.txt"
         self.profile: CpuProfile | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._before: tuple[float, dict[int, float]] = (0.0, {})
@@ -103,11 +107,13 @@ class Recording:
         if self._process.returncode is None:
             self._process.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
         _, stderr = await self._process.communicate()
-        if exc_type is not None:
-            return
-        if self._process.returncode != 0 or not self.output.exists():
-            raise RuntimeError(
-                f"py-spy failed ({self._process.returncode}): {stderr.decode()[-2000:]}"
-            )
-        process_s = after[0] - self._before[0]
-        self.profile = profile_of(self.output, self.kinds, self._before[1], after[1], process_s)
+        try:
+            if exc_type is not None:
+                return
+            if self._process.returncode != 0 or not self.output.exists():
+                code, text = self._process.returncode, stderr.decode()[-2000:]
+                raise RuntimeError(f"py-spy failed ({code}): {text}")
+            process_s = after[0] - self._before[0]
+            self.profile = profile_of(self.output, self.kinds, self._before[1], after[1], process_s)
+        finally:
+            shutil.rmtree(self.output.parent, ignore_errors=True)

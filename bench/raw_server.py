@@ -1,9 +1,5 @@
-"""Server (c): a raw `websockets` server answering MCP JSON-RPC by hand, the floor of the cost.
-
-No validation beyond what the replies need, no auth: initialize, notifications ignored,
-`tools/call` of `add`, `ping`. `websockets.asyncio.server.serve` on uvloop, compression off,
-orjson. GET /healthz answers 200 for the readiness probe.
-"""
+"""Server (c): a raw `websockets` server answering MCP JSON-RPC by hand (initialize, ping,
+`add`), no auth, no validation: the floor of the cost. GET /healthz answers 200."""
 
 from __future__ import annotations
 

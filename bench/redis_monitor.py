@@ -1,13 +1,5 @@
-"""Where a progress message is on its way from a worker to a client, read from Redis MONITOR.
-
-channels-redis sends a message to a process's channel as `ZREMRANGEBYSCORE key` (expiry),
-`ZCOUNT key` (capacity), then `ZADD key <time.time() of the sender> <message>`; the receiving
-process pops it with `BZPOPMIN` and at once copies it to `key$inflight` with another `ZADD`
-(its backup until handled). `redis-cli monitor` prints every command with the wall-clock time
-Redis executed it, so for each `operation.progress` message the monitor shows when the
-worker began to send it, when it was in Redis, and when the web process took it. The client
-on the same machine stamps its arrival with `time.time()` (the same clock).
-"""
+"""Where a progress message is on its way from a worker to a client, read from Redis MONITOR
+(the channels-redis commands each message takes are described in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""What a run measured and how docs/BENCHMARKS.md shows it: metrics with their goals, the
-values of each repetition, and the markdown sections of `bench/run.py` and `bench/cluster.py`.
-
-A metric is declared once, by the scenario that measures it (`Metric`, with its goals and the
-report section it belongs to); everything here is derived from those declarations.
-"""
+"""What a run measured and how docs/BENCHMARKS.md shows it, all derived from the metrics the
+scenarios declare (`Metric`, with its goals and report section)."""
 
 from __future__ import annotations
 
@@ -144,11 +140,14 @@ Goals = Mapping[str, tuple[Goal, ...]]
 def declare(
     prefix: str, rows: Iterable[Row], section: str = "", goals: Goals | None = None
 ) -> list[Metric]:
-    """Metrics `PREFIX.NAME` from rows (NAME, label, unit[, higher is better]) and their goals."""
+    """Metrics `PREFIX.NAME` (NAME for no prefix) from rows (NAME, label, unit[, higher is
+    better]) and their goals."""
     goals = goals or {}
     return [
-        Metric(f"{prefix}.{n}", label, unit, bool(more and more[0]), goals.get(n, ()), section)
-        for n, label, unit, *more in rows
+        Metric(
+            f"{prefix}.{n}".lstrip("."), label, unit, bool(x and x[0]), goals.get(n, ()), section
+        )
+        for n, label, unit, *x in rows
     ]
 
 
@@ -299,9 +298,22 @@ def goals_section(results: RunResults) -> list[str]:
 
 
 def _measured(results: RunResults, section: str, servers: Sequence[str]) -> list[Metric]:
-    return [
-        m for m in results.in_section(section) if any(results.samples(s, m.key) for s in servers)
-    ]
+    chosen = results.in_section(section) if section else results.metrics
+    return [m for m in chosen if any(results.samples(s, m.key) for s in servers)]
+
+
+def _spread(results: RunResults, server: str, metric: Metric) -> str:
+    spread = results.spread(server, metric.key)
+    return "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %"
+
+
+def _reps(results: RunResults, server: str, metric: Metric) -> list[str]:
+    cells = [fmt(value, metric.unit) for value in results.samples(server, metric.key)]
+    return cells + ["n/a"] * (results.repeats - len(cells))
+
+
+def _md(results: RunResults, server: str, metric: Metric) -> str:
+    return fmt(results.median(server, metric.key), metric.unit)
 
 
 def summary_section(results: RunResults) -> list[str]:
@@ -309,9 +321,7 @@ def summary_section(results: RunResults) -> list[str]:
     (uvicorn and daphne, metrics on and off) when both ran."""
     servers = [server.key for server in results.servers]
     metrics = _measured(results, SUMMARY, servers)
-    rows = [
-        [f"**{s}**", *(fmt(results.median(s, m.key), m.unit) for m in metrics)] for s in servers
-    ]
+    rows = [[f"**{s}**", *(_md(results, s, m) for m in metrics)] for s in servers]
     lines = ["### Medians", "", *table(["server", *(m.head for m in metrics)], rows), ""]
     for first, second, heads, title in COMPARISONS:
         if not (results.has(first) and results.has(second)):
@@ -327,22 +337,15 @@ def summary_section(results: RunResults) -> list[str]:
 
 def long_running_section(results: RunResults) -> list[str]:
     """process_images with progress on and off, pings meanwhile, the cost of history."""
-    metrics = _measured(results, LONG_RUNNING, ["service"])
-    if not metrics:
-        return []
     rows = []
-    for m in metrics:
+    for m in _measured(results, LONG_RUNNING, ["service"]):
         goals = [g for g in m.goals if g.applies(results, "service", m.key)]
-        spread = results.spread("service", m.key)
-        rows.append(
-            [
-                m.head,
-                fmt(results.median("service", m.key), m.unit),
-                "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %",
-                "; ".join(g.target_text(m.unit) for g in goals),
-                "; ".join(g.verdict(results, "service", m.key) for g in goals),
-            ]
-        )
+        targets = "; ".join(g.target_text(m.unit) for g in goals)
+        verdicts = "; ".join(g.verdict(results, "service", m.key) for g in goals)
+        rows.append([m.head, _md(results, "service", m), _spread(results, "service", m)])
+        rows[-1] += [targets, verdicts]
+    if not rows:
+        return []
     note = "This service (`manage.py serve`) only; medians over the repetitions."
     header = ["measurement", "median", "spread", "target", "verdict"]
     return ["### Long-running operations", "", note, "", *table(header, rows), ""]
@@ -351,48 +354,25 @@ def long_running_section(results: RunResults) -> list[str]:
 def per_server_sections(results: RunResults, level: str = "####") -> list[str]:
     """A table per server: every metric, each repetition, median and spread."""
     lines: list[str] = []
-    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
+    header = ["metric", *(f"rep {n}" for n in range(1, results.repeats + 1)), "median", "spread"]
     for server in results.servers:
         rows = []
-        for metric in results.metrics:
-            samples = results.samples(server.key, metric.key)
-            if not samples:
-                continue  # a scenario this server does not run
-            cells = [fmt(value, metric.unit) for value in samples]
-            cells += ["n/a"] * (results.repeats - len(cells))
-            spread = results.spread(server.key, metric.key)
-            median_cell = f"**{fmt(results.median(server.key, metric.key), metric.unit)}**"
+        for m in _measured(results, "", [server.key]):
+            median = f"**{_md(results, server.key, m)}**"
             rows.append(
-                [
-                    metric.head,
-                    *cells,
-                    median_cell,
-                    "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %",
-                ]
+                [m.head, *_reps(results, server.key, m), median, _spread(results, server.key, m)]
             )
         lines += [f"{level} {server.key}: {server.title}", "", f"{server.description}.", ""]
-        lines += [*table(["metric", *reps, "median", "spread"], rows), ""]
+        lines += [*table(header, rows), ""]
     return lines
 
 
 def results_section(results: RunResults, first_line: str) -> str:
     """The results section of `bench/run.py` (what `--write-docs` puts into the docs)."""
-    lines = [
-        first_line,
-        "",
-        *table(["fact", "value"], machine_facts(), 2),
-        "",
-        "### Goals",
-        "",
-        *goals_section(results),
-        "",
-        *summary_section(results),
-        *long_running_section(results),
-        "### Each server, each repetition",
-        "",
-        *per_server_sections(results),
-    ]
-    return "\n".join(lines).rstrip() + "\n"
+    lines = [first_line, "", *table(["fact", "value"], machine_facts(), 2), "", "### Goals", ""]
+    lines += [*goals_section(results), "", *summary_section(results)]
+    lines += [*long_running_section(results), "### Each server, each repetition", ""]
+    return "\n".join(lines + per_server_sections(results)).rstrip() + "\n"
 
 
 def _ms(value: float) -> str:
@@ -402,38 +382,22 @@ def _ms(value: float) -> str:
 def cluster_tables(results: RunResults, a: str, b: str) -> tuple[list[str], list[str], list[str]]:
     """The scale-out report's tables: calls and progress, server `a` against `b`, and the
     scale runs' repetitions with the worst value."""
-    calls = []
+    calls, progress, scale = [], [], []
     for m in _measured(results, CALLS, [a, b]):
         first, second = results.median(a, m.key), results.median(b, m.key)
         # A ratio to what inline mode hardly uses (Redis, PostgreSQL, others) means nothing.
         plain = not m.key.endswith((".redis", ".postgres", ".other")) and first
-        calls.append(
-            [
-                m.head,
-                fmt(first, m.unit),
-                fmt(second, m.unit),
-                fmt(second / first, "x") if plain else "",
-            ]
-        )
-    progress = []
+        ratio = fmt(second / first, "x") if plain else ""
+        calls.append([m.head, fmt(first, m.unit), fmt(second, m.unit), ratio])
     for m in _measured(results, PROGRESS, [a, b]):
         first, second = results.median(a, m.key), results.median(b, m.key)
-        diff = (
-            "n/a"
-            if math.isnan(first) or math.isnan(second)
-            else f"{(second - first) / 1000:+.2f} ms"
-        )
-        progress.append([m.label, _ms(first), _ms(second), diff])
-    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
-    scale = []
+        diff = f"{(second - first) / 1000:+.2f} ms"
+        progress.append([m.label, _ms(first), _ms(second), "n/a" if "nan" in diff else diff])
     for m in _measured(results, SCALE, [SCALE]):
-        samples = results.samples(SCALE, m.key)
-        finite = [value for value in samples if not math.isnan(value)]
-        worst = (max if not m.higher_is_better else min)(finite) if finite else math.nan
-        cells = [fmt(value, m.unit) for value in samples] + ["n/a"] * (
-            results.repeats - len(samples)
-        )
-        scale.append([m.head, *cells, f"**{fmt(worst, m.unit)}**"])
+        finite = [value for value in results.samples(SCALE, m.key) if not math.isnan(value)]
+        worst = (min if m.higher_is_better else max)(finite) if finite else math.nan
+        scale.append([m.head, *_reps(results, SCALE, m), f"**{fmt(worst, m.unit)}**"])
+    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
     return (
         table(["trivial tools/call (add)", a, b, f"{b} / {a}"], calls),
         table(["progress", a, b, f"{b} - {a}"], progress),

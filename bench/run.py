@@ -1,12 +1,7 @@
 """`make bench`: this service against the official MCP SDK and a raw `websockets` server.
 
-Starts each server in turn pinned to one CPU, drives it from a load generator pinned to another,
-repeats everything, prints the medians and the goals, writes bench/results/latest.md and, with
---write-docs, the results section of docs/BENCHMARKS.md. The service alone also runs the
-long-running operations: process_images with and without progress, pings meanwhile, and the
-CPU share of history recording. Then the scale-out benchmark (bench/cluster.py: inline against
-worker execution, progress latency, 1,000 connections over two web processes) when PostgreSQL
-and Redis answer. See docs/BENCHMARKS.md for the method.
+Then the scale-out benchmark (bench/cluster.py) when PostgreSQL and Redis answer. Method in
+docs/BENCHMARKS.md; writes bench/results/latest.md and, with --write-docs, the docs' sections.
 """
 
 from __future__ import annotations
@@ -20,10 +15,19 @@ if __package__ in (None, ""):
 
 import argparse
 import shlex
+from dataclasses import dataclass
 
 from bench.cluster import MARKER as CLUSTER_MARKER
-from bench.cluster import add_cluster_arguments, run_if_available
-from bench.harness import add_run_arguments, log, pinning_from, run_plan, scratch_dir
+from bench.cluster import ClusterOptions, run_and_report
+from bench.harness import (
+    RunOptions,
+    add_options,
+    log,
+    option,
+    pinning_from,
+    run_plan,
+    scratch_dir,
+)
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.report import (
     ROOT,
@@ -51,6 +55,7 @@ from bench.servers import (
     ServiceTarget,
     Target,
     redis_unavailable,
+    services_unavailable,
 )
 from bench.storm import ConnectionStorm
 from mcp_server.processes import raise_nofile_limit
@@ -110,61 +115,54 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of `make bench`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_run_arguments(parser, keep_tmp_help="keep the temp dir (logs, db)")
-    option = parser.add_argument
-    option(
-        "--database-url", default=None, help="service database (default: fresh SQLite in a tmpdir)"
+@dataclass(frozen=True)
+class BenchOptions:
+    """The single-process benchmark's options: each field made with `option` is a flag."""
+
+    database_url: str | None = option(
+        None, "--database-url", "service database (default: fresh SQLite in a tmpdir)", str
     )
-    option(
+    server: str = option(
+        "uvicorn",
         "--server",
+        "ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
         choices=("uvicorn", "daphne", "both"),
-        default="uvicorn",
-        help="ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
     )
-    option(
+    metrics: str = option(
+        "on",
         "--metrics",
+        "the service with Prometheus metrics recorded (multiprocess files), without, or both",
         choices=("on", "off", "both"),
-        default="on",
-        help="the service with Prometheus metrics recorded (multiprocess files), without, or both",
     )
-    option(
-        "--only",
-        type=_keys,
-        default=TARGET_KEYS,
-        help=f"comma-separated subset of {','.join(TARGET_KEYS)}",
+    only: tuple[str, ...] = option(
+        TARGET_KEYS, "--only", f"comma-separated subset of {','.join(TARGET_KEYS)}", _keys
     )
-    option(
-        "--scenarios",
-        type=_keys,
-        default=(),
-        help="comma-separated scenario kinds (e.g. storm; default: all)",
+    scenarios: tuple[str, ...] = option(
+        (), "--scenarios", "comma-separated scenario kinds (e.g. storm; default: all)", _keys
     )
-    option("--connects", type=int, default=200, help="sequential connections")
-    option("--idle-connections", type=int, default=1000)
-    option(
-        "--storm-connections",
-        type=int,
-        default=10_000,
-        help="clients reconnecting at once (0: skip)",
+    connects: int = option(200, "--connects", "sequential connections")
+    idle_connections: int = option(1000, "--idle-connections")
+    storm_connections: int = option(
+        10_000, "--storm-connections", "clients reconnecting at once (0: skip)"
     )
-    option("--images", type=int, default=10_000, help="demo images for process_images (0: skip)")
-    option("--ping-interval-ms", type=float, default=5.0, help="pings during process_images")
-    option(
-        "--profile-seconds",
-        type=int,
-        default=5,
-        help="py-spy sampling for the history share (0: skip)",
+    images: int = option(10_000, "--images", "demo images for process_images (0: skip)")
+    ping_interval_ms: float = option(5.0, "--ping-interval-ms", "pings during process_images")
+    profile_seconds: int = option(
+        5, "--profile-seconds", "py-spy sampling for the history share (0: skip)"
     )
-    option(
+    queued_calls: int = option(
+        10_000,
         "--queued-calls",
-        type=int,
-        default=10_000,
-        help="calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
+        "calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
     )
-    add_cluster_arguments(parser)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of `make bench` and bench/cluster.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_options(parser, RunOptions)
+    add_options(parser, BenchOptions)
+    add_options(parser.add_argument_group("scale-out (cluster) benchmark"), ClusterOptions)
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(TARGET_KEYS)
     if unknown:
@@ -172,12 +170,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the report and write it where asked."""
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, script: str = "bench/run.py") -> int:
+    """Run the benchmark (bench/cluster.py: the scale-out one alone), print and write the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    alone = script == "bench/cluster.py"
+    args = parse_args(["--only", "cluster", *argv] if alone else argv)
     raise_nofile_limit()
     pinning = pinning_from(args)
-    command = shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join([script, *argv])
     section = cluster = None
     with scratch_dir("mcp-bench-", keep=args.keep_tmp) as workdir:
         wanted = not args.scenarios or {ImagesProgress.kind, ImagesPing.kind} & set(args.scenarios)
@@ -186,25 +186,35 @@ def main(argv: list[str] | None = None) -> int:
             database_url=args.database_url, var_dir=workdir / "service-var", images=images
         )
         if set(args.only) & set(SERVER_KEYS):
-            results = run_plan(
-                build_targets(args, setup),
-                build_plan(args, setup),
-                repeats=args.repeats,
-                pinning=pinning,
-                workdir=workdir,
-            )
+            targets = build_targets(args, setup)
+            for target in targets:
+                log(f"preparing {target.key}")
+                target.prepare(workdir)
+            plan = build_plan(args, setup)
+            logs = workdir / "logs"
+            results = run_plan(targets, plan, repeats=args.repeats, pinning=pinning, logs=logs)
             database = "the given --database-url" if args.database_url else "fresh SQLite"
             details = f"; medians of {args.repeats} repetitions; "
             details += f"{pinning_text(pinning.server_cpu, pinning.client_cpu)}; "
             details += f"database of the service: {database}"
             section = results_section(results, run_line(now(), command, details))
         if "cluster" in args.only:
-            cluster = run_if_available(args, pinning, command, workdir)
-    text = "# Benchmark results\n\n" + (section or "")
-    text += f"\n## Scale-out (issue 5)\n\n{cluster}" if cluster is not None else ""
+            reason = services_unavailable(args.postgres_url, args.redis_url)
+            if reason is None:
+                cluster = run_and_report(args, pinning, command, workdir)
+            elif alone:
+                raise SystemExit(reason)
+            else:
+                log(f"warning: skipping the scale-out benchmark: {reason}")
+    if alone:
+        text = f"# Scale-out benchmark results\n\n{cluster}"
+    else:
+        text = "# Benchmark results\n\n" + (section or "")
+        text += f"\n## Scale-out (issue 5)\n\n{cluster}" if cluster is not None else ""
     print(text)
-    write_latest(LATEST, text)
-    log(f"wrote {LATEST.relative_to(ROOT)}")
+    latest = LATEST.with_name("cluster-latest.md") if alone else LATEST
+    write_latest(latest, text)
+    log(f"wrote {latest.relative_to(ROOT)}")
     if args.write_docs:
         if section is not None:
             replace_between(DOCS, "bench-results", section)

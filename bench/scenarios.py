@@ -1,10 +1,7 @@
 """What the load generator measures, and the client steps the scenarios are made of.
 
-A scenario is a frozen dataclass: its fields are its parameters (sent to the load generator
-as JSON), `kind` names it, `metrics()` declares every number it reports with its goals (the
-report is built from these), `run()` measures. To add one: subclass `Scenario`, list it in
-`SCENARIOS` of bench/loadgen.py, and add an instance to the plan in bench/run.py.
-"""
+A scenario is a frozen dataclass: its fields are its parameters (sent to the load generator as
+JSON), `metrics()` declares every number it reports with its goals, `run()` measures."""
 
 from __future__ import annotations
 
@@ -300,19 +297,18 @@ class Throughput(Scenario):
     def metrics(self) -> list[Metric]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
         c, goals = self.concurrency, THROUGHPUT_GOALS.get(self.concurrency, {})
-        summary: list[Row] = [("calls_per_s", f"calls/s, C={c}", "calls/s", True)]
-        summary += [
+        rows: list[Row] = [
+            ("calls_per_s", f"calls/s, C={c}", "calls/s", True),
             ("p50_us", f"p50 latency, C={c}", "µs"),
             ("p99_us", f"p99 latency, C={c}", "µs"),
+            ("cpu_us_per_call", f"server CPU per call, C={c}", "µs"),
+            ("server_cpu_pct", f"server CPU, C={c}", "%"),
+            ("client_cpu_pct", f"load generator CPU, C={c}", "%"),
+            ("foreign_cpu_pct", f"other processes on the server's CPU, C={c}", "%"),
         ]
-        cpu: list[Row] = [("cpu_us_per_call", f"server CPU per call, C={c}", "µs")]
-        rest: list[Row] = [("server_cpu_pct", f"server CPU, C={c}", "%")]
-        rest += [("client_cpu_pct", f"load generator CPU, C={c}", "%")]
-        rest += [("foreign_cpu_pct", f"other processes on the server's CPU, C={c}", "%")]
-        if c == 50:
-            summary, cpu = summary + cpu, []
+        summary = 4 if c == 50 else 3  # the CPU per call is a headline figure at C=50
         prefix = f"throughput.c{c}"
-        return declare(prefix, summary, SUMMARY, goals) + declare(prefix, cpu + rest, "", goals)
+        return declare(prefix, rows[:summary], SUMMARY, goals) + declare(prefix, rows[summary:])
 
     def timeout(self) -> float:
         return self.warmup_s + self.window_s + 60.0 + self.concurrency * 0.1
@@ -369,8 +365,8 @@ class ConnectInitialize(Scenario):
 
     def metrics(self) -> list[Metric]:
         """p50 and p99 of connect+initialize."""
-        p50 = declare("connect", [("p50_us", "connect+initialize p50", "µs")], SUMMARY)
-        return p50 + declare("connect", [("p99_us", "connect+initialize p99", "µs")])
+        p50 = declare(self.kind, [("p50_us", "connect+initialize p50", "µs")], SUMMARY)
+        return p50 + declare(self.kind, [("p99_us", "connect+initialize p99", "µs")])
 
     def timeout(self) -> float:
         return 60.0 + self.count * 0.1
@@ -403,12 +399,11 @@ class IdleMemory(Scenario):
 
     def metrics(self) -> list[Metric]:
         goals = {"kib_per_conn": (Goal("KiB per idle connection", 40.0, at_least=False),)}
-        per_conn = declare(
-            "idle", [("kib_per_conn", "KiB per idle connection", "KiB")], SUMMARY, goals
-        )
+        rows = [("kib_per_conn", "KiB per idle connection", "KiB")]
+        per_conn = declare(self.kind, rows, SUMMARY, goals)
         rest = [("rss_before_mib", "server RSS before", "MiB")]
         return per_conn + declare(
-            "idle", [*rest, ("open_s", f"time to open {self.connections}", "s")]
+            self.kind, [*rest, ("open_s", f"time to open {self.connections}", "s")]
         )
 
     def timeout(self) -> float:
@@ -499,14 +494,13 @@ class UnreadReplies(Scenario):
     title: ClassVar[str] = "unread replies x{calls}"
 
     def metrics(self) -> list[Metric]:
-        rows = [
+        rows: list[Row] = [
             ("rss_before_mib", "server RSS before", "MiB"),
             ("rss_peak_mib", "server RSS at its peak", "MiB"),
+            ("rss_after_mib", "server RSS after the close", "MiB"),
+            ("closed", "closed by the server (1 yes, 0 no)", "", True),
         ]
-        rows += [("rss_after_mib", "server RSS after the close", "MiB")]
-        return declare(
-            self.kind, [*rows, ("closed", "closed by the server (1 yes, 0 no)", "", True)]
-        )
+        return declare(self.kind, rows)
 
     def timeout(self) -> float:
         """Sending, the close and the settling, generously."""

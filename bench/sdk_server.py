@@ -1,11 +1,5 @@
-"""Server (b): the official MCP Python SDK (mcp 1.30.0) WebSocket transport with FastMCP.
-
-FastMCP with one `add` tool; each WebSocket at /mcp runs `mcp.server.websocket.websocket_server`
-and the FastMCP low-level server on it, the way FastMCP wires its own transports
-(`_mcp_server.run(read, write, init_options)`). Served by uvicorn with uvloop and httptools,
-permessage-deflate off, logging at WARNING, no access log. GET /healthz answers 200 for the
-readiness probe.
-"""
+"""Server (b): the official MCP Python SDK WebSocket transport with FastMCP and one `add`
+tool, wired the way FastMCP wires its own transports; uvicorn, WARNING logs. GET /healthz: 200."""
 
 from __future__ import annotations
 

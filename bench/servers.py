@@ -1,8 +1,5 @@
-"""The servers under test and their deployments: how to prepare, start and reach each one.
-
-Nothing here imports the product's Django code: the service is set up and started with
-`manage.py`, as an operator would (docs/operations.md), through `mcp_server.processes`.
-"""
+"""The servers under test and their deployments, set up with `manage.py` as an operator would
+(docs/operations.md); nothing here imports the product's Django code."""
 
 from __future__ import annotations
 
@@ -71,6 +68,21 @@ def create_account(env: Mapping[str, str], account: str) -> str:
     return lines[-1].strip()
 
 
+def create_database(server_url: str) -> tuple[str, str]:
+    """A new empty database on the PostgreSQL server of `server_url`: its name and URL."""
+    name = f"mcp_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a database of `create_database`, even with sessions open."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+
+
 def redis_unavailable(url: str) -> str | None:
     """Why Redis at `url` cannot be used, or None when it answers."""
     try:
@@ -92,6 +104,21 @@ def services_unavailable(postgres_url: str, redis_url: str) -> str | None:
     except psycopg.Error as exc:
         return f"PostgreSQL at {postgres_url} is unreachable: {exc}"
     return redis_unavailable(redis_url)
+
+
+def serve_command(port: int) -> list[str]:
+    """`manage.py serve` on `port`."""
+    return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+
+
+def start_process(
+    name: str, command: list[str], env: Mapping[str, str], logs: Path, cpu: int | None
+) -> ManagedProcess:
+    """A benchmark process from the repository root, on `cpu`, logging to `logs/NAME.log`."""
+    log_path = logs / f"{name}.log"
+    return ManagedProcess.start(
+        name, command, env=env, cwd=ROOT, log_path=log_path, cpu=cpu, benchmark=True
+    )
 
 
 def production_env(var_dir: Path, **settings: str) -> dict[str, str]:
@@ -211,7 +238,7 @@ class ServiceTarget(Target):
             daphne = str(Path(PYTHON).parent / "daphne")
             # -v 0: no access log, as LOG_LEVEL=WARNING silences uvicorn's.
             return [daphne, "-b", HOST, "-p", str(port), "-v", "0", "config.asgi:application"]
-        return [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
+        return serve_command(port)
 
     def env(self) -> dict[str, str]:
         """The service's environment (with Redis under a key prefix of this run, if set), its
@@ -274,12 +301,6 @@ class ClusterProcesses:
         """Every process, web first."""
         return [*self.web, *self.workers]
 
-    def check_alive(self, during: str) -> None:
-        """Fail, with the log tail, when a process died."""
-        for process in self.all:
-            if not process.alive():
-                raise RuntimeError(f"{process.name} died during {during}:\n{process.log_tail()}")
-
 
 @dataclass
 class ClusterDeployment:
@@ -291,14 +312,9 @@ class ClusterDeployment:
     account: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
     prefix: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}-")
     database: str | None = None
+    database_url: str = ""
     token: str | None = None
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
-
-    @property
-    def database_url(self) -> str:
-        """DATABASE_URL of every process."""
-        assert self.database is not None, "ClusterDeployment.create() has not run"
-        return urlsplit(self.postgres_url)._replace(path=f"/{self.database}").geturl()
 
     def env(self, execution: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of every process: production settings, this database and prefix."""
@@ -318,18 +334,13 @@ class ClusterDeployment:
     def create(self) -> None:
         """Create the database, migrate it, and make a tenant, a user and a token."""
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        name = f"mcp_bench_{secrets.token_hex(6)}"
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.database = name
+        self.database, self.database_url = create_database(self.postgres_url)
         self.token = create_account(self.env("inline"), self.account)
 
     def drop(self) -> None:
         """Drop the database (even with sessions open) and this run's Redis keys."""
         if self.database is not None:
-            with psycopg.connect(self.postgres_url, autocommit=True) as conn:
-                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                conn.execute(drop.format(sql.Identifier(self.database)))
+            drop_database(self.postgres_url, self.database)
             self.database = None
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
@@ -359,30 +370,18 @@ class ClusterDeployment:
         ready (every /healthz 200, every worker's ready line) for the block, stopped after."""
         env = self.env(execution, extra_env)
         processes = ClusterProcesses()
-
-        def start(label: str, command: list[str], env: Mapping[str, str]) -> ManagedProcess:
-            log_path = logs / f"{name}-{label}.log"
-            return ManagedProcess.start(
-                f"{name}-{label}",
-                command,
-                env=env,
-                cwd=ROOT,
-                log_path=log_path,
-                cpu=cpu,
-                benchmark=True,
-            )
-
         try:
             for index in range(web):
-                port = free_port()
-                command = [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
-                processes.web.append(start(f"web{index + 1}", command, env))
-                processes.ports.append(port)
+                processes.ports.append(free_port())
+                command = serve_command(processes.ports[-1])
+                processes.web.append(
+                    start_process(f"{name}-web{index + 1}", command, env, logs, cpu)
+                )
             # INFO for workers: their ready line is logged at INFO (they log nothing per call).
             for index in range(workers):
-                command = [PYTHON, "manage.py", "runoperations"]
+                command, info = [PYTHON, "manage.py", "runoperations"], env | {"LOG_LEVEL": "INFO"}
                 processes.workers.append(
-                    start(f"worker{index + 1}", command, env | {"LOG_LEVEL": "INFO"})
+                    start_process(f"{name}-worker{index + 1}", command, info, logs, cpu)
                 )
             for process, port in zip(processes.web, processes.ports, strict=True):
                 process.wait_http_ok(f"http://{HOST}:{port}/healthz")

@@ -1,14 +1,7 @@
 """Connection storms (issue 17): every client of a restarted process reconnecting at once.
 
-Run against this service on each channel layer and against the raw server: a probe client
-connects first and keeps pinging (and calling `add` now and then); then `connections` clients
-open and initialize, `parallel` handshakes in flight at a time, and stay idle; then they all
-close. It reports the time to open them all and the first half (their ratio is 2 for a cost
-per connection that does not grow, 4 for a quadratic one), the server's RSS growth per idle
-connection, the probe's latency meanwhile, and how close the server's RSS comes back.
-
-The probe runs in a process of its own (`python -m bench.storm --probe URL`), so that its
-latencies are the server's and not those of the load generator's busy event loop.
+The probe client that pings meanwhile runs in a process of its own (`python -m bench.storm
+--probe URL`), so that its latencies are the server's, not the busy load generator's.
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ from typing import ClassVar
 import orjson
 
 from bench.measure import percentile, process_cpu_seconds, settled
-from bench.report import Goal, Metric
+from bench.report import Goal, Metric, Row, declare
 from bench.scenarios import (
     OPEN_CONCURRENCY,
     LoadTarget,
@@ -40,6 +33,25 @@ PROBE_REPLY_TIMEOUT = 10.0  # a slower probe reply fails the scenario (a client 
 # Closing 10,000 sockets takes the server a while: its RSS is read until it stops moving.
 CLOSED_SETTLE = (0.5, 60.0)
 OPEN_SETTLE = (0.2, 10.0)
+STORM_GOALS = {
+    "open_s": (Goal("storm: time to open and initialize them all", 10.0, False),),
+    "growth_x": (Goal("storm: time for all / time for the first half", 2.5, False),),
+    "conn_per_s": (Goal("storm: connections/s, vs raw websockets", 0.6, True, baseline="raw"),),
+    # CPU time is what a loaded machine does not distort (much): compare it.
+    "cpu_ms_per_conn": (
+        Goal(
+            "storm: connections per server CPU-second, vs raw websockets",
+            0.6,
+            True,
+            "raw",
+            True,
+            True,
+        ),
+    ),
+    "kib_per_conn": (Goal("storm: KiB per idle initialized connection", 28.0, False),),
+    "probe_p99_ms": (Goal("storm: ping p99 of a client connected before", 50.0, False),),
+    "rss_closed_pct": (Goal("storm: RSS after all closed, above before", 10.0, False),),
+}
 
 
 async def _probe_main(url: str, interval_ms: float) -> None:
@@ -108,72 +120,24 @@ class ConnectionStorm(Scenario):
     title: ClassVar[str] = "storm x{connections}"
 
     def metrics(self) -> list[Metric]:
-        """Open times and rate, growth, memory, the probe's latency and calls, RSS after.
-
-        The targets are set for a storm of 10,000 (`--storm-connections`, the default)."""
-        n, half = self.connections, self.connections // 2
-
-        def metric(name: str, label: str, unit: str, *goals: Goal, higher: bool = False) -> Metric:
-            return Metric(f"storm.{name}", f"storm: {label}", unit, higher, goals)
-
-        return [
-            metric(
-                "open_s",
-                f"time to open and initialize {n:,}",
-                "s",
-                Goal("storm: time to open and initialize them all", 10.0, False),
-            ),
-            metric("half_open_s", f"time to open the first {half:,}", "s"),
-            metric(
-                "growth_x",
-                f"time for {n:,} / time for {half:,}",
-                "ratio",
-                Goal("storm: time for all / time for the first half", 2.5, False),
-            ),
-            metric(
-                "conn_per_s",
-                "connections opened per second",
-                "conn/s",
-                Goal("storm: connections/s, vs raw websockets", 0.6, True, baseline="raw"),
-                higher=True,
-            ),
-            # CPU time is what a loaded machine does not distort (much): compare it.
-            metric(
-                "cpu_ms_per_conn",
-                "server CPU per connection opened",
-                "ms",
-                Goal(
-                    "storm: connections per server CPU-second, vs raw websockets",
-                    0.6,
-                    True,
-                    "raw",
-                    True,
-                    True,
-                ),
-            ),
-            metric(
-                "kib_per_conn",
-                f"KiB per idle connection at {n:,}",
-                "KiB",
-                Goal("storm: KiB per idle initialized connection", 28.0, False),
-            ),
-            metric(
-                "probe_p99_ms",
-                "ping p99 of a connected client",
-                "ms",
-                Goal("storm: ping p99 of a client connected before", 50.0, False),
-            ),
-            metric("probe_max_ms", "slowest reply to the connected client", "ms"),
-            metric("probe_calls", "calls answered to the connected client", "calls", higher=True),
-            metric("rss_before_mib", "server RSS before", "MiB"),
-            metric("rss_closed_mib", "server RSS after all closed", "MiB"),
-            metric(
-                "rss_closed_pct",
-                "RSS after all closed, above before",
-                "%",
-                Goal("storm: RSS after all closed, above before", 10.0, False),
-            ),
+        """The targets are set for a storm of 10,000 (`--storm-connections`, the default)."""
+        n, half = f"{self.connections:,}", f"{self.connections // 2:,}"
+        rows: list[Row] = [
+            ("open_s", f"time to open and initialize {n}", "s"),
+            ("half_open_s", f"time to open the first {half}", "s"),
+            ("growth_x", f"time for {n} / time for {half}", "ratio"),
+            ("conn_per_s", "connections opened per second", "conn/s", True),
+            ("cpu_ms_per_conn", "server CPU per connection opened", "ms"),
+            ("kib_per_conn", f"KiB per idle connection at {n}", "KiB"),
+            ("probe_p99_ms", "ping p99 of a connected client", "ms"),
+            ("probe_max_ms", "slowest reply to the connected client", "ms"),
+            ("probe_calls", "calls answered to the connected client", "calls", True),
+            ("rss_before_mib", "server RSS before", "MiB"),
+            ("rss_closed_mib", "server RSS after all closed", "MiB"),
+            ("rss_closed_pct", "RSS after all closed, above before", "%"),
         ]
+        labelled = [(key, f"storm: {label}", *rest) for key, label, *rest in rows]
+        return declare(self.kind, labelled, goals=STORM_GOALS)
 
     def timeout(self) -> float:
         return 120.0 + self.connections * 0.05
@@ -212,7 +176,7 @@ class ConnectionStorm(Scenario):
             closed / 1024,
             (closed - before) / before * 100,
         ]
-        return {metric.key: value for metric, value in zip(self.metrics(), values, strict=True)}
+        return self.values(*values)
 
 
 def main(argv: list[str] | None = None) -> int:

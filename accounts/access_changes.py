@@ -2,8 +2,9 @@
 
 accounts knows nothing of connections or running work: it sends these signals after the
 transaction commits, and the MCP service (mcp_server/access.py) closes the connections, stops
-the work and updates the tool lists. Receivers are called robustly: a failing one is logged and
-never undoes or fails the change itself (every web process also re-checks its connections).
+the work and updates the tool lists and limits. Receivers are called robustly: a failing one
+is logged and never undoes or fails the change itself (every web process also re-checks its
+connections).
 """
 
 import enum
@@ -17,7 +18,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 
-from accounts.models import ApiToken
+from accounts.limits import limits_for
+from accounts.models import ApiToken, Tenant
 from accounts.tool_sets import tool_set
 
 logger = logging.getLogger(__name__)
@@ -42,9 +44,10 @@ class AccessRevocation:
 
 # Sent with `revocation=AccessRevocation` after the change commits.
 access_revoked = Signal()
-# Sent with `tenant_id`, `enabled_tools` (a frozenset, or None for every tool) and
-# `disabled_tools` (a frozenset; with None, the tools off) after commit (accounts/tool_sets.py).
-tenant_tools_changed = Signal()
+# Sent with `tenant_id`, `enabled_tools` (a frozenset, or None for every tool),
+# `disabled_tools` (a frozenset; with None, the tools off) and `limits` (TenantLimits) after
+# commit: the tenant's tool set (accounts/tool_sets.py) or limits changed.
+tenant_changed = Signal()
 
 
 def announce_revocation(kind: RevokedBy, ids: Iterable[int]) -> None:
@@ -56,17 +59,18 @@ def announce_revocation(kind: RevokedBy, ids: Iterable[int]) -> None:
         )
 
 
-def announce_tools_changed(
-    *, tenant_id: int, enabled_tools: list[str] | None, disabled_tools: list[str] | None = None
-) -> None:
-    """Send `tenant_tools_changed` once the current transaction commits."""
-    enabled, disabled = tool_set(enabled_tools, disabled_tools)
+def announce_tenant_changed(*, tenant: Tenant) -> None:
+    """Send `tenant_changed` with the tenant's tool set and limits once the current
+    transaction commits."""
+    enabled, disabled = tool_set(tenant.enabled_tools, tenant.disabled_tools)
+    limits = limits_for(tenant)
     transaction.on_commit(
         lambda: _send_robust(
-            tenant_tools_changed,
-            tenant_id=tenant_id,
+            tenant_changed,
+            tenant_id=tenant.pk,
             enabled_tools=enabled,
             disabled_tools=disabled,
+            limits=limits,
         ),
         robust=True,
     )

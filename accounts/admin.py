@@ -132,7 +132,8 @@ class TenantAdmin(admin.ModelAdmin):
                 "fields": tuple(OVERRIDE_FIELDS),
                 "description": "Per-process bounds for this tenant's callers. Empty keeps the "
                 "server's default (shown under each field, from its settings); 0 switches a "
-                "limit off. Changes apply to new connections and requests.",
+                "limit off. Changes reach open connections within seconds (in-flight "
+                "requests and message rates); connection caps apply to the next handshake.",
             },
         ),
     )

@@ -4,8 +4,9 @@ Every bound that protects tenants from each other is resolved here, once, when a
 authenticates; the runtime, the transport and the API read the result and never settings.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from django.conf import settings
 
@@ -38,6 +39,23 @@ class TenantLimits:
     def as_dict(self) -> dict[str, Any]:
         """Plain values (for messages between processes)."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """The limits `as_dict` gave; a missing or non-numeric value keeps the default."""
+        defaults = default_limits()
+        return cls(
+            **{
+                field.name: _number_or(values.get(field.name), getattr(defaults, field.name))
+                for field in fields(cls)
+            }
+        )
+
+
+def _number_or(value: Any, default: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return type(default)(value)
 
 
 # Tenant model field -> TenantLimits attribute; a null field keeps the default.
@@ -75,9 +93,14 @@ def default_limits() -> TenantLimits:
 
 def limits_for(tenant: "Tenant") -> TenantLimits:
     """The defaults with this tenant's overrides (set in the admin) applied."""
-    overrides = {
-        attribute: getattr(tenant, field)
+    return limits_with({field: getattr(tenant, field, None) for field in OVERRIDE_FIELDS})
+
+
+def limits_with(overrides: Mapping[str, Any]) -> TenantLimits:
+    """The defaults with the overrides given by Tenant field name (None keeps a default)."""
+    changed = {
+        attribute: overrides[field]
         for field, attribute in OVERRIDE_FIELDS.items()
-        if getattr(tenant, field, None) is not None
+        if overrides.get(field) is not None
     }
-    return replace(default_limits(), **overrides) if overrides else default_limits()
+    return replace(default_limits(), **changed) if changed else default_limits()

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
-from accounts.limits import limits_for
+from accounts.limits import OVERRIDE_FIELDS, TenantLimits, limits_for, limits_with
 from accounts.models import ApiToken, Membership
 from accounts.principal import Principal
 from accounts.services import token_touch
@@ -122,6 +122,8 @@ class AccessState:
     tenant_id: int | None = None
     enabled_tools: frozenset[str] | None = None
     disabled_tools: frozenset[str] = frozenset()
+    # The tenant's limits now (None with a failure).
+    limits: TenantLimits | None = None
 
     def failure_for(self, principal: Principal) -> AuthFailure | None:
         """Why `principal` lost access (a failure, or a move to another tenant), if it did."""
@@ -148,6 +150,16 @@ _GONE_TOKEN = AccessState(INVALID_TOKEN)
 _GONE_USER = AccessState(INACTIVE_ACCOUNT)
 
 
+# What a re-check reads of a caller's tenant (through the membership), in this order.
+_TENANT_COLUMNS = (
+    "tenant_id",
+    "tenant__is_active",
+    "tenant__enabled_tools",
+    "tenant__disabled_tools",
+    *(f"tenant__{field}" for field in OVERRIDE_FIELDS),
+)
+
+
 def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> AccessStates:
     """Re-check callers against the database: one query per ACCESS_CHECK_CHUNK ids, whatever
     the number of connections (tokens by token id; session users by user id)."""
@@ -159,14 +171,11 @@ def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> A
             "revoked_at",
             "expires_at",
             "user__is_active",
-            "user__membership__tenant_id",
-            "user__membership__tenant__is_active",
-            "user__membership__tenant__enabled_tools",
-            "user__membership__tenant__disabled_tools",
+            *(f"user__membership__{column}" for column in _TENANT_COLUMNS),
         )
-        for pk, revoked_at, expires_at, active, tenant_id, tenant_active, *tools in tokens:
+        for pk, revoked_at, expires_at, active, *tenant in tokens:
             by_token[pk] = _token_state(revoked_at, expires_at, now) or _member_state(
-                active, tenant_id, tenant_active, *tools
+                active, tenant
             )
     by_user: dict[int, AccessState] = {}
     for chunk in _chunks(user_ids):
@@ -174,16 +183,11 @@ def access_states(*, token_ids: Collection[int], user_ids: Collection[int]) -> A
             get_user_model()
             .objects.filter(pk__in=chunk)
             .values_list(
-                "pk",
-                "is_active",
-                "membership__tenant_id",
-                "membership__tenant__is_active",
-                "membership__tenant__enabled_tools",
-                "membership__tenant__disabled_tools",
+                "pk", "is_active", *(f"membership__{column}" for column in _TENANT_COLUMNS)
             )
         )
-        for pk, active, tenant_id, tenant_active, *tools in users:
-            by_user[pk] = _member_state(active, tenant_id, tenant_active, *tools)
+        for pk, active, *tenant in users:
+            by_user[pk] = _member_state(active, tenant)
     return AccessStates(by_token=by_token, by_user=by_user)
 
 
@@ -205,14 +209,10 @@ def _token_state(
     return None
 
 
-def _member_state(
-    user_active: bool,
-    tenant_id: int | None,
-    tenant_active: bool | None,
-    enabled_tools: Any,
-    disabled_tools: Any,
-) -> AccessState:
-    # The same rules, in the same order, as a handshake (_principal_for_member).
+def _member_state(user_active: bool, tenant: list[Any]) -> AccessState:
+    # `tenant`: the values of _TENANT_COLUMNS. The same rules, in the same order, as a
+    # handshake (_principal_for_member).
+    tenant_id, tenant_active, enabled_tools, disabled_tools, *overrides = tenant
     if not user_active:
         return AccessState(INACTIVE_ACCOUNT)
     if tenant_id is None:
@@ -220,4 +220,5 @@ def _member_state(
     if not tenant_active:
         return AccessState(INACTIVE_ACCOUNT)
     enabled, disabled = tool_set(enabled_tools, disabled_tools)
-    return AccessState(None, tenant_id, enabled, disabled)
+    limits = limits_with(dict(zip(OVERRIDE_FIELDS, overrides, strict=True)))
+    return AccessState(None, tenant_id, enabled, disabled, limits)

@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.access_changes import RevokedBy, announce_revocation, announce_tools_changed
+from accounts.access_changes import RevokedBy, announce_revocation, announce_tenant_changed
+from accounts.limits import OVERRIDE_FIELDS
 from accounts.models import ApiToken, Membership, Tenant
 from accounts.tokens import token_digest, token_display_prefix, token_generate
 
@@ -117,16 +118,13 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
 
 def tenant_update(*, tenant: Tenant, changed: Collection[str]) -> Tenant:
     """Save an edited tenant; once committed, a deactivation closes its connections and stops
-    its tasks, and a new tool set reaches its open connections. `changed`: the edited fields."""
+    its tasks, and a new tool set or new limits reach its open connections. `changed`: the
+    edited fields."""
     tenant.save()
     if "is_active" in changed and not tenant.is_active:
         announce_revocation(RevokedBy.TENANT, [tenant.pk])
-    if {"enabled_tools", "disabled_tools"} & set(changed):
-        announce_tools_changed(
-            tenant_id=tenant.pk,
-            enabled_tools=tenant.enabled_tools,
-            disabled_tools=tenant.disabled_tools,
-        )
+    if {"enabled_tools", "disabled_tools", *OVERRIDE_FIELDS} & set(changed):
+        announce_tenant_changed(tenant=tenant)
     return tenant
 
 

@@ -4,8 +4,8 @@ When accounts announce (after commit) that a token was revoked or deleted, or a 
 deactivated, the active tasks of that access are marked cancelled in history (durable: the
 process running one stops it at its next heartbeat round even if every message is lost), then
 one message goes to every process through RUNNERS_GROUP: web processes close the matching
-connections, every process stops the matching work it runs. A tenant's new tool set goes the
-same way. The channel layer delivers at most once: each web process also re-checks its
+connections, every process stops the matching work it runs. A tenant's new tool set and
+limits go the same way. The channel layer delivers at most once: each web process also re-checks its
 connections every MCP_ACCESS_CHECK_INTERVAL seconds (mcp_server/cluster/access.py).
 """
 
@@ -19,10 +19,11 @@ from accounts.access_changes import (
     AccessRevocation,
     RevokedBy,
     access_revoked,
-    tenant_tools_changed,
+    tenant_changed,
 )
+from accounts.limits import TenantLimits
 from accounts.selectors import INACTIVE_ACCOUNT, INVALID_TOKEN, REVOKED_TOKEN, AuthFailure
-from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, ToolsChanged
+from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, TenantChanged
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.operations.store import tasks_cancel_revoked
 
@@ -60,18 +61,25 @@ def revoke_access(*, revocation: AccessRevocation) -> None:
     )
 
 
-def change_tools(
-    *, tenant_id: int, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str]
+def change_tenant(
+    *,
+    tenant_id: int,
+    enabled_tools: frozenset[str] | None,
+    disabled_tools: frozenset[str],
+    limits: TenantLimits,
 ) -> None:
-    """Tell every process a tenant's tool set changed."""
+    """Tell every process a tenant's tool set or limits changed."""
     _send(
-        ToolsChanged(
-            tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+        TenantChanged(
+            tenant_id=tenant_id,
+            enabled_tools=enabled_tools,
+            disabled_tools=disabled_tools,
+            limits=limits,
         )
     )
 
 
-def _send(message: AccessRevoked | ToolsChanged) -> None:
+def _send(message: AccessRevoked | TenantChanged) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -86,17 +94,23 @@ def _on_access_revoked(sender: Any, revocation: AccessRevocation, **kwargs: Any)
     revoke_access(revocation=revocation)
 
 
-def _on_tools_changed(
+def _on_tenant_changed(
     sender: Any,
     tenant_id: int,
     enabled_tools: frozenset[str] | None,
-    disabled_tools: frozenset[str] = frozenset(),
+    disabled_tools: frozenset[str],
+    limits: TenantLimits,
     **kwargs: Any,
 ) -> None:
-    change_tools(tenant_id=tenant_id, enabled_tools=enabled_tools, disabled_tools=disabled_tools)
+    change_tenant(
+        tenant_id=tenant_id,
+        enabled_tools=enabled_tools,
+        disabled_tools=disabled_tools,
+        limits=limits,
+    )
 
 
 def connect_receivers() -> None:
     """Act on the access changes accounts announce."""
     access_revoked.connect(_on_access_revoked, dispatch_uid="mcp-access-revoked")
-    tenant_tools_changed.connect(_on_tools_changed, dispatch_uid="mcp-tools-changed")
+    tenant_changed.connect(_on_tenant_changed, dispatch_uid="mcp-tenant-changed")

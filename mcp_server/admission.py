@@ -6,7 +6,8 @@ user's and tenant's open WebSockets in this process and refuses a handshake over
 4429) and a reason; the count is released when the application returns, whatever ended the
 connection. An admitted connection gets a `MessageAllowance` in its scope: the token buckets,
 shared by every connection of its user and of its tenant in this process, that each incoming
-message draws from. Both are per web process: N processes admit up to N times the limits.
+message draws from; a change of the tenant's limits retunes them in place (McpSession.
+tenant_changed). Both are per web process: N processes admit up to N times the limits.
 """
 
 import logging
@@ -41,12 +42,18 @@ class RateRefusal:
 class MessageAllowance:
     """One connection's view of its user's and tenant's message buckets."""
 
-    __slots__ = ("_buckets", "dropped_notifications", "refused_requests")
+    __slots__ = ("_admission", "_buckets", "dropped_notifications", "refused_requests")
 
-    def __init__(self, buckets: tuple[TokenBucket, ...]) -> None:
-        self._buckets = buckets
+    def __init__(self, admission: "ConnectionAdmission", principal: Principal) -> None:
+        self._admission = admission
+        self._buckets = admission.buckets_of(principal)
         self.refused_requests = 0
         self.dropped_notifications = 0
+
+    def retune(self, principal: Principal) -> None:
+        """The tenant's limits changed: the shared buckets take the new rates and bursts in
+        place (keeping what they hold, up to the new burst)."""
+        self._buckets = self._admission.buckets_of(principal)
 
     def take(self, cost: int = 1) -> RateRefusal | None:
         """Spend `cost` messages, or say which limit refuses them (nothing is spent then)."""
@@ -86,7 +93,7 @@ class ConnectionAdmission:
             )
         self.by_user[principal.user_id] += 1
         self.by_tenant[principal.tenant_id] += 1
-        return MessageAllowance(self._buckets_of(principal))
+        return MessageAllowance(self, principal)
 
     def release(self, principal: Principal) -> None:
         """The connection admitted for `principal` has ended."""
@@ -96,7 +103,8 @@ class ConnectionAdmission:
             if counter[key] <= 0:
                 del counter[key]
 
-    def _buckets_of(self, principal: Principal) -> tuple[TokenBucket, ...]:
+    def buckets_of(self, principal: Principal) -> tuple[TokenBucket, ...]:
+        """The user's and tenant's buckets (those with a rate), set to `principal.limits`."""
         limits = principal.limits
         now = time.monotonic()
         # Buckets of users and tenants without connections are forgotten once full again.

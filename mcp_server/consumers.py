@@ -79,6 +79,7 @@ class McpConsumer(ListenOnDemandConsumer):
             liveness=runtime.liveness,
             close_transport=self._close_with,
             listen=self.listen,
+            message_allowance=self.message_allowance,
         )
         # The server enforces the bound where the bytes pile up (without the extension, e.g.
         # under daphne for runserver, nothing bounds them).

@@ -11,9 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
+from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
@@ -91,6 +93,7 @@ class McpSession:
         "__weakref__",
         "_close_transport",
         "_log_rank",
+        "_message_allowance",
         "_pings",
         "_send",
         "_spawned",
@@ -124,8 +127,11 @@ class McpSession:
         liveness: "Liveness | None" = None,
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
+        message_allowance: MessageAllowance | None = None,
     ) -> None:
         self.principal = principal
+        # The transport's message buckets (None: no rate limit), retuned when limits change.
+        self._message_allowance = message_allowance
         self.executor = executor
         self._close_transport = close_transport
         # Everything this session starts; closing it cancels or awaits all of it.
@@ -350,17 +356,25 @@ class McpSession:
         if self._close_transport is not None:
             await self._close_transport(code, reason)
 
-    async def tools_changed(
-        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    async def tenant_changed(
+        self,
+        enabled_tools: frozenset[str] | None,
+        disabled_tools: frozenset[str],
+        limits: TenantLimits,
     ) -> None:
-        """The tenant's tool set changed: list and call from the new one, and tell the client
-        (`notifications/tools/list_changed`) when the tools it sees changed."""
-        current = (self.principal.enabled_tools, self.principal.disabled_tools)
-        if self.state is SessionState.CLOSED or (enabled_tools, disabled_tools) == current:
+        """The tenant's settings changed: list and call from the new tool set (telling the
+        client, `notifications/tools/list_changed`, when the tools it sees changed), and bound
+        the next requests and messages by the new limits."""
+        if self.state is SessionState.CLOSED:
             return
+        previous = self.principal
         self.principal = dataclasses.replace(
-            self.principal, enabled_tools=enabled_tools, disabled_tools=disabled_tools
+            previous, enabled_tools=enabled_tools, disabled_tools=disabled_tools, limits=limits
         )
+        if limits != previous.limits and self._message_allowance is not None:
+            self._message_allowance.retune(self.principal)
+        if (enabled_tools, disabled_tools) == (previous.enabled_tools, previous.disabled_tools):
+            return
         catalog = catalog_for(enabled_tools, disabled_tools)
         changed = catalog.tools != self.catalog.tools
         self.catalog = catalog

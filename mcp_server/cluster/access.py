@@ -2,9 +2,9 @@
 
 Two ways in, both acted on within seconds: the announcements of mcp_server/access.py (one
 message per change, through RUNNERS_GROUP), and a periodic round that re-checks every local
-connection's caller against the database in a few bounded queries (one per ACCESS_CHECK_CHUNK
-distinct tokens, however many connections share them), which catches expired tokens and
-announcements the at-most-once channel layer lost.
+connection's caller (access, tool set, limits) against the database in a few bounded queries
+(one per ACCESS_CHECK_CHUNK distinct tokens, however many connections share them), which
+catches expired tokens and announcements the at-most-once channel layer lost.
 """
 
 import asyncio
@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from accounts import tool_sets
+from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from accounts.selectors import access_states
 from mcp_server.cluster import messages
@@ -23,6 +23,8 @@ from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
 
+# A tenant's tool set (enabled, disabled) and limits, as a connection is told of them.
+TenantSettings = tuple[frozenset[str] | None, frozenset[str], TenantLimits]
 # Principal attributes an access.revoked message may match on.
 _MATCHABLE = frozenset({"token_id", "user_id", "tenant_id"})
 
@@ -46,10 +48,13 @@ class GuardedConnection(Protocol):
     async def revoke_access(self, code: int, reason: str) -> None:
         """Stop the connection's work as revoked and close it with `code` and `reason`."""
 
-    async def tools_changed(
-        self, enabled_tools: frozenset[str] | None, disabled_tools: frozenset[str] = frozenset()
+    async def tenant_changed(
+        self,
+        enabled_tools: frozenset[str] | None,
+        disabled_tools: frozenset[str],
+        limits: TenantLimits,
     ) -> None:
-        """Use the tenant's new tool set and tell the client when its list changed."""
+        """Use the tenant's new tool set and limits; tell the client when its list changed."""
 
 
 class AccessGuard:
@@ -70,11 +75,11 @@ class AccessGuard:
         return [c for c in self._connections() if not c.is_closed]
 
     async def handle(self, message: messages.ClusterMessage) -> None:
-        """Act on an access.revoked or access.tools_changed message."""
+        """Act on an access.revoked or access.tenant_changed message."""
         if isinstance(message, messages.AccessRevoked):
             await self._revoked(message)
-        elif isinstance(message, messages.ToolsChanged):
-            await self._tools_changed(message)
+        elif isinstance(message, messages.TenantChanged):
+            await self._tenant_changed(message)
 
     async def _revoked(self, message: messages.AccessRevoked) -> None:
         field = message.kind
@@ -95,11 +100,11 @@ class AccessGuard:
                 "access revoked (%s): stopping %d operation(s) run here", message.reason, stopped
             )
 
-    async def _tools_changed(self, message: messages.ToolsChanged) -> None:
+    async def _tenant_changed(self, message: messages.TenantChanged) -> None:
         affected = [c for c in self._open() if c.principal.tenant_id == message.tenant_id]
+        settings = (message.enabled_tools, message.disabled_tools, message.limits)
         await asyncio.gather(
-            *(c.tools_changed(message.enabled_tools, message.disabled_tools) for c in affected),
-            return_exceptions=True,
+            *(c.tenant_changed(*settings) for c in affected), return_exceptions=True
         )
 
     async def _close(self, connections: list[GuardedConnection], status: int, reason: str) -> None:
@@ -122,22 +127,23 @@ class AccessGuard:
             return
         states = await db_call(access_states)(token_ids=tokens, user_ids=users)
         by_failure: dict[tuple[int, str], list[GuardedConnection]] = {}
-        changed: list[tuple[GuardedConnection, tool_sets.ToolSet]] = []
+        changed: list[tuple[GuardedConnection, TenantSettings]] = []
         for connection in connections:
-            state = states.for_principal(connection.principal)
-            failure = state.failure_for(connection.principal)
+            principal = connection.principal
+            state = states.for_principal(principal)
+            failure = state.failure_for(principal)
             if failure is not None:
                 by_failure.setdefault((failure.status, failure.reason), []).append(connection)
-            elif (state.enabled_tools, state.disabled_tools) != (
-                connection.principal.enabled_tools,
-                connection.principal.disabled_tools,
-            ):
-                changed.append((connection, (state.enabled_tools, state.disabled_tools)))
+                continue
+            assert state.limits is not None
+            now = (state.enabled_tools, state.disabled_tools, state.limits)
+            if now != (principal.enabled_tools, principal.disabled_tools, principal.limits):
+                changed.append((connection, now))
         for (status, reason), closing in by_failure.items():
             await self._close(closing, status, reason)
         if changed:
             await asyncio.gather(
-                *(c.tools_changed(*tools) for c, tools in changed), return_exceptions=True
+                *(c.tenant_changed(*now) for c, now in changed), return_exceptions=True
             )
 
     async def run_checks(self) -> None:

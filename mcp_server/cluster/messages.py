@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
 from accounts import tool_sets
+from accounts.limits import TenantLimits
 from config.log_context import valid_traceparent
 from mcp_server.operations.lifecycle import Stop
 
@@ -44,10 +45,10 @@ OPERATION_FINISHED = "operation.finished"
 # To WEB_GROUP.
 BROADCAST = "mcp.broadcast"
 # To RUNNERS_GROUP, whose members are every web process (it closes its connections) and every
-# worker (it stops the work it runs): access taken away, and a tenant's new tool set.
+# worker (it stops the work it runs): access taken away, and a tenant's new tool set and limits.
 ACCESS_REVOKED = "access.revoked"
-TOOLS_CHANGED = "access.tools_changed"
-ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TOOLS_CHANGED})
+TENANT_CHANGED = "access.tenant_changed"
+ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TENANT_CHANGED})
 
 # A message as the channel layer carries it.
 Message = dict[str, Any]
@@ -406,14 +407,16 @@ class AccessRevoked:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolsChanged:
-    """A tenant's tool set is now `enabled_tools` (None: every tool but `disabled_tools`)."""
+class TenantChanged:
+    """A tenant's settings now: its tool set (`enabled_tools`; None: every tool but
+    `disabled_tools`) and its limits."""
 
-    TYPE: ClassVar[str] = TOOLS_CHANGED
+    TYPE: ClassVar[str] = TENANT_CHANGED
 
     tenant_id: int
     enabled_tools: frozenset[str] | None
-    disabled_tools: frozenset[str] = frozenset()
+    disabled_tools: frozenset[str]
+    limits: TenantLimits
 
     def encode(self) -> Message:
         """The message as the channel layer carries it."""
@@ -421,16 +424,22 @@ class ToolsChanged:
             "type": self.TYPE,
             "tenant_id": self.tenant_id,
             **tool_sets.encoded(self.enabled_tools, self.disabled_tools),
+            "limits": self.limits.as_dict(),
         }
 
     @classmethod
     def decode(cls, message: Message) -> Self:
         """The typed message (MalformedMessage when it is not one)."""
-        tenant_id = _optional_int(message.get("tenant_id"))
-        if tenant_id is None:
-            raise MalformedMessage("access.tools_changed needs a tenant id")
+        tenant_id, limits = _optional_int(message.get("tenant_id")), message.get("limits")
+        if tenant_id is None or not isinstance(limits, dict):
+            raise MalformedMessage(f"{cls.TYPE} needs a tenant id and limits")
         enabled, disabled = tool_sets.decoded(message)
-        return cls(tenant_id=tenant_id, enabled_tools=enabled, disabled_tools=disabled)
+        return cls(
+            tenant_id=tenant_id,
+            enabled_tools=enabled,
+            disabled_tools=disabled,
+            limits=TenantLimits.from_dict(limits),
+        )
 
 
 ClusterMessage = (
@@ -443,7 +452,7 @@ ClusterMessage = (
     | OperationFinished
     | Broadcast
     | AccessRevoked
-    | ToolsChanged
+    | TenantChanged
 )
 # What reaches a connection's channel about an operation it listens to.
 OperationEvent = OperationProgress | OperationLog | OperationFinished
@@ -460,7 +469,7 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         OperationFinished,
         Broadcast,
         AccessRevoked,
-        ToolsChanged,
+        TenantChanged,
     )
 }
 

@@ -2,6 +2,7 @@
 cancels the tasks of that access in history and reaches every process (RUNNERS_GROUP)."""
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,11 +18,18 @@ from accounts.access_changes import (
     AccessRevocation,
     RevokedBy,
     access_revoked,
-    tenant_tools_changed,
+    tenant_changed,
 )
+from accounts.limits import TenantLimits, default_limits
 from accounts.models import ApiToken, Tenant
 from accounts.services import IssuedToken, token_revoke
-from mcp_server.cluster.messages import ACCESS_REVOKED, RUNNERS_GROUP, TOOLS_CHANGED
+from mcp_server.cluster.messages import (
+    ACCESS_REVOKED,
+    RUNNERS_GROUP,
+    TENANT_CHANGED,
+    TenantChanged,
+    decode_message,
+)
 from mcp_server.models import Operation, OperationStatus
 from mcp_server.tools.registry import registry
 from tests.accounts.factories import member_token
@@ -35,24 +43,32 @@ class Announcements:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any]] = []
+        self.limits: list[TenantLimits] = []
 
     def revoked(self, sender: Any, revocation: AccessRevocation, **kwargs: Any) -> None:
         self.sent.append(("revoked", revocation))
 
-    def tools(
-        self, sender: Any, tenant_id: int, enabled_tools: Any, disabled_tools: Any, **kwargs: Any
+    def tenant(
+        self,
+        sender: Any,
+        tenant_id: int,
+        enabled_tools: Any,
+        disabled_tools: Any,
+        limits: TenantLimits,
+        **kwargs: Any,
     ) -> None:
         self.sent.append(("tools", (tenant_id, enabled_tools, disabled_tools)))
+        self.limits.append(limits)
 
 
 @pytest.fixture
 def announced() -> Iterator[Announcements]:
     announcements = Announcements()
     access_revoked.connect(announcements.revoked)
-    tenant_tools_changed.connect(announcements.tools)
+    tenant_changed.connect(announcements.tenant)
     yield announcements
     access_revoked.disconnect(announcements.revoked)
-    tenant_tools_changed.disconnect(announcements.tools)
+    tenant_changed.disconnect(announcements.tenant)
 
 
 @pytest.fixture
@@ -146,7 +162,7 @@ def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
     return {key: value for key, value in form.items() if value != ""}
 
 
-def test_the_tenant_admin_announces_deactivation_and_a_new_tool_set(
+def test_the_tenant_admin_announces_deactivation_a_new_tool_set_and_new_limits(
     staff_client: Client,
     issued: IssuedToken,
     announced: Announcements,
@@ -174,8 +190,20 @@ def test_the_tenant_admin_announces_deactivation_and_a_new_tool_set(
     tenant.refresh_from_db()
     assert (tenant.enabled_tools, tenant.disabled_tools) == (None, ["echo"])
     announced.sent.clear()
+    announced.limits.clear()
+    new_limits = {"limit_in_flight_per_connection": "2", "limit_message_rate": "7"}
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(url, _tenant_form(tenant, is_active="", tools=every_but_echo))
+        response = staff_client.post(url, _tenant_form(tenant, tools=every_but_echo, **new_limits))
+    assert response.status_code == 302
+    assert announced.sent == [("tools", (tenant.pk, None, frozenset({"echo"})))]
+    (limits,) = announced.limits
+    assert (limits.in_flight_per_connection, limits.message_rate_per_tenant) == (2, 7.0)
+    assert limits.in_flight_per_user == default_limits().in_flight_per_user
+    announced.sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            url, _tenant_form(tenant, is_active="", tools=every_but_echo, **new_limits)
+        )
     assert response.status_code == 302
     assert announced.sent == [_revoked(RevokedBy.TENANT, tenant.pk)]
     tenant.refresh_from_db()
@@ -240,7 +268,7 @@ def test_deactivating_a_user_cancels_all_their_tasks(
         assert task.error == "cancelled: access revoked: account or tenant is inactive"
 
 
-def test_a_new_tool_set_is_sent_to_every_process(
+def test_a_new_tool_set_or_new_limits_are_sent_to_every_process(
     issued: IssuedToken, runners: WebGroupListener, django_capture_on_commit_callbacks: Any
 ) -> None:
     from accounts.services import tenant_update
@@ -250,20 +278,28 @@ def test_a_new_tool_set_is_sent_to_every_process(
     with django_capture_on_commit_callbacks(execute=True):
         tenant_update(tenant=tenant, changed=["enabled_tools"])
     assert runners.receive() == {
-        "type": TOOLS_CHANGED,
+        "type": TENANT_CHANGED,
         "tenant_id": tenant.pk,
         "enabled_tools": ["add", "multiply"],
         "disabled_tools": [],
+        "limits": default_limits().as_dict(),
     }
     tenant.enabled_tools, tenant.disabled_tools = None, ["sleep", "echo"]
     with django_capture_on_commit_callbacks(execute=True):
         tenant_update(tenant=tenant, changed=["disabled_tools"])
     assert runners.receive() == {
-        "type": TOOLS_CHANGED,
+        "type": TENANT_CHANGED,
         "tenant_id": tenant.pk,
         "enabled_tools": None,
         "disabled_tools": ["echo", "sleep"],
+        "limits": default_limits().as_dict(),
     }
+    tenant.limit_in_flight = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant_update(tenant=tenant, changed=["limit_in_flight"])
+    message = decode_message(runners.receive())
+    assert isinstance(message, TenantChanged)
+    assert message.limits == replace(default_limits(), in_flight_per_tenant=3)
 
 
 def test_revoked_tokens_of_a_deleted_row_do_not_break_the_announcement(

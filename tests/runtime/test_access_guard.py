@@ -2,6 +2,7 @@
 whose access was taken away (with the handshake's code and reason), update tool sets, and the
 re-check stays a few bounded queries however many connections are open."""
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +16,10 @@ from accounts.models import ApiToken, Tenant
 from accounts.principal import Principal
 from accounts.selectors import access_states, principal_for_token
 from accounts.services import IssuedToken
+from mcp_server.admission import ConnectionAdmission, MessageAllowance
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.messages import AccessRevoked, ToolsChanged, decode_message
+from mcp_server.cluster.messages import AccessRevoked, TenantChanged, decode_message
 from mcp_server.identity import ServerIdentity
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.session import McpSession
@@ -41,7 +43,12 @@ INITIALIZE = {
 class Connection:
     """A session with its wire and the close it asked its transport for."""
 
-    def __init__(self, principal: Principal, runner: OperationRunner) -> None:
+    def __init__(
+        self,
+        principal: Principal,
+        runner: OperationRunner,
+        allowance: MessageAllowance | None = None,
+    ) -> None:
         self.wire = Wire()
         self.closed_with: tuple[int, str] | None = None
         self.session = McpSession(
@@ -53,6 +60,7 @@ class Connection:
             connection_id=f"conn-{id(self)}",
             send=self.wire.send,
             close_transport=self._close,
+            message_allowance=allowance,
         )
 
     async def _close(self, code: int, reason: str) -> None:
@@ -174,6 +182,67 @@ async def test_the_recheck_closes_what_lost_access_and_updates_tool_sets(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_new_limits_reach_open_connections_and_their_message_buckets(
+    runner: OperationRunner, settings: Any
+) -> None:
+    settings.MCP_MESSAGE_BURST_PER_TENANT = 2
+    issued = await sync_to_async(lambda: [member_token(n, tenant_slug="acme") for n in "ab"])()
+    principals = [await sync_to_async(_principal)(i) for i in issued]
+    outsider = await sync_to_async(make_principal)("beta", "bea")
+    admission = ConnectionAdmission()
+    allowances = [admission.admit(p) for p in [*principals, outsider]]
+    assert all(isinstance(a, MessageAllowance) for a in allowances)
+    connections = [
+        Connection(p, runner, a)  # type: ignore[arg-type]
+        for p, a in zip([*principals, outsider], allowances, strict=True)
+    ]
+    for connection in connections:
+        await connection.session.receive(INITIALIZE)
+    guard = AccessGuard(
+        connections=lambda: [c.session for c in connections], runner=runner, interval=3600
+    )
+    before = principals[0].limits
+    try:
+        await guard.check()  # nothing changed: nothing happens
+        assert all(c.session.principal.limits == before for c in connections)
+
+        await sync_to_async(
+            lambda: Tenant.objects.filter(slug="acme").update(
+                limit_in_flight_per_connection=1, limit_message_rate=0.001
+            )
+        )()
+        await guard.check()
+        for kept in connections[:2]:
+            limits = kept.session.principal.limits
+            assert (limits.in_flight_per_connection, limits.message_rate_per_tenant) == (1, 0.001)
+            assert kept.closed_with is None
+            assert not kept.sent("notifications/tools/list_changed")  # the tools did not change
+        assert connections[2].session.principal.limits == outsider.limits
+        # The tenant's shared bucket took the new rate in place: once its burst is spent, the
+        # next message of either connection waits for a refill at 0.001 per second.
+        shared = [a for a in allowances[:2] if isinstance(a, MessageAllowance)]
+        assert shared[0].take() is None and shared[1].take() is None
+        refusal = shared[0].take()
+        assert refusal is not None and refusal.limit == "messages per tenant"
+        assert refusal.retry_after_ms > 60_000
+        assert isinstance(allowances[2], MessageAllowance) and allowances[2].take() is None
+
+        announced = replace(connections[0].session.principal.limits, in_flight_per_user=7)
+        await guard.handle(
+            TenantChanged(
+                tenant_id=principals[0].tenant_id,
+                enabled_tools=None,
+                disabled_tools=frozenset(),
+                limits=announced,
+            )
+        )
+        assert [c.session.principal.limits for c in connections[:2]] == [announced] * 2
+        assert connections[2].session.principal.limits == outsider.limits
+    finally:
+        await sync_to_async(close_database_connections)()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_announcement_closes_the_matching_connections_at_once(
     runner: OperationRunner,
 ) -> None:
@@ -197,15 +266,21 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     assert connections[0].closed_with == (4403, "account or tenant is inactive")
     assert connections[1].closed_with is None
     await guard.handle(
-        ToolsChanged(tenant_id=principals[1].tenant_id, enabled_tools=frozenset({"multiply"}))
+        TenantChanged(
+            tenant_id=principals[1].tenant_id,
+            enabled_tools=frozenset({"multiply"}),
+            disabled_tools=frozenset(),
+            limits=principals[1].limits,
+        )
     )
     assert [t.name for t in connections[1].session.catalog.tools] == ["multiply"]
     assert len(connections[1].sent("notifications/tools/list_changed")) == 1
     await guard.handle(
-        ToolsChanged(
+        TenantChanged(
             tenant_id=principals[1].tenant_id,
             enabled_tools=None,
             disabled_tools=frozenset({"echo", "sleep"}),
+            limits=principals[1].limits,
         )
     )
     names = [t.name for t in connections[1].session.catalog.tools]

@@ -1,4 +1,5 @@
-"""The session's bound on requests in flight: refused at once past it, freed as they end."""
+"""The session's bound on requests in flight: refused at once past it, freed as they end, and
+changed for the next request when the tenant's limits change."""
 
 import dataclasses
 
@@ -52,3 +53,32 @@ async def test_past_the_bound_a_request_is_refused_and_places_free_as_requests_e
     await session.close()
     await _wait_done(tasks)
     assert admission.count(tenant=session.principal.tenant_id) == 0
+
+
+async def test_new_limits_bound_the_next_request_of_an_open_session() -> None:
+    slow_tool = SlowTool()
+    session, outbox = await _bounded(slow_tool)
+    for request_id in range(2):
+        await session.receive(call(request_id, "slow"))
+    principal = session.principal
+
+    lowered = dataclasses.replace(principal.limits, in_flight_per_connection=2)
+    await session.tenant_changed(principal.enabled_tools, principal.disabled_tools, lowered)
+    await session.receive(call("over-the-lowered-bound", "slow"))
+    refusal = (await outbox.response("over-the-lowered-bound"))["error"]
+    assert refusal["code"] == LIMIT_EXCEEDED
+    assert refusal["data"]["maximum"] == 2
+
+    raised = dataclasses.replace(principal.limits, in_flight_per_connection=5)
+    await session.tenant_changed(principal.enabled_tools, principal.disabled_tools, raised)
+    for raised_id in ("under-the-raised-bound", "also-under"):
+        await session.receive(call(raised_id, "slow"))
+    assert session.in_flight == 4
+    # Only the limits changed: the client's tool list did not, so it is not told it did.
+    sent = [m.get("method") for m in outbox.messages if isinstance(m, dict)]
+    assert "notifications/tools/list_changed" not in sent
+    slow_tool.release.set()
+    assert "result" in await outbox.response("under-the-raised-bound")
+    tasks = _tasks_of(session)
+    await session.close()
+    await _wait_done(tasks)

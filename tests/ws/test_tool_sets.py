@@ -38,7 +38,7 @@ async def test_calls_accepted_before_a_tool_is_taken_away_go_on(slow_tool: SlowT
     )
     assert queued["params"]["message"].startswith("queued")  # behind the one slot
 
-    await session.tools_changed(None, frozenset({"slow"}))
+    await session.tenant_changed(None, frozenset({"slow"}), session.principal.limits)
     await outbox.wait_for(
         lambda m: isinstance(m, dict) and m.get("method") == "notifications/tools/list_changed"
     )

@@ -36,7 +36,7 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
     fields = dict(start.principal)
     fields["enabled_tools"], fields["disabled_tools"] = tool_sets.decoded(fields)
     if "limits" in fields:
-        fields["limits"] = TenantLimits(**fields["limits"])
+        fields["limits"] = TenantLimits.from_dict(fields["limits"])
     principal = Principal(**fields)
     tool = catalog_for_principal(principal).get(start.tool)
     if tool is None:

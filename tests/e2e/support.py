@@ -5,6 +5,7 @@ through `manage.py` commands, its HTTP port and its log file, as an operator wou
 """
 
 import asyncio
+import inspect
 import json
 import os
 import secrets
@@ -16,7 +17,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field
@@ -64,10 +73,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(POLL_INTERVAL)
 
 
-async def wait_until_async(predicate: Callable[[], bool], seconds: float, what: str) -> None:
-    """`wait_until` for coroutines: polls without blocking the event loop."""
+async def wait_until_async(
+    predicate: Callable[[], bool | Awaitable[bool]], seconds: float, what: str
+) -> None:
+    """`wait_until` for coroutines: polls without blocking the event loop; `predicate` may
+    be a coroutine function (e.g. one that tries a handshake)."""
     deadline = time.monotonic() + seconds
-    while not predicate():
+
+    async def holds() -> bool:
+        value = predicate()
+        return await value if inspect.isawaitable(value) else value
+
+    while not await holds():
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {seconds} s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)

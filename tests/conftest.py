@@ -14,7 +14,7 @@ from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Directories whose modules start servers (or browsers) of their own, once per module.
-_MODULE_GROUPED_DIRS = ("e2e", "cli", "console", "cluster")
+_MODULE_GROUPED_DIRS = ("e2e", "cli", "console")
 _DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences"})
 
 
@@ -68,12 +68,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Select the database layers when asked; keep tests that share processes together.
 
-    With `--dist loadgroup`, each module of tests/e2e, cli, console and cluster goes to one
-    worker whole, so its module-scoped servers and browser start once; a worker starts the
-    session's deployment (tests/cluster: two web processes and a worker) once, for every
-    module it gets. The cluster's modules are spread too: its tests mostly wait (for a
-    process to die, a bound to pass), and one worker alone was the end of the run. The rest
-    is spread test by test.
+    With `--dist loadgroup`, tests/cluster (one cluster per worker: two web processes and a
+    worker) goes to one xdist worker, and each module of tests/e2e, cli and console goes to
+    one worker whole, so its module-scoped servers and browser start once. The rest is
+    spread test by test.
     """
     if config.getoption("--database-layers"):
         kept = [item for item in items if _reaches_database(item)]
@@ -83,7 +81,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         parts = _parts(item)
-        if len(parts) > 2 and parts[0] == "tests" and parts[1] in _MODULE_GROUPED_DIRS:
+        if parts[:2] == ("tests", "cluster"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif len(parts) > 2 and parts[0] == "tests" and parts[1] in _MODULE_GROUPED_DIRS:
             item.add_marker(pytest.mark.xdist_group("/".join(parts)))
 
 

@@ -1,5 +1,6 @@
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -7,12 +8,36 @@ from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from tests.cluster.support import PG_SERVER_URL
+from tests.e2e import templates
+from tests.e2e.templates import DatabaseTemplates
 from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Directories whose modules start servers (or browsers) of their own, once per module.
 _MODULE_GROUPED_DIRS = ("e2e", "cli", "console")
 _DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the run (the controller and its xdist workers) one directory for its templates."""
+    templates.begin_run(config)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called in the controller
+def pytest_configure_node(node: Any) -> None:
+    """Hand the run's directory to each xdist worker."""
+    templates.hand_to_worker(node.config, node.workerinput)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Drop the run's templates once every worker has finished (in the controller)."""
+    templates.end_run(config)
+
+
+@pytest.fixture(scope="session")
+def database_templates(pytestconfig: pytest.Config) -> DatabaseTemplates:
+    """The run's migrated databases, which every deployment copies (tests/e2e/templates.py)."""
+    return templates.of_run(pytestconfig)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

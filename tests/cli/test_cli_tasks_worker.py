@@ -16,7 +16,11 @@ from tests.e2e.support import (
     Deployment,
     free_port,
     start_server_on_port,
+    tenant_command,
+    token_command,
+    user_command,
 )
+from tests.e2e.templates import DatabaseTemplates
 
 # About 15 s of work: it outlasts the web restart (a few seconds) by a wide margin.
 COUNT = 150
@@ -32,12 +36,20 @@ class WorkerDeployment:
 
 
 @pytest.fixture(scope="module")
-def worker_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDeployment]:
+def worker_deployment(
+    tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates
+) -> Iterator[WorkerDeployment]:
     """A migrated installation on a fresh PostgreSQL database, in worker mode, with alice."""
-    with worker_mode_deployment(tmp_path_factory.mktemp("cli-worker")) as deployment:
-        deployment.create_tenant("alpha")
-        deployment.create_user("alice", "alpha")
-        yield WorkerDeployment(deployment, deployment.create_token("alice", name="alice-cli"))
+    root = tmp_path_factory.mktemp("cli-worker")
+    with worker_mode_deployment(root, database_templates) as deployment:
+        *_, token = deployment.run_together(
+            [
+                tenant_command("alpha"),
+                user_command("alice", "alpha"),
+                token_command("alice", name="alice-cli"),
+            ]
+        )
+        yield WorkerDeployment(deployment, token)
 
 
 def test_a_web_restart_during_a_task_is_re_attached_and_the_result_arrives(

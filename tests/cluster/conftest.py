@@ -6,10 +6,8 @@ from dataclasses import dataclass
 import pytest
 
 from tests.cluster.support import Cluster, worker_mode_deployment
-from tests.e2e.support import (
-    Deployment,
-    run_parallel,
-)
+from tests.e2e.support import Deployment, tenant_command, token_command, user_command
+from tests.e2e.templates import DatabaseTemplates
 
 
 @dataclass(frozen=True)
@@ -23,34 +21,31 @@ class ClusterAccounts:
 
 
 @pytest.fixture(scope="session")
-def cluster_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def cluster_deployment(
+    tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates
+) -> Iterator[Deployment]:
     """A migrated installation on a fresh PostgreSQL database (clusters always use one)."""
-    with worker_mode_deployment(tmp_path_factory.mktemp("mcp-cluster")) as deployment:
+    root = tmp_path_factory.mktemp("mcp-cluster")
+    with worker_mode_deployment(root, database_templates) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
 def cluster_accounts(cluster_deployment: Deployment) -> ClusterAccounts:
-    """Tenants, users and tokens made by the management commands."""
-    deployment = cluster_deployment
-    run_parallel(
-        [lambda: deployment.create_tenant("alpha"), lambda: deployment.create_tenant("beta")]
-    )
-    run_parallel(
+    """Tenants, users and tokens made by the management commands (in one process)."""
+    alice, alice_second, alan, bob = cluster_deployment.run_together(
         [
-            lambda: deployment.create_user("alice", "alpha", admin=True),
-            lambda: deployment.create_user("alan", "alpha"),
-            lambda: deployment.create_user("bob", "beta"),
+            tenant_command("alpha"),
+            tenant_command("beta"),
+            user_command("alice", "alpha", admin=True),
+            user_command("alan", "alpha"),
+            user_command("bob", "beta"),
+            token_command("alice", name="alice-1"),
+            token_command("alice", name="alice-2"),
+            token_command("alan", name="alan-1"),
+            token_command("bob", name="bob-1"),
         ]
-    )
-    alice, alice_second, alan, bob = run_parallel(
-        [
-            lambda: deployment.create_token("alice", name="alice-1"),
-            lambda: deployment.create_token("alice", name="alice-2"),
-            lambda: deployment.create_token("alan", name="alan-1"),
-            lambda: deployment.create_token("bob", name="bob-1"),
-        ]
-    )
+    )[5:]
     return ClusterAccounts(alice=alice, alice_second=alice_second, alan=alan, bob=bob)
 
 

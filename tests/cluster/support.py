@@ -22,12 +22,12 @@ from tests.e2e.support import (
     RawClient,
     ServerProcess,
     base_child_env,
-    create_postgres_database,
     database_url_for,
     drop_postgres_database,
     start_server,
     start_server_on_port,
 )
+from tests.e2e.templates import DatabaseTemplates
 
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 CLUSTER_REDIS_URL = os.environ.get("TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -65,17 +65,15 @@ def cluster_env() -> dict[str, str]:
 
 
 @contextmanager
-def worker_mode_deployment(root: Path) -> Iterator[Deployment]:
+def worker_mode_deployment(root: Path, templates: DatabaseTemplates) -> Iterator[Deployment]:
     """A migrated installation in worker mode on a fresh PostgreSQL database (dropped after)."""
-    name = create_postgres_database(PG_SERVER_URL)
+    name = templates.create_postgres(PG_SERVER_URL)
     try:
         env = base_child_env(root, database_url_for(PG_SERVER_URL, name))
         # Every process of the cluster writes its metrics here; any one serves their sum.
         (root / "metrics").mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(root / "metrics")
-        deployment = Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
-        deployment.migrate()
-        yield deployment
+        yield Deployment(root=root, env={**env, **cluster_env()}, database_name=name)
     finally:
         drop_postgres_database(PG_SERVER_URL, name)
 

@@ -16,7 +16,13 @@ from tests.cluster.support import (
     send_request,
 )
 from tests.e2e.history import operations
-from tests.e2e.support import raw_client, result_of, wait_until
+from tests.e2e.support import (
+    raw_client,
+    result_of,
+    token_command,
+    user_command,
+    wait_until,
+)
 
 REVOKED_REASON = "cancelled: access revoked: token revoked"
 HISTORY_WAIT = 60.0
@@ -30,8 +36,9 @@ async def test_a_revoked_token_is_cut_off_on_every_process(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
     username = f"rev-{secrets.token_hex(3)}"
-    cluster.deployment.create_user(username, "alpha")
-    token = cluster.deployment.create_token(username, name=f"{username}-1")
+    _, token = cluster.deployment.run_together(
+        [user_command(username, "alpha"), token_command(username, name=f"{username}-1")]
+    )
     web0, web1 = cluster.web
     async with (
         raw_client(web0, token) as on_web0,

@@ -11,7 +11,15 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.cluster.support import WAIT, Cluster, start_long_call
-from tests.e2e.support import RawClient, raw_client, raw_connection, result_of
+from tests.e2e.support import (
+    RawClient,
+    raw_client,
+    raw_connection,
+    result_of,
+    tenant_command,
+    token_command,
+    user_command,
+)
 
 LIMIT_EXCEEDED = -32001
 
@@ -46,9 +54,13 @@ async def test_new_limits_reach_an_open_connection_on_the_other_web_process(
 ) -> None:
     slug = f"limits-{secrets.token_hex(3)}"
     deployment = cluster.deployment
-    deployment.create_tenant(slug)
-    deployment.create_user(f"{slug}-a", slug)
-    token = deployment.create_token(f"{slug}-a", name=f"{slug}-a")
+    *_, token = deployment.run_together(
+        [
+            tenant_command(slug),
+            user_command(f"{slug}-a", slug),
+            token_command(f"{slug}-a", name=f"{slug}-a"),
+        ]
+    )
     web1 = cluster.web[1]
     async with raw_client(web1, token) as client:
         await start_long_call(client, "long")  # holds one place in flight

@@ -13,7 +13,15 @@ from tests.cluster.support import (
     next_matching,
     start_long_call,
 )
-from tests.e2e.support import RawClient, error_of, raw_client, result_of
+from tests.e2e.support import (
+    RawClient,
+    error_of,
+    raw_client,
+    result_of,
+    tenant_command,
+    token_command,
+    user_command,
+)
 
 NOT_ENABLED = "Tool 'process_batch' is not enabled for your tenant"
 
@@ -39,11 +47,15 @@ async def _names(client: RawClient) -> set[str]:
 async def test_a_new_tool_set_reaches_both_web_processes(cluster: Cluster) -> None:
     slug = f"tools-{secrets.token_hex(3)}"
     deployment = cluster.deployment
-    deployment.create_tenant(slug)
-    deployment.create_user(f"{slug}-a", slug)
-    deployment.create_user(f"{slug}-b", slug)
-    first = deployment.create_token(f"{slug}-a", name=f"{slug}-a")
-    second = deployment.create_token(f"{slug}-b", name=f"{slug}-b")
+    first, second = deployment.run_together(
+        [
+            tenant_command(slug),
+            user_command(f"{slug}-a", slug),
+            user_command(f"{slug}-b", slug),
+            token_command(f"{slug}-a", name=f"{slug}-a"),
+            token_command(f"{slug}-b", name=f"{slug}-b"),
+        ]
+    )[3:]
     web0, web1 = cluster.web
     async with raw_client(web0, first) as on_web0, raw_client(web1, second) as on_web1:
         every = await _names(on_web0)

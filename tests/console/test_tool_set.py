@@ -5,7 +5,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from tests.console.steps import UI_TIMEOUT_MS, choose_tool, log_in
-from tests.e2e.support import Deployment
+from tests.e2e.support import Deployment, tenant_command, user_command
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -14,8 +14,7 @@ if TYPE_CHECKING:
 def test_a_tool_taken_away_leaves_the_open_console(page: "Page", deployment: Deployment) -> None:
     slug = f"console-{secrets.token_hex(3)}"
     username, password = f"{slug}-user", secrets.token_urlsafe(16)
-    deployment.create_tenant(slug)
-    deployment.create_user(username, slug, password=password)
+    deployment.run_together([tenant_command(slug), user_command(username, slug, password=password)])
     log_in(page, username, password)
     choose_tool(page, "text_stats")
 

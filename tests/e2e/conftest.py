@@ -1,7 +1,8 @@
 """Fixtures that run the real service as an operator would: `manage.py` commands and servers.
 
-One deployment (a temp var dir and a fresh database) is made per test session and migrated
-with `manage.py migrate`; its accounts are made with the account management commands. Servers
+One deployment (a temp var dir and a fresh database) is made per test session, a copy of the
+run's template that `manage.py migrate` made (tests/e2e/templates.py); its accounts are made
+with the account management commands, all in one `manage.py` process. Servers
 are `manage.py serve` subprocesses on free ports: `server` is the shared default one, and
 `server_factory(**env)` starts (once per distinct env) a server of the same deployment with
 extra environment, e.g. `server_factory(MCP_TOOLS_PAGE_SIZE="2")`.
@@ -16,20 +17,22 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 
 from tests.e2e.support import (
     Deployment,
     ServerProcess,
     base_child_env,
-    create_postgres_database,
     database_url_for,
     drop_postgres_database,
     is_postgres_url,
     run_parallel,
     start_server,
+    tenant_command,
+    token_command,
+    user_command,
 )
+from tests.e2e.templates import DatabaseTemplates
 
 ALPHA = "alpha"
 BETA = "beta"
@@ -67,30 +70,24 @@ class Accounts:
         )
 
 
-def assert_database_is_used(installed: Deployment, database_url: str | None) -> None:
-    """`migrate` wrote to the database the servers will use, not to some default one."""
-    if database_url is None:
-        assert (installed.root / "db.sqlite3").is_file()
-        return
-    with psycopg.connect(database_url) as conn:
-        found = conn.execute("SELECT to_regclass('accounts_apitoken')").fetchone()
-    assert found is not None and found[0] is not None, "migrate did not reach the e2e database"
-
-
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """A migrated installation in a temp dir, on a fresh database."""
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates
+) -> Iterator[Deployment]:
+    """A migrated installation in a temp dir, on a fresh database (a copy of the run's
+    template)."""
     root = tmp_path_factory.mktemp("mcp-e2e")
     outer_url = os.environ.get("DATABASE_URL", "")
-    database_name = create_postgres_database(outer_url) if is_postgres_url(outer_url) else None
+    if is_postgres_url(outer_url):
+        database_name: str | None = database_templates.create_postgres(outer_url)
+    else:
+        database_name = None
+        database_templates.copy_sqlite(root)
     child_url = database_url_for(outer_url, database_name) if database_name else None
     try:
-        installed = Deployment(
+        yield Deployment(
             root=root, env=base_child_env(root, child_url), database_name=database_name
         )
-        installed.migrate()
-        assert_database_is_used(installed, child_url)
-        yield installed
     finally:
         if database_name is not None:
             drop_postgres_database(outer_url, database_name)
@@ -138,33 +135,25 @@ def server_factory(deployment: Deployment) -> Iterator[ServerFactory]:
 
 @pytest.fixture(scope="session")
 def accounts(deployment: Deployment, server_factory: ServerFactory) -> Accounts:
-    """Tenants, users and tokens, made by the management commands."""
+    """Tenants, users and tokens, made by the management commands (in one process)."""
     server_factory.launch()  # the default server boots while the commands run
     password = "e2e-Correct-Horse-42"
-    run_parallel(
+    alice, alice_logs, alice_revoked, alice_expired, bob, carol = deployment.run_together(
         [
-            lambda: deployment.create_tenant(ALPHA),
-            lambda: deployment.create_tenant(BETA),
-            lambda: deployment.create_tenant(GAMMA),
+            tenant_command(ALPHA),
+            tenant_command(BETA),
+            tenant_command(GAMMA),
+            user_command(ALICE, ALPHA, admin=True, password=password),
+            user_command(BOB, BETA),
+            user_command(CAROL, GAMMA),
+            token_command(ALICE, name="alice-main"),
+            token_command(ALICE, name="alice-logs"),
+            token_command(ALICE, name="alice-revoked"),
+            token_command(ALICE, name="alice-expired", expires_in_days=1),
+            token_command(BOB, name="bob-main"),
+            token_command(CAROL, name="carol-main"),
         ]
-    )
-    run_parallel(
-        [
-            lambda: deployment.create_user(ALICE, ALPHA, admin=True, password=password),
-            lambda: deployment.create_user(BOB, BETA),
-            lambda: deployment.create_user(CAROL, GAMMA),
-        ]
-    )
-    alice, alice_logs, alice_revoked, alice_expired, bob, carol = run_parallel(
-        [
-            lambda: deployment.create_token(ALICE, name="alice-main"),
-            lambda: deployment.create_token(ALICE, name="alice-logs"),
-            lambda: deployment.create_token(ALICE, name="alice-revoked"),
-            lambda: deployment.create_token(ALICE, name="alice-expired", expires_in_days=1),
-            lambda: deployment.create_token(BOB, name="bob-main"),
-            lambda: deployment.create_token(CAROL, name="carol-main"),
-        ]
-    )
+    )[6:]
     run_parallel(
         [
             lambda: deployment.revoke_token("alice-revoked"),

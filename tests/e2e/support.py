@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -44,6 +44,9 @@ from mcp_server.client import raw
 from mcp_server.client.raw import RECV_TIMEOUT
 from mcp_server.client.wire import PROTOCOL_VERSION, SUBPROTOCOL, open_socket
 from mcp_server.processes import ManagedProcess, NotReady, free_port, scrubbed_env
+
+if TYPE_CHECKING:
+    from tests.e2e.templates import DatabaseTemplates
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -108,11 +111,15 @@ def database_url_for(url: str, database: str) -> str:
     return urlsplit(url)._replace(path=f"/{database}").geturl()
 
 
-def create_postgres_database(server_url: str) -> str:
-    """Create a fresh, uniquely named database on the server of `server_url`; its name."""
+def create_postgres_database(server_url: str, template: str | None = None) -> str:
+    """Create a fresh, uniquely named database on the server of `server_url` (a copy of
+    `template` when given, else empty); its name."""
     name = f"mcp_e2e_{secrets.token_hex(6)}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(statement)
     return name
 
 
@@ -142,6 +149,77 @@ def base_child_env(var_dir: Path, database_url: str | None) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class ManageCommand(Generic[T]):
+    """One `manage.py` command line, its standard input, and the check of its stdout that
+    gives the command's result."""
+
+    args: tuple[str, ...]
+    check: Callable[[str], T]
+    stdin: str | None = None
+
+
+def tenant_command(slug: str) -> ManageCommand[None]:
+    """`createtenant SLUG`."""
+
+    def check(output: str) -> None:
+        assert f"Created tenant {slug}" in output, output
+
+    return ManageCommand(("createtenant", slug), check)
+
+
+def user_command(
+    username: str, tenant: str, *, admin: bool = False, password: str | None = None
+) -> ManageCommand[None]:
+    """`createuser USERNAME --tenant SLUG [--tenant-admin] [--password-stdin]`."""
+    args = ["createuser", username, "--tenant", tenant]
+    if admin:
+        args.append("--tenant-admin")
+    if password is not None:
+        args.append("--password-stdin")
+    role = "admin" if admin else "member"
+
+    def check(output: str) -> None:
+        assert f"Created user {username} ({role} of {tenant})" in output, output
+
+    return ManageCommand(tuple(args), check, None if password is None else password + "\n")
+
+
+def token_command(
+    username: str, *, name: str, expires_in_days: int | None = None
+) -> ManageCommand[str]:
+    """`createtoken USERNAME --name N [--expires-in-days D]`; its result is the raw token."""
+    args = ["createtoken", username, "--name", name]
+    if expires_in_days is not None:
+        args += ["--expires-in-days", str(expires_in_days)]
+    return ManageCommand(tuple(args), _printed_token)
+
+
+def _printed_token(output: str) -> str:
+    """The raw token `createtoken` printed, alone on its last line and only there."""
+    lines = output.splitlines()
+    raw = lines[-1]
+    assert raw.startswith("mcp_"), lines
+    assert raw == raw.strip(), f"the token is not alone on its line: {raw!r}"
+    assert len(raw) > 40, raw
+    assert all(raw not in line for line in lines[:-1]), "raw token printed more than once"
+    return raw
+
+
+# Run by `manage.py shell`: each command of the JSON list on stdin through `call_command`, with
+# that command's stdin and a stdout of its own; prints the list of their outputs as JSON.
+_CALL_COMMANDS = """
+import io, json, sys
+from django.core.management import call_command
+outputs = []
+for args, stdin in json.load(sys.stdin):
+    sys.stdin, out = io.StringIO(stdin or ""), io.StringIO()
+    call_command(*args, stdout=out)
+    outputs.append(out.getvalue())
+print(json.dumps(outputs))
+"""
+
+
 @dataclass
 class Deployment:
     """One installation of the service: a var dir, a migrated database, accounts in it."""
@@ -169,9 +247,22 @@ class Deployment:
             )
         return completed.stdout
 
-    def shell(self, code: str) -> str:
+    def shell(self, code: str, stdin: str | None = None) -> str:
         """Run Python in `manage.py shell -c`; its stdout."""
-        return self.manage("shell", "-c", code)
+        return self.manage("shell", "-c", code, stdin=stdin)
+
+    def run(self, command: ManageCommand[T]) -> T:
+        """Run one command in a `manage.py` process of its own; its checked result."""
+        return command.check(self.manage(*command.args, stdin=command.stdin))
+
+    def run_together(self, commands: Sequence[ManageCommand[Any]]) -> list[Any]:
+        """Run commands one after another in one Django process (one start-up, not one per
+        command), each as `manage.py` would with its own stdin and stdout; their checked
+        results, in order."""
+        spec = json.dumps([[list(command.args), command.stdin] for command in commands])
+        outputs = json.loads(self.shell(_CALL_COMMANDS, stdin=spec).splitlines()[-1])
+        assert len(outputs) == len(commands), outputs
+        return [command.check(output) for command, output in zip(commands, outputs, strict=True)]
 
     def sql(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one SQL statement (placeholders `%s`) on this deployment's database through one
@@ -198,34 +289,17 @@ class Deployment:
 
     def create_tenant(self, slug: str) -> None:
         """`createtenant SLUG`."""
-        output = self.manage("createtenant", slug)
-        assert f"Created tenant {slug}" in output, output
+        self.run(tenant_command(slug))
 
     def create_user(
         self, username: str, tenant: str, *, admin: bool = False, password: str | None = None
     ) -> None:
         """`createuser USERNAME --tenant SLUG [--tenant-admin] [--password-stdin]`."""
-        args = ["createuser", username, "--tenant", tenant]
-        if admin:
-            args.append("--tenant-admin")
-        if password is not None:
-            args.append("--password-stdin")
-        output = self.manage(*args, stdin=None if password is None else password + "\n")
-        role = "admin" if admin else "member"
-        assert f"Created user {username} ({role} of {tenant})" in output, output
+        self.run(user_command(username, tenant, admin=admin, password=password))
 
     def create_token(self, username: str, *, name: str, expires_in_days: int | None = None) -> str:
         """`createtoken USERNAME --name N [--expires-in-days D]`; the raw token it printed."""
-        args = ["createtoken", username, "--name", name]
-        if expires_in_days is not None:
-            args += ["--expires-in-days", str(expires_in_days)]
-        lines = self.manage(*args).splitlines()
-        raw = lines[-1]
-        assert raw.startswith("mcp_"), lines
-        assert raw == raw.strip(), f"the token is not alone on its line: {raw!r}"
-        assert len(raw) > 40, raw
-        assert all(raw not in line for line in lines[:-1]), "raw token printed more than once"
-        return raw
+        return self.run(token_command(username, name=name, expires_in_days=expires_in_days))
 
     def update_one(self, statement: str, *params: Any) -> None:
         """Run an UPDATE that must change exactly one row, straight in the database (nothing
@@ -288,16 +362,17 @@ def _postgres_value(value: Any) -> Any:
 
 @contextmanager
 def postgres_deployment(
-    root: Path, server_url: str, extra_env: Mapping[str, str] | None = None
+    root: Path,
+    server_url: str,
+    templates: "DatabaseTemplates",
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """A migrated installation on a fresh PostgreSQL database of `server_url` (dropped after),
     for tests whose observation needs PostgreSQL whatever the suite's own database is."""
-    name = create_postgres_database(server_url)
+    name = templates.create_postgres(server_url)
     try:
         env = {**base_child_env(root, database_url_for(server_url, name)), **(extra_env or {})}
-        deployment = Deployment(root=root, env=env, database_name=name)
-        deployment.migrate()
-        yield deployment
+        yield Deployment(root=root, env=env, database_name=name)
     finally:
         drop_postgres_database(server_url, name)
 

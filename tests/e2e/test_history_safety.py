@@ -19,25 +19,29 @@ from tests.e2e.support import (
     postgres_deployment,
     raw_client,
     result_of,
-    run_parallel,
     start_server,
+    tenant_command,
+    token_command,
+    user_command,
 )
+from tests.e2e.templates import DatabaseTemplates
 
 CALL_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
-def pg_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def pg_deployment(
+    tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates
+) -> Iterator[Deployment]:
     """An installation on PostgreSQL with tenants alpha (alice) and beta (bob)."""
     root: Path = tmp_path_factory.mktemp("history-safety")
-    with postgres_deployment(root, PG_SERVER_URL) as deployment:
-        run_parallel(
-            [lambda: deployment.create_tenant("alpha"), lambda: deployment.create_tenant("beta")]
-        )
-        run_parallel(
+    with postgres_deployment(root, PG_SERVER_URL, database_templates) as deployment:
+        deployment.run_together(
             [
-                lambda: deployment.create_user("alice", "alpha"),
-                lambda: deployment.create_user("bob", "beta"),
+                tenant_command("alpha"),
+                tenant_command("beta"),
+                user_command("alice", "alpha"),
+                user_command("bob", "beta"),
             ]
         )
         yield deployment
@@ -46,11 +50,8 @@ def pg_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
 @pytest.fixture(scope="module")
 def tokens(pg_deployment: Deployment) -> dict[str, str]:
     """A token of alice (tenant alpha) and one of bob (tenant beta)."""
-    alice, bob = run_parallel(
-        [
-            lambda: pg_deployment.create_token("alice", name="alice"),
-            lambda: pg_deployment.create_token("bob", name="bob"),
-        ]
+    alice, bob = pg_deployment.run_together(
+        [token_command("alice", name="alice"), token_command("bob", name="bob")]
     )
     return {"alice": alice, "bob": bob}
 

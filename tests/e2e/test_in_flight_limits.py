@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ALPHA, Accounts, ServerFactory
-from tests.e2e.support import Deployment, RawClient, ServerProcess, raw_client, result_of
+from tests.e2e.support import (
+    Deployment,
+    RawClient,
+    ServerProcess,
+    raw_client,
+    result_of,
+    token_command,
+    user_command,
+)
 from tests.e2e.test_operations import send_call
 
 LIMIT_EXCEEDED = -32001
@@ -28,8 +36,13 @@ def bounded(server_factory: ServerFactory) -> ServerProcess:
 @pytest.fixture(scope="module")
 def alpha_colleague(deployment: Deployment, accounts: Accounts) -> str:
     """A token of a second user of alice's tenant."""
-    deployment.create_user("inflight-erin", ALPHA)
-    return deployment.create_token("inflight-erin", name="inflight-erin-main")
+    _, token = deployment.run_together(
+        [
+            user_command("inflight-erin", ALPHA),
+            token_command("inflight-erin", name="inflight-erin-main"),
+        ]
+    )
+    return str(token)
 
 
 async def sleep_calls(client: RawClient, prefix: str, count: int) -> None:

@@ -70,6 +70,14 @@ class HttpSession:
         self.protocol_version: str | None = None
         self._ids = itertools.count(1)
 
+    def at(self, url: str) -> "HttpSession":
+        """The same session sending to `url` (e.g. another web process of the same service),
+        on its own HTTP client (close both)."""
+        other = HttpSession(url, headers=self._headers)
+        other.session_id, other.protocol_version = self.session_id, self.protocol_version
+        other._ids = self._ids
+        return other
+
     def next_id(self) -> int:
         """A request id not used before in this session."""
         return next(self._ids)

@@ -2,7 +2,7 @@
 their session records and events on the real Redis."""
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -48,7 +48,7 @@ class Member:
 
 
 @pytest.fixture(scope="module")
-def member_pool(deployment: Deployment) -> Iterator[list[Member]]:
+def member_pool(deployment: Deployment) -> list[Member]:
     """Fresh tenants with one user each, for tests that change accounts (one Django boot)."""
     tags = [secrets.token_hex(3) for _ in range(5)]
     output = deployment.shell(
@@ -60,7 +60,7 @@ def member_pool(deployment: Deployment) -> Iterator[list[Member]]:
     )
     raws = output.split()[-len(tags) :]
     assert all(raw.startswith("mcp_") for raw in raws), output
-    yield [
+    return [
         Member(f"http-{tag}", f"http-{tag}-u", raw, f"http-{tag}-t")
         for tag, raw in zip(tags, raws, strict=True)
     ]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 
-from mcp_server.client.http import ACCEPT_BOTH, HttpSession
+from mcp_server.client.http import ACCEPT_BOTH, HttpReply, HttpSession
 from tests.e2e.conftest import Accounts, ServerFactory
 from tests.e2e.support import Deployment, ServerProcess, raw_client
 from tests.http.conftest import Member, http_session, mcp_url
@@ -49,6 +49,13 @@ def call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
+def answer_of(reply: HttpReply, request_id: int) -> dict[str, Any]:
+    """The response to `request_id` that `reply` carried."""
+    response = reply.response(request_id)
+    assert response is not None, reply.messages
+    return response
+
+
 def error_of(reply: httpx.Response) -> dict[str, Any]:
     """The JSON-RPC error of an HTTP refusal (it carries no request id)."""
     body = reply.json()
@@ -72,6 +79,19 @@ async def event_matching(
         event = await next_event(events, what)
         if event.data and wanted(event.json()):
             return event
+
+
+async def drained(events: AsyncIterator[ServerSentEvent], what: str) -> None:
+    """Read a stream to its end (the server ended it), within WAIT seconds."""
+
+    async def to_the_end() -> None:
+        async for _ in events:
+            pass
+
+    try:
+        await asyncio.wait_for(to_the_end(), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -103,12 +123,12 @@ async def test_requests_are_answered_as_json_or_sse_by_accept_and_call(
         assert added.streamed
         # The priming event first (an id, no data), then the response, the stream's last.
         assert len(added.event_ids) == 2 and all(added.event_ids)
-        assert added.response(8)["result"]["structuredContent"] == {"result": 5.0}
+        assert answer_of(added, 8)["result"]["structuredContent"] == {"result": 5.0}
         json_only = await session.post(
             call(9, {"name": "add", "arguments": {"a": 1, "b": 1}}), Accept="application/json"
         )
         assert not json_only.streamed
-        assert json_only.response(9)["result"]["structuredContent"] == {"result": 2.0}
+        assert answer_of(json_only, 9)["result"]["structuredContent"] == {"result": 2.0}
 
 
 async def test_a_call_with_progress_streams_it_before_the_response(
@@ -142,8 +162,7 @@ async def test_delete_ends_the_session_then_it_is_404(
             assert response.status_code == 200
             await next_event(events, "the priming event")
             assert await session.delete() == 204
-            with pytest.raises(StopAsyncIteration):
-                await next_event(events, "the end of the GET stream")
+            await drained(events, "the end of the GET stream")
         gone = await session.post({"jsonrpc": "2.0", "id": 2, "method": "ping"})
         assert gone.status == 404
         assert "initialize" in gone.messages[0]["error"]["message"]
@@ -161,11 +180,13 @@ async def test_a_missing_session_is_400_and_another_users_session_404(
         )
     assert missing.status_code == 400
     assert "Mcp-Session-Id" in error_of(missing)["message"]
-    async with http_session(served, accounts.alice) as alices:
-        async with http_session(served, accounts.bob, initialize=False) as bobs:
-            bobs.session_id, bobs.protocol_version = alices.session_id, alices.protocol_version
-            stolen = await bobs.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
-            assert stolen.status == 404
+    async with (
+        http_session(served, accounts.alice) as alices,
+        http_session(served, accounts.bob, initialize=False) as bobs,
+    ):
+        bobs.session_id, bobs.protocol_version = alices.session_id, alices.protocol_version
+        stolen = await bobs.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert stolen.status == 404
 
 
 async def test_a_protocol_version_other_than_the_sessions_is_400(
@@ -187,17 +208,17 @@ async def test_a_protocol_version_other_than_the_sessions_is_400(
 async def test_the_get_stream_gets_broadcasts(
     served: ServerProcess, operator: Deployment, member: Member
 ) -> None:
-    async with http_session(served, member.token) as session:
-        async with session.listen() as (response, events):
-            assert response.headers["content-type"].startswith("text/event-stream")
-            primed = await next_event(events, "the priming event")
-            assert primed.id and not primed.data
-            operator.manage("broadcast", "maintenance at noon", "--tenant", member.tenant)
-            notice = await event_matching(
-                events, lambda m: m.get("method") == "notifications/message", "the broadcast"
-            )
-            assert notice.json()["params"]["data"] == "maintenance at noon"
-            assert notice.id and notice.id != primed.id
+    async with http_session(served, member.token) as session, session.listen() as listened:
+        response, events = listened
+        assert response.headers["content-type"].startswith("text/event-stream")
+        primed = await next_event(events, "the priming event")
+        assert primed.id and not primed.data
+        operator.manage("broadcast", "maintenance at noon", "--tenant", member.tenant)
+        notice = await event_matching(
+            events, lambda m: m.get("method") == "notifications/message", "the broadcast"
+        )
+        assert notice.json()["params"]["data"] == "maintenance at noon"
+        assert notice.id and notice.id != primed.id
 
 
 async def test_the_get_stream_announces_a_changed_tool_list(
@@ -261,7 +282,8 @@ async def test_notifications_cancelled_stops_a_streamed_call(
             )
             assert status == 202
             rest = [event async for event in events]
-        assert all(not e.data or e.json().get("id") != 41 for e in rest), "a cancelled call answered"
+        answered = [e for e in rest if e.data and e.json().get("id") == 41]
+        assert not answered, "a cancelled call answered"
         assert (await session.request("ping"))["result"] == {}
 
 
@@ -302,9 +324,7 @@ async def test_a_revoked_token_is_refused_and_its_live_session_ended(
                 "from accounts.models import ApiToken; from accounts.services import token_revoke; "
                 f"token_revoke(token=ApiToken.objects.get(name={member.token_name!r}))"
             )
-            with pytest.raises(StopAsyncIteration):
-                while True:
-                    await next_event(events, "the end of the revoked session's stream")
+            await drained(events, "the end of the revoked session's stream")
         refused = await session.post({"jsonrpc": "2.0", "id": 5, "method": "ping"})
         assert refused.status == 401
         assert refused.messages[0]["error"]["message"] == "token revoked"
@@ -340,8 +360,8 @@ async def test_an_oversized_body_is_413_and_malformed_json_a_parse_error(
     served: ServerProcess, accounts: Accounts
 ) -> None:
     async with http_session(served, accounts.alice) as session:
-        huge = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * (1 << 20) + b'"}}'
-        too_big = await session.post(huge)
+        padding = b"a" * (1 << 20)
+        too_big = await session.post(b'{"jsonrpc":"2.0","id":1,"method":"ping","x":"%s"}' % padding)
         assert too_big.status == 413
         broken = await session.post(b'{"jsonrpc": "2.0", "id": 1,')
         assert broken.status == 400 and broken.messages[0]["error"]["code"] == -32700
@@ -355,7 +375,7 @@ async def test_an_oversized_body_is_413_and_malformed_json_a_parse_error(
 async def test_the_anonymous_tenant_serves_without_a_token_only_where_configured(
     anonymous: tuple[ServerProcess, Member], served: ServerProcess
 ) -> None:
-    open_server, tenant = anonymous
+    open_server, _ = anonymous
     async with http_session(open_server, None) as session:
         added = await session.request("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})
         assert added["result"]["structuredContent"] == {"result": 3.0}

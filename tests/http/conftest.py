@@ -10,6 +10,7 @@ import pytest
 
 from mcp_server.client.http import HttpSession
 from tests.cli import fixtures
+from tests.e2e.conftest import ServerFactory
 from tests.e2e.support import Deployment, ServerProcess
 
 # The channel layer and key prefix of this module's servers and of the commands that reach them.
@@ -71,6 +72,12 @@ def member(member_pool: list[Member]) -> Member:
     """Accounts of this test alone."""
     assert member_pool, "more tests take a member than member_pool makes"
     return member_pool.pop()
+
+
+@pytest.fixture
+def served(server_factory: ServerFactory, redis_env: dict[str, str]) -> ServerProcess:
+    """A server whose sessions and events are on Redis, with no anonymous tenant."""
+    return server_factory(**redis_env)
 
 
 def mcp_url(server: ServerProcess) -> str:

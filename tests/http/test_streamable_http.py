@@ -19,12 +19,6 @@ PROGRESS_CALL = {"name": "sleep", "arguments": {"seconds": 1.5}, "_meta": {"prog
 LONG_CALL = {"name": "sleep", "arguments": {"seconds": 600}, "_meta": {"progressToken": "t"}}
 
 
-@pytest.fixture
-def served(server_factory: ServerFactory, redis_env: dict[str, str]) -> ServerProcess:
-    """A server whose sessions and events are on Redis, with no anonymous tenant."""
-    return server_factory(**redis_env)
-
-
 @pytest.fixture(scope="module")
 def anonymous_tenant(member_pool: list[Member]) -> Member:
     """The tenant of the anonymous server's callers."""

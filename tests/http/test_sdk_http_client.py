@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 

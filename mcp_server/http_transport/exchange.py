@@ -64,7 +64,34 @@ def session_for(
     return session
 
 
-class Exchange:
+class SessionConnection:
+    """An HTTP transport's McpSession as the registry and the access guard see a connection
+    (its caller, and whether it has ended)."""
+
+    session: McpSession
+
+    @property
+    def principal(self) -> Principal:
+        """The caller, as authenticated (tool set and limits kept current)."""
+        return self.session.principal
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether it has ended."""
+        return self.session.is_closed
+
+    @property
+    def tenant_id(self) -> int:
+        """The caller's tenant (for scoped broadcasts)."""
+        return self.session.tenant_id
+
+    @property
+    def user_id(self) -> int:
+        """The caller (for scoped broadcasts)."""
+        return self.session.user_id
+
+
+class Exchange(SessionConnection):
     """The session state and outgoing messages of one POSTed request.
 
     While it runs it is one of the process's connections (ConnectionRegistry): a shutdown
@@ -141,26 +168,6 @@ class Exchange:
         await self.session.receive(payload)
 
     # --- as the registry and the access guard see a connection ----------------------------
-    @property
-    def principal(self) -> Principal:
-        """The caller."""
-        return self.session.principal
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether the exchange has ended."""
-        return self.session.is_closed
-
-    @property
-    def tenant_id(self) -> int:
-        """The caller's tenant."""
-        return self.session.tenant_id
-
-    @property
-    def user_id(self) -> int:
-        """The caller."""
-        return self.session.user_id
-
     async def log(self, level: str, data: Any, logger_name: str | None) -> None:
         """Broadcasts go to the session's GET stream, not here."""
 

@@ -17,6 +17,7 @@ from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
+from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
 from mcp_server.operations.lifecycle import Stop, StopReason
@@ -108,6 +109,7 @@ class McpSession:
         "_tasks",
         "catalog",
         "client_initialized",
+        "completion",
         "connection_id",
         "executor",
         "identity",
@@ -175,6 +177,12 @@ class McpSession:
             identity=identity,
             settle=executor.runner.flush_unwritten,
             registry=prompts,
+        )
+        self.completion = CompletionRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            prompts=prompts,
+            resources=resources,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -497,5 +505,6 @@ McpSession._REQUEST_HANDLERS.update(
         methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
         methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
         methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
+        methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )

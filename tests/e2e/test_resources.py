@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 from mcp.client.websocket import websocket_client
-from mcp.types import BlobResourceContents, PaginatedRequestParams, TextResourceContents
+from mcp.types import (
+    BlobResourceContents,
+    PaginatedRequestParams,
+    PromptReference,
+    ResourceTemplateReference,
+    TextResourceContents,
+)
 from PIL import Image
 from pydantic import AnyUrl
 
@@ -94,7 +100,7 @@ async def test_runs_are_listed_newest_first_across_pages_and_read_as_the_api_sho
         assert templates["data-directory"] == "mcp-realtime://data/{+path}"
 
 
-async def test_a_process_images_run_gives_its_error_log_thumbnails_and_prompts(
+async def test_a_process_images_run_gives_its_error_log_thumbnails_prompts_and_completions(
     small_pages: ServerProcess, accounts: Accounts, photos: Path
 ) -> None:
     async with (
@@ -142,6 +148,23 @@ async def test_a_process_images_run_gives_its_error_log_thumbnails_and_prompts(
         processed = await session.get_prompt("process_directory", {"directory": "photos"})
         assert "process_images" in processed.messages[0].content.text  # type: ignore[union-attr]
 
+        directory = {"name": "directory", "value": "ph"}
+        by_prompt = await session.complete(
+            PromptReference(type="ref/prompt", name="process_directory"), directory
+        )
+        assert by_prompt.completion.values == ["photos"]
+        data_template = ResourceTemplateReference(
+            type="ref/resource", uri="mcp-realtime://data/{+path}"
+        )
+        by_template = await session.complete(data_template, {"name": "path", "value": "p"})
+        assert by_template.completion.values == ["photos"]
+        runs = await session.complete(
+            PromptReference(type="ref/prompt", name="explain_run_errors"),
+            {"name": "run_id", "value": run_id[:20]},
+        )
+        assert runs.completion.values == [run_id]
+        assert runs.completion.hasMore is False
+
 
 async def test_another_callers_run_is_exactly_an_unknown_resource(
     small_pages: ServerProcess, accounts: Accounts
@@ -173,6 +196,24 @@ async def test_another_callers_run_is_exactly_an_unknown_resource(
         ]
         for params in refused:
             error = error_of(await alice.request("prompts/get", params))
+            assert error["code"] == INVALID_PARAMS, (params, error)
+        completion = await alice.request(
+            "completion/complete",
+            {
+                "ref": {"type": "ref/resource", "uri": "mcp-realtime://runs/{id}"},
+                "argument": {"name": "id", "value": run_uri[-36:-12]},
+            },
+        )
+        assert result_of(completion)["completion"]["values"] == []
+        for ref, name in (
+            ({"type": "ref/prompt", "name": "no_such_prompt"}, "x"),
+            ({"type": "ref/prompt", "name": "explain_run_errors"}, "not_an_argument"),
+            ({"type": "ref/resource", "uri": "mcp-realtime://nothing/{x}"}, "x"),
+            ({"type": "ref/resource", "uri": "mcp-realtime://runs/{id}"}, "name"),
+            ({"type": "ref/tool", "name": "process_images"}, "directory"),
+        ):
+            params = {"ref": ref, "argument": {"name": name, "value": ""}}
+            error = error_of(await alice.request("completion/complete", params))
             assert error["code"] == INVALID_PARAMS, (params, error)
         bad_cursor = await alice.request("resources/list", {"cursor": "bm90LW91cnM="})
         assert error_of(bad_cursor)["code"] == INVALID_PARAMS

@@ -49,6 +49,7 @@ from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
+from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
@@ -59,7 +60,7 @@ from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
-    from mcp_server.cluster.messages import OperationEvent
+    from mcp_server.cluster.messages import OperationEvent, RunUpdated
     from mcp_server.executors import Executor
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class McpSession:
         "protocol_version",
         "resources",
         "state",
+        "subscriptions",
         "tasks",
     )
 
@@ -177,6 +179,17 @@ class McpSession:
             identity=identity,
             settle=executor.runner.flush_unwritten,
             registry=prompts,
+        )
+        self.subscriptions = ResourceSubscriptions(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            connection_id=connection_id,
+            send=send,
+            read=self.resources.contents,
+            bus=executor.bus,
+            limit=identity.max_subscriptions,
+            liveness=liveness,
+            listen=listen,
         )
         self.completion = CompletionRequests(
             caller=lambda: self.principal,
@@ -347,6 +360,7 @@ class McpSession:
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
+        await self.subscriptions.close()
 
     # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
@@ -427,6 +441,11 @@ class McpSession:
         """An event of an operation this connection listens to (from the channel layer)."""
         await self.listener.operation_event(event)
 
+    async def run_updated(self, update: "RunUpdated") -> None:
+        """A run this connection subscribed to changed (from the channel layer)."""
+        if self.state is not SessionState.CLOSED:
+            await self.subscriptions.run_updated(update)
+
     async def log(
         self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
     ) -> None:
@@ -505,6 +524,8 @@ McpSession._REQUEST_HANDLERS.update(
         methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
         methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
         methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
+        methods.RESOURCES_SUBSCRIBE: lambda s, request: s.subscriptions.subscribe(request),
+        methods.RESOURCES_UNSUBSCRIBE: lambda s, request: s.subscriptions.unsubscribe(request),
         methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )

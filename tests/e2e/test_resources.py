@@ -212,8 +212,8 @@ async def test_another_callers_run_is_exactly_an_unknown_resource(
             ({"type": "ref/resource", "uri": "mcp-realtime://runs/{id}"}, "name"),
             ({"type": "ref/tool", "name": "process_images"}, "directory"),
         ):
-            params = {"ref": ref, "argument": {"name": name, "value": ""}}
-            error = error_of(await alice.request("completion/complete", params))
-            assert error["code"] == INVALID_PARAMS, (params, error)
+            asked = {"ref": ref, "argument": {"name": name, "value": ""}}
+            error = error_of(await alice.request("completion/complete", asked))
+            assert error["code"] == INVALID_PARAMS, (asked, error)
         bad_cursor = await alice.request("resources/list", {"cursor": "bm90LW91cnM="})
         assert error_of(bad_cursor)["code"] == INVALID_PARAMS

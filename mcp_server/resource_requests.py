@@ -39,6 +39,14 @@ class ResourceRequests:
         self._settle = settle
         self.registry = registry
 
+    def listed_differs(self, before: Principal, now: Principal) -> bool:
+        """Whether the caller's fixed resources or templates differ between two tool sets."""
+        registry = self.registry
+        return (registry.resources_for(before), registry.templates_for(before)) != (
+            registry.resources_for(now),
+            registry.templates_for(now),
+        )
+
     async def list(self, request: Request) -> dict[str, Any]:
         """resources/list: fixed resources, data directories, then runs, newest first."""
         cursor = request.params.get("cursor")

@@ -409,8 +409,8 @@ class McpSession:
         limits: TenantLimits,
     ) -> None:
         """The tenant's settings changed: list and call from the new tool set (telling the
-        client, `notifications/tools/list_changed`, when the tools it sees changed), and bound
-        the next requests and messages by the new limits."""
+        client, `notifications/{tools,prompts,resources}/list_changed`, when what it sees
+        changed), and bound the next requests and messages by the new limits."""
         if self.state is SessionState.CLOSED:
             return
         previous = self.principal
@@ -422,10 +422,20 @@ class McpSession:
         if (enabled_tools, disabled_tools) == (previous.enabled_tools, previous.disabled_tools):
             return
         catalog = catalog_for(enabled_tools, disabled_tools)
-        changed = catalog.tools != self.catalog.tools
+        changed = {
+            methods.NOTIFICATION_TOOLS_LIST_CHANGED: catalog.tools != self.catalog.tools,
+            # Prompts and templates that need a tool come and go with it.
+            methods.NOTIFICATION_PROMPTS_LIST_CHANGED: self.prompts.listed_differs(
+                previous, self.principal
+            ),
+            methods.NOTIFICATION_RESOURCES_LIST_CHANGED: self.resources.listed_differs(
+                previous, self.principal
+            ),
+        }
         self.catalog = catalog
-        if changed and self.state is SessionState.READY:
-            await self._send(notification_message(methods.NOTIFICATION_TOOLS_LIST_CHANGED, {}))
+        if self.state is SessionState.READY:
+            for method in (method for method, differs in changed.items() if differs):
+                await self._send(notification_message(method, {}))
 
     @property
     def in_flight(self) -> int:

@@ -217,3 +217,35 @@ async def test_another_callers_run_is_exactly_an_unknown_resource(
             assert error["code"] == INVALID_PARAMS, (asked, error)
         bad_cursor = await alice.request("resources/list", {"cursor": "bm90LW91cnM="})
         assert error_of(bad_cursor)["code"] == INVALID_PARAMS
+
+
+async def test_a_subscriber_hears_of_an_inline_task_until_it_ends(
+    small_pages: ServerProcess, accounts: Accounts
+) -> None:
+    async with raw_client(small_pages, accounts.bob) as bob:
+        params = {
+            "name": "process_batch",
+            "arguments": {"count": 100_000, "item_ms": 5},
+            "task": {},
+        }
+        task_id = result_of(await bob.request("tools/call", params))["task"]["taskId"]
+        uri = f"mcp-realtime://runs/{task_id}"
+        assert result_of(await bob.request("resources/subscribe", {"uri": uri})) == {}
+
+        def updated(message: dict[str, Any]) -> bool:
+            return message.get("method") == "notifications/resources/updated" and (
+                message["params"] == {"uri": uri}
+            )
+
+        async def next_update() -> None:
+            while not any(updated(m) for m in bob.notifications):
+                bob.notifications.append(await bob.recv())
+            bob.notifications[:] = [m for m in bob.notifications if not updated(m)]
+
+        await next_update()  # progress, persisted about once a second
+        assert result_of(await bob.request("tasks/cancel", {"taskId": task_id}))
+        status = "running"
+        while status != "cancelled":
+            await next_update()
+            read = result_of(await bob.request("resources/read", {"uri": uri}))
+            status = json.loads(read["contents"][0]["text"])["status"]

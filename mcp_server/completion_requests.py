@@ -1,17 +1,15 @@
 """A session's completion/complete: suggestions for a prompt's argument or a resource
 template's variable, from the completer registered with it, scoped by the caller."""
 
-from collections.abc import Callable
 from typing import Any
 
 from accounts.principal import Principal
-from mcp_server.cluster.database import db_call
 from mcp_server.prompts.registry import PromptRegistry
 from mcp_server.protocol.completion import PROMPT_REF, completion_result, parse_completion
 from mcp_server.protocol.errors import invalid_params
 from mcp_server.protocol.messages import Request
 from mcp_server.resources.registry import Completer, ResourceRegistry
-from mcp_server.runtime.limits import SlotKey
+from mcp_server.session_caller import SessionCaller
 
 
 class CompletionRequests:
@@ -20,13 +18,11 @@ class CompletionRequests:
     def __init__(
         self,
         *,
-        caller: Callable[[], Principal],
-        slot_key: Callable[[], SlotKey],
+        caller: SessionCaller,
         prompts: PromptRegistry,
         resources: ResourceRegistry,
     ) -> None:
-        self._caller = caller
-        self._slot_key = slot_key
+        self.caller = caller
         self.prompts = prompts
         self.resources = resources
 
@@ -52,12 +48,11 @@ class CompletionRequests:
     async def complete(self, request: Request) -> dict[str, Any]:
         """completion/complete: the values that start with what was typed, best first."""
         asked = parse_completion(request.params)
-        principal = self._caller()
+        principal = self.caller.principal()
         completer = self._completer(principal, asked.ref_type, asked.ref, asked.argument)
         if completer is None:
             return completion_result([])
-        suggest = db_call(completer, caller=self._slot_key())
-        values: list[str] = await suggest(
+        values: list[str] = await self.caller.db(completer)(
             principal=principal, value=asked.value, context=asked.context
         )
         return completion_result(values)

@@ -142,8 +142,9 @@ class McpConsumer(ListenOnDemandConsumer):
             await self.session.close(server_shutdown=code == CLOSE_SERVICE_RESTART)
 
     async def operation_progress(self, message: dict[str, Any]) -> None:
-        """An event of an operation this connection listens to (progress, log or outcome,
-        from whichever process runs it), decoded once and handed to the session."""
+        """An event of an operation this connection listens to (progress, log or outcome) or
+        a change of a run it subscribed to, from whichever process runs it, decoded once and
+        handed to the session."""
         if self.session is None:
             return
         try:
@@ -153,21 +154,12 @@ class McpConsumer(ListenOnDemandConsumer):
             return
         if isinstance(event, OperationEvent):
             await self.session.operation_event(event)
+        elif isinstance(event, RunUpdated):
+            await self.session.run_updated(event)
 
     operation_log = operation_progress
     operation_finished = operation_progress
-
-    async def resource_updated(self, message: dict[str, Any]) -> None:
-        """A run this connection subscribed to changed (from whichever process runs it)."""
-        if self.session is None:
-            return
-        try:
-            update = decode_message(message)
-        except MalformedMessage as exc:
-            logger.warning("ignored a malformed resource update: %s", exc)
-            return
-        if isinstance(update, RunUpdated):
-            await self.session.run_updated(update)
+    resource_updated = operation_progress
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

@@ -4,11 +4,9 @@ Readers run on the cluster's database threads on behalf of the connection; every
 scoped by the caller, and anything the caller may not see is answered as unknown (-32002).
 """
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from accounts.principal import Principal
-from mcp_server.cluster.database import db_call
 from mcp_server.identity import ServerIdentity
 from mcp_server.protocol.errors import invalid_params
 from mcp_server.protocol.messages import Request
@@ -17,7 +15,7 @@ from mcp_server.protocol.resources import read_result, resource_not_found, resou
 from mcp_server.resources.listing import resource_page
 from mcp_server.resources.registry import Contents, ResourceNotFound, ResourceRegistry
 from mcp_server.resources.runs import run_after
-from mcp_server.runtime.limits import SlotKey
+from mcp_server.session_caller import SessionCaller
 
 
 class ResourceRequests:
@@ -26,17 +24,12 @@ class ResourceRequests:
     def __init__(
         self,
         *,
-        caller: Callable[[], Principal],
-        slot_key: Callable[[], SlotKey],
+        caller: SessionCaller,
         identity: ServerIdentity,
-        settle: Callable[[], Awaitable[None]],
         registry: ResourceRegistry,
     ) -> None:
-        self._caller = caller
-        self._slot_key = slot_key
+        self.caller = caller
         self.identity = identity
-        # Waits until history holds what this process recorded (the caller's last runs).
-        self._settle = settle
         self.registry = registry
 
     def listed_differs(self, before: Principal, now: Principal) -> bool:
@@ -56,10 +49,9 @@ class ResourceRequests:
                 after = run_after(decode_key_cursor(cursor))
             except ValueError:
                 raise invalid_params("Invalid cursor") from None
-        await self._settle()
-        page = db_call(resource_page, caller=self._slot_key())
-        listed, next_key = await page(
-            principal=self._caller(),
+        await self.caller.settle()
+        listed, next_key = await self.caller.db(resource_page)(
+            principal=self.caller.principal(),
             registry=self.registry,
             after=after,
             size=self.identity.resources_page_size,
@@ -71,7 +63,7 @@ class ResourceRequests:
 
     async def templates(self, request: Request) -> dict[str, Any]:
         """resources/templates/list: the templates the caller sees."""
-        templates = self.registry.templates_for(self._caller())
+        templates = self.registry.templates_for(self.caller.principal())
         start, end, next_cursor = paginate(
             len(templates), request.params.get("cursor"), self.identity.resources_page_size
         )
@@ -89,14 +81,15 @@ class ResourceRequests:
 
     async def contents(self, uri: str) -> Contents:
         """What reading `uri` gives this caller (-32002 when there is no such resource)."""
-        principal = self._caller()
+        principal = self.caller.principal()
         found = self.registry.find(principal, uri)
         if found is None:
             raise resource_not_found(uri)
-        await self._settle()
-        read = db_call(found.read, caller=self._slot_key())
+        await self.caller.settle()
         try:
-            contents: Contents = await read(principal=principal, uri=uri, **found.variables)
+            contents: Contents = await self.caller.db(found.read)(
+                principal=principal, uri=uri, **found.variables
+            )
         except ResourceNotFound:
             raise resource_not_found(uri) from None
         return contents

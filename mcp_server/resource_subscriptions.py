@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from accounts.principal import Principal
 from mcp_server.cluster.bus import OperationBus
-from mcp_server.cluster.database import db_call
 from mcp_server.cluster.messages import (
     OperationEvent,
     OperationFinished,
@@ -30,8 +28,8 @@ from mcp_server.protocol.messages import Request, notification_message
 from mcp_server.protocol.resources import resource_not_found, resource_uri_param
 from mcp_server.resources.registry import Contents
 from mcp_server.resources.runs import errors_uri, run_id_of
-from mcp_server.runtime.limits import SlotKey
 from mcp_server.selectors import operation_get
+from mcp_server.session_caller import SessionCaller
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
@@ -45,8 +43,7 @@ class ResourceSubscriptions:
     def __init__(
         self,
         *,
-        caller: Callable[[], Principal],
-        slot_key: Callable[[], SlotKey],
+        caller: SessionCaller,
         connection_id: str,
         send: Send,
         read: Callable[[str], Awaitable[Contents]],
@@ -55,8 +52,7 @@ class ResourceSubscriptions:
         liveness: "Liveness | None" = None,
         listen: Callable[[], None] | None = None,
     ) -> None:
-        self._caller = caller
-        self._slot_key = slot_key
+        self.caller = caller
         self.connection_id = connection_id
         self._send = send
         self._read = read
@@ -93,8 +89,9 @@ class ResourceSubscriptions:
             await self._read(uri)  # it exists for this caller, or -32002
             self._uris[uri] = None
             return {}
-        find = db_call(operation_get, caller=self._slot_key())
-        run = await find(principal=self._caller(), operation_id=run_id)
+        run = await self.caller.db(operation_get)(
+            principal=self.caller.principal(), operation_id=run_id
+        )
         if run is None:
             raise resource_not_found(uri)
         active = run.status in ACTIVE_STATUSES

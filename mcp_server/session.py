@@ -53,6 +53,7 @@ from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
+from mcp_server.session_caller import SessionCaller
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
 from mcp_server.tool_calls import read_tools_call
@@ -166,23 +167,16 @@ class McpSession:
             executor=executor,
             listener=self.listener,
         )
-        self.resources = ResourceRequests(
-            caller=lambda: self.principal,
+        caller = SessionCaller(
+            principal=lambda: self.principal,
             slot_key=lambda: self._slot_key,
-            identity=identity,
             settle=executor.runner.flush_unwritten,
-            registry=resources,
         )
-        self.prompts = PromptRequests(
-            caller=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
-            identity=identity,
-            settle=executor.runner.flush_unwritten,
-            registry=prompts,
-        )
+        self.resources = ResourceRequests(caller=caller, identity=identity, registry=resources)
+        self.prompts = PromptRequests(caller=caller, identity=identity, registry=prompts)
+        self.completion = CompletionRequests(caller=caller, prompts=prompts, resources=resources)
         self.subscriptions = ResourceSubscriptions(
-            caller=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
+            caller=caller,
             connection_id=connection_id,
             send=send,
             read=self.resources.contents,
@@ -190,12 +184,6 @@ class McpSession:
             limit=identity.max_subscriptions,
             liveness=liveness,
             listen=listen,
-        )
-        self.completion = CompletionRequests(
-            caller=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
-            prompts=prompts,
-            resources=resources,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)

@@ -84,45 +84,37 @@ class UriTemplate:
         return _VARIABLE.sub(value_of, self.template)
 
 
+def _described(
+    definition: dict[str, Any],
+    title: str | None,
+    description: str | None,
+    mime_type: str | None,
+) -> dict[str, Any]:
+    """`definition` with the optional fields that are given."""
+    optional = {"title": title, "description": description, "mimeType": mime_type}
+    return definition | {key: value for key, value in optional.items() if value}
+
+
 def resource_definition(
     uri: str,
     name: str,
-    *,
     title: str | None = None,
     description: str | None = None,
     mime_type: str | None = None,
-    size: int | None = None,
 ) -> dict[str, Any]:
     """A Resource as resources/list gives it."""
-    definition: dict[str, Any] = {"uri": uri, "name": name}
-    if title:
-        definition["title"] = title
-    if description:
-        definition["description"] = description
-    if mime_type:
-        definition["mimeType"] = mime_type
-    if size is not None:
-        definition["size"] = size
-    return definition
+    return _described({"uri": uri, "name": name}, title, description, mime_type)
 
 
 def template_definition(
     uri_template: str,
     name: str,
-    *,
     title: str | None = None,
     description: str | None = None,
     mime_type: str | None = None,
 ) -> dict[str, Any]:
     """A ResourceTemplate as resources/templates/list gives it."""
-    definition: dict[str, Any] = {"uriTemplate": uri_template, "name": name}
-    if title:
-        definition["title"] = title
-    if description:
-        definition["description"] = description
-    if mime_type:
-        definition["mimeType"] = mime_type
-    return definition
+    return _described({"uriTemplate": uri_template, "name": name}, title, description, mime_type)
 
 
 def text_contents(uri: str, text: str, mime_type: str = "text/plain") -> dict[str, Any]:

@@ -44,51 +44,41 @@ class Scope:
 EVERYONE = Scope()
 
 
-@dataclass(frozen=True, slots=True)
-class FixedResource:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Described:
+    """An entry's reader, what its listing says of it, and who sees it."""
+
+    name: str
+    read: Reader
+    title: str | None = None
+    description: str | None = None
+    mime_type: str | None = None
+    scope: Scope = EVERYONE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixedResource(Described):
     """A resource with a URI of its own, listed by resources/list."""
 
     uri: str
-    name: str
-    read: Reader
-    title: str | None = None
-    description: str | None = None
-    mime_type: str | None = None
-    scope: Scope = EVERYONE
 
     def definition(self) -> dict[str, Any]:
         """The Resource object."""
-        return resource_definition(
-            self.uri,
-            self.name,
-            title=self.title,
-            description=self.description,
-            mime_type=self.mime_type,
-        )
+        described = (self.title, self.description, self.mime_type)
+        return resource_definition(self.uri, self.name, *described)
 
 
-@dataclass(frozen=True, slots=True)
-class TemplatedResource:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplatedResource(Described):
     """Resources named by a URI template, listed by resources/templates/list."""
 
     template: UriTemplate
-    name: str
-    read: Reader
-    title: str | None = None
-    description: str | None = None
-    mime_type: str | None = None
-    scope: Scope = EVERYONE
     complete: Mapping[str, Completer] = field(default_factory=dict)
 
     def definition(self) -> dict[str, Any]:
         """The ResourceTemplate object."""
-        return template_definition(
-            self.template.template,
-            self.name,
-            title=self.title,
-            description=self.description,
-            mime_type=self.mime_type,
-        )
+        described = (self.title, self.description, self.mime_type)
+        return template_definition(self.template.template, self.name, *described)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +110,15 @@ class ResourceRegistry:
         """Register a resource at `uri` (ValueError when the URI is taken)."""
         if uri in self._fixed:
             raise ValueError(f"resource {uri!r} is already registered")
-        resource = FixedResource(uri, name, read, title, description, mime_type, scope)
+        resource = FixedResource(
+            uri=uri,
+            name=name,
+            read=read,
+            title=title,
+            description=description,
+            mime_type=mime_type,
+            scope=scope,
+        )
         self._fixed[uri] = resource
         return resource
 
@@ -145,7 +143,14 @@ class ResourceRegistry:
         if unknown:
             raise ValueError(f"{uri_template!r} has no variable {sorted(unknown)[0]!r}")
         entry = TemplatedResource(
-            template, name, read, title, description, mime_type, scope, dict(complete or {})
+            template=template,
+            name=name,
+            read=read,
+            title=title,
+            description=description,
+            mime_type=mime_type,
+            scope=scope,
+            complete=dict(complete or {}),
         )
         self._templates[uri_template] = entry
         return entry

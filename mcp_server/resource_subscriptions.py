@@ -64,15 +64,6 @@ class ResourceSubscriptions:
         self._uris: dict[str, UUID | None] = {}
         self._runs: dict[UUID, set[str]] = {}
 
-    def __len__(self) -> int:
-        """How many resources are subscribed."""
-        return len(self._uris)
-
-    @property
-    def watched(self) -> frozenset[UUID]:
-        """The runs whose changes this connection waits for."""
-        return frozenset(self._runs)
-
     async def subscribe(self, request: Request) -> dict[str, Any]:
         """resources/subscribe: -32002 for a URI the caller has not, -32001 past the bound."""
         uri = resource_uri_param(request.params)
@@ -89,6 +80,7 @@ class ResourceSubscriptions:
             await self._read(uri)  # it exists for this caller, or -32002
             self._uris[uri] = None
             return {}
+        await self.caller.settle()  # a run this process has just recorded is found
         run = await self.caller.db(operation_get)(
             principal=self.caller.principal(), operation_id=run_id
         )

@@ -136,13 +136,14 @@ class McpConsumer(ListenOnDemandConsumer):
             await self.session.close(server_shutdown=code == CLOSE_SERVICE_RESTART)
 
     async def operation_progress(self, message: dict[str, Any]) -> None:
-        """An event of an operation this connection listens to (progress, log or outcome,
-        from whichever process runs it), decoded once and handed to the session."""
+        """An event of an operation this connection listens to (progress, log or outcome) or
+        a change of a run it subscribed to, from whichever process sent it, for the session."""
         if self.session is not None:
-            await self.session.listener.operation_message(message)
+            await self.session.channel_message(message)
 
     operation_log = operation_progress
     operation_finished = operation_progress
+    resource_updated = operation_progress
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

@@ -21,6 +21,9 @@ class ServerIdentity:
     task_poll_interval: int = 1000
     ping_interval: float = 30.0
     ping_timeout: float = 15.0
+    resources_page_size: int = 50
+    prompts_page_size: int = 50
+    max_subscriptions: int = 100
 
 
 def identity_from_settings() -> ServerIdentity:
@@ -40,4 +43,7 @@ def identity_from_settings() -> ServerIdentity:
         task_poll_interval=settings.MCP_TASK_POLL_INTERVAL,
         ping_interval=settings.MCP_CLIENT_PING_INTERVAL,
         ping_timeout=settings.MCP_CLIENT_PING_TIMEOUT,
+        resources_page_size=settings.MCP_RESOURCES_PAGE_SIZE,
+        prompts_page_size=settings.MCP_PROMPTS_PAGE_SIZE,
+        max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS_PER_SESSION,
     )

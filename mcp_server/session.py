@@ -20,10 +20,22 @@ from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
+from mcp_server.cluster.messages import (
+    MalformedMessage,
+    OperationEvent,
+    OperationFinished,
+    OperationLog,
+    OperationProgress,
+    RunUpdated,
+    decode_message,
+)
+from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
+from mcp_server.prompt_requests import PromptRequests
+from mcp_server.prompts.registry import prompts
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -48,8 +60,12 @@ from mcp_server.protocol.messages import (
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
+from mcp_server.resource_requests import ResourceRequests
+from mcp_server.resource_subscriptions import ResourceSubscriptions
+from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
+from mcp_server.session_caller import SessionCaller
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
 from mcp_server.tool_calls import read_tools_call
@@ -57,7 +73,6 @@ from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
-    from mcp_server.cluster.messages import OperationEvent
     from mcp_server.executors import Executor
 
 logger = logging.getLogger(__name__)
@@ -72,8 +87,12 @@ CloseTransport = Callable[[int, str], Awaitable[None]]
 
 SERVER_CAPABILITIES: dict[str, Any] = {
     "logging": {},
-    # A tenant's tool set can change while connected (notifications/tools/list_changed).
+    "completions": {},
+    # A tenant's tool set can change while connected (notifications/tools/list_changed), and
+    # with it the prompts and resource templates that need a tool (*/list_changed).
     "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
@@ -105,13 +124,17 @@ class McpSession:
         "catalog",
         "client_capabilities",
         "client_initialized",
+        "completion",
         "connection_id",
         "executor",
         "identity",
         "listener",
         "principal",
+        "prompts",
         "protocol_version",
+        "resources",
         "state",
+        "subscriptions",
         "tasks",
     )
 
@@ -156,6 +179,24 @@ class McpSession:
             identity=identity,
             executor=executor,
             listener=self.listener,
+        )
+        caller = SessionCaller(
+            principal=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            settle=executor.runner.flush_unwritten,
+        )
+        self.resources = ResourceRequests(caller=caller, identity=identity, registry=resources)
+        self.prompts = PromptRequests(caller=caller, identity=identity, registry=prompts)
+        self.completion = CompletionRequests(caller=caller, prompts=prompts, resources=resources)
+        self.subscriptions = ResourceSubscriptions(
+            caller=caller,
+            connection_id=connection_id,
+            send=send,
+            read=self.resources.contents,
+            bus=executor.bus,
+            limit=identity.max_subscriptions,
+            liveness=liveness,
+            listen=listen,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -339,6 +380,7 @@ class McpSession:
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
+        await self.subscriptions.close()
 
     # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
@@ -387,8 +429,8 @@ class McpSession:
         limits: TenantLimits,
     ) -> None:
         """The tenant's settings changed: list and call from the new tool set (telling the
-        client, `notifications/tools/list_changed`, when the tools it sees changed), and bound
-        the next requests and messages by the new limits."""
+        client, `notifications/{tools,prompts,resources}/list_changed`, when what it sees
+        changed), and bound the next requests and messages by the new limits."""
         if self.state is SessionState.CLOSED:
             return
         previous = self.principal
@@ -400,10 +442,20 @@ class McpSession:
         if (enabled_tools, disabled_tools) == (previous.enabled_tools, previous.disabled_tools):
             return
         catalog = catalog_for(enabled_tools, disabled_tools)
-        changed = catalog.tools != self.catalog.tools
+        changed = {
+            methods.NOTIFICATION_TOOLS_LIST_CHANGED: catalog.tools != self.catalog.tools,
+            # Prompts and templates that need a tool come and go with it.
+            methods.NOTIFICATION_PROMPTS_LIST_CHANGED: self.prompts.listed_differs(
+                previous, self.principal
+            ),
+            methods.NOTIFICATION_RESOURCES_LIST_CHANGED: self.resources.listed_differs(
+                previous, self.principal
+            ),
+        }
         self.catalog = catalog
-        if changed and self.state is SessionState.READY:
-            await self._send(notification_message(methods.NOTIFICATION_TOOLS_LIST_CHANGED, {}))
+        if self.state is SessionState.READY:
+            for method in (method for method, differs in changed.items() if differs):
+                await self._send(notification_message(method, {}))
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -420,9 +472,27 @@ class McpSession:
         """Who this connection works for: its slots, requests in flight and database share."""
         return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
 
-    async def operation_event(self, event: "OperationEvent") -> None:
+    async def operation_event(self, event: OperationEvent) -> None:
         """An event of an operation this connection listens to (from the channel layer)."""
         await self.listener.operation_event(event)
+
+    async def channel_message(self, message: dict[str, Any]) -> None:
+        """A message on the connection's channel, from whichever process sent it, decoded once:
+        an event of an operation it listens to, or a change of a run it subscribed to."""
+        try:
+            event = decode_message(message)
+        except MalformedMessage as exc:
+            logger.warning("ignored a malformed channel message: %s", exc)
+            return
+        if isinstance(event, RunUpdated):
+            await self.run_updated(event)
+        elif isinstance(event, OperationProgress | OperationLog | OperationFinished):
+            await self.listener.operation_event(event)
+
+    async def run_updated(self, update: RunUpdated) -> None:
+        """A run this connection subscribed to changed (from the channel layer)."""
+        if self.state is not SessionState.CLOSED:
+            await self.subscriptions.run_updated(update)
 
     async def log(
         self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
@@ -500,5 +570,13 @@ McpSession._REQUEST_HANDLERS.update(
         methods.TASKS_RESULT: lambda session, request: session.tasks.result(request),
         methods.TASKS_LIST: lambda session, request: session.tasks.list(request),
         methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel(request),
+        methods.RESOURCES_LIST: lambda session, request: session.resources.list(request),
+        methods.RESOURCES_TEMPLATES_LIST: lambda s, request: s.resources.templates(request),
+        methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
+        methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
+        methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
+        methods.RESOURCES_SUBSCRIBE: lambda s, request: s.subscriptions.subscribe(request),
+        methods.RESOURCES_UNSUBSCRIBE: lambda s, request: s.subscriptions.unsubscribe(request),
+        methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )

@@ -131,7 +131,7 @@ class Exchange(SessionConnection):
         assert layer is not None
         while True:
             message = await receive_riding_out(layer, self.channel)
-            await self.session.listener.operation_message(message)
+            await self.session.channel_message(message)
 
     async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
         """Hand the request to the session; yield what it sends, the response last."""

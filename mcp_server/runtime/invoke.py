@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mcp_server.client_requests import ClientRequestError
 from mcp_server.protocol.tool_results import (
     error_result,
     structured_result,
@@ -72,7 +73,7 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
             value = await tool.fn(**kwargs)
         else:
             value = await asyncio.to_thread(functools.partial(tool.fn, **kwargs))
-    except ToolError as exc:
+    except (ToolError, ClientRequestError) as exc:
         return error_result(str(exc))
     except Exception:
         return _failure(tool, "failed unexpectedly")

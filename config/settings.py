@@ -336,6 +336,18 @@ MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)
 MCP_TASK_MAX_TTL = env.int("MCP_TASK_MAX_TTL", default=7 * 24 * 3600 * 1000)
 MCP_TASK_POLL_INTERVAL = env.int("MCP_TASK_POLL_INTERVAL", default=1000)
 MCP_TASKS_PAGE_SIZE = env.int("MCP_TASKS_PAGE_SIZE", default=50)
+# Resources and prompts (docs/resources.md): page sizes of their lists; entries one read of
+# an error log or a directory gives (the REST API's download has the whole log); the largest
+# file (a thumbnail) one read gives, in bytes.
+MCP_RESOURCES_PAGE_SIZE = env.int("MCP_RESOURCES_PAGE_SIZE", default=50)
+MCP_PROMPTS_PAGE_SIZE = env.int("MCP_PROMPTS_PAGE_SIZE", default=50)
+MCP_RESOURCE_MAX_ENTRIES = env.int("MCP_RESOURCE_MAX_ENTRIES", default=1000)
+MCP_RESOURCE_MAX_BYTES = env.int("MCP_RESOURCE_MAX_BYTES", default=4 * 1024 * 1024)
+# Resources one session may subscribe to at once; past it resources/subscribe is -32001.
+MCP_MAX_SUBSCRIPTIONS_PER_SESSION = env.int("MCP_MAX_SUBSCRIPTIONS_PER_SESSION", default=100)
+# notifications/resources/updated of one run reach a subscriber at most once per this many
+# seconds (its end at once): a run reporting thousands of items a second costs one a second.
+MCP_RESOURCE_UPDATE_INTERVAL = env.float("MCP_RESOURCE_UPDATE_INTERVAL", default=1.0)
 # --- Tenant isolation (docs/SECURITY.md) ---------------------------------------------------
 # Defaults for every tenant; the admin overrides them per tenant (accounts/limits.py). Counts
 # of connections and message rates are per web process. Benchmarks raise them explicitly.

@@ -4,16 +4,19 @@ from django.apps import AppConfig, apps
 
 
 class McpServerConfig(AppConfig):
-    """Loads the built-in tools and every app's `mcp_tools` into the registry at start-up."""
+    """Loads the built-in tools, resources and prompts, and every app's `mcp_tools`, into
+    their registries at start-up."""
 
     name = "mcp_server"
     verbose_name = "MCP service"
 
     def ready(self) -> None:
-        """Import the built-in tool modules, then each installed app's `mcp_tools` module
-        (mcp_server/tools/discovery.py), so their decorators register them; and act on
-        access taken away (mcp_server/access.py)."""
+        """Import the built-in tool, resource and prompt modules, then each installed app's
+        `mcp_tools` module (mcp_server/tools/discovery.py), so their decorators register
+        them; and act on access taken away (mcp_server/access.py)."""
         from mcp_server.access import connect_receivers
+        from mcp_server.prompts import builtin as builtin_prompts  # noqa: F401
+        from mcp_server.resources import data, runs  # noqa: F401
         from mcp_server.tools import builtin  # noqa: F401
         from mcp_server.tools.discovery import discover_tools
 

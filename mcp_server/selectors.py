@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, QuerySet
+from django.db.models import Aggregate, Count, DurationField, Q, QuerySet
 
 from accounts.models import ApiToken
 from accounts.principal import Principal
@@ -41,6 +41,32 @@ def operation_get(*, principal: Principal, operation_id: UUID | str) -> Operatio
     except ValueError:
         return None
     return operations_visible_to(principal=principal).select_related("user").filter(pk=key).first()
+
+
+def operation_page(
+    *, principal: Principal, after: tuple[datetime, UUID] | None, size: int
+) -> list[Operation]:
+    """The caller's runs newest first, after (queued_at, id) `after` (keyset), up to size + 1."""
+    queryset = operation_list(principal=principal)
+    if after is not None:
+        queued_at, key = after
+        queryset = queryset.filter(Q(queued_at__lt=queued_at) | Q(queued_at=queued_at, pk__lt=key))
+    return list(queryset.order_by("-queued_at", "-id")[: size + 1])
+
+
+def operation_ids_starting(*, principal: Principal, prefix: str, limit: int) -> list[str]:
+    """Ids of the caller's runs that start with `prefix`, newest first, at most `limit`.
+
+    The prefix becomes a range of ids (what it is padded to with 0s and with fs), so the
+    primary key's index serves it on every database.
+    """
+    digits = prefix.replace("-", "").lower()
+    if len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+        return []
+    low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+    queryset = operations_visible_to(principal=principal).filter(pk__gte=low, pk__lte=high)
+    ids = queryset.order_by("-queued_at", "-id").values_list("id", flat=True)[:limit]
+    return [str(key) for key in ids]
 
 
 def operation_errors(*, operation_id: UUID) -> QuerySet[OperationError]:

@@ -21,10 +21,13 @@ from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
+from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
+from mcp_server.prompt_requests import PromptRequests
+from mcp_server.prompts.registry import prompts
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -49,6 +52,8 @@ from mcp_server.protocol.messages import (
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
+from mcp_server.resource_requests import ResourceRequests
+from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
@@ -73,8 +78,12 @@ CloseTransport = Callable[[int, str], Awaitable[None]]
 
 SERVER_CAPABILITIES: dict[str, Any] = {
     "logging": {},
-    # A tenant's tool set can change while connected (notifications/tools/list_changed).
+    "completions": {},
+    # A tenant's tool set can change while connected (notifications/tools/list_changed), and
+    # with it the prompts and resource templates that need a tool (*/list_changed).
     "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
@@ -106,12 +115,15 @@ class McpSession:
         "_tasks",
         "catalog",
         "client_initialized",
+        "completion",
         "connection_id",
         "executor",
         "identity",
         "listener",
         "principal",
+        "prompts",
         "protocol_version",
+        "resources",
         "state",
         "tasks",
     )
@@ -164,6 +176,26 @@ class McpSession:
             identity=identity,
             executor=executor,
             listener=self.listener,
+        )
+        self.resources = ResourceRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            identity=identity,
+            settle=executor.runner.flush_unwritten,
+            registry=resources,
+        )
+        self.prompts = PromptRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            identity=identity,
+            settle=executor.runner.flush_unwritten,
+            registry=prompts,
+        )
+        self.completion = CompletionRequests(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            prompts=prompts,
+            resources=resources,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -525,5 +557,11 @@ McpSession._REQUEST_HANDLERS.update(
         methods.TASKS_RESULT: lambda session, request: session.tasks.result(request),
         methods.TASKS_LIST: lambda session, request: session.tasks.list(request),
         methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel(request),
+        methods.RESOURCES_LIST: lambda session, request: session.resources.list(request),
+        methods.RESOURCES_TEMPLATES_LIST: lambda s, request: s.resources.templates(request),
+        methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
+        methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
+        methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
+        methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )

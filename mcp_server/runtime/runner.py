@@ -219,6 +219,12 @@ class OperationRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.wrap_future(self.writer.flush_soon()), 10)
 
+    async def flush_unwritten(self) -> None:
+        """Wait until history holds what this process has recorded (at once when it does):
+        a client that reads its runs right after a call finds them."""
+        if self.writer.unwritten_ids():
+            await self.flush_history()
+
     async def run_published(self, request: CallRequest, events: OperationEvents) -> None:
         """Run a call whose events go to listeners rather than to one socket (a task, or a call
         from another process), and tell them how it ended; never raises.

@@ -1,0 +1,101 @@
+"""A session's resource requests: resources/list, resources/templates/list, resources/read.
+
+Readers run on the cluster's database threads on behalf of the connection; every read is
+scoped by the caller, and anything the caller may not see is answered as unknown (-32002).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from accounts.principal import Principal
+from mcp_server.cluster.database import db_call
+from mcp_server.identity import ServerIdentity
+from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.messages import Request
+from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor, paginate
+from mcp_server.protocol.resources import read_result, resource_not_found, resource_uri_param
+from mcp_server.resources.listing import resource_page
+from mcp_server.resources.registry import Contents, ResourceNotFound, ResourceRegistry
+from mcp_server.resources.runs import run_after
+from mcp_server.runtime.limits import SlotKey
+
+
+def _absolute(uri: str) -> str:
+    scheme, colon, _ = uri.partition(":")
+    if not colon or not scheme or not scheme[0].isalpha():
+        raise invalid_params(f"uri must be an absolute URI (scheme:...), not {uri[:80]!r}")
+    return uri
+
+
+class ResourceRequests:
+    """The resource requests of one connection."""
+
+    def __init__(
+        self,
+        *,
+        caller: Callable[[], Principal],
+        slot_key: Callable[[], SlotKey],
+        identity: ServerIdentity,
+        settle: Callable[[], Awaitable[None]],
+        registry: ResourceRegistry,
+    ) -> None:
+        self._caller = caller
+        self._slot_key = slot_key
+        self.identity = identity
+        # Waits until history holds what this process recorded (the caller's last runs).
+        self._settle = settle
+        self.registry = registry
+
+    async def list(self, request: Request) -> dict[str, Any]:
+        """resources/list: fixed resources, data directories, then runs, newest first."""
+        cursor = request.params.get("cursor")
+        after = None
+        if cursor is not None:
+            try:
+                after = run_after(decode_key_cursor(cursor))
+            except ValueError:
+                raise invalid_params("Invalid cursor") from None
+        await self._settle()
+        page = db_call(resource_page, caller=self._slot_key())
+        listed, next_key = await page(
+            principal=self._caller(),
+            registry=self.registry,
+            after=after,
+            size=self.identity.resources_page_size,
+        )
+        result: dict[str, Any] = {"resources": listed}
+        if next_key is not None:
+            result["nextCursor"] = encode_key_cursor(next_key)
+        return result
+
+    async def templates(self, request: Request) -> dict[str, Any]:
+        """resources/templates/list: the templates the caller sees."""
+        templates = self.registry.templates_for(self._caller())
+        start, end, next_cursor = paginate(
+            len(templates), request.params.get("cursor"), self.identity.resources_page_size
+        )
+        result: dict[str, Any] = {
+            "resourceTemplates": [entry.definition() for entry in templates[start:end]]
+        }
+        if next_cursor is not None:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def read(self, request: Request) -> dict[str, Any]:
+        """resources/read: the resource's contents (-32002 when the caller has no such URI)."""
+        uri = _absolute(resource_uri_param(request.params))
+        return read_result(await self.contents(uri))
+
+    async def contents(self, uri: str) -> Contents:
+        """What reading `uri` gives this caller (-32002 when there is no such resource)."""
+        principal = self._caller()
+        found = self.registry.find(principal, uri)
+        if found is None:
+            raise resource_not_found(uri)
+        await self._settle()
+        read = db_call(found.read, caller=self._slot_key())
+        try:
+            contents: Contents = await read(principal=principal, uri=uri, **found.variables)
+        except ResourceNotFound:
+            raise resource_not_found(uri) from None
+        return contents

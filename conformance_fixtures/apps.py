@@ -12,3 +12,7 @@ class ConformanceFixturesConfig(AppConfig):
 
     name = "conformance_fixtures"
     verbose_name = "MCP conformance fixtures"
+
+    def ready(self) -> None:
+        """Register the fixture resources and prompts (tools come through `mcp_tools`)."""
+        from conformance_fixtures import resources_and_prompts  # noqa: F401

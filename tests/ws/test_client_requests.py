@@ -7,6 +7,7 @@ import pytest
 
 from mcp_server.protocol.messages import Response
 from mcp_server.runtime.context import ToolContext
+from mcp_server.runtime.runner import CallRequest
 from mcp_server.session import McpSession
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.ws.session_support import Outbox, call, initialize, make_session, notification
@@ -192,3 +193,46 @@ async def test_close_ends_the_wait(registry: ToolRegistry) -> None:
     # Closed: no reply, and no cancel notice for a connection that is gone.
     assert outbox.responses(1) == []
     assert not [m for m in outbox.messages if _client_request("notifications/cancelled")(m)]
+
+
+class Listeners:
+    """The listeners of a published run (a task, a call run on a worker): what they hear."""
+
+    def __init__(self) -> None:
+        self.outcome: dict[str, Any] | None = None
+
+    async def log(self, level: str, data: Any, logger: str | None) -> None:
+        """No log is expected."""
+
+    async def progress(self, report: Any) -> None:
+        """No progress is expected."""
+
+    def record_end(self, operation: Any) -> None:
+        """Nothing to note."""
+
+    async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
+        self.outcome = {"status": status, "result": result}
+
+
+async def test_a_published_run_cannot_ask_the_client(registry: ToolRegistry) -> None:
+    # Tasks and calls run on workers are published: away from the connection, so refused.
+    session, _ = await _ready(registry, ELICITATION)
+    runner = session.executor.runner
+    request = CallRequest(
+        principal=session.principal,
+        tool=registry.get("ask_name"),  # type: ignore[arg-type]
+        arguments={},
+        connection_id="elsewhere",
+        request_id=1,
+        progress_token=None,
+    )
+    listeners = Listeners()
+    await asyncio.wait_for(runner.run_published(request, listeners), timeout=5)
+    assert listeners.outcome is not None
+    assert listeners.outcome["status"] == "failed"
+    result = listeners.outcome["result"]
+    assert result["isError"] is True
+    assert (
+        "only a call run in the process that holds the connection can"
+        in (result["content"][0]["text"])
+    )

@@ -13,11 +13,13 @@ import argparse
 import contextlib
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 HERE = Path(__file__).resolve().parent
 PROJECT_DIR = HERE.parent
@@ -56,7 +58,8 @@ def server_env(var_dir: Path) -> dict[str, str]:
 
 
 def start_server(var_dir: Path, port: int) -> ManagedProcess:
-    """Migrate a fresh database, create the conformance tenant, and serve it on `port`."""
+    """Migrate a fresh database, create the conformance tenant, and start serving it on
+    `port` (wait for it with `wait_http_ok`)."""
     env = server_env(var_dir)
     manage = [sys.executable, "manage.py"]
     for command in (["migrate", "--noinput"], ["conformance_tenant"]):
@@ -68,7 +71,6 @@ def start_server(var_dir: Path, port: int) -> ManagedProcess:
         cwd=PROJECT_DIR,
         log_path=var_dir / "server.log",
     )
-    server.wait_http_ok(f"http://{HOST}:{port}/healthz", START_TIMEOUT)
     return server
 
 
@@ -97,8 +99,16 @@ def run_suite(url: str, results: Path, extra: Sequence[str]) -> int:
         return 1
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite (or, with --serve, only serve) and return the exit status."""
+    # SIGTERM (and SIGINT, even where a shell started us ignoring it) stops the server first:
+    # it runs in a process group of its own, which no terminal signal reaches.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="serve until stopped (Ctrl-C)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
@@ -110,9 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-conformance-") as var:
         var_dir = Path(var)
         port = args.port or free_port()
-        server = start_server(var_dir, port)
+        try:
+            server = start_server(var_dir, port)
+        except KeyboardInterrupt:
+            return 130
         url = f"http://{HOST}:{port}/mcp"
         try:
+            server.wait_http_ok(f"http://{HOST}:{port}/healthz", START_TIMEOUT)
             if args.serve:
                 print(f"Serving the conformance tenant on {url} (Ctrl-C stops it)", flush=True)
                 print(f"Server log: {var_dir / 'server.log'}", flush=True)
@@ -124,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if status != 0 and errors:
                 print("conformance: errors in the server log:", *errors[-20:], sep="\n")
             return status
+        except KeyboardInterrupt:
+            return 130
         finally:
             server.stop()
 

@@ -10,7 +10,12 @@ from django.conf import settings
 from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
-from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
+from mcp_server.cluster.messages import (
+    MalformedMessage,
+    OperationEvent,
+    RunUpdated,
+    decode_message,
+)
 from mcp_server.consumer_channel import ListenOnDemandConsumer
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol.errors import INVALID_REQUEST
@@ -151,6 +156,18 @@ class McpConsumer(ListenOnDemandConsumer):
 
     operation_log = operation_progress
     operation_finished = operation_progress
+
+    async def resource_updated(self, message: dict[str, Any]) -> None:
+        """A run this connection subscribed to changed (from whichever process runs it)."""
+        if self.session is None:
+            return
+        try:
+            update = decode_message(message)
+        except MalformedMessage as exc:
+            logger.warning("ignored a malformed resource update: %s", exc)
+            return
+        if isinstance(update, RunUpdated):
+            await self.session.run_updated(update)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

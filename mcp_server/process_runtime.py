@@ -15,6 +15,8 @@ from django.conf import settings
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.liveness import Liveness
+from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
+from mcp_server.cluster.run_updates import RunUpdates
 from mcp_server.executors import ClusteredExecutor, Executor, LocalExecutor
 from mcp_server.identity import ServerIdentity, identity_from_settings
 from mcp_server.operations.store import OperationStore
@@ -25,7 +27,8 @@ from mcp_server.runtime.runner import OperationRunner, runner_from_settings
 
 @dataclass(eq=False)
 class ProcessRuntime:
-    """The runner, history writer, bus, liveness, connections and executor of one process."""
+    """The runner, history writer, bus, liveness, connections, executor and resource updates
+    of one process."""
 
     identity: ServerIdentity
     runner: OperationRunner
@@ -34,6 +37,7 @@ class ProcessRuntime:
     connections: ConnectionRegistry
     executor: Executor
     web: bool
+    run_updates: RunUpdates
     _loops: TaskOwner = field(default_factory=TaskOwner, init=False)
     _started: bool = field(default=False, init=False)
 
@@ -48,6 +52,8 @@ class ProcessRuntime:
         if self._started:
             return
         self._started = True
+        self.run_updates.start()
+        self.writer.on_written(self.run_updates.written)
         await self.bus.start()
         self._loops.spawn(self.liveness.run())
         if self.web:
@@ -91,6 +97,10 @@ def build_runtime(
         if mode == "worker"
         else LocalExecutor(runner=runner, bus=bus)
     )
+    run_updates = RunUpdates(
+        runner=runner, layer=layer, interval=settings.MCP_RESOURCE_UPDATE_INTERVAL
+    )
+    bus.subscribe(RUN_WATCH_MESSAGES, run_updates.handle)
     return ProcessRuntime(
         identity=identity if identity is not None else identity_from_settings(),
         runner=runner,
@@ -99,6 +109,7 @@ def build_runtime(
         connections=ConnectionRegistry(runner=runner, bus=bus),
         executor=executor,
         web=web,
+        run_updates=run_updates,
     )
 
 

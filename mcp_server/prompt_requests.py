@@ -33,6 +33,10 @@ class PromptRequests:
         self._settle = settle
         self.registry = registry
 
+    def listed_differs(self, before: Principal, now: Principal) -> bool:
+        """Whether the caller's prompts differ between two tool sets."""
+        return self.registry.for_caller(before) != self.registry.for_caller(now)
+
     async def list(self, request: Request) -> dict[str, Any]:
         """prompts/list: the prompts the caller sees."""
         found = self.registry.for_caller(self._caller())

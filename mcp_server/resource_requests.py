@@ -20,13 +20,6 @@ from mcp_server.resources.runs import run_after
 from mcp_server.runtime.limits import SlotKey
 
 
-def _absolute(uri: str) -> str:
-    scheme, colon, _ = uri.partition(":")
-    if not colon or not scheme or not scheme[0].isalpha():
-        raise invalid_params(f"uri must be an absolute URI (scheme:...), not {uri[:80]!r}")
-    return uri
-
-
 class ResourceRequests:
     """The resource requests of one connection."""
 
@@ -45,6 +38,14 @@ class ResourceRequests:
         # Waits until history holds what this process recorded (the caller's last runs).
         self._settle = settle
         self.registry = registry
+
+    def listed_differs(self, before: Principal, now: Principal) -> bool:
+        """Whether the caller's fixed resources or templates differ between two tool sets."""
+        registry = self.registry
+        return (registry.resources_for(before), registry.templates_for(before)) != (
+            registry.resources_for(now),
+            registry.templates_for(now),
+        )
 
     async def list(self, request: Request) -> dict[str, Any]:
         """resources/list: fixed resources, data directories, then runs, newest first."""
@@ -83,7 +84,7 @@ class ResourceRequests:
 
     async def read(self, request: Request) -> dict[str, Any]:
         """resources/read: the resource's contents (-32002 when the caller has no such URI)."""
-        uri = _absolute(resource_uri_param(request.params))
+        uri = resource_uri_param(request.params)
         return read_result(await self.contents(uri))
 
     async def contents(self, uri: str) -> Contents:

@@ -53,6 +53,7 @@ from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
+from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
@@ -63,7 +64,7 @@ from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
-    from mcp_server.cluster.messages import OperationEvent
+    from mcp_server.cluster.messages import OperationEvent, RunUpdated
     from mcp_server.executors import Executor
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class McpSession:
         "protocol_version",
         "resources",
         "state",
+        "subscriptions",
         "tasks",
     )
 
@@ -190,6 +192,17 @@ class McpSession:
             identity=identity,
             settle=executor.runner.flush_unwritten,
             registry=prompts,
+        )
+        self.subscriptions = ResourceSubscriptions(
+            caller=lambda: self.principal,
+            slot_key=lambda: self._slot_key,
+            connection_id=connection_id,
+            send=send,
+            read=self.resources.contents,
+            bus=executor.bus,
+            limit=identity.max_subscriptions,
+            liveness=liveness,
+            listen=listen,
         )
         self.completion = CompletionRequests(
             caller=lambda: self.principal,
@@ -396,6 +409,7 @@ class McpSession:
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
+        await self.subscriptions.close()
 
     # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
@@ -444,8 +458,8 @@ class McpSession:
         limits: TenantLimits,
     ) -> None:
         """The tenant's settings changed: list and call from the new tool set (telling the
-        client, `notifications/tools/list_changed`, when the tools it sees changed), and bound
-        the next requests and messages by the new limits."""
+        client, `notifications/{tools,prompts,resources}/list_changed`, when what it sees
+        changed), and bound the next requests and messages by the new limits."""
         if self.state is SessionState.CLOSED:
             return
         previous = self.principal
@@ -457,10 +471,20 @@ class McpSession:
         if (enabled_tools, disabled_tools) == (previous.enabled_tools, previous.disabled_tools):
             return
         catalog = catalog_for(enabled_tools, disabled_tools)
-        changed = catalog.tools != self.catalog.tools
+        changed = {
+            methods.NOTIFICATION_TOOLS_LIST_CHANGED: catalog.tools != self.catalog.tools,
+            # Prompts and templates that need a tool come and go with it.
+            methods.NOTIFICATION_PROMPTS_LIST_CHANGED: self.prompts.listed_differs(
+                previous, self.principal
+            ),
+            methods.NOTIFICATION_RESOURCES_LIST_CHANGED: self.resources.listed_differs(
+                previous, self.principal
+            ),
+        }
         self.catalog = catalog
-        if changed and self.state is SessionState.READY:
-            await self._send(notification_message(methods.NOTIFICATION_TOOLS_LIST_CHANGED, {}))
+        if self.state is SessionState.READY:
+            for method in (method for method, differs in changed.items() if differs):
+                await self._send(notification_message(method, {}))
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -480,6 +504,11 @@ class McpSession:
     async def operation_event(self, event: "OperationEvent") -> None:
         """An event of an operation this connection listens to (from the channel layer)."""
         await self.listener.operation_event(event)
+
+    async def run_updated(self, update: "RunUpdated") -> None:
+        """A run this connection subscribed to changed (from the channel layer)."""
+        if self.state is not SessionState.CLOSED:
+            await self.subscriptions.run_updated(update)
 
     async def log(
         self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
@@ -562,6 +591,8 @@ McpSession._REQUEST_HANDLERS.update(
         methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
         methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
         methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
+        methods.RESOURCES_SUBSCRIBE: lambda s, request: s.subscriptions.subscribe(request),
+        methods.RESOURCES_UNSUBSCRIBE: lambda s, request: s.subscriptions.unsubscribe(request),
         methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )

@@ -175,7 +175,7 @@ class OperationBus:
         """Cancel an operation wherever it runs (here, or in the process that runs it)."""
         if self.runner.cancel(operation_id, reason):
             return
-        await self._to_runners(messages.OperationCancel(id=operation_id, reason=reason))
+        await self.to_runners(messages.OperationCancel(id=operation_id, reason=reason))
 
     async def attach(self, operation_id: UUID, channel: str) -> None:
         """Make `channel` a listener of the operation, wherever it runs."""
@@ -183,7 +183,7 @@ class OperationBus:
         if entry is not None:
             await entry[0].attach(channel)
         else:
-            await self._to_runners(messages.OperationAttach(id=operation_id, channel=channel))
+            await self.to_runners(messages.OperationAttach(id=operation_id, channel=channel))
 
     async def detach(self, operation_id: UUID, channel: str) -> None:
         """Stop sending the operation's events to `channel`."""
@@ -191,7 +191,7 @@ class OperationBus:
         if entry is not None:
             entry[0].detach(channel)
         else:
-            await self._to_runners(messages.OperationDetach(id=operation_id, channel=channel))
+            await self.to_runners(messages.OperationDetach(id=operation_id, channel=channel))
 
     def forget_stale_attaches(self) -> None:
         """Drop attaches kept for operations that never started here."""
@@ -199,7 +199,8 @@ class OperationBus:
         for key in [k for k, (expires, _) in self._pending_attach.items() if expires < now]:
             del self._pending_attach[key]
 
-    async def _to_runners(self, message: messages.ClusterMessage) -> None:
+    async def to_runners(self, message: messages.ClusterMessage) -> None:
+        """Send `message` to every process that runs operations (best effort: logged)."""
         if self.layer is None:
             return
         try:

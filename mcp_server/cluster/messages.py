@@ -49,6 +49,12 @@ BROADCAST = "mcp.broadcast"
 ACCESS_REVOKED = "access.revoked"
 TENANT_CHANGED = "access.tenant_changed"
 ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TENANT_CHANGED})
+# To RUNNERS_GROUP: a connection subscribed to (or unsubscribed from) an operation's resources.
+RUN_WATCH = "resource.watch"
+RUN_UNWATCH = "resource.unwatch"
+RUN_WATCH_MESSAGES = frozenset({RUN_WATCH, RUN_UNWATCH})
+# To a connection's consumer channel: the run's history changed (coalesced by the runner).
+RUN_UPDATED = "resource.updated"
 # To WEB_GROUP: what a Streamable HTTP client POSTed to one process for an exchange or a stream
 # of its session that another process holds (a cancellation, a response), and a session's end.
 HTTP_SESSION_MESSAGE = "http.session.message"
@@ -521,6 +527,45 @@ class HttpStreamEvent:
         return cls(event_id=event_id, data=data, final=message.get("final") is True)
 
 
+@dataclass(frozen=True, slots=True)
+class RunWatch(OperationAttach):
+    """`channel` wants to hear when the operation's history changes (resources/subscribe)."""
+
+    TYPE: ClassVar[str] = RUN_WATCH
+
+
+@dataclass(frozen=True, slots=True)
+class RunUnwatch(OperationAttach):
+    """`channel` no longer wants to hear of the operation's changes."""
+
+    TYPE: ClassVar[str] = RUN_UNWATCH
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdated:
+    """The operation's history changed (its row; `errors`: its item errors too; `ended`: it
+    reached a terminal status, the last update)."""
+
+    TYPE: ClassVar[str] = RUN_UPDATED
+
+    id: UUID
+    errors: bool
+    ended: bool
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "errors": self.errors, "ended": self.ended}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        return cls(
+            id=_uuid(message.get("id")),
+            errors=message.get("errors") is True,
+            ended=message.get("ended") is True,
+        )
+
+
 ClusterMessage = (
     OperationStart
     | OperationCancel
@@ -535,6 +580,9 @@ ClusterMessage = (
     | HttpSessionMessage
     | HttpSessionEnded
     | HttpStreamEvent
+    | RunWatch
+    | RunUnwatch
+    | RunUpdated
 )
 # What reaches a connection's channel about an operation it listens to.
 OperationEvent = OperationProgress | OperationLog | OperationFinished
@@ -555,6 +603,9 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         HttpSessionMessage,
         HttpSessionEnded,
         HttpStreamEvent,
+        RunWatch,
+        RunUnwatch,
+        RunUpdated,
     )
 }
 

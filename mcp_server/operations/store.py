@@ -11,7 +11,7 @@ depends on for history; `mcp_server.runtime.history.HistoryWriter` implements it
 background thread that writes batches through `operations_persist`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, Protocol
@@ -58,6 +58,11 @@ class OperationStore(Protocol):
 
     def stop(self) -> None:
         """Write what is left and stop (the process is exiting)."""
+
+    def on_written(
+        self, hook: Callable[[frozenset[UUID], frozenset[UUID], frozenset[UUID]], None]
+    ) -> None:
+        """Tell `hook` what each batch wrote: changed rows, new item errors, ended runs."""
 
 
 # Fields of an operation that change after it was created.

@@ -22,12 +22,16 @@ _VARIABLE = re.compile(r"\{(\+?)([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def resource_uri_param(params: dict[str, Any]) -> str:
-    """The `uri` of a resources/read, subscribe or unsubscribe request; -32602 when absent."""
+    """The `uri` of a resources/read, subscribe or unsubscribe request; -32602 when it is
+    absent, too long, or not an absolute URI."""
     uri = params.get("uri")
     if not isinstance(uri, str) or not uri:
         raise invalid_params("uri must be a non-empty string")
     if len(uri) > MAX_URI_LENGTH:
         raise invalid_params(f"uri is longer than {MAX_URI_LENGTH} characters")
+    scheme, colon, _ = uri.partition(":")
+    if not colon or not scheme or not scheme[0].isalpha():
+        raise invalid_params(f"uri must be an absolute URI (scheme:...), not {uri[:80]!r}")
     return uri
 
 

@@ -16,7 +16,13 @@ from accounts.principal import Principal
 from mcp_server.api.serializers import OperationErrorSerializer, RunDetailSerializer
 from mcp_server.models import Operation
 from mcp_server.protocol.errors import invalid_params
-from mcp_server.protocol.resources import SCHEME, blob_contents, resource_definition, text_contents
+from mcp_server.protocol.resources import (
+    SCHEME,
+    UriTemplate,
+    blob_contents,
+    resource_definition,
+    text_contents,
+)
 from mcp_server.resources.registry import Contents, ResourceNotFound, Scope, resources
 from mcp_server.selectors import operation_errors, operation_get, operation_ids_starting
 from mcp_server.tools.builtin.images import THUMBNAIL_SUFFIX, THUMBNAILS_DIR
@@ -27,6 +33,7 @@ RUN_TEMPLATE = f"{SCHEME}://runs/{{id}}"
 ERRORS_TEMPLATE = f"{SCHEME}://runs/{{id}}/errors"
 THUMBNAIL_TEMPLATE = f"{SCHEME}://runs/{{id}}/thumbnails/{{name}}"
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z
+_RUN, _ERRORS = UriTemplate.parse(RUN_TEMPLATE), UriTemplate.parse(ERRORS_TEMPLATE)
 
 
 def run_uri(operation_id: UUID | str) -> str:
@@ -37,6 +44,15 @@ def run_uri(operation_id: UUID | str) -> str:
 def errors_uri(operation_id: UUID | str) -> str:
     """The URI of a run's item-error log."""
     return f"{run_uri(operation_id)}/errors"
+
+
+def run_id_of(uri: str) -> str | None:
+    """The run a summary or error-log URI names (None: the URI names no run)."""
+    for template in (_RUN, _ERRORS):
+        found = template.match(uri)
+        if found is not None:
+            return found["id"]
+    return None
 
 
 def _json(value: Any) -> str:

@@ -15,6 +15,7 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 from uuid import UUID
@@ -28,6 +29,9 @@ from mcp_server.operations.store import Snapshot, operation_set_aside, operation
 
 logger = logging.getLogger(__name__)
 
+# Told on the writer's thread what a batch wrote: operations whose row changed, operations
+# with new item errors, operations that ended.
+WrittenHook = Callable[[frozenset[UUID], frozenset[UUID], frozenset[UUID]], None]
 # One entry of a batch: an operation row to insert, one to update, or an item error.
 CREATE, UPDATE, ITEM_ERROR = "create", "update", "item error"
 Entry = tuple[str, dict[str, Any]]
@@ -69,6 +73,11 @@ class HistoryWriter:
         self._thread: threading.Thread | None = None
         # When the oldest state not yet written was recorded (monotonic; the writer's lag).
         self._oldest = 0.0
+        self._on_written: WrittenHook | None = None
+
+    def on_written(self, hook: WrittenHook) -> None:
+        """Tell `hook`, on the writer's thread, what each batch wrote (resource updates)."""
+        self._on_written = hook
 
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
@@ -131,6 +140,17 @@ class HistoryWriter:
                     backlog = len(self._pending) + len(self._errors)
             if pending or errors:
                 metrics.history_written(time.monotonic() - oldest, backlog)
+                self._tell_written(pending, errors)
+
+    def _tell_written(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
+        hook = self._on_written
+        if hook is None:
+            return
+        ended = frozenset(key for key, s in pending.items() if s["status"] in TERMINAL_STATUSES)
+        try:
+            hook(frozenset(pending), frozenset(row["operation_id"] for row in errors), ended)
+        except Exception:
+            logger.exception("could not announce what history wrote")
 
     def _write(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
         if self._unstorable:

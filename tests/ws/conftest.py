@@ -28,6 +28,7 @@ class Client:
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.ws = communicator
         self._next_id = 0
+        self.notifications: list[dict[str, Any]] = []
 
     async def send(self, message: Any) -> None:
         await self.ws.send_json_to(message)
@@ -43,6 +44,17 @@ class Client:
             message["params"] = params
         await self.send(message)
         return await self.receive()
+
+    async def reply(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a request and return its response; notifications before it are kept aside."""
+        self._next_id += 1
+        request_id = self._next_id
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        while True:
+            message = await self.receive()
+            if message.get("id") == request_id and "method" not in message:
+                return dict(message)
+            self.notifications.append(message)
 
     async def initialize(self, version: str = "2025-11-25") -> dict[str, Any]:
         reply = await self.request(

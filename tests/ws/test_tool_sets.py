@@ -57,3 +57,30 @@ async def test_calls_accepted_before_a_tool_is_taken_away_go_on(slow_tool: SlowT
     assert (slow_tool.finished, slow_tool.cancelled) == (2, 0)
     await _wait_done(_tasks_of(session))
     await session.close()
+
+
+async def test_prompts_and_templates_that_need_a_tool_go_with_it() -> None:
+    session, outbox = make_session(registry)
+    await initialize(session, outbox)
+
+    def changed(kind: str) -> list[object]:
+        method = f"notifications/{kind}/list_changed"
+        return [m for m in outbox.messages if isinstance(m, dict) and m.get("method") == method]
+
+    await session.receive(request("before", "prompts/list"))
+    names = [p["name"] for p in (await outbox.response("before"))["result"]["prompts"]]
+    assert "process_directory" in names
+    await session.tenant_changed(None, frozenset({"process_images"}), session.principal.limits)
+    assert (len(changed("tools")), len(changed("prompts")), len(changed("resources"))) == (1, 1, 1)
+    await session.receive(request("after", "prompts/list"))
+    names = [p["name"] for p in (await outbox.response("after"))["result"]["prompts"]]
+    assert "process_directory" not in names
+    await session.receive(request("templates", "resources/templates/list"))
+    listed = (await outbox.response("templates"))["result"]["resourceTemplates"]
+    assert "run-thumbnail" not in [t["name"] for t in listed]
+
+    await session.tenant_changed(
+        None, frozenset({"process_images", "add"}), session.principal.limits
+    )
+    assert (len(changed("tools")), len(changed("prompts")), len(changed("resources"))) == (2, 1, 1)
+    await session.close()

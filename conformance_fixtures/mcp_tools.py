@@ -217,3 +217,15 @@ async def json_schema_2020_12_tool(
     """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
     arguments = {key: value for key, value in (("name", name), ("address", address)) if value}
     return f"JSON Schema 2020-12 tool called with: {orjson.dumps(arguments).decode()}"
+
+
+@tool(opt_in=True)
+async def test_reconnection() -> str:
+    """Tests SSE stream disconnection and client reconnection (SEP-1699)."""
+    # The server may close the stream mid-call to make the client resume it (SEP-1699); this
+    # one keeps it open until the result, which server-sse-polling accepts.
+    await asyncio.sleep(2 * NOTICE_GAP)
+    return (
+        "Reconnection test completed successfully. If you received this, the client "
+        "properly reconnected after stream closure."
+    )

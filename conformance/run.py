@@ -5,8 +5,8 @@ A fresh installation each time: a temporary var dir with its own SQLite database
 with the conformance tenant (`manage.py conformance_tenant`) served to callers without a token
 (MCP_ANONYMOUS_TENANT), started with the production command (`manage.py serve`). The suite
 (package.json here, installed by `npm ci` into node_modules/, Node 22 included) runs every
-server scenario of the 2025-11-25 revision, pending ones included (`--suite all`); a failure not listed in expected-failures.yml
-(each entry with its reason) fails the run.
+server scenario of the 2025-11-25 revision, pending ones included (`--suite all`); a failure
+not listed in expected-failures.yml (each entry with its reason) fails the run.
 """
 
 import argparse

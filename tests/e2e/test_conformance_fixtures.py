@@ -8,6 +8,7 @@ import pytest
 from mcp import ClientSession, McpError, types
 from mcp.client.websocket import websocket_client
 from mcp.shared.context import RequestContext
+from pydantic import AnyUrl
 
 from tests.e2e.conftest import Accounts, ServerFactory
 from tests.e2e.support import Deployment, ServerProcess
@@ -74,6 +75,10 @@ async def test_elicitation_and_sampling_reach_the_client_and_come_back(
         assert {"test_simple_text", "test_elicitation", "test_sampling"} <= listed
         # Only the fixtures: the tenant names nothing else.
         assert "text_stats" not in listed and "echo" not in listed
+        uris = {str(r.uri) for r in (await session.list_resources()).resources}
+        assert {"test://static-text", "test://static-binary"} <= uris
+        prompt_names = {p.name for p in (await session.list_prompts()).prompts}
+        assert "test_prompt_with_arguments" in prompt_names
 
         elicited = await session.call_tool("test_elicitation", {"message": "name?"})
         assert not elicited.isError, elicited
@@ -108,7 +113,19 @@ async def test_other_tenants_neither_see_nor_call_the_fixtures(
         assert "text_stats" in listed
         assert not {name for name in listed if name.startswith("test_")}
         assert "json_schema_2020_12_tool" not in listed
+        uris = {str(r.uri) for r in (await session.list_resources()).resources}
+        assert not {uri for uri in uris if uri.startswith("test://")}
+        templates = (await session.list_resource_templates()).resourceTemplates
+        assert not [t for t in templates if t.uriTemplate.startswith("test://")]
+        prompt_names = {p.name for p in (await session.list_prompts()).prompts}
+        assert not {name for name in prompt_names if name.startswith("test_")}
+        with pytest.raises(McpError) as unread:
+            await session.read_resource(AnyUrl("test://static-text"))
+        with pytest.raises(McpError) as ungot:
+            await session.get_prompt("test_simple_prompt")
         with pytest.raises(McpError) as refused:
             await session.call_tool("test_simple_text", {})
+    assert unread.value.error.code == -32002
+    assert ungot.value.error.code == -32602
     assert refused.value.error.code == -32602
     assert refused.value.error.message == "Unknown tool: test_simple_text"

@@ -13,7 +13,15 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-.PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean
+# The official MCP conformance suite (conformance/package.json: the suite and Node 22, pinned
+# by package-lock.json), installed into conformance/node_modules.
+CONFORMANCE := conformance
+CONFORMANCE_STAMP := $(CONFORMANCE)/node_modules/.installed-stamp
+# More options for the suite, e.g. CONFORMANCE_ARGS="--scenario tools-call-elicitation".
+CONFORMANCE_ARGS ?=
+
+.PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean \
+	conformance conformance-server
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,10 +62,25 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "make browser: could not install chromium (apt-get install -y chromium)" >&2
 
-test: lint browser test-sqlite test-postgres
+test: lint browser test-sqlite test-postgres conformance
+
+$(CONFORMANCE_STAMP): $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CONFORMANCE_STAMP)
+
+# A fresh server (SQLite, the conformance tenant served without a token) and every server
+# scenario of 2025-11-25 (pending ones too) against it; fails on a failure not in conformance/expected-failures.yml.
+conformance: install $(CONFORMANCE_STAMP)
+	$(PY) $(CONFORMANCE)/run.py -- $(CONFORMANCE_ARGS)
+
+# The same server on http://127.0.0.1:8765/mcp until Ctrl-C, to run the suite by hand, e.g.
+# conformance/node_modules/.bin/node conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js server --url http://127.0.0.1:8765/mcp --scenario ping
+conformance-server: install $(CONFORMANCE_STAMP)
+	$(PY) $(CONFORMANCE)/run.py --serve --port 8765
 
 bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONFORMANCE)/node_modules \
+		$(CONFORMANCE)/results

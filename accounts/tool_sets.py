@@ -2,7 +2,9 @@
 
 Two shapes, one rule: a non-empty `enabled_tools` is the whole set (tools added to the server
 later stay off, `disabled_tools` is ignored); otherwise every tool is on but `disabled_tools`
-(tools added later are on). accounts knows no tool registry: it only resolves names.
+(tools added later are on). An opt-in tool (e.g. the conformance fixtures) is the exception to
+"every tool": only a tenant that names it in `enabled_tools` has it. accounts knows no tool
+registry: it only resolves names, and is told whether a name is opt-in.
 """
 
 from collections.abc import Iterable
@@ -20,9 +22,14 @@ def tool_set(enabled_tools: Any, disabled_tools: Any) -> ToolSet:
     return None, frozenset(disabled_tools or ())
 
 
-def allows(enabled: frozenset[str] | None, disabled: frozenset[str], name: str) -> bool:
-    """Whether a tool set lets the tenant list and call the tool `name`."""
-    return name in enabled if enabled is not None else name not in disabled
+def allows(
+    enabled: frozenset[str] | None, disabled: frozenset[str], name: str, *, opt_in: bool = False
+) -> bool:
+    """Whether a tool set lets the tenant list and call the tool `name` (`opt_in`: a tool only
+    tenants naming it in `enabled_tools` have)."""
+    if enabled is not None:
+        return name in enabled
+    return not opt_in and name not in disabled
 
 
 def encoded(enabled: frozenset[str] | None, disabled: frozenset[str]) -> dict[str, Any]:

@@ -321,6 +321,11 @@ MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
 # message arrives within the timeout after it. The WebSocket protocol pings stay on too.
 MCP_CLIENT_PING_INTERVAL = env.float("MCP_CLIENT_PING_INTERVAL", default=30.0)
 MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
+# Requests of the server to a client (a tool's elicitation or sampling): how long one waits
+# for the client's answer (seconds; a person may be typing), and how many may wait at once
+# per connection (past it, the tool's request fails at once).
+MCP_CLIENT_REQUEST_TIMEOUT = env.float("MCP_CLIENT_REQUEST_TIMEOUT", default=300.0)
+MCP_CLIENT_REQUESTS_PER_CONNECTION = env.int("MCP_CLIENT_REQUESTS_PER_CONNECTION", default=16)
 # Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
 # reaches open connections at once through the channel layer; every web process also re-checks
 # its connections' callers this often (seconds), catching expiry and lost announcements.

@@ -76,8 +76,11 @@ class LocalExecutor(Executor):
     listener, nothing crosses the channel layer), a task published from here."""
 
     async def call(self, call: CallRequest, site: ConnectionListener) -> dict[str, Any]:
-        """Run the call here, its progress and logs going straight to the connection."""
-        return await self.runner.call(call, send=site.send, events=site)
+        """Run the call here, its progress and logs going straight to the connection, which
+        the tool may also ask for input or a completion."""
+        return await self.runner.call(
+            call, send=site.send, events=site, client=site.client_requests
+        )
 
     async def start_task(self, request: CallRequest, *, listener: str) -> None:
         """Record the task, then run it here for its listeners."""

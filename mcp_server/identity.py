@@ -21,6 +21,8 @@ class ServerIdentity:
     task_poll_interval: int = 1000
     ping_interval: float = 30.0
     ping_timeout: float = 15.0
+    client_request_timeout: float = 300.0
+    client_requests_per_connection: int = 16
     resources_page_size: int = 50
     prompts_page_size: int = 50
     max_subscriptions: int = 100
@@ -43,6 +45,8 @@ def identity_from_settings() -> ServerIdentity:
         task_poll_interval=settings.MCP_TASK_POLL_INTERVAL,
         ping_interval=settings.MCP_CLIENT_PING_INTERVAL,
         ping_timeout=settings.MCP_CLIENT_PING_TIMEOUT,
+        client_request_timeout=settings.MCP_CLIENT_REQUEST_TIMEOUT,
+        client_requests_per_connection=settings.MCP_CLIENT_REQUESTS_PER_CONNECTION,
         resources_page_size=settings.MCP_RESOURCES_PAGE_SIZE,
         prompts_page_size=settings.MCP_PROMPTS_PAGE_SIZE,
         max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS_PER_SESSION,

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
+from mcp_server.client_requests import ClientRequests
 from mcp_server.cluster.messages import (
     OperationEvent,
     OperationFinished,
@@ -77,8 +78,11 @@ class ConnectionListener:
         detach: Detach | None = None,
         liveness: "Liveness | None" = None,
         listen: Callable[[], None] | None = None,
+        client_requests: ClientRequests | None = None,
     ) -> None:
         self.connection_id = connection_id
+        # The connection's requests to its client, for calls run inline for it.
+        self.client_requests = client_requests
         self.send = send
         self._log = log
         self.owner = owner

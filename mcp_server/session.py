@@ -20,6 +20,7 @@ from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
+from mcp_server.client_requests import ClientRequests
 from mcp_server.cluster.messages import (
     MalformedMessage,
     OperationEvent,
@@ -113,6 +114,7 @@ class McpSession:
 
     __slots__ = (
         "__weakref__",
+        "_client_requests",
         "_close_transport",
         "_log_level",
         "_log_rank",
@@ -122,7 +124,6 @@ class McpSession:
         "_spawned",
         "_tasks",
         "catalog",
-        "client_capabilities",
         "client_initialized",
         "completion",
         "connection_id",
@@ -164,6 +165,12 @@ class McpSession:
         self._close_transport = close_transport
         # Everything this session starts; closing it cancels or awaits all of it.
         self._tasks = TaskOwner()
+        # Requests of ours to the client (elicitation, sampling), answered in handle_response.
+        self._client_requests = ClientRequests(
+            send=send,
+            timeout=identity.client_request_timeout,
+            max_outstanding=identity.client_requests_per_connection,
+        )
         self.listener = ConnectionListener(
             connection_id=connection_id,
             send=send,
@@ -172,6 +179,7 @@ class McpSession:
             detach=executor.detach,
             liveness=liveness,
             listen=listen,
+            client_requests=self._client_requests,
         )
         self.tasks = TaskRequests(
             caller=lambda: self.principal,
@@ -207,7 +215,6 @@ class McpSession:
         self.state = SessionState.AWAITING_INITIALIZE
         self.protocol_version: str | None = None
         self.client_initialized = False
-        self.client_capabilities: dict[str, Any] = {}
         self._log_level = DEFAULT_LEVEL
         self._log_rank = level_rank(DEFAULT_LEVEL)
 
@@ -222,6 +229,15 @@ class McpSession:
         self._log_level = log_level
         self.client_initialized = True
         self.state = SessionState.READY
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        """What the client declared in initialize (what the server may ask of it)."""
+        return self._client_requests.capabilities
+
+    @client_capabilities.setter
+    def client_capabilities(self, capabilities: dict[str, Any]) -> None:
+        self._client_requests.capabilities = capabilities
 
     @property
     def log_level(self) -> str:
@@ -289,7 +305,7 @@ class McpSession:
         if isinstance(message, Notification):
             self._handle_notification(message)
             return None
-        self._handle_response(message)
+        self.handle_response(message)
         return None
 
     async def _handle_request(self, request: Request, *, batched: bool) -> Handled:
@@ -360,9 +376,16 @@ class McpSession:
         else:
             logger.debug("ignored notification %s", notification.method)
 
-    def _handle_response(self, response: Response) -> None:
-        # The server has no outstanding requests of its own yet: every response is unknown.
+    def handle_response(self, response: Response) -> bool:
+        """Hand the client's response to the request of ours that waits for it; False (and
+        ignored) when none does. The one entry point for responses, whichever transport or
+        process received them (an HTTP POST may reach another web process, which forwards it
+        here)."""
+        if self._client_requests.resolve(response):
+            return True
+        # Answers to our pings (any frame counts as life), late or unknown answers.
         logger.debug("ignored a response to unknown request id %r", response.id)
+        return False
 
     # --- lifecycle -----------------------------------------------------------------------
     async def close(self, *, server_shutdown: bool = False, reason: Stop | None = None) -> None:
@@ -377,6 +400,8 @@ class McpSession:
         cancel_reason = (
             Stop(StopReason.SHUTDOWN) if server_shutdown else reason or Stop(StopReason.DISCONNECT)
         )
+        # Tools waiting on the client get an error now rather than a cancel from the owner.
+        self._client_requests.close()
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()

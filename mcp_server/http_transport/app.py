@@ -54,6 +54,7 @@ from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INVALID_REQUEST, PARSE_ERROR, JsonRpcError, MessageError
 from mcp_server.protocol.messages import Request, error_message, parse_message
 from mcp_server.protocol.refusals import rate_limited
+from mcp_server.protocol.versions import SUPPORTED_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -243,11 +244,14 @@ class StreamableHttpApp:
         if record is None or not record.owned_by(principal):
             raise HttpRefusal(404, "unknown or ended session: send initialize for a new one")
         version = header(scope, b"mcp-protocol-version")
-        if version is not None and version != record.protocol_version:
+        # Invalid or unsupported is refused (the transport spec's rule); a supported revision
+        # other than the negotiated one is not: the session's own revision governs it, and
+        # clients (the conformance suite among them) send an older one on extra streams.
+        if version is not None and version not in SUPPORTED_VERSIONS:
             raise HttpRefusal(
                 400,
-                f"MCP-Protocol-Version {version!r} is not this session's "
-                f"({record.protocol_version})",
+                f"MCP-Protocol-Version {version!r} is not supported "
+                f"(this session's is {record.protocol_version})",
             )
         return record
 

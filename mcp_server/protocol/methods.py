@@ -5,6 +5,9 @@ PING = "ping"
 TOOLS_LIST = "tools/list"
 TOOLS_CALL = "tools/call"
 LOGGING_SET_LEVEL = "logging/setLevel"
+# Requests of the server to the client.
+ELICITATION_CREATE = "elicitation/create"
+SAMPLING_CREATE_MESSAGE = "sampling/createMessage"
 
 NOTIFICATION_INITIALIZED = "notifications/initialized"
 NOTIFICATION_CANCELLED = "notifications/cancelled"

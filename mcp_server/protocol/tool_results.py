@@ -10,6 +10,21 @@ def text_content(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
+def image_content(data: str, mime_type: str) -> dict[str, Any]:
+    """An image content item (`data` base64)."""
+    return {"type": "image", "data": data, "mimeType": mime_type}
+
+
+def audio_content(data: str, mime_type: str) -> dict[str, Any]:
+    """An audio content item (`data` base64)."""
+    return {"type": "audio", "data": data, "mimeType": mime_type}
+
+
+def embedded_text_resource(uri: str, mime_type: str, text: str) -> dict[str, Any]:
+    """A content item embedding a text resource."""
+    return {"type": "resource", "resource": {"uri": uri, "mimeType": mime_type, "text": text}}
+
+
 def error_result(text: str) -> dict[str, Any]:
     """A CallToolResult reporting a failure the model should see (`isError: true`)."""
     return {"content": [text_content(text)], "isError": True}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accounts.principal import Principal
-from accounts.tool_sets import allows
 from mcp_server.protocol.resources import UriTemplate, resource_definition, template_definition
+from mcp_server.tools.catalog import catalog_for_principal
 
 Contents = list[dict[str, Any]]
 Reader = Callable[..., Contents]
@@ -37,7 +37,8 @@ class Scope:
         if self.tenants is not None and principal.tenant_slug not in self.tenants:
             return False
         tool = self.requires_tool
-        return tool is None or allows(principal.enabled_tools, principal.disabled_tools, tool)
+        # Through the tenant's catalog, so an opt-in tool counts only where it was opted in.
+        return tool is None or catalog_for_principal(principal).get(tool) is not None
 
 
 # The scope of what every caller sees.

@@ -6,6 +6,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from accounts.principal import Principal
+from mcp_server.client_requests import (
+    ClientCapabilityMissing,
+    ClientRequestError,
+    ClientRequests,
+)
+from mcp_server.protocol import methods
 
 if TYPE_CHECKING:
     from mcp_server.runtime.operation import RunningOperation
@@ -32,7 +38,7 @@ class ToolContext:
     thread); `log` is a coroutine for tools on the event loop.
     """
 
-    __slots__ = ("_events", "_loop", "_loop_thread", "_operation", "_progress")
+    __slots__ = ("_client", "_events", "_loop", "_loop_thread", "_operation", "_progress")
 
     def __init__(
         self,
@@ -40,10 +46,14 @@ class ToolContext:
         operation: "RunningOperation",
         events: CallEvents,
         progress: "ProgressCoalescer | None" = None,
+        client: ClientRequests | None = None,
     ) -> None:
         self._operation = operation
         self._events = events
         self._progress = progress
+        # The connection's requests to its client; None where the call runs away from the
+        # connection (a task, a worker), which therefore cannot ask the client anything.
+        self._client = client
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
 
@@ -91,6 +101,47 @@ class ToolContext:
     async def log(self, level: str, message: Any) -> None:
         """Send `message` to the client as `notifications/message` at `level` (RFC 5424 name)."""
         await self._events.log(level, message, self.tool_name)
+
+    async def elicit(self, message: str, requested_schema: dict[str, Any]) -> dict[str, Any]:
+        """Ask the user, through the client, for input of `requested_schema` (form mode);
+        the client's ElicitResult (`action`, and `content` when accepted). A client that did
+        not declare elicitation is not asked: ClientRequestError, which the caller sees as a
+        tool error."""
+        client = self._client_for("elicitation", "form")
+        params = {"message": message, "requestedSchema": requested_schema}
+        return await client.request(methods.ELICITATION_CREATE, params)
+
+    async def create_message(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        system_prompt: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Ask the client's model for a completion of `messages` (sampling); its
+        CreateMessageResult. `options` are further CreateMessageRequest params as the wire
+        names them (e.g. `modelPreferences`, `temperature`)."""
+        client = self._client_for("sampling")
+        params: dict[str, Any] = {**(options or {}), "messages": messages, "maxTokens": max_tokens}
+        if system_prompt is not None:
+            params["systemPrompt"] = system_prompt
+        return await client.request(methods.SAMPLING_CREATE_MESSAGE, params)
+
+    def _client_for(self, capability: str, mode: str | None = None) -> ClientRequests:
+        if self._client is None:
+            raise ClientRequestError(
+                f"{self.tool_name!r} cannot ask the client ({capability}) from here: only a "
+                "call run in the process that holds the connection can (not a task, not a "
+                "call run on a worker)"
+            )
+        if not self._client.supports(capability, mode):
+            declared = f"the {capability} capability" + (f" ({mode} mode)" if mode else "")
+            raise ClientCapabilityMissing(
+                f"The client did not declare {declared} in initialize: {self.tool_name!r} "
+                "cannot ask it"
+            )
+        return self._client
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking or CPU-bound work on a worker thread.

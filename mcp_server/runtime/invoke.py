@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mcp_server.client_requests import ClientRequestError
 from mcp_server.protocol.tool_results import (
     error_result,
     structured_result,
@@ -16,7 +17,7 @@ from mcp_server.protocol.tool_results import (
     value_result,
 )
 from mcp_server.runtime.context import ToolContext
-from mcp_server.tools.registry import Summarized, Tool, ToolError
+from mcp_server.tools.registry import Contents, Summarized, Tool, ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def _failure(tool: Tool, summary: str) -> dict[str, Any]:
 
 def result_for(tool: Tool, value: Any) -> dict[str, Any]:
     """The CallToolResult for a tool's return value, structured when it has an output schema."""
+    if isinstance(value, Contents) and tool.output_schema is None:
+        return {"content": list(value.items)}
     summary = None
     if isinstance(value, Summarized):
         value, summary = value.value, value.summary
@@ -72,7 +75,7 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
             value = await tool.fn(**kwargs)
         else:
             value = await asyncio.to_thread(functools.partial(tool.fn, **kwargs))
-    except ToolError as exc:
+    except (ToolError, ClientRequestError) as exc:
         return error_result(str(exc))
     except Exception:
         return _failure(tool, "failed unexpectedly")

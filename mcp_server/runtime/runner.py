@@ -16,6 +16,7 @@ from django.conf import settings
 from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
+from mcp_server.client_requests import ClientRequests
 from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
 from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
@@ -109,6 +110,7 @@ class OperationRunner:
         published: bool = False,
         deliver: Deliver | None = None,
         on_finish: Callable[[RunningOperation], None] | None = None,
+        client: ClientRequests | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
@@ -117,7 +119,8 @@ class OperationRunner:
         cancels the call: it is recorded as cancelled, its slot is released, nothing more is
         sent, and CancelledError propagates. A published call reports progress whether or not
         it has a token (listeners may attach later), keeps its whole result in history, and is
-        written to the database before this returns.
+        written to the database before this returns. With `client` (the connection's requests
+        to its client) the tool may ask the client for input or a completion.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         log_context.bind(operation=str(operation.id))
@@ -149,7 +152,9 @@ class OperationRunner:
         try:
             async with self.scheduler.slot(key, on_position):
                 operation.mark_running()
-                context = ToolContext(operation=operation, events=events, progress=progress)
+                context = ToolContext(
+                    operation=operation, events=events, progress=progress, client=client
+                )
                 result = await call_tool(request.tool, request.arguments, context)
                 if progress is not None:
                     await progress.close()

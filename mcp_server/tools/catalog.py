@@ -22,8 +22,10 @@ class ToolCatalog:
         return self._by_name.get(name)
 
     def refusal(self, name: str) -> str:
-        """Why a call of `name`, which this catalog does not hold, is refused."""
-        if self._source.get(name) is not None:
+        """Why a call of `name`, which this catalog does not hold, is refused (an opt-in tool
+        the tenant does not have is unknown to it: its name is not even confirmed)."""
+        tool = self._source.get(name)
+        if tool is not None and not tool.opt_in:
             return f"Tool {name!r} is not enabled for your tenant"
         return f"Unknown tool: {name}"
 
@@ -38,8 +40,9 @@ def catalog_for(
     source: ToolRegistry = registry,
 ) -> ToolCatalog:
     """The catalog of a tenant's tool set (accounts/tool_sets.py: `enabled` None means every
-    tool but `disabled`), in registry order, built once per set."""
-    return ToolCatalog(tuple(t for t in source if allows(enabled, disabled, t.name)), source)
+    tool but `disabled` and the opt-in ones), in registry order, built once per set."""
+    tools = tuple(t for t in source if allows(enabled, disabled, t.name, opt_in=t.opt_in))
+    return ToolCatalog(tools, source)
 
 
 def catalog_for_principal(principal: Principal) -> ToolCatalog:

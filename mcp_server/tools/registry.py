@@ -47,6 +47,14 @@ class Summarized:
     summary: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Contents:
+    """A result given as its content items, as they go on the wire (text, image, audio,
+    embedded resource: mcp_server.protocol.tool_results builds them)."""
+
+    items: tuple[dict[str, Any], ...]
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Tool:
     """A registered tool: its callable, schemas, compiled validator and wire definition."""
@@ -61,6 +69,8 @@ class Tool:
     title: str | None
     annotations: dict[str, Any] | None
     task_support: TaskSupport
+    # Only tenants that name it in their enabled tools have it (accounts/tool_sets.py).
+    opt_in: bool
     context_param: str | None
     is_async: bool
     validator: Any
@@ -114,6 +124,8 @@ def _signature_schema(fn: ToolFunction, name: str) -> tuple[dict[str, Any], str 
 
 def _output_schema(fn: ToolFunction) -> dict[str, Any] | None:
     returned = get_type_hints(fn).get("return")
+    if returned is Contents:
+        return None  # content items as they are, not a structured value
     structured = (
         (inspect.isclass(returned) and issubclass(returned, BaseModel))
         or dataclasses.is_dataclass(returned)
@@ -136,6 +148,7 @@ def build_tool(
     output_schema: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
+    opt_in: bool = False,
 ) -> Tool:
     """Describe `fn` as a tool: derive what was not given and compile its validator."""
     tool_name = name or fn.__name__
@@ -163,6 +176,7 @@ def build_tool(
         title=title,
         annotations=annotations,
         task_support=task_support,
+        opt_in=opt_in,
         context_param=context_param,
         is_async=inspect.iscoroutinefunction(fn),
         validator=jsonschema_rs.validator_for(schema),
@@ -208,9 +222,11 @@ def tool(
     output_schema: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
+    opt_in: bool = False,
     into: ToolRegistry | None = None,
 ) -> Callable[[ToolFunction], ToolFunction]:
-    """Register the decorated function as a tool (in the default registry unless `into`)."""
+    """Register the decorated function as a tool (in the default registry unless `into`);
+    `opt_in`: only tenants that name it in their enabled tools have it."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         (into if into is not None else registry).register(
@@ -223,6 +239,7 @@ def tool(
                 output_schema=output_schema,
                 annotations=annotations,
                 task_support=task_support,
+                opt_in=opt_in,
             )
         )
         return fn

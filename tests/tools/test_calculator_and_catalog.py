@@ -197,3 +197,24 @@ def test_tool_catalog_directly() -> None:
     catalog = ToolCatalog((made,))
     assert catalog.get("only") is made
     assert len(catalog) == 1
+
+
+def test_an_opt_in_tool_belongs_only_to_tenants_that_name_it() -> None:
+    reg = ToolRegistry()
+
+    async def public() -> str:
+        return ""
+
+    async def fixture() -> str:
+        return ""
+
+    reg.register(build_tool(public))
+    reg.register(build_tool(fixture, opt_in=True))
+    every = catalog_for(None, source=reg)
+    assert [tool.name for tool in every.tools] == ["public"]
+    # To a tenant without it, the tool does not exist (its name is not even confirmed).
+    assert every.refusal("fixture") == "Unknown tool: fixture"
+    assert catalog_for(None, frozenset({"public"}), reg).tools == ()
+    named = catalog_for(frozenset({"fixture"}), source=reg)
+    assert [tool.name for tool in named.tools] == ["fixture"]
+    assert named.refusal("public") == "Tool 'public' is not enabled for your tenant"

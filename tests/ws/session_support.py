@@ -88,7 +88,12 @@ def local_executor(runner: OperationRunner) -> LocalExecutor:
 
 
 def make_session(
-    registry: ToolRegistry, *, page_size: int = 50, limits: Limits | None = None
+    registry: ToolRegistry,
+    *,
+    page_size: int = 50,
+    limits: Limits | None = None,
+    client_request_timeout: float = TIMEOUT,
+    client_requests_per_connection: int = 16,
 ) -> tuple[McpSession, Outbox]:
     """A session whose catalog is every tool of `registry`, its calls run under `limits`."""
     outbox = Outbox()
@@ -102,7 +107,12 @@ def make_session(
         principal=PRINCIPAL,
         catalog=ToolCatalog(tuple(registry)),
         identity=ServerIdentity(
-            name="test-server", title="Test", version="0.0.1", tools_page_size=page_size
+            name="test-server",
+            title="Test",
+            version="0.0.1",
+            tools_page_size=page_size,
+            client_request_timeout=client_request_timeout,
+            client_requests_per_connection=client_requests_per_connection,
         ),
         executor=local_executor(runner),
         admission=runner.admission,
@@ -133,11 +143,15 @@ def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) ->
     return request(request_id, "tools/call", {"name": name, "arguments": arguments or {}})
 
 
-async def initialize(session: McpSession, outbox: Outbox, version: str = "2025-11-25") -> None:
-    """Run the handshake."""
-    await session.receive(
-        request("init", "initialize", {"protocolVersion": version, "capabilities": {}})
-    )
+async def initialize(
+    session: McpSession,
+    outbox: Outbox,
+    version: str = "2025-11-25",
+    capabilities: dict[str, Any] | None = None,
+) -> None:
+    """Run the handshake, the client declaring `capabilities` (none by default)."""
+    params = {"protocolVersion": version, "capabilities": capabilities or {}}
+    await session.receive(request("init", "initialize", params))
     reply = await outbox.response("init")
     assert "result" in reply, reply
     await session.receive(notification("notifications/initialized"))

@@ -1,0 +1,231 @@
+"""The tools the conformance suite (@modelcontextprotocol/conformance) calls, by the names and
+with the behaviour its server scenarios check (src/scenarios/server/tools.ts and the
+elicitation scenarios of 0.1.16).
+
+Every one is opt-in: only a tenant naming it in its enabled tools (the one `manage.py
+conformance_tenant` makes) lists or calls it; to every other tenant it does not exist.
+"""
+
+import asyncio
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from mcp_server.protocol.tool_results import (
+    audio_content,
+    embedded_text_resource,
+    image_content,
+    text_content,
+)
+from mcp_server.tools import Contents, ToolContext, ToolError, tool
+
+# A 1x1 PNG and a tiny WAV file, base64.
+IMAGE_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+AUDIO_WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
+# The scenarios expect log and progress notices "about 50 ms apart".
+NOTICE_GAP = 0.05
+
+
+@tool(opt_in=True)
+async def test_simple_text() -> str:
+    """Tests simple text content response."""
+    return "This is a simple text response for testing."
+
+
+@tool(opt_in=True)
+async def test_image_content() -> Contents:
+    """Tests image content response."""
+    return Contents((image_content(IMAGE_PNG, "image/png"),))
+
+
+@tool(opt_in=True)
+async def test_audio_content() -> Contents:
+    """Tests audio content response."""
+    return Contents((audio_content(AUDIO_WAV, "audio/wav"),))
+
+
+@tool(opt_in=True)
+async def test_embedded_resource() -> Contents:
+    """Tests embedded resource content response."""
+    text = "This is an embedded resource content."
+    return Contents((embedded_text_resource("test://embedded-resource", "text/plain", text),))
+
+
+@tool(opt_in=True)
+async def test_multiple_content_types() -> Contents:
+    """Tests response with multiple content types (text, image, resource)."""
+    data = orjson.dumps({"test": "data", "value": 123}).decode()
+    return Contents(
+        (
+            text_content("Multiple content types test:"),
+            image_content(IMAGE_PNG, "image/png"),
+            embedded_text_resource("test://mixed-content-resource", "application/json", data),
+        )
+    )
+
+
+@tool(opt_in=True)
+async def test_tool_with_logging(ctx: ToolContext) -> str:
+    """Tests tool that emits log messages during execution."""
+    await ctx.log("info", "Tool execution started")
+    await asyncio.sleep(NOTICE_GAP)
+    await ctx.log("info", "Tool processing data")
+    await asyncio.sleep(NOTICE_GAP)
+    await ctx.log("info", "Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@tool(opt_in=True)
+async def test_tool_with_progress(ctx: ToolContext) -> str:
+    """Tests tool that reports progress notifications (0, 50 and 100 of 100)."""
+    # Progress is coalesced to MCP_PROGRESS_MAX_RATE: reports spaced wider than its interval
+    # all reach the client, as the scenario expects three of them.
+    gap = max(NOTICE_GAP, 2 / settings.MCP_PROGRESS_MAX_RATE)
+    for done in (0, 50, 100):
+        if done:
+            await asyncio.sleep(gap)
+        ctx.progress(done, 100, f"Completed step {done} of 100")
+    return "Tool with progress executed successfully"
+
+
+@tool(opt_in=True)
+async def test_error_handling() -> str:
+    """Tests error response handling."""
+    raise ToolError("This tool intentionally returns an error for testing")
+
+
+@tool(opt_in=True)
+async def test_sampling(ctx: ToolContext, prompt: str) -> str:
+    """Tests server-initiated sampling (LLM completion request)."""
+    messages = [{"role": "user", "content": {"type": "text", "text": prompt}}]
+    result = await ctx.create_message(messages, max_tokens=100)
+    content = result.get("content")
+    text = content.get("text") if isinstance(content, dict) else None
+    return f"LLM response: {text if text is not None else 'No response'}"
+
+
+def _elicited(prefix: str, result: dict[str, Any]) -> str:
+    content = orjson.dumps(result.get("content") or {}).decode()
+    return f"{prefix}: action={result.get('action')}, content={content}"
+
+
+@tool(opt_in=True)
+async def test_elicitation(ctx: ToolContext, message: str) -> str:
+    """Tests server-initiated elicitation (user input request)."""
+    schema = {
+        "type": "object",
+        "properties": {"response": {"type": "string", "description": "User's response"}},
+        "required": ["response"],
+    }
+    return _elicited("User response", await ctx.elicit(message, schema))
+
+
+@tool(opt_in=True)
+async def test_elicitation_sep1034_defaults(ctx: ToolContext) -> str:
+    """Tests elicitation with default values per SEP-1034."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "User name", "default": "John Doe"},
+            "age": {"type": "integer", "description": "User age", "default": 30},
+            "score": {"type": "number", "description": "User score", "default": 95.5},
+            "status": {
+                "type": "string",
+                "description": "User status",
+                "enum": ["active", "inactive", "pending"],
+                "default": "active",
+            },
+            "verified": {"type": "boolean", "description": "Verification status", "default": True},
+        },
+        "required": [],
+    }
+    message = "Please review and update the form fields with defaults"
+    return _elicited("Elicitation completed", await ctx.elicit(message, schema))
+
+
+def _titled(prefix: str) -> list[dict[str, str]]:
+    names = ("First", "Second", "Third")
+    return [{"const": f"value{n}", "title": f"{names[n - 1]} {prefix}"} for n in (1, 2, 3)]
+
+
+@tool(opt_in=True)
+async def test_elicitation_sep1330_enums(ctx: ToolContext) -> str:
+    """Tests elicitation with enum schema improvements per SEP-1330."""
+    options = ["option1", "option2", "option3"]
+    schema = {
+        "type": "object",
+        "properties": {
+            "untitledSingle": {
+                "type": "string",
+                "description": "Select one option",
+                "enum": options,
+            },
+            "titledSingle": {
+                "type": "string",
+                "description": "Select one option with titles",
+                "oneOf": _titled("Option"),
+            },
+            "legacyEnum": {
+                "type": "string",
+                "description": "Select one option (legacy)",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"],
+            },
+            "untitledMulti": {
+                "type": "array",
+                "description": "Select multiple options",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {"type": "string", "enum": options},
+            },
+            "titledMulti": {
+                "type": "array",
+                "description": "Select multiple options with titles",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {"anyOf": _titled("Choice")},
+            },
+        },
+        "required": [],
+    }
+    message = "Please select options from the enum fields"
+    return _elicited("Elicitation completed", await ctx.elicit(message, schema))
+
+
+JSON_SCHEMA_2020_12 = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+
+
+@tool(opt_in=True, input_schema=JSON_SCHEMA_2020_12)
+async def json_schema_2020_12_tool(
+    name: str | None = None, address: dict[str, Any] | None = None
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
+    arguments = {key: value for key, value in (("name", name), ("address", address)) if value}
+    return f"JSON Schema 2020-12 tool called with: {orjson.dumps(arguments).decode()}"
+
+
+@tool(opt_in=True)
+async def test_reconnection() -> str:
+    """Tests SSE stream disconnection and client reconnection (SEP-1699)."""
+    # The server may close the stream mid-call to make the client resume it (SEP-1699); this
+    # one keeps it open until the result, which server-sse-polling accepts.
+    await asyncio.sleep(2 * NOTICE_GAP)
+    return (
+        "Reconnection test completed successfully. If you received this, the client "
+        "properly reconnected after stream closure."
+    )

@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-.PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean
+.PHONY: install client-envs run cluster serve lint browser test test-sqlite test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The official clients and the comparison servers, each in a pinned environment of its own
+# (.client-envs/, clients/node/node_modules; see clients/envs.py). Built only when missing
+# or when a lock changed; the tests and the benchmark build what they need themselves.
+client-envs: install
+	$(PY) -m clients.envs
 
 run: install
 	$(PY) manage.py migrate --noinput
@@ -60,4 +66,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .client-envs clients/node/node_modules

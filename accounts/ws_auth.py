@@ -36,20 +36,29 @@ ORIGIN_REFUSED = AuthFailure(403, "origin not allowed for cookie authentication"
 DATABASE_UNAVAILABLE = AuthFailure(503, "the database is unreachable; try again shortly")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of request header `name` (lower-case bytes), decoded as Latin-1."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return bytes(value).decode("latin-1")
     return None
 
 
-def bearer_from_scope(scope: Scope) -> str | None:
-    """The token from an Authorization header or, failing that, the `token` query parameter."""
-    authorization = _header(scope, b"authorization")
+def bearer_from_header(scope: Scope) -> str | None:
+    """The token of an `Authorization: Bearer` header, if any."""
+    authorization = header(scope, b"authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
+    return None
+
+
+def bearer_from_scope(scope: Scope) -> str | None:
+    """The token from an Authorization header or, failing that, the `token` query parameter."""
+    from_header = bearer_from_header(scope)
+    if from_header is not None:
+        return from_header
     query = scope.get("query_string", b"")
     if query:
         values = parse_qs(query.decode("latin-1")).get("token")
@@ -59,7 +68,7 @@ def bearer_from_scope(scope: Scope) -> str | None:
 
 
 def _session_key(scope: Scope) -> str | None:
-    cookie = _header(scope, b"cookie")
+    cookie = header(scope, b"cookie")
     if not cookie:
         return None
     return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME) or None
@@ -73,13 +82,13 @@ def same_origin(scope: Scope) -> str | None:
     opens /mcp from http://127.0.0.1:8100 and nothing else. Behind a TLS proxy, uvicorn's
     --proxy-headers makes the scheme wss (from X-Forwarded-Proto); the proxy must pass Host.
     """
-    host = _header(scope, b"host")
+    host = header(scope, b"host")
     if not host:
         return None
     domain, _port = split_domain_port(host)
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
         return None
-    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
     return f"{scheme}://{host}".lower()
 
 
@@ -109,7 +118,7 @@ async def authenticate_websocket(scope: Scope) -> Principal | AuthFailure:
     session_key = _session_key(scope)
     if session_key is None:
         return MISSING_CREDENTIALS
-    if not origin_allowed(_header(scope, b"origin"), settings.MCP_ALLOWED_ORIGINS, scope):
+    if not origin_allowed(header(scope, b"origin"), settings.MCP_ALLOWED_ORIGINS, scope):
         return ORIGIN_REFUSED
     return await _principal_for_session(session_key)
 

@@ -1,5 +1,6 @@
-"""ASGI entry point: HTTP to Django, WebSocket through the dependency gate and authentication
-to the MCP consumer, all inside the lifespan that builds and starts the process's runtime."""
+"""ASGI entry point: HTTP to Django (but /mcp to the Streamable HTTP endpoint), WebSocket
+through the dependency gate and authentication to the MCP consumer, all inside the lifespan
+that builds and starts the process's runtime."""
 
 import os
 
@@ -13,13 +14,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from accounts.ws_auth import WebSocketAuthMiddleware  # noqa: E402
 from mcp_server.admission import ConnectionAdmissionMiddleware  # noqa: E402
 from mcp_server.health import DependencyGate  # noqa: E402
+from mcp_server.http_transport.app import StreamableHttpApp  # noqa: E402
+from mcp_server.http_transport.routing import McpPathRouter  # noqa: E402
 from mcp_server.lifespan import RuntimeLifespan  # noqa: E402
 from mcp_server.routing import websocket_urlpatterns  # noqa: E402
 
 # The application without a runtime: tests wrap it in a RuntimeLifespan of their own.
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": McpPathRouter(mcp=StreamableHttpApp(), other=django_asgi_app),
         "websocket": DependencyGate(
             WebSocketAuthMiddleware(ConnectionAdmissionMiddleware(URLRouter(websocket_urlpatterns)))
         ),

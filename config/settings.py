@@ -206,6 +206,20 @@ MCP_ALLOWED_ORIGINS = env.list("MCP_ALLOWED_ORIGINS", default=[])
 # too, before a frame is buffered whole).
 MCP_MAX_MESSAGE_BYTES = env.int("MCP_MAX_MESSAGE_BYTES", default=1024 * 1024)
 MCP_TOOLS_PAGE_SIZE = env.int("MCP_TOOLS_PAGE_SIZE", default=50)
+
+# --- Streamable HTTP at /mcp (docs/operations.md, "Streamable HTTP") -----------------------
+# A session with no request for this long ends (its GET stream keeps it alive).
+MCP_HTTP_SESSION_IDLE_SECONDS = env.int("MCP_HTTP_SESSION_IDLE_SECONDS", default=3600)
+# Live HTTP sessions a user and a tenant may hold (all web processes together; 0: unbounded).
+MCP_HTTP_SESSIONS_PER_USER = env.int("MCP_HTTP_SESSIONS_PER_USER", default=32)
+MCP_HTTP_SESSIONS_PER_TENANT = env.int("MCP_HTTP_SESSIONS_PER_TENANT", default=1000)
+# Events kept per SSE stream for resumption (approximately: Redis trims in whole nodes), and
+# how long a stream's events are kept after its last one.
+MCP_HTTP_EVENTS_PER_STREAM = env.int("MCP_HTTP_EVENTS_PER_STREAM", default=1000)
+MCP_HTTP_EVENT_RETENTION_SECONDS = env.int("MCP_HTTP_EVENT_RETENTION_SECONDS", default=300)
+# The slug of a tenant whose tools anyone may call over HTTP without a token (public demo
+# servers, the conformance suite); empty (the default): every request needs a token.
+MCP_ANONYMOUS_TENANT = env.str("MCP_ANONYMOUS_TENANT", default="")
 # last_used_at of a token is written at most this often (seconds), never per message.
 MCP_TOKEN_TOUCH_INTERVAL = env.int("MCP_TOKEN_TOUCH_INTERVAL", default=60)
 # WebSocket protocol pings of the server (transport level, not MCP ping).

@@ -1,7 +1,10 @@
 """One MCP session per connection: lifecycle state machine, dispatch, in-flight requests.
 
-The session knows nothing of WebSockets or Django: it is given decoded JSON values and a
-`send` coroutine for outgoing messages, so another transport can reuse it untouched.
+The session knows nothing of WebSockets, HTTP or Django: it is given decoded JSON values and a
+`send` coroutine for outgoing messages. The WebSocket transport keeps one for its socket's life;
+Streamable HTTP (mcp_server/http_transport/) builds one per exchange and `restore`s it to the
+state its session's initialize negotiated (`protocol_version`, `client_capabilities`,
+`log_level`), which that transport keeps where every web process can read it.
 """
 
 import asyncio
@@ -92,6 +95,7 @@ class McpSession:
     __slots__ = (
         "__weakref__",
         "_close_transport",
+        "_log_level",
         "_log_rank",
         "_message_allowance",
         "_pings",
@@ -99,6 +103,7 @@ class McpSession:
         "_spawned",
         "_tasks",
         "catalog",
+        "client_capabilities",
         "client_initialized",
         "connection_id",
         "executor",
@@ -161,7 +166,26 @@ class McpSession:
         self.state = SessionState.AWAITING_INITIALIZE
         self.protocol_version: str | None = None
         self.client_initialized = False
+        self.client_capabilities: dict[str, Any] = {}
+        self._log_level = DEFAULT_LEVEL
         self._log_rank = level_rank(DEFAULT_LEVEL)
+
+    def restore(
+        self, *, protocol_version: str, client_capabilities: dict[str, Any], log_level: str
+    ) -> None:
+        """Resume a session whose initialize was answered earlier (on another exchange, maybe
+        in another process): ready, with the revision, capabilities and level it had."""
+        self.protocol_version = protocol_version
+        self.client_capabilities = client_capabilities
+        self._log_rank = level_rank(log_level)
+        self._log_level = log_level
+        self.client_initialized = True
+        self.state = SessionState.READY
+
+    @property
+    def log_level(self) -> str:
+        """The lowest level of `notifications/message` the client asked for."""
+        return self._log_level
 
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
@@ -381,6 +405,11 @@ class McpSession:
         if changed and self.state is SessionState.READY:
             await self._send(notification_message(methods.NOTIFICATION_TOOLS_LIST_CHANGED, {}))
 
+    def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
+        """The task running spawned request `request_id`, if it runs (a transport that must
+        know when a request ended without a reply, e.g. cancelled by its client)."""
+        return self._spawned.task(request_id) if request_id in self._spawned else None
+
     @property
     def in_flight(self) -> int:
         """How many spawned requests are running."""
@@ -423,6 +452,7 @@ class McpSession:
             instructions=self.identity.instructions,
         )
         self.protocol_version = result["protocolVersion"]
+        self.client_capabilities = hello.capabilities
         self.state = SessionState.READY
         return result
 
@@ -453,7 +483,9 @@ class McpSession:
         return await self.executor.call(call, self.listener)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
-        self._log_rank = level_rank(request.params.get("level"))  # type: ignore[arg-type]
+        level = request.params.get("level")
+        self._log_rank = level_rank(level)  # type: ignore[arg-type]
+        self._log_level = str(level)
         return {}
 
 

@@ -11,7 +11,7 @@ from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Directories whose modules start servers (or browsers) of their own, once per module.
-_MODULE_GROUPED_DIRS = ("e2e", "cli", "console")
+_MODULE_GROUPED_DIRS = ("e2e", "cli", "console", "http")
 _DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences"})
 
 

@@ -49,6 +49,13 @@ BROADCAST = "mcp.broadcast"
 ACCESS_REVOKED = "access.revoked"
 TENANT_CHANGED = "access.tenant_changed"
 ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TENANT_CHANGED})
+# To WEB_GROUP: what a Streamable HTTP client POSTed to one process for an exchange or a stream
+# of its session that another process holds (a cancellation, a response), and a session's end.
+HTTP_SESSION_MESSAGE = "http.session.message"
+HTTP_SESSION_ENDED = "http.session.ended"
+HTTP_MESSAGES = frozenset({HTTP_SESSION_MESSAGE, HTTP_SESSION_ENDED})
+# To the channel of a process that resumed a Streamable HTTP stream another process writes.
+HTTP_STREAM_EVENT = "http.stream.event"
 
 # A message as the channel layer carries it.
 Message = dict[str, Any]
@@ -442,6 +449,78 @@ class TenantChanged:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HttpSessionMessage:
+    """A JSON-RPC notification or response a client POSTed for its HTTP session."""
+
+    TYPE: ClassVar[str] = HTTP_SESSION_MESSAGE
+
+    session_id: str
+    payload: dict[str, Any]
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "session_id": self.session_id, "payload": self.payload}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        session_id, payload = message.get("session_id"), message.get("payload")
+        if not isinstance(session_id, str) or not isinstance(payload, dict):
+            raise MalformedMessage(f"{cls.TYPE} needs a session id and a payload object")
+        return cls(session_id=session_id, payload=payload)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSessionEnded:
+    """An HTTP session ended (DELETE, revoked access): its streams and exchanges stop."""
+
+    TYPE: ClassVar[str] = HTTP_SESSION_ENDED
+
+    session_id: str
+    reason: str
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "session_id": self.session_id, "reason": self.reason}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        session_id = message.get("session_id")
+        if not isinstance(session_id, str):
+            raise MalformedMessage(f"{cls.TYPE} needs a session id")
+        return cls(session_id=session_id, reason=str(message.get("reason") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class HttpStreamEvent:
+    """One SSE event of a stream, for the process that resumed it (already stored)."""
+
+    TYPE: ClassVar[str] = HTTP_STREAM_EVENT
+
+    event_id: str
+    data: str
+    final: bool
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "event_id": self.event_id,
+            "data": self.data,
+            "final": self.final,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        event_id, data = message.get("event_id"), message.get("data")
+        if not isinstance(event_id, str) or not isinstance(data, str):
+            raise MalformedMessage(f"{cls.TYPE} needs an event id and data")
+        return cls(event_id=event_id, data=data, final=message.get("final") is True)
+
+
 ClusterMessage = (
     OperationStart
     | OperationCancel
@@ -453,6 +532,9 @@ ClusterMessage = (
     | Broadcast
     | AccessRevoked
     | TenantChanged
+    | HttpSessionMessage
+    | HttpSessionEnded
+    | HttpStreamEvent
 )
 # What reaches a connection's channel about an operation it listens to.
 OperationEvent = OperationProgress | OperationLog | OperationFinished
@@ -470,6 +552,9 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         Broadcast,
         AccessRevoked,
         TenantChanged,
+        HttpSessionMessage,
+        HttpSessionEnded,
+        HttpStreamEvent,
     )
 }
 

@@ -1,4 +1,5 @@
-"""The e2e deployment fixtures, registered once as a plugin for tests/cli and tests/console.
+"""The e2e deployment fixtures, registered once as a plugin for tests/cli, tests/console and
+tests/http.
 
 Imported into each directory's conftest, every directory would get its own deployment: its
 own migrated database, accounts and servers (about 15 s of `manage.py` commands each). As

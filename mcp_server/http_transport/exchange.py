@@ -1,0 +1,143 @@
+"""One POSTed JSON-RPC request of an HTTP session, answered by an McpSession built for it.
+
+The session is restored from the session's record (or fresh, for `initialize`) and sends into
+a queue; `replies` yields what it sends until the request's response (or until the request
+ended without one: cancelled by its client). Calls that report through the cluster (tasks,
+worker mode) send their events to the exchange's own channel, read from the moment the
+session first listens, as the WebSocket consumer does. The exchange outlives a dropped
+response stream: a call goes on until it answers (the transport stores what it sends).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from accounts.principal import Principal
+from mcp_server.admission import MessageAllowance
+from mcp_server.cluster.layer import receive_riding_out
+from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
+from mcp_server.http_transport.records import SessionRecord
+from mcp_server.operations.lifecycle import Stop
+from mcp_server.process_runtime import ProcessRuntime
+from mcp_server.session import McpSession, Send
+from mcp_server.tools.catalog import catalog_for_principal
+
+logger = logging.getLogger(__name__)
+
+
+def is_response_to(message: Any, request_id: Any) -> bool:
+    """Whether an outgoing message is the response to `request_id`."""
+    return isinstance(message, dict) and "method" not in message and message.get("id") == request_id
+
+
+def session_for(
+    runtime: ProcessRuntime,
+    principal: Principal,
+    record: SessionRecord | None,
+    *,
+    connection_id: str,
+    send: Send,
+    listen: Callable[[], None] | None = None,
+    allowance: MessageAllowance | None = None,
+) -> McpSession:
+    """An McpSession of `principal` on this process's runtime, restored to `record` (None: a
+    fresh one, for `initialize`)."""
+    session = McpSession(
+        principal=principal,
+        catalog=catalog_for_principal(principal),
+        identity=runtime.identity,
+        executor=runtime.executor,
+        admission=runtime.runner.admission,
+        connection_id=connection_id,
+        send=send,
+        liveness=runtime.liveness,
+        listen=listen,
+        message_allowance=allowance,
+    )
+    if record is not None:
+        session.restore(
+            protocol_version=record.protocol_version,
+            client_capabilities=record.client_capabilities,
+            log_level=record.log_level,
+        )
+    return session
+
+
+class Exchange:
+    """The session state and outgoing messages of one POSTed request."""
+
+    def __init__(
+        self,
+        *,
+        runtime: ProcessRuntime,
+        principal: Principal,
+        record: SessionRecord | None,
+        channel: str,
+        allowance: MessageAllowance | None,
+    ) -> None:
+        self.runtime = runtime
+        self.channel = channel
+        self._outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self.session = session_for(
+            runtime,
+            principal,
+            record,
+            connection_id=channel,
+            send=self._outgoing.put,
+            listen=self._listen,
+            allowance=allowance,
+        )
+
+    def _listen(self) -> None:
+        if self._reader is None and self.runtime.bus.layer is not None:
+            self._reader = asyncio.create_task(self._read(), name="http-exchange-channel")
+
+    async def _read(self) -> None:
+        layer = self.runtime.bus.layer
+        assert layer is not None
+        while True:
+            message = await receive_riding_out(layer, self.channel)
+            try:
+                event = decode_message(message)
+            except MalformedMessage as exc:
+                logger.warning("ignored a malformed operation event: %s", exc)
+                continue
+            if isinstance(event, OperationEvent):
+                await self.session.operation_event(event)
+
+    async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
+        """Hand the request to the session; yield what it sends, the response last."""
+        request_id = payload.get("id")
+        await self.session.receive(payload)
+        running = self.session.running_request(request_id)
+        while True:
+            if self._outgoing.empty() and running is not None and running.done():
+                return  # ended without a response (cancelled by the client)
+            if self._outgoing.empty() and running is not None:
+                getter = asyncio.ensure_future(self._outgoing.get())
+                await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                message = getter.result()
+            else:
+                message = await self._outgoing.get()
+            yield message
+            if is_response_to(message, request_id):
+                return
+
+    async def deliver(self, payload: dict[str, Any]) -> None:
+        """A notification or response the client sent for this request (e.g. its cancel)."""
+        await self.session.receive(payload)
+
+    async def close(self, reason: Stop | None = None) -> None:
+        """Stop the session (cancelling what still runs, as `reason`) and its channel."""
+        await self.session.close(reason=reason)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader

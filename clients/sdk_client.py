@@ -5,12 +5,13 @@ Runs in the `mcp-sdk` environment (clients/envs.py), not the project's (which pi
 for the WebSocket tests), so it imports nothing of the project; tests/http runs it as a
 subprocess and judges the JSON. The token comes from MCP_TOKEN, never the command line.
 
-    python clients/sdk_client.py URL session          # connect, list, add, a call with progress
-    python clients/sdk_client.py URL cancel           # a long call cancelled after its first progress
-    python clients/sdk_client.py URL task-start       # a durable task: prints its id, exits
-    python clients/sdk_client.py URL task-follow ID   # another process follows it to its result
-    python clients/sdk_client.py URL resume OTHER     # the call's stream drops after its first
-                                                      # progress; the SDK resumes it at OTHER
+    python clients/sdk_client.py URL session        # connect, list, add, a call with progress
+    python clients/sdk_client.py URL cancel         # a long call cancelled after its progress
+    python clients/sdk_client.py URL resume OTHER   # the call's stream drops after its first
+                                                    # progress; the SDK resumes it at OTHER
+
+(Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
+CallToolResult and rejects the CreateTaskResult the server answers with.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from mcp.shared.message import ClientMessageMetadata
 
 TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 CALL_TIMEOUT_S = 60.0
-POLL_S = 0.1  # tasks/get, as a client follows a task
 
 
 class DroppingTransport(httpx2.AsyncBaseTransport):
@@ -137,48 +137,15 @@ async def cancel(url: str) -> dict[str, Any]:
 
                 async def call() -> None:
                     arguments = {"count": 100_000, "item_ms": 10}
-                    await client.call_tool("process_batch", arguments, progress_callback=on_progress)
+                    await client.call_tool(
+                        "process_batch", arguments, progress_callback=on_progress
+                    )
 
                 group.start_soon(call)
                 await first.wait()
                 group.cancel_scope.cancel()
         after = await client.call_tool("add", {"a": 1, "b": 2})
         return {"cancelled_after_progress": first.is_set(), "add_after": dump(after)}
-
-
-async def task_start(url: str) -> dict[str, Any]:
-    """process_batch as a durable task (params.task): the task the server created."""
-    async with connected(url) as client:
-        params = types.CallToolRequestParams(
-            name="process_batch",
-            arguments={"count": 20, "item_ms": 20},
-            task=types.TaskMetadata(ttl=600_000),
-        )
-        created = await client.session.send_request(
-            types.CallToolRequest(params=params), types.CreateTaskResult
-        )
-        return {"task": dump(created.task)}
-
-
-async def task_follow(url: str, task_id: str) -> dict[str, Any]:
-    """From a new session: tasks/get until the task is terminal, then tasks/result."""
-    statuses: list[str] = []
-    async with connected(url) as client:
-        with anyio.fail_after(CALL_TIMEOUT_S):
-            while True:
-                got = await client.session.send_request(
-                    types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id)),
-                    types.GetTaskResult,
-                )
-                statuses.append(got.status)
-                if got.status in ("completed", "failed", "cancelled"):
-                    break
-                await anyio.sleep(POLL_S)
-            request = types.GetTaskPayloadRequest(
-                params=types.GetTaskPayloadRequestParams(task_id=task_id)
-            )
-            result = await client.session.send_request(request, types.CallToolResult)
-        return {"statuses": statuses, "result": dump(result)}
 
 
 async def resume(url: str, other: str) -> dict[str, Any]:
@@ -217,15 +184,13 @@ def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "task-start", "task-follow", "resume"))
-    parser.add_argument("argument", nargs="?", help="the task id, or the other URL for resume")
+    parser.add_argument("scenario", choices=("session", "cancel", "resume"))
+    parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
     args = parser.parse_args()
     runs = {
         "session": lambda: session(args.url),
         "cancel": lambda: cancel(args.url),
-        "task-start": lambda: task_start(args.url),
-        "task-follow": lambda: task_follow(args.url, args.argument),
-        "resume": lambda: resume(args.url, args.argument),
+        "resume": lambda: resume(args.url, args.other),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

@@ -5,6 +5,7 @@ streaming call. Run by the load generator against this service, FastMCP and djan
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import time
@@ -17,7 +18,14 @@ import orjson
 
 from bench.measure import percentile
 from bench.report import HTTP, Goal, Goals, Metric, Row, declare
-from bench.scenarios import CLIENT_NAME, LoadTarget, Scenario, Throughput, latency_summary
+from bench.scenarios import (
+    CLIENT_NAME,
+    LoadTarget,
+    Scenario,
+    Throughput,
+    call_loop,
+    latency_summary,
+)
 from mcp_server.client.http import ACCEPT_BOTH, SESSION_HEADER, VERSION_HEADER
 from mcp_server.client.raw import UnexpectedReply
 from mcp_server.client.wire import (
@@ -199,22 +207,11 @@ class HttpThroughput(Throughput):
             start = time.perf_counter() + self.warmup_s
             end = start + self.window_s
             window = asyncio.create_task(self.cpu_window(target, start, end))
-            per_user = await asyncio.gather(*(_call_loop(s, start, end) for s in sessions))
+            loops = (call_loop(functools.partial(call_add, s), start, end) for s in sessions)
+            per_user = await asyncio.gather(*loops)
             readings = await window
             await asyncio.gather(*(session.close() for session in sessions))
         return [sample for samples in per_user for sample in samples], readings
-
-
-async def _call_loop(session: LoadSession, window_start: float, window_end: float) -> list[float]:
-    latencies: list[float] = []
-    while True:
-        sent = time.perf_counter()
-        await call_add(session)
-        done = time.perf_counter()
-        if done >= window_end:
-            return latencies
-        if done >= window_start:
-            latencies.append(done - sent)
 
 
 FIRST_PROGRESS: list[Row] = [

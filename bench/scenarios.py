@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -337,7 +338,8 @@ class Throughput(Scenario):
             start = time.perf_counter() + self.warmup_s
             end = start + self.window_s
             window = asyncio.create_task(self.cpu_window(target, start, end))
-            per_client = await asyncio.gather(*(_call_loop(c, start, end) for c in clients))
+            loops = (call_loop(functools.partial(call_add, c), start, end) for c in clients)
+            per_client = await asyncio.gather(*loops)
             readings = await window
         finally:
             await close_all(clients)
@@ -351,11 +353,15 @@ class Throughput(Scenario):
         return first, target.cpu()
 
 
-async def _call_loop(client: RawClient, window_start: float, window_end: float) -> list[float]:
+async def call_loop(
+    step: Callable[[], Awaitable[None]], window_start: float, window_end: float
+) -> list[float]:
+    """`step` back to back until one ends after `window_end`; the latencies of the steps that
+    ended inside the window (after `window_start`)."""
     latencies: list[float] = []
     while True:
         sent = time.perf_counter()
-        await call_add(client)
+        await step()
         done = time.perf_counter()
         if done >= window_end:
             return latencies

@@ -44,12 +44,14 @@ class DroppingTransport(httpx2.AsyncBaseTransport):
         self.inner = httpx2.AsyncHTTPTransport()
         self.other = httpx2.URL(other)
         self.dropped = False
+        self.sent: list[str] = []  # "METHOD port" of each request, in order
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Forward the request; cut the stream of the first tools/call after its progress."""
         if self.dropped:
             request.url = request.url.copy_with(host=self.other.host, port=self.other.port)
             request.headers["Host"] = self.other.netloc.decode()
+        self.sent.append(f"{request.method} {request.url.port}")
         response = await self.inner.handle_async_request(request)
         if self.dropped or request.method != "POST" or b'"tools/call"' not in request.content:
             return response
@@ -73,8 +75,9 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
         seen = b""
         async for chunk in self.stream:
             yield chunk
-            seen += chunk
-            if b"notifications/progress" in seen and b"\n\n" in seen.split(b"progress", 1)[1]:
+            seen += chunk.replace(b"\r\n", b"\n")
+            _, progress, after = seen.partition(b"notifications/progress")
+            if progress and b"\n\n" in after:  # the whole progress event went through
                 self.owner.dropped = True
                 raise httpx2.ReadError("connection lost (dropped by the test client)")
 
@@ -174,6 +177,7 @@ async def resume(url: str, other: str) -> dict[str, Any]:
             )
         return {
             "dropped": transport.dropped,
+            "requests": transport.sent,
             "progress": progress,
             "event_ids": tokens,
             "result": dump(result),

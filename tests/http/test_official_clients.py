@@ -38,10 +38,9 @@ def run_client(command: list[str], token: str, cwd: Path = ROOT) -> dict[str, An
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def python_sdk(server: ServerProcess, token: str, *scenario: str) -> dict[str, Any]:
-    """clients/sdk_client.py in the mcp 2.3 environment."""
-    command = [str(MCP_SDK.python), str(PYTHON_CLIENT), mcp_url(server), *scenario]
-    return run_client(command, token)
+def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
+    """clients/sdk_client.py in the mcp 2.3 environment, against the endpoint `url`."""
+    return run_client([str(MCP_SDK.python), str(PYTHON_CLIENT), url, *scenario], token)
 
 
 def typescript_sdk(server: ServerProcess, token: str, scenario: str) -> dict[str, Any]:
@@ -90,14 +89,15 @@ def assert_cancelled(deployment: Deployment, member: Member, seen: dict[str, Any
 def test_python_sdk_2_3_connects_lists_and_calls_with_progress(
     served: ServerProcess, accounts: Accounts
 ) -> None:
-    assert_session(python_sdk(served, accounts.alice, "session"))
+    assert_session(python_sdk(mcp_url(served), accounts.alice, "session"))
 
 
 @pytest.mark.usefixtures("client_envs")
 def test_python_sdk_2_3_cancels_a_call(
     served: ServerProcess, deployment: Deployment, member: Member
 ) -> None:
-    assert_cancelled(deployment, member, python_sdk(served, member.token, "cancel"))
+    seen = python_sdk(mcp_url(served), member.token, "cancel")
+    assert_cancelled(deployment, member, seen)
 
 
 @pytest.mark.usefixtures("client_envs")

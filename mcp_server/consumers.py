@@ -10,12 +10,11 @@ from django.conf import settings
 from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
-from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
 from mcp_server.consumer_channel import ListenOnDemandConsumer
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol.errors import INVALID_REQUEST
 from mcp_server.protocol.refusals import rate_limited, refusal_replies
-from mcp_server.protocol.text_escapes import escape_value
+from mcp_server.protocol.text_escapes import json_text
 from mcp_server.session import McpSession
 from mcp_server.tools.catalog import catalog_for_principal
 from mcp_server.uvicorn_websocket import OUTBOUND_LIMIT_EXTENSION
@@ -139,15 +138,8 @@ class McpConsumer(ListenOnDemandConsumer):
     async def operation_progress(self, message: dict[str, Any]) -> None:
         """An event of an operation this connection listens to (progress, log or outcome,
         from whichever process runs it), decoded once and handed to the session."""
-        if self.session is None:
-            return
-        try:
-            event = decode_message(message)
-        except MalformedMessage as exc:
-            logger.warning("ignored a malformed operation event: %s", exc)
-            return
-        if isinstance(event, OperationEvent):
-            await self.session.operation_event(event)
+        if self.session is not None:
+            await self.session.listener.operation_message(message)
 
     operation_log = operation_progress
     operation_finished = operation_progress
@@ -156,7 +148,4 @@ class McpConsumer(ListenOnDemandConsumer):
     async def encode_json(cls, content: Any) -> str:
         """Serialise with orjson (several times faster than the json module); a lone surrogate
         (UTF-8 cannot carry it) is sent as the text of its escape, as history stores it."""
-        try:
-            return orjson.dumps(content).decode()
-        except TypeError:
-            return orjson.dumps(escape_value(content, nul=False)).decode()
+        return json_text(content)

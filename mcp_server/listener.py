@@ -16,10 +16,13 @@ from uuid import UUID
 from django.utils import timezone
 
 from mcp_server.cluster.messages import (
+    MalformedMessage,
+    Message,
     OperationEvent,
     OperationFinished,
     OperationLog,
     OperationProgress,
+    decode_message,
 )
 from mcp_server.operations.lifecycle import TaskView
 from mcp_server.owned_tasks import TaskOwner
@@ -132,6 +135,17 @@ class ConnectionListener:
         self.closed = True
         for key in list(self._attached):
             await self.forget(key)
+
+    async def operation_message(self, message: Message) -> None:
+        """A message on the connection's channel (from whichever process runs an operation it
+        listens to), decoded once; anything but an operation event is ignored."""
+        try:
+            event = decode_message(message)
+        except MalformedMessage as exc:
+            logger.warning("ignored a malformed operation event: %s", exc)
+            return
+        if isinstance(event, OperationEvent):
+            await self.operation_event(event)
 
     async def operation_event(self, event: OperationEvent) -> None:
         """An event of an operation this connection listens to (progress, log, outcome)."""

@@ -306,6 +306,7 @@ class StreamableHttpApp:
             await self._initialize(exchange, payload, principal, send)
             return
         self.local.add_exchange(record.session_id, message.id, exchange)
+        runtime.connections.register(exchange)
         try:
             if takes_sse and (message.method in STREAMED_METHODS or not takes_json):
                 await self._answer_streamed(exchange, payload, record, send, receive, layer)
@@ -315,6 +316,7 @@ class StreamableHttpApp:
                 record.log_level = exchange.session.log_level
                 await self.sessions.save(record)
         finally:
+            runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
             await exchange.close()
 
@@ -322,10 +324,7 @@ class StreamableHttpApp:
         self, exchange: Exchange, payload: dict[str, Any], principal: Principal, send: Send
     ) -> None:
         try:
-            reply = None
-            async for message in exchange.replies(payload):
-                if is_response_to(message, payload["id"]):
-                    reply = message
+            reply = await exchange.response(payload)
             headers: Headers = []
             if isinstance(reply, dict) and "result" in reply:
                 session = exchange.session
@@ -354,10 +353,7 @@ class StreamableHttpApp:
             await exchange.close()
 
     async def _answer_json(self, exchange: Exchange, payload: dict[str, Any], send: Send) -> None:
-        reply = None
-        async for message in exchange.replies(payload):
-            if is_response_to(message, payload["id"]):
-                reply = message
+        reply = await exchange.response(payload)
         # No reply: the client cancelled the request, and will not read one.
         await respond(send, 200 if reply is not None else 202, reply)
 

@@ -17,7 +17,6 @@ from typing import Any
 from accounts.principal import Principal
 from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.layer import receive_riding_out
-from mcp_server.cluster.messages import MalformedMessage, OperationEvent, decode_message
 from mcp_server.http_transport.records import SessionRecord
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.process_runtime import ProcessRuntime
@@ -65,8 +64,40 @@ def session_for(
     return session
 
 
-class Exchange:
-    """The session state and outgoing messages of one POSTed request."""
+class SessionConnection:
+    """An HTTP transport's McpSession as the registry and the access guard see a connection
+    (its caller, and whether it has ended)."""
+
+    session: McpSession
+
+    @property
+    def principal(self) -> Principal:
+        """The caller, as authenticated (tool set and limits kept current)."""
+        return self.session.principal
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether it has ended."""
+        return self.session.is_closed
+
+    @property
+    def tenant_id(self) -> int:
+        """The caller's tenant (for scoped broadcasts)."""
+        return self.session.tenant_id
+
+    @property
+    def user_id(self) -> int:
+        """The caller (for scoped broadcasts)."""
+        return self.session.user_id
+
+
+class Exchange(SessionConnection):
+    """The session state and outgoing messages of one POSTed request.
+
+    While it runs it is one of the process's connections (ConnectionRegistry): a shutdown
+    interrupts its call and says so on its stream, revoked access cancels it. Broadcasts and
+    list changes are for the session's GET stream, not for a request's response stream.
+    """
 
     def __init__(
         self,
@@ -100,13 +131,7 @@ class Exchange:
         assert layer is not None
         while True:
             message = await receive_riding_out(layer, self.channel)
-            try:
-                event = decode_message(message)
-            except MalformedMessage as exc:
-                logger.warning("ignored a malformed operation event: %s", exc)
-                continue
-            if isinstance(event, OperationEvent):
-                await self.session.operation_event(event)
+            await self.session.listener.operation_message(message)
 
     async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
         """Hand the request to the session; yield what it sends, the response last."""
@@ -129,9 +154,36 @@ class Exchange:
             if is_response_to(message, request_id):
                 return
 
+    async def response(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Hand the request to the session; its response alone (None: it ended without one).
+        Whatever else the session sends meanwhile is dropped: the client reads no stream."""
+        reply = None
+        async for message in self.replies(payload):
+            if is_response_to(message, payload.get("id")):
+                reply = message
+        return reply
+
     async def deliver(self, payload: dict[str, Any]) -> None:
         """A notification or response the client sent for this request (e.g. its cancel)."""
         await self.session.receive(payload)
+
+    # --- as the registry and the access guard see a connection ----------------------------
+    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
+        """Broadcasts go to the session's GET stream, not here."""
+
+    async def keep_alive(self, now: float) -> None:
+        """Nothing to ping: the exchange ends with its response."""
+
+    async def tenant_changed(self, *changed: Any) -> None:
+        """The next request of the session sees the new tool set and limits."""
+
+    async def going_away(self) -> None:
+        """The server shuts down: say so on the stream and interrupt the call."""
+        await self.session.going_away()
+
+    async def revoke_access(self, code: int, reason: str) -> None:
+        """The caller lost access: the call is cancelled as revoked."""
+        await self.session.revoke_access(code, reason)
 
     async def close(self, reason: Stop | None = None) -> None:
         """Stop the session (cancelling what still runs, as `reason`) and its channel."""

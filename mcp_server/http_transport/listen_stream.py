@@ -16,14 +16,14 @@ from typing import Any
 from django.conf import settings
 
 from accounts.limits import TenantLimits
-from accounts.principal import Principal
+from mcp_server.http_transport.exchange import SessionConnection
 from mcp_server.http_transport.records import SessionStore
 from mcp_server.http_transport.streams import StreamWriter
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.session import McpSession, Send
 
 
-class ListenStream:
+class ListenStream(SessionConnection):
     """The GET stream of one session, as this process's registry sees a connection."""
 
     def __init__(
@@ -44,24 +44,9 @@ class ListenStream:
         self.ended = asyncio.Event()
 
     @property
-    def principal(self) -> Principal:
-        """The caller, as authenticated (tool set and limits kept current)."""
-        return self.session.principal
-
-    @property
     def is_closed(self) -> bool:
         """Whether the stream has ended."""
         return self.ended.is_set() or self.session.is_closed
-
-    @property
-    def tenant_id(self) -> int:
-        """The caller's tenant (for scoped broadcasts)."""
-        return self.session.tenant_id
-
-    @property
-    def user_id(self) -> int:
-        """The caller (for scoped broadcasts)."""
-        return self.session.user_id
 
     async def send(self, message: Any) -> None:
         """Store and write one server-initiated message."""

@@ -13,7 +13,6 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from channels.layers import BaseChannelLayer
 
 from mcp_server import metrics
@@ -21,7 +20,7 @@ from mcp_server.cluster.layer import receive_riding_out
 from mcp_server.cluster.messages import HttpStreamEvent, MalformedMessage, decode_message
 from mcp_server.http_transport.events import EventStore, StoredEvent, StreamCursor
 from mcp_server.http_transport.sse import SseResponse
-from mcp_server.protocol.text_escapes import escape_value
+from mcp_server.protocol.text_escapes import json_text
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +31,6 @@ RETRY_MS = 1000
 def stream_group(stream: str) -> str:
     """The channel-layer group of the process that resumed `stream`."""
     return f"mcp-http.{stream}"
-
-
-def encode_message(message: Any) -> str:
-    """A JSON-RPC message as the data of one event (lone surrogates as their escapes)."""
-    try:
-        return orjson.dumps(message).decode()
-    except TypeError:
-        return orjson.dumps(escape_value(message, nul=False)).decode()
 
 
 def _entry_order(event_id: str) -> tuple[int, int]:
@@ -73,7 +64,7 @@ class StreamWriter:
 
     async def emit(self, message: Any, *, final: bool = False) -> None:
         """Store one JSON-RPC message of the stream and deliver it."""
-        data = encode_message(message)
+        data = json_text(message)
         event_id = await self.events.append(
             self.session_id, self.stream, data.encode(), final=final
         )

@@ -11,6 +11,8 @@ a reader, never an error, and everything else kept exactly.
 import re
 from typing import Any
 
+import orjson
+
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _SURROGATES_AND_NUL = re.compile("[\x00\ud800-\udfff]")
 
@@ -38,3 +40,13 @@ def escape_value(value: Any, *, nul: bool = True) -> Any:
     if isinstance(value, list | tuple):
         return [escape_value(item, nul=nul) for item in value]
     return value
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text (orjson); a lone surrogate, which UTF-8 cannot carry (a tool made
+    it, e.g. a file name decoded with surrogateescape), as the text of its escape. Anything
+    else JSON cannot hold raises TypeError."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(escape_value(value, nul=False)).decode()

@@ -2,9 +2,7 @@
 
 from typing import Any
 
-import orjson
-
-from mcp_server.protocol.text_escapes import escape_value
+from mcp_server.protocol.text_escapes import json_text
 
 
 def text_content(text: str) -> dict[str, Any]:
@@ -17,22 +15,13 @@ def error_result(text: str) -> dict[str, Any]:
     return {"content": [text_content(text)], "isError": True}
 
 
-def _json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        # A lone surrogate (e.g. a file name decoded with surrogateescape) cannot be encoded:
-        # written as its escape. Anything else JSON cannot hold raises again here.
-        return orjson.dumps(escape_value(value, nul=False)).decode()
-
-
 def structured_result(value: Any) -> dict[str, Any]:
     """A CallToolResult carrying `value` as structuredContent and as the same JSON in text."""
-    return {"content": [text_content(_json_text(value))], "structuredContent": value}
+    return {"content": [text_content(json_text(value))], "structuredContent": value}
 
 
 def value_result(value: Any) -> dict[str, Any]:
     """A CallToolResult for a plain return value: text as is, anything else as JSON text."""
     if isinstance(value, str):
         return {"content": [text_content(value)]}
-    return {"content": [text_content(_json_text(value))]}
+    return {"content": [text_content(json_text(value))]}

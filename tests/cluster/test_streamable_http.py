@@ -4,6 +4,7 @@ a DELETE sent to one reaches the call or the stream the other holds."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -16,10 +17,19 @@ SLEEP = {"name": "sleep", "arguments": {"seconds": 3}, "_meta": {"progressToken"
 LONG_SLEEP = {"name": "sleep", "arguments": {"seconds": 600}, "_meta": {"progressToken": "s"}}
 
 
-def mcp_urls(cluster: Cluster) -> tuple[str, str]:
-    """The endpoint of each web process."""
+@asynccontextmanager
+async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
+    """One session, initialized through the first web process, addressed at each of them."""
     first, second = cluster.web
-    return f"{first.http_url}/mcp", f"{second.http_url}/mcp"
+    here = HttpSession(f"{first.http_url}/mcp", token)
+    there = here.at(f"{second.http_url}/mcp")
+    try:
+        await here.initialize()
+        there.session_id, there.protocol_version = here.session_id, here.protocol_version
+        yield here, there
+    finally:
+        await here.close()
+        await there.close()
 
 
 def call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -51,72 +61,47 @@ async def rest_of(events: AsyncIterator[ServerSentEvent]) -> list[ServerSentEven
 async def test_a_session_started_on_one_process_is_served_by_the_other(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    first_url, second_url = mcp_urls(cluster)
-    here = HttpSession(first_url, cluster_accounts.alice)
-    there = None
-    try:
-        await here.initialize()
-        there = here.at(second_url)
+    async with on_both(cluster, cluster_accounts.alice) as (here, there):
         listed = await there.request("tools/list")
         assert any(tool["name"] == "add" for tool in listed["result"]["tools"])
         added = await there.request("tools/call", {"name": "add", "arguments": {"a": 4, "b": 5}})
         assert added["result"]["structuredContent"] == {"result": 9.0}
         assert (await here.request("ping"))["result"] == {}
-    finally:
-        await here.close()
-        if there is not None:
-            await there.close()
 
 
 async def test_a_stream_dropped_at_one_process_is_resumed_at_the_other(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    first_url, second_url = mcp_urls(cluster)
-    here = HttpSession(first_url, cluster_accounts.alice)
-    await here.initialize()
-    there = here.at(second_url)
-    try:
+    async with on_both(cluster, cluster_accounts.alice) as (here, there):
         async with here.stream_post(call(1, SLEEP)) as (_, events):
             assert events is not None
             last_seen = (await progress_event(events)).id
         async with there.listen(last_event_id=last_seen) as (response, resumed):
             assert response.status_code == 200
             rest = await rest_of(resumed)
-        assert rest and rest[-1].json()["id"] == 1
-        assert rest[-1].json()["result"]["content"][0]["text"].startswith("slept 3")
-        assert last_seen not in [event.id for event in rest]
-    finally:
-        await here.close()
-        await there.close()
+    assert rest and rest[-1].json()["id"] == 1
+    assert rest[-1].json()["result"]["content"][0]["text"].startswith("slept 3")
+    assert last_seen not in [event.id for event in rest]
 
 
 async def test_a_cancel_posted_to_the_other_process_stops_the_call(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    first_url, second_url = mcp_urls(cluster)
-    here = HttpSession(first_url, cluster_accounts.alan)
-    await here.initialize()
-    there = here.at(second_url)
-    try:
-        async with here.stream_post(call(7, LONG_SLEEP)) as (_, events):
-            assert events is not None
-            await progress_event(events)
-            assert await there.notify("notifications/cancelled", {"requestId": 7}) == 202
-            rest = await rest_of(events)
-        assert not [event for event in rest if event.data and event.json().get("id") == 7]
-    finally:
-        await here.close()
-        await there.close()
+    async with (
+        on_both(cluster, cluster_accounts.alan) as (here, there),
+        here.stream_post(call(7, LONG_SLEEP)) as (_, events),
+    ):
+        assert events is not None
+        await progress_event(events)
+        assert await there.notify("notifications/cancelled", {"requestId": 7}) == 202
+        rest = await rest_of(events)
+    assert not [event for event in rest if event.data and event.json().get("id") == 7]
 
 
 async def test_delete_at_one_process_ends_the_get_stream_at_the_other(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    first_url, second_url = mcp_urls(cluster)
-    here = HttpSession(first_url, cluster_accounts.bob)
-    await here.initialize()
-    there = here.at(second_url)
-    try:
+    async with on_both(cluster, cluster_accounts.bob) as (here, there):
         async with here.listen() as (response, events):
             assert response.status_code == 200
             primed = await asyncio.wait_for(anext(events), WAIT)
@@ -124,6 +109,3 @@ async def test_delete_at_one_process_ends_the_get_stream_at_the_other(
             assert await there.delete() == 204
             assert await rest_of(events) == []
         assert (await here.post({"jsonrpc": "2.0", "id": 3, "method": "ping"})).status == 404
-    finally:
-        await here.close()
-        await there.close()

@@ -312,13 +312,22 @@ async def test_a_revoked_token_is_refused_and_its_live_session_ended(
     served: ServerProcess, operator: Deployment, member: Member
 ) -> None:
     async with http_session(served, member.token) as session:
-        async with session.listen() as (_, events):
+        async with (
+            session.listen() as (_, events),
+            session.stream_post(call(3, LONG_CALL)) as (_, calling),
+        ):
             await next_event(events, "the priming event")
+            assert calling is not None
+            await event_matching(
+                calling, lambda m: m.get("method") == "notifications/progress", "progress"
+            )
             operator.shell(
                 "from accounts.models import ApiToken; from accounts.services import token_revoke; "
                 f"token_revoke(token=ApiToken.objects.get(name={member.token_name!r}))"
             )
+            # The GET stream ends, and so does the call's: cancelled as revoked.
             await drained(events, "the end of the revoked session's stream")
+            await drained(calling, "the end of the revoked call's stream")
         refused = await session.post({"jsonrpc": "2.0", "id": 5, "method": "ping"})
         assert refused.status == 401
         assert refused.messages[0]["error"]["message"] == "token revoked"

@@ -20,7 +20,7 @@ CONFORMANCE_STAMP := $(CONFORMANCE)/node_modules/.installed-stamp
 # More options for the suite, e.g. CONFORMANCE_ARGS="--scenario tools-call-elicitation".
 CONFORMANCE_ARGS ?=
 
-.PHONY: install run cluster serve lint browser test test-sqlite test-postgres bench clean \
+.PHONY: install client-envs run cluster serve lint browser test test-sqlite test-postgres bench clean \
 	conformance conformance-server
 
 $(STAMP): pyproject.toml
@@ -30,6 +30,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The official clients and the comparison servers, each in a pinned environment of its own
+# (.client-envs/, clients/node/node_modules; see clients/envs.py). Built only when missing
+# or when a lock changed; the tests and the benchmark build what they need themselves.
+client-envs: install
+	$(PY) -m clients.envs
 
 run: install
 	$(PY) manage.py migrate --noinput
@@ -83,4 +89,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CONFORMANCE)/node_modules \
-		$(CONFORMANCE)/results
+		$(CONFORMANCE)/results .client-envs clients/node/node_modules

@@ -123,6 +123,8 @@ def loadgen_command(scenario: Scenario, target: LoadTarget, cpu: int | None) -> 
     command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
     command += ["--params", orjson.dumps(scenario.params()).decode()]
     command += ["--urls", ",".join(target.urls)]
+    command += ["--http-url", target.http_url] if target.http_url else []
+    command += ["--bearer", target.bearer] if target.bearer else []
     command += ["--pids", ",".join(f"{name}={pid}" for name, pid in target.pids.items())]
     command += ["--server-cpu", str(target.server_cpu)] if target.server_cpu is not None else []
     return pinned(command + (["--peer-url", target.peer_url] if target.peer_url else []), cpu)
@@ -204,7 +206,12 @@ def measure_server(
     name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
     with running(target, port, logs=logs, name=name, cpu=cpu) as server:
         load = LoadTarget(
-            [target.ws_url(port)], {"server": server.pid}, cpu, target.peer_ws_url(port)
+            [url for url in [target.ws_url(port)] if url],
+            {"server": server.pid},
+            cpu,
+            target.peer_ws_url(port),
+            target.http_url(port),
+            target.bearer,
         )
         measured = run_scenarios(plan, [server], load, pinning)
     warn_on_errors(server)

@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         target.prepare(workdir)
         port = free_port()
         with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
-            load_target = LoadTarget([target.ws_url(port)], {"server": server.pid})
+            urls = [url for url in [target.ws_url(port)] if url]
+            load_target = LoadTarget(urls, {"server": server.pid})
             command = loadgen_command(load, load_target, client_cpu)
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:

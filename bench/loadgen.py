@@ -10,6 +10,7 @@ import orjson
 import uvloop
 
 from bench.cluster_load import ClusterThroughput, FirstProgress, ProgressStream, Scale
+from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.scenarios import (
     ConnectInitialize,
@@ -39,6 +40,8 @@ SCENARIOS: dict[str, type[Scenario]] = {
         FirstProgress,
         ProgressStream,
         Scale,
+        HttpThroughput,
+        HttpFirstProgress,
     )
 }
 
@@ -48,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     parser.add_argument("--params", default="{}", help="the scenario's parameters as JSON")
-    parser.add_argument("--urls", required=True, help="comma-separated MCP WebSocket URLs")
+    parser.add_argument("--urls", default="", help="comma-separated MCP WebSocket URLs")
+    parser.add_argument("--http-url", default=None, help="the Streamable HTTP endpoint")
+    parser.add_argument("--bearer", default=None, help="its bearer token (none: no auth)")
     parser.add_argument("--pids", default="", help="name=pid,... (`server` for one process)")
     parser.add_argument("--server-cpu", type=int, default=None, help="the server's CPU")
     parser.add_argument("--peer-url", default=None, help="the endpoint as another tenant")
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         pids={name: int(pid) for name, pid in pairs},
         server_cpu=args.server_cpu,
         peer_url=args.peer_url,
+        http_url=args.http_url,
+        bearer=args.bearer,
     )
     metrics, samples = uvloop.run(scenario.measure(target))
     # JSON has no NaN: orjson writes a metric that could not be measured as null.

@@ -51,6 +51,32 @@ def process_cpu_seconds(pid: int) -> float:
     return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (the threads' `children` lists of /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # the thread ended while we looked
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its running descendants (a server whose
+    workers are child processes, such as gunicorn's, counts whole)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += process_cpu_seconds(current)
+            pending += _children(current)
+        except OSError:
+            if current == pid:
+                raise
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """`process_cpu_seconds`, 0 for a process that has ended."""
     try:
@@ -115,7 +141,8 @@ async def settled(read: Callable[[], int], interval: float, limit: float) -> int
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Cumulative CPU times at one instant: the server's, this process's, the server CPU's."""
+    """Cumulative CPU times at one instant: the server's (with its child processes), this
+    process's, the server CPU's."""
 
     at: float
     server_s: float
@@ -126,7 +153,7 @@ class CpuSample:
     def take(cls, server_pid: int, server_cpu: int | None) -> CpuSample:
         """Read them now (the CPU's busy time is NaN when the server is not pinned)."""
         busy = math.nan if server_cpu is None else busy_seconds(server_cpu)
-        return cls(time.monotonic(), process_cpu_seconds(server_pid), time.process_time(), busy)
+        return cls(time.monotonic(), tree_cpu_seconds(server_pid), time.process_time(), busy)
 
     def until(self, end: CpuSample) -> tuple[float, float, float]:
         """Shares of one CPU (%) from here to `end`: server, client, others on the server CPU."""

@@ -51,6 +51,7 @@ COMPARISONS = (
 # Report sections a metric may belong to (besides each server's table, where all are).
 SUMMARY, LONG_RUNNING = "summary", "long-running"
 CALLS, PROGRESS, SCALE = "calls", "progress", "scale"
+HTTP = "http"  # Streamable HTTP: this service against FastMCP and django-mcpz
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`make bench`: this service against the official MCP SDK and a raw `websockets` server.
+"""`make bench`: this service against the official MCP SDK and a raw `websockets` server over
+WebSocket, and against FastMCP and django-mcpz over Streamable HTTP.
 
 Then the scale-out benchmark (bench/cluster.py) when PostgreSQL and Redis answer. Method in
 docs/BENCHMARKS.md; writes bench/results/latest.md and, with --write-docs, the docs' sections.
@@ -28,6 +29,7 @@ from bench.harness import (
     run_plan,
     scratch_dir,
 )
+from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.report import (
     ROOT,
@@ -48,6 +50,8 @@ from bench.scenarios import (
 )
 from bench.servers import (
     DEMO_DIR,
+    FASTMCP,
+    MCPZ,
     RAW,
     SDK,
     WARMUP_DIR,
@@ -66,8 +70,9 @@ DOCS = ROOT / "docs" / "BENCHMARKS.md"
 # with a warning, when either is unreachable). "redis" is this service with REDIS_URL set,
 # measured only by the scenarios that depend on the channel layer (the connection storm;
 # skipped, with a warning, when Redis is unreachable).
-TARGET_KEYS = ("service", "redis", "sdk", "raw", "cluster")
-SERVER_KEYS = ("service", "redis", "sdk", "raw")
+# "fastmcp" and "mcpz" speak only Streamable HTTP and run only its scenarios (bench/http_load.py).
+TARGET_KEYS = ("service", "redis", "sdk", "raw", "fastmcp", "mcpz", "cluster")
+SERVER_KEYS = ("service", "redis", "sdk", "raw", "fastmcp", "mcpz")
 
 
 def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
@@ -77,7 +82,10 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
         Throughput(concurrency=1, warmup_s=args.warmup, window_s=args.window),
         Throughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
         IdleMemory(connections=args.idle_connections),
+        HttpThroughput(concurrency=1, warmup_s=args.warmup, window_s=args.window),
+        HttpThroughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
     ]
+    plan += [HttpFirstProgress(calls=args.http_progress_calls)] if args.http_progress_calls else []
     plan += (
         [ConnectionStorm(connections=args.storm_connections)] if args.storm_connections > 0 else []
     )
@@ -108,7 +116,7 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
             )
         else:
             log(f"warning: skipping service-redis: {unavailable}")
-    return targets + [target for target in (SDK, RAW) if target.key in args.only]
+    return targets + [target for target in (SDK, RAW, FASTMCP, MCPZ) if target.key in args.only]
 
 
 def _keys(text: str) -> tuple[str, ...]:
@@ -149,6 +157,9 @@ class BenchOptions:
     ping_interval_ms: float = option(5.0, "--ping-interval-ms", "pings during process_images")
     profile_seconds: int = option(
         5, "--profile-seconds", "py-spy sampling for the history share (0: skip)"
+    )
+    http_progress_calls: int = option(
+        200, "--http-progress-calls", "streaming calls timed to their first progress (0: skip)"
     )
     queued_calls: int = option(
         10_000,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,6 +39,8 @@ class LoadTarget:
     pids: dict[str, int]
     server_cpu: int | None = None
     peer_url: str | None = None
+    http_url: str | None = None  # the Streamable HTTP endpoint, for the HTTP scenarios
+    bearer: str | None = None  # its `Authorization: Bearer` token (None: no auth)
 
     @property
     def url(self) -> str:
@@ -293,22 +296,29 @@ class Throughput(Scenario):
     window_s: float = 3.0
 
     title: ClassVar[str] = "throughput C={concurrency}"
+    # Metric keys `<prefix><C>.<name>`, labels `<label_prefix>calls/s, C=<C>`; the headline
+    # metrics go to the report's `section`, with the `goals` for their concurrency.
+    prefix: ClassVar[str] = "throughput.c"
+    label_prefix: ClassVar[str] = ""
+    section: ClassVar[str] = SUMMARY
+    goals: ClassVar[dict[int, Goals]] = THROUGHPUT_GOALS
 
     def metrics(self) -> list[Metric]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
-        c, goals = self.concurrency, THROUGHPUT_GOALS.get(self.concurrency, {})
+        c, goals, at = self.concurrency, self.goals.get(self.concurrency, {}), self.label_prefix
         rows: list[Row] = [
-            ("calls_per_s", f"calls/s, C={c}", "calls/s", True),
-            ("p50_us", f"p50 latency, C={c}", "µs"),
-            ("p99_us", f"p99 latency, C={c}", "µs"),
-            ("cpu_us_per_call", f"server CPU per call, C={c}", "µs"),
-            ("server_cpu_pct", f"server CPU, C={c}", "%"),
-            ("client_cpu_pct", f"load generator CPU, C={c}", "%"),
-            ("foreign_cpu_pct", f"other processes on the server's CPU, C={c}", "%"),
+            ("calls_per_s", f"{at}calls/s, C={c}", "calls/s", True),
+            ("p50_us", f"{at}p50 latency, C={c}", "µs"),
+            ("p99_us", f"{at}p99 latency, C={c}", "µs"),
+            ("cpu_us_per_call", f"{at}server CPU per call, C={c}", "µs"),
+            ("server_cpu_pct", f"{at}server CPU, C={c}", "%"),
+            ("client_cpu_pct", f"{at}load generator CPU, C={c}", "%"),
+            ("foreign_cpu_pct", f"{at}other processes on the server's CPU, C={c}", "%"),
         ]
         summary = 4 if c == 50 else 3  # the CPU per call is a headline figure at C=50
-        prefix = f"throughput.c{c}"
-        return declare(prefix, rows[:summary], SUMMARY, goals) + declare(prefix, rows[summary:])
+        prefix = f"{self.prefix}{c}"
+        headline = declare(prefix, rows[:summary], self.section, goals)
+        return headline + declare(prefix, rows[summary:])
 
     def timeout(self) -> float:
         return self.warmup_s + self.window_s + 60.0 + self.concurrency * 0.1
@@ -328,7 +338,8 @@ class Throughput(Scenario):
             start = time.perf_counter() + self.warmup_s
             end = start + self.window_s
             window = asyncio.create_task(self.cpu_window(target, start, end))
-            per_client = await asyncio.gather(*(_call_loop(c, start, end) for c in clients))
+            loops = (call_loop(functools.partial(call_add, c), start, end) for c in clients)
+            per_client = await asyncio.gather(*loops)
             readings = await window
         finally:
             await close_all(clients)
@@ -342,11 +353,15 @@ class Throughput(Scenario):
         return first, target.cpu()
 
 
-async def _call_loop(client: RawClient, window_start: float, window_end: float) -> list[float]:
+async def call_loop(
+    step: Callable[[], Awaitable[None]], window_start: float, window_end: float
+) -> list[float]:
+    """`step` back to back until one ends after `window_end`; the latencies of the steps that
+    ended inside the window (after `window_start`)."""
     latencies: list[float] = []
     while True:
         sent = time.perf_counter()
-        await call_add(client)
+        await step()
         done = time.perf_counter()
         if done >= window_end:
             return latencies

@@ -17,7 +17,10 @@ import psycopg
 import redis
 from psycopg import sql
 
+from bench.http_load import HTTP_KINDS
 from bench.report import ROOT
+from clients.envs import DJANGO_MCPZ, PythonEnv
+from clients.envs import FASTMCP as FASTMCP_ENV
 from mcp_server.processes import ManagedProcess, free_port, run_checked, scrubbed_env, stop_all
 
 PYTHON = sys.executable
@@ -43,6 +46,8 @@ BENCH_LIMITS = {
         "MESSAGE_BURST_PER_TENANT",
         "API_REQUESTS_PER_MINUTE_USER",
         "API_REQUESTS_PER_MINUTE_TENANT",
+        "HTTP_SESSIONS_PER_USER",
+        "HTTP_SESSIONS_PER_TENANT",
     )
 } | {"MCP_CLIENT_PING_INTERVAL": "3600"}
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -153,12 +158,21 @@ class Target(ABC):
         """The server's environment."""
         return dict(os.environ)
 
-    def ws_url(self, port: int) -> str:
-        """The MCP WebSocket URL."""
+    def ws_url(self, port: int) -> str | None:
+        """The MCP WebSocket URL (None: the server has none)."""
         return f"ws://{HOST}:{port}/mcp"
 
     def peer_ws_url(self, port: int) -> str | None:
         """The MCP WebSocket URL as a caller of another tenant; None when there is none."""
+        return None
+
+    def http_url(self, port: int) -> str | None:
+        """The Streamable HTTP endpoint (None: the server has none)."""
+        return None
+
+    @property
+    def bearer(self) -> str | None:
+        """The `Authorization: Bearer` token of the HTTP endpoint (None: no auth)."""
         return None
 
 
@@ -256,22 +270,61 @@ class ServiceTarget(Target):
 
     def ws_url(self, port: int) -> str:
         """The endpoint with the token in the query, as the SDK clients must send it."""
-        return f"{super().ws_url(port)}?token={self.setup.token}"
+        return f"ws://{HOST}:{port}/mcp?token={self.setup.token}"
 
     def peer_ws_url(self, port: int) -> str | None:
         """The endpoint with the second tenant's token."""
-        return f"{super().ws_url(port)}?token={self.setup.peer_token}"
+        return f"ws://{HOST}:{port}/mcp?token={self.setup.peer_token}"
+
+    def http_url(self, port: int) -> str | None:
+        """The same path over Streamable HTTP (the token goes in a header, never the URL)."""
+        return f"http://{HOST}:{port}/mcp"
+
+    @property
+    def bearer(self) -> str | None:
+        """The bench user's token."""
+        return self.setup.token
 
 
 class ScriptTarget(Target):
-    """A comparison server run from a script in bench/ (`--host`, `--port`)."""
+    """A comparison server run from a script in bench/ (`--host`, `--port`), by this
+    environment's Python or by that of a pinned environment of its own (clients/envs.py)."""
 
-    def __init__(self, key: str, script: str, title: str, description: str) -> None:
+    def __init__(
+        self,
+        key: str,
+        script: str,
+        title: str,
+        description: str,
+        *,
+        python_env: PythonEnv | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ) -> None:
         self.key, self.script, self.title, self.description = key, script, title, description
+        self.python_env, self.kinds = python_env, kinds
+
+    def prepare(self, workdir: Path) -> None:
+        """Build the script's environment when it has one and it is missing."""
+        if self.python_env is not None:
+            self.python_env.ensure()
 
     def command(self, port: int) -> list[str]:
         """`python bench/<script> --host 127.0.0.1 --port PORT`."""
-        return [PYTHON, str(ROOT / "bench" / self.script), "--host", HOST, "--port", str(port)]
+        python = str(self.python_env.python) if self.python_env is not None else PYTHON
+        return [python, str(ROOT / "bench" / self.script), "--host", HOST, "--port", str(port)]
+
+
+class HttpScriptTarget(ScriptTarget):
+    """A comparison server with a Streamable HTTP endpoint at /mcp and no WebSocket, that
+    runs only the HTTP scenarios."""
+
+    def ws_url(self, port: int) -> str | None:
+        """None: no WebSocket."""
+        return None
+
+    def http_url(self, port: int) -> str | None:
+        """`http://127.0.0.1:PORT/mcp`, no auth."""
+        return f"http://{HOST}:{port}/mcp"
 
 
 SDK = ScriptTarget(
@@ -285,6 +338,24 @@ RAW = ScriptTarget(
     "raw_server.py",
     "raw websockets 17 server, JSON-RPC by hand (uvloop, orjson)",
     "no auth, no validation: the floor of what one Python process can do",
+)
+FASTMCP = HttpScriptTarget(
+    "fastmcp",
+    "fastmcp_server.py",
+    "FastMCP 4.1.6 on the official SDK 2.3, Streamable HTTP (uvicorn + uvloop + httptools)",
+    "its default http_app(): stateful sessions, SSE responses; the same add tool and a "
+    "process_batch with progress; no auth",
+    python_env=FASTMCP_ENV,
+    kinds=HTTP_KINDS,
+)
+MCPZ = HttpScriptTarget(
+    "mcpz",
+    "mcpz_server.py",
+    "django-mcpz 1.2.0 on Django 5.2, Streamable HTTP (gunicorn, one gthread worker)",
+    "stateless mode for 2025-11-25 clients, JSON responses; the same add tool (no progress: "
+    "the package has none); no auth, no middleware, no database",
+    python_env=DJANGO_MCPZ,
+    kinds=HTTP_KINDS,
 )
 
 

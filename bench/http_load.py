@@ -1,0 +1,271 @@
+"""The Streamable HTTP scenarios: an MCP client over HTTP (aiohttp) that initializes once per
+virtual user and then calls `add` back to back, and the time to the first progress of a
+streaming call. Run by the load generator against this service, FastMCP and django-mcpz."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from bench.measure import percentile
+from bench.report import HTTP, Goal, Goals, Metric, Row, declare
+from bench.scenarios import (
+    CLIENT_NAME,
+    LoadTarget,
+    Scenario,
+    Throughput,
+    call_loop,
+    latency_summary,
+)
+from mcp_server.client.http import ACCEPT_BOTH, SESSION_HEADER, VERSION_HEADER
+from mcp_server.client.raw import UnexpectedReply
+from mcp_server.client.wire import (
+    INITIALIZED,
+    PROTOCOL_VERSION,
+    JsonObject,
+    initialize_params,
+    request_frame,
+    tool_call_params,
+)
+
+# The servers that speak Streamable HTTP, and the ones with a streaming (progress) tool.
+HTTP_TARGETS = ("service", "fastmcp", "mcpz")
+PROGRESS_TARGETS = ("service", "fastmcp")
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60.0)
+
+
+def sse_messages(lines: Sequence[bytes]) -> list[JsonObject]:
+    """The JSON-RPC messages of complete SSE events (`data:` lines joined, as the SSE standard
+    says; events with empty data, such as a priming event that carries only an id, skipped)."""
+    messages: list[JsonObject] = []
+    data: list[bytes] = []
+    for raw in lines:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            payload = b"\n".join(data)
+            if payload:
+                messages.append(orjson.loads(payload))
+            data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return messages
+
+
+class LoadSession:
+    """A virtual user's MCP session over Streamable HTTP on aiohttp, for the hot loops (the
+    client binding, mcp_server.client.http, is on httpx): its session id (when the server
+    issues one) and bearer token go on every request; a response comes as JSON or as SSE."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, bearer: str | None) -> None:
+        self.http, self.url = http, url
+        self.headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
+        if bearer:
+            self.headers["Authorization"] = f"Bearer {bearer}"
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, url: str, bearer: str | None) -> LoadSession:
+        """`initialize` (taking the session id), then `notifications/initialized`."""
+        session = cls(http, url, bearer)
+        params = initialize_params(CLIENT_NAME, "1.0")
+        async with session.post(request_frame(0, "initialize", params)) as response:
+            reply = await session._reply(response, 0, None)
+            if "result" not in reply:
+                raise UnexpectedReply(f"initialize failed: {reply!r:.300}")
+            session_id = response.headers.get(SESSION_HEADER)
+        session.headers[VERSION_HEADER] = PROTOCOL_VERSION
+        if session_id:
+            session.headers[SESSION_HEADER] = session_id
+        async with session.post(INITIALIZED) as response:
+            if response.status != 202:
+                raise UnexpectedReply(f"notifications/initialized: HTTP {response.status}")
+        return session
+
+    async def close(self) -> None:
+        """End the session (DELETE) when the server issued one, as a well-behaved client does."""
+        if SESSION_HEADER in self.headers:
+            async with self.http.delete(self.url, headers=self.headers) as response:
+                await response.read()
+
+    def post(self, body: str) -> Any:
+        """POST one JSON-RPC message (an aiohttp response context manager)."""
+        return self.http.post(self.url, data=body, headers=self.headers)
+
+    async def request(
+        self,
+        method: str,
+        params: Any,
+        on_message: Callable[[JsonObject], None] | None = None,
+    ) -> JsonObject:
+        """Send a request; its response, messages before it (progress) to `on_message`."""
+        request_id = next(self._ids)
+        async with self.post(request_frame(request_id, method, params)) as response:
+            return await self._reply(response, request_id, on_message)
+
+    async def _reply(
+        self,
+        response: aiohttp.ClientResponse,
+        request_id: int,
+        on_message: Callable[[JsonObject], None] | None,
+    ) -> JsonObject:
+        if response.status != 200:
+            text = await response.text()
+            raise UnexpectedReply(f"HTTP {response.status} for id {request_id}: {text!r:.300}")
+        if response.content_type == "application/json":
+            messages: AsyncIterator[JsonObject] = _single(orjson.loads(await response.read()))
+        else:
+            messages = _events(response)
+        async for message in messages:
+            if "method" not in message and message.get("id") == request_id:
+                return message
+            if on_message is not None:
+                on_message(message)
+        raise UnexpectedReply(f"the response stream ended without the reply to {request_id}")
+
+
+async def _single(message: JsonObject) -> AsyncIterator[JsonObject]:
+    yield message
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[JsonObject]:
+    """The JSON-RPC messages of an SSE response body, each as soon as its event is complete."""
+    pending: list[bytes] = []
+    async for line in response.content:
+        pending.append(line)
+        if line in (b"\n", b"\r\n"):
+            for message in sse_messages(pending):
+                yield message
+            pending = []
+
+
+def http_client() -> aiohttp.ClientSession:
+    """The load generator's HTTP client: no connection limit, keep-alive, no cookies."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=REQUEST_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+def http_url(target: LoadTarget) -> str:
+    """The target's Streamable HTTP endpoint."""
+    if target.http_url is None:
+        raise RuntimeError("this scenario needs the target's HTTP endpoint (--http-url)")
+    return target.http_url
+
+
+async def call_add(session: LoadSession) -> None:
+    """One `tools/call` of `add` (1 + 2), its reply checked: the hot loop's step."""
+    reply = await session.request("tools/call", tool_call_params("add", {"a": 1, "b": 2}))
+    result = reply.get("result")
+    if not isinstance(result, dict) or result.get("isError"):
+        raise UnexpectedReply(f"add failed: {reply!r:.300}")
+    structured = result.get("structuredContent")
+    if not isinstance(structured, dict) or structured.get("result") != 3:
+        raise UnexpectedReply(f"unexpected add result: {reply!r:.300}")
+
+
+HTTP_GOALS: dict[int, Goals] = {
+    50: {
+        "calls_per_s": (
+            Goal("HTTP calls/s at C=50, vs FastMCP", 5.0, True, baseline="fastmcp"),
+            Goal("HTTP calls/s at C=50, vs django-mcpz", 2.0, True, baseline="mcpz"),
+        ),
+    },
+    1: {"p50_us": (Goal("HTTP p50 latency at C=1, vs FastMCP", 0.5, False, baseline="fastmcp"),)},
+}
+
+
+@dataclass(frozen=True)
+class HttpThroughput(Throughput):
+    """C virtual users over Streamable HTTP, each initialized once, then back-to-back
+    `tools/call add`: calls/s, latency, CPU."""
+
+    kind: ClassVar[str] = "http-throughput"
+    targets: ClassVar[tuple[str, ...] | None] = HTTP_TARGETS
+    title: ClassVar[str] = "HTTP throughput C={concurrency}"
+    prefix: ClassVar[str] = "http.c"
+    label_prefix: ClassVar[str] = "HTTP "
+    section: ClassVar[str] = HTTP
+    goals: ClassVar[dict[int, Goals]] = HTTP_GOALS
+
+    async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
+        url = http_url(target)
+        async with http_client() as http:
+            sessions = await asyncio.gather(
+                *(LoadSession.open(http, url, target.bearer) for _ in range(self.concurrency))
+            )
+            start = time.perf_counter() + self.warmup_s
+            end = start + self.window_s
+            window = asyncio.create_task(self.cpu_window(target, start, end))
+            loops = (call_loop(functools.partial(call_add, s), start, end) for s in sessions)
+            per_user = await asyncio.gather(*loops)
+            readings = await window
+            await asyncio.gather(*(session.close() for session in sessions))
+        return [sample for samples in per_user for sample in samples], readings
+
+
+FIRST_PROGRESS: list[Row] = [
+    ("first_p50_us", "HTTP: first progress after sending tools/call, p50", "µs"),
+    ("first_p99_us", "HTTP: first progress after sending tools/call, p99", "µs"),
+    ("response_p50_us", "HTTP: response of process_batch(count=1), p50", "µs"),
+]
+
+
+@dataclass(frozen=True)
+class HttpFirstProgress(Scenario):
+    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken on one
+    session: time from sending the POST to its progress event, and to the response."""
+
+    kind: ClassVar[str] = "http-first-progress"
+    targets: ClassVar[tuple[str, ...] | None] = PROGRESS_TARGETS
+    calls: int = 200
+    warmup: int = 20
+
+    title: ClassVar[str] = "HTTP first progress x{calls}"
+
+    def metrics(self) -> list[Metric]:
+        return declare("http.fp", FIRST_PROGRESS, HTTP)
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        first: list[float] = []
+        reply: list[float] = []
+        async with http_client() as http:
+            session = await LoadSession.open(http, http_url(target), target.bearer)
+            for index in range(self.warmup + self.calls):
+                token = f"first-{index}"
+                seen: list[float] = []
+
+                def note(message: JsonObject, token: str = token, seen: list[float] = seen) -> None:
+                    params = message.get("params") or {}
+                    if message.get("method") == "notifications/progress":
+                        if params.get("progressToken") != token:
+                            raise UnexpectedReply(f"progress for another token: {message!r:.300}")
+                        seen.append(time.perf_counter())
+
+                sent = time.perf_counter()
+                params = tool_call_params("process_batch", {"count": 1, "item_ms": 0}, token)
+                response = await session.request("tools/call", params, note)
+                done = time.perf_counter()
+                structured = (response.get("result") or {}).get("structuredContent") or {}
+                if not seen or structured.get("processed") != 1:
+                    raise UnexpectedReply(f"call {index}: no progress or {response!r:.300}")
+                if index >= self.warmup:
+                    first.append(seen[0] - sent)
+                    reply.append(done - sent)
+            await session.close()
+        p50, p99, _ = latency_summary(first, 1e6)
+        return self.values(p50, p99, percentile(reply, 0.5) * 1e6 if reply else math.nan)
+
+
+# What the servers that speak only Streamable HTTP run.
+HTTP_KINDS = (HttpThroughput.kind, HttpFirstProgress.kind)

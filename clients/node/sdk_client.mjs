@@ -1,0 +1,74 @@
+// The official TypeScript SDK v2 client (@modelcontextprotocol/client, its Streamable HTTP
+// transport) driving one scenario against a server, printing what it saw as one JSON object.
+// tests/http runs it as a subprocess and judges the JSON. The token comes from MCP_TOKEN.
+//
+//   node clients/node/sdk_client.mjs URL session   connect, list, add, a call with progress
+//   node clients/node/sdk_client.mjs URL cancel    a long call aborted after its first progress
+//                                                  (the SDK sends notifications/cancelled)
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+
+const CALL_TIMEOUT_MS = 60_000;
+
+async function connected(url) {
+  const token = process.env.MCP_TOKEN;
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  const client = new Client({ name: "tests-typescript-sdk", version: "1.0.0" });
+  await client.connect(transport);
+  return client;
+}
+
+async function session(client) {
+  const progress = [];
+  const tools = await client.listTools();
+  const add = await client.callTool({ name: "add", arguments: { a: 20, b: 22 } });
+  const batch = await client.callTool(
+    { name: "process_batch", arguments: { count: 5, item_ms: 20 } },
+    { onprogress: (p) => progress.push(p), timeout: CALL_TIMEOUT_MS },
+  );
+  return {
+    protocol_version: client.getNegotiatedProtocolVersion?.() ?? null,
+    server: client.getServerVersion?.() ?? null,
+    tools: tools.tools.map((tool) => tool.name),
+    add,
+    batch,
+    progress,
+  };
+}
+
+async function cancel(client) {
+  const abort = new AbortController();
+  let progressed = false;
+  const call = client.callTool(
+    { name: "process_batch", arguments: { count: 100000, item_ms: 10 } },
+    {
+      signal: abort.signal,
+      timeout: CALL_TIMEOUT_MS,
+      onprogress: () => {
+        progressed = true;
+        abort.abort("cancelled by the test client");
+      },
+    },
+  );
+  let error = null;
+  try {
+    await call;
+  } catch (caught) {
+    error = String(caught?.message ?? caught);
+  }
+  const addAfter = await client.callTool({ name: "add", arguments: { a: 1, b: 2 } });
+  return { cancelled_after_progress: progressed, error, add_after: addAfter };
+}
+
+const [url, scenario] = process.argv.slice(2);
+const scenarios = { session, cancel };
+if (!url || !scenarios[scenario]) {
+  console.error("usage: sdk_client.mjs URL session|cancel");
+  process.exit(2);
+}
+const client = await connected(url);
+try {
+  console.log(JSON.stringify(await scenarios[scenario](client)));
+} finally {
+  await client.close();
+}

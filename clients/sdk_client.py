@@ -1,0 +1,204 @@
+"""The official MCP Python SDK 2.3 client (`mcp.Client` over its Streamable HTTP transport)
+driving one scenario against a server, printing what it saw as one JSON object.
+
+Runs in the `mcp-sdk` environment (clients/envs.py), not the project's (which pins mcp 1.30
+for the WebSocket tests), so it imports nothing of the project; tests/http runs it as a
+subprocess and judges the JSON. The token comes from MCP_TOKEN, never the command line.
+
+    python clients/sdk_client.py URL session        # connect, list, add, a call with progress
+    python clients/sdk_client.py URL cancel         # a long call cancelled after its progress
+    python clients/sdk_client.py URL resume OTHER   # the call's stream drops after its first
+                                                    # progress; the SDK resumes it at OTHER
+
+(Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
+CallToolResult and rejects the CreateTaskResult the server answers with.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import ClientMessageMetadata
+
+TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+CALL_TIMEOUT_S = 60.0
+
+
+class DroppingTransport(httpx2.AsyncBaseTransport):
+    """Sends to the URL it is given until the first streamed progress event of a tools/call,
+    then breaks that stream (as a lost connection does) and sends everything after to
+    `other`: a load balancer that failed over to another web process."""
+
+    def __init__(self, other: str) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.other = httpx2.URL(other)
+        self.dropped = False
+        self.sent: list[str] = []  # "METHOD port" of each request, in order
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward the request; cut the stream of the first tools/call after its progress."""
+        if self.dropped:
+            request.url = request.url.copy_with(host=self.other.host, port=self.other.port)
+            request.headers["Host"] = self.other.netloc.decode()
+        self.sent.append(f"{request.method} {request.url.port}")
+        response = await self.inner.handle_async_request(request)
+        if self.dropped or request.method != "POST" or b'"tools/call"' not in request.content:
+            return response
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_CutAfterProgress(response.stream, self),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.inner.aclose()
+
+
+class _CutAfterProgress(httpx2.AsyncByteStream):
+    def __init__(self, stream: Any, owner: DroppingTransport) -> None:
+        self.stream, self.owner = stream, owner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = b""
+        async for chunk in self.stream:
+            yield chunk
+            seen += chunk.replace(b"\r\n", b"\n")
+            _, progress, after = seen.partition(b"notifications/progress")
+            if progress and b"\n\n" in after:  # the whole progress event went through
+                self.owner.dropped = True
+                raise httpx2.ReadError("connection lost (dropped by the test client)")
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@asynccontextmanager
+async def connected(url: str, transport: httpx2.AsyncBaseTransport | None = None) -> Any:
+    """An initialized `mcp.Client` (the SDK's default negotiation) with the bearer token."""
+    token = os.environ.get("MCP_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=transport) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+def dump(result: Any) -> Any:
+    """A pydantic result as JSON-ready data."""
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def session(url: str) -> dict[str, Any]:
+    """Connect, list the tools, call add, then process_batch with progress."""
+    progress: list[dict[str, Any]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append({"progress": value, "total": total, "message": message})
+
+    async with connected(url) as client:
+        tools = await client.list_tools()
+        added = await client.call_tool("add", {"a": 20, "b": 22})
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            batch = await client.call_tool(
+                "process_batch", {"count": 5, "item_ms": 20}, progress_callback=on_progress
+            )
+        return {
+            "protocol_version": client.protocol_version,
+            "server": dump(client.server_info) if client.server_info else None,
+            "tools": [tool.name for tool in tools.tools],
+            "add": dump(added),
+            "batch": dump(batch),
+            "progress": progress,
+        }
+
+
+async def cancel(url: str) -> dict[str, Any]:
+    """A long process_batch cancelled (the SDK sends notifications/cancelled) once its first
+    progress arrived; then add on the same session, which still works."""
+    first = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        first.set()
+
+    async with connected(url) as client:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            async with anyio.create_task_group() as group:
+
+                async def call() -> None:
+                    arguments = {"count": 100_000, "item_ms": 10}
+                    await client.call_tool(
+                        "process_batch", arguments, progress_callback=on_progress
+                    )
+
+                group.start_soon(call)
+                await first.wait()
+                group.cancel_scope.cancel()
+        after = await client.call_tool("add", {"a": 1, "b": 2})
+        return {"cancelled_after_progress": first.is_set(), "add_after": dump(after)}
+
+
+async def resume(url: str, other: str) -> dict[str, Any]:
+    """process_batch with progress whose stream breaks after the first progress event; the
+    SDK reconnects with Last-Event-ID, which reaches `other`, and gets the rest there."""
+    progress: list[float] = []
+    tokens: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def on_token(token: str) -> None:
+        tokens.append(token)
+
+    transport = DroppingTransport(other)
+    async with connected(url, transport) as client:
+        params = types.CallToolRequestParams(
+            name="process_batch", arguments={"count": 10, "item_ms": 50}
+        )
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.session.send_request(
+                types.CallToolRequest(params=params),
+                types.CallToolResult,
+                metadata=ClientMessageMetadata(on_resumption_token_update=on_token),
+                progress_callback=on_progress,
+            )
+        return {
+            "dropped": transport.dropped,
+            "requests": transport.sent,
+            "progress": progress,
+            "event_ids": tokens,
+            "result": dump(result),
+        }
+
+
+def main() -> int:
+    """Run the scenario named on the command line; print its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("url")
+    parser.add_argument("scenario", choices=("session", "cancel", "resume"))
+    parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
+    args = parser.parse_args()
+    runs = {
+        "session": lambda: session(args.url),
+        "cancel": lambda: cancel(args.url),
+        "resume": lambda: resume(args.url, args.other),
+    }
+    print(json.dumps(anyio.run(runs[args.scenario])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The official clients end to end over Streamable HTTP, each in its own pinned environment
+(clients/envs.py) as a subprocess against a real server: the Python SDK 2.3 (`mcp.Client`),
+the TypeScript SDK v2 (`@modelcontextprotocol/client`) and the Inspector CLI."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.envs import MCP_SDK, NODE, ROOT
+from mcp_server.processes import run_command, scrubbed_env
+from tests.e2e.conftest import Accounts
+from tests.e2e.history import wait_for_operation
+from tests.e2e.support import Deployment, ServerProcess
+from tests.http.conftest import Member, mcp_url
+
+PYTHON_CLIENT = ROOT / "clients" / "sdk_client.py"
+NODE_CLIENT = ROOT / "clients" / "node" / "sdk_client.mjs"
+# The Inspector CLI reads its own package.json relative to the working directory, so it runs
+# from its build directory (from anywhere else, 1.0.3 fails to start).
+INSPECTOR = NODE.home / "node_modules" / "@modelcontextprotocol" / "inspector-cli" / "build"
+CLIENT_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="module")
+def client_envs() -> None:
+    """The Python SDK 2.3 and Node environments, built once (cached between runs)."""
+    MCP_SDK.ensure()
+    NODE.ensure()
+
+
+def run_client(command: list[str], token: str, cwd: Path = ROOT) -> dict[str, Any]:
+    """Run a client script with MCP_TOKEN set; the JSON object it printed last."""
+    env = scrubbed_env() | {"MCP_TOKEN": token}
+    done = run_command(command, env=env, cwd=cwd, timeout=CLIENT_TIMEOUT)
+    assert done.returncode == 0, f"{command[:3]} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
+    """clients/sdk_client.py in the mcp 2.3 environment, against the endpoint `url`."""
+    return run_client([str(MCP_SDK.python), str(PYTHON_CLIENT), url, *scenario], token)
+
+
+def typescript_sdk(server: ServerProcess, token: str, scenario: str) -> dict[str, Any]:
+    """clients/node/sdk_client.mjs on Node."""
+    return run_client(["node", str(NODE_CLIENT), mcp_url(server), scenario], token)
+
+
+def inspector(server: ServerProcess, token: str, *method: str) -> dict[str, Any]:
+    """The Inspector CLI: one method against the server, with the bearer header."""
+    command = ["node", "index.js", mcp_url(server), "--transport", "http", "--method", *method]
+    command += ["--header", f"Authorization: Bearer {token}"]
+    env = scrubbed_env()
+    done = run_command(command, env=env, cwd=INSPECTOR, timeout=CLIENT_TIMEOUT)
+    assert done.returncode == 0, f"inspector {method} failed:\n{done.stdout}\n{done.stderr}"
+    return dict(json.loads(done.stdout))
+
+
+def assert_session(seen: dict[str, Any]) -> None:
+    """What a connect, list, add and process_batch with progress must have shown a client."""
+    assert seen["protocol_version"] == "2025-11-25"
+    assert seen["server"]["name"] == "mcp-realtime"
+    assert {"add", "process_batch", "sleep"} <= set(seen["tools"])
+    assert seen["add"]["structuredContent"] == {"result": 42}
+    assert seen["batch"]["structuredContent"]["processed"] == 5
+    values = [report["progress"] for report in seen["progress"]]
+    assert values and values == sorted(values) and values[-1] == 5
+    assert all(report["total"] == 5 for report in seen["progress"])
+
+
+def assert_cancelled(deployment: Deployment, member: Member, seen: dict[str, Any]) -> None:
+    """The client cancelled after the first progress, its session went on, and the server
+    stopped the call (history says cancelled)."""
+    assert seen["cancelled_after_progress"] is True
+    assert seen["add_after"]["structuredContent"] == {"result": 3}
+    row = wait_for_operation(
+        deployment,
+        f"{member.username}'s process_batch to be cancelled",
+        tool="process_batch",
+        status="cancelled",
+        username=member.username,
+    )
+    assert row["status"] == "cancelled"
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_python_sdk_2_3_connects_lists_and_calls_with_progress(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    assert_session(python_sdk(mcp_url(served), accounts.alice, "session"))
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_python_sdk_2_3_cancels_a_call(
+    served: ServerProcess, deployment: Deployment, member: Member
+) -> None:
+    seen = python_sdk(mcp_url(served), member.token, "cancel")
+    assert_cancelled(deployment, member, seen)
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_typescript_sdk_v2_connects_lists_and_calls_with_progress(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    assert_session(typescript_sdk(served, accounts.alice, "session"))
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_typescript_sdk_v2_cancels_a_call(
+    served: ServerProcess, deployment: Deployment, member: Member
+) -> None:
+    seen = typescript_sdk(served, member.token, "cancel")
+    assert seen["error"] == "cancelled by the test client"
+    assert_cancelled(deployment, member, seen)
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts) -> None:
+    listed = inspector(served, accounts.alice, "tools/list")
+    assert {"add", "process_batch"} <= {tool["name"] for tool in listed["tools"]}
+    added = inspector(
+        served, accounts.alice, "tools/call", "--tool-name", "add", "--tool-arg", "a=2", "b=3"
+    )
+    assert added["structuredContent"] == {"result": 5}
+    assert not added.get("isError")

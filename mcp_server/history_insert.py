@@ -14,7 +14,7 @@ so the event loop never waits for a whole batch), `COPY ... FROM STDIN` on Postg
 (psycopg formats the rows in C).
 """
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -78,6 +78,28 @@ def _adapter(
     return _identity
 
 
+class ColumnValues:
+    """The values of some fields of a row (a dict keyed by attname), in order, as the database
+    takes them: only the columns that need it are adapted."""
+
+    def __init__(
+        self,
+        fields: Sequence["models.Field[Any, Any]"],
+        connection: BaseDatabaseWrapper,
+        limits: Mapping[str, int],
+    ) -> None:
+        adapters = [_adapter(f, connection, limits.get(f.attname)) for f in fields]
+        self._adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt is not _identity]
+        self._values_of = itemgetter(*(f.attname for f in fields))
+
+    def __call__(self, row: Mapping[str, Any]) -> list[Any]:
+        """The column values of `row`."""
+        values = list(self._values_of(row))
+        for i, adapt in self._adapted:
+            values[i] = adapt(values[i])
+        return values
+
+
 class RowInserter:
     """Inserts dicts of field values (keyed by attname) into a model's table in one statement."""
 
@@ -91,24 +113,14 @@ class RowInserter:
     ) -> None:
         # Columns left out take their database defaults; `limits` caps columns (bytes).
         fields = [f for f in model._meta.concrete_fields if f.attname not in leave_out]
-        caps = limits or {}
         self.attnames = [f.attname for f in fields]
-        adapters = [_adapter(f, connection, caps.get(f.attname)) for f in fields]
-        self._adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt is not _identity]
-        self._values_of = itemgetter(*self.attnames)
+        self.values = ColumnValues(fields, connection, limits or {})
         quote = connection.ops.quote_name
         table = quote(model._meta.db_table)
         columns = ", ".join(quote(str(f.column)) for f in fields)
         self._copy = f"COPY {table} ({columns}) FROM STDIN"
         self._insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
         self._connection = connection
-
-    def values(self, row: Mapping[str, Any]) -> list[Any]:
-        """The column values of `row`, in column order, as the database takes them."""
-        values = list(self._values_of(row))
-        for i, adapt in self._adapted:
-            values[i] = adapt(values[i])
-        return values
 
     def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert `rows` (inside the caller's transaction)."""
@@ -124,3 +136,40 @@ class RowInserter:
             with self._connection.wrap_database_errors, cursor.copy(self._copy) as copy:
                 for row in rows:
                     copy.write_row(self.values(row))
+
+
+class RowUpdater:
+    """Sets some columns of rows by primary key, except where a column holds one of the
+    `unless` values (a status that is final): one statement, prepared once, for every row."""
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        connection: BaseDatabaseWrapper,
+        *,
+        columns: Sequence[str],
+        unless: tuple[str, Collection[str]],
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
+        meta = model._meta
+        by_name = {f.attname: f for f in meta.concrete_fields}
+        fields = [by_name[name] for name in columns]
+        pk = by_name[meta.pk.attname if meta.pk is not None else "id"]
+        self.values = ColumnValues([*fields, pk], connection, limits or {})
+        quote = connection.ops.quote_name
+        changes = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
+        guard, final = unless
+        self._final = list(final)
+        self._update = (
+            f"UPDATE {quote(meta.db_table)} SET {changes} WHERE {quote(str(pk.column))} = %s"
+            f" AND {quote(str(by_name[guard].column))} NOT IN "
+            f"({', '.join(['%s'] * len(self._final))})"
+        )
+        self._connection = connection
+
+    def update(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Update `rows`, in the order given (inside the caller's transaction)."""
+        params = (self.values(row) + self._final for row in rows)
+        with self._connection.cursor() as cursor:
+            # An iterator, as in insert.
+            cursor.executemany(self._update, params)  # type: ignore[arg-type]

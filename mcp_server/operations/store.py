@@ -23,8 +23,8 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from mcp_server.history_insert import RowInserter
-from mcp_server.history_values import history_text, history_value
+from mcp_server.history_insert import RowInserter, RowUpdater
+from mcp_server.history_values import history_text
 from mcp_server.models import Operation, OperationError
 from mcp_server.operations.lifecycle import (
     ACTIVE_STATUSES,
@@ -91,10 +91,7 @@ EXECUTION_FIELDS = (
 )
 
 
-# Columns of an operation as history writes them: JSON ones, and text ones with their length.
-_JSON_COLUMNS = frozenset(
-    f.attname for f in Operation._meta.concrete_fields if isinstance(f, models.JSONField)
-)
+# Text columns of an operation, with their length.
 _TEXT_COLUMNS = {
     f.attname: f.max_length
     for f in Operation._meta.concrete_fields
@@ -129,19 +126,22 @@ def _operation_inserter(*, plain: bool = False) -> RowInserter:
     return inserter
 
 
-def _storable_changes(snapshot: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
-    """The mutable fields of a snapshot, as history stores them (escaped, capped)."""
-    fields: dict[str, Any] = {}
-    for name in MUTABLE_FIELDS:
-        if name not in snapshot:
-            continue
-        value = snapshot[name]
-        if name in _JSON_COLUMNS:
-            value = history_value(value, limits.get(name))
-        elif name in _TEXT_COLUMNS and value is not None:
-            value = history_text(value, max_chars=_TEXT_COLUMNS[name], max_bytes=limits.get(name))
-        fields[name] = value
-    return fields
+def _operation_updater() -> RowUpdater:
+    # As _operation_inserter: one per connection object and set of caps.
+    limits = history_limits()
+    key = tuple(sorted(limits.items()))
+    updaters: dict[Any, RowUpdater] | None = getattr(connection, "_mcp_updaters", None)
+    if updaters is None:
+        updaters = {}
+        setattr(connection, "_mcp_updaters", updaters)  # noqa: B010 (not an attribute of its type)
+    updater = updaters.get(key)
+    if updater is None:
+        unless = ("status", [str(status) for status in TERMINAL_STATUSES])
+        updater = RowUpdater(
+            Operation, connection, columns=MUTABLE_FIELDS, unless=unless, limits=limits
+        )
+        updaters[key] = updater
+    return updater
 
 
 def _item_error(row: dict[str, Any], limit: int) -> OperationError:
@@ -177,15 +177,13 @@ def operations_persist(
     for start in range(0, len(active), _IDS_PER_STATEMENT):
         chunk = active[start : start + _IDS_PER_STATEMENT]
         Operation.objects.filter(pk__in=chunk).update(heartbeat_at=Now())
+    # In id order, as every multi-row write takes its locks (see _locked_in_order). An ended
+    # operation never changes again: a task cancelled by its client, or work the reaper marked
+    # interrupted, keeps that status whatever its runner reports later.
+    changed = sorted(updated, key=lambda snapshot: snapshot["id"])
+    if changed:
+        _operation_updater().update(changed)
     limits = history_limits()
-    # In id order, as every multi-row write takes its locks (see _locked_in_order).
-    for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
-        fields = _storable_changes(snapshot, limits)
-        # An ended operation never changes again: a task cancelled by its client, or work the
-        # reaper marked interrupted, keeps that status whatever its runner reports later.
-        Operation.objects.filter(pk=snapshot["id"]).exclude(status__in=TERMINAL_STATUSES).update(
-            **fields
-        )
     error_rows = [_item_error(row, limits["result"]) for row in errors]
     if error_rows:
         OperationError.objects.bulk_create(error_rows, batch_size=1000)

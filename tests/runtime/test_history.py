@@ -100,3 +100,17 @@ def test_with_history_disabled_only_rows_made_elsewhere_are_written(owner, setti
     assert not Operation.objects.filter(pk=plain["id"]).exists()
     assert Operation.objects.get(pk=task["id"]).status == OperationStatus.SUCCEEDED
     assert list(OperationError.objects.values_list("operation_id", flat=True)) == [task["id"]]
+
+
+def test_a_batch_of_updates_never_changes_an_ended_row(owner) -> None:
+    writer = HistoryWriter(interval=3600)
+    ending, ended = history_row(*owner), history_row(*owner)
+    for snapshot in (ending, ended):
+        writer.record(snapshot)
+    writer.flush()
+    Operation.objects.filter(pk=ended["id"]).update(status=OperationStatus.CANCELLED)
+    for snapshot in (ending, ended):
+        writer.record({**snapshot, "status": OperationStatus.SUCCEEDED, "progress": 1.0})
+    writer.flush()
+    statuses = dict(Operation.objects.values_list("id", "status"))
+    assert statuses == {ending["id"]: OperationStatus.SUCCEEDED, ended["id"]: "cancelled"}

@@ -11,10 +11,10 @@ depends on for history; `mcp_server.runtime.history.HistoryWriter` implements it
 background thread that writes batches through `operations_persist`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 from django.conf import settings
@@ -35,6 +35,7 @@ from mcp_server.operations.lifecycle import (
 )
 
 Snapshot = dict[str, Any]
+_Statement = TypeVar("_Statement", RowInserter, RowUpdater)
 
 
 class OperationStore(Protocol):
@@ -109,39 +110,38 @@ def history_limits() -> dict[str, int]:
     return {"arguments": arguments, "result": result, "result_summary": result, "error": result}
 
 
-def _operation_inserter(*, plain: bool = False) -> RowInserter:
+def _on_connection(key: str, make: Callable[[dict[str, int]], _Statement]) -> _Statement:
+    """The statement `make` builds for this thread's connection and the caps in settings."""
     # One of each per connection object (a thread's connection may be replaced after an error)
     # and per set of caps (settings are read on every batch; tests change them).
     limits = history_limits()
-    key = (plain, tuple(sorted(limits.items())))
-    inserters: dict[Any, RowInserter] | None = getattr(connection, "_mcp_inserters", None)
-    if inserters is None:
-        inserters = {}
-        setattr(connection, "_mcp_inserters", inserters)  # noqa: B010 (not an attribute of its type)
-    inserter = inserters.get(key)
-    if inserter is None:
-        leave_out = EXECUTION_FIELDS if plain else ()
-        inserter = RowInserter(Operation, connection, leave_out=leave_out, limits=limits)
-        inserters[key] = inserter
-    return inserter
+    full_key = (key, tuple(sorted(limits.items())))
+    statements: dict[Any, Any] | None = getattr(connection, "_mcp_statements", None)
+    if statements is None:
+        statements = {}
+        setattr(connection, "_mcp_statements", statements)  # noqa: B010 (not of its type)
+    statement = statements.get(full_key)
+    if statement is None:
+        statement = statements[full_key] = make(limits)
+    return cast(_Statement, statement)
+
+
+def _operation_inserter(*, plain: bool = False) -> RowInserter:
+    leave_out = EXECUTION_FIELDS if plain else ()
+    return _on_connection(
+        f"insert {plain}",
+        lambda limits: RowInserter(Operation, connection, leave_out=leave_out, limits=limits),
+    )
 
 
 def _operation_updater() -> RowUpdater:
-    # As _operation_inserter: one per connection object and set of caps.
-    limits = history_limits()
-    key = tuple(sorted(limits.items()))
-    updaters: dict[Any, RowUpdater] | None = getattr(connection, "_mcp_updaters", None)
-    if updaters is None:
-        updaters = {}
-        setattr(connection, "_mcp_updaters", updaters)  # noqa: B010 (not an attribute of its type)
-    updater = updaters.get(key)
-    if updater is None:
-        unless = ("status", [str(status) for status in TERMINAL_STATUSES])
-        updater = RowUpdater(
+    unless = ("status", [str(status) for status in TERMINAL_STATUSES])
+    return _on_connection(
+        "update",
+        lambda limits: RowUpdater(
             Operation, connection, columns=MUTABLE_FIELDS, unless=unless, limits=limits
-        )
-        updaters[key] = updater
-    return updater
+        ),
+    )
 
 
 def _item_error(row: dict[str, Any], limit: int) -> OperationError:

@@ -106,8 +106,13 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     targets: list[Target] = []
     if "service" in args.only:
         variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
-        modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.metrics]
-        targets += [ServiceTarget(setup, s, metrics=on) for s in variants for on in modes]
+        modes = {"on": (True,), "off": (False,), "both": (True, False)}
+        targets += [
+            ServiceTarget(setup, s, metrics=metrics, history=history)
+            for s in variants
+            for metrics in modes[args.metrics]
+            for history in modes[args.history]
+        ]
     if "redis" in args.only:
         unavailable = redis_unavailable(args.redis_url)
         if unavailable is None:
@@ -140,6 +145,12 @@ class BenchOptions:
         "on",
         "--metrics",
         "the service with Prometheus metrics recorded (multiprocess files), without, or both",
+        choices=("on", "off", "both"),
+    )
+    history: str = option(
+        "on",
+        "--history",
+        "the service recording plain calls in history, not (MCP_HISTORY_ENABLED=false), or both",
         choices=("on", "off", "both"),
     )
     only: tuple[str, ...] = option(

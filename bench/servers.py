@@ -227,9 +227,10 @@ class ServiceTarget(Target):
         redis_url: str | None = None,
         kinds: tuple[str, ...] | None = None,
         metrics: bool = True,
+        history: bool = True,
     ) -> None:
         self.setup, self.server, self.redis_url, self.kinds = setup, server, redis_url, kinds
-        self.metrics = metrics
+        self.metrics, self.history = metrics, history
         self.prefix = f"bench-{secrets.token_hex(4)}-"
         if redis_url is not None:
             self.key = "service-redis"
@@ -241,6 +242,9 @@ class ServiceTarget(Target):
             self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
         if not metrics:
             self.key, self.title = f"{self.key}-metrics-off", f"{self.title}, MCP_METRICS=false"
+        if not history:
+            title = f"{self.title}, MCP_HISTORY_ENABLED=false"
+            self.key, self.title = f"{self.key}-history-off", title
 
     def prepare(self, workdir: Path) -> None:
         """Set up the shared database and tokens."""
@@ -256,8 +260,11 @@ class ServiceTarget(Target):
 
     def env(self) -> dict[str, str]:
         """The service's environment (with Redis under a key prefix of this run, if set), its
-        metrics recorded as with several processes (multiprocess files) or off."""
+        metrics recorded as with several processes (multiprocess files) or off, and history
+        recording on or off."""
         env = self.setup.env()
+        if not self.history:
+            env |= {"MCP_HISTORY_ENABLED": "false"}
         if self.redis_url is not None:
             env |= {"REDIS_URL": self.redis_url, "MCP_CHANNEL_PREFIX": self.prefix}
         if not self.metrics:

@@ -290,6 +290,11 @@ MCP_PROGRESS_MAX_RATE = env.float("MCP_PROGRESS_MAX_RATE", default=10.0)
 # PROGRESS_INTERVAL s at most.
 MCP_HISTORY_FLUSH_INTERVAL = env.float("MCP_HISTORY_FLUSH_INTERVAL", default=0.25)
 MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", default=1.0)
+# --- history on and off (issue 16) --------------------------------------------------------
+# False: plain tool calls leave no history row (tasks and calls handed to workers still do:
+# their rows carry the protocol's state). For measuring what history costs; keep it on.
+MCP_HISTORY_ENABLED = env.bool("MCP_HISTORY_ENABLED", default=True)
+# --- end of history on and off ------------------------------------------------------------
 # History keeps a call's arguments, and its result (summary, error text, a task's whole
 # result), up to these many bytes of JSON each; beyond, a preview and the original size.
 MCP_HISTORY_MAX_ARGUMENTS_BYTES = env.int("MCP_HISTORY_MAX_ARGUMENTS_BYTES", default=64 * 1024)

@@ -14,7 +14,7 @@ background thread that writes batches through `operations_persist`.
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 from django.conf import settings
@@ -23,8 +23,8 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from mcp_server.history_insert import RowInserter
-from mcp_server.history_values import history_text, history_value
+from mcp_server.history_insert import RowInserter, RowUpdater
+from mcp_server.history_values import history_text
 from mcp_server.models import Operation, OperationError
 from mcp_server.operations.lifecycle import (
     ACTIVE_STATUSES,
@@ -35,6 +35,7 @@ from mcp_server.operations.lifecycle import (
 )
 
 Snapshot = dict[str, Any]
+_Statement = TypeVar("_Statement", RowInserter, RowUpdater)
 
 
 class OperationStore(Protocol):
@@ -96,10 +97,7 @@ EXECUTION_FIELDS = (
 )
 
 
-# Columns of an operation as history writes them: JSON ones, and text ones with their length.
-_JSON_COLUMNS = frozenset(
-    f.attname for f in Operation._meta.concrete_fields if isinstance(f, models.JSONField)
-)
+# Text columns of an operation, with their length.
 _TEXT_COLUMNS = {
     f.attname: f.max_length
     for f in Operation._meta.concrete_fields
@@ -117,36 +115,38 @@ def history_limits() -> dict[str, int]:
     return {"arguments": arguments, "result": result, "result_summary": result, "error": result}
 
 
-def _operation_inserter(*, plain: bool = False) -> RowInserter:
+def _on_connection(key: str, make: Callable[[dict[str, int]], _Statement]) -> _Statement:
+    """The statement `make` builds for this thread's connection and the caps in settings."""
     # One of each per connection object (a thread's connection may be replaced after an error)
     # and per set of caps (settings are read on every batch; tests change them).
     limits = history_limits()
-    key = (plain, tuple(sorted(limits.items())))
-    inserters: dict[Any, RowInserter] | None = getattr(connection, "_mcp_inserters", None)
-    if inserters is None:
-        inserters = {}
-        setattr(connection, "_mcp_inserters", inserters)  # noqa: B010 (not an attribute of its type)
-    inserter = inserters.get(key)
-    if inserter is None:
-        leave_out = EXECUTION_FIELDS if plain else ()
-        inserter = RowInserter(Operation, connection, leave_out=leave_out, limits=limits)
-        inserters[key] = inserter
-    return inserter
+    full_key = (key, tuple(sorted(limits.items())))
+    statements: dict[Any, Any] | None = getattr(connection, "_mcp_statements", None)
+    if statements is None:
+        statements = {}
+        setattr(connection, "_mcp_statements", statements)  # noqa: B010 (not of its type)
+    statement = statements.get(full_key)
+    if statement is None:
+        statement = statements[full_key] = make(limits)
+    return cast(_Statement, statement)
 
 
-def _storable_changes(snapshot: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
-    """The mutable fields of a snapshot, as history stores them (escaped, capped)."""
-    fields: dict[str, Any] = {}
-    for name in MUTABLE_FIELDS:
-        if name not in snapshot:
-            continue
-        value = snapshot[name]
-        if name in _JSON_COLUMNS:
-            value = history_value(value, limits.get(name))
-        elif name in _TEXT_COLUMNS and value is not None:
-            value = history_text(value, max_chars=_TEXT_COLUMNS[name], max_bytes=limits.get(name))
-        fields[name] = value
-    return fields
+def _operation_inserter(*, plain: bool = False) -> RowInserter:
+    leave_out = EXECUTION_FIELDS if plain else ()
+    return _on_connection(
+        f"insert {plain}",
+        lambda limits: RowInserter(Operation, connection, leave_out=leave_out, limits=limits),
+    )
+
+
+def _operation_updater() -> RowUpdater:
+    unless = ("status", [str(status) for status in TERMINAL_STATUSES])
+    return _on_connection(
+        "update",
+        lambda limits: RowUpdater(
+            Operation, connection, columns=MUTABLE_FIELDS, unless=unless, limits=limits
+        ),
+    )
 
 
 def _item_error(row: dict[str, Any], limit: int) -> OperationError:
@@ -182,15 +182,13 @@ def operations_persist(
     for start in range(0, len(active), _IDS_PER_STATEMENT):
         chunk = active[start : start + _IDS_PER_STATEMENT]
         Operation.objects.filter(pk__in=chunk).update(heartbeat_at=Now())
+    # In id order, as every multi-row write takes its locks (see _locked_in_order). An ended
+    # operation never changes again: a task cancelled by its client, or work the reaper marked
+    # interrupted, keeps that status whatever its runner reports later.
+    changed = sorted(updated, key=lambda snapshot: snapshot["id"])
+    if changed:
+        _operation_updater().update(changed)
     limits = history_limits()
-    # In id order, as every multi-row write takes its locks (see _locked_in_order).
-    for snapshot in sorted(updated, key=lambda snapshot: snapshot["id"]):
-        fields = _storable_changes(snapshot, limits)
-        # An ended operation never changes again: a task cancelled by its client, or work the
-        # reaper marked interrupted, keeps that status whatever its runner reports later.
-        Operation.objects.filter(pk=snapshot["id"]).exclude(status__in=TERMINAL_STATUSES).update(
-            **fields
-        )
     error_rows = [_item_error(row, limits["result"]) for row in errors]
     if error_rows:
         OperationError.objects.bulk_create(error_rows, batch_size=1000)

@@ -55,8 +55,10 @@ class HistoryWriter:
     """Buffers operation snapshots and item errors and writes them in batches off the loop
     (the process's `OperationStore`)."""
 
-    def __init__(self, *, interval: float, max_pending: int = 200_000) -> None:
+    def __init__(self, *, interval: float, max_pending: int = 200_000, calls: bool = True) -> None:
         self._interval = interval
+        # False (MCP_HISTORY_ENABLED off): only operations whose row exists elsewhere are written.
+        self._calls = calls
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -81,6 +83,8 @@ class HistoryWriter:
 
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
+        if not self._calls and snapshot["id"] not in self._persisted:
+            return
         with self._lock:
             if not self._pending and not self._errors:
                 self._oldest = time.monotonic()
@@ -93,6 +97,10 @@ class HistoryWriter:
 
     def record_errors(self, rows: list[dict[str, Any]]) -> None:
         """Queue item-error rows (dicts of OperationError fields)."""
+        if not self._calls:
+            rows = [row for row in rows if row["operation_id"] in self._persisted]
+            if not rows:
+                return
         with self._lock:
             if not self._pending and not self._errors:
                 self._oldest = time.monotonic()
@@ -306,4 +314,6 @@ class HistoryWriter:
 
 def writer_from_settings() -> HistoryWriter:
     """A history writer for this process, configured from settings."""
-    return HistoryWriter(interval=settings.MCP_HISTORY_FLUSH_INTERVAL)
+    return HistoryWriter(
+        interval=settings.MCP_HISTORY_FLUSH_INTERVAL, calls=settings.MCP_HISTORY_ENABLED
+    )

@@ -1,9 +1,10 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from mcp_server.models import Operation, OperationError, OperationStatus
-from mcp_server.runtime.history import HistoryWriter
+from mcp_server.operations.store import operation_create
+from mcp_server.runtime.history import HistoryWriter, writer_from_settings
 from tests.runtime.conftest import history_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,3 +73,44 @@ def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults(owner)
     assert (row.task_ttl, row.progress_token, row.result, row.heartbeat_at) == (None,) * 4
     assert row.tool == snapshot["tool"]
     assert row.arguments == snapshot["arguments"]
+
+
+def test_a_datetime_in_another_zone_is_stored_as_the_same_instant(owner) -> None:
+    writer = HistoryWriter(interval=3600)
+    finished = datetime(2026, 11, 22, 5, 4, 7, 250, tzinfo=timezone(timedelta(hours=2)))
+    snapshot = history_row(*owner, status=OperationStatus.SUCCEEDED, finished_at=finished)
+    writer.record(snapshot)
+    writer.flush()
+    assert Operation.objects.get(pk=snapshot["id"]).finished_at == finished
+
+
+def test_with_history_disabled_only_rows_made_elsewhere_are_written(owner, settings) -> None:
+    settings.MCP_HISTORY_ENABLED = False
+    writer = writer_from_settings()
+    plain = history_row(*owner, is_task=False, result=None)
+    task = history_row(*owner)
+    operation_create(snapshot=task)  # a task's row exists before it is answered
+    writer.adopt(task["id"])
+    error = {"item": "x.png", "message": "bad", "created_at": task["queued_at"]}
+    writer.record(plain)
+    writer.record_errors([{**error, "operation_id": plain["id"]}])
+    writer.record({**task, "status": OperationStatus.SUCCEEDED, "progress": 1.0})
+    writer.record_errors([{**error, "operation_id": task["id"]}])
+    writer.flush()
+    assert not Operation.objects.filter(pk=plain["id"]).exists()
+    assert Operation.objects.get(pk=task["id"]).status == OperationStatus.SUCCEEDED
+    assert list(OperationError.objects.values_list("operation_id", flat=True)) == [task["id"]]
+
+
+def test_a_batch_of_updates_never_changes_an_ended_row(owner) -> None:
+    writer = HistoryWriter(interval=3600)
+    ending, ended = history_row(*owner), history_row(*owner)
+    for snapshot in (ending, ended):
+        writer.record(snapshot)
+    writer.flush()
+    Operation.objects.filter(pk=ended["id"]).update(status=OperationStatus.CANCELLED)
+    for snapshot in (ending, ended):
+        writer.record({**snapshot, "status": OperationStatus.SUCCEEDED, "progress": 1.0})
+    writer.flush()
+    statuses = dict(Operation.objects.values_list("id", "status"))
+    assert statuses == {ending["id"]: OperationStatus.SUCCEEDED, ended["id"]: "cancelled"}

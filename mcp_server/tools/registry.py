@@ -19,6 +19,12 @@ from typing_extensions import is_typeddict
 from mcp_server.runtime.context import ToolContext
 
 TaskSupport = Literal["forbidden", "optional", "required"]
+# Where a tool runs in a deployment with workers (mcp_server/placement.py has the rule).
+Placement = Literal["auto", "local", "worker"]
+# How long a call takes: "short" tools run in the web process under `auto` placement.
+Duration = Literal["short", "long"]
+PLACEMENTS: tuple[Placement, ...] = ("auto", "local", "worker")
+DURATIONS: tuple[Duration, ...] = ("short", "long")
 ToolFunction = Callable[..., Any]
 
 
@@ -61,6 +67,8 @@ class Tool:
     title: str | None
     annotations: dict[str, Any] | None
     task_support: TaskSupport
+    placement: Placement
+    duration: Duration
     context_param: str | None
     is_async: bool
     validator: Any
@@ -136,9 +144,15 @@ def build_tool(
     output_schema: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
+    placement: Placement = "auto",
+    duration: Duration = "long",
 ) -> Tool:
     """Describe `fn` as a tool: derive what was not given and compile its validator."""
     tool_name = name or fn.__name__
+    if placement not in PLACEMENTS:
+        raise TypeError(f"tool {tool_name!r}: placement must be one of {', '.join(PLACEMENTS)}")
+    if duration not in DURATIONS:
+        raise TypeError(f"tool {tool_name!r}: duration must be one of {', '.join(DURATIONS)}")
     derived_schema, context_param = _signature_schema(fn, tool_name)
     schema = input_schema if input_schema is not None else derived_schema
     if schema.get("type") != "object":
@@ -163,6 +177,8 @@ def build_tool(
         title=title,
         annotations=annotations,
         task_support=task_support,
+        placement=placement,
+        duration=duration,
         context_param=context_param,
         is_async=inspect.iscoroutinefunction(fn),
         validator=jsonschema_rs.validator_for(schema),
@@ -208,9 +224,15 @@ def tool(
     output_schema: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
+    placement: Placement = "auto",
+    duration: Duration = "long",
     into: ToolRegistry | None = None,
 ) -> Callable[[ToolFunction], ToolFunction]:
-    """Register the decorated function as a tool (in the default registry unless `into`)."""
+    """Register the decorated function as a tool (in the default registry unless `into`).
+
+    `placement` says where it runs when the deployment has workers: "local" (the web process
+    that holds the connection), "worker", or "auto": local when `duration` is "short", on a
+    worker otherwise (docs/tools.md)."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         (into if into is not None else registry).register(
@@ -223,6 +245,8 @@ def tool(
                 output_schema=output_schema,
                 annotations=annotations,
                 task_support=task_support,
+                placement=placement,
+                duration=duration,
             )
         )
         return fn

@@ -4,22 +4,20 @@ it keeps local stops with its web process, as the goodbye says; a bad override s
 
 import asyncio
 import secrets
-import signal
 import socket
-import subprocess
 from typing import Any
 
+from mcp_server.processes import run_command
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
     LONG_BATCH,
     WAIT,
     Cluster,
-    connection_closed,
     is_progress,
     next_matching,
+    sigterm_goodbye,
 )
 from tests.e2e.support import (
-    COMMAND_TIMEOUT,
     PROJECT_DIR,
     PYTHON,
     RawClient,
@@ -99,17 +97,9 @@ async def test_an_override_moves_tools_and_a_local_task_stops_with_its_web_proce
                 )
             )["task"]
             await next_matching(client, is_progress("here"), WAIT)
-            moved.process.send_signal(signal.SIGTERM)
-            notice = await next_matching(
-                client, lambda m: m.get("method") == "notifications/message", WAIT
-            )
-            data = notice["params"]["data"]
-            assert data["reason"] == "shutdown"
-            assert data["interruptedTasks"] == [task["taskId"]]
-            assert "1 running on this server are interrupted" in data["message"]
-            closed = await connection_closed(client, WAIT)
-            assert closed.rcvd is not None
-            assert closed.rcvd.code == 1012
+            goodbye = await sigterm_goodbye(client, moved)
+            assert goodbye["interruptedTasks"] == [task["taskId"]]
+            assert "1 running on this server are interrupted" in goodbye["message"]
         await asyncio.to_thread(moved.process.wait, WAIT)
         on_worker = _runner(cluster.workers[0].process.pid)
         assert await asyncio.to_thread(_ran_on, cluster, "add", add) == on_worker
@@ -126,16 +116,7 @@ async def test_an_override_moves_tools_and_a_local_task_stops_with_its_web_proce
 
 def test_a_bad_override_stops_start_up_naming_it(cluster: Cluster) -> None:
     env = {**cluster.deployment.env, "MCP_TOOL_PLACEMENT": "add=worker,ad=local"}
-    done = subprocess.run(
-        [PYTHON, "manage.py", "serve", "--port", "0"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
+    done = run_command([PYTHON, "manage.py", "serve", "--port", "0"], env=env, cwd=PROJECT_DIR)
     assert done.returncode != 0
     assert (
         "django.core.exceptions.ImproperlyConfigured: MCP_TOOL_PLACEMENT: no tool is called 'ad'"

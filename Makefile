@@ -42,10 +42,12 @@ run: install
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-# Two web processes (:8001, :8002) and one worker on Redis (REDIS_URL, default
-# redis://127.0.0.1:6379/0) and DATABASE_URL; Ctrl-C stops them all. See docs/operations.md.
+# Two web processes (:8001, :8002) and WORKERS workers (default 1) on Redis (REDIS_URL, default
+# redis://127.0.0.1:6379/0) and DATABASE_URL, under supervisord: a process that exits is
+# restarted, Ctrl-C stops them all. See docs/operations.md.
+WORKERS ?= 1
 cluster: install
-	$(PY) manage.py runcluster
+	$(PY) manage.py runcluster --workers $(WORKERS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
-"""The scale-out benchmark (issue 5): inline against worker execution, progress latency, and
-1,000 connections over two web processes (PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
+"""The scale-out benchmark (issue 5): inline against worker execution and against a cluster's
+default placement (issue 12), progress latency, and 1,000 connections over two web processes
+(PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ from bench.servers import (
 )
 
 MARKER = "bench-cluster"
-INLINE, WORKER = "inline", "worker"
+INLINE, WORKER, PLACED = "inline", "worker", "placed"
+# Worker mode measures the hand-off itself: even the trivial tool, short and so run by the web
+# process under its default placement, goes to the worker.
+ALL_ON_WORKERS = {"MCP_TOOL_PLACEMENT": "add=worker"}
 RSS_SAMPLE_INTERVAL = 0.2
 # The scale scenario runs many operations for one user: lift the per-process limits above it.
 SCALE_LIMITS = ["OPERATIONS", "OPERATIONS_PER_USER", "OPERATIONS_PER_TENANT", "IN_FLIGHT_PER_USER"]
@@ -202,26 +206,30 @@ def redis_server_pid(redis_url: str) -> int | None:
 def measure_mode(
     deployment: ClusterDeployment,
     options: ClusterOptions,
-    execution: str,
+    mode: str,
     pinning: Pinning,
     logs: Path,
     rep: int,
 ) -> dict[str, float]:
-    """Throughput, first progress and (worker) the progress hop of one execution mode."""
-    workers = 1 if execution == WORKER else 0
+    """Throughput, first progress (not placed: process_batch is on the worker as in worker
+    mode) and (worker) the progress hop of one mode: inline, worker, placed."""
+    execution = INLINE if mode == INLINE else WORKER
+    workers = 0 if mode == INLINE else 1
     redis_pid = redis_server_pid(options.redis_url)
     plan: list[Scenario] = [
         ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
         for c in options.concurrency
     ]
-    plan += [FirstProgress(options.first_progress_calls)] if options.first_progress_calls else []
+    if options.first_progress_calls and mode != PLACED:
+        plan.append(FirstProgress(options.first_progress_calls))
     with deployment.running(
-        f"{execution}-{rep}",
+        f"{mode}-{rep}",
         execution=execution,
         web=1,
         workers=workers,
         cpu=pinning.server_cpu,
         logs=logs,
+        extra_env=ALL_ON_WORKERS if mode == WORKER else None,
     ) as processes:
         urls = [deployment.ws_url(processes.ports[0])]
         pids = {"web": processes.web[0].pid}
@@ -229,7 +237,7 @@ def measure_mode(
         pids |= {"redis": redis_pid} if redis_pid is not None else {}
         target = LoadTarget(urls, pids)
         measured = run_scenarios(plan, processes.all, target, pinning)
-        if execution == WORKER and options.stream_calls > 0:
+        if mode == WORKER and options.stream_calls > 0:
             if redis_cli_path() is None:
                 log("    progress hop: redis-cli is missing, not measured")
             else:
@@ -400,10 +408,21 @@ def run_cluster(
     compared = bool(options.concurrency or options.first_progress_calls)
     modes = [
         ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
-        ServerInfo(WORKER, both, "MCP_EXECUTION=worker, both on the server CPU"),
+        ServerInfo(
+            WORKER, both, "MCP_EXECUTION=worker, MCP_TOOL_PLACEMENT=add=worker, both on CPU 0"
+        ),
+        ServerInfo(
+            PLACED, both, "MCP_EXECUTION=worker, default placement (add is local), both on CPU 0"
+        ),
         ServerInfo(SCALE, scale_title, scale_info),
     ]
-    wanted = (compared, compared or options.stream_calls > 0, options.scale_connections > 0)
+    placed = bool(options.concurrency)
+    wanted = (
+        compared,
+        compared or options.stream_calls > 0,
+        placed,
+        options.scale_connections > 0,
+    )
     deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
 
     def measure(mode: ServerInfo, _: object, pinning: Pinning, logs: Path, rep: int) -> Measured:
@@ -452,6 +471,7 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
     details = f", {(time.monotonic() - started) / 60:.1f} min; medians of {options.repeats} "
     details += f"repetitions; {pinned}; scale runs not pinned"
     calls, progress, scale = cluster_tables(results, INLINE, WORKER)
+    placed_calls = cluster_tables(results, INLINE, PLACED)[0] if options.concurrency else []
     traced = zip(
         results.samples(WORKER, "hop.matched"),
         results.samples(WORKER, "hop.unmatched"),
@@ -465,6 +485,11 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
         "#### Trivial calls, inline against worker",
         "",
         *calls,
+        "",
+        "#### Trivial calls, inline against a cluster's default placement (add runs in the web "
+        "process; issue 12's target: calls/s at least 0.9x inline)",
+        "",
+        *placed_calls,
         "",
         "#### Progress latency",
         "",

@@ -299,9 +299,10 @@ MCP_HISTORY_ENABLED = env.bool("MCP_HISTORY_ENABLED", default=True)
 # result), up to these many bytes of JSON each; beyond, a preview and the original size.
 MCP_HISTORY_MAX_ARGUMENTS_BYTES = env.int("MCP_HISTORY_MAX_ARGUMENTS_BYTES", default=64 * 1024)
 MCP_HISTORY_MAX_RESULT_BYTES = env.int("MCP_HISTORY_MAX_RESULT_BYTES", default=64 * 1024)
-# Where tool calls run: "inline" in the web process that holds the socket (one process, the
-# embedded default), or "worker": handed to `manage.py runoperations` processes through the
-# channel layer, so deploys of web processes do not stop running work.
+# Whether there are workers: "inline", every call runs in the web process that holds the socket
+# (one process, the embedded default); "worker": each tool runs where its placement says, short
+# ones in the web process, the others handed to `manage.py runoperations` processes through the
+# channel layer, so deploys of web processes do not stop running work (mcp_server/placement.py).
 MCP_EXECUTION = env.str("MCP_EXECUTION", default="inline")
 if MCP_EXECUTION not in ("inline", "worker"):
     raise ImproperlyConfigured("MCP_EXECUTION must be 'inline' or 'worker'")
@@ -309,6 +310,10 @@ if MCP_EXECUTION == "worker" and not REDIS_URL:
     raise ImproperlyConfigured(
         "MCP_EXECUTION=worker needs REDIS_URL: workers are reached via Redis"
     )
+# Where chosen tools run, overriding their declaration: TOOL=PLACEMENT pairs, comma separated,
+# each auto, local or worker (e.g. "add=worker,process_images=local"); checked at start-up
+# against the tools loaded (mcp_server/placement.py). Empty: every tool as it declares.
+MCP_TOOL_PLACEMENT = env.str("MCP_TOOL_PLACEMENT", default="")
 # An operation whose process died (kill -9, lost host) is marked interrupted, and its client
 # told, within this many seconds. Running processes heartbeat their operations at a sixth of it.
 MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)

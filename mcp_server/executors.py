@@ -1,15 +1,17 @@
-"""Where a session's calls run, chosen once per process (MCP_EXECUTION).
+"""Where a session's calls run: in this process, on the workers, or as each tool's placement says.
 
-Both executors have the same small interface: `call` (a plain tools/call, answered when it
+Every executor has the same small interface: `call` (a plain tools/call, answered when it
 ends), `start_task` (a durable task, recorded then run published), `attach`/`detach` (a
 connection's interest in an operation running anywhere) and `cancel` (record the request,
 then stop it wherever it runs). `LocalExecutor` runs calls with this process's runner;
-`ClusteredExecutor` hands them to worker processes.
+`ClusteredExecutor` hands them to worker processes; `PlacedExecutor` (a deployment with
+workers) picks one of those two per call, from the tool's placement (mcp_server/placement.py).
 """
 
 import abc
 import asyncio
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -20,8 +22,10 @@ from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import PROCESS
 from mcp_server.listener import ConnectionListener
 from mcp_server.operations.lifecycle import Stop, call_outcome, stop_of
+from mcp_server.placement import where
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest, OperationRunner, slot_key
+from mcp_server.tools.registry import Placement, Tool
 
 
 def new_operation_id() -> UUID:
@@ -33,7 +37,8 @@ class Executor(abc.ABC):
     """Runs a session's calls and reaches the operations it listens to (through the bus,
     wherever they run)."""
 
-    # Whether tasks keep running when this process goes away (what a goodbye tells clients).
+    # Whether tasks can keep running when this process goes away (what a goodbye tells
+    # clients; `running_here` names those that do not).
     tasks_outlive_process = False
 
     def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
@@ -69,6 +74,10 @@ class Executor(abc.ABC):
         return await self.bus.request_cancel(
             operation_id, as_task=as_task, reason=reason, caller=caller
         )
+
+    def running_here(self, operation_ids: Iterable[UUID]) -> list[UUID]:
+        """Those of the operations that this process runs (they end when it stops)."""
+        return [key for key in operation_ids if self.bus.runs(key) or self.runner.is_running(key)]
 
 
 class LocalExecutor(Executor):
@@ -115,3 +124,34 @@ class ClusteredExecutor(Executor):
         """Record the call, then send it to the workers' queue."""
         await self.bus.record(request)
         await self.bus.hand_off(request, listener=listener)
+
+
+class PlacedExecutor(Executor):
+    """Runs each call where its tool's placement says: here (`LocalExecutor`) or on the
+    workers (`ClusteredExecutor`); `overrides` are the operator's, by tool name."""
+
+    tasks_outlive_process = True
+
+    def __init__(
+        self,
+        *,
+        runner: OperationRunner,
+        bus: OperationBus,
+        overrides: Mapping[str, Placement],
+    ) -> None:
+        super().__init__(runner=runner, bus=bus)
+        self.local = LocalExecutor(runner=runner, bus=bus)
+        self.workers = ClusteredExecutor(runner=runner, bus=bus)
+        self.overrides = dict(overrides)
+
+    def executor_for(self, tool: Tool) -> Executor:
+        """The executor that runs `tool`'s calls."""
+        return self.local if where(tool, self.overrides) == "local" else self.workers
+
+    async def call(self, call: CallRequest, site: ConnectionListener) -> dict[str, Any]:
+        """Run the call where its tool runs."""
+        return await self.executor_for(call.tool).call(call, site)
+
+    async def start_task(self, request: CallRequest, *, listener: str) -> None:
+        """Record the task and start it where its tool runs."""
+        await self.executor_for(request.tool).start_task(request, listener=listener)

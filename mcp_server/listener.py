@@ -98,6 +98,11 @@ class ConnectionListener:
         """A log message of a call running inline for this connection (CallEvents)."""
         await self._log(level, data, logger_name)
 
+    @property
+    def task_ids(self) -> list[UUID]:
+        """The tasks this connection listens to."""
+        return [key for key, attachment in self._attached.items() if attachment.task is not None]
+
     def attach(self, key: UUID, token: str | int | None, task: TaskView | None) -> Attachment:
         """Listen to operation `key`: progress with `token`, status changes of `task`."""
         # Events for it arrive on the connection's channel: read it from now on.

@@ -55,7 +55,8 @@ class Operation(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Durable cancellation: read back by the running process if the cancel message was lost.
     cancel_requested = models.BooleanField(default=False, db_default=False)
-    # The process that runs it, host:pid (diagnostics; a short plain call may leave it empty).
+    # The process that runs it, host:pid: where its tool's placement put it (a web process or a
+    # worker).
     runner = models.CharField(max_length=200, blank=True, default="", db_default="")
     # The API token that started it (None: a session cookie, or a plain call, which ends with
     # its connection): revoking the token stops the tasks it started. No foreign key, so that

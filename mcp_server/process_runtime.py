@@ -7,6 +7,7 @@ construction. Only code that Django calls without our arguments (admin actions, 
 reaches it through `current_runtime()`, which the process sets once when its runtime starts.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -17,12 +18,14 @@ from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.liveness import Liveness
 from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
 from mcp_server.cluster.run_updates import RunUpdates
-from mcp_server.executors import ClusteredExecutor, Executor, LocalExecutor
+from mcp_server.executors import Executor, LocalExecutor, PlacedExecutor
 from mcp_server.identity import ServerIdentity, identity_from_settings
 from mcp_server.operations.store import OperationStore
 from mcp_server.owned_tasks import TaskOwner
+from mcp_server.placement import overrides_from_settings
 from mcp_server.runtime.history import writer_from_settings
 from mcp_server.runtime.runner import OperationRunner, runner_from_settings
+from mcp_server.tools.registry import Placement
 
 
 @dataclass(eq=False)
@@ -83,20 +86,22 @@ def build_runtime(
     runner: OperationRunner | None = None,
     layer: BaseChannelLayer | None = None,
     execution: str | None = None,
+    placement: Mapping[str, Placement] | None = None,
     identity: ServerIdentity | None = None,
 ) -> ProcessRuntime:
-    """A runtime configured from settings; any part given is used instead (tests)."""
+    """A runtime configured from settings; any part given is used instead (tests). With
+    workers (`execution` "worker") each call runs where its tool's placement says, `placement`
+    overriding declarations by tool name (MCP_TOOL_PLACEMENT)."""
     if runner is None:
         runner = runner_from_settings(writer if writer is not None else writer_from_settings())
     if layer is None:
         layer = get_channel_layer()
     bus = OperationBus(runner=runner, layer=layer, web=web)
     mode = execution if execution is not None else settings.MCP_EXECUTION
-    executor: Executor = (
-        ClusteredExecutor(runner=runner, bus=bus)
-        if mode == "worker"
-        else LocalExecutor(runner=runner, bus=bus)
-    )
+    executor: Executor = LocalExecutor(runner=runner, bus=bus)
+    if mode == "worker":
+        overrides = placement if placement is not None else overrides_from_settings()
+        executor = PlacedExecutor(runner=runner, bus=bus, overrides=overrides)
     run_updates = RunUpdates(
         runner=runner, layer=layer, interval=settings.MCP_RESOURCE_UPDATE_INTERVAL
     )

@@ -1,7 +1,8 @@
-"""Server processes (serve, runoperations, redis-server…) for runcluster, tests and benchmarks.
+"""Server processes (serve, runoperations, redis-server…) for tests and benchmarks, and the
+commands runcluster runs before it hands over to supervisord.
 
-Start a command in a process group of its own, its output going to a log file or, line by
-line, to a callback; wait until it is ready (an HTTP status, a listening port, a log line:
+Start a command in a process group of its own, its output going to a log file; wait until
+it is ready (an HTTP status, a listening port, a log line:
 a condition checked until it holds, never a fixed sleep) or fail at once when it exits; stop
 it with SIGTERM, then SIGKILL after a grace. Imports no Django: tests and benchmarks start
 the product only through `manage.py`.
@@ -14,7 +15,6 @@ import resource
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +28,6 @@ READY_TIMEOUT = 30.0
 STOP_GRACE = 10.0
 COMMAND_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 0.5
-PUMP_JOIN_TIMEOUT = 5.0
 ERROR_MARKERS = ("Traceback", " ERROR ", " CRITICAL ")
 # Variables of the parent that must not leak into a child of a deployment of its own.
 SCRUBBED_PREFIXES = ("MCP_", "DATABASE_", "REDIS_", "DJANGO_")
@@ -41,8 +40,6 @@ SCRUBBED_NAMES = (
     "PROMETHEUS_MULTIPROC_DIR",
 )
 _PR_SET_PDEATHSIG = 1
-
-LineHandler = Callable[[str, str], None]
 
 
 class NotReady(RuntimeError):
@@ -174,14 +171,13 @@ def describe_exit(code: int) -> str:
 
 
 class ManagedProcess:
-    """A child in a process group of its own, whose output is logged to a file or a callback."""
+    """A child in a process group of its own, whose output is logged to a file."""
 
     def __init__(
         self,
         name: str,
         popen: "subprocess.Popen[bytes]",
-        log_path: Path | None,
-        pump: threading.Thread | None = None,
+        log_path: Path,
         *,
         group: bool = True,
     ) -> None:
@@ -189,7 +185,6 @@ class ManagedProcess:
         self.group = group
         self.popen = popen
         self.log_path = log_path
-        self._pump = pump
 
     @classmethod
     def start(
@@ -198,23 +193,17 @@ class ManagedProcess:
         command: Sequence[str],
         *,
         env: Mapping[str, str],
+        log_path: Path,
         cwd: Path | str | None = None,
-        log_path: Path | None = None,
-        on_line: LineHandler | None = None,
         cpu: int | None = None,
         group: bool = True,
         benchmark: bool = False,
     ) -> "ManagedProcess":
-        """Start `command`, its output appended to `log_path` or each line given to
-        `on_line(name, line)`, pinned to `cpu` when given. In a process group of its own
-        unless `group` is false (then a terminal's Ctrl-C reaches it too, and signals go to it
-        alone). `benchmark` raises the child's open-file limit and has it die with this
-        process (a fork-time hook: only from single-threaded callers)."""
-        if (log_path is None) == (on_line is None):
-            raise ValueError("give exactly one of log_path and on_line")
-        sink: IO[bytes] | int = subprocess.PIPE
-        if log_path is not None:
-            sink = log_path.open("ab")
+        """Start `command`, its output appended to `log_path`, pinned to `cpu` when given. In
+        a process group of its own unless `group` is false (then a terminal's Ctrl-C reaches it
+        too, and signals go to it alone). `benchmark` raises the child's open-file limit and
+        has it die with this process (a fork-time hook: only from single-threaded callers)."""
+        sink: IO[bytes] = log_path.open("ab")
         try:
             popen = subprocess.Popen(
                 pinned(command, cpu),
@@ -229,16 +218,8 @@ class ManagedProcess:
                 preexec_fn=_benchmark_child if benchmark else None,
             )
         finally:
-            if not isinstance(sink, int):
-                sink.close()
-        pump = None
-        if on_line is not None:
-            assert popen.stdout is not None
-            pump = threading.Thread(
-                target=_pump, args=(name, popen.stdout, on_line), name=f"pump-{name}", daemon=True
-            )
-            pump.start()
-        return cls(name, popen, log_path, pump, group=group)
+            sink.close()
+        return cls(name, popen, log_path, group=group)
 
     @property
     def pid(self) -> int:
@@ -250,9 +231,7 @@ class ManagedProcess:
         return self.popen.poll() is None
 
     def log_text(self) -> str:
-        """Everything it wrote so far ("" without a log file)."""
-        if self.log_path is None:
-            return ""
+        """Everything it wrote so far."""
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -308,45 +287,20 @@ class ManagedProcess:
         """SIGKILL: it dies without a word, mid-operation."""
         self.send_signal(signal.SIGKILL)
         self.popen.wait()
-        self._join_pump()
-
-    def _join_pump(self) -> None:
-        if self._pump is not None:
-            self._pump.join(PUMP_JOIN_TIMEOUT)
 
 
-def _pump(name: str, stream: IO[bytes], on_line: LineHandler) -> None:
-    with stream:
-        for raw in stream:
-            on_line(name, raw.decode(errors="replace").rstrip("\r\n"))
-
-
-def stop_all(
-    processes: Sequence[ManagedProcess],
-    grace: float = STOP_GRACE,
-    *,
-    hurry: threading.Event | None = None,
-    on_kill: Callable[[ManagedProcess], None] | None = None,
-) -> None:
+def stop_all(processes: Sequence[ManagedProcess], grace: float = STOP_GRACE) -> None:
     """SIGTERM every process still running (SIGCONT first, should one be paused), wait up to
-    `grace` seconds (less once `hurry` is set), then SIGKILL the rest (`on_kill` told first).
-    Every process has ended, and its group been killed, when this returns."""
+    `grace` seconds, then SIGKILL the rest. Every process has ended, and its group been
+    killed, when this returns."""
     running = [process for process in processes if process.alive()]
     for process in running:
         process.send_signal(signal.SIGTERM)
         process.send_signal(signal.SIGCONT)
     deadline = time.monotonic() + grace
-    while any(process.alive() for process in running):
-        if (hurry is not None and hurry.is_set()) or time.monotonic() >= deadline:
-            break
-        if hurry is not None:
-            hurry.wait(POLL_INTERVAL)
-        else:
-            time.sleep(POLL_INTERVAL)
+    while any(process.alive() for process in running) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
     for process in processes:
-        if process.alive() and on_kill is not None:
-            on_kill(process)
         # Also whatever the leader left behind in its group.
         process.send_signal(signal.SIGKILL)
         process.popen.wait()
-        process._join_pump()

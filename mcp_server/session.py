@@ -431,7 +431,11 @@ class McpSession:
     async def going_away(self) -> None:
         """The server is shutting down: say so, then stop this connection's work."""
         if self.state is not SessionState.CLOSED:
-            notice = shutdown_notice(tasks_keep_running=self.executor.tasks_outlive_process)
+            here = self.executor.running_here(self.listener.task_ids)
+            notice = shutdown_notice(
+                tasks_keep_running=self.executor.tasks_outlive_process,
+                interrupted_tasks=[str(key) for key in here],
+            )
             try:
                 await self._send(notice)
             except Exception:

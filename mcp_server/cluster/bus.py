@@ -89,6 +89,10 @@ class OperationBus:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def runs(self, operation_id: UUID) -> bool:
+        """Whether this process runs the operation for listeners (a task, a call from elsewhere)."""
+        return operation_id in self._published
+
     @property
     def published_count(self) -> int:
         """How many operations this process runs for listeners."""

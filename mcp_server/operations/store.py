@@ -85,6 +85,7 @@ MUTABLE_FIELDS = (
 
 # Columns only tasks and calls run elsewhere fill in. A plain call's row leaves them to their
 # database defaults: every call inserts a row, and each column costs the history writer time.
+# (`runner` is kept: history shows which process ran each call, placement being per tool.)
 EXECUTION_FIELDS = (
     "is_task",
     "task_ttl",
@@ -92,7 +93,6 @@ EXECUTION_FIELDS = (
     "result",
     "heartbeat_at",
     "cancel_requested",
-    "runner",
     "token_id",
 )
 

@@ -1,5 +1,6 @@
 """The MCP lifecycle: the initialize handshake (its params and result) and the shutdown notice."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,20 +59,27 @@ def initialize_result(
     return result
 
 
-def shutdown_notice(*, tasks_keep_running: bool) -> dict[str, Any]:
+def shutdown_notice(
+    *, tasks_keep_running: bool, interrupted_tasks: Sequence[str] = ()
+) -> dict[str, Any]:
     """The `notifications/message` a client gets when the server it is connected to shuts
-    down (`tasks_keep_running`: whether its tasks run on elsewhere)."""
-    outcome = (
-        "Tasks keep running and can be resumed from any server."
-        if tasks_keep_running
-        else "Operations running on it, tasks included, are interrupted."
-    )
-    params = {
-        "level": "warning",
-        "logger": "server",
-        "data": {
-            "message": "This server is shutting down; reconnect to continue. " + outcome,
-            "reason": "shutdown",
-        },
+    down (`tasks_keep_running`: whether its tasks run on elsewhere, except the
+    `interrupted_tasks` this server runs itself, named in `data.interruptedTasks`)."""
+    if not tasks_keep_running:
+        outcome = "Operations running on it, tasks included, are interrupted."
+    elif interrupted_tasks:
+        outcome = (
+            "Tasks running on workers keep running and can be resumed from any server; "
+            f"{len(interrupted_tasks)} running on this server are interrupted "
+            "(interruptedTasks)."
+        )
+    else:
+        outcome = "Tasks keep running and can be resumed from any server."
+    data: dict[str, Any] = {
+        "message": "This server is shutting down; reconnect to continue. " + outcome,
+        "reason": "shutdown",
     }
+    if interrupted_tasks:
+        data["interruptedTasks"] = list(interrupted_tasks)
+    params = {"level": "warning", "logger": "server", "data": data}
     return notification_message(methods.NOTIFICATION_MESSAGE, params)

@@ -19,6 +19,12 @@ from typing_extensions import is_typeddict
 from mcp_server.runtime.context import ToolContext
 
 TaskSupport = Literal["forbidden", "optional", "required"]
+# Where a tool runs in a deployment with workers (mcp_server/placement.py has the rule).
+Placement = Literal["auto", "local", "worker"]
+# How long a call takes: "short" tools run in the web process under `auto` placement.
+Duration = Literal["short", "long"]
+PLACEMENTS: tuple[Placement, ...] = ("auto", "local", "worker")
+DURATIONS: tuple[Duration, ...] = ("short", "long")
 ToolFunction = Callable[..., Any]
 
 
@@ -71,6 +77,8 @@ class Tool:
     task_support: TaskSupport
     # Only tenants that name it in their enabled tools have it (accounts/tool_sets.py).
     opt_in: bool
+    placement: Placement
+    duration: Duration
     context_param: str | None
     is_async: bool
     validator: Any
@@ -149,9 +157,15 @@ def build_tool(
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
     opt_in: bool = False,
+    placement: Placement = "auto",
+    duration: Duration = "long",
 ) -> Tool:
     """Describe `fn` as a tool: derive what was not given and compile its validator."""
     tool_name = name or fn.__name__
+    if placement not in PLACEMENTS:
+        raise TypeError(f"tool {tool_name!r}: placement must be one of {', '.join(PLACEMENTS)}")
+    if duration not in DURATIONS:
+        raise TypeError(f"tool {tool_name!r}: duration must be one of {', '.join(DURATIONS)}")
     derived_schema, context_param = _signature_schema(fn, tool_name)
     schema = input_schema if input_schema is not None else derived_schema
     if schema.get("type") != "object":
@@ -177,6 +191,8 @@ def build_tool(
         annotations=annotations,
         task_support=task_support,
         opt_in=opt_in,
+        placement=placement,
+        duration=duration,
         context_param=context_param,
         is_async=inspect.iscoroutinefunction(fn),
         validator=jsonschema_rs.validator_for(schema),
@@ -223,10 +239,16 @@ def tool(
     annotations: dict[str, Any] | None = None,
     task_support: TaskSupport = "forbidden",
     opt_in: bool = False,
+    placement: Placement = "auto",
+    duration: Duration = "long",
     into: ToolRegistry | None = None,
 ) -> Callable[[ToolFunction], ToolFunction]:
-    """Register the decorated function as a tool (in the default registry unless `into`);
-    `opt_in`: only tenants that name it in their enabled tools have it."""
+    """Register the decorated function as a tool (in the default registry unless `into`).
+
+    `opt_in`: only tenants that name it in their enabled tools have it. `placement` says where
+    it runs when the deployment has workers: "local" (the web process that holds the
+    connection), "worker", or "auto": local when `duration` is "short", on a worker otherwise
+    (docs/tools.md)."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         (into if into is not None else registry).register(
@@ -240,6 +262,8 @@ def tool(
                 annotations=annotations,
                 task_support=task_support,
                 opt_in=opt_in,
+                placement=placement,
+                duration=duration,
             )
         )
         return fn

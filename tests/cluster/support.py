@@ -4,6 +4,7 @@ workers on the real Redis (a key prefix of their own) and a fresh PostgreSQL dat
 import asyncio
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -204,6 +205,19 @@ async def connection_closed(client: RawClient, seconds: float) -> ConnectionClos
             client.notifications.append(await client.recv(seconds))
     except ConnectionClosed as closed:
         return closed
+
+
+async def sigterm_goodbye(client: RawClient, server: ServerProcess) -> dict[str, Any]:
+    """SIGTERM `server`: the data of the shutdown notice `client` gets, once the server has
+    then closed the connection with 1012 (service restart)."""
+    server.process.send_signal(signal.SIGTERM)
+    notice = await next_matching(client, lambda m: m.get("method") == "notifications/message", WAIT)
+    assert notice["params"]["level"] == "warning"
+    assert notice["params"]["data"]["reason"] == "shutdown"
+    closed = await connection_closed(client, WAIT)
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1012
+    return dict(notice["params"]["data"])
 
 
 async def start_long_call(client: RawClient, token: str) -> int:

@@ -15,6 +15,7 @@ def totals(answer: Scrape) -> tuple[float, ...]:
         answer.value("mcp_connections_open", transport="websocket"),
         answer.value("mcp_requests_total", method="tools/call", outcome="ok"),
         answer.value(CALLS, tool="echo", status="succeeded"),
+        answer.value(CALLS, tool="process_batch", status="succeeded"),
         answer.value("mcp_worker_handoff_lag_seconds_count"),
     )
 
@@ -30,8 +31,11 @@ async def test_two_web_processes_and_a_worker_add_up_in_one_scrape(
     ):
         for client in (first, second):
             assert result_of(await client.call_tool("echo", {"text": "x"}))["content"]
-        # Each web process answered one call, the worker ran both: either scrape sees all
-        # (a process's request counts reach the files within a heartbeat round).
+            batch = result_of(await client.call_tool("process_batch", {"count": 1}))
+            assert batch["structuredContent"]["processed"] == 1
+        # Each web process answered two calls and ran echo, the worker ran both batches:
+        # either scrape sees all (a process's request counts reach the files within a
+        # heartbeat round).
         for web in (web1, web2):
             wait_until(
                 functools.partial(_adds_up, web, before),
@@ -42,4 +46,4 @@ async def test_two_web_processes_and_a_worker_add_up_in_one_scrape(
 
 def _adds_up(web: ServerProcess, before: tuple[float, ...]) -> bool:
     now = totals(scraped(web))
-    return tuple(value - then for value, then in zip(now, before, strict=True)) == (2, 2, 2, 2)
+    return tuple(value - then for value, then in zip(now, before, strict=True)) == (2, 4, 2, 2, 2)

@@ -1,7 +1,8 @@
-"""`manage.py runcluster`: ready line, serving, Ctrl-C stops every child; failures say why.
+"""`manage.py runcluster`: the cluster serves, a process that dies is restarted while the
+others keep serving, Ctrl-C stops every process; failures say why.
 
-The cluster runs as an operator runs it: a subprocess of `manage.py`, reached through its
-output and its port. `--workers 0` keeps these tests independent of `manage.py runoperations`.
+The cluster runs as an operator runs it: a subprocess of `manage.py` (which becomes
+supervisord), reached through its output, its ports and its processes' log files.
 """
 
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from mcp_server.processes import ManagedProcess
+from mcp_server.processes import ManagedProcess, http_ok
+from tests.cluster.support import WORKER_READY_LINE
 from tests.e2e.metrics_support import scrape
 from tests.e2e.support import (
     COMMAND_TIMEOUT,
@@ -32,12 +34,12 @@ from tests.e2e.support import (
     wait_until,
 )
 
-# Migrating a fresh database comes before the web process starts.
+# Migrating a fresh database comes before the processes start.
 READY_TIMEOUT = 2 * SERVER_START_TIMEOUT
-# The supervisor waits longer than a worker's grace (30 s) before SIGKILL; a web process alone
+# supervisord waits longer than a worker's grace (30 s) before SIGKILL; a web process alone
 # stops in about a second.
 STOP_TIMEOUT = 60.0
-STARTED = re.compile(r"^runcluster \| started (\S+) \(pid (\d+)\)", re.MULTILINE)
+SPAWNED = re.compile(r" spawned: '(\S+)' with pid (\d+)")
 
 
 @pytest.fixture
@@ -55,15 +57,15 @@ def cluster_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
             drop_postgres_database(outer_url, database_name)
 
 
-def runcluster_args(port: int) -> list[str]:
+def runcluster_args(port: int, *, web: int = 1, workers: int = 0) -> list[str]:
     return [
         PYTHON,
         "manage.py",
         "runcluster",
         "--web",
-        "1",
+        str(web),
         "--workers",
-        "0",
+        str(workers),
         "--base-port",
         str(port),
     ]
@@ -77,32 +79,53 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class Cluster:
-    """A `runcluster` subprocess writing to a log file, and the children it said it started."""
+def healthy(port: int) -> bool:
+    return http_ok(f"http://{HOST}:{port}/healthz")
 
-    def __init__(self, env: dict[str, str], root: Path) -> None:
+
+class Cluster:
+    """A `runcluster` subprocess writing to a log file, and the processes supervisord started."""
+
+    def __init__(self, env: dict[str, str], root: Path, *, web: int = 1, workers: int = 0):
+        self.root = root
+        # Consecutive ports from a free one: the second may be taken, very rarely.
         self.port = free_port()
+        self.ports = list(range(self.port, self.port + web))
         managed = ManagedProcess.start(
             "runcluster",
-            runcluster_args(self.port),
+            runcluster_args(self.port, web=web, workers=workers),
             env=env,
             cwd=PROJECT_DIR,
             log_path=root / "runcluster.log",
             group=False,
         )
-        # Only its port, log and process are used: health_status(), log_text(), is_alive().
+        # Only its port, log and process are used: log_text(), is_alive(), scrape().
         self.supervisor = ServerProcess(port=self.port, managed=managed, env=env)
 
     def children(self) -> dict[str, int]:
-        """Name -> pid of every child the supervisor reported starting."""
-        return {name: int(pid) for name, pid in STARTED.findall(self.supervisor.log_text())}
+        """Name -> pid of the latest start supervisord reported of each process."""
+        return {name: int(pid) for name, pid in SPAWNED.findall(self.supervisor.log_text())}
 
-    def wait_ready(self) -> None:
-        """Until the ready line is printed (fails if the supervisor exits first)."""
+    def child_log(self, name: str) -> str:
+        """What the process `name` wrote (in every one of its runs)."""
+        path = self.root / "cluster" / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_ready(self, workers: int = 0) -> None:
+        """Until every web port answers /healthz and every worker runs (fails if it exits)."""
         wait_until(
-            lambda: "ready:" in self.supervisor.log_text() or not self.supervisor.is_alive(),
+            lambda: (
+                not self.supervisor.is_alive()
+                or (
+                    all(healthy(port) for port in self.ports)
+                    and all(
+                        WORKER_READY_LINE in self.child_log(f"worker-{n}")
+                        for n in range(1, workers + 1)
+                    )
+                )
+            ),
             READY_TIMEOUT,
-            "the cluster's ready line",
+            "every process of the cluster to serve",
         )
         assert self.supervisor.is_alive(), self.supervisor.log_text()
 
@@ -134,18 +157,15 @@ def cluster(cluster_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
         started.kill_everything()
 
 
-def test_ctrl_c_stops_the_cluster_and_its_children(cluster: Cluster) -> None:
+def test_ctrl_c_stops_the_cluster_and_its_processes(cluster: Cluster) -> None:
     log = cluster.supervisor.log_text()
-    assert f"ready: ws://{HOST}:{cluster.port}/mcp" in log, log
+    assert f"serving ws://{HOST}:{cluster.port}/mcp" in log, log
     web = f"web-{cluster.port}"
     children = cluster.children()
     assert list(children) == [web], log
-    assert cluster.supervisor.health_status() == 200
-    # The child's own lines come through, prefixed with its name.
+    # The process's own lines go to its log file.
     wait_until(
-        lambda: (
-            re.search(rf"^{web} \| .*GET /healthz", cluster.supervisor.log_text(), re.M) is not None
-        ),
+        lambda: "GET /healthz" in cluster.child_log(web),
         SERVER_START_TIMEOUT,
         "the web process's access line for /healthz",
     )
@@ -154,16 +174,51 @@ def test_ctrl_c_stops_the_cluster_and_its_children(cluster: Cluster) -> None:
 
     assert cluster.wait_exit() == 0, cluster.supervisor.log_text()
     assert not pid_alive(children[web]), f"{web} (pid {children[web]}) outlived runcluster"
-    assert cluster.supervisor.health_status() is None
-    assert "runcluster | stopped" in cluster.supervisor.log_text()
+    assert not healthy(cluster.port)
+    assert f"stopped: {web} (exit status 0)" in cluster.supervisor.log_text()
 
 
-def test_a_child_that_dies_stops_the_cluster_naming_it(cluster: Cluster) -> None:
-    web = f"web-{cluster.port}"
-    os.kill(cluster.children()[web], signal.SIGKILL)
+def test_a_killed_web_process_or_worker_is_restarted_while_the_others_serve(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    cluster = Cluster(cluster_env, tmp_path, web=2, workers=1)
+    try:
+        cluster.wait_ready(workers=1)
+        first, second = (f"web-{port}" for port in cluster.ports)
+        before = cluster.children()
+        assert set(before) == {first, second, "worker-1"}, cluster.supervisor.log_text()
 
-    assert cluster.wait_exit() != 0
-    assert f"{web} exited unexpectedly (signal SIGKILL)" in cluster.supervisor.log_text()
+        os.kill(before[first], signal.SIGKILL)
+        wait_until(
+            lambda: cluster.children()[first] != before[first],
+            READY_TIMEOUT,
+            f"supervisord to start {first} again",
+        )
+        # The other one served all along, untouched.
+        assert healthy(cluster.ports[1])
+        wait_until(lambda: healthy(cluster.ports[0]), READY_TIMEOUT, f"{first} to serve again")
+        os.kill(before["worker-1"], signal.SIGKILL)
+        wait_until(
+            lambda: cluster.children()["worker-1"] != before["worker-1"],
+            READY_TIMEOUT,
+            "supervisord to start the worker again",
+        )
+        wait_until(
+            lambda: cluster.child_log("worker-1").count(WORKER_READY_LINE) == 2,
+            READY_TIMEOUT,
+            "the new worker to take work",
+        )
+
+        log = cluster.supervisor.log_text()
+        assert f"exited: {first} (terminated by SIGKILL; not expected)" in log, log
+        assert "exited: worker-1 (terminated by SIGKILL; not expected)" in log, log
+        after = cluster.children()
+        assert after[second] == before[second]
+        assert after["worker-1"] != before["worker-1"]
+        assert all(healthy(port) for port in cluster.ports)
+        assert cluster.supervisor.is_alive()
+    finally:
+        cluster.kill_everything()
 
 
 def test_without_redis_it_exits_non_zero_saying_how_to_start_it(tmp_path: Path) -> None:

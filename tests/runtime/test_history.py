@@ -55,7 +55,9 @@ def test_a_batch_creates_then_updates_and_logs_item_errors(owner) -> None:
     assert list(OperationError.objects.values_list("item", "message")) == [("x.png", "bad")]
 
 
-def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults(owner) -> None:
+def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults_but_the_runner(
+    owner,
+) -> None:
     writer = HistoryWriter(interval=3600)
     snapshot = history_row(
         *owner,
@@ -69,7 +71,8 @@ def test_a_plain_calls_row_leaves_the_execution_columns_to_their_defaults(owner)
     writer.record(snapshot)
     writer.flush()
     row = Operation.objects.get(pk=snapshot["id"])
-    assert (row.is_task, row.cancel_requested, row.runner) == (False, False, "")
+    # Which process ran it is kept: placement is per tool.
+    assert (row.is_task, row.cancel_requested, row.runner) == (False, False, "h:1")
     assert (row.task_ttl, row.progress_token, row.result, row.heartbeat_at) == (None,) * 4
     assert row.tool == snapshot["tool"]
     assert row.arguments == snapshot["arguments"]

@@ -1,34 +1,35 @@
-"""`manage.py runcluster`: a local cluster of web and worker processes, for people and tests.
+"""`manage.py runcluster`: a local cluster of web and worker processes under supervisord.
 
-It checks that Redis answers, migrates once, then runs N `manage.py serve` processes on
-consecutive ports and M `manage.py runoperations` workers, all with `MCP_EXECUTION=worker` and
-the same `REDIS_URL` and `DATABASE_URL`. Every line a child writes is prefixed with its name
-(`web-8001 | ...`, `worker-1 | ...`). Ctrl-C or SIGTERM stops them all: SIGTERM to each child,
-SIGKILL to those still running after a bound longer than their own shutdown (a second Ctrl-C
-kills at once). A child that exits on its own stops the cluster with a non-zero exit.
+It checks that Redis answers and the ports are free, migrates once, writes a supervisord
+configuration for N `manage.py serve` processes on consecutive ports and M `manage.py
+runoperations` workers (all with `MCP_EXECUTION=worker` and the same `REDIS_URL` and
+`DATABASE_URL`), then becomes supervisord. supervisord restarts a process that exits, whatever
+its reason, while the others keep serving, as a deployment's process manager does; its own
+lines (spawned, exited, success) go to the terminal, each process's output to
+`var/cluster/logs/<name>.log`. Ctrl-C or SIGTERM stops them all: SIGTERM to each, SIGKILL to
+those still running after a bound longer than their own shutdown.
 
-Production runs the same two commands under a process manager instead: docs/operations.md.
+Production runs the same two commands under its own process manager: docs/operations.md.
 """
 
 import os
-import signal
+import secrets
+import shlex
+import shutil
 import sys
-import threading
 from argparse import ArgumentParser
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
 from django.core.management import get_commands
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError
 
 from mcp_server.metrics import MULTIPROCESS_DIR_VARIABLE, clear_multiprocess_directory
-from mcp_server.processes import ManagedProcess, accepts, describe_exit, run_command, stop_all
+from mcp_server.processes import accepts, describe_exit, run_command
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_REDIS_HINT = (
@@ -37,118 +38,74 @@ START_REDIS_HINT = (
     "that runs."
 )
 REDIS_TIMEOUT = 3.0
-POLL_INTERVAL = 0.1
 # From SIGTERM to SIGKILL: this much longer than the slowest clean stop of a child (a worker's
 # MCP_WORKER_GRACE; a web process's goodbyes, then uvicorn's own shutdown, each bounded by
 # MCP_SHUTDOWN_TIMEOUT), so a clean stop is never cut short.
 STOP_MARGIN = 10.0
-SUPERVISOR = "runcluster"
+# A process that stays up this long has started; one that exits sooner is retried this often,
+# then given up (FATAL) while the others keep running.
+START_SECONDS = 1
+START_RETRIES = 3
+LOG_BYTES = "10MB"
 
 
-@dataclass(frozen=True)
-class Child:
-    """One process of the cluster: its name (the prefix of its output) and manage.py arguments."""
+def program(name: str, command: Sequence[str], *, stop_timeout: float, logs: Path) -> str:
+    """The supervisord section that runs `command` as `name`, restarted whenever it exits."""
+    lines = {
+        "command": shlex.join(command),
+        "directory": str(settings.BASE_DIR),
+        "autostart": "true",
+        "autorestart": "true",
+        "startsecs": str(START_SECONDS),
+        "startretries": str(START_RETRIES),
+        "stopsignal": "TERM",
+        "stopwaitsecs": f"{stop_timeout:g}",
+        # SIGTERM and SIGKILL reach what the process started too.
+        "stopasgroup": "true",
+        "killasgroup": "true",
+        "redirect_stderr": "true",
+        "stdout_logfile": str(logs / f"{name}.log"),
+        "stdout_logfile_maxbytes": LOG_BYTES,
+        "stdout_logfile_backups": "1",
+    }
+    return _section(f"program:{name}", lines)
 
-    name: str
-    args: tuple[str, ...]
-    # The port a web process listens on (the cluster is ready when all accept), None for workers.
-    port: int | None = None
+
+def supervisord_conf(programs: Sequence[str], *, directory: Path) -> str:
+    """A supervisord configuration in the foreground (its lines on stdout and in
+    `directory`/supervisord.log) with `programs`; `supervisorctl -c <it>` reaches it through
+    a socket in `directory`, with credentials made for this run."""
+    socket = str(directory / "supervisor.sock")
+    credentials = {"username": "runcluster", "password": secrets.token_urlsafe(16)}
+    daemon = {
+        "nodaemon": "true",
+        "logfile": str(directory / "supervisord.log"),
+        "logfile_maxbytes": LOG_BYTES,
+        "logfile_backups": "1",
+        "loglevel": "info",
+        "pidfile": str(directory / "supervisord.pid"),
+        "childlogdir": str(directory / "logs"),
+        "directory": str(settings.BASE_DIR),
+    }
+    if os.geteuid() == 0:
+        daemon["user"] = "root"  # said, so that supervisord does not warn it kept root's rights
+    sections = [
+        _section("supervisord", daemon),
+        _section("unix_http_server", {"file": socket, "chmod": "0700", **credentials}),
+        _section(
+            "rpcinterface:supervisor",
+            {"supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"},
+        ),
+        _section("supervisorctl", {"serverurl": f"unix://{socket}", **credentials}),
+        *programs,
+    ]
+    return "\n".join(sections)
 
 
-class Supervisor:
-    """Runs child processes together, prefixes their output, and stops them all together."""
-
-    def __init__(
-        self,
-        children: Sequence[Child],
-        *,
-        manage: Sequence[str],
-        env: Mapping[str, str],
-        connect_host: str,
-        stop_timeout: float,
-        out: OutputWrapper,
-    ) -> None:
-        self._children = list(children)
-        self._manage = list(manage)
-        self._env = dict(env)
-        self._connect_host = connect_host
-        self._stop_timeout = stop_timeout
-        self._out = out
-        self._out_lock = threading.Lock()
-        self._procs: dict[Child, ManagedProcess] = {}
-        self._stopping = threading.Event()
-        self._hurry = threading.Event()
-
-    def say(self, name: str, line: str) -> None:
-        """Write one line of output, prefixed with `name`."""
-        with self._out_lock:
-            self._out.write(f"{name} | {line.rstrip()}")
-            self._out.flush()
-
-    def run(self, on_ready: Callable[[], None]) -> tuple[Child, int] | None:
-        """Start every child and supervise them until a signal or until one exits.
-
-        `on_ready` is called once, when every web port accepts connections. Returns None after
-        a stop asked by SIGINT or SIGTERM, else the child that exited on its own and its exit
-        code. Every child has ended when this returns.
-        """
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in handled}
-        try:
-            for child in self._children:
-                if not self._stopping.is_set():
-                    self._start(child)
-            return self._watch(on_ready)
-        finally:
-            self._stop_all()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping.is_set():
-            self._hurry.set()
-        else:
-            self._stopping.set()
-
-    def _start(self, child: Child) -> None:
-        # In a process group of its own: Ctrl-C reaches the supervisor only, which stops the
-        # children in order (SIGTERM, bounded wait, SIGKILL).
-        process = ManagedProcess.start(
-            child.name, [*self._manage, *child.args], env=self._env, on_line=self.say
-        )
-        self._procs[child] = process
-        self.say(SUPERVISOR, f"started {child.name} (pid {process.pid}): {' '.join(child.args)}")
-
-    def _watch(self, on_ready: Callable[[], None]) -> tuple[Child, int] | None:
-        ports = [child.port for child in self._children if child.port is not None]
-        ready = False
-        while not self._stopping.wait(POLL_INTERVAL):
-            for child, process in self._procs.items():
-                code = process.popen.poll()
-                if code is not None:
-                    return child, code
-            if not ready and all(accepts(self._connect_host, port) for port in ports):
-                ready = True
-                on_ready()
-        return None
-
-    def _stop_all(self) -> None:
-        self._stopping.set()
-        running = [child.name for child, process in self._procs.items() if process.alive()]
-        if running:
-            self.say(
-                SUPERVISOR,
-                f"stopping {', '.join(running)} "
-                f"(up to {self._stop_timeout:g} s; Ctrl-C again kills them now)",
-            )
-        stop_all(
-            list(self._procs.values()),
-            self._stop_timeout,
-            hurry=self._hurry,
-            on_kill=lambda process: self.say(
-                SUPERVISOR, f"{process.name} is still running: killing it (SIGKILL)"
-            ),
-        )
+def _section(name: str, values: Mapping[str, str]) -> str:
+    # supervisord expands %(name)s in values: a literal % is written %%.
+    body = "".join(f"{key}={value.replace('%', '%%')}\n" for key, value in values.items())
+    return f"[{name}]\n{body}"
 
 
 def redacted(url: str) -> str:
@@ -181,7 +138,7 @@ class Command(BaseCommand):
 
     help = (
         "Run N web processes on consecutive ports and M workers (MCP_EXECUTION=worker) with "
-        "Redis, until Ctrl-C."
+        "Redis under supervisord, which restarts any that exits, until Ctrl-C."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -194,7 +151,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Check Redis, migrate, then supervise the cluster until a signal or a child's death."""
+        """Check Redis and the ports, migrate, then run the cluster under supervisord."""
         web, workers, host, base_port = (
             options["web"],
             options["workers"],
@@ -208,6 +165,11 @@ class Command(BaseCommand):
             raise CommandError(f"ports {ports[0]}-{ports[-1]} are not all valid TCP ports")
         if workers and "runoperations" not in get_commands():
             raise CommandError("manage.py runoperations is not available: use --workers 0")
+        supervisord = shutil.which("supervisord", path=_search_path())
+        if supervisord is None:
+            raise CommandError(
+                "supervisord is not installed: pip install supervisor (make install)"
+            )
 
         busy = [port for port in ports if accepts(_connectable(host), port)]
         if busy:
@@ -219,36 +181,36 @@ class Command(BaseCommand):
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         self._migrate(manage, env)
 
-        children = [
-            Child(f"web-{port}", ("serve", "--host", host, "--port", str(port)), port)
-            for port in ports
-        ] + [Child(f"worker-{n}", ("runoperations",)) for n in range(1, workers + 1)]
-        supervisor = Supervisor(
-            children,
-            manage=manage,
-            env=env,
-            connect_host=_connectable(host),
-            stop_timeout=_stop_timeout(),
-            out=self.stdout,
-        )
-        if not workers:
-            supervisor.say(
-                SUPERVISOR,
-                "no workers: a tools/call waits in Redis for one and is reported interrupted "
-                "after MCP_OPERATION_LOST_AFTER",
-            )
+        directory = Path(settings.VAR_DIR) / "cluster"
+        logs = directory / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stop_timeout = _stop_timeout()
+        children = {
+            f"web-{port}": [*manage, "serve", "--host", host, "--port", str(port)] for port in ports
+        } | {f"worker-{n}": [*manage, "runoperations"] for n in range(1, workers + 1)}
+        programs = [
+            program(name, command, stop_timeout=stop_timeout, logs=logs)
+            for name, command in children.items()
+        ]
+        conf = directory / "supervisord.conf"
+        conf.touch(mode=0o600)  # it holds supervisorctl's password
+        conf.chmod(0o600)
+        conf.write_text(supervisord_conf(programs, directory=directory))
+
         shown = _url_host(_connectable(host))
         urls = ", ".join(f"ws://{shown}:{port}/mcp" for port in ports)
-        died = supervisor.run(
-            lambda: supervisor.say(SUPERVISOR, f"ready: {urls} (Ctrl-C stops the cluster)")
+        self.stdout.write(
+            f"runcluster | {', '.join(children)} under supervisord ({conf}); serving {urls}; "
+            f"their output in {logs}; a process that exits is restarted; Ctrl-C stops them all"
         )
-        if died is not None:
-            child, code = died
-            raise CommandError(
-                f"{child.name} exited unexpectedly ({describe_exit(code)}); "
-                "stopped the other processes"
+        if not workers:
+            self.stdout.write(
+                "runcluster | no workers: a call of a long tool waits in Redis for one and is "
+                "reported interrupted after MCP_OPERATION_UNCLAIMED_AFTER"
             )
-        supervisor.say(SUPERVISOR, "stopped")
+        self.stdout.flush()
+        # supervisord takes this process's place: Ctrl-C and SIGTERM reach it directly.
+        os.execve(supervisord, [supervisord, "--nodaemon", "--configuration", str(conf)], env)
 
     def _child_env(self, redis_url: str, host: str, ports: Sequence[int]) -> dict[str, str]:
         env = {
@@ -282,6 +244,11 @@ def _stop_timeout() -> float:
     grace = float(getattr(settings, "MCP_WORKER_GRACE", 30.0))
     shutdown = float(getattr(settings, "MCP_SHUTDOWN_TIMEOUT", 10.0))
     return max(grace, 2 * shutdown) + STOP_MARGIN
+
+
+def _search_path() -> str:
+    """Where to look for supervisord: beside this Python first (its virtualenv), then PATH."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def _connectable(host: str) -> str:

@@ -25,6 +25,7 @@ class BatchSummary(TypedDict):
     title="Process a batch",
     annotations={"readOnlyHint": True, "openWorldHint": False},
     task_support="optional",
+    duration="long",
 )
 async def process_batch(
     count: Annotated[int, Field(ge=1, le=10_000_000, description="How many items to process.")],
@@ -54,7 +55,7 @@ async def process_batch(
     }
 
 
-@tool(title="Sleep", annotations={"readOnlyHint": True, "openWorldHint": False})
+@tool(title="Sleep", annotations={"readOnlyHint": True, "openWorldHint": False}, duration="long")
 async def sleep(
     seconds: Annotated[float, Field(ge=0, le=3600, description="How long to sleep.")],
     ctx: ToolContext,

@@ -1,4 +1,5 @@
-"""The calculator of a math service: add, subtract, multiply, divide."""
+"""The calculator of a math service: add, subtract, multiply, divide (short: they run in the
+web process that holds the connection, with or without workers)."""
 
 import math
 from typing import Annotated
@@ -26,25 +27,25 @@ def _finite(value: float) -> Calculation:
     return {"result": value}
 
 
-@tool(title="Add", annotations=_PURE)
+@tool(title="Add", annotations=_PURE, duration="short")
 async def add(a: Number, b: Number) -> Calculation:
     """Add two numbers: a + b."""
     return _finite(float(a) + float(b))
 
 
-@tool(title="Subtract", annotations=_PURE)
+@tool(title="Subtract", annotations=_PURE, duration="short")
 async def subtract(a: Number, b: Number) -> Calculation:
     """Subtract the second number from the first: a - b."""
     return _finite(float(a) - float(b))
 
 
-@tool(title="Multiply", annotations=_PURE)
+@tool(title="Multiply", annotations=_PURE, duration="short")
 async def multiply(a: Number, b: Number) -> Calculation:
     """Multiply two numbers: a * b."""
     return _finite(float(a) * float(b))
 
 
-@tool(title="Divide", annotations=_PURE)
+@tool(title="Divide", annotations=_PURE, duration="short")
 async def divide(
     a: Annotated[float, Field(description="The dividend.")],
     b: Annotated[float, Field(description="The divisor; must not be zero.")],

@@ -8,7 +8,7 @@ from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import tool
 
 
-@tool(title="Echo", annotations={"readOnlyHint": True, "openWorldHint": False})
+@tool(title="Echo", annotations={"readOnlyHint": True, "openWorldHint": False}, duration="short")
 async def echo(
     text: Annotated[str, Field(description="The text to send back.")], ctx: ToolContext
 ) -> str:

@@ -158,6 +158,7 @@ def _summary_text(summary: ImagesSummary) -> str:
     output_schema=_OUTPUT_SCHEMA,
     annotations={"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
     task_support="optional",
+    duration="long",
 )
 async def process_images(
     directory: Annotated[str, Field(description="A directory inside your data directory.")],

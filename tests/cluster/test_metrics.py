@@ -24,6 +24,7 @@ async def test_two_web_processes_and_a_worker_add_up_in_one_scrape(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
     web1, web2 = cluster.web
+    wait_until(functools.partial(_settled, cluster), WAIT, "the calls of earlier tests to end")
     before = totals(scraped(web1))
     async with (
         raw_client(web1, cluster_accounts.alice) as first,
@@ -47,3 +48,14 @@ async def test_two_web_processes_and_a_worker_add_up_in_one_scrape(
 def _adds_up(web: ServerProcess, before: tuple[float, ...]) -> bool:
     now = totals(scraped(web))
     return tuple(value - then for value, then in zip(now, before, strict=True)) == (2, 4, 2, 2, 2)
+
+
+def _settled(cluster: Cluster) -> bool:
+    """Whether every call of earlier tests is counted: a scrape first writes the scraped web
+    process's own buffered counts; a worker writes its counts at its heartbeat round, the
+    round that also samples how many calls it runs, so once no process runs or queues a
+    call, the worker's counts are written too."""
+    for web in cluster.web:
+        scraped(web)
+    answer = scraped(cluster.web[0])
+    return answer.value("mcp_operations_running") == 0 and answer.value("mcp_queue_depth") == 0

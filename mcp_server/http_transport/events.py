@@ -12,7 +12,8 @@ A stream's last event is marked `final`: a client resuming it gets the rest, the
 import re
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,30 +73,46 @@ class EventStore(Protocol):
 class MemoryEventStore:
     """The event store of a single process (no REDIS_URL)."""
 
-    def __init__(self, *, per_stream: int, retention_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        per_stream: int,
+        retention_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.per_stream = per_stream
         self.retention_seconds = retention_seconds
-        self._streams: dict[tuple[str, str], tuple[float, deque[tuple[str, bytes, bool]]]] = {}
+        self._clock = clock
+        # Oldest touched first: every append gives its stream the latest expiry and moves it to
+        # the end, so the expired streams are always at the front and a sweep never scans.
+        self._streams: OrderedDict[
+            tuple[str, str], tuple[float, deque[tuple[str, bytes, bool]]]
+        ] = OrderedDict()
         self._sequence = 0
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, (expires, _) in self._streams.items() if expires <= now]:
-            del self._streams[key]
+        streams = self._streams
+        while streams:
+            expires, _ = next(iter(streams.values()))
+            if expires > now:
+                return
+            streams.popitem(last=False)
 
     async def append(self, session_id: str, stream: str, data: bytes, *, final: bool) -> str:
         """Keep one event of `stream`; its SSE id."""
-        now = time.time()
+        now = self._clock()
         self._sweep(now)
         self._sequence += 1
         entry = f"{int(now * 1000)}-{self._sequence}"
         _, events = self._streams.get((session_id, stream), (0.0, deque(maxlen=self.per_stream)))
         events.append((entry, data, final))
         self._streams[(session_id, stream)] = (now + self.retention_seconds, events)
+        self._streams.move_to_end((session_id, stream))
         return f"{stream}/{entry}"
 
     async def after(self, session_id: str, cursor: StreamCursor) -> list[StoredEvent] | None:
         """The events of the cursor's stream after it; None: no such stream (or expired)."""
-        self._sweep(time.time())
+        self._sweep(self._clock())
         found = self._streams.get((session_id, cursor.stream))
         if found is None:
             return None

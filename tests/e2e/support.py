@@ -228,6 +228,13 @@ class Deployment:
     env: dict[str, str]
     database_name: str | None = None
 
+    def with_env(self, extra: dict[str, str]) -> "Deployment":
+        """The same installation, its commands run with `extra` on top of its environment
+        (e.g. an operator's commands on the servers' channel layer)."""
+        return Deployment(
+            root=self.root, env={**self.env, **extra}, database_name=self.database_name
+        )
+
     def manage(self, *args: str, stdin: str | None = None) -> str:
         """Run `python manage.py ARGS` in this deployment; its stdout (fails on non-zero exit)."""
         completed = subprocess.run(

@@ -48,11 +48,7 @@ def channel_env(redis_url: str) -> dict[str, str]:
 @pytest.fixture
 def operator(deployment: Deployment, channel_env: dict[str, str]) -> Deployment:
     """The deployment as seen by an operator whose commands reach the servers' channel layer."""
-    return Deployment(
-        root=deployment.root,
-        env={**deployment.env, **channel_env},
-        database_name=deployment.database_name,
-    )
+    return deployment.with_env(channel_env)
 
 
 @pytest.fixture

@@ -31,11 +31,7 @@ def redis_env(redis_url: str) -> dict[str, str]:
 @pytest.fixture
 def operator(deployment: Deployment, redis_env: dict[str, str]) -> Deployment:
     """The deployment as an operator's commands see it: on the servers' channel layer."""
-    return Deployment(
-        root=deployment.root,
-        env={**deployment.env, **redis_env},
-        database_name=deployment.database_name,
-    )
+    return deployment.with_env(redis_env)
 
 
 @dataclass(frozen=True)

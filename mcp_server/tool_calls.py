@@ -4,7 +4,15 @@ from typing import Any
 
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
-from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
+from mcp_server.protocol.errors import (
+    METHOD_NOT_FOUND,
+    JsonRpcError,
+    RequestId,
+    invalid_params,
+    missing_capability,
+)
+from mcp_server.protocol.log_levels import request_log_rank
+from mcp_server.protocol.modern import RequestMeta
 from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import requested_ttl
 from mcp_server.runtime.runner import CallRequest
@@ -19,9 +27,11 @@ def read_tools_call(
     catalog: ToolCatalog,
     identity: ServerIdentity,
     connection_id: str,
+    meta: RequestMeta | None = None,
 ) -> tuple[CallRequest, int | None]:
     """The call `params` ask for and its task TTL (None: a plain call); JsonRpcError when
-    the request is invalid or the tool cannot be called so."""
+    the request is invalid or the tool cannot be called so (a 2026-07-28 request, `meta`,
+    without a client capability the tool needs: -32021)."""
     name = params.get("name")
     if not isinstance(name, str):
         raise invalid_params("tools/call requires a string name")
@@ -38,6 +48,13 @@ def read_tools_call(
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
     if ttl is None and tool.task_support == "required":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
+    if meta is not None:
+        declared = meta.client_capabilities
+        missing = {
+            key: value for key, value in tool.client_capabilities.items() if key not in declared
+        }
+        if missing:
+            raise missing_capability(missing)
     call = CallRequest(
         principal=principal,
         tool=tool,
@@ -45,5 +62,7 @@ def read_tools_call(
         connection_id=connection_id,
         request_id=request_id,
         progress_token=progress_token(params),
+        log_rank=request_log_rank(meta.log_level) if meta is not None else None,
+        asks_client=meta is None,
     )
     return call, ttl

@@ -133,7 +133,7 @@ class ToolContext:
             raise ClientRequestError(
                 f"{self.tool_name!r} cannot ask the client ({capability}) from here: only a "
                 "call run in the process that holds the connection can (not a task, not a "
-                "call run on a worker)"
+                "call run on a worker, not a 2026-07-28 request)"
             )
         if not self._client.supports(capability, mode):
             declared = f"the {capability} capability" + (f" ({mode} mode)" if mode else "")

@@ -48,6 +48,12 @@ class CallRequest:
     queued_at: datetime | None = None
     is_task: bool = False
     task_ttl: int | None = None
+    # The lowest log level rank its own request let through (a 2026-07-28 request's
+    # `logLevel`); None: the connection's level decides (the handshake era).
+    log_rank: int | None = None
+    # Whether the tool may send requests to the client (elicitation, sampling): only in the
+    # handshake era; 2026-07-28 has no server-to-client requests.
+    asks_client: bool = True
 
 
 class OperationEvents(CallEvents, Protocol):

@@ -217,26 +217,50 @@ async def test_elicitation_sep1330_enums(ctx: ToolContext) -> str:
     return _elicited("Elicitation completed", await ctx.elicit(message, schema))
 
 
+# The suite's canonical schema (json-schema-2020-12.ts): SEP-1613's $schema, $defs and
+# additionalProperties, and SEP-2106's $anchor, allOf/anyOf and if/then/else.
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
 
 @tool(opt_in=True, input_schema=JSON_SCHEMA_2020_12)
 async def json_schema_2020_12_tool(
-    name: str | None = None, address: dict[str, Any] | None = None
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
 ) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
-    arguments = {key: value for key, value in (("name", name), ("address", address)) if value}
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)."""
+    given = {
+        "name": name,
+        "address": address,
+        "contactMethod": contactMethod,
+        "phone": phone,
+        "email": email,
+    }
+    arguments = {key: value for key, value in given.items() if value}
     return f"JSON Schema 2020-12 tool called with: {orjson.dumps(arguments).decode()}"
 
 

@@ -65,7 +65,7 @@ from mcp_server.protocol.modern import (
     server_info,
 )
 from mcp_server.protocol.pagination import paginate
-from mcp_server.protocol.tasks import RELATED_TASK
+from mcp_server.protocol.tasks import RELATED_TASK, TASKS_EXTENSION
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
@@ -103,13 +103,15 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
 # What a 2026-07-28 client learns from server/discover. No list changes or resource updates
-# yet: those reach a modern client only through subscriptions/listen.
+# yet: those reach a modern client only through subscriptions/listen. Tasks are the tasks
+# extension's (never the 2025-11-25 `tasks` capability).
 MODERN_CAPABILITIES: dict[str, Any] = {
     "logging": {},
     "completions": {},
     "tools": {},
     "prompts": {},
     "resources": {},
+    "extensions": {TASKS_EXTENSION: {}},
 }
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
@@ -632,9 +634,11 @@ class McpSession:
             connection_id=self.connection_id,
             meta=request.meta,
         )
-        if ttl is not None:
-            return await self.tasks.start(call, ttl)
-        return await self.executor.call(call, self.listener)
+        if ttl is None:
+            return await self.executor.call(call, self.listener)
+        if request.meta is not None:
+            return await self.tasks.create(call, ttl)
+        return await self.tasks.start(call, ttl)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         level = request.params.get("level")
@@ -680,4 +684,12 @@ McpSession._MODERN_HANDLERS.update(
         )
     }
 )
-McpSession._MODERN_HANDLERS[methods.SERVER_DISCOVER] = McpSession._discover
+McpSession._MODERN_HANDLERS.update(
+    {
+        methods.SERVER_DISCOVER: McpSession._discover,
+        # The tasks extension's vocabulary, over the same rows as the 2025-11-25 tasks/*.
+        methods.TASKS_GET: lambda session, request: session.tasks.detailed(request),
+        methods.TASKS_UPDATE: lambda session, request: session.tasks.update(request),
+        methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel_cooperatively(request),
+    }
+)

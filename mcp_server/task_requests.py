@@ -1,5 +1,12 @@
-"""A session's durable tasks: tools/call as a task, tasks/get, tasks/list, tasks/cancel and
-tasks/result. Every query is scoped by the caller; the tasks run wherever the executor runs
+"""A session's durable tasks, in both vocabularies over the same Operation rows.
+
+2025-11-25 (the handshake era): tools/call with `params.task`, tasks/get, tasks/list,
+tasks/cancel and tasks/result; the connection that starts or waits for a task listens to it
+(progress, logs, notifications/tasks/status). The 2026-07-28 tasks extension: a tools/call
+the server made a task answers a CreateTaskResult, then tasks/get (a DetailedTask),
+tasks/update and tasks/cancel, each only for a request that declares the extension; nobody
+listens to such a task on the request's connection (the extension has no progress or logs
+for tasks). Every query is scoped by the caller; the tasks run wherever the executor runs
 them and outlive the connection that started them."""
 
 import asyncio
@@ -20,14 +27,21 @@ from mcp_server.operations.lifecycle import (
     ACTIVE_STATUSES,
     OperationStatus,
     TaskView,
+    detailed_task,
     task_outcome,
     task_view,
 )
 from mcp_server.protocol.errors import invalid_params
 from mcp_server.protocol.messages import Request
+from mcp_server.protocol.modern import RESULT_TASK
 from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor
 from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import task_id_param
+from mcp_server.protocol.tasks import (
+    declares_extension,
+    extension_required,
+    input_responses_param,
+    task_id_param,
+)
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.selectors import task_get, task_page
@@ -54,8 +68,8 @@ class TaskRequests:
         self.executor = executor
         self.listener = listener
 
-    async def start(self, call: CallRequest, ttl: int) -> dict[str, Any]:
-        """Record `call` as a task and start it; the CreateTaskResult."""
+    def _as_task(self, call: CallRequest, ttl: int) -> tuple[CallRequest, TaskView]:
+        """`call` made a task (a fresh id, queued now, its TTL), and how it shows."""
         now = timezone.now()
         key = new_operation_id()
         request = dataclasses.replace(
@@ -69,9 +83,23 @@ class TaskRequests:
             ttl=ttl,
             poll_interval=self.identity.task_poll_interval,
         )
-        self.listener.attach(key, call.progress_token, view)
+        return request, view
+
+    async def start(self, call: CallRequest, ttl: int) -> dict[str, Any]:
+        """Record `call` as a task and start it; the CreateTaskResult."""
+        request, view = self._as_task(call, ttl)
+        assert request.operation_id is not None
+        self.listener.attach(request.operation_id, call.progress_token, view)
         await self.executor.start_task(request, listener=self.listener.connection_id)
         return {"task": view.as_task()}
+
+    async def create(self, call: CallRequest, ttl: int) -> dict[str, Any]:
+        """Record `call` as a tasks-extension task and start it; its CreateTaskResult (flat,
+        `resultType: "task"`), answered once the row is written: a tasks/get on any process
+        finds it."""
+        request, view = self._as_task(call, ttl)
+        await self.executor.start_task(request, listener=None)
+        return {"resultType": RESULT_TASK, **view.as_extension_task()}
 
     async def _find(self, params: dict[str, Any]) -> "Operation":
         task_id = task_id_param(params)
@@ -135,3 +163,35 @@ class TaskRequests:
             await self.listener.operation_event(OperationFinished.from_row(operation))
         finished = await asyncio.shield(attachment.outcome)
         return task_outcome(view.task_id, finished)
+
+    # --- the tasks extension (2026-07-28) -------------------------------------------------
+    def _check_extension(self, request: Request) -> None:
+        """-32021 for a request that does not declare the tasks extension."""
+        if request.meta is None or not declares_extension(request.meta.client_capabilities):
+            raise extension_required()
+
+    async def detailed(self, request: Request) -> dict[str, Any]:
+        """tasks/get: the task as history has it, its result or error inlined once ended."""
+        self._check_extension(request)
+        operation = await self._find(request.params)
+        view = self._view(operation)
+        ended = OperationFinished.from_row(operation) if view.is_terminal else None
+        return detailed_task(view, ended)
+
+    async def update(self, request: Request) -> dict[str, Any]:
+        """tasks/update: an empty acknowledgement. Responses to keys the task has not asked
+        for are ignored, as the extension says; no task asks for input yet (a tool's question
+        in a task is a tool error), so every key is one of those."""
+        self._check_extension(request)
+        await self._find(request.params)
+        input_responses_param(request.params)
+        return {}
+
+    async def cancel_cooperatively(self, request: Request) -> dict[str, Any]:
+        """tasks/cancel: mark the task cancelled and stop it wherever it runs; an empty
+        acknowledgement, also for a task that has already ended."""
+        self._check_extension(request)
+        operation = await self._find(request.params)
+        if operation.status in ACTIVE_STATUSES:
+            await self.executor.cancel(operation.pk, as_task=True, caller=self._slot_key())
+        return {}

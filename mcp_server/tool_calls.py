@@ -14,7 +14,7 @@ from mcp_server.protocol.errors import (
 from mcp_server.protocol.log_levels import request_log_rank
 from mcp_server.protocol.modern import RequestMeta
 from mcp_server.protocol.progress_tokens import progress_token
-from mcp_server.protocol.tasks import requested_ttl
+from mcp_server.protocol.tasks import becomes_task, requested_ttl
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.tools.catalog import ToolCatalog
 
@@ -31,7 +31,11 @@ def read_tools_call(
 ) -> tuple[CallRequest, int | None]:
     """The call `params` ask for and its task TTL (None: a plain call); JsonRpcError when
     the request is invalid or the tool cannot be called so (a 2026-07-28 request, `meta`,
-    without a client capability the tool needs: -32021)."""
+    without a client capability the tool needs: -32021).
+
+    In the handshake era the client asks for a task (`params.task`); a 2026-07-28 call is a
+    task when the server decides so (`becomes_task`: the request declares the tasks
+    extension, the tool takes long), with the default TTL."""
     name = params.get("name")
     if not isinstance(name, str):
         raise invalid_params("tools/call requires a string name")
@@ -43,18 +47,28 @@ def read_tools_call(
     tool = catalog.get(name)
     if tool is None:
         raise invalid_params(catalog.refusal(name))
-    ttl = requested_ttl(params, default=identity.task_default_ttl, maximum=identity.task_max_ttl)
-    if ttl is not None and tool.task_support == "forbidden":
-        raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
-    if ttl is None and tool.task_support == "required":
-        raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
-    if meta is not None:
+    if meta is None:
+        ttl = requested_ttl(
+            params, default=identity.task_default_ttl, maximum=identity.task_max_ttl
+        )
+        if ttl is not None and tool.task_support == "forbidden":
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
+        if ttl is None and tool.task_support == "required":
+            raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
+    else:
         declared = meta.client_capabilities
         missing = {
             key: value for key, value in tool.client_capabilities.items() if key not in declared
         }
         if missing:
             raise missing_capability(missing)
+        # The tasks extension: the server decides (a legacy `params.task` is ignored).
+        directed = becomes_task(
+            task_support=tool.task_support,
+            takes_long=tool.duration == "long",
+            client_capabilities=declared,
+        )
+        ttl = identity.task_default_ttl if directed else None
     call = CallRequest(
         principal=principal,
         tool=tool,

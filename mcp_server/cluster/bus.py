@@ -113,7 +113,7 @@ class OperationBus:
         create = db_call(store.operation_create, caller=slot_key(request))
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
-    async def hand_off(self, request: CallRequest, *, listener: str) -> None:
+    async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
         """Send a recorded call to the workers' queue (marked interrupted if that fails)."""
         assert request.operation_id is not None
         assert self.layer is not None

@@ -192,6 +192,16 @@ def task_status(operation_status: str) -> str:
     return _TASK_STATUS[OperationStatus(operation_status)]
 
 
+def extension_status(operation_status: str, *, produced_result: bool) -> str:
+    """The tasks extension's status for an operation status: the same as `task_status`,
+    except that a failed run that produced a result (its tool reported the error, isError)
+    completed; `failed` is for JSON-RPC errors only."""
+    status = task_status(operation_status)
+    if status == tasks.FAILED and produced_result:
+        return tasks.COMPLETED
+    return status
+
+
 def status_message(operation_status: str, *, error: str, message: str) -> str:
     """What a task says about itself: progress while it works, why when it failed."""
     status = task_status(operation_status)
@@ -255,6 +265,21 @@ class TaskView:
             task["statusMessage"] = self.status_message
         if not self.is_terminal:
             task["pollInterval"] = self.poll_interval
+        return task
+
+    def as_extension_task(self) -> dict[str, Any]:
+        """The tasks extension's Task object (2026-07-28): the same facts, its field names."""
+        task: dict[str, Any] = {
+            "taskId": self.task_id,
+            "status": self.status,
+            "createdAt": _timestamp(self.created_at),
+            "lastUpdatedAt": _timestamp(self.last_updated_at),
+            "ttlMs": self.ttl,
+        }
+        if self.status_message:
+            task["statusMessage"] = self.status_message
+        if not self.is_terminal:
+            task["pollIntervalMs"] = self.poll_interval
         return task
 
 
@@ -330,6 +355,31 @@ def call_outcome(ended: Ended) -> dict[str, Any]:
     raise JsonRpcError(
         INTERNAL_ERROR, f"{text}: {detail}", {"status": status, "operationId": operation_id}
     )
+
+
+def detailed_task(view: TaskView, ended: Ended | None) -> dict[str, Any]:
+    """The tasks extension's DetailedTask (tasks/get, notifications/tasks): the Task, with
+    the call's result inlined once it completed, or the JSON-RPC error it failed with.
+
+    `ended` is the outcome of a task that has ended (None while it runs). What the result
+    inlines is exactly what the call would have answered (`call_outcome`), without the
+    2025-11-25 `related-task` note: the task's id is already at the root.
+    """
+    task = view.as_extension_task()
+    if ended is None or not view.is_terminal:
+        return task
+    status = extension_status(view.operation_status, produced_result=isinstance(ended.result, dict))
+    if status == tasks.CANCELLED:
+        return task
+    try:
+        task["result"] = call_outcome(ended)
+    except JsonRpcError as exc:
+        # No result (an interrupted run, a JSON-RPC error), or one history did not keep.
+        task["status"] = tasks.FAILED
+        task["error"] = exc.to_error()
+    else:
+        task["status"] = tasks.COMPLETED
+    return task
 
 
 def task_outcome(task_id: str, ended: Ended) -> dict[str, Any]:

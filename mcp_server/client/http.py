@@ -35,7 +35,14 @@ METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 TIMEOUT = 30.0
 # The body member a 2026-07-28 request mirrors in Mcp-Name, for the methods that need one.
-_NAMED_BY = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
+_NAMED_BY = {
+    "tools/call": "name",
+    "resources/read": "uri",
+    "prompts/get": "name",
+    "tasks/get": "taskId",
+    "tasks/update": "taskId",
+    "tasks/cancel": "taskId",
+}
 _BASE64_PREFIX, _BASE64_SUFFIX = "=?base64?", "?="
 
 

@@ -66,7 +66,9 @@ Headers = list[tuple[bytes, bytes]]
 
 SESSION_HEADER = b"mcp-session-id"
 # Requests that may send progress and logs before their response: streamed when accepted.
-STREAMED_METHODS = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+STREAMED_METHODS = frozenset(
+    {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+)
 # Longest session id looked up (ours are 43 characters).
 MAX_SESSION_ID = 128
 
@@ -366,6 +368,9 @@ class StreamableHttpApp:
             await respond(send, 400, refusal)
             return
         takes_json, takes_sse = _accepts(scope)
+        listening = message.method == methods.SUBSCRIPTIONS_LISTEN
+        if listening and not takes_sse:
+            raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
         layer = runtime.bus.layer
         channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
@@ -380,6 +385,7 @@ class StreamableHttpApp:
                 receive=receive,
                 respond=respond,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
+                keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
             )
         finally:
             runtime.connections.unregister(exchange)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.layer import receive_riding_out
@@ -40,6 +41,7 @@ def session_for(
     send: Send,
     listen: Callable[[], None] | None = None,
     allowance: MessageAllowance | None = None,
+    watch_resources: bool = True,
 ) -> McpSession:
     """An McpSession of `principal` on this process's runtime, restored to `record` (None: a
     fresh one, for `initialize`)."""
@@ -54,6 +56,8 @@ def session_for(
         liveness=runtime.liveness,
         listen=listen,
         message_allowance=allowance,
+        listen_counts=runtime.listens,
+        watch_resources=watch_resources,
     )
     if record is not None:
         session.restore(
@@ -96,7 +100,8 @@ class Exchange(SessionConnection):
 
     While it runs it is one of the process's connections (ConnectionRegistry): a shutdown
     interrupts its call and says so on its stream, revoked access cancels it. Broadcasts and
-    list changes are for the session's GET stream, not for a request's response stream.
+    list changes are for the session's GET stream, not for a request's response stream,
+    unless the request is a 2026-07-28 `subscriptions/listen`: then they are its stream.
     """
 
     def __init__(
@@ -174,8 +179,16 @@ class Exchange(SessionConnection):
     async def keep_alive(self, now: float) -> None:
         """Nothing to ping: the exchange ends with its response."""
 
-    async def tenant_changed(self, *changed: Any) -> None:
-        """The next request of the session sees the new tool set and limits."""
+    async def tenant_changed(
+        self,
+        enabled_tools: frozenset[str] | None,
+        disabled_tools: frozenset[str],
+        limits: TenantLimits,
+    ) -> None:
+        """A 2026-07-28 listen hears of the lists that changed; otherwise the next request of
+        the session sees the new tool set and limits."""
+        if len(self.session.listens):
+            await self.session.tenant_changed(enabled_tools, disabled_tools, limits)
 
     async def going_away(self) -> None:
         """The server shuts down: say so on the stream and interrupt the call."""

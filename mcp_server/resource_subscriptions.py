@@ -154,6 +154,14 @@ class ResourceSubscriptions:
         for uri in list(self._held.get(subscriber, ())):
             await self.remove(uri, subscriber)
 
+    def restore(self, uris: Iterable[str]) -> None:
+        """The session's own subscriptions as an HTTP session's record holds them, taken as
+        they are (checked when they were made), not watched: for an exchange that only
+        records a change."""
+        held: dict[str, UUID | None] = dict.fromkeys(uris)
+        if held:
+            self._held[self._own] = held
+
     async def sync(self, uris: Iterable[str]) -> None:
         """Make the session's own subscriptions `uris` (those an HTTP session's record holds):
         new ones watched, dropped ones unwatched; one the caller no longer has is skipped."""

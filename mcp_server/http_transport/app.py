@@ -12,7 +12,6 @@ after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
 """
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ from mcp_server.http_transport.events import (
     StreamCursor,
     new_stream_name,
 )
-from mcp_server.http_transport.exchange import Exchange, is_response_to, session_for
+from mcp_server.http_transport.exchange import Exchange, is_response_to, new_inbox, session_for
 from mcp_server.http_transport.listen_stream import ListenStream
 from mcp_server.http_transport.local import LocalHttpSessions
 from mcp_server.http_transport.records import (
@@ -306,12 +305,11 @@ class StreamableHttpApp:
             await respond(send, 202)
             return
         layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
             runtime=runtime,
             principal=principal,
             record=record,
-            channel=channel,
+            inbox=await new_inbox(runtime),
             allowance=allowance,
         )
         if record is None:
@@ -324,13 +322,26 @@ class StreamableHttpApp:
                 await self._answer_streamed(exchange, payload, record, send, receive, layer)
             else:
                 await self._answer_json(exchange, payload, send)
-            if exchange.session.log_level != record.log_level:
-                record.log_level = exchange.session.log_level
-                await self.sessions.save(record)
+            await self._record_changes(record, exchange, layer)
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
             await exchange.close()
+
+    async def _record_changes(
+        self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
+    ) -> None:
+        """Keep what the request changed of the session (logging level, subscriptions) in its
+        record; a change of subscriptions also goes to the session's GET stream, wherever."""
+        session = exchange.session
+        uris = session.subscriptions.uris
+        if (session.log_level, uris) == (record.log_level, record.resource_subscriptions):
+            return
+        subscribed = uris != record.resource_subscriptions
+        record.log_level, record.resource_subscriptions = session.log_level, uris
+        await self.sessions.save(record)
+        if subscribed:
+            await self.local.subscriptions_changed(record.session_id, uris, layer)
 
     @staticmethod
     def _refuse_if_over(over: Any) -> None:
@@ -371,10 +382,12 @@ class StreamableHttpApp:
         listening = message.method == methods.SUBSCRIPTIONS_LISTEN
         if listening and not takes_sse:
             raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
-        layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
-            runtime=runtime, principal=principal, record=None, channel=channel, allowance=allowance
+            runtime=runtime,
+            principal=principal,
+            record=None,
+            inbox=await new_inbox(runtime),
+            allowance=allowance,
         )
         runtime.connections.register(exchange)
         try:
@@ -503,14 +516,17 @@ class StreamableHttpApp:
         )
         if not last_event_id:
             await writer.prime()
+        inbox = await new_inbox(runtime)
         listening = ListenStream(
             make_session=lambda send_message: session_for(
                 runtime,
                 principal,
                 record,
-                connection_id=f"http-get.{stream}",
+                connection_id=inbox.channel,
                 send=send_message,
+                listen=inbox.listen,
             ),
+            inbox=inbox,
             writer=writer,
             sessions=self.sessions,
             session_id=record.session_id,
@@ -519,6 +535,7 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
+            await listening.subscriptions_changed(record.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

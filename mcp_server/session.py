@@ -33,6 +33,7 @@ from mcp_server.cluster.messages import (
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
+from mcp_server.listens import ListenCounts, Listens
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.prompt_requests import PromptRequests
@@ -102,17 +103,19 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
-# What a 2026-07-28 client learns from server/discover. No list changes or resource updates
-# yet: those reach a modern client only through subscriptions/listen. Tasks are the tasks
+# What a 2026-07-28 client learns from server/discover. List changes and resource updates
+# reach a modern client only through subscriptions/listen (listens.py). Tasks are the tasks
 # extension's (never the 2025-11-25 `tasks` capability).
 MODERN_CAPABILITIES: dict[str, Any] = {
     "logging": {},
     "completions": {},
-    "tools": {},
-    "prompts": {},
-    "resources": {},
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
     "extensions": {TASKS_EXTENSION: {}},
 }
+# How long a shutdown waits for its listens' closing responses to go out.
+_LISTEN_GOODBYE_SECONDS = 1.0
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
 _CANCEL_BATCH = 64
@@ -147,6 +150,7 @@ class McpSession:
         "executor",
         "identity",
         "listener",
+        "listens",
         "principal",
         "prompts",
         "protocol_version",
@@ -160,7 +164,9 @@ class McpSession:
     # The methods of a 2026-07-28 request (no handshake, ping, setLevel or subscribe).
     _MODERN_HANDLERS: ClassVar[dict[str, Handler]] = {}
     # Requests that run as their own task so the connection stays responsive meanwhile.
-    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+    _SPAWNED: ClassVar[frozenset[str]] = frozenset(
+        {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+    )
 
     def __init__(
         self,
@@ -176,6 +182,8 @@ class McpSession:
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
         message_allowance: MessageAllowance | None = None,
+        listen_counts: ListenCounts | None = None,
+        watch_resources: bool = True,
     ) -> None:
         self.principal = principal
         # The transport's message buckets (None: no rate limit), retuned when limits change.
@@ -224,6 +232,15 @@ class McpSession:
             limit=identity.max_subscriptions,
             liveness=liveness,
             listen=listen,
+            deliver=watch_resources,
+        )
+        self.listens = Listens(
+            send=send,
+            subscriptions=self.subscriptions,
+            counts=listen_counts if listen_counts is not None else ListenCounts(),
+            per_connection=identity.listens_per_connection,
+            per_user=identity.listens_per_user,
+            max_entries=identity.listen_max_entries,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -363,7 +380,12 @@ class McpSession:
         run = self._run_spawned(request, handler, batched=batched)
         try:
             return self._spawned.start(
-                request.id, run, key=self._slot_key, limits=self.principal.limits
+                request.id,
+                run,
+                key=self._slot_key,
+                limits=self.principal.limits,
+                # A listen is bounded as a listen (listens.py), not as work in flight.
+                counted=request.method != methods.SUBSCRIPTIONS_LISTEN,
             )
         except JsonRpcError as refusal:
             if refusal.code == LIMIT_EXCEEDED:
@@ -469,8 +491,12 @@ class McpSession:
             await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
-        """The server is shutting down: say so, then stop this connection's work."""
-        if self.state is not SessionState.CLOSED:
+        """The server is shutting down: say so (handshake era: a notice; 2026-07-28: each
+        listen's closing response), then stop this connection's work."""
+        ending = [self._spawned.task(i) for i in self.listens.end_all() if i in self._spawned]
+        if ending:
+            await asyncio.wait(ending, timeout=_LISTEN_GOODBYE_SECONDS)
+        if self.state is SessionState.READY:
             here = self.executor.running_here(self.listener.task_ids)
             notice = shutdown_notice(
                 tasks_keep_running=self.executor.tasks_outlive_process,
@@ -522,9 +548,11 @@ class McpSession:
             ),
         }
         self.catalog = catalog
+        differing = [method for method, differs in changed.items() if differs]
         if self.state is SessionState.READY:
-            for method in (method for method, differs in changed.items() if differs):
+            for method in differing:
                 await self._send(notification_message(method, {}))
+        await self.listens.list_changed(differing)
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -687,6 +715,9 @@ McpSession._MODERN_HANDLERS.update(
 McpSession._MODERN_HANDLERS.update(
     {
         methods.SERVER_DISCOVER: McpSession._discover,
+        methods.SUBSCRIPTIONS_LISTEN: lambda session, request: session.listens.listen(
+            request, session.principal.user_id
+        ),
         # The tasks extension's vocabulary, over the same rows as the 2025-11-25 tasks/*.
         methods.TASKS_GET: lambda session, request: session.tasks.detailed(request),
         methods.TASKS_UPDATE: lambda session, request: session.tasks.update(request),

@@ -12,7 +12,6 @@ after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
 """
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ from mcp_server.http_transport.events import (
     StreamCursor,
     new_stream_name,
 )
-from mcp_server.http_transport.exchange import Exchange, is_response_to, session_for
+from mcp_server.http_transport.exchange import Exchange, is_response_to, new_inbox, session_for
 from mcp_server.http_transport.listen_stream import ListenStream
 from mcp_server.http_transport.local import LocalHttpSessions
 from mcp_server.http_transport.records import (
@@ -66,7 +65,9 @@ Headers = list[tuple[bytes, bytes]]
 
 SESSION_HEADER = b"mcp-session-id"
 # Requests that may send progress and logs before their response: streamed when accepted.
-STREAMED_METHODS = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+STREAMED_METHODS = frozenset(
+    {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+)
 # Longest session id looked up (ours are 43 characters).
 MAX_SESSION_ID = 128
 
@@ -304,12 +305,11 @@ class StreamableHttpApp:
             await respond(send, 202)
             return
         layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
             runtime=runtime,
             principal=principal,
             record=record,
-            channel=channel,
+            inbox=await new_inbox(runtime),
             allowance=allowance,
         )
         if record is None:
@@ -322,13 +322,26 @@ class StreamableHttpApp:
                 await self._answer_streamed(exchange, payload, record, send, receive, layer)
             else:
                 await self._answer_json(exchange, payload, send)
-            if exchange.session.log_level != record.log_level:
-                record.log_level = exchange.session.log_level
-                await self.sessions.save(record)
+            await self._record_changes(record, exchange, layer)
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
             await exchange.close()
+
+    async def _record_changes(
+        self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
+    ) -> None:
+        """Keep what the request changed of the session (logging level, subscriptions) in its
+        record; a change of subscriptions also goes to the session's GET stream, wherever."""
+        session = exchange.session
+        uris = session.subscriptions.uris
+        if (session.log_level, uris) == (record.log_level, record.resource_subscriptions):
+            return
+        subscribed = uris != record.resource_subscriptions
+        record.log_level, record.resource_subscriptions = session.log_level, uris
+        await self.sessions.save(record)
+        if subscribed:
+            await self.local.subscriptions_changed(record.session_id, uris, layer)
 
     @staticmethod
     def _refuse_if_over(over: Any) -> None:
@@ -366,10 +379,15 @@ class StreamableHttpApp:
             await respond(send, 400, refusal)
             return
         takes_json, takes_sse = _accepts(scope)
-        layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
+        listening = message.method == methods.SUBSCRIPTIONS_LISTEN
+        if listening and not takes_sse:
+            raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
         exchange = Exchange(
-            runtime=runtime, principal=principal, record=None, channel=channel, allowance=allowance
+            runtime=runtime,
+            principal=principal,
+            record=None,
+            inbox=await new_inbox(runtime),
+            allowance=allowance,
         )
         runtime.connections.register(exchange)
         try:
@@ -380,6 +398,7 @@ class StreamableHttpApp:
                 receive=receive,
                 respond=respond,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
+                keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
             )
         finally:
             runtime.connections.unregister(exchange)
@@ -497,14 +516,17 @@ class StreamableHttpApp:
         )
         if not last_event_id:
             await writer.prime()
+        inbox = await new_inbox(runtime)
         listening = ListenStream(
             make_session=lambda send_message: session_for(
                 runtime,
                 principal,
                 record,
-                connection_id=f"http-get.{stream}",
+                connection_id=inbox.channel,
                 send=send_message,
+                listen=inbox.listen,
             ),
+            inbox=inbox,
             writer=writer,
             sessions=self.sessions,
             session_id=record.session_id,
@@ -513,6 +535,7 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
+            await listening.subscriptions_changed(record.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

@@ -10,6 +10,7 @@ is a plain JSON response whose HTTP status shows the error (request_headers.stat
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,24 +49,39 @@ async def answer(
     receive: Any,
     respond: Respond,
     stream: bool,
+    keepalive: float | None = None,
 ) -> None:
     """Answer one modern request; the client leaving first cancels it (the caller closes the
-    exchange, which stops what still runs)."""
+    exchange, which stops what still runs). `keepalive`: once streaming, a `:` comment after
+    that many idle seconds (a listen's stream, which may be quiet for hours)."""
     response = SseResponse(send, receive)
     response.watch()
     answering = asyncio.ensure_future(
         _relay(exchange, payload, response, send=send, respond=respond, stream=stream)
     )
     left = asyncio.ensure_future(response.left.wait())
+    keeping = asyncio.ensure_future(_keep_alive(response, keepalive)) if keepalive else None
     try:
         await asyncio.wait({answering, left}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         left.cancel()
+        if keeping is not None:
+            keeping.cancel()
         if not answering.done():
             answering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await answering
         await response.finish()
+
+
+async def _keep_alive(response: SseResponse, interval: float) -> None:
+    """Write a comment whenever the stream has been idle for `interval` seconds."""
+    while True:
+        idle = time.monotonic() - response.idle_since
+        if not response.started or idle < interval:
+            await asyncio.sleep(interval - idle if response.started else interval)
+        elif not await response.comment("keep-alive"):
+            return
 
 
 async def _relay(

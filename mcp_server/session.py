@@ -76,6 +76,7 @@ from mcp_server.runtime.limits import SlotKey
 from mcp_server.session_caller import SessionCaller
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
+from mcp_server.task_watch import TaskWatch
 from mcp_server.tool_calls import read_tools_call
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
@@ -142,6 +143,7 @@ class McpSession:
         "_pings",
         "_send",
         "_spawned",
+        "_task_watch",
         "_tasks",
         "catalog",
         "client_initialized",
@@ -242,6 +244,15 @@ class McpSession:
             per_user=identity.listens_per_user,
             max_entries=identity.listen_max_entries,
         )
+        # The tasks extension's side of the listens: notifications/tasks.
+        self._task_watch = TaskWatch(
+            find=self.tasks.find_own,
+            show=self.tasks.view_of,
+            executor=executor,
+            listener=self.listener,
+            liveness=liveness,
+        )
+        self.listens.task_watcher = self._task_watch
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
         self.catalog = catalog
@@ -576,8 +587,10 @@ class McpSession:
         return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
 
     async def operation_event(self, event: OperationEvent) -> None:
-        """An event of an operation this connection listens to (from the channel layer)."""
+        """An event of an operation this connection listens to (from the channel layer): for
+        the calls and tasks it waits for, and the tasks its listens watch."""
         await self.listener.operation_event(event)
+        await self._task_watch.operation_event(event)
 
     async def channel_message(self, message: dict[str, Any]) -> None:
         """A message on the connection's channel, from whichever process sent it, decoded once:
@@ -590,7 +603,7 @@ class McpSession:
         if isinstance(event, RunUpdated):
             await self.run_updated(event)
         elif isinstance(event, OperationProgress | OperationLog | OperationFinished):
-            await self.listener.operation_event(event)
+            await self.operation_event(event)
 
     async def run_updated(self, update: RunUpdated) -> None:
         """A run this connection subscribed to changed (from the channel layer)."""

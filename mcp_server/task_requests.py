@@ -101,20 +101,25 @@ class TaskRequests:
         await self.executor.start_task(request, listener=None)
         return {"resultType": RESULT_TASK, **view.as_extension_task()}
 
+    async def find_own(self, task_id: str) -> "Operation | None":
+        """The caller's task `task_id`, or None (another user's task is an unknown one)."""
+        find = db_call(task_get, caller=self._slot_key())
+        return await find(principal=self._caller(), task_id=task_id)
+
     async def _find(self, params: dict[str, Any]) -> "Operation":
         task_id = task_id_param(params)
-        find = db_call(task_get, caller=self._slot_key())
-        operation = await find(principal=self._caller(), task_id=task_id)
+        operation = await self.find_own(task_id)
         if operation is None:
             raise invalid_params(f"Unknown task: {task_id}")
         return operation
 
-    def _view(self, operation: "Operation") -> TaskView:
+    def view_of(self, operation: "Operation") -> TaskView:
+        """How task `operation` shows."""
         return task_view(operation, self.identity.task_poll_interval)
 
     async def get(self, request: Request) -> dict[str, Any]:
         """tasks/get: the task as history has it."""
-        return self._view(await self._find(request.params)).as_task()
+        return self.view_of(await self._find(request.params)).as_task()
 
     async def list(self, request: Request) -> dict[str, Any]:
         """tasks/list: the caller's tasks, newest first, a page at a time."""
@@ -128,7 +133,7 @@ class TaskRequests:
         size = self.identity.tasks_page_size
         page = db_call(task_page, caller=self._slot_key())
         rows = await page(principal=self._caller(), before=before, size=size)
-        result: dict[str, Any] = {"tasks": [self._view(r).as_task() for r in rows[:size]]}
+        result: dict[str, Any] = {"tasks": [self.view_of(r).as_task() for r in rows[:size]]}
         if len(rows) > size:
             result["nextCursor"] = encode_key_cursor(str(rows[size - 1].pk))
         return result
@@ -136,12 +141,12 @@ class TaskRequests:
     async def cancel(self, request: Request) -> dict[str, Any]:
         """tasks/cancel: mark the task cancelled and stop it wherever it runs."""
         operation = await self._find(request.params)
-        view = self._view(operation)
+        view = self.view_of(operation)
         if not view.is_terminal:
             changed = await self.executor.cancel(
                 operation.pk, as_task=True, caller=self._slot_key()
             )
-            view = self._view(await self._find(request.params))
+            view = self.view_of(await self._find(request.params))
             if changed:
                 return view.as_task()
         raise invalid_params(f"Task {view.task_id} has already ended ({view.status})")
@@ -149,7 +154,7 @@ class TaskRequests:
     async def result(self, request: Request) -> dict[str, Any]:
         """tasks/result: wait for the task's outcome, streaming its progress meanwhile."""
         operation = await self._find(request.params)
-        view = self._view(operation)
+        view = self.view_of(operation)
         if view.is_terminal:
             return task_outcome(view.task_id, OperationFinished.from_row(operation))
         token = progress_token(request.params)
@@ -174,7 +179,7 @@ class TaskRequests:
         """tasks/get: the task as history has it, its result or error inlined once ended."""
         self._check_extension(request)
         operation = await self._find(request.params)
-        view = self._view(operation)
+        view = self.view_of(operation)
         ended = OperationFinished.from_row(operation) if view.is_terminal else None
         return detailed_task(view, ended)
 

@@ -33,7 +33,7 @@ LONG = {"count": 100_000, "item_ms": 5}
 
 
 def extension_request(
-    request_id: int, method: str, params: dict[str, Any], capabilities: Any = WITH_TASKS
+    request_id: int | str, method: str, params: dict[str, Any], capabilities: Any = WITH_TASKS
 ) -> dict[str, Any]:
     """A 2026-07-28 request declaring `capabilities` (by default, the tasks extension)."""
     meta = modern_meta(**{"io.modelcontextprotocol/clientCapabilities": capabilities})
@@ -256,3 +256,75 @@ async def test_another_users_task_is_exactly_an_unknown_one(
         # Bob's cancel changed nothing.
         assert (await _get(client, 1, task_id))["status"] == "working"
         await _reply(client, extension_request(2, "tasks/cancel", {"taskId": task_id}))
+
+
+async def _frame(client: Client, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first frame, kept aside or still to come, that satisfies `predicate` (within
+    TIMEOUT); the others are kept aside."""
+    for kept in client.notifications:
+        if predicate(kept):
+            client.notifications.remove(kept)
+            return dict(kept)
+    while True:
+        frame = await client.receive()
+        if predicate(frame):
+            return dict(frame)
+        client.notifications.append(frame)
+
+
+def _task_notice(task_id: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda frame: (
+        frame.get("method") == "notifications/tasks"
+        and frame["params"]["taskId"] == task_id
+        and frame["params"]["status"] == status
+    )
+
+
+@pytestmark_db
+async def test_a_listen_hears_the_callers_tasks_as_they_are_then_as_they_end(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    subscription = "listen-1"
+    unknown = "0190aaaa-0000-7000-8000-000000000000"
+    async with ws_connect(runtime, token_path()) as (client, _):
+        ended = await _create(client, 1, {"count": 1, "item_ms": 0})
+        await _until_ended(client, 2, ended)
+        running = await _create(client, 10, BATCH)
+        ids = [running, unknown, ended]
+        listen = {"notifications": {"taskIds": ids}}
+        await client.send(extension_request(subscription, "subscriptions/listen", listen))
+        ack = await _frame(
+            client, lambda f: f.get("method") == "notifications/subscriptions/acknowledged"
+        )
+        assert ack["params"]["notifications"]["taskIds"] == [running, ended]
+        tag = {"io.modelcontextprotocol/subscriptionId": subscription}
+        done_before = await _frame(client, _task_notice(ended, "completed"))
+        assert done_before["params"]["_meta"] == tag
+        assert done_before["params"]["result"]["structuredContent"]["processed"] == 1
+        working = await _frame(client, _task_notice(running, "working"))
+        assert working["params"]["pollIntervalMs"] > 0
+        done = await _frame(client, _task_notice(running, "completed"))
+        assert done["params"]["_meta"] == tag
+        assert done["params"]["result"]["structuredContent"]["processed"] == BATCH["count"]
+        # No progress or logs of the task, on the listen or anywhere on the socket.
+        assert not [f for f in client.notifications if f.get("method") == "notifications/progress"]
+        await client.send(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": subscription},
+            }
+        )
+
+
+@pytestmark_db
+async def test_a_listen_without_the_extension_may_not_ask_for_tasks(
+    runtime: ProcessRuntime, token_path: Callable[..., str]
+) -> None:
+    async with ws_connect(runtime, token_path()) as (client, _):
+        params = {"notifications": {"taskIds": ["anything"]}}
+        reply = await _reply(
+            client, extension_request(1, "subscriptions/listen", params, capabilities={})
+        )
+        assert reply["error"]["code"] == MISSING_REQUIRED_CLIENT_CAPABILITY
+        assert reply["error"]["data"] == REQUIRED

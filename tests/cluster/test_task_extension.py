@@ -1,11 +1,14 @@
 """The tasks extension (2026-07-28) across two web processes and a worker, on PostgreSQL and
-Redis: a task created through one web process is followed and cancelled through the other,
-and another user's task id is an unknown one everywhere."""
+Redis: a task created through one web process is followed (tasks/get, and a listen's
+notifications/tasks) and cancelled through the other, and another user's task id is an
+unknown one everywhere."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+
+from httpx_sse import ServerSentEvent
 
 from mcp_server.client.http import HttpSession
 from mcp_server.protocol.tasks import TASKS_EXTENSION
@@ -69,6 +72,35 @@ async def test_a_task_made_on_one_web_process_is_followed_on_the_other(
         assert first["status"] in ("working", "completed")
         done = await until_ended(there, task_id)
     assert done["status"] == "completed"
+    assert done["result"]["structuredContent"]["processed"] == BATCH["count"]
+
+
+async def next_task_notice(events: AsyncIterator[ServerSentEvent] | None) -> dict[str, Any]:
+    """The next notifications/tasks of a listen's stream (within WAIT seconds)."""
+    assert events is not None, "a listen is answered as an SSE stream"
+
+    async def first() -> dict[str, Any]:
+        async for event in events:
+            message = event.json() if event.data else None
+            if message is not None and message.get("method") == "notifications/tasks":
+                return dict(message["params"])
+        raise AssertionError("the listen ended")
+
+    return await asyncio.wait_for(first(), WAIT)
+
+
+async def test_a_listen_on_the_other_process_hears_the_task_end(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with at_both(cluster, cluster_accounts.alice) as (here, there):
+        task_id = await create(here, BATCH)
+        asked = {"taskIds": [task_id]}
+        async with there.subscribe(asked, capabilities=WITH_TASKS) as (_, response, events):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            now = await next_task_notice(events)
+            assert (now["taskId"], now["status"]) == (task_id, "working")
+            done = await next_task_notice(events)
+    assert (done["taskId"], done["status"]) == (task_id, "completed")
     assert done["result"]["structuredContent"]["processed"] == BATCH["count"]
 
 

@@ -381,8 +381,8 @@ async def protocol_error_job() -> str:
 
 @tool(opt_in=True, task_support="optional")
 async def confirm_delete(ctx: ToolContext, filename: str) -> str:
-    """Asks for confirmation, then pretends to delete `filename` (nothing is deleted). A task
-    cannot ask its client for input yet, so as a task it ends with a tool error."""
+    """Asks for confirmation, then pretends to delete `filename` (nothing is deleted); as a
+    task of the tasks extension, the question is its inputRequests, answered by tasks/update."""
     answer = await ctx.elicit(f"Delete {filename}?", _CONFIRM)
     confirmed = answer.get("action") == "accept" and (answer.get("content") or {}).get("confirm")
     return f"Deleted {filename}" if confirmed else f"Kept {filename}"
@@ -390,7 +390,7 @@ async def confirm_delete(ctx: ToolContext, filename: str) -> str:
 
 @tool(opt_in=True, task_support="optional")
 async def multi_input(ctx: ToolContext) -> str:
-    """Asks two questions at once (as a task: a tool error, as for confirm_delete)."""
+    """Asks two questions at once (as a task: two inputRequests, answerable one by one)."""
     first, second = await asyncio.gather(
         ctx.elicit("First name?", _CONFIRM), ctx.elicit("Second name?", _CONFIRM)
     )

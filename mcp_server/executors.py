@@ -64,6 +64,12 @@ class Executor(abc.ABC):
         """Make `channel` a listener of the operation, wherever it runs."""
         await self.bus.attach(operation_id, channel)
 
+    async def answer(self, operation_id: UUID, responses: dict[str, Any]) -> None:
+        """Hand the client's input responses (tasks/update) to the task wherever it runs;
+        answered here, they are in history when this returns."""
+        if await self.bus.answer(operation_id, responses):
+            await self.runner.flush_history()
+
     async def detach(self, operation_id: UUID, channel: str) -> None:
         """Stop sending the operation's events to `channel`."""
         await self.bus.detach(operation_id, channel)

@@ -184,12 +184,13 @@ class TaskRequests:
         return detailed_task(view, ended)
 
     async def update(self, request: Request) -> dict[str, Any]:
-        """tasks/update: an empty acknowledgement. Responses to keys the task has not asked
-        for are ignored, as the extension says; no task asks for input yet (a tool's question
-        in a task is a tool error), so every key is one of those."""
+        """tasks/update: hand the input responses to the task's open questions, wherever it
+        runs (responses to keys it is not asking are ignored); an empty acknowledgement."""
         self._check_extension(request)
-        await self._find(request.params)
-        input_responses_param(request.params)
+        operation = await self._find(request.params)
+        responses = input_responses_param(request.params)
+        if responses and operation.status in ACTIVE_STATUSES:
+            await self.executor.answer(operation.pk, responses)
         return {}
 
     async def cancel_cooperatively(self, request: Request) -> dict[str, Any]:

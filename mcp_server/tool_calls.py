@@ -78,5 +78,8 @@ def read_tools_call(
         progress_token=progress_token(params),
         log_rank=request_log_rank(meta.log_level) if meta is not None else None,
         asks_client=meta is None,
+        # A task of the tasks extension asks its client through the task (tasks/update).
+        asks_through_task=meta is not None and ttl is not None,
+        client_capabilities=meta.client_capabilities if meta is not None else {},
     )
     return call, ttl

@@ -38,6 +38,8 @@ OPERATION_START = "operation.start"
 OPERATION_CANCEL = "operation.cancel"
 OPERATION_ATTACH = "operation.attach"
 OPERATION_DETACH = "operation.detach"
+# The client's answers to a task's questions (tasks/update), for the process that runs it.
+OPERATION_ANSWER = "operation.answer"
 # To a connection's consumer channel (a listener of an operation).
 OPERATION_PROGRESS = "operation.progress"
 OPERATION_LOG = "operation.log"
@@ -70,6 +72,10 @@ Message = dict[str, Any]
 
 class MalformedMessage(ValueError):
     """A channel-layer message that does not decode to the type it names."""
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _uuid(value: Any) -> UUID:
@@ -110,6 +116,9 @@ class OperationStart:
     listener: str | None
     # The W3C trace context the request carried, for the worker's log lines (valid or None).
     traceparent: str | None = None
+    # A task of the tasks extension asks its client through the task, within these.
+    asks_through_task: bool = False
+    client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(
@@ -135,6 +144,8 @@ class OperationStart:
             task_ttl=request.task_ttl,
             listener=listener,
             traceparent=traceparent,
+            asks_through_task=request.asks_through_task,
+            client_capabilities=request.client_capabilities,
         )
 
     def encode(self) -> Message:
@@ -153,6 +164,8 @@ class OperationStart:
             "task_ttl": self.task_ttl,
             "listener": self.listener,
             "traceparent": self.traceparent,
+            "asks_through_task": self.asks_through_task,
+            "client_capabilities": self.client_capabilities,
         }
 
     @classmethod
@@ -175,6 +188,8 @@ class OperationStart:
             task_ttl=_optional_int(message.get("task_ttl")),
             listener=str(listener) if listener else None,
             traceparent=valid_traceparent(message.get("traceparent")),
+            asks_through_task=bool(message.get("asks_through_task")),
+            client_capabilities=_object(message.get("client_capabilities")),
         )
 
 
@@ -196,6 +211,28 @@ class OperationCancel:
     def decode(cls, message: Message) -> Self:
         """The typed message (MalformedMessage when it is not one)."""
         return cls(id=_uuid(message.get("id")), reason=Stop.decode(message))
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAnswer:
+    """The client's input responses to a task's questions, by key, for wherever it runs."""
+
+    TYPE: ClassVar[str] = OPERATION_ANSWER
+
+    id: UUID
+    responses: dict[str, Any]
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "responses": self.responses}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        responses = message.get("responses")
+        if not isinstance(responses, dict):
+            raise MalformedMessage("operation.answer needs responses")
+        return cls(id=_uuid(message.get("id")), responses=responses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,6 +632,7 @@ class RunUpdated:
 ClusterMessage = (
     OperationStart
     | OperationCancel
+    | OperationAnswer
     | OperationAttach
     | OperationDetach
     | OperationProgress
@@ -619,6 +657,7 @@ _TYPES: dict[str, type[ClusterMessage]] = {
     for kind in (
         OperationStart,
         OperationCancel,
+        OperationAnswer,
         OperationAttach,
         OperationDetach,
         OperationProgress,

@@ -232,11 +232,16 @@ class TaskView:
     ttl: int | None
     poll_interval: int
     status_message: str = ""
+    # What a running task waits for its client to answer (the tasks extension), by key.
+    input_requests: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
-        """The task status."""
-        return task_status(self.operation_status)
+        """The task status (input_required while a running task waits for answers)."""
+        status = task_status(self.operation_status)
+        if status == tasks.WORKING and self.input_requests:
+            return tasks.INPUT_REQUIRED
+        return status
 
     @property
     def is_terminal(self) -> bool:
@@ -250,6 +255,7 @@ class TaskView:
             operation_status=status,
             last_updated_at=at,
             status_message=status_message(status, error=error, message=""),
+            input_requests=None,
         )
 
     def as_task(self) -> dict[str, Any]:
@@ -297,6 +303,7 @@ def task_view(operation: "Operation", poll_interval: int) -> TaskView:
         status_message=status_message(
             operation.status, error=operation.error, message=operation.message
         ),
+        input_requests=operation.input_requests,
     )
 
 
@@ -359,6 +366,7 @@ def call_outcome(ended: Ended) -> dict[str, Any]:
 
 def detailed_task(view: TaskView, ended: Ended | None) -> dict[str, Any]:
     """The tasks extension's DetailedTask (tasks/get, notifications/tasks): the Task, with
+    the questions it waits for its client to answer (`inputRequests`) while input_required,
     the call's result inlined once it completed, or the JSON-RPC error it failed with.
 
     `ended` is the outcome of a task that has ended (None while it runs). What the result
@@ -367,6 +375,8 @@ def detailed_task(view: TaskView, ended: Ended | None) -> dict[str, Any]:
     """
     task = view.as_extension_task()
     if ended is None or not view.is_terminal:
+        if view.status == tasks.INPUT_REQUIRED:
+            task["inputRequests"] = dict(view.input_requests or {})
         return task
     status = extension_status(view.operation_status, produced_result=isinstance(ended.result, dict))
     if status == tasks.CANCELLED:

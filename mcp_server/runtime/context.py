@@ -9,7 +9,6 @@ from accounts.principal import Principal
 from mcp_server.client_requests import (
     ClientCapabilityMissing,
     ClientRequestError,
-    ClientRequests,
 )
 from mcp_server.protocol import methods
 
@@ -31,6 +30,17 @@ class CallEvents(Protocol):
         """Deliver a log message, if the client's logging level lets it through."""
 
 
+class AsksClient(Protocol):
+    """What a tool's questions to its client go through: the connection's requests to it
+    (ClientRequests), or a task of the tasks extension (TaskQuestions)."""
+
+    def supports(self, capability: str, mode: str | None = None) -> bool:
+        """Whether the client declared `capability` (and its mode `mode`)."""
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Ask the client; its answer."""
+
+
 class ToolContext:
     """What a tool may use while it runs: progress, cancellation, logs and item errors.
 
@@ -46,13 +56,14 @@ class ToolContext:
         operation: "RunningOperation",
         events: CallEvents,
         progress: "ProgressCoalescer | None" = None,
-        client: ClientRequests | None = None,
+        client: AsksClient | None = None,
     ) -> None:
         self._operation = operation
         self._events = events
         self._progress = progress
-        # The connection's requests to its client; None where the call runs away from the
-        # connection (a task, a worker), which therefore cannot ask the client anything.
+        # The connection's requests to its client, or a tasks-extension task's questions;
+        # None where the call runs away from the connection (a 2025 task, a worker), which
+        # therefore cannot ask the client anything.
         self._client = client
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -128,7 +139,7 @@ class ToolContext:
             params["systemPrompt"] = system_prompt
         return await client.request(methods.SAMPLING_CREATE_MESSAGE, params)
 
-    def _client_for(self, capability: str, mode: str | None = None) -> ClientRequests:
+    def _client_for(self, capability: str, mode: str | None = None) -> AsksClient:
         if self._client is None:
             raise ClientRequestError(
                 f"{self.tool_name!r} cannot ask the client ({capability}) from here: only a "

@@ -173,6 +173,7 @@ def _row(status: str, **fields: Any) -> Any:
         "task_ttl": 60_000,
         "error": "",
         "message": "batch 2/8",
+        "input_requests": None,
     }
     return SimpleNamespace(**{**values, **fields})
 

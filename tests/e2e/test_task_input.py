@@ -1,0 +1,89 @@
+"""A task of the tasks extension that asks its client for input, through a real server over
+Streamable HTTP (2026-07-28): `input_required` with its `inputRequests` on tasks/get, answered
+by tasks/update (one question at a time), then completed; the conformance fixtures
+confirm_delete and multi_input."""
+
+import asyncio
+from typing import Any
+
+from mcp_server.client.http import HttpSession
+from mcp_server.protocol.tasks import TASKS_EXTENSION
+from tests.e2e.support import ServerProcess
+from tests.e2e.test_conformance_fixtures import (  # noqa: F401 (fixtures)
+    conformance_token,
+    fixture_server,
+)
+from tests.http.conftest import http_session
+
+WAIT = 20.0
+CAPABILITIES: dict[str, Any] = {"elicitation": {}, "extensions": {TASKS_EXTENSION: {}}}
+
+
+async def answer(client: HttpSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The result of a 2026-07-28 request declaring elicitation and the tasks extension."""
+    reply = await client.modern(method, params, capabilities=CAPABILITIES)
+    (response,) = [message for message in reply.messages if "method" not in message]
+    return dict(response["result"])
+
+
+async def until(client: HttpSession, task_id: str, *, asked: int) -> dict[str, Any]:
+    """Poll tasks/get until the task asks `asked` questions (0: until it has ended)."""
+
+    async def poll() -> dict[str, Any]:
+        while True:
+            task = await answer(client, "tasks/get", {"taskId": task_id})
+            if asked and len(task.get("inputRequests") or {}) == asked:
+                return task
+            if not asked and task["status"] in ("completed", "failed", "cancelled"):
+                return task
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(poll(), WAIT)
+
+
+async def test_a_task_asks_is_answered_and_completes(
+    fixture_server: ServerProcess,  # noqa: F811
+    conformance_token: str,  # noqa: F811
+) -> None:
+    async with http_session(fixture_server, conformance_token, initialize=False) as client:
+        call = {"name": "confirm_delete", "arguments": {"filename": "a.txt"}}
+        created = await answer(client, "tools/call", call)
+        assert created["resultType"] == "task"
+        task_id = created["taskId"]
+        asking = await until(client, task_id, asked=1)
+        assert asking["status"] == "input_required"
+        ((key, question),) = asking["inputRequests"].items()
+        assert question["method"] == "elicitation/create"
+        assert question["params"]["message"] == "Delete a.txt?"
+        responses = {
+            "never-asked": {"action": "accept", "content": {}},
+            key: {"action": "accept", "content": {"confirm": True}},
+        }
+        ack = await answer(client, "tasks/update", {"taskId": task_id, "inputResponses": responses})
+        assert ack["resultType"] == "complete"
+        done = await until(client, task_id, asked=0)
+    assert done["status"] == "completed"
+    assert done["result"]["content"][0]["text"] == "Deleted a.txt"
+    assert "inputRequests" not in done
+
+
+async def test_questions_are_answered_one_at_a_time(
+    fixture_server: ServerProcess,  # noqa: F811
+    conformance_token: str,  # noqa: F811
+) -> None:
+    async with http_session(fixture_server, conformance_token, initialize=False) as client:
+        task_id = (await answer(client, "tools/call", {"name": "multi_input"}))["taskId"]
+        both = await until(client, task_id, asked=2)
+        first, second = both["inputRequests"]
+        update = {"taskId": task_id, "inputResponses": {first: {"action": "decline"}}}
+        await answer(client, "tasks/update", update)
+        # Answered here, the update is in history before its acknowledgement.
+        left = await answer(client, "tasks/get", {"taskId": task_id})
+        assert (left["status"], list(left["inputRequests"])) == ("input_required", [second])
+        # An answered key is not asked again: answering it twice changes nothing.
+        update = {"taskId": task_id, "inputResponses": {second: {"action": "accept"}}}
+        await answer(client, "tasks/update", update)
+        await answer(client, "tasks/update", update)
+        done = await until(client, task_id, asked=0)
+    assert done["status"] == "completed"
+    assert done["result"]["content"][0]["text"] == "Answered: decline, accept"

@@ -1,0 +1,145 @@
+"""A task's questions to its client (the tasks extension): keyed, shown in history while
+open, answered by key (unknown keys and non-objects ignored), timed out as a tool error, and
+handed to the process that runs the task from whichever process received tasks/update."""
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from mcp_server.client_requests import ClientRequestError
+from mcp_server.cluster.bus import OperationBus
+from mcp_server.cluster.messages import OperationAnswer, OperationStart, decode_message
+from mcp_server.operations.lifecycle import detailed_task, task_view
+from mcp_server.runtime.limits import FairScheduler, Limits
+from mcp_server.runtime.runner import OperationRunner
+from mcp_server.runtime.task_questions import TaskQuestions
+from tests.operations.test_lifecycle import _row
+from tests.ws.session_support import DiscardingHistory
+
+ELICIT = {"message": "Delete it?", "requestedSchema": {"type": "object", "properties": {}}}
+
+
+class RecordedOperation:
+    """What TaskQuestions uses of a RunningOperation: its questions and each persist."""
+
+    def __init__(self) -> None:
+        self.input_requests: dict[str, Any] | None = None
+        self.finished_at = None
+        self.persisted: list[dict[str, Any] | None] = []
+
+    def persist(self) -> None:
+        self.persisted.append(self.input_requests)
+
+
+def questions(operation: RecordedOperation, *, timeout: float = 5) -> TaskQuestions:
+    return TaskQuestions(
+        operation,  # type: ignore[arg-type]
+        capabilities={"elicitation": {}},
+        timeout=timeout,
+        max_outstanding=2,
+    )
+
+
+async def test_an_open_question_is_in_history_until_its_answer() -> None:
+    operation = RecordedOperation()
+    asked = questions(operation)
+    waiting = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    while not operation.input_requests:
+        await asyncio.sleep(0)
+    ((key, question),) = operation.input_requests.items()
+    assert question == {"method": "elicitation/create", "params": ELICIT}
+    assert asked.answer({"other": {"action": "accept"}, key: "not an object"}) == 0
+    assert asked.answer({key: {"action": "accept", "content": {"confirm": True}}}) == 1
+    assert await waiting == {"action": "accept", "content": {"confirm": True}}
+    assert operation.input_requests is None
+    # Once answered, the key is not asked any more.
+    assert asked.answer({key: {"action": "decline"}}) == 0
+
+
+async def test_keys_are_unique_and_answers_may_come_one_by_one() -> None:
+    operation = RecordedOperation()
+    asked = questions(operation)
+    first = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    second = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    while len(operation.input_requests or {}) < 2:
+        await asyncio.sleep(0)
+    one, two = operation.input_requests or {}
+    assert one != two
+    with pytest.raises(ClientRequestError):  # a third open question is over the bound
+        await asked.request("elicitation/create", ELICIT)
+    asked.answer({one: {"action": "decline"}})
+    assert list(operation.input_requests or {}) == [two]
+    assert await first == {"action": "decline"}
+    assert not second.done()
+    asked.answer({two: {"action": "accept"}})
+    assert await second == {"action": "accept"}
+
+
+async def test_an_unanswered_question_is_a_client_error_and_asked_no_more() -> None:
+    operation = RecordedOperation()
+    asked = questions(operation, timeout=0.01)
+    with pytest.raises(ClientRequestError, match="did not answer"):
+        await asked.request("elicitation/create", ELICIT)
+    assert operation.input_requests is None
+    assert asked.supports("elicitation", "form") and not asked.supports("sampling")
+
+
+def test_a_running_task_with_questions_is_input_required() -> None:
+    asked = {"elicitation-create-1": {"method": "elicitation/create", "params": ELICIT}}
+    view = task_view(_row("running", input_requests=asked), poll_interval=500)
+    assert view.status == "input_required"
+    assert view.as_task()["status"] == "input_required"  # the 2025 vocabulary has it too
+    task = detailed_task(view, None)
+    assert (task["status"], task["inputRequests"]) == ("input_required", asked)
+    answered = task_view(_row("running", input_requests=None), poll_interval=500)
+    assert "inputRequests" not in detailed_task(answered, None)
+
+
+def test_answers_and_task_hand_offs_cross_processes() -> None:
+    key = UUID(int=7)
+    answer = OperationAnswer(id=key, responses={"k": {"action": "accept"}})
+    assert decode_message(answer.encode()) == answer
+    start = OperationStart(
+        id=key,
+        principal={},
+        tool="confirm_delete",
+        arguments={},
+        connection_id="c",
+        request_id=1,
+        progress_token=None,
+        queued_at=None,
+        is_task=True,
+        task_ttl=1000,
+        listener=None,
+        asks_through_task=True,
+        client_capabilities={"elicitation": {}},
+    )
+    assert decode_message(start.encode()) == start
+
+
+class SentToRunners:
+    """A channel layer that keeps what is sent to groups."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append((group, message))
+
+
+async def test_an_answer_for_a_task_run_elsewhere_goes_to_the_runners() -> None:
+    runner = OperationRunner(
+        scheduler=FairScheduler(Limits()),
+        writer=DiscardingHistory(),  # type: ignore[arg-type]
+        progress_rate=10.0,
+        persist_interval=60.0,
+    )
+    layer = SentToRunners()
+    bus = OperationBus(runner=runner, layer=layer, web=True)
+    key = UUID(int=8)
+    assert not await bus.answer(key, {"k": {"action": "accept"}})
+    ((group, message),) = layer.sent
+    assert group == "mcp-runners"
+    assert decode_message(message) == OperationAnswer(id=key, responses={"k": {"action": "accept"}})

@@ -25,7 +25,7 @@ ACK = "notifications/subscriptions/acknowledged"
 TOOLS = "notifications/tools/list_changed"
 PROMPTS = "notifications/prompts/list_changed"
 RESOURCES = "notifications/resources/list_changed"
-TASKS_CAPABILITY = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
+TASKS_CAPABILITY: dict[str, Any] = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
 
 
 def listen(request_id: Any, capabilities: dict[str, Any] | None = None, **asked: Any) -> Any:

@@ -1,6 +1,7 @@
 """McpSession serving 2026-07-28 requests: no handshake, the era chosen per request, every
 result finished (resultType, serverInfo, caching hints), the removed methods gone."""
 
+import time
 import uuid
 from typing import Any
 
@@ -248,3 +249,28 @@ async def test_logs_of_a_call_run_elsewhere_pass_its_requests_threshold(
         OperationLog(id=key, level="error", data="from a worker", logger="w")
     )
     assert logged(outbox.messages) == (["from a worker"] if sent else [])
+
+
+async def test_only_a_connection_that_initialized_is_pinged(registry: ToolRegistry) -> None:
+    later = time.monotonic() + 3600
+    modern_only, outbox = make_session(registry)
+    await modern_only.receive(modern(1, "tools/list"))
+    await outbox.response(1)
+    await modern_only.keep_alive(later)
+    assert [m for m in outbox.messages if m.get("method") == "ping"] == []
+
+    handshake, outbox = make_session(registry)
+    await initialize(handshake, outbox)
+    await handshake.keep_alive(later)
+    assert [m["method"] for m in outbox.messages if "method" in m] == ["ping"]
+
+
+async def test_a_connection_that_never_initialized_gets_no_unrequested_log(
+    registry: ToolRegistry,
+) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(1, "tools/list"))
+    await outbox.response(1)
+    await session.log("warning", "a broadcast", "broadcast")  # as the registry sends one
+    await session.going_away()
+    assert logged(outbox.messages) == []

@@ -535,7 +535,11 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
-            await listening.subscriptions_changed(record.resource_subscriptions)
+            # Read again now that changes reach the stream: one made since the record was
+            # loaded would be missed otherwise.
+            current = await self.sessions.load(record.session_id)
+            if current is not None:
+                await listening.subscriptions_changed(current.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

@@ -1,9 +1,10 @@
 """Notifications over Streamable HTTP on a real server: 2026-07-28 `subscriptions/listen` as a
 long-lived SSE response (acknowledgement first, tagged messages, keep-alive comments, bounds,
 ended by the client leaving), and the handshake era's resources/subscribe delivered on the
-session's GET stream."""
+session's GET stream. A server going away ends a listen with its complete response."""
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -172,3 +173,24 @@ async def test_resources_subscribe_on_an_http_session_reaches_its_get_stream(
                 ),
                 "the run's end on its error log",
             )
+
+
+async def test_a_server_going_away_ends_its_listens_with_their_complete_response(
+    server_factory: ServerFactory, redis_env: dict[str, str], member: Member
+) -> None:
+    server = server_factory(**redis_env)
+    async with (
+        http_session(server, member.token, initialize=False) as client,
+        client.subscribe({"toolsListChanged": True}) as (listen_id, _, events),
+    ):
+        await acknowledgement(events, listen_id)
+        assert events is not None
+        server.process.send_signal(signal.SIGTERM)
+
+        async def rest() -> list[dict[str, Any]]:
+            return [event.json() async for event in events if event.data]
+
+        last = (await asyncio.wait_for(rest(), WAIT))[-1]
+        assert last["id"] == listen_id
+        assert last["result"]["resultType"] == "complete"
+        assert last["result"]["_meta"][SUBSCRIPTION_ID] == listen_id

@@ -129,6 +129,7 @@ class Listens:
         per_connection: int,
         per_user: int,
         max_entries: int,
+        task_watcher: TaskWatcher | None = None,
     ) -> None:
         self._send = send
         self._subscriptions = subscriptions
@@ -137,8 +138,8 @@ class Listens:
         self.per_user = per_user
         self.max_entries = max_entries
         self._open: dict[RequestId, Listen] = {}
-        # Set by the session for the tasks extension; None: `taskIds` are not honoured.
-        self.task_watcher: TaskWatcher | None = None
+        # The tasks extension's side (SessionFeatures.listens); None: `taskIds` not honoured.
+        self.task_watcher = task_watcher
 
     def __len__(self) -> int:
         """How many are open."""

@@ -37,7 +37,6 @@ from mcp_server.listens import ListenCounts, Listens
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.prompt_requests import PromptRequests
-from mcp_server.prompts.registry import prompts
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -70,13 +69,11 @@ from mcp_server.protocol.tasks import RELATED_TASK, TASKS_EXTENSION
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
-from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.session_caller import SessionCaller
+from mcp_server.session_features import SessionFeatures
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
-from mcp_server.task_watch import TaskWatch
 from mcp_server.tool_calls import read_tools_call
 from mcp_server.tools.catalog import ToolCatalog, catalog_for
 
@@ -143,23 +140,17 @@ class McpSession:
         "_pings",
         "_send",
         "_spawned",
-        "_task_watch",
         "_tasks",
         "catalog",
         "client_initialized",
-        "completion",
         "connection_id",
         "executor",
+        "features",
         "identity",
         "listener",
-        "listens",
         "principal",
-        "prompts",
         "protocol_version",
-        "resources",
         "state",
-        "subscriptions",
-        "tasks",
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
@@ -210,49 +201,19 @@ class McpSession:
             listen=listen,
             client_requests=self._client_requests,
         )
-        self.tasks = TaskRequests(
-            caller=lambda: self.principal,
+        self.features = SessionFeatures(
+            principal=lambda: self.principal,
             slot_key=lambda: self._slot_key,
             identity=identity,
             executor=executor,
             listener=self.listener,
-        )
-        caller = SessionCaller(
-            principal=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
-            settle=executor.runner.flush_unwritten,
-        )
-        self.resources = ResourceRequests(caller=caller, identity=identity, registry=resources)
-        self.prompts = PromptRequests(caller=caller, identity=identity, registry=prompts)
-        self.completion = CompletionRequests(caller=caller, prompts=prompts, resources=resources)
-        self.subscriptions = ResourceSubscriptions(
-            caller=caller,
             connection_id=connection_id,
             send=send,
-            read=self.resources.contents,
-            bus=executor.bus,
-            limit=identity.max_subscriptions,
             liveness=liveness,
             listen=listen,
-            deliver=watch_resources,
+            watch_resources=watch_resources,
+            listen_counts=listen_counts,
         )
-        self.listens = Listens(
-            send=send,
-            subscriptions=self.subscriptions,
-            counts=listen_counts if listen_counts is not None else ListenCounts(),
-            per_connection=identity.listens_per_connection,
-            per_user=identity.listens_per_user,
-            max_entries=identity.listen_max_entries,
-        )
-        # The tasks extension's side of the listens: notifications/tasks.
-        self._task_watch = TaskWatch(
-            find=self.tasks.find_own,
-            show=self.tasks.view_of,
-            executor=executor,
-            listener=self.listener,
-            liveness=liveness,
-        )
-        self.listens.task_watcher = self._task_watch
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
         self.catalog = catalog
@@ -285,6 +246,38 @@ class McpSession:
     @client_capabilities.setter
     def client_capabilities(self, capabilities: dict[str, Any]) -> None:
         self._client_requests.capabilities = capabilities
+
+    # The parts composed for the other features (made on first use: SessionFeatures).
+    @property
+    def tasks(self) -> TaskRequests:
+        """tasks/* requests."""
+        return self.features.tasks
+
+    @property
+    def resources(self) -> ResourceRequests:
+        """resources/* requests."""
+        return self.features.resources
+
+    @property
+    def prompts(self) -> PromptRequests:
+        """prompts/* requests."""
+        return self.features.prompts
+
+    @property
+    def completion(self) -> CompletionRequests:
+        """completion/complete requests."""
+        return self.features.completion
+
+    @property
+    def subscriptions(self) -> ResourceSubscriptions:
+        """Resource subscriptions."""
+        return self.features.subscriptions
+
+    @property
+    def listens(self) -> Listens:
+        """subscriptions/listen requests (made on first use: `features.open_listens` counts
+        them without making them)."""
+        return self.features.listens
 
     @property
     def log_level(self) -> str:
@@ -422,9 +415,11 @@ class McpSession:
             logger.debug("could not send the reply to request %r", request.id, exc_info=True)
         return None
 
-    @metrics.counts_requests
-    @log_context.request_scope
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
+        """The reply to `request`, with the request named in the log context meanwhile and its
+        outcome counted (inline rather than as decorators: two coroutine layers per request)."""
+        scope = log_context.enter_request(request)
+        outcome = "cancelled"
         try:
             result = await handler(self, request)
             if request.meta is not None:
@@ -434,12 +429,18 @@ class McpSession:
                     server=self._server_info,
                     ttl_ms=self.identity.cache_ttl_ms,
                 )
-            return result_message(request.id, result)
+            reply = result_message(request.id, result)
+            outcome = "ok"
         except JsonRpcError as exc:
-            return error_message(request.id, exc)
+            reply, outcome = error_message(request.id, exc), "error"
         except Exception:
             logger.exception("request %s failed", request.method)
-            return error_message(request.id, JsonRpcError(INTERNAL_ERROR, "Internal error"))
+            error = JsonRpcError(INTERNAL_ERROR, "Internal error")
+            reply, outcome = error_message(request.id, error), "error"
+        finally:
+            log_context.reset(scope)
+            metrics.request_answered(request.method, outcome, self.principal)
+        return reply
 
     def _handle_notification(self, notification: Notification) -> None:
         if notification.method == methods.NOTIFICATION_INITIALIZED:
@@ -478,7 +479,7 @@ class McpSession:
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
-        await self.subscriptions.close()
+        await self.features.close()
 
     # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
@@ -497,14 +498,20 @@ class McpSession:
         return self.principal.user_id
 
     async def keep_alive(self, now: float) -> None:
-        """Ping the client when it has been idle; close the connection when it stays silent."""
-        if self.state is not SessionState.CLOSED:
+        """Ping the client when it has been idle; close the connection when it stays silent.
+
+        Only a client that initialized is pinged: 2026-07-28 has no ping, and a server of it
+        sends no requests, so a connection carrying only its requests is left to the
+        transport's own liveness (WebSocket pings)."""
+        if self.state is SessionState.READY:
             await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
-        """The server is shutting down: say so (handshake era: a notice; 2026-07-28: each
-        listen's closing response), then stop this connection's work."""
-        ending = [self._spawned.task(i) for i in self.listens.end_all() if i in self._spawned]
+        """The server is shutting down: say so (to a client that initialized, a notice; a
+        2026-07-28 one gets no unrequested log, but each of its listens its closing
+        response), then stop this connection's work."""
+        ended = self.features.end_listens()
+        ending = [self._spawned.task(i) for i in ended if i in self._spawned]
         if ending:
             await asyncio.wait(ending, timeout=_LISTEN_GOODBYE_SECONDS)
         if self.state is SessionState.READY:
@@ -563,7 +570,7 @@ class McpSession:
         if self.state is SessionState.READY:
             for method in differing:
                 await self._send(notification_message(method, {}))
-        await self.listens.list_changed(differing)
+        await self.features.list_changed(differing)
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -590,7 +597,7 @@ class McpSession:
         """An event of an operation this connection listens to (from the channel layer): for
         the calls and tasks it waits for, and the tasks its listens watch."""
         await self.listener.operation_event(event)
-        await self._task_watch.operation_event(event)
+        await self.features.task_event(event)
 
     async def channel_message(self, message: dict[str, Any]) -> None:
         """A message on the connection's channel, from whichever process sent it, decoded once:
@@ -608,7 +615,7 @@ class McpSession:
     async def run_updated(self, update: RunUpdated) -> None:
         """A run this connection subscribed to changed (from the channel layer)."""
         if self.state is not SessionState.CLOSED:
-            await self.subscriptions.run_updated(update)
+            await self.features.run_updated(update)
 
     async def log(
         self,
@@ -621,6 +628,10 @@ class McpSession:
         """Send `notifications/message` when `level` passes the client's logging level, or
         `rank`, the threshold of the request it belongs to (naming the task it comes from, if
         any)."""
+        if rank is None and self.state is not SessionState.READY:
+            # A connection-level message (a broadcast): only for a client that initialized;
+            # 2026-07-28 sends logs only to the requests that ask for them.
+            return
         threshold = self._log_rank if rank is None else rank
         if level_rank(level) < threshold or self.state is SessionState.CLOSED:
             return

@@ -4,15 +4,9 @@ from typing import Any
 
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
-from mcp_server.protocol.errors import (
-    METHOD_NOT_FOUND,
-    JsonRpcError,
-    RequestId,
-    invalid_params,
-    missing_capability,
-)
+from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
 from mcp_server.protocol.log_levels import request_log_rank
-from mcp_server.protocol.modern import RequestMeta
+from mcp_server.protocol.modern import RequestMeta, require_capabilities
 from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import becomes_task, requested_ttl
 from mcp_server.runtime.runner import CallRequest
@@ -56,17 +50,13 @@ def read_tools_call(
         if ttl is None and tool.task_support == "required":
             raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
     else:
-        declared = meta.client_capabilities
-        missing = {
-            key: value for key, value in tool.client_capabilities.items() if key not in declared
-        }
-        if missing:
-            raise missing_capability(missing)
-        # The tasks extension: the server decides (a legacy `params.task` is ignored).
+        require_capabilities(meta, tool.client_capabilities)
+        # The tasks extension: the server decides which calls become tasks (a 2025-11-25
+        # `params.task` is ignored).
         directed = becomes_task(
             task_support=tool.task_support,
             takes_long=tool.duration == "long",
-            client_capabilities=declared,
+            client_capabilities=meta.client_capabilities,
         )
         ttl = identity.task_default_ttl if directed else None
     call = CallRequest(

@@ -391,15 +391,16 @@ class StreamableHttpApp:
         )
         runtime.connections.register(exchange)
         try:
-            await stateless.answer(
+            plain = await stateless.answer(
                 exchange,
                 payload,
                 send=send,
                 receive=receive,
-                respond=respond,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
                 keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
             )
+            if plain is not None:
+                await respond(send, *plain)
         finally:
             runtime.connections.unregister(exchange)
             await exchange.close()
@@ -535,7 +536,11 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
-            await listening.subscriptions_changed(record.resource_subscriptions)
+            # Read again now that changes reach the stream: one made since the record was
+            # loaded would be missed otherwise.
+            current = await self.sessions.load(record.session_id)
+            if current is not None:
+                await listening.subscriptions_changed(current.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

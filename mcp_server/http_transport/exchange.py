@@ -223,7 +223,7 @@ class Exchange(SessionConnection):
     ) -> None:
         """A 2026-07-28 listen hears of the lists that changed; otherwise the next request of
         the session sees the new tool set and limits."""
-        if len(self.session.listens):
+        if self.session.features.open_listens:
             await self.session.tenant_changed(enabled_tools, disabled_tools, limits)
 
     async def going_away(self) -> None:

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.protocol import methods
-from mcp_server.protocol.errors import UNSUPPORTED_PROTOCOL_VERSION, JsonRpcError, invalid_params
+from mcp_server.protocol.errors import (
+    UNSUPPORTED_PROTOCOL_VERSION,
+    JsonRpcError,
+    invalid_params,
+    missing_capability,
+)
 from mcp_server.protocol.log_levels import level_rank
 
 MODERN_VERSION = "2026-07-28"
@@ -109,6 +114,16 @@ def _read(meta: dict[str, Any]) -> RequestMeta:
         client_info=client_info,
         log_level=log_level,
     )
+
+
+def require_capabilities(meta: RequestMeta, required: dict[str, Any]) -> None:
+    """-32021 naming those of the client capabilities `required` (a ClientCapabilities
+    object) that the request did not declare."""
+    missing = {
+        name: value for name, value in required.items() if name not in meta.client_capabilities
+    }
+    if missing:
+        raise missing_capability(missing)
 
 
 def unsupported_version(requested: str) -> JsonRpcError:

@@ -136,7 +136,7 @@ class OperationRunner:
         tasks extension asks through the task instead (TaskQuestions).
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
-        log_context.bind(operation=str(operation.id))
+        log_context.bind_operation(operation.id)
         if client is None and request.asks_through_task:
             client = self._questions[operation.id] = TaskQuestions(
                 operation,

@@ -1,9 +1,10 @@
 """Notifications over Streamable HTTP on a real server: 2026-07-28 `subscriptions/listen` as a
 long-lived SSE response (acknowledgement first, tagged messages, keep-alive comments, bounds,
 ended by the client leaving), and the handshake era's resources/subscribe delivered on the
-session's GET stream."""
+session's GET stream. A server going away ends a listen with its complete response."""
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from httpx_sse import ServerSentEvent
 
 from mcp_server.client.http import HttpSession
-from tests.e2e.conftest import ServerFactory
+from tests.e2e.conftest import Accounts, ServerFactory
 from tests.e2e.support import Deployment, ServerProcess
 from tests.http.conftest import Member, http_session
 from tests.http.test_streamable_http import WAIT, event_matching, next_event
@@ -75,9 +76,9 @@ async def test_a_listen_streams_only_what_it_asked_for_tagged_with_its_id(
 
 
 async def test_a_listen_hears_of_a_subscribed_run_as_it_progresses(
-    served: ServerProcess, member: Member
+    served: ServerProcess, accounts: Accounts
 ) -> None:
-    async with http_session(served, member.token) as starter:
+    async with http_session(served, accounts.alice) as starter:
         run = await start_run(starter)
         missing = "mcp-realtime://runs/00000000-0000-0000-0000-000000000000"
         async with starter.subscribe({"resourceSubscriptions": [run, missing]}) as (
@@ -98,12 +99,12 @@ async def test_a_listen_hears_of_a_subscribed_run_as_it_progresses(
 
 
 async def test_an_idle_listen_gets_keep_alive_comments_and_ends_when_its_client_leaves(
-    server_factory: ServerFactory, redis_env: dict[str, str], member: Member
+    server_factory: ServerFactory, redis_env: dict[str, str], accounts: Accounts
 ) -> None:
     server = server_factory(
         MCP_LISTEN_KEEPALIVE_SECONDS="0.2", MCP_LISTENS_PER_USER="1", **redis_env
     )
-    async with http_session(server, member.token, initialize=False) as client:
+    async with http_session(server, accounts.alice, initialize=False) as client:
         message, mirrored = client.modern_request(
             "subscriptions/listen", {"notifications": {"toolsListChanged": True}}
         )
@@ -133,9 +134,9 @@ async def test_an_idle_listen_gets_keep_alive_comments_and_ends_when_its_client_
 
 
 async def test_a_listen_needs_an_event_stream_and_a_valid_filter(
-    served: ServerProcess, member: Member
+    served: ServerProcess, accounts: Accounts
 ) -> None:
-    async with http_session(served, member.token, initialize=False) as client:
+    async with http_session(served, accounts.alice, initialize=False) as client:
         message, mirrored = client.modern_request("subscriptions/listen", {"notifications": {}})
         json_only = await client.post(message, **{**mirrored, "Accept": "application/json"})
         assert json_only.status == 406
@@ -144,9 +145,9 @@ async def test_a_listen_needs_an_event_stream_and_a_valid_filter(
 
 
 async def test_resources_subscribe_on_an_http_session_reaches_its_get_stream(
-    served: ServerProcess, member: Member
+    served: ServerProcess, accounts: Accounts
 ) -> None:
-    async with http_session(served, member.token) as session:
+    async with http_session(served, accounts.alice) as session:
         run = await start_run(session)
         # Subscribed before the GET stream opens: the stream watches what the record holds.
         assert (await session.request("resources/subscribe", {"uri": run}))["result"] == {}
@@ -172,3 +173,24 @@ async def test_resources_subscribe_on_an_http_session_reaches_its_get_stream(
                 ),
                 "the run's end on its error log",
             )
+
+
+async def test_a_server_going_away_ends_its_listens_with_their_complete_response(
+    server_factory: ServerFactory, redis_env: dict[str, str], accounts: Accounts
+) -> None:
+    server = server_factory(**redis_env)
+    async with (
+        http_session(server, accounts.alice, initialize=False) as client,
+        client.subscribe({"toolsListChanged": True}) as (listen_id, _, events),
+    ):
+        await acknowledgement(events, listen_id)
+        assert events is not None
+        server.process.send_signal(signal.SIGTERM)
+
+        async def rest() -> list[dict[str, Any]]:
+            return [event.json() async for event in events if event.data]
+
+        last = (await asyncio.wait_for(rest(), WAIT))[-1]
+        assert last["id"] == listen_id
+        assert last["result"]["resultType"] == "complete"
+        assert last["result"]["_meta"][SUBSCRIPTION_ID] == listen_id

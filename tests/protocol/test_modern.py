@@ -21,6 +21,7 @@ from mcp_server.protocol.modern import (
     discover_result,
     finish_result,
     read_request_meta,
+    require_capabilities,
     require_request_meta,
 )
 from mcp_server.protocol.request_headers import (
@@ -118,6 +119,16 @@ def test_a_request_known_to_be_modern_requires_its_meta(params: dict[str, Any]) 
     with pytest.raises(JsonRpcError) as raised:
         require_request_meta(params)
     assert raised.value.code == INVALID_PARAMS
+
+
+def test_only_undeclared_capabilities_are_required() -> None:
+    declared = read_request_meta(meta(capabilities={"sampling": {}, "roots": {}}))
+    assert declared is not None
+    require_capabilities(declared, {"sampling": {}})
+    require_capabilities(declared, {})
+    with pytest.raises(JsonRpcError) as raised:
+        require_capabilities(declared, {"sampling": {}, "elicitation": {"form": {}}})
+    assert raised.value.data == {"requiredCapabilities": {"elicitation": {"form": {}}}}
 
 
 def test_missing_capability_names_them_as_client_capabilities() -> None:

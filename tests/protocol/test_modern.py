@@ -110,6 +110,20 @@ def test_an_unserved_version_lists_the_served_ones(version: str) -> None:
     assert raised.value.data == {"supported": [MODERN_VERSION], "requested": version}
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"_meta": {CAPABILITIES: {}}},
+        {"_meta": {INFO: {"name": "c", "version": "1"}}},
+        {"_meta": {LEVEL: "info", "progressToken": 1}},
+    ],
+)
+def test_a_per_request_key_without_a_version_is_a_malformed_modern_request(
+    params: dict[str, Any],
+) -> None:
+    assert code_of(params) == INVALID_PARAMS
+
+
 def test_malformed_wins_over_unsupported() -> None:
     assert code_of(meta(version="v999", capabilities=None)) == INVALID_PARAMS
 
@@ -204,6 +218,7 @@ def test_discover_lists_the_modern_versions() -> None:
         (MODERN_VERSION, None, True),  # a notification
         ("v999", meta(version="v999"), True),
         (None, meta(), True),
+        (None, {"_meta": {CAPABILITIES: {}}}, True),
         ("2025-11-25", {"_meta": {"progressToken": 1}}, False),
         (None, {}, False),
         (None, None, False),

@@ -57,6 +57,20 @@ def is_modern_post(protocol_version_header: str | None, params: dict[str, Any] |
     return params is not None and is_modern_meta(params)
 
 
+def encode_header_value(text: str) -> str:
+    """`text` as a mirrored header carries it: as is when plain visible ASCII, else (or when
+    it looks like the sentinel itself) as `=?base64?…?=` (the client's side of the rule)."""
+    plain = (
+        text.isascii()
+        and text.isprintable()
+        and text == text.strip()
+        and not (text.startswith(_BASE64_PREFIX) and text.endswith(_BASE64_SUFFIX))
+    )
+    if plain:
+        return text
+    return _BASE64_PREFIX + base64.b64encode(text.encode()).decode() + _BASE64_SUFFIX
+
+
 def decode_header_value(value: str) -> str | None:
     """A mirrored header's value, its `=?base64?…?=` form decoded (None: not valid)."""
     if not (value.startswith(_BASE64_PREFIX) and value.endswith(_BASE64_SUFFIX)):

@@ -28,6 +28,7 @@ from mcp_server.protocol.request_headers import (
     MirroredHeaders,
     check_mirrored_headers,
     decode_header_value,
+    encode_header_value,
     is_modern_post,
     status_for,
 )
@@ -283,6 +284,25 @@ def test_a_missing_or_different_header_is_a_mismatch(
 )
 def test_header_values_decode_the_base64_sentinel(value: str, decoded: str | None) -> None:
     assert decode_header_value(value) == decoded
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("us-west1", True),
+        ("file:///a b", True),
+        ("Hello, 世界", False),
+        (" padded ", False),
+        ("line1\nline2", False),
+        ("=?base64?literal?=", False),
+    ],
+)
+def test_header_values_encode_what_is_not_plain_ascii_and_round_trip(
+    text: str, plain: bool
+) -> None:
+    encoded_value = encode_header_value(text)
+    assert (encoded_value == text) is plain
+    assert decode_header_value(encoded_value) == text
 
 
 @pytest.mark.parametrize(

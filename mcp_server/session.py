@@ -23,6 +23,7 @@ from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
 from mcp_server.cluster.messages import (
     MalformedMessage,
+    OperationAsking,
     OperationEvent,
     OperationFinished,
     OperationLog,
@@ -609,7 +610,9 @@ class McpSession:
             return
         if isinstance(event, RunUpdated):
             await self.run_updated(event)
-        elif isinstance(event, OperationProgress | OperationLog | OperationFinished):
+        elif isinstance(
+            event, OperationProgress | OperationLog | OperationFinished | OperationAsking
+        ):
             await self.operation_event(event)
 
     async def run_updated(self, update: RunUpdated) -> None:

@@ -3,13 +3,15 @@
 
 A listen's `taskIds` are honoured when they are the caller's tasks (another user's id is an
 unknown one: left out of the acknowledgement). Each watched task is told at once as it is
-(its DetailedTask, sent after the acknowledgement), then when it ends. Its end reaches the
-connection's channel from whichever process runs it, because the connection becomes a
-listener of the operation, as for `tasks/result`; an end whose message is lost is read back
-from history at the next heartbeat round (`Liveness`). The extension has no progress or logs
-for tasks, so only the end is pushed.
+(its DetailedTask, sent after the acknowledgement), then as its questions to the client
+change (input_required with its inputRequests, working again) and when it ends. Those events
+reach the connection's channel from whichever process runs it, because the connection
+becomes a listener of the operation, as for `tasks/result`; an end whose message is lost is
+read back from history at the next heartbeat round (`Liveness`). The extension has no
+progress or logs for tasks: those events are not pushed.
 """
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.messages import OperationAsking, OperationEvent, OperationFinished
 from mcp_server.executors import Executor
 from mcp_server.listener import ConnectionListener
 from mcp_server.listens import Listen
@@ -93,8 +95,11 @@ class TaskWatch:
                 await self._unfollow(key, ended=False)
 
     async def operation_event(self, event: OperationEvent) -> None:
-        """An event of an operation this connection listens to: a watched task's end is
-        pushed to every listen that watches it (its other events are not the extension's)."""
+        """An event of an operation this connection listens to: a watched task's questions
+        and its end are pushed to every listen that watches it (its progress and logs are not
+        the extension's)."""
+        if isinstance(event, OperationAsking):
+            await self._asking(event)
         if not isinstance(event, OperationFinished):
             return
         watched = self._watched.pop(event.id, None)
@@ -105,6 +110,17 @@ class TaskWatch:
             status=event.status, error=event.error, at=event.finished_at or timezone.now()
         )
         task = detailed_task(ended, event)
+        for listen in watched.listens:
+            await listen.task_changed(task)
+
+    async def _asking(self, event: OperationAsking) -> None:
+        watched = self._watched.get(event.id)
+        if watched is None or watched.view.input_requests == event.input_requests:
+            return
+        watched.view = dataclasses.replace(
+            watched.view, input_requests=event.input_requests, last_updated_at=timezone.now()
+        )
+        task = detailed_task(watched.view, None)
         for listen in watched.listens:
             await listen.task_changed(task)
 

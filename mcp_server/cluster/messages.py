@@ -44,6 +44,8 @@ OPERATION_ANSWER = "operation.answer"
 OPERATION_PROGRESS = "operation.progress"
 OPERATION_LOG = "operation.log"
 OPERATION_FINISHED = "operation.finished"
+# What a task of the tasks extension waits for its client to answer, as it changes.
+OPERATION_ASKING = "operation.asking"
 # To WEB_GROUP.
 BROADCAST = "mcp.broadcast"
 # To RUNNERS_GROUP, whose members are every web process (it closes its connections) and every
@@ -262,6 +264,28 @@ class OperationDetach(OperationAttach):
     """Stop sending an operation's events to `channel`."""
 
     TYPE: ClassVar[str] = OPERATION_DETACH
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAsking:
+    """The questions a running task now waits for its client to answer (None: none)."""
+
+    TYPE: ClassVar[str] = OPERATION_ASKING
+
+    id: UUID
+    input_requests: dict[str, Any] | None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "input_requests": self.input_requests}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        asked = message.get("input_requests")
+        if asked is not None and not isinstance(asked, dict):
+            raise MalformedMessage("operation.asking needs an object or null")
+        return cls(id=_uuid(message.get("id")), input_requests=asked or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +662,7 @@ ClusterMessage = (
     | OperationProgress
     | OperationLog
     | OperationFinished
+    | OperationAsking
     | Broadcast
     | AccessRevoked
     | TenantChanged
@@ -650,7 +675,7 @@ ClusterMessage = (
     | RunUpdated
 )
 # What reaches a connection's channel about an operation it listens to.
-OperationEvent = OperationProgress | OperationLog | OperationFinished
+OperationEvent = OperationProgress | OperationLog | OperationFinished | OperationAsking
 
 _TYPES: dict[str, type[ClusterMessage]] = {
     kind.TYPE: kind
@@ -663,6 +688,7 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         OperationProgress,
         OperationLog,
         OperationFinished,
+        OperationAsking,
         Broadcast,
         AccessRevoked,
         TenantChanged,

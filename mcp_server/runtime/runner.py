@@ -24,7 +24,7 @@ from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
 from mcp_server.runtime.progress import Deliver, ProgressCoalescer, ProgressReport, frames_to
-from mcp_server.runtime.task_questions import TaskQuestions
+from mcp_server.runtime.task_questions import Announce, TaskQuestions
 from mcp_server.tools.registry import Tool
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class OperationEvents(CallEvents, Protocol):
 
     async def progress(self, report: ProgressReport) -> None:
         """Forward one coalesced progress report (each listener puts its client's token)."""
+
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """Tell the listeners what the task now waits for its client to answer."""
 
     def record_end(self, operation: RunningOperation) -> None:
         """Note how far the operation got and when it ended (called as it finishes)."""
@@ -123,6 +126,7 @@ class OperationRunner:
         deliver: Deliver | None = None,
         on_finish: Callable[[RunningOperation], None] | None = None,
         client: AsksClient | None = None,
+        asking: Announce | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
@@ -133,7 +137,7 @@ class OperationRunner:
         it has a token (listeners may attach later), keeps its whole result in history, and is
         written to the database before this returns. With `client` (the connection's requests
         to its client) the tool may ask the client for input or a completion; a task of the
-        tasks extension asks through the task instead (TaskQuestions).
+        tasks extension asks through the task instead (TaskQuestions), telling `asking`.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         log_context.bind_operation(operation.id)
@@ -143,6 +147,7 @@ class OperationRunner:
                 capabilities=request.client_capabilities,
                 timeout=settings.MCP_CLIENT_REQUEST_TIMEOUT,
                 max_outstanding=settings.MCP_CLIENT_REQUESTS_PER_CONNECTION,
+                announce=asking,
             )
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
@@ -283,6 +288,7 @@ class OperationRunner:
                 published=True,
                 deliver=events.progress,
                 on_finish=events.record_end,
+                asking=events.asking,
             )
         except asyncio.CancelledError as exc:
             # Recorded by call() from the same Stop: the listeners hear what history says.

@@ -6,18 +6,25 @@ question gets a key unique over the task's life and goes into the operation's
 `input_requests`, which history holds, so that a `tasks/get` on any web process shows the task
 `input_required` with the question; the tool waits. `tasks/update` reaches the process that
 runs the task (`operation.answer` to `mcp-runners`, or directly here), whose runner hands each
-response to the question of its key; a key nobody waits for is ignored. A question not
+response to the question of its key; a key nobody waits for is ignored. Each change is also
+told to the task's listeners (`operation.asking`: a listen's notifications/tasks). A question not
 answered in `MCP_CLIENT_REQUEST_TIMEOUT` is a tool error, as an unanswered elicitation is.
 """
 
 import asyncio
 import itertools
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.client_requests import ClientRequestError
 
 if TYPE_CHECKING:
     from mcp_server.runtime.operation import RunningOperation
+
+logger = logging.getLogger(__name__)
+# Tells the task's listeners what it now asks (None: nothing).
+Announce = Callable[[dict[str, Any] | None], Awaitable[None]]
 
 
 class TaskQuestions:
@@ -30,8 +37,13 @@ class TaskQuestions:
         capabilities: dict[str, Any],
         timeout: float,
         max_outstanding: int,
+        announce: Announce | None = None,
     ) -> None:
         self._operation = operation
+        self._announce = announce
+        # Announcements go out one at a time, in order, each with the questions of its time.
+        self._announcing = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
         self.capabilities = capabilities
         self.timeout = timeout
         self.max_outstanding = max_outstanding
@@ -85,7 +97,22 @@ class TaskQuestions:
         return answered
 
     def _publish(self) -> None:
-        """Show the open questions in history (input_required while there are some)."""
-        questions = {key: question for key, (question, _) in self._open.items()}
-        self._operation.input_requests = questions or None
+        """Show the open questions in history (input_required while there are some), and
+        tell the task's listeners."""
+        self._operation.input_requests = self._questions()
         self._operation.persist()
+        if self._announce is not None:
+            task = asyncio.get_running_loop().create_task(self._announce_now())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _questions(self) -> dict[str, Any] | None:
+        return {key: question for key, (question, _) in self._open.items()} or None
+
+    async def _announce_now(self) -> None:
+        assert self._announce is not None
+        async with self._announcing:
+            try:
+                await self._announce(self._questions())
+            except Exception:
+                logger.warning("could not tell the listeners of a task's questions", exc_info=True)

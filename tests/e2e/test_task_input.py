@@ -87,3 +87,43 @@ async def test_questions_are_answered_one_at_a_time(
         done = await until(client, task_id, asked=0)
     assert done["status"] == "completed"
     assert done["result"]["content"][0]["text"] == "Answered: decline, accept"
+
+
+async def test_a_listen_hears_the_question_and_the_end(
+    fixture_server: ServerProcess,  # noqa: F811
+    conformance_token: str,  # noqa: F811
+) -> None:
+    async with http_session(fixture_server, conformance_token, initialize=False) as client:
+        call = {"name": "confirm_delete", "arguments": {"filename": "c.txt"}}
+        task_id = (await answer(client, "tools/call", call))["taskId"]
+        asked = {"taskIds": [task_id]}
+        async with client.subscribe(asked, capabilities=CAPABILITIES) as (_, _, events):
+            assert events is not None
+
+            async def next_state() -> dict[str, Any]:
+                async for event in events:
+                    message = event.json() if event.data else None
+                    if message and message.get("method") == "notifications/tasks":
+                        return dict(message["params"])
+                raise AssertionError("the listen ended")
+
+            async def asking() -> dict[str, Any]:
+                while True:
+                    state = await next_state()
+                    if state["status"] == "input_required":
+                        return state
+
+            question = await asyncio.wait_for(asking(), WAIT)
+            (key,) = question["inputRequests"]
+            responses = {key: {"action": "accept", "content": {"confirm": False}}}
+            await answer(client, "tasks/update", {"taskId": task_id, "inputResponses": responses})
+
+            async def ended() -> dict[str, Any]:
+                while True:
+                    state = await next_state()
+                    assert state["status"] != "input_required" or key in state["inputRequests"]
+                    if state["status"] == "completed":
+                        return state
+
+            done = await asyncio.wait_for(ended(), WAIT)
+    assert done["result"]["content"][0]["text"] == "Kept c.txt"

@@ -10,7 +10,12 @@ import pytest
 
 from mcp_server.client_requests import ClientRequestError
 from mcp_server.cluster.bus import OperationBus
-from mcp_server.cluster.messages import OperationAnswer, OperationStart, decode_message
+from mcp_server.cluster.messages import (
+    OperationAnswer,
+    OperationAsking,
+    OperationStart,
+    decode_message,
+)
 from mcp_server.operations.lifecycle import detailed_task, task_view
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
@@ -86,6 +91,32 @@ async def test_an_unanswered_question_is_a_client_error_and_asked_no_more() -> N
     assert asked.supports("elicitation", "form") and not asked.supports("sampling")
 
 
+async def test_each_change_of_the_questions_is_announced_in_order() -> None:
+    operation = RecordedOperation()
+    heard: list[dict[str, Any] | None] = []
+
+    async def announce(questions: dict[str, Any] | None) -> None:
+        await asyncio.sleep(0)  # a send that takes a turn of the loop
+        heard.append(questions)
+
+    asked = TaskQuestions(
+        operation,  # type: ignore[arg-type]
+        capabilities={"elicitation": {}},
+        timeout=5,
+        max_outstanding=2,
+        announce=announce,
+    )
+    waiting = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    while not heard:
+        await asyncio.sleep(0)
+    ((key, _),) = (heard[0] or {}).items()
+    asked.answer({key: {"action": "accept"}})
+    await waiting
+    while len(heard) < 2:
+        await asyncio.sleep(0)
+    assert heard == [{key: {"method": "elicitation/create", "params": ELICIT}}, None]
+
+
 def test_a_running_task_with_questions_is_input_required() -> None:
     asked = {"elicitation-create-1": {"method": "elicitation/create", "params": ELICIT}}
     view = task_view(_row("running", input_requests=asked), poll_interval=500)
@@ -101,6 +132,9 @@ def test_answers_and_task_hand_offs_cross_processes() -> None:
     key = UUID(int=7)
     answer = OperationAnswer(id=key, responses={"k": {"action": "accept"}})
     assert decode_message(answer.encode()) == answer
+    for questions in ({"k": {"method": "elicitation/create", "params": {}}}, None):
+        asking = OperationAsking(id=key, input_requests=questions)
+        assert decode_message(asking.encode()) == asking
     start = OperationStart(
         id=key,
         principal={},

@@ -210,6 +210,9 @@ class Listeners:
     def record_end(self, operation: Any) -> None:
         """Nothing to note."""
 
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """No question is expected (a 2025-11-25 task cannot ask)."""
+
     async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         self.outcome = {"status": status, "result": result}
 

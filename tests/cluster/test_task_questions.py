@@ -34,8 +34,8 @@ def fixture_cluster(with_fixtures: Deployment) -> Iterator[tuple[Cluster, str]]:
     """Two web processes and a worker with the fixtures, and a token of the tenant that has
     them."""
     with_fixtures.manage("conformance_tenant")
-    with_fixtures.create_user("suite", "conformance")
-    token = with_fixtures.create_token("suite", name="suite-cluster")
+    with_fixtures.create_user("task-asker", "conformance")
+    token = with_fixtures.create_token("task-asker", name="task-asker-cluster")
     cluster = Cluster(deployment=with_fixtures, env={})
     try:
         cluster.start()

@@ -6,17 +6,31 @@ confirm_delete and multi_input."""
 import asyncio
 from typing import Any
 
+import pytest
+
 from mcp_server.client.http import HttpSession
 from mcp_server.protocol.tasks import TASKS_EXTENSION
-from tests.e2e.support import ServerProcess
-from tests.e2e.test_conformance_fixtures import (  # noqa: F401 (fixtures)
-    conformance_token,
-    fixture_server,
-)
+from tests.e2e.conftest import ServerFactory
+from tests.e2e.support import Deployment, ServerProcess
+from tests.e2e.test_conformance_fixtures import FIXTURE_APPS, TENANT
 from tests.http.conftest import http_session
 
 WAIT = 20.0
 CAPABILITIES: dict[str, Any] = {"elicitation": {}, "extensions": {TASKS_EXTENSION: {}}}
+
+
+@pytest.fixture(scope="module")
+def fixture_server(server_factory: ServerFactory) -> ServerProcess:
+    """A server with the conformance fixtures installed."""
+    return server_factory(MCP_TOOL_APPS=FIXTURE_APPS)
+
+
+@pytest.fixture(scope="module")
+def conformance_token(deployment: Deployment, fixture_server: ServerProcess) -> str:
+    """A token of a member of the conformance tenant (`conformance_tenant` made or updated)."""
+    deployment.with_env({"MCP_TOOL_APPS": FIXTURE_APPS}).manage("conformance_tenant")
+    deployment.create_user("task-asker", TENANT)
+    return deployment.create_token("task-asker", name="task-asker")
 
 
 async def answer(client: HttpSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +56,7 @@ async def until(client: HttpSession, task_id: str, *, asked: int) -> dict[str, A
 
 
 async def test_a_task_asks_is_answered_and_completes(
-    fixture_server: ServerProcess,  # noqa: F811
-    conformance_token: str,  # noqa: F811
+    fixture_server: ServerProcess, conformance_token: str
 ) -> None:
     async with http_session(fixture_server, conformance_token, initialize=False) as client:
         call = {"name": "confirm_delete", "arguments": {"filename": "a.txt"}}
@@ -68,8 +81,7 @@ async def test_a_task_asks_is_answered_and_completes(
 
 
 async def test_questions_are_answered_one_at_a_time(
-    fixture_server: ServerProcess,  # noqa: F811
-    conformance_token: str,  # noqa: F811
+    fixture_server: ServerProcess, conformance_token: str
 ) -> None:
     async with http_session(fixture_server, conformance_token, initialize=False) as client:
         task_id = (await answer(client, "tools/call", {"name": "multi_input"}))["taskId"]
@@ -90,8 +102,7 @@ async def test_questions_are_answered_one_at_a_time(
 
 
 async def test_a_listen_hears_the_question_and_the_end(
-    fixture_server: ServerProcess,  # noqa: F811
-    conformance_token: str,  # noqa: F811
+    fixture_server: ServerProcess, conformance_token: str
 ) -> None:
     async with http_session(fixture_server, conformance_token, initialize=False) as client:
         call = {"name": "confirm_delete", "arguments": {"filename": "c.txt"}}

@@ -15,8 +15,14 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
 `legacy` (the initialize handshake, a session, `notifications/cancelled`). `resume` is always
 legacy: 2026-07-28 streams are not resumable.
 
-(Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
-CallToolResult and rejects the CreateTaskResult the server answers with.)
+    python clients/sdk_client.py URL task           # 2026-07-28 with the tasks extension: a
+                                                    # long call answered as a task, polled
+                                                    # with tasks/get to its result
+
+(The 2025-11-25 durable tasks are not here: the SDK 2.3 validates a task-augmented
+tools/call's result as a CallToolResult and rejects the CreateTaskResult the server answers
+with. The tasks extension it supports through a `ClientExtension` whose claim of
+`resultType: "task"` resolves the task, as `task` does.)
 """
 
 from __future__ import annotations
@@ -27,17 +33,20 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import ClientMessageMetadata
+from pydantic import ConfigDict
 
 TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 CALL_TIMEOUT_S = 60.0
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 
 
 class DroppingTransport(httpx2.AsyncBaseTransport):
@@ -229,11 +238,85 @@ async def resume(url: str, other: str) -> dict[str, Any]:
         }
 
 
+class CreatedTask(types.Result):
+    """The tasks extension's CreateTaskResult (flat: the Task's fields beside resultType)."""
+
+    model_config = ConfigDict(extra="allow")
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+
+
+class DetailedTask(types.Result):
+    """A tasks/get result: the task, with its result inlined once completed."""
+
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    status: str
+    result: dict[str, Any] | None = None
+
+
+class GetTask(types.GetTaskRequest):
+    """tasks/get of the tasks extension: its HTTP request names the task in `Mcp-Name` (the
+    SDK's own GetTaskRequest is the 2025-11-25 one, which does not)."""
+
+    name_param = "taskId"
+
+
+class TasksExtension(ClientExtension):
+    """The tasks extension as a client of it: a task the server makes of a tools/call is
+    polled with tasks/get until it ends."""
+
+    identifier = TASKS_EXTENSION
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.polled: list[str] = []
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        """The CreateTaskResult of a tools/call, resolved by polling."""
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self.resolve)]
+
+    async def resolve(self, created: CreatedTask, context: ClaimContext) -> types.CallToolResult:
+        """Poll the task to its end; its inlined CallToolResult."""
+        self.created.append(dump(created))
+        params = types.GetTaskRequestParams(task_id=created.task_id)
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            while True:
+                task = await context.session.send_request(GetTask(params=params), DetailedTask)
+                self.polled.append(task.status)
+                if task.status in ("completed", "failed", "cancelled"):
+                    break
+                await anyio.sleep(0.1)
+        if task.result is None:
+            raise RuntimeError(f"the task ended {task.status} without a result")
+        return types.CallToolResult.model_validate(task.result)
+
+
+async def task(url: str) -> dict[str, Any]:
+    """2026-07-28 with the tasks extension: process_batch made a task, polled to its end."""
+    token = os.environ.get("MCP_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    tasks = TasksExtension()
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT) as http,
+        Client(streamable_http_client(url, http_client=http), extensions=[tasks]) as client,
+    ):
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.call_tool("process_batch", {"count": 20, "item_ms": 50})
+        return {
+            "protocol_version": client.protocol_version,
+            "created": tasks.created,
+            "polled": tasks.polled,
+            "result": dump(result),
+        }
+
+
 def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "resume"))
+    parser.add_argument("scenario", choices=("session", "cancel", "resume", "task"))
     parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
     parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
     args = parser.parse_args()
@@ -241,6 +324,7 @@ def main() -> int:
         "session": lambda: session(args.url, args.mode),
         "cancel": lambda: cancel(args.url, args.mode),
         "resume": lambda: resume(args.url, args.other),
+        "task": lambda: task(args.url),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

@@ -32,6 +32,12 @@ def client_envs() -> None:
     NODE.ensure()
 
 
+@pytest.fixture(scope="module")
+def python_sdk_env() -> None:
+    """The Python SDK 2.3 environment alone, built once (cached between runs)."""
+    MCP_SDK.ensure()
+
+
 def run_client(command: list[str], token: str, cwd: Path = ROOT) -> dict[str, Any]:
     """Run a client script with MCP_TOKEN set; the JSON object it printed last."""
     env = scrubbed_env() | {"MCP_TOKEN": token}
@@ -185,3 +191,15 @@ def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts
     )
     assert added["structuredContent"] == {"result": 5}
     assert not added.get("isError")
+
+
+@pytest.mark.usefixtures("python_sdk_env")
+def test_python_sdk_2_3_with_the_tasks_extension_polls_a_task_to_its_result(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    seen = python_sdk(mcp_url(served), accounts.alice, "task")
+    assert seen["protocol_version"] == MODERN_VERSION
+    (created,) = seen["created"]
+    assert (created["resultType"], created["status"]) == ("task", "working")
+    assert seen["polled"][-1] == "completed"
+    assert seen["result"]["structuredContent"]["processed"] == 20

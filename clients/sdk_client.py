@@ -15,9 +15,10 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
 `legacy` (the initialize handshake, a session, `notifications/cancelled`). `resume` is always
 legacy: 2026-07-28 streams are not resumable.
 
-    python clients/sdk_client.py URL task           # 2026-07-28 with the tasks extension: a
+    python clients/sdk_client.py URL task [OTHER]   # 2026-07-28 with the tasks extension: a
                                                     # long call answered as a task, polled
-                                                    # with tasks/get to its result
+                                                    # with tasks/get (sent to OTHER when
+                                                    # given) to its result
 
 (The 2025-11-25 durable tasks are not here: the SDK 2.3 validates a task-augmented
 tools/call's result as a CallToolResult and rejects the CreateTaskResult the server answers
@@ -97,6 +98,30 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+class TaskRoutingTransport(httpx2.AsyncBaseTransport):
+    """Sends every `tasks/get` to `other` (by its Mcp-Method header), everything else to the
+    URL it is given: a task made through one web process and followed through another."""
+
+    def __init__(self, other: str | None) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.other = httpx2.URL(other) if other else None
+        self.sent: list[str] = []  # "MCP-METHOD port" of each POST, in order
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward the request, a tasks/get to the other process."""
+        method = request.headers.get("mcp-method")
+        if self.other is not None and method == "tasks/get":
+            request.url = request.url.copy_with(host=self.other.host, port=self.other.port)
+            request.headers["Host"] = self.other.netloc.decode()
+        if request.method == "POST":
+            self.sent.append(f"{method} {request.url.port}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.inner.aclose()
 
 
 class RecordingTransport(httpx2.AsyncBaseTransport):
@@ -293,13 +318,15 @@ class TasksExtension(ClientExtension):
         return types.CallToolResult.model_validate(task.result)
 
 
-async def task(url: str) -> dict[str, Any]:
-    """2026-07-28 with the tasks extension: process_batch made a task, polled to its end."""
+async def task(url: str, other: str | None) -> dict[str, Any]:
+    """2026-07-28 with the tasks extension: process_batch made a task, polled to its end (at
+    `other` when given)."""
     token = os.environ.get("MCP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     tasks = TasksExtension()
+    routing = TaskRoutingTransport(other)
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT) as http,
+        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=routing) as http,
         Client(streamable_http_client(url, http_client=http), extensions=[tasks]) as client,
     ):
         with anyio.fail_after(CALL_TIMEOUT_S):
@@ -308,6 +335,7 @@ async def task(url: str) -> dict[str, Any]:
             "protocol_version": client.protocol_version,
             "created": tasks.created,
             "polled": tasks.polled,
+            "requests": routing.sent,
             "result": dump(result),
         }
 
@@ -317,14 +345,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
     parser.add_argument("scenario", choices=("session", "cancel", "resume", "task"))
-    parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
+    parser.add_argument(
+        "other", nargs="?", help="for resume and task: the URL of the other web process"
+    )
     parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
     args = parser.parse_args()
     runs = {
         "session": lambda: session(args.url, args.mode),
         "cancel": lambda: cancel(args.url, args.mode),
         "resume": lambda: resume(args.url, args.other),
-        "task": lambda: task(args.url),
+        "task": lambda: task(args.url, args.other),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

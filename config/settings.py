@@ -336,6 +336,9 @@ MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
 # per connection (past it, the tool's request fails at once).
 MCP_CLIENT_REQUEST_TIMEOUT = env.float("MCP_CLIENT_REQUEST_TIMEOUT", default=300.0)
 MCP_CLIENT_REQUESTS_PER_CONNECTION = env.int("MCP_CLIENT_REQUESTS_PER_CONNECTION", default=16)
+# 2026-07-28 input-required results: how long (seconds) the signed `requestState` of one may
+# be echoed in the client's retry; a person may be answering.
+MCP_INPUT_STATE_TTL = env.int("MCP_INPUT_STATE_TTL", default=900)
 # Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
 # reaches open connections at once through the channel layer; every web process also re-checks
 # its connections' callers this often (seconds), catching expiry and lost announcements.

@@ -229,3 +229,7 @@ async def test_reconnection() -> str:
         "Reconnection test completed successfully. If you received this, the client "
         "properly reconnected after stream closure."
     )
+
+
+# The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.
+from conformance_fixtures import input_required  # noqa: E402, F401

@@ -1,9 +1,11 @@
 """A `tools/call` request read into the call the runtime runs (and its task TTL, if a task)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
+from mcp_server.input_state import StateBinding, input_round
 from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
 from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import requested_ttl
@@ -19,9 +21,14 @@ def read_tools_call(
     catalog: ToolCatalog,
     identity: ServerIdentity,
     connection_id: str,
+    client_capabilities: Mapping[str, Any] | None = None,
 ) -> tuple[CallRequest, int | None]:
     """The call `params` ask for and its task TTL (None: a plain call); JsonRpcError when
-    the request is invalid or the tool cannot be called so."""
+    the request is invalid or the tool cannot be called so.
+
+    `client_capabilities` are a 2026-07-28 request's own (None: the handshake era); such a
+    call may be a retry of one that asked for input, whose state is verified here, before
+    anything runs."""
     name = params.get("name")
     if not isinstance(name, str):
         raise invalid_params("tools/call requires a string name")
@@ -38,6 +45,11 @@ def read_tools_call(
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
     if ttl is None and tool.task_support == "required":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
+    inputs = None
+    # A task's input travels otherwise (the tasks extension's tasks/update), not by retries.
+    if client_capabilities is not None and ttl is None:
+        binding = StateBinding.of(principal, "tool", name, arguments)
+        inputs = input_round(params, binding=binding, capabilities=client_capabilities)
     call = CallRequest(
         principal=principal,
         tool=tool,
@@ -45,5 +57,6 @@ def read_tools_call(
         connection_id=connection_id,
         request_id=request_id,
         progress_token=progress_token(params),
+        inputs=inputs,
     )
     return call, ttl

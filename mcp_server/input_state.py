@@ -1,0 +1,87 @@
+"""The sealed `requestState` of an input-required result, and the round a retry resumes.
+
+The state carries the answers the client gave in earlier rounds, so a retry resumes on any
+web process with no memory of the first. It is signed (HMAC-SHA256, `django.core.signing`,
+under SECRET_KEY, which every process shares, with a salt of its own), not encrypted: all it
+holds is what this client itself answered, so only its integrity matters. It is bound to the
+caller (tenant and user), to what was asked for (tool, prompt or resource by kind and name)
+and to a digest of the request's arguments, and expires after MCP_INPUT_STATE_TTL seconds.
+State that fails any of those is refused with -32602 before anything runs.
+"""
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core import signing
+
+from accounts.principal import Principal
+from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.input_required import InputRound, input_responses, request_state
+
+_SALT = "mcp_server.input_state"
+
+
+@dataclass(frozen=True, slots=True)
+class StateBinding:
+    """What a request state belongs to: who asked, for what, with which arguments."""
+
+    tenant_id: int
+    user_id: int
+    kind: str  # "tool", "prompt" or "resource"
+    name: str
+    arguments_digest: str
+
+    @classmethod
+    def of(
+        cls, principal: Principal, kind: str, name: str, arguments: Mapping[str, Any]
+    ) -> "StateBinding":
+        """The binding of a request by `principal` for `kind` `name` with `arguments`."""
+        canonical = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(canonical).hexdigest()
+        return cls(principal.tenant_id, principal.user_id, kind, name, digest)
+
+    def as_list(self) -> list[Any]:
+        """The binding as the signed payload holds it."""
+        return [self.tenant_id, self.user_id, self.kind, self.name, self.arguments_digest]
+
+
+def seal(binding: StateBinding, answers: dict[str, Any]) -> str:
+    """A request state holding `answers`, bound to `binding`, signed and timestamped."""
+    return signing.dumps({"b": binding.as_list(), "a": answers}, salt=_SALT, compress=True)
+
+
+def unseal(state: str, binding: StateBinding) -> dict[str, Any]:
+    """The answers `state` holds; -32602 when it is tampered with, expired, or bound to another
+    caller, tool or arguments (the same answer for each: nothing to probe)."""
+    try:
+        payload = signing.loads(state, salt=_SALT, max_age=settings.MCP_INPUT_STATE_TTL)
+    except signing.SignatureExpired:
+        raise invalid_params("requestState has expired: make the request again") from None
+    except signing.BadSignature:
+        raise invalid_params("requestState failed verification") from None
+    if not isinstance(payload, dict) or payload.get("b") != binding.as_list():
+        raise invalid_params("requestState failed verification")
+    answers = payload.get("a")
+    if not isinstance(answers, dict):
+        raise invalid_params("requestState failed verification")
+    return answers
+
+
+def input_round(
+    params: Mapping[str, Any], *, binding: StateBinding, capabilities: Mapping[str, Any]
+) -> InputRound:
+    """The round a 2026-07-28 request is: its verified state's answers and its responses
+    (JsonRpcError -32602 for malformed input or a state that fails verification)."""
+    responses = input_responses(params)
+    state = request_state(params)
+    answers = unseal(state, binding) if state is not None else {}
+    return InputRound(
+        capabilities=capabilities,
+        seal=lambda gathered: seal(binding, gathered),
+        answers=answers,
+        responses=responses,
+    )

@@ -1,0 +1,91 @@
+"""The sealed request state of input-required results: bound, signed, expiring."""
+
+import time
+from typing import Any
+
+import pytest
+from django.core import signing
+
+from mcp_server.input_state import StateBinding, input_round, seal, unseal
+from mcp_server.protocol.errors import INVALID_PARAMS, JsonRpcError
+from mcp_server.protocol.input_required import InputRequired, elicitation_request
+from mcp_server.tools.testing import sample_principal
+
+ANSWERS = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
+
+
+@pytest.fixture
+def binding() -> StateBinding:
+    return StateBinding(1, 2, "tool", "greet", "digest")
+
+
+def _refused(state: str, binding: StateBinding) -> str:
+    with pytest.raises(JsonRpcError) as raised:
+        unseal(state, binding)
+    assert raised.value.code == INVALID_PARAMS
+    return raised.value.message
+
+
+def test_a_sealed_state_opens_with_its_own_binding(binding: StateBinding) -> None:
+    assert unseal(seal(binding, ANSWERS), binding) == ANSWERS
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        StateBinding(9, 2, "tool", "greet", "digest"),  # another tenant
+        StateBinding(1, 9, "tool", "greet", "digest"),  # another user
+        StateBinding(1, 2, "prompt", "greet", "digest"),  # a prompt of that name
+        StateBinding(1, 2, "tool", "other", "digest"),  # another tool
+        StateBinding(1, 2, "tool", "greet", "changed"),  # other arguments
+    ],
+)
+def test_someone_elses_state_is_refused(binding: StateBinding, other: StateBinding) -> None:
+    assert _refused(seal(binding, ANSWERS), other) == "requestState failed verification"
+
+
+def test_a_tampered_state_is_refused(binding: StateBinding) -> None:
+    state = seal(binding, ANSWERS)
+    assert _refused(state + "-TAMPERED", binding) == "requestState failed verification"
+    assert _refused(state[:-2], binding) == "requestState failed verification"
+    # Signed with another salt (another use of the same key): refused too.
+    forged = signing.dumps({"b": binding.as_list(), "a": {}}, salt="elsewhere", compress=True)
+    assert _refused(forged, binding) == "requestState failed verification"
+
+
+def test_an_expired_state_is_refused(binding: StateBinding, settings: Any) -> None:
+    settings.MCP_INPUT_STATE_TTL = 60
+    state = seal(binding, ANSWERS)
+    with pytest.MonkeyPatch.context() as patch:
+        later = time.time() + 61
+        patch.setattr(time, "time", lambda: later)
+        assert "expired" in _refused(state, binding)
+
+
+def test_the_binding_digests_the_arguments_in_any_key_order() -> None:
+    principal = sample_principal()
+    one = StateBinding.of(principal, "tool", "t", {"a": 1, "b": [1, 2]})
+    assert one == StateBinding.of(principal, "tool", "t", {"b": [1, 2], "a": 1})
+    assert one != StateBinding.of(principal, "tool", "t", {"a": 2, "b": [1, 2]})
+
+
+def test_a_round_resumes_from_its_state(binding: StateBinding) -> None:
+    question = {"user_name": elicitation_request("Name?", {}), "b": elicitation_request("?", {})}
+    first = input_round({}, binding=binding, capabilities={"elicitation": {}})
+    with pytest.raises(InputRequired) as asked:
+        first.take(question)
+    state = first.result(asked.value)["requestState"]
+    retry = {"requestState": state, "inputResponses": ANSWERS}
+    second = input_round(retry, binding=binding, capabilities={"elicitation": {}})
+    with pytest.raises(InputRequired) as again:
+        second.take(question)
+    assert list(again.value.requests) == ["b"]
+    third = input_round(
+        {
+            "requestState": second.result(again.value)["requestState"],
+            "inputResponses": {"b": {"action": "decline"}},
+        },
+        binding=binding,
+        capabilities={"elicitation": {}},
+    )
+    assert third.take(question) == {**ANSWERS, "b": {"action": "decline"}}

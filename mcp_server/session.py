@@ -58,6 +58,12 @@ from mcp_server.protocol.messages import (
     parse_message,
     result_message,
 )
+from mcp_server.protocol.modern import (
+    discover_result,
+    finish_result,
+    read_request_meta,
+    server_info,
+)
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
@@ -95,6 +101,15 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "prompts": {"listChanged": True},
     "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
+}
+# What a 2026-07-28 client learns from server/discover. No list changes or resource updates
+# yet: those reach a modern client only through subscriptions/listen.
+MODERN_CAPABILITIES: dict[str, Any] = {
+    "logging": {},
+    "completions": {},
+    "tools": {},
+    "prompts": {},
+    "resources": {},
 }
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
@@ -140,6 +155,8 @@ class McpSession:
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
+    # The methods of a 2026-07-28 request (no handshake, ping, setLevel or subscribe).
+    _MODERN_HANDLERS: ClassVar[dict[str, Handler]] = {}
     # Requests that run as their own task so the connection stays responsive meanwhile.
     _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
 
@@ -311,6 +328,14 @@ class McpSession:
     async def _handle_request(self, request: Request, *, batched: bool) -> Handled:
         if self.state is SessionState.CLOSED:
             return None
+        try:
+            request.meta = read_request_meta(request.params)
+        except JsonRpcError as exc:
+            return error_message(request.id, exc)
+        if request.meta is not None:
+            # 2026-07-28: the request describes itself; whatever this connection did before
+            # (an initialize, or nothing) does not matter.
+            return await self._dispatch(request, self._MODERN_HANDLERS, batched=batched)
         if self.state is SessionState.AWAITING_INITIALIZE and request.method not in (
             methods.INITIALIZE,
             methods.PING,
@@ -319,7 +344,12 @@ class McpSession:
                 request.id,
                 JsonRpcError(INVALID_REQUEST, "Session not initialized: send initialize first"),
             )
-        handler = self._REQUEST_HANDLERS.get(request.method)
+        return await self._dispatch(request, self._REQUEST_HANDLERS, batched=batched)
+
+    async def _dispatch(
+        self, request: Request, handlers: dict[str, Handler], *, batched: bool
+    ) -> Handled:
+        handler = handlers.get(request.method)
         if handler is None:
             return error_message(request.id, method_not_found(request.method))
         if request.method in self._SPAWNED:
@@ -361,7 +391,15 @@ class McpSession:
     @log_context.request_scope
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
         try:
-            return result_message(request.id, await handler(self, request))
+            result = await handler(self, request)
+            if request.meta is not None:
+                result = finish_result(
+                    request.method,
+                    result,
+                    server=self._server_info,
+                    ttl_ms=self.identity.cache_ttl_ms,
+                )
+            return result_message(request.id, result)
         except JsonRpcError as exc:
             return error_message(request.id, exc)
         except Exception:
@@ -497,6 +535,12 @@ class McpSession:
         return len(self._spawned)
 
     @property
+    def _server_info(self) -> dict[str, str]:
+        """How a modern result names this server."""
+        identity = self.identity
+        return server_info(name=identity.name, title=identity.title, version=identity.version)
+
+    @property
     def _slot_key(self) -> SlotKey:
         """Who this connection works for: its slots, requests in flight and database share."""
         return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
@@ -558,6 +602,9 @@ class McpSession:
     async def _ping(self, request: Request) -> dict[str, Any]:
         return {}
 
+    async def _discover(self, request: Request) -> dict[str, Any]:
+        return discover_result(MODERN_CAPABILITIES, self.identity.instructions)
+
     async def _tools_list(self, request: Request) -> dict[str, Any]:
         tools = self.catalog.tools
         start, end, next_cursor = paginate(
@@ -609,3 +656,20 @@ McpSession._REQUEST_HANDLERS.update(
         methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
 )
+
+McpSession._MODERN_HANDLERS.update(
+    {
+        method: McpSession._REQUEST_HANDLERS[method]
+        for method in (
+            methods.TOOLS_LIST,
+            methods.TOOLS_CALL,
+            methods.RESOURCES_LIST,
+            methods.RESOURCES_TEMPLATES_LIST,
+            methods.RESOURCES_READ,
+            methods.PROMPTS_LIST,
+            methods.PROMPTS_GET,
+            methods.COMPLETION_COMPLETE,
+        )
+    }
+)
+McpSession._MODERN_HANDLERS[methods.SERVER_DISCOVER] = McpSession._discover

@@ -2,6 +2,8 @@
 
 INITIALIZE = "initialize"
 PING = "ping"
+# 2026-07-28: what the server speaks, in place of the handshake.
+SERVER_DISCOVER = "server/discover"
 TOOLS_LIST = "tools/list"
 TOOLS_CALL = "tools/call"
 LOGGING_SET_LEVEL = "logging/setLevel"

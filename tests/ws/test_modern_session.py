@@ -1,0 +1,148 @@
+"""McpSession serving 2026-07-28 requests: no handshake, the era chosen per request, every
+result finished (resultType, serverInfo, caching hints), the removed methods gone."""
+
+from typing import Any
+
+import pytest
+
+from mcp_server.protocol.errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+from mcp_server.runtime.context import ToolContext
+from mcp_server.tools.registry import ToolRegistry, build_tool
+from tests.ws.session_support import initialize, make_session, request
+
+MODERN = "2026-07-28"
+SERVER_INFO = {"name": "test-server", "title": "Test", "version": "0.0.1"}
+
+
+def modern_meta(**extra: Any) -> dict[str, Any]:
+    """A 2026-07-28 request's `_meta` (no client capabilities), with `extra` keys."""
+    return {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "pytest", "version": "1"},
+        **extra,
+    }
+
+
+def modern(request_id: Any, method: str, params: dict[str, Any] | None = None, **meta: Any) -> Any:
+    """A 2026-07-28 request: `params` with the modern `_meta` (and `meta` keys) added."""
+    return request(request_id, method, {**(params or {}), "_meta": modern_meta(**meta)})
+
+
+async def counting(ctx: ToolContext, steps: int = 3) -> str:
+    """Report `steps` steps of progress, then finish."""
+    for step in range(1, steps + 1):
+        ctx.progress(step, steps)
+    return f"counted {steps}"
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    reg = ToolRegistry()
+    reg.register(build_tool(counting))
+    return reg
+
+
+async def test_discover_needs_no_handshake(registry: ToolRegistry) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(1, "server/discover"))
+    result = (await outbox.response(1))["result"]
+    assert result["supportedVersions"] == [MODERN]
+    assert set(result["capabilities"]) >= {"tools", "resources", "prompts", "completions"}
+    assert "tasks" not in result["capabilities"]  # the 2025-11-25 shape has no place here
+    assert result["resultType"] == "complete"
+    assert result["_meta"] == {"io.modelcontextprotocol/serverInfo": SERVER_INFO}
+    assert (result["ttlMs"], result["cacheScope"]) == (60_000, "public")
+
+
+async def test_list_and_call_with_progress_on_a_connection_that_never_initialized(
+    registry: ToolRegistry,
+) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(1, "tools/list"))
+    listed = (await outbox.response(1))["result"]
+    assert [tool["name"] for tool in listed["tools"]] == ["counting"]
+    assert (listed["resultType"], listed["cacheScope"]) == ("complete", "private")
+
+    params = {"name": "counting", "arguments": {"steps": 3}}
+    await session.receive(modern(2, "tools/call", params, progressToken="p"))
+    called = (await outbox.response(2))["result"]
+    assert called["content"] == [{"type": "text", "text": "counted 3"}]
+    assert called["resultType"] == "complete"
+    assert called["_meta"]["io.modelcontextprotocol/serverInfo"] == SERVER_INFO
+    assert "ttlMs" not in called
+    progress = [
+        message["params"]
+        for message in outbox.messages
+        if message.get("method") == "notifications/progress"
+    ]
+    assert progress and all(report["progressToken"] == "p" for report in progress)
+    assert progress[-1]["progress"] == 3
+
+
+async def test_both_eras_on_one_connection(registry: ToolRegistry) -> None:
+    session, outbox = make_session(registry)
+    await initialize(session, outbox)
+    await session.receive(request(1, "tools/list"))
+    legacy = (await outbox.response(1))["result"]
+    assert "resultType" not in legacy and "ttlMs" not in legacy
+    await session.receive(modern(2, "tools/list"))
+    assert (await outbox.response(2))["result"]["resultType"] == "complete"
+    await session.receive(request(3, "ping"))
+    assert (await outbox.response(3))["result"] == {}
+
+
+async def test_a_handshake_era_request_before_initialize_is_still_refused(
+    registry: ToolRegistry,
+) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(1, "tools/list"))
+    await outbox.response(1)
+    await session.receive(request(2, "tools/list"))
+    assert (await outbox.response(2))["error"]["code"] == INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "tasks/list",
+        "tasks/result",
+        "no/such/method",
+    ],
+)
+async def test_methods_2026_07_28_removed_are_not_found(
+    registry: ToolRegistry, method: str
+) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(7, method, {"protocolVersion": MODERN, "level": "debug"}))
+    reply = await outbox.response(7)
+    assert reply["error"]["code"] == METHOD_NOT_FOUND
+    assert session.protocol_version is None  # nothing of the handshake happened
+
+
+@pytest.mark.parametrize(
+    ("meta", "code"),
+    [
+        ({"io.modelcontextprotocol/clientCapabilities": None}, INVALID_PARAMS),
+        ({"io.modelcontextprotocol/logLevel": "loud"}, INVALID_PARAMS),
+        ({"io.modelcontextprotocol/protocolVersion": "v999"}, UNSUPPORTED_PROTOCOL_VERSION),
+    ],
+)
+async def test_a_bad_envelope_is_refused_with_the_requests_id(
+    registry: ToolRegistry, meta: dict[str, Any], code: int
+) -> None:
+    session, outbox = make_session(registry)
+    envelope = {key: value for key, value in modern_meta(**meta).items() if value is not None}
+    await session.receive(request("x", "tools/list", {"_meta": envelope}))
+    reply = await outbox.response("x")
+    assert reply["error"]["code"] == code

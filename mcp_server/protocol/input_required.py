@@ -19,8 +19,6 @@ from mcp_server.protocol.errors import INVALID_PARAMS, JsonRpcError, invalid_par
 INPUT_REQUIRED = "input_required"
 INPUT_RESPONSES = "inputResponses"
 REQUEST_STATE = "requestState"
-# The requests that may answer with an InputRequiredResult (basic/patterns/mrtr.mdx).
-ALLOWED_ON = frozenset({methods.TOOLS_CALL, methods.PROMPTS_GET, methods.RESOURCES_READ})
 # What each input request needs the client to have declared: (capability, mode).
 NEEDS: dict[str, tuple[str, str | None]] = {
     methods.ELICITATION_CREATE: ("elicitation", "form"),

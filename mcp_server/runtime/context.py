@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from accounts.principal import Principal
@@ -54,6 +54,7 @@ class ToolContext:
         "_loop_thread",
         "_operation",
         "_progress",
+        "_settle",
     )
 
     def __init__(
@@ -64,6 +65,7 @@ class ToolContext:
         progress: "ProgressCoalescer | None" = None,
         client: ClientRequests | None = None,
         inputs: InputRound | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._operation = operation
         self._events = events
@@ -75,6 +77,7 @@ class ToolContext:
         # request as an input-required result (then no request to the client is made).
         self._inputs = inputs
         self._asked = 0
+        self._settle = settle
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
 
@@ -114,6 +117,12 @@ class ToolContext:
         self._operation.report(done, total, message)
         if self._progress is not None:
             self._progress.report(done, total, message)
+
+    async def history_settled(self) -> None:
+        """Wait until history holds what this process recorded, so a run the caller was
+        just told of (e.g. by the call before this one) can be read."""
+        if self._settle is not None:
+            await self._settle()
 
     def item_error(self, item: str, message: str) -> None:
         """Record that one item failed; the run goes on."""

@@ -162,6 +162,7 @@ class OperationRunner:
                     progress=progress,
                     client=client,
                     inputs=request.inputs,
+                    settle=self.flush_unwritten,
                 )
                 try:
                     result = await call_tool(request.tool, request.arguments, context)

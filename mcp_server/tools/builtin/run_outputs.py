@@ -77,6 +77,7 @@ async def delete_run_thumbnails(
     ctx: ToolContext,
 ) -> Summarized:
     """Delete the thumbnails a process_images run made, after asking you to confirm."""
+    await ctx.history_settled()  # the run may have ended a moment ago, in this process
     run = await database_sync_to_async(_own_run)(ctx.principal, run_id)
     if run is None:
         raise ToolError(f"Unknown run: {run_id}")

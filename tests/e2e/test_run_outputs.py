@@ -2,7 +2,6 @@
 SDK (1.30, WebSocket): the confirmation is an elicitation the SDK's callback answers; a
 decline deletes nothing, a confirmation deletes, another tenant's user sees no such run."""
 
-from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, types
@@ -49,7 +48,7 @@ async def test_it_asks_first_deletes_nothing_on_decline_and_deletes_on_confirmat
         await session.initialize()
         made = _structured(await session.call_tool("process_images", {"directory": "to-delete"}))
         run_id = made["thumbnails"].rsplit("/", 1)[-1]
-        thumbnails: Path = deployment.root / "data" / BETA / "thumbnails" / run_id
+        thumbnails = deployment.root / "data" / BETA / "thumbnails" / run_id
         assert thumbnails.is_dir()
 
         kept = _structured(await session.call_tool("delete_run_thumbnails", {"run_id": run_id}))

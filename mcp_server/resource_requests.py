@@ -75,21 +75,23 @@ class ResourceRequests:
         return result
 
     async def read(self, request: Request) -> dict[str, Any]:
-        """resources/read: the resource's contents (-32002 when the caller has no such URI)."""
+        """resources/read: the resource's contents (resource_not_found when the caller has no
+        such URI)."""
         uri = resource_uri_param(request.params)
-        return read_result(await self.contents(uri))
+        return read_result(await self.contents(uri, modern=request.meta is not None))
 
-    async def contents(self, uri: str) -> Contents:
-        """What reading `uri` gives this caller (-32002 when there is no such resource)."""
+    async def contents(self, uri: str, *, modern: bool = False) -> Contents:
+        """What reading `uri` gives this caller (resource_not_found, in the era of the request
+        asking, `modern` or not, when there is no such resource)."""
         principal = self.caller.principal()
         found = self.registry.find(principal, uri)
         if found is None:
-            raise resource_not_found(uri)
+            raise resource_not_found(uri, modern=modern)
         await self.caller.settle()
         try:
             contents: Contents = await self.caller.db(found.read)(
                 principal=principal, uri=uri, **found.variables
             )
         except ResourceNotFound:
-            raise resource_not_found(uri) from None
+            raise resource_not_found(uri, modern=modern) from None
         return contents

@@ -568,11 +568,18 @@ class McpSession:
             await self.subscriptions.run_updated(update)
 
     async def log(
-        self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
+        self,
+        level: str,
+        data: Any,
+        logger_name: str | None,
+        task_id: str | None = None,
+        rank: int | None = None,
     ) -> None:
-        """Send `notifications/message` when `level` passes the client's logging level (naming
-        the task it comes from, if any)."""
-        if level_rank(level) < self._log_rank or self.state is SessionState.CLOSED:
+        """Send `notifications/message` when `level` passes the client's logging level, or
+        `rank`, the threshold of the request it belongs to (naming the task it comes from, if
+        any)."""
+        threshold = self._log_rank if rank is None else rank
+        if level_rank(level) < threshold or self.state is SessionState.CLOSED:
             return
         params: dict[str, Any] = {"level": level, "data": data}
         if logger_name:
@@ -623,7 +630,7 @@ class McpSession:
             catalog=self.catalog,
             identity=self.identity,
             connection_id=self.connection_id,
-            client_capabilities=_request_capabilities(request),
+            meta=request.meta,
         )
         if ttl is not None:
             return await self.tasks.start(call, ttl)

@@ -1,12 +1,19 @@
 """A `tools/call` request read into the call the runtime runs (and its task TTL, if a task)."""
 
-from collections.abc import Mapping
 from typing import Any
 
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
 from mcp_server.input_state import StateBinding, input_round
-from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
+from mcp_server.protocol.errors import (
+    METHOD_NOT_FOUND,
+    JsonRpcError,
+    RequestId,
+    invalid_params,
+    missing_capability,
+)
+from mcp_server.protocol.log_levels import request_log_rank
+from mcp_server.protocol.modern import RequestMeta
 from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import requested_ttl
 from mcp_server.runtime.runner import CallRequest
@@ -21,14 +28,14 @@ def read_tools_call(
     catalog: ToolCatalog,
     identity: ServerIdentity,
     connection_id: str,
-    client_capabilities: Mapping[str, Any] | None = None,
+    meta: RequestMeta | None = None,
 ) -> tuple[CallRequest, int | None]:
     """The call `params` ask for and its task TTL (None: a plain call); JsonRpcError when
-    the request is invalid or the tool cannot be called so.
+    the request is invalid or the tool cannot be called so (a 2026-07-28 request, `meta`,
+    without a client capability the tool needs: -32021).
 
-    `client_capabilities` are a 2026-07-28 request's own (None: the handshake era); such a
-    call may be a retry of one that asked for input, whose state is verified here, before
-    anything runs."""
+    A 2026-07-28 call may be the retry of one that asked for input: its request state is
+    verified here, before anything runs."""
     name = params.get("name")
     if not isinstance(name, str):
         raise invalid_params("tools/call requires a string name")
@@ -45,11 +52,18 @@ def read_tools_call(
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
     if ttl is None and tool.task_support == "required":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
+    if meta is not None:
+        declared = meta.client_capabilities
+        missing = {
+            key: value for key, value in tool.client_capabilities.items() if key not in declared
+        }
+        if missing:
+            raise missing_capability(missing)
     inputs = None
     # A task's input travels otherwise (the tasks extension's tasks/update), not by retries.
-    if client_capabilities is not None and ttl is None:
+    if meta is not None and ttl is None:
         binding = StateBinding.of(principal, "tool", name, arguments)
-        inputs = input_round(params, binding=binding, capabilities=client_capabilities)
+        inputs = input_round(params, binding=binding, capabilities=meta.client_capabilities)
     call = CallRequest(
         principal=principal,
         tool=tool,
@@ -58,5 +72,7 @@ def read_tools_call(
         request_id=request_id,
         progress_token=progress_token(params),
         inputs=inputs,
+        log_rank=request_log_rank(meta.log_level) if meta is not None else None,
+        asks_client=meta is None,
     )
     return call, ttl

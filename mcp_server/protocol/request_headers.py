@@ -34,11 +34,18 @@ _ERROR_STATUS: dict[int, int] = {
 
 @dataclass(frozen=True, slots=True)
 class MirroredHeaders:
-    """The request headers that mirror body fields (None: absent)."""
+    """The request headers that mirror body fields (None: absent), their values without the
+    whitespace around them (RFC 9110 §5.5: it is not part of the value)."""
 
     protocol_version: str | None
     method: str | None
     name: str | None
+
+    def __post_init__(self) -> None:
+        for field in ("protocol_version", "method", "name"):
+            value = getattr(self, field)
+            if value is not None:
+                object.__setattr__(self, field, value.strip(" \t"))
 
 
 def is_modern_post(protocol_version_header: str | None, params: dict[str, Any] | None) -> bool:

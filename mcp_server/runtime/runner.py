@@ -51,6 +51,12 @@ class CallRequest:
     task_ttl: int | None = None
     # A 2026-07-28 call's input round (its answers so far); None in the handshake era.
     inputs: InputRound | None = None
+    # The lowest log level rank its own request let through (a 2026-07-28 request's
+    # `logLevel`); None: the connection's level decides (the handshake era).
+    log_rank: int | None = None
+    # Whether the tool may send requests to the client (elicitation, sampling): only in the
+    # handshake era; 2026-07-28 has no server-to-client requests.
+    asks_client: bool = True
 
 
 class OperationEvents(CallEvents, Protocol):

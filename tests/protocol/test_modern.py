@@ -214,6 +214,7 @@ def encoded(text: str) -> str:
 
 def test_matching_headers_pass() -> None:
     check_mirrored_headers(headers(), "tools/call", {"name": "t", **meta()})
+    check_mirrored_headers(headers(name="  t\t "), "tools/call", {"name": "t", **meta()})
     check_mirrored_headers(headers(name=None, method="tools/list"), "tools/list", meta())
     check_mirrored_headers(
         headers(method="resources/read", name=encoded("file:///é")),

@@ -1,16 +1,19 @@
 """McpSession serving 2026-07-28 requests: no handshake, the era chosen per request, every
 result finished (resultType, serverInfo, caching hints), the removed methods gone."""
 
+import uuid
 from typing import Any
 
 import pytest
 
+from mcp_server.cluster.messages import OperationLog
 from mcp_server.protocol.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
 )
+from mcp_server.protocol.log_levels import request_log_rank
 from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.ws.session_support import initialize, make_session, request
@@ -146,3 +149,103 @@ async def test_a_bad_envelope_is_refused_with_the_requests_id(
     await session.receive(request("x", "tools/list", {"_meta": envelope}))
     reply = await outbox.response("x")
     assert reply["error"]["code"] == code
+
+
+# --- logs per request, client capabilities per request -------------------------------------
+
+
+async def chatty(ctx: ToolContext) -> str:
+    """Log at info and at debug."""
+    await ctx.log("info", "at info")
+    await ctx.log("debug", "at debug")
+    return "said"
+
+
+async def needs_sampling() -> str:
+    """A tool whose calls need the client's sampling."""
+    return "sampled"
+
+
+async def asks_user(ctx: ToolContext) -> str:
+    """Ask the client for input (a server-to-client request in the handshake era)."""
+    await ctx.elicit("Name?", {"type": "object", "properties": {}})
+    return "asked"
+
+
+@pytest.fixture
+def talkers() -> ToolRegistry:
+    reg = ToolRegistry()
+    reg.register(build_tool(chatty))
+    reg.register(build_tool(needs_sampling, client_capabilities={"sampling": {}}))
+    reg.register(build_tool(asks_user))
+    return reg
+
+
+def logged(messages: list[Any]) -> list[str]:
+    return [m["params"]["data"] for m in messages if m.get("method") == "notifications/message"]
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [(None, []), ("info", ["at info"]), ("debug", ["at info", "at debug"]), ("error", [])],
+)
+async def test_a_request_gets_the_logs_it_asked_for_and_no_others(
+    talkers: ToolRegistry, level: str | None, expected: list[str]
+) -> None:
+    session, outbox = make_session(talkers)
+    # The connection's own level (here: debug, from the handshake era) does not apply.
+    await initialize(session, outbox)
+    await session.receive(request("lvl", "logging/setLevel", {"level": "debug"}))
+    await outbox.response("lvl")
+    extra = {} if level is None else {"io.modelcontextprotocol/logLevel": level}
+    await session.receive(modern(1, "tools/call", {"name": "chatty"}, **extra))
+    assert "result" in await outbox.response(1)
+    assert logged(outbox.messages) == expected
+
+
+async def test_the_connections_level_still_governs_its_handshake_era_requests(
+    talkers: ToolRegistry,
+) -> None:
+    session, outbox = make_session(talkers)
+    await initialize(session, outbox)
+    await session.receive(request(1, "tools/call", {"name": "chatty", "arguments": {}}))
+    await outbox.response(1)
+    assert logged(outbox.messages) == ["at info"]
+
+
+async def test_a_tool_needing_an_undeclared_capability_is_refused_before_it_runs(
+    talkers: ToolRegistry,
+) -> None:
+    session, outbox = make_session(talkers)
+    await session.receive(modern(1, "tools/call", {"name": "needs_sampling"}))
+    error = (await outbox.response(1))["error"]
+    assert error["code"] == -32021
+    assert error["data"] == {"requiredCapabilities": {"sampling": {}}}
+
+    declared: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+    await session.receive(modern(2, "tools/call", {"name": "needs_sampling"}, **declared))
+    assert (await outbox.response(2))["result"]["content"][0]["text"] == "sampled"
+
+
+async def test_a_modern_call_never_sends_the_client_a_request(talkers: ToolRegistry) -> None:
+    session, outbox = make_session(talkers)
+    declared: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    await session.receive(modern(1, "tools/call", {"name": "asks_user"}, **declared))
+    result = (await outbox.response(1))["result"]
+    # It asks by an input-required result instead (tests/ws/test_input_required.py).
+    assert result["resultType"] == "input_required"
+    assert [m for m in outbox.messages if "method" in m and "id" in m] == []
+
+
+@pytest.mark.parametrize(("level", "sent"), [(None, False), ("warning", True), ("critical", False)])
+async def test_logs_of_a_call_run_elsewhere_pass_its_requests_threshold(
+    registry: ToolRegistry, level: str | None, sent: bool
+) -> None:
+    # A call run by a worker reports through the connection's listener (worker mode).
+    session, outbox = make_session(registry)
+    key = uuid.uuid4()
+    session.listener.attach(key, None, None, log_rank=request_log_rank(level))
+    await session.listener.operation_event(
+        OperationLog(id=key, level="error", data="from a worker", logger="w")
+    )
+    assert logged(outbox.messages) == (["from a worker"] if sent else [])

@@ -78,9 +78,13 @@ def roots_request() -> InputRequest:
     return InputRequest(methods.ROOTS_LIST, {})
 
 
-class InputRequired(Exception):
+class InputRequired(BaseException):
     """Raised where input is missing: the request ends as an InputRequiredResult asking for
-    `requests` (never seen by the client as an error)."""
+    `requests` (never seen by the client as an error).
+
+    A BaseException, as CancelledError is: a tool's own `except Exception` around its work
+    must not swallow the signal and carry on without the answer.
+    """
 
     def __init__(self, requests: dict[str, InputRequest]) -> None:
         super().__init__(", ".join(requests))

@@ -43,10 +43,20 @@ async def two_questions(ctx: ToolContext, greeting: str = "Hello") -> str:
     return f"{greeting} {name['content']['name']}, who likes {color['content']['name']}"
 
 
+async def careless(ctx: ToolContext) -> str:
+    """Ask inside a broad `except Exception`, as tools sometimes do."""
+    try:
+        answer = await ctx.elicit("Name?", NAME, key="name")
+    except Exception:
+        return "went on without an answer"
+    return str(answer["action"])
+
+
 @pytest.fixture
 def registry() -> ToolRegistry:
     reg = ToolRegistry()
     reg.register(build_tool(two_questions))
+    reg.register(build_tool(careless))
     return reg
 
 
@@ -168,3 +178,12 @@ async def test_the_same_tool_asks_the_client_on_an_initialized_connection(
     reply = await outbox.response(7)
     assert reply["result"]["content"][0]["text"] == "Hello Ada, who likes teal"
     assert "resultType" not in reply["result"]
+
+
+async def test_a_tools_broad_except_does_not_swallow_the_question(registry: ToolRegistry) -> None:
+    session, outbox = make_session(registry)
+    params = {"name": "careless", "arguments": {}}
+    await session.receive(modern(1, "tools/call", params, **{CAPABILITIES: EVERYTHING}))
+    result = (await outbox.response(1))["result"]
+    assert result["resultType"] == "input_required"
+    assert list(result["inputRequests"]) == ["name"]

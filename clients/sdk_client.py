@@ -9,6 +9,9 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
     python clients/sdk_client.py URL cancel         # a long call cancelled after its progress
     python clients/sdk_client.py URL resume OTHER   # the call's stream drops after its first
                                                     # progress; the SDK resumes it at OTHER
+    python clients/sdk_client.py URL confirm RUN accept|decline
+                                                    # 2026-07-28: delete_run_thumbnails, its
+                                                    # input-required question answered so
 
 (Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
 CallToolResult and rejects the CreateTaskResult the server answers with.)
@@ -86,13 +89,16 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
 
 
 @asynccontextmanager
-async def connected(url: str, transport: httpx2.AsyncBaseTransport | None = None) -> Any:
-    """An initialized `mcp.Client` (the SDK's default negotiation) with the bearer token."""
+async def connected(
+    url: str, transport: httpx2.AsyncBaseTransport | None = None, **options: Any
+) -> Any:
+    """An initialized `mcp.Client` (the SDK's default negotiation, unless `options` say
+    otherwise, e.g. `mode`) with the bearer token."""
     token = os.environ.get("MCP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=transport) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(streamable_http_client(url, http_client=http), **options) as client,
     ):
         yield client
 
@@ -184,17 +190,39 @@ async def resume(url: str, other: str) -> dict[str, Any]:
         }
 
 
+async def confirm(url: str, run_id: str, action: str) -> dict[str, Any]:
+    """On 2026-07-28 (no handshake), call delete_run_thumbnails; the SDK answers the
+    input-required result's elicitation through its callback (`action`: accept with
+    confirm=true, or decline) and retries the call with the answer and the request state."""
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    async with connected(url, mode="2026-07-28", elicitation_callback=on_elicit) as client:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.call_tool("delete_run_thumbnails", {"run_id": run_id})
+        return {"protocol_version": client.protocol_version, "asked": asked, "result": dump(result)}
+
+
 def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "resume"))
-    parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
+    parser.add_argument("scenario", choices=("session", "cancel", "resume", "confirm"))
+    parser.add_argument(
+        "other", nargs="?", help="for resume: the URL of the other web process; for confirm: a run"
+    )
+    parser.add_argument("answer", nargs="?", default="accept", help="for confirm: accept|decline")
     args = parser.parse_args()
     runs = {
         "session": lambda: session(args.url),
         "cancel": lambda: cancel(args.url),
         "resume": lambda: resume(args.url, args.other),
+        "confirm": lambda: confirm(args.url, args.other, args.answer),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

@@ -85,3 +85,20 @@ def input_round(
         answers=answers,
         responses=responses,
     )
+
+
+def resumed_round(carried: Mapping[str, Any], binding: StateBinding) -> InputRound:
+    """The round `InputRound.carried` gave, verified where the request arrived, resumed where
+    the call runs (ValueError when it is not such data)."""
+    capabilities, answers = carried.get("capabilities"), carried.get("answers")
+    responses = carried.get("responses")
+    if not (
+        isinstance(capabilities, dict) and isinstance(answers, dict) and isinstance(responses, dict)
+    ):
+        raise ValueError("an input round carries capabilities, answers and responses")
+    return InputRound(
+        capabilities=capabilities,
+        seal=lambda gathered: seal(binding, gathered),
+        answers=answers,
+        responses=responses,
+    )

@@ -163,6 +163,15 @@ class InputRound:
         self._responses = responses or {}
         self._seal = seal
 
+    def carried(self) -> dict[str, Any]:
+        """The round as plain data, for the process that runs the call (a worker), which
+        resumes it with `input_state.resumed_round`."""
+        return {
+            "capabilities": dict(self.capabilities),
+            "answers": self.answers,
+            "responses": self._responses,
+        }
+
     def supports(self, capability: str, mode: str | None = None) -> bool:
         """Whether this request's client declared `capability` (and `mode`)."""
         return declares(self.capabilities, capability, mode)

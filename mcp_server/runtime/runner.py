@@ -19,7 +19,7 @@ from mcp_server import metrics
 from mcp_server.client_requests import ClientRequests
 from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
 from mcp_server.operations.store import OperationStore
-from mcp_server.protocol.input_required import InputRequired, InputRound
+from mcp_server.protocol.input_required import INPUT_REQUIRED, InputRequired, InputRound
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
 from mcp_server.runtime.invoke import call_tool
@@ -300,8 +300,12 @@ class OperationRunner:
                 events, request, status=OperationStatus.FAILED, result=None, error=error
             )
             return
-        failed = bool(result.get("isError"))
-        status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
+        if result.get("resultType") == INPUT_REQUIRED:
+            status = OperationStatus.INPUT_REQUIRED  # asked; the result is the question
+        elif result.get("isError"):
+            status = OperationStatus.FAILED
+        else:
+            status = OperationStatus.SUCCEEDED
         await self._announce(events, request, status=status, result=result, error="")
 
     async def _announce(

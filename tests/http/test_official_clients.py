@@ -2,18 +2,20 @@
 (clients/envs.py) as a subprocess against a real server: the Python SDK 2.3 (`mcp.Client`),
 the TypeScript SDK v2 (`@modelcontextprotocol/client`) and the Inspector CLI."""
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from clients.envs import MCP_SDK, NODE, ROOT
 from mcp_server.processes import run_command, scrubbed_env
 from tests.e2e.conftest import Accounts
 from tests.e2e.history import wait_for_operation
 from tests.e2e.support import Deployment, ServerProcess
-from tests.http.conftest import Member, mcp_url
+from tests.http.conftest import Member, http_session, mcp_url
 
 PYTHON_CLIENT = ROOT / "clients" / "sdk_client.py"
 NODE_CLIENT = ROOT / "clients" / "node" / "sdk_client.mjs"
@@ -125,3 +127,36 @@ def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts
     )
     assert added["structuredContent"] == {"result": 5}
     assert not added.get("isError")
+
+
+@pytest.mark.usefixtures("client_envs")
+async def test_python_sdk_2_3_answers_an_input_required_confirmation_on_2026_07_28(
+    served: ServerProcess, deployment: Deployment, member: Member
+) -> None:
+    folder = deployment.root / "data" / member.tenant / "sdk-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("one.png", "two.png"):
+        Image.new("RGB", (8, 8), "green").save(folder / name)
+    async with http_session(served, member.token, initialize=False) as client:
+        made = await client.modern(
+            "tools/call", {"name": "process_images", "arguments": {"directory": "sdk-photos"}}
+        )
+    run_id = made.messages[-1]["result"]["structuredContent"]["thumbnails"].rsplit("/", 1)[-1]
+    thumbnails = deployment.root / "data" / member.tenant / "thumbnails" / run_id
+    question = f"Delete the 2 thumbnails of run {run_id}? This cannot be undone."
+
+    url = mcp_url(served)
+    declined = await asyncio.to_thread(python_sdk, url, member.token, "confirm", run_id, "decline")
+    assert declined["protocol_version"] == "2026-07-28"
+    assert declined["asked"] == [question]
+    assert declined["result"]["structuredContent"]["outcome"] == "declined"
+    assert thumbnails.is_dir()
+
+    accepted = await asyncio.to_thread(python_sdk, url, member.token, "confirm", run_id, "accept")
+    assert accepted["asked"] == [question]
+    assert accepted["result"]["structuredContent"] == {
+        "run": run_id,
+        "deleted": 2,
+        "outcome": "deleted",
+    }
+    assert not thumbnails.exists()

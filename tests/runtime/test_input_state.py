@@ -1,15 +1,22 @@
 """The sealed request state of input-required results: bound, signed, expiring."""
 
+import dataclasses
 import time
+import uuid
 from typing import Any
 
 import pytest
 from django.core import signing
 
+from mcp_server.cluster import messages
+from mcp_server.cluster.worker import request_from_start
 from mcp_server.input_state import StateBinding, input_round, seal, unseal
 from mcp_server.protocol.errors import INVALID_PARAMS, JsonRpcError
 from mcp_server.protocol.input_required import InputRequired, elicitation_request
+from mcp_server.runtime.runner import CallRequest
+from mcp_server.tools.registry import registry
 from mcp_server.tools.testing import sample_principal
+from tests.ws.session_support import PRINCIPAL
 
 ANSWERS = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
 
@@ -89,3 +96,33 @@ def test_a_round_resumes_from_its_state(binding: StateBinding) -> None:
         capabilities={"elicitation": {}},
     )
     assert third.take(question) == {**ANSWERS, "b": {"action": "decline"}}
+
+
+async def test_a_round_travels_to_a_worker_and_is_resumed_there() -> None:
+    """A call placed on workers takes its verified round along in `operation.start`; the
+    worker's runner answers from it and seals the next state for the same binding."""
+    echo = registry.get("echo")
+    assert echo is not None
+    binding = StateBinding.of(PRINCIPAL, "tool", "echo", {"text": "x"})
+    question = {"user_name": elicitation_request("Name?", {}), "b": elicitation_request("?", {})}
+    retry = {"requestState": seal(binding, {}), "inputResponses": ANSWERS}
+    request = CallRequest(
+        principal=PRINCIPAL,
+        tool=echo,
+        arguments={"text": "x"},
+        connection_id="conn-1",
+        request_id=7,
+        progress_token=None,
+        operation_id=uuid.uuid4(),
+        inputs=input_round(retry, binding=binding, capabilities={"elicitation": {}}),
+    )
+    start = messages.OperationStart.of(request, "listener")
+    resumed = request_from_start(messages.OperationStart.decode(start.encode()))
+    assert resumed.inputs is not None
+    with pytest.raises(InputRequired) as asked:
+        resumed.inputs.take(question)
+    state = resumed.inputs.result(asked.value)["requestState"]
+    assert unseal(state, binding) == ANSWERS
+    # Without a round (the handshake era) nothing is carried.
+    plain = messages.OperationStart.of(dataclasses.replace(request, inputs=None), None)
+    assert request_from_start(messages.OperationStart.decode(plain.encode())).inputs is None

@@ -26,9 +26,14 @@ CLIENT_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")
-def client_envs() -> None:
-    """The Python SDK 2.3 and Node environments, built once (cached between runs)."""
+def python_sdk_env() -> None:
+    """The Python SDK 2.3 environment, built once (cached between runs)."""
     MCP_SDK.ensure()
+
+
+@pytest.fixture(scope="module")
+def client_envs(python_sdk_env: None) -> None:
+    """The Python SDK 2.3 and Node environments, built once (cached between runs)."""
     NODE.ensure()
 
 
@@ -129,7 +134,7 @@ def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts
     assert not added.get("isError")
 
 
-@pytest.mark.usefixtures("client_envs")
+@pytest.mark.usefixtures("python_sdk_env")
 async def test_python_sdk_2_3_answers_an_input_required_confirmation_on_2026_07_28(
     served: ServerProcess, deployment: Deployment, member: Member
 ) -> None:

@@ -1,6 +1,6 @@
-"""A prompt that asks for input (`asks_input`): an input-required result on a 2026-07-28
-`prompts/get`, its messages once the retry brings the answer; no question in the handshake
-era; a state made for other arguments refused."""
+"""A prompt and a resource that ask for input (`asks_input`): an input-required result on a
+2026-07-28 `prompts/get` / `resources/read`, their result once the retry brings the answer;
+no question in the handshake era; a state made for another request refused."""
 
 from typing import Any
 
@@ -13,7 +13,11 @@ from mcp_server.prompts.registry import PromptRegistry
 from mcp_server.protocol.errors import INVALID_PARAMS, JsonRpcError
 from mcp_server.protocol.input_required import InputRound, elicitation_request
 from mcp_server.protocol.messages import Request
+from mcp_server.protocol.modern import RequestMeta
 from mcp_server.protocol.prompts import PromptArgument, user_text
+from mcp_server.protocol.resources import text_contents
+from mcp_server.resource_requests import ResourceRequests
+from mcp_server.resources.registry import ResourceRegistry
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.session_caller import SessionCaller
 from mcp_server.tools.testing import sample_principal
@@ -35,6 +39,16 @@ async def _settled() -> None:
     return None
 
 
+def _caller() -> SessionCaller:
+    principal = sample_principal()
+    return SessionCaller(
+        principal=lambda: principal, slot_key=lambda: SlotKey(1, 1, "c"), settle=_settled
+    )
+
+
+IDENTITY = ServerIdentity(name="test-server", title="Test", version="0.0.1")
+
+
 @pytest.fixture
 def prompts() -> PromptRequests:
     registry = PromptRegistry()
@@ -45,12 +59,7 @@ def prompts() -> PromptRequests:
         arguments=(PromptArgument("tone", "How it reads", required=True),),
         asks_input=True,
     )
-    principal = sample_principal()
-    caller = SessionCaller(
-        principal=lambda: principal, slot_key=lambda: SlotKey(1, 1, "c"), settle=_settled
-    )
-    identity = ServerIdentity(name="test-server", title="Test", version="0.0.1")
-    return PromptRequests(caller=caller, identity=identity, registry=registry)
+    return PromptRequests(caller=_caller(), identity=IDENTITY, registry=registry)
 
 
 def _get(params: dict[str, Any]) -> Request:
@@ -79,3 +88,34 @@ async def test_it_asks_then_renders_with_the_answer(prompts: PromptRequests) -> 
 async def test_in_the_handshake_era_it_does_not_ask(prompts: PromptRequests) -> None:
     got = await prompts.get(_get({"arguments": {"tone": "verse"}}))
     assert got["messages"][0]["content"]["text"] == "Write about anything, in verse."
+
+
+def _note(
+    principal: Principal, uri: str, name: str, inputs: InputRound | None
+) -> list[dict[str, Any]]:
+    if inputs is None:
+        return [text_contents(uri, f"note {name}")]
+    answer = inputs.take({"signer": elicitation_request("Signed by?", TOPIC)})["signer"]
+    return [text_contents(uri, f"note {name}, signed {answer['content']['topic']}")]
+
+
+def _read(uri: str, meta: RequestMeta | None, **params: Any) -> Request:
+    return Request(1, "resources/read", {"uri": uri, **params}, meta)
+
+
+async def test_a_resource_asks_then_reads_with_the_answer() -> None:
+    registry = ResourceRegistry()
+    registry.add_template("notes://{name}", name="note", read=_note, asks_input=True)
+    requests = ResourceRequests(caller=_caller(), identity=IDENTITY, registry=registry)
+    meta = RequestMeta("2026-07-28", CAPABILITIES, None, None)
+    asked = await requests.read(_read("notes://a", meta))
+    assert list(asked["inputRequests"]) == ["signer"]
+    answer = {"signer": {"action": "accept", "content": {"topic": "Ada"}}}
+    retry = {"inputResponses": answer, "requestState": asked["requestState"]}
+    read = await requests.read(_read("notes://a", meta, **retry))
+    assert read["contents"][0]["text"] == "note a, signed Ada"
+    with pytest.raises(JsonRpcError) as refused:  # the state of another URI
+        await requests.read(_read("notes://b", meta, **retry))
+    assert refused.value.code == INVALID_PARAMS
+    # The handshake era (and a subscription's reads): no question.
+    assert (await requests.contents("notes://a"))[0]["text"] == "note a"

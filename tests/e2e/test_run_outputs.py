@@ -1,6 +1,7 @@
-"""`delete_run_thumbnails` in the handshake era through a real server and the official Python
-SDK (1.30, WebSocket): the confirmation is an elicitation the SDK's callback answers; a
-decline deletes nothing, a confirmation deletes, another tenant's user sees no such run."""
+"""`delete_run_thumbnails` through a real server over WebSocket. Handshake era, with the
+official Python SDK (1.30): the confirmation is an elicitation the SDK's callback answers; a
+decline deletes nothing, a confirmation deletes, another tenant's user sees no such run.
+2026-07-28, on a socket that never initialized: an input-required result, then the retry."""
 
 from typing import Any
 
@@ -9,8 +10,9 @@ from mcp.client.websocket import websocket_client
 from mcp.shared.context import RequestContext
 from PIL import Image
 
+from mcp_server.client.wire import request_meta, with_request_meta
 from tests.e2e.conftest import BETA, Accounts
-from tests.e2e.support import Deployment, ServerProcess
+from tests.e2e.support import Deployment, ServerProcess, raw_client, result_of
 
 
 class Answers:
@@ -72,3 +74,42 @@ async def test_it_asks_first_deletes_nothing_on_decline_and_deletes_on_confirmat
     assert unknown.isError
     assert unknown.content[0].text == f"Unknown run: {run_id}"  # type: ignore[union-attr]
     assert nobody.asked == []
+
+
+async def test_on_2026_07_28_over_a_websocket_the_retry_brings_the_confirmation(
+    server: ServerProcess, accounts: Accounts, deployment: Deployment
+) -> None:
+    folder = deployment.root / "data" / BETA / "ws-delete"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), "red").save(folder / "one.png")
+    meta = request_meta("e2e", "1", capabilities={"elicitation": {}})
+
+    def call(params: dict[str, Any]) -> dict[str, Any]:
+        return with_request_meta(params, meta)
+
+    # A socket that never sends initialize: every request describes itself.
+    async with raw_client(server, accounts.bob, version=None) as client:
+        made = result_of(
+            await client.request(
+                "tools/call",
+                call({"name": "process_images", "arguments": {"directory": "ws-delete"}}),
+            )
+        )
+        run_id = made["structuredContent"]["thumbnails"].rsplit("/", 1)[-1]
+        thumbnails = deployment.root / "data" / BETA / "thumbnails" / run_id
+        delete = {"name": "delete_run_thumbnails", "arguments": {"run_id": run_id}}
+        asked = result_of(await client.request("tools/call", call(delete)))
+        assert asked["resultType"] == "input_required"
+        assert list(asked["inputRequests"]) == ["confirm_delete"]
+        assert thumbnails.is_dir()
+        retry = {
+            **delete,
+            "inputResponses": {
+                "confirm_delete": {"action": "accept", "content": {"confirm": True}}
+            },
+            "requestState": asked["requestState"],
+        }
+        done = result_of(await client.request("tools/call", call(retry)))
+        assert done["resultType"] == "complete"
+        assert done["structuredContent"]["deleted"] == 1
+        assert not thumbnails.exists()

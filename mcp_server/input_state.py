@@ -11,7 +11,6 @@ State that fails any of those is refused with -32602 before anything runs.
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,28 +24,37 @@ from mcp_server.protocol.input_required import InputRound, input_responses, requ
 _SALT = "mcp_server.input_state"
 
 
-@dataclass(frozen=True, slots=True)
 class StateBinding:
-    """What a request state belongs to: who asked, for what, with which arguments."""
+    """What a request state belongs to: who asked, for what, with which arguments.
 
-    tenant_id: int
-    user_id: int
-    kind: str  # "tool", "prompt" or "resource"
-    name: str
-    arguments_digest: str
+    The arguments' digest is made only when a state is sealed or opened, so a 2026-07-28 call
+    that never asks pays nothing for it.
+    """
+
+    __slots__ = ("_arguments", "_digest", "kind", "name", "tenant_id", "user_id")
+
+    def __init__(
+        self, tenant_id: int, user_id: int, kind: str, name: str, arguments: Mapping[str, Any]
+    ) -> None:
+        self.tenant_id, self.user_id = tenant_id, user_id
+        self.kind = kind  # "tool", "prompt" or "resource"
+        self.name = name
+        self._arguments = arguments
+        self._digest: str | None = None
 
     @classmethod
     def of(
         cls, principal: Principal, kind: str, name: str, arguments: Mapping[str, Any]
     ) -> "StateBinding":
         """The binding of a request by `principal` for `kind` `name` with `arguments`."""
-        canonical = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
-        digest = hashlib.sha256(canonical).hexdigest()
-        return cls(principal.tenant_id, principal.user_id, kind, name, digest)
+        return cls(principal.tenant_id, principal.user_id, kind, name, arguments)
 
     def as_list(self) -> list[Any]:
         """The binding as the signed payload holds it."""
-        return [self.tenant_id, self.user_id, self.kind, self.name, self.arguments_digest]
+        if self._digest is None:
+            canonical = orjson.dumps(self._arguments, option=orjson.OPT_SORT_KEYS)
+            self._digest = hashlib.sha256(canonical).hexdigest()
+        return [self.tenant_id, self.user_id, self.kind, self.name, self._digest]
 
 
 def seal(binding: StateBinding, answers: dict[str, Any]) -> str:

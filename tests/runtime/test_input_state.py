@@ -23,7 +23,7 @@ ANSWERS = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
 
 @pytest.fixture
 def binding() -> StateBinding:
-    return StateBinding(1, 2, "tool", "greet", "digest")
+    return StateBinding(1, 2, "tool", "greet", {"a": 1})
 
 
 def _refused(state: str, binding: StateBinding) -> str:
@@ -40,11 +40,12 @@ def test_a_sealed_state_opens_with_its_own_binding(binding: StateBinding) -> Non
 @pytest.mark.parametrize(
     "other",
     [
-        StateBinding(9, 2, "tool", "greet", "digest"),  # another tenant
-        StateBinding(1, 9, "tool", "greet", "digest"),  # another user
-        StateBinding(1, 2, "prompt", "greet", "digest"),  # a prompt of that name
-        StateBinding(1, 2, "tool", "other", "digest"),  # another tool
-        StateBinding(1, 2, "tool", "greet", "changed"),  # other arguments
+        StateBinding(9, 2, "tool", "greet", {"a": 1}),  # another tenant
+        StateBinding(1, 9, "tool", "greet", {"a": 1}),  # another user
+        StateBinding(1, 2, "prompt", "greet", {"a": 1}),  # a prompt of that name
+        StateBinding(1, 2, "tool", "other", {"a": 1}),  # another tool
+        StateBinding(1, 2, "tool", "greet", {"a": 2}),  # other arguments
+        StateBinding(1, 2, "tool", "greet", {}),  # no arguments
     ],
 )
 def test_someone_elses_state_is_refused(binding: StateBinding, other: StateBinding) -> None:
@@ -71,9 +72,9 @@ def test_an_expired_state_is_refused(binding: StateBinding, settings: Any) -> No
 
 def test_the_binding_digests_the_arguments_in_any_key_order() -> None:
     principal = sample_principal()
-    one = StateBinding.of(principal, "tool", "t", {"a": 1, "b": [1, 2]})
-    assert one == StateBinding.of(principal, "tool", "t", {"b": [1, 2], "a": 1})
-    assert one != StateBinding.of(principal, "tool", "t", {"a": 2, "b": [1, 2]})
+    one = StateBinding.of(principal, "tool", "t", {"a": 1, "b": [1, 2]}).as_list()
+    assert one == StateBinding.of(principal, "tool", "t", {"b": [1, 2], "a": 1}).as_list()
+    assert one != StateBinding.of(principal, "tool", "t", {"a": 2, "b": [1, 2]}).as_list()
 
 
 def test_a_round_resumes_from_its_state(binding: StateBinding) -> None:

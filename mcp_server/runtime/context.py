@@ -150,7 +150,10 @@ class ToolContext:
         ClientRequestError (a tool error for the caller) when the client cannot be asked.
         """
         for request in requests.values():
-            self._check_declared(*NEEDS[request.method])
+            needs = NEEDS.get(request.method)
+            if needs is None:
+                raise ValueError(f"{request.method!r} is not a request a client can be asked")
+            self._check_declared(*needs)
         if self._inputs is not None:
             return self._inputs.take(requests)
         client = self._client_for()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mcp_server.protocol.errors import INVALID_PARAMS
+from mcp_server.protocol.input_required import InputRequest
 from mcp_server.runtime.context import ToolContext
 from mcp_server.session import McpSession
 from mcp_server.tools.registry import ToolRegistry, build_tool
@@ -187,3 +188,18 @@ async def test_a_tools_broad_except_does_not_swallow_the_question(registry: Tool
     result = (await outbox.response(1))["result"]
     assert result["resultType"] == "input_required"
     assert list(result["inputRequests"]) == ["name"]
+
+
+async def test_only_elicitation_sampling_and_roots_can_be_asked(registry: ToolRegistry) -> None:
+    async def odd(ctx: ToolContext) -> str:
+        """Ask something no client answers."""
+        await ctx.ask({"x": InputRequest("tools/list", {})})
+        return "asked"
+
+    registry.register(build_tool(odd))
+    session, outbox = make_session(registry)
+    params = {"name": "odd", "arguments": {}}
+    await session.receive(modern(1, "tools/call", params, **{CAPABILITIES: EVERYTHING}))
+    result = (await outbox.response(1))["result"]
+    assert result["isError"] is True  # the tool's own bug, reported with a reference
+    assert "failed unexpectedly" in result["content"][0]["text"]

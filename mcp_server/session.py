@@ -462,13 +462,18 @@ class McpSession:
         return self.principal.user_id
 
     async def keep_alive(self, now: float) -> None:
-        """Ping the client when it has been idle; close the connection when it stays silent."""
-        if self.state is not SessionState.CLOSED:
+        """Ping the client when it has been idle; close the connection when it stays silent.
+
+        Only a client that initialized is pinged: 2026-07-28 has no ping, and a server of it
+        sends no requests, so a connection carrying only its requests is left to the
+        transport's own liveness (WebSocket pings)."""
+        if self.state is SessionState.READY:
             await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
-        """The server is shutting down: say so, then stop this connection's work."""
-        if self.state is not SessionState.CLOSED:
+        """The server is shutting down: say so (to a client that initialized: a 2026-07-28
+        one gets no unrequested log), then stop this connection's work."""
+        if self.state is SessionState.READY:
             here = self.executor.running_here(self.listener.task_ids)
             notice = shutdown_notice(
                 tasks_keep_running=self.executor.tasks_outlive_process,
@@ -578,6 +583,10 @@ class McpSession:
         """Send `notifications/message` when `level` passes the client's logging level, or
         `rank`, the threshold of the request it belongs to (naming the task it comes from, if
         any)."""
+        if rank is None and self.state is not SessionState.READY:
+            # A connection-level message (a broadcast): only for a client that initialized;
+            # 2026-07-28 sends logs only to the requests that ask for them.
+            return
         threshold = self._log_rank if rank is None else rank
         if level_rank(level) < threshold or self.state is SessionState.CLOSED:
             return

@@ -47,7 +47,13 @@ def read_tools_call(
     tool = catalog.get(name)
     if tool is None:
         raise invalid_params(catalog.refusal(name))
-    ttl = requested_ttl(params, default=identity.task_default_ttl, maximum=identity.task_max_ttl)
+    # 2026-07-28 has no per-request task augmentation (`params.task`): there the server
+    # decides which calls become tasks (the tasks extension), so the member is ignored.
+    ttl = (
+        requested_ttl(params, default=identity.task_default_ttl, maximum=identity.task_max_ttl)
+        if meta is None
+        else None
+    )
     if ttl is not None and tool.task_support == "forbidden":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} does not support tasks")
     if ttl is None and tool.task_support == "required":

@@ -11,6 +11,7 @@ from websockets.typing import Origin, Subprotocol
 PROTOCOL_VERSION = "2025-11-25"
 # The revision without a handshake: every request carries its client's `_meta`.
 MODERN_VERSION = "2026-07-28"
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 SUBPROTOCOL = Subprotocol("mcp")
 OPEN_TIMEOUT = 10.0
 # The largest frame a client accepts (the server's own bound is far lower).
@@ -74,7 +75,7 @@ def request_meta(
         "io.modelcontextprotocol/clientInfo": {"name": name, "version": version},
     }
     if log_level is not None:
-        meta["io.modelcontextprotocol/logLevel"] = log_level
+        meta[LOG_LEVEL_KEY] = log_level
     return meta
 
 

@@ -1,12 +1,19 @@
 """2026-07-28 over Streamable HTTP on a real server: POSTs without a session, each carrying
 its `_meta` and the headers that mirror it; the handshake era beside it on the same path."""
 
+import asyncio
+import secrets
+from typing import Any
+
 import pytest
 
+from mcp_server.client.http import HttpSession
 from mcp_server.client.wire import MODERN_VERSION
 from tests.e2e.conftest import Accounts
-from tests.e2e.support import ServerProcess
+from tests.e2e.history import wait_for_operation
+from tests.e2e.support import Deployment, ServerProcess
 from tests.http.conftest import http_session
+from tests.http.test_streamable_http import event_matching
 
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
@@ -95,3 +102,61 @@ async def test_an_unknown_method_is_404_and_an_unsupported_version_400(
         error = reply.messages[0]["error"]
         assert error["code"] == -32022
         assert error["data"] == {"supported": [MODERN_VERSION], "requested": "v999"}
+
+
+def sleep_call(client: HttpSession, request_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A long modern tools/call of `sleep` with progress, under `request_id`."""
+    params = {"name": "sleep", "arguments": {"seconds": 60}, "_meta": {"progressToken": "p"}}
+    message, headers = client.modern_request("tools/call", params)
+    message["id"] = request_id
+    return message, headers
+
+
+async def test_closing_a_modern_calls_stream_cancels_the_call(
+    served: ServerProcess, accounts: Accounts, deployment: Deployment
+) -> None:
+    request_id = f"modern-stream-{secrets.token_hex(4)}"
+    async with http_session(served, accounts.alice, initialize=False) as client:
+        message, headers = sleep_call(client, request_id)
+        async with client.stream_post(message, **headers) as (response, events):
+            assert response.status_code == 200 and events is not None
+            progress = await event_matching(
+                events, lambda m: m.get("method") == "notifications/progress", "progress"
+            )
+            assert progress.id == ""  # nothing to resume from
+        # Leaving the block closed the stream.
+        what = "the modern call to be cancelled"
+        await asyncio.to_thread(
+            wait_for_operation, deployment, what, request_id=request_id, status="cancelled"
+        )
+
+
+async def test_leaving_a_modern_json_answer_cancels_the_call(
+    served: ServerProcess, accounts: Accounts, deployment: Deployment
+) -> None:
+    request_id = f"modern-json-{secrets.token_hex(4)}"
+    async with http_session(served, accounts.alice, initialize=False) as client:
+        message, headers = sleep_call(client, request_id)
+        answering = asyncio.ensure_future(
+            client.post(message, **{**headers, "Accept": "application/json"})
+        )
+        await asyncio.to_thread(
+            wait_for_operation, deployment, "it to run", request_id=request_id, status="running"
+        )
+        answering.cancel()  # the client gives up: its connection closes
+        with pytest.raises(asyncio.CancelledError):
+            await answering
+    what = "the modern call to be cancelled"
+    await asyncio.to_thread(
+        wait_for_operation, deployment, what, request_id=request_id, status="cancelled"
+    )
+
+
+async def test_a_modern_notification_is_accepted_with_202(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    async with http_session(served, accounts.alice, initialize=False) as client:
+        notification = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}}
+        reply = await client.post(notification, **{"MCP-Protocol-Version": MODERN_VERSION})
+        assert reply.status == 202
+        assert reply.messages == []

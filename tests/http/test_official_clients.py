@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from clients.envs import MCP_SDK, NODE, ROOT
+from mcp_server.client.wire import MODERN_VERSION
 from mcp_server.processes import run_command, scrubbed_env
 from tests.e2e.conftest import Accounts
 from tests.e2e.history import wait_for_operation
@@ -46,7 +47,8 @@ def run_client(command: list[str], token: str, cwd: Path = ROOT) -> dict[str, An
 
 
 def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
-    """clients/sdk_client.py in the mcp 2.3 environment, against the endpoint `url`."""
+    """clients/sdk_client.py in the mcp 2.3 environment, against the endpoint `url` (`scenario`
+    may end with `--mode legacy`: the handshake era; the SDK's default speaks 2026-07-28)."""
     return run_client([str(MCP_SDK.python), str(PYTHON_CLIENT), url, *scenario], token)
 
 
@@ -65,9 +67,10 @@ def inspector(server: ServerProcess, token: str, *method: str) -> dict[str, Any]
     return dict(json.loads(done.stdout))
 
 
-def assert_session(seen: dict[str, Any]) -> None:
-    """What a connect, list, add and process_batch with progress must have shown a client."""
-    assert seen["protocol_version"] == "2025-11-25"
+def assert_session(seen: dict[str, Any], version: str = "2025-11-25") -> None:
+    """What a connect, list, add and process_batch with progress must have shown a client
+    speaking `version`."""
+    assert seen["protocol_version"] == version
     assert seen["server"]["name"] == "mcp-realtime"
     assert {"add", "process_batch", "sleep"} <= set(seen["tools"])
     assert seen["add"]["structuredContent"] == {"result": 42}
@@ -92,18 +95,52 @@ def assert_cancelled(deployment: Deployment, member: Member, seen: dict[str, Any
     assert row["status"] == "cancelled"
 
 
+def assert_stateless(seen: dict[str, Any]) -> None:
+    """The SDK spoke 2026-07-28: every POST named its method in Mcp-Method, no session."""
+    assert seen["protocol_version"] == MODERN_VERSION
+    assert seen["mcp_methods"] and None not in seen["mcp_methods"], seen["mcp_methods"]
+    assert "initialize" not in seen["mcp_methods"]
+    assert seen["session_ids_minted"] == 0
+
+
 @pytest.mark.usefixtures("client_envs")
-def test_python_sdk_2_3_connects_lists_and_calls_with_progress(
+def test_python_sdk_2_3_discovers_lists_and_calls_with_progress_in_2026_07_28(
     served: ServerProcess, accounts: Accounts
 ) -> None:
-    assert_session(python_sdk(mcp_url(served), accounts.alice, "session"))
+    seen = python_sdk(mcp_url(served), accounts.alice, "session")
+    assert_session(seen, MODERN_VERSION)
+    assert_stateless(seen)
+    assert seen["mcp_methods"][0] == "server/discover"
+    assert seen["discovered"]["supportedVersions"] == [MODERN_VERSION]
+    assert seen["discovered"]["cacheScope"] == "public"
 
 
 @pytest.mark.usefixtures("client_envs")
-def test_python_sdk_2_3_cancels_a_call(
+def test_python_sdk_2_3_in_the_handshake_era_connects_lists_and_calls_with_progress(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    seen = python_sdk(mcp_url(served), accounts.alice, "session", "--mode", "legacy")
+    assert_session(seen)
+    assert set(seen["mcp_methods"]) == {None}  # the handshake era mirrors nothing in headers
+    assert seen["session_ids_minted"] == 1
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_python_sdk_2_3_cancels_a_call_by_closing_its_stream_in_2026_07_28(
     served: ServerProcess, deployment: Deployment, member: Member
 ) -> None:
     seen = python_sdk(mcp_url(served), member.token, "cancel")
+    assert_stateless(seen)
+    assert "notifications/cancelled" not in seen["mcp_methods"]
+    assert_cancelled(deployment, member, seen)
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_python_sdk_2_3_in_the_handshake_era_cancels_a_call(
+    served: ServerProcess, deployment: Deployment, member: Member
+) -> None:
+    seen = python_sdk(mcp_url(served), member.token, "cancel", "--mode", "legacy")
+    assert seen["protocol_version"] == "2025-11-25"
     assert_cancelled(deployment, member, seen)
 
 

@@ -1,6 +1,8 @@
 """McpSession serving 2026-07-28 requests: no handshake, the era chosen per request, every
 result finished (resultType, serverInfo, caching hints), the removed methods gone."""
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -16,7 +18,7 @@ from mcp_server.protocol.errors import (
 from mcp_server.protocol.log_levels import request_log_rank
 from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import ToolRegistry, build_tool
-from tests.ws.session_support import initialize, make_session, request
+from tests.ws.session_support import TIMEOUT, initialize, make_session, notification, request
 
 MODERN = "2026-07-28"
 SERVER_INFO = {"name": "test-server", "title": "Test", "version": "0.0.1"}
@@ -249,3 +251,52 @@ async def test_logs_of_a_call_run_elsewhere_pass_its_requests_threshold(
         OperationLog(id=key, level="error", data="from a worker", logger="w")
     )
     assert logged(outbox.messages) == (["from a worker"] if sent else [])
+
+
+async def test_only_a_connection_that_initialized_is_pinged(registry: ToolRegistry) -> None:
+    later = time.monotonic() + 3600
+    modern_only, outbox = make_session(registry)
+    await modern_only.receive(modern(1, "tools/list"))
+    await outbox.response(1)
+    await modern_only.keep_alive(later)
+    assert [m for m in outbox.messages if m.get("method") == "ping"] == []
+
+    handshake, outbox = make_session(registry)
+    await initialize(handshake, outbox)
+    await handshake.keep_alive(later)
+    assert [m["method"] for m in outbox.messages if "method" in m] == ["ping"]
+
+
+async def test_a_connection_that_never_initialized_gets_no_unrequested_log(
+    registry: ToolRegistry,
+) -> None:
+    session, outbox = make_session(registry)
+    await session.receive(modern(1, "tools/list"))
+    await outbox.response(1)
+    await session.log("warning", "a broadcast", "broadcast")  # as the registry sends one
+    await session.going_away()
+    assert logged(outbox.messages) == []
+
+
+async def test_a_modern_call_is_cancelled_by_notifications_cancelled_and_ignores_task(
+    registry: ToolRegistry,
+) -> None:
+    slow = ToolRegistry()
+    started = asyncio.Event()
+
+    async def waits(ctx: ToolContext) -> str:
+        """Wait until cancelled."""
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    slow.register(build_tool(waits, task_support="optional"))
+    session, outbox = make_session(slow)
+    # A 2025-11-25 `task` member means nothing in 2026-07-28: a plain call, not a task.
+    await session.receive(modern(1, "tools/call", {"name": "waits", "task": {"ttl": 1000}}))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    assert session.in_flight == 1
+    await session.receive(notification("notifications/cancelled", {"requestId": 1}))
+    await asyncio.wait_for(asyncio.gather(*session._spawned.tasks, return_exceptions=True), TIMEOUT)
+    assert session.in_flight == 0
+    assert outbox.responses(1) == []  # a cancelled request is not answered

@@ -1,6 +1,5 @@
 """A session's prompt requests: prompts/list and prompts/get."""
 
-from collections.abc import Mapping
 from typing import Any
 
 from accounts.principal import Principal
@@ -44,12 +43,10 @@ class PromptRequests:
             result["nextCursor"] = next_cursor
         return result
 
-    async def get(
-        self, request: Request, client_capabilities: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    async def get(self, request: Request) -> dict[str, Any]:
         """prompts/get: the prompt's messages for the arguments given (-32602 for an unknown
-        prompt or arguments it cannot take); on a 2026-07-28 request (`client_capabilities`
-        its own) a prompt that asks for input may answer with an input-required result."""
+        prompt or arguments it cannot take); on a 2026-07-28 request a prompt that asks for
+        input may answer with an input-required result."""
         principal = self.caller.principal()
         name = prompt_name_param(request.params)
         prompt = self.registry.get(principal, name)
@@ -59,11 +56,10 @@ class PromptRequests:
         render: dict[str, Any] = {"principal": principal, "arguments": arguments}
         inputs = None
         if prompt.asks_input:
-            if client_capabilities is not None:
+            if request.meta is not None:
                 binding = StateBinding.of(principal, "prompt", name, arguments)
-                inputs = input_round(
-                    request.params, binding=binding, capabilities=client_capabilities
-                )
+                capabilities = request.meta.client_capabilities
+                inputs = input_round(request.params, binding=binding, capabilities=capabilities)
             render["inputs"] = inputs
         await self.caller.settle()
         try:

@@ -652,12 +652,6 @@ class McpSession:
         return {}
 
 
-def _request_capabilities(request: Request) -> dict[str, Any] | None:
-    """A 2026-07-28 request's own client capabilities (None in the handshake era, where the
-    connection's initialize declared them and the server asks the client directly)."""
-    return request.meta.client_capabilities if request.meta is not None else None
-
-
 McpSession._REQUEST_HANDLERS.update(
     {
         methods.INITIALIZE: McpSession._initialize,
@@ -673,9 +667,7 @@ McpSession._REQUEST_HANDLERS.update(
         methods.RESOURCES_TEMPLATES_LIST: lambda s, request: s.resources.templates(request),
         methods.RESOURCES_READ: lambda session, request: session.resources.read(request),
         methods.PROMPTS_LIST: lambda session, request: session.prompts.list(request),
-        methods.PROMPTS_GET: lambda session, request: session.prompts.get(
-            request, _request_capabilities(request)
-        ),
+        methods.PROMPTS_GET: lambda session, request: session.prompts.get(request),
         methods.RESOURCES_SUBSCRIBE: lambda s, request: s.subscriptions.subscribe(request),
         methods.RESOURCES_UNSUBSCRIBE: lambda s, request: s.subscriptions.unsubscribe(request),
         methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),

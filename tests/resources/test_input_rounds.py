@@ -62,12 +62,15 @@ def prompts() -> PromptRequests:
     return PromptRequests(caller=_caller(), identity=IDENTITY, registry=registry)
 
 
-def _get(params: dict[str, Any]) -> Request:
-    return Request(1, "prompts/get", {"name": "essay", **params})
+MODERN = RequestMeta("2026-07-28", CAPABILITIES, None, None)
+
+
+def _get(params: dict[str, Any], meta: RequestMeta | None = MODERN) -> Request:
+    return Request(1, "prompts/get", {"name": "essay", **params}, meta)
 
 
 async def test_it_asks_then_renders_with_the_answer(prompts: PromptRequests) -> None:
-    asked = await prompts.get(_get({"arguments": {"tone": "verse"}}), CAPABILITIES)
+    asked = await prompts.get(_get({"arguments": {"tone": "verse"}}))
     assert asked["resultType"] == "input_required"
     assert asked["inputRequests"]["topic"]["params"]["message"] == "Which topic?"
     retry = {
@@ -75,18 +78,18 @@ async def test_it_asks_then_renders_with_the_answer(prompts: PromptRequests) -> 
         "inputResponses": {"topic": {"action": "accept", "content": {"topic": "tides"}}},
         "requestState": asked["requestState"],
     }
-    done = await prompts.get(_get(retry), CAPABILITIES)
+    done = await prompts.get(_get(retry))
     assert done["messages"][0]["content"]["text"] == "Write about tides, in verse."
     assert "resultType" not in done  # the session finishes it as "complete"
 
     retry["arguments"] = {"tone": "prose"}  # the state was made for other arguments
     with pytest.raises(JsonRpcError) as refused:
-        await prompts.get(_get(retry), CAPABILITIES)
+        await prompts.get(_get(retry))
     assert refused.value.code == INVALID_PARAMS
 
 
 async def test_in_the_handshake_era_it_does_not_ask(prompts: PromptRequests) -> None:
-    got = await prompts.get(_get({"arguments": {"tone": "verse"}}))
+    got = await prompts.get(_get({"arguments": {"tone": "verse"}}, None))
     assert got["messages"][0]["content"]["text"] == "Write about anything, in verse."
 
 
@@ -107,7 +110,7 @@ async def test_a_resource_asks_then_reads_with_the_answer() -> None:
     registry = ResourceRegistry()
     registry.add_template("notes://{name}", name="note", read=_note, asks_input=True)
     requests = ResourceRequests(caller=_caller(), identity=IDENTITY, registry=registry)
-    meta = RequestMeta("2026-07-28", CAPABILITIES, None, None)
+    meta = MODERN
     asked = await requests.read(_read("notes://a", meta))
     assert list(asked["inputRequests"]) == ["signer"]
     answer = {"signer": {"action": "accept", "content": {"topic": "Ada"}}}

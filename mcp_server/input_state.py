@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core import signing
 
 from accounts.principal import Principal
-from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.errors import JsonRpcError, invalid_params
 from mcp_server.protocol.input_required import InputRound, input_responses, request_state
 
 _SALT = "mcp_server.input_state"
@@ -63,20 +63,30 @@ def seal(binding: StateBinding, answers: dict[str, Any]) -> str:
 
 
 def unseal(state: str, binding: StateBinding) -> dict[str, Any]:
-    """The answers `state` holds; -32602 when it is tampered with, expired, or bound to another
-    caller, tool or arguments (the same answer for each: nothing to probe)."""
+    """The answers `state` holds; -32602 when it is tampered with or bound to another caller,
+    tool or arguments (one answer for all of those: nothing to probe), or, only for the
+    caller's own request, when it has expired."""
     try:
         payload = signing.loads(state, salt=_SALT, max_age=settings.MCP_INPUT_STATE_TTL)
     except signing.SignatureExpired:
-        raise invalid_params("requestState has expired: make the request again") from None
+        payload = signing.loads(state, salt=_SALT)  # authentic, only too old: whose is it?
+        if _bound_to(payload, binding):
+            raise invalid_params("requestState has expired: make the request again") from None
+        raise _unverified() from None
     except signing.BadSignature:
-        raise invalid_params("requestState failed verification") from None
-    if not isinstance(payload, dict) or payload.get("b") != binding.as_list():
-        raise invalid_params("requestState failed verification")
-    answers = payload.get("a")
-    if not isinstance(answers, dict):
-        raise invalid_params("requestState failed verification")
+        raise _unverified() from None
+    if not _bound_to(payload, binding) or not isinstance(payload.get("a"), dict):
+        raise _unverified()
+    answers: dict[str, Any] = payload["a"]
     return answers
+
+
+def _bound_to(payload: Any, binding: StateBinding) -> bool:
+    return isinstance(payload, dict) and payload.get("b") == binding.as_list()
+
+
+def _unverified() -> JsonRpcError:
+    return invalid_params("requestState failed verification")
 
 
 def input_round(

@@ -68,6 +68,9 @@ def test_an_expired_state_is_refused(binding: StateBinding, settings: Any) -> No
         later = time.time() + 61
         patch.setattr(time, "time", lambda: later)
         assert "expired" in _refused(state, binding)
+        # Someone else's expired state is refused as any foreign one: nothing learnt.
+        other = StateBinding(1, 9, "tool", "greet", {"a": 1})
+        assert _refused(state, other) == "requestState failed verification"
 
 
 def test_the_binding_digests_the_arguments_in_any_key_order() -> None:

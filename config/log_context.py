@@ -7,12 +7,12 @@ so every line logged while handling them carries the ids without being passed th
 """
 
 import dataclasses
-import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar
+from typing import Any
+from uuid import UUID
 
 # W3C trace context: version-traceid-parentid-flags, lowercase hex; anything else is ignored
 # (a header a client controls never reaches a log line unless it has this exact shape).
@@ -28,12 +28,13 @@ class LogContext:
     user: int | None = None
     connection: str | None = None
     request: str | int | None = None  # a JSON-RPC id, written as text
-    operation: str | None = None
+    operation: "UUID | str | None" = None  # written as text
     traceparent: str | None = None
 
 
 _EMPTY = LogContext()
 _FIELDS = tuple(field.name for field in dataclasses.fields(LogContext))
+_AS_TEXT = frozenset({"request", "operation"})
 _current: ContextVar[LogContext] = ContextVar("log_context", default=_EMPTY)
 
 
@@ -45,6 +46,15 @@ def current() -> LogContext:
 def bind(**fields: Any) -> Token[LogContext]:
     """Add `fields` to the log context from here on in this task; `reset` undoes it."""
     return _current.set(dataclasses.replace(_current.get(), **fields))
+
+
+def bind_operation(operation_id: UUID) -> Token[LogContext]:
+    """Name the operation in the log context from here on in this task (once per call: built
+    directly and stringified only when a line is logged, as `bind` costs several times as much)."""
+    c = _current.get()
+    return _current.set(
+        LogContext(c.tenant, c.user, c.connection, c.request, operation_id, c.traceparent)
+    )
 
 
 def reset(token: Token[LogContext]) -> None:
@@ -90,29 +100,16 @@ def bind_call(call: Any, traceparent: Any) -> None:
     )
 
 
-Respond = TypeVar("Respond", bound=Callable[..., Awaitable[Any]])
-
-
-def request_scope(respond: Respond) -> Respond:
-    """Decorate a session's `_respond(session, request, handler)`: while it runs, the log
-    context names the request and the traceparent of its `params._meta`, if it has one."""
-
-    @functools.wraps(respond)
-    async def scoped(session: Any, request: Any, handler: Any) -> Any:
-        meta = request.params.get("_meta") if isinstance(request.params, dict) else None
-        trace = valid_traceparent(meta.get("traceparent")) if isinstance(meta, dict) else None
-        c = _current.get()
-        # Built directly: dataclasses.replace costs several times as much, on every request.
-        scope = LogContext(
-            c.tenant, c.user, c.connection, request.id, c.operation, trace or c.traceparent
-        )
-        token = _current.set(scope)
-        try:
-            return await respond(session, request, handler)
-        finally:
-            _current.reset(token)
-
-    return scoped  # type: ignore[return-value]
+def enter_request(request: Any) -> Token[LogContext]:
+    """Name `request` (a protocol Request) and the traceparent of its `params._meta`, if it
+    has one, in the log context until `reset`."""
+    meta = request.params.get("_meta") if isinstance(request.params, dict) else None
+    trace = valid_traceparent(meta.get("traceparent")) if isinstance(meta, dict) else None
+    c = _current.get()
+    # Built directly: dataclasses.replace costs several times as much, on every request.
+    return _current.set(
+        LogContext(c.tenant, c.user, c.connection, request.id, c.operation, trace or c.traceparent)
+    )
 
 
 class LogContextFilter(logging.Filter):
@@ -125,5 +122,5 @@ class LogContextFilter(logging.Filter):
             for name in _FIELDS:
                 value = getattr(context, name)
                 if value is not None and not hasattr(record, name):
-                    setattr(record, name, str(value) if name == "request" else value)
+                    setattr(record, name, str(value) if name in _AS_TEXT else value)
         return True

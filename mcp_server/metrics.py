@@ -17,16 +17,13 @@ otherwise), statuses and limits are enums; never a token, user or operation id. 
 slug is a label only when `MCP_METRICS_TENANT_LABEL` is on.
 """
 
-import asyncio
 import atexit
 import bisect
-import functools
 import os
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -253,31 +250,22 @@ def connection_closed(transport: str, principal: "Principal") -> None:
         _child(CONNECTIONS_OPEN, transport, *_tenant(principal)).dec()
 
 
-Respond = TypeVar("Respond", bound=Callable[..., Awaitable[dict[str, Any]]])
-
-
-def counts_requests(respond: Respond) -> Respond:
-    """Decorate a session's `_respond(session, request, handler)` to count each answer."""
-    if not ENABLED:
-        return respond
-
-    @functools.wraps(respond)
-    async def counted(session: Any, request: Any, handler: Any) -> dict[str, Any]:
-        try:
-            reply = await respond(session, request, handler)
-        except asyncio.CancelledError:
-            request_answered(request.method, "cancelled", session.principal)
-            raise
-        request_answered(request.method, "error" if "error" in reply else "ok", session.principal)
-        return reply
-
-    return counted  # type: ignore[return-value]
+# The labelled children of the per-request series by what a caller gives (bounded: a method
+# or tool name that is not known is "other", and keyed as such), one dict lookup per count.
+_answered: dict[tuple[str, str, str | None], Any] = {}
+_finished: dict[tuple[str, str, str | None], Any] = {}
 
 
 def request_answered(method: str, outcome: str, principal: "Principal") -> None:
     """One request of `method` ended with `outcome` (ok, error, cancelled)."""
     if ENABLED:
-        _buffered.add(_child(REQUESTS, method_label(method), outcome, *_tenant(principal)))
+        tenant = principal.tenant_slug if TENANT_LABEL else None
+        child = _answered.get((method, outcome, tenant))
+        if child is None:
+            label = method_label(method)
+            child = _child(REQUESTS, label, outcome, *_tenant(principal))
+            _answered[(label, outcome, tenant)] = child
+        _buffered.add(child)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float:
@@ -301,12 +289,17 @@ def operation_finished(operation: "RunningOperation") -> None:
     """A call ended: count it by tool and status with its duration."""
     if ENABLED:
         start = operation.started_at or operation.queued_at
-        child = _child(
-            TOOL_CALLS,
-            tool_label(operation.tool_name),
-            str(operation.status),
-            *_tenant(operation.principal),
+        principal = operation.principal
+        key = (
+            operation.tool_name,
+            operation.status,
+            principal.tenant_slug if TENANT_LABEL else None,
         )
+        child = _finished.get(key)
+        if child is None:
+            label = tool_label(operation.tool_name)
+            child = _child(TOOL_CALLS, label, str(operation.status), *_tenant(principal))
+            _finished[(label, *key[1:])] = child
         _buffered.observe(child, _seconds(start, operation.finished_at))
 
 

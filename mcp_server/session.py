@@ -36,7 +36,6 @@ from mcp_server.listener import ConnectionListener
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.prompt_requests import PromptRequests
-from mcp_server.prompts.registry import prompts
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import (
     INTERNAL_ERROR,
@@ -69,10 +68,9 @@ from mcp_server.protocol.tasks import RELATED_TASK
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
-from mcp_server.resources.registry import resources
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
-from mcp_server.session_caller import SessionCaller
+from mcp_server.session_features import SessionFeatures
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
 from mcp_server.tool_calls import read_tools_call
@@ -140,18 +138,14 @@ class McpSession:
         "_tasks",
         "catalog",
         "client_initialized",
-        "completion",
         "connection_id",
         "executor",
+        "features",
         "identity",
         "listener",
         "principal",
-        "prompts",
         "protocol_version",
-        "resources",
         "state",
-        "subscriptions",
-        "tasks",
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
@@ -198,28 +192,14 @@ class McpSession:
             listen=listen,
             client_requests=self._client_requests,
         )
-        self.tasks = TaskRequests(
-            caller=lambda: self.principal,
+        self.features = SessionFeatures(
+            principal=lambda: self.principal,
             slot_key=lambda: self._slot_key,
             identity=identity,
             executor=executor,
             listener=self.listener,
-        )
-        caller = SessionCaller(
-            principal=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
-            settle=executor.runner.flush_unwritten,
-        )
-        self.resources = ResourceRequests(caller=caller, identity=identity, registry=resources)
-        self.prompts = PromptRequests(caller=caller, identity=identity, registry=prompts)
-        self.completion = CompletionRequests(caller=caller, prompts=prompts, resources=resources)
-        self.subscriptions = ResourceSubscriptions(
-            caller=caller,
             connection_id=connection_id,
             send=send,
-            read=self.resources.contents,
-            bus=executor.bus,
-            limit=identity.max_subscriptions,
             liveness=liveness,
             listen=listen,
         )
@@ -255,6 +235,32 @@ class McpSession:
     @client_capabilities.setter
     def client_capabilities(self, capabilities: dict[str, Any]) -> None:
         self._client_requests.capabilities = capabilities
+
+    # The parts composed for the other features (made on first use: SessionFeatures).
+    @property
+    def tasks(self) -> TaskRequests:
+        """tasks/* requests."""
+        return self.features.tasks
+
+    @property
+    def resources(self) -> ResourceRequests:
+        """resources/* requests."""
+        return self.features.resources
+
+    @property
+    def prompts(self) -> PromptRequests:
+        """prompts/* requests."""
+        return self.features.prompts
+
+    @property
+    def completion(self) -> CompletionRequests:
+        """completion/complete requests."""
+        return self.features.completion
+
+    @property
+    def subscriptions(self) -> ResourceSubscriptions:
+        """Resource subscriptions."""
+        return self.features.subscriptions
 
     @property
     def log_level(self) -> str:
@@ -387,9 +393,11 @@ class McpSession:
             logger.debug("could not send the reply to request %r", request.id, exc_info=True)
         return None
 
-    @metrics.counts_requests
-    @log_context.request_scope
     async def _respond(self, request: Request, handler: Handler) -> dict[str, Any]:
+        """The reply to `request`, with the request named in the log context meanwhile and its
+        outcome counted (inline rather than as decorators: two coroutine layers per request)."""
+        scope = log_context.enter_request(request)
+        outcome = "cancelled"
         try:
             result = await handler(self, request)
             if request.meta is not None:
@@ -399,12 +407,18 @@ class McpSession:
                     server=self._server_info,
                     ttl_ms=self.identity.cache_ttl_ms,
                 )
-            return result_message(request.id, result)
+            reply = result_message(request.id, result)
+            outcome = "ok"
         except JsonRpcError as exc:
-            return error_message(request.id, exc)
+            reply, outcome = error_message(request.id, exc), "error"
         except Exception:
             logger.exception("request %s failed", request.method)
-            return error_message(request.id, JsonRpcError(INTERNAL_ERROR, "Internal error"))
+            error = JsonRpcError(INTERNAL_ERROR, "Internal error")
+            reply, outcome = error_message(request.id, error), "error"
+        finally:
+            log_context.reset(scope)
+            metrics.request_answered(request.method, outcome, self.principal)
+        return reply
 
     def _handle_notification(self, notification: Notification) -> None:
         if notification.method == methods.NOTIFICATION_INITIALIZED:
@@ -443,7 +457,7 @@ class McpSession:
         await self._tasks.close(reason=cancel_reason, batch=_CANCEL_BATCH)
         # Tasks keep running without this connection; it just stops listening to them.
         await self.listener.close()
-        await self.subscriptions.close()
+        await self.features.close()
 
     # --- as the registry sees it (mcp_server.cluster.connections.LocalConnection) ---------
     @property
@@ -570,7 +584,7 @@ class McpSession:
     async def run_updated(self, update: RunUpdated) -> None:
         """A run this connection subscribed to changed (from the channel layer)."""
         if self.state is not SessionState.CLOSED:
-            await self.subscriptions.run_updated(update)
+            await self.features.run_updated(update)
 
     async def log(
         self,

@@ -373,14 +373,15 @@ class StreamableHttpApp:
         )
         runtime.connections.register(exchange)
         try:
-            await stateless.answer(
+            plain = await stateless.answer(
                 exchange,
                 payload,
                 send=send,
                 receive=receive,
-                respond=respond,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
             )
+            if plain is not None:
+                await respond(send, *plain)
         finally:
             runtime.connections.unregister(exchange)
             await exchange.close()

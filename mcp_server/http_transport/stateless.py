@@ -10,7 +10,6 @@ is a plain JSON response whose HTTP status shows the error (request_headers.stat
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp_server.http_transport.exchange import Exchange, is_response_to
@@ -25,8 +24,8 @@ from mcp_server.protocol.request_headers import (
 )
 from mcp_server.protocol.text_escapes import json_text
 
-# app.respond: a whole JSON response (send, status, body).
-Respond = Callable[[Any, int, Any], Awaitable[None]]
+# What to answer as plain JSON: the HTTP status and the reply (None: no reply, 202).
+JsonAnswer = tuple[int, dict[str, Any] | None]
 
 
 def envelope_refusal(headers: MirroredHeaders, request: Request) -> dict[str, Any] | None:
@@ -41,21 +40,14 @@ def envelope_refusal(headers: MirroredHeaders, request: Request) -> dict[str, An
 
 
 async def answer(
-    exchange: Exchange,
-    payload: dict[str, Any],
-    *,
-    send: Any,
-    receive: Any,
-    respond: Respond,
-    stream: bool,
-) -> None:
-    """Answer one modern request; the client leaving first cancels it (the caller closes the
-    exchange, which stops what still runs)."""
+    exchange: Exchange, payload: dict[str, Any], *, send: Any, receive: Any, stream: bool
+) -> JsonAnswer | None:
+    """Answer one modern request: as an SSE stream (`stream`, once a message other than the
+    response comes), written here; or the JSON answer to send (None: it streamed, or the
+    client left first, which cancels the request: the caller closes the exchange)."""
     response = SseResponse(send, receive)
     response.watch()
-    answering = asyncio.ensure_future(
-        _relay(exchange, payload, response, send=send, respond=respond, stream=stream)
-    )
+    answering = asyncio.ensure_future(_relay(exchange, payload, response, stream=stream))
     left = asyncio.ensure_future(response.left.wait())
     try:
         await asyncio.wait({answering, left}, return_when=asyncio.FIRST_COMPLETED)
@@ -66,17 +58,14 @@ async def answer(
         with contextlib.suppress(asyncio.CancelledError):
             await answering
         await response.finish()
+    if answering.cancelled():
+        return None
+    return answering.result()
 
 
 async def _relay(
-    exchange: Exchange,
-    payload: dict[str, Any],
-    response: SseResponse,
-    *,
-    send: Any,
-    respond: Respond,
-    stream: bool,
-) -> None:
+    exchange: Exchange, payload: dict[str, Any], response: SseResponse, *, stream: bool
+) -> JsonAnswer | None:
     reply = None
     async for message in exchange.replies(payload):
         if is_response_to(message, payload["id"]):
@@ -87,9 +76,9 @@ async def _relay(
         if not response.started:
             await response.start()
         if not await response.event(json_text(message), None):
-            return
-    if response.started:
-        if reply is not None:
-            await response.event(json_text(reply), None)
-        return
-    await respond(send, status_for(reply), reply)
+            return None
+    if not response.started:
+        return status_for(reply), reply
+    if reply is not None:
+        await response.event(json_text(reply), None)
+    return None

@@ -132,7 +132,7 @@ class OperationRunner:
         to its client) the tool may ask the client for input or a completion.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
-        log_context.bind(operation=str(operation.id))
+        log_context.bind_operation(operation.id)
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         token = request.progress_token

@@ -40,7 +40,7 @@ LOST_AFTER = 6.0
 # The bound within which a call no worker took is interrupted: long enough that a loaded machine
 # hands 200 calls at once to a live worker within it (a short one failed them there).
 UNCLAIMED_AFTER = 20.0
-WORKER_START_TIMEOUT = 30.0
+WORKER_START_TIMEOUT = 90.0  # as SERVER_START_TIMEOUT: a bound for a loaded machine
 WORKER_STOP_TIMEOUT = 30.0
 # How long a test waits for a message it expects.
 WAIT = 30.0

@@ -52,9 +52,9 @@ def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
     return run_client([str(MCP_SDK.python), str(PYTHON_CLIENT), url, *scenario], token)
 
 
-def typescript_sdk(server: ServerProcess, token: str, scenario: str) -> dict[str, Any]:
+def typescript_sdk(server: ServerProcess, token: str, *scenario: str) -> dict[str, Any]:
     """clients/node/sdk_client.mjs on Node."""
-    return run_client(["node", str(NODE_CLIENT), mcp_url(server), scenario], token)
+    return run_client(["node", str(NODE_CLIENT), mcp_url(server), *scenario], token)
 
 
 def inspector(server: ServerProcess, token: str, *method: str) -> dict[str, Any]:
@@ -171,30 +171,37 @@ def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts
     assert not added.get("isError")
 
 
-@pytest.mark.usefixtures("python_sdk_env")
-async def test_python_sdk_2_3_answers_an_input_required_confirmation_on_2026_07_28(
-    served: ServerProcess, deployment: Deployment, member: Member
+@pytest.mark.usefixtures("client_envs")
+@pytest.mark.parametrize("sdk", ["python", "typescript"])
+async def test_the_sdks_answer_an_input_required_confirmation_on_2026_07_28(
+    served: ServerProcess, deployment: Deployment, member: Member, sdk: str
 ) -> None:
-    folder = deployment.root / "data" / member.tenant / "sdk-photos"
+    """delete_run_thumbnails asks; each SDK fulfils the elicitation through its handler and
+    retries with the answer and the request state: a decline keeps, an acceptance deletes."""
+    folder = deployment.root / "data" / member.tenant / f"{sdk}-photos"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("one.png", "two.png"):
         Image.new("RGB", (8, 8), "green").save(folder / name)
     async with http_session(served, member.token, initialize=False) as client:
         made = await client.modern(
-            "tools/call", {"name": "process_images", "arguments": {"directory": "sdk-photos"}}
+            "tools/call", {"name": "process_images", "arguments": {"directory": f"{sdk}-photos"}}
         )
     run_id = made.messages[-1]["result"]["structuredContent"]["thumbnails"].rsplit("/", 1)[-1]
     thumbnails = deployment.root / "data" / member.tenant / "thumbnails" / run_id
     question = f"Delete the 2 thumbnails of run {run_id}? This cannot be undone."
 
-    url = mcp_url(served)
-    declined = await asyncio.to_thread(python_sdk, url, member.token, "confirm", run_id, "decline")
+    def confirm(answer: str) -> dict[str, Any]:
+        if sdk == "python":
+            return python_sdk(mcp_url(served), member.token, "confirm", run_id, answer)
+        return typescript_sdk(served, member.token, "confirm", run_id, answer)
+
+    declined = await asyncio.to_thread(confirm, "decline")
     assert declined["protocol_version"] == "2026-07-28"
     assert declined["asked"] == [question]
     assert declined["result"]["structuredContent"]["outcome"] == "declined"
     assert thumbnails.is_dir()
 
-    accepted = await asyncio.to_thread(python_sdk, url, member.token, "confirm", run_id, "accept")
+    accepted = await asyncio.to_thread(confirm, "accept")
     assert accepted["asked"] == [question]
     assert accepted["result"]["structuredContent"] == {
         "run": run_id,

@@ -206,6 +206,11 @@ MCP_ALLOWED_ORIGINS = env.list("MCP_ALLOWED_ORIGINS", default=[])
 # too, before a frame is buffered whole).
 MCP_MAX_MESSAGE_BYTES = env.int("MCP_MAX_MESSAGE_BYTES", default=1024 * 1024)
 MCP_TOOLS_PAGE_SIZE = env.int("MCP_TOOLS_PAGE_SIZE", default=50)
+# 2026-07-28 caching hint: how long (ms) a client may keep server/discover and the lists
+# (tools, prompts, resources, templates) fresh; list changes are announced meanwhile.
+MCP_CACHE_TTL_MS = env.int("MCP_CACHE_TTL_MS", default=60_000)
+if MCP_CACHE_TTL_MS < 0:
+    raise ImproperlyConfigured("MCP_CACHE_TTL_MS must be 0 or more (milliseconds)")
 
 # --- Streamable HTTP at /mcp (docs/operations.md, "Streamable HTTP") -----------------------
 # A session with no request for this long ends (its GET stream keeps it alive).
@@ -336,6 +341,9 @@ MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
 # per connection (past it, the tool's request fails at once).
 MCP_CLIENT_REQUEST_TIMEOUT = env.float("MCP_CLIENT_REQUEST_TIMEOUT", default=300.0)
 MCP_CLIENT_REQUESTS_PER_CONNECTION = env.int("MCP_CLIENT_REQUESTS_PER_CONNECTION", default=16)
+# 2026-07-28 input-required results: how long (seconds) the signed `requestState` of one may
+# be echoed in the client's retry; a person may be answering.
+MCP_INPUT_STATE_TTL = env.int("MCP_INPUT_STATE_TTL", default=900)
 # Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
 # reaches open connections at once through the channel layer; every web process also re-checks
 # its connections' callers this often (seconds), catching expiry and lost announcements.

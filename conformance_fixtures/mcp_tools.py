@@ -1,6 +1,6 @@
 """The tools the conformance suite (@modelcontextprotocol/conformance) calls, by the names and
 with the behaviour its server scenarios check (src/scenarios/server/tools.ts and the
-elicitation scenarios of 0.1.16).
+elicitation scenarios of 0.1.16; the 2026-07-28 probes of server-stateless in 0.2.0-alpha.12).
 
 Every one is opt-in: only a tenant naming it in its enabled tools (the one `manage.py
 conformance_tenant` makes) lists or calls it; to every other tenant it does not exist.
@@ -90,6 +90,27 @@ async def test_tool_with_progress(ctx: ToolContext) -> str:
             await asyncio.sleep(gap)
         ctx.progress(done, 100, f"Completed step {done} of 100")
     return "Tool with progress executed successfully"
+
+
+@tool(opt_in=True, client_capabilities={"sampling": {}})
+async def test_missing_capability() -> str:
+    """Test tool requiring sampling (a 2026-07-28 request without it gets -32021)."""
+    return "Success"
+
+
+@tool(opt_in=True, client_capabilities={"elicitation": {}})
+async def test_streaming_elicitation(ctx: ToolContext) -> str:
+    """Diagnostic tool validating response progress streams: progress, then the result, and
+    never a request of the server's own on the stream."""
+    ctx.progress(50, 100)
+    return "Streaming complete"
+
+
+@tool(opt_in=True)
+async def test_logging_tool(ctx: ToolContext) -> str:
+    """Diagnostic logging validator tool: logs only for a request that asked for them."""
+    await ctx.log("info", "Diagnostic trace logging activated")
+    return "Logging evaluated"
 
 
 @tool(opt_in=True)
@@ -196,26 +217,50 @@ async def test_elicitation_sep1330_enums(ctx: ToolContext) -> str:
     return _elicited("Elicitation completed", await ctx.elicit(message, schema))
 
 
+# The suite's canonical schema (json-schema-2020-12.ts): SEP-1613's $schema, $defs and
+# additionalProperties, and SEP-2106's $anchor, allOf/anyOf and if/then/else.
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
 
 @tool(opt_in=True, input_schema=JSON_SCHEMA_2020_12)
 async def json_schema_2020_12_tool(
-    name: str | None = None, address: dict[str, Any] | None = None
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
 ) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
-    arguments = {key: value for key, value in (("name", name), ("address", address)) if value}
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)."""
+    given = {
+        "name": name,
+        "address": address,
+        "contactMethod": contactMethod,
+        "phone": phone,
+        "email": email,
+    }
+    arguments = {key: value for key, value in given.items() if value}
     return f"JSON Schema 2020-12 tool called with: {orjson.dumps(arguments).decode()}"
 
 
@@ -229,3 +274,7 @@ async def test_reconnection() -> str:
         "Reconnection test completed successfully. If you received this, the client "
         "properly reconnected after stream closure."
     )
+
+
+# The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.
+from conformance_fixtures import input_required  # noqa: E402, F401

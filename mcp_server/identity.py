@@ -26,6 +26,7 @@ class ServerIdentity:
     resources_page_size: int = 50
     prompts_page_size: int = 50
     max_subscriptions: int = 100
+    cache_ttl_ms: int = 60_000
 
 
 def identity_from_settings() -> ServerIdentity:
@@ -50,4 +51,5 @@ def identity_from_settings() -> ServerIdentity:
         resources_page_size=settings.MCP_RESOURCES_PAGE_SIZE,
         prompts_page_size=settings.MCP_PROMPTS_PAGE_SIZE,
         max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS_PER_SESSION,
+        cache_ttl_ms=settings.MCP_CACHE_TTL_MS,
     )

@@ -5,15 +5,19 @@
 //   node clients/node/sdk_client.mjs URL session   connect, list, add, a call with progress
 //   node clients/node/sdk_client.mjs URL cancel    a long call aborted after its first progress
 //                                                  (the SDK sends notifications/cancelled)
+//   node clients/node/sdk_client.mjs URL confirm RUN accept|decline
+//                                                  2026-07-28 (pinned): delete_run_thumbnails,
+//                                                  its input-required question answered so
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 
 const CALL_TIMEOUT_MS = 60_000;
 
-async function connected(url) {
+async function connected(url, options = undefined, setUp = undefined) {
   const token = process.env.MCP_TOKEN;
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
-  const client = new Client({ name: "tests-typescript-sdk", version: "1.0.0" });
+  const client = new Client({ name: "tests-typescript-sdk", version: "1.0.0" }, options);
+  setUp?.(client);
   await client.connect(transport);
   return client;
 }
@@ -60,15 +64,45 @@ async function cancel(client) {
   return { cancelled_after_progress: progressed, error, add_after: addAfter };
 }
 
-const [url, scenario] = process.argv.slice(2);
-const scenarios = { session, cancel };
+// The SDK fulfils the input-required result's elicitation through this handler and retries
+// the call with the answer and the request state; callTool returns the final result.
+function confirming(runId, action) {
+  const asked = [];
+  const options = {
+    capabilities: { elicitation: {} },
+    versionNegotiation: { mode: { pin: "2026-07-28" } },
+  };
+  const setUp = (client) =>
+    client.setRequestHandler("elicitation/create", async (request) => {
+      asked.push(request.params.message);
+      return action === "accept"
+        ? { action: "accept", content: { confirm: true } }
+        : { action: "decline" };
+    });
+  const run = async (client) => {
+    const result = await client.callTool(
+      { name: "delete_run_thumbnails", arguments: { run_id: runId } },
+      { timeout: CALL_TIMEOUT_MS },
+    );
+    return { protocol_version: client.getNegotiatedProtocolVersion?.() ?? null, asked, result };
+  };
+  return { options, setUp, run };
+}
+
+const [url, scenario, ...rest] = process.argv.slice(2);
+const scenarios = {
+  session: { run: session },
+  cancel: { run: cancel },
+  confirm: confirming(rest[0], rest[1] ?? "accept"),
+};
 if (!url || !scenarios[scenario]) {
-  console.error("usage: sdk_client.mjs URL session|cancel");
+  console.error("usage: sdk_client.mjs URL session|cancel|confirm RUN accept|decline");
   process.exit(2);
 }
-const client = await connected(url);
+const chosen = scenarios[scenario];
+const client = await connected(url, chosen.options, chosen.setUp);
 try {
-  console.log(JSON.stringify(await scenarios[scenario](client)));
+  console.log(JSON.stringify(await chosen.run(client)));
 } finally {
   await client.close();
 }

@@ -9,6 +9,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
 PROTOCOL_VERSION = "2025-11-25"
+# The revision without a handshake: every request carries its client's `_meta`.
+MODERN_VERSION = "2026-07-28"
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 SUBPROTOCOL = Subprotocol("mcp")
 OPEN_TIMEOUT = 10.0
 # The largest frame a client accepts (the server's own bound is far lower).
@@ -54,6 +57,33 @@ def initialize_params(
         "capabilities": {},
         "clientInfo": {"name": name, "version": version},
     }
+
+
+def request_meta(
+    name: str,
+    version: str,
+    *,
+    protocol_version: str = MODERN_VERSION,
+    capabilities: JsonObject | None = None,
+    log_level: str | None = None,
+) -> JsonObject:
+    """The per-request `_meta` of a 2026-07-28 client called `name` (what `initialize` said
+    once in the handshake era); `log_level` asks for that request's log messages."""
+    meta: JsonObject = {
+        "io.modelcontextprotocol/protocolVersion": protocol_version,
+        "io.modelcontextprotocol/clientCapabilities": capabilities or {},
+        "io.modelcontextprotocol/clientInfo": {"name": name, "version": version},
+    }
+    if log_level is not None:
+        meta[LOG_LEVEL_KEY] = log_level
+    return meta
+
+
+def with_request_meta(params: JsonObject | None, meta: JsonObject) -> JsonObject:
+    """`params` with the request `_meta` merged into theirs (a progress token stays)."""
+    merged = dict(params or {})
+    merged["_meta"] = {**(merged.get("_meta") or {}), **meta}
+    return merged
 
 
 def tool_call_params(

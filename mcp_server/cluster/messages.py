@@ -109,6 +109,8 @@ class OperationStart:
     listener: str | None
     # The W3C trace context the request carried, for the worker's log lines (valid or None).
     traceparent: str | None = None
+    # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
+    inputs: dict[str, Any] | None = None
 
     @classmethod
     def of(
@@ -134,6 +136,7 @@ class OperationStart:
             task_ttl=request.task_ttl,
             listener=listener,
             traceparent=traceparent,
+            inputs=request.inputs.carried() if request.inputs is not None else None,
         )
 
     def encode(self) -> Message:
@@ -152,6 +155,7 @@ class OperationStart:
             "task_ttl": self.task_ttl,
             "listener": self.listener,
             "traceparent": self.traceparent,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -174,6 +178,7 @@ class OperationStart:
             task_ttl=_optional_int(message.get("task_ttl")),
             listener=str(listener) if listener else None,
             traceparent=valid_traceparent(message.get("traceparent")),
+            inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
         )
 
 

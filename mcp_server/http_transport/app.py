@@ -29,6 +29,7 @@ from accounts.ws_auth import header
 from mcp_server.admission import ConnectionAdmission, MessageAllowance
 from mcp_server.cluster import messages
 from mcp_server.dependencies import REDIS_ERRORS, REDIS_UNAVAILABLE
+from mcp_server.http_transport import stateless
 from mcp_server.http_transport.events import (
     EventStore,
     MemoryEventStore,
@@ -52,8 +53,9 @@ from mcp_server.http_transport.streams import StreamWriter, replay
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INVALID_REQUEST, PARSE_ERROR, JsonRpcError, MessageError
-from mcp_server.protocol.messages import Request, error_message, parse_message
+from mcp_server.protocol.messages import Message, Request, error_message, parse_message
 from mcp_server.protocol.refusals import rate_limited
+from mcp_server.protocol.request_headers import MirroredHeaders, is_modern_post
 from mcp_server.protocol.versions import SUPPORTED_VERSIONS
 
 logger = logging.getLogger(__name__)
@@ -283,15 +285,19 @@ class StreamableHttpApp:
             raise HttpRefusal(400, exc.message, code=exc.code) from None
         allowance = MessageAllowance(self.admission, principal)
         over = allowance.take()
+        version_header = header(scope, b"mcp-protocol-version")
+        params = message.params if isinstance(message, Request) else None
+        if is_modern_post(version_header, params):
+            self._refuse_if_over(over)
+            await self._post_modern(
+                scope, receive, send, runtime, principal, payload, message, allowance
+            )
+            return
         is_initialize = isinstance(message, Request) and message.method == methods.INITIALIZE
         if is_initialize and header(scope, SESSION_HEADER):
             raise HttpRefusal(400, "initialize starts a new session: send it without a session id")
         record = None if is_initialize else await self._record(scope, principal)
-        if over is not None:
-            error = rate_limited(over.limit, over.retry_after_ms)
-            retry = b"%d" % max(1, over.retry_after_ms // 1000)
-            headers = [(b"retry-after", retry)]
-            raise HttpRefusal(429, error.message, code=error.code, headers=headers)
+        self._refuse_if_over(over)
         if not isinstance(message, Request):
             assert record is not None
             await self.local.deliver(record.session_id, payload, runtime.bus.layer)
@@ -322,6 +328,62 @@ class StreamableHttpApp:
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
+            await exchange.close()
+
+    @staticmethod
+    def _refuse_if_over(over: Any) -> None:
+        """429 when the POST was over the caller's message rate (`over`: the bucket's say)."""
+        if over is not None:
+            error = rate_limited(over.limit, over.retry_after_ms)
+            retry = b"%d" % max(1, over.retry_after_ms // 1000)
+            headers = [(b"retry-after", retry)]
+            raise HttpRefusal(429, error.message, code=error.code, headers=headers)
+
+    async def _post_modern(
+        self,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        runtime: ProcessRuntime,
+        principal: Principal,
+        payload: dict[str, Any],
+        message: Message,
+        allowance: MessageAllowance,
+    ) -> None:
+        """A 2026-07-28 message: answered on its own, whatever session id it carries."""
+        if not isinstance(message, Request):
+            # No client notification is defined on this binding (cancelling is closing the
+            # response): accepted and dropped.
+            await respond(send, 202)
+            return
+        mirrored = MirroredHeaders(
+            protocol_version=header(scope, b"mcp-protocol-version"),
+            method=header(scope, b"mcp-method"),
+            name=header(scope, b"mcp-name"),
+        )
+        refusal = stateless.envelope_refusal(mirrored, message)
+        if refusal is not None:
+            await respond(send, 400, refusal)
+            return
+        takes_json, takes_sse = _accepts(scope)
+        layer = runtime.bus.layer
+        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
+        exchange = Exchange(
+            runtime=runtime, principal=principal, record=None, channel=channel, allowance=allowance
+        )
+        runtime.connections.register(exchange)
+        try:
+            plain = await stateless.answer(
+                exchange,
+                payload,
+                send=send,
+                receive=receive,
+                stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
+            )
+            if plain is not None:
+                await respond(send, *plain)
+        finally:
+            runtime.connections.unregister(exchange)
             await exchange.close()
 
     async def _initialize(

@@ -25,6 +25,7 @@ class SseResponse:
         self._send = send
         self._receive = receive
         self._watcher: asyncio.Task[None] | None = None
+        self._started = False
         self.left = asyncio.Event()
 
     @property
@@ -37,7 +38,19 @@ class SseResponse:
         await self._send(
             {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + list(headers)}
         )
-        self._watcher = asyncio.create_task(self._watch(), name="sse-disconnect")
+        self._started = True
+        self.watch()
+
+    def watch(self) -> None:
+        """Start watching for the client leaving (before `start`, when whether to stream is
+        decided later: the request's first message)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="sse-disconnect")
+
+    @property
+    def started(self) -> bool:
+        """Whether the status and headers were sent."""
+        return self._started
 
     async def _watch(self) -> None:
         while True:
@@ -66,8 +79,8 @@ class SseResponse:
         return True
 
     async def finish(self) -> None:
-        """End the response (if the client is still there) and stop watching."""
-        if self.connected:
+        """End the response (if started and the client is still there) and stop watching."""
+        if self._started and self.connected:
             with contextlib.suppress(OSError):
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         watcher, self._watcher = self._watcher, None

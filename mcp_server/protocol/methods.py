@@ -2,12 +2,15 @@
 
 INITIALIZE = "initialize"
 PING = "ping"
+# 2026-07-28: what the server speaks, in place of the handshake.
+SERVER_DISCOVER = "server/discover"
 TOOLS_LIST = "tools/list"
 TOOLS_CALL = "tools/call"
 LOGGING_SET_LEVEL = "logging/setLevel"
 # Requests of the server to the client.
 ELICITATION_CREATE = "elicitation/create"
 SAMPLING_CREATE_MESSAGE = "sampling/createMessage"
+ROOTS_LIST = "roots/list"
 
 NOTIFICATION_INITIALIZED = "notifications/initialized"
 NOTIFICATION_CANCELLED = "notifications/cancelled"

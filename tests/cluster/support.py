@@ -2,11 +2,13 @@
 workers on the real Redis (a key prefix of their own) and a fresh PostgreSQL database."""
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -234,3 +236,12 @@ async def start_long_call(client: RawClient, token: str) -> int:
 async def gather_all(*coros: Any) -> list[Any]:
     """Run concurrently; the first failure fails the lot."""
     return list(await asyncio.gather(*coros))
+
+
+def rest_api(server: Any, token: str, path: str, method: str = "GET") -> dict[str, Any]:
+    """The REST API's JSON answer to `method` `path` at `server`, as `token`'s user."""
+    request = urllib.request.Request(
+        f"{server.http_url}{path}", method=method, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return dict(json.load(response))

@@ -5,15 +5,9 @@ from typing import Any
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
 from mcp_server.input_state import StateBinding, input_round
-from mcp_server.protocol.errors import (
-    METHOD_NOT_FOUND,
-    JsonRpcError,
-    RequestId,
-    invalid_params,
-    missing_capability,
-)
+from mcp_server.protocol.errors import METHOD_NOT_FOUND, JsonRpcError, RequestId, invalid_params
 from mcp_server.protocol.log_levels import request_log_rank
-from mcp_server.protocol.modern import RequestMeta
+from mcp_server.protocol.modern import RequestMeta, require_capabilities
 from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import requested_ttl
 from mcp_server.runtime.runner import CallRequest
@@ -59,12 +53,7 @@ def read_tools_call(
     if ttl is None and tool.task_support == "required":
         raise JsonRpcError(METHOD_NOT_FOUND, f"Tool {name!r} must be called as a task")
     if meta is not None:
-        declared = meta.client_capabilities
-        missing = {
-            key: value for key, value in tool.client_capabilities.items() if key not in declared
-        }
-        if missing:
-            raise missing_capability(missing)
+        require_capabilities(meta, tool.client_capabilities)
     inputs = None
     # A task's input travels otherwise (the tasks extension's tasks/update), not by retries.
     if meta is not None and ttl is None:

@@ -1,6 +1,7 @@
 """The official clients end to end over Streamable HTTP, each in its own pinned environment
 (clients/envs.py) as a subprocess against a real server: the Python SDK 2.3 (`mcp.Client`),
-the TypeScript SDK v2 (`@modelcontextprotocol/client`) and the Inspector CLI."""
+the TypeScript SDK v2 (`@modelcontextprotocol/client`) and the Inspector CLI; both SDKs in
+the handshake era and in 2026-07-28."""
 
 import asyncio
 import json
@@ -53,7 +54,9 @@ def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
 
 
 def typescript_sdk(server: ServerProcess, token: str, *scenario: str) -> dict[str, Any]:
-    """clients/node/sdk_client.mjs on Node."""
+    """clients/node/sdk_client.mjs on Node (`scenario` may end with `auto`: the SDK's opt-in
+    negotiation, 2026-07-28 with this server; its default is the handshake era; `confirm`
+    pins 2026-07-28)."""
     return run_client(["node", str(NODE_CLIENT), mcp_url(server), *scenario], token)
 
 
@@ -156,6 +159,27 @@ def test_typescript_sdk_v2_cancels_a_call(
     served: ServerProcess, deployment: Deployment, member: Member
 ) -> None:
     seen = typescript_sdk(served, member.token, "cancel")
+    assert seen["error"] == "cancelled by the test client"
+    assert_cancelled(deployment, member, seen)
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_typescript_sdk_v2_discovers_lists_and_calls_with_progress_in_2026_07_28(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    seen = typescript_sdk(served, accounts.alice, "session", "auto")
+    assert_session(seen, MODERN_VERSION)
+    assert_stateless(seen)
+    assert seen["mcp_methods"][0] == "server/discover"
+
+
+@pytest.mark.usefixtures("client_envs")
+def test_typescript_sdk_v2_cancels_a_call_in_2026_07_28(
+    served: ServerProcess, deployment: Deployment, member: Member
+) -> None:
+    seen = typescript_sdk(served, member.token, "cancel", "auto")
+    assert_stateless(seen)
+    assert "notifications/cancelled" not in seen["mcp_methods"]  # it closed the stream
     assert seen["error"] == "cancelled by the test client"
     assert_cancelled(deployment, member, seen)
 

@@ -4,6 +4,9 @@ same token share a lookup queued on the authentication thread, and get exactly w
 lookup would have answered."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -309,3 +312,28 @@ def _principal(i: int) -> Principal:
         enabled_tools=None,
         token_id=i,
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MCP_ACCESS_CHECK_INTERVAL": "2", "MCP_TOKEN_CACHE_SECONDS": "3"},
+            "MCP_TOKEN_CACHE_SECONDS must be between 0 and MCP_ACCESS_CHECK_INTERVAL (2)",
+        ),
+        ({"MCP_TOKEN_CACHE_SECONDS": "-1"}, "MCP_TOKEN_CACHE_SECONDS must be between 0"),
+        ({"MCP_TOKEN_CACHE_ENTRIES": "-1"}, "MCP_TOKEN_CACHE_ENTRIES must not be negative"),
+    ],
+)
+def test_settings_refuse_a_cache_that_outlives_the_access_check(
+    env: dict[str, str], message: str
+) -> None:
+    started = subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert message in started.stderr

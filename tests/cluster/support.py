@@ -9,14 +9,15 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from mcp_server.client.http import HttpSession
 from mcp_server.processes import ManagedProcess, NotReady
 from tests.e2e.support import (
     PROJECT_DIR,
@@ -245,3 +246,18 @@ def rest_api(server: Any, token: str, path: str, method: str = "GET") -> dict[st
     )
     with urllib.request.urlopen(request, timeout=WAIT) as response:
         return dict(json.load(response))
+
+
+@asynccontextmanager
+async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
+    """One session, initialized through the first web process, addressed at each of them."""
+    first, second = cluster.web
+    here = HttpSession(f"{first.http_url}/mcp", token)
+    there = here.at(f"{second.http_url}/mcp")
+    try:
+        await here.initialize()
+        there.session_id, there.protocol_version = here.session_id, here.protocol_version
+        yield here, there
+    finally:
+        await here.close()
+        await there.close()

@@ -7,7 +7,6 @@ the session's GET stream, or resumes a stream after `Last-Event-ID`. `modern` se
 2026-07-28 request instead: no session, its `_meta` in the body and mirrored in headers.
 """
 
-import base64
 import itertools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from mcp_server.client.wire import (
     request_meta,
     with_request_meta,
 )
+from mcp_server.protocol.request_headers import NAMED_BY, encode_header_value
 
 ACCEPT_BOTH = "application/json, text/event-stream"
 SESSION_HEADER = "Mcp-Session-Id"
@@ -34,33 +34,17 @@ VERSION_HEADER = "MCP-Protocol-Version"
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 TIMEOUT = 30.0
-# The body member a 2026-07-28 request mirrors in Mcp-Name, for the methods that need one.
-_NAMED_BY = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
-_BASE64_PREFIX, _BASE64_SUFFIX = "=?base64?", "?="
-
-
-def header_value(text: str) -> str:
-    """`text` as a mirrored header carries it: as is when plain visible ASCII, else (or when
-    it looks like the sentinel itself) as `=?base64?…?=`."""
-    plain = (
-        text.isascii()
-        and text.isprintable()
-        and text == text.strip()
-        and not (text.startswith(_BASE64_PREFIX) and text.endswith(_BASE64_SUFFIX))
-    )
-    if plain:
-        return text
-    return _BASE64_PREFIX + base64.b64encode(text.encode()).decode() + _BASE64_SUFFIX
 
 
 def mirrored_headers(
     method: str, params: JsonObject, protocol_version: str = MODERN_VERSION
 ) -> dict[str, str]:
-    """The headers a 2026-07-28 POST mirrors its body in."""
+    """The headers a 2026-07-28 POST mirrors its body in (the binding's rules are the
+    server's own, protocol/request_headers.py: pure, shared)."""
     headers = {VERSION_HEADER: protocol_version, METHOD_HEADER: method}
-    named = params.get(_NAMED_BY.get(method, ""))
+    named = params.get(NAMED_BY.get(method, ""))
     if isinstance(named, str):
-        headers[NAME_HEADER] = header_value(named)
+        headers[NAME_HEADER] = encode_header_value(named)
     return headers
 
 

@@ -32,10 +32,10 @@ from mcp_server.client.wire import (
     request_meta,
     with_request_meta,
 )
+from mcp_server.protocol.modern import SERVER_INFO_KEY
 
 CLOSE_TIMEOUT = 2.0
 AUTH_CLOSE_CODES = frozenset({4401, 4403})
-SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 NotificationHandler = Callable[[str, JsonObject], None]
 
 

@@ -8,10 +8,17 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
+# The revision without a handshake (every request carries its client's `_meta`) and its keys:
+# the protocol package's own (pure), so client and server cannot disagree.
+from mcp_server.protocol.modern import (
+    CLIENT_CAPABILITIES_KEY,
+    CLIENT_INFO_KEY,
+    LOG_LEVEL_KEY,
+    MODERN_VERSION,
+    PROTOCOL_VERSION_KEY,
+)
+
 PROTOCOL_VERSION = "2025-11-25"
-# The revision without a handshake: every request carries its client's `_meta`.
-MODERN_VERSION = "2026-07-28"
-LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 SUBPROTOCOL = Subprotocol("mcp")
 OPEN_TIMEOUT = 10.0
 # The largest frame a client accepts (the server's own bound is far lower).
@@ -70,9 +77,9 @@ def request_meta(
     """The per-request `_meta` of a 2026-07-28 client called `name` (what `initialize` said
     once in the handshake era); `log_level` asks for that request's log messages."""
     meta: JsonObject = {
-        "io.modelcontextprotocol/protocolVersion": protocol_version,
-        "io.modelcontextprotocol/clientCapabilities": capabilities or {},
-        "io.modelcontextprotocol/clientInfo": {"name": name, "version": version},
+        PROTOCOL_VERSION_KEY: protocol_version,
+        CLIENT_CAPABILITIES_KEY: capabilities or {},
+        CLIENT_INFO_KEY: {"name": name, "version": version},
     }
     if log_level is not None:
         meta[LOG_LEVEL_KEY] = log_level

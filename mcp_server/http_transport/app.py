@@ -53,6 +53,7 @@ from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INVALID_REQUEST, PARSE_ERROR, JsonRpcError, MessageError
 from mcp_server.protocol.messages import Message, Request, error_message, parse_message
+from mcp_server.protocol.modern import MODERN_VERSION, MODERN_VERSIONS
 from mcp_server.protocol.refusals import rate_limited
 from mcp_server.protocol.request_headers import MirroredHeaders, is_modern_post
 from mcp_server.protocol.versions import SUPPORTED_VERSIONS
@@ -223,6 +224,15 @@ class StreamableHttpApp:
         if isinstance(outcome, AuthFailure):
             raise HttpRefusal(outcome.status, outcome.reason, headers=challenge(outcome))
         method = scope["method"]
+        version = header(scope, b"mcp-protocol-version")
+        if method in ("GET", "DELETE") and version in MODERN_VERSIONS:
+            # 2026-07-28 has neither a session stream nor sessions to end (streamable-http.mdx,
+            # "Earlier Streamable HTTP Revisions").
+            raise HttpRefusal(
+                405,
+                f"{method} is not part of {MODERN_VERSION}: POST each request",
+                headers=[(b"allow", b"POST")],
+            )
         if method == "POST":
             await self._post(scope, receive, send, runtime, outcome)
         elif method == "GET":

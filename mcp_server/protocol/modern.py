@@ -70,14 +70,25 @@ CACHEABLE: dict[str, CacheHint] = {
 }
 
 
+# The per-request keys: a `_meta` with any of them is a 2026-07-28 request's (a handshake-era
+# client never sends them, the prefix is reserved), so one without a protocol version is a
+# malformed modern request, not a handshake-era one.
+_REQUEST_KEYS = frozenset(
+    {PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY, CLIENT_INFO_KEY, LOG_LEVEL_KEY}
+)
+
+
+def is_modern_meta(params: dict[str, Any]) -> bool:
+    """Whether `params` carry a 2026-07-28 request's `_meta` (any of the per-request keys)."""
+    meta = params.get("_meta")
+    return isinstance(meta, dict) and not _REQUEST_KEYS.isdisjoint(meta)
+
+
 def read_request_meta(params: dict[str, Any]) -> RequestMeta | None:
-    """The per-request `_meta` of `params`; None when it names no protocol version (a
+    """The per-request `_meta` of `params`; None when it has none of the per-request keys (a
     handshake-era request). -32602 for a malformed or missing required field, -32022 for a
     revision this server does not serve."""
-    meta = params.get("_meta")
-    if not isinstance(meta, dict) or PROTOCOL_VERSION_KEY not in meta:
-        return None
-    return _read(meta)
+    return require_request_meta(params) if is_modern_meta(params) else None
 
 
 def require_request_meta(params: dict[str, Any]) -> RequestMeta:

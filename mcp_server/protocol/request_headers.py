@@ -14,7 +14,7 @@ from mcp_server.protocol.errors import (
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     JsonRpcError,
 )
-from mcp_server.protocol.modern import MODERN_VERSIONS, PROTOCOL_VERSION_KEY
+from mcp_server.protocol.modern import MODERN_VERSIONS, PROTOCOL_VERSION_KEY, is_modern_meta
 
 # The body member `Mcp-Name` mirrors, for the methods that require it.
 NAMED_BY: dict[str, str] = {
@@ -50,12 +50,25 @@ class MirroredHeaders:
 
 def is_modern_post(protocol_version_header: str | None, params: dict[str, Any] | None) -> bool:
     """Whether a POSTed message is of the 2026-07-28 era: its header names a modern revision,
-    or (a request) its `_meta` names a protocol version at all. Anything else is the
-    handshake era, governed by its session."""
+    or (a request) its `_meta` carries the per-request keys (modern.is_modern_meta). Anything
+    else is the handshake era, governed by its session."""
     if protocol_version_header in MODERN_VERSIONS:
         return True
-    meta = params.get("_meta") if params is not None else None
-    return isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta
+    return params is not None and is_modern_meta(params)
+
+
+def encode_header_value(text: str) -> str:
+    """`text` as a mirrored header carries it: as is when plain visible ASCII, else (or when
+    it looks like the sentinel itself) as `=?base64?…?=` (the client's side of the rule)."""
+    plain = (
+        text.isascii()
+        and text.isprintable()
+        and text == text.strip()
+        and not (text.startswith(_BASE64_PREFIX) and text.endswith(_BASE64_SUFFIX))
+    )
+    if plain:
+        return text
+    return _BASE64_PREFIX + base64.b64encode(text.encode()).decode() + _BASE64_SUFFIX
 
 
 def decode_header_value(value: str) -> str | None:

@@ -160,3 +160,16 @@ async def test_a_modern_notification_is_accepted_with_202(
         reply = await client.post(notification, **{"MCP-Protocol-Version": MODERN_VERSION})
         assert reply.status == 202
         assert reply.messages == []
+
+
+async def test_get_and_delete_are_not_part_of_2026_07_28(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    async with http_session(served, accounts.alice, initialize=False) as client:
+        headers = client.headers(**{"MCP-Protocol-Version": MODERN_VERSION})
+        for method in ("GET", "DELETE"):
+            reply = await client.client.request(
+                method, client.url, headers={**headers, "Accept": "text/event-stream"}
+            )
+            assert reply.status_code == 405, method
+            assert reply.headers["allow"] == "POST"

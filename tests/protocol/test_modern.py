@@ -28,6 +28,7 @@ from mcp_server.protocol.request_headers import (
     MirroredHeaders,
     check_mirrored_headers,
     decode_header_value,
+    encode_header_value,
     is_modern_post,
     status_for,
 )
@@ -108,6 +109,20 @@ def test_an_unserved_version_lists_the_served_ones(version: str) -> None:
         read_request_meta(meta(version=version))
     assert raised.value.code == UNSUPPORTED_PROTOCOL_VERSION
     assert raised.value.data == {"supported": [MODERN_VERSION], "requested": version}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"_meta": {CAPABILITIES: {}}},
+        {"_meta": {INFO: {"name": "c", "version": "1"}}},
+        {"_meta": {LEVEL: "info", "progressToken": 1}},
+    ],
+)
+def test_a_per_request_key_without_a_version_is_a_malformed_modern_request(
+    params: dict[str, Any],
+) -> None:
+    assert code_of(params) == INVALID_PARAMS
 
 
 def test_malformed_wins_over_unsupported() -> None:
@@ -204,6 +219,7 @@ def test_discover_lists_the_modern_versions() -> None:
         (MODERN_VERSION, None, True),  # a notification
         ("v999", meta(version="v999"), True),
         (None, meta(), True),
+        (None, {"_meta": {CAPABILITIES: {}}}, True),
         ("2025-11-25", {"_meta": {"progressToken": 1}}, False),
         (None, {}, False),
         (None, None, False),
@@ -268,6 +284,25 @@ def test_a_missing_or_different_header_is_a_mismatch(
 )
 def test_header_values_decode_the_base64_sentinel(value: str, decoded: str | None) -> None:
     assert decode_header_value(value) == decoded
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("us-west1", True),
+        ("file:///a b", True),
+        ("Hello, 世界", False),
+        (" padded ", False),
+        ("line1\nline2", False),
+        ("=?base64?literal?=", False),
+    ],
+)
+def test_header_values_encode_what_is_not_plain_ascii_and_round_trip(
+    text: str, plain: bool
+) -> None:
+    encoded_value = encode_header_value(text)
+    assert (encoded_value == text) is plain
+    assert decode_header_value(encoded_value) == text
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,7 @@ async def test_methods_2026_07_28_removed_are_not_found(
 @pytest.mark.parametrize(
     ("meta", "code"),
     [
+        ({"io.modelcontextprotocol/protocolVersion": None}, INVALID_PARAMS),
         ({"io.modelcontextprotocol/clientCapabilities": None}, INVALID_PARAMS),
         ({"io.modelcontextprotocol/logLevel": "loud"}, INVALID_PARAMS),
         ({"io.modelcontextprotocol/protocolVersion": "v999"}, UNSUPPORTED_PROTOCOL_VERSION),

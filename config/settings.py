@@ -382,6 +382,15 @@ MCP_MAX_SUBSCRIPTIONS_PER_SESSION = env.int("MCP_MAX_SUBSCRIPTIONS_PER_SESSION",
 # notifications/resources/updated of one run reach a subscriber at most once per this many
 # seconds (its end at once): a run reporting thousands of items a second costs one a second.
 MCP_RESOURCE_UPDATE_INTERVAL = env.float("MCP_RESOURCE_UPDATE_INTERVAL", default=1.0)
+# subscriptions/listen (2026-07-28): open listens per connection and per user (this process;
+# past either the listen is -32001), URIs (and task ids) one listen may name (past it
+# -32602), and the idle time after which an HTTP listen stream gets a `:` keep-alive comment.
+MCP_LISTENS_PER_CONNECTION = env.int("MCP_LISTENS_PER_CONNECTION", default=16)
+MCP_LISTENS_PER_USER = env.int("MCP_LISTENS_PER_USER", default=64)
+MCP_LISTEN_MAX_ENTRIES = env.int("MCP_LISTEN_MAX_ENTRIES", default=100)
+MCP_LISTEN_KEEPALIVE_SECONDS = env.float("MCP_LISTEN_KEEPALIVE_SECONDS", default=15.0)
+if MCP_LISTEN_KEEPALIVE_SECONDS <= 0:
+    raise ImproperlyConfigured("MCP_LISTEN_KEEPALIVE_SECONDS must be more than 0 (seconds)")
 # --- Tenant isolation (docs/SECURITY.md) ---------------------------------------------------
 # Defaults for every tenant; the admin overrides them per tenant (accounts/limits.py). Counts
 # of connections and message rates are per web process. Benchmarks raise them explicitly.

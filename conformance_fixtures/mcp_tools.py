@@ -10,8 +10,12 @@ import asyncio
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 
+from accounts.models import Tenant
+from accounts.services import tenant_update
 from mcp_server.protocol.tool_results import (
     audio_content,
     embedded_text_resource,
@@ -274,6 +278,63 @@ async def test_reconnection() -> str:
         "Reconnection test completed successfully. If you received this, the client "
         "properly reconnected after stream closure."
     )
+
+
+# --- 2026-07-28 listen streams (server-stateless: list changes on subscriptions/listen) ------
+# A tenant's lists change when its tool set does (accounts/tool_sets.py), so the triggers
+# change the calling tenant's tool set, as an operator would: the change reaches every listen
+# of the tenant, on every web process, through the tenant update's announcement.
+DYNAMIC_TOOL = "test_dynamic_tool"
+# The tool prompt `test_dynamic_prompt` needs (resources_and_prompts.py).
+DYNAMIC_PROMPT_TOOL = "test_dynamic_prompt_tool"
+
+
+@tool(opt_in=True)
+async def test_dynamic_tool() -> str:
+    """A tool test_trigger_tool_change takes away and gives back."""
+    return "This tool comes and goes."
+
+
+@tool(opt_in=True)
+async def test_dynamic_prompt_tool() -> str:
+    """The tool prompt test_dynamic_prompt needs; test_trigger_prompt_change toggles it."""
+    return "This tool and its prompt come and go."
+
+
+def _toggle_tool(tenant_id: int, name: str) -> None:
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
+        enabled = list(tenant.enabled_tools or [])
+        tenant.enabled_tools = (
+            [n for n in enabled if n != name]
+            if name in enabled
+            else [
+                *enabled,
+                name,
+            ]
+        )
+        tenant_update(tenant=tenant, changed=["enabled_tools"])
+
+
+async def _toggle(ctx: ToolContext, name: str) -> str:
+    principal = ctx.principal
+    if principal.enabled_tools is None:
+        raise ToolError("This tenant's tool set is not a list of tools: nothing to toggle")
+    await sync_to_async(_toggle_tool)(principal.tenant_id, name)
+    return "Mutation triggered"
+
+
+@tool(opt_in=True)
+async def test_trigger_tool_change(ctx: ToolContext) -> str:
+    """Changes the caller's tool list (test_dynamic_tool goes, or comes back)."""
+    return await _toggle(ctx, DYNAMIC_TOOL)
+
+
+@tool(opt_in=True)
+async def test_trigger_prompt_change(ctx: ToolContext) -> str:
+    """Changes the caller's prompt list (test_dynamic_prompt goes, or comes back, with the
+    tool it needs)."""
+    return await _toggle(ctx, DYNAMIC_PROMPT_TOOL)
 
 
 # The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.

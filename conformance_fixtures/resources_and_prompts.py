@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from accounts.principal import Principal
-from conformance_fixtures.mcp_tools import IMAGE_PNG
+from conformance_fixtures.mcp_tools import DYNAMIC_PROMPT_TOOL, IMAGE_PNG
 from mcp_server.prompts.registry import prompts
 from mcp_server.protocol.input_required import InputRound, elicitation_request
 from mcp_server.protocol.prompts import PromptArgument, user_resource, user_text
@@ -155,4 +155,17 @@ prompts.add(
     render=_with_context,
     scope=FIXTURES,
     asks_input=True,
+)
+
+
+def _dynamic(principal: Principal, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    return [user_text("This prompt comes and goes with test_dynamic_prompt_tool.")]
+
+
+prompts.add(
+    "test_dynamic_prompt",
+    title="Dynamic Prompt",
+    description="A prompt test_trigger_prompt_change takes away and gives back",
+    render=_dynamic,
+    scope=Scope(requires_tool=DYNAMIC_PROMPT_TOOL),
 )

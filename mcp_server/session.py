@@ -33,6 +33,7 @@ from mcp_server.cluster.messages import (
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
+from mcp_server.listens import ListenCounts, Listens
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.prompt_requests import PromptRequests
@@ -100,15 +101,17 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
-# What a 2026-07-28 client learns from server/discover. No list changes or resource updates
-# yet: those reach a modern client only through subscriptions/listen.
+# What a 2026-07-28 client learns from server/discover. List changes and resource updates
+# reach a modern client only through subscriptions/listen (listens.py).
 MODERN_CAPABILITIES: dict[str, Any] = {
     "logging": {},
     "completions": {},
-    "tools": {},
-    "prompts": {},
-    "resources": {},
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
 }
+# How long a shutdown waits for its listens' closing responses to go out.
+_LISTEN_GOODBYE_SECONDS = 1.0
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
 _CANCEL_BATCH = 64
@@ -152,7 +155,9 @@ class McpSession:
     # The methods of a 2026-07-28 request (no handshake, ping, setLevel or subscribe).
     _MODERN_HANDLERS: ClassVar[dict[str, Handler]] = {}
     # Requests that run as their own task so the connection stays responsive meanwhile.
-    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+    _SPAWNED: ClassVar[frozenset[str]] = frozenset(
+        {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+    )
 
     def __init__(
         self,
@@ -168,6 +173,8 @@ class McpSession:
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
         message_allowance: MessageAllowance | None = None,
+        listen_counts: ListenCounts | None = None,
+        watch_resources: bool = True,
     ) -> None:
         self.principal = principal
         # The transport's message buckets (None: no rate limit), retuned when limits change.
@@ -202,6 +209,8 @@ class McpSession:
             send=send,
             liveness=liveness,
             listen=listen,
+            watch_resources=watch_resources,
+            listen_counts=listen_counts,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -261,6 +270,12 @@ class McpSession:
     def subscriptions(self) -> ResourceSubscriptions:
         """Resource subscriptions."""
         return self.features.subscriptions
+
+    @property
+    def listens(self) -> Listens:
+        """subscriptions/listen requests (made on first use: `features.open_listens` counts
+        them without making them)."""
+        return self.features.listens
 
     @property
     def log_level(self) -> str:
@@ -367,7 +382,12 @@ class McpSession:
         run = self._run_spawned(request, handler, batched=batched)
         try:
             return self._spawned.start(
-                request.id, run, key=self._slot_key, limits=self.principal.limits
+                request.id,
+                run,
+                key=self._slot_key,
+                limits=self.principal.limits,
+                # A listen is bounded as a listen (listens.py), not as work in flight.
+                counted=request.method != methods.SUBSCRIPTIONS_LISTEN,
             )
         except JsonRpcError as refusal:
             if refusal.code == LIMIT_EXCEEDED:
@@ -485,8 +505,13 @@ class McpSession:
             await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
-        """The server is shutting down: say so (to a client that initialized: a 2026-07-28
-        one gets no unrequested log), then stop this connection's work."""
+        """The server is shutting down: say so (to a client that initialized, a notice; a
+        2026-07-28 one gets no unrequested log, but each of its listens its closing
+        response), then stop this connection's work."""
+        ended = self.features.end_listens()
+        ending = [self._spawned.task(i) for i in ended if i in self._spawned]
+        if ending:
+            await asyncio.wait(ending, timeout=_LISTEN_GOODBYE_SECONDS)
         if self.state is SessionState.READY:
             here = self.executor.running_here(self.listener.task_ids)
             notice = shutdown_notice(
@@ -539,9 +564,11 @@ class McpSession:
             ),
         }
         self.catalog = catalog
+        differing = [method for method, differs in changed.items() if differs]
         if self.state is SessionState.READY:
-            for method in (method for method, differs in changed.items() if differs):
+            for method in differing:
                 await self._send(notification_message(method, {}))
+        await self.features.list_changed(differing)
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -704,3 +731,6 @@ McpSession._MODERN_HANDLERS.update(
     }
 )
 McpSession._MODERN_HANDLERS[methods.SERVER_DISCOVER] = McpSession._discover
+McpSession._MODERN_HANDLERS[methods.SUBSCRIPTIONS_LISTEN] = lambda session, request: (
+    session.features.listens.listen(request, session.principal.user_id)
+)

@@ -216,6 +216,19 @@ class HttpSession:
         )
         return await self.post(message, **{**mirrored, **(headers or {})})
 
+    @asynccontextmanager
+    async def subscribe(
+        self, notifications: JsonObject, *, capabilities: JsonObject | None = None
+    ) -> AsyncIterator[tuple[int, httpx.Response, AsyncIterator[ServerSentEvent] | None]]:
+        """Open a 2026-07-28 `subscriptions/listen` asking for `notifications`: its id (the
+        subscription id), the response and its events (None: refused, a JSON reply). Leaving
+        the block ends the listen."""
+        message, mirrored = self.modern_request(
+            "subscriptions/listen", {"notifications": notifications}, capabilities=capabilities
+        )
+        async with self.stream_post(message, **mirrored) as (response, events):
+            yield message["id"], response, events
+
     async def notify(self, method: str, params: JsonObject | None = None) -> int:
         """Send a notification; the HTTP status (202 when accepted)."""
         message: JsonObject = {"jsonrpc": "2.0", "method": method}

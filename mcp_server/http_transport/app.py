@@ -12,7 +12,6 @@ after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
 """
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ from mcp_server.http_transport.events import (
     StreamCursor,
     new_stream_name,
 )
-from mcp_server.http_transport.exchange import Exchange, is_response_to, session_for
+from mcp_server.http_transport.exchange import Exchange, is_response_to, new_inbox, session_for
 from mcp_server.http_transport.listen_stream import ListenStream
 from mcp_server.http_transport.local import LocalHttpSessions
 from mcp_server.http_transport.records import (
@@ -67,7 +66,9 @@ Headers = list[tuple[bytes, bytes]]
 
 SESSION_HEADER = b"mcp-session-id"
 # Requests that may send progress and logs before their response: streamed when accepted.
-STREAMED_METHODS = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+STREAMED_METHODS = frozenset(
+    {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+)
 # Longest session id looked up (ours are 43 characters).
 MAX_SESSION_ID = 128
 
@@ -314,12 +315,11 @@ class StreamableHttpApp:
             await respond(send, 202)
             return
         layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
             runtime=runtime,
             principal=principal,
             record=record,
-            channel=channel,
+            inbox=await new_inbox(runtime),
             allowance=allowance,
         )
         if record is None:
@@ -332,13 +332,27 @@ class StreamableHttpApp:
                 await self._answer_streamed(exchange, payload, record, send, receive, layer)
             else:
                 await self._answer_json(exchange, payload, send)
-            if exchange.session.log_level != record.log_level:
-                record.log_level = exchange.session.log_level
-                await self.sessions.save(record)
+            await self._record_changes(record, exchange, layer)
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
             await exchange.close()
+
+    async def _record_changes(
+        self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
+    ) -> None:
+        """Keep what the request changed of the session (logging level, subscriptions) in its
+        record; a change of subscriptions also goes to the session's GET stream, wherever."""
+        session = exchange.session
+        uris = session.features.subscribed_uris  # None: the request subscribed to nothing
+        if uris is None or uris == record.resource_subscriptions:
+            if session.log_level != record.log_level:
+                record.log_level = session.log_level
+                await self.sessions.save(record)
+            return
+        record.log_level, record.resource_subscriptions = session.log_level, uris
+        await self.sessions.save(record)
+        await self.local.subscriptions_changed(record.session_id, uris, layer)
 
     @staticmethod
     def _refuse_if_over(over: Any) -> None:
@@ -376,10 +390,15 @@ class StreamableHttpApp:
             await respond(send, 400, refusal)
             return
         takes_json, takes_sse = _accepts(scope)
-        layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
+        listening = message.method == methods.SUBSCRIPTIONS_LISTEN
+        if listening and not takes_sse:
+            raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
         exchange = Exchange(
-            runtime=runtime, principal=principal, record=None, channel=channel, allowance=allowance
+            runtime=runtime,
+            principal=principal,
+            record=None,
+            inbox=await new_inbox(runtime),
+            allowance=allowance,
         )
         runtime.connections.register(exchange)
         try:
@@ -389,6 +408,7 @@ class StreamableHttpApp:
                 send=send,
                 receive=receive,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
+                keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
             )
             if plain is not None:
                 await respond(send, *plain)
@@ -508,14 +528,17 @@ class StreamableHttpApp:
         )
         if not last_event_id:
             await writer.prime()
+        inbox = await new_inbox(runtime)
         listening = ListenStream(
             make_session=lambda send_message: session_for(
                 runtime,
                 principal,
                 record,
-                connection_id=f"http-get.{stream}",
+                connection_id=inbox.channel,
                 send=send_message,
+                listen=inbox.listen,
             ),
+            inbox=inbox,
             writer=writer,
             sessions=self.sessions,
             session_id=record.session_id,
@@ -524,6 +547,11 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
+            # Read again now that changes reach the stream: one made since the record was
+            # loaded would be missed otherwise.
+            current = await self.sessions.load(record.session_id)
+            if current is not None:
+                await listening.subscriptions_changed(current.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

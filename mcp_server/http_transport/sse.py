@@ -4,6 +4,7 @@ leaving (`http.disconnect`), after which nothing more is written and `connected`
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from sse_starlette.event import ServerSentEvent
@@ -27,6 +28,8 @@ class SseResponse:
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
         self.left = asyncio.Event()
+        # When something was last written (monotonic): what keep-alive comments go by.
+        self.idle_since = time.monotonic()
 
     @property
     def connected(self) -> bool:
@@ -71,6 +74,7 @@ class SseResponse:
     async def _write(self, chunk: bytes) -> bool:
         if not self.connected:
             return False
+        self.idle_since = time.monotonic()
         try:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:

@@ -10,6 +10,7 @@ is a plain JSON response whose HTTP status shows the error (request_headers.stat
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from mcp_server.http_transport.exchange import Exchange, is_response_to
@@ -40,19 +41,30 @@ def envelope_refusal(headers: MirroredHeaders, request: Request) -> dict[str, An
 
 
 async def answer(
-    exchange: Exchange, payload: dict[str, Any], *, send: Any, receive: Any, stream: bool
+    exchange: Exchange,
+    payload: dict[str, Any],
+    *,
+    send: Any,
+    receive: Any,
+    stream: bool,
+    keepalive: float | None = None,
 ) -> JsonAnswer | None:
     """Answer one modern request: as an SSE stream (`stream`, once a message other than the
     response comes), written here; or the JSON answer to send (None: it streamed, or the
-    client left first, which cancels the request: the caller closes the exchange)."""
+    client left first, which cancels the request: the caller closes the exchange).
+    `keepalive`: once streaming, a `:` comment after that many idle seconds (a listen's
+    stream, which may be quiet for hours)."""
     response = SseResponse(send, receive)
     response.watch()
     answering = asyncio.ensure_future(_relay(exchange, payload, response, stream=stream))
     left = asyncio.ensure_future(response.left.wait())
+    keeping = asyncio.ensure_future(_keep_alive(response, keepalive)) if keepalive else None
     try:
         await asyncio.wait({answering, left}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         left.cancel()
+        if keeping is not None:
+            keeping.cancel()
         if not answering.done():
             answering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -61,6 +73,16 @@ async def answer(
     if answering.cancelled():
         return None
     return answering.result()
+
+
+async def _keep_alive(response: SseResponse, interval: float) -> None:
+    """Write a comment whenever the stream has been idle for `interval` seconds."""
+    while True:
+        idle = time.monotonic() - response.idle_since
+        if not response.started or idle < interval:
+            await asyncio.sleep(interval - idle if response.started else interval)
+        elif not await response.comment("keep-alive"):
+            return
 
 
 async def _relay(

@@ -261,3 +261,15 @@ async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSessi
     finally:
         await here.close()
         await there.close()
+
+
+def set_tool_set(
+    cluster: Cluster, slug: str, enabled: list[str] | None, disabled: list[str]
+) -> None:
+    """Change the tenant's tool set through the service the admin saves with."""
+    cluster.deployment.shell(
+        "from accounts.models import Tenant; from accounts.services import tenant_update; "
+        f"tenant = Tenant.objects.get(slug={slug!r}); "
+        f"tenant.enabled_tools, tenant.disabled_tools = {enabled!r}, {disabled!r}; "
+        "tenant_update(tenant=tenant, changed=['enabled_tools', 'disabled_tools'])"
+    )

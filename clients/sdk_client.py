@@ -9,6 +9,9 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
     python clients/sdk_client.py URL cancel         # a long call cancelled after its progress
     python clients/sdk_client.py URL resume OTHER   # the call's stream drops after its first
                                                     # progress; the SDK resumes it at OTHER
+    python clients/sdk_client.py URL confirm RUN accept|decline
+                                                    # 2026-07-28: delete_run_thumbnails, its
+                                                    # input-required question answered so
 
 `--mode` is the SDK's own: `auto` (its default: it probes `server/discover` and so speaks
 2026-07-28 to this server, each request self-describing, cancelled by closing its stream) or
@@ -153,14 +156,18 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
 
 @asynccontextmanager
 async def connected(
-    url: str, mode: str = "auto", transport: httpx2.AsyncBaseTransport | None = None
+    url: str,
+    mode: str = "auto",
+    transport: httpx2.AsyncBaseTransport | None = None,
+    **options: Any,
 ) -> Any:
-    """An initialized `mcp.Client` (negotiating as `mode` says) with the bearer token."""
+    """An initialized `mcp.Client` (negotiating as `mode` says, with further `options` of
+    `mcp.Client`, e.g. an elicitation callback) with the bearer token."""
     token = os.environ.get("MCP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=transport) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
         yield client
 
@@ -340,14 +347,35 @@ async def task(url: str, other: str | None) -> dict[str, Any]:
         }
 
 
+async def confirm(url: str, run_id: str, action: str) -> dict[str, Any]:
+    """On 2026-07-28 (no handshake), call delete_run_thumbnails; the SDK answers the
+    input-required result's elicitation through its callback (`action`: accept with
+    confirm=true, or decline) and retries the call with the answer and the request state."""
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    async with connected(url, mode="2026-07-28", elicitation_callback=on_elicit) as client:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.call_tool("delete_run_thumbnails", {"run_id": run_id})
+        return {"protocol_version": client.protocol_version, "asked": asked, "result": dump(result)}
+
+
 def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "resume", "task"))
+    parser.add_argument("scenario", choices=("session", "cancel", "resume", "task", "confirm"))
     parser.add_argument(
-        "other", nargs="?", help="for resume and task: the URL of the other web process"
+        "other",
+        nargs="?",
+        help="for resume and task: the URL of the other web process; for confirm: a run",
     )
+    parser.add_argument("answer", nargs="?", default="accept", help="for confirm: accept|decline")
     parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
     args = parser.parse_args()
     runs = {
@@ -355,6 +383,7 @@ def main() -> int:
         "cancel": lambda: cancel(args.url, args.mode),
         "resume": lambda: resume(args.url, args.other),
         "task": lambda: task(args.url, args.other),
+        "confirm": lambda: confirm(args.url, args.other, args.answer),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

@@ -341,10 +341,29 @@ MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
 # per connection (past it, the tool's request fails at once).
 MCP_CLIENT_REQUEST_TIMEOUT = env.float("MCP_CLIENT_REQUEST_TIMEOUT", default=300.0)
 MCP_CLIENT_REQUESTS_PER_CONNECTION = env.int("MCP_CLIENT_REQUESTS_PER_CONNECTION", default=16)
+# 2026-07-28 input-required results: how long (seconds) the signed `requestState` of one may
+# be echoed in the client's retry; a person may be answering.
+MCP_INPUT_STATE_TTL = env.int("MCP_INPUT_STATE_TTL", default=900)
 # Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
 # reaches open connections at once through the channel layer; every web process also re-checks
 # its connections' callers this often (seconds), catching expiry and lost announcements.
 MCP_ACCESS_CHECK_INTERVAL = env.float("MCP_ACCESS_CHECK_INTERVAL", default=4.0)
+# Who a token is, kept per web process so a request or handshake with a known token costs no
+# query (accounts/token_lookups.py): for this many seconds at most (never past the token's
+# expiry; 0: nothing kept), and for this many tokens at most. Announced access changes drop
+# entries at once; the time bound is what a lost announcement costs, so it may not exceed
+# the re-check interval.
+MCP_TOKEN_CACHE_SECONDS = env.float(
+    "MCP_TOKEN_CACHE_SECONDS", default=min(4.0, MCP_ACCESS_CHECK_INTERVAL)
+)
+MCP_TOKEN_CACHE_ENTRIES = env.int("MCP_TOKEN_CACHE_ENTRIES", default=10_000)
+if not 0 <= MCP_TOKEN_CACHE_SECONDS <= MCP_ACCESS_CHECK_INTERVAL:
+    raise ImproperlyConfigured(
+        "MCP_TOKEN_CACHE_SECONDS must be between 0 and MCP_ACCESS_CHECK_INTERVAL "
+        f"({MCP_ACCESS_CHECK_INTERVAL:g})"
+    )
+if MCP_TOKEN_CACHE_ENTRIES < 0:
+    raise ImproperlyConfigured("MCP_TOKEN_CACHE_ENTRIES must not be negative")
 # Durable tasks: ttl granted when a client asks for none, the most granted, and the polling
 # interval suggested to clients (all milliseconds).
 MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)

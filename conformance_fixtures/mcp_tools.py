@@ -395,3 +395,7 @@ async def multi_input(ctx: ToolContext) -> str:
         ctx.elicit("First name?", _CONFIRM), ctx.elicit("Second name?", _CONFIRM)
     )
     return f"Answered: {first.get('action')}, {second.get('action')}"
+
+
+# The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.
+from conformance_fixtures import input_required  # noqa: E402, F401

@@ -6,7 +6,7 @@ handshake makes (and for the garbage collections they bring on): the session hol
 object instead of six, and a part exists once a request needs it.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from accounts.principal import Principal
@@ -47,6 +47,7 @@ class SessionFeatures:
         "_liveness",
         "_principal",
         "_prompts",
+        "_recorded_uris",
         "_resources",
         "_send",
         "_slot_key",
@@ -81,6 +82,7 @@ class SessionFeatures:
         self._prompts: PromptRequests | None = None
         self._completion: CompletionRequests | None = None
         self._subscriptions: ResourceSubscriptions | None = None
+        self._recorded_uris: tuple[str, ...] = ()
         self._watch_resources = watch_resources
         self._listen_counts = listen_counts
         self._listens: Listens | None = None
@@ -171,7 +173,21 @@ class SessionFeatures:
                 listen=self._listen,
                 deliver=self._watch_resources,
             )
+            self._subscriptions.restore(self._recorded_uris)
         return self._subscriptions
+
+    def restore_subscriptions(self, uris: Sequence[str]) -> None:
+        """The session's subscribed URIs as its record holds them (Streamable HTTP), taken up
+        when the subscriptions are first used."""
+        self._recorded_uris = tuple(uris)
+        if self._subscriptions is not None:
+            self._subscriptions.restore(uris)
+
+    @property
+    def subscribed_uris(self) -> list[str] | None:
+        """The session's own subscribed URIs; None when it never used its subscriptions (so
+        it changed none)."""
+        return self._subscriptions.uris if self._subscriptions is not None else None
 
     @property
     def listens(self) -> Listens:

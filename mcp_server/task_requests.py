@@ -32,6 +32,7 @@ from mcp_server.operations.lifecycle import (
     task_view,
 )
 from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.input_required import INPUT_RESPONSES, check_response, input_responses
 from mcp_server.protocol.messages import Request
 from mcp_server.protocol.modern import RESULT_TASK
 from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor
@@ -39,7 +40,6 @@ from mcp_server.protocol.progress_tokens import progress_token
 from mcp_server.protocol.tasks import (
     declares_extension,
     extension_required,
-    input_responses_param,
     task_id_param,
 )
 from mcp_server.runtime.limits import SlotKey
@@ -185,10 +185,16 @@ class TaskRequests:
 
     async def update(self, request: Request) -> dict[str, Any]:
         """tasks/update: hand the input responses to the task's open questions, wherever it
-        runs (responses to keys it is not asking are ignored); an empty acknowledgement."""
+        runs (responses to keys it is not asking are ignored; -32602 for one that is not a
+        result of the request of its key, as for an input round); an empty acknowledgement."""
         self._check_extension(request)
         operation = await self._find(request.params)
-        responses = input_responses_param(request.params)
+        if INPUT_RESPONSES not in request.params:
+            raise invalid_params("tasks/update needs inputResponses")
+        responses = input_responses(request.params)
+        for key, asked in (operation.input_requests or {}).items():
+            if key in responses:
+                check_response(key, asked["method"], responses[key])
         if responses and operation.status in ACTIVE_STATUSES:
             await self.executor.answer(operation.pk, responses)
         return {}

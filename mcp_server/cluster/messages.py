@@ -121,6 +121,8 @@ class OperationStart:
     # A task of the tasks extension asks its client through the task, within these.
     asks_through_task: bool = False
     client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
+    inputs: dict[str, Any] | None = None
 
     @classmethod
     def of(
@@ -148,6 +150,7 @@ class OperationStart:
             traceparent=traceparent,
             asks_through_task=request.asks_through_task,
             client_capabilities=request.client_capabilities,
+            inputs=request.inputs.carried() if request.inputs is not None else None,
         )
 
     def encode(self) -> Message:
@@ -168,6 +171,7 @@ class OperationStart:
             "traceparent": self.traceparent,
             "asks_through_task": self.asks_through_task,
             "client_capabilities": self.client_capabilities,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -192,6 +196,7 @@ class OperationStart:
             traceparent=valid_traceparent(message.get("traceparent")),
             asks_through_task=bool(message.get("asks_through_task")),
             client_capabilities=_object(message.get("client_capabilities")),
+            inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
         )
 
 

@@ -344,14 +344,15 @@ class StreamableHttpApp:
         """Keep what the request changed of the session (logging level, subscriptions) in its
         record; a change of subscriptions also goes to the session's GET stream, wherever."""
         session = exchange.session
-        uris = session.subscriptions.uris
-        if (session.log_level, uris) == (record.log_level, record.resource_subscriptions):
+        uris = session.features.subscribed_uris  # None: the request subscribed to nothing
+        if uris is None or uris == record.resource_subscriptions:
+            if session.log_level != record.log_level:
+                record.log_level = session.log_level
+                await self.sessions.save(record)
             return
-        subscribed = uris != record.resource_subscriptions
         record.log_level, record.resource_subscriptions = session.log_level, uris
         await self.sessions.save(record)
-        if subscribed:
-            await self.local.subscriptions_changed(record.session_id, uris, layer)
+        await self.local.subscriptions_changed(record.session_id, uris, layer)
 
     @staticmethod
     def _refuse_if_over(over: Any) -> None:

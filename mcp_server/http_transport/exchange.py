@@ -67,7 +67,7 @@ def session_for(
             log_level=record.log_level,
         )
         if not watch_resources:  # a stream's session watches them instead (sync)
-            session.subscriptions.restore(record.resource_subscriptions)
+            session.features.restore_subscriptions(record.resource_subscriptions)
     return session
 
 

@@ -10,6 +10,7 @@ LOGGING_SET_LEVEL = "logging/setLevel"
 # Requests of the server to the client.
 ELICITATION_CREATE = "elicitation/create"
 SAMPLING_CREATE_MESSAGE = "sampling/createMessage"
+ROOTS_LIST = "roots/list"
 
 NOTIFICATION_INITIALIZED = "notifications/initialized"
 NOTIFICATION_CANCELLED = "notifications/cancelled"

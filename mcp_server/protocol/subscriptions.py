@@ -63,11 +63,11 @@ def _strings(value: Any, field: str, bound: int) -> tuple[str, ...]:
 
 
 def parse_listen_filter(params: dict[str, Any], *, max_entries: int) -> ListenFilter:
-    """The filter of a `subscriptions/listen` request; -32602 when it is malformed or names
-    more than `max_entries` URIs (or task ids)."""
-    notifications = params.get("notifications", {})
+    """The filter of a `subscriptions/listen` request; -32602 when it is missing or malformed
+    or names more than `max_entries` URIs (or task ids)."""
+    notifications = params.get("notifications")
     if not isinstance(notifications, dict):
-        raise invalid_params("notifications must be an object")
+        raise invalid_params("subscriptions/listen requires notifications, an object")
     flags = set()
     for method, flag in LIST_CHANGE_FLAGS.items():
         value = notifications.get(flag)

@@ -75,11 +75,3 @@ def becomes_task(
             raise extension_required()
         return False
     return task_support == "required" or (task_support == "optional" and takes_long)
-
-
-def input_responses_param(params: dict[str, Any]) -> dict[str, Any]:
-    """The `inputResponses` of a tasks/update request (by the keys of the task's requests)."""
-    responses = params.get("inputResponses")
-    if not isinstance(responses, dict):
-        raise invalid_params("inputResponses must be an object")
-    return responses

@@ -80,8 +80,9 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
     except (ToolError, ClientRequestError) as exc:
         return error_result(str(exc))
     except JsonRpcError:
-        # A protocol error the tool means as one: the request fails with it (a task of the
-        # tasks extension turns `failed`), rather than answering a tool error.
+        # A protocol error the tool means as one (or an input response that is not what its
+        # request asks for): the request fails with it (a task of the tasks extension turns
+        # `failed`), rather than answering a tool error. InputRequired is no Exception.
         raise
     except Exception:
         return _failure(tool, "failed unexpectedly")

@@ -18,6 +18,7 @@ from config import log_context
 from mcp_server import metrics
 from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
 from mcp_server.operations.store import OperationStore
+from mcp_server.protocol.input_required import INPUT_REQUIRED, InputRequired, InputRound
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import AsksClient, CallEvents, ToolContext
 from mcp_server.runtime.invoke import call_tool
@@ -48,6 +49,8 @@ class CallRequest:
     queued_at: datetime | None = None
     is_task: bool = False
     task_ttl: int | None = None
+    # A 2026-07-28 call's input round (its answers so far); None in the handshake era.
+    inputs: InputRound | None = None
     # The lowest log level rank its own request let through (a 2026-07-28 request's
     # `logLevel`); None: the connection's level decides (the handshake era).
     log_rank: int | None = None
@@ -165,6 +168,7 @@ class OperationRunner:
         self._tasks[operation.id] = (operation, task)
         key = slot_key(request)
         queue_notices = 0
+        asked: InputRequired | None = None
 
         def on_position(position: int) -> None:
             # While queued, progress stays at zero but must still rise with each notice.
@@ -178,9 +182,19 @@ class OperationRunner:
             async with self.scheduler.slot(key, on_position):
                 operation.mark_running()
                 context = ToolContext(
-                    operation=operation, events=events, progress=progress, client=client
+                    operation=operation,
+                    events=events,
+                    progress=progress,
+                    client=client,
+                    inputs=request.inputs,
+                    settle=self.flush_unwritten,
                 )
-                result = await call_tool(request.tool, request.arguments, context)
+                try:
+                    result = await call_tool(request.tool, request.arguments, context)
+                except InputRequired as missing:
+                    if request.inputs is None:
+                        raise
+                    asked, result = missing, request.inputs.result(missing)
                 if progress is not None:
                     await progress.close()
         except asyncio.CancelledError as exc:
@@ -199,7 +213,12 @@ class OperationRunner:
         finally:
             self._tasks.pop(operation.id, None)
             self._questions.pop(operation.id, None)
-        if result.get("isError"):
+        if asked is not None:
+            # What happened: the call asked for these inputs, nothing more (no outcome).
+            operation.finish(
+                OperationStatus.INPUT_REQUIRED, summary={"inputRequests": list(asked.requests)}
+            )
+        elif result.get("isError"):
             operation.finish(
                 OperationStatus.FAILED,
                 summary=_summary(result),
@@ -302,8 +321,12 @@ class OperationRunner:
                 events, request, status=OperationStatus.FAILED, result=None, error=error
             )
             return
-        failed = bool(result.get("isError"))
-        status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
+        if result.get("resultType") == INPUT_REQUIRED:
+            status = OperationStatus.INPUT_REQUIRED  # asked; the result is the question
+        elif result.get("isError"):
+            status = OperationStatus.FAILED
+        else:
+            status = OperationStatus.SUCCEEDED
         await self._announce(events, request, status=status, result=result, error="")
 
     async def _announce(

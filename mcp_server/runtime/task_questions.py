@@ -1,23 +1,30 @@
 """A task's questions to its client under the tasks extension (2026-07-28): asked through the
 task's `inputRequests`, answered by `tasks/update` from any process.
 
-A tool in such a task asks as it always does (`ctx.elicit`, `ctx.create_message`): the
-question gets a key unique over the task's life and goes into the operation's
-`input_requests`, which history holds, so that a `tasks/get` on any web process shows the task
-`input_required` with the question; the tool waits. `tasks/update` reaches the process that
-runs the task (`operation.answer` to `mcp-runners`, or directly here), whose runner hands each
-response to the question of its key; a key nobody waits for is ignored. Each change is also
-told to the task's listeners (`operation.asking`: a listen's notifications/tasks). A question not
-answered in `MCP_CLIENT_REQUEST_TIMEOUT` is a tool error, as an unanswered elicitation is.
+A tool in such a task asks as it always does (`ctx.elicit`, `ctx.create_message`, `ctx.ask`):
+each question keeps the key the tool gave it (as in a 2026-07-28 input round) and goes into
+the operation's `input_requests`, which history holds, so that a `tasks/get` on any web
+process shows the task `input_required` with the question; the tool waits. `tasks/update`
+reaches the process that runs the task (`operation.answer` to `mcp-runners`, or directly
+here), whose runner hands each response to the question of its key; a key nobody waits for,
+or a response that is not a result of its request (input_required.check_response), is
+ignored. Each change is also told to the task's listeners (`operation.asking`: a listen's
+notifications/tasks). A question not answered in `MCP_CLIENT_REQUEST_TIMEOUT` is a tool
+error, as an unanswered elicitation is.
 """
 
 import asyncio
-import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mcp_server.client_requests import ClientRequestError
+from mcp_server.protocol.input_required import (
+    InputRequest,
+    InvalidInputResponse,
+    check_response,
+    declares,
+)
 
 if TYPE_CHECKING:
     from mcp_server.runtime.operation import RunningOperation
@@ -47,47 +54,58 @@ class TaskQuestions:
         self.capabilities = capabilities
         self.timeout = timeout
         self.max_outstanding = max_outstanding
-        self._keys = itertools.count(1)
-        self._open: dict[str, tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = {}
+        self._open: dict[str, tuple[InputRequest, asyncio.Future[dict[str, Any]]]] = {}
+        self._answers: dict[str, dict[str, Any]] = {}
 
     def supports(self, capability: str, mode: str | None = None) -> bool:
         """Whether the request that made the task declared `capability` (and `mode`)."""
-        declared = self.capabilities.get(capability)
-        if not isinstance(declared, dict):
-            return False
-        if mode is None:
-            return True
-        return mode in declared if declared else mode == "form"
+        return declares(self.capabilities, capability, mode)
 
-    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Ask `method` of the client through the task, and wait for its answer."""
-        if len(self._open) >= self.max_outstanding:
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
+        """Put the keyed `requests` on the task at once and wait for all their answers; a key
+        answered before is answered again from memory (a key names one question)."""
+        new = {key: r for key, r in requests.items() if key not in self._answers}
+        if len(self._open) + len(new) > self.max_outstanding:
             raise ClientRequestError(
                 f"Too many questions to the client at once (at most {self.max_outstanding})"
             )
-        key = f"{method.replace('/', '-')}-{next(self._keys)}"
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._open[key] = ({"method": method, "params": params}, answer)
-        self._publish()
+        loop = asyncio.get_running_loop()
+        waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        for key, request in new.items():
+            if key in self._open:
+                waiting[key] = self._open[key][1]
+                continue
+            waiting[key] = loop.create_future()
+            self._open[key] = (request, waiting[key])
+        if new:
+            self._publish()
         try:
             async with asyncio.timeout(self.timeout):
-                return await answer
+                for key, answer in waiting.items():
+                    self._answers[key] = await answer
         except TimeoutError:
+            methods = ", ".join(sorted({new[key].method for key in waiting}))
             raise ClientRequestError(
-                f"The client did not answer {method} within {self.timeout:g} s"
+                f"The client did not answer {methods} within {self.timeout:g} s"
             ) from None
         finally:
             # Unanswered (timed out, cancelled): no longer asked.
-            if self._open.pop(key, None) is not None and self._operation.finished_at is None:
+            dropped = [key for key in waiting if self._open.pop(key, None) is not None]
+            if dropped and self._operation.finished_at is None:
                 self._publish()
+        return {key: self._answers[key] for key in requests}
 
     def answer(self, responses: dict[str, Any]) -> int:
         """Hand each response to the open question of its key (others are ignored: never
-        asked, already answered); how many it answered."""
+        asked, already answered, not a result of its request); how many it answered."""
         answered = 0
         for key, response in responses.items():
             entry = self._open.get(key)
             if entry is None or not isinstance(response, dict):
+                continue
+            try:
+                check_response(key, entry[0].method, response)
+            except InvalidInputResponse:
                 continue
             del self._open[key]
             entry[1].set_result(response)
@@ -107,7 +125,7 @@ class TaskQuestions:
             task.add_done_callback(self._pending.discard)
 
     def _questions(self) -> dict[str, Any] | None:
-        return {key: question for key, (question, _) in self._open.items()} or None
+        return {key: request.as_wire() for key, (request, _) in self._open.items()} or None
 
     async def _announce_now(self) -> None:
         assert self._announce is not None

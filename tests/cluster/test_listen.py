@@ -12,9 +12,8 @@ from typing import Any
 from httpx_sse import ServerSentEvent
 
 from mcp_server.client.http import HttpSession
-from tests.cluster.support import LONG_BATCH, WAIT, Cluster, next_matching
+from tests.cluster.support import LONG_BATCH, WAIT, Cluster, next_matching, set_tool_set
 from tests.cluster.test_streamable_http import on_both
-from tests.cluster.test_tool_sets import _set_tools
 from tests.e2e.support import raw_client, tenant_command, token_command, user_command
 
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
@@ -101,7 +100,7 @@ async def test_listens_on_one_web_process_hear_of_changes_made_through_the_other
             assert ws_updated["params"] == {"uri": run, "_meta": {SUBSCRIPTION_ID: "ws-listen"}}
 
             # An operator's edit of the tenant's tool set reaches both listens.
-            _set_tools(cluster, slug, ["add", "process_batch"], [])
+            set_tool_set(cluster, slug, ["add", "process_batch"], [])
             changed = await event_where(events, lambda m: m.get("method") == TOOLS_CHANGED)
             assert changed["params"] == {"_meta": {SUBSCRIPTION_ID: listen_id}}
             # (the socket's handshake era hears of it too, untagged)

@@ -178,7 +178,8 @@ async def test_resources_subscribe_on_an_http_session_reaches_its_get_stream(
 async def test_a_server_going_away_ends_its_listens_with_their_complete_response(
     server_factory: ServerFactory, redis_env: dict[str, str], accounts: Accounts
 ) -> None:
-    server = server_factory(**redis_env)
+    # A server of its own (servers are shared by env): this one is stopped.
+    server = server_factory(MCP_SERVER_TITLE="going away", **redis_env)
     async with (
         http_session(server, accounts.alice, initialize=False) as client,
         client.subscribe({"toolsListChanged": True}) as (listen_id, _, events),

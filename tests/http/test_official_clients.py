@@ -3,11 +3,13 @@
 the TypeScript SDK v2 (`@modelcontextprotocol/client`) and the Inspector CLI; both SDKs in
 the handshake era and in 2026-07-28."""
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from clients.envs import MCP_SDK, NODE, ROOT
 from mcp_server.client.wire import MODERN_VERSION
@@ -15,7 +17,7 @@ from mcp_server.processes import run_command, scrubbed_env
 from tests.e2e.conftest import Accounts
 from tests.e2e.history import wait_for_operation
 from tests.e2e.support import Deployment, ServerProcess
-from tests.http.conftest import Member, mcp_url
+from tests.http.conftest import Member, http_session, mcp_url
 
 PYTHON_CLIENT = ROOT / "clients" / "sdk_client.py"
 NODE_CLIENT = ROOT / "clients" / "node" / "sdk_client.mjs"
@@ -26,16 +28,15 @@ CLIENT_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")
-def client_envs() -> None:
-    """The Python SDK 2.3 and Node environments, built once (cached between runs)."""
+def python_sdk_env() -> None:
+    """The Python SDK 2.3 environment, built once (cached between runs)."""
     MCP_SDK.ensure()
-    NODE.ensure()
 
 
 @pytest.fixture(scope="module")
-def python_sdk_env() -> None:
-    """The Python SDK 2.3 environment alone, built once (cached between runs)."""
-    MCP_SDK.ensure()
+def client_envs(python_sdk_env: None) -> None:
+    """The Python SDK 2.3 and Node environments, built once (cached between runs)."""
+    NODE.ensure()
 
 
 def run_client(command: list[str], token: str, cwd: Path = ROOT) -> dict[str, Any]:
@@ -54,7 +55,8 @@ def python_sdk(url: str, token: str, *scenario: str) -> dict[str, Any]:
 
 def typescript_sdk(server: ServerProcess, token: str, *scenario: str) -> dict[str, Any]:
     """clients/node/sdk_client.mjs on Node (`scenario` may end with `auto`: the SDK's opt-in
-    negotiation, 2026-07-28 with this server; its default is the handshake era)."""
+    negotiation, 2026-07-28 with this server; its default is the handshake era; `confirm`
+    pins 2026-07-28)."""
     return run_client(["node", str(NODE_CLIENT), mcp_url(server), *scenario], token)
 
 
@@ -203,3 +205,43 @@ def test_python_sdk_2_3_with_the_tasks_extension_polls_a_task_to_its_result(
     assert (created["resultType"], created["status"]) == ("task", "working")
     assert seen["polled"][-1] == "completed"
     assert seen["result"]["structuredContent"]["processed"] == 20
+
+
+@pytest.mark.usefixtures("client_envs")
+@pytest.mark.parametrize("sdk", ["python", "typescript"])
+async def test_the_sdks_answer_an_input_required_confirmation_on_2026_07_28(
+    served: ServerProcess, deployment: Deployment, member: Member, sdk: str
+) -> None:
+    """delete_run_thumbnails asks; each SDK fulfils the elicitation through its handler and
+    retries with the answer and the request state: a decline keeps, an acceptance deletes."""
+    folder = deployment.root / "data" / member.tenant / f"{sdk}-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("one.png", "two.png"):
+        Image.new("RGB", (8, 8), "green").save(folder / name)
+    async with http_session(served, member.token, initialize=False) as client:
+        made = await client.modern(
+            "tools/call", {"name": "process_images", "arguments": {"directory": f"{sdk}-photos"}}
+        )
+    run_id = made.messages[-1]["result"]["structuredContent"]["thumbnails"].rsplit("/", 1)[-1]
+    thumbnails = deployment.root / "data" / member.tenant / "thumbnails" / run_id
+    question = f"Delete the 2 thumbnails of run {run_id}? This cannot be undone."
+
+    def confirm(answer: str) -> dict[str, Any]:
+        if sdk == "python":
+            return python_sdk(mcp_url(served), member.token, "confirm", run_id, answer)
+        return typescript_sdk(served, member.token, "confirm", run_id, answer)
+
+    declined = await asyncio.to_thread(confirm, "decline")
+    assert declined["protocol_version"] == "2026-07-28"
+    assert declined["asked"] == [question]
+    assert declined["result"]["structuredContent"]["outcome"] == "declined"
+    assert thumbnails.is_dir()
+
+    accepted = await asyncio.to_thread(confirm, "accept")
+    assert accepted["asked"] == [question]
+    assert accepted["result"]["structuredContent"] == {
+        "run": run_id,
+        "deleted": 2,
+        "outcome": "deleted",
+    }
+    assert not thumbnails.exists()

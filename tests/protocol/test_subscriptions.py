@@ -37,8 +37,10 @@ def test_a_filter_reads_what_is_asked_for(
     assert parse_listen_filter({"notifications": notifications}, max_entries=2) == expected
 
 
-def test_no_filter_at_all_asks_for_nothing() -> None:
-    assert parse_listen_filter({}, max_entries=1) == ListenFilter()
+def test_a_listen_without_a_filter_is_invalid_params() -> None:
+    with pytest.raises(JsonRpcError) as refused:
+        parse_listen_filter({}, max_entries=1)
+    assert refused.value.code == INVALID_PARAMS
 
 
 @pytest.mark.parametrize(

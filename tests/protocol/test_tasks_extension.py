@@ -7,7 +7,6 @@ import pytest
 
 from mcp_server.protocol.errors import (
     HEADER_MISMATCH,
-    INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     JsonRpcError,
 )
@@ -17,7 +16,6 @@ from mcp_server.protocol.tasks import (
     TASKS_EXTENSION,
     becomes_task,
     declares_extension,
-    input_responses_param,
 )
 
 WITH: dict[str, Any] = {"extensions": {TASKS_EXTENSION: {}}}
@@ -71,19 +69,6 @@ def test_a_tool_that_runs_only_as_a_task_needs_the_extension() -> None:
         becomes_task(task_support="required", takes_long=True, client_capabilities={})
     assert raised.value.code == MISSING_REQUIRED_CLIENT_CAPABILITY
     assert raised.value.data == REQUIRED
-
-
-@pytest.mark.parametrize("responses", [None, [], "x", 1])
-def test_input_responses_must_be_an_object(responses: Any) -> None:
-    params = {"taskId": "t"} if responses is None else {"taskId": "t", "inputResponses": responses}
-    with pytest.raises(JsonRpcError) as raised:
-        input_responses_param(params)
-    assert raised.value.code == INVALID_PARAMS
-
-
-def test_input_responses_are_read_as_given() -> None:
-    given = {"a": {"action": "accept", "content": {"confirm": True}}}
-    assert input_responses_param({"taskId": "t", "inputResponses": given}) == given
 
 
 META = {"_meta": {PROTOCOL_VERSION_KEY: MODERN_VERSION}}

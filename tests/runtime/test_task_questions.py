@@ -1,6 +1,7 @@
-"""A task's questions to its client (the tasks extension): keyed, shown in history while
-open, answered by key (unknown keys and non-objects ignored), timed out as a tool error, and
-handed to the process that runs the task from whichever process received tasks/update."""
+"""A task's questions to its client (the tasks extension): keyed by the tool, shown in history
+while open, answered by key (unknown keys, non-objects and results of the wrong kind ignored),
+remembered by key, timed out as a tool error, and handed to the process that runs the task
+from whichever process received tasks/update."""
 
 import asyncio
 from typing import Any
@@ -17,6 +18,7 @@ from mcp_server.cluster.messages import (
     decode_message,
 )
 from mcp_server.operations.lifecycle import detailed_task, task_view
+from mcp_server.protocol.input_required import InputRequest
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.runtime.task_questions import TaskQuestions
@@ -24,6 +26,7 @@ from tests.operations.test_lifecycle import _row
 from tests.ws.session_support import DiscardingHistory
 
 ELICIT = {"message": "Delete it?", "requestedSchema": {"type": "object", "properties": {}}}
+CONFIRM = InputRequest("elicitation/create", ELICIT)
 
 
 class RecordedOperation:
@@ -47,46 +50,54 @@ def questions(operation: RecordedOperation, *, timeout: float = 5) -> TaskQuesti
     )
 
 
+async def ask_one(asked: TaskQuestions, key: str) -> dict[str, Any]:
+    """Ask one confirmation under `key`; its answer."""
+    return (await asked.ask({key: CONFIRM}))[key]
+
+
 async def test_an_open_question_is_in_history_until_its_answer() -> None:
     operation = RecordedOperation()
     asked = questions(operation)
-    waiting = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    waiting = asyncio.create_task(ask_one(asked, "confirm"))
     while not operation.input_requests:
         await asyncio.sleep(0)
-    ((key, question),) = operation.input_requests.items()
-    assert question == {"method": "elicitation/create", "params": ELICIT}
-    assert asked.answer({"other": {"action": "accept"}, key: "not an object"}) == 0
-    assert asked.answer({key: {"action": "accept", "content": {"confirm": True}}}) == 1
+    assert operation.input_requests == {
+        "confirm": {"method": "elicitation/create", "params": ELICIT}
+    }
+    not_results = {"other": {"action": "accept"}, "confirm": "not an object"}
+    assert asked.answer(not_results) == 0
+    assert asked.answer({"confirm": {"action": "maybe"}}) == 0  # not an ElicitResult
+    assert asked.answer({"confirm": {"action": "accept", "content": {"confirm": True}}}) == 1
     assert await waiting == {"action": "accept", "content": {"confirm": True}}
     assert operation.input_requests is None
-    # Once answered, the key is not asked any more.
-    assert asked.answer({key: {"action": "decline"}}) == 0
+    # Once answered, the key is not asked any more: asked again, it has the same answer.
+    assert asked.answer({"confirm": {"action": "decline"}}) == 0
+    persisted = len(operation.persisted)
+    assert await ask_one(asked, "confirm") == {"action": "accept", "content": {"confirm": True}}
+    assert len(operation.persisted) == persisted
 
 
-async def test_keys_are_unique_and_answers_may_come_one_by_one() -> None:
+async def test_questions_asked_at_once_may_be_answered_one_by_one() -> None:
     operation = RecordedOperation()
     asked = questions(operation)
-    first = asyncio.create_task(asked.request("elicitation/create", ELICIT))
-    second = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    both = asyncio.create_task(asked.ask({"one": CONFIRM, "two": CONFIRM}))
     while len(operation.input_requests or {}) < 2:
         await asyncio.sleep(0)
-    one, two = operation.input_requests or {}
-    assert one != two
     with pytest.raises(ClientRequestError):  # a third open question is over the bound
-        await asked.request("elicitation/create", ELICIT)
-    asked.answer({one: {"action": "decline"}})
-    assert list(operation.input_requests or {}) == [two]
-    assert await first == {"action": "decline"}
-    assert not second.done()
-    asked.answer({two: {"action": "accept"}})
-    assert await second == {"action": "accept"}
+        await ask_one(asked, "three")
+    asked.answer({"one": {"action": "decline"}})
+    assert list(operation.input_requests or {}) == ["two"]
+    await asyncio.sleep(0)
+    assert not both.done()
+    asked.answer({"two": {"action": "accept"}})
+    assert await both == {"one": {"action": "decline"}, "two": {"action": "accept"}}
 
 
 async def test_an_unanswered_question_is_a_client_error_and_asked_no_more() -> None:
     operation = RecordedOperation()
     asked = questions(operation, timeout=0.01)
     with pytest.raises(ClientRequestError, match="did not answer"):
-        await asked.request("elicitation/create", ELICIT)
+        await ask_one(asked, "confirm")
     assert operation.input_requests is None
     assert asked.supports("elicitation", "form") and not asked.supports("sampling")
 
@@ -106,7 +117,7 @@ async def test_each_change_of_the_questions_is_announced_in_order() -> None:
         max_outstanding=2,
         announce=announce,
     )
-    waiting = asyncio.create_task(asked.request("elicitation/create", ELICIT))
+    waiting = asyncio.create_task(ask_one(asked, "confirm"))
     while not heard:
         await asyncio.sleep(0)
     ((key, _),) = (heard[0] or {}).items()
@@ -118,7 +129,7 @@ async def test_each_change_of_the_questions_is_announced_in_order() -> None:
 
 
 def test_a_running_task_with_questions_is_input_required() -> None:
-    asked = {"elicitation-create-1": {"method": "elicitation/create", "params": ELICIT}}
+    asked = {"confirm": {"method": "elicitation/create", "params": ELICIT}}
     view = task_view(_row("running", input_requests=asked), poll_interval=500)
     assert view.status == "input_required"
     assert view.as_task()["status"] == "input_required"  # the 2025 vocabulary has it too

@@ -236,6 +236,6 @@ async def test_a_published_run_cannot_ask_the_client(registry: ToolRegistry) -> 
     result = listeners.outcome["result"]
     assert result["isError"] is True
     assert (
-        "only a call run in the process that holds the connection can"
+        "only a call run in the process that holds the connection, a tasks-extension task"
         in (result["content"][0]["text"])
     )

@@ -235,7 +235,8 @@ async def test_a_modern_call_never_sends_the_client_a_request(talkers: ToolRegis
     declared: dict[str, Any] = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
     await session.receive(modern(1, "tools/call", {"name": "asks_user"}, **declared))
     result = (await outbox.response(1))["result"]
-    assert result["isError"] is True
+    # It asks by an input-required result instead (tests/ws/test_input_required.py).
+    assert result["resultType"] == "input_required"
     assert [m for m in outbox.messages if "method" in m and "id" in m] == []
 
 

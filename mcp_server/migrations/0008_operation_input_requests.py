@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mcp_server", "0006_operation_token"),
+        ("mcp_server", "0007_operation_input_required"),
     ]
 
     operations = [

@@ -188,7 +188,9 @@ _TASK_STATUS = {
     OperationStatus.FAILED: tasks.FAILED,
     OperationStatus.CANCELLED: tasks.CANCELLED,
     OperationStatus.INTERRUPTED: tasks.FAILED,
-    # Never a task's (a task does not end asking); shown as the task status of that name.
+    # A plain 2026-07-28 call that ended by asking, never a task's (a task waiting for answers
+    # is running with `input_requests`, input_required by TaskView.status, not terminal);
+    # shown as the task status of that name should it ever be asked.
     OperationStatus.INPUT_REQUIRED: tasks.INPUT_REQUIRED,
 }
 

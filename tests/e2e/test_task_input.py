@@ -1,7 +1,8 @@
 """A task of the tasks extension that asks its client for input, through a real server over
 Streamable HTTP (2026-07-28): `input_required` with its `inputRequests` on tasks/get, answered
-by tasks/update (one question at a time), then completed; the conformance fixtures
-confirm_delete and multi_input."""
+by tasks/update (one question at a time; a response of the wrong kind refused), then
+completed; input-required rounds first, then a task made on the final round with their
+answer; the conformance fixtures confirm_delete, multi_input and test_tool_with_task."""
 
 import asyncio
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from mcp_server.client.http import HttpSession
+from mcp_server.protocol.errors import INVALID_PARAMS
 from mcp_server.protocol.tasks import TASKS_EXTENSION
 from tests.e2e.conftest import ServerFactory
 from tests.e2e.support import Deployment, ServerProcess
@@ -68,6 +70,12 @@ async def test_a_task_asks_is_answered_and_completes(
         ((key, question),) = asking["inputRequests"].items()
         assert question["method"] == "elicitation/create"
         assert question["params"]["message"] == "Delete a.txt?"
+        # A response that is not an ElicitResult is refused, as in an input round.
+        wrong = {"taskId": task_id, "inputResponses": {key: {"action": "maybe"}}}
+        reply = await client.modern("tasks/update", wrong, capabilities=CAPABILITIES)
+        (refused,) = [message for message in reply.messages if "method" not in message]
+        assert refused["error"]["code"] == INVALID_PARAMS
+        assert (await until(client, task_id, asked=1))["inputRequests"] == asking["inputRequests"]
         responses = {
             "never-asked": {"action": "accept", "content": {}},
             key: {"action": "accept", "content": {"confirm": True}},
@@ -138,3 +146,28 @@ async def test_a_listen_hears_the_question_and_the_end(
 
             done = await asyncio.wait_for(ended(), WAIT)
     assert done["result"]["content"][0]["text"] == "Kept c.txt"
+
+
+async def test_input_rounds_first_then_a_task_with_their_answer(
+    fixture_server: ServerProcess, conformance_token: str
+) -> None:
+    async with http_session(fixture_server, conformance_token, initialize=False) as client:
+        call: dict[str, Any] = {"name": "test_tool_with_task", "arguments": {}}
+        asked = await answer(client, "tools/call", call)
+        assert asked["resultType"] == "input_required" and "taskId" not in asked
+        assert list(asked["inputRequests"]) == ["user_name"]
+        given = {"user_name": {"action": "accept", "content": {"name": "Alice"}}}
+        retry = {**call, "inputResponses": given, "requestState": asked["requestState"]}
+        created = await answer(client, "tools/call", retry)
+        assert created["resultType"] == "task"
+        assert not {"requestState", "inputRequests"} & set(created)
+        done = await until(client, created["taskId"], asked=0)
+    assert done["status"] == "completed"
+    assert done["result"]["content"][0]["text"] == "Hello, Alice! (from a task)"
+    # In history: the round that ended by asking (input_required, no task), then the task.
+    status, runs = fixture_server.get_json("/api/runs/?tool=test_tool_with_task", conformance_token)
+    assert status == 200
+    assert [(run["status"], run["id"] == created["taskId"]) for run in runs["results"]] == [
+        ("succeeded", True),
+        ("input_required", False),
+    ]

@@ -18,7 +18,8 @@ from mcp_server.cluster.messages import (
     decode_message,
 )
 from mcp_server.operations.lifecycle import detailed_task, task_view
-from mcp_server.protocol.input_required import InputRequest
+from mcp_server.protocol.input_required import InputRequest, InputRound
+from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.runtime.task_questions import TaskQuestions
@@ -128,6 +129,25 @@ async def test_each_change_of_the_questions_is_announced_in_order() -> None:
     assert heard == [{key: {"method": "elicitation/create", "params": ELICIT}}, None]
 
 
+async def test_a_task_made_on_a_final_round_answers_from_it_and_asks_the_rest() -> None:
+    # The composition: the round's answers (gathered by input-required results before the
+    # task was made) answer here; what the round lacks goes on the task.
+    operation = RecordedOperation()
+    asked = questions(operation)
+    given = {"name": {"action": "accept", "content": {"name": "Alice"}}}
+    inputs = InputRound(capabilities={"elicitation": {}}, seal=lambda a: "s", responses=given)
+    call: Any = type("Call", (), {"principal": None, "tool_name": "t", "id": UUID(int=1)})()
+    context = ToolContext(operation=call, events=None, client=asked, inputs=inputs)  # type: ignore[arg-type]
+    assert await context.elicit("Name?", {"type": "object"}, key="name") == given["name"]
+    assert operation.persisted == []  # answered from the round: nothing put on the task
+    later = asyncio.create_task(context.elicit("Sure?", {"type": "object"}, key="sure"))
+    while not operation.input_requests:
+        await asyncio.sleep(0)
+    assert list(operation.input_requests) == ["sure"]
+    asked.answer({"sure": {"action": "decline"}})
+    assert await later == {"action": "decline"}
+
+
 def test_a_running_task_with_questions_is_input_required() -> None:
     asked = {"confirm": {"method": "elicitation/create", "params": ELICIT}}
     view = task_view(_row("running", input_requests=asked), poll_interval=500)
@@ -160,6 +180,8 @@ def test_answers_and_task_hand_offs_cross_processes() -> None:
         listener=None,
         asks_through_task=True,
         client_capabilities={"elicitation": {}},
+        # A task made on the final round of input-required results takes that round along.
+        inputs={"capabilities": {"elicitation": {}}, "answers": {"a": {}}, "responses": {}},
     )
     assert decode_message(start.encode()) == start
 

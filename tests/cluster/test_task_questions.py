@@ -1,7 +1,8 @@
 """A tasks-extension task that asks its client, across processes: it runs on the worker, one
 web process shows it input_required with its question, and the answer sent to the other web
-process reaches the worker (operation.answer through Redis); the conformance fixtures, on a
-cluster of their own."""
+process reaches the worker (operation.answer through Redis); a task made on the final round
+of input-required results takes that round's answer to the worker; the conformance fixtures,
+on a cluster of their own."""
 
 import asyncio
 import secrets
@@ -87,5 +88,32 @@ async def test_a_question_asked_on_the_worker_is_answered_through_another_proces
     runner = with_fixtures.shell(
         "from mcp_server.models import Operation; "
         f"print(Operation.objects.get(pk={task_id!r}).runner)"
+    )
+    assert runner.strip().endswith(f":{cluster.workers[0].process.pid}")
+
+
+async def test_a_task_made_on_a_final_round_runs_on_the_worker_with_its_answer(
+    fixture_cluster: tuple[Cluster, str], with_fixtures: Deployment
+) -> None:
+    cluster, token = fixture_cluster
+    first, second = cluster.web
+    here = HttpSession(f"{first.http_url}/mcp", token)
+    there = here.at(f"{second.http_url}/mcp")
+    try:
+        call: dict[str, Any] = {"name": "test_tool_with_task", "arguments": {}}
+        asked = await answer(here, "tools/call", call)
+        assert asked["resultType"] == "input_required"
+        given = {"user_name": {"action": "accept", "content": {"name": "Alice"}}}
+        retry = {**call, "inputResponses": given, "requestState": asked["requestState"]}
+        created = await answer(there, "tools/call", retry)
+        assert created["resultType"] == "task"
+        done = await until(here, created["taskId"], "completed")
+    finally:
+        await here.close()
+        await there.close()
+    assert done["result"]["content"][0]["text"] == "Hello, Alice! (from a task)"
+    runner = with_fixtures.shell(
+        "from mcp_server.models import Operation; "
+        f"print(Operation.objects.get(pk={created['taskId']!r}).runner)"
     )
     assert runner.strip().endswith(f":{cluster.workers[0].process.pid}")

@@ -12,6 +12,7 @@ import uvloop
 from bench.cluster_load import ClusterThroughput, FirstProgress, ProgressStream, Scale
 from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
+from bench.modern_load import HttpModernThroughput, ModernThroughput
 from bench.scenarios import (
     ConnectInitialize,
     IdleMemory,
@@ -42,6 +43,8 @@ SCENARIOS: dict[str, type[Scenario]] = {
         Scale,
         HttpThroughput,
         HttpFirstProgress,
+        ModernThroughput,
+        HttpModernThroughput,
     )
 }
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from accounts.principal import Principal
@@ -12,6 +12,8 @@ from mcp_server.client_requests import (
     ClientRequests,
 )
 from mcp_server.protocol import methods
+from mcp_server.runtime import fanout
+from mcp_server.runtime.limits import SlotKey
 
 if TYPE_CHECKING:
     from mcp_server.runtime.operation import RunningOperation
@@ -38,7 +40,16 @@ class ToolContext:
     thread); `log` is a coroutine for tools on the event loop.
     """
 
-    __slots__ = ("_client", "_events", "_loop", "_loop_thread", "_operation", "_progress")
+    __slots__ = (
+        "_chunks",
+        "_client",
+        "_events",
+        "_idempotent",
+        "_loop",
+        "_loop_thread",
+        "_operation",
+        "_progress",
+    )
 
     def __init__(
         self,
@@ -47,6 +58,8 @@ class ToolContext:
         events: CallEvents,
         progress: "ProgressCoalescer | None" = None,
         client: ClientRequests | None = None,
+        chunks: fanout.ChunkExecutor | None = None,
+        idempotent: bool = False,
     ) -> None:
         self._operation = operation
         self._events = events
@@ -54,6 +67,10 @@ class ToolContext:
         # The connection's requests to its client; None where the call runs away from the
         # connection (a task, a worker), which therefore cannot ask the client anything.
         self._client = client
+        # Where fan-out chunks run (None: this process's pool, made on first use); whether a
+        # chunk lost with its worker may run again (the tool's idempotentHint).
+        self._chunks = chunks
+        self._idempotent = idempotent
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
 
@@ -155,3 +172,39 @@ class ToolContext:
         except asyncio.CancelledError:
             await asyncio.wait({work})
             raise
+
+    async def fan_out(
+        self,
+        fn: fanout.ItemFunction,
+        items: Sequence[Any],
+        *,
+        chunk_size: int | None = None,
+        label: Callable[[Any], str] = str,
+        **params: Any,
+    ) -> fanout.FanOutResult:
+        """Run the `@chunk_function` `fn(item, **params)` over `items` in parallel chunks (on
+        this process's cores, or on any free worker), in item order in the result.
+
+        Progress adds up the chunks' items; an item whose function raises ItemFailed goes to
+        the error log as `label(item)`; cancelling the call stops every chunk. FanOutRefused
+        (before any chunk) when the call is outside MCP_FANOUT_* bounds.
+        """
+        chunks = self._chunks
+        if chunks is None:
+            from mcp_server.runtime.chunk_pool import local_chunks
+
+            chunks = local_chunks()
+        principal = self._operation.principal
+        return await fanout.fan_out(
+            executor=chunks,
+            report=self,
+            operation_id=self.operation_id,
+            key=SlotKey(principal.tenant_id, principal.user_id, self._operation.connection_id),
+            idempotent=self._idempotent,
+            fn=fn,
+            items=items,
+            params=params,
+            chunk_size=chunk_size,
+            label=label,
+            bounds=fanout.FanOutBounds.from_settings(),
+        )

@@ -17,10 +17,12 @@ from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
 from mcp_server.client_requests import ClientRequests
-from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
+from mcp_server.operations.lifecycle import OperationStatus, Stop, StopReason, stop_of
 from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
+from mcp_server.protocol.tool_results import error_result
+from mcp_server.runtime.fanout import ChunkExecutor, ChunksLost
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
@@ -100,6 +102,9 @@ class OperationRunner:
         self.progress_rate = progress_rate
         self.persist_interval = persist_interval
         self._tasks: dict[UUID, tuple[RunningOperation, asyncio.Task[Any]]] = {}
+        # Where the calls' fan-out chunks run: None, this process's pool; the cluster's
+        # workers when there are (ProcessRuntime sets it).
+        self.chunks: ChunkExecutor | None = None
 
     async def call(
         self,
@@ -153,9 +158,26 @@ class OperationRunner:
             async with self.scheduler.slot(key, on_position):
                 operation.mark_running()
                 context = ToolContext(
-                    operation=operation, events=events, progress=progress, client=client
+                    operation=operation,
+                    events=events,
+                    progress=progress,
+                    client=client,
+                    chunks=self.chunks,
+                    idempotent=request.tool.idempotent,
                 )
-                result = await call_tool(request.tool, request.arguments, context)
+                try:
+                    result = await call_tool(request.tool, request.arguments, context)
+                except ChunksLost as lost:
+                    # A chunk died with its worker and may not run twice: the call is
+                    # interrupted, as if its own process had stopped responding.
+                    stop = Stop(StopReason.LOST_RUNNER, lost.detail)
+                    if published:
+                        raise asyncio.CancelledError(stop) from None
+                    if progress is not None:
+                        progress.abort()
+                    operation.finish(stop.status, error=stop.error)
+                    await self.flush_history()
+                    return error_result(stop.error)
                 if progress is not None:
                     await progress.close()
         except asyncio.CancelledError as exc:

@@ -85,6 +85,12 @@ class Tool:
     output_validator: Any
     definition: dict[str, Any]
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether running it (or one of its fan-out chunks) twice is harmless: the tool's
+        `idempotentHint` annotation."""
+        return bool((self.annotations or {}).get("idempotentHint"))
+
     def argument_errors(self, arguments: dict[str, Any]) -> list[str]:
         """Human-readable schema violations of `arguments` (empty when they are valid)."""
         return _violations(self.validator, arguments)

@@ -56,7 +56,9 @@ def _resolve(function: str) -> None:
         importlib.import_module(function.partition(":")[0])
 
 
-def _run_in_pool(slot: int, function: str, items: list[Any], params: dict[str, Any]) -> ChunkOutcome:
+def _run_in_pool(
+    slot: int, function: str, items: list[Any], params: dict[str, Any]
+) -> ChunkOutcome:
     """Run one chunk in a pool process; it stops early when its flag is set or the process
     that started the pool is gone (a worker killed with -9 leaves no orphan working on)."""
     _resolve(function)

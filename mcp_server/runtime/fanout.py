@@ -59,6 +59,11 @@ class ChunkLost(Exception):
         self.runner = runner
 
 
+class ChunkFailed(Exception):
+    """A chunk's item function raised something other than ItemFailed where it ran (a
+    worker): the call fails, as a tool that raises does."""
+
+
 class FanOutRefused(ValueError):
     """A fan-out outside its bounds (chunk size, number of items), refused before any chunk."""
 
@@ -156,6 +161,18 @@ class FanOutResult:
     chunks: int
     # The chunks run a second time (or more) because their worker was lost, by index.
     rerun: tuple[int, ...]
+    # How many chunks each process (host:pid) ran.
+    runners: dict[str, int]
+
+    def describe(self) -> str:
+        """What history keeps of the fan-out (the run's last message): where the chunks ran,
+        and which were re-run."""
+        ran = ", ".join(f"{name} ({count})" for name, count in sorted(self.runners.items()))
+        text = f"{len(self.values):,} items in {self.chunks:,} chunks, run by {ran or 'none'}"
+        if self.rerun:
+            again = ", ".join(str(index) for index in self.rerun)
+            text += f"; re-run after their worker was lost: chunks {again}"
+        return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -231,6 +248,7 @@ async def fan_out(
     values: list[Any] = [None] * total
     failed = done = 0
     rerun: list[int] = []
+    runners: dict[str, int] = {}
     gate = asyncio.Semaphore(bounds.chunks_in_flight)
 
     async def one(chunk: Chunk) -> None:
@@ -266,6 +284,7 @@ async def fan_out(
             report.item_error(label(chunk.items[position]), reason)
         failed += len(outcome.errors)
         done += len(chunk.items)
+        runners[outcome.runner] = runners.get(outcome.runner, 0) + 1
         report.progress(done, total, f"{done:,} of {total:,} items, {len(chunks)} chunks")
 
     tasks = [asyncio.ensure_future(one(chunk)) for chunk in chunks]
@@ -277,23 +296,22 @@ async def fan_out(
         # Every chunk has stopped before the tool goes on (and cleans up its output).
         with contextlib.suppress(BaseException):
             await asyncio.gather(*tasks, return_exceptions=True)
-    if rerun:
-        report.progress(
-            total,
-            total,
-            f"{total:,} items, {len(chunks)} chunks; re-run after their worker was lost: "
-            + ", ".join(f"chunk {index}" for index in sorted(set(rerun))),
-        )
-    return FanOutResult(
+    result = FanOutResult(
         values=values,
         succeeded=total - failed,
         failed=failed,
         chunks=len(chunks),
         rerun=tuple(sorted(set(rerun))),
+        runners=runners,
     )
+    # The history row keeps the last message: where the chunks ran, which ran again.
+    report.progress(total, total, result.describe())
+    if rerun:
+        logger.warning("operation %s: %s", operation_id, result.describe())
+    return result
 
 
-async def _all_or_first_failure(tasks: list["asyncio.Future[None]"]) -> None:
+async def _all_or_first_failure(tasks: Sequence["asyncio.Future[None]"]) -> None:
     """Wait for every task; the first that fails raises its exception at once."""
     pending = set(tasks)
     while pending:
@@ -302,4 +320,3 @@ async def _all_or_first_failure(tasks: list["asyncio.Future[None]"]) -> None:
             exc = task.exception()
             if exc is not None:
                 raise exc
-

@@ -19,9 +19,9 @@ from mcp_server import metrics
 from mcp_server.client_requests import ClientRequests
 from mcp_server.operations.lifecycle import OperationStatus, Stop, StopReason, stop_of
 from mcp_server.operations.store import OperationStore
+from mcp_server.protocol.tool_results import error_result
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
-from mcp_server.protocol.tool_results import error_result
 from mcp_server.runtime.fanout import ChunkExecutor, ChunksLost
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey

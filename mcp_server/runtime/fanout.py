@@ -285,7 +285,8 @@ async def fan_out(
         failed += len(outcome.errors)
         done += len(chunk.items)
         runners[outcome.runner] = runners.get(outcome.runner, 0) + 1
-        report.progress(done, total, f"{done:,} of {total:,} items, {len(chunks)} chunks")
+        # The message names the chunk's last item, as a loop reporting each item would.
+        report.progress(done, total, label(chunk.items[-1]))
 
     tasks = [asyncio.ensure_future(one(chunk)) for chunk in chunks]
     try:

@@ -69,6 +69,10 @@ def _run_in_pool(
     return run_items(function, items, params, stop_requested)
 
 
+def _warm_up() -> None:
+    """Nothing: submitted once per process so that the pool starts them all."""
+
+
 class LocalChunks:
     """Runs chunks on this process's cores, `processes` at a time, in the fair order."""
 
@@ -94,6 +98,13 @@ class LocalChunks:
                 initargs=(self._flags, os.getpid()),
             )
         return self._pool, self._flags
+
+    def warm(self) -> None:
+        """Start the pool's processes now (a worker at start-up), not with the first chunk:
+        each takes a Django start-up."""
+        pool, _ = self._started_pool()
+        for _ in range(self.processes):
+            pool.submit(_warm_up)
 
     async def run(self, chunk: Chunk) -> ChunkOutcome:
         """Run `chunk` in a pool process once its turn comes; cancelling the await stops it

@@ -65,7 +65,8 @@ class ChunkFailed(Exception):
 
 
 class FanOutRefused(ValueError):
-    """A fan-out outside its bounds (chunk size, number of items), refused before any chunk."""
+    """A fan-out outside its bounds (chunk size, number of items), refused before any chunk;
+    its caller gets the sentence as a tool error."""
 
 
 class UnknownChunkFunction(LookupError):

@@ -21,6 +21,7 @@ from mcp_server.runtime.fanout import (
     function_name,
     run_items,
 )
+from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolRegistry, tool
@@ -262,3 +263,22 @@ def test_item_functions_run_by_name() -> None:
     assert outcome.errors == [(1, "2 is a multiple of 2")]
     stopped = run_items(name, [1, 2, 3], {}, lambda: True)
     assert stopped.values == []
+
+
+@tool(into=tools, duration="long")
+async def fan_too_many(n: int, ctx: ToolContext) -> dict:
+    """Fan out more items than the bound lets it."""
+    await ctx.fan_out(fanout_items.square, list(range(n)))
+    return {}
+
+
+async def test_a_refused_fan_out_is_a_tool_error_naming_the_bound(settings) -> None:
+    settings.MCP_FANOUT_MAX_ITEMS = 3
+    found = tools.get("fan_too_many")
+    assert found is not None
+    context = _context(ScriptedChunks())[1]
+    result = await call_tool(found, {"n": 4}, context)
+    assert result["isError"] is True
+    assert result["content"][0]["text"] == (
+        "4 items are more than one call may fan out (MCP_FANOUT_MAX_ITEMS=3)"
+    )

@@ -139,6 +139,7 @@ class ChunkTaker:
         self._room = asyncio.Semaphore(HELD_PER_PROCESS * pool.processes)
         self._held: dict[str, _Held] = {}
         self._cancelled: dict[str, float] = {}
+        self._beats: asyncio.Task[None] | None = None
         bus.subscribe(frozenset({messages.CHUNK_CANCEL}), self.handle)
 
     @property
@@ -147,18 +148,19 @@ class ChunkTaker:
         return len(self._held)
 
     async def run(self) -> None:
-        """Take chunks and report the held ones' life until cancelled."""
-        beats = asyncio.create_task(
-            every(self.beat_interval, self.beat, failure="chunk heartbeat failed")
-        )
-        try:
-            await self._take()
-        finally:
-            beats.cancel()
-            await asyncio.gather(beats, return_exceptions=True)
+        """Once the pool's processes run, take chunks until cancelled, and report the held
+        ones' life until `drain` ends."""
+        await self.pool.warm()
+        if self._beats is None:
+            self._beats = asyncio.create_task(
+                every(self.beat_interval, self.beat, failure="chunk heartbeat failed")
+            )
+        logger.info("worker %s takes chunks from %s", self.name, messages.CHUNKS_CHANNEL)
+        await self._take()
 
     async def drain(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the held chunks; the rest are reported lost."""
+        """Once no longer taking: wait up to `grace` seconds for the held chunks (still
+        reported alive meanwhile), report the rest lost, and stop the heartbeat."""
         tasks = [held.task for held in self._held.values() if held.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
@@ -166,9 +168,12 @@ class ChunkTaker:
             if held.task is not None:
                 held.task.cancel()
                 await asyncio.gather(held.task, return_exceptions=True)
-            await self._reply(
-                held.start, messages.ChunkDone(chunk_id, self.name, [], [], lost=True)
-            )
+            lost = messages.ChunkDone(chunk_id, self.name, [], [], lost=True)
+            await self._reply(held.start, lost)
+        beats, self._beats = self._beats, None
+        if beats is not None:
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
 
     async def _take(self) -> None:
         layer = self.bus.layer

@@ -81,7 +81,6 @@ class OperationWorker:
             "worker %s takes work from %s", runtime.runner.name, messages.OPERATIONS_CHANNEL
         )
         taker = asyncio.create_task(self._take_work())
-        local_chunks().warm()
         chunks = ChunkTaker(bus=bus, pool=local_chunks(), name=runtime.runner.name)
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()

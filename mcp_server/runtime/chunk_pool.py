@@ -99,12 +99,12 @@ class LocalChunks:
             )
         return self._pool, self._flags
 
-    def warm(self) -> None:
-        """Start the pool's processes now (a worker at start-up), not with the first chunk:
-        each takes a Django start-up."""
+    async def warm(self) -> None:
+        """Start the pool's processes now and wait until they run (a worker, before it takes
+        chunks), rather than with the first chunk: each takes a Django start-up."""
         pool, _ = self._started_pool()
-        for _ in range(self.processes):
-            pool.submit(_warm_up)
+        started = [asyncio.wrap_future(pool.submit(_warm_up)) for _ in range(self.processes)]
+        await asyncio.gather(*started)
 
     async def run(self, chunk: Chunk) -> ChunkOutcome:
         """Run `chunk` in a pool process once its turn comes; cancelling the await stops it

@@ -3,8 +3,10 @@ process each) on Redis and PostgreSQL. One call's chunks run on both workers; a 
 them all; `kill -9` of a worker mid-call re-runs its chunks for an idempotent tool
 (`process_images`) and interrupts a tool that is not (`fan_out_marks`)."""
 
+import asyncio
 import json
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
     LOST_AFTER,
     WAIT,
+    WORKER_START_TIMEOUT,
     Cluster,
     WorkerProcess,
     is_progress,
@@ -34,6 +37,7 @@ from tests.e2e.support import (
 
 FANOUT_APPS = "example_tools,tests.cluster.fanout_app"
 IMAGES = 4000
+CHUNKS_READY_LINE = "takes chunks from mcp-chunks"
 # A dead worker's chunks are noticed within the bound; the slack of a loaded machine on top.
 TOLD_WITHIN = LOST_AFTER + WAIT
 
@@ -55,13 +59,20 @@ def fanout_deployment(cluster_deployment: Deployment, cluster_accounts: ClusterA
     return deployment
 
 
+def _chunk_worker(deployment: Deployment) -> WorkerProcess:
+    """A worker whose pool runs: it takes chunks."""
+    worker = start_worker(deployment, {})
+    worker.managed.wait_log_line(CHUNKS_READY_LINE, WORKER_START_TIMEOUT)
+    return worker
+
+
 @pytest.fixture(scope="module")
 def fanout_cluster(fanout_deployment: Deployment) -> Iterator[Cluster]:
     """One web process and two workers."""
     cluster = Cluster(deployment=fanout_deployment, env={})
     try:
         cluster.web = [start_server(fanout_deployment, {})]
-        cluster.workers = [start_worker(fanout_deployment, {}) for _ in range(2)]
+        cluster.workers = [_chunk_worker(fanout_deployment) for _ in range(2)]
         yield cluster
     finally:
         cluster.stop()
@@ -72,7 +83,7 @@ def two_workers(fanout_cluster: Cluster) -> Cluster:
     """The cluster with two live workers (a worker a previous test killed is replaced)."""
     alive = [worker for worker in fanout_cluster.workers if worker.is_alive()]
     while len(alive) < 2:
-        alive.append(start_worker(fanout_cluster.deployment, {}))
+        alive.append(_chunk_worker(fanout_cluster.deployment))
     fanout_cluster.workers = alive
     return fanout_cluster
 
@@ -219,6 +230,25 @@ async def test_kill_9_of_a_worker_mid_process_images_reruns_its_chunks(
         summary = result_of(response)["structuredContent"]
     row = _check_every_image_accounted_for(two_workers, summary, cluster_accounts.alice)
     assert "re-run after their worker was lost: chunks " in row["message"], row["message"]
+
+
+async def test_sigterm_of_a_worker_mid_process_images_lets_its_chunks_finish(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _images_call(client, "t")
+        leaving = _other_worker(two_workers, "process_images")
+        progress = await next_matching(client, is_progress("t"), WAIT)
+        while progress["params"]["progress"] == 0:
+            progress = await next_matching(client, is_progress("t"), WAIT)
+        leaving.process.send_signal(signal.SIGTERM)
+        response = await next_matching(client, is_response(call_id), 4 * WAIT)
+        summary = result_of(response)["structuredContent"]
+    await asyncio.to_thread(leaving.process.wait, WAIT)
+    assert leaving.process.returncode == 0, leaving.log_text()
+    row = _check_every_image_accounted_for(two_workers, summary, cluster_accounts.alice)
+    # Its chunks ended within the grace period: none was lost, none ran twice.
+    assert "re-run" not in row["message"], row["message"]
 
 
 async def test_kill_9_of_a_worker_mid_fan_out_of_another_tool_interrupts_the_call(

@@ -86,7 +86,7 @@ class ClusterChunks:
                 await layer.send(messages.CHUNKS_CHANNEL, start.encode())
             except Exception:
                 metrics.channel_layer_error("send")
-                raise ChunkLost("(the chunk could not be sent)") from None
+                raise ChunkLost("", why="could not be sent to the workers") from None
             done = await self._watch(waiting)
         except BaseException:
             # Lost, cancelled or failed: wherever it still is, it stops.

@@ -126,7 +126,8 @@ class LocalChunks:
             except BrokenProcessPool:
                 # A pool process died (killed, or a crash in a decoder): a new pool next time.
                 self._discard_pool()
-                raise ChunkLost(f"{self.name} (a pool process died)") from None
+                why = f"was lost: a pool process of {self.name} died"
+                raise ChunkLost(self.name, why=why) from None
             finally:
                 self._free.append(slot)
         outcome.runner = self.name

@@ -52,11 +52,22 @@ class ChunksLost(BaseException):
 
 
 class ChunkLost(Exception):
-    """No sign of life from the process running a chunk within the bound (it died)."""
+    """No sign of life from the process running a chunk within the bound (it died), or
+    (`runner` empty) no process took the chunk within MCP_OPERATION_UNCLAIMED_AFTER."""
 
-    def __init__(self, runner: str) -> None:
-        super().__init__(runner)
+    def __init__(self, runner: str, *, why: str = "") -> None:
+        super().__init__(runner, why)
         self.runner = runner
+        self.why = why
+
+    @property
+    def what(self) -> str:
+        """What happened to the chunk, for history ("was lost with its worker host:pid")."""
+        if self.why:
+            return self.why
+        if self.runner:
+            return f"was lost with its worker {self.runner}"
+        return "was taken by no worker in time (MCP_OPERATION_UNCLAIMED_AFTER)"
 
 
 class ChunkFailed(Exception):
@@ -263,8 +274,7 @@ async def fan_out(
                 except ChunkLost as lost:
                     if not idempotent:
                         raise ChunksLost(
-                            f"chunk {chunk.index} of {len(chunks)} was lost with its worker "
-                            f"{lost.runner or '(unknown)'}"
+                            f"chunk {chunk.index} of {len(chunks)} {lost.what}"
                         ) from None
                     if attempt >= bounds.attempts:
                         raise ChunksLost(
@@ -274,10 +284,10 @@ async def fan_out(
                     attempt += 1
                     rerun.append(chunk.index)
                     logger.warning(
-                        "operation %s: chunk %d lost with worker %s; re-running it",
+                        "operation %s: chunk %d %s; re-running it",
                         operation_id,
                         chunk.index,
-                        lost.runner or "(unknown)",
+                        lost.what,
                     )
         for position, value in outcome.values:
             values[chunk.start + position] = value

@@ -17,8 +17,10 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgrou
 # by package-lock.json), installed into conformance/node_modules.
 CONFORMANCE := conformance
 CONFORMANCE_STAMP := $(CONFORMANCE)/node_modules/.installed-stamp
-# More options for the suite, e.g. CONFORMANCE_ARGS="--scenario tools-call-elicitation".
+# More options for the suite, e.g. CONFORMANCE_ARGS="--scenario tools-call-elicitation", and
+# the one revision to run (2025-11-25 or 2026-07-28; default: both).
 CONFORMANCE_ARGS ?=
+CONFORMANCE_REVISION ?=
 
 .PHONY: install client-envs run cluster serve lint browser test test-sqlite test-postgres bench clean \
 	conformance conformance-server
@@ -76,10 +78,14 @@ $(CONFORMANCE_STAMP): $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.js
 	cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(CONFORMANCE_STAMP)
 
-# A fresh server (SQLite, the conformance tenant served without a token) and every server
-# scenario of 2025-11-25 (pending ones too) against it; fails on a failure not in conformance/expected-failures.yml.
+# A fresh server (SQLite, the conformance tenant served without a token), then every server
+# scenario of 2025-11-25 (0.1.16, pending ones too) and the set 2026-07-28 requires
+# (0.2.0-alpha.12) against it; fails on a failure not in that revision's
+# conformance/expected-failures*.yml. One revision, or one scenario of it:
+# make conformance CONFORMANCE_REVISION=2026-07-28 CONFORMANCE_ARGS="--scenario server-stateless".
 conformance: install $(CONFORMANCE_STAMP)
-	$(PY) $(CONFORMANCE)/run.py -- $(CONFORMANCE_ARGS)
+	$(PY) $(CONFORMANCE)/run.py $(if $(CONFORMANCE_REVISION),--revision $(CONFORMANCE_REVISION)) \
+		-- $(CONFORMANCE_ARGS)
 
 # The same server on http://127.0.0.1:8765/mcp until Ctrl-C, to run the suite by hand, e.g.
 # conformance/node_modules/.bin/node conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js server --url http://127.0.0.1:8765/mcp --scenario ping

@@ -19,7 +19,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 
 from accounts.limits import limits_for
-from accounts.models import ApiToken, Tenant
+from accounts.models import ApiToken, Membership, Tenant
 from accounts.tool_sets import tool_set
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,14 @@ class RevokedBy(enum.StrEnum):
     TOKEN = "token"
     TOKEN_DELETED = "token_deleted"
     USER = "user"
+    MEMBERSHIP = "membership"
     TENANT = "tenant"
 
 
 @dataclass(frozen=True, slots=True)
 class AccessRevocation:
-    """Access that ended: tokens revoked or deleted, users or tenants deactivated (by id)."""
+    """Access that ended: tokens revoked or deleted, users deactivated or removed from their
+    tenant, tenants deactivated (by id: of tokens, users, users, tenants)."""
 
     kind: RevokedBy
     ids: tuple[int, ...]
@@ -94,7 +96,15 @@ def _token_deleted(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
     announce_revocation(RevokedBy.TOKEN_DELETED, [instance.pk])
 
 
+def _membership_deleted(sender: Any, instance: Membership, **kwargs: Any) -> None:
+    announce_revocation(RevokedBy.MEMBERSHIP, [instance.user_id])
+
+
 def connect_receivers() -> None:
-    """Announce deactivated users and deleted tokens, whatever code path saved them."""
+    """Announce deactivated users, removed memberships and deleted tokens, whatever code path
+    saved them."""
     post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="access-user-saved")
     post_delete.connect(_token_deleted, sender=ApiToken, dispatch_uid="access-token-deleted")
+    post_delete.connect(
+        _membership_deleted, sender=Membership, dispatch_uid="access-membership-deleted"
+    )

@@ -4,6 +4,9 @@ from dataclasses import dataclass, field
 
 from accounts.limits import TenantLimits, default_limits
 
+# The Principal attributes an access change names the callers it concerns by.
+IDENTIFYING_FIELDS = frozenset({"token_id", "user_id", "tenant_id"})
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

@@ -57,12 +57,23 @@ def principal_from_membership(membership: Membership, token_id: int | None = Non
 
 def principal_for_token(raw: str) -> Principal | AuthFailure:
     """Resolve a raw bearer token in one query; record its use at a bounded rate."""
-    outcome = user_and_principal_for_token(raw)
+    outcome = _token_and_principal(raw)
     return outcome if isinstance(outcome, AuthFailure) else outcome[1]
 
 
 def user_and_principal_for_token(raw: str) -> tuple[Any, Principal] | AuthFailure:
     """Like principal_for_token, also returning the token's user (loaded by the same query)."""
+    outcome = _token_and_principal(raw)
+    return outcome if isinstance(outcome, AuthFailure) else (outcome[0].user, outcome[1])
+
+
+def principal_and_expiry_for_token(raw: str) -> tuple[Principal, datetime | None] | AuthFailure:
+    """Like principal_for_token, also returning when the token expires (None: never)."""
+    outcome = _token_and_principal(raw)
+    return outcome if isinstance(outcome, AuthFailure) else (outcome[1], outcome[0].expires_at)
+
+
+def _token_and_principal(raw: str) -> tuple[ApiToken, Principal] | AuthFailure:
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return INVALID_TOKEN
     token = (
@@ -89,7 +100,7 @@ def user_and_principal_for_token(raw: str) -> tuple[Any, Principal] | AuthFailur
         last_used_at=token.last_used_at,
         interval_seconds=settings.MCP_TOKEN_TOUCH_INTERVAL,
     )
-    return token.user, outcome
+    return token, outcome
 
 
 def principal_for_user(user: AbstractBaseUser | AnonymousUser) -> Principal | AuthFailure:

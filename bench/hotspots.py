@@ -1,7 +1,8 @@
 """Profile one server under load with py-spy: where does its CPU time go?
 
 `.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` writes the
-collapsed stacks to bench/results/profile-<target>.txt and prints the top functions."""
+collapsed stacks to bench/results/profile-<target>.txt and prints the top functions
+(`--scenario http`: the same calls over Streamable HTTP, bench/http_load.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import subprocess
 from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
+from bench.http_load import HttpThroughput
 from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
 from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
@@ -64,8 +66,10 @@ def top_functions(
 
 
 def load_for(args: argparse.Namespace) -> Scenario:
-    """Back-to-back calls, connect+initialize in a loop, or a connection storm (sample it with
-    --seconds shorter than the storm)."""
+    """Back-to-back calls (over WebSocket or Streamable HTTP), connect+initialize in a loop, or
+    a connection storm (sample it with --seconds shorter than the storm)."""
+    if args.scenario == "http":
+        return HttpThroughput(args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
     if args.scenario == "connect":
         return ConnectInitialize(count=1_000_000)
     if args.scenario == "storm":
@@ -78,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     option = parser.add_argument
     option("--target", choices=TARGETS, default="service")
-    option("--scenario", choices=("throughput", "connect", "storm"), default="throughput")
-    option("--concurrency", type=int, default=50, help="for throughput")
+    option("--scenario", choices=("throughput", "http", "connect", "storm"), default="throughput")
+    option("--concurrency", type=int, default=50, help="for throughput and http")
     option("--connections", type=int, default=10_000, help="for storm")
     option("--seconds", type=float, default=10.0)
     option("--rate", type=int, default=200, help="py-spy samples per second")
@@ -120,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
             urls = [url for url in [target.ws_url(port)] if url]
-            load_target = LoadTarget(urls, {"server": server.pid})
+            load_target = LoadTarget(
+                urls,
+                {"server": server.pid},
+                http_url=target.http_url(port),
+                bearer=target.bearer,
+            )
             command = loadgen_command(load, load_target, client_cpu)
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:
@@ -133,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                     loadgen.terminate()  # the load outlasts the recording
                     loadgen.wait(timeout=30)
     own, inclusive, focus, total = top_functions(collapsed, args.top, args.thread)
-    under = {"connect": "connect+initialize", "storm": f"a storm of {args.connections:,}"}
+    under = {
+        "connect": "connect+initialize",
+        "storm": f"a storm of {args.connections:,}",
+        "http": f"HTTP C={args.concurrency}",
+    }
     who = f" ({args.thread} threads)" if args.thread else ""
     load_text = under.get(args.scenario, f"C={args.concurrency}")
     print(f"{total} samples of {target.key}{who} under {load_text}; stacks in {collapsed}")

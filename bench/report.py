@@ -321,9 +321,17 @@ def summary_section(results: RunResults) -> list[str]:
     """Medians of the main metrics, one row per server; variants of the service side by side
     (uvicorn and daphne, metrics on and off) when both ran."""
     servers = [server.key for server in results.servers]
-    metrics = _measured(results, SUMMARY, servers)
-    rows = [[f"**{s}**", *(_md(results, s, m) for m in metrics)] for s in servers]
-    lines = ["### Medians", "", *table(["server", *(m.head for m in metrics)], rows), ""]
+    lines: list[str] = []
+    metrics: list[Metric] = []
+    # One table per transport's headline metrics, over the servers that measured any.
+    for section, title in ((SUMMARY, "Medians"), (HTTP, "Medians over Streamable HTTP")):
+        measured = _measured(results, section, servers)
+        if not measured:
+            continue
+        metrics += measured
+        who = [s for s in servers if any(results.samples(s, m.key) for m in measured)]
+        rows = [[f"**{s}**", *(_md(results, s, m) for m in measured)] for s in who]
+        lines += [f"### {title}", "", *table(["server", *(m.head for m in measured)], rows), ""]
     for first, second, heads, title in COMPARISONS:
         if not (results.has(first) and results.has(second)):
             continue

@@ -9,6 +9,14 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
     python clients/sdk_client.py URL cancel         # a long call cancelled after its progress
     python clients/sdk_client.py URL resume OTHER   # the call's stream drops after its first
                                                     # progress; the SDK resumes it at OTHER
+    python clients/sdk_client.py URL confirm RUN accept|decline
+                                                    # 2026-07-28: delete_run_thumbnails, its
+                                                    # input-required question answered so
+
+`--mode` is the SDK's own: `auto` (its default: it probes `server/discover` and so speaks
+2026-07-28 to this server, each request self-describing, cancelled by closing its stream) or
+`legacy` (the initialize handshake, a session, `notifications/cancelled`). `resume` is always
+legacy: 2026-07-28 streams are not resumable.
 
 (Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
 CallToolResult and rejects the CreateTaskResult the server answers with.)
@@ -85,14 +93,47 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
         await self.stream.aclose()
 
 
+class RecordingTransport(httpx2.AsyncBaseTransport):
+    """Sends as usual, noting each POST's `Mcp-Method` header (None: not sent) and whether any
+    response minted a session (`Mcp-Session-Id`)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.methods: list[str | None] = []
+        self.session_ids: list[str] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward the request; note what it and its response said."""
+        if request.method == "POST":
+            self.methods.append(request.headers.get("mcp-method"))
+        response = await self.inner.handle_async_request(request)
+        if "mcp-session-id" in response.headers:
+            self.session_ids.append(response.headers["mcp-session-id"])
+        return response
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.inner.aclose()
+
+    def seen(self) -> dict[str, Any]:
+        """What the wire showed, for the JSON."""
+        return {"mcp_methods": self.methods, "session_ids_minted": len(self.session_ids)}
+
+
 @asynccontextmanager
-async def connected(url: str, transport: httpx2.AsyncBaseTransport | None = None) -> Any:
-    """An initialized `mcp.Client` (the SDK's default negotiation) with the bearer token."""
+async def connected(
+    url: str,
+    mode: str = "auto",
+    transport: httpx2.AsyncBaseTransport | None = None,
+    **options: Any,
+) -> Any:
+    """An initialized `mcp.Client` (negotiating as `mode` says, with further `options` of
+    `mcp.Client`, e.g. an elicitation callback) with the bearer token."""
     token = os.environ.get("MCP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=transport) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
         yield client
 
@@ -102,39 +143,45 @@ def dump(result: Any) -> Any:
     return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-async def session(url: str) -> dict[str, Any]:
+async def session(url: str, mode: str) -> dict[str, Any]:
     """Connect, list the tools, call add, then process_batch with progress."""
     progress: list[dict[str, Any]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append({"progress": value, "total": total, "message": message})
 
-    async with connected(url) as client:
+    wire = RecordingTransport()
+    async with connected(url, mode, wire) as client:
         tools = await client.list_tools()
         added = await client.call_tool("add", {"a": 20, "b": 22})
         with anyio.fail_after(CALL_TIMEOUT_S):
             batch = await client.call_tool(
                 "process_batch", {"count": 5, "item_ms": 20}, progress_callback=on_progress
             )
+        discovered = client.session.discover_result
         return {
             "protocol_version": client.protocol_version,
             "server": dump(client.server_info) if client.server_info else None,
+            "discovered": dump(discovered) if discovered is not None else None,
             "tools": [tool.name for tool in tools.tools],
             "add": dump(added),
             "batch": dump(batch),
             "progress": progress,
+            **wire.seen(),
         }
 
 
-async def cancel(url: str) -> dict[str, Any]:
-    """A long process_batch cancelled (the SDK sends notifications/cancelled) once its first
-    progress arrived; then add on the same session, which still works."""
+async def cancel(url: str, mode: str) -> dict[str, Any]:
+    """A long process_batch cancelled once its first progress arrived (legacy: the SDK sends
+    notifications/cancelled; 2026-07-28: it closes the call's stream); then add on the same
+    client, which still works."""
     first = anyio.Event()
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         first.set()
 
-    async with connected(url) as client:
+    wire = RecordingTransport()
+    async with connected(url, mode, wire) as client:
         with anyio.fail_after(CALL_TIMEOUT_S):
             async with anyio.create_task_group() as group:
 
@@ -148,7 +195,12 @@ async def cancel(url: str) -> dict[str, Any]:
                 await first.wait()
                 group.cancel_scope.cancel()
         after = await client.call_tool("add", {"a": 1, "b": 2})
-        return {"cancelled_after_progress": first.is_set(), "add_after": dump(after)}
+        return {
+            "protocol_version": client.protocol_version,
+            "cancelled_after_progress": first.is_set(),
+            "add_after": dump(after),
+            **wire.seen(),
+        }
 
 
 async def resume(url: str, other: str) -> dict[str, Any]:
@@ -164,7 +216,7 @@ async def resume(url: str, other: str) -> dict[str, Any]:
         tokens.append(token)
 
     transport = DroppingTransport(other)
-    async with connected(url, transport) as client:
+    async with connected(url, "legacy", transport) as client:
         params = types.CallToolRequestParams(
             name="process_batch", arguments={"count": 10, "item_ms": 50}
         )
@@ -184,17 +236,40 @@ async def resume(url: str, other: str) -> dict[str, Any]:
         }
 
 
+async def confirm(url: str, run_id: str, action: str) -> dict[str, Any]:
+    """On 2026-07-28 (no handshake), call delete_run_thumbnails; the SDK answers the
+    input-required result's elicitation through its callback (`action`: accept with
+    confirm=true, or decline) and retries the call with the answer and the request state."""
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    async with connected(url, mode="2026-07-28", elicitation_callback=on_elicit) as client:
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.call_tool("delete_run_thumbnails", {"run_id": run_id})
+        return {"protocol_version": client.protocol_version, "asked": asked, "result": dump(result)}
+
+
 def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "resume"))
-    parser.add_argument("other", nargs="?", help="for resume: the URL of the other web process")
+    parser.add_argument("scenario", choices=("session", "cancel", "resume", "confirm"))
+    parser.add_argument(
+        "other", nargs="?", help="for resume: the URL of the other web process; for confirm: a run"
+    )
+    parser.add_argument("answer", nargs="?", default="accept", help="for confirm: accept|decline")
+    parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
     args = parser.parse_args()
     runs = {
-        "session": lambda: session(args.url),
-        "cancel": lambda: cancel(args.url),
+        "session": lambda: session(args.url, args.mode),
+        "cancel": lambda: cancel(args.url, args.mode),
         "resume": lambda: resume(args.url, args.other),
+        "confirm": lambda: confirm(args.url, args.other, args.answer),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))
     return 0

@@ -206,6 +206,11 @@ MCP_ALLOWED_ORIGINS = env.list("MCP_ALLOWED_ORIGINS", default=[])
 # too, before a frame is buffered whole).
 MCP_MAX_MESSAGE_BYTES = env.int("MCP_MAX_MESSAGE_BYTES", default=1024 * 1024)
 MCP_TOOLS_PAGE_SIZE = env.int("MCP_TOOLS_PAGE_SIZE", default=50)
+# 2026-07-28 caching hint: how long (ms) a client may keep server/discover and the lists
+# (tools, prompts, resources, templates) fresh; list changes are announced meanwhile.
+MCP_CACHE_TTL_MS = env.int("MCP_CACHE_TTL_MS", default=60_000)
+if MCP_CACHE_TTL_MS < 0:
+    raise ImproperlyConfigured("MCP_CACHE_TTL_MS must be 0 or more (milliseconds)")
 
 # --- Streamable HTTP at /mcp (docs/operations.md, "Streamable HTTP") -----------------------
 # A session with no request for this long ends (its GET stream keeps it alive).
@@ -354,10 +359,29 @@ MCP_CLIENT_PING_TIMEOUT = env.float("MCP_CLIENT_PING_TIMEOUT", default=15.0)
 # per connection (past it, the tool's request fails at once).
 MCP_CLIENT_REQUEST_TIMEOUT = env.float("MCP_CLIENT_REQUEST_TIMEOUT", default=300.0)
 MCP_CLIENT_REQUESTS_PER_CONNECTION = env.int("MCP_CLIENT_REQUESTS_PER_CONNECTION", default=16)
+# 2026-07-28 input-required results: how long (seconds) the signed `requestState` of one may
+# be echoed in the client's retry; a person may be answering.
+MCP_INPUT_STATE_TTL = env.int("MCP_INPUT_STATE_TTL", default=900)
 # Access taken away (token revoked or expired, user or tenant deactivated, a tool disabled)
 # reaches open connections at once through the channel layer; every web process also re-checks
 # its connections' callers this often (seconds), catching expiry and lost announcements.
 MCP_ACCESS_CHECK_INTERVAL = env.float("MCP_ACCESS_CHECK_INTERVAL", default=4.0)
+# Who a token is, kept per web process so a request or handshake with a known token costs no
+# query (accounts/token_lookups.py): for this many seconds at most (never past the token's
+# expiry; 0: nothing kept), and for this many tokens at most. Announced access changes drop
+# entries at once; the time bound is what a lost announcement costs, so it may not exceed
+# the re-check interval.
+MCP_TOKEN_CACHE_SECONDS = env.float(
+    "MCP_TOKEN_CACHE_SECONDS", default=min(4.0, MCP_ACCESS_CHECK_INTERVAL)
+)
+MCP_TOKEN_CACHE_ENTRIES = env.int("MCP_TOKEN_CACHE_ENTRIES", default=10_000)
+if not 0 <= MCP_TOKEN_CACHE_SECONDS <= MCP_ACCESS_CHECK_INTERVAL:
+    raise ImproperlyConfigured(
+        "MCP_TOKEN_CACHE_SECONDS must be between 0 and MCP_ACCESS_CHECK_INTERVAL "
+        f"({MCP_ACCESS_CHECK_INTERVAL:g})"
+    )
+if MCP_TOKEN_CACHE_ENTRIES < 0:
+    raise ImproperlyConfigured("MCP_TOKEN_CACHE_ENTRIES must not be negative")
 # Durable tasks: ttl granted when a client asks for none, the most granted, and the polling
 # interval suggested to clients (all milliseconds).
 MCP_TASK_DEFAULT_TTL = env.int("MCP_TASK_DEFAULT_TTL", default=24 * 3600 * 1000)
@@ -376,6 +400,15 @@ MCP_MAX_SUBSCRIPTIONS_PER_SESSION = env.int("MCP_MAX_SUBSCRIPTIONS_PER_SESSION",
 # notifications/resources/updated of one run reach a subscriber at most once per this many
 # seconds (its end at once): a run reporting thousands of items a second costs one a second.
 MCP_RESOURCE_UPDATE_INTERVAL = env.float("MCP_RESOURCE_UPDATE_INTERVAL", default=1.0)
+# subscriptions/listen (2026-07-28): open listens per connection and per user (this process;
+# past either the listen is -32001), URIs (and task ids) one listen may name (past it
+# -32602), and the idle time after which an HTTP listen stream gets a `:` keep-alive comment.
+MCP_LISTENS_PER_CONNECTION = env.int("MCP_LISTENS_PER_CONNECTION", default=16)
+MCP_LISTENS_PER_USER = env.int("MCP_LISTENS_PER_USER", default=64)
+MCP_LISTEN_MAX_ENTRIES = env.int("MCP_LISTEN_MAX_ENTRIES", default=100)
+MCP_LISTEN_KEEPALIVE_SECONDS = env.float("MCP_LISTEN_KEEPALIVE_SECONDS", default=15.0)
+if MCP_LISTEN_KEEPALIVE_SECONDS <= 0:
+    raise ImproperlyConfigured("MCP_LISTEN_KEEPALIVE_SECONDS must be more than 0 (seconds)")
 # --- Tenant isolation (docs/SECURITY.md) ---------------------------------------------------
 # Defaults for every tenant; the admin overrides them per tenant (accounts/limits.py). Counts
 # of connections and message rates are per web process. Benchmarks raise them explicitly.

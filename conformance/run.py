@@ -4,9 +4,12 @@ the conformance tenant for running it by hand (`make conformance-server`).
 A fresh installation each time: a temporary var dir with its own SQLite database, migrated,
 with the conformance tenant (`manage.py conformance_tenant`) served to callers without a token
 (MCP_ANONYMOUS_TENANT), started with the production command (`manage.py serve`). The suite
-(package.json here, installed by `npm ci` into node_modules/, Node 22 included) runs every
-server scenario of the 2025-11-25 revision, pending ones included (`--suite all`); a failure
-not listed in expected-failures.yml (each entry with its reason) fails the run.
+(package.json here, installed by `npm ci` into node_modules/, Node 22 included) runs once per
+revision against that server: @modelcontextprotocol/conformance@0.1.16, every server scenario
+of 2025-11-25 (pending ones included, `--suite all`), then 0.2.0-alpha.12 (the npm alias
+`conformance-2026`), the frozen set 2026-07-28 requires (`--requirements 2026-07-28`, the
+stateless wire). A failure not listed in that revision's expected-failures file (each entry
+with its reason) fails the run.
 """
 
 import argparse
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -29,10 +33,46 @@ from mcp_server.processes import ManagedProcess, free_port, run_checked, scrubbe
 
 HOST = "127.0.0.1"
 TENANT = "conformance"
-SPEC_VERSION = "2025-11-25"
 NODE = HERE / "node_modules" / ".bin" / "node"
-SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-EXPECTED_FAILURES = HERE / "expected-failures.yml"
+PACKAGES = HERE / "node_modules" / "@modelcontextprotocol"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One run of the suite: its package, the scenarios it selects, its expected failures."""
+
+    name: str
+    package: str
+    selection: tuple[str, ...]
+    expected_failures: Path
+
+    @property
+    def suite(self) -> Path:
+        """The suite's entry point."""
+        return PACKAGES / self.package / "dist" / "index.js"
+
+    def selection_for(self, extra: Sequence[str]) -> tuple[str, ...]:
+        """The selection, unless `extra` names one scenario: then that scenario at this
+        revision's wire (a requirement set cannot be combined with --scenario)."""
+        if "--scenario" in extra:
+            return ("--spec-version", self.name)
+        return self.selection
+
+
+REVISIONS = (
+    Revision(
+        "2025-11-25",
+        "conformance",
+        ("--suite", "all", "--spec-version", "2025-11-25"),
+        HERE / "expected-failures.yml",
+    ),
+    Revision(
+        "2026-07-28",
+        "conformance-2026",
+        ("--requirements", "2026-07-28"),
+        HERE / "expected-failures-2026-07-28.yml",
+    ),
+)
 START_TIMEOUT = 60.0
 SETUP_TIMEOUT = 120.0
 # Every scenario together takes well under a minute; a hung one must not hang `make test`.
@@ -74,26 +114,24 @@ def start_server(var_dir: Path, port: int) -> ManagedProcess:
     return server
 
 
-def run_suite(url: str, results: Path, extra: Sequence[str]) -> int:
-    """Run the suite's server scenarios against `url` (results in `results`, emptied first);
-    its exit status."""
+def run_suite(revision: Revision, url: str, results: Path, extra: Sequence[str]) -> int:
+    """Run `revision`'s scenarios against `url` (results in `results`, emptied first); the
+    suite's exit status."""
     shutil.rmtree(results, ignore_errors=True)
     command = [
         str(NODE),
-        str(SUITE),
+        str(revision.suite),
         "server",
         "--url",
         url,
-        "--suite",
-        "all",
-        "--spec-version",
-        SPEC_VERSION,
+        *revision.selection_for(extra),
         "--expected-failures",
-        str(EXPECTED_FAILURES),
+        str(revision.expected_failures),
         "-o",
         str(results),
         *extra,
     ]
+    print(f"conformance: {revision.name} ({revision.package})", flush=True)
     try:
         return subprocess.run(command, cwd=HERE, timeout=SUITE_TIMEOUT, check=False).returncode
     except subprocess.TimeoutExpired:
@@ -114,9 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="serve until stopped (Ctrl-C)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument(
+        "--revision",
+        choices=[revision.name for revision in REVISIONS],
+        action="append",
+        help="run only this revision's suite (repeatable; default: every one)",
+    )
     parser.add_argument("suite_args", nargs="*", help="more suite options, after --")
     args = parser.parse_args(argv)
-    if not args.serve and not (NODE.exists() and SUITE.exists()):
+    revisions = [r for r in REVISIONS if args.revision is None or r.name in args.revision]
+    installed = NODE.exists() and all(revision.suite.exists() for revision in revisions)
+    if not args.serve and not installed:
         print("conformance: the suite is not installed (npm ci in conformance/)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="mcp-conformance-") as var:
@@ -135,7 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with contextlib.suppress(KeyboardInterrupt):
                     server.popen.wait()
                 return 0
-            status = run_suite(url, HERE / "results", args.suite_args)
+            statuses = {
+                revision.name: run_suite(
+                    revision, url, HERE / "results" / revision.name, args.suite_args
+                )
+                for revision in revisions
+            }
+            for name, code in statuses.items():
+                print(f"conformance: {name}: {'passed' if code == 0 else 'FAILED'}")
+            status = max(statuses.values())
             errors = server.error_lines()
             if status != 0 and errors:
                 print("conformance: errors in the server log:", *errors[-20:], sep="\n")

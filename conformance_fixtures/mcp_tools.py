@@ -1,6 +1,6 @@
 """The tools the conformance suite (@modelcontextprotocol/conformance) calls, by the names and
 with the behaviour its server scenarios check (src/scenarios/server/tools.ts and the
-elicitation scenarios of 0.1.16).
+elicitation scenarios of 0.1.16; the 2026-07-28 probes of server-stateless in 0.2.0-alpha.12).
 
 Every one is opt-in: only a tenant naming it in its enabled tools (the one `manage.py
 conformance_tenant` makes) lists or calls it; to every other tenant it does not exist.
@@ -10,8 +10,12 @@ import asyncio
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 
+from accounts.models import Tenant
+from accounts.services import tenant_update
 from mcp_server.protocol.tool_results import (
     audio_content,
     embedded_text_resource,
@@ -90,6 +94,27 @@ async def test_tool_with_progress(ctx: ToolContext) -> str:
             await asyncio.sleep(gap)
         ctx.progress(done, 100, f"Completed step {done} of 100")
     return "Tool with progress executed successfully"
+
+
+@tool(opt_in=True, client_capabilities={"sampling": {}})
+async def test_missing_capability() -> str:
+    """Test tool requiring sampling (a 2026-07-28 request without it gets -32021)."""
+    return "Success"
+
+
+@tool(opt_in=True, client_capabilities={"elicitation": {}})
+async def test_streaming_elicitation(ctx: ToolContext) -> str:
+    """Diagnostic tool validating response progress streams: progress, then the result, and
+    never a request of the server's own on the stream."""
+    ctx.progress(50, 100)
+    return "Streaming complete"
+
+
+@tool(opt_in=True)
+async def test_logging_tool(ctx: ToolContext) -> str:
+    """Diagnostic logging validator tool: logs only for a request that asked for them."""
+    await ctx.log("info", "Diagnostic trace logging activated")
+    return "Logging evaluated"
 
 
 @tool(opt_in=True)
@@ -196,26 +221,50 @@ async def test_elicitation_sep1330_enums(ctx: ToolContext) -> str:
     return _elicited("Elicitation completed", await ctx.elicit(message, schema))
 
 
+# The suite's canonical schema (json-schema-2020-12.ts): SEP-1613's $schema, $defs and
+# additionalProperties, and SEP-2106's $anchor, allOf/anyOf and if/then/else.
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
 
 @tool(opt_in=True, input_schema=JSON_SCHEMA_2020_12)
 async def json_schema_2020_12_tool(
-    name: str | None = None, address: dict[str, Any] | None = None
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
 ) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)."""
-    arguments = {key: value for key, value in (("name", name), ("address", address)) if value}
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)."""
+    given = {
+        "name": name,
+        "address": address,
+        "contactMethod": contactMethod,
+        "phone": phone,
+        "email": email,
+    }
+    arguments = {key: value for key, value in given.items() if value}
     return f"JSON Schema 2020-12 tool called with: {orjson.dumps(arguments).decode()}"
 
 
@@ -229,3 +278,64 @@ async def test_reconnection() -> str:
         "Reconnection test completed successfully. If you received this, the client "
         "properly reconnected after stream closure."
     )
+
+
+# --- 2026-07-28 listen streams (server-stateless: list changes on subscriptions/listen) ------
+# A tenant's lists change when its tool set does (accounts/tool_sets.py), so the triggers
+# change the calling tenant's tool set, as an operator would: the change reaches every listen
+# of the tenant, on every web process, through the tenant update's announcement.
+DYNAMIC_TOOL = "test_dynamic_tool"
+# The tool prompt `test_dynamic_prompt` needs (resources_and_prompts.py).
+DYNAMIC_PROMPT_TOOL = "test_dynamic_prompt_tool"
+
+
+@tool(opt_in=True)
+async def test_dynamic_tool() -> str:
+    """A tool test_trigger_tool_change takes away and gives back."""
+    return "This tool comes and goes."
+
+
+@tool(opt_in=True)
+async def test_dynamic_prompt_tool() -> str:
+    """The tool prompt test_dynamic_prompt needs; test_trigger_prompt_change toggles it."""
+    return "This tool and its prompt come and go."
+
+
+def _toggle_tool(tenant_id: int, name: str) -> None:
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
+        enabled = list(tenant.enabled_tools or [])
+        tenant.enabled_tools = (
+            [n for n in enabled if n != name]
+            if name in enabled
+            else [
+                *enabled,
+                name,
+            ]
+        )
+        tenant_update(tenant=tenant, changed=["enabled_tools"])
+
+
+async def _toggle(ctx: ToolContext, name: str) -> str:
+    principal = ctx.principal
+    if principal.enabled_tools is None:
+        raise ToolError("This tenant's tool set is not a list of tools: nothing to toggle")
+    await sync_to_async(_toggle_tool)(principal.tenant_id, name)
+    return "Mutation triggered"
+
+
+@tool(opt_in=True)
+async def test_trigger_tool_change(ctx: ToolContext) -> str:
+    """Changes the caller's tool list (test_dynamic_tool goes, or comes back)."""
+    return await _toggle(ctx, DYNAMIC_TOOL)
+
+
+@tool(opt_in=True)
+async def test_trigger_prompt_change(ctx: ToolContext) -> str:
+    """Changes the caller's prompt list (test_dynamic_prompt goes, or comes back, with the
+    tool it needs)."""
+    return await _toggle(ctx, DYNAMIC_PROMPT_TOOL)
+
+
+# The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.
+from conformance_fixtures import input_required  # noqa: E402, F401

@@ -1,5 +1,6 @@
 """The resources and prompts the conformance suite reads and gets by name (the resources-*
-and prompts-* scenarios of @modelcontextprotocol/conformance 0.1.16).
+and prompts-* scenarios of @modelcontextprotocol/conformance 0.1.16, and the prompt of
+0.2.0-alpha.12's input-required-result-non-tool-request).
 
 Each is scoped to the fixture tool `test_simple_text`, an opt-in tool: a tenant sees them only
 while it has that tool, which only the conformance tenant has (accounts/tool_sets.py).
@@ -11,14 +12,20 @@ from typing import Any
 import orjson
 
 from accounts.principal import Principal
-from conformance_fixtures.mcp_tools import IMAGE_PNG
+from conformance_fixtures.mcp_tools import DYNAMIC_PROMPT_TOOL, IMAGE_PNG
 from mcp_server.prompts.registry import prompts
+from mcp_server.protocol.input_required import InputRound, elicitation_request
 from mcp_server.protocol.prompts import PromptArgument, user_resource, user_text
 from mcp_server.protocol.resources import blob_contents, text_contents
 from mcp_server.protocol.tool_results import image_content
 from mcp_server.resources.registry import Contents, Scope, resources
 
 FIXTURES = Scope(requires_tool="test_simple_text")
+_CONTEXT = {
+    "type": "object",
+    "properties": {"context": {"type": "string"}},
+    "required": ["context"],
+}
 WATCHED_URI = "test://watched-resource"
 
 
@@ -91,6 +98,18 @@ def _with_resource(principal: Principal, arguments: dict[str, str]) -> list[dict
     return [user_resource(embedded), user_text("Please process the embedded resource above.")]
 
 
+def _with_context(
+    principal: Principal, arguments: dict[str, str], inputs: InputRound | None
+) -> list[dict[str, Any]]:
+    if inputs is None:  # the handshake era: a prompt cannot ask, so it goes without
+        return [user_text("Write with no particular context.")]
+    question = elicitation_request("What context should the prompt use?", _CONTEXT)
+    answer = inputs.take({"user_context": question})["user_context"]
+    content = answer.get("content") if answer.get("action") == "accept" else None
+    context = content.get("context") if isinstance(content, dict) else None
+    return [user_text(f"Write with this context: {context or 'none given'}")]
+
+
 def _with_image(principal: Principal, arguments: dict[str, str]) -> list[dict[str, Any]]:
     image = {"role": "user", "content": image_content(IMAGE_PNG, "image/png")}
     return [image, user_text("Please analyze the image above.")]
@@ -128,4 +147,25 @@ prompts.add(
     description="A prompt that includes image content",
     render=_with_image,
     scope=FIXTURES,
+)
+prompts.add(
+    "test_input_required_result_prompt",
+    title="Prompt That Asks",
+    description="A prompt that asks the user for its context first (input-required, SEP-2322)",
+    render=_with_context,
+    scope=FIXTURES,
+    asks_input=True,
+)
+
+
+def _dynamic(principal: Principal, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    return [user_text("This prompt comes and goes with test_dynamic_prompt_tool.")]
+
+
+prompts.add(
+    "test_dynamic_prompt",
+    title="Dynamic Prompt",
+    description="A prompt test_trigger_prompt_change takes away and gives back",
+    render=_dynamic,
+    scope=Scope(requires_tool=DYNAMIC_PROMPT_TOOL),
 )

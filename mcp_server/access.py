@@ -22,7 +22,13 @@ from accounts.access_changes import (
     tenant_changed,
 )
 from accounts.limits import TenantLimits
-from accounts.selectors import INACTIVE_ACCOUNT, INVALID_TOKEN, REVOKED_TOKEN, AuthFailure
+from accounts.selectors import (
+    INACTIVE_ACCOUNT,
+    INVALID_TOKEN,
+    NO_TENANT,
+    REVOKED_TOKEN,
+    AuthFailure,
+)
 from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, TenantChanged
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.operations.store import tasks_cancel_revoked
@@ -34,6 +40,7 @@ REVOCATION_FAILURES: dict[RevokedBy, AuthFailure] = {
     RevokedBy.TOKEN: REVOKED_TOKEN,
     RevokedBy.TOKEN_DELETED: INVALID_TOKEN,
     RevokedBy.USER: INACTIVE_ACCOUNT,
+    RevokedBy.MEMBERSHIP: NO_TENANT,
     RevokedBy.TENANT: INACTIVE_ACCOUNT,
 }
 # The Principal attribute (and Operation column) each kind of revocation matches.
@@ -41,6 +48,7 @@ REVOCATION_FIELDS: dict[RevokedBy, str] = {
     RevokedBy.TOKEN: "token_id",
     RevokedBy.TOKEN_DELETED: "token_id",
     RevokedBy.USER: "user_id",
+    RevokedBy.MEMBERSHIP: "user_id",
     RevokedBy.TENANT: "tenant_id",
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import RequestId
+from mcp_server.protocol.input_required import declares
 from mcp_server.protocol.messages import Response, notification_message, request_message
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class ClientRequestError(Exception):
 
 
 class ClientCapabilityMissing(ClientRequestError):
-    """The client did not declare, in initialize, the capability the request needs."""
+    """The client did not declare the capability the request needs."""
 
 
 class ClientRequestFailed(ClientRequestError):
@@ -62,14 +63,8 @@ class ClientRequests:
         return len(self._pending)
 
     def supports(self, capability: str, mode: str | None = None) -> bool:
-        """Whether the client declared `capability` (and, when given, its sub-mode `mode`; an
-        empty declaration means the capability's default mode only)."""
-        declared = self.capabilities.get(capability)
-        if not isinstance(declared, dict):
-            return False
-        if mode is None:
-            return True
-        return mode in declared if declared else mode == "form"
+        """Whether the client declared `capability` (and, when given, its sub-mode `mode`)."""
+        return declares(self.capabilities, capability, mode)
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send `method` to the client and return its result; ClientRequestError when the

@@ -79,6 +79,7 @@ class McpConsumer(ListenOnDemandConsumer):
             close_transport=self._close_with,
             listen=self.listen,
             message_allowance=self.message_allowance,
+            listen_counts=runtime.listens,
         )
         # The server enforces the bound where the bytes pile up (without the extension, e.g.
         # under daphne for runserver, nothing bounds them).

@@ -88,7 +88,10 @@ class LocalExecutor(Executor):
         """Run the call here, its progress and logs going straight to the connection, which
         the tool may also ask for input or a completion."""
         return await self.runner.call(
-            call, send=site.send, events=site, client=site.client_requests
+            call,
+            send=site.send,
+            events=site.events_for(call),
+            client=site.client_requests if call.asks_client else None,
         )
 
     async def start_task(self, request: CallRequest, *, listener: str) -> None:
@@ -107,7 +110,7 @@ class ClusteredExecutor(Executor):
         (the client cancelled or left) stops the work wherever it runs."""
         key = new_operation_id()
         request = dataclasses.replace(call, operation_id=key, queued_at=timezone.now())
-        attachment = site.attach(key, call.progress_token, None)
+        attachment = site.attach(key, call.progress_token, None, log_rank=call.log_rank)
         try:
             await self.start_task(request, listener=site.connection_id)
             finished = await attachment.outcome

@@ -26,6 +26,11 @@ class ServerIdentity:
     resources_page_size: int = 50
     prompts_page_size: int = 50
     max_subscriptions: int = 100
+    cache_ttl_ms: int = 60_000
+    listens_per_connection: int = 16
+    listens_per_user: int = 64
+    listen_max_entries: int = 100
+    listen_keepalive_seconds: float = 15.0
 
 
 def identity_from_settings() -> ServerIdentity:
@@ -50,4 +55,9 @@ def identity_from_settings() -> ServerIdentity:
         resources_page_size=settings.MCP_RESOURCES_PAGE_SIZE,
         prompts_page_size=settings.MCP_PROMPTS_PAGE_SIZE,
         max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS_PER_SESSION,
+        cache_ttl_ms=settings.MCP_CACHE_TTL_MS,
+        listens_per_connection=settings.MCP_LISTENS_PER_CONNECTION,
+        listens_per_user=settings.MCP_LISTENS_PER_USER,
+        listen_max_entries=settings.MCP_LISTEN_MAX_ENTRIES,
+        listen_keepalive_seconds=settings.MCP_LISTEN_KEEPALIVE_SECONDS,
     )

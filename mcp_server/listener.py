@@ -27,7 +27,9 @@ from mcp_server.owned_tasks import TaskOwner
 from mcp_server.protocol import methods
 from mcp_server.protocol.messages import notification_message
 from mcp_server.protocol.tasks import RELATED_TASK
+from mcp_server.runtime.context import CallEvents
 from mcp_server.runtime.progress import ProgressReport, progress_frame
+from mcp_server.runtime.runner import CallRequest
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
@@ -41,9 +43,15 @@ class Log(Protocol):
     """Sends a `notifications/message` when the client's level lets it through."""
 
     async def __call__(
-        self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
+        self,
+        level: str,
+        data: Any,
+        logger_name: str | None,
+        task_id: str | None = None,
+        rank: int | None = None,
     ) -> None:
-        """Send one log message (naming the task it comes from, if any)."""
+        """Send one log message (naming the task it comes from, if any) when `level` passes
+        `rank`, its own request's threshold (None: the connection's level)."""
 
 
 class Detach(Protocol):
@@ -63,6 +71,8 @@ class Attachment:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     high_water: float = -math.inf
+    # The log threshold of the request waiting for it (None: the connection's level).
+    log_rank: int | None = None
 
 
 class ConnectionListener:
@@ -98,19 +108,34 @@ class ConnectionListener:
         """A log message of a call running inline for this connection (CallEvents)."""
         await self._log(level, data, logger_name)
 
+    def events_for(self, call: CallRequest) -> CallEvents:
+        """Where the logs of `call`, run inline here, go: this connection at its level, or
+        (a 2026-07-28 request) at the threshold the request itself asked for."""
+        if call.log_rank is None:
+            return self
+        return RequestLogs(self._log, call.log_rank)
+
     @property
     def task_ids(self) -> list[UUID]:
         """The tasks this connection listens to."""
         return [key for key, attachment in self._attached.items() if attachment.task is not None]
 
-    def attach(self, key: UUID, token: str | int | None, task: TaskView | None) -> Attachment:
-        """Listen to operation `key`: progress with `token`, status changes of `task`."""
+    def attach(
+        self,
+        key: UUID,
+        token: str | int | None,
+        task: TaskView | None,
+        *,
+        log_rank: int | None = None,
+    ) -> Attachment:
+        """Listen to operation `key`: progress with `token`, status changes of `task`, logs
+        past `log_rank` (None: the connection's level)."""
         # Events for it arrive on the connection's channel: read it from now on.
         if self._listen is not None:
             self._listen()
         attachment = self._attached.get(key)
         if attachment is None:
-            attachment = Attachment(token=token, task=task)
+            attachment = Attachment(token=token, task=task, log_rank=log_rank)
             self._attached[key] = attachment
             if self._liveness is not None:
                 self._liveness.watch(key, self)
@@ -152,7 +177,7 @@ class ConnectionListener:
             report = ProgressReport(event.progress, event.total, event.message)
             await self._progress(attachment, report)
         elif isinstance(event, OperationLog):
-            await self._log(event.level, event.data, event.logger, task_id)
+            await self._log(event.level, event.data, event.logger, task_id, attachment.log_rank)
         elif isinstance(event, OperationFinished) and not attachment.outcome.done():
             if event.progress:
                 await self._progress(attachment, ProgressReport(event.progress, event.total, None))
@@ -177,3 +202,17 @@ class ConnectionListener:
         if attachment.task is not None:
             meta = {RELATED_TASK: {"taskId": attachment.task.task_id}}
         await self.send(progress_frame(attachment.token, report, meta))
+
+
+class RequestLogs:
+    """The logs of one call whose request set its own threshold (CallEvents)."""
+
+    __slots__ = ("_log", "_rank")
+
+    def __init__(self, log: Log, rank: int) -> None:
+        self._log = log
+        self._rank = rank
+
+    async def log(self, level: str, data: Any, logger_name: str | None) -> None:
+        """Send a log message of the call when it passes the request's threshold."""
+        await self._log(level, data, logger_name, None, self._rank)

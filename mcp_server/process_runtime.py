@@ -21,6 +21,7 @@ from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
 from mcp_server.cluster.run_updates import RunUpdates
 from mcp_server.executors import Executor, LocalExecutor, PlacedExecutor
 from mcp_server.identity import ServerIdentity, identity_from_settings
+from mcp_server.listens import ListenCounts
 from mcp_server.operations.store import OperationStore
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.placement import overrides_from_settings
@@ -31,8 +32,8 @@ from mcp_server.tools.registry import Placement
 
 @dataclass(eq=False)
 class ProcessRuntime:
-    """The runner, history writer, bus, liveness, connections, executor and resource updates
-    of one process."""
+    """The runner, history writer, bus, liveness, connections, executor, resource updates
+    and listen counts of one process."""
 
     identity: ServerIdentity
     runner: OperationRunner
@@ -42,6 +43,8 @@ class ProcessRuntime:
     executor: Executor
     web: bool
     run_updates: RunUpdates
+    # Open subscriptions/listen per user, across this process's connections.
+    listens: ListenCounts = field(default_factory=ListenCounts)
     _loops: TaskOwner = field(default_factory=TaskOwner, init=False)
     _started: bool = field(default=False, init=False)
 

@@ -8,12 +8,14 @@ from typing import Any
 
 from accounts.principal import Principal
 from mcp_server.identity import ServerIdentity
+from mcp_server.input_state import StateBinding, input_round
 from mcp_server.protocol.errors import invalid_params
+from mcp_server.protocol.input_required import InputRequired, InputRound
 from mcp_server.protocol.messages import Request
 from mcp_server.protocol.pagination import decode_key_cursor, encode_key_cursor, paginate
 from mcp_server.protocol.resources import read_result, resource_not_found, resource_uri_param
 from mcp_server.resources.listing import resource_page
-from mcp_server.resources.registry import Contents, ResourceNotFound, ResourceRegistry
+from mcp_server.resources.registry import Contents, Found, ResourceNotFound, ResourceRegistry
 from mcp_server.resources.runs import run_after
 from mcp_server.session_caller import SessionCaller
 
@@ -75,21 +77,54 @@ class ResourceRequests:
         return result
 
     async def read(self, request: Request) -> dict[str, Any]:
-        """resources/read: the resource's contents (-32002 when the caller has no such URI)."""
+        """resources/read: the resource's contents (resource_not_found when the caller has no
+        such URI); on a 2026-07-28 request a resource that asks for input may answer with an
+        input-required result."""
         uri = resource_uri_param(request.params)
-        return read_result(await self.contents(uri))
-
-    async def contents(self, uri: str) -> Contents:
-        """What reading `uri` gives this caller (-32002 when there is no such resource)."""
+        modern = request.meta is not None
         principal = self.caller.principal()
+        found = self._found(principal, uri, modern)
+        inputs = None
+        if found.asks_input and request.meta is not None:
+            binding = StateBinding.of(principal, "resource", uri, {})
+            capabilities = request.meta.client_capabilities
+            inputs = input_round(request.params, binding=binding, capabilities=capabilities)
+        try:
+            contents = await self._read(found, principal, uri, modern=modern, inputs=inputs)
+        except InputRequired as asked:
+            if inputs is None:
+                raise
+            return inputs.result(asked)
+        return read_result(contents)
+
+    async def contents(self, uri: str, *, modern: bool = False) -> Contents:
+        """What reading `uri` gives this caller (resource_not_found, in the era of the request
+        asking, `modern` or not, when there is no such resource)."""
+        principal = self.caller.principal()
+        found = self._found(principal, uri, modern)
+        return await self._read(found, principal, uri, modern=modern, inputs=None)
+
+    def _found(self, principal: Principal, uri: str, modern: bool) -> Found:
         found = self.registry.find(principal, uri)
         if found is None:
-            raise resource_not_found(uri)
+            raise resource_not_found(uri, modern=modern)
+        return found
+
+    async def _read(
+        self,
+        found: Found,
+        principal: Principal,
+        uri: str,
+        *,
+        modern: bool,
+        inputs: InputRound | None,
+    ) -> Contents:
+        reader: dict[str, Any] = {"principal": principal, "uri": uri, **found.variables}
+        if found.asks_input:
+            reader["inputs"] = inputs
         await self.caller.settle()
         try:
-            contents: Contents = await self.caller.db(found.read)(
-                principal=principal, uri=uri, **found.variables
-            )
+            contents: Contents = await self.caller.db(found.read)(**reader)
         except ResourceNotFound:
-            raise resource_not_found(uri) from None
+            raise resource_not_found(uri, modern=modern) from None
         return contents

@@ -33,6 +33,7 @@ from mcp_server.cluster.messages import (
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
+from mcp_server.listens import ListenCounts, Listens
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.owned_tasks import TaskOwner
 from mcp_server.prompt_requests import PromptRequests
@@ -56,6 +57,12 @@ from mcp_server.protocol.messages import (
     notification_message,
     parse_message,
     result_message,
+)
+from mcp_server.protocol.modern import (
+    discover_result,
+    finish_result,
+    read_request_meta,
+    server_info,
 )
 from mcp_server.protocol.pagination import paginate
 from mcp_server.protocol.tasks import RELATED_TASK
@@ -94,6 +101,17 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "resources": {"subscribe": True, "listChanged": True},
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
+# What a 2026-07-28 client learns from server/discover. List changes and resource updates
+# reach a modern client only through subscriptions/listen (listens.py).
+MODERN_CAPABILITIES: dict[str, Any] = {
+    "logging": {},
+    "completions": {},
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+}
+# How long a shutdown waits for its listens' closing responses to go out.
+_LISTEN_GOODBYE_SECONDS = 1.0
 # Requests cancelled per turn of the event loop when a connection closes: thousands cancelled
 # at once would all end in one turn and hold up every other connection meanwhile.
 _CANCEL_BATCH = 64
@@ -134,8 +152,12 @@ class McpSession:
     )
 
     _REQUEST_HANDLERS: ClassVar[dict[str, Handler]] = {}
+    # The methods of a 2026-07-28 request (no handshake, ping, setLevel or subscribe).
+    _MODERN_HANDLERS: ClassVar[dict[str, Handler]] = {}
     # Requests that run as their own task so the connection stays responsive meanwhile.
-    _SPAWNED: ClassVar[frozenset[str]] = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+    _SPAWNED: ClassVar[frozenset[str]] = frozenset(
+        {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+    )
 
     def __init__(
         self,
@@ -151,6 +173,8 @@ class McpSession:
         close_transport: CloseTransport | None = None,
         listen: Callable[[], None] | None = None,
         message_allowance: MessageAllowance | None = None,
+        listen_counts: ListenCounts | None = None,
+        watch_resources: bool = True,
     ) -> None:
         self.principal = principal
         # The transport's message buckets (None: no rate limit), retuned when limits change.
@@ -185,6 +209,8 @@ class McpSession:
             send=send,
             liveness=liveness,
             listen=listen,
+            watch_resources=watch_resources,
+            listen_counts=listen_counts,
         )
         self._spawned = SpawnedRequests(owner=self._tasks, admission=admission)
         self._pings = ClientPings(interval=identity.ping_interval, timeout=identity.ping_timeout)
@@ -244,6 +270,12 @@ class McpSession:
     def subscriptions(self) -> ResourceSubscriptions:
         """Resource subscriptions."""
         return self.features.subscriptions
+
+    @property
+    def listens(self) -> Listens:
+        """subscriptions/listen requests (made on first use: `features.open_listens` counts
+        them without making them)."""
+        return self.features.listens
 
     @property
     def log_level(self) -> str:
@@ -317,6 +349,14 @@ class McpSession:
     async def _handle_request(self, request: Request, *, batched: bool) -> Handled:
         if self.state is SessionState.CLOSED:
             return None
+        try:
+            request.meta = read_request_meta(request.params)
+        except JsonRpcError as exc:
+            return error_message(request.id, exc)
+        if request.meta is not None:
+            # 2026-07-28: the request describes itself; whatever this connection did before
+            # (an initialize, or nothing) does not matter.
+            return await self._dispatch(request, self._MODERN_HANDLERS, batched=batched)
         if self.state is SessionState.AWAITING_INITIALIZE and request.method not in (
             methods.INITIALIZE,
             methods.PING,
@@ -325,7 +365,12 @@ class McpSession:
                 request.id,
                 JsonRpcError(INVALID_REQUEST, "Session not initialized: send initialize first"),
             )
-        handler = self._REQUEST_HANDLERS.get(request.method)
+        return await self._dispatch(request, self._REQUEST_HANDLERS, batched=batched)
+
+    async def _dispatch(
+        self, request: Request, handlers: dict[str, Handler], *, batched: bool
+    ) -> Handled:
+        handler = handlers.get(request.method)
         if handler is None:
             return error_message(request.id, method_not_found(request.method))
         if request.method in self._SPAWNED:
@@ -337,7 +382,12 @@ class McpSession:
         run = self._run_spawned(request, handler, batched=batched)
         try:
             return self._spawned.start(
-                request.id, run, key=self._slot_key, limits=self.principal.limits
+                request.id,
+                run,
+                key=self._slot_key,
+                limits=self.principal.limits,
+                # A listen is bounded as a listen (listens.py), not as work in flight.
+                counted=request.method != methods.SUBSCRIPTIONS_LISTEN,
             )
         except JsonRpcError as refusal:
             if refusal.code == LIMIT_EXCEEDED:
@@ -369,7 +419,15 @@ class McpSession:
         scope = log_context.enter_request(request)
         outcome = "cancelled"
         try:
-            reply = result_message(request.id, await handler(self, request))
+            result = await handler(self, request)
+            if request.meta is not None:
+                result = finish_result(
+                    request.method,
+                    result,
+                    server=self._server_info,
+                    ttl_ms=self.identity.cache_ttl_ms,
+                )
+            reply = result_message(request.id, result)
             outcome = "ok"
         except JsonRpcError as exc:
             reply, outcome = error_message(request.id, exc), "error"
@@ -438,13 +496,23 @@ class McpSession:
         return self.principal.user_id
 
     async def keep_alive(self, now: float) -> None:
-        """Ping the client when it has been idle; close the connection when it stays silent."""
-        if self.state is not SessionState.CLOSED:
+        """Ping the client when it has been idle; close the connection when it stays silent.
+
+        Only a client that initialized is pinged: 2026-07-28 has no ping, and a server of it
+        sends no requests, so a connection carrying only its requests is left to the
+        transport's own liveness (WebSocket pings)."""
+        if self.state is SessionState.READY:
             await self._pings.check(now, send=self._send, close=self._close_transport)
 
     async def going_away(self) -> None:
-        """The server is shutting down: say so, then stop this connection's work."""
-        if self.state is not SessionState.CLOSED:
+        """The server is shutting down: say so (to a client that initialized, a notice; a
+        2026-07-28 one gets no unrequested log, but each of its listens its closing
+        response), then stop this connection's work."""
+        ended = self.features.end_listens()
+        ending = [self._spawned.task(i) for i in ended if i in self._spawned]
+        if ending:
+            await asyncio.wait(ending, timeout=_LISTEN_GOODBYE_SECONDS)
+        if self.state is SessionState.READY:
             here = self.executor.running_here(self.listener.task_ids)
             notice = shutdown_notice(
                 tasks_keep_running=self.executor.tasks_outlive_process,
@@ -496,9 +564,11 @@ class McpSession:
             ),
         }
         self.catalog = catalog
+        differing = [method for method, differs in changed.items() if differs]
         if self.state is SessionState.READY:
-            for method in (method for method, differs in changed.items() if differs):
+            for method in differing:
                 await self._send(notification_message(method, {}))
+        await self.features.list_changed(differing)
 
     def running_request(self, request_id: Any) -> "asyncio.Task[Reply] | None":
         """The task running spawned request `request_id`, if it runs (a transport that must
@@ -509,6 +579,12 @@ class McpSession:
     def in_flight(self) -> int:
         """How many spawned requests are running."""
         return len(self._spawned)
+
+    @property
+    def _server_info(self) -> dict[str, str]:
+        """How a modern result names this server."""
+        identity = self.identity
+        return server_info(name=identity.name, title=identity.title, version=identity.version)
 
     @property
     def _slot_key(self) -> SlotKey:
@@ -538,11 +614,22 @@ class McpSession:
             await self.features.run_updated(update)
 
     async def log(
-        self, level: str, data: Any, logger_name: str | None, task_id: str | None = None
+        self,
+        level: str,
+        data: Any,
+        logger_name: str | None,
+        task_id: str | None = None,
+        rank: int | None = None,
     ) -> None:
-        """Send `notifications/message` when `level` passes the client's logging level (naming
-        the task it comes from, if any)."""
-        if level_rank(level) < self._log_rank or self.state is SessionState.CLOSED:
+        """Send `notifications/message` when `level` passes the client's logging level, or
+        `rank`, the threshold of the request it belongs to (naming the task it comes from, if
+        any)."""
+        if rank is None and self.state is not SessionState.READY:
+            # A connection-level message (a broadcast): only for a client that initialized;
+            # 2026-07-28 sends logs only to the requests that ask for them.
+            return
+        threshold = self._log_rank if rank is None else rank
+        if level_rank(level) < threshold or self.state is SessionState.CLOSED:
             return
         params: dict[str, Any] = {"level": level, "data": data}
         if logger_name:
@@ -572,6 +659,9 @@ class McpSession:
     async def _ping(self, request: Request) -> dict[str, Any]:
         return {}
 
+    async def _discover(self, request: Request) -> dict[str, Any]:
+        return discover_result(MODERN_CAPABILITIES, self.identity.instructions)
+
     async def _tools_list(self, request: Request) -> dict[str, Any]:
         tools = self.catalog.tools
         start, end, next_cursor = paginate(
@@ -590,6 +680,7 @@ class McpSession:
             catalog=self.catalog,
             identity=self.identity,
             connection_id=self.connection_id,
+            meta=request.meta,
         )
         if ttl is not None:
             return await self.tasks.start(call, ttl)
@@ -622,4 +713,24 @@ McpSession._REQUEST_HANDLERS.update(
         methods.RESOURCES_UNSUBSCRIBE: lambda s, request: s.subscriptions.unsubscribe(request),
         methods.COMPLETION_COMPLETE: lambda session, request: session.completion.complete(request),
     }
+)
+
+McpSession._MODERN_HANDLERS.update(
+    {
+        method: McpSession._REQUEST_HANDLERS[method]
+        for method in (
+            methods.TOOLS_LIST,
+            methods.TOOLS_CALL,
+            methods.RESOURCES_LIST,
+            methods.RESOURCES_TEMPLATES_LIST,
+            methods.RESOURCES_READ,
+            methods.PROMPTS_LIST,
+            methods.PROMPTS_GET,
+            methods.COMPLETION_COMPLETE,
+        )
+    }
+)
+McpSession._MODERN_HANDLERS[methods.SERVER_DISCOVER] = McpSession._discover
+McpSession._MODERN_HANDLERS[methods.SUBSCRIPTIONS_LISTEN] = lambda session, request: (
+    session.features.listens.listen(request, session.principal.user_id)
 )

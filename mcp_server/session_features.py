@@ -1,12 +1,12 @@
-"""The parts of a session for tasks, resources, prompts, completion and subscriptions, each
-made on its first use.
+"""The parts of a session for tasks, resources, prompts, completion, subscriptions and
+listens, each made on its first use.
 
 Most connections never use most of them, and a reconnect storm pays for every object a
 handshake makes (and for the garbage collections they bring on): the session holds this one
 object instead of six, and a part exists once a request needs it.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from accounts.principal import Principal
@@ -14,8 +14,10 @@ from mcp_server.cluster.messages import RunUpdated
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
+from mcp_server.listens import ListenCounts, Listens
 from mcp_server.prompt_requests import PromptRequests
 from mcp_server.prompts.registry import prompts
+from mcp_server.protocol.errors import RequestId
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.resources.registry import resources
@@ -38,15 +40,19 @@ class SessionFeatures:
         "_executor",
         "_identity",
         "_listen",
+        "_listen_counts",
         "_listener",
+        "_listens",
         "_liveness",
         "_principal",
         "_prompts",
+        "_recorded_uris",
         "_resources",
         "_send",
         "_slot_key",
         "_subscriptions",
         "_tasks",
+        "_watch_resources",
     )
 
     def __init__(
@@ -61,6 +67,8 @@ class SessionFeatures:
         send: Callable[[Any], Awaitable[None]],
         liveness: "Liveness | None",
         listen: Callable[[], None] | None,
+        watch_resources: bool = True,
+        listen_counts: ListenCounts | None = None,
     ) -> None:
         self._principal, self._slot_key = principal, slot_key
         self._identity, self._executor, self._listener = identity, executor, listener
@@ -72,6 +80,10 @@ class SessionFeatures:
         self._prompts: PromptRequests | None = None
         self._completion: CompletionRequests | None = None
         self._subscriptions: ResourceSubscriptions | None = None
+        self._recorded_uris: tuple[str, ...] = ()
+        self._watch_resources = watch_resources
+        self._listen_counts = listen_counts
+        self._listens: Listens | None = None
 
     @property
     def tasks(self) -> TaskRequests:
@@ -137,8 +149,53 @@ class SessionFeatures:
                 limit=self._identity.max_subscriptions,
                 liveness=self._liveness,
                 listen=self._listen,
+                deliver=self._watch_resources,
             )
+            self._subscriptions.restore(self._recorded_uris)
         return self._subscriptions
+
+    def restore_subscriptions(self, uris: Sequence[str]) -> None:
+        """The session's subscribed URIs as its record holds them (Streamable HTTP), taken up
+        when the subscriptions are first used."""
+        self._recorded_uris = tuple(uris)
+        if self._subscriptions is not None:
+            self._subscriptions.restore(uris)
+
+    @property
+    def subscribed_uris(self) -> list[str] | None:
+        """The session's own subscribed URIs; None when it never used its subscriptions (so
+        it changed none)."""
+        return self._subscriptions.uris if self._subscriptions is not None else None
+
+    @property
+    def listens(self) -> Listens:
+        """subscriptions/listen requests."""
+        if self._listens is None:
+            identity = self._identity
+            counts = self._listen_counts if self._listen_counts is not None else ListenCounts()
+            self._listens = Listens(
+                send=self._send,
+                subscriptions=self.subscriptions,
+                counts=counts,
+                per_connection=identity.listens_per_connection,
+                per_user=identity.listens_per_user,
+                max_entries=identity.listen_max_entries,
+            )
+        return self._listens
+
+    @property
+    def open_listens(self) -> int:
+        """How many listens are open (none made: none)."""
+        return len(self._listens) if self._listens is not None else 0
+
+    async def list_changed(self, changed: list[str]) -> None:
+        """These lists changed: the listens that asked hear of it."""
+        if self._listens is not None:
+            await self._listens.list_changed(changed)
+
+    def end_listens(self) -> list[RequestId]:
+        """End every listen gracefully; their request ids."""
+        return self._listens.end_all() if self._listens is not None else []
 
     async def run_updated(self, update: RunUpdated) -> None:
         """A run the session subscribed to changed (none: nothing subscribed)."""

@@ -55,15 +55,17 @@ class SpawnedRequests:
         *,
         key: SlotKey,
         limits: TenantLimits,
+        counted: bool = True,
     ) -> "asyncio.Task[Reply]":
         """Run `run` as request `request_id`'s task; JsonRpcError (and `run` never started)
-        when that id is already in flight or a bound is reached."""
+        when that id is already in flight or a bound is reached (`counted` False: a request
+        with bounds of its own, e.g. a listen, not counted as in flight)."""
         refusal: JsonRpcError | None = None
         if request_id in self._running:
             refusal = JsonRpcError(
                 INVALID_REQUEST, f"Request id {request_id!r} is already in flight"
             )
-        else:
+        elif counted:
             try:
                 self.admission.admit(key, limits)
             except InFlightLimitReached as exc:
@@ -73,11 +75,14 @@ class SpawnedRequests:
             raise refusal
         task = self._owner.spawn(run)
         self._running[request_id] = task
-        task.add_done_callback(functools.partial(self._ended, request_id, key))
+        task.add_done_callback(functools.partial(self._ended, request_id, key, counted))
         return task
 
-    def _ended(self, request_id: RequestId, key: SlotKey, task: "asyncio.Task[Reply]") -> None:
-        self.admission.release(key)
+    def _ended(
+        self, request_id: RequestId, key: SlotKey, counted: bool, task: "asyncio.Task[Reply]"
+    ) -> None:
+        if counted:
+            self.admission.release(key)
         self._by_client.discard(request_id)
         if self._running.get(request_id) is task:
             del self._running[request_id]

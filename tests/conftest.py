@@ -126,6 +126,16 @@ def _fresh_failed_auth_throttle() -> Iterator[None]:
     failed_auth_throttle().clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_token_cache() -> Iterator[None]:
+    """Token lookups are cached for the whole process: per test here."""
+    from accounts.token_lookups import token_cache
+
+    token_cache().clear()
+    yield
+    token_cache().clear()
+
+
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL

@@ -18,6 +18,7 @@ STATUS_STYLES = {
     "running": "cyan",
     "queued": "blue",
     "interrupted": "magenta",
+    "input_required": "blue",  # a 2026-07-28 call that ended by asking (its retry is a run too)
 }
 
 

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="STATUS",
         help="only runs with this status: queued, running, succeeded, failed, cancelled, "
-        "interrupted (repeatable)",
+        "interrupted, input_required (repeatable)",
     )
 
     errors = commands.add_parser(

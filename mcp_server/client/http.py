@@ -3,7 +3,8 @@
 `HttpSession` keeps the session id and revision `initialize` gave and sends them on every
 request; a POST's reply is read whole, as JSON or as an SSE stream (httpx-sse parses it),
 or event by event (`stream`, to see progress or to drop the stream early); `listen` opens
-the session's GET stream, or resumes a stream after `Last-Event-ID`.
+the session's GET stream, or resumes a stream after `Last-Event-ID`. `modern` sends a
+2026-07-28 request instead: no session, its `_meta` in the body and mirrored in headers.
 """
 
 import itertools
@@ -16,12 +17,35 @@ import httpx
 import orjson
 from httpx_sse import EventSource, ServerSentEvent
 
-from mcp_server.client.wire import PROTOCOL_VERSION, JsonObject, encode, initialize_params
+from mcp_server.client.wire import (
+    MODERN_VERSION,
+    PROTOCOL_VERSION,
+    JsonObject,
+    encode,
+    initialize_params,
+    request_meta,
+    with_request_meta,
+)
+from mcp_server.protocol.request_headers import NAMED_BY, encode_header_value
 
 ACCEPT_BOTH = "application/json, text/event-stream"
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
+METHOD_HEADER = "Mcp-Method"
+NAME_HEADER = "Mcp-Name"
 TIMEOUT = 30.0
+
+
+def mirrored_headers(
+    method: str, params: JsonObject, protocol_version: str = MODERN_VERSION
+) -> dict[str, str]:
+    """The headers a 2026-07-28 POST mirrors its body in (the binding's rules are the
+    server's own, protocol/request_headers.py: pure, shared)."""
+    headers = {VERSION_HEADER: protocol_version, METHOD_HEADER: method}
+    named = params.get(NAMED_BY.get(method, ""))
+    if isinstance(named, str):
+        headers[NAME_HEADER] = encode_header_value(named)
+    return headers
 
 
 @dataclass
@@ -156,6 +180,54 @@ class HttpSession:
         if response is None:
             raise RuntimeError(f"no response to {method}: HTTP {reply.status} {reply.messages}")
         return response
+
+    def modern_request(
+        self,
+        method: str,
+        params: JsonObject | None = None,
+        *,
+        capabilities: JsonObject | None = None,
+        log_level: str | None = None,
+    ) -> tuple[JsonObject, dict[str, str]]:
+        """A 2026-07-28 request of this client and the headers that mirror it."""
+        meta = request_meta("mcp-http-client", "1", capabilities=capabilities, log_level=log_level)
+        full = with_request_meta(params, meta)
+        message: JsonObject = {
+            "jsonrpc": "2.0",
+            "id": self.next_id(),
+            "method": method,
+            "params": full,
+        }
+        return message, mirrored_headers(method, full)
+
+    async def modern(
+        self,
+        method: str,
+        params: JsonObject | None = None,
+        *,
+        capabilities: JsonObject | None = None,
+        log_level: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        """POST one 2026-07-28 request (`headers` added or replacing) and read the whole
+        reply."""
+        message, mirrored = self.modern_request(
+            method, params, capabilities=capabilities, log_level=log_level
+        )
+        return await self.post(message, **{**mirrored, **(headers or {})})
+
+    @asynccontextmanager
+    async def subscribe(
+        self, notifications: JsonObject, *, capabilities: JsonObject | None = None
+    ) -> AsyncIterator[tuple[int, httpx.Response, AsyncIterator[ServerSentEvent] | None]]:
+        """Open a 2026-07-28 `subscriptions/listen` asking for `notifications`: its id (the
+        subscription id), the response and its events (None: refused, a JSON reply). Leaving
+        the block ends the listen."""
+        message, mirrored = self.modern_request(
+            "subscriptions/listen", {"notifications": notifications}, capabilities=capabilities
+        )
+        async with self.stream_post(message, **mirrored) as (response, events):
+            yield message["id"], response, events
 
     async def notify(self, method: str, params: JsonObject | None = None) -> int:
         """Send a notification; the HTTP status (202 when accepted)."""

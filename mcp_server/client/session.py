@@ -2,7 +2,9 @@
 
 A reader task owns the socket's input. Responses resolve the future of their request id;
 notifications go to a callback; a dropped socket fails every pending request with
-`ConnectionLost`, which is what the reconnecting layer above acts on.
+`ConnectionLost`, which is what the reconnecting layer above acts on. A connection opened
+`modern` speaks 2026-07-28 instead: no initialize, `server/discover` to learn the server, and
+the client's `_meta` (its version, capabilities and name) on every request.
 """
 
 import asyncio
@@ -19,13 +21,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from mcp_server.cli.config import redact_url
 from mcp_server.client.wire import (
+    LOG_LEVEL_KEY,
+    MODERN_VERSION,
     OPEN_TIMEOUT,
     JsonObject,
     RequestId,
     encode,
     initialize_params,
     open_socket,
+    request_meta,
+    with_request_meta,
 )
+from mcp_server.protocol.modern import SERVER_INFO_KEY
 
 CLOSE_TIMEOUT = 2.0
 AUTH_CLOSE_CODES = frozenset({4401, 4403})
@@ -81,10 +88,22 @@ def _close_description(ws: ClientConnection) -> str:
 
 
 class McpConnection:
-    """An initialized MCP session on one WebSocket."""
+    """An initialized MCP session on one WebSocket (or, `modern`, a socket carrying
+    2026-07-28 requests, each describing its client)."""
 
-    def __init__(self, ws: ClientConnection, on_notification: NotificationHandler) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        on_notification: NotificationHandler,
+        *,
+        modern: bool = False,
+        capabilities: JsonObject | None = None,
+    ) -> None:
         self._ws = ws
+        # The `_meta` every 2026-07-28 request carries (None: the handshake era).
+        self._meta = (
+            request_meta("mcp-ws", client_version(), capabilities=capabilities) if modern else None
+        )
         self._on_notification = on_notification
         self._pending: dict[RequestId, asyncio.Future[JsonObject]] = {}
         self._prefix = f"mcp-ws-{secrets.token_hex(4)}"
@@ -94,6 +113,8 @@ class McpConnection:
         self._reader = asyncio.create_task(self._read())
         self.server_info: JsonObject = {}
         self.protocol_version: str | None = None
+        # A modern connection's server/discover result (versions, capabilities, caching).
+        self.discovered: JsonObject = {}
 
     @classmethod
     async def open(
@@ -103,8 +124,11 @@ class McpConnection:
         token: str | None,
         on_notification: NotificationHandler,
         open_timeout: float = OPEN_TIMEOUT,
+        modern: bool = False,
+        capabilities: JsonObject | None = None,
     ) -> "McpConnection":
-        """Connect, authenticate with a bearer header and complete the MCP handshake."""
+        """Connect, authenticate with a bearer header and complete the MCP handshake (or,
+        `modern`, discover the server; `capabilities` go in every request's `_meta`)."""
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await open_socket(
@@ -126,13 +150,14 @@ class McpConnection:
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             detail = str(exc) or type(exc).__name__
             raise ConnectError(f"cannot connect to {redact_url(url)}: {detail}") from None
-        connection = cls(ws, on_notification)
+        connection = cls(ws, on_notification, modern=modern, capabilities=capabilities)
+        first = "server/discover" if modern else "initialize"
         try:
             await asyncio.wait_for(connection._initialize(), open_timeout)
         except TimeoutError:
             await connection.close()
             raise ConnectError(
-                f"{redact_url(url)} did not answer initialize within {open_timeout:g} s"
+                f"{redact_url(url)} did not answer {first} within {open_timeout:g} s"
             ) from None
         except ConnectionLost as exc:
             await connection.close()
@@ -148,10 +173,21 @@ class McpConnection:
         return connection
 
     async def _initialize(self) -> None:
+        if self._meta is not None:
+            found = await self.request("server/discover")
+            self.server_info = dict((found.get("_meta") or {}).get(SERVER_INFO_KEY) or {})
+            self.protocol_version = MODERN_VERSION
+            self.discovered = found
+            return
         result = await self.request("initialize", initialize_params("mcp-ws", client_version()))
         self.server_info = dict(result.get("serverInfo") or {})
         self.protocol_version = result.get("protocolVersion")
         await self.notify("notifications/initialized")
+
+    @property
+    def modern(self) -> bool:
+        """Whether this connection speaks 2026-07-28 (every request carrying its `_meta`)."""
+        return self._meta is not None
 
     def new_request_id(self) -> str:
         """A request id unique to this client process (also usable as a progress token)."""
@@ -172,9 +208,22 @@ class McpConnection:
             raise ConnectionLost(_close_description(self._ws)) from None
 
     async def request(
-        self, method: str, params: JsonObject | None = None, *, request_id: RequestId | None = None
+        self,
+        method: str,
+        params: JsonObject | None = None,
+        *,
+        request_id: RequestId | None = None,
+        log_level: str | None = None,
     ) -> JsonObject:
-        """Send a request and wait for its result; RpcError or ConnectionLost otherwise."""
+        """Send a request and wait for its result; RpcError or ConnectionLost otherwise.
+
+        On a modern connection the request carries the client's `_meta`, asking for its log
+        messages from `log_level` up (none without it)."""
+        if self._meta is not None:
+            meta = self._meta
+            if log_level is not None:
+                meta = {**meta, LOG_LEVEL_KEY: log_level}
+            params = with_request_meta(params, meta)
         request_id = request_id if request_id is not None else self.new_request_id()
         future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future

@@ -8,6 +8,16 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
+# The revision without a handshake (every request carries its client's `_meta`) and its keys:
+# the protocol package's own (pure), so client and server cannot disagree.
+from mcp_server.protocol.modern import (
+    CLIENT_CAPABILITIES_KEY,
+    CLIENT_INFO_KEY,
+    LOG_LEVEL_KEY,
+    MODERN_VERSION,
+    PROTOCOL_VERSION_KEY,
+)
+
 PROTOCOL_VERSION = "2025-11-25"
 SUBPROTOCOL = Subprotocol("mcp")
 OPEN_TIMEOUT = 10.0
@@ -54,6 +64,33 @@ def initialize_params(
         "capabilities": {},
         "clientInfo": {"name": name, "version": version},
     }
+
+
+def request_meta(
+    name: str,
+    version: str,
+    *,
+    protocol_version: str = MODERN_VERSION,
+    capabilities: JsonObject | None = None,
+    log_level: str | None = None,
+) -> JsonObject:
+    """The per-request `_meta` of a 2026-07-28 client called `name` (what `initialize` said
+    once in the handshake era); `log_level` asks for that request's log messages."""
+    meta: JsonObject = {
+        PROTOCOL_VERSION_KEY: protocol_version,
+        CLIENT_CAPABILITIES_KEY: capabilities or {},
+        CLIENT_INFO_KEY: {"name": name, "version": version},
+    }
+    if log_level is not None:
+        meta[LOG_LEVEL_KEY] = log_level
+    return meta
+
+
+def with_request_meta(params: JsonObject | None, meta: JsonObject) -> JsonObject:
+    """`params` with the request `_meta` merged into theirs (a progress token stays)."""
+    merged = dict(params or {})
+    merged["_meta"] = {**(merged.get("_meta") or {}), **meta}
+    return merged
 
 
 def tool_call_params(

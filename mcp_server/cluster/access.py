@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from accounts.limits import TenantLimits
-from accounts.principal import Principal
+from accounts.principal import IDENTIFYING_FIELDS, Principal
 from accounts.selectors import access_states
+from accounts.token_lookups import token_cache
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.rounds import every
@@ -25,8 +26,6 @@ logger = logging.getLogger(__name__)
 
 # A tenant's tool set (enabled, disabled) and limits, as a connection is told of them.
 TenantSettings = tuple[frozenset[str] | None, frozenset[str], TenantLimits]
-# Principal attributes an access.revoked message may match on.
-_MATCHABLE = frozenset({"token_id", "user_id", "tenant_id"})
 
 
 def close_code(status: int) -> int:
@@ -75,15 +74,18 @@ class AccessGuard:
         return [c for c in self._connections() if not c.is_closed]
 
     async def handle(self, message: messages.ClusterMessage) -> None:
-        """Act on an access.revoked or access.tenant_changed message."""
+        """Act on an access.revoked or access.tenant_changed message: forget the callers'
+        cached lookups first, so no new request or handshake gets the old access."""
         if isinstance(message, messages.AccessRevoked):
+            token_cache().forget(message.kind, message.ids)
             await self._revoked(message)
         elif isinstance(message, messages.TenantChanged):
+            token_cache().forget("tenant_id", [message.tenant_id])
             await self._tenant_changed(message)
 
     async def _revoked(self, message: messages.AccessRevoked) -> None:
         field = message.kind
-        if field not in _MATCHABLE:
+        if field not in IDENTIFYING_FIELDS:
             logger.warning("ignored an access.revoked message matching on %r", field)
             return
         wanted = set(message.ids)
@@ -139,6 +141,13 @@ class AccessGuard:
             now = (state.enabled_tools, state.disabled_tools, state.limits)
             if now != (principal.enabled_tools, principal.disabled_tools, principal.limits):
                 changed.append((connection, now))
+        # A change nobody announced: cached lookups of these callers are as stale.
+        if by_failure:
+            token_cache().forget(
+                "user_id", {c.principal.user_id for cs in by_failure.values() for c in cs}
+            )
+        if changed:
+            token_cache().forget("tenant_id", {c.principal.tenant_id for c, _ in changed})
         for (status, reason), closing in by_failure.items():
             await self._close(closing, status, reason)
         if changed:

@@ -62,7 +62,8 @@ ACCESS_MESSAGES = frozenset({ACCESS_REVOKED, TENANT_CHANGED})
 # of its session that another process holds (a cancellation, a response), and a session's end.
 HTTP_SESSION_MESSAGE = "http.session.message"
 HTTP_SESSION_ENDED = "http.session.ended"
-HTTP_MESSAGES = frozenset({HTTP_SESSION_MESSAGE, HTTP_SESSION_ENDED})
+HTTP_SESSION_SUBSCRIBED = "http.session.subscribed"
+HTTP_MESSAGES = frozenset({HTTP_SESSION_MESSAGE, HTTP_SESSION_ENDED, HTTP_SESSION_SUBSCRIBED})
 # To the channel of a process that resumed a Streamable HTTP stream another process writes.
 HTTP_STREAM_EVENT = "http.stream.event"
 # To RUNNERS_GROUP: a connection subscribed to (or unsubscribed from) an operation's resources.
@@ -118,6 +119,8 @@ class OperationStart:
     listener: str | None
     # The W3C trace context the request carried, for the worker's log lines (valid or None).
     traceparent: str | None = None
+    # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
+    inputs: dict[str, Any] | None = None
 
     @classmethod
     def of(
@@ -143,6 +146,7 @@ class OperationStart:
             task_ttl=request.task_ttl,
             listener=listener,
             traceparent=traceparent,
+            inputs=request.inputs.carried() if request.inputs is not None else None,
         )
 
     def encode(self) -> Message:
@@ -161,6 +165,7 @@ class OperationStart:
             "task_ttl": self.task_ttl,
             "listener": self.listener,
             "traceparent": self.traceparent,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -183,6 +188,7 @@ class OperationStart:
             task_ttl=_optional_int(message.get("task_ttl")),
             listener=str(listener) if listener else None,
             traceparent=valid_traceparent(message.get("traceparent")),
+            inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
         )
 
 
@@ -509,6 +515,31 @@ class HttpSessionEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSessionSubscribed:
+    """An HTTP session's resource subscriptions changed (resources/subscribe or unsubscribe
+    on any process): the process holding its GET stream watches `uris` from now on."""
+
+    TYPE: ClassVar[str] = HTTP_SESSION_SUBSCRIBED
+
+    session_id: str
+    uris: tuple[str, ...]
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "session_id": self.session_id, "uris": list(self.uris)}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        session_id, uris = message.get("session_id"), message.get("uris")
+        if not isinstance(session_id, str):
+            raise MalformedMessage(f"{cls.TYPE} needs a session id")
+        if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
+            raise MalformedMessage(f"{cls.TYPE} needs a list of URIs")
+        return cls(session_id=session_id, uris=tuple(uris))
+
+
+@dataclass(frozen=True, slots=True)
 class HttpStreamEvent:
     """One SSE event of a stream, for the process that resumed it (already stored)."""
 
@@ -742,6 +773,7 @@ ClusterMessage = (
     | TenantChanged
     | HttpSessionMessage
     | HttpSessionEnded
+    | HttpSessionSubscribed
     | HttpStreamEvent
     | RunWatch
     | RunUnwatch
@@ -769,6 +801,7 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         TenantChanged,
         HttpSessionMessage,
         HttpSessionEnded,
+        HttpSessionSubscribed,
         HttpStreamEvent,
         RunWatch,
         RunUnwatch,

@@ -19,6 +19,7 @@ from mcp_server.cluster.chunks import ChunkTaker
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.input_state import StateBinding, resumed_round
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.process_runtime import ProcessRuntime
@@ -43,6 +44,10 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
     tool = catalog_for_principal(principal).get(start.tool)
     if tool is None:
         raise UnknownTool(start.tool)
+    inputs = None
+    if start.inputs is not None:
+        binding = StateBinding.of(principal, "tool", tool.name, start.arguments)
+        inputs = resumed_round(start.inputs, binding)
     return CallRequest(
         principal=principal,
         tool=tool,
@@ -54,6 +59,7 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
         queued_at=start.queued_at,
         is_task=start.is_task,
         task_ttl=start.task_ttl,
+        inputs=inputs,
     )
 
 

@@ -12,7 +12,6 @@ after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
 """
 
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from accounts.ws_auth import header
 from mcp_server.admission import ConnectionAdmission, MessageAllowance
 from mcp_server.cluster import messages
 from mcp_server.dependencies import REDIS_ERRORS, REDIS_UNAVAILABLE
+from mcp_server.http_transport import stateless
 from mcp_server.http_transport.events import (
     EventStore,
     MemoryEventStore,
@@ -36,7 +36,7 @@ from mcp_server.http_transport.events import (
     StreamCursor,
     new_stream_name,
 )
-from mcp_server.http_transport.exchange import Exchange, is_response_to, session_for
+from mcp_server.http_transport.exchange import Exchange, is_response_to, new_inbox, session_for
 from mcp_server.http_transport.listen_stream import ListenStream
 from mcp_server.http_transport.local import LocalHttpSessions
 from mcp_server.http_transport.records import (
@@ -52,8 +52,10 @@ from mcp_server.http_transport.streams import StreamWriter, replay
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import INVALID_REQUEST, PARSE_ERROR, JsonRpcError, MessageError
-from mcp_server.protocol.messages import Request, error_message, parse_message
+from mcp_server.protocol.messages import Message, Request, error_message, parse_message
+from mcp_server.protocol.modern import MODERN_VERSION, MODERN_VERSIONS
 from mcp_server.protocol.refusals import rate_limited
+from mcp_server.protocol.request_headers import MirroredHeaders, is_modern_post
 from mcp_server.protocol.versions import SUPPORTED_VERSIONS
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,9 @@ Headers = list[tuple[bytes, bytes]]
 
 SESSION_HEADER = b"mcp-session-id"
 # Requests that may send progress and logs before their response: streamed when accepted.
-STREAMED_METHODS = frozenset({methods.TOOLS_CALL, methods.TASKS_RESULT})
+STREAMED_METHODS = frozenset(
+    {methods.TOOLS_CALL, methods.TASKS_RESULT, methods.SUBSCRIPTIONS_LISTEN}
+)
 # Longest session id looked up (ours are 43 characters).
 MAX_SESSION_ID = 128
 
@@ -220,6 +224,15 @@ class StreamableHttpApp:
         if isinstance(outcome, AuthFailure):
             raise HttpRefusal(outcome.status, outcome.reason, headers=challenge(outcome))
         method = scope["method"]
+        version = header(scope, b"mcp-protocol-version")
+        if method in ("GET", "DELETE") and version in MODERN_VERSIONS:
+            # 2026-07-28 has neither a session stream nor sessions to end (streamable-http.mdx,
+            # "Earlier Streamable HTTP Revisions").
+            raise HttpRefusal(
+                405,
+                f"{method} is not part of {MODERN_VERSION}: POST each request",
+                headers=[(b"allow", b"POST")],
+            )
         if method == "POST":
             await self._post(scope, receive, send, runtime, outcome)
         elif method == "GET":
@@ -283,27 +296,30 @@ class StreamableHttpApp:
             raise HttpRefusal(400, exc.message, code=exc.code) from None
         allowance = MessageAllowance(self.admission, principal)
         over = allowance.take()
+        version_header = header(scope, b"mcp-protocol-version")
+        params = message.params if isinstance(message, Request) else None
+        if is_modern_post(version_header, params):
+            self._refuse_if_over(over)
+            await self._post_modern(
+                scope, receive, send, runtime, principal, payload, message, allowance
+            )
+            return
         is_initialize = isinstance(message, Request) and message.method == methods.INITIALIZE
         if is_initialize and header(scope, SESSION_HEADER):
             raise HttpRefusal(400, "initialize starts a new session: send it without a session id")
         record = None if is_initialize else await self._record(scope, principal)
-        if over is not None:
-            error = rate_limited(over.limit, over.retry_after_ms)
-            retry = b"%d" % max(1, over.retry_after_ms // 1000)
-            headers = [(b"retry-after", retry)]
-            raise HttpRefusal(429, error.message, code=error.code, headers=headers)
+        self._refuse_if_over(over)
         if not isinstance(message, Request):
             assert record is not None
             await self.local.deliver(record.session_id, payload, runtime.bus.layer)
             await respond(send, 202)
             return
         layer = runtime.bus.layer
-        channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
         exchange = Exchange(
             runtime=runtime,
             principal=principal,
             record=record,
-            channel=channel,
+            inbox=await new_inbox(runtime),
             allowance=allowance,
         )
         if record is None:
@@ -316,12 +332,88 @@ class StreamableHttpApp:
                 await self._answer_streamed(exchange, payload, record, send, receive, layer)
             else:
                 await self._answer_json(exchange, payload, send)
-            if exchange.session.log_level != record.log_level:
-                record.log_level = exchange.session.log_level
-                await self.sessions.save(record)
+            await self._record_changes(record, exchange, layer)
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
+            await exchange.close()
+
+    async def _record_changes(
+        self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
+    ) -> None:
+        """Keep what the request changed of the session (logging level, subscriptions) in its
+        record; a change of subscriptions also goes to the session's GET stream, wherever."""
+        session = exchange.session
+        uris = session.features.subscribed_uris  # None: the request subscribed to nothing
+        if uris is None or uris == record.resource_subscriptions:
+            if session.log_level != record.log_level:
+                record.log_level = session.log_level
+                await self.sessions.save(record)
+            return
+        record.log_level, record.resource_subscriptions = session.log_level, uris
+        await self.sessions.save(record)
+        await self.local.subscriptions_changed(record.session_id, uris, layer)
+
+    @staticmethod
+    def _refuse_if_over(over: Any) -> None:
+        """429 when the POST was over the caller's message rate (`over`: the bucket's say)."""
+        if over is not None:
+            error = rate_limited(over.limit, over.retry_after_ms)
+            retry = b"%d" % max(1, over.retry_after_ms // 1000)
+            headers = [(b"retry-after", retry)]
+            raise HttpRefusal(429, error.message, code=error.code, headers=headers)
+
+    async def _post_modern(
+        self,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        runtime: ProcessRuntime,
+        principal: Principal,
+        payload: dict[str, Any],
+        message: Message,
+        allowance: MessageAllowance,
+    ) -> None:
+        """A 2026-07-28 message: answered on its own, whatever session id it carries."""
+        if not isinstance(message, Request):
+            # No client notification is defined on this binding (cancelling is closing the
+            # response): accepted and dropped.
+            await respond(send, 202)
+            return
+        mirrored = MirroredHeaders(
+            protocol_version=header(scope, b"mcp-protocol-version"),
+            method=header(scope, b"mcp-method"),
+            name=header(scope, b"mcp-name"),
+        )
+        refusal = stateless.envelope_refusal(mirrored, message)
+        if refusal is not None:
+            await respond(send, 400, refusal)
+            return
+        takes_json, takes_sse = _accepts(scope)
+        listening = message.method == methods.SUBSCRIPTIONS_LISTEN
+        if listening and not takes_sse:
+            raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
+        exchange = Exchange(
+            runtime=runtime,
+            principal=principal,
+            record=None,
+            inbox=await new_inbox(runtime),
+            allowance=allowance,
+        )
+        runtime.connections.register(exchange)
+        try:
+            plain = await stateless.answer(
+                exchange,
+                payload,
+                send=send,
+                receive=receive,
+                stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
+                keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
+            )
+            if plain is not None:
+                await respond(send, *plain)
+        finally:
+            runtime.connections.unregister(exchange)
             await exchange.close()
 
     async def _initialize(
@@ -436,14 +528,17 @@ class StreamableHttpApp:
         )
         if not last_event_id:
             await writer.prime()
+        inbox = await new_inbox(runtime)
         listening = ListenStream(
             make_session=lambda send_message: session_for(
                 runtime,
                 principal,
                 record,
-                connection_id=f"http-get.{stream}",
+                connection_id=inbox.channel,
                 send=send_message,
+                listen=inbox.listen,
             ),
+            inbox=inbox,
             writer=writer,
             sessions=self.sessions,
             session_id=record.session_id,
@@ -452,6 +547,11 @@ class StreamableHttpApp:
         await self.local.replace_stream(record.session_id, listening)
         runtime.connections.register(listening)
         try:
+            # Read again now that changes reach the stream: one made since the record was
+            # loaded would be missed otherwise.
+            current = await self.sessions.load(record.session_id)
+            if current is not None:
+                await listening.subscriptions_changed(current.resource_subscriptions)
             await listening.run()
         finally:
             runtime.connections.unregister(listening)

@@ -11,9 +11,11 @@ response stream: a call goes on until it answers (the transport stores what it s
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from accounts.limits import TenantLimits
 from accounts.principal import Principal
 from mcp_server.admission import MessageAllowance
 from mcp_server.cluster.layer import receive_riding_out
@@ -40,6 +42,7 @@ def session_for(
     send: Send,
     listen: Callable[[], None] | None = None,
     allowance: MessageAllowance | None = None,
+    watch_resources: bool = True,
 ) -> McpSession:
     """An McpSession of `principal` on this process's runtime, restored to `record` (None: a
     fresh one, for `initialize`)."""
@@ -54,6 +57,8 @@ def session_for(
         liveness=runtime.liveness,
         listen=listen,
         message_allowance=allowance,
+        listen_counts=runtime.listens,
+        watch_resources=watch_resources,
     )
     if record is not None:
         session.restore(
@@ -61,7 +66,50 @@ def session_for(
             client_capabilities=record.client_capabilities,
             log_level=record.log_level,
         )
+        if not watch_resources:  # a stream's session watches them instead (sync)
+            session.features.restore_subscriptions(record.resource_subscriptions)
     return session
+
+
+class ChannelInbox:
+    """A channel-layer channel of this process read for one McpSession from the moment it
+    first listens (events of operations it waits for, updates of runs it watches), as the
+    WebSocket consumer reads its channel."""
+
+    def __init__(self, runtime: ProcessRuntime, channel: str) -> None:
+        self.runtime = runtime
+        self.channel = channel
+        self.session: McpSession | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def listen(self) -> None:
+        """Start reading (once)."""
+        if self._reader is None and self.runtime.bus.layer is not None:
+            self._reader = asyncio.create_task(self._read(), name="http-session-channel")
+
+    async def _read(self) -> None:
+        layer = self.runtime.bus.layer
+        session = self.session
+        assert layer is not None
+        assert session is not None
+        while True:
+            message = await receive_riding_out(layer, self.channel)
+            await session.channel_message(message)
+
+    async def close(self) -> None:
+        """Stop reading."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def new_inbox(runtime: ProcessRuntime) -> ChannelInbox:
+    """An inbox on a new channel of this process's layer (a private name without one)."""
+    layer = runtime.bus.layer
+    channel = await layer.new_channel() if layer is not None else f"http.{secrets.token_hex(8)}"
+    return ChannelInbox(runtime, channel)
 
 
 class SessionConnection:
@@ -96,7 +144,8 @@ class Exchange(SessionConnection):
 
     While it runs it is one of the process's connections (ConnectionRegistry): a shutdown
     interrupts its call and says so on its stream, revoked access cancels it. Broadcasts and
-    list changes are for the session's GET stream, not for a request's response stream.
+    list changes are for the session's GET stream, not for a request's response stream,
+    unless the request is a 2026-07-28 `subscriptions/listen`: then they are its stream.
     """
 
     def __init__(
@@ -105,33 +154,25 @@ class Exchange(SessionConnection):
         runtime: ProcessRuntime,
         principal: Principal,
         record: SessionRecord | None,
-        channel: str,
+        inbox: ChannelInbox,
         allowance: MessageAllowance | None,
     ) -> None:
         self.runtime = runtime
-        self.channel = channel
+        self._inbox = inbox
         self._outgoing: asyncio.Queue[Any] = asyncio.Queue()
-        self._reader: asyncio.Task[None] | None = None
         self.session = session_for(
             runtime,
             principal,
             record,
-            connection_id=channel,
+            connection_id=inbox.channel,
             send=self._outgoing.put,
-            listen=self._listen,
+            listen=inbox.listen,
             allowance=allowance,
+            # A handshake-era session's subscriptions are only recorded here: its GET stream
+            # watches them (ListenStream).
+            watch_resources=record is None,
         )
-
-    def _listen(self) -> None:
-        if self._reader is None and self.runtime.bus.layer is not None:
-            self._reader = asyncio.create_task(self._read(), name="http-exchange-channel")
-
-    async def _read(self) -> None:
-        layer = self.runtime.bus.layer
-        assert layer is not None
-        while True:
-            message = await receive_riding_out(layer, self.channel)
-            await self.session.channel_message(message)
+        inbox.session = self.session
 
     async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
         """Hand the request to the session; yield what it sends, the response last."""
@@ -174,8 +215,16 @@ class Exchange(SessionConnection):
     async def keep_alive(self, now: float) -> None:
         """Nothing to ping: the exchange ends with its response."""
 
-    async def tenant_changed(self, *changed: Any) -> None:
-        """The next request of the session sees the new tool set and limits."""
+    async def tenant_changed(
+        self,
+        enabled_tools: frozenset[str] | None,
+        disabled_tools: frozenset[str],
+        limits: TenantLimits,
+    ) -> None:
+        """A 2026-07-28 listen hears of the lists that changed; otherwise the next request of
+        the session sees the new tool set and limits."""
+        if self.session.features.open_listens:
+            await self.session.tenant_changed(enabled_tools, disabled_tools, limits)
 
     async def going_away(self) -> None:
         """The server shuts down: say so on the stream and interrupt the call."""
@@ -188,8 +237,4 @@ class Exchange(SessionConnection):
     async def close(self, reason: Stop | None = None) -> None:
         """Stop the session (cancelling what still runs, as `reason`) and its channel."""
         await self.session.close(reason=reason)
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await self._inbox.close()

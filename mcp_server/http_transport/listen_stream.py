@@ -2,7 +2,9 @@
 
 It is registered with the process's ConnectionRegistry like a WebSocket session, so
 broadcasts, `notifications/tools/list_changed` (a tenant's new tool set) and access changes
-reach it the same way, through an McpSession restored from the session's record. Instead of
+reach it the same way, through an McpSession restored from the session's record. Its session
+watches the runs of the session's resource subscriptions (the record's, and each change
+made on any process: `subscriptions_changed`), their updates arriving on its own channel. Instead of
 MCP pings it writes an SSE comment when it has been idle for MCP_CLIENT_PING_INTERVAL (a
 client that left is noticed by the write) and pushes the session's idle expiry back; when
 the record is gone (DELETE elsewhere, expiry) the stream ends.
@@ -10,13 +12,13 @@ the record is gone (DELETE elsewhere, expiry) the stream ends.
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from django.conf import settings
 
 from accounts.limits import TenantLimits
-from mcp_server.http_transport.exchange import SessionConnection
+from mcp_server.http_transport.exchange import ChannelInbox, SessionConnection
 from mcp_server.http_transport.records import SessionStore
 from mcp_server.http_transport.streams import StreamWriter
 from mcp_server.operations.lifecycle import Stop
@@ -30,12 +32,16 @@ class ListenStream(SessionConnection):
         self,
         *,
         make_session: Callable[[Send], McpSession],
+        inbox: ChannelInbox,
         writer: StreamWriter,
         sessions: SessionStore,
         session_id: str,
         end_session: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self.session = make_session(self.send)
+        # Where updates of the runs its session subscribed to arrive.
+        self._inbox = inbox
+        inbox.session = self.session
         self.writer = writer
         self._sessions = sessions
         self.session_id = session_id
@@ -75,6 +81,12 @@ class ListenStream(SessionConnection):
         if not live or not await self.writer.response.comment("keep-alive"):
             await self.end()
 
+    async def subscriptions_changed(self, uris: Sequence[str]) -> None:
+        """The session's resource subscriptions are `uris` now: watch those (their updates
+        come here), and no others."""
+        if not self.is_closed:
+            await self.session.subscriptions.sync(uris)
+
     async def going_away(self) -> None:
         """The server shuts down: say so on the stream, then end it."""
         await self.session.going_away()
@@ -91,6 +103,7 @@ class ListenStream(SessionConnection):
         if not self.ended.is_set():
             self.ended.set()
             await self.session.close()
+            await self._inbox.close()
 
     async def run(self) -> None:
         """Hold the stream open until the client leaves or the stream is ended."""

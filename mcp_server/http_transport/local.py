@@ -100,6 +100,23 @@ class LocalHttpSessions:
             await session.receive(payload)
         return bool(receivers)
 
+    async def subscriptions_changed(
+        self, session_id: str, uris: list[str], layer: BaseChannelLayer | None
+    ) -> None:
+        """The session's resource subscriptions are `uris` now: its GET stream, here or on
+        another web process, watches them."""
+        stream = self._streams.get(session_id)
+        if stream is not None:
+            await stream.subscriptions_changed(uris)
+        if layer is None:
+            return
+        message = messages.HttpSessionSubscribed(session_id=session_id, uris=tuple(uris))
+        try:
+            await layer.group_send(messages.WEB_GROUP, message.encode())
+        except Exception:
+            metrics.channel_layer_error("send")
+            logger.warning("could not pass a subscription change on to the web processes")
+
     async def end_here(self, session_id: str, reason: str) -> None:
         """The session ended: stop its exchanges and streams in this process."""
         exchanges = list(self._exchanges.pop(session_id, {}).values())
@@ -114,6 +131,10 @@ class LocalHttpSessions:
     async def _handle(self, message: messages.ClusterMessage) -> None:
         if isinstance(message, messages.HttpSessionMessage):
             await self._deliver_here(message.session_id, message.payload)
+        elif isinstance(message, messages.HttpSessionSubscribed):
+            stream = self._streams.get(message.session_id)
+            if stream is not None:  # (this process's own change was applied already)
+                await stream.subscriptions_changed(list(message.uris))
         elif isinstance(message, messages.HttpSessionEnded) and (
             message.session_id in self._exchanges or message.session_id in self._streams
         ):

@@ -1,15 +1,16 @@
 """Where an HTTP session's state lives, so that any web process serves any of its requests.
 
 A record holds what `initialize` settled (owner, revision, client capabilities) and what the
-session changed since (its logging level); it expires after MCP_HTTP_SESSION_IDLE_SECONDS
-without a request. With REDIS_URL the records are Redis keys every web process reads; without
-(one process, `make run`) they live in this process's memory, with the same expiry and caps.
+session changed since (its logging level, its resource subscriptions); it expires after
+MCP_HTTP_SESSION_IDLE_SECONDS without a request. With REDIS_URL the records are Redis keys
+every web process reads; without (one process, `make run`) they live in this process's
+memory, with the same expiry and caps.
 Live sessions are counted per user and tenant (sorted sets scored by expiry) to bound them.
 """
 
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -36,6 +37,8 @@ class SessionRecord:
     log_level: str
     created_at: float
     last_seen_at: float
+    # resources/subscribe's URIs (its GET stream, on whichever process, delivers updates).
+    resource_subscriptions: list[str] = field(default_factory=list)
 
     def owned_by(self, principal: Principal) -> bool:
         """Whether `principal` may use this session (the user that initialized it)."""
@@ -115,7 +118,10 @@ class MemorySessionStore:
         record = entry[1]
         record.last_seen_at = now
         self._records[session_id] = (now + self.idle_seconds, record)
-        return SessionRecord(**asdict(record))
+        # A copy, so a change counts only once saved, as with Redis. Shallow: nothing changes
+        # the capabilities or the subscribed URIs in place (a deep copy was 4 % of a loaded
+        # process).
+        return replace(record)
 
     async def save(self, record: SessionRecord) -> None:
         """Store a changed record."""

@@ -4,6 +4,7 @@ leaving (`http.disconnect`), after which nothing more is written and `connected`
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from sse_starlette.event import ServerSentEvent
@@ -25,7 +26,10 @@ class SseResponse:
         self._send = send
         self._receive = receive
         self._watcher: asyncio.Task[None] | None = None
+        self._started = False
         self.left = asyncio.Event()
+        # When something was last written (monotonic): what keep-alive comments go by.
+        self.idle_since = time.monotonic()
 
     @property
     def connected(self) -> bool:
@@ -37,7 +41,19 @@ class SseResponse:
         await self._send(
             {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + list(headers)}
         )
-        self._watcher = asyncio.create_task(self._watch(), name="sse-disconnect")
+        self._started = True
+        self.watch()
+
+    def watch(self) -> None:
+        """Start watching for the client leaving (before `start`, when whether to stream is
+        decided later: the request's first message)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="sse-disconnect")
+
+    @property
+    def started(self) -> bool:
+        """Whether the status and headers were sent."""
+        return self._started
 
     async def _watch(self) -> None:
         while True:
@@ -58,6 +74,7 @@ class SseResponse:
     async def _write(self, chunk: bytes) -> bool:
         if not self.connected:
             return False
+        self.idle_since = time.monotonic()
         try:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:
@@ -66,8 +83,8 @@ class SseResponse:
         return True
 
     async def finish(self) -> None:
-        """End the response (if the client is still there) and stop watching."""
-        if self.connected:
+        """End the response (if started and the client is still there) and stop watching."""
+        if self._started and self.connected:
             with contextlib.suppress(OSError):
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         watcher, self._watcher = self._watcher, None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class OperationStatus(models.TextChoices):
-    """Where an operation is in its life; the last four are terminal."""
+    """Where an operation is in its life; the last five are terminal."""
 
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -32,6 +32,9 @@ class OperationStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
     INTERRUPTED = "interrupted", "Interrupted"
+    # A 2026-07-28 call that ended by asking the client for input (an input-required result):
+    # it neither succeeded nor failed; the client's retry is a call of its own.
+    INPUT_REQUIRED = "input_required", "Input required"
 
 
 TERMINAL_STATUSES = frozenset(
@@ -40,6 +43,7 @@ TERMINAL_STATUSES = frozenset(
         OperationStatus.FAILED,
         OperationStatus.CANCELLED,
         OperationStatus.INTERRUPTED,
+        OperationStatus.INPUT_REQUIRED,
     }
 )
 ACTIVE_STATUSES = frozenset({OperationStatus.QUEUED, OperationStatus.RUNNING})
@@ -184,6 +188,8 @@ _TASK_STATUS = {
     OperationStatus.FAILED: tasks.FAILED,
     OperationStatus.CANCELLED: tasks.CANCELLED,
     OperationStatus.INTERRUPTED: tasks.FAILED,
+    # Never a task's (a task does not end asking); shown as the task status of that name.
+    OperationStatus.INPUT_REQUIRED: tasks.INPUT_REQUIRED,
 }
 
 

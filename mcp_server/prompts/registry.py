@@ -4,7 +4,10 @@ A prompt's `render` is a plain function called with keyword arguments on a datab
 (it may use the ORM): `principal` and `arguments` (already checked: strings, none unknown,
 every required one given); it returns the prompt's messages
 (`mcp_server.protocol.prompts.user_text` / `user_resource`) or raises a JsonRpcError
-(-32602 for an argument value it cannot use). Completers are as for resources.
+(-32602 for an argument value it cannot use). A prompt registered with `asks_input` is also
+given `inputs`: on a 2026-07-28 request the `InputRound` it asks with (`inputs.take`, whose
+InputRequired ends the request as an input-required result), None in the handshake era,
+where a prompt cannot ask. Completers are as for resources.
 """
 
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +32,7 @@ class Prompt:
     arguments: tuple[PromptArgument, ...] = ()
     scope: Scope = EVERYONE
     complete: Mapping[str, Completer] = field(default_factory=dict)
+    asks_input: bool = False
 
     def definition(self) -> dict[str, Any]:
         """The Prompt object of prompts/list."""
@@ -53,6 +57,7 @@ class PromptRegistry:
         arguments: tuple[PromptArgument, ...] = (),
         scope: Scope = EVERYONE,
         complete: Mapping[str, Completer] | None = None,
+        asks_input: bool = False,
     ) -> Prompt:
         """Register a prompt (ValueError when the name is taken or a completer names an
         argument it does not take)."""
@@ -61,7 +66,9 @@ class PromptRegistry:
         unknown = set(complete or {}) - {argument.name for argument in arguments}
         if unknown:
             raise ValueError(f"prompt {name!r} takes no argument {sorted(unknown)[0]!r}")
-        prompt = Prompt(name, description, render, title, arguments, scope, dict(complete or {}))
+        prompt = Prompt(
+            name, description, render, title, arguments, scope, dict(complete or {}), asks_input
+        )
         self._prompts[name] = prompt
         return prompt
 

@@ -12,6 +12,12 @@ RESOURCE_NOT_FOUND = -32002
 LIMIT_EXCEEDED = -32001
 # A server-defined code (mirrors HTTP 429): over a rate limit; `data` says when to retry.
 RATE_LIMITED = -32029
+# Defined by 2026-07-28 (basic/index.mdx): an HTTP header disagrees with the body, a request
+# needs a client capability it did not declare (`data.requiredCapabilities`), a request's
+# protocol version is not served (`data.supported`, `data.requested`).
+HEADER_MISMATCH = -32020
+MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 RequestId = str | int
 
@@ -62,3 +68,14 @@ def invalid_params(message: str, data: Any = None) -> JsonRpcError:
 def method_not_found(method: str) -> JsonRpcError:
     """A -32601 error naming the method."""
     return JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+
+def missing_capability(required: dict[str, Any]) -> JsonRpcError:
+    """A -32021 error: the request needs the client capabilities `required` (a
+    ClientCapabilities object, e.g. `{"sampling": {}}`), which it did not declare."""
+    names = ", ".join(sorted(required))
+    return JsonRpcError(
+        MISSING_REQUIRED_CLIENT_CAPABILITY,
+        f"This request needs the client capability {names}, which it did not declare",
+        {"requiredCapabilities": required},
+    )

@@ -10,6 +10,7 @@ from mcp_server.protocol.errors import (
     MessageError,
     RequestId,
 )
+from mcp_server.protocol.modern import RequestMeta
 
 JSONRPC_VERSION = "2.0"
 
@@ -21,6 +22,9 @@ class Request:
     id: RequestId
     method: str
     params: dict[str, Any]
+    # The 2026-07-28 `_meta`, set when the session classifies the request (None: a
+    # handshake-era request, governed by the session's initialize).
+    meta: RequestMeta | None = None
 
 
 @dataclass(slots=True)

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from mcp_server.protocol.errors import RESOURCE_NOT_FOUND, JsonRpcError, invalid_params
+from mcp_server.protocol.errors import (
+    INVALID_PARAMS,
+    RESOURCE_NOT_FOUND,
+    JsonRpcError,
+    invalid_params,
+)
 
 SCHEME = "mcp-realtime"
 # Longer URIs are refused before any matching (no template of ours comes near it).
@@ -35,9 +40,11 @@ def resource_uri_param(params: dict[str, Any]) -> str:
     return uri
 
 
-def resource_not_found(uri: str) -> JsonRpcError:
-    """The -32002 error of an unknown resource (also another tenant's or user's)."""
-    return JsonRpcError(RESOURCE_NOT_FOUND, "Resource not found", {"uri": uri})
+def resource_not_found(uri: str, *, modern: bool = False) -> JsonRpcError:
+    """The error of an unknown resource (also another tenant's or user's): -32002 in the
+    handshake era, -32602 for a 2026-07-28 request (`modern`, SEP-2164)."""
+    code = INVALID_PARAMS if modern else RESOURCE_NOT_FOUND
+    return JsonRpcError(code, "Resource not found", {"uri": uri})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ WORKING = "working"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
+INPUT_REQUIRED = "input_required"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 

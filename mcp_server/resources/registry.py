@@ -4,7 +4,9 @@ Readers and completers are plain functions called with keyword arguments on a da
 thread (they may use the ORM): a reader gets `principal`, `uri` and the template's variables
 and returns a list of contents (`mcp_server.protocol.resources.text_contents` /
 `blob_contents`), or raises `ResourceNotFound`; a completer gets `principal`, `value` and
-`context` (the arguments already chosen) and returns suggestions, best first.
+`context` (the arguments already chosen) and returns suggestions, best first. A resource
+registered with `asks_input` is also given `inputs`, as a prompt is (mcp_server/prompts/
+registry.py): the `InputRound` of a 2026-07-28 read, None otherwise.
 """
 
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +57,7 @@ class Described:
     description: str | None = None
     mime_type: str | None = None
     scope: Scope = EVERYONE
+    asks_input: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +91,7 @@ class Found:
 
     read: Reader
     variables: dict[str, str]
+    asks_input: bool = False
 
 
 class ResourceRegistry:
@@ -107,6 +111,7 @@ class ResourceRegistry:
         description: str | None = None,
         mime_type: str | None = None,
         scope: Scope = EVERYONE,
+        asks_input: bool = False,
     ) -> FixedResource:
         """Register a resource at `uri` (ValueError when the URI is taken)."""
         if uri in self._fixed:
@@ -119,6 +124,7 @@ class ResourceRegistry:
             description=description,
             mime_type=mime_type,
             scope=scope,
+            asks_input=asks_input,
         )
         self._fixed[uri] = resource
         return resource
@@ -134,6 +140,7 @@ class ResourceRegistry:
         mime_type: str | None = None,
         scope: Scope = EVERYONE,
         complete: Mapping[str, Completer] | None = None,
+        asks_input: bool = False,
     ) -> TemplatedResource:
         """Register a URI template (ValueError when it is taken, malformed, or a completer
         names a variable it does not have)."""
@@ -152,6 +159,7 @@ class ResourceRegistry:
             mime_type=mime_type,
             scope=scope,
             complete=dict(complete or {}),
+            asks_input=asks_input,
         )
         self._templates[uri_template] = entry
         return entry
@@ -173,11 +181,11 @@ class ResourceRegistry:
         """The reader of `uri` for this caller, or None when nothing it sees has that URI."""
         fixed = self._fixed.get(uri)
         if fixed is not None and fixed.scope.admits(principal):
-            return Found(fixed.read, {})
+            return Found(fixed.read, {}, fixed.asks_input)
         for entry in self.templates_for(principal):
             variables = entry.template.match(uri)
             if variables is not None:
-                return Found(entry.read, variables)
+                return Found(entry.read, variables, entry.asks_input)
         return None
 
     def __iter__(self) -> Iterator[FixedResource | TemplatedResource]:

@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from accounts.principal import Principal
@@ -11,7 +11,14 @@ from mcp_server.client_requests import (
     ClientRequestError,
     ClientRequests,
 )
-from mcp_server.protocol import methods
+from mcp_server.protocol.input_required import (
+    NEEDS,
+    InputRequest,
+    InputRound,
+    elicitation_request,
+    roots_request,
+    sampling_request,
+)
 from mcp_server.runtime import fanout
 from mcp_server.runtime.limits import SlotKey
 
@@ -41,14 +48,17 @@ class ToolContext:
     """
 
     __slots__ = (
+        "_asked",
         "_chunks",
         "_client",
         "_events",
         "_idempotent",
+        "_inputs",
         "_loop",
         "_loop_thread",
         "_operation",
         "_progress",
+        "_settle",
     )
 
     def __init__(
@@ -60,6 +70,8 @@ class ToolContext:
         client: ClientRequests | None = None,
         chunks: fanout.ChunkExecutor | None = None,
         idempotent: bool = False,
+        inputs: InputRound | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._operation = operation
         self._events = events
@@ -71,6 +83,11 @@ class ToolContext:
         # chunk lost with its worker may run again (the tool's idempotentHint).
         self._chunks = chunks
         self._idempotent = idempotent
+        # A 2026-07-28 request's input round: questions are answered from it, or end the
+        # request as an input-required result (then no request to the client is made).
+        self._inputs = inputs
+        self._asked = 0
+        self._settle = settle
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
 
@@ -111,6 +128,12 @@ class ToolContext:
         if self._progress is not None:
             self._progress.report(done, total, message)
 
+    async def history_settled(self) -> None:
+        """Wait until history holds what this process recorded, so a run the caller was
+        just told of (e.g. by the call before this one) can be read."""
+        if self._settle is not None:
+            await self._settle()
+
     def item_error(self, item: str, message: str) -> None:
         """Record that one item failed; the run goes on."""
         self._operation.add_item_error(item, message)
@@ -119,14 +142,40 @@ class ToolContext:
         """Send `message` to the client as `notifications/message` at `level` (RFC 5424 name)."""
         await self._events.log(level, message, self.tool_name)
 
-    async def elicit(self, message: str, requested_schema: dict[str, Any]) -> dict[str, Any]:
+    def supports(self, capability: str, mode: str | None = None) -> bool:
+        """Whether the client declared `capability` (e.g. "elicitation", "sampling", "roots";
+        `mode` e.g. "form"), so a tool can ask only what the client can answer."""
+        if self._inputs is not None:
+            return self._inputs.supports(capability, mode)
+        return self._client is not None and self._client.supports(capability, mode)
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
+        """Ask the client for several inputs at once (keys are the tool's own, unique in the
+        call); their results by key.
+
+        Handshake era: one request to the client after another. 2026-07-28: the answers the
+        retry brought, or, when some are missing, the call ends here as an input-required
+        result asking for them and runs again from the start when the client retries: code
+        before the question must be safe to run again (ask before changing anything).
+        ClientRequestError (a tool error for the caller) when the client cannot be asked.
+        """
+        for request in requests.values():
+            needs = NEEDS.get(request.method)
+            if needs is None:
+                raise ValueError(f"{request.method!r} is not a request a client can be asked")
+            self._check_declared(*needs)
+        if self._inputs is not None:
+            return self._inputs.take(requests)
+        client = self._client_for()
+        return {key: await client.request(r.method, r.params) for key, r in requests.items()}
+
+    async def elicit(
+        self, message: str, requested_schema: dict[str, Any], *, key: str | None = None
+    ) -> dict[str, Any]:
         """Ask the user, through the client, for input of `requested_schema` (form mode);
-        the client's ElicitResult (`action`, and `content` when accepted). A client that did
-        not declare elicitation is not asked: ClientRequestError, which the caller sees as a
-        tool error."""
-        client = self._client_for("elicitation", "form")
-        params = {"message": message, "requestedSchema": requested_schema}
-        return await client.request(methods.ELICITATION_CREATE, params)
+        the client's ElicitResult (`action`, and `content` when accepted). `key` names the
+        question across rounds (default: its place among the call's questions)."""
+        return await self._ask_one(key, elicitation_request(message, requested_schema))
 
     async def create_message(
         self,
@@ -135,28 +184,39 @@ class ToolContext:
         max_tokens: int,
         system_prompt: str | None = None,
         options: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Ask the client's model for a completion of `messages` (sampling); its
         CreateMessageResult. `options` are further CreateMessageRequest params as the wire
         names them (e.g. `modelPreferences`, `temperature`)."""
-        client = self._client_for("sampling")
-        params: dict[str, Any] = {**(options or {}), "messages": messages, "maxTokens": max_tokens}
-        if system_prompt is not None:
-            params["systemPrompt"] = system_prompt
-        return await client.request(methods.SAMPLING_CREATE_MESSAGE, params)
+        request = sampling_request(
+            messages, max_tokens=max_tokens, system_prompt=system_prompt, options=options
+        )
+        return await self._ask_one(key, request)
 
-    def _client_for(self, capability: str, mode: str | None = None) -> ClientRequests:
-        if self._client is None:
-            raise ClientRequestError(
-                f"{self.tool_name!r} cannot ask the client ({capability}) from here: only a "
-                "call run in the process that holds the connection can (not a task, not a "
-                "call run on a worker)"
-            )
-        if not self._client.supports(capability, mode):
+    async def list_roots(self, *, key: str | None = None) -> dict[str, Any]:
+        """The client's roots (ListRootsResult: `roots`, each with a `uri`)."""
+        return await self._ask_one(key, roots_request())
+
+    async def _ask_one(self, key: str | None, request: InputRequest) -> dict[str, Any]:
+        self._asked += 1
+        name = key if key is not None else f"input-{self._asked}"
+        return (await self.ask({name: request}))[name]
+
+    def _check_declared(self, capability: str, mode: str | None) -> None:
+        if self._inputs is None:
+            self._client_for()
+        if not self.supports(capability, mode):
             declared = f"the {capability} capability" + (f" ({mode} mode)" if mode else "")
             raise ClientCapabilityMissing(
-                f"The client did not declare {declared} in initialize: {self.tool_name!r} "
-                "cannot ask it"
+                f"The client did not declare {declared}: {self.tool_name!r} cannot ask it"
+            )
+
+    def _client_for(self) -> ClientRequests:
+        if self._client is None:
+            raise ClientRequestError(
+                f"{self.tool_name!r} cannot ask the client from here: only a call run in the "
+                "process that holds the connection can (not a task, not a call run on a worker)"
             )
         return self._client
 

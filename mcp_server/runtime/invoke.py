@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcp_server.client_requests import ClientRequestError
+from mcp_server.protocol.input_required import InvalidInputResponse
 from mcp_server.protocol.tool_results import (
     error_result,
     structured_result,
@@ -78,6 +79,8 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
             value = await asyncio.to_thread(functools.partial(tool.fn, **kwargs))
     except (ToolError, ClientRequestError, FanOutRefused) as exc:
         return error_result(str(exc))
+    except InvalidInputResponse:
+        raise  # the request's error, not the tool's (InputRequired is no Exception either)
     except Exception:
         return _failure(tool, "failed unexpectedly")
     try:

@@ -19,6 +19,7 @@ from mcp_server import metrics
 from mcp_server.client_requests import ClientRequests
 from mcp_server.operations.lifecycle import OperationStatus, Stop, StopReason, stop_of
 from mcp_server.operations.store import OperationStore
+from mcp_server.protocol.input_required import INPUT_REQUIRED, InputRequired, InputRound
 from mcp_server.protocol.tool_results import error_result
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import CallEvents, ToolContext
@@ -50,6 +51,14 @@ class CallRequest:
     queued_at: datetime | None = None
     is_task: bool = False
     task_ttl: int | None = None
+    # A 2026-07-28 call's input round (its answers so far); None in the handshake era.
+    inputs: InputRound | None = None
+    # The lowest log level rank its own request let through (a 2026-07-28 request's
+    # `logLevel`); None: the connection's level decides (the handshake era).
+    log_rank: int | None = None
+    # Whether the tool may send requests to the client (elicitation, sampling): only in the
+    # handshake era; 2026-07-28 has no server-to-client requests.
+    asks_client: bool = True
 
 
 class OperationEvents(CallEvents, Protocol):
@@ -145,6 +154,7 @@ class OperationRunner:
         self._tasks[operation.id] = (operation, task)
         key = slot_key(request)
         queue_notices = 0
+        asked: InputRequired | None = None
 
         def on_position(position: int) -> None:
             # While queued, progress stays at zero but must still rise with each notice.
@@ -164,9 +174,15 @@ class OperationRunner:
                     client=client,
                     chunks=self.chunks,
                     idempotent=request.tool.idempotent,
+                    inputs=request.inputs,
+                    settle=self.flush_unwritten,
                 )
                 try:
                     result = await call_tool(request.tool, request.arguments, context)
+                except InputRequired as missing:
+                    if request.inputs is None:
+                        raise
+                    asked, result = missing, request.inputs.result(missing)
                 except ChunksLost as lost:
                     # A chunk died with its worker and may not run twice: the call is
                     # interrupted, as if its own process had stopped responding.
@@ -195,7 +211,12 @@ class OperationRunner:
             raise
         finally:
             self._tasks.pop(operation.id, None)
-        if result.get("isError"):
+        if asked is not None:
+            # What happened: the call asked for these inputs, nothing more (no outcome).
+            operation.finish(
+                OperationStatus.INPUT_REQUIRED, summary={"inputRequests": list(asked.requests)}
+            )
+        elif result.get("isError"):
             operation.finish(
                 OperationStatus.FAILED,
                 summary=_summary(result),
@@ -297,8 +318,12 @@ class OperationRunner:
                 events, request, status=OperationStatus.FAILED, result=None, error=error
             )
             return
-        failed = bool(result.get("isError"))
-        status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
+        if result.get("resultType") == INPUT_REQUIRED:
+            status = OperationStatus.INPUT_REQUIRED  # asked; the result is the question
+        elif result.get("isError"):
+            status = OperationStatus.FAILED
+        else:
+            status = OperationStatus.SUCCEEDED
         await self._announce(events, request, status=status, result=result, error="")
 
     async def _announce(

@@ -84,6 +84,9 @@ class Tool:
     validator: Any
     output_validator: Any
     definition: dict[str, Any]
+    # The client capabilities its calls need (e.g. {"sampling": {}}): a 2026-07-28 request
+    # that does not declare them is refused with -32021 before the tool runs.
+    client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def idempotent(self) -> bool:
@@ -165,6 +168,7 @@ def build_tool(
     opt_in: bool = False,
     placement: Placement = "auto",
     duration: Duration = "long",
+    client_capabilities: dict[str, Any] | None = None,
 ) -> Tool:
     """Describe `fn` as a tool: derive what was not given and compile its validator."""
     tool_name = name or fn.__name__
@@ -204,6 +208,7 @@ def build_tool(
         validator=jsonschema_rs.validator_for(schema),
         output_validator=jsonschema_rs.validator_for(out_schema) if out_schema else None,
         definition=definition,
+        client_capabilities=dict(client_capabilities or {}),
     )
 
 
@@ -247,6 +252,7 @@ def tool(
     opt_in: bool = False,
     placement: Placement = "auto",
     duration: Duration = "long",
+    client_capabilities: dict[str, Any] | None = None,
     into: ToolRegistry | None = None,
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Register the decorated function as a tool (in the default registry unless `into`).
@@ -254,7 +260,8 @@ def tool(
     `opt_in`: only tenants that name it in their enabled tools have it. `placement` says where
     it runs when the deployment has workers: "local" (the web process that holds the
     connection), "worker", or "auto": local when `duration` is "short", on a worker otherwise
-    (docs/tools.md)."""
+    (docs/tools.md). `client_capabilities`: what its calls need of the client (e.g.
+    `{"sampling": {}}`), checked before a 2026-07-28 call runs."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         (into if into is not None else registry).register(
@@ -270,6 +277,7 @@ def tool(
                 opt_in=opt_in,
                 placement=placement,
                 duration=duration,
+                client_capabilities=client_capabilities,
             )
         )
         return fn

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from accounts.principal import Principal
+from mcp_server.protocol.input_required import InputRound
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.tools.registry import Tool, ToolRegistry, registry
@@ -77,10 +78,15 @@ class RecordedCall:
         self.logs.append(LogRecord(level, data, logger))
 
 
-def recording_context(recorded: RecordedCall) -> ToolContext:
-    """A ToolContext whose reports go to `recorded` (call it inside the running event loop)."""
+def recording_context(recorded: RecordedCall, inputs: InputRound | None = None) -> ToolContext:
+    """A ToolContext whose reports go to `recorded` (call it inside the running event loop);
+    with `inputs`, one that asks as on a 2026-07-28 request."""
     operation: Any = recorded  # it has all a ToolContext reads of a RunningOperation
-    return ToolContext(operation=operation, events=recorded)
+    return ToolContext(operation=operation, events=recorded, inputs=inputs)
+
+
+# What a harness's client declares when a call is given answers: it can be asked anything.
+_EVERY_CAPABILITY: dict[str, Any] = {"elicitation": {"form": {}}, "sampling": {}, "roots": {}}
 
 
 class ToolHarness:
@@ -119,17 +125,32 @@ class ToolHarness:
         """Every log message, in order."""
         return self.recorded.logs
 
-    def context(self) -> ToolContext:
+    def context(self, inputs: InputRound | None = None) -> ToolContext:
         """A context recording into this harness (made inside the running event loop)."""
-        return recording_context(self.recorded)
+        return recording_context(self.recorded, inputs)
 
-    async def call(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def call(
+        self,
+        arguments: dict[str, Any] | None = None,
+        *,
+        answers: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """Run the tool with `arguments`; its result as the client would receive it.
 
-        Cancelled through `cancel()`, the call ends as the server ends it: the tool's
-        cancellation (CancelledError or OperationCancelled) propagates from here.
+        With `answers` (input responses by key, {} for none yet) the call runs as on a
+        2026-07-28 request: a question they do not answer raises InputRequired, whose
+        `requests` are what the client would be asked. Cancelled through `cancel()`, the
+        call ends as the server ends it: the tool's cancellation (CancelledError or
+        OperationCancelled) propagates from here.
         """
-        self._task = asyncio.ensure_future(call_tool(self.tool, arguments or {}, self.context()))
+        inputs = None
+        if answers is not None:
+            # No request state: a test reads what was asked from InputRequired itself.
+            inputs = InputRound(
+                capabilities=_EVERY_CAPABILITY, seal=lambda gathered: "", responses=answers
+            )
+        context = self.context(inputs)
+        self._task = asyncio.ensure_future(call_tool(self.tool, arguments or {}, context))
         try:
             return await self._task
         finally:

@@ -147,6 +147,15 @@ def test_deactivating_a_user_announces_whatever_saves_it(
     assert announced.sent == [_revoked(RevokedBy.USER, user.pk)]
 
 
+def test_a_removed_membership_is_announced(
+    issued: IssuedToken, announced: Announcements, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = issued.token.user
+    with django_capture_on_commit_callbacks(execute=True):
+        user.membership.delete()
+    assert announced.sent == [_revoked(RevokedBy.MEMBERSHIP, user.pk)]
+
+
 def _tenant_form(tenant: Tenant, **changes: Any) -> dict[str, Any]:
     created = timezone.localtime(tenant.created_at)
     form = {

@@ -2,19 +2,22 @@
 workers on the real Redis (a key prefix of their own) and a fresh PostgreSQL database."""
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from mcp_server.client.http import HttpSession
 from mcp_server.processes import ManagedProcess, NotReady
 from tests.e2e.support import (
     PROJECT_DIR,
@@ -38,7 +41,7 @@ LOST_AFTER = 6.0
 # The bound within which a call no worker took is interrupted: long enough that a loaded machine
 # hands 200 calls at once to a live worker within it (a short one failed them there).
 UNCLAIMED_AFTER = 20.0
-WORKER_START_TIMEOUT = 30.0
+WORKER_START_TIMEOUT = 90.0  # as SERVER_START_TIMEOUT: a bound for a loaded machine
 WORKER_STOP_TIMEOUT = 30.0
 # How long a test waits for a message it expects.
 WAIT = 30.0
@@ -234,3 +237,39 @@ async def start_long_call(client: RawClient, token: str) -> int:
 async def gather_all(*coros: Any) -> list[Any]:
     """Run concurrently; the first failure fails the lot."""
     return list(await asyncio.gather(*coros))
+
+
+def rest_api(server: Any, token: str, path: str, method: str = "GET") -> dict[str, Any]:
+    """The REST API's JSON answer to `method` `path` at `server`, as `token`'s user."""
+    request = urllib.request.Request(
+        f"{server.http_url}{path}", method=method, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return dict(json.load(response))
+
+
+@asynccontextmanager
+async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
+    """One session, initialized through the first web process, addressed at each of them."""
+    first, second = cluster.web
+    here = HttpSession(f"{first.http_url}/mcp", token)
+    there = here.at(f"{second.http_url}/mcp")
+    try:
+        await here.initialize()
+        there.session_id, there.protocol_version = here.session_id, here.protocol_version
+        yield here, there
+    finally:
+        await here.close()
+        await there.close()
+
+
+def set_tool_set(
+    cluster: Cluster, slug: str, enabled: list[str] | None, disabled: list[str]
+) -> None:
+    """Change the tenant's tool set through the service the admin saves with."""
+    cluster.deployment.shell(
+        "from accounts.models import Tenant; from accounts.services import tenant_update; "
+        f"tenant = Tenant.objects.get(slug={slug!r}); "
+        f"tenant.enabled_tools, tenant.disabled_tools = {enabled!r}, {disabled!r}; "
+        "tenant_update(tenant=tenant, changed=['enabled_tools', 'disabled_tools'])"
+    )

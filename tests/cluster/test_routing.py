@@ -1,8 +1,6 @@
 """Messages between processes: broadcasts, cancellation, many clients at once."""
 
 import asyncio
-import json
-import urllib.request
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -14,6 +12,7 @@ from tests.cluster.support import (
     is_progress,
     is_response,
     next_matching,
+    rest_api,
     send_request,
     start_long_call,
 )
@@ -104,17 +103,9 @@ async def test_tasks_cancel_from_web2_stops_a_task_started_on_web1(
         # The worker stopped it: its history row is cancelled well short of the total.
         error = error_of(await starter.request("tasks/result", {"taskId": task["taskId"]}))
         assert error["data"]["status"] == "cancelled"
-    run = _api(web2, cluster_accounts.alice, f"/api/runs/{task['taskId']}/")
+    run = rest_api(web2, cluster_accounts.alice, f"/api/runs/{task['taskId']}/")
     assert run["status"] == "cancelled"
     assert run["progress"] < LONG_BATCH["count"]
-
-
-def _api(server: Any, token: str, path: str, method: str = "GET") -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{server.http_url}{path}", method=method, headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=WAIT) as response:
-        return dict(json.load(response))
 
 
 async def test_rest_cancel_in_worker_mode_stops_a_call_and_answers_its_client(
@@ -126,12 +117,12 @@ async def test_rest_cancel_in_worker_mode_stops_a_call_and_answers_its_client(
         runs: list[dict[str, Any]] = []
 
         def running() -> bool:
-            runs[:] = _api(web2, cluster_accounts.alice, "/api/runs/?status=running")["results"]
+            runs[:] = rest_api(web2, cluster_accounts.alice, "/api/runs/?status=running")["results"]
             return bool(runs)
 
         await asyncio.to_thread(wait_until, running, WAIT, "the run to show as running")
         outcome = await asyncio.to_thread(
-            _api, web2, cluster_accounts.alice, f"/api/runs/{runs[0]['id']}/cancel/", "POST"
+            rest_api, web2, cluster_accounts.alice, f"/api/runs/{runs[0]['id']}/cancel/", "POST"
         )
         assert outcome["outcome"] == "cancelling"
         error = error_of(await next_matching(client, is_response(call_id), WAIT))

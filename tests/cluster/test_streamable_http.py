@@ -4,32 +4,15 @@ a DELETE sent to one reaches the call or the stream the other holds."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from httpx_sse import ServerSentEvent
 
-from mcp_server.client.http import HttpSession
 from tests.cluster.conftest import ClusterAccounts
-from tests.cluster.support import WAIT, Cluster
+from tests.cluster.support import WAIT, Cluster, on_both
 
 SLEEP = {"name": "sleep", "arguments": {"seconds": 3}, "_meta": {"progressToken": "s"}}
 LONG_SLEEP = {"name": "sleep", "arguments": {"seconds": 600}, "_meta": {"progressToken": "s"}}
-
-
-@asynccontextmanager
-async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
-    """One session, initialized through the first web process, addressed at each of them."""
-    first, second = cluster.web
-    here = HttpSession(f"{first.http_url}/mcp", token)
-    there = here.at(f"{second.http_url}/mcp")
-    try:
-        await here.initialize()
-        there.session_id, there.protocol_version = here.session_id, here.protocol_version
-        yield here, there
-    finally:
-        await here.close()
-        await there.close()
 
 
 def call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from tests.cluster.support import (
     is_progress,
     is_response,
     next_matching,
+    set_tool_set,
     start_long_call,
 )
 from tests.e2e.support import (
@@ -24,16 +25,6 @@ from tests.e2e.support import (
 )
 
 NOT_ENABLED = "Tool 'process_batch' is not enabled for your tenant"
-
-
-def _set_tools(cluster: Cluster, slug: str, enabled: list[str] | None, disabled: list[str]) -> None:
-    """Change the tenant's tool set through the service the admin saves with."""
-    cluster.deployment.shell(
-        "from accounts.models import Tenant; from accounts.services import tenant_update; "
-        f"tenant = Tenant.objects.get(slug={slug!r}); "
-        f"tenant.enabled_tools, tenant.disabled_tools = {enabled!r}, {disabled!r}; "
-        "tenant_update(tenant=tenant, changed=['enabled_tools', 'disabled_tools'])"
-    )
 
 
 def _is_list_changed(message: dict[str, Any]) -> bool:
@@ -62,7 +53,7 @@ async def test_a_new_tool_set_reaches_both_web_processes(cluster: Cluster) -> No
         assert {"process_batch", "text_stats", "add"} <= every
         running = await start_long_call(on_web0, "long")
 
-        _set_tools(cluster, slug, ["add", "text_stats"], [])
+        set_tool_set(cluster, slug, ["add", "text_stats"], [])
         for client in (on_web0, on_web1):
             await next_matching(client, _is_list_changed, WAIT)
             assert await _names(client) == {"add", "text_stats"}
@@ -78,7 +69,7 @@ async def test_a_new_tool_set_reaches_both_web_processes(cluster: Cluster) -> No
         await next_matching(on_web0, is_progress("long"), WAIT)
 
         # Every tool but two: tools the server gains later would be on for this tenant.
-        _set_tools(cluster, slug, None, ["process_batch", "echo"])
+        set_tool_set(cluster, slug, None, ["process_batch", "echo"])
         for client in (on_web0, on_web1):
             await next_matching(client, _is_list_changed, WAIT)
             assert await _names(client) == every - {"process_batch", "echo"}

@@ -39,6 +39,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from mcp_server.client import raw
 from mcp_server.client.raw import RECV_TIMEOUT
@@ -57,7 +58,8 @@ CLIENT_NAME = "e2e-raw-client"
 
 # Waiting is always "until the event happens, or give up after a timeout".
 POLL_INTERVAL = 0.05
-SERVER_START_TIMEOUT = 30.0
+# Starts take 2-5 s; the bound is for a machine loaded by other suites (30 s was hit at load 17).
+SERVER_START_TIMEOUT = 90.0
 SERVER_STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 120.0
 HTTP_TIMEOUT = 5.0
@@ -615,6 +617,23 @@ async def raw_connection(url: str, **socket: Any) -> AsyncIterator[ClientConnect
     `mcp_server.client.wire.open_socket` (subprotocols, headers, origin, local_address…)."""
     async with await open_socket(url, **{"open_timeout": RECV_TIMEOUT, **socket}) as ws:
         yield ws
+
+
+async def refusal(
+    url: str, *, headers: dict[str, str] | None = None, origin: str | None = None
+) -> tuple[int, dict[str, object], InvalidStatus]:
+    """Open a handshake that must be refused; the HTTP status, the JSON body, the exception."""
+    try:
+        async with raw_connection(url, headers=headers, origin=origin):
+            pass
+    except InvalidStatus as refused:
+        response = refused.response
+        body = json.loads(response.body or b"null")
+        assert isinstance(body, dict), response.body
+        assert response.headers.get_all("Content-Type") == ["application/json"]
+        assert response.headers.get_all("Content-Length") == [str(len(response.body or b""))]
+        return response.status_code, body, refused
+    raise AssertionError(f"the handshake to {url.split('?')[0]} was accepted")
 
 
 @asynccontextmanager

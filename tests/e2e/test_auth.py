@@ -1,11 +1,9 @@
 """The WebSocket handshake's authentication, against the real server: tokens (header or query),
 the Django session cookie with its Origin check, and per-tenant tool enablement."""
 
-import json
 from dataclasses import dataclass
 
 import pytest
-from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import ALICE, GAMMA, Accounts, ServerFactory
 from tests.e2e.support import (
@@ -14,6 +12,7 @@ from tests.e2e.support import (
     ServerProcess,
     error_of,
     raw_connection,
+    refusal,
     result_of,
     run_parallel,
 )
@@ -43,21 +42,6 @@ def auth_setup(deployment: Deployment, accounts: Accounts) -> AuthSetup:
     )
     assert session_key
     return AuthSetup(session_key=session_key)
-
-
-async def refusal(
-    url: str, *, headers: dict[str, str] | None = None, origin: str | None = None
-) -> tuple[int, dict[str, object], InvalidStatus]:
-    """Open a handshake that must be refused; the HTTP status, the JSON body, the exception."""
-    with pytest.raises(InvalidStatus) as refused:
-        async with raw_connection(url, headers=headers, origin=origin):
-            pass
-    response = refused.value.response
-    body = json.loads(response.body or b"null")
-    assert isinstance(body, dict), response.body
-    assert response.headers.get_all("Content-Type") == ["application/json"]
-    assert response.headers.get_all("Content-Length") == [str(len(response.body or b""))]
-    return response.status_code, body, refused.value
 
 
 async def assert_session_works(

@@ -5,15 +5,18 @@ deactivated user or tenant, are closed (4401/4403 with a reason) and their work 
 Two servers of the deployment: `announced` hears of changes only through the channel layer
 (Redis, shared with the `manage.py shell` that makes them; its periodic re-check is an hour
 away), `rechecked` only through its periodic re-check (no channel layer reaches it, and the
-changes bypass the service functions, as a lost announcement would).
+changes bypass the service functions, as a lost announcement would). The shared default
+server (the in-memory layer) hears of a change made through its own REST API.
 """
 
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
+from mcp_server.client.http import HttpSession
 from tests.cluster.support import connection_closed, is_progress, next_matching, send_request
 from tests.e2e.conftest import Accounts, ServerFactory
 from tests.e2e.history import operations
@@ -23,6 +26,7 @@ from tests.e2e.support import (
     ServerProcess,
     error_of,
     raw_client,
+    refusal,
     result_of,
     wait_until,
 )
@@ -80,7 +84,7 @@ class Members:
 
 
 # Tests of this module that take a set of members (each needs accounts of its own).
-MEMBER_SETS = 7
+MEMBER_SETS = 8
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +175,36 @@ async def assert_still_served(client: RawClient) -> None:
 
 
 # --- announcements -------------------------------------------------------------------------
+
+
+async def test_on_the_in_memory_layer_a_kept_token_revoked_by_rest_is_refused_at_once(
+    server: ServerProcess, members: Members
+) -> None:
+    over_http = HttpSession(f"{server.http_url}/mcp", members.first_token)
+    try:
+        await over_http.initialize()
+        async with raw_client(server, members.first_token) as socket:
+            # Used over both transports: the server keeps the token's Principal.
+            assert (await over_http.request("ping"))["result"] == {}
+            status, listed = server.get_json("/api/tokens/", members.first_second_token)
+            assert status == 200, listed
+            [token_id] = [
+                t["id"] for t in listed["results"] if t["name"] == members.first_token_name
+            ]
+            async with httpx.AsyncClient() as client:
+                revoked = await client.delete(
+                    f"{server.http_url}/api/tokens/{token_id}/",
+                    headers={"Authorization": f"Bearer {members.first_second_token}"},
+                )
+            assert revoked.status_code == 204, revoked.text
+            await assert_closed(socket, 4401, "token revoked")
+        refused = await over_http.post({"jsonrpc": "2.0", "id": 99, "method": "ping"})
+        assert refused.status == 401, refused
+        assert refused.messages[0]["error"]["message"] == "token revoked"
+        status, body, _ = await refusal(server.ws_url(members.first_token))
+        assert (status, body["error"]) == (401, "token revoked")
+    finally:
+        await over_http.close()
 
 
 async def test_revoked_token_closes_its_socket_and_cancels_its_call(

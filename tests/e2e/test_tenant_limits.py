@@ -60,11 +60,13 @@ class LimitAccounts:
     alice_second: str
     erin: str
     dave: str
+    dave_second: str
 
 
 @pytest.fixture(scope="module")
 def limit_accounts(deployment: Deployment, accounts: Accounts) -> LimitAccounts:
-    """Erin in alpha, dave alone in delta, frank and henry with passwords, a second token.
+    """Erin in alpha, dave alone in delta (two tokens), frank and henry with passwords, and a
+    second token of alice.
 
     One `manage.py shell` makes them all (the account commands are proved by conftest's).
     """
@@ -79,11 +81,12 @@ def limit_accounts(deployment: Deployment, accounts: Accounts) -> LimitAccounts:
         f"alice = get_user_model().objects.get(username={ALICE!r}); "
         "print(token_create(user=alice, name='alice-second').raw); "
         "print(token_create(user=erin, name='erin-main').raw); "
-        "print(token_create(user=dave, name='dave-main').raw)"
+        "print(token_create(user=dave, name='dave-main').raw); "
+        "print(token_create(user=dave, name='dave-second').raw)"
     )
-    second, erin, dave = output.split()[-3:]
-    assert all(raw.startswith("mcp_") for raw in (second, erin, dave)), output
-    return LimitAccounts(alice_second=second, erin=erin, dave=dave)
+    second, erin, dave, dave_second = output.split()[-4:]
+    assert all(raw.startswith("mcp_") for raw in (second, erin, dave, dave_second)), output
+    return LimitAccounts(alice_second=second, erin=erin, dave=dave, dave_second=dave_second)
 
 
 @asynccontextmanager
@@ -315,7 +318,10 @@ async def test_a_tenant_override_in_the_database_applies_to_new_connections(
             "UPDATE accounts_tenant SET limit_connections_per_user = %s WHERE slug = %s", 1, DELTA
         )
         try:
-            status, body, _ = await refused_handshake(server, limit_accounts.dave)
+            # A plain UPDATE announces nothing: the server keeps dave's first token's caller
+            # for MCP_TOKEN_CACHE_SECONDS (accounts/token_lookups.py). His other token is
+            # looked up now, with the tenant's new limits.
+            status, body, _ = await refused_handshake(server, limit_accounts.dave_second)
             assert status == 429, body
             assert body["error"].endswith("(limit 1)"), body
             client = RawClient(first[0])  # open connections are left alone

@@ -47,7 +47,8 @@ class Member:
 @pytest.fixture(scope="module")
 def member_pool(deployment: Deployment) -> list[Member]:
     """Fresh tenants with one user each, for tests that change accounts (one Django boot)."""
-    tags = [secrets.token_hex(3) for _ in range(5)]
+    # Enough for the module that takes the most (test_official_clients: 7), made in one boot.
+    tags = [secrets.token_hex(3) for _ in range(10)]
     output = deployment.shell(
         "from accounts.services import tenant_create, token_create, user_create\n"
         f"for tag in {tags!r}:\n"

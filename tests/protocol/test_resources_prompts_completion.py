@@ -61,6 +61,8 @@ def test_not_found_names_the_uri_and_blobs_are_base64() -> None:
         "message": "Resource not found",
         "data": {"uri": "mcp-realtime://runs/x"},
     }
+    # 2026-07-28 (SEP-2164) says invalid params instead.
+    assert resource_not_found("u", modern=True).code == INVALID_PARAMS
     assert blob_contents("u", b"\xff\xd8", "image/jpeg") == {
         "uri": "u",
         "mimeType": "image/jpeg",

@@ -16,6 +16,8 @@ from accounts.models import ApiToken, Tenant
 from accounts.principal import Principal
 from accounts.selectors import access_states, principal_for_token
 from accounts.services import IssuedToken
+from accounts.token_lookups import principal_for_token_shared, token_cache
+from accounts.tokens import token_digest
 from mcp_server.admission import ConnectionAdmission, MessageAllowance
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import close_database_connections
@@ -290,3 +292,54 @@ async def test_an_announcement_closes_the_matching_connections_at_once(
     # A malformed message changes nothing.
     await guard.handle(decode_message({"type": "access.revoked", "kind": "username", "ids": ["b"]}))
     assert connections[1].closed_with is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_announcements_and_the_recheck_forget_cached_lookups_first(
+    runner: OperationRunner,
+) -> None:
+    issued = await sync_to_async(
+        lambda: (
+            [member_token(n, tenant_slug=t) for n, t in (("a", "acme"), ("b", "acme"))]
+            + [member_token("c", tenant_slug="beta"), member_token("d", tenant_slug="beta")]
+        )
+    )()
+    principals: list[Principal] = []
+    for token in issued:  # looked up as a handshake does, so kept
+        outcome = await principal_for_token_shared(token.raw)
+        assert isinstance(outcome, Principal)
+        principals.append(outcome)
+    cache = token_cache()
+
+    def kept() -> list[str]:
+        return [i.token.user.username for i in issued if cache.get(token_digest(i.raw))]
+
+    assert kept() == ["a", "b", "c", "d"]
+    last = Connection(principals[3], runner)
+    await last.session.receive(INITIALIZE)
+    guard = AccessGuard(connections=lambda: [last.session], runner=runner, interval=3600)
+    try:
+        await guard.handle(
+            AccessRevoked(
+                kind="token_id", ids=[issued[0].token.pk], status=401, reason="token revoked"
+            )
+        )
+        assert kept() == ["b", "c", "d"]
+        await guard.handle(
+            TenantChanged(
+                tenant_id=principals[1].tenant_id,
+                enabled_tools=frozenset({"add"}),
+                disabled_tools=frozenset(),
+                limits=principals[1].limits,
+            )
+        )
+        assert kept() == ["c", "d"]
+        # A change nobody announced, caught by the re-check of an open connection.
+        await sync_to_async(
+            lambda: ApiToken.objects.filter(pk=issued[3].token.pk).update(revoked_at=timezone.now())
+        )()
+        await guard.check()
+        assert last.closed_with == (4401, "token revoked")
+        assert kept() == ["c"]
+    finally:
+        await sync_to_async(close_database_connections)()

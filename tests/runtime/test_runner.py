@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.operations.lifecycle import Stop, StopReason
+from mcp_server.protocol.input_required import InputRound
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.runner import CallRequest, OperationRunner
@@ -54,7 +55,38 @@ async def crash(ctx: ToolContext) -> str:
     raise RuntimeError("boom")
 
 
-def _request(principal, name: str, arguments: dict[str, Any], *, token=None, rid=1) -> CallRequest:
+@tool(into=tools)
+async def asks(ctx: ToolContext) -> str:
+    """Ask for a name."""
+    answer = await ctx.elicit("Name?", {"type": "object"}, key="name")
+    return f"hello {answer['content']['name']}"
+
+
+class Ended(Wire):
+    """A published call's listener: what it was told at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: list[tuple[str, dict[str, Any] | None]] = []
+
+    async def progress(self, report: Any) -> None:  # type: ignore[override]
+        """Drop progress."""
+
+    def record_end(self, operation: Any) -> None:
+        """Nothing to note."""
+
+    async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
+        """Keep the end."""
+        self.outcomes.append((status, result))
+
+
+def _round(responses: dict[str, Any] | None = None) -> InputRound:
+    return InputRound(capabilities={"elicitation": {}}, seal=lambda a: "state", responses=responses)
+
+
+def _request(
+    principal, name: str, arguments: dict[str, Any], *, token=None, rid=1, inputs=None
+) -> CallRequest:
     found = tools.get(name)
     assert found is not None
     return CallRequest(
@@ -64,6 +96,7 @@ def _request(principal, name: str, arguments: dict[str, Any], *, token=None, rid
         connection_id="conn-1",
         request_id=rid,
         progress_token=token,
+        inputs=inputs,
     )
 
 
@@ -110,6 +143,46 @@ async def test_is_error_and_crash_are_failed_rows(runner: OperationRunner, write
     assert [r.status for r in rows] == [OperationStatus.FAILED, OperationStatus.FAILED]
     assert rows[0].error == "no, thank you"
     assert "reference" in rows[1].error
+
+
+async def test_a_call_that_asks_is_recorded_input_required_and_its_retry_succeeded(
+    runner: OperationRunner, writer
+) -> None:
+    principal = await database_sync_to_async(make_principal)("acme", "ada")
+    wire = Wire()
+    asked = await runner.call(
+        _request(principal, "asks", {}, inputs=_round()), send=wire.send, events=wire
+    )
+    assert asked == {
+        "resultType": "input_required",
+        "inputRequests": {
+            "name": {
+                "method": "elicitation/create",
+                "params": {"message": "Name?", "requestedSchema": {"type": "object"}},
+            }
+        },
+        "requestState": "state",
+    }
+    answer = {"name": {"action": "accept", "content": {"name": "Ada"}}}
+    done = await runner.call(
+        _request(principal, "asks", {}, rid=2, inputs=_round(answer)), send=wire.send, events=wire
+    )
+    assert done["content"][0]["text"] == "hello Ada"
+    first, second = await _rows(writer)
+    assert (first.status, first.result_summary) == ("input_required", {"inputRequests": ["name"]})
+    assert first.error == "" and first.finished_at is not None
+    assert second.status == OperationStatus.SUCCEEDED
+
+
+async def test_a_published_call_that_asks_is_announced_input_required(
+    runner: OperationRunner, writer
+) -> None:
+    principal = await database_sync_to_async(make_principal)("acme", "alan")
+    ended = Ended()
+    await runner.run_published(_request(principal, "asks", {}, inputs=_round()), ended)
+    ((status, result),) = ended.outcomes
+    assert status == "input_required"
+    assert result is not None and result["resultType"] == "input_required"
 
 
 async def test_cancel_records_cancelled_releases_the_slot_and_sends_nothing(runner, writer) -> None:

@@ -8,6 +8,7 @@ from accounts.principal import Principal
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.executors import LocalExecutor
 from mcp_server.identity import ServerIdentity
+from mcp_server.listens import ListenCounts
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.session import McpSession
@@ -94,8 +95,11 @@ def make_session(
     limits: Limits | None = None,
     client_request_timeout: float = TIMEOUT,
     client_requests_per_connection: int = 16,
+    listen_counts: ListenCounts | None = None,
+    **identity: Any,
 ) -> tuple[McpSession, Outbox]:
-    """A session whose catalog is every tool of `registry`, its calls run under `limits`."""
+    """A session whose catalog is every tool of `registry`, its calls run under `limits`
+    (`identity`: other ServerIdentity fields, e.g. listen bounds)."""
     outbox = Outbox()
     runner = OperationRunner(
         scheduler=FairScheduler(limits or Limits()),
@@ -113,11 +117,13 @@ def make_session(
             tools_page_size=page_size,
             client_request_timeout=client_request_timeout,
             client_requests_per_connection=client_requests_per_connection,
+            **identity,
         ),
         executor=local_executor(runner),
         admission=runner.admission,
         connection_id="test-connection",
         send=outbox,
+        listen_counts=listen_counts,
     )
     return session, outbox
 

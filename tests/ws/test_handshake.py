@@ -126,8 +126,12 @@ async def test_refused_with_4403_for_inactive_accounts(
 
     await sync_to_async(_update)(user_model.objects.filter(pk=issued.token.user_id), is_active=True)
     await _assert_accepted(runtime, f"/mcp?token={issued.raw}")
+    # That token's caller is now kept for a few seconds (accounts/token_lookups.py), and a
+    # plain UPDATE announces nothing: the re-check's bound covers it. Another token of the
+    # same user is looked up, and refused.
+    other = await sync_to_async(token_create)(user=issued.token.user, name="other")
     await sync_to_async(_update)(Tenant.objects.filter(slug="acme"), is_active=False)
-    code, reason = await _refusal(runtime, f"/mcp?token={issued.raw}")
+    code, reason = await _refusal(runtime, f"/mcp?token={other.raw}")
     assert (code, reason) == (4403, "account or tenant is inactive")
 
 

@@ -9,12 +9,12 @@ from accounts.services import tenant_create, tenant_update
 from conformance_fixtures.apps import TENANT_SLUG
 from mcp_server.tools import registry
 
-FIXTURE_MODULE = "conformance_fixtures.mcp_tools"
+FIXTURE_MODULES = ("conformance_fixtures.mcp_tools", "conformance_fixtures.input_required")
 
 
 def fixture_tool_names() -> list[str]:
     """The names of the conformance fixture tools, sorted."""
-    return sorted(tool.name for tool in registry if tool.module == FIXTURE_MODULE)
+    return sorted(tool.name for tool in registry if tool.module in FIXTURE_MODULES)
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
 """Built-in tools, registered on import."""
 
-from mcp_server.tools.builtin import batch, calculator, echo, images
+from mcp_server.tools.builtin import batch, calculator, echo, images, run_outputs
 
-__all__ = ["batch", "calculator", "echo", "images"]
+__all__ = ["batch", "calculator", "echo", "images", "run_outputs"]

@@ -261,34 +261,27 @@ async def fan_out(
     failed = done = 0
     rerun: list[int] = []
     runners: dict[str, int] = {}
-    gate = asyncio.Semaphore(bounds.chunks_in_flight)
 
     async def one(chunk: Chunk) -> None:
         nonlocal failed, done
-        async with gate:
-            attempt = 1
-            while True:
-                try:
-                    outcome = await executor.run(chunk)
-                    break
-                except ChunkLost as lost:
-                    if not idempotent:
-                        raise ChunksLost(
-                            f"chunk {chunk.index} of {len(chunks)} {lost.what}"
-                        ) from None
-                    if attempt >= bounds.attempts:
-                        raise ChunksLost(
-                            f"chunk {chunk.index} of {len(chunks)} was lost {attempt} times "
-                            f"(MCP_FANOUT_CHUNK_ATTEMPTS={bounds.attempts})"
-                        ) from None
-                    attempt += 1
-                    rerun.append(chunk.index)
-                    logger.warning(
-                        "operation %s: chunk %d %s; re-running it",
-                        operation_id,
-                        chunk.index,
-                        lost.what,
-                    )
+        attempt = 1
+        while True:
+            try:
+                outcome = await executor.run(chunk)
+                break
+            except ChunkLost as lost:
+                if not idempotent:
+                    raise ChunksLost(f"chunk {chunk.index} of {len(chunks)} {lost.what}") from None
+                if attempt >= bounds.attempts:
+                    raise ChunksLost(
+                        f"chunk {chunk.index} of {len(chunks)} was lost {attempt} times "
+                        f"(MCP_FANOUT_CHUNK_ATTEMPTS={bounds.attempts})"
+                    ) from None
+                attempt += 1
+                rerun.append(chunk.index)
+                logger.warning(
+                    "operation %s: chunk %d %s; re-running it", operation_id, chunk.index, lost.what
+                )
         for position, value in outcome.values:
             values[chunk.start + position] = value
         for position, reason in outcome.errors:
@@ -299,7 +292,16 @@ async def fan_out(
         # The message names the chunk's last item, as a loop reporting each item would.
         report.progress(done, total, label(chunk.items[-1]))
 
-    tasks = [asyncio.ensure_future(one(chunk)) for chunk in chunks]
+    # CHUNKS_IN_FLIGHT lanes, each taking the next chunk when its last one ended: at most
+    # that many chunks of this call are out at once, in item order.
+    waiting = iter(chunks)
+
+    async def lane() -> None:
+        for chunk in waiting:
+            await one(chunk)
+
+    lanes = min(bounds.chunks_in_flight, len(chunks))
+    tasks = [asyncio.ensure_future(lane()) for _ in range(lanes)]
     try:
         await _all_or_first_failure(tasks)
     finally:

@@ -231,8 +231,11 @@ class ChunkTaker:
         finally:
             self._held.pop(start.chunk_id, None)
             self._room.release()
-        if done is not None:
-            await self._reply(start, done)
+        if done is not None and not await self._reply(start, done) and not done.error:
+            # Values the layer cannot carry (not plain data) fail the call, not its chunk
+            # again and again; a layer that is down fails this too, and the chunk is lost.
+            error = "its values could not be sent (an item function must return plain data)"
+            await self._reply(start, messages.ChunkDone(start.chunk_id, self.name, [], [], error))
 
     async def beat(self) -> None:
         """Tell each caller which of its chunks this worker holds; forget old cancels."""
@@ -259,10 +262,11 @@ class ChunkTaker:
 
     async def _reply(
         self, start: messages.ChunkStart, message: messages.ChunkAlive | messages.ChunkDone
-    ) -> None:
-        await self._send(start.reply_to, message)
+    ) -> bool:
+        return await self._send(start.reply_to, message)
 
-    async def _send(self, channel: str, message: messages.ChunkAlive | messages.ChunkDone) -> None:
+    async def _send(self, channel: str, message: messages.ChunkAlive | messages.ChunkDone) -> bool:
+        """Send `message` to `channel`; False (logged) when it could not be sent."""
         layer = self.bus.layer
         assert layer is not None
         try:
@@ -271,6 +275,8 @@ class ChunkTaker:
             # The caller's watch treats a silent chunk as lost, and runs it again.
             metrics.channel_layer_error("send")
             logger.warning("could not send %s to %s", message.TYPE, channel, exc_info=True)
+            return False
+        return True
 
 
 def _sendable(text: str) -> str:

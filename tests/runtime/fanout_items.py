@@ -32,3 +32,9 @@ def broken(item: int) -> int:
 def undeclared(item: int) -> int:
     """Not a chunk function: fan_out refuses it."""
     return item
+
+
+@chunk_function
+def undecodable(item: int) -> str:
+    """A value no channel layer can carry: a lone surrogate (what a non-UTF-8 name decodes to)."""
+    return f"caf\udce9-{item}"

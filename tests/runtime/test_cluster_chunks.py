@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 import pytest
 from channels.layers import InMemoryChannelLayer
 
@@ -22,6 +23,14 @@ from mcp_server.tools.testing import RecordedCall, sample_principal
 from tests.runtime import fanout_items
 
 WAIT = 30.0
+
+
+class PackingLayer(InMemoryChannelLayer):
+    """An in-memory layer that serialises what it sends as channels-redis does (msgpack)."""
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        msgpack.packb(message)
+        await super().send(channel, message)
 
 
 def _bus(layer: InMemoryChannelLayer, writer: HistoryWriter) -> OperationBus:
@@ -41,7 +50,7 @@ def bounds(settings) -> None:
 @pytest.fixture
 async def buses(bounds: None) -> AsyncIterator[tuple[OperationBus, OperationBus]]:
     """The calling process's bus and a worker's, started."""
-    layer = InMemoryChannelLayer()
+    layer = PackingLayer()
     writer = HistoryWriter(interval=3600)
     caller, worker = _bus(layer, writer), _bus(layer, writer)
     await caller.start()
@@ -183,6 +192,22 @@ async def test_a_cancelled_fan_out_stops_the_workers_chunks(
         # The worker hears of it and stops every chunk it held, queued or running.
         await asyncio.wait_for(until(lambda: taker.held == 0), WAIT)
         assert len(list(tmp_path.iterdir())) < 400
+    finally:
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        await taker.drain(0)
+
+
+async def test_values_the_layer_cannot_carry_fail_the_call_once(
+    buses: tuple[OperationBus, OperationBus], pool: LocalChunks
+) -> None:
+    caller, worker = buses
+    taker = ChunkTaker(bus=worker, pool=pool, name="worker-1")
+    taking = asyncio.create_task(taker.run())
+    try:
+        chunk = _chunk([1], fanout_items.undecodable)
+        with pytest.raises(ChunkFailed, match="its values could not be sent"):
+            await asyncio.wait_for(ClusterChunks(bus=caller).run(chunk), WAIT)
     finally:
         taking.cancel()
         await asyncio.gather(taking, return_exceptions=True)

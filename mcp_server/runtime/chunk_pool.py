@@ -113,16 +113,17 @@ class LocalChunks:
             pool, flags = self._started_pool()
             slot = self._free.pop()
             flags[slot] = 0
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(
-                pool, _run_in_pool, slot, chunk.function, chunk.items, chunk.params
-            )
             try:
-                outcome = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                flags[slot] = 1
-                await asyncio.wait({work})
-                raise
+                # A broken pool refuses the submission itself: the slot comes back all the same.
+                work = asyncio.get_running_loop().run_in_executor(
+                    pool, _run_in_pool, slot, chunk.function, chunk.items, chunk.params
+                )
+                try:
+                    outcome = await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    flags[slot] = 1
+                    await asyncio.wait({work})
+                    raise
             except BrokenProcessPool:
                 # A pool process died (killed, or a crash in a decoder): a new pool next time.
                 self._discard_pool()

@@ -249,6 +249,9 @@ async def fan_out(
     bounds: FanOutBounds,
 ) -> FanOutResult:
     """Run `fn` over `items` in chunks through `executor` (what `ToolContext.fan_out` does)."""
+    # Imported here: metrics imports the tool registry, which imports this module.
+    from mcp_server import metrics
+
     name = function_name(fn)
     chunk_function_named(name)  # declared, so every process can run it
     size = bounds.checked_chunk_size(chunk_size, len(items))
@@ -270,6 +273,8 @@ async def fan_out(
                 outcome = await executor.run(chunk)
                 break
             except ChunkLost as lost:
+                if not idempotent or attempt >= bounds.attempts:
+                    metrics.chunk_ended("lost")
                 if not idempotent:
                     raise ChunksLost(f"chunk {chunk.index} of {len(chunks)} {lost.what}") from None
                 if attempt >= bounds.attempts:
@@ -279,6 +284,7 @@ async def fan_out(
                     ) from None
                 attempt += 1
                 rerun.append(chunk.index)
+                metrics.chunk_ended("rerun")
                 logger.warning(
                     "operation %s: chunk %d %s; re-running it", operation_id, chunk.index, lost.what
                 )
@@ -289,6 +295,7 @@ async def fan_out(
         failed += len(outcome.errors)
         done += len(chunk.items)
         runners[outcome.runner] = runners.get(outcome.runner, 0) + 1
+        metrics.chunk_ended("ran")
         # The message names the chunk's last item, as a loop reporting each item would.
         report.progress(done, total, label(chunk.items[-1]))
 

@@ -38,3 +38,13 @@ def undeclared(item: int) -> int:
 def undecodable(item: int) -> str:
     """A value no channel layer can carry: a lone surrogate (what a non-UTF-8 name decodes to)."""
     return f"caf\udce9-{item}"
+
+
+@chunk_function
+def dies_once(item: int, *, marks: str) -> int:
+    """Kill the pool process the first time (a crash in a decoder), then do the item."""
+    first = Path(marks, "died")
+    if not first.exists():
+        first.touch()
+        os._exit(1)
+    return item

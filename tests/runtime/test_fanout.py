@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
+from mcp_server import metrics
 from mcp_server.models import Operation, OperationStatus
 from mcp_server.runtime.chunk_pool import LocalChunks
 from mcp_server.runtime.context import ToolContext
@@ -157,6 +158,32 @@ async def test_an_item_function_that_raises_fails_the_call(pool: LocalChunks) ->
         await ctx.fan_out(fanout_items.broken, [1, 2, 3])
 
 
+def _chunks_counted(outcome: str) -> float:
+    return metrics.FANOUT_CHUNKS.labels(outcome)._value.get()
+
+
+async def test_a_pool_process_that_dies_loses_its_chunk_which_runs_again_in_a_new_pool(
+    tmp_path,
+) -> None:
+    single = LocalChunks(processes=1, name="crashy")
+    try:
+        _, ctx = _context(single, idempotent=True)
+        result = await ctx.fan_out(
+            fanout_items.dies_once, [1, 2, 3], chunk_size=3, marks=str(tmp_path)
+        )
+        assert result.values == [1, 2, 3]
+        assert result.rerun == (0,)
+        # The slot of the broken pool came back: the pool goes on running chunks.
+        again = await ctx.fan_out(fanout_items.square, [4], chunk_size=1)
+        assert again.values == [16]
+        _, strict = _context(single, idempotent=False)
+        (tmp_path / "died").unlink()
+        with pytest.raises(ChunksLost, match="a pool process of crashy died"):
+            await strict.fan_out(fanout_items.dies_once, [1], marks=str(tmp_path))
+    finally:
+        single.shutdown()
+
+
 class ScriptedChunks:
     """A ChunkExecutor that runs items here and loses the chunks it is told to."""
 
@@ -191,6 +218,7 @@ async def test_chunks_in_flight_per_call_are_bounded(settings) -> None:
 
 
 async def test_a_lost_chunk_of_an_idempotent_tool_runs_again_and_history_says_so() -> None:
+    rerun_before = _chunks_counted("rerun")
     executor = ScriptedChunks(lose={2: 1})
     recorded, ctx = _context(executor, idempotent=True)
     result = await ctx.fan_out(fanout_items.square, list(range(10)), chunk_size=3)
@@ -200,6 +228,7 @@ async def test_a_lost_chunk_of_an_idempotent_tool_runs_again_and_history_says_so
     assert recorded.progress[-1].message == (
         "10 items in 4 chunks, run by worker-b (4); re-run after their worker was lost: chunks 2"
     )
+    assert _chunks_counted("rerun") == rerun_before + 1
 
 
 async def test_a_lost_chunk_of_another_tool_ends_the_fan_out(settings) -> None:

@@ -65,8 +65,9 @@ async def test_it_asks_first_deletes_nothing_on_decline_and_deletes_on_confirmat
         )
 
     nobody = Answers()
+    # Alice, of tenant alpha (not carol: gamma is the tenant whose tool set tests change).
     async with (
-        websocket_client(server.ws_url(accounts.carol)) as (read, write),
+        websocket_client(server.ws_url(accounts.alice)) as (read, write),
         ClientSession(read, write, elicitation_callback=nobody) as session,
     ):
         await session.initialize()

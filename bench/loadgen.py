@@ -9,7 +9,13 @@ import sys
 import orjson
 import uvloop
 
-from bench.cluster_load import ClusterThroughput, FirstProgress, ProgressStream, Scale
+from bench.cluster_load import (
+    ClusterThroughput,
+    FanOutImages,
+    FirstProgress,
+    ProgressStream,
+    Scale,
+)
 from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.modern_load import HttpModernThroughput, ModernThroughput
@@ -38,6 +44,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         UnreadReplies,
         ConnectionStorm,
         ClusterThroughput,
+        FanOutImages,
         FirstProgress,
         ProgressStream,
         Scale,

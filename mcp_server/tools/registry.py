@@ -88,6 +88,12 @@ class Tool:
     # that does not declare them is refused with -32021 before the tool runs.
     client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether running it (or one of its fan-out chunks) twice is harmless: the tool's
+        `idempotentHint` annotation."""
+        return bool((self.annotations or {}).get("idempotentHint"))
+
     def argument_errors(self, arguments: dict[str, Any]) -> list[str]:
         """Human-readable schema violations of `arguments` (empty when they are valid)."""
         return _violations(self.validator, arguments)

@@ -25,6 +25,7 @@ import redis
 
 from bench.cluster_load import (
     ClusterThroughput,
+    FanOutImages,
     FirstProgress,
     ProgressStream,
     Scale,
@@ -67,11 +68,17 @@ from bench.scenarios import LoadTarget, Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
+    IMAGES_TIMEOUT,
     ClusterDeployment,
+    manage,
 )
 
 MARKER = "bench-cluster"
 INLINE, WORKER, PLACED = "inline", "worker", "placed"
+# process_images fanned out over one worker, then two, each with one pool process (one core).
+FANOUT_1, FANOUT_2 = "fanout-1w", "fanout-2w"
+FANOUT_WORKERS = {FANOUT_1: 1, FANOUT_2: 2}
+FANOUT_DIR = "fanout"
 # Worker mode measures the hand-off itself: even the trivial tool, short and so run by the web
 # process under its default placement, goes to the worker.
 ALL_ON_WORKERS = {"MCP_TOOL_PLACEMENT": "add=worker"}
@@ -118,6 +125,11 @@ class ClusterOptions:
     stream_calls: int = option(20, "--stream-calls", "calls traced through Redis MONITOR (0: none)")
     scale_connections: int = option(1000, "--scale-connections")
     scale_workers: int = option(1, "--scale-workers")
+    fanout_images: int = option(
+        0,
+        "--fanout-images",
+        "demo images for process_images fanned out over 1 worker, then 2 (0: not measured)",
+    )
     scale_count: int = option(200, "--scale-count")
     scale_item_ms: float = option(20.0, "--scale-item-ms")
     scale_env: tuple[tuple[str, str], ...] = option(
@@ -154,10 +166,16 @@ class ClusterOptions:
         """The scale scenario of these options."""
         return Scale(self.scale_connections, self.scale_count, self.scale_item_ms)
 
+    def fanout(self, tenant_root: str = "") -> FanOutImages:
+        """The fan-out scenario of these options (`tenant_root`: where thumbnails go)."""
+        return FanOutImages(self.fanout_images, FANOUT_DIR, tenant_root=tenant_root)
+
     def metrics(self) -> list[Metric]:
         """Every metric the cluster benchmark may report, in display order."""
         metrics = [m for c in self.concurrency for m in ClusterThroughput(c).metrics()]
         metrics += [*FirstProgress().metrics(), *HOP_METRICS, *self.scale().metrics()]
+        if self.fanout_images:
+            metrics += self.fanout().metrics()
 
         def scale(key: str, label: str, unit: str, higher: bool = False) -> Metric:
             return Metric(key, label, unit, higher, section=SCALE)
@@ -396,6 +414,44 @@ def measure_scale(
     return measured
 
 
+def measure_fanout(
+    deployment: ClusterDeployment, options: ClusterOptions, mode: str, logs: Path, rep: int
+) -> dict[str, float]:
+    """One process_images over the demo set, fanned out over 1 or 2 workers (one pool process
+    each, not pinned), with pings on a second connection."""
+    workers = FANOUT_WORKERS[mode]
+    with deployment.running(
+        f"{mode}-{rep}",
+        execution=WORKER,
+        web=1,
+        workers=workers,
+        cpu=None,
+        logs=logs,
+        extra_env={"MCP_FANOUT_PROCESSES": "1"},
+    ) as processes:
+        urls = [deployment.ws_url(processes.ports[0])]
+        target = LoadTarget(urls, {"server": processes.workers[0].pid})
+        tenant_root = str(deployment.var_dir / "data" / deployment.account)
+        plan = [options.fanout(tenant_root)]
+        measured = run_scenarios(plan, processes.all, target, Pinning(None, None))
+    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
+    return measured
+
+
+def fanout_table(results: RunResults, options: ClusterOptions) -> list[str]:
+    """images/s and ping latency with 1 and 2 workers, and their ratio (target: >= 1.6x)."""
+    scenario = options.fanout()
+    rows = []
+    for key, label, unit in (
+        (f"{scenario.kind}.images_per_s", "images/s", "images/s"),
+        (f"{scenario.kind}.p99_us", "ping p99 meanwhile", "µs"),
+    ):
+        one, two = results.median(FANOUT_1, key), results.median(FANOUT_2, key)
+        ratio = two / one if one else math.nan
+        rows.append([f"{label} ({unit})", f"{one:,.0f}", f"{two:,.0f}", f"{ratio:.2f}x"])
+    return table(["metric", "1 worker", "2 workers", "2 / 1"], rows)
+
+
 def run_cluster(
     options: ClusterOptions, pinning: Pinning, workdir: Path, *, keep_database: bool
 ) -> RunResults:
@@ -415,6 +471,8 @@ def run_cluster(
             PLACED, both, "MCP_EXECUTION=worker, default placement (add is local), both on CPU 0"
         ),
         ServerInfo(SCALE, scale_title, scale_info),
+        ServerInfo(FANOUT_1, "one serve, one runoperations", "MCP_FANOUT_PROCESSES=1"),
+        ServerInfo(FANOUT_2, "one serve, two runoperations", "MCP_FANOUT_PROCESSES=1"),
     ]
     placed = bool(options.concurrency)
     wanted = (
@@ -422,17 +480,25 @@ def run_cluster(
         compared or options.stream_calls > 0,
         placed,
         options.scale_connections > 0,
+        options.fanout_images > 0,
+        options.fanout_images > 0,
     )
     deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
 
     def measure(mode: ServerInfo, _: object, pinning: Pinning, logs: Path, rep: int) -> Measured:
         if mode.key == SCALE:
             return measure_scale(deployment, options, logs, rep)
+        if mode.key in FANOUT_WORKERS:
+            return measure_fanout(deployment, options, mode.key, logs, rep)
         return measure_mode(deployment, options, mode.key, pinning, logs, rep)
 
     log("preparing the cluster deployment (PostgreSQL database, account, token)")
     try:
         deployment.create()
+        if options.fanout_images:
+            demo = ["--tenant", deployment.account, "--count", str(options.fanout_images)]
+            demo += ["--dir", FANOUT_DIR]
+            manage(deployment.env("inline"), "make_demo_images", *demo, timeout=IMAGES_TIMEOUT)
         return run_plan(
             [mode for mode, on in zip(modes, wanted, strict=True) if on],
             [],
@@ -502,6 +568,11 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
         f"{options.scale_workers} worker(s)",
         "",
         *scale,
+        "",
+        f"#### process_images x{options.fanout_images:,} fanned out over 1 and 2 workers "
+        "(issue 12's target: 2 workers >= 1.6x the images/s of 1, ping p99 <= 50 ms)",
+        "",
+        *(fanout_table(results, options) if options.fanout_images else ["not measured"]),
         "",
         "#### Each repetition",
         "",

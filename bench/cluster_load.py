@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import psycopg
 from websockets.exceptions import ConnectionClosed
 
+from bench.long_running import ImagesPing
 from bench.measure import busy_seconds, cpu_seconds, percentile
 from bench.report import CALLS, PROGRESS, SCALE, Metric, Row, declare
 from bench.scenarios import (
@@ -303,3 +304,14 @@ class Scale(Scenario):
             "problems": dict(problems),
             "final_missing": missing[:50],
         }
+
+
+@dataclass(frozen=True)
+class FanOutImages(ImagesPing):
+    """`process_images` fanned out over a cluster's workers, pinged meanwhile on a second
+    connection: images/s and ping latency (issue 12: 2 workers against 1)."""
+
+    kind: ClassVar[str] = "fanout-images"
+    targets: ClassVar[tuple[str, ...] | None] = None
+
+    title: ClassVar[str] = "process_images x{images} over the workers, pinged"

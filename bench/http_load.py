@@ -26,7 +26,12 @@ from bench.scenarios import (
     call_loop,
     latency_summary,
 )
-from mcp_server.client.http import ACCEPT_BOTH, SESSION_HEADER, VERSION_HEADER
+from mcp_server.client.http import (
+    ACCEPT_BOTH,
+    SESSION_HEADER,
+    VERSION_HEADER,
+    mirrored_headers,
+)
 from mcp_server.client.raw import UnexpectedReply
 from mcp_server.client.wire import (
     INITIALIZED,
@@ -35,6 +40,7 @@ from mcp_server.client.wire import (
     initialize_params,
     request_frame,
     tool_call_params,
+    with_request_meta,
 )
 
 # The servers that speak Streamable HTTP, and the ones with a streaming (progress) tool.
@@ -73,6 +79,18 @@ class LoadSession:
             self.headers["Authorization"] = f"Bearer {bearer}"
         self._ids = itertools.count(1)
 
+    meta: JsonObject | None = None  # a 2026-07-28 session's per-request `_meta`
+
+    @classmethod
+    def modern(
+        cls, http: aiohttp.ClientSession, url: str, bearer: str | None, meta: JsonObject
+    ) -> LoadSession:
+        """A 2026-07-28 client: no initialize; each request carries `meta` and the headers that
+        mirror it."""
+        session = cls(http, url, bearer)
+        session.meta = meta
+        return session
+
     @classmethod
     async def open(cls, http: aiohttp.ClientSession, url: str, bearer: str | None) -> LoadSession:
         """`initialize` (taking the session id), then `notifications/initialized`."""
@@ -109,7 +127,13 @@ class LoadSession:
     ) -> JsonObject:
         """Send a request; its response, messages before it (progress) to `on_message`."""
         request_id = next(self._ids)
-        async with self.post(request_frame(request_id, method, params)) as response:
+        if self.meta is None:
+            async with self.post(request_frame(request_id, method, params)) as response:
+                return await self._reply(response, request_id, on_message)
+        params = with_request_meta(params, self.meta)
+        headers = {**self.headers, **mirrored_headers(method, params)}
+        body = request_frame(request_id, method, params)
+        async with self.http.post(self.url, data=body, headers=headers) as response:
             return await self._reply(response, request_id, on_message)
 
     async def _reply(
@@ -201,8 +225,16 @@ class HttpThroughput(Throughput):
     async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
         url = http_url(target)
         async with http_client() as http:
-            sessions = await asyncio.gather(
-                *(LoadSession.open(http, url, target.bearer) for _ in range(self.concurrency))
+            meta = self.request_meta
+            sessions = (
+                [
+                    LoadSession.modern(http, url, target.bearer, meta)
+                    for _ in range(self.concurrency)
+                ]
+                if meta is not None
+                else await asyncio.gather(
+                    *(LoadSession.open(http, url, target.bearer) for _ in range(self.concurrency))
+                )
             )
             start = time.perf_counter() + self.warmup_s
             end = start + self.window_s

@@ -9,9 +9,16 @@ import sys
 import orjson
 import uvloop
 
-from bench.cluster_load import ClusterThroughput, FirstProgress, ProgressStream, Scale
+from bench.cluster_load import (
+    ClusterThroughput,
+    FanOutImages,
+    FirstProgress,
+    ProgressStream,
+    Scale,
+)
 from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
+from bench.modern_load import HttpModernThroughput, ModernThroughput
 from bench.scenarios import (
     ConnectInitialize,
     IdleMemory,
@@ -37,11 +44,14 @@ SCENARIOS: dict[str, type[Scenario]] = {
         UnreadReplies,
         ConnectionStorm,
         ClusterThroughput,
+        FanOutImages,
         FirstProgress,
         ProgressStream,
         Scale,
         HttpThroughput,
         HttpFirstProgress,
+        ModernThroughput,
+        HttpModernThroughput,
     )
 }
 

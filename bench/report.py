@@ -52,6 +52,7 @@ COMPARISONS = (
 SUMMARY, LONG_RUNNING = "summary", "long-running"
 CALLS, PROGRESS, SCALE = "calls", "progress", "scale"
 HTTP = "http"  # Streamable HTTP: this service against FastMCP and django-mcpz
+MODERN = "modern"  # the 2026-07-28 revision's calls, against the handshake era's
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,11 @@ def summary_section(results: RunResults) -> list[str]:
     lines: list[str] = []
     metrics: list[Metric] = []
     # One table per transport's headline metrics, over the servers that measured any.
-    for section, title in ((SUMMARY, "Medians"), (HTTP, "Medians over Streamable HTTP")):
+    for section, title in (
+        (SUMMARY, "Medians"),
+        (HTTP, "Medians over Streamable HTTP"),
+        (MODERN, "Medians in the 2026-07-28 revision"),
+    ):
         measured = _measured(results, section, servers)
         if not measured:
             continue

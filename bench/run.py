@@ -31,6 +31,7 @@ from bench.harness import (
 )
 from bench.http_load import HttpFirstProgress, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
+from bench.modern_load import HttpModernThroughput, ModernThroughput
 from bench.report import (
     ROOT,
     now,
@@ -84,6 +85,12 @@ def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
         IdleMemory(connections=args.idle_connections),
         HttpThroughput(concurrency=1, warmup_s=args.warmup, window_s=args.window),
         HttpThroughput(concurrency=50, warmup_s=args.warmup, window_s=args.window),
+        # The same calls in the 2026-07-28 revision (the service only): the envelope's cost.
+        *(
+            era(concurrency=c, warmup_s=args.warmup, window_s=args.window)
+            for era in (ModernThroughput, HttpModernThroughput)
+            for c in (1, 50)
+        ),
     ]
     plan += [HttpFirstProgress(calls=args.http_progress_calls)] if args.http_progress_calls else []
     plan += (

@@ -21,7 +21,14 @@ from websockets.exceptions import ConnectionClosed
 from bench.measure import CpuSample, percentile, rss_kib, settled
 from bench.report import SUMMARY, Goal, Goals, Metric, Row, declare
 from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
-from mcp_server.client.wire import INITIALIZED, initialize_params, request_frame, tool_call_params
+from mcp_server.client.wire import (
+    INITIALIZED,
+    JsonObject,
+    initialize_params,
+    request_frame,
+    tool_call_params,
+    with_request_meta,
+)
 
 CLIENT_NAME = "mcp-bench"
 OPEN_CONCURRENCY = 50
@@ -119,10 +126,14 @@ def call_frame(request_id: int, name: str, arguments: Any, token: str | None = N
     return request_frame(request_id, "tools/call", tool_call_params(name, arguments, token))
 
 
-async def call_add(client: RawClient) -> None:
-    """One `tools/call` of `add` (1 + 2), its reply read and checked: the hot loops' step."""
+async def call_add(client: RawClient, meta: JsonObject | None = None) -> None:
+    """One `tools/call` of `add` (1 + 2), its reply read and checked: the hot loops' step;
+    with `meta`, a 2026-07-28 request carrying it."""
     request_id = client.next_id()
-    await client.ws.send(call_frame(request_id, "add", {"a": 1, "b": 2}))
+    params = tool_call_params("add", {"a": 1, "b": 2})
+    if meta is not None:
+        params = with_request_meta(params, meta)
+    await client.ws.send(request_frame(request_id, "tools/call", params))
     raw = await client.ws.recv()
     structured = expect_result(raw, request_id).get("structuredContent")
     if not isinstance(structured, dict) or structured.get("result") != 3:
@@ -141,14 +152,16 @@ async def open_many(
     count: int,
     parallel: int = OPEN_CONCURRENCY,
     opened: list[float] | None = None,
+    initialize: bool = True,
 ) -> list[RawClient]:
-    """`count` initialized connections, the i-th to `urls[i % len(urls)]`, `parallel` handshakes
-    at a time, all or none; the `perf_counter` instant each was ready goes to `opened`."""
+    """`count` connections (initialized, unless not `initialize`), the i-th to
+    `urls[i % len(urls)]`, `parallel` handshakes at a time, all or none; the `perf_counter`
+    instant each was ready goes to `opened`."""
     gate = asyncio.Semaphore(parallel)
 
     async def one(index: int) -> RawClient:
         async with gate:
-            client = await connect(urls[index % len(urls)])
+            client = await connect(urls[index % len(urls)], initialize=initialize)
         if opened is not None:
             opened.append(time.perf_counter())
         return client
@@ -332,13 +345,18 @@ class Throughput(Scenario):
         p50, p99, _ = latency_summary(latencies, 1e6)
         return self.values(rate, p50, p99, per_call, server, client, foreign)
 
+    # The per-request `_meta` of a 2026-07-28 client (None: the handshake era's calls).
+    request_meta: ClassVar[JsonObject | None] = None
+
     async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
-        clients = await open_many(target.urls, self.concurrency)
+        modern = self.request_meta is not None
+        clients = await open_many(target.urls, self.concurrency, initialize=not modern)
         try:
             start = time.perf_counter() + self.warmup_s
             end = start + self.window_s
             window = asyncio.create_task(self.cpu_window(target, start, end))
-            loops = (call_loop(functools.partial(call_add, c), start, end) for c in clients)
+            step = functools.partial(call_add, meta=self.request_meta)
+            loops = (call_loop(functools.partial(step, c), start, end) for c in clients)
             per_client = await asyncio.gather(*loops)
             readings = await window
         finally:

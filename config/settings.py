@@ -328,6 +328,24 @@ MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
 MCP_OPERATION_UNCLAIMED_AFTER = env.float(
     "MCP_OPERATION_UNCLAIMED_AFTER", default=float(MCP_CHANNEL_EXPIRY)
 )
+# Fan-out (`ctx.fan_out`, mcp_server/runtime/fanout.py): a call's items run in chunks of
+# CHUNK_SIZE items by default (a tool may ask for 1 to MAX_CHUNK_SIZE), at most
+# CHUNKS_IN_FLIGHT chunks of one call at a time (the rest wait, so other calls' chunks get
+# their turn), at most MAX_ITEMS items per call. PROCESSES: the pool of processes each process
+# runs chunks in (0: one per core). A chunk whose worker died is run again at most ATTEMPTS
+# times in all (idempotent tools only; the others end interrupted).
+MCP_FANOUT_CHUNK_SIZE = env.int("MCP_FANOUT_CHUNK_SIZE", default=64)
+MCP_FANOUT_MAX_CHUNK_SIZE = env.int("MCP_FANOUT_MAX_CHUNK_SIZE", default=10_000)
+MCP_FANOUT_CHUNKS_IN_FLIGHT = env.int("MCP_FANOUT_CHUNKS_IN_FLIGHT", default=8)
+MCP_FANOUT_MAX_ITEMS = env.int("MCP_FANOUT_MAX_ITEMS", default=1_000_000)
+MCP_FANOUT_PROCESSES = env.int("MCP_FANOUT_PROCESSES", default=0)
+MCP_FANOUT_CHUNK_ATTEMPTS = env.int("MCP_FANOUT_CHUNK_ATTEMPTS", default=3)
+if not 1 <= MCP_FANOUT_CHUNK_SIZE <= MCP_FANOUT_MAX_CHUNK_SIZE:
+    raise ImproperlyConfigured("MCP_FANOUT_CHUNK_SIZE must be between 1 and MAX_CHUNK_SIZE")
+if min(MCP_FANOUT_CHUNKS_IN_FLIGHT, MCP_FANOUT_MAX_ITEMS, MCP_FANOUT_CHUNK_ATTEMPTS) < 1:
+    raise ImproperlyConfigured("MCP_FANOUT_CHUNKS_IN_FLIGHT, _MAX_ITEMS, _CHUNK_ATTEMPTS: >= 1")
+if MCP_FANOUT_PROCESSES < 0:
+    raise ImproperlyConfigured("MCP_FANOUT_PROCESSES must be 0 (one per core) or more")
 # A worker on SIGTERM lets running operations finish this long before interrupting them.
 MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
 # A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.

@@ -141,6 +141,13 @@ REFUSALS = Counter(
     ("limit", *_TENANT),
     registry=_LOCAL,
 )
+FANOUT_CHUNKS = Counter(
+    "mcp_fanout_chunks",
+    "Fan-out chunks by outcome: `ran` (to its end), `rerun` (lost with its worker, run again), "
+    "`lost` (lost, and its call interrupted).",
+    ("outcome",),
+    registry=_LOCAL,
+)
 CHANNEL_LAYER_ERRORS = Counter(
     "mcp_channel_layer_errors",
     "Failed channel-layer (Redis) operations, by operation (receive, send).",
@@ -162,6 +169,7 @@ _KNOWN_SERIES: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (PROGRESS_NOTIFICATIONS, ("sent", "coalesced")),
     (HISTORY_FAILURES, ("unavailable", "set_aside")),
     (CHANNEL_LAYER_ERRORS, ("receive", "send")),
+    (FANOUT_CHUNKS, ("ran", "rerun", "lost")),
     *(() if TENANT_LABEL else ((REFUSALS, _REFUSAL_LIMITS),)),
 )
 
@@ -347,6 +355,12 @@ def refused(limit: str, principal: "Principal", count: int = 1) -> None:
     (a limit's name such as "messages per user" or "in_flight_per_user")."""
     if ENABLED and count > 0:
         _child(REFUSALS, limit.replace(" ", "_"), *_tenant(principal)).inc(count)
+
+
+def chunk_ended(outcome: str) -> None:
+    """A fan-out chunk ended: `ran`, `rerun` or `lost`."""
+    if ENABLED:
+        _child(FANOUT_CHUNKS, outcome).inc()
 
 
 def channel_layer_error(operation: str) -> None:

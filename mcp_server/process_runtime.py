@@ -14,6 +14,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
 from mcp_server.cluster.bus import OperationBus
+from mcp_server.cluster.chunks import ClusterChunks
 from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.liveness import Liveness
 from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
@@ -105,6 +106,8 @@ def build_runtime(
     if mode == "worker":
         overrides = placement if placement is not None else overrides_from_settings()
         executor = PlacedExecutor(runner=runner, bus=bus, overrides=overrides)
+        # Fan-out chunks go to any free worker, wherever the call that fans out runs.
+        runner.chunks = ClusterChunks(bus=bus)
     run_updates = RunUpdates(
         runner=runner, layer=layer, interval=settings.MCP_RESOURCE_UPDATE_INTERVAL
     )

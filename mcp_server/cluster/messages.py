@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 # The work queue of worker processes: every `operation.start` goes here, one worker takes it.
 OPERATIONS_CHANNEL = "mcp-operations"
+# The workers' queue of fan-out chunks (`ctx.fan_out`): one worker takes each `chunk.start`.
+CHUNKS_CHANNEL = "mcp-chunks"
 # Every process that runs operations (web processes inline, workers): cancel and attach go here.
 RUNNERS_GROUP = "mcp-runners"
 # Every web process (one membership per process, not per connection): broadcasts go here.
@@ -46,6 +48,13 @@ OPERATION_LOG = "operation.log"
 OPERATION_FINISHED = "operation.finished"
 # What a task of the tasks extension waits for its client to answer, as it changes.
 OPERATION_ASKING = "operation.asking"
+# To a worker, through CHUNKS_CHANNEL; a chunk's cancel to RUNNERS_GROUP; its signs of life and
+# its end to the channel of the process whose call fanned it out.
+CHUNK_START = "chunk.start"
+CHUNK_CANCEL = "chunk.cancel"
+CHUNK_ALIVE = "chunk.alive"
+CHUNK_DONE = "chunk.done"
+CHUNK_REPLIES = frozenset({CHUNK_ALIVE, CHUNK_DONE})
 # To WEB_GROUP.
 BROADCAST = "mcp.broadcast"
 # To RUNNERS_GROUP, whose members are every web process (it closes its connections) and every
@@ -658,6 +667,160 @@ class RunUpdated:
         )
 
 
+def _pairs(value: Any) -> list[tuple[int, Any]]:
+    if not isinstance(value, list):
+        raise MalformedMessage("chunk.done needs lists of [position, value]")
+    pairs = []
+    for pair in value:
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or _optional_int(pair[0]) is None:
+            raise MalformedMessage(f"not a [position, value] pair: {pair!r}")
+        pairs.append((pair[0], pair[1]))
+    return pairs
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkStart:
+    """Hands one fan-out chunk to a worker; its signs of life and end go to `reply_to`."""
+
+    TYPE: ClassVar[str] = CHUNK_START
+
+    chunk_id: str
+    operation_id: str
+    index: int
+    function: str
+    start: int
+    items: list[Any]
+    params: dict[str, Any]
+    # The call's tenant, user and connection: the chunk's place in the worker's fair order.
+    key: tuple[Any, Any, Any]
+    reply_to: str
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "chunk_id": self.chunk_id,
+            "operation_id": self.operation_id,
+            "index": self.index,
+            "function": self.function,
+            "start": self.start,
+            "items": self.items,
+            "params": self.params,
+            "key": list(self.key),
+            "reply_to": self.reply_to,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        fields = {name: message.get(name) for name in ("chunk_id", "function", "reply_to")}
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            raise MalformedMessage("chunk.start needs a chunk id, a function and a reply channel")
+        items, params, key = message.get("items"), message.get("params"), message.get("key")
+        index, start = _optional_int(message.get("index")), _optional_int(message.get("start"))
+        if not isinstance(items, list) or not isinstance(params, dict) or index is None:
+            raise MalformedMessage("chunk.start needs items, params and an index")
+        if not isinstance(key, list) or len(key) != 3 or start is None:
+            raise MalformedMessage("chunk.start needs a tenant, user and connection key")
+        return cls(
+            chunk_id=str(fields["chunk_id"]),
+            operation_id=str(message.get("operation_id") or ""),
+            index=index,
+            function=str(fields["function"]),
+            start=start,
+            items=items,
+            params=params,
+            key=(key[0], key[1], key[2]),
+            reply_to=str(fields["reply_to"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkCancel:
+    """Stop these chunks wherever they are: queued ones never start, running ones stop."""
+
+    TYPE: ClassVar[str] = CHUNK_CANCEL
+
+    chunk_ids: tuple[str, ...]
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "chunk_ids": list(self.chunk_ids)}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        ids = message.get("chunk_ids")
+        if not isinstance(ids, list) or not all(isinstance(key, str) for key in ids):
+            raise MalformedMessage("chunk.cancel needs a list of chunk ids")
+        return cls(chunk_ids=tuple(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAlive(ChunkCancel):
+    """The worker `runner` holds these chunks (queued or running): they are not lost."""
+
+    TYPE: ClassVar[str] = CHUNK_ALIVE
+
+    runner: str = ""
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "chunk_ids": list(self.chunk_ids), "runner": self.runner}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        runner = message.get("runner")
+        return cls(
+            chunk_ids=ChunkCancel.decode(message).chunk_ids,
+            runner=runner if isinstance(runner, str) else "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDone:
+    """How a chunk ended: its items' values and failures by position; or `error` (the item
+    function raised something other than ItemFailed), or `lost` (its pool process died)."""
+
+    TYPE: ClassVar[str] = CHUNK_DONE
+
+    chunk_id: str
+    runner: str
+    values: list[tuple[int, Any]]
+    errors: list[tuple[int, str]]
+    error: str = ""
+    lost: bool = False
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {
+            "type": self.TYPE,
+            "chunk_id": self.chunk_id,
+            "runner": self.runner,
+            "values": [list(pair) for pair in self.values],
+            "errors": [list(pair) for pair in self.errors],
+            "error": self.error,
+            "lost": self.lost,
+        }
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        chunk_id, runner, error = (message.get(k) for k in ("chunk_id", "runner", "error"))
+        if not isinstance(chunk_id, str):
+            raise MalformedMessage("chunk.done needs a chunk id")
+        errors = [(position, str(reason)) for position, reason in _pairs(message.get("errors"))]
+        return cls(
+            chunk_id=chunk_id,
+            runner=runner if isinstance(runner, str) else "",
+            values=_pairs(message.get("values")),
+            errors=errors,
+            error=error if isinstance(error, str) else "",
+            lost=bool(message.get("lost")),
+        )
+
+
 ClusterMessage = (
     OperationStart
     | OperationCancel
@@ -678,6 +841,10 @@ ClusterMessage = (
     | RunWatch
     | RunUnwatch
     | RunUpdated
+    | ChunkStart
+    | ChunkCancel
+    | ChunkAlive
+    | ChunkDone
 )
 # What reaches a connection's channel about an operation it listens to.
 OperationEvent = OperationProgress | OperationLog | OperationFinished | OperationAsking
@@ -704,6 +871,10 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         RunWatch,
         RunUnwatch,
         RunUpdated,
+        ChunkStart,
+        ChunkCancel,
+        ChunkAlive,
+        ChunkDone,
     )
 }
 

@@ -15,6 +15,7 @@ from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
 from mcp_server.cluster import messages
+from mcp_server.cluster.chunks import ChunkTaker
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
@@ -22,6 +23,7 @@ from mcp_server.input_state import StateBinding, resumed_round
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.process_runtime import ProcessRuntime
+from mcp_server.runtime.chunk_pool import local_chunks
 from mcp_server.runtime.runner import CallRequest, slot_key
 from mcp_server.tools.catalog import catalog_for_principal
 
@@ -87,9 +89,15 @@ class OperationWorker:
             "worker %s takes work from %s", runtime.runner.name, messages.OPERATIONS_CHANNEL
         )
         taker = asyncio.create_task(self._take_work())
+        chunks = ChunkTaker(bus=bus, pool=local_chunks(), name=runtime.runner.name)
+        chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()
         taker.cancel()
-        await asyncio.gather(taker, *self._starting, return_exceptions=True)
+        chunk_taker.cancel()
+        await asyncio.gather(taker, chunk_taker, *self._starting, return_exceptions=True)
+        if chunks.held:
+            logger.info("stopping: %d chunks get %.0f s to finish", chunks.held, self.grace)
+        await chunks.drain(self.grace)
         running = bus.published_count
         if running:
             logger.info("stopping: %d operations get %.0f s to finish", running, self.grace)
@@ -98,6 +106,7 @@ class OperationWorker:
             await bus.interrupt_all()
         await runtime.stop()
         await asyncio.to_thread(runtime.writer.stop)
+        await asyncio.to_thread(local_chunks().shutdown)
         logger.info("worker stopped")
 
     async def _take_work(self) -> None:

@@ -5,7 +5,8 @@ Every request is checked against DNS rebinding (Host, Origin: 403) and authentic
 (accounts/http_auth.py: 401 with a Bearer challenge). `POST` carries one JSON-RPC message:
 `initialize` mints the session (`Mcp-Session-Id`, its record in records.py); a request is
 answered by an Exchange, as `application/json`, or as `text/event-stream` when the client
-accepts it and the call may send more than its response (progress, logs); a notification or
+accepts it and the call may send more than its response (progress, logs; a short tool's call
+streams only once it sends something before its response); a notification or
 response gets 202 and goes to what it concerns, in whichever process (local.py). `GET` opens
 the session's stream for server-initiated messages (listen_stream.py), or resumes a stream
 after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
@@ -57,6 +58,7 @@ from mcp_server.protocol.modern import MODERN_VERSION, MODERN_VERSIONS
 from mcp_server.protocol.refusals import rate_limited
 from mcp_server.protocol.request_headers import MirroredHeaders, is_modern_post
 from mcp_server.protocol.versions import SUPPORTED_VERSIONS
+from mcp_server.tools.registry import registry as tool_registry
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +130,16 @@ async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byte
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _answers_at_once(request: Request) -> bool:
+    """Whether a streamed request usually answers before it sends anything else: a call of a
+    tool declared short (it may still log or ask, and then the answer streams after all)."""
+    if request.method != methods.TOOLS_CALL:
+        return False
+    name = request.params.get("name")
+    tool = tool_registry.get(name) if isinstance(name, str) else None
+    return tool is not None and tool.duration == "short"
 
 
 def _accepts(scope: dict[str, Any]) -> tuple[bool, bool]:
@@ -329,7 +341,15 @@ class StreamableHttpApp:
         runtime.connections.register(exchange)
         try:
             if takes_sse and (message.method in STREAMED_METHODS or not takes_json):
-                await self._answer_streamed(exchange, payload, record, send, receive, layer)
+                await self._answer_streamed(
+                    exchange,
+                    payload,
+                    record,
+                    send,
+                    receive,
+                    layer,
+                    json_first=takes_json and _answers_at_once(message),
+                )
             else:
                 await self._answer_json(exchange, payload, send)
             await self._record_changes(record, exchange, layer)
@@ -461,7 +481,21 @@ class StreamableHttpApp:
         send: Send,
         receive: Receive,
         layer: BaseChannelLayer | None,
+        *,
+        json_first: bool = False,
     ) -> None:
+        """Stream the request's messages, its response last, as resumable SSE events. With
+        `json_first`, the stream starts only when a message other than the response comes
+        first; a response that comes first is answered as plain JSON (what a short call
+        almost always does: no priming event, no stored events, one body)."""
+        replies = exchange.replies(payload)
+        first: dict[str, Any] | None = None
+        if json_first:
+            first = await anext(replies, None)
+            if first is None or is_response_to(first, payload["id"]):
+                # None: the client cancelled the request, and will not read a reply.
+                await respond(send, 200 if first is not None else 202, first)
+                return
         response = SseResponse(send, receive)
         await response.start()
         writer = StreamWriter(
@@ -474,7 +508,9 @@ class StreamableHttpApp:
         await writer.prime()
         ended = False
         try:
-            async for message in exchange.replies(payload):
+            if first is not None:
+                await writer.emit(first)
+            async for message in replies:
                 ended = is_response_to(message, payload["id"])
                 await writer.emit(message, final=ended)
         finally:

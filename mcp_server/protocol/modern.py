@@ -7,6 +7,7 @@ here are pure: the session (both transports) reads a request's `RequestMeta` onc
 finishes every modern result with `finish_result`.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +147,10 @@ def unsupported_version(requested: str) -> JsonRpcError:
     )
 
 
+@functools.cache
 def server_info(*, name: str, title: str, version: str) -> dict[str, str]:
-    """The `Implementation` a modern result names its server with."""
+    """The `Implementation` a modern result names its server with: built once per server and
+    shared by every result's `_meta`, which is only ever serialised (never change it)."""
     return {"name": name, "title": title, "version": version}
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from accounts.principal import Principal
@@ -18,6 +18,8 @@ from mcp_server.protocol.input_required import (
     roots_request,
     sampling_request,
 )
+from mcp_server.runtime import fanout
+from mcp_server.runtime.limits import SlotKey
 
 if TYPE_CHECKING:
     from mcp_server.runtime.operation import RunningOperation
@@ -58,8 +60,10 @@ class ToolContext:
 
     __slots__ = (
         "_asked",
+        "_chunks",
         "_client",
         "_events",
+        "_idempotent",
         "_inputs",
         "_loop",
         "_loop_thread",
@@ -75,6 +79,8 @@ class ToolContext:
         events: CallEvents,
         progress: "ProgressCoalescer | None" = None,
         client: AsksClient | None = None,
+        chunks: fanout.ChunkExecutor | None = None,
+        idempotent: bool = False,
         inputs: InputRound | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -85,6 +91,10 @@ class ToolContext:
         # None where the call runs away from the connection (a 2025 task, a worker), which
         # therefore cannot ask the client anything.
         self._client = client
+        # Where fan-out chunks run (None: this process's pool, made on first use); whether a
+        # chunk lost with its worker may run again (the tool's idempotentHint).
+        self._chunks = chunks
+        self._idempotent = idempotent
         # A 2026-07-28 request's input round: questions are answered from it, or end the
         # request as an input-required result (then no request to the client is made); for a
         # tasks-extension task (a `client` too) what it lacks is asked through the task.
@@ -244,3 +254,39 @@ class ToolContext:
         except asyncio.CancelledError:
             await asyncio.wait({work})
             raise
+
+    async def fan_out(
+        self,
+        fn: fanout.ItemFunction,
+        items: Sequence[Any],
+        *,
+        chunk_size: int | None = None,
+        label: Callable[[Any], str] = str,
+        **params: Any,
+    ) -> fanout.FanOutResult:
+        """Run the `@chunk_function` `fn(item, **params)` over `items` in parallel chunks (on
+        this process's cores, or on any free worker), in item order in the result.
+
+        Progress adds up the chunks' items; an item whose function raises ItemFailed goes to
+        the error log as `label(item)`; cancelling the call stops every chunk. FanOutRefused
+        (before any chunk) when the call is outside MCP_FANOUT_* bounds.
+        """
+        chunks = self._chunks
+        if chunks is None:
+            from mcp_server.runtime.chunk_pool import local_chunks
+
+            chunks = local_chunks()
+        principal = self._operation.principal
+        return await fanout.fan_out(
+            executor=chunks,
+            report=self,
+            operation_id=self.operation_id,
+            key=SlotKey(principal.tenant_id, principal.user_id, self._operation.connection_id),
+            idempotent=self._idempotent,
+            fn=fn,
+            items=items,
+            params=params,
+            chunk_size=chunk_size,
+            label=label,
+            bounds=fanout.FanOutBounds.from_settings(),
+        )

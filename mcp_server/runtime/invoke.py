@@ -18,6 +18,7 @@ from mcp_server.protocol.tool_results import (
     value_result,
 )
 from mcp_server.runtime.context import ToolContext
+from mcp_server.runtime.fanout import FanOutRefused
 from mcp_server.tools.registry import Contents, Summarized, Tool, ToolError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
             value = await tool.fn(**kwargs)
         else:
             value = await asyncio.to_thread(functools.partial(tool.fn, **kwargs))
-    except (ToolError, ClientRequestError) as exc:
+    except (ToolError, ClientRequestError, FanOutRefused) as exc:
         return error_result(str(exc))
     except JsonRpcError:
         # A protocol error the tool means as one (or an input response that is not what its

@@ -16,11 +16,13 @@ from django.conf import settings
 from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
-from mcp_server.operations.lifecycle import OperationStatus, Stop, stop_of
+from mcp_server.operations.lifecycle import OperationStatus, Stop, StopReason, stop_of
 from mcp_server.operations.store import OperationStore
 from mcp_server.protocol.input_required import INPUT_REQUIRED, InputRequired, InputRound
+from mcp_server.protocol.tool_results import error_result
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
 from mcp_server.runtime.context import AsksClient, CallEvents, ToolContext
+from mcp_server.runtime.fanout import ChunkExecutor, ChunksLost
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
@@ -118,6 +120,9 @@ class OperationRunner:
         self._tasks: dict[UUID, tuple[RunningOperation, asyncio.Task[Any]]] = {}
         # The open questions of the tasks-extension tasks running here, by operation.
         self._questions: dict[UUID, TaskQuestions] = {}
+        # Where the calls' fan-out chunks run: None, this process's pool; the cluster's
+        # workers when there are (ProcessRuntime sets it).
+        self.chunks: ChunkExecutor | None = None
 
     async def call(
         self,
@@ -186,6 +191,8 @@ class OperationRunner:
                     events=events,
                     progress=progress,
                     client=client,
+                    chunks=self.chunks,
+                    idempotent=request.tool.idempotent,
                     inputs=request.inputs,
                     settle=self.flush_unwritten,
                 )
@@ -195,6 +202,17 @@ class OperationRunner:
                     if request.inputs is None:
                         raise
                     asked, result = missing, request.inputs.result(missing)
+                except ChunksLost as lost:
+                    # A chunk died with its worker and may not run twice: the call is
+                    # interrupted, as if its own process had stopped responding.
+                    stop = Stop(StopReason.LOST_RUNNER, lost.detail)
+                    if published:
+                        raise asyncio.CancelledError(stop) from None
+                    if progress is not None:
+                        progress.abort()
+                    operation.finish(stop.status, error=stop.error)
+                    await self.flush_history()
+                    return error_result(stop.error)
                 if progress is not None:
                     await progress.close()
         except asyncio.CancelledError as exc:

@@ -93,6 +93,12 @@ class Tool:
     # which ends as an input-required result when the tool asks them.
     asks_first: Mapping[str, InputRequest] = dataclasses.field(default_factory=dict)
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether running it (or one of its fan-out chunks) twice is harmless: the tool's
+        `idempotentHint` annotation."""
+        return bool((self.annotations or {}).get("idempotentHint"))
+
     def argument_errors(self, arguments: dict[str, Any]) -> list[str]:
         """Human-readable schema violations of `arguments` (empty when they are valid)."""
         return _violations(self.validator, arguments)

@@ -54,6 +54,7 @@ class RecordedCall:
         self.id = uuid.uuid4()
         self.principal = principal
         self.tool_name = tool_name
+        self.connection_id = "harness"
         self.cancel_requested = False
         self.progress: list[ProgressReport] = []
         self.item_errors: list[tuple[str, str]] = []

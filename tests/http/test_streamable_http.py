@@ -113,11 +113,24 @@ async def test_requests_are_answered_as_json_or_sse_by_accept_and_call(
         assert listed.status == 200 and not listed.streamed
         assert listed.headers["content-type"] == "application/json"
         assert any(t["name"] == "add" for t in listed.messages[0]["result"]["tools"])
+        # A short tool that answers before it sends anything else: plain JSON.
         added = await session.post(call(8, {"name": "add", "arguments": {"a": 2, "b": 3}}))
-        assert added.streamed
-        # The priming event first (an id, no data), then the response, the stream's last.
-        assert len(added.event_ids) == 2 and all(added.event_ids)
+        assert added.status == 200 and not added.streamed
         assert answer_of(added, 8)["result"]["structuredContent"] == {"result": 5.0}
+        # A short one that sends something first (echo logs at debug) streams after all.
+        level = {"jsonrpc": "2.0", "id": 11, "method": "logging/setLevel"}
+        assert (await session.post({**level, "params": {"level": "debug"}})).status == 200
+        echoed = await session.post(call(12, {"name": "echo", "arguments": {"text": "hi"}}))
+        assert echoed.streamed
+        methods = [m.get("method") for m in echoed.messages]
+        assert methods[0] == "notifications/message" and echoed.messages[-1] == echoed.response(12)
+        # A long one streams at once, even when it sends nothing before its response.
+        batch = {"name": "process_batch", "arguments": {"count": 1, "item_ms": 0}}
+        batched = await session.post(call(10, batch))
+        assert batched.streamed
+        # The priming event first (an id, no data), then the response, the stream's last.
+        assert len(batched.event_ids) == 2 and all(batched.event_ids)
+        assert answer_of(batched, 10)["result"]["structuredContent"]["processed"] == 1
         json_only = await session.post(
             call(9, {"name": "add", "arguments": {"a": 1, "b": 1}}), Accept="application/json"
         )

@@ -1,9 +1,11 @@
 """`process_images`: thumbnails for every image in a tenant directory, with an error log."""
 
+import contextlib
 import os
 import shutil
 import stat
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -15,6 +17,7 @@ from typing_extensions import TypedDict
 
 from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.context import ToolContext
+from mcp_server.runtime.fanout import ItemFailed, chunk_function
 from mcp_server.tools.data_paths import (
     NAME_MAX,
     DataPathError,
@@ -133,15 +136,50 @@ def _candidates(directory: Path) -> list[os.DirEntry[str]]:
         )
 
 
-def _refusal(entry: os.DirEntry[str]) -> str | None:
+def _refusal(path: str, name: str) -> str | None:
     """Why a listed entry is not even opened, or None for a regular file."""
-    if entry.is_symlink():
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
         return "symbolic link refused"
-    if not entry.is_file(follow_symlinks=False):
+    if not stat.S_ISREG(mode):
         return "not a regular file (a FIFO, socket or device is never read)"
-    if len(os.fsencode(thumbnail_name(entry.name))) > NAME_MAX:
+    if len(os.fsencode(thumbnail_name(name))) > NAME_MAX:
         return f"name too long: its thumbnail's name would pass {NAME_MAX} bytes"
     return None
+
+
+@chunk_function
+def thumbnail_item(
+    item: bytes, *, source: str, partial: str, root: str, size: int
+) -> tuple[int, int, str, int]:
+    """One file's thumbnail (a fan-out item: its name as bytes, which any name can be); its
+    width, height, format and size. Written under a temporary name and renamed, so a chunk
+    run twice (its worker lost) leaves one whole thumbnail, never a torn one."""
+    name = os.fsdecode(item)
+    path = os.path.join(source, name)
+    target = os.path.join(partial, thumbnail_name(name))
+    try:
+        refusal = _refusal(path, name)
+        if refusal is not None:
+            raise ItemFailed(refusal)
+        scratch = os.path.join(partial, f".{uuid.uuid4().hex}.tmp")
+        try:
+            info = make_thumbnail(Path(path), Path(scratch), size)
+            os.replace(scratch, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
+    except ItemFailed:
+        raise
+    except Exception as exc:
+        seen_as = {
+            path: name,
+            target: thumbnail_name(name),
+            partial: THUMBNAILS_DIR,
+            root: "",
+        }
+        raise ItemFailed(item_reason(exc, name, seen_as)) from None
+    return info.width, info.height, info.format, info.bytes
 
 
 def _summary_text(summary: ImagesSummary) -> str:
@@ -156,7 +194,14 @@ def _summary_text(summary: ImagesSummary) -> str:
 @tool(
     title="Process images",
     output_schema=_OUTPUT_SCHEMA,
-    annotations={"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
+    # Idempotent: a chunk run twice rewrites the same thumbnails (atomically) in the call's
+    # own directory, and its item errors are recorded once, from the run that finished.
+    annotations={
+        "readOnlyHint": False,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": False,
+    },
     task_support="optional",
     duration="long",
 )
@@ -165,7 +210,10 @@ async def process_images(
     ctx: ToolContext,
     thumbnail_size: Annotated[int, Field(ge=16, le=2048, description="Longest side, px.")] = 128,
 ) -> Summarized:
-    """Make a thumbnail of every image in a directory; unreadable files go to the error log."""
+    """Make a thumbnail of every image in a directory; unreadable files go to the error log.
+
+    The files are fanned out in chunks (`ctx.fan_out`): over this process's cores, or over
+    the cluster's workers."""
     source = resolve_tenant_path(ctx.principal.tenant_slug, directory)
     if not source.is_dir():
         raise DataPathError(f"{directory!r} is not a directory.")
@@ -176,35 +224,28 @@ async def process_images(
     entries = await ctx.run_blocking(_candidates, source)
     total = len(entries)
     ctx.progress(0, total, f"found {total:,} files")
-    infos: list[ImageInfo] = []
-    formats: dict[str, int] = {}
-    errors = 0
+    names = [os.fsencode(entry.name) for entry in entries]
     try:
-        partial.mkdir(parents=True)
-        for index, entry in enumerate(entries, start=1):
-            refusal = _refusal(entry)
-            if refusal is not None:
-                ctx.item_error(entry.name, refusal)
-                errors += 1
-            else:
-                target = partial / thumbnail_name(entry.name)
-                try:
-                    info = await ctx.run_blocking(
-                        make_thumbnail, Path(entry.path), target, thumbnail_size
-                    )
-                except Exception as exc:
-                    seen_as = {
-                        entry.path: entry.name,
-                        str(target): thumbnail_name(entry.name),
-                        str(partial): THUMBNAILS_DIR,
-                        str(root): "",
-                    }
-                    ctx.item_error(entry.name, item_reason(exc, entry.name, seen_as))
-                    errors += 1
-                else:
-                    infos.append(info)
-                    formats[info.format] = formats.get(info.format, 0) + 1
-            ctx.progress(index, total, entry.name)
+        # exist_ok: a call run again under its own id (its worker lost) reuses its directory.
+        partial.mkdir(parents=True, exist_ok=True)
+        done = await ctx.fan_out(
+            thumbnail_item,
+            names,
+            label=os.fsdecode,
+            source=str(source),
+            partial=str(partial),
+            root=str(root),
+            size=thumbnail_size,
+        )
+        infos = [
+            ImageInfo(os.fsdecode(name), *value)
+            for name, value in zip(names, done.values, strict=True)
+            if value is not None
+        ]
+        formats: dict[str, int] = {}
+        for info in infos:
+            formats[info.format] = formats.get(info.format, 0) + 1
+        errors = done.failed
         # Thousands of entries: serialise and write off the event loop.
         await ctx.run_blocking(_write_manifest, partial / "manifest.json", infos)
         partial.rename(output)

@@ -1,0 +1,287 @@
+"""Fan-out across real workers: one web process and two `runoperations` workers (one pool
+process each) on Redis and PostgreSQL. One call's chunks run on both workers; a cancel stops
+them all; `kill -9` of a worker mid-call re-runs its chunks for an idempotent tool
+(`process_images`) and interrupts a tool that is not (`fan_out_marks`)."""
+
+import asyncio
+import json
+import secrets
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import ClusterAccounts
+from tests.cluster.support import (
+    LOST_AFTER,
+    WAIT,
+    WORKER_START_TIMEOUT,
+    Cluster,
+    WorkerProcess,
+    is_progress,
+    is_response,
+    next_matching,
+    send_request,
+    start_worker,
+)
+from tests.e2e.support import (
+    Deployment,
+    RawClient,
+    error_of,
+    raw_client,
+    result_of,
+    start_server,
+    wait_until,
+)
+
+FANOUT_APPS = "example_tools,tests.cluster.fanout_app"
+IMAGES = 4000
+CHUNKS_READY_LINE = "takes chunks from mcp-chunks"
+# A dead worker's chunks are noticed within the bound; the slack of a loaded machine on top.
+TOLD_WITHIN = LOST_AFTER + WAIT
+
+
+@pytest.fixture(scope="module")
+def fanout_deployment(cluster_deployment: Deployment, cluster_accounts: ClusterAccounts):
+    """The cluster's installation with the fan-out fixture tool, on a channel prefix of its
+    own (no other test's worker takes these chunks), and demo images for alpha."""
+    deployment = cluster_deployment.with_env(
+        {
+            "MCP_TOOL_APPS": FANOUT_APPS,
+            "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
+            "MCP_FANOUT_PROCESSES": "1",
+        }
+    )
+    deployment.manage(
+        "make_demo_images", "--tenant", "alpha", "--count", str(IMAGES), "--dir", "fan"
+    )
+    return deployment
+
+
+def _chunk_worker(deployment: Deployment) -> WorkerProcess:
+    """A worker whose pool runs: it takes chunks."""
+    worker = start_worker(deployment, {})
+    worker.managed.wait_log_line(CHUNKS_READY_LINE, WORKER_START_TIMEOUT)
+    return worker
+
+
+@pytest.fixture(scope="module")
+def fanout_cluster(fanout_deployment: Deployment) -> Iterator[Cluster]:
+    """One web process and two workers."""
+    cluster = Cluster(deployment=fanout_deployment, env={})
+    try:
+        cluster.web = [start_server(fanout_deployment, {})]
+        cluster.workers = [_chunk_worker(fanout_deployment) for _ in range(2)]
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def two_workers(fanout_cluster: Cluster) -> Cluster:
+    """The cluster with two live workers (a worker a previous test killed is replaced)."""
+    alive = [worker for worker in fanout_cluster.workers if worker.is_alive()]
+    while len(alive) < 2:
+        alive.append(_chunk_worker(fanout_cluster.deployment))
+    fanout_cluster.workers = alive
+    return fanout_cluster
+
+
+def _row(deployment: Deployment, tool: str) -> dict[str, Any]:
+    rows = deployment.sql(
+        "SELECT id, status, runner, message, error, error_count FROM mcp_server_operation "
+        "WHERE tool = %s ORDER BY queued_at DESC LIMIT 1",
+        [tool],
+    )
+    assert rows, f"no {tool} call in history"
+    return rows[0]
+
+
+def _logged(worker: WorkerProcess, text: str) -> Callable[[], bool]:
+    return lambda: text in worker.log_text()
+
+
+def _pid(worker: WorkerProcess) -> str:
+    return f":{worker.process.pid}"
+
+
+def _other_worker(cluster: Cluster, tool: str) -> WorkerProcess:
+    """The worker that does not run the running call itself (only some of its chunks)."""
+
+    def running_on() -> list[str]:
+        rows = cluster.deployment.sql(
+            "SELECT runner FROM mcp_server_operation WHERE tool = %s AND status = 'running'",
+            [tool],
+        )
+        return [row["runner"] for row in rows]
+
+    def claimed() -> bool:
+        return any(r.endswith(_pid(w)) for r in running_on() for w in cluster.workers)
+
+    wait_until(claimed, WAIT, "a worker claimed the call")
+    (runner,) = running_on()
+    (other,) = [w for w in cluster.workers if not runner.endswith(_pid(w))]
+    return other
+
+
+async def _images_call(client: RawClient, token: str) -> int:
+    return await send_request(
+        client,
+        "tools/call",
+        {
+            "name": "process_images",
+            "arguments": {"directory": "fan", "thumbnail_size": 32},
+            "_meta": {"progressToken": token},
+        },
+    )
+
+
+def _check_every_image_accounted_for(
+    cluster: Cluster, summary: dict[str, Any], token: str
+) -> dict[str, Any]:
+    assert summary["total"] == IMAGES
+    assert summary["succeeded"] + summary["errors"] == IMAGES
+    row = _row(cluster.deployment, "process_images")
+    assert row["status"] == "succeeded"
+    assert row["error_count"] == summary["errors"]
+    status, logged = cluster.web[0].get_json(summary["error_log"], token)
+    assert status == 200
+    assert len(logged) == summary["errors"], "an item error recorded twice or lost"
+    output = cluster.deployment.root / "data" / "alpha" / summary["thumbnails"]
+    assert len(list(output.glob("*.jpg"))) == summary["succeeded"]
+    assert not list(output.glob(".*.tmp"))
+    return row
+
+
+async def test_one_process_images_runs_its_chunks_on_both_workers(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _images_call(client, "p")
+        response = await next_matching(client, is_response(call_id), 4 * WAIT)
+        summary = result_of(response)["structuredContent"]
+    row = _check_every_image_accounted_for(two_workers, summary, cluster_accounts.alice)
+    # History's last message names the processes that ran chunks: both workers.
+    for worker in two_workers.workers:
+        assert _pid(worker) + " (" in row["message"], row["message"]
+    assert "re-run" not in row["message"]
+
+
+async def test_cancel_stops_every_chunk_on_every_worker(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await send_request(
+            client,
+            "tools/call",
+            {
+                "name": "fan_out_marks",
+                "arguments": {"count": 2000, "item_ms": 20},
+                "_meta": {"progressToken": "c"},
+            },
+        )
+        await next_matching(client, is_progress("c"), WAIT)
+        await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
+        deployment = two_workers.deployment
+        wait_until(
+            lambda: _row(deployment, "fan_out_marks")["status"] == "cancelled",
+            WAIT,
+            "the call cancelled in history",
+        )
+        operation = str(_row(deployment, "fan_out_marks")["id"])
+        # Each worker stops the chunks it held (running ones at their next item).
+        for worker in two_workers.workers:
+            wait_until(
+                _logged(worker, f"of operation {operation} cancelled"),
+                WAIT,
+                "a worker's chunks of the call cancelled",
+            )
+        await client.assert_answers_ping()
+        marks = deployment.root / "fanout-marks" / operation
+
+        async def through_both_pools() -> int:
+            # Four chunks, two at most held by a worker: each worker's one pool process runs
+            # one of them, which it starts only once the chunk it ran before has stopped.
+            after = await client.request(
+                "tools/call", {"name": "fan_out_marks", "arguments": {"count": 20, "item_ms": 1}}
+            )
+            assert json.loads(result_of(after)["content"][0]["text"])["done"] == 20
+            return len(list(marks.iterdir()))
+
+        ran = await through_both_pools()
+        assert ran < 2000 / 2
+        # Nothing of it runs on once its chunks have stopped.
+        assert await through_both_pools() == ran
+
+
+async def test_kill_9_of_a_worker_mid_process_images_reruns_its_chunks(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _images_call(client, "k")
+        victim = _other_worker(two_workers, "process_images")
+        progress = await next_matching(client, is_progress("k"), WAIT)
+        while progress["params"]["progress"] == 0:  # "found N files": no chunk done yet
+            progress = await next_matching(client, is_progress("k"), WAIT)
+        assert progress["params"]["progress"] < IMAGES / 2
+        victim.kill()
+        response = await next_matching(client, is_response(call_id), 4 * WAIT + TOLD_WITHIN)
+        summary = result_of(response)["structuredContent"]
+    row = _check_every_image_accounted_for(two_workers, summary, cluster_accounts.alice)
+    assert "re-run after their worker was lost: chunks " in row["message"], row["message"]
+
+
+async def test_sigterm_of_a_worker_mid_process_images_lets_its_chunks_finish(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _images_call(client, "t")
+        leaving = _other_worker(two_workers, "process_images")
+        progress = await next_matching(client, is_progress("t"), WAIT)
+        while progress["params"]["progress"] == 0:
+            progress = await next_matching(client, is_progress("t"), WAIT)
+        leaving.process.send_signal(signal.SIGTERM)
+        response = await next_matching(client, is_response(call_id), 4 * WAIT)
+        summary = result_of(response)["structuredContent"]
+    await asyncio.to_thread(leaving.process.wait, WAIT)
+    assert leaving.process.returncode == 0, leaving.log_text()
+    row = _check_every_image_accounted_for(two_workers, summary, cluster_accounts.alice)
+    # Its chunks ended within the grace period: none was lost, none ran twice.
+    assert "re-run" not in row["message"], row["message"]
+
+
+async def test_kill_9_of_a_worker_mid_fan_out_of_another_tool_interrupts_the_call(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await send_request(
+            client,
+            "tools/call",
+            {
+                "name": "fan_out_marks",
+                "arguments": {"count": 2000, "item_ms": 20},
+                "_meta": {"progressToken": "n"},
+            },
+        )
+        victim = _other_worker(two_workers, "fan_out_marks")
+        await next_matching(client, is_progress("n"), WAIT)
+        victim.kill()
+        error = error_of(await next_matching(client, is_response(call_id), TOLD_WITHIN))
+    assert error["data"]["status"] == "interrupted", error
+    assert "was lost with its worker" in error["message"], error
+    # History is written within its flush interval of the response.
+    deployment = two_workers.deployment
+    wait_until(
+        lambda: _row(deployment, "fan_out_marks")["status"] == "interrupted",
+        WAIT,
+        "the call interrupted in history",
+    )
+    row = _row(deployment, "fan_out_marks")
+    assert f"was lost with its worker {victim_name(row, victim)}" in row["error"]
+
+
+def victim_name(row: dict[str, Any], victim: WorkerProcess) -> str:
+    """The killed worker as history names it (host:pid, the host being the coordinator's)."""
+    host = row["runner"].rsplit(":", 1)[0]
+    return f"{host}:{victim.process.pid}"

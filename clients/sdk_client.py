@@ -18,8 +18,15 @@ subprocess and judges the JSON. The token comes from MCP_TOKEN, never the comman
 `legacy` (the initialize handshake, a session, `notifications/cancelled`). `resume` is always
 legacy: 2026-07-28 streams are not resumable.
 
-(Durable tasks are not here: the SDK 2.3 validates a task-augmented tools/call's result as a
-CallToolResult and rejects the CreateTaskResult the server answers with.)
+    python clients/sdk_client.py URL task [OTHER]   # 2026-07-28 with the tasks extension: a
+                                                    # long call answered as a task, polled
+                                                    # with tasks/get (sent to OTHER when
+                                                    # given) to its result
+
+(The 2025-11-25 durable tasks are not here: the SDK 2.3 validates a task-augmented
+tools/call's result as a CallToolResult and rejects the CreateTaskResult the server answers
+with. The tasks extension it supports through a `ClientExtension` whose claim of
+`resultType: "task"` resolves the task, as `task` does.)
 """
 
 from __future__ import annotations
@@ -30,17 +37,20 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import ClientMessageMetadata
+from pydantic import ConfigDict
 
 TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 CALL_TIMEOUT_S = 60.0
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 
 
 class DroppingTransport(httpx2.AsyncBaseTransport):
@@ -91,6 +101,30 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+class TaskRoutingTransport(httpx2.AsyncBaseTransport):
+    """Sends every `tasks/get` to `other` (by its Mcp-Method header), everything else to the
+    URL it is given: a task made through one web process and followed through another."""
+
+    def __init__(self, other: str | None) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.other = httpx2.URL(other) if other else None
+        self.sent: list[str] = []  # "MCP-METHOD port" of each POST, in order
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward the request, a tasks/get to the other process."""
+        method = request.headers.get("mcp-method")
+        if self.other is not None and method == "tasks/get":
+            request.url = request.url.copy_with(host=self.other.host, port=self.other.port)
+            request.headers["Host"] = self.other.netloc.decode()
+        if request.method == "POST":
+            self.sent.append(f"{method} {request.url.port}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.inner.aclose()
 
 
 class RecordingTransport(httpx2.AsyncBaseTransport):
@@ -236,6 +270,83 @@ async def resume(url: str, other: str) -> dict[str, Any]:
         }
 
 
+class CreatedTask(types.Result):
+    """The tasks extension's CreateTaskResult (flat: the Task's fields beside resultType)."""
+
+    model_config = ConfigDict(extra="allow")
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+
+
+class DetailedTask(types.Result):
+    """A tasks/get result: the task, with its result inlined once completed."""
+
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    status: str
+    result: dict[str, Any] | None = None
+
+
+class GetTask(types.GetTaskRequest):
+    """tasks/get of the tasks extension: its HTTP request names the task in `Mcp-Name` (the
+    SDK's own GetTaskRequest is the 2025-11-25 one, which does not)."""
+
+    name_param = "taskId"
+
+
+class TasksExtension(ClientExtension):
+    """The tasks extension as a client of it: a task the server makes of a tools/call is
+    polled with tasks/get until it ends."""
+
+    identifier = TASKS_EXTENSION
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.polled: list[str] = []
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        """The CreateTaskResult of a tools/call, resolved by polling."""
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self.resolve)]
+
+    async def resolve(self, created: CreatedTask, context: ClaimContext) -> types.CallToolResult:
+        """Poll the task to its end; its inlined CallToolResult."""
+        self.created.append(dump(created))
+        params = types.GetTaskRequestParams(task_id=created.task_id)
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            while True:
+                task = await context.session.send_request(GetTask(params=params), DetailedTask)
+                self.polled.append(task.status)
+                if task.status in ("completed", "failed", "cancelled"):
+                    break
+                await anyio.sleep(0.1)
+        if task.result is None:
+            raise RuntimeError(f"the task ended {task.status} without a result")
+        return types.CallToolResult.model_validate(task.result)
+
+
+async def task(url: str, other: str | None) -> dict[str, Any]:
+    """2026-07-28 with the tasks extension: process_batch made a task, polled to its end (at
+    `other` when given)."""
+    token = os.environ.get("MCP_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    tasks = TasksExtension()
+    routing = TaskRoutingTransport(other)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=routing) as http,
+        Client(streamable_http_client(url, http_client=http), extensions=[tasks]) as client,
+    ):
+        with anyio.fail_after(CALL_TIMEOUT_S):
+            result = await client.call_tool("process_batch", {"count": 20, "item_ms": 50})
+        return {
+            "protocol_version": client.protocol_version,
+            "created": tasks.created,
+            "polled": tasks.polled,
+            "requests": routing.sent,
+            "result": dump(result),
+        }
+
+
 async def confirm(url: str, run_id: str, action: str) -> dict[str, Any]:
     """On 2026-07-28 (no handshake), call delete_run_thumbnails; the SDK answers the
     input-required result's elicitation through its callback (`action`: accept with
@@ -258,9 +369,11 @@ def main() -> int:
     """Run the scenario named on the command line; print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
-    parser.add_argument("scenario", choices=("session", "cancel", "resume", "confirm"))
+    parser.add_argument("scenario", choices=("session", "cancel", "resume", "task", "confirm"))
     parser.add_argument(
-        "other", nargs="?", help="for resume: the URL of the other web process; for confirm: a run"
+        "other",
+        nargs="?",
+        help="for resume and task: the URL of the other web process; for confirm: a run",
     )
     parser.add_argument("answer", nargs="?", default="accept", help="for confirm: accept|decline")
     parser.add_argument("--mode", choices=("auto", "legacy"), default="auto")
@@ -269,6 +382,7 @@ def main() -> int:
         "session": lambda: session(args.url, args.mode),
         "cancel": lambda: cancel(args.url, args.mode),
         "resume": lambda: resume(args.url, args.other),
+        "task": lambda: task(args.url, args.other),
         "confirm": lambda: confirm(args.url, args.other, args.answer),
     }
     print(json.dumps(anyio.run(runs[args.scenario])))

@@ -114,3 +114,14 @@ async def test_input_required_result_capabilities(ctx: ToolContext) -> str:
         return "The client declared neither elicitation nor sampling: nothing to ask."
     answers = await ctx.ask(wanted)
     return f"Answered: {', '.join(sorted(answers))}"
+
+
+_USER_NAME = elicitation_request("What is your name?", _NAME)
+
+
+@tool(opt_in=True, task_support="required", asks_first={"user_name": _USER_NAME})
+async def test_tool_with_task(ctx: ToolContext) -> str:
+    """Asks for the user's name in input rounds, then (the name given) runs as a task of the
+    tasks extension that greets them (the tasks-mrtr-composition scenario)."""
+    answers = await ctx.ask({"user_name": _USER_NAME})
+    return f"Hello, {_content(answers['user_name']).get('name', 'stranger')}! (from a task)"

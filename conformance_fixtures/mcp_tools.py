@@ -1,21 +1,24 @@
 """The tools the conformance suite (@modelcontextprotocol/conformance) calls, by the names and
 with the behaviour its server scenarios check (src/scenarios/server/tools.ts and the
-elicitation scenarios of 0.1.16; the 2026-07-28 probes of server-stateless in 0.2.0-alpha.12).
+elicitation scenarios of 0.1.16; the 2026-07-28 probes of server-stateless and the tasks-*
+scenarios of 0.2.0-alpha.12).
 
 Every one is opt-in: only a tenant naming it in its enabled tools (the one `manage.py
 conformance_tenant` makes) lists or calls it; to every other tenant it does not exist.
 """
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
+from pydantic import Field
 
 from accounts.models import Tenant
 from accounts.services import tenant_update
+from mcp_server.protocol.errors import INTERNAL_ERROR, JsonRpcError
 from mcp_server.protocol.tool_results import (
     audio_content,
     embedded_text_resource,
@@ -335,6 +338,63 @@ async def test_trigger_prompt_change(ctx: ToolContext) -> str:
     """Changes the caller's prompt list (test_dynamic_prompt goes, or comes back, with the
     tool it needs)."""
     return await _toggle(ctx, DYNAMIC_PROMPT_TOOL)
+
+
+# --- the tasks extension (src/scenarios/server/tasks/ of 0.2.0-alpha.12) --------------------
+# A 2026-07-28 call of a tool with task support that takes long becomes a task when its
+# request declares io.modelcontextprotocol/tasks (protocol/tasks.py, `becomes_task`).
+_CONFIRM = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean", "description": "Delete it?"}},
+    "required": ["confirm"],
+}
+
+
+@tool(opt_in=True, duration="short")
+async def greet(name: str) -> str:
+    """Greets someone at once (never a task)."""
+    return f"Hello, {name}!"
+
+
+@tool(opt_in=True, task_support="optional")
+async def slow_compute(
+    seconds: Annotated[float, Field(ge=0, le=300, description="How long to compute.")] = 1,
+    label: str = "",
+) -> str:
+    """Computes for `seconds` (a task for a client of the tasks extension); a cancel stops it."""
+    await asyncio.sleep(seconds)
+    return f"Computed {label or 'result'} in {seconds:g} s"
+
+
+@tool(opt_in=True, task_support="required")
+async def failing_job() -> str:
+    """Runs only as a task, and after about a second reports a tool error."""
+    await asyncio.sleep(1)
+    raise ToolError("failing_job failed, as it always does")
+
+
+@tool(opt_in=True, task_support="optional")
+async def protocol_error_job() -> str:
+    """Fails with a JSON-RPC error (a protocol error, not a tool error)."""
+    raise JsonRpcError(INTERNAL_ERROR, "protocol_error_job failed with a protocol error")
+
+
+@tool(opt_in=True, task_support="optional")
+async def confirm_delete(ctx: ToolContext, filename: str) -> str:
+    """Asks for confirmation, then pretends to delete `filename` (nothing is deleted); as a
+    task of the tasks extension, the question is its inputRequests, answered by tasks/update."""
+    answer = await ctx.elicit(f"Delete {filename}?", _CONFIRM)
+    confirmed = answer.get("action") == "accept" and (answer.get("content") or {}).get("confirm")
+    return f"Deleted {filename}" if confirmed else f"Kept {filename}"
+
+
+@tool(opt_in=True, task_support="optional")
+async def multi_input(ctx: ToolContext) -> str:
+    """Asks two questions at once (as a task: two inputRequests, answerable one by one)."""
+    first, second = await asyncio.gather(
+        ctx.elicit("First name?", _CONFIRM), ctx.elicit("Second name?", _CONFIRM)
+    )
+    return f"Answered: {first.get('action')}, {second.get('action')}"
 
 
 # The input-required-result-* fixtures (2026-07-28) live beside these, registered with them.

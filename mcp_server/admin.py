@@ -170,7 +170,18 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Arguments", {"fields": ("arguments_pretty",)}),
-        ("Outcome", {"fields": ("result_pretty", "error", "error_count", "error_log_links")}),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "input_requests_pretty",
+                    "result_pretty",
+                    "error",
+                    "error_count",
+                    "error_log_links",
+                )
+            },
+        ),
         (
             "Execution",
             {
@@ -202,6 +213,7 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "finished_at",
         "duration_text",
         "arguments_pretty",
+        "input_requests_pretty",
         "result_pretty",
         "error",
         "error_count",
@@ -236,6 +248,15 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def arguments_pretty(self, operation: Operation) -> SafeString:
         """The arguments as indented JSON."""
         return _pretty_json(operation.arguments)
+
+    @admin.display(description="waiting for answers to")
+    def input_requests_pretty(self, operation: Operation) -> SafeString:
+        """A tasks-extension task's open questions to its client (it is running, and
+        input_required on tasks/get), as indented JSON; the status input_required is a
+        2026-07-28 call that ended by asking, never a task."""
+        if not operation.input_requests:
+            return format_html("{}", "Nothing.")
+        return _pretty_json(operation.input_requests)
 
     @admin.display(description="result")
     def result_pretty(self, operation: Operation) -> SafeString:

@@ -12,12 +12,12 @@ request is announced to the client with `notifications/cancelled`).
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import RequestId
-from mcp_server.protocol.input_required import declares
+from mcp_server.protocol.input_required import InputRequest, declares
 from mcp_server.protocol.messages import Response, notification_message, request_message
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,10 @@ class ClientRequests:
         if not isinstance(response.result, dict):
             raise ClientRequestError(f"The client's answer to {method} is not an object")
         return response.result
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
+        """Send the keyed `requests` one after another; the client's results by key."""
+        return {key: await self.request(r.method, r.params) for key, r in requests.items()}
 
     def resolve(self, response: Response) -> bool:
         """Hand a response from the client to the request waiting for it; False when no

@@ -11,12 +11,13 @@ workers) picks one of those two per call, from the tool's placement (mcp_server/
 import abc
 import asyncio
 import dataclasses
+import secrets
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
-from uuid_utils.compat import uuid7
 
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import PROCESS
@@ -29,8 +30,13 @@ from mcp_server.tools.registry import Placement, Tool
 
 
 def new_operation_id() -> UUID:
-    """A fresh, time-ordered operation id."""
-    return UUID(str(uuid7()))
+    """A fresh operation id: a UUIDv7, time-ordered to the millisecond, whose other 74 bits
+    are all random (no counter, as a library's monotonic UUIDv7 has), so that a task id, a
+    handle its owner may hold on to, cannot be guessed from another one."""
+    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    random = secrets.randbits(74)
+    value = millis << 80 | 0x7 << 76 | (random >> 62) << 64 | 0b10 << 62 | random & (1 << 62) - 1
+    return UUID(int=value)
 
 
 class Executor(abc.ABC):
@@ -50,12 +56,19 @@ class Executor(abc.ABC):
         """Run a plain `tools/call` for the connection at `site`; its CallToolResult."""
 
     @abc.abstractmethod
-    async def start_task(self, request: CallRequest, *, listener: str) -> None:
-        """Record a task (its operation id set) and start it, its events going to `listener`."""
+    async def start_task(self, request: CallRequest, *, listener: str | None) -> None:
+        """Record a task (its operation id set) and start it, its events going to `listener`
+        (None: nobody listens yet; a tasks-extension task is polled, or listened to later)."""
 
     async def attach(self, operation_id: UUID, channel: str) -> None:
         """Make `channel` a listener of the operation, wherever it runs."""
         await self.bus.attach(operation_id, channel)
+
+    async def answer(self, operation_id: UUID, responses: dict[str, Any]) -> None:
+        """Hand the client's input responses (tasks/update) to the task wherever it runs;
+        answered here, they are in history when this returns."""
+        if await self.bus.answer(operation_id, responses):
+            await self.runner.flush_history()
 
     async def detach(self, operation_id: UUID, channel: str) -> None:
         """Stop sending the operation's events to `channel`."""
@@ -94,10 +107,10 @@ class LocalExecutor(Executor):
             client=site.client_requests if call.asks_client else None,
         )
 
-    async def start_task(self, request: CallRequest, *, listener: str) -> None:
+    async def start_task(self, request: CallRequest, *, listener: str | None) -> None:
         """Record the task, then run it here for its listeners."""
         await self.bus.record(request)
-        self.bus.run_published(request, {listener})
+        self.bus.run_published(request, {listener} if listener is not None else set())
 
 
 class ClusteredExecutor(Executor):
@@ -123,7 +136,7 @@ class ClusteredExecutor(Executor):
             site.drop(key)
         return call_outcome(finished)
 
-    async def start_task(self, request: CallRequest, *, listener: str) -> None:
+    async def start_task(self, request: CallRequest, *, listener: str | None) -> None:
         """Record the call, then send it to the workers' queue."""
         await self.bus.record(request)
         await self.bus.hand_off(request, listener=listener)
@@ -155,6 +168,6 @@ class PlacedExecutor(Executor):
         """Run the call where its tool runs."""
         return await self.executor_for(call.tool).call(call, site)
 
-    async def start_task(self, request: CallRequest, *, listener: str) -> None:
+    async def start_task(self, request: CallRequest, *, listener: str | None) -> None:
         """Record the task and start it where its tool runs."""
         await self.executor_for(request.tool).start_task(request, listener=listener)

@@ -131,8 +131,7 @@ class ConnectionListener:
         """Listen to operation `key`: progress with `token`, status changes of `task`, logs
         past `log_rank` (None: the connection's level)."""
         # Events for it arrive on the connection's channel: read it from now on.
-        if self._listen is not None:
-            self._listen()
+        self.listen_to_channel()
         attachment = self._attached.get(key)
         if attachment is None:
             attachment = Attachment(token=token, task=task, log_rank=log_rank)
@@ -142,6 +141,16 @@ class ConnectionListener:
         elif token is not None:
             attachment.token = token
         return attachment
+
+    def listen_to_channel(self) -> None:
+        """Read the connection's channel from now on (before its name is given out as a
+        listener of an operation)."""
+        if self._listen is not None:
+            self._listen()
+
+    def listens_to(self, key: UUID) -> bool:
+        """Whether the connection waits for operation `key` here."""
+        return key in self._attached
 
     def drop(self, key: UUID) -> None:
         """Stop listening to `key` here (its runner is told separately, if at all)."""

@@ -17,16 +17,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from mcp_server.protocol import methods
-from mcp_server.protocol.errors import LIMIT_EXCEEDED, JsonRpcError, RequestId, missing_capability
+from mcp_server.protocol.errors import LIMIT_EXCEEDED, JsonRpcError, RequestId
 from mcp_server.protocol.messages import Request
 from mcp_server.protocol.subscriptions import (
-    TASKS_EXTENSION,
     ListenFilter,
     acknowledgement,
     listen_ended,
     parse_listen_filter,
     tagged,
 )
+from mcp_server.protocol.tasks import declares_extension, extension_required
 from mcp_server.resource_subscriptions import ResourceSubscriptions
 
 Send = Callable[[Any], Awaitable[None]]
@@ -151,9 +151,8 @@ class Listens:
         a bound, -32021 for task ids without the tasks extension."""
         asked = parse_listen_filter(request.params, max_entries=self.max_entries)
         capabilities = request.meta.client_capabilities if request.meta is not None else {}
-        extensions = capabilities.get("extensions")
-        if asked.task_ids and not (isinstance(extensions, dict) and TASKS_EXTENSION in extensions):
-            raise missing_capability({"extensions": {TASKS_EXTENSION: {}}})
+        if asked.task_ids and not declares_extension(capabilities):
+            raise extension_required()
         self._admit(user_id)
         listen = Listen(request.id, self._send, asked)
         self._open[request.id] = listen

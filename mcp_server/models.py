@@ -62,6 +62,9 @@ class Operation(models.Model):
     # its connection): revoking the token stops the tasks it started. No foreign key, so that
     # deleting a token never scans history.
     token_id = models.PositiveBigIntegerField(null=True, blank=True)
+    # The tasks extension: what a running task waits for its client to answer, by key (its
+    # `inputRequests`); None when it waits for nothing.
+    input_requests = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]

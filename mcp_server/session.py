@@ -23,6 +23,7 @@ from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
 from mcp_server.cluster.messages import (
     MalformedMessage,
+    OperationAsking,
     OperationEvent,
     OperationFinished,
     OperationLog,
@@ -65,7 +66,7 @@ from mcp_server.protocol.modern import (
     server_info,
 )
 from mcp_server.protocol.pagination import paginate
-from mcp_server.protocol.tasks import RELATED_TASK
+from mcp_server.protocol.tasks import RELATED_TASK, TASKS_EXTENSION
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
@@ -102,13 +103,15 @@ SERVER_CAPABILITIES: dict[str, Any] = {
     "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}},
 }
 # What a 2026-07-28 client learns from server/discover. List changes and resource updates
-# reach a modern client only through subscriptions/listen (listens.py).
+# reach a modern client only through subscriptions/listen (listens.py). Tasks are the tasks
+# extension's (never the 2025-11-25 `tasks` capability).
 MODERN_CAPABILITIES: dict[str, Any] = {
     "logging": {},
     "completions": {},
     "tools": {"listChanged": True},
     "prompts": {"listChanged": True},
     "resources": {"subscribe": True, "listChanged": True},
+    "extensions": {TASKS_EXTENSION: {}},
 }
 # How long a shutdown waits for its listens' closing responses to go out.
 _LISTEN_GOODBYE_SECONDS = 1.0
@@ -592,8 +595,10 @@ class McpSession:
         return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
 
     async def operation_event(self, event: OperationEvent) -> None:
-        """An event of an operation this connection listens to (from the channel layer)."""
+        """An event of an operation this connection listens to (from the channel layer): for
+        the calls and tasks it waits for, and the tasks its listens watch."""
         await self.listener.operation_event(event)
+        await self.features.task_event(event)
 
     async def channel_message(self, message: dict[str, Any]) -> None:
         """A message on the connection's channel, from whichever process sent it, decoded once:
@@ -605,8 +610,10 @@ class McpSession:
             return
         if isinstance(event, RunUpdated):
             await self.run_updated(event)
-        elif isinstance(event, OperationProgress | OperationLog | OperationFinished):
-            await self.listener.operation_event(event)
+        elif isinstance(
+            event, OperationProgress | OperationLog | OperationFinished | OperationAsking
+        ):
+            await self.operation_event(event)
 
     async def run_updated(self, update: RunUpdated) -> None:
         """A run this connection subscribed to changed (from the channel layer)."""
@@ -682,9 +689,11 @@ class McpSession:
             connection_id=self.connection_id,
             meta=request.meta,
         )
-        if ttl is not None:
-            return await self.tasks.start(call, ttl)
-        return await self.executor.call(call, self.listener)
+        if ttl is None:
+            return await self.executor.call(call, self.listener)
+        if request.meta is not None:
+            return await self.tasks.create(call, ttl)
+        return await self.tasks.start(call, ttl)
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         level = request.params.get("level")
@@ -730,7 +739,15 @@ McpSession._MODERN_HANDLERS.update(
         )
     }
 )
-McpSession._MODERN_HANDLERS[methods.SERVER_DISCOVER] = McpSession._discover
-McpSession._MODERN_HANDLERS[methods.SUBSCRIPTIONS_LISTEN] = lambda session, request: (
-    session.features.listens.listen(request, session.principal.user_id)
+McpSession._MODERN_HANDLERS.update(
+    {
+        methods.SERVER_DISCOVER: McpSession._discover,
+        methods.SUBSCRIPTIONS_LISTEN: lambda session, request: session.listens.listen(
+            request, session.principal.user_id
+        ),
+        # The tasks extension's vocabulary, over the same rows as the 2025-11-25 tasks/*.
+        methods.TASKS_GET: lambda session, request: session.tasks.detailed(request),
+        methods.TASKS_UPDATE: lambda session, request: session.tasks.update(request),
+        methods.TASKS_CANCEL: lambda session, request: session.tasks.cancel_cooperatively(request),
+    }
 )

@@ -1,5 +1,5 @@
 """The parts of a session for tasks, resources, prompts, completion, subscriptions and
-listens, each made on its first use.
+listens (and the tasks they watch), each made on its first use.
 
 Most connections never use most of them, and a reconnect storm pays for every object a
 handshake makes (and for the garbage collections they bring on): the session holds this one
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from accounts.principal import Principal
-from mcp_server.cluster.messages import RunUpdated
+from mcp_server.cluster.messages import OperationEvent, RunUpdated
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener
@@ -24,6 +24,7 @@ from mcp_server.resources.registry import resources
 from mcp_server.runtime.limits import SlotKey
 from mcp_server.session_caller import SessionCaller
 from mcp_server.task_requests import TaskRequests
+from mcp_server.task_watch import TaskWatch
 
 if TYPE_CHECKING:
     from mcp_server.cluster.liveness import Liveness
@@ -51,6 +52,7 @@ class SessionFeatures:
         "_send",
         "_slot_key",
         "_subscriptions",
+        "_task_watch",
         "_tasks",
         "_watch_resources",
     )
@@ -84,6 +86,7 @@ class SessionFeatures:
         self._watch_resources = watch_resources
         self._listen_counts = listen_counts
         self._listens: Listens | None = None
+        self._task_watch: TaskWatch | None = None
 
     @property
     def tasks(self) -> TaskRequests:
@@ -97,6 +100,25 @@ class SessionFeatures:
                 listener=self._listener,
             )
         return self._tasks
+
+    @property
+    def task_watch(self) -> TaskWatch:
+        """The tasks the listens watch (the tasks extension's notifications/tasks)."""
+        if self._task_watch is None:
+            self._task_watch = TaskWatch(
+                find=self.tasks.find_own,
+                show=self.tasks.view_of,
+                executor=self._executor,
+                listener=self._listener,
+                liveness=self._liveness,
+            )
+        return self._task_watch
+
+    async def task_event(self, event: OperationEvent) -> None:
+        """An event of an operation the connection listens to, for the watched tasks (none
+        watched: nothing to do)."""
+        if self._task_watch is not None:
+            await self._task_watch.operation_event(event)
 
     @property
     def caller(self) -> SessionCaller:
@@ -180,6 +202,7 @@ class SessionFeatures:
                 per_connection=identity.listens_per_connection,
                 per_user=identity.listens_per_user,
                 max_entries=identity.listen_max_entries,
+                task_watcher=self.task_watch,
             )
         return self._listens
 

@@ -75,6 +75,17 @@ class RunDetailSerializer(RunSerializer):
         ),
     )
 
+    input_requests = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "While a task of the tasks extension waits for its client (status running; "
+            "input_required on tasks/get): its open questions by key, each "
+            '{"method", "params"}; null otherwise. Not the status input_required, which is '
+            "a 2026-07-28 call that ended by asking (an input-required result, never a task)."
+        ),
+    )
+
     class Meta(RunSerializer.Meta):
         fields = (
             *RunSerializer.Meta.fields,
@@ -83,6 +94,7 @@ class RunDetailSerializer(RunSerializer):
             "request_id",
             "is_task",
             "cancel_requested",
+            "input_requests",
         )
         read_only_fields: tuple[str, ...] = fields
 

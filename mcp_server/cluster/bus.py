@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from channels.layers import BaseChannelLayer
@@ -113,7 +114,7 @@ class OperationBus:
         create = db_call(store.operation_create, caller=slot_key(request))
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
-    async def hand_off(self, request: CallRequest, *, listener: str) -> None:
+    async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
         """Send a recorded call to the workers' queue (marked interrupted if that fails)."""
         assert request.operation_id is not None
         assert self.layer is not None
@@ -181,6 +182,14 @@ class OperationBus:
             return
         await self.to_runners(messages.OperationCancel(id=operation_id, reason=reason))
 
+    async def answer(self, operation_id: UUID, responses: dict[str, Any]) -> bool:
+        """Hand the client's input responses to a task wherever it runs; True when it runs
+        here (and has them now)."""
+        if self.runner.answer(operation_id, responses):
+            return True
+        await self.to_runners(messages.OperationAnswer(id=operation_id, responses=responses))
+        return False
+
     async def attach(self, operation_id: UUID, channel: str) -> None:
         """Make `channel` a listener of the operation, wherever it runs."""
         entry = self._published.get(operation_id)
@@ -241,6 +250,8 @@ class OperationBus:
             await subscriber(message)
         elif type(message) is messages.OperationCancel:
             self.runner.cancel(message.id, message.reason)
+        elif type(message) is messages.OperationAnswer:
+            self.runner.answer(message.id, message.responses)
         elif type(message) is messages.OperationAttach:
             entry = self._published.get(message.id)
             if entry is not None:

@@ -40,10 +40,14 @@ OPERATION_START = "operation.start"
 OPERATION_CANCEL = "operation.cancel"
 OPERATION_ATTACH = "operation.attach"
 OPERATION_DETACH = "operation.detach"
+# The client's answers to a task's questions (tasks/update), for the process that runs it.
+OPERATION_ANSWER = "operation.answer"
 # To a connection's consumer channel (a listener of an operation).
 OPERATION_PROGRESS = "operation.progress"
 OPERATION_LOG = "operation.log"
 OPERATION_FINISHED = "operation.finished"
+# What a task of the tasks extension waits for its client to answer, as it changes.
+OPERATION_ASKING = "operation.asking"
 # To a worker, through CHUNKS_CHANNEL; a chunk's cancel to RUNNERS_GROUP; its signs of life and
 # its end to the channel of the process whose call fanned it out.
 CHUNK_START = "chunk.start"
@@ -79,6 +83,10 @@ Message = dict[str, Any]
 
 class MalformedMessage(ValueError):
     """A channel-layer message that does not decode to the type it names."""
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _uuid(value: Any) -> UUID:
@@ -119,6 +127,9 @@ class OperationStart:
     listener: str | None
     # The W3C trace context the request carried, for the worker's log lines (valid or None).
     traceparent: str | None = None
+    # A task of the tasks extension asks its client through the task, within these.
+    asks_through_task: bool = False
+    client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
     inputs: dict[str, Any] | None = None
 
@@ -146,6 +157,8 @@ class OperationStart:
             task_ttl=request.task_ttl,
             listener=listener,
             traceparent=traceparent,
+            asks_through_task=request.asks_through_task,
+            client_capabilities=request.client_capabilities,
             inputs=request.inputs.carried() if request.inputs is not None else None,
         )
 
@@ -165,6 +178,8 @@ class OperationStart:
             "task_ttl": self.task_ttl,
             "listener": self.listener,
             "traceparent": self.traceparent,
+            "asks_through_task": self.asks_through_task,
+            "client_capabilities": self.client_capabilities,
             "inputs": self.inputs,
         }
 
@@ -188,6 +203,8 @@ class OperationStart:
             task_ttl=_optional_int(message.get("task_ttl")),
             listener=str(listener) if listener else None,
             traceparent=valid_traceparent(message.get("traceparent")),
+            asks_through_task=bool(message.get("asks_through_task")),
+            client_capabilities=_object(message.get("client_capabilities")),
             inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
         )
 
@@ -210,6 +227,28 @@ class OperationCancel:
     def decode(cls, message: Message) -> Self:
         """The typed message (MalformedMessage when it is not one)."""
         return cls(id=_uuid(message.get("id")), reason=Stop.decode(message))
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAnswer:
+    """The client's input responses to a task's questions, by key, for wherever it runs."""
+
+    TYPE: ClassVar[str] = OPERATION_ANSWER
+
+    id: UUID
+    responses: dict[str, Any]
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "responses": self.responses}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        responses = message.get("responses")
+        if not isinstance(responses, dict):
+            raise MalformedMessage("operation.answer needs responses")
+        return cls(id=_uuid(message.get("id")), responses=responses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +278,28 @@ class OperationDetach(OperationAttach):
     """Stop sending an operation's events to `channel`."""
 
     TYPE: ClassVar[str] = OPERATION_DETACH
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAsking:
+    """The questions a running task now waits for its client to answer (None: none)."""
+
+    TYPE: ClassVar[str] = OPERATION_ASKING
+
+    id: UUID
+    input_requests: dict[str, Any] | None
+
+    def encode(self) -> Message:
+        """The message as the channel layer carries it."""
+        return {"type": self.TYPE, "id": str(self.id), "input_requests": self.input_requests}
+
+    @classmethod
+    def decode(cls, message: Message) -> Self:
+        """The typed message (MalformedMessage when it is not one)."""
+        asked = message.get("input_requests")
+        if asked is not None and not isinstance(asked, dict):
+            raise MalformedMessage("operation.asking needs an object or null")
+        return cls(id=_uuid(message.get("id")), input_requests=asked or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -763,11 +824,13 @@ class ChunkDone:
 ClusterMessage = (
     OperationStart
     | OperationCancel
+    | OperationAnswer
     | OperationAttach
     | OperationDetach
     | OperationProgress
     | OperationLog
     | OperationFinished
+    | OperationAsking
     | Broadcast
     | AccessRevoked
     | TenantChanged
@@ -784,18 +847,20 @@ ClusterMessage = (
     | ChunkDone
 )
 # What reaches a connection's channel about an operation it listens to.
-OperationEvent = OperationProgress | OperationLog | OperationFinished
+OperationEvent = OperationProgress | OperationLog | OperationFinished | OperationAsking
 
 _TYPES: dict[str, type[ClusterMessage]] = {
     kind.TYPE: kind
     for kind in (
         OperationStart,
         OperationCancel,
+        OperationAnswer,
         OperationAttach,
         OperationDetach,
         OperationProgress,
         OperationLog,
         OperationFinished,
+        OperationAsking,
         Broadcast,
         AccessRevoked,
         TenantChanged,

@@ -27,12 +27,15 @@ class OperationPublisher:
         self.total: float | None = None
         self.finished_at: datetime | None = None
         self._last: messages.OperationProgress | None = None
+        self._asked: messages.OperationAsking | None = None
 
     async def attach(self, channel: str) -> None:
-        """Add a listener, and bring it up to date with the latest progress."""
+        """Add a listener, and bring it up to date with the latest progress and questions."""
         self.listeners.add(channel)
         if self._last is not None:
             await self._send(channel, self._last.encode())
+        if self._asked is not None:
+            await self._send(channel, self._asked.encode())
 
     def detach(self, channel: str) -> None:
         """Stop sending to a listener (its connection closed or stopped waiting)."""
@@ -52,6 +55,11 @@ class OperationPublisher:
         await self._fan_out(
             messages.OperationLog(id=self.operation_id, level=level, data=data, logger=logger_name)
         )
+
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """Tell every listener what the task now waits for its client to answer."""
+        self._asked = messages.OperationAsking(id=self.operation_id, input_requests=input_requests)
+        await self._fan_out(self._asked)
 
     def record_end(self, operation: Any) -> None:
         """Note how far the operation got and when it ended, as history has it."""

@@ -59,6 +59,8 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
         queued_at=start.queued_at,
         is_task=start.is_task,
         task_ttl=start.task_ttl,
+        asks_through_task=start.asks_through_task,
+        client_capabilities=start.client_capabilities,
         inputs=inputs,
     )
 

@@ -188,7 +188,9 @@ _TASK_STATUS = {
     OperationStatus.FAILED: tasks.FAILED,
     OperationStatus.CANCELLED: tasks.CANCELLED,
     OperationStatus.INTERRUPTED: tasks.FAILED,
-    # Never a task's (a task does not end asking); shown as the task status of that name.
+    # A plain 2026-07-28 call that ended by asking, never a task's (a task waiting for answers
+    # is running with `input_requests`, input_required by TaskView.status, not terminal);
+    # shown as the task status of that name should it ever be asked.
     OperationStatus.INPUT_REQUIRED: tasks.INPUT_REQUIRED,
 }
 
@@ -196,6 +198,16 @@ _TASK_STATUS = {
 def task_status(operation_status: str) -> str:
     """The task status that shows an operation status."""
     return _TASK_STATUS[OperationStatus(operation_status)]
+
+
+def extension_status(operation_status: str, *, produced_result: bool) -> str:
+    """The tasks extension's status for an operation status: the same as `task_status`,
+    except that a failed run that produced a result (its tool reported the error, isError)
+    completed; `failed` is for JSON-RPC errors only."""
+    status = task_status(operation_status)
+    if status == tasks.FAILED and produced_result:
+        return tasks.COMPLETED
+    return status
 
 
 def status_message(operation_status: str, *, error: str, message: str) -> str:
@@ -228,11 +240,16 @@ class TaskView:
     ttl: int | None
     poll_interval: int
     status_message: str = ""
+    # What a running task waits for its client to answer (the tasks extension), by key.
+    input_requests: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
-        """The task status."""
-        return task_status(self.operation_status)
+        """The task status (input_required while a running task waits for answers)."""
+        status = task_status(self.operation_status)
+        if status == tasks.WORKING and self.input_requests:
+            return tasks.INPUT_REQUIRED
+        return status
 
     @property
     def is_terminal(self) -> bool:
@@ -246,6 +263,7 @@ class TaskView:
             operation_status=status,
             last_updated_at=at,
             status_message=status_message(status, error=error, message=""),
+            input_requests=None,
         )
 
     def as_task(self) -> dict[str, Any]:
@@ -263,6 +281,21 @@ class TaskView:
             task["pollInterval"] = self.poll_interval
         return task
 
+    def as_extension_task(self) -> dict[str, Any]:
+        """The tasks extension's Task object (2026-07-28): the same facts, its field names."""
+        task: dict[str, Any] = {
+            "taskId": self.task_id,
+            "status": self.status,
+            "createdAt": _timestamp(self.created_at),
+            "lastUpdatedAt": _timestamp(self.last_updated_at),
+            "ttlMs": self.ttl,
+        }
+        if self.status_message:
+            task["statusMessage"] = self.status_message
+        if not self.is_terminal:
+            task["pollIntervalMs"] = self.poll_interval
+        return task
+
 
 def task_view(operation: "Operation", poll_interval: int) -> TaskView:
     """The task an operation row is."""
@@ -278,6 +311,7 @@ def task_view(operation: "Operation", poll_interval: int) -> TaskView:
         status_message=status_message(
             operation.status, error=operation.error, message=operation.message
         ),
+        input_requests=operation.input_requests,
     )
 
 
@@ -336,6 +370,34 @@ def call_outcome(ended: Ended) -> dict[str, Any]:
     raise JsonRpcError(
         INTERNAL_ERROR, f"{text}: {detail}", {"status": status, "operationId": operation_id}
     )
+
+
+def detailed_task(view: TaskView, ended: Ended | None) -> dict[str, Any]:
+    """The tasks extension's DetailedTask (tasks/get, notifications/tasks): the Task, with
+    the questions it waits for its client to answer (`inputRequests`) while input_required,
+    the call's result inlined once it completed, or the JSON-RPC error it failed with.
+
+    `ended` is the outcome of a task that has ended (None while it runs). What the result
+    inlines is exactly what the call would have answered (`call_outcome`), without the
+    2025-11-25 `related-task` note: the task's id is already at the root.
+    """
+    task = view.as_extension_task()
+    if ended is None or not view.is_terminal:
+        if view.status == tasks.INPUT_REQUIRED:
+            task["inputRequests"] = dict(view.input_requests or {})
+        return task
+    status = extension_status(view.operation_status, produced_result=isinstance(ended.result, dict))
+    if status == tasks.CANCELLED:
+        return task
+    try:
+        task["result"] = call_outcome(ended)
+    except JsonRpcError as exc:
+        # No result (an interrupted run, a JSON-RPC error), or one history did not keep.
+        task["status"] = tasks.FAILED
+        task["error"] = exc.to_error()
+    else:
+        task["status"] = tasks.COMPLETED
+    return task
 
 
 def task_outcome(task_id: str, ended: Ended) -> dict[str, Any]:

@@ -80,6 +80,7 @@ MUTABLE_FIELDS = (
     "error_count",
     "result",
     "runner",
+    "input_requests",
 )
 
 
@@ -94,6 +95,7 @@ EXECUTION_FIELDS = (
     "heartbeat_at",
     "cancel_requested",
     "token_id",
+    "input_requests",
 )
 
 

@@ -176,22 +176,32 @@ class InputRound:
         """Whether this request's client declared `capability` (and `mode`)."""
         return declares(self.capabilities, capability, mode)
 
+    def known(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
+        """The answers to those of `requests` answered so far, by key (this retry's responses
+        checked and kept for the next round); unasked keys of the retry are ignored."""
+        found: dict[str, dict[str, Any]] = {}
+        for key, request in requests.items():
+            if key not in self.answers:
+                response = self._responses.get(key)
+                if response is None:
+                    continue
+                check_response(key, request.method, response)
+                self.answers[key] = response
+            found[key] = self.answers[key]
+        return found
+
+    def answers_all(self, requests: Mapping[str, InputRequest]) -> bool:
+        """Whether every one of `requests` is answered."""
+        return len(self.known(requests)) == len(requests)
+
     def take(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
         """The answers to `requests` by key; InputRequired naming those not answered yet (the
-        answered ones are kept for the next round). Unasked keys of the retry are ignored."""
-        missing: dict[str, InputRequest] = {}
-        for key, request in requests.items():
-            if key in self.answers:
-                continue
-            response = self._responses.get(key)
-            if response is None:
-                missing[key] = request
-                continue
-            check_response(key, request.method, response)
-            self.answers[key] = response
+        answered ones are kept for the next round)."""
+        found = self.known(requests)
+        missing = {key: request for key, request in requests.items() if key not in found}
         if missing:
             raise InputRequired(missing)
-        return {key: self.answers[key] for key in requests}
+        return found
 
     def result(self, asked: InputRequired) -> dict[str, Any]:
         """The InputRequiredResult for what `asked` is missing, carrying the answers so far."""

@@ -21,6 +21,8 @@ TASKS_GET = "tasks/get"
 TASKS_RESULT = "tasks/result"
 TASKS_LIST = "tasks/list"
 TASKS_CANCEL = "tasks/cancel"
+# The tasks extension (2026-07-28) adds tasks/update (and notifications/tasks, below).
+TASKS_UPDATE = "tasks/update"
 
 NOTIFICATION_TASK_STATUS = "notifications/tasks/status"
 RESOURCES_LIST = "resources/list"

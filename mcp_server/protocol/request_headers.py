@@ -21,6 +21,10 @@ NAMED_BY: dict[str, str] = {
     methods.TOOLS_CALL: "name",
     methods.RESOURCES_READ: "uri",
     methods.PROMPTS_GET: "name",
+    # The tasks extension: a task's requests name it, so that a balancer can route them.
+    methods.TASKS_GET: "taskId",
+    methods.TASKS_UPDATE: "taskId",
+    methods.TASKS_CANCEL: "taskId",
 }
 _BASE64_PREFIX = "=?base64?"
 _BASE64_SUFFIX = "?="

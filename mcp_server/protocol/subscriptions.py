@@ -13,7 +13,6 @@ from mcp_server.protocol.errors import RequestId, invalid_params
 from mcp_server.protocol.messages import notification_message
 
 SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 
 # The filter's list-change flags, by the notification each one asks for.
 LIST_CHANGE_FLAGS: dict[str, str] = {

@@ -9,7 +9,6 @@ from accounts.principal import Principal
 from mcp_server.client_requests import (
     ClientCapabilityMissing,
     ClientRequestError,
-    ClientRequests,
 )
 from mcp_server.protocol.input_required import (
     NEEDS,
@@ -40,6 +39,18 @@ class CallEvents(Protocol):
         """Deliver a log message, if the client's logging level lets it through."""
 
 
+class AsksClient(Protocol):
+    """What a tool's questions to its client go through when they wait for the answer: the
+    connection's requests to it (ClientRequests), or a task of the tasks extension
+    (TaskQuestions). A 2026-07-28 plain call answers from its InputRound instead."""
+
+    def supports(self, capability: str, mode: str | None = None) -> bool:
+        """Whether the client declared `capability` (and its mode `mode`)."""
+
+    async def ask(self, requests: Mapping[str, InputRequest]) -> dict[str, dict[str, Any]]:
+        """Ask the client the keyed `requests`; its answers by key."""
+
+
 class ToolContext:
     """What a tool may use while it runs: progress, cancellation, logs and item errors.
 
@@ -67,7 +78,7 @@ class ToolContext:
         operation: "RunningOperation",
         events: CallEvents,
         progress: "ProgressCoalescer | None" = None,
-        client: ClientRequests | None = None,
+        client: AsksClient | None = None,
         chunks: fanout.ChunkExecutor | None = None,
         idempotent: bool = False,
         inputs: InputRound | None = None,
@@ -76,15 +87,17 @@ class ToolContext:
         self._operation = operation
         self._events = events
         self._progress = progress
-        # The connection's requests to its client; None where the call runs away from the
-        # connection (a task, a worker), which therefore cannot ask the client anything.
+        # The connection's requests to its client, or a tasks-extension task's questions;
+        # None where the call runs away from the connection (a 2025 task, a worker), which
+        # therefore cannot ask the client anything.
         self._client = client
         # Where fan-out chunks run (None: this process's pool, made on first use); whether a
         # chunk lost with its worker may run again (the tool's idempotentHint).
         self._chunks = chunks
         self._idempotent = idempotent
         # A 2026-07-28 request's input round: questions are answered from it, or end the
-        # request as an input-required result (then no request to the client is made).
+        # request as an input-required result (then no request to the client is made); for a
+        # tasks-extension task (a `client` too) what it lacks is asked through the task.
         self._inputs = inputs
         self._asked = 0
         self._settle = settle
@@ -153,7 +166,9 @@ class ToolContext:
         """Ask the client for several inputs at once (keys are the tool's own, unique in the
         call); their results by key.
 
-        Handshake era: one request to the client after another. 2026-07-28: the answers the
+        Handshake era: one request to the client after another. A tasks-extension task: the
+        answers its rounds gathered before it was made, the rest put on the task
+        (input_required, answered by tasks/update). 2026-07-28 otherwise: the answers the
         retry brought, or, when some are missing, the call ends here as an input-required
         result asking for them and runs again from the start when the client retries: code
         before the question must be safe to run again (ask before changing anything).
@@ -164,10 +179,16 @@ class ToolContext:
             if needs is None:
                 raise ValueError(f"{request.method!r} is not a request a client can be asked")
             self._check_declared(*needs)
-        if self._inputs is not None:
+        if self._inputs is None:
+            return await self._client_for().ask(requests)
+        if self._client is None:
             return self._inputs.take(requests)
-        client = self._client_for()
-        return {key: await client.request(r.method, r.params) for key, r in requests.items()}
+        # A task made on the final round of an input-required exchange: what the rounds
+        # gathered answers here, the rest goes on the task.
+        known = self._inputs.known(requests)
+        rest = {key: request for key, request in requests.items() if key not in known}
+        asked = await self._client.ask(rest) if rest else {}
+        return {key: known[key] if key in known else asked[key] for key in requests}
 
     async def elicit(
         self, message: str, requested_schema: dict[str, Any], *, key: str | None = None
@@ -212,11 +233,12 @@ class ToolContext:
                 f"The client did not declare {declared}: {self.tool_name!r} cannot ask it"
             )
 
-    def _client_for(self) -> ClientRequests:
+    def _client_for(self) -> AsksClient:
         if self._client is None:
             raise ClientRequestError(
                 f"{self.tool_name!r} cannot ask the client from here: only a call run in the "
-                "process that holds the connection can (not a task, not a call run on a worker)"
+                "process that holds the connection, a tasks-extension task or a 2026-07-28 "
+                "request can (not a 2025 task, not a handshake-era call run on a worker)"
             )
         return self._client
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcp_server.client_requests import ClientRequestError
-from mcp_server.protocol.input_required import InvalidInputResponse
+from mcp_server.protocol.errors import JsonRpcError
 from mcp_server.protocol.tool_results import (
     error_result,
     structured_result,
@@ -65,7 +65,8 @@ def result_for(tool: Tool, value: Any) -> dict[str, Any]:
 
 
 async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
-    """Validate, run and wrap one call; tool failures come back as `isError` results."""
+    """Validate, run and wrap one call; tool failures come back as `isError` results (a
+    JsonRpcError the tool raises propagates: the request fails with it)."""
     problems = tool.argument_errors(arguments)
     if problems:
         return error_result(f"Invalid arguments for tool {tool.name!r}: " + "; ".join(problems))
@@ -79,8 +80,11 @@ async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext)
             value = await asyncio.to_thread(functools.partial(tool.fn, **kwargs))
     except (ToolError, ClientRequestError, FanOutRefused) as exc:
         return error_result(str(exc))
-    except InvalidInputResponse:
-        raise  # the request's error, not the tool's (InputRequired is no Exception either)
+    except JsonRpcError:
+        # A protocol error the tool means as one (or an input response that is not what its
+        # request asks for): the request fails with it (a task of the tasks extension turns
+        # `failed`), rather than answering a tool error. InputRequired is no Exception.
+        raise
     except Exception:
         return _failure(tool, "failed unexpectedly")
     try:

@@ -35,6 +35,7 @@ class RunningOperation:
         "error_count",
         "finished_at",
         "id",
+        "input_requests",
         "is_task",
         "keep_result",
         "message",
@@ -95,6 +96,8 @@ class RunningOperation:
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.result_summary: Any = None
+        # A task's questions its client has not answered yet (the tasks extension), by key.
+        self.input_requests: dict[str, Any] | None = None
         self.error = ""
         self.error_count = 0
         self.cancel_requested = False
@@ -135,6 +138,7 @@ class RunningOperation:
             "cancel_requested": False,
             "runner": self.runner[:200],
             "token_id": self.principal.token_id,
+            "input_requests": self.input_requests,
         }
 
     def persist(self) -> None:
@@ -202,6 +206,7 @@ class RunningOperation:
         if self.keep_result:
             self.result = result
         self.finished_at = timezone.now()
+        self.input_requests = None
         self.result_summary = summary
         self.error = error
         self.persist()

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -16,18 +16,18 @@ from django.conf import settings
 from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
-from mcp_server.client_requests import ClientRequests
 from mcp_server.operations.lifecycle import OperationStatus, Stop, StopReason, stop_of
 from mcp_server.operations.store import OperationStore
 from mcp_server.protocol.input_required import INPUT_REQUIRED, InputRequired, InputRound
 from mcp_server.protocol.tool_results import error_result
 from mcp_server.runtime.admission import InFlightLimitReached, InFlightRequests
-from mcp_server.runtime.context import CallEvents, ToolContext
+from mcp_server.runtime.context import AsksClient, CallEvents, ToolContext
 from mcp_server.runtime.fanout import ChunkExecutor, ChunksLost
 from mcp_server.runtime.invoke import call_tool
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.operation import RunningOperation
 from mcp_server.runtime.progress import Deliver, ProgressCoalescer, ProgressReport, frames_to
+from mcp_server.runtime.task_questions import Announce, TaskQuestions
 from mcp_server.tools.registry import Tool
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ class CallRequest:
     # Whether the tool may send requests to the client (elicitation, sampling): only in the
     # handshake era; 2026-07-28 has no server-to-client requests.
     asks_client: bool = True
+    # A task of the tasks extension: its questions to the client go through the task
+    # (inputRequests, answered by tasks/update), within the capabilities its request declared.
+    asks_through_task: bool = False
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
 
 
 class OperationEvents(CallEvents, Protocol):
@@ -66,6 +70,9 @@ class OperationEvents(CallEvents, Protocol):
 
     async def progress(self, report: ProgressReport) -> None:
         """Forward one coalesced progress report (each listener puts its client's token)."""
+
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """Tell the listeners what the task now waits for its client to answer."""
 
     def record_end(self, operation: RunningOperation) -> None:
         """Note how far the operation got and when it ended (called as it finishes)."""
@@ -111,6 +118,8 @@ class OperationRunner:
         self.progress_rate = progress_rate
         self.persist_interval = persist_interval
         self._tasks: dict[UUID, tuple[RunningOperation, asyncio.Task[Any]]] = {}
+        # The open questions of the tasks-extension tasks running here, by operation.
+        self._questions: dict[UUID, TaskQuestions] = {}
         # Where the calls' fan-out chunks run: None, this process's pool; the cluster's
         # workers when there are (ProcessRuntime sets it).
         self.chunks: ChunkExecutor | None = None
@@ -124,7 +133,8 @@ class OperationRunner:
         published: bool = False,
         deliver: Deliver | None = None,
         on_finish: Callable[[RunningOperation], None] | None = None,
-        client: ClientRequests | None = None,
+        client: AsksClient | None = None,
+        asking: Announce | None = None,
     ) -> dict[str, Any]:
         """Run one call to completion and return its CallToolResult.
 
@@ -134,10 +144,19 @@ class OperationRunner:
         sent, and CancelledError propagates. A published call reports progress whether or not
         it has a token (listeners may attach later), keeps its whole result in history, and is
         written to the database before this returns. With `client` (the connection's requests
-        to its client) the tool may ask the client for input or a completion.
+        to its client) the tool may ask the client for input or a completion; a task of the
+        tasks extension asks through the task instead (TaskQuestions), telling `asking`.
         """
         operation = self.operation_for(request, keep_result=published, on_finish=on_finish)
         log_context.bind_operation(operation.id)
+        if client is None and request.asks_through_task:
+            client = self._questions[operation.id] = TaskQuestions(
+                operation,
+                capabilities=request.client_capabilities,
+                timeout=settings.MCP_CLIENT_REQUEST_TIMEOUT,
+                max_outstanding=settings.MCP_CLIENT_REQUESTS_PER_CONNECTION,
+                announce=asking,
+            )
         if request.operation_id is not None:
             self.writer.adopt(request.operation_id)
         token = request.progress_token
@@ -211,6 +230,7 @@ class OperationRunner:
             raise
         finally:
             self._tasks.pop(operation.id, None)
+            self._questions.pop(operation.id, None)
         if asked is not None:
             # What happened: the call asked for these inputs, nothing more (no outcome).
             operation.finish(
@@ -305,6 +325,7 @@ class OperationRunner:
                 published=True,
                 deliver=events.progress,
                 on_finish=events.record_end,
+                asking=events.asking,
             )
         except asyncio.CancelledError as exc:
             # Recorded by call() from the same Stop: the listeners hear what history says.
@@ -341,6 +362,15 @@ class OperationRunner:
             await events.finished(status=str(status), result=result, error=error)
         except Exception:
             logger.warning("could not announce the end of an operation", exc_info=True)
+
+    def answer(self, operation_id: UUID, responses: dict[str, Any]) -> bool:
+        """Hand a client's input responses (tasks/update) to a task running here; False when
+        it does not run here."""
+        questions = self._questions.get(operation_id)
+        if questions is None:
+            return False
+        questions.answer(responses)
+        return True
 
     def cancel(self, operation_id: UUID, reason: Stop | None = None) -> bool:
         """Cancel a call running in this process; False when it is not running here.

@@ -8,7 +8,7 @@ receives the call's context and is not part of the schema.
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, cast, get_type_hints
 
 import jsonschema_rs
@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from typing_extensions import is_typeddict
 
+from mcp_server.protocol.input_required import InputRequest
 from mcp_server.runtime.context import ToolContext
 
 TaskSupport = Literal["forbidden", "optional", "required"]
@@ -87,6 +88,10 @@ class Tool:
     # The client capabilities its calls need (e.g. {"sampling": {}}): a 2026-07-28 request
     # that does not declare them is refused with -32021 before the tool runs.
     client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The questions (by the keys the tool asks them under) a 2026-07-28 call must have
+    # answered before it becomes a tasks-extension task: until then it runs as a plain call,
+    # which ends as an input-required result when the tool asks them.
+    asks_first: Mapping[str, InputRequest] = dataclasses.field(default_factory=dict)
 
     @property
     def idempotent(self) -> bool:
@@ -169,6 +174,7 @@ def build_tool(
     placement: Placement = "auto",
     duration: Duration = "long",
     client_capabilities: dict[str, Any] | None = None,
+    asks_first: Mapping[str, InputRequest] | None = None,
 ) -> Tool:
     """Describe `fn` as a tool: derive what was not given and compile its validator."""
     tool_name = name or fn.__name__
@@ -209,6 +215,7 @@ def build_tool(
         output_validator=jsonschema_rs.validator_for(out_schema) if out_schema else None,
         definition=definition,
         client_capabilities=dict(client_capabilities or {}),
+        asks_first=dict(asks_first or {}),
     )
 
 
@@ -253,6 +260,7 @@ def tool(
     placement: Placement = "auto",
     duration: Duration = "long",
     client_capabilities: dict[str, Any] | None = None,
+    asks_first: Mapping[str, InputRequest] | None = None,
     into: ToolRegistry | None = None,
 ) -> Callable[[ToolFunction], ToolFunction]:
     """Register the decorated function as a tool (in the default registry unless `into`).
@@ -261,7 +269,9 @@ def tool(
     it runs when the deployment has workers: "local" (the web process that holds the
     connection), "worker", or "auto": local when `duration` is "short", on a worker otherwise
     (docs/tools.md). `client_capabilities`: what its calls need of the client (e.g.
-    `{"sampling": {}}`), checked before a 2026-07-28 call runs."""
+    `{"sampling": {}}`), checked before a 2026-07-28 call runs. `asks_first`: the questions
+    (by key) a 2026-07-28 call answers in input rounds before the server makes it a task of
+    the tasks extension (docs/tools.md)."""
 
     def decorate(fn: ToolFunction) -> ToolFunction:
         (into if into is not None else registry).register(
@@ -278,6 +288,7 @@ def tool(
                 placement=placement,
                 duration=duration,
                 client_capabilities=client_capabilities,
+                asks_first=asks_first,
             )
         )
         return fn

@@ -203,3 +203,13 @@ def test_cancel_action(superuser_client: Client, make_operation):
     elsewhere.refresh_from_db()
     assert elsewhere.cancel_requested
     assert "1 operation(s) had already finished." in html
+
+
+def test_detail_shows_what_a_waiting_task_asks(superuser_client: Client, make_operation):
+    asked = {"confirm": {"method": "elicitation/create", "params": {"message": "Delete it?"}}}
+    waiting = make_operation(status=OperationStatus.RUNNING, is_task=True, input_requests=asked)
+    html = superuser_client.get(_detail(waiting)).content.decode()
+    assert "waiting for answers to" in html.lower()
+    assert "&quot;message&quot;: &quot;Delete it?&quot;" in html
+    ended = superuser_client.get(_detail(make_operation())).content.decode()
+    assert "Nothing." in ended

@@ -1,8 +1,10 @@
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from mcp_server.models import OperationStatus
+from mcp_server.operations.lifecycle import task_view
 from mcp_server.operations.store import operations_persist
 from tests.api.conftest import Caller, MakeRun
 from tests.runtime.conftest import history_row
@@ -113,3 +115,21 @@ def test_a_run_history_kept_in_part_shows_a_preview_and_its_original_size(
     assert body["result"]["_truncated"] is True
     listed = alice.client.get("/api/runs/").json()["results"]
     assert listed[0]["arguments"]["_truncated"] is True
+
+
+def test_a_task_waiting_for_answers_is_running_with_its_questions(alice: Caller, make_run: MakeRun):
+    # The same wire word, two things: a task waiting for its client is `running` in history
+    # (input_required on tasks/get, from its open questions); a 2026-07-28 call that ended
+    # by asking is the terminal history status input_required, with no questions kept.
+    asked = {"confirm": {"method": "elicitation/create", "params": {"message": "Delete it?"}}}
+    waiting = make_run(alice, status=OperationStatus.RUNNING, is_task=True, input_requests=asked)
+    body = alice.client.get(f"/api/runs/{waiting.pk}/").json()
+    assert (body["status"], body["input_requests"], body["is_task"]) == ("running", asked, True)
+    assert task_view(waiting, poll_interval=500).status == "input_required"
+    ended = make_run(alice, status=OperationStatus.INPUT_REQUIRED, finished_at=timezone.now())
+    body = alice.client.get(f"/api/runs/{ended.pk}/").json()
+    assert (body["status"], body["input_requests"], body["is_task"]) == (
+        "input_required",
+        None,
+        False,
+    )

@@ -1,6 +1,7 @@
 """The official Python SDK 2.3 client across two web processes: the stream of a call drops
 after its first progress and the SDK, reconnecting with Last-Event-ID through a client-side
-failover to the other web process, gets the rest of the events and the result there."""
+failover to the other web process, gets the rest of the events and the result there; with
+the tasks extension, a task made through one web process is polled through the other."""
 
 import pytest
 
@@ -30,3 +31,18 @@ def test_python_sdk_2_3_resumes_a_dropped_stream_at_the_other_web_process(
     assert seen["progress"] == sorted(seen["progress"]) and seen["progress"][-1] == 10
     assert seen["result"]["structuredContent"]["processed"] == 10
     assert len(seen["event_ids"]) == len(set(seen["event_ids"]))
+
+
+@pytest.mark.usefixtures("sdk_env")
+def test_python_sdk_2_3_follows_a_task_made_on_one_web_process_on_the_other(
+    cluster: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    first, second = cluster.web
+    first_url, second_url = f"{first.http_url}/mcp", f"{second.http_url}/mcp"
+    seen = python_sdk(first_url, cluster_accounts.alice, "task", second_url)
+    assert seen["created"][0]["resultType"] == "task"
+    assert f"tools/call {first.port}" in seen["requests"], seen["requests"]
+    polls = [sent for sent in seen["requests"] if sent.startswith("tasks/get")]
+    assert polls and set(polls) == {f"tasks/get {second.port}"}, seen["requests"]
+    assert seen["polled"][-1] == "completed"
+    assert seen["result"]["structuredContent"]["processed"] == 20

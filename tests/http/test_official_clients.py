@@ -195,6 +195,18 @@ def test_inspector_cli_lists_and_calls(served: ServerProcess, accounts: Accounts
     assert not added.get("isError")
 
 
+@pytest.mark.usefixtures("python_sdk_env")
+def test_python_sdk_2_3_with_the_tasks_extension_polls_a_task_to_its_result(
+    served: ServerProcess, accounts: Accounts
+) -> None:
+    seen = python_sdk(mcp_url(served), accounts.alice, "task")
+    assert seen["protocol_version"] == MODERN_VERSION
+    (created,) = seen["created"]
+    assert (created["resultType"], created["status"]) == ("task", "working")
+    assert seen["polled"][-1] == "completed"
+    assert seen["result"]["structuredContent"]["processed"] == 20
+
+
 @pytest.mark.usefixtures("client_envs")
 @pytest.mark.parametrize("sdk", ["python", "typescript"])
 async def test_the_sdks_answer_an_input_required_confirmation_on_2026_07_28(

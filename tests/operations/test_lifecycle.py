@@ -23,6 +23,8 @@ from mcp_server.operations.lifecycle import (
     call_outcome,
     can_move,
     check_move,
+    detailed_task,
+    extension_status,
     is_terminal,
     stop_of,
     task_outcome,
@@ -171,6 +173,7 @@ def _row(status: str, **fields: Any) -> Any:
         "task_ttl": 60_000,
         "error": "",
         "message": "batch 2/8",
+        "input_requests": None,
     }
     return SimpleNamespace(**{**values, **fields})
 
@@ -252,3 +255,87 @@ def test_a_result_history_cut_short_is_not_returned() -> None:
         call_outcome(_finished("succeeded", kept))
     assert raised.value.data is not None
     assert raised.value.data["reason"] == "result_not_kept"
+
+
+# --- the tasks extension's vocabulary over the same statuses ------------------------------
+@pytest.mark.parametrize(
+    ("status", "produced_result", "task"),
+    [
+        ("queued", False, "working"),
+        ("running", False, "working"),
+        ("succeeded", True, "completed"),
+        # The tool ran and reported an error (isError): completed, not failed.
+        ("failed", True, "completed"),
+        ("failed", False, "failed"),
+        ("interrupted", False, "failed"),
+        ("cancelled", False, "cancelled"),
+    ],
+)
+def test_each_status_shows_as_an_extension_status(
+    status: str, produced_result: bool, task: str
+) -> None:
+    assert extension_status(status, produced_result=produced_result) == task
+
+
+def _ended_row(status: str, **fields: Any) -> Any:
+    finished = datetime(2026, 1, 2, 3, 4, 9, tzinfo=UTC)
+    return _row(status, finished_at=finished, progress=1.0, total=None, **fields)
+
+
+def test_a_working_extension_task_has_the_extension_field_names() -> None:
+    view = task_view(_row("running"), poll_interval=500)
+    assert detailed_task(view, None) == {
+        "taskId": "0190-task",
+        "status": "working",
+        "createdAt": "2026-01-02T03:04:05Z",
+        "lastUpdatedAt": "2026-01-02T03:04:08Z",
+        "ttlMs": 60_000,
+        "statusMessage": "batch 2/8",
+        "pollIntervalMs": 500,
+    }
+
+
+def test_a_completed_task_inlines_its_result_without_naming_the_task_again() -> None:
+    result = {"content": [{"type": "text", "text": "hi"}], "isError": False}
+    row = _ended_row("succeeded", result=result, message="")
+    task = detailed_task(task_view(row, poll_interval=500), OperationFinished.from_row(row))
+    assert task["status"] == "completed"
+    assert task["result"] == result
+    assert "error" not in task and "pollIntervalMs" not in task
+    assert task["lastUpdatedAt"] == "2026-01-02T03:04:09Z"
+
+
+def test_a_tool_error_completes_with_its_result() -> None:
+    result = {"content": [{"type": "text", "text": "no"}], "isError": True}
+    row = _ended_row("failed", result=result, error="no")
+    task = detailed_task(task_view(row, poll_interval=500), OperationFinished.from_row(row))
+    assert (task["status"], task["result"]) == ("completed", result)
+    assert "error" not in task
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [("failed", "JsonRpcError: boom"), ("interrupted", "interrupted: the server shut down")],
+)
+def test_an_end_without_a_result_fails_with_the_json_rpc_error(status: str, error: str) -> None:
+    row = _ended_row(status, result=None, error=error)
+    task = detailed_task(task_view(row, poll_interval=500), OperationFinished.from_row(row))
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == INTERNAL_ERROR
+    assert error in task["error"]["message"]
+    assert "result" not in task
+
+
+def test_a_cancelled_task_carries_neither_result_nor_error() -> None:
+    row = _ended_row("cancelled", result=None, error="cancelled")
+    task = detailed_task(task_view(row, poll_interval=500), OperationFinished.from_row(row))
+    assert task["status"] == "cancelled"
+    assert "result" not in task and "error" not in task
+
+
+def test_a_result_history_cut_short_fails_the_task_saying_so() -> None:
+    kept = history_value({"content": [{"type": "text", "text": "x" * 5000}]}, 100)
+    row = _ended_row("succeeded", result=kept)
+    task = detailed_task(task_view(row, poll_interval=500), OperationFinished.from_row(row))
+    assert task["status"] == "failed"
+    assert task["error"]["data"]["reason"] == "result_not_kept"

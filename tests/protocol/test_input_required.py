@@ -99,6 +99,16 @@ def test_answers_come_from_earlier_rounds_and_this_retry_extra_keys_ignored() ->
     assert "unasked" not in round_.answers
 
 
+def test_known_answers_without_asking_and_answers_all_says_whether_none_is_missing() -> None:
+    # What decides whether a 2026-07-28 call of a tool with `asks_first` is made a task yet.
+    round_ = _round(responses={"b": ACCEPTED}, answers={"a": {"x": 1}})
+    asked = {"a": elicitation_request("A?", NAME), "b": elicitation_request("B?", NAME)}
+    assert round_.known({**asked, "c": roots_request()}) == {"a": {"x": 1}, "b": ACCEPTED}
+    assert round_.answers_all(asked)
+    assert not round_.answers_all({**asked, "c": roots_request()})
+    assert _round().answers_all({})
+
+
 @pytest.mark.parametrize(
     ("request_", "response"),
     [

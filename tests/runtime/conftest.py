@@ -40,6 +40,7 @@ def history_row(tenant_id: int, user_id: int, **changes: Any) -> dict[str, Any]:
         "cancel_requested": False,
         "runner": "host:1",
         "token_id": None,
+        "input_requests": None,
     }
     row.update(changes)
     return row

@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.operations.lifecycle import Stop, StopReason
+from mcp_server.protocol.errors import INTERNAL_ERROR, JsonRpcError
 from mcp_server.protocol.input_required import InputRound
 from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.history import HistoryWriter
@@ -56,6 +57,12 @@ async def crash(ctx: ToolContext) -> str:
 
 
 @tool(into=tools)
+async def protocol_error(ctx: ToolContext) -> str:
+    """Fail with a JSON-RPC error of its own."""
+    raise JsonRpcError(INTERNAL_ERROR, "upstream said no")
+
+
+@tool(into=tools)
 async def asks(ctx: ToolContext) -> str:
     """Ask for a name."""
     answer = await ctx.elicit("Name?", {"type": "object"}, key="name")
@@ -71,6 +78,9 @@ class Ended(Wire):
 
     async def progress(self, report: Any) -> None:  # type: ignore[override]
         """Drop progress."""
+
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """Nothing asks here."""
 
     def record_end(self, operation: Any) -> None:
         """Nothing to note."""
@@ -143,6 +153,19 @@ async def test_is_error_and_crash_are_failed_rows(runner: OperationRunner, write
     assert [r.status for r in rows] == [OperationStatus.FAILED, OperationStatus.FAILED]
     assert rows[0].error == "no, thank you"
     assert "reference" in rows[1].error
+
+
+async def test_a_json_rpc_error_of_a_tool_fails_the_request_with_no_result(
+    runner: OperationRunner, writer
+) -> None:
+    principal = await database_sync_to_async(make_principal)("acme", "bob")
+    wire = Wire()
+    with pytest.raises(JsonRpcError) as raised:
+        await runner.call(_request(principal, "protocol_error", {}), send=wire.send, events=wire)
+    assert raised.value.message == "upstream said no"
+    (row,) = await _rows(writer)
+    assert (row.status, row.result) == (OperationStatus.FAILED, None)
+    assert row.error == "JsonRpcError: upstream said no"
 
 
 async def test_a_call_that_asks_is_recorded_input_required_and_its_retry_succeeded(

@@ -210,6 +210,9 @@ class Listeners:
     def record_end(self, operation: Any) -> None:
         """Nothing to note."""
 
+    async def asking(self, input_requests: dict[str, Any] | None) -> None:
+        """No question is expected (a 2025-11-25 task cannot ask)."""
+
     async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
         self.outcome = {"status": status, "result": result}
 
@@ -233,6 +236,6 @@ async def test_a_published_run_cannot_ask_the_client(registry: ToolRegistry) -> 
     result = listeners.outcome["result"]
     assert result["isError"] is True
     assert (
-        "only a call run in the process that holds the connection can"
+        "only a call run in the process that holds the connection, a tasks-extension task"
         in (result["content"][0]["text"])
     )

@@ -103,9 +103,14 @@ class _CutAfterProgress(httpx2.AsyncByteStream):
         await self.stream.aclose()
 
 
+# What follows a task: its polls, and the listen on its run's resource.
+FOLLOWING = ("tasks/get", "subscriptions/listen")
+
+
 class TaskRoutingTransport(httpx2.AsyncBaseTransport):
-    """Sends every `tasks/get` to `other` (by its Mcp-Method header), everything else to the
-    URL it is given: a task made through one web process and followed through another."""
+    """Sends every `tasks/get` and `subscriptions/listen` to `other` (by its Mcp-Method
+    header), everything else to the URL it is given: a task made through one web process and
+    followed through another."""
 
     def __init__(self, other: str | None) -> None:
         self.inner = httpx2.AsyncHTTPTransport()
@@ -115,7 +120,7 @@ class TaskRoutingTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Forward the request, a tasks/get to the other process."""
         method = request.headers.get("mcp-method")
-        if self.other is not None and method == "tasks/get":
+        if self.other is not None and method in FOLLOWING:
             request.url = request.url.copy_with(host=self.other.host, port=self.other.port)
             request.headers["Host"] = self.other.netloc.decode()
         if request.method == "POST":
@@ -304,6 +309,11 @@ class TasksExtension(ClientExtension):
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
         self.polled: list[str] = []
+        # Set once connected: the task's run is also listened to (resource updates).
+        self.client: Client | None = None
+        self.honored: list[str] = []
+        self.updates: list[str] = []
+        self._updated = anyio.Event()
 
     def claims(self) -> list[ResultClaim[Any]]:
         """The CreateTaskResult of a tools/call, resolved by polling."""
@@ -313,16 +323,33 @@ class TasksExtension(ClientExtension):
         """Poll the task to its end; its inlined CallToolResult."""
         self.created.append(dump(created))
         params = types.GetTaskRequestParams(task_id=created.task_id)
+        assert self.client is not None
+        run = f"mcp-realtime://runs/{created.task_id}"
         with anyio.fail_after(CALL_TIMEOUT_S):
-            while True:
-                task = await context.session.send_request(GetTask(params=params), DetailedTask)
-                self.polled.append(task.status)
-                if task.status in ("completed", "failed", "cancelled"):
-                    break
-                await anyio.sleep(0.1)
+            async with (
+                self.client.listen(resource_subscriptions=[run]) as updates,
+                anyio.create_task_group() as readers,
+            ):
+                self.honored = list(updates.honored.resource_subscriptions or [])
+                readers.start_soon(self._read, updates)
+                while True:
+                    task = await context.session.send_request(GetTask(params=params), DetailedTask)
+                    self.polled.append(task.status)
+                    if task.status in ("completed", "failed", "cancelled"):
+                        break
+                    await anyio.sleep(0.1)
+                # The run's end is an update too: wait for one, then stop listening.
+                await self._updated.wait()
+                readers.cancel_scope.cancel()
         if task.result is None:
             raise RuntimeError(f"the task ended {task.status} without a result")
         return types.CallToolResult.model_validate(task.result)
+
+    async def _read(self, updates: Any) -> None:
+        """Note the URI of each resource update the listen brings."""
+        async for event in updates:
+            self.updates.append(str(getattr(event, "uri", type(event).__name__)))
+            self._updated.set()
 
 
 async def task(url: str, other: str | None) -> dict[str, Any]:
@@ -336,12 +363,15 @@ async def task(url: str, other: str | None) -> dict[str, Any]:
         httpx2.AsyncClient(headers=headers, timeout=TIMEOUT, transport=routing) as http,
         Client(streamable_http_client(url, http_client=http), extensions=[tasks]) as client,
     ):
+        tasks.client = client
         with anyio.fail_after(CALL_TIMEOUT_S):
-            result = await client.call_tool("process_batch", {"count": 20, "item_ms": 50})
+            result = await client.call_tool("process_batch", {"count": 40, "item_ms": 50})
         return {
             "protocol_version": client.protocol_version,
             "created": tasks.created,
             "polled": tasks.polled,
+            "honored": tasks.honored,
+            "updates": tasks.updates,
             "requests": routing.sent,
             "result": dump(result),
         }

@@ -355,7 +355,7 @@ class McpSession:
         try:
             request.meta = read_request_meta(request.params)
         except JsonRpcError as exc:
-            return error_message(request.id, exc)
+            return self._refuse(request, exc)
         if request.meta is not None:
             # 2026-07-28: the request describes itself; whatever this connection did before
             # (an initialize, or nothing) does not matter.
@@ -364,18 +364,24 @@ class McpSession:
             methods.INITIALIZE,
             methods.PING,
         ):
-            return error_message(
-                request.id,
-                JsonRpcError(INVALID_REQUEST, "Session not initialized: send initialize first"),
+            refusal = JsonRpcError(
+                INVALID_REQUEST, "Session not initialized: send initialize first"
             )
+            return self._refuse(request, refusal)
         return await self._dispatch(request, self._REQUEST_HANDLERS, batched=batched)
+
+    def _refuse(self, request: Request, error: JsonRpcError) -> dict[str, Any]:
+        """The error reply to a request refused before any handler ran, counted like the
+        answers of `_respond` (outcome "error")."""
+        metrics.request_answered(request.method, "error", self.principal)
+        return error_message(request.id, error)
 
     async def _dispatch(
         self, request: Request, handlers: dict[str, Handler], *, batched: bool
     ) -> Handled:
         handler = handlers.get(request.method)
         if handler is None:
-            return error_message(request.id, method_not_found(request.method))
+            return self._refuse(request, method_not_found(request.method))
         if request.method in self._SPAWNED:
             return self._spawn(request, handler, batched=batched)
         return await self._respond(request, handler)
@@ -395,7 +401,7 @@ class McpSession:
         except JsonRpcError as refusal:
             if refusal.code == LIMIT_EXCEEDED:
                 metrics.refused(refusal.data["limit"], self.principal)
-            return error_message(request.id, refusal)
+            return self._refuse(request, refusal)
 
     async def _run_spawned(self, request: Request, handler: Handler, *, batched: bool) -> Reply:
         try:

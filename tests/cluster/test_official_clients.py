@@ -45,4 +45,9 @@ def test_python_sdk_2_3_follows_a_task_made_on_one_web_process_on_the_other(
     polls = [sent for sent in seen["requests"] if sent.startswith("tasks/get")]
     assert polls and set(polls) == {f"tasks/get {second.port}"}, seen["requests"]
     assert seen["polled"][-1] == "completed"
-    assert seen["result"]["structuredContent"]["processed"] == 20
+    assert seen["result"]["structuredContent"]["processed"] == 40
+    # The SDK's listen on the task's run, through the other process, heard it change.
+    run = f"mcp-realtime://runs/{seen['created'][0]['taskId']}"
+    assert f"subscriptions/listen {second.port}" in seen["requests"], seen["requests"]
+    assert seen["honored"] == [run]
+    assert seen["updates"] and set(seen["updates"]) == {run}

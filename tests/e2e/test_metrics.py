@@ -36,12 +36,15 @@ async def test_counts_connections_requests_tool_calls_and_progress(
     metered: ServerProcess, accounts: Accounts
 ) -> None:
     unknown_tool = f"no-such-tool-{secrets.token_hex(8)}"
+    unknown_method = f"no/such-method-{secrets.token_hex(8)}"
     async with raw_client(metered, accounts.alice) as client:
         open_now = scraped(metered)
         assert open_now.value("mcp_connections_open", transport="websocket") == 1
         await client.assert_answers_ping()
         assert result_of(await client.call_tool("echo", {"text": "hi"}))["content"]
         error_of(await client.call_tool(unknown_tool, {}))
+        # Refused before any handler runs: counted too, under a bounded label.
+        error_of(await client.request(unknown_method, {}))
         batch = result_of(
             await client.request(
                 "tools/call",
@@ -60,6 +63,7 @@ async def test_counts_connections_requests_tool_calls_and_progress(
     assert during.value("mcp_requests_total", method="initialize", outcome="ok") == 1
     assert during.value("mcp_requests_total", method="tools/call", outcome="ok") == 4
     assert during.value("mcp_requests_total", method="tools/call", outcome="error") == 1
+    assert during.value("mcp_requests_total", method="other", outcome="error") == 1
     calls = "mcp_tool_call_duration_seconds_count"
     assert during.value(calls, tool="echo", status="succeeded") == 2
     assert during.value(calls, tool="process_batch", status="succeeded") == 1
@@ -73,7 +77,7 @@ async def test_counts_connections_requests_tool_calls_and_progress(
     assert sent + coalesced == BATCH["count"]
     # Bounded labels: no unknown tool name, token, user or connection id; no tenant by default.
     values = during.label_values()
-    assert unknown_tool not in values
+    assert unknown_tool not in values and unknown_method not in values
     assert not any(accounts.alice.removeprefix("mcp_") in value for value in values)
     assert ALPHA not in values
     assert all("tenant" not in labels for _, labels, _ in during.samples())

@@ -204,7 +204,7 @@ def test_python_sdk_2_3_with_the_tasks_extension_polls_a_task_to_its_result(
     (created,) = seen["created"]
     assert (created["resultType"], created["status"]) == ("task", "working")
     assert seen["polled"][-1] == "completed"
-    assert seen["result"]["structuredContent"]["processed"] == 20
+    assert seen["result"]["structuredContent"]["processed"] == 40
 
 
 @pytest.mark.usefixtures("client_envs")

@@ -19,6 +19,7 @@ from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
 from bench.http_load import HttpThroughput
+from bench.modern_load import HttpModernThroughput, ModernThroughput
 from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
 from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
@@ -68,8 +69,12 @@ def top_functions(
 def load_for(args: argparse.Namespace) -> Scenario:
     """Back-to-back calls (over WebSocket or Streamable HTTP), connect+initialize in a loop, or
     a connection storm (sample it with --seconds shorter than the storm)."""
+    window = args.seconds + 600.0
+    modern = {"modern": ModernThroughput, "http-modern": HttpModernThroughput}.get(args.scenario)
+    if modern is not None:
+        return modern(args.concurrency, warmup_s=0.5, window_s=window)
     if args.scenario == "http":
-        return HttpThroughput(args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
+        return HttpThroughput(args.concurrency, warmup_s=0.5, window_s=window)
     if args.scenario == "connect":
         return ConnectInitialize(count=1_000_000)
     if args.scenario == "storm":
@@ -82,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     option = parser.add_argument
     option("--target", choices=TARGETS, default="service")
-    option("--scenario", choices=("throughput", "http", "connect", "storm"), default="throughput")
+    scenarios = ("throughput", "http", "modern", "http-modern", "connect", "storm")
+    option("--scenario", choices=scenarios, default="throughput")
     option("--concurrency", type=int, default=50, help="for throughput and http")
     option("--connections", type=int, default=10_000, help="for storm")
     option("--seconds", type=float, default=10.0)
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "connect": "connect+initialize",
         "storm": f"a storm of {args.connections:,}",
         "http": f"HTTP C={args.concurrency}",
+        "modern": f"2026-07-28 C={args.concurrency}",
+        "http-modern": f"HTTP 2026-07-28 C={args.concurrency}",
     }
     who = f" ({args.thread} threads)" if args.thread else ""
     load_text = under.get(args.scenario, f"C={args.concurrency}")

@@ -16,7 +16,6 @@ from mcp_server.client.wire import JsonObject, request_meta
 
 # What a 2026-07-28 load client says about itself on every request.
 META: JsonObject = request_meta(CLIENT_NAME, "1.0")
-SERVICE = ("service",)
 # The issue's bound: the per-request `_meta` costs at most 10 %.
 BOUND_PCT = 10.0
 
@@ -60,7 +59,6 @@ class ModernThroughput(Throughput):
     """C sockets that never initialize, each doing back-to-back 2026-07-28 `tools/call add`."""
 
     kind: ClassVar[str] = "modern-throughput"
-    targets: ClassVar[tuple[str, ...] | None] = SERVICE
     title: ClassVar[str] = "2026-07-28 throughput C={concurrency}"
     prefix: ClassVar[str] = "modern.c"
     label_prefix: ClassVar[str] = "2026-07-28 "
@@ -70,13 +68,17 @@ class ModernThroughput(Throughput):
     )
     request_meta: ClassVar[JsonObject | None] = META
 
+    def applies_to(self, target_key: str) -> bool:
+        """This service and its variants (metrics or history off): the others speak only the
+        handshake era."""
+        return target_key.startswith("service")
+
 
 @dataclass(frozen=True)
 class HttpModernThroughput(HttpThroughput):
     """C stateless HTTP clients, each doing back-to-back 2026-07-28 `tools/call add`."""
 
     kind: ClassVar[str] = "http-modern-throughput"
-    targets: ClassVar[tuple[str, ...] | None] = SERVICE
     title: ClassVar[str] = "HTTP 2026-07-28 throughput C={concurrency}"
     prefix: ClassVar[str] = "modern.http.c"
     label_prefix: ClassVar[str] = "HTTP 2026-07-28 "
@@ -85,3 +87,7 @@ class HttpModernThroughput(HttpThroughput):
         HttpThroughput.prefix, "2026-07-28 over HTTP:"
     )
     request_meta: ClassVar[JsonObject | None] = META
+
+    def applies_to(self, target_key: str) -> bool:
+        """As ModernThroughput: this service and its variants."""
+        return target_key.startswith("service")

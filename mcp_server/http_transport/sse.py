@@ -51,6 +51,11 @@ class SseResponse:
             self._watcher = asyncio.create_task(self._watch(), name="sse-disconnect")
 
     @property
+    def watcher(self) -> "asyncio.Task[None] | None":
+        """The task watching for the client leaving (done once it has left)."""
+        return self._watcher
+
+    @property
     def started(self) -> bool:
         """Whether the status and headers were sent."""
         return self._started

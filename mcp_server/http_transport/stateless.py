@@ -56,13 +56,14 @@ async def answer(
     stream, which may be quiet for hours)."""
     response = SseResponse(send, receive)
     response.watch()
+    watcher = response.watcher
+    assert watcher is not None
     answering = asyncio.ensure_future(_relay(exchange, payload, response, stream=stream))
-    left = asyncio.ensure_future(response.left.wait())
     keeping = asyncio.ensure_future(_keep_alive(response, keepalive)) if keepalive else None
     try:
-        await asyncio.wait({answering, left}, return_when=asyncio.FIRST_COMPLETED)
+        # The watcher ends when the client leaves: two tasks per request, not a third waiter.
+        await asyncio.wait({answering, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        left.cancel()
         if keeping is not None:
             keeping.cancel()
         if not answering.done():

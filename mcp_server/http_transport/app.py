@@ -429,6 +429,8 @@ class StreamableHttpApp:
                 receive=receive,
                 stream=takes_sse and (message.method in STREAMED_METHODS or not takes_json),
                 keepalive=runtime.identity.listen_keepalive_seconds if listening else None,
+                quick=not listening
+                and (message.method != methods.TOOLS_CALL or _answers_at_once(message)),
             )
             if plain is not None:
                 await respond(send, *plain)

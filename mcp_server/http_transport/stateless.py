@@ -11,6 +11,7 @@ is a plain JSON response whose HTTP status shows the error (request_headers.stat
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from mcp_server.http_transport.exchange import Exchange, is_response_to
@@ -48,17 +49,32 @@ async def answer(
     receive: Any,
     stream: bool,
     keepalive: float | None = None,
+    quick: bool = False,
 ) -> JsonAnswer | None:
     """Answer one modern request: as an SSE stream (`stream`, once a message other than the
     response comes), written here; or the JSON answer to send (None: it streamed, or the
     client left first, which cancels the request: the caller closes the exchange).
     `keepalive`: once streaming, a `:` comment after that many idle seconds (a listen's
-    stream, which may be quiet for hours)."""
+    stream, which may be quiet for hours). `quick`: the request usually answers at once (not
+    a call of a long tool, not a listen), so its first message is awaited before any watching
+    starts."""
+    replies = exchange.replies(payload)
+    first: dict[str, Any] | None = None
+    if quick:
+        # Waited for here, unwatched: a quick request's response (almost always its first
+        # message) is a plain JSON answer with no task of its own; a client leaving meanwhile
+        # costs the few milliseconds the request takes anyway.
+        first = await anext(replies, None)
+        if first is None:
+            return None
+        if is_response_to(first, payload["id"]):
+            return status_for(first), first
     response = SseResponse(send, receive)
     response.watch()
     watcher = response.watcher
     assert watcher is not None
-    answering = asyncio.ensure_future(_relay(exchange, payload, response, stream=stream))
+    relay = _relay(replies, first, payload, response, stream=stream)
+    answering = asyncio.ensure_future(relay)
     keeping = asyncio.ensure_future(_keep_alive(response, keepalive)) if keepalive else None
     try:
         # The watcher ends when the client leaves: two tasks per request, not a third waiter.
@@ -87,10 +103,15 @@ async def _keep_alive(response: SseResponse, interval: float) -> None:
 
 
 async def _relay(
-    exchange: Exchange, payload: dict[str, Any], response: SseResponse, *, stream: bool
+    replies: AsyncIterator[dict[str, Any]],
+    first: dict[str, Any] | None,
+    payload: dict[str, Any],
+    response: SseResponse,
+    *,
+    stream: bool,
 ) -> JsonAnswer | None:
     reply = None
-    async for message in exchange.replies(payload):
+    async for message in _chained(first, replies):
         if is_response_to(message, payload["id"]):
             reply = message
             break
@@ -105,3 +126,13 @@ async def _relay(
     if reply is not None:
         await response.event(json_text(reply), None)
     return None
+
+
+async def _chained(
+    first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    """`first` (when one was read already), then the rest."""
+    if first is not None:
+        yield first
+    async for message in rest:
+        yield message

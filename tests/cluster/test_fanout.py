@@ -4,10 +4,12 @@ them all; `kill -9` of a worker mid-call re-runs its chunks for an idempotent to
 (`process_images`) and interrupts a tool that is not (`fan_out_marks`)."""
 
 import asyncio
+import contextlib
 import json
 import secrets
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,6 +268,13 @@ async def test_kill_9_of_a_worker_mid_fan_out_of_another_tool_interrupts_the_cal
         )
         victim = _other_worker(two_workers, "fan_out_marks")
         await next_matching(client, is_progress("n"), WAIT)
+        # Killed only once it holds chunks (one of its items is marked): a worker still
+        # waiting for its first chunk loses nothing, and the call would just finish.
+        operation = str(_row(two_workers.deployment, "fan_out_marks")["id"])
+        marks = two_workers.deployment.root / "fanout-marks" / operation
+        wait_until(
+            lambda: _marked_by(marks, victim), WAIT, "the other worker to run a chunk of the call"
+        )
         victim.kill()
         error = error_of(await next_matching(client, is_response(call_id), TOLD_WITHIN))
     assert error["data"]["status"] == "interrupted", error
@@ -279,6 +288,16 @@ async def test_kill_9_of_a_worker_mid_fan_out_of_another_tool_interrupts_the_cal
     )
     row = _row(deployment, "fan_out_marks")
     assert f"was lost with its worker {victim_name(row, victim)}" in row["error"]
+
+
+def _marked_by(marks: Path, worker: WorkerProcess) -> bool:
+    """Whether one of the call's items was marked by a pool process of `worker`."""
+    pid = str(worker.process.pid)
+    for item in marks.iterdir() if marks.is_dir() else ():
+        with contextlib.suppress(OSError):  # being written: an empty mark is read again later
+            if item.read_text() == pid:
+                return True
+    return False
 
 
 def victim_name(row: dict[str, Any], victim: WorkerProcess) -> str:

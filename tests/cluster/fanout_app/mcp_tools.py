@@ -1,6 +1,7 @@
 """`fan_out_marks`: a fan-out whose items leave a mark each (so running one twice is not
 harmless: the tool is not idempotent), for the cluster tests of cancellation and loss."""
 
+import os
 import time
 from pathlib import Path
 
@@ -18,9 +19,10 @@ def marks_directory(operation_id: str) -> Path:
 
 @chunk_function
 def mark(item: int, *, marks: str, item_ms: int) -> int:
-    """Take `item_ms`, then leave the item's mark."""
+    """Take `item_ms`, then leave the item's mark: the pid of the worker whose pool process
+    ran it (so a test can tell which worker holds chunks)."""
     time.sleep(item_ms / 1000)
-    (Path(marks) / str(item)).touch()
+    (Path(marks) / str(item)).write_text(str(os.getppid()))
     return item
 
 

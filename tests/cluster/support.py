@@ -249,14 +249,18 @@ def rest_api(server: Any, token: str, path: str, method: str = "GET") -> dict[st
 
 
 @asynccontextmanager
-async def on_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
-    """One session, initialized through the first web process, addressed at each of them."""
+async def on_both(
+    cluster: Cluster, token: str, *, initialize: bool = True
+) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
+    """One session, initialized through the first web process, addressed at each of them
+    (not `initialize`: a 2026-07-28 client of each, every request standing alone)."""
     first, second = cluster.web
     here = HttpSession(f"{first.http_url}/mcp", token)
     there = here.at(f"{second.http_url}/mcp")
     try:
-        await here.initialize()
-        there.session_id, there.protocol_version = here.session_id, here.protocol_version
+        if initialize:
+            await here.initialize()
+            there.session_id, there.protocol_version = here.session_id, here.protocol_version
         yield here, there
     finally:
         await here.close()

@@ -5,7 +5,6 @@ unknown one everywhere."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -13,24 +12,11 @@ from httpx_sse import ServerSentEvent
 from mcp_server.client.http import HttpSession
 from mcp_server.protocol.tasks import TASKS_EXTENSION
 from tests.cluster.conftest import ClusterAccounts
-from tests.cluster.support import WAIT, Cluster
+from tests.cluster.support import WAIT, Cluster, on_both
 
 WITH_TASKS: dict[str, Any] = {"extensions": {TASKS_EXTENSION: {}}}
 BATCH = {"count": 40, "item_ms": 50}  # about 2 s on the worker
 LONG = {"count": 100_000, "item_ms": 5}
-
-
-@asynccontextmanager
-async def at_both(cluster: Cluster, token: str) -> AsyncIterator[tuple[HttpSession, HttpSession]]:
-    """A 2026-07-28 client of each web process (no session: every request stands alone)."""
-    first, second = cluster.web
-    here = HttpSession(f"{first.http_url}/mcp", token)
-    there = here.at(f"{second.http_url}/mcp")
-    try:
-        yield here, there
-    finally:
-        await here.close()
-        await there.close()
 
 
 async def answer(client: HttpSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +50,7 @@ async def until_ended(client: HttpSession, task_id: str) -> dict[str, Any]:
 async def test_a_task_made_on_one_web_process_is_followed_on_the_other(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    async with at_both(cluster, cluster_accounts.alice) as (here, there):
+    async with on_both(cluster, cluster_accounts.alice, initialize=False) as (here, there):
         task_id = await create(here, BATCH)
         # Committed before the answer: the other process finds it at once.
         first = (await answer(there, "tasks/get", {"taskId": task_id}))["result"]
@@ -92,7 +78,7 @@ async def next_task_notice(events: AsyncIterator[ServerSentEvent] | None) -> dic
 async def test_a_listen_on_the_other_process_hears_the_task_end(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    async with at_both(cluster, cluster_accounts.alice) as (here, there):
+    async with on_both(cluster, cluster_accounts.alice, initialize=False) as (here, there):
         task_id = await create(here, BATCH)
         asked = {"taskIds": [task_id]}
         async with there.subscribe(asked, capabilities=WITH_TASKS) as (_, response, events):
@@ -107,7 +93,7 @@ async def test_a_listen_on_the_other_process_hears_the_task_end(
 async def test_a_cancel_through_the_other_process_stops_the_task(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    async with at_both(cluster, cluster_accounts.alice) as (here, there):
+    async with on_both(cluster, cluster_accounts.alice, initialize=False) as (here, there):
         task_id = await create(here, LONG)
         ack = (await answer(there, "tasks/cancel", {"taskId": task_id}))["result"]
         assert ack["resultType"] == "complete"
@@ -118,10 +104,13 @@ async def test_a_cancel_through_the_other_process_stops_the_task(
 async def test_another_users_task_id_is_unknown_on_every_process(
     cluster: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
-    async with at_both(cluster, cluster_accounts.alice) as (here, _):
+    async with on_both(cluster, cluster_accounts.alice, initialize=False) as (here, _):
         task_id = await create(here, LONG)
         try:
-            async with at_both(cluster, cluster_accounts.bob) as (bob_here, bob_there):
+            async with on_both(cluster, cluster_accounts.bob, initialize=False) as (
+                bob_here,
+                bob_there,
+            ):
                 for client in (bob_here, bob_there):
                     for method in ("tasks/get", "tasks/cancel", "tasks/update"):
                         params = {"taskId": task_id, "inputResponses": {}}

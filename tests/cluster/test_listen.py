@@ -58,8 +58,20 @@ async def start_run(session: HttpSession) -> str:
 
 
 async def cancel_run(session: HttpSession, uri: str) -> None:
-    """Cancel the run of `uri`."""
-    assert (await session.request("tasks/cancel", {"taskId": uri.rsplit("/", 1)[-1]}))["result"]
+    """Cancel the run of `uri`, and wait until it has ended: a run left going (2,000 items)
+    would still run and count in the next tests (tests/cluster/test_metrics waits for no
+    call to run)."""
+    task_id = uri.rsplit("/", 1)[-1]
+    assert (await session.request("tasks/cancel", {"taskId": task_id}))["result"]
+
+    async def ended() -> None:
+        while True:
+            task = (await session.request("tasks/get", {"taskId": task_id}))["result"]
+            if task["status"] in ("cancelled", "completed", "failed"):
+                return
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(ended(), WAIT)
 
 
 async def test_listens_on_one_web_process_hear_of_changes_made_through_the_other(

@@ -63,8 +63,11 @@ test-sqlite: install
 
 # Only what reaches the database (--database-layers: tests using the test database, and
 # tests/cluster), on PostgreSQL; the rest does not depend on the database.
+# tests/cluster runs in a pytest of its own, without xdist: its tests share one cluster
+# (two web processes and a worker) and its metrics, which a second worker's cluster disturbed.
 test-postgres: install
-	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) --database-layers
+	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) --database-layers --ignore=tests/cluster
+	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/cluster
 
 # The console's browser tests drive Debian's chromium. Install it when missing and possible;
 # never fail here: without it those tests fail and say how to install it.

@@ -163,6 +163,16 @@ async def test_resources_subscribe_on_an_http_session_reaches_its_get_stream(
             # Subscribed while it is open: the stream watches it from then on.
             errors = f"{run}/errors"
             assert (await session.request("resources/subscribe", {"uri": errors}))["result"] == {}
+            # The stream hears of the new subscription through its channel, as it hears of
+            # the run's updates: once a later update arrived, it watches the error log too.
+            await event_matching(
+                events,
+                lambda m: (
+                    m.get("method") == "notifications/resources/updated"
+                    and m["params"] == {"uri": run}
+                ),
+                "a later run update on the GET stream",
+            )
             task_id = run.rsplit("/", 1)[-1]
             assert (await session.request("tasks/cancel", {"taskId": task_id}))["result"]
             await event_matching(

@@ -56,18 +56,16 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-# Everything but tests/cluster, on SQLite. tests/cluster always runs its processes on
-# PostgreSQL: once, in the PostgreSQL run, is enough.
+# Everything on SQLite, tests/cluster included: its processes always run on PostgreSQL
+# (TEST_POSTGRES_URL) and share one cluster on one xdist worker (tests/conftest.py), while the
+# other worker runs the rest.
 test-sqlite: install
-	env -u DATABASE_URL $(PYTEST) --ignore=tests/cluster
+	env -u DATABASE_URL $(PYTEST)
 
-# Only what reaches the database (--database-layers: tests using the test database, and
-# tests/cluster), on PostgreSQL; the rest does not depend on the database.
-# tests/cluster runs in a pytest of its own, without xdist: its tests share one cluster
-# (two web processes and a worker) and its metrics, which a second worker's cluster disturbed.
+# Only what reaches the database (--database-layers: tests using the test database), on
+# PostgreSQL; the rest does not depend on the database, and tests/cluster ran above.
 test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) --database-layers --ignore=tests/cluster
-	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/cluster
 
 # The console's browser tests drive Debian's chromium. Install it when missing and possible;
 # never fail here: without it those tests fail and say how to install it.

@@ -446,6 +446,9 @@ AXES_COOLOFF_TIME = timedelta(seconds=MCP_LOGIN_COOLOFF_SECONDS)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures only: no row per successful login
+# No start-up banner in every process (pytest workers, fan-out pool processes, each serve);
+# failures are still logged, naming the lockout's parameters.
+AXES_VERBOSE = False
 
 # Tenants' files live under MCP_DATA_ROOT/<tenant slug>/.
 MCP_DATA_ROOT = Path(env.str("MCP_DATA_ROOT", default=str(VAR_DIR / "data")))

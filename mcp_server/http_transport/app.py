@@ -132,6 +132,20 @@ async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byte
             return b"".join(chunks)
 
 
+class _Once:
+    """An async action that runs at most once, however often it is awaited."""
+
+    __slots__ = ("_action", "_done")
+
+    def __init__(self, action: Callable[[], Awaitable[None]]) -> None:
+        self._action, self._done = action, False
+
+    async def __call__(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._action()
+
+
 def _answers_at_once(request: Request) -> bool:
     """Whether a streamed request usually answers before it sends anything else: a call of a
     tool declared short (it may still log or ask, and then the answer streams after all)."""
@@ -339,6 +353,7 @@ class StreamableHttpApp:
             return
         self.local.add_exchange(record.session_id, message.id, exchange)
         runtime.connections.register(exchange)
+        kept = _Once(lambda: self._record_changes(record, exchange, layer))
         try:
             if takes_sse and (message.method in STREAMED_METHODS or not takes_json):
                 await self._answer_streamed(
@@ -348,11 +363,12 @@ class StreamableHttpApp:
                     send,
                     receive,
                     layer,
+                    before_reply=kept,
                     json_first=takes_json and _answers_at_once(message),
                 )
             else:
-                await self._answer_json(exchange, payload, send)
-            await self._record_changes(record, exchange, layer)
+                await self._answer_json(exchange, payload, send, before_reply=kept)
+            await kept()
         finally:
             runtime.connections.unregister(exchange)
             self.local.remove_exchange(record.session_id, message.id)
@@ -362,7 +378,10 @@ class StreamableHttpApp:
         self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
     ) -> None:
         """Keep what the request changed of the session (logging level, subscriptions) in its
-        record; a change of subscriptions also goes to the session's GET stream, wherever."""
+        record; a change of subscriptions also goes to the session's GET stream, wherever.
+        Done before the response is sent: a GET stream of this process watches a subscribed
+        resource by the time its client reads the acknowledgement (one on another process
+        has been sent the change by then, over the channel layer)."""
         session = exchange.session
         uris = session.features.subscribed_uris  # None: the request subscribed to nothing
         if uris is None or uris == record.resource_subscriptions:
@@ -470,8 +489,16 @@ class StreamableHttpApp:
         finally:
             await exchange.close()
 
-    async def _answer_json(self, exchange: Exchange, payload: dict[str, Any], send: Send) -> None:
+    async def _answer_json(
+        self,
+        exchange: Exchange,
+        payload: dict[str, Any],
+        send: Send,
+        *,
+        before_reply: Callable[[], Awaitable[None]],
+    ) -> None:
         reply = await exchange.response(payload)
+        await before_reply()
         # No reply: the client cancelled the request, and will not read one.
         await respond(send, 200 if reply is not None else 202, reply)
 
@@ -484,17 +511,20 @@ class StreamableHttpApp:
         receive: Receive,
         layer: BaseChannelLayer | None,
         *,
+        before_reply: Callable[[], Awaitable[None]],
         json_first: bool = False,
     ) -> None:
         """Stream the request's messages, its response last, as resumable SSE events. With
         `json_first`, the stream starts only when a message other than the response comes
         first; a response that comes first is answered as plain JSON (what a short call
-        almost always does: no priming event, no stored events, one body)."""
+        almost always does: no priming event, no stored events, one body). `before_reply`
+        runs just before the response is sent."""
         replies = exchange.replies(payload)
         first: dict[str, Any] | None = None
         if json_first:
             first = await anext(replies, None)
             if first is None or is_response_to(first, payload["id"]):
+                await before_reply()
                 # None: the client cancelled the request, and will not read a reply.
                 await respond(send, 200 if first is not None else 202, first)
                 return
@@ -514,6 +544,8 @@ class StreamableHttpApp:
                 await writer.emit(first)
             async for message in replies:
                 ended = is_response_to(message, payload["id"])
+                if ended:
+                    await before_reply()
                 await writer.emit(message, final=ended)
         finally:
             if not ended:

@@ -140,7 +140,7 @@ async def test_a_task_made_on_a_final_round_answers_from_it_and_asks_the_rest() 
     assert operation.persisted == []  # answered from the round: nothing put on the task
     later = asyncio.create_task(context.elicit("Sure?", {"type": "object"}, key="sure"))
     await wait_until(lambda: operation.input_requests, WAIT, "the question in history")
-    assert list(operation.input_requests) == ["sure"]
+    assert list(operation.input_requests or {}) == ["sure"]
     asked.answer({"sure": {"action": "decline"}})
     assert await later == {"action": "decline"}
 

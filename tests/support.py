@@ -1,7 +1,7 @@
 """Helpers shared by runtime and tool tests."""
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,12 +44,17 @@ class Wire:
         return [m["params"] for m in self.messages if m.get("method") == "notifications/progress"]
 
 
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(POLL_INTERVAL)
-
-    await asyncio.wait_for(poll(), timeout)
+async def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, what: str = "the condition"
+) -> None:
+    """Check `predicate` every POLL_INTERVAL until it holds, for state of this process that
+    has no event to wait on; fail naming `what` when `timeout` seconds pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 async def yield_to_other_tasks() -> None:

@@ -53,8 +53,9 @@ def cluster_accounts(cluster_deployment: Deployment) -> ClusterAccounts:
 def running_cluster(
     cluster_deployment: Deployment, cluster_accounts: ClusterAccounts
 ) -> Iterator[Cluster]:
-    """Two web processes and a worker, for the whole session."""
-    cluster = Cluster(deployment=cluster_deployment, env={})
+    """Two web processes and a worker, for the whole session; their per-tenant metrics carry
+    the tenant, so a test reads its own tenant's series whatever other tests ran."""
+    cluster = Cluster(deployment=cluster_deployment, env={"MCP_METRICS_TENANT_LABEL": "true"})
     try:
         cluster.start()
         yield cluster

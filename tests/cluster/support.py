@@ -30,6 +30,9 @@ from tests.e2e.support import (
     drop_postgres_database,
     start_server,
     start_server_on_port,
+    tenant_command,
+    token_command,
+    user_command,
 )
 from tests.e2e.templates import DatabaseTemplates
 
@@ -277,3 +280,14 @@ def set_tool_set(
         f"tenant.enabled_tools, tenant.disabled_tools = {enabled!r}, {disabled!r}; "
         "tenant_update(tenant=tenant, changed=['enabled_tools', 'disabled_tools'])"
     )
+
+
+def member_of_a_new_tenant(cluster: Cluster, prefix: str) -> tuple[str, str]:
+    """A tenant of the calling test alone (its tool set may be changed, its metrics are its
+    own) and a token of its one user."""
+    slug = f"{prefix}-{secrets.token_hex(3)}"
+    commands = [tenant_command(slug), user_command(f"{slug}-u", slug)]
+    (token,) = cluster.deployment.run_together([*commands, token_command(f"{slug}-u", name=slug)])[
+        2:
+    ]
+    return slug, token

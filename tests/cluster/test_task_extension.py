@@ -13,6 +13,7 @@ from mcp_server.client.http import HttpSession
 from mcp_server.protocol.tasks import TASKS_EXTENSION
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import WAIT, Cluster, on_both
+from tests.e2e.support import read_until
 
 WITH_TASKS: dict[str, Any] = {"extensions": {TASKS_EXTENSION: {}}}
 BATCH = {"count": 40, "item_ms": 50}  # about 2 s on the worker
@@ -35,16 +36,17 @@ async def create(client: HttpSession, arguments: dict[str, Any]) -> str:
 
 
 async def until_ended(client: HttpSession, task_id: str) -> dict[str, Any]:
-    """Poll tasks/get until the task has ended (within WAIT seconds)."""
+    """Poll tasks/get until the task has ended (within WAIT seconds), as its client does."""
 
-    async def poll() -> dict[str, Any]:
-        while True:
-            task = (await answer(client, "tasks/get", {"taskId": task_id}))["result"]
-            if task["status"] in ("completed", "failed", "cancelled"):
-                return dict(task)
-            await asyncio.sleep(task["pollIntervalMs"] / 10_000)
+    async def task() -> dict[str, Any]:
+        return dict((await answer(client, "tasks/get", {"taskId": task_id}))["result"])
 
-    return await asyncio.wait_for(poll(), WAIT)
+    return await read_until(
+        task,
+        lambda got: got["status"] in ("completed", "failed", "cancelled"),
+        WAIT,
+        f"task {task_id} to end",
+    )
 
 
 async def test_a_task_made_on_one_web_process_is_followed_on_the_other(

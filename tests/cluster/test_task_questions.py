@@ -4,7 +4,6 @@ process reaches the worker (operation.answer through Redis); a task made on the 
 of input-required results takes that round's answer to the worker; the conformance fixtures,
 on a cluster of their own."""
 
-import asyncio
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from mcp_server.client.http import HttpSession
 from mcp_server.protocol.tasks import TASKS_EXTENSION
 from tests.cluster.support import WAIT, Cluster
-from tests.e2e.support import Deployment
+from tests.e2e.support import Deployment, read_until
 
 CAPABILITIES: dict[str, Any] = {"elicitation": {}, "extensions": {TASKS_EXTENSION: {}}}
 WITH_FIXTURES = {
@@ -53,16 +52,14 @@ async def answer(client: HttpSession, method: str, params: dict[str, Any]) -> di
 
 
 async def until(client: HttpSession, task_id: str, status: str) -> dict[str, Any]:
-    """Poll tasks/get until the task has `status` (within WAIT seconds)."""
-
-    async def poll() -> dict[str, Any]:
-        while True:
-            task = await answer(client, "tasks/get", {"taskId": task_id})
-            if task["status"] == status:
-                return task
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(poll(), WAIT)
+    """The task as tasks/get shows it once it has `status` (within WAIT seconds); polled, as
+    tasks/get shows the history row and nobody is told of its writes."""
+    return await read_until(
+        lambda: answer(client, "tasks/get", {"taskId": task_id}),
+        lambda task: task["status"] == status,
+        WAIT,
+        f"task {task_id} to be {status}",
+    )
 
 
 async def test_a_question_asked_on_the_worker_is_answered_through_another_process(

@@ -83,16 +83,26 @@ async def wait_until_async(
 ) -> None:
     """`wait_until` for coroutines: polls without blocking the event loop; `predicate` may
     be a coroutine function (e.g. one that tries a handshake)."""
-    deadline = time.monotonic() + seconds
 
     async def holds() -> bool:
         value = predicate()
         return await value if inspect.isawaitable(value) else value
 
-    while not await holds():
+    await read_until(holds, bool, seconds, what)
+
+
+async def read_until(
+    read: Callable[[], Awaitable[T]], accept: Callable[[T], bool], seconds: float, what: str
+) -> T:
+    """The first value of `read` that `accept` takes, read every POLL_INTERVAL: for state the
+    server announces no change of (a history row as a request shows it); fail naming `what`
+    when `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not accept(value := await read()):
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}: {value!r}")
         await asyncio.sleep(POLL_INTERVAL)
+    return value
 
 
 def run_parallel(jobs: Iterable[Callable[[], T]]) -> list[T]:

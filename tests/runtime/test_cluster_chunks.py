@@ -21,6 +21,7 @@ from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.tools.testing import RecordedCall, sample_principal
 from tests.runtime import fanout_items
+from tests.support import wait_until
 
 WAIT = 30.0
 
@@ -132,11 +133,8 @@ async def test_a_taken_chunk_that_goes_silent_is_lost_naming_its_worker(
     await dying
     assert lost.value.runner == "host:42"
 
-    async def told() -> None:
-        while not cancels:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(told(), WAIT)  # wherever it still is, it stops
+    # Wherever it still is, it stops.
+    await wait_until(lambda: cancels, WAIT, "the lost chunk's cancel to reach its worker")
 
 
 @pytest.mark.parametrize(
@@ -181,16 +179,12 @@ async def test_a_cancelled_fan_out_stops_the_workers_chunks(
             )
         )
 
-        async def until(predicate: Any) -> None:
-            while not predicate():
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(until(lambda: recorded.progress), WAIT)
+        await wait_until(lambda: recorded.progress, WAIT, "the fan-out's first progress")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
         # The worker hears of it and stops every chunk it held, queued or running.
-        await asyncio.wait_for(until(lambda: taker.held == 0), WAIT)
+        await wait_until(lambda: taker.held == 0, WAIT, "the worker to drop every chunk")
         assert len(list(tmp_path.iterdir())) < 400
     finally:
         taking.cancel()

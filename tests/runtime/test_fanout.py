@@ -28,7 +28,7 @@ from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolRegistry, tool
 from mcp_server.tools.testing import RecordedCall, sample_principal
 from tests.runtime import fanout_items
-from tests.support import Wire, make_principal
+from tests.support import Wire, make_principal, wait_until, yield_to_other_tasks
 
 WAIT = 30.0
 
@@ -50,17 +50,6 @@ def _context(
         operation=operation, events=recorded, chunks=chunks, idempotent=idempotent
     )
     return recorded, context
-
-
-async def _until(predicate: Any, what: str) -> None:
-    async def holds() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(holds(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"not within {WAIT} s: {what}") from None
 
 
 async def test_chunks_add_up_to_one_progress_stream_with_values_in_order_and_item_errors(
@@ -105,7 +94,7 @@ async def test_cancel_stops_every_chunk_queued_and_running(pool: LocalChunks, tm
             item_ms=20,
         )
     )
-    await _until(lambda: recorded.progress, "a first chunk")
+    await wait_until(lambda: recorded.progress, WAIT, "a first chunk")
     done_at_cancel = recorded.progress[-1].done
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -130,7 +119,7 @@ async def test_one_tenants_long_call_does_not_hold_the_pool_while_another_waits(
         long_call = asyncio.ensure_future(
             big.fan_out(fanout_items.slow_mark, list(range(8)), chunk_size=1, **marks)
         )
-        await _until(lambda: big_seen.progress, "the long call's first chunk")
+        await wait_until(lambda: big_seen.progress, WAIT, "the long call's first chunk")
         await small.fan_out(fanout_items.slow_mark, [100], chunk_size=1, **marks)
         # The other tenant's chunk had the next turn, not the eighth.
         assert big_seen.progress[-1].done <= 3
@@ -198,7 +187,7 @@ class ScriptedChunks:
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
-            await asyncio.sleep(0.001)
+            await yield_to_other_tasks()  # as a chunk sent away would: the others start meanwhile
             if self.lose.get(chunk.index, 0) > 0:
                 self.lose[chunk.index] -= 1
                 raise ChunkLost("worker-a")

@@ -24,10 +24,12 @@ from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.runtime.task_questions import TaskQuestions
 from tests.operations.test_lifecycle import _row
+from tests.support import wait_until, yield_to_other_tasks
 from tests.ws.session_support import DiscardingHistory
 
 ELICIT = {"message": "Delete it?", "requestedSchema": {"type": "object", "properties": {}}}
 CONFIRM = InputRequest("elicitation/create", ELICIT)
+WAIT = 10.0
 
 
 class RecordedOperation:
@@ -60,8 +62,7 @@ async def test_an_open_question_is_in_history_until_its_answer() -> None:
     operation = RecordedOperation()
     asked = questions(operation)
     waiting = asyncio.create_task(ask_one(asked, "confirm"))
-    while not operation.input_requests:
-        await asyncio.sleep(0)
+    await wait_until(lambda: operation.input_requests, WAIT, "the question in history")
     assert operation.input_requests == {
         "confirm": {"method": "elicitation/create", "params": ELICIT}
     }
@@ -82,13 +83,12 @@ async def test_questions_asked_at_once_may_be_answered_one_by_one() -> None:
     operation = RecordedOperation()
     asked = questions(operation)
     both = asyncio.create_task(asked.ask({"one": CONFIRM, "two": CONFIRM}))
-    while len(operation.input_requests or {}) < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: len(operation.input_requests or {}) == 2, WAIT, "both questions")
     with pytest.raises(ClientRequestError):  # a third open question is over the bound
         await ask_one(asked, "three")
     asked.answer({"one": {"action": "decline"}})
     assert list(operation.input_requests or {}) == ["two"]
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()  # the asking task's turn: it still waits for "two"
     assert not both.done()
     asked.answer({"two": {"action": "accept"}})
     assert await both == {"one": {"action": "decline"}, "two": {"action": "accept"}}
@@ -108,7 +108,7 @@ async def test_each_change_of_the_questions_is_announced_in_order() -> None:
     heard: list[dict[str, Any] | None] = []
 
     async def announce(questions: dict[str, Any] | None) -> None:
-        await asyncio.sleep(0)  # a send that takes a turn of the loop
+        await yield_to_other_tasks()  # a send that takes a turn of the loop
         heard.append(questions)
 
     asked = TaskQuestions(
@@ -119,13 +119,11 @@ async def test_each_change_of_the_questions_is_announced_in_order() -> None:
         announce=announce,
     )
     waiting = asyncio.create_task(ask_one(asked, "confirm"))
-    while not heard:
-        await asyncio.sleep(0)
+    await wait_until(lambda: heard, WAIT, "the question announced")
     ((key, _),) = (heard[0] or {}).items()
     asked.answer({key: {"action": "accept"}})
     await waiting
-    while len(heard) < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: len(heard) == 2, WAIT, "the answer announced")
     assert heard == [{key: {"method": "elicitation/create", "params": ELICIT}}, None]
 
 
@@ -141,9 +139,8 @@ async def test_a_task_made_on_a_final_round_answers_from_it_and_asks_the_rest() 
     assert await context.elicit("Name?", {"type": "object"}, key="name") == given["name"]
     assert operation.persisted == []  # answered from the round: nothing put on the task
     later = asyncio.create_task(context.elicit("Sure?", {"type": "object"}, key="sure"))
-    while not operation.input_requests:
-        await asyncio.sleep(0)
-    assert list(operation.input_requests) == ["sure"]
+    await wait_until(lambda: operation.input_requests, WAIT, "the question in history")
+    assert list(operation.input_requests or {}) == ["sure"]
     asked.answer({"sure": {"action": "decline"}})
     assert await later == {"action": "decline"}
 

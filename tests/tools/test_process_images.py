@@ -19,7 +19,7 @@ from mcp_server.runtime.runner import CallRequest
 from mcp_server.tools.builtin.images import NotARegularFile, item_reason, make_thumbnail
 from mcp_server.tools.data_paths import DataPathError, resolve_tenant_path, tenant_root
 from mcp_server.tools.registry import registry
-from tests.support import POLL_INTERVAL, Wire, make_principal
+from tests.support import Wire, make_principal, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -306,12 +306,10 @@ async def test_cancel_mid_run_leaves_no_partial_output(runner, writer) -> None:
         runner.call(_call(principal, "big", token=1), send=wire.send, events=wire)
     )
 
-    async def cancel_after_some_progress() -> None:
-        while not [p for p in wire.progress() if p["progress"] >= 5]:
-            await asyncio.sleep(POLL_INTERVAL)
-        runner.cancel(runner.running_ids[0])
-
-    await asyncio.wait_for(cancel_after_some_progress(), 10)
+    await wait_until(
+        lambda: [p for p in wire.progress() if p["progress"] >= 5], 10, "five images done"
+    )
+    runner.cancel(runner.running_ids[0])
     with pytest.raises(asyncio.CancelledError):
         await call
     thumbnails = tenant_root("pics") / "thumbnails"

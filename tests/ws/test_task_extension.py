@@ -2,7 +2,7 @@
 of which calls become tasks, tasks/get, tasks/update, tasks/cancel over the same Operation
 rows as the 2025-11-25 tasks (seen there, in the REST API and in the admin)."""
 
-import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ from mcp_server.protocol.tasks import TASKS_EXTENSION
 from mcp_server.runtime.context import ToolContext
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.accounts.factories import member_token
+from tests.e2e.support import read_until
 from tests.ws.conftest import TIMEOUT, Client, ws_connect
 from tests.ws.session_support import make_session
 from tests.ws.test_modern_session import modern, modern_meta
@@ -126,18 +127,14 @@ async def _get(client: Client, request_id: int, task_id: str) -> dict[str, Any]:
 
 
 async def _until_ended(client: Client, first_id: int, task_id: str) -> dict[str, Any]:
-    """Poll tasks/get (ids from `first_id` on) until the task has ended."""
-
-    async def poll() -> dict[str, Any]:
-        request_id = first_id
-        while True:
-            task = await _get(client, request_id, task_id)
-            if task["status"] in ("completed", "failed", "cancelled"):
-                return task
-            request_id += 1
-            await asyncio.sleep(task["pollIntervalMs"] / 10_000)
-
-    return await asyncio.wait_for(poll(), TIMEOUT)
+    """Poll tasks/get (ids from `first_id` on) until the task has ended, as its client does."""
+    request_ids = itertools.count(first_id)
+    return await read_until(
+        lambda: _get(client, next(request_ids), task_id),
+        lambda task: task["status"] in ("completed", "failed", "cancelled"),
+        TIMEOUT,
+        f"task {task_id} to end",
+    )
 
 
 @pytestmark_db

@@ -2,7 +2,8 @@
 
 `.venv/bin/python bench/hotspots.py --target service --concurrency 50 --seconds 10` writes the
 collapsed stacks to bench/results/profile-<target>.txt and prints the top functions
-(`--scenario http`: the same calls over Streamable HTTP, bench/http_load.py)."""
+(`--scenario http`: the same calls over Streamable HTTP, bench/http_load.py; `--share
+mcp_server/metrics.py,prometheus_client`: also the share of samples under those frames)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,15 @@ def top_functions(
     return own.most_common(limit), inclusive.most_common(limit), focus.most_common(limit), total
 
 
+def share_under(collapsed: Path, parts: tuple[str, ...]) -> int:
+    """Samples with a frame whose text contains one of `parts` (e.g. a module's path)."""
+    return sum(
+        count
+        for stack, count in collapsed_stacks(collapsed)
+        if any(part in frame for frame in stack.split(";") for part in parts)
+    )
+
+
 def load_for(args: argparse.Namespace) -> Scenario:
     """Back-to-back calls (over WebSocket or Streamable HTTP), connect+initialize in a loop, or
     a connection storm (sample it with --seconds shorter than the storm)."""
@@ -95,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option("--rate", type=int, default=200, help="py-spy samples per second")
     option("--top", type=int, default=30)
     option("--no-pin", action="store_true")
+    option(
+        "--share",
+        default="",
+        help="also print the share of samples under frames from these comma-separated paths, "
+        "e.g. mcp_server/metrics.py,prometheus_client",
+    )
     option(
         "--all-threads",
         action="store_true",
@@ -158,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     who = f" ({args.thread} threads)" if args.thread else ""
     load_text = under.get(args.scenario, f"C={args.concurrency}")
     print(f"{total} samples of {target.key}{who} under {load_text}; stacks in {collapsed}")
+    parts = tuple(part for part in args.share.split(",") if part)
+    if parts:
+        under_parts = share_under(collapsed, parts)
+        print(f"{under_parts / total * 100:.2f} % of the samples under {', '.join(parts)}")
     for title, ranking in (
         ("most own time", own),
         ("most time including callees", inclusive),

@@ -7,10 +7,11 @@ files in that directory and any process's `/metrics` sums them all (prometheus-c
 multiprocess mode); without it a process exposes its own values only. `MCP_METRICS=false`
 turns every call here into a no-op.
 
-Per-request counts (requests, progress notifications, tool calls) are buffered on the event
-loop and written at most once a second, at each heartbeat round, before a scrape and at exit:
-a value write of the multiprocess mode takes a lock and writes a memory map, too much for
-every ping.
+What is recorded per request or per connection (requests, tool calls and their waits,
+progress, refusals, connections, chunks, channel-layer errors, hand-offs) is tallied on the
+event loop in plain dicts and lists (`Tally`) and written at each heartbeat round, before a
+scrape and at exit: a value write of the multiprocess mode takes a lock and writes a memory
+map, too much for every ping. The history writer's thread records once per batch, directly.
 
 Labels are bounded: method names are MCP's, tool names come from the registry ("other"
 otherwise), statuses and limits are enums; never a token, user or operation id. The tenant's
@@ -18,10 +19,10 @@ slug is a label only when `MCP_METRICS_TENANT_LABEL` is on.
 """
 
 import atexit
-import bisect
 import os
-import time
-from datetime import datetime
+from bisect import bisect_left
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,51 +190,92 @@ if ENABLED:
             _child(_metric, _value)
 
 
-class CounterBuffer:
-    """Counts and observations made per request, added to their values at most once a second.
+class Tally:
+    """Per-request counts and observations, kept in plain dicts on the event loop and written
+    to prometheus-client together.
 
-    A value write of prometheus-client's multiprocess mode takes a lock and writes a file's
-    memory map; buffered, a busy series costs one write a second instead of one per request.
-    Whatever is buffered is written on the next count after a second, at every heartbeat
-    round (`sample_runtime`), before a scrape and at exit: a scrape lags by a heartbeat round
-    at most. Only the event loop's thread counts here.
+    A write of prometheus-client's multiprocess mode takes a lock and writes a file's memory
+    map; per request, a count here is one dict update and an observation a bucket's count and
+    a sum of `timedelta`s (exact), under a key of the caller's values (the metric, then its
+    label values). `flush` turns each key into its labelled child once (`resolve`, cached)
+    and writes each count and each bucket with one `inc`: at each heartbeat round
+    (`sample_runtime`), before a scrape and at exit. Its size is that of the label sets
+    (bounded), not of the traffic. Only the event loop's thread records here.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
-        self._interval = interval
-        self._counts: dict[Any, float] = {}
-        self._due = time.monotonic() + interval
+    def __init__(self, resolve: Callable[[tuple[Any, ...]], Any]) -> None:
+        self._resolve = resolve
+        self._counts: dict[tuple[Any, ...], float] = {}
+        self._observed: dict[tuple[Any, ...], _Observed] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
-    def add(self, child: Any, amount: float = 1) -> None:
-        """Count `amount` on `child` (a labelled counter)."""
+    def count(self, key: tuple[Any, ...], amount: float = 1) -> None:
+        """Add `amount` to the counter (or gauge) series `key`."""
         counts = self._counts
-        counts[child] = counts.get(child, 0) + amount
-        if time.monotonic() >= self._due:
-            self.flush()
+        counts[key] = counts.get(key, 0) + amount
 
-    def observe(self, child: Any, value: float) -> None:
-        """Observe `value` on `child` (a labelled histogram), as `child.observe` would.
-
-        prometheus-client writes a histogram as one value per bucket (the bucket the value
-        falls in, made cumulative when scraped) and its sum: those two values are counted.
-        """
-        bucket = child._buckets[bisect.bisect_left(child._upper_bounds, value)]
-        self.add(bucket)
-        self.add(child._sum, value)
+    def observe(self, key: tuple[Any, ...], elapsed: timedelta) -> None:
+        """Observe `elapsed` (as seconds, 0 when negative) on the histogram series `key`."""
+        observed = self._observed.get(key)
+        if observed is None:
+            observed = self._observed[key] = _Observed(key[0])
+        if elapsed < _ZERO:
+            elapsed = _ZERO
+        observed.buckets[bisect_left(observed.bounds, elapsed)] += 1
+        observed.total += elapsed
 
     def flush(self) -> None:
-        """Write everything buffered to the counters (from the thread that counts)."""
+        """Write everything recorded since the last flush (from the thread that records)."""
         counts, self._counts = self._counts, {}
-        self._due = time.monotonic() + self._interval
-        for child, amount in counts.items():
-            child.inc(amount)
+        for key, amount in counts.items():
+            self._child(key).inc(amount)
+        for key, observed in self._observed.items():
+            if observed.total or any(observed.buckets):
+                observed.write(self._child(key))
+
+    def _child(self, key: tuple[Any, ...]) -> Any:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._resolve(key)
+        return child
 
 
-_buffered = CounterBuffer()
+_ZERO = timedelta(0)
 
 
-def _tenant(principal: "Principal") -> tuple[str, ...]:
-    return (principal.tenant_slug,) if TENANT_LABEL else ()
+class _Observed:
+    """A histogram series' observations since the last flush: per bucket, and their sum."""
+
+    __slots__ = ("bounds", "buckets", "total")
+
+    def __init__(self, histogram: Any) -> None:
+        # The bounds but +Inf as timedeltas: a value's bucket is the first bound it is at
+        # most (bisect_left), as prometheus-client's observe picks it; past them, +Inf.
+        self.bounds = tuple(timedelta(seconds=bound) for bound in histogram._upper_bounds[:-1])
+        self.buckets = [0] * (len(self.bounds) + 1)
+        self.total = _ZERO
+
+    def write(self, child: Any) -> None:
+        """Add these observations to `child` (its buckets and sum) and start again from none."""
+        for bucket, count in zip(child._buckets, self.buckets, strict=True):
+            if count:
+                bucket.inc(count)
+        child._sum.inc(self.total.total_seconds())
+        self.buckets = [0] * len(self.buckets)
+        self.total = _ZERO
+
+
+def _resolve(key: tuple[Any, ...]) -> Any:
+    """The labelled child a tally key stands for (its metric itself when it has no labels)."""
+    metric, *values = key
+    if not values:
+        return metric
+    if metric is TOOL_CALLS:
+        values[0] = tool_label(values[0])
+    return _child(metric, *map(str, values))
+
+
+_tally = Tally(_resolve)
 
 
 def tool_label(name: str) -> str:
@@ -241,96 +283,94 @@ def tool_label(name: str) -> str:
     return name if tool_registry.get(name) is not None else OTHER
 
 
-def method_label(method: str) -> str:
-    """`method` when it is an MCP method name, else "other"."""
-    return method if method in _KNOWN_METHODS else OTHER
+# Each recording function below builds its key inline (the tenant's slug last, when it is a
+# label): the hot path is one tuple and one dict update, no call into prometheus-client.
 
 
 def connection_opened(transport: str, principal: "Principal") -> None:
     """A connection of `principal` over `transport` was admitted."""
     if ENABLED:
-        _child(CONNECTIONS_OPEN, transport, *_tenant(principal)).inc()
+        if TENANT_LABEL:
+            _tally.count((CONNECTIONS_OPEN, transport, principal.tenant_slug))
+        else:
+            _tally.count((CONNECTIONS_OPEN, transport))
 
 
 def connection_closed(transport: str, principal: "Principal") -> None:
     """A connection counted by connection_opened has ended."""
     if ENABLED:
-        _child(CONNECTIONS_OPEN, transport, *_tenant(principal)).dec()
-
-
-# The labelled children of the per-request series by what a caller gives (bounded: a method
-# or tool name that is not known is "other", and keyed as such), one dict lookup per count.
-_answered: dict[tuple[str, str, str | None], Any] = {}
-_finished: dict[tuple[str, str, str | None], Any] = {}
+        if TENANT_LABEL:
+            _tally.count((CONNECTIONS_OPEN, transport, principal.tenant_slug), -1)
+        else:
+            _tally.count((CONNECTIONS_OPEN, transport), -1)
 
 
 def request_answered(method: str, outcome: str, principal: "Principal") -> None:
     """One request of `method` ended with `outcome` (ok, error, cancelled)."""
     if ENABLED:
-        tenant = principal.tenant_slug if TENANT_LABEL else None
-        child = _answered.get((method, outcome, tenant))
-        if child is None:
-            label = method_label(method)
-            child = _child(REQUESTS, label, outcome, *_tenant(principal))
-            _answered[(label, outcome, tenant)] = child
-        _buffered.add(child)
+        # Named here, not at the flush: a client may send any number of unknown method names.
+        if method not in _KNOWN_METHODS:
+            method = OTHER
+        if TENANT_LABEL:
+            _tally.count((REQUESTS, method, outcome, principal.tenant_slug))
+        else:
+            _tally.count((REQUESTS, method, outcome))
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float:
-    return max(0.0, (end - start).total_seconds()) if start and end else 0.0
-
-
-# Waits shorter than this are a slot granted at once: not observed, which spares the common
-# path two value writes (tool calls minus this histogram's count got their slot at once).
-_IMMEDIATE = 0.001
+# Waits shorter than this are a slot granted at once: not observed (tool calls minus this
+# histogram's count got their slot at once).
+_IMMEDIATE = timedelta(milliseconds=1)
+_QUEUE_WAIT_KEY = (QUEUE_WAIT,)
+_HANDOFF_LAG_KEY = (HANDOFF_LAG,)
 
 
 def operation_started(operation: "RunningOperation") -> None:
     """A call got its run slot: record how long it waited, if it waited."""
     if ENABLED:
-        waited = _seconds(operation.queued_at, operation.started_at)
-        if waited >= _IMMEDIATE:
-            # Buffered like the per-call counts: at C=50 most calls wait a little, and a
-            # direct observe is a locked write to the multiprocess file per call.
-            _buffered.observe(QUEUE_WAIT, waited)
+        started_at = operation.started_at
+        if started_at is not None:
+            waited = started_at - operation.queued_at
+            if waited >= _IMMEDIATE:
+                _tally.observe(_QUEUE_WAIT_KEY, waited)
 
 
 def operation_finished(operation: "RunningOperation") -> None:
     """A call ended: count it by tool and status with its duration."""
-    if ENABLED:
+    if ENABLED and operation.finished_at is not None:
+        # The tool's name comes from the registry (it is labelled as such at the flush).
+        key: tuple[Any, ...] = (TOOL_CALLS, operation.tool_name, operation.status)
+        if TENANT_LABEL:
+            key += (operation.principal.tenant_slug,)
         start = operation.started_at or operation.queued_at
-        principal = operation.principal
-        key = (
-            operation.tool_name,
-            operation.status,
-            principal.tenant_slug if TENANT_LABEL else None,
-        )
-        child = _finished.get(key)
-        if child is None:
-            label = tool_label(operation.tool_name)
-            child = _child(TOOL_CALLS, label, str(operation.status), *_tenant(principal))
-            _finished[(label, *key[1:])] = child
-        _buffered.observe(child, _seconds(start, operation.finished_at))
+        _tally.observe(key, operation.finished_at - start)
 
 
 def sample_runtime(runner: "OperationRunner") -> None:
-    """Record how many calls this process's runner queues and runs now."""
+    """Record how many calls this process's runner queues and runs now, and write what the
+    tally holds (once per heartbeat round)."""
     if ENABLED:
         QUEUE_DEPTH.set(runner.scheduler.waiting)
         OPERATIONS_RUNNING.set(runner.scheduler.running)
-        _buffered.flush()
+        _tally.flush()
+
+
+_PROGRESS_SENT = (PROGRESS_NOTIFICATIONS, "sent")
+_PROGRESS_COALESCED = (PROGRESS_NOTIFICATIONS, "coalesced")
 
 
 def progress_sent() -> None:
     """One notifications/progress went out."""
     if ENABLED:
-        _buffered.add(_child(PROGRESS_NOTIFICATIONS, "sent"))
+        _tally.count(_PROGRESS_SENT)
 
 
 def progress_coalesced(count: int) -> None:
     """`count` progress reports were replaced by newer ones before being sent."""
     if ENABLED and count > 0:
-        _child(PROGRESS_NOTIFICATIONS, "coalesced").inc(count)
+        _tally.count(_PROGRESS_COALESCED, count)
+
+
+# The history writer records from its own thread, once per batch: straight to the metrics.
 
 
 def history_written(lag: float, backlog: int) -> None:
@@ -349,32 +389,35 @@ def history_failed(kind: str, count: int = 1) -> None:
 def handoff_claimed(queued_at: datetime | None) -> None:
     """A worker claimed a call handed over at `queued_at`."""
     if ENABLED and queued_at is not None:
-        HANDOFF_LAG.observe(_seconds(queued_at, timezone.now()))
+        _tally.observe(_HANDOFF_LAG_KEY, timezone.now() - queued_at)
 
 
 def refused(limit: str, principal: "Principal", count: int = 1) -> None:
     """`count` connections, messages or requests of `principal` were refused over `limit`
     (a limit's name such as "messages per user" or "in_flight_per_user")."""
     if ENABLED and count > 0:
-        _child(REFUSALS, limit.replace(" ", "_"), *_tenant(principal)).inc(count)
+        label = limit.replace(" ", "_")
+        if TENANT_LABEL:
+            _tally.count((REFUSALS, label, principal.tenant_slug), count)
+        else:
+            _tally.count((REFUSALS, label), count)
 
 
 def chunk_ended(outcome: str) -> None:
     """A fan-out chunk ended: `ran`, `rerun` or `lost`."""
     if ENABLED:
-        _child(FANOUT_CHUNKS, outcome).inc()
+        _tally.count((FANOUT_CHUNKS, outcome))
 
 
 def channel_layer_error(operation: str) -> None:
     """A channel-layer `operation` (receive, send) failed."""
     if ENABLED:
-        _child(CHANNEL_LAYER_ERRORS, operation).inc()
+        _tally.count((CHANNEL_LAYER_ERRORS, operation))
 
 
 def flush() -> None:
-    """Write this process's buffered counts now (on its event loop: that is where they are
-    counted)."""
-    _buffered.flush()
+    """Write what this process has tallied now (on its event loop: that is where it counts)."""
+    _tally.flush()
 
 
 def exposition() -> bytes:
@@ -398,7 +441,7 @@ def clear_multiprocess_directory(path: Path) -> None:
 
 
 def _process_exiting() -> None:
-    _buffered.flush()
+    _tally.flush()
     # Live gauges (open connections, queue depth) of a process that has ended count no more.
     if _MULTIPROCESS_DIR:
         multiprocess.mark_process_dead(os.getpid(), _MULTIPROCESS_DIR)

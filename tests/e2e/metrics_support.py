@@ -3,7 +3,9 @@
 import http.client
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import HOST, HTTP_TIMEOUT, ServerProcess
@@ -61,3 +63,11 @@ def scraped(server: ServerProcess) -> Scrape:
     assert answer.status == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain; version=")
     return answer
+
+
+def read_files(directory: Path) -> Scrape:
+    """What the multiprocess files in `directory` add up to, as a /metrics over them would
+    serve it (read here: the processes that wrote them may have ended)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    return Scrape(status=200, text=generate_latest(registry).decode(), headers={})

@@ -1,21 +1,24 @@
 """/metrics of a real server: what it counts, how bounded its labels are, who may read it."""
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import ALPHA, Accounts, ServerFactory
-from tests.e2e.metrics_support import scrape, scraped
+from tests.e2e.metrics_support import read_files, scrape, scraped
 from tests.e2e.support import (
     RECV_TIMEOUT,
+    Deployment,
     RawClient,
     ServerProcess,
     error_of,
     raw_client,
     raw_connection,
     result_of,
+    start_server,
     wait_until,
 )
 
@@ -110,6 +113,32 @@ async def test_counts_refusals_with_a_tenant_label_when_asked(
     assert answer.value("mcp_refusals_total", limit="messages_per_user", tenant=ALPHA) >= 2
     assert answer.value("mcp_requests_total", method="ping", outcome="ok", tenant=ALPHA) >= 1
     assert answer.value("mcp_connections_open", transport="websocket", tenant=ALPHA) == 1
+
+
+async def test_what_a_process_tallied_reaches_the_files_when_it_stops(
+    deployment: Deployment, accounts: Accounts, tmp_path: Path
+) -> None:
+    files = tmp_path / "metrics"
+    # No heartbeat round (nor scrape) while it serves: only its exit writes what it counted.
+    server = start_server(
+        deployment,
+        {"PROMETHEUS_MULTIPROC_DIR": str(files), "MCP_OPERATION_LOST_AFTER": "3600"},
+    )
+    try:
+        async with raw_client(server, accounts.alice) as client:
+            for _ in range(3):
+                assert result_of(await client.call_tool("echo", {"text": "x"}))["content"]
+            before_exit = read_files(files)
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log_text()[-3000:]
+    assert before_exit.value("mcp_requests_total", method="tools/call") == 0
+    written = read_files(files)
+    assert written.value("mcp_requests_total", method="initialize", outcome="ok") == 1
+    assert written.value("mcp_requests_total", method="tools/call", outcome="ok") == 3
+    calls = written.value("mcp_tool_call_duration_seconds_count", tool="echo", status="succeeded")
+    assert calls == 3
+    assert written.value("mcp_connections_open") == 0  # opened and closed; its gauges gone
 
 
 def test_only_configured_addresses_or_the_credential_may_read(

@@ -29,9 +29,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from mcp_server import metrics
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
@@ -46,6 +49,9 @@ DRAIN_TIMEOUT = 30.0
 # A writer that dies sooner than this after its start is restarted only after this long.
 RESTART_BACKOFF = 1.0
 _IDS_PER_QUERY = 500
+# The first byte of a batch on the pipe: how the rest is encoded.
+_JSON, _PICKLE = b"j", b"p"
+_DATETIME_FIELDS = ("queued_at", "started_at", "finished_at", "heartbeat_at")
 # What the writer process runs (it imports Django only once it has its settings).
 CHILD_MODULE = "mcp_server.runtime.history_child"
 
@@ -207,10 +213,13 @@ class HistoryProcess:
         if self._reader is not None:
             self._reader.join(timeout=DRAIN_TIMEOUT)
         process = self._process
-        if process is not None and process.poll() is None:
-            logger.error("history writer did not exit in %.0f s; killing it", DRAIN_TIMEOUT)
-            process.kill()
-            process.wait()
+        if process is not None:
+            try:
+                process.wait(timeout=DRAIN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                logger.error("history writer did not exit in %.0f s; killing it", DRAIN_TIMEOUT)
+                process.kill()
+                process.wait()
         self._write_left_here()
 
     # --- the queue ---------------------------------------------------------------------------
@@ -248,16 +257,20 @@ class HistoryProcess:
             self._unacked_rows += batch.rows()
             return batch
 
-    def _confirm(self, written: int, tried: int) -> None:
+    def _confirm(self, written: int, tried: int) -> list[Batch]:
+        """Forget the batches up to `written` (returned), resolve the waits up to `tried`."""
+        confirmed = []
         with self._lock:
             for seq in [seq for seq in self._unacked if seq <= written]:
-                self._unacked_rows -= self._unacked.pop(seq).rows()
+                confirmed.append(self._unacked.pop(seq))
+                self._unacked_rows -= confirmed[-1].rows()
             self._tried = max(self._tried, tried)
             due = [done for target, done in self._waiters if target <= self._tried]
             self._waiters = [(t, done) for t, done in self._waiters if t > self._tried]
         for done in due:
             if not done.done():  # its asker may have stopped waiting (and cancelled it)
                 done.set_result(None)
+        return confirmed
 
     # --- the writer process ------------------------------------------------------------------
 
@@ -304,7 +317,7 @@ class HistoryProcess:
 
     def _send(self, batch: Batch) -> None:
         batch.limits = history_caps()
-        payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+        payload = encode_batch(batch)
         with self._send_lock:
             try:
                 if self._outgoing is not None and not self._outgoing.closed:
@@ -334,16 +347,17 @@ class HistoryProcess:
                     return
                 self._restart()
                 continue
-            written, tried, changed, errors, ended = message
-            self._confirm(written, tried)
-            self._tell_written(changed, errors, ended)
+            written, tried = message
+            self._tell_written(self._confirm(written, tried))
 
-    def _tell_written(
-        self, changed: frozenset[UUID], errors: frozenset[UUID], ended: frozenset[UUID]
-    ) -> None:
+    def _tell_written(self, batches: list[Batch]) -> None:
         hook = self._on_written
-        if hook is None or not (changed or errors):
+        if hook is None or not batches:
             return
+        snapshots = [snapshot for batch in batches for snapshot in batch.snapshots]
+        changed = frozenset(snapshot["id"] for snapshot in snapshots)
+        errors = frozenset(row["operation_id"] for batch in batches for row in batch.errors)
+        ended = frozenset(s["id"] for s in snapshots if s["status"] in TERMINAL_STATUSES)
         try:
             hook(changed, errors, ended)
         except Exception:
@@ -374,7 +388,7 @@ class HistoryProcess:
             self._spawn(restarted=True)
             assert self._outgoing is not None
             for batch in held:
-                self._outgoing.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                self._outgoing.send_bytes(encode_batch(batch))
 
     def _write_left_here(self) -> None:
         """Write, from this process, what the writer did not confirm (it died at exit)."""
@@ -391,6 +405,59 @@ class HistoryProcess:
 
 
 # --- the writer process's side -------------------------------------------------------------
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """A batch as bytes for the pipe: JSON by orjson (in C, the common case) or, for values
+    JSON cannot carry as they are (a lone surrogate, a non-string key), a pickle."""
+    try:
+        return _JSON + orjson.dumps(
+            {
+                "seq": batch.seq,
+                # The duration is finished_at - queued_at: worked out again on the other side.
+                "snapshots": batch.snapshots,
+                "errors": batch.errors,
+                "adopted": batch.adopted,
+                "limits": batch.limits,
+            },
+            default=_no_duration,
+        )
+    except TypeError:
+        return _PICKLE + pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+
+
+def _no_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+def decode_batch(data: bytes) -> Batch:
+    """The batch `encode_batch` made."""
+    if data[:1] == _PICKLE:
+        batch: Batch = pickle.loads(data[1:])
+        return batch
+    raw = orjson.loads(data[1:])
+    snapshots = [_snapshot(row) for row in raw["snapshots"]]
+    errors = [
+        {**row, "operation_id": UUID(row["operation_id"]), "created_at": _when(row["created_at"])}
+        for row in raw["errors"]
+    ]
+    adopted = [UUID(key) for key in raw["adopted"]]
+    return Batch(raw["seq"], snapshots, errors, adopted, raw["limits"])
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _snapshot(row: dict[str, Any]) -> Snapshot:
+    row["id"] = UUID(row["id"])
+    for name in _DATETIME_FIELDS:
+        row[name] = _when(row[name])
+    end = row["finished_at"]
+    row["duration"] = end - row["queued_at"] if end is not None else None
+    return row
 
 
 def history_caps() -> dict[str, int]:
@@ -421,18 +488,9 @@ class BatchWriter:
         from mcp_server.runtime.history import HistoryWriter
 
         self.writer = HistoryWriter(interval=interval, threaded=False)
-        self.writer.on_written(self._collect)
         # A restarted writer does not know which rows its predecessor wrote: it asks.
         self._restarted = restarted
         self.received = 0
-        self._written: tuple[set[UUID], set[UUID], set[UUID]] = (set(), set(), set())
-
-    def _collect(
-        self, changed: frozenset[UUID], errors: frozenset[UUID], ended: frozenset[UUID]
-    ) -> None:
-        self._written[0].update(changed)
-        self._written[1].update(errors)
-        self._written[2].update(ended)
 
     def take(self, batch: Batch) -> None:
         """Queue a batch (one already taken is a duplicate of a re-send: ignored)."""
@@ -462,13 +520,11 @@ class BatchWriter:
             found.update(Operation.objects.filter(pk__in=chunk).values_list("pk", flat=True))
         return found
 
-    def write(self) -> tuple[int | None, frozenset[UUID], frozenset[UUID], frozenset[UUID]]:
+    def write(self) -> int | None:
         """Write what was taken: the last batch now wholly written or set aside (None while
-        some is kept to retry), the operations changed, those with item errors, those ended."""
+        some is kept to retry)."""
         self.writer.flush()
-        changed, errors, ended = (frozenset(ids) for ids in self._written)
-        self._written = (set(), set(), set())
-        return (None if self.writer.backlog() else self.received), changed, errors, ended
+        return None if self.writer.backlog() else self.received
 
 
 def serve(incoming: Connection, outgoing: Connection, hello: dict[str, Any]) -> None:
@@ -485,7 +541,7 @@ def serve(incoming: Connection, outgoing: Connection, hello: dict[str, Any]) -> 
             if incoming.poll(timeout):
                 try:
                     while True:  # all that arrived: fewer, larger transactions
-                        writer.take(pickle.loads(incoming.recv_bytes()))
+                        writer.take(decode_batch(incoming.recv_bytes()))
                         if not incoming.poll(0):
                             break
                 except EOFError:
@@ -500,10 +556,11 @@ def serve(incoming: Connection, outgoing: Connection, hello: dict[str, Any]) -> 
                 )
                 return
             time.sleep(interval)  # the database is unavailable: retry after a while
-        done, changed, errors, ended = writer.write()
+        done = writer.write()
         if done is not None:
             written_upto = done
-        message = (written_upto, writer.received, changed, errors, ended)
+        # Sequence numbers only: the event loop's process knows what its batches held.
+        message = (written_upto, writer.received)
         try:
             outgoing.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
         except OSError:

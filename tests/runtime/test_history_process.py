@@ -9,7 +9,14 @@ from datetime import timedelta
 import pytest
 
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime.history_process import Batch, BatchWriter, HistoryProcess, writer_settings
+from mcp_server.runtime.history_process import (
+    Batch,
+    BatchWriter,
+    HistoryProcess,
+    decode_batch,
+    encode_batch,
+    writer_settings,
+)
 from tests.e2e.support import wait_until
 from tests.runtime.conftest import history_row
 
@@ -53,7 +60,7 @@ def test_a_finished_calls_row_is_visible_within_a_second(history, owner) -> None
         1.0,
         "the finished call's row",
     )
-    assert history.unwritten_ids() == set()
+    wait_until(lambda: not history.unwritten_ids(), 5.0, "the writer to confirm it")
 
 
 def test_stop_writes_everything_queued_and_ends_the_process(owner) -> None:
@@ -110,12 +117,12 @@ def test_a_batch_written_twice_changes_nothing(owner) -> None:
     BatchWriter(interval=3600, restarted=False).take(Batch(1, [row], [], []))
     first = BatchWriter(interval=3600, restarted=False)
     first.take(batch)
-    assert first.write()[0] == 1
+    assert first.write() == 1
     # A restarted writer sent the same batch (its predecessor died before confirming it).
     again = BatchWriter(interval=3600, restarted=True)
     again.take(batch)
     again.take(batch)  # and a duplicate of a re-send is ignored
-    assert again.write()[0] == 1
+    assert again.write() == 1
     stored = Operation.objects.get(pk=row["id"])
     assert (stored.status, stored.error) == (OperationStatus.SUCCEEDED, "")
 
@@ -153,3 +160,44 @@ def test_past_its_bound_new_states_are_dropped_and_known_ones_replaced(owner, ca
 def test_a_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="MCP_HISTORY_QUEUE_LIMIT"):
         _process(queue_limit=0)
+
+
+def test_a_batch_crosses_the_pipe_unchanged(owner) -> None:
+    ended = _ended(history_row(*owner))
+    ended["duration"] = ended["finished_at"] - ended["queued_at"]
+    error = {
+        "operation_id": ended["id"],
+        "item": "x",
+        "message": "m",
+        "created_at": ended["queued_at"],
+    }
+    batch = Batch(seq=3, snapshots=[ended], errors=[error], adopted=[ended["id"]], limits={"A": 1})
+    assert encode_batch(batch)[:1] == b"j"  # JSON: the common case
+    assert decode_batch(encode_batch(batch)) == batch
+    odd = Batch(seq=4, snapshots=[{**ended, "message": "\ud800"}], errors=[], adopted=[])
+    assert encode_batch(odd)[:1] == b"p"  # a lone surrogate: JSON cannot carry it
+    assert decode_batch(encode_batch(odd)) == odd
+
+
+def test_what_a_batch_wrote_is_told_once_it_is_confirmed(history, owner) -> None:
+    told: list[tuple[frozenset, frozenset, frozenset]] = []
+    history.on_written(lambda *written: told.append(written))
+    running, ended = history_row(*owner), _ended(history_row(*owner))
+    history.record(running)
+    history.record(ended)
+    history.record_errors(
+        [
+            {
+                "operation_id": running["id"],
+                "item": "x",
+                "message": "m",
+                "created_at": ended["queued_at"],
+            }
+        ]
+    )
+    history.flush_soon().result(timeout=START_TIMEOUT)
+    wait_until(lambda: told, 5.0, "the hook")
+    changed = frozenset().union(*(t[0] for t in told))
+    assert changed == {running["id"], ended["id"]}
+    assert frozenset().union(*(t[1] for t in told)) == {running["id"]}
+    assert frozenset().union(*(t[2] for t in told)) == {ended["id"]}

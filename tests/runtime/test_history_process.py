@@ -196,7 +196,7 @@ def test_what_a_batch_wrote_is_told_once_it_is_confirmed(history, owner) -> None
         ]
     )
     history.flush_soon().result(timeout=START_TIMEOUT)
-    wait_until(lambda: told, 5.0, "the hook")
+    wait_until(lambda: bool(told), 5.0, "the hook")
     changed = frozenset().union(*(t[0] for t in told))
     assert changed == {running["id"], ended["id"]}
     assert frozenset().union(*(t[1] for t in told)) == {running["id"]}

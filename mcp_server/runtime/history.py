@@ -95,6 +95,10 @@ class HistoryWriter:
         """Tell `hook`, on the writer's thread, what each batch wrote (resource updates)."""
         self._on_written = hook
 
+    def start(self) -> None:
+        """Start the writer thread (else started by the first state queued)."""
+        self._ensure_started()
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
         if not self._calls and snapshot["id"] not in self._persisted:

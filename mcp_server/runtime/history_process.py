@@ -139,6 +139,11 @@ class HistoryProcess:
         """Tell `hook`, on the reader thread, what each batch wrote (resource updates)."""
         self._on_written = hook
 
+    def start(self) -> None:
+        """Start the writer process now (it takes a second to import Django; else the first
+        state queued starts it)."""
+        self._ensure_started()
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unsent earlier state)."""
         key = snapshot["id"]

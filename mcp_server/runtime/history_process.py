@@ -132,7 +132,7 @@ class HistoryProcess:
 
     @property
     def pid(self) -> int | None:
-        """The writer process's id (None before the first state)."""
+        """The writer process's id (None before it started)."""
         return self._process.pid if self._process is not None else None
 
     def on_written(self, hook: WrittenHook) -> None:

@@ -43,9 +43,16 @@ PROGRESS_KINDS: Kinds = {
         "RunningOperation.report (",
     )
 }
+# With the writer process (the default) only its threads in the server's process are sampled
+# here: the sender that encodes batches and the reader of confirmations.
 HISTORY_KINDS: Kinds = {
-    "writer": ("HistoryWriter._run (",),
+    "writer": (
+        "HistoryWriter._run (",
+        "HistoryProcess._send_loop (",
+        "HistoryProcess._read_loop (",
+    ),
     "handoff": (
+        "(mcp_server/runtime/history_process.py:",
         "(mcp_server/runtime/history.py:",
         "(mcp_server/operations/store.py:",
         "(mcp_server/history_insert.py:",

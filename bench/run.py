@@ -114,11 +114,20 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     if "service" in args.only:
         variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
         modes = {"on": (True,), "off": (False,), "both": (True, False)}
+        writers = ("process", "thread") if args.history_writer == "both" else (args.history_writer,)
         targets += [
-            ServiceTarget(setup, s, metrics=metrics, history=history)
+            ServiceTarget(
+                setup,
+                s,
+                metrics=metrics,
+                history=history,
+                writer=writer,
+                writer_cpus=args.history_writer_cpus,
+            )
             for s in variants
             for metrics in modes[args.metrics]
             for history in modes[args.history]
+            for writer in (writers if history else writers[:1])
         ]
     if "redis" in args.only:
         unavailable = redis_unavailable(args.redis_url)
@@ -159,6 +168,17 @@ class BenchOptions:
         "--history",
         "the service recording plain calls in history, not (MCP_HISTORY_ENABLED=false), or both",
         choices=("on", "off", "both"),
+    )
+    history_writer: str = option(
+        "process",
+        "--history-writer",
+        "where history is written (MCP_HISTORY_WRITER): a process of its own, a thread, or both",
+        choices=("process", "thread", "both"),
+    )
+    history_writer_cpus: str = option(
+        "",
+        "--history-writer-cpus",
+        "CPUs of the history writer process (MCP_HISTORY_WRITER_CPUS; default: the server's)",
     )
     only: tuple[str, ...] = option(
         TARGET_KEYS, "--only", f"comma-separated subset of {','.join(TARGET_KEYS)}", _keys

@@ -228,9 +228,12 @@ class ServiceTarget(Target):
         kinds: tuple[str, ...] | None = None,
         metrics: bool = True,
         history: bool = True,
+        writer: str = "process",
+        writer_cpus: str = "",
     ) -> None:
         self.setup, self.server, self.redis_url, self.kinds = setup, server, redis_url, kinds
         self.metrics, self.history = metrics, history
+        self.writer, self.writer_cpus = writer, writer_cpus
         self.prefix = f"bench-{secrets.token_hex(4)}-"
         if redis_url is not None:
             self.key = "service-redis"
@@ -245,6 +248,12 @@ class ServiceTarget(Target):
         if not history:
             title = f"{self.title}, MCP_HISTORY_ENABLED=false"
             self.key, self.title = f"{self.key}-history-off", title
+        if writer != "process":
+            title = f"{self.title}, MCP_HISTORY_WRITER={writer}"
+            self.key, self.title = f"{self.key}-{writer}-writer", title
+        elif writer_cpus:
+            title = f"{self.title}, MCP_HISTORY_WRITER_CPUS={writer_cpus}"
+            self.key, self.title = f"{self.key}-writer-cpu{writer_cpus}", title
 
     def prepare(self, workdir: Path) -> None:
         """Set up the shared database and tokens."""
@@ -262,7 +271,9 @@ class ServiceTarget(Target):
         """The service's environment (with Redis under a key prefix of this run, if set), its
         metrics recorded as with several processes (multiprocess files) or off, and history
         recording on or off."""
-        env = self.setup.env()
+        env = self.setup.env() | {"MCP_HISTORY_WRITER": self.writer}
+        if self.writer_cpus:
+            env |= {"MCP_HISTORY_WRITER_CPUS": self.writer_cpus}
         if not self.history:
             env |= {"MCP_HISTORY_ENABLED": "false"}
         if self.redis_url is not None:

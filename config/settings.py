@@ -300,6 +300,14 @@ MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", defau
 # their rows carry the protocol's state). For measuring what history costs; keep it on.
 MCP_HISTORY_ENABLED = env.bool("MCP_HISTORY_ENABLED", default=True)
 # --- end of history on and off ------------------------------------------------------------
+# Where history is written: "process", a writer process of its own fed through a pipe (the
+# event loop's process only hands over snapshots), or "thread", a thread of this process.
+MCP_HISTORY_WRITER = env.str("MCP_HISTORY_WRITER", default="process")
+# States and item errors queued for the writer, at most; past it new ones are dropped (logged,
+# counted as mcp_history_write_failures{kind="full"}).
+MCP_HISTORY_QUEUE_LIMIT = env.int("MCP_HISTORY_QUEUE_LIMIT", default=200_000)
+# CPUs the writer process runs on (e.g. "1" or "2-3"); empty: those of the server.
+MCP_HISTORY_WRITER_CPUS = env.str("MCP_HISTORY_WRITER_CPUS", default="")
 # History keeps a call's arguments, and its result (summary, error text, a task's whole
 # result), up to these many bytes of JSON each; beyond, a preview and the original size.
 MCP_HISTORY_MAX_ARGUMENTS_BYTES = env.int("MCP_HISTORY_MAX_ARGUMENTS_BYTES", default=64 * 1024)

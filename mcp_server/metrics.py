@@ -125,8 +125,9 @@ HISTORY_BACKLOG = Gauge(
 )
 HISTORY_FAILURES = Counter(
     "mcp_history_write_failures",
-    "History writes that failed: `unavailable` (the database; kept to retry) or `set_aside` "
-    "(rows the database refused).",
+    "History writes that failed: `unavailable` (the database; kept to retry), `set_aside` "
+    "(rows the database refused), `full` (states dropped: the queue was at its bound) or "
+    "`writer_lost` (the writer process died; what it held is sent again).",
     ("kind",),
     registry=_LOCAL,
 )
@@ -168,7 +169,7 @@ _REFUSAL_LIMITS = (
 )
 _KNOWN_SERIES: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (PROGRESS_NOTIFICATIONS, ("sent", "coalesced")),
-    (HISTORY_FAILURES, ("unavailable", "set_aside")),
+    (HISTORY_FAILURES, ("unavailable", "set_aside", "full", "writer_lost")),
     (CHANNEL_LAYER_ERRORS, ("receive", "send")),
     (FANOUT_CHUNKS, ("ran", "rerun", "lost")),
     *(() if TENANT_LABEL else ((REFUSALS, _REFUSAL_LIMITS),)),
@@ -381,7 +382,7 @@ def history_written(lag: float, backlog: int) -> None:
 
 
 def history_failed(kind: str, count: int = 1) -> None:
-    """A history write failed (`unavailable`, or `set_aside` rows)."""
+    """A history write failed (`unavailable`, `set_aside` rows, `full`, `writer_lost`)."""
     if ENABLED:
         _child(HISTORY_FAILURES, kind).inc(count)
 

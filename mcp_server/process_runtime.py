@@ -61,6 +61,7 @@ class ProcessRuntime:
         self._started = True
         self.run_updates.start()
         self.writer.on_written(self.run_updates.written)
+        self.writer.start()
         await self.bus.start()
         self._loops.spawn(self.liveness.run())
         if self.web:

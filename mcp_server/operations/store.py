@@ -42,6 +42,9 @@ class OperationStore(Protocol):
     """Where the runtime sends operation history: the latest state of each operation and its
     item errors, written later in batches (never on the event loop)."""
 
+    def start(self) -> None:
+        """Get ready to write (at the process's start, so its first call does not wait)."""
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
 

@@ -25,7 +25,12 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from mcp_server import metrics
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
-from mcp_server.operations.store import Snapshot, operation_set_aside, operations_persist
+from mcp_server.operations.store import (
+    OperationStore,
+    Snapshot,
+    operation_set_aside,
+    operations_persist,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +60,17 @@ class HistoryWriter:
     """Buffers operation snapshots and item errors and writes them in batches off the loop
     (the process's `OperationStore`)."""
 
-    def __init__(self, *, interval: float, max_pending: int = 200_000, calls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float,
+        max_pending: int = 200_000,
+        calls: bool = True,
+        threaded: bool = True,
+    ) -> None:
         self._interval = interval
+        # False: no thread of its own, its owner calls flush (the writer process's loop).
+        self._threaded = threaded
         # False (MCP_HISTORY_ENABLED off): only operations whose row exists elsewhere are written.
         self._calls = calls
         self._max_pending = max_pending
@@ -80,6 +94,10 @@ class HistoryWriter:
     def on_written(self, hook: WrittenHook) -> None:
         """Tell `hook`, on the writer's thread, what each batch wrote (resource updates)."""
         self._on_written = hook
+
+    def start(self) -> None:
+        """Start the writer thread (else started by the first state queued)."""
+        self._ensure_started()
 
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
@@ -282,8 +300,13 @@ class HistoryWriter:
                 logger.error("history backlog full: dropping %d oldest item errors", overflow)
                 del self._errors[:overflow]
 
+    def backlog(self) -> int:
+        """How many states and item errors wait to be written (kept after a failed write)."""
+        with self._lock:
+            return len(self._pending) + len(self._errors)
+
     def _ensure_started(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None or not self._threaded:
             return
         with self._lock:
             if self._thread is not None:
@@ -312,8 +335,13 @@ class HistoryWriter:
         self.flush()
 
 
-def writer_from_settings() -> HistoryWriter:
-    """A history writer for this process, configured from settings."""
+def writer_from_settings() -> OperationStore:
+    """A history writer for this process, configured from settings: a writer process of its
+    own (MCP_HISTORY_WRITER "process", the default) or a thread of this one ("thread")."""
+    if settings.MCP_HISTORY_WRITER == "process":
+        from mcp_server.runtime.history_process import HistoryProcess
+
+        return HistoryProcess.from_settings()
     return HistoryWriter(
         interval=settings.MCP_HISTORY_FLUSH_INTERVAL, calls=settings.MCP_HISTORY_ENABLED
     )

@@ -89,7 +89,9 @@ def test_a_datetime_in_another_zone_is_stored_as_the_same_instant(owner) -> None
 
 def test_with_history_disabled_only_rows_made_elsewhere_are_written(owner, settings) -> None:
     settings.MCP_HISTORY_ENABLED = False
+    settings.MCP_HISTORY_WRITER = "thread"  # flushed here (the process writer: its own tests)
     writer = writer_from_settings()
+    assert isinstance(writer, HistoryWriter)
     plain = history_row(*owner, is_task=False, result=None)
     task = history_row(*owner)
     operation_create(snapshot=task)  # a task's row exists before it is answered

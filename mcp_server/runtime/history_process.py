@@ -1,0 +1,572 @@
+"""History written by a process of its own: the `OperationStore` the event loop's process
+holds, and the writer process it feeds through a pipe.
+
+The event loop only keeps the latest snapshot of each operation (a dict assignment); a sender
+thread pickles what is queued every flush interval (so a call that starts and ends within one
+interval costs one row) and sends it as one numbered batch. The writer process
+(`python -m mcp_server.runtime.history_child`) writes every batch it has received in one
+go through a `HistoryWriter` of its own (same transactions, set-aside and retry rules) and
+answers with what it wrote and up to which batch; only then does this process forget a batch.
+
+- A crashed writer is restarted and every batch it had not confirmed is sent again; the new
+  writer looks up which of their rows exist already and writes those as updates, so a batch
+  written twice changes nothing (terminal is final).
+- `stop` (SIGTERM, exit) sends what is left, closes the pipe and waits for the writer to write
+  it and exit; what a dead writer leaves is written from this process instead. The writer
+  ignores SIGTERM and SIGINT (the process group's signal reaches it too) and drains on EOF.
+- Queued states and item errors are bounded (MCP_HISTORY_QUEUE_LIMIT): past it, states of
+  operations not queued yet and new item errors are dropped, logged and counted.
+"""
+
+import atexit
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from mcp_server import metrics
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES
+from mcp_server.operations.store import Snapshot
+from mcp_server.runtime.history_child import parse_cpus
+
+logger = logging.getLogger(__name__)
+
+WrittenHook = Callable[[frozenset[UUID], frozenset[UUID], frozenset[UUID]], None]
+# How long `stop` waits for the writer to drain, and the writer for its database at exit.
+DRAIN_TIMEOUT = 30.0
+# A writer that dies sooner than this after its start is restarted only after this long.
+RESTART_BACKOFF = 1.0
+_IDS_PER_QUERY = 500
+# The first byte of a batch on the pipe: how the rest is encoded.
+_JSON, _PICKLE = b"j", b"p"
+_DATETIME_FIELDS = ("queued_at", "started_at", "finished_at", "heartbeat_at")
+# What the writer process runs (it imports Django only once it has its settings).
+CHILD_MODULE = "mcp_server.runtime.history_child"
+
+
+@dataclass
+class Batch:
+    """What one send carried: the latest states, item errors and adopted operations."""
+
+    seq: int
+    snapshots: list[Snapshot]
+    errors: list[dict[str, Any]]
+    adopted: list[UUID]
+    limits: dict[str, int] = field(default_factory=dict)
+
+    def rows(self) -> int:
+        """States and item errors in the batch (what the queue bound counts)."""
+        return len(self.snapshots) + len(self.errors)
+
+
+class HistoryProcess:
+    """The event loop's side of the writer process: queues states, sends them in batches,
+    forgets a batch once the writer says it is written (the process's `OperationStore`)."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        queue_limit: int,
+        calls: bool = True,
+        cpus: str = "",
+        child_settings: Callable[[], dict[str, Any]],
+    ) -> None:
+        if queue_limit < 1:
+            raise ValueError(f"MCP_HISTORY_QUEUE_LIMIT must be at least 1, not {queue_limit}")
+        if cpus:
+            parse_cpus(cpus)  # a bad setting fails at start-up, not in the writer
+        self._interval = interval
+        self._queue_limit = queue_limit
+        self._calls = calls
+        self._cpus = cpus
+        self._child_settings = child_settings
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._pending: dict[UUID, Snapshot] = {}
+        self._errors: list[dict[str, Any]] = []
+        self._adopt: list[UUID] = []
+        self._adopted: set[UUID] = set()
+        self._unacked: dict[int, Batch] = {}
+        self._unacked_rows = 0
+        self._seq = 0
+        self._tried = 0
+        self._waiters: list[tuple[int, Future[None]]] = []
+        self._dropped = 0
+        self._dropped_logged = 0.0
+        self._on_written: WrittenHook | None = None
+        self._wake = threading.Event()
+        self._closing = False
+        self._started = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._outgoing: Connection | None = None
+        self._incoming: Connection | None = None
+        self._sender: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls) -> "HistoryProcess":
+        """A writer process configured from settings."""
+        from django.conf import settings
+
+        return cls(
+            interval=settings.MCP_HISTORY_FLUSH_INTERVAL,
+            queue_limit=settings.MCP_HISTORY_QUEUE_LIMIT,
+            calls=settings.MCP_HISTORY_ENABLED,
+            cpus=settings.MCP_HISTORY_WRITER_CPUS,
+            child_settings=writer_settings,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id (None before it started)."""
+        return self._process.pid if self._process is not None else None
+
+    def on_written(self, hook: WrittenHook) -> None:
+        """Tell `hook`, on the reader thread, what each batch wrote (resource updates)."""
+        self._on_written = hook
+
+    def start(self) -> None:
+        """Start the writer process now (it takes a second to import Django; else the first
+        state queued starts it)."""
+        self._ensure_started()
+
+    def record(self, snapshot: Snapshot) -> None:
+        """Queue the latest state of an operation (replacing any unsent earlier state)."""
+        key = snapshot["id"]
+        if not self._calls and key not in self._adopted:
+            return
+        with self._lock:
+            if key not in self._pending and not self._room():
+                self._drop(1)
+                return
+            self._pending[key] = snapshot
+        if snapshot["status"] in TERMINAL_STATUSES:
+            self._adopted.discard(key)
+        self._ensure_started()
+
+    def adopt(self, operation_id: UUID) -> None:
+        """Note that an operation's row was inserted elsewhere: write its states as updates."""
+        with self._lock:
+            self._adopted.add(operation_id)
+            self._adopt.append(operation_id)
+
+    def record_errors(self, rows: list[dict[str, Any]]) -> None:
+        """Queue item-error rows (dicts of OperationError fields)."""
+        if not self._calls:
+            rows = [row for row in rows if row["operation_id"] in self._adopted]
+        if not rows:
+            return
+        with self._lock:
+            if not self._room():
+                self._drop(len(rows))
+                return
+            self._errors.extend(rows)
+        self._ensure_started()
+
+    def unwritten_ids(self) -> set[UUID]:
+        """Operations with a state not written yet: their rows must not look abandoned."""
+        with self._lock:
+            ids = set(self._pending)
+            for batch in self._unacked.values():
+                ids.update(snapshot["id"] for snapshot in batch.snapshots)
+            return ids
+
+    def flush_soon(self) -> "Future[None]":
+        """Send what is queued now; the future resolves once the writer has written it (or
+        tried, and kept it to retry)."""
+        done: Future[None] = Future()
+        with self._lock:
+            queued = self._pending or self._errors or self._adopt
+            target = self._seq + 1 if queued else self._seq
+            if target <= self._tried:
+                done.set_result(None)
+                return done
+            self._waiters.append((target, done))
+        self._ensure_started()
+        self._wake.set()
+        return done
+
+    def stop(self) -> None:
+        """Send what is left, let the writer write it and exit (called at exit)."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            started = self._started
+        if not started:
+            return
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(timeout=DRAIN_TIMEOUT)
+        with self._send_lock:
+            if self._outgoing is not None:
+                self._outgoing.close()  # EOF: the writer drains and exits
+        if self._reader is not None:
+            self._reader.join(timeout=DRAIN_TIMEOUT)
+        process = self._process
+        if process is not None:
+            try:
+                process.wait(timeout=DRAIN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                logger.error("history writer did not exit in %.0f s; killing it", DRAIN_TIMEOUT)
+                process.kill()
+                process.wait()
+        self._write_left_here()
+
+    # --- the queue ---------------------------------------------------------------------------
+
+    def _room(self) -> bool:
+        return len(self._pending) + len(self._errors) + self._unacked_rows < self._queue_limit
+
+    def _drop(self, count: int) -> None:
+        # Under the lock: counted, and logged at most once a second.
+        self._dropped += count
+        metrics.history_failed("full", count)
+        now = time.monotonic()
+        if now - self._dropped_logged >= 1.0:
+            self._dropped_logged = now
+            logger.error(
+                "history queue full (%d states and item errors, MCP_HISTORY_QUEUE_LIMIT): "
+                "%d dropped so far",
+                self._queue_limit,
+                self._dropped,
+            )
+
+    def _take_batch(self) -> Batch | None:
+        with self._lock:
+            if not (self._pending or self._errors or self._adopt):
+                return None
+            self._seq += 1
+            batch = Batch(
+                seq=self._seq,
+                snapshots=list(self._pending.values()),
+                errors=self._errors,
+                adopted=self._adopt,
+            )
+            self._pending, self._errors, self._adopt = {}, [], []
+            self._unacked[batch.seq] = batch
+            self._unacked_rows += batch.rows()
+            return batch
+
+    def _confirm(self, written: int, tried: int) -> list[Batch]:
+        """Forget the batches up to `written` (returned), resolve the waits up to `tried`."""
+        confirmed = []
+        with self._lock:
+            for seq in [seq for seq in self._unacked if seq <= written]:
+                confirmed.append(self._unacked.pop(seq))
+                self._unacked_rows -= confirmed[-1].rows()
+            self._tried = max(self._tried, tried)
+            due = [done for target, done in self._waiters if target <= self._tried]
+            self._waiters = [(t, done) for t, done in self._waiters if t > self._tried]
+        for done in due:
+            if not done.done():  # its asker may have stopped waiting (and cancelled it)
+                done.set_result(None)
+        return confirmed
+
+    # --- the writer process ------------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._started:
+            return
+        with self._lock:
+            if self._started or self._closing:
+                return
+            self._started = True
+        with self._send_lock:
+            self._spawn(restarted=False)
+        self._sender = threading.Thread(target=self._send_loop, name="history-sender", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="history-reader", daemon=True)
+        self._sender.start()
+        self._reader.start()
+        atexit.register(self.stop)
+
+    def _spawn(self, *, restarted: bool) -> None:
+        """Start a writer process and greet it (under the send lock)."""
+        from django.conf import settings
+
+        to_child, from_parent = os.pipe()[::-1]  # (write end, read end)
+        from_child, to_parent = os.pipe()
+        command = [sys.executable, "-m", CHILD_MODULE, str(from_parent), str(to_parent)]
+        self._process = subprocess.Popen(
+            command,
+            pass_fds=(from_parent, to_parent),
+            cwd=settings.BASE_DIR,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(from_parent)
+        os.close(to_parent)
+        self._started_at = time.monotonic()
+        self._outgoing = Connection(to_child, readable=False)
+        self._incoming = Connection(from_child, writable=False)
+        hello = {
+            "settings": self._child_settings(),
+            "interval": self._interval,
+            "cpus": self._cpus,
+            "restarted": restarted,
+        }
+        self._outgoing.send_bytes(pickle.dumps(hello, pickle.HIGHEST_PROTOCOL))
+
+    def _send(self, batch: Batch) -> None:
+        batch.limits = history_caps()
+        payload = encode_batch(batch)
+        with self._send_lock:
+            try:
+                if self._outgoing is not None and not self._outgoing.closed:
+                    self._outgoing.send_bytes(payload)
+            except OSError:
+                pass  # the writer died: the reader restarts it and sends this batch again
+
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            closing = self._closing
+            batch = self._take_batch()
+            if batch is not None:
+                self._send(batch)
+            if closing:
+                return
+
+    def _read_loop(self) -> None:
+        while True:
+            incoming = self._incoming
+            try:
+                assert incoming is not None
+                message = pickle.loads(incoming.recv_bytes())
+            except (EOFError, OSError):
+                if self._closing:
+                    return
+                self._restart()
+                continue
+            written, tried = message
+            self._tell_written(self._confirm(written, tried))
+
+    def _tell_written(self, batches: list[Batch]) -> None:
+        hook = self._on_written
+        if hook is None or not batches:
+            return
+        snapshots = [snapshot for batch in batches for snapshot in batch.snapshots]
+        changed = frozenset(snapshot["id"] for snapshot in snapshots)
+        errors = frozenset(row["operation_id"] for batch in batches for row in batch.errors)
+        ended = frozenset(s["id"] for s in snapshots if s["status"] in TERMINAL_STATUSES)
+        try:
+            hook(changed, errors, ended)
+        except Exception:
+            logger.exception("could not announce what history wrote")
+
+    def _restart(self) -> None:
+        """The writer died: start another and send it every batch not confirmed."""
+        process = self._process
+        code = process.wait() if process is not None else None
+        metrics.history_failed("writer_lost")
+        with self._lock:
+            held = sorted(self._unacked.values(), key=lambda batch: batch.seq)
+        logger.error(
+            "history writer process exited (%s); restarting it and sending again the %d "
+            "batches it had not confirmed",
+            code,
+            len(held),
+        )
+        if time.monotonic() - self._started_at < RESTART_BACKOFF:
+            time.sleep(RESTART_BACKOFF)  # a writer that cannot start must not spin
+        with self._send_lock:
+            if self._closing:
+                return
+            if self._incoming is not None:
+                self._incoming.close()
+            if self._outgoing is not None:
+                self._outgoing.close()
+            self._spawn(restarted=True)
+            assert self._outgoing is not None
+            for batch in held:
+                self._outgoing.send_bytes(encode_batch(batch))
+
+    def _write_left_here(self) -> None:
+        """Write, from this process, what the writer did not confirm (it died at exit)."""
+        with self._lock:
+            left = sorted(self._unacked.values(), key=lambda batch: batch.seq)
+            self._unacked, self._unacked_rows = {}, 0
+        if not left:
+            return
+        logger.error("history writer left %d batches; writing them from this process", len(left))
+        writer = BatchWriter(interval=self._interval, restarted=True)
+        for batch in left:
+            writer.take(batch)
+        writer.write()
+
+
+# --- the writer process's side -------------------------------------------------------------
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """A batch as bytes for the pipe: JSON by orjson (in C, the common case) or, for values
+    JSON cannot carry as they are (a lone surrogate, a non-string key), a pickle."""
+    try:
+        return _JSON + orjson.dumps(
+            {
+                "seq": batch.seq,
+                # The duration is finished_at - queued_at: worked out again on the other side.
+                "snapshots": batch.snapshots,
+                "errors": batch.errors,
+                "adopted": batch.adopted,
+                "limits": batch.limits,
+            },
+            default=_no_duration,
+        )
+    except TypeError:
+        return _PICKLE + pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+
+
+def _no_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+def decode_batch(data: bytes) -> Batch:
+    """The batch `encode_batch` made."""
+    if data[:1] == _PICKLE:
+        batch: Batch = pickle.loads(data[1:])
+        return batch
+    raw = orjson.loads(data[1:])
+    snapshots = [_snapshot(row) for row in raw["snapshots"]]
+    errors = [
+        {**row, "operation_id": UUID(row["operation_id"]), "created_at": _when(row["created_at"])}
+        for row in raw["errors"]
+    ]
+    adopted = [UUID(key) for key in raw["adopted"]]
+    return Batch(raw["seq"], snapshots, errors, adopted, raw["limits"])
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _snapshot(row: dict[str, Any]) -> Snapshot:
+    row["id"] = UUID(row["id"])
+    for name in _DATETIME_FIELDS:
+        row[name] = _when(row[name])
+    end = row["finished_at"]
+    row["duration"] = end - row["queued_at"] if end is not None else None
+    return row
+
+
+def history_caps() -> dict[str, int]:
+    """The history caps in settings (sent with every batch: tests change them)."""
+    from django.conf import settings
+
+    return {
+        "MCP_HISTORY_MAX_ARGUMENTS_BYTES": settings.MCP_HISTORY_MAX_ARGUMENTS_BYTES,
+        "MCP_HISTORY_MAX_RESULT_BYTES": settings.MCP_HISTORY_MAX_RESULT_BYTES,
+    }
+
+
+def writer_settings() -> dict[str, Any]:
+    """The settings the writer process takes from this one: its database (a test database
+    has another name than the environment's) and the history caps."""
+    from django.db import connections
+
+    return {
+        "DATABASES": {"default": dict(connections["default"].settings_dict)},
+        "limits": history_caps(),
+    }
+
+
+class BatchWriter:
+    """Writes received batches through a `HistoryWriter` driven from this loop."""
+
+    def __init__(self, *, interval: float, restarted: bool) -> None:
+        from mcp_server.runtime.history import HistoryWriter
+
+        self.writer = HistoryWriter(interval=interval, threaded=False)
+        # A restarted writer does not know which rows its predecessor wrote: it asks.
+        self._restarted = restarted
+        self.received = 0
+
+    def take(self, batch: Batch) -> None:
+        """Queue a batch (one already taken is a duplicate of a re-send: ignored)."""
+        from django.conf import settings
+
+        if batch.seq <= self.received:
+            return
+        self.received = batch.seq
+        for name, value in batch.limits.items():
+            setattr(settings, name, value)
+        for operation_id in batch.adopted:
+            self.writer.adopt(operation_id)
+        if self._restarted:
+            for operation_id in self._existing([s["id"] for s in batch.snapshots]):
+                self.writer.adopt(operation_id)
+        for snapshot in batch.snapshots:
+            self.writer.record(snapshot)
+        if batch.errors:
+            self.writer.record_errors(batch.errors)
+
+    def _existing(self, ids: list[UUID]) -> set[UUID]:
+        from mcp_server.models import Operation
+
+        found: set[UUID] = set()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            found.update(Operation.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+        return found
+
+    def write(self) -> int | None:
+        """Write what was taken: the last batch now wholly written or set aside (None while
+        some is kept to retry)."""
+        self.writer.flush()
+        return None if self.writer.backlog() else self.received
+
+
+def serve(incoming: Connection, outgoing: Connection, hello: dict[str, Any]) -> None:
+    """Write the batches that arrive on `incoming` and confirm them on `outgoing`, until the
+    pipe closes and what is left is written (or the database stayed away too long)."""
+    interval = hello["interval"]
+    writer = BatchWriter(interval=interval, restarted=hello["restarted"])
+    written_upto = 0
+    receiving = True
+    drain_until: float | None = None
+    while receiving or writer.writer.backlog():
+        if receiving:
+            timeout = interval if writer.writer.backlog() else None
+            if incoming.poll(timeout):
+                try:
+                    while True:  # all that arrived: fewer, larger transactions
+                        writer.take(decode_batch(incoming.recv_bytes()))
+                        if not incoming.poll(0):
+                            break
+                except EOFError:
+                    receiving = False
+        else:
+            drain_until = drain_until or time.monotonic() + DRAIN_TIMEOUT
+            if time.monotonic() > drain_until:
+                logger.error(
+                    "history writer exiting with %d states and item errors unwritten "
+                    "(the database stayed unavailable)",
+                    writer.writer.backlog(),
+                )
+                return
+            time.sleep(interval)  # the database is unavailable: retry after a while
+        done = writer.write()
+        if done is not None:
+            written_upto = done
+        # Sequence numbers only: the event loop's process knows what its batches held.
+        message = (written_upto, writer.received)
+        try:
+            outgoing.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            receiving = receiving and not incoming.closed  # the parent is gone: drain

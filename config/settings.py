@@ -300,9 +300,11 @@ MCP_HISTORY_PROGRESS_INTERVAL = env.float("MCP_HISTORY_PROGRESS_INTERVAL", defau
 # their rows carry the protocol's state). For measuring what history costs; keep it on.
 MCP_HISTORY_ENABLED = env.bool("MCP_HISTORY_ENABLED", default=True)
 # --- end of history on and off ------------------------------------------------------------
-# Where history is written: "process", a writer process of its own fed through a pipe (the
-# event loop's process only hands over snapshots), or "thread", a thread of this process.
-MCP_HISTORY_WRITER = env.str("MCP_HISTORY_WRITER", default="process")
+# Where history is written: "thread", a thread of this process (the default), or "process",
+# a writer process of its own fed through a pipe (the event loop's process only hands over
+# snapshots, and shares no GIL with the writer; worth it where the writer gets a core of its
+# own, see MCP_HISTORY_WRITER_CPUS: on the server's own core it costs more CPU per call).
+MCP_HISTORY_WRITER = env.str("MCP_HISTORY_WRITER", default="thread")
 # States and item errors queued for the writer, at most; past it new ones are dropped (logged,
 # counted as mcp_history_write_failures{kind="full"}).
 MCP_HISTORY_QUEUE_LIMIT = env.int("MCP_HISTORY_QUEUE_LIMIT", default=200_000)

@@ -185,18 +185,20 @@ async def test_history_rows_for_success_and_tool_errors(
     assert "Division by zero" in failed["error"]
 
 
+@pytest.mark.parametrize("writer", ["thread", "process"])
 async def test_a_clean_shutdown_flushes_history(
-    deployment: Deployment, accounts: Accounts, server_factory: ServerFactory
+    deployment: Deployment, accounts: Accounts, server_factory: ServerFactory, writer: str
 ) -> None:
     # A flush interval longer than the test: only the shutdown flush can write the row.
-    lazy = server_factory(MCP_HISTORY_FLUSH_INTERVAL="3600")
+    lazy = server_factory(MCP_HISTORY_FLUSH_INTERVAL="3600", MCP_HISTORY_WRITER=writer)
+    request_id = f"before-shutdown-{writer}"
     async with raw_client(lazy, accounts.bob) as client:
-        await send_call(client, "before-shutdown", "multiply", {"a": 6, "b": 7})
-        result_of(await client.recv_response("before-shutdown"))
-    assert not operations(deployment, request_id="before-shutdown")
+        await send_call(client, request_id, "multiply", {"a": 6, "b": 7})
+        result_of(await client.recv_response(request_id))
+    assert not operations(deployment, request_id=request_id)
     lazy.process.send_signal(signal.SIGTERM)
     wait_until(lambda: not lazy.is_alive(), HISTORY_TIMEOUT, "the server to exit")
-    rows = operations(deployment, request_id="before-shutdown")
+    rows = operations(deployment, request_id=request_id)
     assert [row["status"] for row in rows] == ["succeeded"]
 
 

@@ -55,7 +55,7 @@ class TaskOwner:
         `batch` per turn of the event loop (thousands ending in one turn would hold up every
         other connection), then wait for all of them."""
         self._closed = True
-        spawned = list(self._cancellable)
+        spawned = _unfinished(self._cancellable)
         for start in range(0, len(spawned), batch):
             if start:
                 await asyncio.sleep(0)  # let the batch before end before cancelling more
@@ -64,5 +64,19 @@ class TaskOwner:
         if spawned:
             await asyncio.gather(*spawned, return_exceptions=True)
         # Cancelled work may have started kept work (the cancel of a call run elsewhere).
-        while self._kept or self._cancellable:
-            await asyncio.gather(*self._kept, *self._cancellable, return_exceptions=True)
+        while pending := _unfinished(self._kept) + _unfinished(self._cancellable):
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _unfinished(tasks: set["asyncio.Task[Any]"]) -> list["asyncio.Task[Any]"]:
+    """The tasks of `tasks` still running. A finished one is only waiting for its done
+    callback to leave the set (a request's task that has just sent its reply, when an HTTP
+    exchange closes): nothing to wait for, and gathering it would cost a turn of the event
+    loop. Its exception, if any, counts as seen, as gathering it would have made it."""
+    running = []
+    for task in tasks:
+        if not task.done():
+            running.append(task)
+        elif not task.cancelled():
+            task.exception()
+    return running

@@ -15,6 +15,8 @@ after `Last-Event-ID` (streams.py). `DELETE` ends the session everywhere.
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -158,8 +160,13 @@ def _answers_at_once(request: Request) -> bool:
 
 def _accepts(scope: dict[str, Any]) -> tuple[bool, bool]:
     """Whether the client takes (application/json, text/event-stream)."""
-    accept = (header(scope, b"accept") or "*/*").lower()
-    media = {part.split(";")[0].strip() for part in accept.split(",")}
+    return _accepted_media(header(scope, b"accept") or "*/*")
+
+
+@lru_cache(maxsize=64)
+def _accepted_media(accept: str) -> tuple[bool, bool]:
+    # Remembered: a client sends the same Accept with every request. Bounded, whatever is sent.
+    media = {part.split(";")[0].strip() for part in accept.lower().split(",")}
     anything = "*/*" in media
     return (
         anything or "application/json" in media or "application/*" in media,
@@ -386,11 +393,10 @@ class StreamableHttpApp:
         uris = session.features.subscribed_uris  # None: the request subscribed to nothing
         if uris is None or uris == record.resource_subscriptions:
             if session.log_level != record.log_level:
-                record.log_level = session.log_level
-                await self.sessions.save(record)
+                await self.sessions.save(replace(record, log_level=session.log_level))
             return
-        record.log_level, record.resource_subscriptions = session.log_level, uris
-        await self.sessions.save(record)
+        changed = replace(record, log_level=session.log_level, resource_subscriptions=uris)
+        await self.sessions.save(changed)
         await self.local.subscriptions_changed(record.session_id, uris, layer)
 
     @staticmethod

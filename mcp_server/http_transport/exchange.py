@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -112,6 +113,49 @@ async def new_inbox(runtime: ProcessRuntime) -> ChannelInbox:
     return ChannelInbox(runtime, channel)
 
 
+class Outgoing:
+    """What a session sends for one exchange, in order, for one reader; `end` says nothing
+    more comes. Lighter than an asyncio.Queue, which every request would build and wait on
+    (a queue, its event, and a getter task raced against the request's own task)."""
+
+    __slots__ = ("_ended", "_messages", "_waiter")
+
+    def __init__(self) -> None:
+        self._messages: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+
+    async def put(self, message: Any) -> None:
+        """Queue one outgoing message (the session's `send`)."""
+        self._messages.append(message)
+        self._wake()
+
+    def end(self, _task: object = None) -> None:
+        """Nothing more comes once the queued messages are read (a done callback, too)."""
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> "Outgoing":
+        return self
+
+    async def __anext__(self) -> Any:
+        """The next message; the iteration stops once ended and read to the end."""
+        while not self._messages:
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._messages.popleft()
+
+
 class SessionConnection:
     """An HTTP transport's McpSession as the registry and the access guard see a connection
     (its caller, and whether it has ended)."""
@@ -159,7 +203,7 @@ class Exchange(SessionConnection):
     ) -> None:
         self.runtime = runtime
         self._inbox = inbox
-        self._outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        self._outgoing = Outgoing()
         self.session = session_for(
             runtime,
             principal,
@@ -177,20 +221,15 @@ class Exchange(SessionConnection):
     async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
         """Hand the request to the session; yield what it sends, the response last."""
         request_id = payload.get("id")
+        outgoing = self._outgoing
         await self.session.receive(payload)
         running = self.session.running_request(request_id)
-        while True:
-            if self._outgoing.empty() and running is not None and running.done():
-                return  # ended without a response (cancelled by the client)
-            if self._outgoing.empty() and running is not None:
-                getter = asyncio.ensure_future(self._outgoing.get())
-                await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                message = getter.result()
-            else:
-                message = await self._outgoing.get()
+        if running is None:
+            outgoing.end()  # answered inline: everything it sent is queued already
+        else:
+            # Its response is queued before it ends; ended without one: cancelled by the client.
+            running.add_done_callback(outgoing.end)
+        async for message in outgoing:
             yield message
             if is_response_to(message, request_id):
                 return

@@ -10,7 +10,7 @@ Live sessions are counted per user and tenant (sorted sets scored by expiry) to 
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -27,7 +27,9 @@ def new_session_id() -> str:
 
 @dataclass(slots=True)
 class SessionRecord:
-    """One HTTP session as every web process sees it."""
+    """One HTTP session as every web process sees it. A loaded record is never changed in
+    place (the in-memory store hands out the one it keeps): save a changed copy
+    (`dataclasses.replace`)."""
 
     session_id: str
     user_id: int
@@ -118,10 +120,10 @@ class MemorySessionStore:
         record = entry[1]
         record.last_seen_at = now
         self._records[session_id] = (now + self.idle_seconds, record)
-        # A copy, so a change counts only once saved, as with Redis. Shallow: nothing changes
-        # the capabilities or the subscribed URIs in place (a deep copy was 4 % of a loaded
-        # process).
-        return replace(record)
+        # The stored record itself, not a copy: nothing changes a loaded record in place (a
+        # change is saved as a new one, `dataclasses.replace`), so it counts only once saved,
+        # as with Redis. Copying it for every request was 1.5 % of a loaded process.
+        return record
 
     async def save(self, record: SessionRecord) -> None:
         """Store a changed record."""

@@ -106,7 +106,9 @@ class Command(BaseCommand):
             # The lifespan builds and starts the process's runtime (mcp_server.lifespan).
             lifespan="on",
             log_config=None,
-            access_log=True,
+            # Off when its lines would be dropped anyway (LOG_LEVEL above INFO): uvicorn
+            # formats the client address and path of every request before the level check.
+            access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
             proxy_headers=options["proxy_headers"],
             forwarded_allow_ips=options["forwarded_allow_ips"],
             server_header=False,

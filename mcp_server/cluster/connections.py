@@ -47,6 +47,7 @@ class ConnectionRegistry:
 
     def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.closed = 0  # connections unregistered since the process began
         self.access = AccessGuard(
             connections=lambda: list(self._connections),
             runner=runner,
@@ -61,7 +62,9 @@ class ConnectionRegistry:
 
     def unregister(self, connection: LocalConnection) -> None:
         """A connection of this process closed."""
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.discard(connection)
+            self.closed += 1
 
     def __len__(self) -> int:
         """Open connections of this process."""

@@ -355,7 +355,7 @@ MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
 # objects have grown MCP_GC_THAW_GROWTH times since the last one, or once MCP_GC_THAW_CLOSED
 # connections (and half of those open then) have closed. Off: only the start-up heap is frozen.
 MCP_GC_TENURE = env.bool("MCP_GC_TENURE", default=True)
-MCP_GC_THAW_GROWTH = env.float("MCP_GC_THAW_GROWTH", default=2.0)
+MCP_GC_THAW_GROWTH = env.float("MCP_GC_THAW_GROWTH", default=4.0)
 MCP_GC_THAW_CLOSED = env.int("MCP_GC_THAW_CLOSED", default=1000)
 if not 1.1 <= MCP_GC_THAW_GROWTH <= 100:
     raise ImproperlyConfigured("MCP_GC_THAW_GROWTH must be between 1.1 and 100")

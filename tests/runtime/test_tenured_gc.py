@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcp_server.tenured_gc import TenuredCollector
+from mcp_server.tenured_gc import FULL_EVERY, TenuredCollector
 
 
 class Node:
@@ -67,9 +67,11 @@ async def test_install_tenures_the_heap_and_uninstall_gives_it_back(
     collector: TenuredCollector,
 ) -> None:
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[2] == FULL_EVERY
     collector.uninstall()
     assert gc.get_freeze_count() == 0
     assert collector._collected not in gc.callbacks
+    assert gc.get_threshold()[2] == 10
 
 
 async def test_a_full_collection_tenures_its_survivors(collector: TenuredCollector) -> None:
@@ -165,5 +167,5 @@ def test_settings_defaults() -> None:
     from django.conf import settings
 
     assert settings.MCP_GC_TENURE is True
-    assert settings.MCP_GC_THAW_GROWTH == 2.0
+    assert settings.MCP_GC_THAW_GROWTH == 4.0
     assert settings.MCP_GC_THAW_CLOSED == 1000

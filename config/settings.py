@@ -351,9 +351,10 @@ MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
 # A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.
 MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
 # `manage.py serve` tenures what survives a full garbage collection, so that later ones skip it
-# (mcp_server/tenured_gc.py): a whole-heap collection frees what died tenured once the tenured
-# objects have grown MCP_GC_THAW_GROWTH times since the last one, or once MCP_GC_THAW_CLOSED
-# connections (and half of those open then) have closed. Off: only the start-up heap is frozen.
+# (mcp_server/tenured_gc.py): a whole-heap collection frees what died tenured once the heap
+# (pymalloc blocks) has grown MCP_GC_THAW_GROWTH times since the last one, or once
+# MCP_GC_THAW_CLOSED connections (and half of those open then) have closed. Off: only the
+# start-up heap is frozen.
 MCP_GC_TENURE = env.bool("MCP_GC_TENURE", default=True)
 MCP_GC_THAW_GROWTH = env.float("MCP_GC_THAW_GROWTH", default=4.0)
 MCP_GC_THAW_CLOSED = env.int("MCP_GC_THAW_CLOSED", default=1000)

@@ -10,13 +10,16 @@ storm triggers about ten of them (docs/BENCHMARKS.md, "Connection storms").
 `TenuredCollector` freezes (`gc.freeze()`) whatever survives a full collection: the next full
 collections walk only what was made since. Tenured objects that later become cyclic garbage
 (mostly the connections that closed since) are freed by a collection of the whole heap, run on
-the event loop once the tenured set has grown `growth` times since the last one, or once more
-connections have closed since than `closed` and than half of those open then.
+the event loop once the heap has grown `growth` times since the last one (in pymalloc blocks,
+`sys.getallocatedblocks()`: it walks pools, where counting the tenured objects walks each of
+them, 10-30 ms at a million, in every full collection's pause), or once more connections have
+closed since than `closed` and than half of those open then.
 """
 
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +57,7 @@ class TenuredCollector:
         self._installed = False
         self._thresholds = gc.get_threshold()
         self._due = False
-        self._tenured_after_full = 0
+        self._blocks_after_full = 0
         self._closed_at_full = 0
         self._open_at_full = 0
         self.thaws = 0  # whole-heap collections brought on since install
@@ -82,7 +85,7 @@ class TenuredCollector:
     @property
     def thaw_due(self) -> bool:
         """Whether enough of the tenured heap may be garbage to walk all of it again."""
-        if gc.get_freeze_count() >= self.growth * self._tenured_after_full:
+        if sys.getallocatedblocks() >= self.growth * self._blocks_after_full:
             return True
         closed = self._closed_total() - self._closed_at_full
         return closed >= max(self.closed, CLOSED_SHARE * self._open_at_full)
@@ -98,7 +101,7 @@ class TenuredCollector:
         # this one are pending: the whole heap. Collecting again with all of it tenured makes
         # that "none", so full collections stay as small as the young survivors they walk.
         gc.collect()
-        self._tenured_after_full = gc.get_freeze_count()
+        self._blocks_after_full = sys.getallocatedblocks()
         self._closed_at_full = self._closed_total()
         self._open_at_full = self._connections()
         self._due = False

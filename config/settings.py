@@ -350,18 +350,6 @@ if MCP_FANOUT_PROCESSES < 0:
 MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
 # A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.
 MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
-# `manage.py serve` tenures what survives a full garbage collection, so that later ones skip it
-# (mcp_server/tenured_gc.py): a whole-heap collection frees what died tenured once the heap
-# (pymalloc blocks) has grown MCP_GC_THAW_GROWTH times since the last one, or once
-# MCP_GC_THAW_CLOSED connections (and half of those open then) have closed. Off: only the
-# start-up heap is frozen.
-MCP_GC_TENURE = env.bool("MCP_GC_TENURE", default=True)
-MCP_GC_THAW_GROWTH = env.float("MCP_GC_THAW_GROWTH", default=4.0)
-MCP_GC_THAW_CLOSED = env.int("MCP_GC_THAW_CLOSED", default=1000)
-if not 1.1 <= MCP_GC_THAW_GROWTH <= 100:
-    raise ImproperlyConfigured("MCP_GC_THAW_GROWTH must be between 1.1 and 100")
-if MCP_GC_THAW_CLOSED < 1:
-    raise ImproperlyConfigured("MCP_GC_THAW_CLOSED must be at least 1")
 # MCP-level heartbeat: a connection idle this long gets a `ping`, and is closed (4408) when no
 # message arrives within the timeout after it. The WebSocket protocol pings stay on too.
 MCP_CLIENT_PING_INTERVAL = env.float("MCP_CLIENT_PING_INTERVAL", default=30.0)

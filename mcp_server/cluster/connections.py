@@ -47,7 +47,6 @@ class ConnectionRegistry:
 
     def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.closed = 0  # connections unregistered since the process began
         self.access = AccessGuard(
             connections=lambda: list(self._connections),
             runner=runner,
@@ -62,9 +61,7 @@ class ConnectionRegistry:
 
     def unregister(self, connection: LocalConnection) -> None:
         """A connection of this process closed."""
-        if connection in self._connections:
-            self._connections.discard(connection)
-            self.closed += 1
+        self._connections.discard(connection)
 
     def __len__(self) -> int:
         """Open connections of this process."""

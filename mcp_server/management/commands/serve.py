@@ -20,7 +20,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mcp_server.lifespan import RuntimeLifespan
-from mcp_server.tenured_gc import TenuredCollector
 from mcp_server.uvicorn_websocket import McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -33,23 +32,10 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, application: RuntimeLifespan) -> None:
         super().__init__(config)
         self.application = application
-        self.collector: TenuredCollector | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start as uvicorn, then exempt what exists now from the cyclic garbage collector,
-        and (MCP_GC_TENURE) what survives each full collection from the next ones."""
+        """Start as uvicorn, then exempt what exists now from the cyclic garbage collector."""
         await super().startup(sockets)
-        runtime = self.application.runtime
-        if settings.MCP_GC_TENURE and runtime is not None:
-            connections = runtime.connections
-            self.collector = TenuredCollector(
-                growth=settings.MCP_GC_THAW_GROWTH,
-                closed=settings.MCP_GC_THAW_CLOSED,
-                connections=lambda: len(connections),
-                closed_total=lambda: connections.closed,
-            )
-            self.collector.install(asyncio.get_running_loop())
-            return
         # Django, the application and its modules live as long as the process. Frozen, they are
         # not walked by every full collection: a storm of 10,000 reconnecting clients triggers
         # about ten, and freezing cut their pauses by a fifth (docs/BENCHMARKS.md, issue 17).

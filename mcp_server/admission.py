@@ -153,7 +153,8 @@ class ConnectionAdmissionMiddleware:
             return
         metrics.connection_opened("websocket", principal)
         try:
-            await self.inner({**scope, "message_allowance": outcome}, receive, send)
+            scope["message_allowance"] = outcome  # in place: see WebSocketAuthMiddleware
+            await self.inner(scope, receive, send)
         finally:
             self.admission.release(principal)
             metrics.connection_closed("websocket", principal)

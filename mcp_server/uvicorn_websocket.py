@@ -10,7 +10,8 @@ write buffer and in sends waiting for it to drain (measured: 100 echo replies of
 57 MB in the write buffer, because uvicorn wakes every waiting send at once when the buffer
 drains, and 11 MB more in waiting sends). `McpWebSocketProtocol` lets one send at
 a time through when the buffer drains and closes a connection whose unread bytes pass the
-bound the application set at accept (`OUTBOUND_LIMIT_EXTENSION`).
+bound the application set at accept (`OUTBOUND_LIMIT_EXTENSION`). Its receive queue and
+`writable` event are the slim ones of mcp_server/slim_waits.py.
 """
 
 import asyncio
@@ -21,6 +22,8 @@ from typing import Any
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+
+from mcp_server.slim_waits import SlimEvent, SlimQueue
 
 # The scope extension through which the application bounds a connection's unread bytes:
 # before accepting, it sets `scope["extensions"][OUTBOUND_LIMIT_EXTENSION]["bytes"]`.
@@ -67,6 +70,13 @@ class McpWebSocketProtocol(WebSocketsSansIOProtocol):
     _abort_timer: TimerHandle | None = None
     # The extension's dict in this connection's scope, where the application sets the bound.
     _outbound_extension: dict[object, object] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The same use, without the four deques of asyncio's (3 KiB per connection).
+        self.queue = SlimQueue()  # type: ignore[assignment]
+        self.writable = SlimEvent()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
         """Offer the outbound-limit extension in the scope of the handshake."""

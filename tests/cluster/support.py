@@ -47,7 +47,7 @@ WORKER_STOP_TIMEOUT = 30.0
 WAIT = 30.0
 # About 100 s of work: it never ends by itself within a test.
 LONG_BATCH = {"count": 2000, "item_ms": 50}
-WORKER_READY_LINE = "takes work from mcp-operations"
+WORKER_READY_LINE = "takes work from the dispatch streams"
 
 
 def cluster_env() -> dict[str, str]:

@@ -151,6 +151,13 @@ class Cluster:
             start_worker(self.deployment, self.env)
         ]
 
+    def ensure_workers(self, count: int) -> None:
+        """At least `count` live workers: those a test killed or stopped are replaced."""
+        alive = [worker for worker in self.workers if worker.is_alive()]
+        while len(alive) < count:
+            alive.append(start_worker(self.deployment, self.env))
+        self.workers = alive
+
     def stop(self) -> None:
         """Stop every process."""
         for worker in self.workers:

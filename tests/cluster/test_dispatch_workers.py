@@ -201,3 +201,43 @@ async def test_kill_9_interrupts_a_call_that_is_not_idempotent_and_never_runs_it
     assert ended["status"] == "interrupted"
     assert "is not idempotent" in ended["error"] or "stopped responding" in ended["error"]
     assert set(_marks(two_workers, str(row["id"]))) == {victim.process.pid}
+
+
+async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    bounded = start_server(
+        two_workers.deployment, {**two_workers.env, "MCP_DISPATCH_QUEUE_PER_TENANT": "1"}
+    )
+    try:
+        async with raw_client(bounded, cluster_accounts.alice) as client:
+            holding = [await _call(client, "hold", FOREVER_MS - 10 - n) for n in range(2)]
+            rows = [_running(two_workers, "hold", FOREVER_MS - 10 - n) for n in range(2)]
+            # Both workers busy: one call of alpha's may wait, the next is refused.
+            request_id = await _call(client, "hold", 1, task=True)
+            waiting = result_of(await next_matching(client, is_response(request_id), WAIT))
+            refused_id = await _call(client, "hold", 2)
+            error = error_of(await next_matching(client, is_response(refused_id), WAIT))
+            assert error["code"] == -32001, error
+            assert "wait for a worker (at most 1)" in error["message"], error
+            assert error["data"]["limit"] == "dispatch_queue_per_tenant", error
+            # Another tenant is not held to alpha's bound.
+            async with raw_client(bounded, cluster_accounts.bob) as bob:
+                bobs_id = await _call(bob, "hold", 3, task=True)
+                result_of(await next_matching(bob, is_response(bobs_id), WAIT))
+            for request_id in holding:
+                await _cancel(client, request_id)
+            for row in rows:
+                wait_until(
+                    lambda row=row: _row(two_workers, id=row["id"])[0]["status"] == "cancelled",
+                    WAIT,
+                    "the long calls cancelled",
+                )
+            task_id = waiting["task"]["taskId"]
+            wait_until(
+                lambda: _row(two_workers, id=task_id)[0]["status"] == "succeeded",
+                WAIT,
+                "the waiting call to run once a worker was free",
+            )
+    finally:
+        bounded.stop()

@@ -30,6 +30,7 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import secrets
@@ -99,14 +100,22 @@ def _dispatch(url: str, prefix: str) -> Any:
 
 
 def _saq_queue(url: str, prefix: str) -> Any:
-    from saq import Queue
+    from saq.queue.redis import RedisQueue
 
-    return Queue.from_url(url, name=prefix)
+    # redis-py's pool stops at 100 connections by default, below a worker of 100 slots.
+    client = redis.asyncio.Redis.from_url(url, max_connections=1000)
+    return RedisQueue(client, name=prefix, max_concurrent_ops=1000)
 
 
 # --- workers (a process of their own) -------------------------------------------------------
+def _ready() -> None:
+    """Tell the submitter this worker takes work now."""
+    print("ready", flush=True)
+
+
 async def _work_channels(url: str, prefix: str) -> None:
     layer = _layer(url, prefix)
+    _ready()
     while True:
         message = await layer.receive(WORK_CHANNEL)
         await layer.send(message["listener"], {"type": "done", "id": message["id"]})
@@ -114,6 +123,7 @@ async def _work_channels(url: str, prefix: str) -> None:
 
 async def _work_streams(url: str, prefix: str) -> None:
     dispatch, layer = _dispatch(url, prefix), _layer(url, prefix)
+    _ready()
     while True:
         deliveries = await dispatch.take("bench-worker", WORKER_SLOTS)
         if not deliveries:
@@ -132,6 +142,7 @@ async def _work_saq(url: str, prefix: str) -> None:
         return {"id": message["id"], "sum": message["arguments"]["a"] + 2}
 
     worker = Worker(_saq_queue(url, prefix), functions=[("add", add)], concurrency=WORKER_SLOTS)
+    _ready()
     await worker.start()
 
 
@@ -148,6 +159,7 @@ class Submitter:
 
     def __init__(self, engine: str, url: str, prefix: str) -> None:
         self.engine = engine
+        logging.getLogger("saq").setLevel(logging.WARNING)  # a line per job at INFO
         self.layer = _layer(url, prefix)
         self.dispatch: Any = _dispatch(url, prefix) if engine == "streams" else None
         self.queue: Any = _saq_queue(url, prefix) if engine == "saq" else None
@@ -225,11 +237,16 @@ async def _one_engine(
 ) -> dict[int, dict[str, float]]:
     prefix = f"bench-engines-{secrets.token_hex(4)}"
     worker = subprocess.Popen(  # noqa: ASYNC220 (started once per engine, before measuring)
-        [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix]
+        [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     submitter = Submitter(engine, url, prefix)
     try:
-        await asyncio.sleep(1.5)  # the worker's start (imports, connections)
+        assert worker.stdout is not None
+        line = await asyncio.to_thread(worker.stdout.readline)
+        assert line.strip() == "ready", f"the {engine} worker did not start: {line!r}"
+        await asyncio.sleep(0.5)  # its first blocking read
         results = {}
         for concurrency in args.concurrency:
             results[concurrency] = await measure(
@@ -239,6 +256,8 @@ async def _one_engine(
     finally:
         worker.terminate()
         worker.wait(10)
+        if worker.stdout is not None:
+            worker.stdout.close()
         await submitter.close()
         client = redis.Redis.from_url(url)
         keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"saq:{prefix}*"))

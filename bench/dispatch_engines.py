@@ -11,9 +11,9 @@ hand-off of the submitter, the worker and Redis together (the machine's other lo
 - *streams*: `mcp_server/cluster/dispatch.py` as the workers use it: the `put` script, the
   worker's `take` (up to its free slots) or a blocking wait on the bell, the result back on the
   channel layer (as a call's `operation.finished` goes), then XACK and XDEL.
-- *saq* (0.26.4, the `bench` extra): `Queue.apply` (enqueue, then wait for the job's end
-  through Redis pub/sub), a `saq.Worker` with concurrency 100. arq was the other candidate;
-  its redis-py below 6 cannot sit beside ours (8).
+- *saq* (0.26.4, the `bench` extra): `Queue.enqueue`, then `Job.refresh` until it is
+  complete (its end heard through Redis pub/sub), a `saq.Worker` with concurrency 100.
+  arq was the other candidate; its redis-py below 6 cannot sit beside ours (8).
 
 The payload is the same `operation.start`-shaped message for all three; the database is left
 out (the claim and history are the same whichever engine carries the hand-off).
@@ -174,7 +174,12 @@ class Submitter:
 
             await self.dispatch.put(OperationStart.decode(message))
         else:
-            await self.queue.apply("add", timeout=30, **message)
+            # Not `apply`: it polls every poll_interval (0.5 s) even once the job is done.
+            # `refresh` listens for the job's end on pub/sub; an end that comes between its
+            # read and its subscribe is seen at the next read, 50 ms on.
+            job = await self.queue.enqueue("add", **message)
+            while not job.completed:
+                await job.refresh(until_complete=0.05)
             return
         reply = await self.layer.receive(reply_to)
         assert reply["id"] == message["id"], reply

@@ -43,9 +43,16 @@ def dispatch_cluster(
     cluster_deployment: Deployment, cluster_accounts: ClusterAccounts
 ) -> Iterator[Cluster]:
     """One web process and two workers of one slot each, on a channel prefix of their own
-    (no other test's worker takes these calls)."""
+    (no other test's worker takes these calls) and metrics of their own (a worker killed
+    mid-call leaves its gauges behind, which test_metrics' sums must not see)."""
+    metrics = cluster_deployment.root / "metrics-dispatch"
+    metrics.mkdir(exist_ok=True)
     deployment = cluster_deployment.with_env(
-        {"MCP_TOOL_APPS": DISPATCH_APPS, "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}"}
+        {
+            "MCP_TOOL_APPS": DISPATCH_APPS,
+            "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        }
     )
     cluster = Cluster(deployment=deployment, env={"MCP_MAX_OPERATIONS": "1"})
     try:

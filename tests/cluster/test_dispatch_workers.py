@@ -6,7 +6,7 @@ twice."""
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,6 +90,11 @@ def _row(cluster: Cluster, **where: Any) -> list[dict[str, Any]]:
     )
 
 
+def _status_is(cluster: Cluster, operation_id: Any, status: str) -> Callable[[], bool]:
+    """A predicate: history has the operation with `status`."""
+    return lambda: _row(cluster, id=operation_id)[0]["status"] == status
+
+
 def _running(cluster: Cluster, tool: str, ms: int) -> dict[str, Any]:
     """The one running call of `tool` for `ms`, once a worker has begun it."""
 
@@ -137,7 +142,7 @@ async def test_a_call_runs_on_the_idle_worker_while_the_other_is_busy(
             assert _ran_on(answer) == idle.process.pid
         await _cancel(client, long_id)
         wait_until(
-            lambda: _row(two_workers, id=held["id"])[0]["status"] == "cancelled",
+            _status_is(two_workers, held["id"], "cancelled"),
             WAIT,
             "the long call cancelled",
         )
@@ -236,13 +241,12 @@ async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
                 await _cancel(client, request_id)
             for row in rows:
                 wait_until(
-                    lambda row=row: _row(two_workers, id=row["id"])[0]["status"] == "cancelled",
+                    _status_is(two_workers, row["id"], "cancelled"),
                     WAIT,
                     "the long calls cancelled",
                 )
-            task_id = waiting["task"]["taskId"]
             wait_until(
-                lambda: _row(two_workers, id=task_id)[0]["status"] == "succeeded",
+                _status_is(two_workers, waiting["task"]["taskId"], "succeeded"),
                 WAIT,
                 "the waiting call to run once a worker was free",
             )

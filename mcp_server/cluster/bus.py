@@ -107,19 +107,6 @@ class OperationBus:
         """Whether this process runs the operation for listeners (a task, a call from elsewhere)."""
         return operation_id in self._published
 
-    @property
-    def published_count(self) -> int:
-        """How many operations this process runs for listeners."""
-        return len(self._published)
-
-    async def wait_published(self, grace: float) -> bool:
-        """Wait up to `grace` seconds for the operations run for listeners to end."""
-        tasks = [task for _, task in self._published.values()]
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        return not pending
-
     # --- operations run for listeners ---------------------------------------------------
     async def record(self, request: CallRequest) -> None:
         """Insert the call's history row (`queued`) before anyone hears of it, so any process

@@ -111,7 +111,10 @@ class OperationWorker:
             loop.add_signal_handler(signum, self.stop)
         runtime, bus = self.runtime, self.runtime.bus
         await runtime.start()
-        await self._stamp()
+        try:
+            await self._stamp()
+        except REDIS_ERRORS:
+            logger.warning("could not stamp this worker alive yet; retrying every round")
         logger.info(
             "worker %s takes work from the dispatch streams %s", self.name, self.dispatch.prefix
         )
@@ -167,7 +170,12 @@ class OperationWorker:
                 layer_outage.down(exc)
                 await backoff.wait()
                 continue
+            except Exception:
+                logger.exception("taking work from the dispatch streams failed; retrying")
+                await backoff.wait()
+                continue
             backoff.reset()
+            layer_outage.up()
             for delivery in deliveries:
                 self._begin(self._claim_and_run(delivery), delivery)
 
@@ -285,7 +293,7 @@ class OperationWorker:
             return
         try:
             await self.dispatch.done(batch)
-        except REDIS_ERRORS:
+        except Exception:
             logger.warning("could not acknowledge %d calls; retrying", len(batch), exc_info=True)
             self._unacked[:0] = batch
             await asyncio.sleep(self.round_interval)

@@ -52,7 +52,7 @@ BENCH_LIMITS = {
 } | {"MCP_CLIENT_PING_INTERVAL": "3600"}
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
-WORKER_READY_LINE = "takes work from mcp-operations"
+WORKER_READY_LINE = "takes work from the dispatch streams"
 # Short: nothing should be running when a deployment is stopped.
 SHUTDOWN_TIMEOUT_S = 5
 

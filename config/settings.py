@@ -112,6 +112,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Several deployments may share one Redis: each keeps to its own key prefix (the channel
+# layer's and the dispatch streams', mcp_server/cluster/dispatch.py).
+MCP_CHANNEL_PREFIX = env.str("MCP_CHANNEL_PREFIX", default="asgi")
+# redis-py 8.1's asyncio pool stops at 100 connections and then raises MaxConnectionsError,
+# which kills the consumer that hit it.
+MCP_REDIS_MAX_CONNECTIONS = env.int("MCP_REDIS_MAX_CONNECTIONS", default=2000)
 # Seconds a dependency (Redis, the database) gets to answer a readiness probe, to connect, and
 # (the cache) to answer a command; past it, it counts as down and clients get a 503.
 MCP_DEPENDENCY_TIMEOUT = env.float("MCP_DEPENDENCY_TIMEOUT", default=2.0)
@@ -132,17 +138,14 @@ if REDIS_URL:
                         # Once more on a fresh connection: after Redis restarts, each pooled
                         # connection fails its next command (then an outage is ridden out).
                         "retry": redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1),
-                        # redis-py 8.1's asyncio pool stops at 100 connections and then raises
-                        # MaxConnectionsError, which kills the consumer that hit it.
-                        "max_connections": env.int("MCP_REDIS_MAX_CONNECTIONS", default=2000),
+                        "max_connections": MCP_REDIS_MAX_CONNECTIONS,
                     }
                 ],
                 # capacity is per process for all its consumers, and group_send silently drops
                 # over it: size it for the connections of one process. Nothing that must
                 # arrive (a result, a terminal status) relies on the layer alone.
                 "capacity": env.int("MCP_CHANNEL_CAPACITY", default=5000),
-                # Several deployments may share one Redis: each keeps to its own key prefix.
-                "prefix": env.str("MCP_CHANNEL_PREFIX", default="asgi"),
+                "prefix": MCP_CHANNEL_PREFIX,
                 "expiry": MCP_CHANNEL_EXPIRY,
             },
         }
@@ -338,6 +341,11 @@ MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
 MCP_OPERATION_UNCLAIMED_AFTER = env.float(
     "MCP_OPERATION_UNCLAIMED_AFTER", default=float(MCP_CHANNEL_EXPIRY)
 )
+# Calls of one tenant waiting in Redis for a worker (mcp_server/cluster/dispatch.py), at most;
+# past it a call is refused at once with an error saying so.
+MCP_DISPATCH_QUEUE_PER_TENANT = env.int("MCP_DISPATCH_QUEUE_PER_TENANT", default=10_000)
+if MCP_DISPATCH_QUEUE_PER_TENANT < 1:
+    raise ImproperlyConfigured("MCP_DISPATCH_QUEUE_PER_TENANT must be at least 1")
 # Fan-out (`ctx.fan_out`, mcp_server/runtime/fanout.py): a call's items run in chunks of
 # CHUNK_SIZE items by default (a tool may ask for 1 to MAX_CHUNK_SIZE), at most
 # CHUNKS_IN_FLIGHT chunks of one call at a time (the rest wait, so other calls' chunks get

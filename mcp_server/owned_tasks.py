@@ -2,7 +2,8 @@
 
 `spawn` starts work the owner cancels at close (requests in flight); `keep` starts work it
 waits for at close without cancelling it (a batch's reply, the cancel of a call run
-elsewhere). After close nothing more starts.
+elsewhere). Once close begins nothing more is spawned; kept work may still start until close
+ends (a request cancelled by the close starts the cancel of its call on a worker).
 """
 
 import asyncio
@@ -19,12 +20,13 @@ class OwnerClosed(RuntimeError):
 class TaskOwner:
     """Starts tasks and, at close, cancels or awaits every one of them."""
 
-    __slots__ = ("_cancellable", "_closed", "_kept")
+    __slots__ = ("_cancellable", "_closed", "_ended", "_kept")
 
     def __init__(self) -> None:
         self._cancellable: set[asyncio.Task[Any]] = set()
         self._kept: set[asyncio.Task[Any]] = set()
-        self._closed = False
+        self._closed = False  # close has begun
+        self._ended = False  # close has ended
 
     @property
     def running(self) -> list["asyncio.Task[Any]"]:
@@ -42,7 +44,7 @@ class TaskOwner:
     def _start(
         self, coro: Coroutine[Any, Any, T], into: set[asyncio.Task[Any]]
     ) -> "asyncio.Task[T]":
-        if self._closed:
+        if self._ended or (self._closed and into is self._cancellable):
             coro.close()
             raise OwnerClosed("this session has closed")
         task = asyncio.create_task(coro)
@@ -66,6 +68,7 @@ class TaskOwner:
         # Cancelled work may have started kept work (the cancel of a call run elsewhere).
         while pending := _unfinished(self._kept) + _unfinished(self._cancellable):
             await asyncio.gather(*pending, return_exceptions=True)
+        self._ended = True
 
 
 def _unfinished(tasks: set["asyncio.Task[Any]"]) -> list["asyncio.Task[Any]"]:

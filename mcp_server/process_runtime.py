@@ -16,6 +16,7 @@ from django.conf import settings
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.chunks import ClusterChunks
 from mcp_server.cluster.connections import ConnectionRegistry
+from mcp_server.cluster.dispatch import Dispatch, dispatch_from_settings
 from mcp_server.cluster.liveness import Liveness
 from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
 from mcp_server.cluster.run_updates import RunUpdates
@@ -93,16 +94,20 @@ def build_runtime(
     execution: str | None = None,
     placement: Mapping[str, Placement] | None = None,
     identity: ServerIdentity | None = None,
+    dispatch: Dispatch | None = None,
 ) -> ProcessRuntime:
     """A runtime configured from settings; any part given is used instead (tests). With
     workers (`execution` "worker") each call runs where its tool's placement says, `placement`
-    overriding declarations by tool name (MCP_TOOL_PLACEMENT)."""
+    overriding declarations by tool name (MCP_TOOL_PLACEMENT), and calls for workers go to the
+    dispatch streams, which a worker (not `web`) takes them from."""
     if runner is None:
         runner = runner_from_settings(writer if writer is not None else writer_from_settings())
     if layer is None:
         layer = get_channel_layer()
-    bus = OperationBus(runner=runner, layer=layer, web=web)
     mode = execution if execution is not None else settings.MCP_EXECUTION
+    if dispatch is None and (mode == "worker" or not web):
+        dispatch = dispatch_from_settings()
+    bus = OperationBus(runner=runner, layer=layer, web=web, dispatch=dispatch)
     executor: Executor = LocalExecutor(runner=runner, bus=bus)
     if mode == "worker":
         overrides = placement if placement is not None else overrides_from_settings()

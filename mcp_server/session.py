@@ -21,6 +21,7 @@ from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
 from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
+from mcp_server.cluster.dispatch import DispatchQueueFull
 from mcp_server.cluster.messages import (
     MalformedMessage,
     OperationAsking,
@@ -695,11 +696,14 @@ class McpSession:
             connection_id=self.connection_id,
             meta=request.meta,
         )
-        if ttl is None:
-            return await self.executor.call(call, self.listener)
-        if request.meta is not None:
-            return await self.tasks.create(call, ttl)
-        return await self.tasks.start(call, ttl)
+        try:
+            if ttl is None:
+                return await self.executor.call(call, self.listener)
+            if request.meta is not None:
+                return await self.tasks.create(call, ttl)
+            return await self.tasks.start(call, ttl)
+        except DispatchQueueFull as full:
+            raise JsonRpcError(LIMIT_EXCEEDED, str(full), full.data) from None
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
         level = request.params.get("level")

@@ -1,9 +1,12 @@
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
+import redis.asyncio
 
+from mcp_server.cluster.dispatch import Dispatch
 from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
@@ -139,6 +142,21 @@ def _fresh_token_cache() -> Iterator[None]:
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
+
+
+@pytest.fixture
+async def dispatch(redis_url: str) -> AsyncIterator[Dispatch]:
+    """The dispatch streams on the real Redis, under a key prefix of this test's (its keys
+    deleted after)."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    streams = Dispatch(client, prefix=f"test-dispatch-{uuid4().hex}", queue_bound=100)
+    try:
+        yield streams
+    finally:
+        keys = [key async for key in client.scan_iter(f"{streams.prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await streams.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,8 +2,9 @@
 
 The bus joins RUNNERS_GROUP (and WEB_GROUP in a web process) on its own channel, takes cancel,
 attach and detach requests for the operations it runs from any process, runs operations whose
-events go to listeners (tasks; calls from other processes), and hands calls to workers. Other
-messages on its channel (broadcasts, access changes) go to the handlers subscribed to them.
+events go to listeners (tasks; calls from other processes), and hands calls to workers (on the
+dispatch streams, cluster/dispatch.py). Other messages on its channel (broadcasts, access
+changes) go to the handlers subscribed to them.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from config import log_context
 from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
+from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.operations import store
@@ -42,9 +44,18 @@ RecordCancel = Callable[..., Awaitable[bool]]
 class OperationBus:
     """Hand-off and listeners of the operations this process runs (one per process)."""
 
-    def __init__(self, *, runner: OperationRunner, layer: BaseChannelLayer | None, web: bool):
+    def __init__(
+        self,
+        *,
+        runner: OperationRunner,
+        layer: BaseChannelLayer | None,
+        web: bool,
+        dispatch: Dispatch | None = None,
+    ):
         self.runner = runner
         self.layer = layer
+        # Where calls for workers are queued (None: a process without workers).
+        self.dispatch = dispatch
         self.web = web
         self.channel: str | None = None
         self._published: dict[UUID, tuple[OperationPublisher, asyncio.Task[None]]] = {}
@@ -81,6 +92,8 @@ class OperationBus:
                 await self.layer.group_discard(messages.RUNNERS_GROUP, self.channel)
                 if self.web:
                     await self.layer.group_discard(messages.WEB_GROUP, self.channel)
+        if self.dispatch is not None:
+            await self.dispatch.close()
 
     async def interrupt_all(self) -> None:
         """Interrupt every operation this process runs for listeners, and wait for them."""
@@ -94,19 +107,6 @@ class OperationBus:
         """Whether this process runs the operation for listeners (a task, a call from elsewhere)."""
         return operation_id in self._published
 
-    @property
-    def published_count(self) -> int:
-        """How many operations this process runs for listeners."""
-        return len(self._published)
-
-    async def wait_published(self, grace: float) -> bool:
-        """Wait up to `grace` seconds for the operations run for listeners to end."""
-        tasks = [task for _, task in self._published.values()]
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        return not pending
-
     # --- operations run for listeners ---------------------------------------------------
     async def record(self, request: CallRequest) -> None:
         """Insert the call's history row (`queued`) before anyone hears of it, so any process
@@ -115,23 +115,30 @@ class OperationBus:
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
     async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
-        """Send a recorded call to the workers' queue (marked interrupted if that fails)."""
+        """Queue a recorded call for the workers (marked interrupted if that fails; past the
+        tenant's queue bound, DispatchQueueFull)."""
         assert request.operation_id is not None
-        assert self.layer is not None
+        assert self.dispatch is not None, "handing calls to workers needs the dispatch streams"
         # The worker's log lines about the call name the trace the request carried.
         traceparent = log_context.current().traceparent
         start = messages.OperationStart.of(request, listener, traceparent=traceparent)
         try:
-            await self.layer.send(messages.OPERATIONS_CHANNEL, start.encode())
-        except Exception:
-            metrics.channel_layer_error("send")
+            await self.dispatch.put(start)
+        except Exception as exc:
+            if isinstance(exc, DispatchQueueFull):
+                metrics.refused(exc.data["limit"], request.principal)
+                stop = Stop(StopReason.HAND_OFF_FAILED, str(exc))
+            else:
+                metrics.channel_layer_error("send")
+                stop = Stop(StopReason.HAND_OFF_FAILED)
             await db_call(store.operation_stop, caller=slot_key(request))(
-                operation_id=request.operation_id, stop=Stop(StopReason.HAND_OFF_FAILED)
+                operation_id=request.operation_id, stop=stop
             )
             raise
 
-    def run_published(self, request: CallRequest, listeners: set[str]) -> None:
-        """Start a call whose events go to `listeners`; it outlives the connection that began it."""
+    def run_published(self, request: CallRequest, listeners: set[str]) -> "asyncio.Task[None]":
+        """Start a call whose events go to `listeners`; it outlives the connection that began
+        it. The task ends once its listeners were told how it ended."""
         assert request.operation_id is not None
         assert self.layer is not None
         key = request.operation_id
@@ -141,6 +148,7 @@ class OperationBus:
             publisher.listeners |= pending[1]
         task = asyncio.create_task(self._run(request, publisher), name=f"operation-{key}")
         self._published[key] = (publisher, task)
+        return task
 
     async def _run(self, request: CallRequest, publisher: OperationPublisher) -> None:
         try:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from mcp_server.models import Operation
     from mcp_server.runtime.runner import CallRequest, OperationRunner
 
-# The work queue of worker processes: every `operation.start` goes here, one worker takes it.
-OPERATIONS_CHANNEL = "mcp-operations"
 # The workers' queue of fan-out chunks (`ctx.fan_out`): one worker takes each `chunk.start`.
 CHUNKS_CHANNEL = "mcp-chunks"
 # Every process that runs operations (web processes inline, workers): cancel and attach go here.
@@ -34,7 +32,7 @@ RUNNERS_GROUP = "mcp-runners"
 # Every web process (one membership per process, not per connection): broadcasts go here.
 WEB_GROUP = "mcp-web"
 
-# To a worker, through OPERATIONS_CHANNEL.
+# To a worker, as an entry of the dispatch streams (cluster/dispatch.py).
 OPERATION_START = "operation.start"
 # To RUNNERS_GROUP.
 OPERATION_CANCEL = "operation.cancel"

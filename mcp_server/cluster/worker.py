@@ -1,5 +1,10 @@
-"""A worker process: takes `tools/call` work from the channel layer and runs it.
+"""A worker process: pulls `tools/call` work from the dispatch streams and runs it.
 
+It takes calls only while it has free slots (MCP_MAX_OPERATIONS), as many as it has
+(cluster/dispatch.py gives them round robin across tenants, then users, cluster-wide), and
+acknowledges each once its end is in history. Every round it stamps itself alive and takes
+over the calls of workers whose stamp expired: a call that had not started, or whose tool is
+`idempotentHint: true`, runs here (again); any other is ended `interrupted`, never run twice.
 Events go back to the connections that listen (whichever web process holds them); outcomes
 are written to history first. On SIGTERM the worker stops taking work, lets running
 operations finish within a grace period, then interrupts the rest and tells their clients.
@@ -8,6 +13,10 @@ operations finish within a grace period, then interrupts the rest and tells thei
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from django.conf import settings
 
 from accounts import tool_sets
 from accounts.limits import TenantLimits
@@ -17,8 +26,11 @@ from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.chunks import ChunkTaker
 from mcp_server.cluster.database import db_call
-from mcp_server.cluster.layer import receive_forever
+from mcp_server.cluster.dispatch import Delivery, Dispatch
+from mcp_server.cluster.layer import Backoff
 from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.cluster.rounds import every
+from mcp_server.dependencies import REDIS_ERRORS, layer_outage
 from mcp_server.input_state import StateBinding, resumed_round
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
@@ -66,13 +78,27 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
 
 
 class OperationWorker:
-    """Runs operations handed over through OPERATIONS_CHANNEL until told to stop."""
+    """Runs operations pulled from the dispatch streams until told to stop."""
 
     def __init__(self, *, runtime: ProcessRuntime, grace: float) -> None:
         self.runtime = runtime
         self.grace = grace
+        dispatch = runtime.bus.dispatch
+        assert dispatch is not None, "a worker needs the dispatch streams (REDIS_URL)"
+        self.dispatch: Dispatch = dispatch
+        self.name = runtime.runner.name
+        self.capacity = settings.MCP_MAX_OPERATIONS
+        lost_after = settings.MCP_OPERATION_LOST_AFTER
+        # The stamp outlives six rounds; it expires (and this worker's calls are taken over)
+        # half the bound after its last round, before the reaper's bound (lost_after minus two
+        # heartbeat rounds) would interrupt them: an idempotent call is run again, not lost.
+        self.stamp_ttl = lost_after / 2
+        self.round_interval = lost_after / 12
         self._stopping = asyncio.Event()
-        self._starting: set[asyncio.Task[None]] = set()
+        self._calls: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._unacked: list[Delivery] = []
+        self._ack_due = asyncio.Event()
 
     def stop(self) -> None:
         """Stop taking work and drain (the SIGTERM and SIGINT handler)."""
@@ -85,65 +111,202 @@ class OperationWorker:
             loop.add_signal_handler(signum, self.stop)
         runtime, bus = self.runtime, self.runtime.bus
         await runtime.start()
+        try:
+            await self._stamp()
+        except REDIS_ERRORS:
+            logger.warning("could not stamp this worker alive yet; retrying every round")
         logger.info(
-            "worker %s takes work from %s", runtime.runner.name, messages.OPERATIONS_CHANNEL
+            "worker %s takes work from the dispatch streams %s", self.name, self.dispatch.prefix
         )
         taker = asyncio.create_task(self._take_work())
-        chunks = ChunkTaker(bus=bus, pool=local_chunks(), name=runtime.runner.name)
+        rounds = asyncio.create_task(
+            every(self.round_interval, self._round, failure="dispatch round failed")
+        )
+        acks = asyncio.create_task(self._acknowledge())
+        chunks = ChunkTaker(bus=bus, pool=local_chunks(), name=self.name)
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()
         taker.cancel()
         chunk_taker.cancel()
-        await asyncio.gather(taker, chunk_taker, *self._starting, return_exceptions=True)
+        await asyncio.gather(taker, chunk_taker, return_exceptions=True)
         if chunks.held:
             logger.info("stopping: %d chunks get %.0f s to finish", chunks.held, self.grace)
         await chunks.drain(self.grace)
-        running = bus.published_count
+        running = len(self._calls)
         if running:
             logger.info("stopping: %d operations get %.0f s to finish", running, self.grace)
-        if not await bus.wait_published(self.grace):
-            logger.warning("grace period over: interrupting %d operations", bus.published_count)
-            await bus.interrupt_all()
+        if self._calls:
+            _, pending = await asyncio.wait(self._calls, timeout=self.grace)
+            if pending:
+                logger.warning("grace period over: interrupting %d operations", len(pending))
+                await bus.interrupt_all()
+                await asyncio.gather(*pending, return_exceptions=True)
+        rounds.cancel()
+        acks.cancel()
+        await asyncio.gather(rounds, acks, return_exceptions=True)
+        await self._send_acks()
+        await self.dispatch.forget(self.name)
         await runtime.stop()
         await asyncio.to_thread(runtime.writer.stop)
         await asyncio.to_thread(local_chunks().shutdown)
         logger.info("worker stopped")
 
+    # --- taking work --------------------------------------------------------------------
     async def _take_work(self) -> None:
-        layer = self.runtime.bus.layer
-        assert layer is not None
-        await receive_forever(layer, messages.OPERATIONS_CHANNEL, self._start)
+        """Pull calls while there are free slots; with none waiting, block on the bell."""
+        backoff = Backoff()
+        while True:
+            free = self.capacity - len(self._calls)
+            if free <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                deliveries = await self.dispatch.take(self.name, free)
+                if not deliveries:
+                    await self.dispatch.wait_for_work(self.round_interval)
+            except REDIS_ERRORS as exc:
+                metrics.channel_layer_error("receive")
+                layer_outage.down(exc)
+                await backoff.wait()
+                continue
+            except Exception:
+                logger.exception("taking work from the dispatch streams failed; retrying")
+                await backoff.wait()
+                continue
+            backoff.reset()
+            layer_outage.up()
+            for delivery in deliveries:
+                self._begin(self._claim_and_run(delivery), delivery)
 
-    async def _start(self, message: messages.Message) -> None:
-        # Claims run side by side: taking work never waits for the database one call at a time.
-        task = asyncio.create_task(self._claim_and_run(message))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
+    def _begin(self, work: Coroutine[Any, Any, bool], delivery: Delivery) -> None:
+        task = asyncio.create_task(self._run_then_acknowledge(work, delivery))
+        self._calls.add(task)
+        task.add_done_callback(self._ended)
 
-    async def _claim_and_run(self, message: messages.Message) -> None:
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        self._calls.discard(task)
+        self._room.set()
+
+    async def _run_then_acknowledge(
+        self, work: Coroutine[Any, Any, bool], delivery: Delivery
+    ) -> None:
         try:
-            start = messages.OperationStart.decode(message)
+            ran = await work
+        except Exception:
+            logger.exception("operation entry %s failed", delivery.entry_id)
+            ran = False
+        if ran:
+            # Acknowledged once its end is in history (a worker killed before leaves it
+            # pending, and whoever takes it over finds it ended).
+            await self.runtime.runner.flush_unwritten()
+        self._unacked.append(delivery)
+        self._ack_due.set()
+
+    async def _claim_and_run(self, delivery: Delivery) -> bool:
+        """Run the call of a fresh entry if it is still queued; whether it ran."""
+        decoded = await self._decoded(delivery)
+        if decoded is None:
+            return False
+        start, request = decoded
+        claim = db_call(store.operation_claim, caller=slot_key(request))
+        if not await claim(operation_id=start.id, runner=self.name):
+            logger.info("operation %s ended before a worker took it; not run", start.id)
+            return False
+        metrics.handoff_claimed(request.queued_at)
+        await self._run(start, request)
+        return True
+
+    async def _run(self, start: messages.OperationStart, request: CallRequest) -> None:
+        await self.runtime.bus.run_published(request, {start.listener} if start.listener else set())
+
+    async def _decoded(
+        self, delivery: Delivery
+    ) -> tuple[messages.OperationStart, CallRequest] | None:
+        try:
+            start = messages.OperationStart.decode(delivery.message)
         except messages.MalformedMessage as exc:
             logger.warning("ignored a malformed operation.start: %s", exc)
-            return
+            return None
         try:
             request = request_from_start(start)
         except Exception as exc:
             await self._refuse(start, exc)
-            return
+            return None
         log_context.bind_call(request, start.traceparent)
-        bus = self.runtime.bus
+        return start, request
+
+    # --- rounds: the stamp, and the calls of workers that stopped responding ------------
+    async def _stamp(self) -> None:
+        await self.dispatch.stamp_alive(self.name, self.stamp_ttl)
+
+    async def _round(self) -> None:
+        """Stamp this worker alive; take over the calls of workers whose stamp expired."""
+        await self._stamp()
+        lost = await self.dispatch.reclaim(self.name, idle=self.round_interval, count=16)
+        for delivery in lost:
+            self._begin(self._take_over(delivery), delivery)
+
+    async def _take_over(self, delivery: Delivery) -> bool:
+        """A call whose worker stopped responding: run it if it never started, run it again
+        if its tool is idempotent, else end it interrupted (never run twice); whether it ran."""
+        decoded = await self._decoded(delivery)
+        if decoded is None:
+            return False
+        start, request = decoded
         claim = db_call(store.operation_claim, caller=slot_key(request))
-        if not await claim(operation_id=start.id, runner=bus.runner.name):
-            logger.info("operation %s ended before a worker took it; not run", start.id)
+        if await claim(operation_id=start.id, runner=self.name):
+            logger.info("operation %s: %s took it and died first", start.id, delivery.lost_by)
+            await self._run(start, request)
+            return True
+        if request.tool.idempotent:
+            take_over = db_call(store.operation_take_over, caller=slot_key(request))
+            if not await take_over(
+                operation_id=start.id, runner=self.name, lost_by=delivery.lost_by
+            ):
+                return False  # ended meanwhile (reaped, cancelled)
+            logger.warning(
+                "operation %s (%s) runs again here: %s stopped responding",
+                start.id,
+                request.tool.name,
+                delivery.lost_by,
+            )
+            await self._run(start, request)
+            return True
+        why = f"{delivery.lost_by} stopped responding; {request.tool.name} is not idempotent"
+        stop = Stop(StopReason.LOST_RUNNER, why)
+        if await db_call(store.operation_stop)(operation_id=start.id, stop=stop):
+            logger.warning("operation %s interrupted: %s", start.id, why)
+            await self._tell(start, stop)
+        return False
+
+    # --- acknowledgements ---------------------------------------------------------------
+    async def _acknowledge(self) -> None:
+        while True:
+            await self._ack_due.wait()
+            self._ack_due.clear()
+            await self._send_acks()
+
+    async def _send_acks(self) -> None:
+        batch, self._unacked = self._unacked, []
+        if not batch:
             return
-        metrics.handoff_claimed(request.queued_at)
-        bus.run_published(request, {start.listener} if start.listener else set())
+        try:
+            await self.dispatch.done(batch)
+        except Exception:
+            logger.warning("could not acknowledge %d calls; retrying", len(batch), exc_info=True)
+            self._unacked[:0] = batch
+            await asyncio.sleep(self.round_interval)
+            self._ack_due.set()
 
     async def _refuse(self, start: messages.OperationStart, exc: Exception) -> None:
         logger.warning("refused operation %s: %r", start.id, exc)
         stop = Stop(StopReason.NOT_STARTED, f"{type(exc).__name__}: {exc}")
         await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
+        await self._tell(start, stop)
+
+    async def _tell(self, start: messages.OperationStart, stop: Stop) -> None:
+        """Tell the call's listener how it ended without running here."""
         layer = self.runtime.bus.layer
         if layer is not None and start.listener:
             publisher = OperationPublisher(

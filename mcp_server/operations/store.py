@@ -247,6 +247,19 @@ def operation_claim(*, operation_id: UUID, runner: str) -> bool:
     )
 
 
+def operation_take_over(*, operation_id: UUID, runner: str, lost_by: str) -> bool:
+    """A worker runs again a call whose worker (`lost_by`) stopped responding (its tool is
+    idempotent): stamps it alive, names itself and says so in the row's message. False when
+    the call ended meanwhile (reaped, cancelled): then it must not run."""
+    message = f"run again on {runner}: {lost_by} stopped responding"[:500]
+    return (
+        Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES).update(
+            heartbeat_at=Now(), runner=runner, message=message
+        )
+        > 0
+    )
+
+
 def _locked_in_order(queryset: QuerySet[Operation], limit: int = 10_000) -> list[UUID]:
     """Lock the rows of `queryset` in id order, skipping rows another writer holds.
 

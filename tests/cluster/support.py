@@ -50,7 +50,7 @@ WORKER_STOP_TIMEOUT = 30.0
 WAIT = 30.0
 # About 100 s of work: it never ends by itself within a test.
 LONG_BATCH = {"count": 2000, "item_ms": 50}
-WORKER_READY_LINE = "takes work from mcp-operations"
+WORKER_READY_LINE = "takes work from the dispatch streams"
 
 
 def cluster_env() -> dict[str, str]:
@@ -153,6 +153,13 @@ class Cluster:
         self.workers = [w for w in self.workers if w.is_alive()] or [
             start_worker(self.deployment, self.env)
         ]
+
+    def ensure_workers(self, count: int) -> None:
+        """At least `count` live workers: those a test killed or stopped are replaced."""
+        alive = [worker for worker in self.workers if worker.is_alive()]
+        while len(alive) < count:
+            alive.append(start_worker(self.deployment, self.env))
+        self.workers = alive
 
     def stop(self) -> None:
         """Stop every process."""

@@ -15,6 +15,7 @@ from config.log_json import JsonLineFormatter
 from config.log_redaction import RedactSecretsFilter
 from mcp_server.cluster import messages
 from mcp_server.cluster.bus import OperationBus
+from mcp_server.cluster.dispatch import Dispatch
 from mcp_server.cluster.worker import request_from_start
 from mcp_server.runtime.runner import CallRequest
 from mcp_server.tools.catalog import catalog_for
@@ -120,7 +121,7 @@ def test_secrets_in_messages_extras_and_tracebacks_are_masked(json_log: io.Strin
     assert "/mcp?token=[redacted]" in record["exc_info"]
 
 
-async def test_a_call_handed_to_a_worker_keeps_its_context() -> None:
+async def test_a_call_handed_to_a_worker_keeps_its_context(dispatch: Dispatch) -> None:
     echo = catalog_for(None).get("echo")
     assert echo is not None
     request = CallRequest(
@@ -134,14 +135,15 @@ async def test_a_call_handed_to_a_worker_keeps_its_context() -> None:
     )
     session, _ = make_session(ToolRegistry())
     layer = InMemoryChannelLayer()
-    bus = OperationBus(runner=session.executor.runner, layer=layer, web=True)
+    bus = OperationBus(runner=session.executor.runner, layer=layer, web=True, dispatch=dispatch)
     token = log_context.bind(traceparent=REQUEST_TRACE)
     try:
         await bus.hand_off(request, listener="listener")
     finally:
         log_context.reset(token)
     # In the worker (its own task), from the message alone.
-    start = messages.OperationStart.decode(await layer.receive(messages.OPERATIONS_CHANNEL))
+    (delivery,) = await dispatch.take("worker", 1)
+    start = messages.OperationStart.decode(delivery.message)
     assert start.traceparent == REQUEST_TRACE
     log_context.bind_call(request_from_start(start), start.traceparent)
     context = log_context.current()

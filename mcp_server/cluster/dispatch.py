@@ -1,0 +1,246 @@
+"""Calls handed to workers, on Redis Streams consumer groups: queued fairly, pulled, re-delivered.
+
+Redis is the engine; what is ours is the MCP-specific part around it (which tenant goes next,
+what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
+
+- `q:<tenant>:<user>`: a stream per user, its consumer group `workers`; one entry per call
+  (its `operation.start`, msgpack). An entry is deleted (XACK, XDEL) once the call's terminal
+  state is in history, so a stream holds only calls waiting or running: it trims itself.
+- `tenants` (a list, with `tenants:set`): the tenants with waiting calls, in turn; `users:<t>`
+  (with `users:<t>:set`): that tenant's users with waiting calls, in turn; `queued:<t>`: how
+  many calls of the tenant wait (bounded by MCP_DISPATCH_QUEUE_PER_TENANT).
+- `streams`: the user streams that may hold entries, waiting or pending (for the reclaim).
+- `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64.
+- `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
+  MCP_OPERATION_LOST_AFTER / 2.
+
+`take` (one Lua script, so atomic across the cluster) rotates the tenants list, then the
+tenant's users list, and reads one entry of that user's stream (XREADGROUP ... COUNT 1) per
+turn, until it has as many as the worker's free slots: the round robin across tenants, then
+users, is the cluster's, not a process's. A worker calls it only with free slots (pull).
+`reclaim` hands a worker the pending entries of workers whose stamp has expired (XPENDING,
+XCLAIM: XAUTOCLAIM would also take a live worker's long calls, whose entries are idle from
+delivery to end); what becomes of them (run again, or interrupted) is the worker's business.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgpack
+import redis.asyncio
+from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from mcp_server.cluster import messages
+from mcp_server.runtime.admission import InFlightLimitReached
+
+logger = logging.getLogger(__name__)
+
+GROUP = "workers"
+# Wake-up tokens kept for idle workers, at most (one is enough to wake one).
+_BELL_LENGTH = 64
+
+_PUT = """
+local P, tenant, user = ARGV[1], ARGV[2], ARGV[3]
+local queued = P .. ':queued:' .. tenant
+if tonumber(redis.call('GET', queued) or '0') >= tonumber(ARGV[5]) then return false end
+local stream = P .. ':q:' .. tenant .. ':' .. user
+local id = redis.call('XADD', stream, '*', 'm', ARGV[4])
+redis.call('INCR', queued)
+local users = P .. ':users:' .. tenant
+if redis.call('SADD', users .. ':set', user) == 1 then
+  redis.call('RPUSH', users, user)
+  redis.pcall('XGROUP', 'CREATE', stream, 'workers', '0')
+end
+if redis.call('SADD', P .. ':tenants:set', tenant) == 1 then
+  redis.call('RPUSH', P .. ':tenants', tenant)
+end
+redis.call('SADD', P .. ':streams', stream)
+redis.call('RPUSH', P .. ':bell', '1')
+redis.call('LTRIM', P .. ':bell', -tonumber(ARGV[6]), -1)
+return id
+"""
+
+# Each turn either takes an entry or removes a user (or a tenant) with nothing waiting, so the
+# loop ends after at most `want` takes plus the users and tenants it drops.
+_TAKE = """
+local P, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local tenants = P .. ':tenants'
+local out = {}
+while #out < want do
+  local tenant = redis.call('LMOVE', tenants, tenants, 'LEFT', 'RIGHT')
+  if not tenant then break end
+  local users = P .. ':users:' .. tenant
+  local taken = false
+  while not taken do
+    local user = redis.call('LMOVE', users, users, 'LEFT', 'RIGHT')
+    if not user then break end
+    local stream = P .. ':q:' .. tenant .. ':' .. user
+    local read = redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1,
+                            'STREAMS', stream, '>')
+    if read and read[1][2][1] then
+      local entry = read[1][2][1]
+      out[#out + 1] = {stream, entry[1], entry[2][2]}
+      redis.call('DECR', P .. ':queued:' .. tenant)
+      taken = true
+    else
+      redis.call('LREM', users, -1, user)
+      redis.call('SREM', users .. ':set', user)
+    end
+  end
+  if not taken then
+    redis.call('LREM', tenants, -1, tenant)
+    redis.call('SREM', tenants .. ':set', tenant)
+    redis.call('DEL', P .. ':queued:' .. tenant)
+  end
+end
+return out
+"""
+
+_RECLAIM = """
+local P, consumer, idle, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+for _, stream in ipairs(redis.call('SMEMBERS', P .. ':streams')) do
+  if #out >= want then break end
+  local pending = redis.call('XPENDING', stream, 'workers', 'IDLE', idle, '-', '+', want)
+  for _, p in ipairs(pending) do
+    if #out >= want then break end
+    if p[2] ~= consumer and redis.call('EXISTS', P .. ':alive:' .. p[2]) == 0 then
+      local claimed = redis.call('XCLAIM', stream, 'workers', consumer, idle, p[1])
+      if claimed[1] then
+        out[#out + 1] = {stream, claimed[1][1], claimed[1][2][2], p[2]}
+      end
+    end
+  end
+  if redis.call('XLEN', stream) == 0 then redis.call('SREM', P .. ':streams', stream) end
+end
+return out
+"""
+
+
+class DispatchQueueFull(InFlightLimitReached):
+    """The tenant has MCP_DISPATCH_QUEUE_PER_TENANT calls waiting for a worker already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("tenant", "dispatch_queue_per_tenant", limit)
+        self.args = (
+            f"Too many calls of this tenant wait for a worker (at most {limit}); "
+            "wait for some to finish, or cancel them, before sending more",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One call a worker took from the streams: where its entry is, and what it says."""
+
+    stream: str
+    entry_id: str
+    message: messages.Message
+    # Set for a reclaimed entry: the worker that took it first and stopped responding.
+    lost_by: str = ""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _delivery(row: list[Any]) -> Delivery | None:
+    try:
+        message = msgpack.unpackb(row[2], raw=False)
+    except Exception:
+        logger.warning("ignored an undecodable dispatch entry %s", _text(row[1]))
+        return None
+    lost_by = _text(row[3]) if len(row) > 3 else ""
+    return Delivery(_text(row[0]), _text(row[1]), message, lost_by)
+
+
+class Dispatch:
+    """This process's client of the dispatch streams (web processes put, workers take)."""
+
+    def __init__(self, client: "redis.asyncio.Redis", *, prefix: str, queue_bound: int) -> None:
+        self.client = client
+        self.prefix = f"{prefix}:dispatch"
+        self.queue_bound = queue_bound
+        self._put = client.register_script(_PUT)
+        self._take = client.register_script(_TAKE)
+        self._reclaim = client.register_script(_RECLAIM)
+
+    async def put(self, start: messages.OperationStart) -> str:
+        """Queue a call for the workers in its tenant's and user's turn; its entry id.
+        DispatchQueueFull when the tenant has as many waiting as the bound allows."""
+        tenant, user = start.principal["tenant_id"], start.principal["user_id"]
+        payload = msgpack.packb(start.encode(), use_bin_type=True)
+        args: list[str | int | bytes] = [
+            self.prefix,
+            tenant,
+            user,
+            payload,
+            self.queue_bound,
+            _BELL_LENGTH,
+        ]
+        entry_id = await self._put(args=args)
+        if entry_id is None:
+            raise DispatchQueueFull(self.queue_bound)
+        return _text(entry_id)
+
+    async def take(self, consumer: str, count: int) -> list[Delivery]:
+        """Up to `count` waiting calls, round robin across tenants then users."""
+        rows = cast(list[Any], await self._take(args=[self.prefix, consumer, count]))
+        return [d for row in rows if (d := _delivery(row)) is not None]
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Block until a call may have been put (a bell token), or `seconds` have passed."""
+        await self.client.blpop([f"{self.prefix}:bell"], timeout=seconds)
+
+    async def done(self, deliveries: Iterable[Delivery]) -> None:
+        """Acknowledge and delete the entries of calls whose end is in history."""
+        pipe = self.client.pipeline(transaction=False)
+        for delivery in deliveries:
+            pipe.xack(delivery.stream, GROUP, delivery.entry_id)
+            pipe.xdel(delivery.stream, delivery.entry_id)
+        await pipe.execute()
+
+    async def stamp_alive(self, consumer: str, ttl: float) -> None:
+        """Say this worker is alive for `ttl` seconds (its pending entries stay its own)."""
+        await self.client.set(f"{self.prefix}:alive:{consumer}", b"1", px=int(ttl * 1000))
+
+    async def forget(self, consumer: str) -> None:
+        """A worker that stops: its stamp goes at once (what it still holds is reclaimed)."""
+        with contextlib.suppress(Exception):
+            await self.client.delete(f"{self.prefix}:alive:{consumer}")
+
+    async def reclaim(self, consumer: str, *, idle: float, count: int) -> list[Delivery]:
+        """Take over up to `count` entries pending for at least `idle` seconds with workers
+        whose stamp has expired."""
+        args: list[str | int] = [self.prefix, consumer, int(idle * 1000), count]
+        rows = cast(list[Any], await self._reclaim(args=args))
+        return [d for row in rows if (d := _delivery(row)) is not None]
+
+    async def close(self) -> None:
+        """Close the connections."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.client.aclose())
+
+
+def dispatch_from_settings() -> Dispatch | None:
+    """The dispatch of a deployment with Redis (None without)."""
+    if not settings.REDIS_URL:
+        return None
+    client = redis.asyncio.Redis.from_url(
+        settings.REDIS_URL,
+        # Blocking reads (BLPOP) last longer than any socket timeout would.
+        socket_timeout=None,
+        socket_connect_timeout=settings.MCP_DEPENDENCY_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
+        max_connections=settings.MCP_REDIS_MAX_CONNECTIONS,
+    )
+    return Dispatch(
+        client,
+        prefix=settings.MCP_CHANNEL_PREFIX,
+        queue_bound=settings.MCP_DISPATCH_QUEUE_PER_TENANT,
+    )

@@ -1,0 +1,93 @@
+"""The dispatch streams on the real Redis: the cluster-wide round robin, the tenant's queue
+bound, acknowledgement trimming the streams, and the take-over of a dead worker's calls."""
+
+import uuid
+from typing import Any
+
+import pytest
+
+from mcp_server.cluster import messages
+from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
+
+
+def _start(tenant: int, user: int, label: str) -> messages.OperationStart:
+    return messages.OperationStart(
+        id=uuid.uuid4(),
+        principal={"tenant_id": tenant, "user_id": user},
+        tool="echo",
+        arguments={"label": label},
+        connection_id="c",
+        request_id=label,
+        progress_token=None,
+        queued_at=None,
+        is_task=False,
+        task_ttl=None,
+        listener=None,
+    )
+
+
+def _labels(deliveries: Any) -> list[str]:
+    return [d.message["arguments"]["label"] for d in deliveries]
+
+
+async def test_calls_are_taken_round_robin_across_tenants_then_users(dispatch: Dispatch):
+    for n in range(4):
+        await dispatch.put(_start(1, 10, f"a{n}"))  # tenant 1 floods
+    await dispatch.put(_start(1, 11, "a-other-user"))
+    await dispatch.put(_start(2, 20, "b0"))
+    # Two workers, one slot each, take in turns: tenant 2 is served at the second take.
+    first = await dispatch.take("worker-1", 1)
+    second = await dispatch.take("worker-2", 1)
+    rest = await dispatch.take("worker-1", 10)
+    assert _labels(first) == ["a0"]
+    assert _labels(second) == ["b0"]
+    # Tenant 1 alone now: its users in turn.
+    assert _labels(rest) == ["a-other-user", "a1", "a2", "a3"]
+    assert await dispatch.take("worker-2", 10) == []
+
+
+async def test_a_tenant_past_its_queue_bound_is_refused_and_others_are_not(dispatch: Dispatch):
+    dispatch.queue_bound = 2
+    await dispatch.put(_start(1, 10, "a0"))
+    await dispatch.put(_start(1, 11, "a1"))
+    with pytest.raises(DispatchQueueFull, match="at most 2"):
+        await dispatch.put(_start(1, 10, "a2"))
+    await dispatch.put(_start(2, 20, "b0"))
+    # A taken call no longer waits: room for one more.
+    taken = await dispatch.take("worker-1", 1)
+    assert _labels(taken) == ["a0"]
+    await dispatch.put(_start(1, 10, "a3"))
+
+
+async def test_acknowledged_entries_are_deleted(dispatch: Dispatch):
+    await dispatch.put(_start(1, 10, "a0"))
+    taken = await dispatch.take("worker-1", 1)
+    stream = taken[0].stream
+    assert await dispatch.client.xlen(stream) == 1
+    await dispatch.done(taken)
+    assert await dispatch.client.xlen(stream) == 0
+    assert (await dispatch.client.xpending(stream, "workers"))["pending"] == 0
+
+
+async def test_only_the_calls_of_a_worker_whose_stamp_expired_are_taken_over(dispatch: Dispatch):
+    await dispatch.stamp_alive("live", 60)
+    await dispatch.stamp_alive("dead", 60)
+    await dispatch.put(_start(1, 10, "live-call"))
+    await dispatch.put(_start(2, 20, "dead-call"))
+    assert _labels(await dispatch.take("live", 1)) == ["live-call"]
+    assert _labels(await dispatch.take("dead", 1)) == ["dead-call"]
+    assert await dispatch.reclaim("survivor", idle=0, count=10) == []
+    await dispatch.forget("dead")
+    reclaimed = await dispatch.reclaim("survivor", idle=0, count=10)
+    assert _labels(reclaimed) == ["dead-call"]
+    assert reclaimed[0].lost_by == "dead"
+    # Now the survivor's: nobody takes it over again while the survivor lives.
+    await dispatch.stamp_alive("survivor", 60)
+    assert await dispatch.reclaim("other", idle=0, count=10) == []
+
+
+async def test_an_idle_worker_wakes_when_a_call_is_put(dispatch: Dispatch):
+    await dispatch.put(_start(1, 10, "a0"))
+    # A token is waiting: the wait returns at once rather than after its bound.
+    await dispatch.wait_for_work(30)
+    assert _labels(await dispatch.take("worker-1", 5)) == ["a0"]

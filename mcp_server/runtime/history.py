@@ -336,8 +336,8 @@ class HistoryWriter:
 
 
 def writer_from_settings() -> OperationStore:
-    """A history writer for this process, configured from settings: a writer process of its
-    own (MCP_HISTORY_WRITER "process", the default) or a thread of this one ("thread")."""
+    """A history writer for this process, configured from settings: a thread of this one
+    (MCP_HISTORY_WRITER "thread", the default) or a writer process of its own ("process")."""
     if settings.MCP_HISTORY_WRITER == "process":
         from mcp_server.runtime.history_process import HistoryProcess
 

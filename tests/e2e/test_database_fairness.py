@@ -68,7 +68,8 @@ async def test_another_tenant_is_answered_before_a_database_flood_drains(
 
         answer = await other_tenant.request("tasks/list", {})
         during = received[0] - before
-        assert result_of(answer)["tasks"] == []
+        # Answered (what bob's earlier tests left in his list does not matter here).
+        assert isinstance(result_of(answer)["tasks"], list)
         await asyncio.wait_for(reader, FLOOD_TIMEOUT)
         # Old code: one FIFO for everyone, so the answer waited for the whole backlog.
         assert during < backlog // 2, f"{during} of a backlog of {backlog} replies came first"

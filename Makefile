@@ -7,8 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Each run makes test databases of its own (test_test_gw<N>_<pid>): two runs never collide.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
-# Each suite runs on both cores; tests that share processes stay on one worker (tests/conftest.py).
-TEST_WORKERS ?= 2
+# Each suite runs on three xdist workers (most of the tests' time is waiting on server
+# processes, so a third worker keeps both cores busy); tests that share processes stay on one
+# worker (tests/conftest.py).
+TEST_WORKERS ?= 3
 # More pytest options for both suites, e.g. PYTEST_ARGS=--durations=30.
 PYTEST_ARGS ?=
 PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
@@ -58,7 +60,7 @@ lint: install
 
 # Everything on SQLite, tests/cluster included: its processes always run on PostgreSQL
 # (TEST_POSTGRES_URL) and share one cluster on one xdist worker (tests/conftest.py), while the
-# other worker runs the rest.
+# other workers run the rest.
 test-sqlite: install
 	env -u DATABASE_URL $(PYTEST)
 

@@ -114,7 +114,7 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     if "service" in args.only:
         variants = ("uvicorn", "daphne") if args.server == "both" else (args.server,)
         modes = {"on": (True,), "off": (False,), "both": (True, False)}
-        writers = ("process", "thread") if args.history_writer == "both" else (args.history_writer,)
+        writers = ("thread", "process") if args.history_writer == "both" else (args.history_writer,)
         targets += [
             ServiceTarget(
                 setup,
@@ -170,9 +170,10 @@ class BenchOptions:
         choices=("on", "off", "both"),
     )
     history_writer: str = option(
-        "process",
+        "thread",
         "--history-writer",
-        "where history is written (MCP_HISTORY_WRITER): a process of its own, a thread, or both",
+        "where history is written (MCP_HISTORY_WRITER): a thread (the product's default), a "
+        "process of its own, or both",
         choices=("process", "thread", "both"),
     )
     history_writer_cpus: str = option(

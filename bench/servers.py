@@ -228,7 +228,7 @@ class ServiceTarget(Target):
         kinds: tuple[str, ...] | None = None,
         metrics: bool = True,
         history: bool = True,
-        writer: str = "process",
+        writer: str = "thread",
         writer_cpus: str = "",
     ) -> None:
         self.setup, self.server, self.redis_url, self.kinds = setup, server, redis_url, kinds
@@ -248,12 +248,12 @@ class ServiceTarget(Target):
         if not history:
             title = f"{self.title}, MCP_HISTORY_ENABLED=false"
             self.key, self.title = f"{self.key}-history-off", title
-        if writer != "process":
+        if writer != "thread":
             title = f"{self.title}, MCP_HISTORY_WRITER={writer}"
             self.key, self.title = f"{self.key}-{writer}-writer", title
-        elif writer_cpus:
-            title = f"{self.title}, MCP_HISTORY_WRITER_CPUS={writer_cpus}"
-            self.key, self.title = f"{self.key}-writer-cpu{writer_cpus}", title
+            if writer_cpus:
+                title = f"{self.title}, MCP_HISTORY_WRITER_CPUS={writer_cpus}"
+                self.key, self.title = f"{self.key}-cpu{writer_cpus}", title
 
     def prepare(self, workdir: Path) -> None:
         """Set up the shared database and tokens."""

@@ -14,6 +14,8 @@ import logging
 import multiprocessing
 import os
 import socket
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.sharedctypes import SynchronizedArray
@@ -38,14 +40,30 @@ _stop_flags: Any = None
 _parent_pid = 0
 
 
+# How often an idle pool process checks that the process that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
 def _start_pool_process(flags: Any, parent_pid: int) -> None:
     """A pool process's start: Django set up (the tools, and so their item functions, load)."""
     global _stop_flags, _parent_pid
     _stop_flags, _parent_pid = flags, parent_pid
+    threading.Thread(
+        target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True
+    ).start()
     if os.environ.get("DJANGO_SETTINGS_MODULE"):
         import django
 
         django.setup()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this pool process once the process that started the pool is gone: an idle pool
+    process waits for work on a pipe that a parent killed with -9 never closes, so it would
+    otherwise stay, holding its memory, for as long as the machine runs."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _resolve(function: str) -> None:

@@ -31,6 +31,7 @@ from tests.e2e.support import (
     drop_postgres_database,
     free_port,
     is_postgres_url,
+    pid_alive,
     wait_until,
 )
 
@@ -69,14 +70,6 @@ def runcluster_args(port: int, *, web: int = 1, workers: int = 0) -> list[str]:
         "--base-port",
         str(port),
     ]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def healthy(port: int) -> bool:

@@ -69,6 +69,15 @@ SQLITE_BUSY_TIMEOUT = 20.0
 T = TypeVar("T")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id exists (and is not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `predicate` until it holds; fail naming `what` when `timeout` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 
-from tests.e2e.support import wait_until
+from tests.e2e.support import pid_alive, wait_until
 
 # Starts a pool of two processes, prints their pids, then waits to be killed.
 _POOL_OWNER = """
@@ -22,14 +22,6 @@ asyncio.run(main())
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_pool_processes_end_when_their_parent_is_killed() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     owner = subprocess.Popen(
@@ -38,10 +30,10 @@ def test_pool_processes_end_when_their_parent_is_killed() -> None:
     try:
         assert owner.stdout is not None
         pids = [int(pid) for pid in owner.stdout.readline().split()]
-        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-        wait_until(lambda: not any(_alive(pid) for pid in pids), 30, "the pool processes to end")
+        wait_until(lambda: not any(pid_alive(pid) for pid in pids), 30, "the pool processes to end")
     finally:
         owner.kill()
         owner.wait()

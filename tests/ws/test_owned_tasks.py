@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mcp_server.owned_tasks import OwnerClosed, TaskOwner
+from tests.support import yield_to_other_tasks
 
 
 async def _fail() -> None:
@@ -20,7 +21,7 @@ async def _forever() -> None:
 async def test_close_cancels_running_work_and_refuses_more() -> None:
     owner = TaskOwner()
     task = owner.spawn(_forever())
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     await owner.close()
     assert task.cancelled() and owner.running == []
     with pytest.raises(OwnerClosed):
@@ -36,7 +37,7 @@ async def test_close_passes_over_a_finished_task_at_once() -> None:
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     owner = TaskOwner()
     task = owner.spawn(_fail())
-    await asyncio.sleep(0)  # the task ran and failed; its done callback is queued behind us
+    await yield_to_other_tasks()  # the task ran and failed; its done callback is queued behind us
     assert task.done() and owner.running == [task]
     turned = asyncio.Event()
     loop.call_soon(turned.set)
@@ -44,7 +45,7 @@ async def test_close_passes_over_a_finished_task_at_once() -> None:
     assert not turned.is_set()  # closed without yielding to the loop
     del task
     gc.collect()
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     assert owner.running == []
     assert not [c for c in reported if "never retrieved" in str(c.get("message"))]
 
@@ -54,7 +55,7 @@ async def test_a_request_cancelled_by_close_may_still_start_its_kept_cancel() ->
     remote_cancel_sent = asyncio.Event()
 
     async def send_remote_cancel() -> None:
-        await asyncio.sleep(0)
+        await yield_to_other_tasks()
         remote_cancel_sent.set()
 
     async def call_run_elsewhere() -> None:
@@ -65,7 +66,7 @@ async def test_a_request_cancelled_by_close_may_still_start_its_kept_cancel() ->
             raise
 
     owner.spawn(call_run_elsewhere())
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     await owner.close()
     assert remote_cancel_sent.is_set()
 
@@ -83,7 +84,7 @@ async def test_nothing_is_spawned_once_close_began_nor_kept_once_it_ended() -> N
             raise
 
     owner.spawn(spawn_during_close())
-    await asyncio.sleep(0)
+    await yield_to_other_tasks()
     await owner.close()
     with pytest.raises(OwnerClosed):
         owner.keep(asyncio.sleep(0))

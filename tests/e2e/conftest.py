@@ -105,10 +105,17 @@ class ServerFactory:
         self._servers: dict[tuple[tuple[str, str], ...], Future[ServerProcess]] = {}
 
     def launch(self, **extra_env: str) -> None:
-        """Start that server in the background (if not yet started), without waiting."""
+        """Start that server in the background (if not yet started), without waiting.
+
+        Each server counts its REST and failed-authentication budgets under a cache prefix of
+        its own: servers of one deployment share a Redis, and a test with a budget of 4 must
+        not find it spent by another test's server in the same minute.
+        """
         key = tuple(sorted(extra_env.items()))
         if key not in self._servers:
-            self._servers[key] = self._executor.submit(start_server, self._deployment, extra_env)
+            prefix = f"{self._deployment.env['MCP_CACHE_PREFIX']}-{len(self._servers)}"
+            env = {"MCP_CACHE_PREFIX": prefix, **extra_env}
+            self._servers[key] = self._executor.submit(start_server, self._deployment, env)
 
     def __call__(self, **extra_env: str) -> ServerProcess:
         """The running server with `extra_env` on top of the deployment's env."""

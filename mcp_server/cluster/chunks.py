@@ -4,9 +4,13 @@
 CHUNKS_CHANNEL as a `chunk.start`, and its end comes back to this process's channel as a
 `chunk.done`. The worker that took it says so at once and every heartbeat round
 (`chunk.alive`); a chunk taken and then silent for the operations' bound (MCP_OPERATION_LOST_AFTER
-minus two rounds), or never taken within MCP_OPERATION_UNCLAIMED_AFTER, is lost (ChunkLost:
-`fan_out` runs it again, or ends a non-idempotent call interrupted). A cancelled chunk is
-cancelled wherever it is (`chunk.cancel` to every runner).
+minus two rounds) is lost (ChunkLost: `fan_out` runs it again, or ends a non-idempotent call
+interrupted). So is a chunk not yet taken once nothing of its call was heard of for
+MCP_OPERATION_UNCLAIMED_AFTER (a chunk waiting its turn behind its call's running chunks is
+not lost), or once its message outlived the channel layer's expiry (MCP_CHANNEL_EXPIRY: no
+worker can take it any more). A cancelled chunk is cancelled wherever it is (`chunk.cancel` to
+every runner), and so is a chunk a worker says it holds that nobody here waits for (its call
+ended while it waited in the channel).
 
 `ChunkTaker` is the worker's side: it takes a chunk only while it holds fewer than twice its
 pool's processes (so chunks are pulled by free workers, not hoarded by one), runs them in its
@@ -44,9 +48,19 @@ class _Waiting:
     """A chunk sent and not yet done: its end, and when anyone last heard of it."""
 
     done: "asyncio.Future[messages.ChunkDone]"
+    operation_id: str
+    sent: float
     last_seen: float
     runner: str = ""
     taken: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _Call:
+    """The chunks of one call waiting here, and when a worker last said anything of one."""
+
+    waiting: int
+    last_heard: float
 
 
 class ClusterChunks:
@@ -59,7 +73,9 @@ class ClusterChunks:
         # The operations' bound: two rounds short, so a client hears within LOST_AFTER.
         self.silent_for = lost_after - 2 * self.beat_interval
         self.unclaimed_after = settings.MCP_OPERATION_UNCLAIMED_AFTER
+        self.expiry = float(settings.MCP_CHANNEL_EXPIRY)
         self._waiting: dict[str, _Waiting] = {}
+        self._calls: dict[str, _Call] = {}
         bus.subscribe(messages.CHUNK_REPLIES, self.handle)
 
     async def run(self, chunk: Chunk) -> ChunkOutcome:
@@ -68,8 +84,11 @@ class ClusterChunks:
         assert layer is not None, "a cluster needs a channel layer"
         assert channel is not None, "a cluster needs the bus started"
         chunk_id = uuid4().hex
-        waiting = _Waiting(asyncio.get_running_loop().create_future(), time.monotonic())
+        now = time.monotonic()
+        waiting = _Waiting(asyncio.get_running_loop().create_future(), chunk.operation_id, now, now)
         self._waiting[chunk_id] = waiting
+        call = self._calls.setdefault(chunk.operation_id, _Call(0, now))
+        call.waiting += 1
         start = messages.ChunkStart(
             chunk_id=chunk_id,
             operation_id=chunk.operation_id,
@@ -94,6 +113,9 @@ class ClusterChunks:
             raise
         finally:
             self._waiting.pop(chunk_id, None)
+            call.waiting -= 1
+            if not call.waiting:
+                self._calls.pop(chunk.operation_id, None)
         if done.lost:
             raise ChunkLost(done.runner)
         if done.error:
@@ -104,8 +126,16 @@ class ClusterChunks:
         while True:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(waiting.done), self.beat_interval)
-            bound = self.silent_for if waiting.taken else self.unclaimed_after
-            if time.monotonic() - waiting.last_seen > bound:
+            now = time.monotonic()
+            if waiting.taken:
+                lost = now - waiting.last_seen > self.silent_for
+            else:
+                call = self._calls[waiting.operation_id]
+                lost = (
+                    now - waiting.sent > self.expiry
+                    or now - max(waiting.last_seen, call.last_heard) > self.unclaimed_after
+                )
+            if lost:
                 raise ChunkLost(waiting.runner)
 
     async def handle(self, message: messages.ClusterMessage) -> None:
@@ -113,13 +143,26 @@ class ClusterChunks:
         if isinstance(message, messages.ChunkDone):
             waiting = self._waiting.get(message.chunk_id)
             if waiting is not None and not waiting.done.done():
+                self._heard_of(waiting.operation_id)
                 waiting.done.set_result(message)
         elif isinstance(message, messages.ChunkAlive):
             now = time.monotonic()
+            unknown = []
             for chunk_id in message.chunk_ids:
                 waiting = self._waiting.get(chunk_id)
-                if waiting is not None:
-                    waiting.last_seen, waiting.runner, waiting.taken = now, message.runner, True
+                if waiting is None:
+                    unknown.append(chunk_id)
+                    continue
+                waiting.last_seen, waiting.runner, waiting.taken = now, message.runner, True
+                self._heard_of(waiting.operation_id)
+            if unknown:
+                # Its call ended (or gave it up) while it waited in the channel: it stops.
+                await self.bus.to_runners(messages.ChunkCancel(chunk_ids=tuple(unknown)))
+
+    def _heard_of(self, operation_id: str) -> None:
+        call = self._calls.get(operation_id)
+        if call is not None:
+            call.last_heard = time.monotonic()
 
 
 @dataclasses.dataclass(slots=True)

@@ -224,8 +224,11 @@ async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
     )
     try:
         async with raw_client(bounded, cluster_accounts.alice) as client:
-            holding = [await _call(client, "hold", FOREVER_MS - 10 - n) for n in range(2)]
-            rows = [_running(two_workers, "hold", FOREVER_MS - 10 - n) for n in range(2)]
+            # One at a time: the second sent while the first still waits would be refused.
+            holding, rows = [], []
+            for n in range(2):
+                holding.append(await _call(client, "hold", FOREVER_MS - 10 - n))
+                rows.append(_running(two_workers, "hold", FOREVER_MS - 10 - n))
             # Both workers busy: one call of alpha's may wait, the next is refused.
             request_id = await _call(client, "hold", 1, task=True)
             waiting = result_of(await next_matching(client, is_response(request_id), WAIT))

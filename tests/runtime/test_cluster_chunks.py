@@ -3,6 +3,7 @@ channel layer, `ClusterChunks` on one and a worker's `ChunkTaker` (with a real p
 other. The loss bounds, the messages and cancellation, without starting processes."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -135,6 +136,85 @@ async def test_a_taken_chunk_that_goes_silent_is_lost_naming_its_worker(
 
     # Wherever it still is, it stops.
     await wait_until(lambda: cancels, WAIT, "the lost chunk's cancel to reach its worker")
+
+
+def _chunk_of_call(index: int) -> Chunk:
+    return Chunk(
+        "op", index, function_name(fanout_items.square), index, [index], {}, SlotKey(1, 1, "c")
+    )
+
+
+async def _keep_alive_until(layer: Any, start: messages.ChunkStart, until: float) -> None:
+    """As a worker holding `start` does: say so every 0.1 s until monotonic time `until`."""
+    alive = messages.ChunkAlive((start.chunk_id,), runner="host:9")
+    while time.monotonic() < until:
+        await layer.send(start.reply_to, alive.encode())
+        await asyncio.sleep(0.1)
+
+
+async def test_a_chunk_waiting_behind_its_calls_running_chunk_is_not_lost(
+    buses: tuple[OperationBus, OperationBus], settings
+) -> None:
+    caller, worker = buses
+    layer = worker.layer
+    assert layer is not None
+    settings.MCP_OPERATION_UNCLAIMED_AFTER = 0.3
+    chunks = ClusterChunks(bus=caller)
+
+    async def one_slot_worker() -> None:
+        """Holds the first chunk for four unclaimed bounds, then takes and ends the second."""
+        for _ in range(2):
+            start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
+            await _keep_alive_until(layer, start, time.monotonic() + 1.2)
+            done = messages.ChunkDone(start.chunk_id, "host:9", [(0, start.items[0])], [])
+            await layer.send(start.reply_to, done.encode())
+
+    working = asyncio.create_task(one_slot_worker())
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(chunks.run(_chunk_of_call(0)), chunks.run(_chunk_of_call(1))), WAIT
+    )
+    await working
+    assert sorted(outcome.values for outcome in outcomes) == [[(0, 0)], [(0, 1)]]
+
+
+async def test_a_chunk_older_than_the_channel_expiry_is_lost_whatever_its_call_does(
+    buses: tuple[OperationBus, OperationBus], settings
+) -> None:
+    caller, worker = buses
+    layer = worker.layer
+    assert layer is not None
+    settings.MCP_CHANNEL_EXPIRY = 1
+    chunks = ClusterChunks(bus=caller)
+    first = asyncio.ensure_future(chunks.run(_chunk_of_call(0)))
+    start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
+    keeping = asyncio.create_task(_keep_alive_until(layer, start, time.monotonic() + WAIT))
+    try:
+        with pytest.raises(ChunkLost) as lost:
+            await asyncio.wait_for(chunks.run(_chunk_of_call(1)), WAIT)
+        assert lost.value.runner == ""
+    finally:
+        keeping.cancel()
+        first.cancel()
+        await asyncio.gather(keeping, first, return_exceptions=True)
+
+
+async def test_a_chunk_nobody_waits_for_is_cancelled_at_its_first_sign_of_life(
+    buses: tuple[OperationBus, OperationBus],
+) -> None:
+    caller, worker = buses
+    layer = worker.layer
+    assert layer is not None and caller.channel is not None
+    ClusterChunks(bus=caller)  # listens on the caller's channel
+    cancels: list[messages.ClusterMessage] = []
+
+    async def cancelled(message: messages.ClusterMessage) -> None:
+        cancels.append(message)
+
+    worker.subscribe(frozenset({messages.CHUNK_CANCEL}), cancelled)
+    alive = messages.ChunkAlive(("stale-chunk",), runner="host:3")
+    await layer.send(caller.channel, alive.encode())
+    await wait_until(lambda: cancels, WAIT, "the stale chunk's cancel")
+    assert cancels == [messages.ChunkCancel(chunk_ids=("stale-chunk",))]
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,10 @@ import subprocess
 from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
-from bench.http_load import HttpThroughput
-from bench.modern_load import HttpModernThroughput, ModernThroughput
+from bench.http_load import HttpModernThroughput, HttpThroughput
 from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
-from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
+from bench.scenarios import ConnectInitialize, LoadTarget, ModernThroughput, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
 from bench.storm import ConnectionStorm
 from mcp_server.processes import free_port, raise_nofile_limit

@@ -19,18 +19,7 @@ from typing import Any
 from bench.measure import median, spread
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = [
-    "django",
-    "channels",
-    "daphne",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "websockets",
-    "mcp",
-    "starlette",
-    "orjson",
-]
+PACKAGES = "django channels daphne uvicorn uvloop httptools websockets mcp starlette orjson".split()
 INTEGER_UNITS = ("calls/s", "µs", "images/s", "items")
 SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
 # Variants of the service compared side by side when both ran: the two keys, the column heads.
@@ -86,13 +75,8 @@ class Goal:
         """`met`, `**missed**` or `not measured`; marked informative, or inconclusive when the
         repetitions of an overhead spread wider than its bound."""
         value = self.value(results, server, key)
-        met = (
-            None
-            if math.isnan(value)
-            else value >= self.bound
-            if self.at_least
-            else value <= self.bound
-        )
+        bounded = value >= self.bound if self.at_least else value <= self.bound
+        met = None if math.isnan(value) else bounded
         text = {True: "met", False: "**missed**", None: "not measured"}[met]
         if self.reference is not None:
             spreads = [results.spread(server, k) for k in (key, self.reference)]

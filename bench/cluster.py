@@ -26,7 +26,6 @@ import redis
 from bench.cluster_load import (
     ClusterThroughput,
     FanOutImages,
-    FirstProgress,
     ProgressStream,
     Scale,
     postgres_backends,
@@ -64,7 +63,7 @@ from bench.report import (
     run_line,
     table,
 )
-from bench.scenarios import LoadTarget, Scenario
+from bench.scenarios import FirstProgress, LoadTarget, Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,

@@ -5,9 +5,9 @@ streaming call. Run by the load generator against this service, FastMCP and djan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,17 +16,17 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from bench.measure import percentile
-from bench.report import HTTP, MODERN, Goal, Goals, Metric, Row, declare
+from bench.report import HTTP, MODERN, Goal, Goals
 from bench.scenarios import (
     CLIENT_NAME,
+    FIRST_ARGUMENTS,
     META,
+    Caller,
+    FirstProgress,
     LoadTarget,
     ModernThroughput,
-    Scenario,
     Throughput,
     envelope_goals,
-    latency_summary,
 )
 from mcp_server.client.http import (
     ACCEPT_BOTH,
@@ -223,57 +223,44 @@ class HttpModernThroughput(HttpThroughput):
     applies_to = ModernThroughput.applies_to
 
 
-FIRST_PROGRESS: list[Row] = [
-    ("first_p50_us", "HTTP: first progress after sending tools/call, p50", "µs"),
-    ("first_p99_us", "HTTP: first progress after sending tools/call, p99", "µs"),
-    ("response_p50_us", "HTTP: response of process_batch(count=1), p50", "µs"),
-]
-
-
 @dataclass(frozen=True)
-class HttpFirstProgress(Scenario):
-    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken on one
-    session: time from sending the POST to its progress event, and to the response."""
+class HttpFirstProgress(FirstProgress):
+    """FirstProgress on one Streamable HTTP session: from sending the POST to its progress
+    event, and to the response."""
 
     kind: ClassVar[str] = "http-first-progress"
     targets: ClassVar[tuple[str, ...] | None] = PROGRESS_TARGETS
-    calls: int = 200
-    warmup: int = 20
-
     title: ClassVar[str] = "HTTP first progress x{calls}"
+    prefix: ClassVar[str] = "http.fp"
+    label_prefix: ClassVar[str] = "HTTP: "
+    section: ClassVar[str] = HTTP
 
-    def metrics(self) -> list[Metric]:
-        return declare("http.fp", FIRST_PROGRESS, HTTP)
-
-    async def run(self, target: LoadTarget) -> dict[str, float]:
-        first: list[float] = []
-        reply: list[float] = []
+    @contextlib.asynccontextmanager
+    async def caller(self, target: LoadTarget) -> AsyncIterator[Caller]:
+        """One session's call of the scenario, for a progress token."""
         async with http_client() as http:
             session = await LoadSession.open(http, http_url(target), target.bearer)
-            for index in range(self.warmup + self.calls):
-                token = f"first-{index}"
+
+            async def call(token: str) -> tuple[float, float]:
                 seen: list[float] = []
 
-                def note(message: JsonObject, token: str = token, seen: list[float] = seen) -> None:
-                    params = message.get("params") or {}
+                def note(message: JsonObject) -> None:
                     if message.get("method") == "notifications/progress":
-                        if params.get("progressToken") != token:
+                        if (message.get("params") or {}).get("progressToken") != token:
                             raise UnexpectedReply(f"progress for another token: {message!r:.300}")
                         seen.append(time.perf_counter())
 
                 sent = time.perf_counter()
-                params = tool_call_params("process_batch", {"count": 1, "item_ms": 0}, token)
+                params = tool_call_params("process_batch", FIRST_ARGUMENTS, token)
                 response = await session.request("tools/call", params, note)
                 done = time.perf_counter()
                 structured = (response.get("result") or {}).get("structuredContent") or {}
                 if not seen or structured.get("processed") != 1:
-                    raise UnexpectedReply(f"call {index}: no progress or {response!r:.300}")
-                if index >= self.warmup:
-                    first.append(seen[0] - sent)
-                    reply.append(done - sent)
+                    raise UnexpectedReply(f"{token}: no progress or {response!r:.300}")
+                return seen[0] - sent, done - sent
+
+            yield call
             await session.close()
-        p50, p99, _ = latency_summary(first, 1e6)
-        return self.values(p50, p99, percentile(reply, 0.5) * 1e6 if reply else math.nan)
 
 
 # What the servers that speak only Streamable HTTP run.

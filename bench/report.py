@@ -19,7 +19,18 @@ from typing import Any
 from bench.measure import median, spread
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = "django channels daphne uvicorn uvloop httptools websockets mcp starlette orjson".split()
+PACKAGES = [
+    "django",
+    "channels",
+    "daphne",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "websockets",
+    "mcp",
+    "starlette",
+    "orjson",
+]
 INTEGER_UNITS = ("calls/s", "µs", "images/s", "items")
 SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
 # Variants of the service compared side by side when both ran: the two keys, the column heads.

@@ -11,7 +11,7 @@ import functools
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,7 +19,7 @@ import orjson
 from websockets.exceptions import ConnectionClosed
 
 from bench.measure import CpuSample, percentile, rss_kib, settled
-from bench.report import MODERN, SUMMARY, Goal, Goals, Metric, Row, declare
+from bench.report import MODERN, PROGRESS, SUMMARY, Goal, Goals, Metric, Row, declare
 from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
 from mcp_server.client.wire import (
     INITIALIZED,
@@ -469,6 +469,65 @@ class ConnectInitialize(Scenario):
             finally:
                 await client.close()
         return self.values(*latency_summary(samples, 1e6)[:2])
+
+
+# The call of the first-progress scenarios: (first progress, reply) seconds after sending it.
+Caller = Callable[[str], Awaitable[tuple[float, float]]]
+FIRST_ARGUMENTS = {"count": 1, "item_ms": 0}
+
+
+@dataclass(frozen=True)
+class FirstProgress(Scenario):
+    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken: time from
+    sending the call to its only progress notification, and to its reply."""
+
+    kind: ClassVar[str] = "first-progress"
+    calls: int = 200
+    warmup: int = 20
+
+    title: ClassVar[str] = "first progress x{calls}"
+    prefix: ClassVar[str] = "fp"
+    label_prefix: ClassVar[str] = ""
+    section: ClassVar[str] = PROGRESS
+
+    def metrics(self) -> list[Metric]:
+        """p50 and p99 of the first progress and of the reply."""
+        first, response = "first progress after sending tools/call", "response of process_batch"
+        parts = (("first", first), ("response", f"{response}(count=1)"))
+        rows = [
+            (f"{key}_{p}_us", f"{self.label_prefix}{what}, {p}", "µs")
+            for key, what in parts
+            for p in ("p50", "p99")
+        ]
+        return declare(self.prefix, rows, self.section)
+
+    @contextlib.asynccontextmanager
+    async def caller(self, target: LoadTarget) -> AsyncIterator[Caller]:
+        """One connection's call of the scenario, for a progress token."""
+        client = await connect(target.url)
+
+        async def call(token: str) -> tuple[float, float]:
+            trace = await traced_call(client, "process_batch", FIRST_ARGUMENTS, token)
+            if not trace.notes or trace.structured().get("processed") != 1:
+                raise UnexpectedReply(f"{token}: no progress or {trace.reply!r:.300}")
+            return trace.notes[0][1] - trace.sent, trace.done - trace.sent
+
+        try:
+            yield call
+        finally:
+            await close_all([client])
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        """The calls one after the other, the warm-up's not counted."""
+        first: list[float] = []
+        reply: list[float] = []
+        async with self.caller(target) as call:
+            for index in range(self.warmup + self.calls):
+                to_first, to_reply = await call(f"first-{index}")
+                if index >= self.warmup:
+                    first.append(to_first)
+                    reply.append(to_reply)
+        return self.values(*(percentile(s, p) * 1e6 for s in (first, reply) for p in (0.5, 0.99)))
 
 
 @dataclass(frozen=True)

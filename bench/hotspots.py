@@ -75,20 +75,24 @@ def share_under(collapsed: Path, parts: tuple[str, ...]) -> int:
     )
 
 
+SCENARIOS = {
+    "throughput": Throughput,
+    "http": HttpThroughput,
+    "modern": ModernThroughput,
+    "http-modern": HttpModernThroughput,
+    "connect": ConnectInitialize,
+    "storm": ConnectionStorm,
+}
+
+
 def load_for(args: argparse.Namespace) -> Scenario:
-    """Back-to-back calls (over WebSocket or Streamable HTTP), connect+initialize in a loop, or
-    a connection storm (sample it with --seconds shorter than the storm)."""
-    window = args.seconds + 600.0
-    modern = {"modern": ModernThroughput, "http-modern": HttpModernThroughput}.get(args.scenario)
-    if modern is not None:
-        return modern(args.concurrency, warmup_s=0.5, window_s=window)
-    if args.scenario == "http":
-        return HttpThroughput(args.concurrency, warmup_s=0.5, window_s=window)
+    """Back-to-back calls (over WebSocket or Streamable HTTP, either revision), connect+initialize
+    in a loop, or a connection storm (sample it with --seconds shorter than the storm)."""
     if args.scenario == "connect":
         return ConnectInitialize(count=1_000_000)
     if args.scenario == "storm":
         return ConnectionStorm(connections=args.connections)
-    return Throughput(args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
+    return SCENARIOS[args.scenario](args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,8 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     option = parser.add_argument
     option("--target", choices=TARGETS, default="service")
-    scenarios = ("throughput", "http", "modern", "http-modern", "connect", "storm")
-    option("--scenario", choices=scenarios, default="throughput")
+    option("--scenario", choices=tuple(SCENARIOS), default="throughput")
     option("--concurrency", type=int, default=50, help="for throughput and http")
     option("--connections", type=int, default=10_000, help="for storm")
     option("--seconds", type=float, default=10.0)
@@ -163,15 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                     loadgen.terminate()  # the load outlasts the recording
                     loadgen.wait(timeout=30)
     own, inclusive, focus, total = top_functions(collapsed, args.top, args.thread)
-    under = {
-        "connect": "connect+initialize",
-        "storm": f"a storm of {args.connections:,}",
-        "http": f"HTTP C={args.concurrency}",
-        "modern": f"2026-07-28 C={args.concurrency}",
-        "http-modern": f"HTTP 2026-07-28 C={args.concurrency}",
-    }
     who = f" ({args.thread} threads)" if args.thread else ""
-    load_text = under.get(args.scenario, f"C={args.concurrency}")
+    load_text = "connect+initialize" if args.scenario == "connect" else load.label
     print(f"{total} samples of {target.key}{who} under {load_text}; stacks in {collapsed}")
     parts = tuple(part for part in args.share.split(",") if part)
     if parts:

@@ -201,14 +201,7 @@ def measure_server(
     plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
     name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
     with running(target, port, logs=logs, name=name, cpu=cpu) as server:
-        load = LoadTarget(
-            [url for url in [target.ws_url(port)] if url],
-            {"server": server.pid},
-            cpu,
-            target.peer_ws_url(port),
-            target.http_url(port),
-            target.bearer,
-        )
+        load = target.load_target(port, server.pid, cpu)
         measured = run_scenarios(plan, [server], load, pinning)
     warn_on_errors(server)
     return measured

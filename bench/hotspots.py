@@ -22,7 +22,7 @@ from bench.harness import loadgen_command, log, running, scratch_dir
 from bench.http_load import HttpModernThroughput, HttpThroughput
 from bench.pyspy import collapsed_stacks, py_spy_path
 from bench.report import ROOT
-from bench.scenarios import ConnectInitialize, LoadTarget, ModernThroughput, Scenario, Throughput
+from bench.scenarios import ConnectInitialize, ModernThroughput, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
 from bench.storm import ConnectionStorm
 from mcp_server.processes import free_port, raise_nofile_limit
@@ -147,13 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         target.prepare(workdir)
         port = free_port()
         with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
-            urls = [url for url in [target.ws_url(port)] if url]
-            load_target = LoadTarget(
-                urls,
-                {"server": server.pid},
-                http_url=target.http_url(port),
-                bearer=target.bearer,
-            )
+            load_target = target.load_target(port, server.pid, server_cpu)
             command = loadgen_command(load, load_target, client_cpu)
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from bench.http_load import HTTP_KINDS
 from bench.report import ROOT
+from bench.scenarios import LoadTarget
 from clients.envs import DJANGO_MCPZ, PythonEnv
 from clients.envs import FASTMCP as FASTMCP_ENV
 from mcp_server.processes import ManagedProcess, free_port, run_checked, scrubbed_env, stop_all
@@ -146,22 +147,9 @@ class Target(ABC):
         """The server's environment."""
         return dict(os.environ)
 
-    def ws_url(self, port: int) -> str | None:
-        """The MCP WebSocket URL (None: the server has none)."""
-        return f"ws://{HOST}:{port}/mcp"
-
-    def peer_ws_url(self, port: int) -> str | None:
-        """The MCP WebSocket URL as a caller of another tenant; None when there is none."""
-        return None
-
-    def http_url(self, port: int) -> str | None:
-        """The Streamable HTTP endpoint (None: the server has none)."""
-        return None
-
-    @property
-    def bearer(self) -> str | None:
-        """The `Authorization: Bearer` token of the HTTP endpoint (None: no auth)."""
-        return None
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """Where the load generator finds the server on `port` (process `pid`, on `cpu`)."""
+        return LoadTarget([f"ws://{HOST}:{port}/mcp"], {"server": pid}, cpu)
 
 
 @dataclass
@@ -276,22 +264,15 @@ class ServiceTarget(Target):
         metrics_dir.mkdir()
         return env | {"MCP_METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
-    def ws_url(self, port: int) -> str:
-        """The endpoint with the token in the query, as the SDK clients must send it."""
-        return f"ws://{HOST}:{port}/mcp?token={self.setup.token}"
-
-    def peer_ws_url(self, port: int) -> str | None:
-        """The endpoint with the second tenant's token."""
-        return f"ws://{HOST}:{port}/mcp?token={self.setup.peer_token}"
-
-    def http_url(self, port: int) -> str | None:
-        """The same path over Streamable HTTP (the token goes in a header, never the URL)."""
-        return f"http://{HOST}:{port}/mcp"
-
-    @property
-    def bearer(self) -> str | None:
-        """The bench user's token."""
-        return self.setup.token
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """The endpoint with each tenant's token in the query (as the SDK clients must send
+        it), and the same path over Streamable HTTP (the token in a header, never the URL)."""
+        ws, (token, peer) = (
+            f"ws://{HOST}:{port}/mcp?token=",
+            (self.setup.token, self.setup.peer_token),
+        )
+        http = f"http://{HOST}:{port}/mcp"
+        return LoadTarget([f"{ws}{token}"], {"server": pid}, cpu, f"{ws}{peer}", http, token)
 
 
 class ScriptTarget(Target):
@@ -321,13 +302,11 @@ class ScriptTarget(Target):
         python = str(self.python_env.python) if self.python_env is not None else PYTHON
         return [python, str(ROOT / "bench" / self.script), "--host", HOST, "--port", str(port)]
 
-    def ws_url(self, port: int) -> str | None:
-        """`ws://127.0.0.1:PORT/mcp`, or None for an HTTP server."""
-        return None if self.python_env else super().ws_url(port)
-
-    def http_url(self, port: int) -> str | None:
-        """`http://127.0.0.1:PORT/mcp` for an HTTP server."""
-        return f"http://{HOST}:{port}/mcp" if self.python_env else None
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """The WebSocket endpoint, or for an HTTP server `http://127.0.0.1:PORT/mcp` alone."""
+        if self.python_env is None:
+            return super().load_target(port, pid, cpu)
+        return LoadTarget([], {"server": pid}, cpu, http_url=f"http://{HOST}:{port}/mcp")
 
 
 SDK = ScriptTarget(

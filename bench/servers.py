@@ -267,10 +267,7 @@ class ServiceTarget(Target):
     def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
         """The endpoint with each tenant's token in the query (as the SDK clients must send
         it), and the same path over Streamable HTTP (the token in a header, never the URL)."""
-        ws, (token, peer) = (
-            f"ws://{HOST}:{port}/mcp?token=",
-            (self.setup.token, self.setup.peer_token),
-        )
+        ws, token, peer = f"ws://{HOST}:{port}/mcp?token=", self.setup.token, self.setup.peer_token
         http = f"http://{HOST}:{port}/mcp"
         return LoadTarget([f"{ws}{token}"], {"server": pid}, cpu, f"{ws}{peer}", http, token)
 

@@ -20,7 +20,7 @@ from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
 from bench.http_load import HttpModernThroughput, HttpThroughput
-from bench.pyspy import collapsed_stacks, py_spy_path
+from bench.pyspy import collapsed_stacks, py_spy_path, record_command
 from bench.report import ROOT
 from bench.scenarios import ConnectInitialize, ModernThroughput, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
@@ -131,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start the server, load it, sample it, print the hot spots."""
     args = parse_args(argv)
     raise_nofile_limit()
-    spy = py_spy_path()
-    if spy is None:
+    if py_spy_path() is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     server_cpu, client_cpu = (None, None) if args.no_pin else (0, 1)
     target = make_target(args.target)
@@ -152,9 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:
                     log(f"py-spy record of {target.key} for {args.seconds:.0f} s")
-                    record = [spy, "record", "--pid", str(server.pid), "--format", "raw"]
-                    record += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
-                    record += ["--output", str(collapsed), *sampling]
+                    sampling += ["--duration", str(round(args.seconds))]
+                    record = record_command(server.pid, args.rate, collapsed, *sampling)
                     subprocess.run(record, check=True, capture_output=True)
                 finally:
                     loadgen.terminate()  # the load outlasts the recording

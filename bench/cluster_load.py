@@ -75,12 +75,7 @@ class ClusterThroughput(Throughput):
     database_url: str = ""
 
     def metrics(self) -> list[Metric]:
-        c = self.concurrency
-        rows: list[Row] = [
-            ("calls_per_s", f"calls/s, C={c}", "calls/s", True),
-            ("p50_us", f"p50 latency, C={c}", "µs"),
-            ("p99_us", f"p99 latency, C={c}", "µs"),
-        ]
+        c, rows = self.concurrency, self.rows()[:3]  # calls/s, p50, p99 as Throughput's
         rows += [(f"cpu_us_per_call.{part}", f"{text}, C={c}", "µs") for part, text in CPU_PARTS]
         busy = [("cpu_pct.machine", f"whole machine busy, C={c} (200 % = both CPUs)", "%")]
         return declare(f"c{c}", rows, CALLS) + declare(f"c{c}", busy)

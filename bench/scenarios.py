@@ -345,10 +345,10 @@ class Throughput(Scenario):
     # The per-request `_meta` of a 2026-07-28 client (None: the handshake era's calls).
     request_meta: ClassVar[JsonObject | None] = None
 
-    def metrics(self) -> list[Metric]:
+    def rows(self) -> list[Row]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
-        c, goals, at = self.concurrency, self.goals.get(self.concurrency, {}), self.label_prefix
-        rows: list[Row] = [
+        c, at = self.concurrency, self.label_prefix
+        return [
             ("calls_per_s", f"{at}calls/s, C={c}", "calls/s", True),
             ("p50_us", f"{at}p50 latency, C={c}", "µs"),
             ("p99_us", f"{at}p99 latency, C={c}", "µs"),
@@ -357,6 +357,10 @@ class Throughput(Scenario):
             ("client_cpu_pct", f"{at}load generator CPU, C={c}", "%"),
             ("foreign_cpu_pct", f"{at}other processes on the server's CPU, C={c}", "%"),
         ]
+
+    def metrics(self) -> list[Metric]:
+        """The rows; the headline ones in the report's `section` with their goals."""
+        c, goals, rows = self.concurrency, self.goals.get(self.concurrency, {}), self.rows()
         summary = 4 if c == 50 else 3  # the CPU per call is a headline figure at C=50
         prefix = f"{self.prefix}{c}"
         return declare(prefix, rows[:summary], self.section, goals) + declare(

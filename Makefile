@@ -96,6 +96,7 @@ conformance-server: install $(CONFORMANCE_STAMP)
 	$(PY) $(CONFORMANCE)/run.py --serve --port 8765
 
 bench: install
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/run.py
 
 clean:

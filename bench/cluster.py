@@ -15,18 +15,19 @@ import argparse
 import math
 import re
 import resource
-import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import psycopg
 import redis
 
 from bench.cluster_load import (
     ClusterThroughput,
     FanOutImages,
-    FirstProgress,
     ProgressStream,
     Scale,
     postgres_backends,
@@ -57,6 +58,7 @@ from bench.report import (
     RunResults,
     ServerInfo,
     cluster_tables,
+    declare,
     machine_facts,
     now,
     per_server_sections,
@@ -64,12 +66,13 @@ from bench.report import (
     run_line,
     table,
 )
-from bench.scenarios import LoadTarget, Scenario
+from bench.scenarios import FirstProgress, LoadTarget, Scenario
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     DEFAULT_REDIS_URL,
     IMAGES_TIMEOUT,
     ClusterDeployment,
+    ClusterProcesses,
     manage,
 )
 
@@ -82,10 +85,9 @@ FANOUT_DIR = "fanout"
 # Worker mode measures the hand-off itself: even the trivial tool, short and so run by the web
 # process under its default placement, goes to the worker.
 ALL_ON_WORKERS = {"MCP_TOOL_PLACEMENT": "add=worker"}
-RSS_SAMPLE_INTERVAL = 0.2
 # The scale scenario runs many operations for one user: lift the per-process limits above it.
-SCALE_LIMITS = ["OPERATIONS", "OPERATIONS_PER_USER", "OPERATIONS_PER_TENANT", "IN_FLIGHT_PER_USER"]
-SCALE_LIMITS += ["IN_FLIGHT_PER_TENANT"]
+SCALE_LIMITS = "OPERATIONS OPERATIONS_PER_USER OPERATIONS_PER_TENANT IN_FLIGHT_PER_USER "
+SCALE_LIMITS += "IN_FLIGHT_PER_TENANT"
 # What the scale run counts in the logs afterwards: (metric, label, text in the line).
 LOG_COUNTS = (
     ("dropped", "progress messages dropped (channel full, logged)", "is full: dropped"),
@@ -94,6 +96,27 @@ LOG_COUNTS = (
     ("history_failed", "failed history writes (logged)", "history write failed"),
 )
 STILL_RUNNING = re.compile(r"stopping: (\d+) operations get")
+# The scale run's figures of each process (`<key>.<process>`), then of the whole deployment.
+PER_PROCESS = (
+    ("peak_mib", "peak RSS (VmHWM)", "MiB"),
+    ("rss_before_mib", "RSS before the calls", "MiB"),
+    ("cpu_pct", "CPU during the run", "%"),
+    ("loop_cpu_pct", "of which its event loop thread", "%"),
+)
+SCALE_TOTALS = [
+    ("cpu_pct.redis", "CPU during the run, Redis", "%"),
+    ("cpu_pct.postgres", "CPU during the run, PostgreSQL backends", "%"),
+    ("cpu_pct.client", "CPU during the run, load generator", "%"),
+    ("cpu_pct.machine", "whole machine busy during the run (200 % = both CPUs)", "%"),
+    ("cpu_pct.other", "other processes during the run (not this benchmark's)", "%"),
+    ("history.succeeded", "history: operations succeeded", "items", True),
+    ("history.interrupted", "history: operations marked interrupted", "items"),
+    ("history.started", "history: operations with a start time", "items", True),
+    ("history.last_start_s", "history: first queued to last started", "s"),
+    ("still_running", "operations still running in the worker(s) at stop", "items"),
+    *((key, label, "items") for key, label, _ in LOG_COUNTS),
+    ("errors", "error lines in the server logs", "items"),
+]
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -158,9 +181,8 @@ class ClusterOptions:
 
     def names(self) -> list[str]:
         """The scale run's processes: web1.., worker1.."""
-        return [f"web{i + 1}" for i in range(self.scale_web)] + [
-            f"worker{i + 1}" for i in range(self.scale_workers)
-        ]
+        web = [f"web{i + 1}" for i in range(self.scale_web)]
+        return web + [f"worker{i + 1}" for i in range(self.scale_workers)]
 
     def scale(self) -> Scale:
         """The scale scenario of these options."""
@@ -170,38 +192,23 @@ class ClusterOptions:
         """The fan-out scenario of these options (`tenant_root`: where thumbnails go)."""
         return FanOutImages(self.fanout_images, FANOUT_DIR, tenant_root=tenant_root)
 
+    def plan(self, mode: str, database_url: str = "") -> list[Scenario]:
+        """What one mode runs: the trivial calls, and the first progress (not placed:
+        process_batch is on the worker, as in worker mode)."""
+        plan: list[Scenario] = [
+            ClusterThroughput(c, self.warmup_s, self.window_s, database_url)
+            for c in self.concurrency
+        ]
+        first = self.first_progress_calls and mode != PLACED
+        return plan + ([FirstProgress(self.first_progress_calls)] if first else [])
+
     def metrics(self) -> list[Metric]:
         """Every metric the cluster benchmark may report, in display order."""
-        metrics = [m for c in self.concurrency for m in ClusterThroughput(c).metrics()]
-        metrics += [*FirstProgress().metrics(), *HOP_METRICS, *self.scale().metrics()]
-        if self.fanout_images:
-            metrics += self.fanout().metrics()
-
-        def scale(key: str, label: str, unit: str, higher: bool = False) -> Metric:
-            return Metric(key, label, unit, higher, section=SCALE)
-
-        for prefix, text, unit in (
-            ("peak_mib", "peak RSS (VmHWM)", "MiB"),
-            ("rss_before_mib", "RSS before the calls", "MiB"),
-            ("cpu_pct", "CPU during the run", "%"),
-            ("loop_cpu_pct", "of which its event loop thread", "%"),
-        ):
-            metrics += [scale(f"{prefix}.{name}", f"{text}, {name}", unit) for name in self.names()]
-        metrics += [
-            scale("cpu_pct.redis", "CPU during the run, Redis", "%"),
-            scale("cpu_pct.postgres", "CPU during the run, PostgreSQL backends", "%"),
-            scale("cpu_pct.client", "CPU during the run, load generator", "%"),
-            scale("cpu_pct.machine", "whole machine busy during the run (200 % = both CPUs)", "%"),
-            scale("cpu_pct.other", "other processes during the run (not this benchmark's)", "%"),
-            scale("history.succeeded", "history: operations succeeded", "items", True),
-            scale("history.interrupted", "history: operations marked interrupted", "items"),
-            scale("history.started", "history: operations with a start time", "items", True),
-            scale("history.last_start_s", "history: first queued to last started", "s"),
-            scale("still_running", "operations still running in the worker(s) at stop", "items"),
-            *(scale(key, label, "items") for key, label, _ in LOG_COUNTS),
-            scale("errors", "error lines in the server logs", "items"),
-        ]
-        return metrics
+        metrics = [metric for scenario in self.plan(INLINE) for metric in scenario.metrics()]
+        metrics += [*HOP_METRICS, *self.scale().metrics()]
+        metrics += self.fanout().metrics() if self.fanout_images else []
+        each = [(f"{k}.{n}", f"{text}, {n}", u) for k, text, u in PER_PROCESS for n in self.names()]
+        return metrics + declare("", [*each, *SCALE_TOTALS], SCALE)
 
 
 def redis_info(redis_url: str) -> dict[str, Any]:
@@ -221,6 +228,11 @@ def redis_server_pid(redis_url: str) -> int | None:
     return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
+def errors(processes: ClusterProcesses) -> dict[str, float]:
+    """`errors`: the error lines the processes logged (the first ones printed)."""
+    return {"errors": float(sum(warn_on_errors(process) for process in processes.all))}
+
+
 def measure_mode(
     deployment: ClusterDeployment,
     options: ClusterOptions,
@@ -229,20 +241,13 @@ def measure_mode(
     logs: Path,
     rep: int,
 ) -> dict[str, float]:
-    """Throughput, first progress (not placed: process_batch is on the worker as in worker
-    mode) and (worker) the progress hop of one mode: inline, worker, placed."""
-    execution = INLINE if mode == INLINE else WORKER
+    """The plan of one mode (inline, worker, placed) and, in worker mode, the progress hop."""
     workers = 0 if mode == INLINE else 1
     redis_pid = redis_server_pid(options.redis_url)
-    plan: list[Scenario] = [
-        ClusterThroughput(c, options.warmup_s, options.window_s, deployment.database_url)
-        for c in options.concurrency
-    ]
-    if options.first_progress_calls and mode != PLACED:
-        plan.append(FirstProgress(options.first_progress_calls))
+    plan = options.plan(mode, deployment.database_url)
     with deployment.running(
         f"{mode}-{rep}",
-        execution=execution,
+        execution=INLINE if mode == INLINE else WORKER,
         web=1,
         workers=workers,
         cpu=pinning.server_cpu,
@@ -253,77 +258,79 @@ def measure_mode(
         pids = {"web": processes.web[0].pid}
         pids |= {"worker": processes.workers[0].pid} if workers else {}
         pids |= {"redis": redis_pid} if redis_pid is not None else {}
-        target = LoadTarget(urls, pids)
-        measured = run_scenarios(plan, processes.all, target, pinning)
+        measured = run_scenarios(plan, processes.all, LoadTarget(urls, pids), pinning)
         if mode == WORKER and options.stream_calls > 0:
-            if redis_cli_path() is None:
-                log("    progress hop: redis-cli is missing, not measured")
-            else:
-                output = logs / f"monitor-{rep}.txt"
-                stream = ProgressStream(options.stream_calls)
-                with monitoring(options.redis_url, output):
-                    _, samples = run_load(stream, LoadTarget(urls, {}), pinning.client_cpu)
-                sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
-                hop = hop_metrics(sends, list(samples.get("calls", [])))
-                log(f"    progress hop: {summary(hop)}")
-                measured.update(hop)
+            measured |= progress_hop(
+                deployment, options, urls, pinning, logs / f"monitor-{rep}.txt"
+            )
             check_alive(processes.all, "progress stream")
-    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
-    return measured
+    return measured | errors(processes)
 
 
-class MemoryWatch:
-    """Samples VmRSS of some processes in a thread; the peaks it saw."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.peak_kib: dict[str, int] = dict.fromkeys(pids, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in self.pids.items():
-                self.peak_kib[name] = max(self.peak_kib[name], status_kib(pid) or 0)
-            self._stop.wait(RSS_SAMPLE_INTERVAL)
-
-    def __enter__(self) -> MemoryWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+def progress_hop(
+    deployment: ClusterDeployment,
+    options: ClusterOptions,
+    urls: list[str],
+    pinning: Pinning,
+    output: Path,
+) -> dict[str, float]:
+    """The progress stream's notifications matched with Redis MONITOR's trace of them."""
+    if redis_cli_path() is None:
+        log("    progress hop: redis-cli is missing, not measured")
+        return {}
+    stream = ProgressStream(options.stream_calls)
+    with monitoring(options.redis_url, output):
+        _, samples = run_load(stream, LoadTarget(urls, {}), pinning.client_cpu)
+    sends = parse_progress_sends(output, deployment.prefix, options.redis_db)
+    hop = hop_metrics(sends, list(samples.get("calls", [])))
+    log(f"    progress hop: {summary(hop)}")
+    return hop
 
 
-Readings = tuple[dict[str, float], dict[int, float]]
-Measured = dict[str, float]
+@dataclass(frozen=True)
+class Usage:
+    """Cumulative CPU seconds at one instant of a scale run's processes (their event loop
+    thread, the others), the machine, Redis, this harness's finished children (the load
+    generator), and of the database's backends by pid."""
 
+    threads: dict[str, tuple[float, float]]
+    totals: dict[str, float]
+    backends: dict[int, float]
 
-def machine_cpu(deployment: ClusterDeployment, redis_url: str) -> Readings:
-    """Cumulative CPU seconds now of the machine, Redis and this harness's finished children
-    (the load generator), and of the database's backends by pid."""
-    redis_pid = redis_server_pid(redis_url)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    totals = {"machine": busy_seconds(), "redis": cpu_seconds(redis_pid) if redis_pid else 0.0}
-    totals["client"] = usage.ru_utime + usage.ru_stime
-    return totals, {pid: cpu_seconds(pid) for pid in postgres_backends(deployment.database_url)}
+    @classmethod
+    def take(cls, pids: Mapping[str, int], deployment: ClusterDeployment) -> Usage:
+        """Read them now."""
+        redis_pid = redis_server_pid(deployment.redis_url)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        totals = {"machine": busy_seconds(), "redis": cpu_seconds(redis_pid) if redis_pid else 0.0}
+        totals["client"] = children.ru_utime + children.ru_stime
+        backends = postgres_backends(deployment.database_url)
+        threads = {name: _thread_split(pid) for name, pid in pids.items()}
+        return cls(threads, totals, {pid: cpu_seconds(pid) for pid in backends})
 
-
-def _machine_used(before: Readings, after: Readings) -> dict[str, float]:
-    """CPU seconds between two readings; a backend that started in between counts from zero."""
-    (totals_0, backends_0), (totals_1, backends_1) = before, after
-    used = {key: totals_1[key] - value for key, value in totals_0.items()}
-    return used | {
-        "postgres": sum(cpu - backends_0.get(pid, 0.0) for pid, cpu in backends_1.items())
-    }
+    def until(self, end: Usage, wall: float) -> dict[str, float]:
+        """Shares of one CPU (%) from here to `end`: each process and its loop, each part of
+        the machine; a backend that started in between counts from zero."""
+        used = {key: end.totals[key] - value for key, value in self.totals.items()}
+        used["postgres"] = sum(
+            cpu - self.backends.get(pid, 0.0) for pid, cpu in end.backends.items()
+        )
+        shares, ours = {}, 0.0
+        for name, (loop_0, rest_0) in self.threads.items():
+            loop_1, rest_1 = end.threads[name]
+            shares[f"cpu_pct.{name}"] = (loop_1 + rest_1 - loop_0 - rest_0) / wall * 100
+            shares[f"loop_cpu_pct.{name}"] = (loop_1 - loop_0) / wall * 100
+            ours += loop_1 + rest_1 - loop_0 - rest_0
+        shares |= {f"cpu_pct.{name}": seconds / wall * 100 for name, seconds in used.items()}
+        accounted = ours + sum(seconds for name, seconds in used.items() if name != "machine")
+        return shares | {"cpu_pct.other": max(0.0, used["machine"] - accounted) / wall * 100}
 
 
 def _thread_split(pid: int) -> tuple[float, float]:
     """CPU seconds of a process's main thread (its event loop) and of its other threads."""
     try:
         times = thread_cpu_seconds(pid)
-    except OSError:
+    except psutil.Error:
         return math.nan, math.nan
     return times.pop(pid, 0.0), sum(times.values())
 
@@ -358,7 +365,7 @@ def measure_scale(
 ) -> dict[str, float]:
     """N connections over the web processes, each with a running process_batch."""
     limit = str(max(2 * options.scale_connections, 64))
-    extra = {f"MCP_MAX_{name}": limit for name in SCALE_LIMITS} | dict(options.scale_env)
+    extra = {f"MCP_MAX_{name}": limit for name in SCALE_LIMITS.split()} | dict(options.scale_env)
     with deployment.running(
         f"scale-{rep}",
         execution=WORKER,
@@ -370,44 +377,23 @@ def measure_scale(
     ) as processes:
         pids = dict(zip(options.names(), (p.pid for p in processes.all), strict=True))
         before = {name: status_kib(pid) or 0 for name, pid in pids.items()}
-        began = time.time()
-        threads_before = {name: _thread_split(pid) for name, pid in pids.items()}
-        machine_before = machine_cpu(deployment, options.redis_url)
-        with MemoryWatch(pids) as watch:
-            urls = [deployment.ws_url(port) for port in processes.ports]
-            measured, samples = run_load(options.scale(), LoadTarget(urls, {}), None)
+        began, usage = time.time(), Usage.take(pids, deployment)
+        urls = [deployment.ws_url(port) for port in processes.ports]
+        measured, samples = run_load(options.scale(), LoadTarget(urls, {}), None)
         check_alive(processes.all, "scale")
-        wall = time.time() - began
-        threads_after = {name: _thread_split(pid) for name, pid in pids.items()}
-        machine = _machine_used(machine_before, machine_cpu(deployment, options.redis_url))
-        high_water = {name: status_kib(pid, "VmHWM") or 0 for name, pid in pids.items()}
+        measured |= usage.until(Usage.take(pids, deployment), time.time() - began)
+        for name, pid in pids.items():
+            measured[f"rss_before_mib.{name}"] = before[name] / 1024
+            measured[f"peak_mib.{name}"] = (status_kib(pid, "VmHWM") or 0) / 1024
         outcomes, history = history_outcomes(deployment, began)
-    ours = 0.0
-    for name in pids:
-        (loop_0, rest_0), (loop_1, rest_1) = threads_before[name], threads_after[name]
-        measured[f"rss_before_mib.{name}"] = before[name] / 1024
-        measured[f"peak_mib.{name}"] = max(high_water[name], watch.peak_kib[name]) / 1024
-        measured[f"cpu_pct.{name}"] = (loop_1 + rest_1 - loop_0 - rest_0) / wall * 100
-        measured[f"loop_cpu_pct.{name}"] = (loop_1 - loop_0) / wall * 100
-        ours += loop_1 + rest_1 - loop_0 - rest_0
-    measured |= {f"cpu_pct.{name}": seconds / wall * 100 for name, seconds in machine.items()}
-    accounted = ours + sum(seconds for name, seconds in machine.items() if name != "machine")
-    measured["cpu_pct.other"] = max(0.0, machine["machine"] - accounted) / wall * 100
     for key, _, text in LOG_COUNTS:
         measured[key] = float(sum(process.count_lines(text) for process in processes.all))
-    stopped = (
-        int(found.group(1))
-        for w in processes.workers
-        for found in STILL_RUNNING.finditer(w.log_text())
-    )
-    measured["still_running"] = float(sum(stopped))
-    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
-    measured |= history
+    logged = (w.log_text() for w in processes.workers)
+    stopped = (int(found.group(1)) for text in logged for found in STILL_RUNNING.finditer(text))
+    measured |= {"still_running": float(sum(stopped))} | errors(processes) | history
     log(f"    scale: {summary(measured)}")
-    for kind, count in {
-        **samples.get("problems", {}),
-        **{f"history: {k}": n for k, n in outcomes.items()},
-    }.items():
+    problems = samples.get("problems", {}) | {f"history: {k}": n for k, n in outcomes.items()}
+    for kind, count in problems.items():
         log(f"    {count} x {kind}")
     for line in samples.get("final_missing", [])[:10]:
         log(f"    final progress missing: {line}")
@@ -419,71 +405,99 @@ def measure_fanout(
 ) -> dict[str, float]:
     """One process_images over the demo set, fanned out over 1 or 2 workers (one pool process
     each, not pinned), with pings on a second connection."""
-    workers = FANOUT_WORKERS[mode]
     with deployment.running(
         f"{mode}-{rep}",
         execution=WORKER,
         web=1,
-        workers=workers,
+        workers=FANOUT_WORKERS[mode],
         cpu=None,
         logs=logs,
         extra_env={"MCP_FANOUT_PROCESSES": "1"},
     ) as processes:
         urls = [deployment.ws_url(processes.ports[0])]
         target = LoadTarget(urls, {"server": processes.workers[0].pid})
-        tenant_root = str(deployment.var_dir / "data" / deployment.account)
-        plan = [options.fanout(tenant_root)]
+        plan = [options.fanout(str(deployment.var_dir / "data" / deployment.account))]
         measured = run_scenarios(plan, processes.all, target, Pinning(None, None))
-    measured["errors"] = float(sum(warn_on_errors(process) for process in processes.all))
-    return measured
+    return measured | errors(processes)
 
 
 def fanout_table(results: RunResults, options: ClusterOptions) -> list[str]:
-    """images/s and ping latency with 1 and 2 workers, and their ratio (target: >= 1.6x)."""
-    scenario = options.fanout()
+    """images/s and ping p99 with 1 and 2 workers, and their ratio (target: >= 1.6x)."""
+    declared = {metric.key: metric for metric in options.fanout().metrics()}
     rows = []
-    for key, label, unit in (
-        (f"{scenario.kind}.images_per_s", "images/s", "images/s"),
-        (f"{scenario.kind}.p99_us", "ping p99 meanwhile", "µs"),
-    ):
-        one, two = results.median(FANOUT_1, key), results.median(FANOUT_2, key)
+    for key in (f"{FanOutImages.kind}.images_per_s", f"{FanOutImages.kind}.p99_us"):
+        one, two = (results.median(mode, key) for mode in (FANOUT_1, FANOUT_2))
         ratio = two / one if one else math.nan
-        rows.append([f"{label} ({unit})", f"{one:,.0f}", f"{two:,.0f}", f"{ratio:.2f}x"])
+        rows.append([declared[key].head, f"{one:,.0f}", f"{two:,.0f}", f"{ratio:.2f}x"])
     return table(["metric", "1 worker", "2 workers", "2 / 1"], rows)
 
 
-def run_cluster(
-    options: ClusterOptions, pinning: Pinning, workdir: Path, *, keep_database: bool
-) -> RunResults:
-    """Every repetition of the three scenarios on one fresh database; the results."""
+def modes(options: ClusterOptions) -> list[ServerInfo]:
+    """The deployments the options measure, in order."""
     scale_info = f"{options.scale_connections:,} connections, each running process_batch (count "
     scale_info += f"{options.scale_count}, item_ms {options.scale_item_ms:g}); not pinned"
     scale_info += "".join(f", {name}={value}" for name, value in options.scale_env)
     both = "one manage.py serve and one manage.py runoperations"
     scale_title = f"{options.scale_web} manage.py serve and {options.scale_workers} runoperations"
     compared = bool(options.concurrency or options.first_progress_calls)
-    modes = [
-        ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
-        ServerInfo(
-            WORKER, both, "MCP_EXECUTION=worker, MCP_TOOL_PLACEMENT=add=worker, both on CPU 0"
-        ),
-        ServerInfo(
-            PLACED, both, "MCP_EXECUTION=worker, default placement (add is local), both on CPU 0"
-        ),
-        ServerInfo(SCALE, scale_title, scale_info),
-        ServerInfo(FANOUT_1, "one serve, one runoperations", "MCP_FANOUT_PROCESSES=1"),
-        ServerInfo(FANOUT_2, "one serve, two runoperations", "MCP_FANOUT_PROCESSES=1"),
+    worker = "MCP_EXECUTION=worker, "
+    return [
+        mode
+        for mode, wanted in (
+            (
+                ServerInfo(INLINE, "one manage.py serve", "MCP_EXECUTION=inline, REDIS_URL set"),
+                compared,
+            ),
+            (
+                ServerInfo(WORKER, both, f"{worker}MCP_TOOL_PLACEMENT=add=worker, both on CPU 0"),
+                compared or options.stream_calls > 0,
+            ),
+            (
+                ServerInfo(
+                    PLACED, both, f"{worker}default placement (add is local), both on CPU 0"
+                ),
+                bool(options.concurrency),
+            ),
+            (ServerInfo(SCALE, scale_title, scale_info), options.scale_connections > 0),
+            (
+                ServerInfo(FANOUT_1, "one serve, one runoperations", "MCP_FANOUT_PROCESSES=1"),
+                options.fanout_images > 0,
+            ),
+            (
+                ServerInfo(FANOUT_2, "one serve, two runoperations", "MCP_FANOUT_PROCESSES=1"),
+                options.fanout_images > 0,
+            ),
+        )
+        if wanted
     ]
-    placed = bool(options.concurrency)
-    wanted = (
-        compared,
-        compared or options.stream_calls > 0,
-        placed,
-        options.scale_connections > 0,
-        options.fanout_images > 0,
-        options.fanout_images > 0,
-    )
+
+
+@contextmanager
+def cluster_deployment(
+    options: ClusterOptions, workdir: Path, *, keep: bool
+) -> Iterator[ClusterDeployment]:
+    """A fresh database with an account (and the fan-out's images) for the block, dropped
+    after it with the run's Redis keys unless `keep`."""
     deployment = ClusterDeployment(options.postgres_url, options.redis_url, workdir / "cluster-var")
+    log("preparing the cluster deployment (PostgreSQL database, account, token)")
+    try:
+        deployment.create()
+        if options.fanout_images:
+            demo = ["--tenant", deployment.account, "--count", str(options.fanout_images)]
+            demo += ["--dir", FANOUT_DIR]
+            manage(deployment.env("inline"), "make_demo_images", *demo, timeout=IMAGES_TIMEOUT)
+        yield deployment
+    finally:
+        if keep:
+            log(f"kept database {deployment.database} and Redis prefix {deployment.prefix}")
+        else:
+            deployment.drop()
+
+
+def run_cluster(
+    options: ClusterOptions, pinning: Pinning, workdir: Path, *, keep_database: bool
+) -> RunResults:
+    """Every repetition of the three scenarios on one fresh database; the results."""
 
     def measure(mode: ServerInfo, _: object, pinning: Pinning, logs: Path, rep: int) -> Measured:
         if mode.key == SCALE:
@@ -492,15 +506,9 @@ def run_cluster(
             return measure_fanout(deployment, options, mode.key, logs, rep)
         return measure_mode(deployment, options, mode.key, pinning, logs, rep)
 
-    log("preparing the cluster deployment (PostgreSQL database, account, token)")
-    try:
-        deployment.create()
-        if options.fanout_images:
-            demo = ["--tenant", deployment.account, "--count", str(options.fanout_images)]
-            demo += ["--dir", FANOUT_DIR]
-            manage(deployment.env("inline"), "make_demo_images", *demo, timeout=IMAGES_TIMEOUT)
+    with cluster_deployment(options, workdir, keep=keep_database) as deployment:
         return run_plan(
-            [mode for mode, on in zip(modes, wanted, strict=True) if on],
+            modes(options),
             [],
             repeats=options.repeats,
             pinning=pinning,
@@ -508,11 +516,9 @@ def run_cluster(
             measure=measure,
             metrics=options.metrics(),
         )
-    finally:
-        if keep_database:
-            log(f"kept database {deployment.database} and Redis prefix {deployment.prefix}")
-        else:
-            deployment.drop()
+
+
+Measured = dict[str, float]
 
 
 def service_versions(options: ClusterOptions) -> list[tuple[str, str]]:
@@ -538,46 +544,38 @@ def run_and_report(args: argparse.Namespace, pinning: Pinning, command: str, wor
     details += f"repetitions; {pinned}; scale runs not pinned"
     calls, progress, scale = cluster_tables(results, INLINE, WORKER)
     placed_calls = cluster_tables(results, INLINE, PLACED)[0] if options.concurrency else []
-    traced = zip(
-        results.samples(WORKER, "hop.matched"),
-        results.samples(WORKER, "hop.unmatched"),
-        strict=False,
+    hops = zip(
+        *(results.samples(WORKER, f"hop.{k}") for k in ("matched", "unmatched")), strict=False
     )
-    lines = [
-        run_line(now(), command, details),
-        "",
-        *table(["fact", "value"], [*machine_facts(), *service_versions(options)], 2),
-        "",
-        "#### Trivial calls, inline against worker",
-        "",
-        *calls,
-        "",
-        "#### Trivial calls, inline against a cluster's default placement (add runs in the web "
-        "process; issue 12's target: calls/s at least 0.9x inline)",
-        "",
-        *placed_calls,
-        "",
-        "#### Progress latency",
-        "",
-        *progress,
-        "",
-        "Notifications traced (not found) per repetition: "
-        + (", ".join(f"{a:,.0f} ({b:,.0f})" for a, b in traced) or "none"),
-        "",
-        f"#### {options.scale_connections:,} connections over {options.scale_web} web processes, "
-        f"{options.scale_workers} worker(s)",
-        "",
-        *scale,
-        "",
-        f"#### process_images x{options.fanout_images:,} fanned out over 1 and 2 workers "
-        "(issue 12's target: 2 workers >= 1.6x the images/s of 1, ping p99 <= 50 ms)",
-        "",
-        *(fanout_table(results, options) if options.fanout_images else ["not measured"]),
-        "",
-        "#### Each repetition",
-        "",
-        *per_server_sections(results, "#####"),
+    traced = ", ".join(f"{a:,.0f} ({b:,.0f})" for a, b in hops) or "none"
+    fanout = fanout_table(results, options) if options.fanout_images else ["not measured"]
+    sections = [
+        ("Trivial calls, inline against worker", calls),
+        (
+            "Trivial calls, inline against a cluster's default placement (add runs in the web "
+            "process; issue 12's target: calls/s at least 0.9x inline)",
+            placed_calls,
+        ),
+        (
+            "Progress latency",
+            [*progress, "", f"Notifications traced (not found) per repetition: {traced}"],
+        ),
+        (
+            f"{options.scale_connections:,} connections over {options.scale_web} web processes, "
+            f"{options.scale_workers} worker(s)",
+            scale,
+        ),
+        (
+            f"process_images x{options.fanout_images:,} fanned out over 1 and 2 workers "
+            "(issue 12's target: 2 workers >= 1.6x the images/s of 1, ping p99 <= 50 ms)",
+            fanout,
+        ),
+        ("Each repetition", per_server_sections(results, "#####")),
     ]
+    facts = table(["fact", "value"], [*machine_facts(), *service_versions(options)], 2)
+    lines = [run_line(now(), command, details), "", *facts, ""]
+    for title, body in sections:
+        lines += [f"#### {title}", "", *body, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.long_running import ImagesPing
 from bench.measure import busy_seconds, cpu_seconds, percentile
-from bench.report import CALLS, PROGRESS, SCALE, Metric, Row, declare
+from bench.report import CALLS, SCALE, Metric, Row, declare
 from bench.scenarios import (
     LoadTarget,
     Scenario,
@@ -37,12 +37,6 @@ CPU_PARTS = (
     ("machine", "whole machine CPU per call"),
     ("other", "other processes' CPU per call (not this benchmark's)"),
 )
-FIRST_PROGRESS: list[Row] = [
-    ("first_p50_us", "first progress after sending tools/call, p50", "µs"),
-    ("first_p99_us", "first progress after sending tools/call, p99", "µs"),
-    ("response_p50_us", "response of process_batch(count=1), p50", "µs"),
-    ("response_p99_us", "response of process_batch(count=1), p99", "µs"),
-]
 SCALE_ROWS: list[Row] = [
     ("connections", "connections opened", "items", True),
     ("calls.ok", "results received, complete", "items", True),
@@ -81,12 +75,7 @@ class ClusterThroughput(Throughput):
     database_url: str = ""
 
     def metrics(self) -> list[Metric]:
-        c = self.concurrency
-        rows: list[Row] = [
-            ("calls_per_s", f"calls/s, C={c}", "calls/s", True),
-            ("p50_us", f"p50 latency, C={c}", "µs"),
-            ("p99_us", f"p99 latency, C={c}", "µs"),
-        ]
+        c, rows = self.concurrency, self.rows()[:3]  # calls/s, p50, p99 as Throughput's
         rows += [(f"cpu_us_per_call.{part}", f"{text}, C={c}", "µs") for part, text in CPU_PARTS]
         busy = [("cpu_pct.machine", f"whole machine busy, C={c} (200 % = both CPUs)", "%")]
         return declare(f"c{c}", rows, CALLS) + declare(f"c{c}", busy)
@@ -126,38 +115,6 @@ class ClusterThroughput(Throughput):
         ]
         values = [rate, percentile(latencies, 0.5) * 1e6, percentile(latencies, 0.99) * 1e6]
         return self.values(*values, *per_call, used["machine"] / elapsed * 100)
-
-
-@dataclass(frozen=True)
-class FirstProgress(Scenario):
-    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken: time from
-    sending the call to its only progress notification, and to its reply."""
-
-    kind: ClassVar[str] = "first-progress"
-    calls: int = 200
-    warmup: int = 20
-
-    title: ClassVar[str] = "first progress x{calls}"
-
-    def metrics(self) -> list[Metric]:
-        return declare("fp", FIRST_PROGRESS, PROGRESS)
-
-    async def run(self, target: LoadTarget) -> dict[str, float]:
-        client = await connect(target.url)
-        first: list[float] = []
-        reply: list[float] = []
-        try:
-            for index in range(self.warmup + self.calls):
-                arguments = {"count": 1, "item_ms": 0}
-                trace = await traced_call(client, "process_batch", arguments, f"first-{index}")
-                if not trace.notes or trace.structured().get("processed") != 1:
-                    raise UnexpectedReply(f"call {index}: no progress or {trace.reply!r:.300}")
-                if index >= self.warmup:
-                    first.append(trace.notes[0][1] - trace.sent)
-                    reply.append(trace.done - trace.sent)
-        finally:
-            await close_all([client])
-        return self.values(*(percentile(s, p) * 1e6 for s in (first, reply) for p in (0.5, 0.99)))
 
 
 @dataclass(frozen=True)

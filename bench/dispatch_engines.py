@@ -46,42 +46,38 @@ import uvloop
 from channels_redis.core import RedisChannelLayer
 
 from bench.measure import median, percentile, process_cpu_seconds
+from bench.report import table
 
 ENGINES = ("channels", "streams", "saq")
 WORK_CHANNEL = "bench-dispatch-work"
 WORKER_SLOTS = 100
 
 
+# An `operation.start` as a trivial call's hand-off carries it (`id`, `listener` and the
+# principal's `user_id` set for each).
+PRINCIPAL: dict[str, Any] = {
+    "username": "bench",
+    "tenant_id": 1,
+    "tenant_slug": "bench",
+    "is_tenant_admin": False,
+}
+PRINCIPAL |= {"enabled_tools": None, "token_id": 1, "disabled_tools": []}
+PRINCIPAL |= {"limits": {"in_flight_per_connection": 64}}
+START: dict[str, Any] = {
+    "type": "operation.start",
+    "tool": "add",
+    "arguments": {"a": 1, "b": 2},
+    "inputs": None,
+}
+START |= {"connection_id": "specific.bench!abc", "request_id": 1, "progress_token": None}
+START |= {"queued_at": "2026-12-01T00:00:00+00:00", "is_task": False, "task_ttl": None}
+START |= {"traceparent": None, "asks_through_task": False, "client_capabilities": {}}
+
+
 def _message(listener: str) -> dict[str, Any]:
-    """An `operation.start` as a trivial call's hand-off carries it."""
-    return {
-        "type": "operation.start",
-        "id": str(uuid.uuid4()),
-        "principal": {
-            "user_id": 1 + secrets.randbelow(3),
-            "username": "bench",
-            "tenant_id": 1,
-            "tenant_slug": "bench",
-            "is_tenant_admin": False,
-            "enabled_tools": None,
-            "token_id": 1,
-            "limits": {"in_flight_per_connection": 64},
-            "disabled_tools": [],
-        },
-        "tool": "add",
-        "arguments": {"a": 1, "b": 2},
-        "connection_id": "specific.bench!abc",
-        "request_id": 1,
-        "progress_token": None,
-        "queued_at": "2026-12-01T00:00:00+00:00",
-        "is_task": False,
-        "task_ttl": None,
-        "listener": listener,
-        "traceparent": None,
-        "asks_through_task": False,
-        "client_capabilities": {},
-        "inputs": None,
-    }
+    """A fresh hand-off whose result goes to `listener`."""
+    principal = PRINCIPAL | {"user_id": 1 + secrets.randbelow(3)}
+    return START | {"id": str(uuid.uuid4()), "principal": principal, "listener": listener}
 
 
 def _layer(url: str, prefix: str) -> RedisChannelLayer:
@@ -280,14 +276,13 @@ async def run(args: argparse.Namespace) -> None:
             for concurrency, figures in (await _one_engine(engine, args.redis_url, args)).items():
                 readings.setdefault((engine, concurrency), []).append(figures)
                 print(f"round {round_ + 1} {engine} C={concurrency}: {figures}", flush=True)
-    print("\n| engine | C | hand-offs/s | p50 ms | p99 ms | CPU ms per hand-off |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for (engine, concurrency), rows in readings.items():
-        figure = {key: median([row[key] for row in rows]) for key in rows[0]}
-        print(
-            f"| {engine} | {concurrency} | {figure['rate']:,.0f} | {figure['p50']:.2f} | "
-            f"{figure['p99']:.2f} | {figure['cpu']:.3f} |"
-        )
+    rows = []
+    for (engine, concurrency), each in readings.items():
+        figure = {key: median([row[key] for row in each]) for key in each[0]}
+        rows.append([engine, str(concurrency), f"{figure['rate']:,.0f}", f"{figure['p50']:.2f}"])
+        rows[-1] += [f"{figure['p99']:.2f}", f"{figure['cpu']:.3f}"]
+    header = ["engine", "C", "hand-offs/s", "p50 ms", "p99 ms", "CPU ms per hand-off"]
+    print("\n" + "\n".join(table(header, rows)))
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -120,14 +121,9 @@ def running(
 
 def loadgen_command(scenario: Scenario, target: LoadTarget, cpu: int | None) -> list[str]:
     """The command line of a load generator (bench/loadgen.py) for `scenario`, pinned to `cpu`."""
+    params, where = orjson.dumps(scenario.params()), orjson.dumps(dataclasses.asdict(target))
     command = [PYTHON, "-m", "bench.loadgen", "--scenario", scenario.kind]
-    command += ["--params", orjson.dumps(scenario.params()).decode()]
-    command += ["--urls", ",".join(target.urls)]
-    command += ["--http-url", target.http_url] if target.http_url else []
-    command += ["--bearer", target.bearer] if target.bearer else []
-    command += ["--pids", ",".join(f"{name}={pid}" for name, pid in target.pids.items())]
-    command += ["--server-cpu", str(target.server_cpu)] if target.server_cpu is not None else []
-    return pinned(command + (["--peer-url", target.peer_url] if target.peer_url else []), cpu)
+    return pinned([*command, "--params", params.decode(), "--target", where.decode()], cpu)
 
 
 def run_load(
@@ -205,14 +201,7 @@ def measure_server(
     plan = [s for s in plan if s.applies_to(target.key) and s.kind in (target.kinds or [s.kind])]
     name, cpu = f"{target.key}-{repetition}", pinning.server_cpu
     with running(target, port, logs=logs, name=name, cpu=cpu) as server:
-        load = LoadTarget(
-            [url for url in [target.ws_url(port)] if url],
-            {"server": server.pid},
-            cpu,
-            target.peer_ws_url(port),
-            target.http_url(port),
-            target.bearer,
-        )
+        load = target.load_target(port, server.pid, cpu)
         measured = run_scenarios(plan, [server], load, pinning)
     warn_on_errors(server)
     return measured

@@ -19,11 +19,10 @@ import subprocess
 from collections import Counter
 
 from bench.harness import loadgen_command, log, running, scratch_dir
-from bench.http_load import HttpThroughput
-from bench.modern_load import HttpModernThroughput, ModernThroughput
-from bench.pyspy import collapsed_stacks, py_spy_path
+from bench.http_load import HttpModernThroughput, HttpThroughput
+from bench.pyspy import collapsed_stacks, py_spy_path, record_command
 from bench.report import ROOT
-from bench.scenarios import ConnectInitialize, LoadTarget, Scenario, Throughput
+from bench.scenarios import ConnectInitialize, ModernThroughput, Scenario, Throughput
 from bench.servers import DEFAULT_REDIS_URL, RAW, SDK, ServiceSetup, ServiceTarget, Target
 from bench.storm import ConnectionStorm
 from mcp_server.processes import free_port, raise_nofile_limit
@@ -76,20 +75,24 @@ def share_under(collapsed: Path, parts: tuple[str, ...]) -> int:
     )
 
 
+SCENARIOS = {
+    "throughput": Throughput,
+    "http": HttpThroughput,
+    "modern": ModernThroughput,
+    "http-modern": HttpModernThroughput,
+    "connect": ConnectInitialize,
+    "storm": ConnectionStorm,
+}
+
+
 def load_for(args: argparse.Namespace) -> Scenario:
-    """Back-to-back calls (over WebSocket or Streamable HTTP), connect+initialize in a loop, or
-    a connection storm (sample it with --seconds shorter than the storm)."""
-    window = args.seconds + 600.0
-    modern = {"modern": ModernThroughput, "http-modern": HttpModernThroughput}.get(args.scenario)
-    if modern is not None:
-        return modern(args.concurrency, warmup_s=0.5, window_s=window)
-    if args.scenario == "http":
-        return HttpThroughput(args.concurrency, warmup_s=0.5, window_s=window)
+    """Back-to-back calls (over WebSocket or Streamable HTTP, either revision), connect+initialize
+    in a loop, or a connection storm (sample it with --seconds shorter than the storm)."""
     if args.scenario == "connect":
         return ConnectInitialize(count=1_000_000)
     if args.scenario == "storm":
         return ConnectionStorm(connections=args.connections)
-    return Throughput(args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
+    return SCENARIOS[args.scenario](args.concurrency, warmup_s=0.5, window_s=args.seconds + 600.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,8 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     option = parser.add_argument
     option("--target", choices=TARGETS, default="service")
-    scenarios = ("throughput", "http", "modern", "http-modern", "connect", "storm")
-    option("--scenario", choices=scenarios, default="throughput")
+    option("--scenario", choices=tuple(SCENARIOS), default="throughput")
     option("--concurrency", type=int, default=50, help="for throughput and http")
     option("--connections", type=int, default=10_000, help="for storm")
     option("--seconds", type=float, default=10.0)
@@ -129,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start the server, load it, sample it, print the hot spots."""
     args = parse_args(argv)
     raise_nofile_limit()
-    spy = py_spy_path()
-    if spy is None:
+    if py_spy_path() is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     server_cpu, client_cpu = (None, None) if args.no_pin else (0, 1)
     target = make_target(args.target)
@@ -145,34 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         target.prepare(workdir)
         port = free_port()
         with running(target, port, logs=workdir, name="server", cpu=server_cpu) as server:
-            urls = [url for url in [target.ws_url(port)] if url]
-            load_target = LoadTarget(
-                urls,
-                {"server": server.pid},
-                http_url=target.http_url(port),
-                bearer=target.bearer,
-            )
+            load_target = target.load_target(port, server.pid, server_cpu)
             command = loadgen_command(load, load_target, client_cpu)
             with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) as loadgen:
                 try:
                     log(f"py-spy record of {target.key} for {args.seconds:.0f} s")
-                    record = [spy, "record", "--pid", str(server.pid), "--format", "raw"]
-                    record += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
-                    record += ["--output", str(collapsed), *sampling]
+                    sampling += ["--duration", str(round(args.seconds))]
+                    record = record_command(server.pid, args.rate, collapsed, *sampling)
                     subprocess.run(record, check=True, capture_output=True)
                 finally:
                     loadgen.terminate()  # the load outlasts the recording
                     loadgen.wait(timeout=30)
     own, inclusive, focus, total = top_functions(collapsed, args.top, args.thread)
-    under = {
-        "connect": "connect+initialize",
-        "storm": f"a storm of {args.connections:,}",
-        "http": f"HTTP C={args.concurrency}",
-        "modern": f"2026-07-28 C={args.concurrency}",
-        "http-modern": f"HTTP 2026-07-28 C={args.concurrency}",
-    }
     who = f" ({args.thread} threads)" if args.thread else ""
-    load_text = under.get(args.scenario, f"C={args.concurrency}")
+    load_text = "connect+initialize" if args.scenario == "connect" else load.label
     print(f"{total} samples of {target.key}{who} under {load_text}; stacks in {collapsed}")
     parts = tuple(part for part in args.share.split(",") if part)
     if parts:

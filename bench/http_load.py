@@ -5,26 +5,28 @@ streaming call. Run by the load generator against this service, FastMCP and djan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
-import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
 import orjson
 
-from bench.measure import percentile
-from bench.report import HTTP, Goal, Goals, Metric, Row, declare
+from bench.report import HTTP, MODERN, Goal, Goals
 from bench.scenarios import (
     CLIENT_NAME,
+    FIRST_ARGUMENTS,
+    META,
+    Caller,
+    FirstProgress,
     LoadTarget,
-    Scenario,
+    ModernThroughput,
     Throughput,
-    call_loop,
-    latency_summary,
+    envelope_goals,
 )
 from mcp_server.client.http import (
     ACCEPT_BOTH,
@@ -49,54 +51,33 @@ PROGRESS_TARGETS = ("service", "fastmcp")
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60.0)
 
 
-def sse_messages(lines: Sequence[bytes]) -> list[JsonObject]:
-    """The JSON-RPC messages of complete SSE events (`data:` lines joined, as the SSE standard
-    says; events with empty data, such as a priming event that carries only an id, skipped)."""
-    messages: list[JsonObject] = []
-    data: list[bytes] = []
-    for raw in lines:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            payload = b"\n".join(data)
-            if payload:
-                messages.append(orjson.loads(payload))
-            data = []
-        elif line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-    return messages
-
-
 class LoadSession:
     """A virtual user's MCP session over Streamable HTTP on aiohttp, for the hot loops (the
     client binding, mcp_server.client.http, is on httpx): its session id (when the server
     issues one) and bearer token go on every request; a response comes as JSON or as SSE."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, bearer: str | None) -> None:
-        self.http, self.url = http, url
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        bearer: str | None,
+        meta: JsonObject | None = None,
+    ) -> None:
+        """A session; with `meta`, a 2026-07-28 client's, that never initializes and sends
+        `meta` and the headers that mirror it with every request."""
+        self.http, self.url, self.meta = http, url, meta
         self.headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
         if bearer:
             self.headers["Authorization"] = f"Bearer {bearer}"
         self._ids = itertools.count(1)
-
-    meta: JsonObject | None = None  # a 2026-07-28 session's per-request `_meta`
-
-    @classmethod
-    def modern(
-        cls, http: aiohttp.ClientSession, url: str, bearer: str | None, meta: JsonObject
-    ) -> LoadSession:
-        """A 2026-07-28 client: no initialize; each request carries `meta` and the headers that
-        mirror it."""
-        session = cls(http, url, bearer)
-        session.meta = meta
-        return session
 
     @classmethod
     async def open(cls, http: aiohttp.ClientSession, url: str, bearer: str | None) -> LoadSession:
         """`initialize` (taking the session id), then `notifications/initialized`."""
         session = cls(http, url, bearer)
         params = initialize_params(CLIENT_NAME, "1.0")
-        async with session.post(request_frame(0, "initialize", params)) as response:
+        frame = request_frame(0, "initialize", params)
+        async with http.post(url, data=frame, headers=session.headers) as response:
             reply = await session._reply(response, 0, None)
             if "result" not in reply:
                 raise UnexpectedReply(f"initialize failed: {reply!r:.300}")
@@ -104,7 +85,7 @@ class LoadSession:
         session.headers[VERSION_HEADER] = PROTOCOL_VERSION
         if session_id:
             session.headers[SESSION_HEADER] = session_id
-        async with session.post(INITIALIZED) as response:
+        async with http.post(url, data=INITIALIZED, headers=session.headers) as response:
             if response.status != 202:
                 raise UnexpectedReply(f"notifications/initialized: HTTP {response.status}")
         return session
@@ -115,23 +96,14 @@ class LoadSession:
             async with self.http.delete(self.url, headers=self.headers) as response:
                 await response.read()
 
-    def post(self, body: str) -> Any:
-        """POST one JSON-RPC message (an aiohttp response context manager)."""
-        return self.http.post(self.url, data=body, headers=self.headers)
-
     async def request(
-        self,
-        method: str,
-        params: Any,
-        on_message: Callable[[JsonObject], None] | None = None,
+        self, method: str, params: Any, on_message: Callable[[JsonObject], None] | None = None
     ) -> JsonObject:
         """Send a request; its response, messages before it (progress) to `on_message`."""
-        request_id = next(self._ids)
-        if self.meta is None:
-            async with self.post(request_frame(request_id, method, params)) as response:
-                return await self._reply(response, request_id, on_message)
-        params = with_request_meta(params, self.meta)
-        headers = {**self.headers, **mirrored_headers(method, params)}
+        request_id, headers = next(self._ids), self.headers
+        if self.meta is not None:
+            params = with_request_meta(params, self.meta)
+            headers = {**headers, **mirrored_headers(method, params)}
         body = request_frame(request_id, method, params)
         async with self.http.post(self.url, data=body, headers=headers) as response:
             return await self._reply(response, request_id, on_message)
@@ -145,11 +117,7 @@ class LoadSession:
         if response.status != 200:
             text = await response.text()
             raise UnexpectedReply(f"HTTP {response.status} for id {request_id}: {text!r:.300}")
-        if response.content_type == "application/json":
-            messages: AsyncIterator[JsonObject] = _single(orjson.loads(await response.read()))
-        else:
-            messages = _events(response)
-        async for message in messages:
+        async for message in _messages(response):
             if "method" not in message and message.get("id") == request_id:
                 return message
             if on_message is not None:
@@ -157,19 +125,21 @@ class LoadSession:
         raise UnexpectedReply(f"the response stream ended without the reply to {request_id}")
 
 
-async def _single(message: JsonObject) -> AsyncIterator[JsonObject]:
-    yield message
-
-
-async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[JsonObject]:
-    """The JSON-RPC messages of an SSE response body, each as soon as its event is complete."""
-    pending: list[bytes] = []
-    async for line in response.content:
-        pending.append(line)
-        if line in (b"\n", b"\r\n"):
-            for message in sse_messages(pending):
-                yield message
-            pending = []
+async def _messages(response: aiohttp.ClientResponse) -> AsyncIterator[JsonObject]:
+    """The JSON-RPC messages of a JSON body, or of an SSE body, each as soon as its event is
+    complete (`data:` lines joined; an event with empty data, such as a priming one, skipped)."""
+    if response.content_type == "application/json":
+        yield orjson.loads(await response.read())
+        return
+    data: list[bytes] = []
+    async for raw in response.content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if payload := b"\n".join(data):
+                yield orjson.loads(payload)
+            data = []
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
 
 
 def http_client() -> aiohttp.ClientSession:
@@ -223,80 +193,74 @@ class HttpThroughput(Throughput):
     goals: ClassVar[dict[int, Goals]] = HTTP_GOALS
 
     async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
-        url = http_url(target)
+        url, meta = http_url(target), self.request_meta
         async with http_client() as http:
-            meta = self.request_meta
-            sessions = (
-                [
-                    LoadSession.modern(http, url, target.bearer, meta)
-                    for _ in range(self.concurrency)
+            if meta is not None:
+                sessions = [
+                    LoadSession(http, url, target.bearer, meta) for _ in range(self.concurrency)
                 ]
-                if meta is not None
-                else await asyncio.gather(
-                    *(LoadSession.open(http, url, target.bearer) for _ in range(self.concurrency))
+            else:
+                opening = (
+                    LoadSession.open(http, url, target.bearer) for _ in range(self.concurrency)
                 )
-            )
-            start = time.perf_counter() + self.warmup_s
-            end = start + self.window_s
-            window = asyncio.create_task(self.cpu_window(target, start, end))
-            loops = (call_loop(functools.partial(call_add, s), start, end) for s in sessions)
-            per_user = await asyncio.gather(*loops)
-            readings = await window
+                sessions = list(await asyncio.gather(*opening))
+            readings = await self.loops(target, [functools.partial(call_add, s) for s in sessions])
             await asyncio.gather(*(session.close() for session in sessions))
-        return [sample for samples in per_user for sample in samples], readings
-
-
-FIRST_PROGRESS: list[Row] = [
-    ("first_p50_us", "HTTP: first progress after sending tools/call, p50", "µs"),
-    ("first_p99_us", "HTTP: first progress after sending tools/call, p99", "µs"),
-    ("response_p50_us", "HTTP: response of process_batch(count=1), p50", "µs"),
-]
+        return readings
 
 
 @dataclass(frozen=True)
-class HttpFirstProgress(Scenario):
-    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken on one
-    session: time from sending the POST to its progress event, and to the response."""
+class HttpModernThroughput(HttpThroughput):
+    """C stateless HTTP clients, each doing back-to-back 2026-07-28 `tools/call add`."""
+
+    kind: ClassVar[str] = "http-modern-throughput"
+    title: ClassVar[str] = "HTTP 2026-07-28 throughput C={concurrency}"
+    prefix: ClassVar[str] = "modern.http.c"
+    label_prefix: ClassVar[str] = "HTTP 2026-07-28 "
+    section: ClassVar[str] = MODERN
+    goals: ClassVar[dict[int, Goals]] = envelope_goals(HttpThroughput.prefix, "HTTP")
+    request_meta: ClassVar[JsonObject | None] = META
+    applies_to = ModernThroughput.applies_to
+
+
+@dataclass(frozen=True)
+class HttpFirstProgress(FirstProgress):
+    """FirstProgress on one Streamable HTTP session: from sending the POST to its progress
+    event, and to the response."""
 
     kind: ClassVar[str] = "http-first-progress"
     targets: ClassVar[tuple[str, ...] | None] = PROGRESS_TARGETS
-    calls: int = 200
-    warmup: int = 20
-
     title: ClassVar[str] = "HTTP first progress x{calls}"
+    prefix: ClassVar[str] = "http.fp"
+    label_prefix: ClassVar[str] = "HTTP: "
+    section: ClassVar[str] = HTTP
 
-    def metrics(self) -> list[Metric]:
-        return declare("http.fp", FIRST_PROGRESS, HTTP)
-
-    async def run(self, target: LoadTarget) -> dict[str, float]:
-        first: list[float] = []
-        reply: list[float] = []
+    @contextlib.asynccontextmanager
+    async def caller(self, target: LoadTarget) -> AsyncIterator[Caller]:
+        """One session's call of the scenario, for a progress token."""
         async with http_client() as http:
             session = await LoadSession.open(http, http_url(target), target.bearer)
-            for index in range(self.warmup + self.calls):
-                token = f"first-{index}"
+
+            async def call(token: str) -> tuple[float, float]:
                 seen: list[float] = []
 
-                def note(message: JsonObject, token: str = token, seen: list[float] = seen) -> None:
-                    params = message.get("params") or {}
+                def note(message: JsonObject) -> None:
                     if message.get("method") == "notifications/progress":
-                        if params.get("progressToken") != token:
+                        if (message.get("params") or {}).get("progressToken") != token:
                             raise UnexpectedReply(f"progress for another token: {message!r:.300}")
                         seen.append(time.perf_counter())
 
                 sent = time.perf_counter()
-                params = tool_call_params("process_batch", {"count": 1, "item_ms": 0}, token)
+                params = tool_call_params("process_batch", FIRST_ARGUMENTS, token)
                 response = await session.request("tools/call", params, note)
                 done = time.perf_counter()
                 structured = (response.get("result") or {}).get("structuredContent") or {}
                 if not seen or structured.get("processed") != 1:
-                    raise UnexpectedReply(f"call {index}: no progress or {response!r:.300}")
-                if index >= self.warmup:
-                    first.append(seen[0] - sent)
-                    reply.append(done - sent)
+                    raise UnexpectedReply(f"{token}: no progress or {response!r:.300}")
+                return seen[0] - sent, done - sent
+
+            yield call
             await session.close()
-        p50, p99, _ = latency_summary(first, 1e6)
-        return self.values(p50, p99, percentile(reply, 0.5) * 1e6 if reply else math.nan)
 
 
 # What the servers that speak only Streamable HTTP run.

@@ -23,10 +23,9 @@ from bench.scenarios import (
     SERVICE_ONLY,
     LoadTarget,
     Scenario,
-    call_add,
+    Throughput,
     close_all,
     connect,
-    open_many,
     ping_until,
     traced_call,
 )
@@ -80,24 +79,11 @@ IMAGES_ROWS: list[Row] = [
     ("progress_sent", "progress notifications received", "items"),
     ("progress_per_s", "progress notifications/s, first and final not counted", "/s"),
 ]
+IMAGES_ON_OFF = "process_images time, progress on every item vs off"
+CPU_ON_OFF = "process_images server CPU, progress on vs off"
 IMAGES_GOALS = {
-    "on.wall_s": (
-        Goal(
-            "process_images time, progress on every item vs off",
-            3.0,
-            False,
-            reference="images.off.wall_s",
-        ),
-    ),
-    "on.cpu_us": (
-        Goal(
-            "process_images server CPU, progress on vs off",
-            3.0,
-            False,
-            informative=True,
-            reference="images.off.cpu_us",
-        ),
-    ),
+    "on.wall_s": (Goal(IMAGES_ON_OFF, 3.0, False, reference="images.off.wall_s"),),
+    "on.cpu_us": (Goal(CPU_ON_OFF, 3.0, False, None, False, True, "images.off.cpu_us"),),
 }
 IMAGES_PING_ROWS: list[Row] = [
     ("p50_us", "ping p50 during process_images", "µs"),
@@ -296,17 +282,20 @@ class ImagesPing(Scenario):
 
 
 @dataclass(frozen=True)
-class HistoryProfile(Scenario):
-    """C connections of back-to-back `add` calls while py-spy samples the server's threads."""
+class HistoryProfile(Throughput):
+    """C connections of back-to-back `add` calls while py-spy samples the server's threads for
+    the window (`seconds`)."""
 
     kind: ClassVar[str] = "history"
     targets: ClassVar[tuple[str, ...] | None] = SERVICE_ONLY
     concurrency: int = 50
-    warmup_s: float = 1.0
     seconds: int = 5
     rate: int = 100
 
     title: ClassVar[str] = "history profile C={concurrency}, {seconds} s"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_s", float(self.seconds))
 
     def metrics(self) -> list[Metric]:
         """History's share of server CPU, its parts, per call, and the load while sampled."""
@@ -324,46 +313,25 @@ class HistoryProfile(Scenario):
         return declare(self.kind, rows, LONG_RUNNING, {"share_pct": (goal,)})
 
     def timeout(self) -> float:
-        return self.warmup_s + self.seconds + 90.0 + self.concurrency * 0.1
+        return super().timeout() + 30.0
+
+    async def cpu_window(self, target: LoadTarget, start: float, end: float) -> tuple[Any, Any]:
+        """The py-spy recording of the window, split by HISTORY_KINDS (and nothing)."""
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        recording = Recording(target.server_pid, HISTORY_KINDS, self.rate)
+        async with recording:
+            await asyncio.sleep(max(0.0, end - time.perf_counter()))  # the sampling span
+        return recording.profile, None
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Load the server, sample it for `seconds`, split its CPU time."""
         if py_spy_path() is None:
             return dict.fromkeys((m.key for m in self.metrics()), math.nan)
-        clients = await open_many(target.urls, self.concurrency)
-        stop, done = asyncio.Event(), [0]
-
-        async def calls(client: RawClient) -> None:
-            while not stop.is_set():
-                await call_add(client)
-                done[0] += 1
-
-        workers = [asyncio.create_task(calls(client)) for client in clients]
-        try:
-            await asyncio.sleep(self.warmup_s)  # the load's warm-up, not a readiness wait
-            recording = Recording(target.server_pid, HISTORY_KINDS, self.rate)
-            count, started = done[0], time.perf_counter()
-            async with recording:
-                await asyncio.sleep(self.seconds)  # the sampling span
-            count, elapsed = done[0] - count, time.perf_counter() - started
-        finally:
-            stop.set()
-            outcomes = await asyncio.gather(*workers, return_exceptions=True)
-            await close_all(clients)
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]
-        profile = recording.profile
+        latencies, (profile, _) = await self.load(target)
+        count = len(latencies)
         if profile is None or not profile.samples or not count or profile.process_s <= 0:
             raise RuntimeError(f"{self.label}: no samples, no calls or no server CPU time")
         share = profile.share("writer", "handoff")
-        values = [
-            share * 100,
-            profile.share("writer") * 100,
-            profile.share("handoff") * 100,
-            share * profile.process_s / count * 1e6,
-            profile.process_s / count * 1e6,
-            count / elapsed,
-            float(profile.samples),
-        ]
-        return self.values(*values)
+        values = [share * 100, profile.share("writer") * 100, profile.share("handoff") * 100]
+        values += [share * profile.process_s / count * 1e6, profile.process_s / count * 1e6]
+        return self.values(*values, count / self.window_s, float(profile.samples))

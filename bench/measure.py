@@ -1,19 +1,18 @@
-"""Readings the benchmarks take: percentiles and medians, CPU time and memory from /proc."""
+"""Readings the benchmarks take: percentiles and medians, CPU time (psutil) and memory."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Fields of a `cpu` line of /proc/stat that count busy time: user nice system irq softirq steal.
-_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+import psutil
+
+BUSY = ("user", "nice", "system", "irq", "softirq", "steal")  # fields of busy CPU time
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -32,48 +31,20 @@ def median(values: Sequence[float]) -> float:
 
 def spread(values: Sequence[float]) -> float:
     """The largest relative distance of a value from the median (0.1 means ±10 %)."""
-    middle = median(values)
-    finite = [value for value in values if math.isfinite(value)]
-    if not finite or not middle:
-        return math.nan
-    return max(abs(value - middle) for value in finite) / abs(middle)
+    middle, finite = median(values), [value for value in values if math.isfinite(value)]
+    return max(abs(v - middle) for v in finite) / abs(middle) if finite and middle else math.nan
 
 
-def stat_cpu_seconds(stat: Path) -> float:
-    """User plus system CPU time from a `stat` file of /proc (a process's or a thread's)."""
-    text = stat.read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process."""
-    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
-
-
-def _children(pid: int) -> list[int]:
-    """The direct children of a process (the threads' `children` lists of /proc)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+def process_cpu_seconds(pid: int, *, tree: bool = False) -> float:
+    """User plus system CPU time of a process; with `tree`, of its running descendants too (a
+    server whose workers are child processes, such as gunicorn's, counts whole)."""
+    root = psutil.Process(pid)
+    total = sum(root.cpu_times()[:2])
+    for child in root.children(recursive=True) if tree else []:
         try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue  # the thread ended while we looked
-    return found
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its running descendants (a server whose
-    workers are child processes, such as gunicorn's, counts whole)."""
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            total += process_cpu_seconds(current)
-            pending += _children(current)
-        except OSError:
-            if current == pid:
-                raise
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            continue  # it ended while we looked
     return total
 
 
@@ -81,41 +52,34 @@ def cpu_seconds(pid: int) -> float:
     """`process_cpu_seconds`, 0 for a process that has ended."""
     try:
         return process_cpu_seconds(pid)
-    except OSError:
+    except psutil.Error:
         return 0.0
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """User plus system CPU time of each thread of a process, by thread id."""
-    times: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            times[int(task.name)] = stat_cpu_seconds(task / "stat")
-        except (OSError, ValueError):
-            continue  # the thread ended while we looked
-    return times
+    return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
 
 def busy_seconds(cpu: int | None = None) -> float:
-    """Busy time since boot of one CPU, or of the whole machine for None; NaN if not listed."""
-    prefix = "cpu " if cpu is None else f"cpu{cpu} "
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(prefix):
-            values = [int(value) for value in line.split()[1:]]
-            return sum(values[i] for i in _BUSY_FIELDS if i < len(values)) / CLOCK_TICKS
-    return math.nan
+    """Busy time since boot (user nice system irq softirq steal) of one CPU, or of the whole
+    machine for None; NaN if not listed."""
+    times = psutil.cpu_times() if cpu is None else psutil.cpu_times(percpu=True)
+    if cpu is not None:
+        if cpu >= len(times):
+            return math.nan
+        times = times[cpu]
+    return sum(getattr(times, name, 0.0) for name in BUSY)
 
 
 def status_kib(pid: int, field: str = "VmRSS") -> int | None:
-    """A KiB field of /proc/PID/status (VmRSS, VmHWM); None when the process is gone."""
+    """A KiB field of /proc/PID/status (VmRSS, VmHWM: psutil has no peak); None when gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return None
+    found = (line.split()[1] for line in text.splitlines() if line.startswith(f"{field}:"))
+    return next(map(int, found), None)
 
 
 def rss_kib(pid: int) -> int:
@@ -128,8 +92,7 @@ def rss_kib(pid: int) -> int:
 
 async def settled(read: Callable[[], int], interval: float, limit: float) -> int:
     """Read until two consecutive values are equal, or for `limit` s; the last value."""
-    deadline = time.monotonic() + limit
-    previous = read()
+    deadline, previous = time.monotonic() + limit, read()
     while time.monotonic() < deadline:
         await asyncio.sleep(interval)
         current = read()
@@ -153,7 +116,8 @@ class CpuSample:
     def take(cls, server_pid: int, server_cpu: int | None) -> CpuSample:
         """Read them now (the CPU's busy time is NaN when the server is not pinned)."""
         busy = math.nan if server_cpu is None else busy_seconds(server_cpu)
-        return cls(time.monotonic(), tree_cpu_seconds(server_pid), time.process_time(), busy)
+        server = process_cpu_seconds(server_pid, tree=True)
+        return cls(time.monotonic(), server, time.process_time(), busy)
 
     def until(self, end: CpuSample) -> tuple[float, float, float]:
         """Shares of one CPU (%) from here to `end`: server, client, others on the server CPU."""

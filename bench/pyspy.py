@@ -27,6 +27,15 @@ def py_spy_path() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
+def record_command(pid: int, rate: int, output: Path, *flags: str) -> list[str]:
+    """`py-spy record` of process `pid` into raw (collapsed) stacks at `output`, with `flags`."""
+    executable = py_spy_path()
+    if executable is None:
+        raise RuntimeError("py-spy is not installed (.venv/bin/pip install py-spy)")
+    command = [executable, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate)]
+    return [*command, "--output", str(output), *flags]
+
+
 def collapsed_stacks(path: Path) -> Iterator[tuple[str, int]]:
     """(stack, samples) of each line of py-spy's raw (collapsed) output."""
     for line in path.read_text().splitlines():
@@ -89,11 +98,7 @@ class Recording:
         self._before: tuple[float, dict[int, float]] = (0.0, {})
 
     async def __aenter__(self) -> Recording:
-        executable = py_spy_path()
-        if executable is None:
-            raise RuntimeError("py-spy is not installed (.venv/bin/pip install py-spy)")
-        command = [executable, "record", "--pid", str(self.pid), "--format", "raw", "--threads"]
-        command += ["--nonblocking", "--rate", str(self.rate), "--output", str(self.output)]
+        command = record_command(self.pid, self.rate, self.output, "--threads", "--nonblocking")
         self._before = (process_cpu_seconds(self.pid), thread_cpu_seconds(self.pid))
         self._process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

@@ -86,13 +86,8 @@ class Goal:
         """`met`, `**missed**` or `not measured`; marked informative, or inconclusive when the
         repetitions of an overhead spread wider than its bound."""
         value = self.value(results, server, key)
-        met = (
-            None
-            if math.isnan(value)
-            else value >= self.bound
-            if self.at_least
-            else value <= self.bound
-        )
+        bounded = value >= self.bound if self.at_least else value <= self.bound
+        met = None if math.isnan(value) else bounded
         text = {True: "met", False: "**missed**", None: "not measured"}[met]
         if self.reference is not None:
             spreads = [results.spread(server, k) for k in (key, self.reference)]

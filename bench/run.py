@@ -29,9 +29,8 @@ from bench.harness import (
     run_plan,
     scratch_dir,
 )
-from bench.http_load import HttpFirstProgress, HttpThroughput
+from bench.http_load import HttpFirstProgress, HttpModernThroughput, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
-from bench.modern_load import HttpModernThroughput, ModernThroughput
 from bench.report import (
     ROOT,
     now,
@@ -44,6 +43,7 @@ from bench.report import (
 from bench.scenarios import (
     ConnectInitialize,
     IdleMemory,
+    ModernThroughput,
     QueueCancelPing,
     Scenario,
     Throughput,

@@ -11,7 +11,7 @@ import functools
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,13 +19,14 @@ import orjson
 from websockets.exceptions import ConnectionClosed
 
 from bench.measure import CpuSample, percentile, rss_kib, settled
-from bench.report import SUMMARY, Goal, Goals, Metric, Row, declare
+from bench.report import MODERN, PROGRESS, SUMMARY, Goal, Goals, Metric, Row, declare
 from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
 from mcp_server.client.wire import (
     INITIALIZED,
     JsonObject,
     initialize_params,
     request_frame,
+    request_meta,
     tool_call_params,
     with_request_meta,
 )
@@ -35,19 +36,22 @@ OPEN_CONCURRENCY = 50
 SOCKET = {"open_timeout": 30.0, "ping_interval": None}  # no keepalive pings of its own
 RSS_SETTLE = (0.1, 3.0)  # read every 0.1 s until it stops moving, at most 3 s
 SERVICE_ONLY = ("service",)
+# What a 2026-07-28 load client says about itself on every request.
+META: JsonObject = request_meta(CLIENT_NAME, "1.0")
 
 
 @dataclass(frozen=True)
 class LoadTarget:
     """The deployment as the load generator sees it: its endpoints and processes (`server`
-    for a single process), the CPU it is pinned to, an endpoint as a caller of a second tenant."""
+    for a single process), the CPU it is pinned to, an endpoint as a caller of a second
+    tenant, the Streamable HTTP endpoint and its bearer token (None: no auth)."""
 
     urls: list[str]
     pids: dict[str, int]
     server_cpu: int | None = None
     peer_url: str | None = None
-    http_url: str | None = None  # the Streamable HTTP endpoint, for the HTTP scenarios
-    bearer: str | None = None  # its `Authorization: Bearer` token (None: no auth)
+    http_url: str | None = None
+    bearer: str | None = None
 
     @property
     def url(self) -> str:
@@ -68,12 +72,20 @@ class LoadTarget:
         return CpuSample.take(self.server_pid, self.server_cpu)
 
 
+SCENARIOS: dict[str, type[Scenario]] = {}  # by kind: what the load generator can run
+
+
 class Scenario(ABC):
     """A measurement the load generator runs against one deployment, returning named numbers."""
 
     kind: ClassVar[str]
     title: ClassVar[str]
     targets: ClassVar[tuple[str, ...] | None] = None  # the target keys it measures (None: all)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            SCENARIOS[cls.kind] = cls
 
     def applies_to(self, target_key: str) -> bool:
         """Whether the plan runs this scenario against the target called `target_key`."""
@@ -299,6 +311,21 @@ THROUGHPUT_GOALS: dict[int, Goals] = {
 }
 
 
+def envelope_goals(prefix: str, what: str, bound: float = 10.0) -> dict[int, Goals]:
+    """The 2026-07-28 calls' overheads (the issue's bound: the per-request `_meta` costs at
+    most 10 %) against the handshake era's metrics `prefix<C>.*` of the same server."""
+    goals: dict[int, dict[str, tuple[Goal, ...]]] = {50: {}, 1: {}}
+    for c, key, text, at_least in (
+        (50, "cpu_us_per_call", "server CPU per call at C=50, over", False),
+        (50, "calls_per_s", "calls/s at C=50, against", True),
+        (1, "p50_us", "p50 latency at C=1, over", False),
+    ):
+        label = f"2026-07-28 over {what}: {text} the handshake era's"
+        limit = -bound if at_least else bound
+        goals[c][key] = (Goal(label, limit, at_least, reference=f"{prefix}{c}.{key}"),)
+    return dict(goals)
+
+
 @dataclass(frozen=True)
 class Throughput(Scenario):
     """C connections each doing back-to-back `tools/call add`: calls/s, latency, CPU."""
@@ -315,11 +342,13 @@ class Throughput(Scenario):
     label_prefix: ClassVar[str] = ""
     section: ClassVar[str] = SUMMARY
     goals: ClassVar[dict[int, Goals]] = THROUGHPUT_GOALS
+    # The per-request `_meta` of a 2026-07-28 client (None: the handshake era's calls).
+    request_meta: ClassVar[JsonObject | None] = None
 
-    def metrics(self) -> list[Metric]:
+    def rows(self) -> list[Row]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
-        c, goals, at = self.concurrency, self.goals.get(self.concurrency, {}), self.label_prefix
-        rows: list[Row] = [
+        c, at = self.concurrency, self.label_prefix
+        return [
             ("calls_per_s", f"{at}calls/s, C={c}", "calls/s", True),
             ("p50_us", f"{at}p50 latency, C={c}", "µs"),
             ("p99_us", f"{at}p99 latency, C={c}", "µs"),
@@ -328,10 +357,15 @@ class Throughput(Scenario):
             ("client_cpu_pct", f"{at}load generator CPU, C={c}", "%"),
             ("foreign_cpu_pct", f"{at}other processes on the server's CPU, C={c}", "%"),
         ]
+
+    def metrics(self) -> list[Metric]:
+        """The rows; the headline ones in the report's `section` with their goals."""
+        c, goals, rows = self.concurrency, self.goals.get(self.concurrency, {}), self.rows()
         summary = 4 if c == 50 else 3  # the CPU per call is a headline figure at C=50
         prefix = f"{self.prefix}{c}"
-        headline = declare(prefix, rows[:summary], self.section, goals)
-        return headline + declare(prefix, rows[summary:])
+        return declare(prefix, rows[:summary], self.section, goals) + declare(
+            prefix, rows[summary:]
+        )
 
     def timeout(self) -> float:
         return self.warmup_s + self.window_s + 60.0 + self.concurrency * 0.1
@@ -345,23 +379,25 @@ class Throughput(Scenario):
         p50, p99, _ = latency_summary(latencies, 1e6)
         return self.values(rate, p50, p99, per_call, server, client, foreign)
 
-    # The per-request `_meta` of a 2026-07-28 client (None: the handshake era's calls).
-    request_meta: ClassVar[JsonObject | None] = None
-
     async def load(self, target: LoadTarget) -> tuple[list[float], tuple[Any, Any]]:
+        """Back-to-back calls on every connection; the latencies in the window, CPU readings."""
         modern = self.request_meta is not None
         clients = await open_many(target.urls, self.concurrency, initialize=not modern)
+        step = functools.partial(call_add, meta=self.request_meta)
         try:
-            start = time.perf_counter() + self.warmup_s
-            end = start + self.window_s
-            window = asyncio.create_task(self.cpu_window(target, start, end))
-            step = functools.partial(call_add, meta=self.request_meta)
-            loops = (call_loop(functools.partial(step, c), start, end) for c in clients)
-            per_client = await asyncio.gather(*loops)
-            readings = await window
+            return await self.loops(target, [functools.partial(step, c) for c in clients])
         finally:
             await close_all(clients)
-        return [sample for samples in per_client for sample in samples], readings
+
+    async def loops(
+        self, target: LoadTarget, steps: Sequence[Callable[[], Awaitable[None]]]
+    ) -> tuple[list[float], tuple[Any, Any]]:
+        """Each step back to back after the warm-up; the latencies in the window, CPU readings."""
+        start = time.perf_counter() + self.warmup_s
+        end = start + self.window_s
+        window = asyncio.create_task(self.cpu_window(target, start, end))
+        per_client = await asyncio.gather(*(call_loop(step, start, end) for step in steps))
+        return [sample for samples in per_client for sample in samples], await window
 
     async def cpu_window(self, target: LoadTarget, start: float, end: float) -> tuple[Any, Any]:
         """CPU readings at two `perf_counter` instants (sleeps until each)."""
@@ -369,6 +405,24 @@ class Throughput(Scenario):
         first = target.cpu()
         await asyncio.sleep(max(0.0, end - time.perf_counter()))
         return first, target.cpu()
+
+
+@dataclass(frozen=True)
+class ModernThroughput(Throughput):
+    """C sockets that never initialize, each doing back-to-back 2026-07-28 `tools/call add`
+    (this service and its variants only: the others speak only the handshake era)."""
+
+    kind: ClassVar[str] = "modern-throughput"
+    title: ClassVar[str] = "2026-07-28 throughput C={concurrency}"
+    prefix: ClassVar[str] = "modern.c"
+    label_prefix: ClassVar[str] = "2026-07-28 "
+    section: ClassVar[str] = MODERN
+    goals: ClassVar[dict[int, Goals]] = envelope_goals(Throughput.prefix, "WebSocket")
+    request_meta: ClassVar[JsonObject | None] = META
+
+    def applies_to(self, target_key: str) -> bool:
+        """This service and its variants (metrics or history off)."""
+        return target_key.startswith("service")
 
 
 async def call_loop(
@@ -419,6 +473,65 @@ class ConnectInitialize(Scenario):
             finally:
                 await client.close()
         return self.values(*latency_summary(samples, 1e6)[:2])
+
+
+# The call of the first-progress scenarios: (first progress, reply) seconds after sending it.
+Caller = Callable[[str], Awaitable[tuple[float, float]]]
+FIRST_ARGUMENTS = {"count": 1, "item_ms": 0}
+
+
+@dataclass(frozen=True)
+class FirstProgress(Scenario):
+    """Sequential `process_batch(count=1, item_ms=0)` calls with a progressToken: time from
+    sending the call to its only progress notification, and to its reply."""
+
+    kind: ClassVar[str] = "first-progress"
+    calls: int = 200
+    warmup: int = 20
+
+    title: ClassVar[str] = "first progress x{calls}"
+    prefix: ClassVar[str] = "fp"
+    label_prefix: ClassVar[str] = ""
+    section: ClassVar[str] = PROGRESS
+
+    def metrics(self) -> list[Metric]:
+        """p50 and p99 of the first progress and of the reply."""
+        first, response = "first progress after sending tools/call", "response of process_batch"
+        parts = (("first", first), ("response", f"{response}(count=1)"))
+        rows = [
+            (f"{key}_{p}_us", f"{self.label_prefix}{what}, {p}", "µs")
+            for key, what in parts
+            for p in ("p50", "p99")
+        ]
+        return declare(self.prefix, rows, self.section)
+
+    @contextlib.asynccontextmanager
+    async def caller(self, target: LoadTarget) -> AsyncIterator[Caller]:
+        """One connection's call of the scenario, for a progress token."""
+        client = await connect(target.url)
+
+        async def call(token: str) -> tuple[float, float]:
+            trace = await traced_call(client, "process_batch", FIRST_ARGUMENTS, token)
+            if not trace.notes or trace.structured().get("processed") != 1:
+                raise UnexpectedReply(f"{token}: no progress or {trace.reply!r:.300}")
+            return trace.notes[0][1] - trace.sent, trace.done - trace.sent
+
+        try:
+            yield call
+        finally:
+            await close_all([client])
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        """The calls one after the other, the warm-up's not counted."""
+        first: list[float] = []
+        reply: list[float] = []
+        async with self.caller(target) as call:
+            for index in range(self.warmup + self.calls):
+                to_first, to_reply = await call(f"first-{index}")
+                if index >= self.warmup:
+                    first.append(to_first)
+                    reply.append(to_reply)
+        return self.values(*(percentile(s, p) * 1e6 for s in (first, reply) for p in (0.5, 0.99)))
 
 
 @dataclass(frozen=True)

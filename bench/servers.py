@@ -19,6 +19,7 @@ from psycopg import sql
 
 from bench.http_load import HTTP_KINDS
 from bench.report import ROOT
+from bench.scenarios import LoadTarget
 from clients.envs import DJANGO_MCPZ, PythonEnv
 from clients.envs import FASTMCP as FASTMCP_ENV
 from mcp_server.processes import ManagedProcess, free_port, run_checked, scrubbed_env, stop_all
@@ -31,25 +32,13 @@ IMAGES_TIMEOUT = 900.0
 # Tenant isolation limits far above any load the benchmarks make, but left on: the figures
 # include the cost of checking them, never a refusal (10,000 calls queued on one connection,
 # 10,000 connections of one user). Idle clients never answer MCP pings: those wait an hour.
-HIGH = str(10**9)
-BENCH_LIMITS = {
-    f"MCP_{name}": HIGH
-    for name in (
-        "MAX_CONNECTIONS_PER_USER",
-        "MAX_CONNECTIONS_PER_TENANT",
-        "MAX_IN_FLIGHT_PER_CONNECTION",
-        "MAX_IN_FLIGHT_PER_USER",
-        "MAX_IN_FLIGHT_PER_TENANT",
-        "MESSAGE_RATE_PER_USER",
-        "MESSAGE_BURST_PER_USER",
-        "MESSAGE_RATE_PER_TENANT",
-        "MESSAGE_BURST_PER_TENANT",
-        "API_REQUESTS_PER_MINUTE_USER",
-        "API_REQUESTS_PER_MINUTE_TENANT",
-        "HTTP_SESSIONS_PER_USER",
-        "HTTP_SESSIONS_PER_TENANT",
-    )
-} | {"MCP_CLIENT_PING_INTERVAL": "3600"}
+LIMITS = "MAX_CONNECTIONS_PER_USER MAX_CONNECTIONS_PER_TENANT MAX_IN_FLIGHT_PER_CONNECTION "
+LIMITS += "MAX_IN_FLIGHT_PER_USER MAX_IN_FLIGHT_PER_TENANT MESSAGE_RATE_PER_USER "
+LIMITS += "MESSAGE_BURST_PER_USER MESSAGE_RATE_PER_TENANT MESSAGE_BURST_PER_TENANT "
+LIMITS += "API_REQUESTS_PER_MINUTE_USER API_REQUESTS_PER_MINUTE_TENANT HTTP_SESSIONS_PER_USER "
+LIMITS += "HTTP_SESSIONS_PER_TENANT"
+BENCH_LIMITS = {f"MCP_{name}": str(10**9) for name in LIMITS.split()}
+BENCH_LIMITS["MCP_CLIENT_PING_INTERVAL"] = "3600"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 WORKER_READY_LINE = "takes work from the dispatch streams"
@@ -158,22 +147,9 @@ class Target(ABC):
         """The server's environment."""
         return dict(os.environ)
 
-    def ws_url(self, port: int) -> str | None:
-        """The MCP WebSocket URL (None: the server has none)."""
-        return f"ws://{HOST}:{port}/mcp"
-
-    def peer_ws_url(self, port: int) -> str | None:
-        """The MCP WebSocket URL as a caller of another tenant; None when there is none."""
-        return None
-
-    def http_url(self, port: int) -> str | None:
-        """The Streamable HTTP endpoint (None: the server has none)."""
-        return None
-
-    @property
-    def bearer(self) -> str | None:
-        """The `Authorization: Bearer` token of the HTTP endpoint (None: no auth)."""
-        return None
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """Where the load generator finds the server on `port` (process `pid`, on `cpu`)."""
+        return LoadTarget([f"ws://{HOST}:{port}/mcp"], {"server": pid}, cpu)
 
 
 @dataclass
@@ -243,17 +219,19 @@ class ServiceTarget(Target):
         else:
             self.key = "service"
             self.title = "this service (manage.py serve: uvicorn + uvloop + httptools)"
-        if not metrics:
-            self.key, self.title = f"{self.key}-metrics-off", f"{self.title}, MCP_METRICS=false"
-        if not history:
-            title = f"{self.title}, MCP_HISTORY_ENABLED=false"
-            self.key, self.title = f"{self.key}-history-off", title
-        if writer != "thread":
-            title = f"{self.title}, MCP_HISTORY_WRITER={writer}"
-            self.key, self.title = f"{self.key}-{writer}-writer", title
-            if writer_cpus:
-                title = f"{self.title}, MCP_HISTORY_WRITER_CPUS={writer_cpus}"
-                self.key, self.title = f"{self.key}-cpu{writer_cpus}", title
+        # Each setting off its default adds a suffix to the key and names itself in the title.
+        for suffix, setting, on in (
+            ("metrics-off", "MCP_METRICS=false", not metrics),
+            ("history-off", "MCP_HISTORY_ENABLED=false", not history),
+            (f"{writer}-writer", f"MCP_HISTORY_WRITER={writer}", writer != "thread"),
+            (
+                f"cpu{writer_cpus}",
+                f"MCP_HISTORY_WRITER_CPUS={writer_cpus}",
+                writer != "thread" and writer_cpus,
+            ),
+        ):
+            if on:
+                self.key, self.title = f"{self.key}-{suffix}", f"{self.title}, {setting}"
 
     def prepare(self, workdir: Path) -> None:
         """Set up the shared database and tokens."""
@@ -286,27 +264,19 @@ class ServiceTarget(Target):
         metrics_dir.mkdir()
         return env | {"MCP_METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
-    def ws_url(self, port: int) -> str:
-        """The endpoint with the token in the query, as the SDK clients must send it."""
-        return f"ws://{HOST}:{port}/mcp?token={self.setup.token}"
-
-    def peer_ws_url(self, port: int) -> str | None:
-        """The endpoint with the second tenant's token."""
-        return f"ws://{HOST}:{port}/mcp?token={self.setup.peer_token}"
-
-    def http_url(self, port: int) -> str | None:
-        """The same path over Streamable HTTP (the token goes in a header, never the URL)."""
-        return f"http://{HOST}:{port}/mcp"
-
-    @property
-    def bearer(self) -> str | None:
-        """The bench user's token."""
-        return self.setup.token
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """The endpoint with each tenant's token in the query (as the SDK clients must send
+        it), and the same path over Streamable HTTP (the token in a header, never the URL)."""
+        ws, token, peer = f"ws://{HOST}:{port}/mcp?token=", self.setup.token, self.setup.peer_token
+        http = f"http://{HOST}:{port}/mcp"
+        return LoadTarget([f"{ws}{token}"], {"server": pid}, cpu, f"{ws}{peer}", http, token)
 
 
 class ScriptTarget(Target):
     """A comparison server run from a script in bench/ (`--host`, `--port`), by this
-    environment's Python or by that of a pinned environment of its own (clients/envs.py)."""
+    environment's Python or by that of a pinned environment of its own (clients/envs.py);
+    with `python_env`, one with a Streamable HTTP endpoint at /mcp, no WebSocket and no auth,
+    that runs only the HTTP scenarios."""
 
     def __init__(
         self,
@@ -314,12 +284,10 @@ class ScriptTarget(Target):
         script: str,
         title: str,
         description: str,
-        *,
         python_env: PythonEnv | None = None,
-        kinds: tuple[str, ...] | None = None,
     ) -> None:
         self.key, self.script, self.title, self.description = key, script, title, description
-        self.python_env, self.kinds = python_env, kinds
+        self.python_env, self.kinds = python_env, HTTP_KINDS if python_env else None
 
     def prepare(self, workdir: Path) -> None:
         """Build the script's environment when it has one and it is missing."""
@@ -331,18 +299,11 @@ class ScriptTarget(Target):
         python = str(self.python_env.python) if self.python_env is not None else PYTHON
         return [python, str(ROOT / "bench" / self.script), "--host", HOST, "--port", str(port)]
 
-
-class HttpScriptTarget(ScriptTarget):
-    """A comparison server with a Streamable HTTP endpoint at /mcp and no WebSocket, that
-    runs only the HTTP scenarios."""
-
-    def ws_url(self, port: int) -> str | None:
-        """None: no WebSocket."""
-        return None
-
-    def http_url(self, port: int) -> str | None:
-        """`http://127.0.0.1:PORT/mcp`, no auth."""
-        return f"http://{HOST}:{port}/mcp"
+    def load_target(self, port: int, pid: int, cpu: int | None) -> LoadTarget:
+        """The WebSocket endpoint, or for an HTTP server `http://127.0.0.1:PORT/mcp` alone."""
+        if self.python_env is None:
+            return super().load_target(port, pid, cpu)
+        return LoadTarget([], {"server": pid}, cpu, http_url=f"http://{HOST}:{port}/mcp")
 
 
 SDK = ScriptTarget(
@@ -357,23 +318,21 @@ RAW = ScriptTarget(
     "raw websockets 17 server, JSON-RPC by hand (uvloop, orjson)",
     "no auth, no validation: the floor of what one Python process can do",
 )
-FASTMCP = HttpScriptTarget(
+FASTMCP = ScriptTarget(
     "fastmcp",
     "fastmcp_server.py",
     "FastMCP 4.1.6 on the official SDK 2.3, Streamable HTTP (uvicorn + uvloop + httptools)",
     "its default http_app(): stateful sessions, SSE responses; the same add tool and a "
     "process_batch with progress; no auth",
-    python_env=FASTMCP_ENV,
-    kinds=HTTP_KINDS,
+    FASTMCP_ENV,
 )
-MCPZ = HttpScriptTarget(
+MCPZ = ScriptTarget(
     "mcpz",
     "mcpz_server.py",
     "django-mcpz 1.2.0 on Django 5.2, Streamable HTTP (gunicorn, one gthread worker)",
     "stateless mode for 2025-11-25 clients, JSON responses; the same add tool (no progress: "
     "the package has none); no auth, no middleware, no database",
-    python_env=DJANGO_MCPZ,
-    kinds=HTTP_KINDS,
+    DJANGO_MCPZ,
 )
 
 

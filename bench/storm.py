@@ -33,20 +33,14 @@ PROBE_REPLY_TIMEOUT = 10.0  # a slower probe reply fails the scenario (a client 
 # Closing 10,000 sockets takes the server a while: its RSS is read until it stops moving.
 CLOSED_SETTLE = (0.5, 60.0)
 OPEN_SETTLE = (0.2, 10.0)
+CPU_VS_RAW = "CPU-second, vs raw websockets"
 STORM_GOALS = {
     "open_s": (Goal("storm: time to open and initialize them all", 10.0, False),),
     "growth_x": (Goal("storm: time for all / time for the first half", 2.5, False),),
     "conn_per_s": (Goal("storm: connections/s, vs raw websockets", 0.6, True, baseline="raw"),),
     # CPU time is what a loaded machine does not distort (much): compare it.
     "cpu_ms_per_conn": (
-        Goal(
-            "storm: connections per server CPU-second, vs raw websockets",
-            0.6,
-            True,
-            "raw",
-            True,
-            True,
-        ),
+        Goal(f"storm: connections per server {CPU_VS_RAW}", 0.6, True, "raw", True, True),
     ),
     "kib_per_conn": (Goal("storm: KiB per idle initialized connection", 28.0, False),),
     "probe_p99_ms": (Goal("storm: ping p99 of a client connected before", 50.0, False),),

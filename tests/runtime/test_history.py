@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.db import connection
 
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.operations.store import operation_create
@@ -84,6 +85,25 @@ def test_a_datetime_in_another_zone_is_stored_as_the_same_instant(owner) -> None
     snapshot = history_row(*owner, status=OperationStatus.SUCCEEDED, finished_at=finished)
     writer.record(snapshot)
     writer.flush()
+    assert Operation.objects.get(pk=snapshot["id"]).finished_at == finished
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 250_000, 999_999])
+def test_a_utc_datetime_is_stored_as_django_stores_it(owner, microsecond) -> None:
+    writer = HistoryWriter(interval=3600)
+    finished = datetime(2026, 11, 22, 5, 4, 7, microsecond, tzinfo=UTC)
+    snapshot = history_row(*owner, status=OperationStatus.SUCCEEDED, finished_at=finished)
+    writer.record(snapshot)
+    writer.flush()
+    key = Operation._meta.pk.get_db_prep_value(snapshot["id"], connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT CAST(finished_at AS TEXT) FROM mcp_server_operation WHERE id = %s", [key]
+        )
+        (stored,) = cursor.fetchone()
+    expected = connection.ops.adapt_datetimefield_value(finished)
+    if connection.vendor == "sqlite":  # text: the very text Django writes, so ordering holds
+        assert stored == expected
     assert Operation.objects.get(pk=snapshot["id"]).finished_at == finished
 
 

@@ -1,4 +1,5 @@
-"""uvicorn's sans-I/O WebSocket protocol, aware of denial responses and bounded outbound.
+"""uvicorn's sans-I/O WebSocket protocol, aware of denial responses and bounded outbound, and
+its httptools HTTP protocol, freed by reference counting after an upgrade.
 
 After an application refuses a handshake with a WebSocket Denial Response (an HTTP 401/403
 with a body), uvicorn 0.54 still considers the handshake incomplete and logs
@@ -19,6 +20,7 @@ import ctypes
 from asyncio import TimerHandle
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -53,6 +55,23 @@ def schedule_memory_release(loop: asyncio.AbstractEventLoop, delay: float) -> No
     global _memory_release
     if _memory_release is None:
         _memory_release = loop.call_later(delay, _release_freed_memory)
+
+
+class McpHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP protocol, letting go of its parser once it has handed its
+    connection to the WebSocket protocol.
+
+    The parser calls back into the protocol that made it, so the two (and the transport,
+    its flow control and the upgrade request's headers, ~29 objects) stayed in a cycle after
+    every upgrade until a garbage collection found them: in a reconnect storm, thousands of
+    them for full collections to walk (docs/BENCHMARKS.md, issue 17). uvicorn drops the
+    parser the same way when an HTTP connection is lost.
+    """
+
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol, then drop the parser."""
+        super().handle_websocket_upgrade()
+        self.parser = None  # type: ignore[assignment]
 
 
 class McpWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -4,7 +4,10 @@ alone: none of the project's objects is left in a reference cycle for the garbag
 memory per connection"). Automatic collection is off while they run; a collection afterwards
 keeps what it found unreachable (gc.DEBUG_SAVEALL) for the test to look at."""
 
+import asyncio
+import contextlib
 import gc
+import socket
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,6 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+import uvicorn
+import websockets
 from channels.testing import HttpCommunicator
 
 from accounts.services import IssuedToken
@@ -19,18 +24,18 @@ from config.asgi import router
 from mcp_server.lifespan import RuntimeLifespan
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.protocol.modern import MODERN_VERSION
+from mcp_server.uvicorn_websocket import McpHttpToolsProtocol, McpWebSocketProtocol
+from tests.support import wait_until
 from tests.ws.conftest import TIMEOUT, ws_connect
-
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("history")]
 
 ROUNDS = 10
 PROJECT_PACKAGES = ("mcp_server", "accounts", "config")
 
 
 @contextmanager
-def unreachable_project_objects() -> Iterator[Counter[str]]:
+def unreachable_objects(packages: Sequence[str] = PROJECT_PACKAGES) -> Iterator[Counter[str]]:
     """Collect, run the block with automatic collection off, then count by type what a
-    collection finds unreachable among objects of the project's own types."""
+    collection finds unreachable among objects of types defined in `packages`."""
     found: Counter[str] = Counter()
     gc.collect()
     gc.disable()
@@ -40,7 +45,7 @@ def unreachable_project_objects() -> Iterator[Counter[str]]:
         gc.collect()
         for garbage in gc.garbage:
             kind = type(garbage)
-            if kind.__module__.split(".")[0] in PROJECT_PACKAGES:
+            if kind.__module__.split(".")[0] in packages:
                 found[f"{kind.__module__}.{kind.__qualname__}"] += 1
     finally:
         gc.set_debug(0)
@@ -130,13 +135,15 @@ class HttpClient:
         assert orjson.loads(stateless["body"])["result"]["structuredContent"] == {"result": 3}
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("history")
 async def test_http_requests_leave_nothing_of_the_project_in_cycles(
     runtime: ProcessRuntime, issued: IssuedToken
 ) -> None:
     client = HttpClient(runtime, issued.raw)
     await client.initialize()
     await client.requests_of_each_kind(1)  # first-use caches fill here, not below
-    with unreachable_project_objects() as found:
+    with unreachable_objects() as found:
         await client.initialize()
         for round_number in range(1, ROUNDS + 1):
             await client.requests_of_each_kind(round_number * 10)
@@ -159,11 +166,60 @@ async def _websocket_conversation(runtime: ProcessRuntime, token: str) -> None:
         assert client.notifications  # echo's log came through the session's listener
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("history")
 async def test_closed_websocket_sessions_leave_nothing_of_the_project_in_cycles(
     runtime: ProcessRuntime, issued: IssuedToken
 ) -> None:
     await _websocket_conversation(runtime, issued.raw)
-    with unreachable_project_objects() as found:
+    with unreachable_objects() as found:
         for _ in range(ROUNDS):
             await _websocket_conversation(runtime, issued.raw)
     assert found == {}
+
+
+async def _accept_then_close(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI application that accepts a WebSocket and closes once it hears a message."""
+    if scope["type"] != "websocket":
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    if (await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def test_uvicorn_upgrades_leave_no_protocol_in_cycles() -> None:
+    """The HTTP protocol that hands a connection to the WebSocket protocol is let go of
+    (mcp_server/uvicorn_websocket.py), as `manage.py serve` configures uvicorn."""
+    config = uvicorn.Config(
+        _accept_then_close,
+        http=McpHttpToolsProtocol,
+        ws=McpWebSocketProtocol,
+        lifespan="off",
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    url = f"ws://127.0.0.1:{listening.getsockname()[1]}/"
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        await wait_until(lambda: server.started, what="uvicorn to start")
+
+        async def one_connection() -> None:
+            async with websockets.connect(url) as client:
+                await client.send("bye")
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await client.recv()
+
+        await one_connection()
+        with unreachable_objects(("uvicorn", "httptools", *PROJECT_PACKAGES)) as collected:
+            for _ in range(ROUNDS):
+                await one_connection()
+            # The server's side of the last close has run (its protocol is unregistered).
+            await wait_until(lambda: not server.server_state.connections, what="the closes")
+        assert collected == {}
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()

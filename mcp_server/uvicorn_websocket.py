@@ -134,6 +134,11 @@ class McpWebSocketProtocol(WebSocketsSansIOProtocol):
         elif self.unread_closed:
             return
         await super().send(message)
+        if kind == "websocket.accept" and self.handshake_complete:
+            # The handshake's response (its Headers: a dict, a list, a list per header) is
+            # not read again once sent; kept, it is ~11 objects per connection for every
+            # full collection to walk. (The request stays: websockets' parser holds it.)
+            self.response = None  # type: ignore[assignment]
         if kind == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
 

@@ -212,6 +212,13 @@ async def test_uvicorn_upgrades_leave_no_protocol_in_cycles() -> None:
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await client.recv()
 
+        async with websockets.connect(url):
+            # An open connection keeps nothing of its handshake's response.
+            await wait_until(lambda: len(server.server_state.connections) == 1, what="it")
+            (protocol,) = server.server_state.connections
+            assert isinstance(protocol, McpWebSocketProtocol)
+            await wait_until(lambda: protocol.handshake_complete, what="the handshake")
+            assert protocol.response is None
         await one_connection()
         with unreachable_objects(("uvicorn", "httptools", *PROJECT_PACKAGES)) as collected:
             for _ in range(ROUNDS):

@@ -78,7 +78,7 @@ def test_an_http_requests_headers_are_read_once_and_a_handshakes_are_not_kept() 
     assert header(http, b"host") == "a.example"
     http["headers"] = [(b"host", b"b.example")]  # nothing changes a request's headers
     assert header(http, b"host") == "a.example"
-    assert http[HEADERS_BY_NAME] == {b"host": "a.example"}
+    assert http[HEADERS_BY_NAME] == {b"host": b"a.example"}
     socket = _scope([(b"host", b"a.example")])
     assert header(socket, b"host") == "a.example"
     assert HEADERS_BY_NAME not in socket  # a connection's scope lives as long as it

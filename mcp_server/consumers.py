@@ -45,6 +45,9 @@ class McpConsumer(ListenOnDemandConsumer):
                 assert self.runtime is not None
                 self.runtime.connections.unregister(self.session)
                 await self.session.close(server_shutdown=True)
+            # The session points at this consumer (its send, close and listen): let go of it
+            # so that both are freed by reference counting, not by the cyclic collector.
+            self.session = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without Channels' per-message connection check.

@@ -19,6 +19,7 @@ from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
 from mcp_server.admission import MessageAllowance
+from mcp_server.client_log import ClientLog
 from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
 from mcp_server.cluster.dispatch import DispatchQueueFull
@@ -50,7 +51,6 @@ from mcp_server.protocol.errors import (
     method_not_found,
 )
 from mcp_server.protocol.lifecycle import initialize_result, parse_initialize, shutdown_notice
-from mcp_server.protocol.log_levels import DEFAULT_LEVEL, level_rank
 from mcp_server.protocol.messages import (
     Notification,
     Request,
@@ -67,12 +67,13 @@ from mcp_server.protocol.modern import (
     server_info,
 )
 from mcp_server.protocol.pagination import paginate
-from mcp_server.protocol.tasks import RELATED_TASK, TASKS_EXTENSION
+from mcp_server.protocol.tasks import TASKS_EXTENSION
 from mcp_server.protocol.versions import allows_batches
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.runtime.admission import InFlightRequests
 from mcp_server.runtime.limits import SlotKey
+from mcp_server.session_caller import CurrentPrincipal
 from mcp_server.session_features import SessionFeatures
 from mcp_server.spawned_requests import SpawnedRequests, batch_replies
 from mcp_server.task_requests import TaskRequests
@@ -134,10 +135,10 @@ class McpSession:
 
     __slots__ = (
         "__weakref__",
+        "_caller",
+        "_client_log",
         "_client_requests",
         "_close_transport",
-        "_log_level",
-        "_log_rank",
         "_message_allowance",
         "_pings",
         "_send",
@@ -150,7 +151,6 @@ class McpSession:
         "features",
         "identity",
         "listener",
-        "principal",
         "protocol_version",
         "state",
     )
@@ -180,7 +180,9 @@ class McpSession:
         listen_counts: ListenCounts | None = None,
         watch_resources: bool = True,
     ) -> None:
-        self.principal = principal
+        # Who it works for, shared with its parts (none of which points back at the session:
+        # a closed session is freed by reference counting alone).
+        self._caller = CurrentPrincipal(principal, connection_id)
         # The transport's message buckets (None: no rate limit), retuned when limits change.
         self._message_allowance = message_allowance
         self.executor = executor
@@ -193,10 +195,11 @@ class McpSession:
             timeout=identity.client_request_timeout,
             max_outstanding=identity.client_requests_per_connection,
         )
+        self._client_log = ClientLog(send)
         self.listener = ConnectionListener(
             connection_id=connection_id,
             send=send,
-            log=self.log,
+            log=self._client_log,
             owner=self._tasks,
             detach=executor.detach,
             liveness=liveness,
@@ -204,8 +207,7 @@ class McpSession:
             client_requests=self._client_requests,
         )
         self.features = SessionFeatures(
-            principal=lambda: self.principal,
-            slot_key=lambda: self._slot_key,
+            caller=self._caller,
             identity=identity,
             executor=executor,
             listener=self.listener,
@@ -225,8 +227,6 @@ class McpSession:
         self.state = SessionState.AWAITING_INITIALIZE
         self.protocol_version: str | None = None
         self.client_initialized = False
-        self._log_level = DEFAULT_LEVEL
-        self._log_rank = level_rank(DEFAULT_LEVEL)
 
     def restore(
         self, *, protocol_version: str, client_capabilities: dict[str, Any], log_level: str
@@ -235,10 +235,22 @@ class McpSession:
         in another process): ready, with the revision, capabilities and level it had."""
         self.protocol_version = protocol_version
         self.client_capabilities = client_capabilities
-        self._log_rank = level_rank(log_level)
-        self._log_level = log_level
+        self._client_log.set_level(log_level)
         self.client_initialized = True
+        self._ready()
+
+    def _ready(self) -> None:
         self.state = SessionState.READY
+        self._client_log.ready = True
+
+    @property
+    def principal(self) -> Principal:
+        """The caller, as authenticated (tool set and limits kept current)."""
+        return self._caller.principal
+
+    @principal.setter
+    def principal(self, principal: Principal) -> None:
+        self._caller.principal = principal
 
     @property
     def client_capabilities(self) -> dict[str, Any]:
@@ -284,7 +296,7 @@ class McpSession:
     @property
     def log_level(self) -> str:
         """The lowest level of `notifications/message` the client asked for."""
-        return self._log_level
+        return self._client_log.level
 
     # --- input ---------------------------------------------------------------------------
     async def receive(self, payload: Any) -> None:
@@ -479,6 +491,7 @@ class McpSession:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        self._client_log.closed = True
         cancel_reason = (
             Stop(StopReason.SHUTDOWN) if server_shutdown else reason or Stop(StopReason.DISCONNECT)
         )
@@ -599,7 +612,7 @@ class McpSession:
     @property
     def _slot_key(self) -> SlotKey:
         """Who this connection works for: its slots, requests in flight and database share."""
-        return SlotKey(self.principal.tenant_id, self.principal.user_id, self.connection_id)
+        return self._caller.slot_key()
 
     async def operation_event(self, event: OperationEvent) -> None:
         """An event of an operation this connection listens to (from the channel layer): for
@@ -638,19 +651,7 @@ class McpSession:
         """Send `notifications/message` when `level` passes the client's logging level, or
         `rank`, the threshold of the request it belongs to (naming the task it comes from, if
         any)."""
-        if rank is None and self.state is not SessionState.READY:
-            # A connection-level message (a broadcast): only for a client that initialized;
-            # 2026-07-28 sends logs only to the requests that ask for them.
-            return
-        threshold = self._log_rank if rank is None else rank
-        if level_rank(level) < threshold or self.state is SessionState.CLOSED:
-            return
-        params: dict[str, Any] = {"level": level, "data": data}
-        if logger_name:
-            params["logger"] = logger_name
-        if task_id is not None:
-            params["_meta"] = {RELATED_TASK: {"taskId": task_id}}
-        await self._send(notification_message(methods.NOTIFICATION_MESSAGE, params))
+        await self._client_log(level, data, logger_name, task_id, rank)
 
     # --- request handlers ----------------------------------------------------------------
     async def _initialize(self, request: Request) -> dict[str, Any]:
@@ -667,7 +668,7 @@ class McpSession:
         )
         self.protocol_version = result["protocolVersion"]
         self.client_capabilities = hello.capabilities
-        self.state = SessionState.READY
+        self._ready()
         return result
 
     async def _ping(self, request: Request) -> dict[str, Any]:
@@ -706,9 +707,7 @@ class McpSession:
             raise JsonRpcError(LIMIT_EXCEEDED, str(full), full.data) from None
 
     async def _logging_set_level(self, request: Request) -> dict[str, Any]:
-        level = request.params.get("level")
-        self._log_rank = level_rank(level)  # type: ignore[arg-type]
-        self._log_level = str(level)
+        self._client_log.set_level(request.params.get("level"))  # type: ignore[arg-type]
         return {}
 
 

@@ -9,7 +9,6 @@ object instead of six, and a part exists once a request needs it.
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from accounts.principal import Principal
 from mcp_server.cluster.messages import OperationEvent, RunUpdated
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
@@ -21,8 +20,7 @@ from mcp_server.protocol.errors import RequestId
 from mcp_server.resource_requests import ResourceRequests
 from mcp_server.resource_subscriptions import ResourceSubscriptions
 from mcp_server.resources.registry import resources
-from mcp_server.runtime.limits import SlotKey
-from mcp_server.session_caller import SessionCaller
+from mcp_server.session_caller import CurrentPrincipal, SessionCaller
 from mcp_server.task_requests import TaskRequests
 from mcp_server.task_watch import TaskWatch
 
@@ -38,6 +36,7 @@ class SessionFeatures:
         "_caller",
         "_completion",
         "_connection_id",
+        "_current",
         "_executor",
         "_identity",
         "_listen",
@@ -45,12 +44,10 @@ class SessionFeatures:
         "_listener",
         "_listens",
         "_liveness",
-        "_principal",
         "_prompts",
         "_recorded_uris",
         "_resources",
         "_send",
-        "_slot_key",
         "_subscriptions",
         "_task_watch",
         "_tasks",
@@ -60,8 +57,7 @@ class SessionFeatures:
     def __init__(
         self,
         *,
-        principal: Callable[[], Principal],
-        slot_key: Callable[[], SlotKey],
+        caller: CurrentPrincipal,
         identity: ServerIdentity,
         executor: "Executor",
         listener: ConnectionListener,
@@ -72,7 +68,8 @@ class SessionFeatures:
         watch_resources: bool = True,
         listen_counts: ListenCounts | None = None,
     ) -> None:
-        self._principal, self._slot_key = principal, slot_key
+        # Who the session works for now (not the session itself: nothing here points back).
+        self._current = caller
         self._identity, self._executor, self._listener = identity, executor, listener
         self._connection_id, self._send = connection_id, send
         self._liveness, self._listen = liveness, listen
@@ -93,8 +90,8 @@ class SessionFeatures:
         """tasks/* requests."""
         if self._tasks is None:
             self._tasks = TaskRequests(
-                caller=self._principal,
-                slot_key=self._slot_key,
+                caller=self._current.get,
+                slot_key=self._current.slot_key,
                 identity=self._identity,
                 executor=self._executor,
                 listener=self._listener,
@@ -125,8 +122,8 @@ class SessionFeatures:
         """Who the feature requests work for."""
         if self._caller is None:
             self._caller = SessionCaller(
-                principal=self._principal,
-                slot_key=self._slot_key,
+                principal=self._current.get,
+                slot_key=self._current.slot_key,
                 settle=self._executor.runner.flush_unwritten,
             )
         return self._caller

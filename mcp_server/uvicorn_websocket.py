@@ -1,4 +1,5 @@
-"""uvicorn's sans-I/O WebSocket protocol, aware of denial responses and bounded outbound.
+"""uvicorn's sans-I/O WebSocket protocol, aware of denial responses and bounded outbound, and
+its httptools HTTP protocol, freed by reference counting after an upgrade.
 
 After an application refuses a handshake with a WebSocket Denial Response (an HTTP 401/403
 with a body), uvicorn 0.54 still considers the handshake incomplete and logs
@@ -19,6 +20,7 @@ import ctypes
 from asyncio import TimerHandle
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -53,6 +55,23 @@ def schedule_memory_release(loop: asyncio.AbstractEventLoop, delay: float) -> No
     global _memory_release
     if _memory_release is None:
         _memory_release = loop.call_later(delay, _release_freed_memory)
+
+
+class McpHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP protocol, letting go of its parser once it has handed its
+    connection to the WebSocket protocol.
+
+    The parser calls back into the protocol that made it, so the two (and the transport,
+    its flow control and the upgrade request's headers, ~29 objects) stayed in a cycle after
+    every upgrade until a garbage collection found them: in a reconnect storm, thousands of
+    them for full collections to walk (docs/BENCHMARKS.md, issue 17). uvicorn drops the
+    parser the same way when an HTTP connection is lost.
+    """
+
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol, then drop the parser."""
+        super().handle_websocket_upgrade()
+        self.parser = None  # type: ignore[assignment]
 
 
 class McpWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -115,6 +134,11 @@ class McpWebSocketProtocol(WebSocketsSansIOProtocol):
         elif self.unread_closed:
             return
         await super().send(message)
+        if kind == "websocket.accept" and self.handshake_complete:
+            # The handshake's response (its Headers: a dict, a list, a list per header) is
+            # not read again once sent; kept, it is ~11 objects per connection for every
+            # full collection to walk. (The request stays: websockets' parser holds it.)
+            self.response = None  # type: ignore[assignment]
         if kind == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
 

@@ -98,7 +98,9 @@ class ChannelInbox:
             await session.channel_message(message)
 
     async def close(self) -> None:
-        """Stop reading."""
+        """Stop reading, and let go of the session (which points at this inbox through its
+        `listen`: without this the pair would wait for the cyclic garbage collector)."""
+        self.session = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()

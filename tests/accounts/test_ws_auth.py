@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from accounts.ws_auth import bearer_from_scope, origin_allowed
+from accounts.ws_auth import HEADERS_BY_NAME, bearer_from_scope, header, origin_allowed
 
 
 def _scope(headers: list[tuple[bytes, bytes]] | None = None, query: bytes = b"") -> dict[str, Any]:
@@ -62,3 +62,23 @@ def test_without_a_list_only_the_handshakes_own_origin_is_allowed(
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
     scope = {**_scope([(b"host", host)] if host else []), "scheme": scheme}
     assert origin_allowed(origin, [], scope) is expected
+
+
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+def test_header_gives_the_first_value_of_a_name(kind: str) -> None:
+    headers = [(b"accept", b"text/event-stream"), (b"x-caf\xe9", b"\xe9"), (b"accept", b"*/*")]
+    scope = {"type": kind, "headers": headers}
+    assert header(scope, b"accept") == "text/event-stream"
+    assert header(scope, b"x-caf\xe9") == "\xe9"
+    assert header(scope, b"host") is None
+
+
+def test_an_http_requests_headers_are_read_once_and_a_handshakes_are_not_kept() -> None:
+    http = {"type": "http", "headers": [(b"host", b"a.example")]}
+    assert header(http, b"host") == "a.example"
+    http["headers"] = [(b"host", b"b.example")]  # nothing changes a request's headers
+    assert header(http, b"host") == "a.example"
+    assert http[HEADERS_BY_NAME] == {b"host": b"a.example"}
+    socket = _scope([(b"host", b"a.example")])
+    assert header(socket, b"host") == "a.example"
+    assert HEADERS_BY_NAME not in socket  # a connection's scope lives as long as it

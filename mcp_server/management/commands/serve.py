@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mcp_server.lifespan import RuntimeLifespan
-from mcp_server.uvicorn_websocket import McpWebSocketProtocol
+from mcp_server.uvicorn_websocket import McpHttpToolsProtocol, McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Command(BaseCommand):
             host=options["host"],
             port=options["port"],
             loop="uvloop",
-            http="httptools",
+            http=McpHttpToolsProtocol,
             ws=McpWebSocketProtocol,
             ws_max_size=settings.MCP_MAX_MESSAGE_BYTES,
             ws_ping_interval=settings.MCP_WS_PING_INTERVAL,

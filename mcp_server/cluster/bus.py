@@ -23,6 +23,7 @@ from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
+from mcp_server.cluster.handed_off import HandedOffCalls
 from mcp_server.cluster.layer import receive_forever
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.operations import store
@@ -56,6 +57,10 @@ class OperationBus:
         self.layer = layer
         # Where calls for workers are queued (None: a process without workers).
         self.dispatch = dispatch
+        # The plain calls handed to workers without a row, which this process waits for.
+        self.handed_off = (
+            HandedOffCalls(dispatch=dispatch, runner=runner) if dispatch is not None else None
+        )
         self.web = web
         self.channel: str | None = None
         self._published: dict[UUID, tuple[OperationPublisher, asyncio.Task[None]]] = {}
@@ -115,15 +120,17 @@ class OperationBus:
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
     async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
-        """Queue a recorded call for the workers (marked interrupted if that fails; past the
-        tenant's queue bound, DispatchQueueFull)."""
+        """Queue a call for the workers (ended in history if that fails; past the tenant's
+        queue bound, DispatchQueueFull). A call not `recorded` (a plain call: its worker
+        writes the row) is waited for by this process until `forget_handed_off`."""
         assert request.operation_id is not None
         assert self.dispatch is not None, "handing calls to workers needs the dispatch streams"
+        assert self.handed_off is not None
         # The worker's log lines about the call name the trace the request carried.
         traceparent = log_context.current().traceparent
         start = messages.OperationStart.of(request, listener, traceparent=traceparent)
         try:
-            await self.dispatch.put(start)
+            entry = await self.dispatch.put(start)
         except Exception as exc:
             if isinstance(exc, DispatchQueueFull):
                 metrics.refused(exc.data["limit"], request.principal)
@@ -131,10 +138,22 @@ class OperationBus:
             else:
                 metrics.channel_layer_error("send")
                 stop = Stop(StopReason.HAND_OFF_FAILED)
-            await db_call(store.operation_stop, caller=slot_key(request))(
-                operation_id=request.operation_id, stop=stop
-            )
+            if request.recorded:
+                await db_call(store.operation_stop, caller=slot_key(request))(
+                    operation_id=request.operation_id, stop=stop
+                )
+            else:
+                await db_call(store.operation_end_unrecorded, caller=slot_key(request))(
+                    snapshot=messages.queued_snapshot(request, self.runner), stop=stop
+                )
             raise
+        if not request.recorded:
+            self.handed_off.add(request, entry)
+
+    def forget_handed_off(self, operation_id: UUID) -> None:
+        """This process no longer waits for a plain call it handed to the workers."""
+        if self.handed_off is not None:
+            self.handed_off.discard(operation_id)
 
     def run_published(self, request: CallRequest, listeners: set[str]) -> "asyncio.Task[None]":
         """Start a call whose events go to `listeners`; it outlives the connection that began
@@ -175,10 +194,17 @@ class OperationBus:
         database threads); `record` writes the request elsewhere than on the bus's database
         threads (an HTTP request's own connection).
         """
-        if record is None:
-            record = db_call(store.operation_request_cancel, caller=caller)
         if reason is None:
             reason = Stop(StopReason.CANCEL_REQUESTED)
+        if self.handed_off is not None and operation_id in self.handed_off:
+            # A plain call on a worker, with no row to record the request in: taken back
+            # from the streams if no worker holds it yet, else marked there and stopped.
+            verdict = await self.handed_off.withdraw(operation_id, reason)
+            if verdict == "held":
+                await self.cancel(operation_id, reason=reason)
+            return verdict != "gone"
+        if record is None:
+            record = db_call(store.operation_request_cancel, caller=caller)
         if not await record(operation_id=operation_id, as_task=as_task):
             return False
         await self.cancel(operation_id, reason=reason)

@@ -2,7 +2,9 @@
 
 Every round (MCP_OPERATION_LOST_AFTER / 6 seconds) a process stamps the operations it runs,
 acts on the cancel flags and statuses it reads back, marks interrupted the operations nobody
-stamps any more, and delivers from history the outcomes its connections still wait for.
+stamps any more (and the plain calls it handed to workers that nobody took, or whose worker
+died: cluster/handed_off.py), and delivers from history the outcomes its connections still
+wait for.
 """
 
 import logging
@@ -87,6 +89,9 @@ class Liveness:
         await db_call(store.operations_reap_lost)(
             lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
         )
+        # Plain calls on workers have no row to reap: their entries say what became of them.
+        if self.bus.handed_off:
+            await self.bus.handed_off.settle()
         if self._watched:
             await self.recover_outcomes()
 

@@ -108,7 +108,8 @@ def _optional_int(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class OperationStart:
-    """Hands a call to a worker (the row already exists, `queued`)."""
+    """Hands a call to a worker (a task's row exists already, `queued`; a plain call's row is
+    written by the worker with its end unless `recorded`)."""
 
     TYPE: ClassVar[str] = OPERATION_START
 
@@ -130,6 +131,8 @@ class OperationStart:
     client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
     inputs: dict[str, Any] | None = None
+    # Whether the call's row was inserted before the hand-off (the worker claims it then).
+    recorded: bool = True
 
     @classmethod
     def of(
@@ -158,6 +161,7 @@ class OperationStart:
             asks_through_task=request.asks_through_task,
             client_capabilities=request.client_capabilities,
             inputs=request.inputs.carried() if request.inputs is not None else None,
+            recorded=request.recorded,
         )
 
     def encode(self) -> Message:
@@ -179,6 +183,7 @@ class OperationStart:
             "asks_through_task": self.asks_through_task,
             "client_capabilities": self.client_capabilities,
             "inputs": self.inputs,
+            "recorded": self.recorded,
         }
 
     @classmethod
@@ -204,6 +209,7 @@ class OperationStart:
             asks_through_task=bool(message.get("asks_through_task")),
             client_capabilities=_object(message.get("client_capabilities")),
             inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
+            recorded=bool(message.get("recorded", True)),
         )
 
 

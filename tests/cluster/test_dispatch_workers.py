@@ -224,7 +224,7 @@ async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
     )
     try:
         async with raw_client(bounded, cluster_accounts.alice) as client:
-            # One at a time: the second sent while the first still waits would be refused.
+            # One after the other: a call waiting for a worker counts against the bound of 1.
             holding, rows = [], []
             for n in range(2):
                 holding.append(await _call(client, "hold", FOREVER_MS - 10 - n))

@@ -136,7 +136,7 @@ class ClusteredExecutor(Executor):
         try:
             if request.recorded:
                 await self.bus.record(request)
-            await self.bus.hand_off(request, listener=site.connection_id)
+            await self.bus.hand_off(request, listener=site.connection_id, site=site)
             finished = await attachment.outcome
         except asyncio.CancelledError as exc:
             # Forgotten once the cancel is through (it finds the call's entry by its id).

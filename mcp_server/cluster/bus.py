@@ -23,9 +23,9 @@ from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
-from mcp_server.cluster.handed_off import HandedOffCalls
+from mcp_server.cluster.handed_off import HandedOffCalls, OutcomeWatcher
 from mcp_server.cluster.layer import receive_forever
-from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.cluster.publisher import OperationPublisher, Reply
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.limits import SlotKey
@@ -67,6 +67,7 @@ class OperationBus:
         self._pending_attach: dict[UUID, tuple[float, set[str]]] = {}
         self._subscribers: dict[str, Subscriber] = {}
         self._receiver: asyncio.Task[None] | None = None
+        self._replies: asyncio.Task[None] | None = None
         self._first_join = asyncio.Event()
 
     def subscribe(self, kinds: frozenset[str], handler: Subscriber) -> None:
@@ -83,15 +84,19 @@ class OperationBus:
         # that is down delays them, never this process's other duties.
         self.channel = await self.layer.new_channel()
         self._receiver = asyncio.create_task(self._receive_loop(), name="bus-receive")
+        if self.web and self.handed_off is not None:
+            self._replies = asyncio.create_task(self.handed_off.receive(), name="bus-replies")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_join.wait(), settings.MCP_DEPENDENCY_TIMEOUT)
 
     async def stop(self) -> None:
         """Stop receiving and leave the groups."""
         receiver, self._receiver = self._receiver, None
-        if receiver is not None:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+        replies, self._replies = self._replies, None
+        for task in (receiver, replies):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.layer is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(messages.RUNNERS_GROUP, self.channel)
@@ -119,16 +124,22 @@ class OperationBus:
         create = db_call(store.operation_create, caller=slot_key(request))
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
-    async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
+    async def hand_off(
+        self, request: CallRequest, *, listener: str | None, site: OutcomeWatcher | None = None
+    ) -> None:
         """Queue a call for the workers (ended in history if that fails; past the tenant's
         queue bound, DispatchQueueFull). A call not `recorded` (a plain call: its worker
-        writes the row) is waited for by this process until `forget_handed_off`."""
+        writes the row) is waited for by this process, its outcome going to `site`, until
+        `forget_handed_off`."""
         assert request.operation_id is not None
         assert self.dispatch is not None, "handing calls to workers needs the dispatch streams"
         assert self.handed_off is not None
         # The worker's log lines about the call name the trace the request carried.
         traceparent = log_context.current().traceparent
-        start = messages.OperationStart.of(request, listener, traceparent=traceparent)
+        reply_to = None if request.recorded else self.handed_off.reply_key
+        start = messages.OperationStart.of(
+            request, listener, traceparent=traceparent, reply_to=reply_to
+        )
         try:
             entry = await self.dispatch.put(start)
         except Exception as exc:
@@ -148,20 +159,25 @@ class OperationBus:
                 )
             raise
         if not request.recorded:
-            self.handed_off.add(request, entry)
+            self.handed_off.add(request, entry, site)
 
     def forget_handed_off(self, operation_id: UUID) -> None:
         """This process no longer waits for a plain call it handed to the workers."""
         if self.handed_off is not None:
             self.handed_off.discard(operation_id)
 
-    def run_published(self, request: CallRequest, listeners: set[str]) -> "asyncio.Task[None]":
-        """Start a call whose events go to `listeners`; it outlives the connection that began
-        it. The task ends once its listeners were told how it ended."""
+    def run_published(
+        self, request: CallRequest, listeners: set[str], *, reply: Reply | None = None
+    ) -> "asyncio.Task[None]":
+        """Start a call whose events go to `listeners` (its outcome by `reply`, when it can);
+        it outlives the connection that began it. The task ends once its listeners were told
+        how it ended."""
         assert request.operation_id is not None
         assert self.layer is not None
         key = request.operation_id
-        publisher = OperationPublisher(operation_id=key, layer=self.layer, listeners=listeners)
+        publisher = OperationPublisher(
+            operation_id=key, layer=self.layer, listeners=listeners, reply=reply
+        )
         pending = self._pending_attach.pop(key, None)
         if pending is not None:
             publisher.listeners |= pending[1]

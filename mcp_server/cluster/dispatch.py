@@ -13,6 +13,9 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 - `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64.
 - `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
   MCP_OPERATION_LOST_AFTER / 2.
+- `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
+  read many at a time), when nothing else of the call went to its connection before (else
+  the outcome follows its progress on the channel layer, in order).
 - `cancel:<operation>`: a cancel asked for a plain call a worker holds (its row is written
   with its end), read by that worker's rounds and by whoever takes the call over.
 
@@ -325,6 +328,38 @@ class Dispatch:
         for entry, give_up in entries:
             args += [entry.stream, entry.entry_id, entry.tenant, "1" if give_up else "0"]
         return [_text(v) for v in cast(list[Any], await self._settle(args=args))]
+
+    def reply_key(self, process: str) -> str:
+        """Where the outcomes for a web process's plain calls go."""
+        return f"{self.prefix}:reply:{process}"
+
+    async def reply(self, key: str, message: messages.Message, *, ttl: float) -> bool:
+        """Send a call's outcome to the web process that waits for it; False when it could
+        not be sent this way (logged; the caller uses the channel layer)."""
+        try:
+            payload = msgpack.packb(message, use_bin_type=True)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(key, payload)
+            # A web process that is gone leaves its list behind for `ttl` at most.
+            pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+        except Exception:
+            logger.warning("could not send an outcome to %s", key, exc_info=True)
+            return False
+        return True
+
+    async def replies(self, key: str, *, wait: float, count: int = 256) -> list[messages.Message]:
+        """The outcomes sent to `key`, up to `count` (blocks up to `wait` seconds for one)."""
+        got = await self.client.blmpop(wait, 1, key, direction="LEFT", count=count)
+        if not got:
+            return []
+        out = []
+        for raw in cast(list[Any], got)[1]:
+            try:
+                out.append(msgpack.unpackb(raw, raw=False))
+            except Exception:
+                logger.warning("ignored an undecodable outcome on %s", key)
+        return out
 
     async def cancelled(self, operation_ids: Iterable[UUID]) -> set[UUID]:
         """Those of these operations marked cancelled (`withdraw` of a held entry)."""

@@ -9,7 +9,6 @@ wait for.
 
 import logging
 import weakref
-from typing import Protocol
 from uuid import UUID
 
 from django.conf import settings
@@ -17,20 +16,14 @@ from django.conf import settings
 from mcp_server import metrics, selectors
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import db_call
-from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.handed_off import OutcomeWatcher
+from mcp_server.cluster.messages import OperationFinished
 from mcp_server.cluster.rounds import every
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
 from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
-
-
-class OutcomeWatcher(Protocol):
-    """Something waiting for operations' outcomes (a connection's listeners)."""
-
-    async def operation_event(self, event: OperationEvent) -> None:
-        """Handle an operation event (here: an outcome recovered from history)."""
 
 
 class Liveness:

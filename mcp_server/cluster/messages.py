@@ -108,8 +108,8 @@ def _optional_int(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class OperationStart:
-    """Hands a call to a worker (a task's row exists already, `queued`; a plain call's row is
-    written by the worker with its end unless `recorded`)."""
+    """Hands a call to a worker (a `recorded` call's row exists already, `queued`; a plain
+    call's row is written by the worker, with its end for a short call)."""
 
     TYPE: ClassVar[str] = OPERATION_START
 
@@ -133,13 +133,20 @@ class OperationStart:
     inputs: dict[str, Any] | None = None
     # Whether the call's row was inserted before the hand-off (the worker claims it then).
     recorded: bool = True
+    # Where its outcome may go instead of the channel layer (Dispatch.reply_key); None: not.
+    reply_to: str | None = None
 
     @classmethod
     def of(
-        cls, request: "CallRequest", listener: str | None, *, traceparent: str | None = None
+        cls,
+        request: "CallRequest",
+        listener: str | None,
+        *,
+        traceparent: str | None = None,
+        reply_to: str | None = None,
     ) -> Self:
         """The hand-off of `request`, whose events go to `listener` (`traceparent`: the
-        request's trace context, if known)."""
+        request's trace context, if known; `reply_to`: where its outcome may go)."""
         assert request.operation_id is not None
         principal = dataclasses.asdict(request.principal)
         principal.update(
@@ -162,6 +169,7 @@ class OperationStart:
             client_capabilities=request.client_capabilities,
             inputs=request.inputs.carried() if request.inputs is not None else None,
             recorded=request.recorded,
+            reply_to=reply_to,
         )
 
     def encode(self) -> Message:
@@ -184,6 +192,7 @@ class OperationStart:
             "client_capabilities": self.client_capabilities,
             "inputs": self.inputs,
             "recorded": self.recorded,
+            "reply_to": self.reply_to,
         }
 
     @classmethod
@@ -210,6 +219,7 @@ class OperationStart:
             client_capabilities=_object(message.get("client_capabilities")),
             inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
             recorded=bool(message.get("recorded", True)),
+            reply_to=str(reply_to) if (reply_to := message.get("reply_to")) else None,
         )
 
 

@@ -12,6 +12,7 @@ operations finish within a grace period, then interrupts the rest and tells thei
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import signal
 from collections.abc import Coroutine
@@ -230,9 +231,15 @@ class OperationWorker:
         if start.recorded:
             await self.runtime.bus.run_published(request, listeners)
             return
+        reply = None
+        if start.reply_to is not None:
+            # The outcome straight to the web process that waits (see Dispatch.reply).
+            reply = functools.partial(
+                self.dispatch.reply, start.reply_to, ttl=2 * settings.MCP_OPERATION_LOST_AFTER
+            )
         self._unrecorded.add(start.id)
         try:
-            await self.runtime.bus.run_published(request, listeners)
+            await self.runtime.bus.run_published(request, listeners, reply=reply)
         finally:
             self._unrecorded.discard(start.id)
 

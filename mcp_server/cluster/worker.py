@@ -105,6 +105,7 @@ class OperationWorker:
         # The plain calls running here with no row before their end (cancel marks are theirs).
         self._unrecorded: set[UUID] = set()
         self._ack_due = asyncio.Event()
+        self.ack_delay = settings.MCP_HISTORY_FLUSH_INTERVAL
 
     def stop(self) -> None:
         """Stop taking work and drain (the SIGTERM and SIGINT handler)."""
@@ -169,7 +170,10 @@ class OperationWorker:
                 continue
             try:
                 deliveries = await self.dispatch.take(self.name, free)
-                if not deliveries:
+                for delivery in deliveries:
+                    self._begin(self._claim_and_run(delivery), delivery)
+                # Fewer than asked for: none was left then, and each put since rings the bell.
+                if len(deliveries) < free:
                     await self.dispatch.wait_for_work(self.round_interval)
             except REDIS_ERRORS as exc:
                 metrics.channel_layer_error("receive")
@@ -182,8 +186,6 @@ class OperationWorker:
                 continue
             backoff.reset()
             layer_outage.up()
-            for delivery in deliveries:
-                self._begin(self._claim_and_run(delivery), delivery)
 
     def _begin(self, work: Coroutine[Any, Any, bool], delivery: Delivery) -> None:
         task = asyncio.create_task(self._run_then_acknowledge(work, delivery))
@@ -198,14 +200,11 @@ class OperationWorker:
         self, work: Coroutine[Any, Any, bool], delivery: Delivery
     ) -> None:
         try:
-            ran = await work
+            await work
         except Exception:
             logger.exception("operation entry %s failed", delivery.entry_id)
-            ran = False
-        if ran:
-            # Acknowledged once its end is in history (a worker killed before leaves it
-            # pending, and whoever takes it over finds it ended).
-            await self.runtime.runner.flush_unwritten()
+        # Acknowledged once its end is in history (a worker killed before leaves it pending,
+        # and whoever takes it over finds it ended): see _acknowledge.
         self._unacked.append(delivery)
         self._ack_due.set()
 
@@ -344,6 +343,9 @@ class OperationWorker:
     async def _acknowledge(self) -> None:
         while True:
             await self._ack_due.wait()
+            # The history writer's own round writes the ends of the calls meanwhile: they are
+            # acknowledged together after it, not each after a write of its own.
+            await asyncio.sleep(self.ack_delay)
             self._ack_due.clear()
             await self._send_acks()
 
@@ -351,6 +353,8 @@ class OperationWorker:
         batch, self._unacked = self._unacked, []
         if not batch:
             return
+        # Usually written already: then at once.
+        await self.runtime.runner.flush_unwritten()
         try:
             await self.dispatch.done(batch)
         except Exception:

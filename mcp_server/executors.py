@@ -132,16 +132,16 @@ class ClusteredExecutor(Executor):
             recorded=not settings.MCP_HISTORY_ENABLED,
         )
         attachment = site.attach(key, call.progress_token, None, log_rank=call.log_rank)
+        # Not cut short by a cancel: the cancel must find the call where the hand-off put it.
+        handing_off = asyncio.ensure_future(self._hand_off(request, site))
         waits = True
         try:
-            if request.recorded:
-                await self.bus.record(request)
-            await self.bus.hand_off(request, listener=site.connection_id, site=site)
+            await asyncio.shield(handing_off)
             finished = await attachment.outcome
         except asyncio.CancelledError as exc:
             # Forgotten once the cancel is through (it finds the call's entry by its id).
             waits = False
-            site.owner.keep(self._stop(request, stop_of(exc)))
+            site.owner.keep(self._stop(request, stop_of(exc), handing_off))
             raise
         finally:
             site.drop(key)
@@ -149,9 +149,20 @@ class ClusteredExecutor(Executor):
                 self.bus.forget_handed_off(key)
         return call_outcome(finished)
 
-    async def _stop(self, request: CallRequest, reason: Stop) -> None:
+    async def _hand_off(self, request: CallRequest, site: ConnectionListener) -> None:
+        if request.recorded:
+            await self.bus.record(request)
+        await self.bus.hand_off(request, listener=site.connection_id, site=site)
+
+    async def _stop(
+        self, request: CallRequest, reason: Stop, handing_off: "asyncio.Future[None]"
+    ) -> None:
         assert request.operation_id is not None
         try:
+            try:
+                await handing_off
+            except Exception:
+                return  # never handed off (and ended in history so)
             await self.cancel(
                 request.operation_id, as_task=False, reason=reason, caller=slot_key(request)
             )

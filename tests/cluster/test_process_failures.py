@@ -24,7 +24,6 @@ from tests.e2e.support import (
     raw_client,
     raw_connection,
     result_of,
-    wait_until,
 )
 
 # How long a test waits for a client to hear of a dead worker: the bound, and the slack of a

@@ -248,6 +248,9 @@ class Dispatch:
         self._reclaim = client.register_script(_RECLAIM)
         self._settle = client.register_script(_SETTLE)
         self._withdraw = client.register_script(_WITHDRAW)
+        # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
+        self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        self._sending: set[asyncio.Future[None]] = set()
 
     def stream_of(self, tenant: int | str, user: int | str) -> str:
         """The stream of a user's calls."""
@@ -335,18 +338,37 @@ class Dispatch:
 
     async def reply(self, key: str, message: messages.Message, *, ttl: float) -> bool:
         """Send a call's outcome to the web process that waits for it; False when it could
-        not be sent this way (logged; the caller uses the channel layer)."""
+        not be sent this way (logged; the caller uses the channel layer). The outcomes of
+        one turn of the event loop go together, in one round trip."""
         try:
             payload = msgpack.packb(message, use_bin_type=True)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.rpush(key, payload)
-            # A web process that is gone leaves its list behind for `ttl` at most.
-            pipe.pexpire(key, int(ttl * 1000))
-            await pipe.execute()
         except Exception:
-            logger.warning("could not send an outcome to %s", key, exc_info=True)
+            logger.warning("could not encode an outcome for %s", key, exc_info=True)
             return False
-        return True
+        sent = asyncio.get_running_loop().create_future()
+        self._replies.append((key, payload, sent))
+        if len(self._replies) == 1:
+            self._sending.add(sending := asyncio.ensure_future(self._send_replies(ttl)))
+            sending.add_done_callback(self._sending.discard)
+        return await sent
+
+    async def _send_replies(self, ttl: float) -> None:
+        batch, self._replies = self._replies, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, payload, _ in batch:
+                pipe.rpush(key, payload)
+            # A web process that is gone leaves its list behind for `ttl` at most.
+            for key in {key for key, _, _ in batch}:
+                pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+            ok = True
+        except Exception:
+            logger.warning("could not send %d outcomes", len(batch), exc_info=True)
+            ok = False
+        for _, _, sent in batch:
+            if not sent.done():
+                sent.set_result(ok)
 
     async def replies(self, key: str, *, wait: float, count: int = 256) -> list[messages.Message]:
         """The outcomes sent to `key`, up to `count` (blocks up to `wait` seconds for one)."""

@@ -1,6 +1,7 @@
 """The dispatch streams on the real Redis: the cluster-wide round robin, the tenant's queue
 bound, acknowledgement trimming the streams, and the take-over of a dead worker's calls."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -132,3 +133,16 @@ async def test_settle_takes_back_what_nobody_took_in_time_or_whose_worker_died(
     assert verdicts == ["running", "abandoned", "unclaimed", "gone"]
     assert await dispatch.reclaim("survivor", idle=0, count=10) == []
     assert await dispatch.take("live", 10) == []
+
+
+async def test_outcomes_sent_in_one_turn_reach_each_web_process_in_order(dispatch: Dispatch):
+    first, second = dispatch.reply_key("web-1"), dispatch.reply_key("web-2")
+    sent = await asyncio.gather(
+        *(dispatch.reply(first, {"n": n}, ttl=60) for n in range(3)),
+        dispatch.reply(second, {"n": 9}, ttl=60),
+    )
+    assert sent == [True] * 4
+    # A list nobody reads (its web process is gone) expires.
+    assert 0 < await dispatch.client.pttl(first) <= 60_000
+    assert await dispatch.replies(first, wait=1) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert await dispatch.replies(second, wait=1) == [{"n": 9}]

@@ -361,6 +361,10 @@ class OperationRunner:
     ) -> None:
         if result is None and request.is_task:
             await self.flush_history()
+        elif not request.recorded:
+            # A plain call whose row its runner inserts (on a worker): its client, or its next
+            # call, may look the run up at once (the calls of one moment share the write).
+            await self.flush_unwritten()
         try:
             await events.finished(status=str(status), result=result, error=error)
         except Exception:

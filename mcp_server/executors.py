@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.utils import timezone
 
 from mcp_server.cluster.bus import OperationBus
@@ -119,22 +120,54 @@ class ClusteredExecutor(Executor):
     tasks_outlive_process = True
 
     async def call(self, call: CallRequest, site: ConnectionListener) -> dict[str, Any]:
-        """Record the call, hand it to a worker and wait for its outcome; a cancelled wait
-        (the client cancelled or left) stops the work wherever it runs."""
+        """Hand the call to a worker and wait for its outcome; a cancelled wait (the client
+        cancelled or left) stops the work wherever it runs. Its row is written by the worker,
+        with its end (none before: history would write it twice), unless history keeps only
+        rows written elsewhere (MCP_HISTORY_ENABLED off): then it is recorded first."""
         key = new_operation_id()
-        request = dataclasses.replace(call, operation_id=key, queued_at=timezone.now())
+        request = dataclasses.replace(
+            call,
+            operation_id=key,
+            queued_at=timezone.now(),
+            recorded=not settings.MCP_HISTORY_ENABLED,
+        )
         attachment = site.attach(key, call.progress_token, None, log_rank=call.log_rank)
+        # Not cut short by a cancel: the cancel must find the call where the hand-off put it.
+        handing_off = asyncio.ensure_future(self._hand_off(request, site))
+        waits = True
         try:
-            await self.start_task(request, listener=site.connection_id)
+            await asyncio.shield(handing_off)
             finished = await attachment.outcome
         except asyncio.CancelledError as exc:
-            site.owner.keep(
-                self.cancel(key, as_task=False, reason=stop_of(exc), caller=slot_key(request))
-            )
+            # Forgotten once the cancel is through (it finds the call's entry by its id).
+            waits = False
+            site.owner.keep(self._stop(request, stop_of(exc), handing_off))
             raise
         finally:
             site.drop(key)
+            if waits:
+                self.bus.forget_handed_off(key)
         return call_outcome(finished)
+
+    async def _hand_off(self, request: CallRequest, site: ConnectionListener) -> None:
+        if request.recorded:
+            await self.bus.record(request)
+        await self.bus.hand_off(request, listener=site.connection_id, site=site)
+
+    async def _stop(
+        self, request: CallRequest, reason: Stop, handing_off: "asyncio.Future[None]"
+    ) -> None:
+        assert request.operation_id is not None
+        try:
+            try:
+                await handing_off
+            except Exception:
+                return  # never handed off (and ended in history so)
+            await self.cancel(
+                request.operation_id, as_task=False, reason=reason, caller=slot_key(request)
+            )
+        finally:
+            self.bus.forget_handed_off(request.operation_id)
 
     async def start_task(self, request: CallRequest, *, listener: str | None) -> None:
         """Record the call, then send it to the workers' queue."""

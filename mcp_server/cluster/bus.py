@@ -23,8 +23,9 @@ from mcp_server import metrics
 from mcp_server.cluster import messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
+from mcp_server.cluster.handed_off import HandedOffCalls, OutcomeWatcher
 from mcp_server.cluster.layer import receive_forever
-from mcp_server.cluster.publisher import OperationPublisher
+from mcp_server.cluster.publisher import OperationPublisher, Reply
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import Stop, StopReason
 from mcp_server.runtime.limits import SlotKey
@@ -56,12 +57,17 @@ class OperationBus:
         self.layer = layer
         # Where calls for workers are queued (None: a process without workers).
         self.dispatch = dispatch
+        # The plain calls handed to workers without a row, which this process waits for.
+        self.handed_off = (
+            HandedOffCalls(dispatch=dispatch, runner=runner) if dispatch is not None else None
+        )
         self.web = web
         self.channel: str | None = None
         self._published: dict[UUID, tuple[OperationPublisher, asyncio.Task[None]]] = {}
         self._pending_attach: dict[UUID, tuple[float, set[str]]] = {}
         self._subscribers: dict[str, Subscriber] = {}
         self._receiver: asyncio.Task[None] | None = None
+        self._replies: asyncio.Task[None] | None = None
         self._first_join = asyncio.Event()
 
     def subscribe(self, kinds: frozenset[str], handler: Subscriber) -> None:
@@ -78,15 +84,19 @@ class OperationBus:
         # that is down delays them, never this process's other duties.
         self.channel = await self.layer.new_channel()
         self._receiver = asyncio.create_task(self._receive_loop(), name="bus-receive")
+        if self.web and self.handed_off is not None:
+            self._replies = asyncio.create_task(self.handed_off.receive(), name="bus-replies")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_join.wait(), settings.MCP_DEPENDENCY_TIMEOUT)
 
     async def stop(self) -> None:
         """Stop receiving and leave the groups."""
         receiver, self._receiver = self._receiver, None
-        if receiver is not None:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+        replies, self._replies = self._replies, None
+        for task in (receiver, replies):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.layer is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(messages.RUNNERS_GROUP, self.channel)
@@ -114,16 +124,24 @@ class OperationBus:
         create = db_call(store.operation_create, caller=slot_key(request))
         await create(snapshot=messages.queued_snapshot(request, self.runner))
 
-    async def hand_off(self, request: CallRequest, *, listener: str | None) -> None:
-        """Queue a recorded call for the workers (marked interrupted if that fails; past the
-        tenant's queue bound, DispatchQueueFull)."""
+    async def hand_off(
+        self, request: CallRequest, *, listener: str | None, site: OutcomeWatcher | None = None
+    ) -> None:
+        """Queue a call for the workers (ended in history if that fails; past the tenant's
+        queue bound, DispatchQueueFull). A call not `recorded` (a plain call: its worker
+        writes the row) is waited for by this process, its outcome going to `site`, until
+        `forget_handed_off`."""
         assert request.operation_id is not None
         assert self.dispatch is not None, "handing calls to workers needs the dispatch streams"
+        assert self.handed_off is not None
         # The worker's log lines about the call name the trace the request carried.
         traceparent = log_context.current().traceparent
-        start = messages.OperationStart.of(request, listener, traceparent=traceparent)
+        reply_to = None if request.recorded else self.handed_off.reply_key
+        start = messages.OperationStart.of(
+            request, listener, traceparent=traceparent, reply_to=reply_to
+        )
         try:
-            await self.dispatch.put(start)
+            entry = await self.dispatch.put(start)
         except Exception as exc:
             if isinstance(exc, DispatchQueueFull):
                 metrics.refused(exc.data["limit"], request.principal)
@@ -131,18 +149,35 @@ class OperationBus:
             else:
                 metrics.channel_layer_error("send")
                 stop = Stop(StopReason.HAND_OFF_FAILED)
-            await db_call(store.operation_stop, caller=slot_key(request))(
-                operation_id=request.operation_id, stop=stop
-            )
+            if request.recorded:
+                await db_call(store.operation_stop, caller=slot_key(request))(
+                    operation_id=request.operation_id, stop=stop
+                )
+            else:
+                await db_call(store.operation_end_unrecorded, caller=slot_key(request))(
+                    snapshot=messages.queued_snapshot(request, self.runner), stop=stop
+                )
             raise
+        if not request.recorded:
+            self.handed_off.add(request, entry, site)
 
-    def run_published(self, request: CallRequest, listeners: set[str]) -> "asyncio.Task[None]":
-        """Start a call whose events go to `listeners`; it outlives the connection that began
-        it. The task ends once its listeners were told how it ended."""
+    def forget_handed_off(self, operation_id: UUID) -> None:
+        """This process no longer waits for a plain call it handed to the workers."""
+        if self.handed_off is not None:
+            self.handed_off.discard(operation_id)
+
+    def run_published(
+        self, request: CallRequest, listeners: set[str], *, reply: Reply | None = None
+    ) -> "asyncio.Task[None]":
+        """Start a call whose events go to `listeners` (its outcome by `reply`, when it can);
+        it outlives the connection that began it. The task ends once its listeners were told
+        how it ended."""
         assert request.operation_id is not None
         assert self.layer is not None
         key = request.operation_id
-        publisher = OperationPublisher(operation_id=key, layer=self.layer, listeners=listeners)
+        publisher = OperationPublisher(
+            operation_id=key, layer=self.layer, listeners=listeners, reply=reply
+        )
         pending = self._pending_attach.pop(key, None)
         if pending is not None:
             publisher.listeners |= pending[1]
@@ -175,10 +210,17 @@ class OperationBus:
         database threads); `record` writes the request elsewhere than on the bus's database
         threads (an HTTP request's own connection).
         """
-        if record is None:
-            record = db_call(store.operation_request_cancel, caller=caller)
         if reason is None:
             reason = Stop(StopReason.CANCEL_REQUESTED)
+        if self.handed_off is not None and operation_id in self.handed_off:
+            # A plain call on a worker, with no row to record the request in: taken back
+            # from the streams if no worker holds it yet, else marked there and stopped.
+            verdict = await self.handed_off.withdraw(operation_id, reason)
+            if verdict == "held":
+                await self.cancel(operation_id, reason=reason)
+            return verdict != "gone"
+        if record is None:
+            record = db_call(store.operation_request_cancel, caller=caller)
         if not await record(operation_id=operation_id, as_task=as_task):
             return False
         await self.cancel(operation_id, reason=reason)

@@ -13,6 +13,11 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 - `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64.
 - `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
   MCP_OPERATION_LOST_AFTER / 2.
+- `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
+  read many at a time), when nothing else of the call went to its connection before (else
+  the outcome follows its progress on the channel layer, in order).
+- `cancel:<operation>`: a cancel asked for a plain call a worker holds (its row is written
+  with its end), read by that worker's rounds and by whoever takes the call over.
 
 `take` (one Lua script, so atomic across the cluster) rotates the tenants list, then the
 tenant's users list, and reads one entry of that user's stream (XREADGROUP ... COUNT 1) per
@@ -21,14 +26,20 @@ users, is the cluster's, not a process's. A worker calls it only with free slots
 `reclaim` hands a worker the pending entries of workers whose stamp has expired (XPENDING,
 XCLAIM: XAUTOCLAIM would also take a live worker's long calls, whose entries are idle from
 delivery to end); what becomes of them (run again, or interrupted) is the worker's business.
+For a plain call (no row before its end) the delivery is the claim: `withdraw` takes back an
+entry no worker has taken yet (a cancel before it runs) or marks it cancelled for the worker
+that holds it, and `settle` tells the web process that waits what became of its entries (taken
+back when nobody took them in time, or when the worker holding them died and nobody took them
+over), each one script, so a take or a reclaim and these never both win.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from uuid import UUID
 
 import msgpack
 import redis.asyncio
@@ -123,6 +134,63 @@ return out
 """
 
 
+# Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
+# a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
+# end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms) or 'abandoned'
+# (orphaned, and the caller gives up on it: its flag is '1').
+_SETTLE = """
+local P, unclaimed = ARGV[1], tonumber(ARGV[2])
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local out = {}
+for i = 3, #ARGV, 4 do
+  local stream, id, tenant, give_up = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local verdict
+  if #redis.call('XRANGE', stream, id, id) == 0 then
+    verdict = 'gone'
+  else
+    local pending = redis.call('XPENDING', stream, 'workers', id, id, 1)
+    if #pending == 0 then
+      local put_ms = tonumber(string.match(id, '^(%d+)'))
+      if now_ms - put_ms >= unclaimed then
+        redis.call('XDEL', stream, id)
+        local queued = P .. ':queued:' .. tenant
+        if tonumber(redis.call('GET', queued) or '0') > 0 then redis.call('DECR', queued) end
+        verdict = 'unclaimed'
+      else
+        verdict = 'waiting'
+      end
+    elseif redis.call('EXISTS', P .. ':alive:' .. pending[1][2]) == 1 then
+      verdict = 'running'
+    elseif give_up == '1' then
+      redis.call('XACK', stream, 'workers', id)
+      redis.call('XDEL', stream, id)
+      verdict = 'abandoned'
+    else
+      verdict = 'orphaned'
+    end
+  end
+  out[#out + 1] = verdict
+end
+return out
+"""
+
+# A cancel of a plain call: 'withdrawn' (no worker had taken it: deleted), 'held' (a worker
+# holds it: marked cancelled for ARGV[5] ms) or 'gone' (it has ended).
+_WITHDRAW = """
+local P, stream, id, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if #redis.call('XRANGE', stream, id, id) == 0 then return 'gone' end
+if #redis.call('XPENDING', stream, 'workers', id, id, 1) == 0 then
+  redis.call('XDEL', stream, id)
+  local queued = P .. ':queued:' .. tenant
+  if tonumber(redis.call('GET', queued) or '0') > 0 then redis.call('DECR', queued) end
+  return 'withdrawn'
+end
+redis.call('SET', P .. ':cancel:' .. ARGV[6], '1', 'PX', ARGV[5])
+return 'held'
+"""
+
+
 class DispatchQueueFull(InFlightLimitReached):
     """The tenant has MCP_DISPATCH_QUEUE_PER_TENANT calls waiting for a worker already."""
 
@@ -132,6 +200,15 @@ class DispatchQueueFull(InFlightLimitReached):
             f"Too many calls of this tenant wait for a worker (at most {limit}); "
             "wait for some to finish, or cancel them, before sending more",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where a call put on the streams is: its stream, entry id and tenant."""
+
+    stream: str
+    entry_id: str
+    tenant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +246,18 @@ class Dispatch:
         self._put = client.register_script(_PUT)
         self._take = client.register_script(_TAKE)
         self._reclaim = client.register_script(_RECLAIM)
+        self._settle = client.register_script(_SETTLE)
+        self._withdraw = client.register_script(_WITHDRAW)
+        # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
+        self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        self._sending: set[asyncio.Future[None]] = set()
 
-    async def put(self, start: messages.OperationStart) -> str:
-        """Queue a call for the workers in its tenant's and user's turn; its entry id.
+    def stream_of(self, tenant: int | str, user: int | str) -> str:
+        """The stream of a user's calls."""
+        return f"{self.prefix}:q:{tenant}:{user}"
+
+    async def put(self, start: messages.OperationStart) -> Entry:
+        """Queue a call for the workers in its tenant's and user's turn; where its entry is.
         DispatchQueueFull when the tenant has as many waiting as the bound allows."""
         tenant, user = start.principal["tenant_id"], start.principal["user_id"]
         payload = msgpack.packb(start.encode(), use_bin_type=True)
@@ -186,7 +272,7 @@ class Dispatch:
         entry_id = await self._put(args=args)
         if entry_id is None:
             raise DispatchQueueFull(self.queue_bound)
-        return _text(entry_id)
+        return Entry(self.stream_of(tenant, user), _text(entry_id), str(tenant))
 
     async def take(self, consumer: str, count: int) -> list[Delivery]:
         """Up to `count` waiting calls, round robin across tenants then users."""
@@ -199,7 +285,9 @@ class Dispatch:
 
     async def done(self, deliveries: Iterable[Delivery]) -> None:
         """Acknowledge and delete the entries of calls whose end is in history."""
-        pipe = self.client.pipeline(transaction=False)
+        # One transaction: an entry acknowledged is deleted with it (`withdraw` and `settle`
+        # take an entry that exists and is not pending for one no worker has taken).
+        pipe = self.client.pipeline(transaction=True)
         for delivery in deliveries:
             pipe.xack(delivery.stream, GROUP, delivery.entry_id)
             pipe.xdel(delivery.stream, delivery.entry_id)
@@ -220,6 +308,88 @@ class Dispatch:
         args: list[str | int] = [self.prefix, consumer, int(idle * 1000), count]
         rows = cast(list[Any], await self._reclaim(args=args))
         return [d for row in rows if (d := _delivery(row)) is not None]
+
+    async def withdraw(self, entry: "Entry", operation_id: UUID, *, marked_for: float) -> str:
+        """Cancel a plain call's entry: 'withdrawn' (no worker had taken it; it never runs),
+        'held' (a worker holds it: marked cancelled for `marked_for` seconds) or 'gone'."""
+        args: list[str | int] = [
+            self.prefix,
+            entry.stream,
+            entry.entry_id,
+            entry.tenant,
+            int(marked_for * 1000),
+            str(operation_id),
+        ]
+        return _text(await self._withdraw(args=args))
+
+    async def settle(
+        self, entries: Sequence[tuple["Entry", bool]], *, unclaimed_after: float
+    ) -> list[str]:
+        """What became of these entries (see _SETTLE), taking back those nobody took within
+        `unclaimed_after` seconds and the orphaned ones flagged True (given up on)."""
+        args: list[str | int] = [self.prefix, int(unclaimed_after * 1000)]
+        for entry, give_up in entries:
+            args += [entry.stream, entry.entry_id, entry.tenant, "1" if give_up else "0"]
+        return [_text(v) for v in cast(list[Any], await self._settle(args=args))]
+
+    def reply_key(self, process: str) -> str:
+        """Where the outcomes for a web process's plain calls go."""
+        return f"{self.prefix}:reply:{process}"
+
+    async def reply(self, key: str, message: messages.Message, *, ttl: float) -> bool:
+        """Send a call's outcome to the web process that waits for it; False when it could
+        not be sent this way (logged; the caller uses the channel layer). The outcomes of
+        one turn of the event loop go together, in one round trip."""
+        try:
+            payload = msgpack.packb(message, use_bin_type=True)
+        except Exception:
+            logger.warning("could not encode an outcome for %s", key, exc_info=True)
+            return False
+        sent = asyncio.get_running_loop().create_future()
+        self._replies.append((key, payload, sent))
+        if len(self._replies) == 1:
+            self._sending.add(sending := asyncio.ensure_future(self._send_replies(ttl)))
+            sending.add_done_callback(self._sending.discard)
+        return await sent
+
+    async def _send_replies(self, ttl: float) -> None:
+        batch, self._replies = self._replies, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, payload, _ in batch:
+                pipe.rpush(key, payload)
+            # A web process that is gone leaves its list behind for `ttl` at most.
+            for key in {key for key, _, _ in batch}:
+                pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+            ok = True
+        except Exception:
+            logger.warning("could not send %d outcomes", len(batch), exc_info=True)
+            ok = False
+        for _, _, sent in batch:
+            if not sent.done():
+                sent.set_result(ok)
+
+    async def replies(self, key: str, *, wait: float, count: int = 256) -> list[messages.Message]:
+        """The outcomes sent to `key`, up to `count` (blocks up to `wait` seconds for one)."""
+        got = await self.client.blmpop(wait, 1, key, direction="LEFT", count=count)
+        if not got:
+            return []
+        out = []
+        for raw in cast(list[Any], got)[1]:
+            try:
+                out.append(msgpack.unpackb(raw, raw=False))
+            except Exception:
+                logger.warning("ignored an undecodable outcome on %s", key)
+        return out
+
+    async def cancelled(self, operation_ids: Iterable[UUID]) -> set[UUID]:
+        """Those of these operations marked cancelled (`withdraw` of a held entry)."""
+        keys = list(operation_ids)
+        if not keys:
+            return set()
+        marks = await self.client.mget([f"{self.prefix}:cancel:{key}" for key in keys])
+        return {key for key, mark in zip(keys, marks, strict=True) if mark is not None}
 
     async def close(self) -> None:
         """Close the connections."""

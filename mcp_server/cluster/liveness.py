@@ -2,12 +2,13 @@
 
 Every round (MCP_OPERATION_LOST_AFTER / 6 seconds) a process stamps the operations it runs,
 acts on the cancel flags and statuses it reads back, marks interrupted the operations nobody
-stamps any more, and delivers from history the outcomes its connections still wait for.
+stamps any more (and the plain calls it handed to workers that nobody took, or whose worker
+died: cluster/handed_off.py), and delivers from history the outcomes its connections still
+wait for.
 """
 
 import logging
 import weakref
-from typing import Protocol
 from uuid import UUID
 
 from django.conf import settings
@@ -15,20 +16,14 @@ from django.conf import settings
 from mcp_server import metrics, selectors
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.database import db_call
-from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.handed_off import OutcomeWatcher
+from mcp_server.cluster.messages import OperationFinished
 from mcp_server.cluster.rounds import every
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
 from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
-
-
-class OutcomeWatcher(Protocol):
-    """Something waiting for operations' outcomes (a connection's listeners)."""
-
-    async def operation_event(self, event: OperationEvent) -> None:
-        """Handle an operation event (here: an outcome recovered from history)."""
 
 
 class Liveness:
@@ -87,6 +82,9 @@ class Liveness:
         await db_call(store.operations_reap_lost)(
             lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
         )
+        # Plain calls on workers have no row to reap: their entries say what became of them.
+        if self.bus.handed_off:
+            await self.bus.handed_off.settle()
         if self._watched:
             await self.recover_outcomes()
 

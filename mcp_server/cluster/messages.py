@@ -108,7 +108,8 @@ def _optional_int(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class OperationStart:
-    """Hands a call to a worker (the row already exists, `queued`)."""
+    """Hands a call to a worker (a `recorded` call's row exists already, `queued`; a plain
+    call's row is written by the worker, with its end for a short call)."""
 
     TYPE: ClassVar[str] = OPERATION_START
 
@@ -130,13 +131,22 @@ class OperationStart:
     client_capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A 2026-07-28 call's input round (`InputRound.carried`), already verified; None: none.
     inputs: dict[str, Any] | None = None
+    # Whether the call's row was inserted before the hand-off (the worker claims it then).
+    recorded: bool = True
+    # Where its outcome may go instead of the channel layer (Dispatch.reply_key); None: not.
+    reply_to: str | None = None
 
     @classmethod
     def of(
-        cls, request: "CallRequest", listener: str | None, *, traceparent: str | None = None
+        cls,
+        request: "CallRequest",
+        listener: str | None,
+        *,
+        traceparent: str | None = None,
+        reply_to: str | None = None,
     ) -> Self:
         """The hand-off of `request`, whose events go to `listener` (`traceparent`: the
-        request's trace context, if known)."""
+        request's trace context, if known; `reply_to`: where its outcome may go)."""
         assert request.operation_id is not None
         principal = dataclasses.asdict(request.principal)
         principal.update(
@@ -158,6 +168,8 @@ class OperationStart:
             asks_through_task=request.asks_through_task,
             client_capabilities=request.client_capabilities,
             inputs=request.inputs.carried() if request.inputs is not None else None,
+            recorded=request.recorded,
+            reply_to=reply_to,
         )
 
     def encode(self) -> Message:
@@ -179,6 +191,8 @@ class OperationStart:
             "asks_through_task": self.asks_through_task,
             "client_capabilities": self.client_capabilities,
             "inputs": self.inputs,
+            "recorded": self.recorded,
+            "reply_to": self.reply_to,
         }
 
     @classmethod
@@ -204,6 +218,8 @@ class OperationStart:
             asks_through_task=bool(message.get("asks_through_task")),
             client_capabilities=_object(message.get("client_capabilities")),
             inputs=inputs if isinstance(inputs := message.get("inputs"), dict) else None,
+            recorded=bool(message.get("recorded", True)),
+            reply_to=str(reply_to) if (reply_to := message.get("reply_to")) else None,
         )
 
 

@@ -2,6 +2,7 @@
 wherever they are, through the channel layer."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,13 +17,29 @@ from mcp_server.runtime.progress import ProgressReport
 logger = logging.getLogger(__name__)
 
 
+# Sends an outcome on a cheaper route than the channel layer; False: it could not.
+Reply = Callable[[messages.Message], Awaitable[bool]]
+
+
 class OperationPublisher:
     """The listeners of one operation and the latest progress they were sent."""
 
-    def __init__(self, *, operation_id: UUID, layer: BaseChannelLayer, listeners: set[str]) -> None:
+    def __init__(
+        self,
+        *,
+        operation_id: UUID,
+        layer: BaseChannelLayer,
+        listeners: set[str],
+        reply: Reply | None = None,
+    ) -> None:
         self.operation_id = operation_id
         self._layer = layer
         self.listeners = set(listeners)
+        # The outcome goes by `reply` while only the first listeners listen and nothing
+        # else was sent to them (it would otherwise overtake what it must follow).
+        self._reply = reply
+        self._first_listeners = frozenset(listeners)
+        self._sent = False
         self.done: float = 0.0
         self.total: float | None = None
         self.finished_at: datetime | None = None
@@ -67,18 +84,24 @@ class OperationPublisher:
         self.finished_at = operation.finished_at
 
     async def finished(self, *, status: str, result: dict[str, Any] | None, error: str) -> None:
-        """Tell every listener how the operation ended (it is already in history)."""
-        await self._fan_out(
-            messages.OperationFinished(
-                id=self.operation_id,
-                status=status,
-                result=result,
-                error=error,
-                progress=self.done,
-                total=self.total,
-                finished_at=self.finished_at,
-            )
+        """Tell every listener how the operation ended."""
+        event = messages.OperationFinished(
+            id=self.operation_id,
+            status=status,
+            result=result,
+            error=error,
+            progress=self.done,
+            total=self.total,
+            finished_at=self.finished_at,
         )
+        if (
+            self._reply is not None
+            and not self._sent
+            and self.listeners == self._first_listeners
+            and await self._reply(event.encode())
+        ):
+            return
+        await self._fan_out(event)
 
     async def _fan_out(self, event: messages.OperationEvent) -> None:
         message = event.encode()
@@ -86,6 +109,7 @@ class OperationPublisher:
             await self._send(channel, message)
 
     async def _send(self, channel: str, message: messages.Message) -> None:
+        self._sent = True
         try:
             try:
                 await self._layer.send(channel, message)

@@ -11,10 +11,13 @@ operations finish within a grace period, then interrupts the rest and tells thei
 """
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 
@@ -74,6 +77,7 @@ def request_from_start(start: messages.OperationStart) -> CallRequest:
         asks_through_task=start.asks_through_task,
         client_capabilities=start.client_capabilities,
         inputs=inputs,
+        recorded=start.recorded,
     )
 
 
@@ -98,7 +102,10 @@ class OperationWorker:
         self._calls: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._unacked: list[Delivery] = []
+        # The plain calls running here with no row before their end (cancel marks are theirs).
+        self._unrecorded: set[UUID] = set()
         self._ack_due = asyncio.Event()
+        self.ack_delay = settings.MCP_HISTORY_FLUSH_INTERVAL
 
     def stop(self) -> None:
         """Stop taking work and drain (the SIGTERM and SIGINT handler)."""
@@ -163,7 +170,10 @@ class OperationWorker:
                 continue
             try:
                 deliveries = await self.dispatch.take(self.name, free)
-                if not deliveries:
+                for delivery in deliveries:
+                    self._begin(self._claim_and_run(delivery), delivery)
+                # Fewer than asked for: none was left then, and each put since rings the bell.
+                if len(deliveries) < free:
                     await self.dispatch.wait_for_work(self.round_interval)
             except REDIS_ERRORS as exc:
                 metrics.channel_layer_error("receive")
@@ -176,8 +186,6 @@ class OperationWorker:
                 continue
             backoff.reset()
             layer_outage.up()
-            for delivery in deliveries:
-                self._begin(self._claim_and_run(delivery), delivery)
 
     def _begin(self, work: Coroutine[Any, Any, bool], delivery: Delivery) -> None:
         task = asyncio.create_task(self._run_then_acknowledge(work, delivery))
@@ -192,14 +200,11 @@ class OperationWorker:
         self, work: Coroutine[Any, Any, bool], delivery: Delivery
     ) -> None:
         try:
-            ran = await work
+            await work
         except Exception:
             logger.exception("operation entry %s failed", delivery.entry_id)
-            ran = False
-        if ran:
-            # Acknowledged once its end is in history (a worker killed before leaves it
-            # pending, and whoever takes it over finds it ended).
-            await self.runtime.runner.flush_unwritten()
+        # Acknowledged once its end is in history (a worker killed before leaves it pending,
+        # and whoever takes it over finds it ended): see _acknowledge.
         self._unacked.append(delivery)
         self._ack_due.set()
 
@@ -209,16 +214,33 @@ class OperationWorker:
         if decoded is None:
             return False
         start, request = decoded
-        claim = db_call(store.operation_claim, caller=slot_key(request))
-        if not await claim(operation_id=start.id, runner=self.name):
-            logger.info("operation %s ended before a worker took it; not run", start.id)
-            return False
+        # A plain call's delivery is its claim (a cancel before it takes the entry back); a
+        # recorded call (a task) is claimed on its row, which may have ended meanwhile.
+        if start.recorded:
+            claim = db_call(store.operation_claim, caller=slot_key(request))
+            if not await claim(operation_id=start.id, runner=self.name):
+                logger.info("operation %s ended before a worker took it; not run", start.id)
+                return False
         metrics.handoff_claimed(request.queued_at)
         await self._run(start, request)
         return True
 
     async def _run(self, start: messages.OperationStart, request: CallRequest) -> None:
-        await self.runtime.bus.run_published(request, {start.listener} if start.listener else set())
+        listeners = {start.listener} if start.listener else set()
+        if start.recorded:
+            await self.runtime.bus.run_published(request, listeners)
+            return
+        reply = None
+        if start.reply_to is not None:
+            # The outcome straight to the web process that waits (see Dispatch.reply).
+            reply = functools.partial(
+                self.dispatch.reply, start.reply_to, ttl=2 * settings.MCP_OPERATION_LOST_AFTER
+            )
+        self._unrecorded.add(start.id)
+        try:
+            await self.runtime.bus.run_published(request, listeners, reply=reply)
+        finally:
+            self._unrecorded.discard(start.id)
 
     async def _decoded(
         self, delivery: Delivery
@@ -241,8 +263,11 @@ class OperationWorker:
         await self.dispatch.stamp_alive(self.name, self.stamp_ttl)
 
     async def _round(self) -> None:
-        """Stamp this worker alive; take over the calls of workers whose stamp expired."""
+        """Stamp this worker alive; stop the plain calls marked cancelled (should their
+        `operation.cancel` be lost); take over the calls of workers whose stamp expired."""
         await self._stamp()
+        for key in await self.dispatch.cancelled(self._unrecorded):
+            self.runtime.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
         lost = await self.dispatch.reclaim(self.name, idle=self.round_interval, count=16)
         for delivery in lost:
             self._begin(self._take_over(delivery), delivery)
@@ -254,17 +279,25 @@ class OperationWorker:
         if decoded is None:
             return False
         start, request = decoded
-        claim = db_call(store.operation_claim, caller=slot_key(request))
-        if await claim(operation_id=start.id, runner=self.name):
-            logger.info("operation %s: %s took it and died first", start.id, delivery.lost_by)
-            await self._run(start, request)
-            return True
+        if start.recorded:
+            claim = db_call(store.operation_claim, caller=slot_key(request))
+            if await claim(operation_id=start.id, runner=self.name):
+                logger.info("operation %s: %s took it and died first", start.id, delivery.lost_by)
+                await self._run(start, request)
+                return True
+        elif await self.dispatch.cancelled([start.id]):
+            await self._end_unrecorded(start, request, Stop(StopReason.CANCEL_REQUESTED))
+            return False
         if request.tool.idempotent:
             take_over = db_call(store.operation_take_over, caller=slot_key(request))
-            if not await take_over(
+            taken = await take_over(
                 operation_id=start.id, runner=self.name, lost_by=delivery.lost_by
-            ):
+            )
+            if taken == "ended" or (taken == "no row" and start.recorded):
                 return False  # ended meanwhile (reaped, cancelled)
+            if taken == "taken" and not start.recorded:
+                # Its first worker wrote the row (a long call): this run updates it.
+                request = dataclasses.replace(request, recorded=True)
             logger.warning(
                 "operation %s (%s) runs again here: %s stopped responding",
                 start.id,
@@ -275,15 +308,44 @@ class OperationWorker:
             return True
         why = f"{delivery.lost_by} stopped responding; {request.tool.name} is not idempotent"
         stop = Stop(StopReason.LOST_RUNNER, why)
-        if await db_call(store.operation_stop)(operation_id=start.id, stop=stop):
+        if start.recorded:
+            ended = await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
+        else:
+            ended = await self._end_unrecorded(start, request, stop)
+        if ended:
             logger.warning("operation %s interrupted: %s", start.id, why)
             await self._tell(start, stop)
         return False
+
+    async def _end_unrecorded(
+        self, start: messages.OperationStart, request: CallRequest | None, stop: Stop
+    ) -> bool:
+        """End, as `stop` says, a plain call that does not run here (its row written now,
+        unless it has one that ended); whether this ended it."""
+        if request is not None:
+            snapshot = messages.queued_snapshot(request, self.runtime.runner)
+        else:  # it could not even be read as a call: what the hand-off says
+            principal = start.principal
+            snapshot = {
+                "id": start.id,
+                "tenant_id": principal.get("tenant_id"),
+                "user_id": principal.get("user_id"),
+                "tool": start.tool,
+                "arguments": start.arguments,
+                "queued_at": start.queued_at,
+                "connection_id": start.connection_id[:64],
+                "request_id": str(start.request_id)[:128],
+                "runner": self.name[:200],
+            }
+        return bool(await db_call(store.operation_end_unrecorded)(snapshot=snapshot, stop=stop))
 
     # --- acknowledgements ---------------------------------------------------------------
     async def _acknowledge(self) -> None:
         while True:
             await self._ack_due.wait()
+            # The history writer's own round writes the ends of the calls meanwhile: they are
+            # acknowledged together after it, not each after a write of its own.
+            await asyncio.sleep(self.ack_delay)
             self._ack_due.clear()
             await self._send_acks()
 
@@ -291,6 +353,8 @@ class OperationWorker:
         batch, self._unacked = self._unacked, []
         if not batch:
             return
+        # Usually written already: then at once.
+        await self.runtime.runner.flush_unwritten()
         try:
             await self.dispatch.done(batch)
         except Exception:
@@ -302,7 +366,10 @@ class OperationWorker:
     async def _refuse(self, start: messages.OperationStart, exc: Exception) -> None:
         logger.warning("refused operation %s: %r", start.id, exc)
         stop = Stop(StopReason.NOT_STARTED, f"{type(exc).__name__}: {exc}")
-        await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
+        if start.recorded:
+            await db_call(store.operation_stop)(operation_id=start.id, stop=stop)
+        else:
+            await self._end_unrecorded(start, None, stop)
         await self._tell(start, stop)
 
     async def _tell(self, start: messages.OperationStart, stop: Stop) -> None:

@@ -14,11 +14,11 @@ background thread that writes batches through `operations_persist`.
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -247,17 +247,50 @@ def operation_claim(*, operation_id: UUID, runner: str) -> bool:
     )
 
 
-def operation_take_over(*, operation_id: UUID, runner: str, lost_by: str) -> bool:
+def operation_take_over(
+    *, operation_id: UUID, runner: str, lost_by: str
+) -> Literal["taken", "no row", "ended"]:
     """A worker runs again a call whose worker (`lost_by`) stopped responding (its tool is
-    idempotent): stamps it alive, names itself and says so in the row's message. False when
-    the call ended meanwhile (reaped, cancelled): then it must not run."""
+    idempotent): stamps it alive, names itself and says so in the row's message ('taken').
+    'ended' when the call ended meanwhile (reaped, cancelled): then it must not run. 'no row'
+    for a plain call whose row its first worker had not written yet (it writes it with its
+    end): it runs, and its row is inserted."""
     message = f"run again on {runner}: {lost_by} stopped responding"[:500]
-    return (
-        Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES).update(
-            heartbeat_at=Now(), runner=runner, message=message
-        )
-        > 0
-    )
+    rows = Operation.objects.filter(pk=operation_id)
+    if rows.filter(status__in=ACTIVE_STATUSES).update(
+        heartbeat_at=Now(), runner=runner, message=message
+    ):
+        return "taken"
+    return "ended" if rows.exists() else "no row"
+
+
+def operation_end_unrecorded(*, snapshot: dict[str, Any], stop: Stop) -> bool:
+    """End as `stop` says a plain call handed to a worker, whose row may not exist yet (the
+    worker writes it with the call's end): the active row is updated, or the ended row
+    inserted when there is none (fields `snapshot` lacks take their defaults). False when
+    the call had ended already."""
+    if operation_stop(operation_id=snapshot["id"], stop=stop):
+        return True
+    now = timezone.now()
+    queued_at = snapshot.get("queued_at") or now
+    ended = {
+        **{f.attname: f.get_default() for f in Operation._meta.concrete_fields},
+        **snapshot,
+        "queued_at": queued_at,
+        "status": stop.status,
+        "finished_at": now,
+        "duration": now - queued_at,
+        "error": stop.error,
+        "heartbeat_at": None,
+    }
+    try:
+        with transaction.atomic():
+            if Operation.objects.filter(pk=snapshot["id"]).exists():
+                return False
+            _operation_inserter().insert([ended])
+    except IntegrityError:
+        return False  # its worker wrote the row meanwhile
+    return True
 
 
 def _locked_in_order(queryset: QuerySet[Operation], limit: int = 10_000) -> list[UUID]:

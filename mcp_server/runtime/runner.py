@@ -46,7 +46,7 @@ class CallRequest:
     connection_id: str
     request_id: str | int
     progress_token: str | int | None
-    # Set when the row was inserted before the call started (tasks, calls handed to workers).
+    # Set for calls published to listeners (tasks, calls handed to workers).
     operation_id: UUID | None = None
     queued_at: datetime | None = None
     is_task: bool = False
@@ -63,6 +63,9 @@ class CallRequest:
     # (inputRequests, answered by tasks/update), within the capabilities its request declared.
     asks_through_task: bool = False
     client_capabilities: dict[str, Any] = field(default_factory=dict)
+    # Whether the row with `operation_id` exists before the call runs (False: a plain call on
+    # a worker, whose row the history writer inserts, with its end for a short call).
+    recorded: bool = True
 
 
 class OperationEvents(CallEvents, Protocol):
@@ -157,7 +160,7 @@ class OperationRunner:
                 max_outstanding=settings.MCP_CLIENT_REQUESTS_PER_CONNECTION,
                 announce=asking,
             )
-        if request.operation_id is not None:
+        if request.operation_id is not None and request.recorded:
             self.writer.adopt(request.operation_id)
         token = request.progress_token
         if deliver is None and send is not None:
@@ -308,7 +311,7 @@ class OperationRunner:
             self.admission.release(key)
 
     async def _refuse(self, request: CallRequest, events: OperationEvents, error: str) -> None:
-        if request.operation_id is not None:
+        if request.operation_id is not None and request.recorded:
             self.writer.adopt(request.operation_id)
         operation = self.operation_for(request, keep_result=True, on_finish=events.record_end)
         operation.finish(OperationStatus.FAILED, error=error)
@@ -358,6 +361,10 @@ class OperationRunner:
     ) -> None:
         if result is None and request.is_task:
             await self.flush_history()
+        elif not request.recorded:
+            # A plain call whose row its runner inserts (on a worker): its client, or its next
+            # call, may look the run up at once (the calls of one moment share the write).
+            await self.flush_unwritten()
         try:
             await events.finished(status=str(status), result=result, error=error)
         except Exception:

@@ -1,6 +1,7 @@
 """The dispatch streams on the real Redis: the cluster-wide round robin, the tenant's queue
 bound, acknowledgement trimming the streams, and the take-over of a dead worker's calls."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -91,3 +92,57 @@ async def test_an_idle_worker_wakes_when_a_call_is_put(dispatch: Dispatch):
     # A token is waiting: the wait returns at once rather than after its bound.
     await dispatch.wait_for_work(30)
     assert _labels(await dispatch.take("worker-1", 5)) == ["a0"]
+
+
+async def test_a_withdrawn_entry_is_never_taken_and_one_a_worker_holds_is_marked(
+    dispatch: Dispatch,
+):
+    taken, waiting = _start(1, 10, "taken"), _start(1, 10, "waiting")
+    taken_entry = await dispatch.put(taken)
+    waiting_entry = await dispatch.put(waiting)
+    assert _labels(await dispatch.take("worker-1", 1)) == ["taken"]
+    assert await dispatch.withdraw(waiting_entry, waiting.id, marked_for=60) == "withdrawn"
+    assert await dispatch.take("worker-2", 5) == []
+    assert await dispatch.withdraw(taken_entry, taken.id, marked_for=60) == "held"
+    assert await dispatch.cancelled([taken.id, waiting.id]) == {taken.id}
+    # Withdrawn, it no longer counts against the tenant's queue bound.
+    dispatch.queue_bound = 1
+    await dispatch.put(_start(1, 10, "next"))
+
+
+async def test_settle_takes_back_what_nobody_took_in_time_or_whose_worker_died(
+    dispatch: Dispatch,
+):
+    await dispatch.stamp_alive("live", 60)
+    await dispatch.stamp_alive("dead", 60)
+    running = await dispatch.put(_start(1, 10, "running"))
+    orphaned = await dispatch.put(_start(2, 20, "orphaned"))
+    gone = await dispatch.put(_start(3, 30, "gone"))
+    waiting = await dispatch.put(_start(4, 40, "waiting"))
+    assert _labels(await dispatch.take("live", 1)) == ["running"]
+    assert _labels(await dispatch.take("dead", 1)) == ["orphaned"]
+    (done,) = await dispatch.take("live", 1)
+    assert _labels([done]) == ["gone"]
+    await dispatch.done([done])
+    await dispatch.forget("dead")
+    entries = [running, orphaned, waiting, gone]
+    verdicts = await dispatch.settle([(e, False) for e in entries], unclaimed_after=60)
+    assert verdicts == ["running", "orphaned", "waiting", "gone"]
+    # Given up on, the orphaned entry is taken back; past the bound, so is the waiting one.
+    verdicts = await dispatch.settle([(e, True) for e in entries], unclaimed_after=0)
+    assert verdicts == ["running", "abandoned", "unclaimed", "gone"]
+    assert await dispatch.reclaim("survivor", idle=0, count=10) == []
+    assert await dispatch.take("live", 10) == []
+
+
+async def test_outcomes_sent_in_one_turn_reach_each_web_process_in_order(dispatch: Dispatch):
+    first, second = dispatch.reply_key("web-1"), dispatch.reply_key("web-2")
+    sent = await asyncio.gather(
+        *(dispatch.reply(first, {"n": n}, ttl=60) for n in range(3)),
+        dispatch.reply(second, {"n": 9}, ttl=60),
+    )
+    assert sent == [True] * 4
+    # A list nobody reads (its web process is gone) expires.
+    assert 0 < await dispatch.client.pttl(first) <= 60_000
+    assert await dispatch.replies(first, wait=1) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert await dispatch.replies(second, wait=1) == [{"n": 9}]

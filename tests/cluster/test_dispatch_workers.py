@@ -7,12 +7,15 @@ twice."""
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
+import redis
 
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
+    CLUSTER_REDIS_URL,
     LOST_AFTER,
     WAIT,
     Cluster,
@@ -84,7 +87,8 @@ def _marks(cluster: Cluster, operation_id: str) -> dict[int, int]:
 def _row(cluster: Cluster, **where: Any) -> list[dict[str, Any]]:
     conditions = " AND ".join(f"{key} = %s" for key in where)
     return cluster.deployment.sql(
-        "SELECT id, status, runner, message, error, arguments FROM mcp_server_operation "
+        "SELECT id, status, runner, message, error, arguments, started_at, heartbeat_at "
+        "FROM mcp_server_operation "
         f"WHERE {conditions} ORDER BY queued_at",
         list(where.values()),
     )
@@ -216,6 +220,68 @@ async def test_kill_9_interrupts_a_call_that_is_not_idempotent_and_never_runs_it
     assert set(_marks(two_workers, str(row["id"]))) == {victim.process.pid}
 
 
+def _entries(cluster: Cluster) -> int:
+    """How many calls the cluster's dispatch streams hold (waiting or taken)."""
+    prefix = cluster.deployment.env["MCP_CHANNEL_PREFIX"]
+    with closing(redis.Redis.from_url(CLUSTER_REDIS_URL)) as client:
+        return sum(client.xlen(key) for key in client.scan_iter(f"{prefix}:dispatch:q:*"))
+
+
+def _rows_of(cluster: Cluster, tool: str, ms: int) -> list[dict[str, Any]]:
+    return [r for r in _row(cluster, tool=tool) if r["arguments"]["ms"] == ms]
+
+
+async def test_a_plain_call_has_one_row_written_with_its_end_and_no_claim(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        answer = result_of(
+            await next_matching(client, is_response(await _call(client, "hold", 7)), WAIT)
+        )
+
+    def written() -> bool:
+        return [r["status"] for r in _rows_of(two_workers, "hold", 7)] == ["succeeded"]
+
+    wait_until(written, WAIT, "the call's row")
+    (row,) = _rows_of(two_workers, "hold", 7)
+    # Inserted ended by its worker: never stamped alive by a claim or a heartbeat.
+    assert row["heartbeat_at"] is None, row
+    assert row["started_at"] is not None, row
+    assert row["runner"].endswith(f":{_ran_on(answer)}"), row
+    assert set(_marks(two_workers, str(row["id"]))) == {_ran_on(answer)}
+
+
+async def test_a_call_cancelled_before_a_worker_takes_it_never_runs(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        holding = []
+        for n in range(2):  # both workers busy
+            holding.append(await _call(client, "hold", FOREVER_MS - 30 - n))
+            _running(two_workers, "hold", FOREVER_MS - 30 - n)
+        waiting_id = await _call(client, "hold", FOREVER_MS - 40)
+        # Cancelled once it waits on the streams (sooner, it would never reach them at all).
+        wait_until(lambda: _entries(two_workers) == 3, WAIT, "the call put on the streams")
+        await _cancel(client, waiting_id)
+
+        def cancelled() -> bool:
+            return [r["status"] for r in _rows_of(two_workers, "hold", FOREVER_MS - 40)] == [
+                "cancelled"
+            ]
+
+        wait_until(cancelled, WAIT, "the waiting call's row, cancelled")
+        for request_id in holding:
+            await _cancel(client, request_id)
+        # The workers are free again and take what comes next, never the cancelled call.
+        for n in range(2):
+            short_id = await _call(client, "hold", 10 + n)
+            result_of(await next_matching(client, is_response(short_id), WAIT))
+    (row,) = _rows_of(two_workers, "hold", FOREVER_MS - 40)
+    assert row["status"] == "cancelled"
+    assert row["started_at"] is None, row
+    assert _marks(two_workers, str(row["id"])) == {}
+
+
 async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
     two_workers: Cluster, cluster_accounts: ClusterAccounts
 ) -> None:
@@ -224,7 +290,7 @@ async def test_a_tenant_past_its_queue_bound_is_refused_with_a_clear_error(
     )
     try:
         async with raw_client(bounded, cluster_accounts.alice) as client:
-            # One at a time: the second sent while the first still waits would be refused.
+            # One after the other: a call waiting for a worker counts against the bound of 1.
             holding, rows = [], []
             for n in range(2):
                 holding.append(await _call(client, "hold", FOREVER_MS - 10 - n))

@@ -100,6 +100,20 @@ def _row(deployment: Deployment, tool: str) -> dict[str, Any]:
     return rows[0]
 
 
+def _latest_status(deployment: Deployment, tool: str) -> str | None:
+    """The status of the latest `tool` call in history (None: none yet)."""
+    query = "SELECT status FROM mcp_server_operation WHERE tool = %s ORDER BY queued_at DESC"
+    rows = deployment.sql(query + " LIMIT 1", [tool])
+    return rows[0]["status"] if rows else None
+
+
+def _row_written(deployment: Deployment, tool: str) -> Callable[[], bool]:
+    """A predicate: the running `tool` call has its row (a plain call on a worker gets it at
+    its worker's first history round; the module's earlier calls have ended)."""
+    query = "SELECT 1 FROM mcp_server_operation WHERE tool = %s AND status = 'running'"
+    return lambda: bool(deployment.sql(query, [tool]))
+
+
 def _logged(worker: WorkerProcess, text: str) -> Callable[[], bool]:
     return lambda: text in worker.log_text()
 
@@ -186,8 +200,10 @@ async def test_cancel_stops_every_chunk_on_every_worker(
         await next_matching(client, is_progress("c"), WAIT)
         await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
         deployment = two_workers.deployment
+        # Its row may be written only as it ends (a plain call on a worker): the latest row
+        # is an earlier call's until then.
         wait_until(
-            lambda: _row(deployment, "fan_out_marks")["status"] == "cancelled",
+            lambda: _latest_status(deployment, "fan_out_marks") == "cancelled",
             WAIT,
             "the call cancelled in history",
         )
@@ -273,6 +289,7 @@ async def test_kill_9_of_a_worker_mid_fan_out_of_another_tool_interrupts_the_cal
         # Killed only once it holds a chunk (its first item is marked): a worker still
         # waiting for its first chunk, or between two with items of 20 ms (as this test had,
         # and a fresh-clone CI hit), loses nothing, and the call would just go on.
+        wait_until(_row_written(two_workers.deployment, "fan_out_marks"), WAIT, "its row")
         operation = str(_row(two_workers.deployment, "fan_out_marks")["id"])
         marks = two_workers.deployment.root / "fanout-marks" / operation
         wait_until(

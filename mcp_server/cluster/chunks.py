@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
 from django.conf import settings
@@ -174,10 +175,19 @@ class _Held:
 class ChunkTaker:
     """A worker's side of fan-out: takes chunks while it has room, runs them in its pool."""
 
-    def __init__(self, *, bus: OperationBus, pool: LocalChunks, name: str) -> None:
+    def __init__(
+        self,
+        *,
+        bus: OperationBus,
+        pool: LocalChunks,
+        name: str,
+        claim: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
         self.bus = bus
         self.pool = pool
         self.name = name
+        # First take of a chunk anywhere? (None: every delivery is the only one, one process.)
+        self.claim = claim
         self.beat_interval = settings.MCP_OPERATION_LOST_AFTER / 6
         self._room = asyncio.Semaphore(HELD_PER_PROCESS * pool.processes)
         self._held: dict[str, _Held] = {}
@@ -233,6 +243,14 @@ class ChunkTaker:
             except BaseException:
                 self._room.release()
                 raise
+            if self.claim is not None and not await self._claimed(start):
+                self._room.release()  # delivered twice: the other copy runs
+                logger.info(
+                    "chunk %d of operation %s was taken elsewhere already",
+                    start.index,
+                    start.operation_id,
+                )
+                continue
             if self._cancelled.pop(start.chunk_id, None) is not None:
                 self._room.release()  # cancelled before it arrived: never started
                 logger.info(
@@ -245,6 +263,16 @@ class ChunkTaker:
             self._held[start.chunk_id] = held
             held.task = asyncio.create_task(self._run(held), name=f"chunk-{start.chunk_id}")
             await self._reply(start, messages.ChunkAlive((start.chunk_id,), runner=self.name))
+
+    async def _claimed(self, start: messages.ChunkStart) -> bool:
+        """Whether this worker may run `start` (its first take); True if Redis cannot say
+        (a Redis that is down loses the chunk's alive and done messages anyway)."""
+        assert self.claim is not None
+        try:
+            return await self.claim(start.chunk_id)
+        except Exception:
+            logger.warning("could not claim chunk %s; running it", start.chunk_id, exc_info=True)
+            return True
 
     async def _run(self, held: _Held) -> None:
         start = held.start

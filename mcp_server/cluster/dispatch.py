@@ -293,6 +293,13 @@ class Dispatch:
             pipe.xdel(delivery.stream, delivery.entry_id)
         await pipe.execute()
 
+    async def claim_chunk(self, chunk_id: str, ttl: float) -> bool:
+        """Whether this is the first take of the fan-out chunk `chunk_id` anywhere (the
+        channel layer can deliver one message of a channel read by several processes twice:
+        channels-redis puts every in-flight message back when any reader starts a receive)."""
+        key = f"{self.prefix}:chunk:{chunk_id}"
+        return bool(await self.client.set(key, b"1", nx=True, px=int(ttl * 1000)))
+
     async def stamp_alive(self, consumer: str, ttl: float) -> None:
         """Say this worker is alive for `ttl` seconds (its pending entries stay its own)."""
         await self.client.set(f"{self.prefix}:alive:{consumer}", b"1", px=int(ttl * 1000))

@@ -130,7 +130,13 @@ class OperationWorker:
             every(self.round_interval, self._round, failure="dispatch round failed")
         )
         acks = asyncio.create_task(self._acknowledge())
-        chunks = ChunkTaker(bus=bus, pool=local_chunks(), name=self.name)
+        expiry = float(settings.MCP_CHANNEL_EXPIRY)
+        chunks = ChunkTaker(
+            bus=bus,
+            pool=local_chunks(),
+            name=self.name,
+            claim=lambda chunk_id: self.dispatch.claim_chunk(chunk_id, 2 * expiry),
+        )
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()
         taker.cancel()

@@ -146,3 +146,9 @@ async def test_outcomes_sent_in_one_turn_reach_each_web_process_in_order(dispatc
     assert 0 < await dispatch.client.pttl(first) <= 60_000
     assert await dispatch.replies(first, wait=1) == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert await dispatch.replies(second, wait=1) == [{"n": 9}]
+
+
+async def test_a_fan_out_chunk_is_claimed_once_across_workers(dispatch: Dispatch):
+    assert await dispatch.claim_chunk("chunk-1", 60)
+    assert not await dispatch.claim_chunk("chunk-1", 60)  # a second delivery, anywhere
+    assert await dispatch.claim_chunk("chunk-2", 60)

@@ -288,6 +288,54 @@ async def test_values_the_layer_cannot_carry_fail_the_call_once(
         await taker.drain(0)
 
 
+async def test_a_chunk_delivered_twice_runs_once(
+    buses: tuple[OperationBus, OperationBus], pool: LocalChunks, tmp_path
+) -> None:
+    caller, worker = buses
+    layer = caller.layer
+    assert layer is not None and caller.channel is not None
+    claimed: set[str] = set()
+    answers: list[bool] = []
+
+    async def claim(chunk_id: str) -> bool:
+        answers.append(chunk_id not in claimed)
+        claimed.add(chunk_id)
+        return answers[-1]
+
+    done: list[messages.ClusterMessage] = []
+
+    async def replies(message: messages.ClusterMessage) -> None:
+        if isinstance(message, messages.ChunkDone):
+            done.append(message)
+
+    caller.subscribe(messages.CHUNK_REPLIES, replies)
+    taker = ChunkTaker(bus=worker, pool=pool, name="worker-1", claim=claim)
+    taking = asyncio.create_task(taker.run())
+    try:
+        chunk = _chunk([3], fanout_items.slow_mark, marks=str(tmp_path), item_ms=1)
+        start = messages.ChunkStart(
+            "twice",
+            "op",
+            0,
+            chunk.function,
+            0,
+            chunk.items,
+            chunk.params,
+            (1, 1, "c"),
+            caller.channel,
+        )
+        for _ in range(2):  # as channels-redis may, when several processes read one channel
+            await layer.send(messages.CHUNKS_CHANNEL, start.encode())
+        await wait_until(lambda: len(answers) == 2 and done, WAIT, "both takes and one end")
+        await wait_until(lambda: taker.held == 0, WAIT, "the chunk to end")
+        assert answers == [True, False]
+        assert [message.chunk_id for message in done] == ["twice"]  # type: ignore[union-attr]
+    finally:
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        await taker.drain(0)
+
+
 def test_chunk_messages_decode_what_they_encode_and_refuse_the_malformed() -> None:
     start = messages.ChunkStart("c1", "op", 2, "m:f", 10, [b"a", 1], {"k": "v"}, (1, 2, "x"), "r")
     assert messages.decode_message(start.encode()) == start

@@ -22,6 +22,7 @@ from mcp_server.admission import MessageAllowance
 from mcp_server.client_log import ClientLog
 from mcp_server.client_pings import ClientPings
 from mcp_server.client_requests import ClientRequests
+from mcp_server.cluster.decoding import decode_message
 from mcp_server.cluster.dispatch import DispatchQueueFull
 from mcp_server.cluster.messages import (
     MalformedMessage,
@@ -30,9 +31,8 @@ from mcp_server.cluster.messages import (
     OperationFinished,
     OperationLog,
     OperationProgress,
-    RunUpdated,
-    decode_message,
 )
+from mcp_server.cluster.session_messages import RunUpdated
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener

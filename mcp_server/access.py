@@ -29,7 +29,8 @@ from accounts.selectors import (
     REVOKED_TOKEN,
     AuthFailure,
 )
-from mcp_server.cluster.messages import RUNNERS_GROUP, AccessRevoked, TenantChanged
+from mcp_server.cluster.messages import RUNNERS_GROUP
+from mcp_server.cluster.session_messages import AccessRevoked, TenantChanged
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.operations.store import tasks_cancel_revoked
 

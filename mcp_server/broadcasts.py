@@ -14,7 +14,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 
 from accounts.models import Membership, Tenant
-from mcp_server.cluster.messages import WEB_GROUP, Broadcast
+from mcp_server.cluster.session_messages import WEB_GROUP, Broadcast
 from mcp_server.protocol.log_levels import LOG_LEVELS
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from mcp_server.cluster.chunks import ClusterChunks
 from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.dispatch import Dispatch, dispatch_from_settings
 from mcp_server.cluster.liveness import Liveness
-from mcp_server.cluster.messages import RUN_WATCH_MESSAGES
 from mcp_server.cluster.run_updates import RunUpdates
+from mcp_server.cluster.session_messages import RUN_WATCH_MESSAGES
 from mcp_server.executors import Executor, LocalExecutor, PlacedExecutor
 from mcp_server.identity import ServerIdentity, identity_from_settings
 from mcp_server.listens import ListenCounts

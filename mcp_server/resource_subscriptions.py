@@ -21,13 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from mcp_server.cluster.bus import OperationBus
-from mcp_server.cluster.messages import (
-    OperationEvent,
-    OperationFinished,
-    RunUnwatch,
-    RunUpdated,
-    RunWatch,
-)
+from mcp_server.cluster.messages import OperationEvent, OperationFinished
+from mcp_server.cluster.session_messages import RunUnwatch, RunUpdated, RunWatch
 from mcp_server.operations.lifecycle import ACTIVE_STATUSES
 from mcp_server.protocol import methods
 from mcp_server.protocol.errors import LIMIT_EXCEEDED, JsonRpcError

@@ -9,7 +9,8 @@ object instead of six, and a part exists once a request needs it.
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mcp_server.cluster.messages import OperationEvent, RunUpdated
+from mcp_server.cluster.messages import OperationEvent
+from mcp_server.cluster.session_messages import RunUpdated
 from mcp_server.completion_requests import CompletionRequests
 from mcp_server.identity import ServerIdentity
 from mcp_server.listener import ConnectionListener

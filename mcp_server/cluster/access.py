@@ -16,7 +16,7 @@ from accounts.limits import TenantLimits
 from accounts.principal import IDENTIFYING_FIELDS, Principal
 from accounts.selectors import access_states
 from accounts.token_lookups import token_cache
-from mcp_server.cluster import messages
+from mcp_server.cluster import decoding, session_messages
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.rounds import every
 from mcp_server.operations.lifecycle import Stop
@@ -73,17 +73,17 @@ class AccessGuard:
     def _open(self) -> list[GuardedConnection]:
         return [c for c in self._connections() if not c.is_closed]
 
-    async def handle(self, message: messages.ClusterMessage) -> None:
+    async def handle(self, message: decoding.ClusterMessage) -> None:
         """Act on an access.revoked or access.tenant_changed message: forget the callers'
         cached lookups first, so no new request or handshake gets the old access."""
-        if isinstance(message, messages.AccessRevoked):
+        if isinstance(message, session_messages.AccessRevoked):
             token_cache().forget(message.kind, message.ids)
             await self._revoked(message)
-        elif isinstance(message, messages.TenantChanged):
+        elif isinstance(message, session_messages.TenantChanged):
             token_cache().forget("tenant_id", [message.tenant_id])
             await self._tenant_changed(message)
 
-    async def _revoked(self, message: messages.AccessRevoked) -> None:
+    async def _revoked(self, message: session_messages.AccessRevoked) -> None:
         field = message.kind
         if field not in IDENTIFYING_FIELDS:
             logger.warning("ignored an access.revoked message matching on %r", field)
@@ -102,7 +102,7 @@ class AccessGuard:
                 "access revoked (%s): stopping %d operation(s) run here", message.reason, stopped
             )
 
-    async def _tenant_changed(self, message: messages.TenantChanged) -> None:
+    async def _tenant_changed(self, message: session_messages.TenantChanged) -> None:
         affected = [c for c in self._open() if c.principal.tenant_id == message.tenant_id]
         settings = (message.enabled_tools, message.disabled_tools, message.limits)
         await asyncio.gather(

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from config import log_context
 from mcp_server import metrics
-from mcp_server.cluster import messages
+from mcp_server.cluster import decoding, messages, session_messages
 from mcp_server.cluster.database import PROCESS, db_call
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
 from mcp_server.cluster.handed_off import HandedOffCalls, OutcomeWatcher
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # attach can overtake the start message).
 PENDING_ATTACH_SECONDS = 30.0
 
-Subscriber = Callable[[messages.ClusterMessage], Awaitable[None]]
+Subscriber = Callable[[decoding.ClusterMessage], Awaitable[None]]
 # Records a cancel request in history: store.operation_request_cancel, on some thread.
 RecordCancel = Callable[..., Awaitable[bool]]
 
@@ -101,7 +101,7 @@ class OperationBus:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(messages.RUNNERS_GROUP, self.channel)
                 if self.web:
-                    await self.layer.group_discard(messages.WEB_GROUP, self.channel)
+                    await self.layer.group_discard(session_messages.WEB_GROUP, self.channel)
         if self.dispatch is not None:
             await self.dispatch.close()
 
@@ -262,7 +262,7 @@ class OperationBus:
         for key in [k for k, (expires, _) in self._pending_attach.items() if expires < now]:
             del self._pending_attach[key]
 
-    async def to_runners(self, message: messages.ClusterMessage) -> None:
+    async def to_runners(self, message: decoding.ClusterMessage) -> None:
         """Send `message` to every process that runs operations (best effort: logged)."""
         if self.layer is None:
             return
@@ -285,13 +285,13 @@ class OperationBus:
         try:
             await self.layer.group_add(messages.RUNNERS_GROUP, self.channel)
             if self.web:
-                await self.layer.group_add(messages.WEB_GROUP, self.channel)
+                await self.layer.group_add(session_messages.WEB_GROUP, self.channel)
         finally:
             self._first_join.set()
 
     async def _handle(self, raw: messages.Message) -> None:
         try:
-            message = messages.decode_message(raw)
+            message = decoding.decode_message(raw)
         except messages.MalformedMessage as exc:
             logger.warning("ignored a malformed message: %s", exc)
             return

@@ -28,7 +28,7 @@ from uuid import uuid4
 from django.conf import settings
 
 from mcp_server import metrics
-from mcp_server.cluster import messages
+from mcp_server.cluster import chunk_messages, decoding, messages
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.layer import receive_riding_out
 from mcp_server.cluster.rounds import every
@@ -48,7 +48,7 @@ CANCELLED_MEMORY_SECONDS = 120.0
 class _Waiting:
     """A chunk sent and not yet done: its end, and when anyone last heard of it."""
 
-    done: "asyncio.Future[messages.ChunkDone]"
+    done: "asyncio.Future[chunk_messages.ChunkDone]"
     operation_id: str
     sent: float
     last_seen: float
@@ -77,7 +77,7 @@ class ClusterChunks:
         self.expiry = float(settings.MCP_CHANNEL_EXPIRY)
         self._waiting: dict[str, _Waiting] = {}
         self._calls: dict[str, _Call] = {}
-        bus.subscribe(messages.CHUNK_REPLIES, self.handle)
+        bus.subscribe(chunk_messages.CHUNK_REPLIES, self.handle)
 
     async def run(self, chunk: Chunk) -> ChunkOutcome:
         """Send `chunk` to the workers and wait for its end; cancelled: cancelled there too."""
@@ -90,7 +90,7 @@ class ClusterChunks:
         self._waiting[chunk_id] = waiting
         call = self._calls.setdefault(chunk.operation_id, _Call(0, now))
         call.waiting += 1
-        start = messages.ChunkStart(
+        start = chunk_messages.ChunkStart(
             chunk_id=chunk_id,
             operation_id=chunk.operation_id,
             index=chunk.index,
@@ -103,14 +103,14 @@ class ClusterChunks:
         )
         try:
             try:
-                await layer.send(messages.CHUNKS_CHANNEL, start.encode())
+                await layer.send(chunk_messages.CHUNKS_CHANNEL, start.encode())
             except Exception:
                 metrics.channel_layer_error("send")
                 raise ChunkLost("", why="could not be sent to the workers") from None
             done = await self._watch(waiting)
         except BaseException:
             # Lost, cancelled or failed: wherever it still is, it stops.
-            await self.bus.to_runners(messages.ChunkCancel(chunk_ids=(chunk_id,)))
+            await self.bus.to_runners(chunk_messages.ChunkCancel(chunk_ids=(chunk_id,)))
             raise
         finally:
             self._waiting.pop(chunk_id, None)
@@ -123,7 +123,7 @@ class ClusterChunks:
             raise ChunkFailed(f"chunk {chunk.index} failed on {done.runner}: {done.error}")
         return ChunkOutcome(values=done.values, errors=done.errors, runner=done.runner)
 
-    async def _watch(self, waiting: _Waiting) -> messages.ChunkDone:
+    async def _watch(self, waiting: _Waiting) -> chunk_messages.ChunkDone:
         while True:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(waiting.done), self.beat_interval)
@@ -139,14 +139,14 @@ class ClusterChunks:
             if lost:
                 raise ChunkLost(waiting.runner)
 
-    async def handle(self, message: messages.ClusterMessage) -> None:
+    async def handle(self, message: decoding.ClusterMessage) -> None:
         """A chunk's sign of life or end, from the worker that holds it."""
-        if isinstance(message, messages.ChunkDone):
+        if isinstance(message, chunk_messages.ChunkDone):
             waiting = self._waiting.get(message.chunk_id)
             if waiting is not None and not waiting.done.done():
                 self._heard_of(waiting.operation_id)
                 waiting.done.set_result(message)
-        elif isinstance(message, messages.ChunkAlive):
+        elif isinstance(message, chunk_messages.ChunkAlive):
             now = time.monotonic()
             unknown = []
             for chunk_id in message.chunk_ids:
@@ -158,7 +158,7 @@ class ClusterChunks:
                 self._heard_of(waiting.operation_id)
             if unknown:
                 # Its call ended (or gave it up) while it waited in the channel: it stops.
-                await self.bus.to_runners(messages.ChunkCancel(chunk_ids=tuple(unknown)))
+                await self.bus.to_runners(chunk_messages.ChunkCancel(chunk_ids=tuple(unknown)))
 
     def _heard_of(self, operation_id: str) -> None:
         call = self._calls.get(operation_id)
@@ -168,7 +168,7 @@ class ClusterChunks:
 
 @dataclasses.dataclass(slots=True)
 class _Held:
-    start: messages.ChunkStart
+    start: chunk_messages.ChunkStart
     task: "asyncio.Task[None] | None" = None
 
 
@@ -193,7 +193,7 @@ class ChunkTaker:
         self._held: dict[str, _Held] = {}
         self._cancelled: dict[str, float] = {}
         self._beats: asyncio.Task[None] | None = None
-        bus.subscribe(frozenset({messages.CHUNK_CANCEL}), self.handle)
+        bus.subscribe(frozenset({chunk_messages.CHUNK_CANCEL}), self.handle)
 
     @property
     def held(self) -> int:
@@ -208,7 +208,7 @@ class ChunkTaker:
             self._beats = asyncio.create_task(
                 every(self.beat_interval, self.beat, failure="chunk heartbeat failed")
             )
-        logger.info("worker %s takes chunks from %s", self.name, messages.CHUNKS_CHANNEL)
+        logger.info("worker %s takes chunks from %s", self.name, chunk_messages.CHUNKS_CHANNEL)
         await self._take()
 
     async def drain(self, grace: float) -> None:
@@ -221,7 +221,7 @@ class ChunkTaker:
             if held.task is not None:
                 held.task.cancel()
                 await asyncio.gather(held.task, return_exceptions=True)
-            lost = messages.ChunkDone(chunk_id, self.name, [], [], lost=True)
+            lost = chunk_messages.ChunkDone(chunk_id, self.name, [], [], lost=True)
             await self._reply(held.start, lost)
         beats, self._beats = self._beats, None
         if beats is not None:
@@ -234,8 +234,8 @@ class ChunkTaker:
         while True:
             await self._room.acquire()
             try:
-                raw = await receive_riding_out(layer, messages.CHUNKS_CHANNEL)
-                start = messages.ChunkStart.decode(raw)
+                raw = await receive_riding_out(layer, chunk_messages.CHUNKS_CHANNEL)
+                start = chunk_messages.ChunkStart.decode(raw)
             except messages.MalformedMessage as exc:
                 logger.warning("ignored a malformed chunk.start: %s", exc)
                 self._room.release()
@@ -262,7 +262,7 @@ class ChunkTaker:
             held = _Held(start)
             self._held[start.chunk_id] = held
             held.task = asyncio.create_task(self._run(held), name=f"chunk-{start.chunk_id}")
-            await self._reply(start, messages.ChunkAlive((start.chunk_id,), runner=self.name))
+            await self._reply(start, chunk_messages.ChunkAlive((start.chunk_id,), runner=self.name))
 
     async def _claimed(self, start: messages.ChunkStart) -> bool:
         """Whether this worker may run `start` (its first take); True if Redis cannot say
@@ -285,20 +285,20 @@ class ChunkTaker:
             params=start.params,
             key=SlotKey(*start.key),
         )
-        done: messages.ChunkDone | None
+        done: chunk_messages.ChunkDone | None
         try:
             outcome = await self.pool.run(chunk)
             errors = [(position, _sendable(reason)) for position, reason in outcome.errors]
-            done = messages.ChunkDone(start.chunk_id, self.name, outcome.values, errors)
+            done = chunk_messages.ChunkDone(start.chunk_id, self.name, outcome.values, errors)
         except asyncio.CancelledError:
             done = None  # cancelled by its caller, who waits no more
             logger.info("chunk %d of operation %s cancelled", start.index, start.operation_id)
         except ChunkLost:
-            done = messages.ChunkDone(start.chunk_id, self.name, [], [], lost=True)
+            done = chunk_messages.ChunkDone(start.chunk_id, self.name, [], [], lost=True)
         except Exception as exc:
             logger.exception("chunk %d of operation %s failed", start.index, start.operation_id)
             error = _sendable(f"{type(exc).__name__}: {exc}")
-            done = messages.ChunkDone(start.chunk_id, self.name, [], [], error=error)
+            done = chunk_messages.ChunkDone(start.chunk_id, self.name, [], [], error=error)
         finally:
             self._held.pop(start.chunk_id, None)
             self._room.release()
@@ -306,7 +306,9 @@ class ChunkTaker:
             # Values the layer cannot carry (not plain data) fail the call, not its chunk
             # again and again; a layer that is down fails this too, and the chunk is lost.
             error = "its values could not be sent (an item function must return plain data)"
-            await self._reply(start, messages.ChunkDone(start.chunk_id, self.name, [], [], error))
+            await self._reply(
+                start, chunk_messages.ChunkDone(start.chunk_id, self.name, [], [], error)
+            )
 
     async def beat(self) -> None:
         """Tell each caller which of its chunks this worker holds; forget old cancels."""
@@ -314,15 +316,15 @@ class ChunkTaker:
         for chunk_id, held in list(self._held.items()):
             by_caller.setdefault(held.start.reply_to, []).append(chunk_id)
         for reply_to, chunk_ids in by_caller.items():
-            alive = messages.ChunkAlive(tuple(chunk_ids), runner=self.name)
+            alive = chunk_messages.ChunkAlive(tuple(chunk_ids), runner=self.name)
             await self._send(reply_to, alive)
         now = time.monotonic()
         for chunk_id in [k for k, at in self._cancelled.items() if at < now]:
             del self._cancelled[chunk_id]
 
-    async def handle(self, message: messages.ClusterMessage) -> None:
+    async def handle(self, message: decoding.ClusterMessage) -> None:
         """`chunk.cancel`: stop held chunks; remember the others (they may still arrive)."""
-        if not isinstance(message, messages.ChunkCancel):
+        if not isinstance(message, chunk_messages.ChunkCancel):
             return
         for chunk_id in message.chunk_ids:
             held = self._held.get(chunk_id)
@@ -332,11 +334,15 @@ class ChunkTaker:
                 self._cancelled[chunk_id] = time.monotonic() + CANCELLED_MEMORY_SECONDS
 
     async def _reply(
-        self, start: messages.ChunkStart, message: messages.ChunkAlive | messages.ChunkDone
+        self,
+        start: chunk_messages.ChunkStart,
+        message: chunk_messages.ChunkAlive | chunk_messages.ChunkDone,
     ) -> bool:
         return await self._send(start.reply_to, message)
 
-    async def _send(self, channel: str, message: messages.ChunkAlive | messages.ChunkDone) -> bool:
+    async def _send(
+        self, channel: str, message: chunk_messages.ChunkAlive | chunk_messages.ChunkDone
+    ) -> bool:
         """Send `message` to `channel`; False (logged) when it could not be sent."""
         layer = self.bus.layer
         assert layer is not None

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from mcp_server.cluster import messages
+from mcp_server.cluster import decoding, session_messages
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.runtime.runner import OperationRunner
@@ -52,8 +52,8 @@ class ConnectionRegistry:
             runner=runner,
             interval=settings.MCP_ACCESS_CHECK_INTERVAL,
         )
-        bus.subscribe(messages.ACCESS_MESSAGES, self.access.handle)
-        bus.subscribe(frozenset({messages.BROADCAST}), self._deliver_broadcast)
+        bus.subscribe(session_messages.ACCESS_MESSAGES, self.access.handle)
+        bus.subscribe(frozenset({session_messages.BROADCAST}), self._deliver_broadcast)
 
     def register(self, connection: LocalConnection) -> None:
         """A connection of this process opened."""
@@ -76,8 +76,8 @@ class ConnectionRegistry:
         connections = list(self._connections)
         await asyncio.gather(*(c.going_away() for c in connections), return_exceptions=True)
 
-    async def _deliver_broadcast(self, message: messages.ClusterMessage) -> None:
-        assert isinstance(message, messages.Broadcast)
+    async def _deliver_broadcast(self, message: decoding.ClusterMessage) -> None:
+        assert isinstance(message, session_messages.Broadcast)
         matching = [
             c
             for c in list(self._connections)

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from channels.layers import BaseChannelLayer
 
-from mcp_server.cluster import messages
+from mcp_server.cluster import decoding, messages, session_messages
 from mcp_server.runtime.runner import OperationRunner
 
 logger = logging.getLogger(__name__)
@@ -49,14 +49,14 @@ class RunUpdates:
     def _refresh(self) -> None:
         self._watched = frozenset(self._watchers) | frozenset(self._pending)
 
-    async def handle(self, message: messages.ClusterMessage) -> None:
+    async def handle(self, message: decoding.ClusterMessage) -> None:
         """A watch or unwatch from any process."""
-        assert isinstance(message, messages.RunWatch | messages.RunUnwatch)
+        assert isinstance(message, session_messages.RunWatch | session_messages.RunUnwatch)
         now = time.monotonic()
         for key in [k for k, (expires, _) in self._pending.items() if expires < now]:
             del self._pending[key]
         key, channel = message.id, message.channel
-        if isinstance(message, messages.RunUnwatch):
+        if isinstance(message, session_messages.RunUnwatch):
             self._unwatch(key, channel)
         elif self.runner.is_running(key) or key in self._watchers:
             self._watchers.setdefault(key, set()).add(channel)
@@ -118,7 +118,7 @@ class RunUpdates:
             self._forget(key)
             self._refresh()
         if channels:
-            update = messages.RunUpdated(id=key, errors=errors, ended=ended).encode()
+            update = session_messages.RunUpdated(id=key, errors=errors, ended=ended).encode()
             sending = asyncio.get_running_loop().create_task(self._send(channels, update))
             self._sending.add(sending)
             sending.add_done_callback(self._sending.discard)

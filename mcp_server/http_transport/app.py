@@ -29,7 +29,7 @@ from accounts.principal import Principal
 from accounts.selectors import AuthFailure
 from accounts.ws_auth import header
 from mcp_server.admission import ConnectionAdmission, MessageAllowance
-from mcp_server.cluster import messages
+from mcp_server.cluster import session_messages
 from mcp_server.dependencies import REDIS_ERRORS, REDIS_UNAVAILABLE
 from mcp_server.http_transport import stateless
 from mcp_server.http_transport.events import (
@@ -643,8 +643,8 @@ class StreamableHttpApp:
         await self.sessions.end(session_id)
         await self.local.end_here(session_id, reason)
         if layer is not None:
-            ended = messages.HttpSessionEnded(session_id=session_id, reason=reason)
+            ended = session_messages.HttpSessionEnded(session_id=session_id, reason=reason)
             try:
-                await layer.group_send(messages.WEB_GROUP, ended.encode())
+                await layer.group_send(session_messages.WEB_GROUP, ended.encode())
             except Exception:
                 logger.warning("could not tell the web processes that a session ended")

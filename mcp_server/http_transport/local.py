@@ -13,7 +13,7 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from mcp_server import metrics
-from mcp_server.cluster import messages
+from mcp_server.cluster import decoding, session_messages
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.http_transport.exchange import Exchange
 from mcp_server.http_transport.listen_stream import ListenStream
@@ -35,7 +35,7 @@ class LocalHttpSessions:
         """Take this process's HTTP messages from `bus` (once per bus)."""
         if id(bus) not in self._buses:
             self._buses.add(id(bus))
-            bus.subscribe(messages.HTTP_MESSAGES, self._handle)
+            bus.subscribe(session_messages.HTTP_MESSAGES, self._handle)
 
     def add_exchange(self, session_id: str, request_id: Any, exchange: Exchange) -> None:
         """An exchange of `session_id` runs here."""
@@ -73,9 +73,9 @@ class LocalHttpSessions:
         other web processes."""
         if await self._deliver_here(session_id, payload) or layer is None:
             return
-        message = messages.HttpSessionMessage(session_id=session_id, payload=payload)
+        message = session_messages.HttpSessionMessage(session_id=session_id, payload=payload)
         try:
-            await layer.group_send(messages.WEB_GROUP, message.encode())
+            await layer.group_send(session_messages.WEB_GROUP, message.encode())
         except Exception:
             metrics.channel_layer_error("send")
             logger.warning("could not pass a client message on to the web processes")
@@ -110,9 +110,9 @@ class LocalHttpSessions:
             await stream.subscriptions_changed(uris)
         if layer is None:
             return
-        message = messages.HttpSessionSubscribed(session_id=session_id, uris=tuple(uris))
+        message = session_messages.HttpSessionSubscribed(session_id=session_id, uris=tuple(uris))
         try:
-            await layer.group_send(messages.WEB_GROUP, message.encode())
+            await layer.group_send(session_messages.WEB_GROUP, message.encode())
         except Exception:
             metrics.channel_layer_error("send")
             logger.warning("could not pass a subscription change on to the web processes")
@@ -128,14 +128,14 @@ class LocalHttpSessions:
         if stream is not None:
             await stream.end()
 
-    async def _handle(self, message: messages.ClusterMessage) -> None:
-        if isinstance(message, messages.HttpSessionMessage):
+    async def _handle(self, message: decoding.ClusterMessage) -> None:
+        if isinstance(message, session_messages.HttpSessionMessage):
             await self._deliver_here(message.session_id, message.payload)
-        elif isinstance(message, messages.HttpSessionSubscribed):
+        elif isinstance(message, session_messages.HttpSessionSubscribed):
             stream = self._streams.get(message.session_id)
             if stream is not None:  # (this process's own change was applied already)
                 await stream.subscriptions_changed(list(message.uris))
-        elif isinstance(message, messages.HttpSessionEnded) and (
+        elif isinstance(message, session_messages.HttpSessionEnded) and (
             message.session_id in self._exchanges or message.session_id in self._streams
         ):
             await self.end_here(message.session_id, message.reason)

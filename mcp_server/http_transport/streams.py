@@ -16,8 +16,10 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from mcp_server import metrics
+from mcp_server.cluster.decoding import decode_message
 from mcp_server.cluster.layer import receive_riding_out
-from mcp_server.cluster.messages import HttpStreamEvent, MalformedMessage, decode_message
+from mcp_server.cluster.messages import MalformedMessage
+from mcp_server.cluster.session_messages import HttpStreamEvent
 from mcp_server.http_transport.events import EventStore, StoredEvent, StreamCursor
 from mcp_server.http_transport.sse import SseResponse
 from mcp_server.protocol.text_escapes import json_text

@@ -23,13 +23,9 @@ from accounts.access_changes import (
 from accounts.limits import TenantLimits, default_limits
 from accounts.models import ApiToken, Tenant
 from accounts.services import IssuedToken, token_revoke
-from mcp_server.cluster.messages import (
-    ACCESS_REVOKED,
-    RUNNERS_GROUP,
-    TENANT_CHANGED,
-    TenantChanged,
-    decode_message,
-)
+from mcp_server.cluster.decoding import decode_message
+from mcp_server.cluster.messages import RUNNERS_GROUP
+from mcp_server.cluster.session_messages import ACCESS_REVOKED, TENANT_CHANGED, TenantChanged
 from mcp_server.models import Operation, OperationStatus
 from mcp_server.tools.registry import registry
 from tests.accounts.factories import member_token

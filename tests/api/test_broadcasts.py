@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Tenant
 from mcp_server.broadcasts import MAX_BROADCAST_LENGTH
-from mcp_server.cluster.messages import BROADCAST
+from mcp_server.cluster.session_messages import BROADCAST
 from tests.accounts.factories import member_token
 from tests.api.conftest import Caller
 from tests.broadcast import WebGroupListener

@@ -7,7 +7,7 @@ from uuid import uuid4
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from mcp_server.cluster.messages import WEB_GROUP
+from mcp_server.cluster.session_messages import WEB_GROUP
 
 RECEIVE_TIMEOUT = 5.0
 

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Tenant
 from mcp_server.broadcasts import MAX_BROADCAST_LENGTH, channel_layer_reaches_other_processes
-from mcp_server.cluster.messages import BROADCAST
+from mcp_server.cluster.session_messages import BROADCAST
 from tests.accounts.factories import member_create
 from tests.broadcast import WebGroupListener
 

@@ -9,7 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from mcp_server.cluster.messages import OperationCancel, OperationFinished, decode_message
+from mcp_server.cluster.decoding import decode_message
+from mcp_server.cluster.messages import OperationCancel, OperationFinished
 from mcp_server.history_values import history_value
 from mcp_server.models import Operation
 from mcp_server.operations.lifecycle import (

@@ -21,7 +21,8 @@ from accounts.tokens import token_digest
 from mcp_server.admission import ConnectionAdmission, MessageAllowance
 from mcp_server.cluster.access import AccessGuard
 from mcp_server.cluster.database import close_database_connections
-from mcp_server.cluster.messages import AccessRevoked, TenantChanged, decode_message
+from mcp_server.cluster.decoding import decode_message
+from mcp_server.cluster.session_messages import AccessRevoked, TenantChanged
 from mcp_server.identity import ServerIdentity
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.session import McpSession

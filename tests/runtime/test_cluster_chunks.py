@@ -11,7 +11,7 @@ import msgpack
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from mcp_server.cluster import messages
+from mcp_server.cluster import chunk_messages, decoding, messages
 from mcp_server.cluster.bus import OperationBus
 from mcp_server.cluster.chunks import ChunkTaker, ClusterChunks
 from mcp_server.runtime.chunk_pool import LocalChunks
@@ -116,16 +116,16 @@ async def test_a_taken_chunk_that_goes_silent_is_lost_naming_its_worker(
     caller, worker = buses
     layer = worker.layer
     assert layer is not None
-    cancels: list[messages.ClusterMessage] = []
+    cancels: list[decoding.ClusterMessage] = []
 
-    async def cancelled(message: messages.ClusterMessage) -> None:
+    async def cancelled(message: decoding.ClusterMessage) -> None:
         cancels.append(message)
 
-    worker.subscribe(frozenset({messages.CHUNK_CANCEL}), cancelled)
+    worker.subscribe(frozenset({chunk_messages.CHUNK_CANCEL}), cancelled)
 
     async def takes_and_dies() -> None:
-        start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
-        alive = messages.ChunkAlive((start.chunk_id,), runner="host:42")
+        start = chunk_messages.ChunkStart.decode(await layer.receive(chunk_messages.CHUNKS_CHANNEL))
+        alive = chunk_messages.ChunkAlive((start.chunk_id,), runner="host:42")
         await layer.send(start.reply_to, alive.encode())
 
     dying = asyncio.create_task(takes_and_dies())
@@ -144,9 +144,9 @@ def _chunk_of_call(index: int) -> Chunk:
     )
 
 
-async def _keep_alive_until(layer: Any, start: messages.ChunkStart, until: float) -> None:
+async def _keep_alive_until(layer: Any, start: chunk_messages.ChunkStart, until: float) -> None:
     """As a worker holding `start` does: say so every 0.1 s until monotonic time `until`."""
-    alive = messages.ChunkAlive((start.chunk_id,), runner="host:9")
+    alive = chunk_messages.ChunkAlive((start.chunk_id,), runner="host:9")
     while time.monotonic() < until:
         await layer.send(start.reply_to, alive.encode())
         await asyncio.sleep(0.1)
@@ -164,9 +164,11 @@ async def test_a_chunk_waiting_behind_its_calls_running_chunk_is_not_lost(
     async def one_slot_worker() -> None:
         """Holds the first chunk for four unclaimed bounds, then takes and ends the second."""
         for _ in range(2):
-            start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
+            start = chunk_messages.ChunkStart.decode(
+                await layer.receive(chunk_messages.CHUNKS_CHANNEL)
+            )
             await _keep_alive_until(layer, start, time.monotonic() + 1.2)
-            done = messages.ChunkDone(start.chunk_id, "host:9", [(0, start.items[0])], [])
+            done = chunk_messages.ChunkDone(start.chunk_id, "host:9", [(0, start.items[0])], [])
             await layer.send(start.reply_to, done.encode())
 
     working = asyncio.create_task(one_slot_worker())
@@ -186,7 +188,7 @@ async def test_a_chunk_older_than_the_channel_expiry_is_lost_whatever_its_call_d
     settings.MCP_CHANNEL_EXPIRY = 1
     chunks = ClusterChunks(bus=caller)
     first = asyncio.ensure_future(chunks.run(_chunk_of_call(0)))
-    start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
+    start = chunk_messages.ChunkStart.decode(await layer.receive(chunk_messages.CHUNKS_CHANNEL))
     keeping = asyncio.create_task(_keep_alive_until(layer, start, time.monotonic() + WAIT))
     try:
         with pytest.raises(ChunkLost) as lost:
@@ -205,16 +207,16 @@ async def test_a_chunk_nobody_waits_for_is_cancelled_at_its_first_sign_of_life(
     layer = worker.layer
     assert layer is not None and caller.channel is not None
     ClusterChunks(bus=caller)  # listens on the caller's channel
-    cancels: list[messages.ClusterMessage] = []
+    cancels: list[decoding.ClusterMessage] = []
 
-    async def cancelled(message: messages.ClusterMessage) -> None:
+    async def cancelled(message: decoding.ClusterMessage) -> None:
         cancels.append(message)
 
-    worker.subscribe(frozenset({messages.CHUNK_CANCEL}), cancelled)
-    alive = messages.ChunkAlive(("stale-chunk",), runner="host:3")
+    worker.subscribe(frozenset({chunk_messages.CHUNK_CANCEL}), cancelled)
+    alive = chunk_messages.ChunkAlive(("stale-chunk",), runner="host:3")
     await layer.send(caller.channel, alive.encode())
     await wait_until(lambda: cancels, WAIT, "the stale chunk's cancel")
-    assert cancels == [messages.ChunkCancel(chunk_ids=("stale-chunk",))]
+    assert cancels == [chunk_messages.ChunkCancel(chunk_ids=("stale-chunk",))]
 
 
 @pytest.mark.parametrize(
@@ -229,8 +231,8 @@ async def test_a_chunk_that_ends_lost_or_failed_raises_at_once(
     assert layer is not None
 
     async def answers() -> None:
-        start = messages.ChunkStart.decode(await layer.receive(messages.CHUNKS_CHANNEL))
-        reply = messages.ChunkDone(start.chunk_id, "host:7", [], [], **done)
+        start = chunk_messages.ChunkStart.decode(await layer.receive(chunk_messages.CHUNKS_CHANNEL))
+        reply = chunk_messages.ChunkDone(start.chunk_id, "host:7", [], [], **done)
         await layer.send(start.reply_to, reply.encode())
 
     answering = asyncio.create_task(answers())
@@ -337,16 +339,18 @@ async def test_a_chunk_delivered_twice_runs_once(
 
 
 def test_chunk_messages_decode_what_they_encode_and_refuse_the_malformed() -> None:
-    start = messages.ChunkStart("c1", "op", 2, "m:f", 10, [b"a", 1], {"k": "v"}, (1, 2, "x"), "r")
-    assert messages.decode_message(start.encode()) == start
-    done = messages.ChunkDone("c1", "host:1", [(0, [1, 2])], [(1, "bad")])
-    assert messages.decode_message(done.encode()) == messages.ChunkDone(
+    start = chunk_messages.ChunkStart(
+        "c1", "op", 2, "m:f", 10, [b"a", 1], {"k": "v"}, (1, 2, "x"), "r"
+    )
+    assert decoding.decode_message(start.encode()) == start
+    done = chunk_messages.ChunkDone("c1", "host:1", [(0, [1, 2])], [(1, "bad")])
+    assert decoding.decode_message(done.encode()) == chunk_messages.ChunkDone(
         "c1", "host:1", [(0, [1, 2])], [(1, "bad")]
     )
-    alive = messages.ChunkAlive(("c1", "c2"), runner="host:1")
-    assert messages.decode_message(alive.encode()) == alive
-    cancel = messages.ChunkCancel(("c1",))
-    assert messages.decode_message(cancel.encode()) == cancel
+    alive = chunk_messages.ChunkAlive(("c1", "c2"), runner="host:1")
+    assert decoding.decode_message(alive.encode()) == alive
+    cancel = chunk_messages.ChunkCancel(("c1",))
+    assert decoding.decode_message(cancel.encode()) == cancel
     for malformed in (
         {**start.encode(), "items": "x"},
         {**start.encode(), "key": [1, 2]},
@@ -355,4 +359,4 @@ def test_chunk_messages_decode_what_they_encode_and_refuse_the_malformed() -> No
         {**cancel.encode(), "chunk_ids": [1]},
     ):
         with pytest.raises(messages.MalformedMessage):
-            messages.decode_message(malformed)
+            decoding.decode_message(malformed)

@@ -6,8 +6,9 @@ from uuid import UUID, uuid4
 
 from channels.layers import InMemoryChannelLayer
 
-from mcp_server.cluster.messages import RunUnwatch, RunUpdated, RunWatch, decode_message
+from mcp_server.cluster.decoding import decode_message
 from mcp_server.cluster.run_updates import RunUpdates
+from mcp_server.cluster.session_messages import RunUnwatch, RunUpdated, RunWatch
 
 TIMEOUT = 5
 

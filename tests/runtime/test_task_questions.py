@@ -11,12 +11,8 @@ import pytest
 
 from mcp_server.client_requests import ClientRequestError
 from mcp_server.cluster.bus import OperationBus
-from mcp_server.cluster.messages import (
-    OperationAnswer,
-    OperationAsking,
-    OperationStart,
-    decode_message,
-)
+from mcp_server.cluster.decoding import decode_message
+from mcp_server.cluster.messages import OperationAnswer, OperationAsking, OperationStart
 from mcp_server.operations.lifecycle import detailed_task, task_view
 from mcp_server.protocol.input_required import InputRequest, InputRound
 from mcp_server.runtime.context import ToolContext

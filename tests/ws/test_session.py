@@ -7,7 +7,8 @@ import pytest
 
 from mcp_server.protocol.errors import INVALID_PARAMS, INVALID_REQUEST
 from mcp_server.runtime.context import ToolContext
-from mcp_server.session import McpSession, SessionState
+from mcp_server.session import McpSession
+from mcp_server.session_state import SessionState
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.ws.session_support import (
     TIMEOUT,

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from pytest_django.fixtures import Settings
 
-from mcp_server.cluster.messages import WEB_GROUP, Broadcast
+from mcp_server.cluster.session_messages import WEB_GROUP, Broadcast
 from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.runtime.history import HistoryWriter
 from tests.ws.conftest import TIMEOUT, Client, serving, ws_connect

@@ -264,7 +264,7 @@ class ChunkTaker:
             held.task = asyncio.create_task(self._run(held), name=f"chunk-{start.chunk_id}")
             await self._reply(start, chunk_messages.ChunkAlive((start.chunk_id,), runner=self.name))
 
-    async def _claimed(self, start: messages.ChunkStart) -> bool:
+    async def _claimed(self, start: chunk_messages.ChunkStart) -> bool:
         """Whether this worker may run `start` (its first take); True if Redis cannot say
         (a Redis that is down loses the chunk's alive and done messages anyway)."""
         assert self.claim is not None

@@ -304,18 +304,18 @@ async def test_a_chunk_delivered_twice_runs_once(
         claimed.add(chunk_id)
         return answers[-1]
 
-    done: list[messages.ClusterMessage] = []
+    done: list[decoding.ClusterMessage] = []
 
-    async def replies(message: messages.ClusterMessage) -> None:
-        if isinstance(message, messages.ChunkDone):
+    async def replies(message: decoding.ClusterMessage) -> None:
+        if isinstance(message, chunk_messages.ChunkDone):
             done.append(message)
 
-    caller.subscribe(messages.CHUNK_REPLIES, replies)
+    caller.subscribe(chunk_messages.CHUNK_REPLIES, replies)
     taker = ChunkTaker(bus=worker, pool=pool, name="worker-1", claim=claim)
     taking = asyncio.create_task(taker.run())
     try:
         chunk = _chunk([3], fanout_items.slow_mark, marks=str(tmp_path), item_ms=1)
-        start = messages.ChunkStart(
+        start = chunk_messages.ChunkStart(
             "twice",
             "op",
             0,
@@ -327,7 +327,7 @@ async def test_a_chunk_delivered_twice_runs_once(
             caller.channel,
         )
         for _ in range(2):  # as channels-redis may, when several processes read one channel
-            await layer.send(messages.CHUNKS_CHANNEL, start.encode())
+            await layer.send(chunk_messages.CHUNKS_CHANNEL, start.encode())
         await wait_until(lambda: len(answers) == 2 and done, WAIT, "both takes and one end")
         await wait_until(lambda: taker.held == 0, WAIT, "the chunk to end")
         assert answers == [True, False]

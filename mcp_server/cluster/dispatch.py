@@ -10,7 +10,8 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
   (with `users:<t>:set`): that tenant's users with waiting calls, in turn; `queued:<t>`: how
   many calls of the tenant wait (bounded by MCP_DISPATCH_QUEUE_PER_TENANT).
 - `streams`: the user streams that may hold entries, waiting or pending (for the reclaim).
-- `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64.
+- `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64, and
+  deleted by a take that finds fewer calls than it asked for (none waits then).
 - `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
   MCP_OPERATION_LOST_AFTER / 2.
 - `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
@@ -22,7 +23,9 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 `take` (one Lua script, so atomic across the cluster) rotates the tenants list, then the
 tenant's users list, and reads one entry of that user's stream (XREADGROUP ... COUNT 1) per
 turn, until it has as many as the worker's free slots: the round robin across tenants, then
-users, is the cluster's, not a process's. A worker calls it only with free slots (pull).
+users, is the cluster's, not a process's. A worker calls it only with free slots (pull);
+after a take that found too few, its next one waits on the bell first, in one pipeline. The
+puts of one event-loop turn of a web process go in one `_PUT` call, each against the bound.
 `reclaim` hands a worker the pending entries of workers whose stamp has expired (XPENDING,
 XCLAIM: XAUTOCLAIM would also take a live worker's long calls, whose entries are idle from
 delivery to end); what becomes of them (run again, or interrupted) is the worker's business.

@@ -10,7 +10,8 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
   (with `users:<t>:set`): that tenant's users with waiting calls, in turn; `queued:<t>`: how
   many calls of the tenant wait (bounded by MCP_DISPATCH_QUEUE_PER_TENANT).
 - `streams`: the user streams that may hold entries, waiting or pending (for the reclaim).
-- `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64.
+- `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64, and
+  deleted by a take that finds fewer calls than it asked for (none waits then).
 - `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
   MCP_OPERATION_LOST_AFTER / 2.
 - `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
@@ -22,7 +23,9 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 `take` (one Lua script, so atomic across the cluster) rotates the tenants list, then the
 tenant's users list, and reads one entry of that user's stream (XREADGROUP ... COUNT 1) per
 turn, until it has as many as the worker's free slots: the round robin across tenants, then
-users, is the cluster's, not a process's. A worker calls it only with free slots (pull).
+users, is the cluster's, not a process's. A worker calls it only with free slots (pull);
+after a take that found too few, its next one waits on the bell first, in one pipeline. The
+puts of one event-loop turn of a web process go in one `_PUT` call, each against the bound.
 `reclaim` hands a worker the pending entries of workers whose stamp has expired (XPENDING,
 XCLAIM: XAUTOCLAIM would also take a live worker's long calls, whose entries are idle from
 delivery to end); what becomes of them (run again, or interrupted) is the worker's business.
@@ -43,6 +46,7 @@ from uuid import UUID
 
 import msgpack
 import redis.asyncio
+import redis.exceptions
 from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -56,25 +60,41 @@ GROUP = "workers"
 # Wake-up tokens kept for idle workers, at most (one is enough to wake one).
 _BELL_LENGTH = 64
 
+# Several puts in one call (those of one turn of the event loop): ARGV[4..] holds (tenant,
+# user, payload) per call, each checked against the bound in turn, as if it were put alone;
+# per call its entry id, or '' when its tenant's queue was full.
 _PUT = """
-local P, tenant, user = ARGV[1], ARGV[2], ARGV[3]
-local queued = P .. ':queued:' .. tenant
-if tonumber(redis.call('GET', queued) or '0') >= tonumber(ARGV[5]) then return false end
-local stream = P .. ':q:' .. tenant .. ':' .. user
-local id = redis.call('XADD', stream, '*', 'm', ARGV[4])
-redis.call('INCR', queued)
-local users = P .. ':users:' .. tenant
-if redis.call('SADD', users .. ':set', user) == 1 then
-  redis.call('RPUSH', users, user)
-  redis.pcall('XGROUP', 'CREATE', stream, 'workers', '0')
+local P, bound, bell_length = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+local rung = 0
+for i = 4, #ARGV, 3 do
+  local tenant, user = ARGV[i], ARGV[i + 1]
+  local queued = P .. ':queued:' .. tenant
+  if tonumber(redis.call('GET', queued) or '0') >= bound then
+    out[#out + 1] = ''
+  else
+    local stream = P .. ':q:' .. tenant .. ':' .. user
+    out[#out + 1] = redis.call('XADD', stream, '*', 'm', ARGV[i + 2])
+    redis.call('INCR', queued)
+    local users = P .. ':users:' .. tenant
+    if redis.call('SADD', users .. ':set', user) == 1 then
+      redis.call('RPUSH', users, user)
+      redis.pcall('XGROUP', 'CREATE', stream, 'workers', '0')
+    end
+    if redis.call('SADD', P .. ':tenants:set', tenant) == 1 then
+      redis.call('RPUSH', P .. ':tenants', tenant)
+    end
+    redis.call('SADD', P .. ':streams', stream)
+    rung = rung + 1
+  end
 end
-if redis.call('SADD', P .. ':tenants:set', tenant) == 1 then
-  redis.call('RPUSH', P .. ':tenants', tenant)
+if rung > 0 then
+  local tokens = {}
+  for i = 1, math.min(rung, bell_length) do tokens[i] = '1' end
+  redis.call('RPUSH', P .. ':bell', unpack(tokens))
+  redis.call('LTRIM', P .. ':bell', -bell_length, -1)
 end
-redis.call('SADD', P .. ':streams', stream)
-redis.call('RPUSH', P .. ':bell', '1')
-redis.call('LTRIM', P .. ':bell', -tonumber(ARGV[6]), -1)
-return id
+return out
 """
 
 # Each turn either takes an entry or removes a user (or a tenant) with nothing waiting, so the
@@ -110,6 +130,9 @@ while #out < want do
     redis.call('DEL', P .. ':queued:' .. tenant)
   end
 end
+-- Short of `want`: nothing waits now, so the bell's tokens are for calls taken already; a
+-- worker that blocks on it next wakes for a call put after this.
+if #out < want then redis.call('DEL', P .. ':bell') end
 return out
 """
 
@@ -250,6 +273,8 @@ class Dispatch:
         self._withdraw = client.register_script(_WITHDRAW)
         # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
         self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        # Puts waiting for the next round trip (Dispatch.put).
+        self._puts: list[tuple[str, str, bytes, asyncio.Future[str]]] = []
         self._sending: set[asyncio.Future[None]] = set()
 
     def stream_of(self, tenant: int | str, user: int | str) -> str:
@@ -258,30 +283,70 @@ class Dispatch:
 
     async def put(self, start: messages.OperationStart) -> Entry:
         """Queue a call for the workers in its tenant's and user's turn; where its entry is.
-        DispatchQueueFull when the tenant has as many waiting as the bound allows."""
+        DispatchQueueFull when the tenant has as many waiting as the bound allows. The puts
+        of one turn of the event loop go together, in one round trip."""
         tenant, user = start.principal["tenant_id"], start.principal["user_id"]
         payload = msgpack.packb(start.encode(), use_bin_type=True)
-        args: list[str | int | bytes] = [
-            self.prefix,
-            tenant,
-            user,
-            payload,
-            self.queue_bound,
-            _BELL_LENGTH,
-        ]
-        entry_id = await self._put(args=args)
-        if entry_id is None:
+        put: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._puts.append((str(tenant), str(user), payload, put))
+        if len(self._puts) == 1:
+            self._sending.add(sending := asyncio.ensure_future(self._send_puts()))
+            sending.add_done_callback(self._sending.discard)
+        entry_id = await put
+        if not entry_id:
             raise DispatchQueueFull(self.queue_bound)
-        return Entry(self.stream_of(tenant, user), _text(entry_id), str(tenant))
+        return Entry(self.stream_of(tenant, user), entry_id, str(tenant))
 
-    async def take(self, consumer: str, count: int) -> list[Delivery]:
-        """Up to `count` waiting calls, round robin across tenants then users."""
-        rows = cast(list[Any], await self._take(args=[self.prefix, consumer, count]))
+    async def _send_puts(self) -> None:
+        batch, self._puts = self._puts, []
+        args: list[str | int | bytes] = [self.prefix, self.queue_bound, _BELL_LENGTH]
+        for tenant, user, payload, _ in batch:
+            args += [tenant, user, payload]
+        try:
+            ids = [_text(i) for i in cast(list[Any], await self._put(args=args))]
+        except Exception as exc:
+            for *_, put in batch:
+                if not put.done():
+                    put.set_exception(exc)
+            return
+        except BaseException:
+            for *_, put in batch:
+                put.cancel()
+            raise
+        for (*_, put), entry_id in zip(batch, ids, strict=True):
+            if not put.done():
+                put.set_result(entry_id)
+
+    async def take(self, consumer: str, count: int, *, wait: float = 0) -> list[Delivery]:
+        """Up to `count` waiting calls, round robin across tenants then users. With `wait`,
+        first block until a call may have been put since the last take found too few (a
+        bell token) or `wait` seconds have passed: the wait and the take in one round trip."""
+        args: list[str | int] = [self.prefix, consumer, count]
+        if not wait:
+            rows = cast(list[Any], await self._take(args=args))
+        else:
+            rows = await self._take_after_bell(args, wait)
         return [d for row in rows if (d := _delivery(row)) is not None]
 
     async def wait_for_work(self, seconds: float) -> None:
         """Block until a call may have been put (a bell token), or `seconds` have passed."""
         await self.client.blpop([f"{self.prefix}:bell"], timeout=seconds)
+
+    async def _take_after_bell(self, args: list[str | int], wait: float) -> list[Any]:
+        # BLPOP then EVALSHA in one pipeline: Redis runs the take once the wait ends. The
+        # script object's own pipeline path would check SCRIPT EXISTS first, another trip.
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.blpop([f"{self.prefix}:bell"], timeout=wait)
+            pipe.evalsha(self._take.sha, 0, *args)
+            try:
+                _, rows = await pipe.execute()
+                return cast(list[Any], rows)
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                await self.client.script_load(_TAKE)
+        raise AssertionError("unreachable")
 
     async def done(self, deliveries: Iterable[Delivery]) -> None:
         """Acknowledge and delete the entries of calls whose end is in history."""

@@ -168,6 +168,9 @@ class OperationWorker:
     async def _take_work(self) -> None:
         """Pull calls while there are free slots; with none waiting, block on the bell."""
         backoff = Backoff()
+        # Whether the last take found fewer than it asked for: the next one waits for the bell
+        # first (in the same round trip); a put since the take rang it.
+        short = False
         while True:
             free = self.capacity - len(self._calls)
             if free <= 0:
@@ -175,12 +178,11 @@ class OperationWorker:
                 await self._room.wait()
                 continue
             try:
-                deliveries = await self.dispatch.take(self.name, free)
+                wait = self.round_interval if short else 0
+                deliveries = await self.dispatch.take(self.name, free, wait=wait)
                 for delivery in deliveries:
                     self._begin(self._claim_and_run(delivery), delivery)
-                # Fewer than asked for: none was left then, and each put since rings the bell.
-                if len(deliveries) < free:
-                    await self.dispatch.wait_for_work(self.round_interval)
+                short = len(deliveries) < free
             except REDIS_ERRORS as exc:
                 metrics.channel_layer_error("receive")
                 layer_outage.down(exc)

@@ -9,6 +9,7 @@ import pytest
 
 from mcp_server.cluster import messages
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
+from tests.support import yield_to_other_tasks
 
 
 def _start(tenant: int, user: int, label: str) -> messages.OperationStart:
@@ -152,3 +153,44 @@ async def test_a_fan_out_chunk_is_claimed_once_across_workers(dispatch: Dispatch
     assert await dispatch.claim_chunk("chunk-1", 60)
     assert not await dispatch.claim_chunk("chunk-1", 60)  # a second delivery, anywhere
     assert await dispatch.claim_chunk("chunk-2", 60)
+
+
+async def test_puts_of_one_turn_go_in_one_call_each_with_its_answer(dispatch: Dispatch):
+    dispatch.queue_bound = 3
+    calls = 0
+    put_script = dispatch._put
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await put_script(**kwargs)
+
+    dispatch._put = counted  # type: ignore[assignment]
+    starts = [_start(1, 10 + n % 2, f"a{n}") for n in range(5)] + [_start(2, 20, "b0")]
+    answers = await asyncio.gather(*(dispatch.put(s) for s in starts), return_exceptions=True)
+    assert calls == 1
+    # The bound is exact within the batch: tenant 1's first three in, the rest refused, and
+    # another tenant's call is not.
+    entries = [a for a in answers if not isinstance(a, BaseException)]
+    assert [isinstance(a, DispatchQueueFull) for a in answers] == [False] * 3 + [True] * 2 + [False]
+    assert len({(e.stream, e.entry_id) for e in entries}) == 4
+    assert [e.tenant for e in entries] == ["1", "1", "1", "2"]
+    assert entries[1].stream == dispatch.stream_of(1, 11)
+    assert sorted(_labels(await dispatch.take("worker-1", 10))) == ["a0", "a1", "a2", "b0"]
+    # Taken: room for the tenant again.
+    await dispatch.put(_start(1, 10, "a5"))
+    assert calls == 2
+
+
+async def test_a_take_that_finds_too_few_clears_the_bell_and_the_next_waits_for_a_put(
+    dispatch: Dispatch,
+):
+    await dispatch.put(_start(1, 10, "a0"))
+    await dispatch.put(_start(1, 10, "a1"))
+    assert _labels(await dispatch.take("worker-1", 5)) == ["a0", "a1"]
+    # Its tokens were for calls taken already: a wait now blocks until the next put.
+    assert await dispatch.client.llen(f"{dispatch.prefix}:bell") == 0
+    waiting = asyncio.create_task(dispatch.take("worker-1", 5, wait=30))
+    await yield_to_other_tasks()
+    await dispatch.put(_start(2, 20, "b0"))
+    assert _labels(await asyncio.wait_for(waiting, 30)) == ["b0"]

@@ -45,7 +45,8 @@ from mcp_server.session_state import SessionState
 if TYPE_CHECKING:
     from mcp_server.session import McpSession
 
-logger = logging.getLogger(__name__)
+# The session's own logger: operators filter the session's lines by it, whichever module logs.
+logger = logging.getLogger("mcp_server.session")
 
 Reply = dict[str, Any] | None
 # What handling one message gives: its reply now, or the task that will produce it (a spawned

@@ -3,7 +3,6 @@ channel layer, `ClusterChunks` on one and a worker's `ChunkTaker` (with a real p
 other. The loss bounds, the messages and cancellation, without starting processes."""
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -138,66 +137,68 @@ async def test_a_taken_chunk_that_goes_silent_is_lost_naming_its_worker(
     await wait_until(lambda: cancels, WAIT, "the lost chunk's cancel to reach its worker")
 
 
-def _chunk_of_call(index: int) -> Chunk:
+def _marking(index: int, marks: Any, item_ms: int) -> Chunk:
+    """Chunk `index` of one call "op": one item, marked in `marks` after `item_ms`."""
+    params = {"marks": str(marks), "item_ms": item_ms}
     return Chunk(
-        "op", index, function_name(fanout_items.square), index, [index], {}, SlotKey(1, 1, "c")
+        "op",
+        index,
+        function_name(fanout_items.slow_mark),
+        index,
+        [index],
+        params,
+        SlotKey(1, 1, "c"),
     )
 
 
-async def _keep_alive_until(layer: Any, start: chunk_messages.ChunkStart, until: float) -> None:
-    """As a worker holding `start` does: say so every 0.1 s until monotonic time `until`."""
-    alive = chunk_messages.ChunkAlive((start.chunk_id,), runner="host:9")
-    while time.monotonic() < until:
-        await layer.send(start.reply_to, alive.encode())
-        await asyncio.sleep(0.1)
+@pytest.fixture
+async def busy_taker(
+    buses: tuple[OperationBus, OperationBus], pool: LocalChunks
+) -> AsyncIterator[ChunkTaker]:
+    """A worker whose room (two chunks: one running in its one pool process, one queued)
+    the tests fill, so that a third chunk waits untaken while the first two are reported
+    alive by the worker's own heartbeat."""
+    _, worker = buses
+    taker = ChunkTaker(bus=worker, pool=pool, name="worker-1")
+    taking = asyncio.create_task(taker.run())
+    try:
+        yield taker
+    finally:
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+        await taker.drain(0)
 
 
-async def test_a_chunk_waiting_behind_its_calls_running_chunk_is_not_lost(
-    buses: tuple[OperationBus, OperationBus], settings
+async def test_a_chunk_waiting_behind_its_calls_running_chunks_is_not_lost(
+    buses: tuple[OperationBus, OperationBus], busy_taker: ChunkTaker, settings, tmp_path
 ) -> None:
-    caller, worker = buses
-    layer = worker.layer
-    assert layer is not None
+    caller, _ = buses
     settings.MCP_OPERATION_UNCLAIMED_AFTER = 0.3
     chunks = ClusterChunks(bus=caller)
-
-    async def one_slot_worker() -> None:
-        """Holds the first chunk for four unclaimed bounds, then takes and ends the second."""
-        for _ in range(2):
-            start = chunk_messages.ChunkStart.decode(
-                await layer.receive(chunk_messages.CHUNKS_CHANNEL)
-            )
-            await _keep_alive_until(layer, start, time.monotonic() + 1.2)
-            done = chunk_messages.ChunkDone(start.chunk_id, "host:9", [(0, start.items[0])], [])
-            await layer.send(start.reply_to, done.encode())
-
-    working = asyncio.create_task(one_slot_worker())
+    # The third waits for the first to end (1.2 s): four times the unclaimed bound.
     outcomes = await asyncio.wait_for(
-        asyncio.gather(chunks.run(_chunk_of_call(0)), chunks.run(_chunk_of_call(1))), WAIT
+        asyncio.gather(*(chunks.run(_marking(n, tmp_path, 1200)) for n in range(3))), WAIT
     )
-    await working
-    assert sorted(outcome.values for outcome in outcomes) == [[(0, 0)], [(0, 1)]]
+    assert [outcome.runner for outcome in outcomes] == ["worker-1"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2"]
 
 
 async def test_a_chunk_older_than_the_channel_expiry_is_lost_whatever_its_call_does(
-    buses: tuple[OperationBus, OperationBus], settings
+    buses: tuple[OperationBus, OperationBus], busy_taker: ChunkTaker, settings, tmp_path
 ) -> None:
-    caller, worker = buses
-    layer = worker.layer
-    assert layer is not None
+    caller, _ = buses
     settings.MCP_CHANNEL_EXPIRY = 1
     chunks = ClusterChunks(bus=caller)
-    first = asyncio.ensure_future(chunks.run(_chunk_of_call(0)))
-    start = chunk_messages.ChunkStart.decode(await layer.receive(chunk_messages.CHUNKS_CHANNEL))
-    keeping = asyncio.create_task(_keep_alive_until(layer, start, time.monotonic() + WAIT))
+    running = [asyncio.ensure_future(chunks.run(_marking(n, tmp_path, 3000))) for n in range(2)]
     try:
+        await wait_until(lambda: busy_taker.held == 2, WAIT, "the worker's room to fill")
         with pytest.raises(ChunkLost) as lost:
-            await asyncio.wait_for(chunks.run(_chunk_of_call(1)), WAIT)
+            await asyncio.wait_for(chunks.run(_marking(2, tmp_path, 1)), WAIT)
         assert lost.value.runner == ""
     finally:
-        keeping.cancel()
-        first.cancel()
-        await asyncio.gather(keeping, first, return_exceptions=True)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def test_a_chunk_nobody_waits_for_is_cancelled_at_its_first_sign_of_life(

@@ -159,6 +159,7 @@ async def busy_taker(
     the tests fill, so that a third chunk waits untaken while the first two are reported
     alive by the worker's own heartbeat."""
     _, worker = buses
+    await pool.warm()  # a cold pool takes nothing for a while: nothing of the call is heard
     taker = ChunkTaker(bus=worker, pool=pool, name="worker-1")
     taking = asyncio.create_task(taker.run())
     try:
@@ -173,11 +174,11 @@ async def test_a_chunk_waiting_behind_its_calls_running_chunks_is_not_lost(
     buses: tuple[OperationBus, OperationBus], busy_taker: ChunkTaker, settings, tmp_path
 ) -> None:
     caller, _ = buses
-    settings.MCP_OPERATION_UNCLAIMED_AFTER = 0.3
+    settings.MCP_OPERATION_UNCLAIMED_AFTER = 1.0  # ten of the worker's heartbeats (0.1 s)
     chunks = ClusterChunks(bus=caller)
-    # The third waits for the first to end (1.2 s): four times the unclaimed bound.
+    # The third waits for the first to end (3 s): three times the unclaimed bound.
     outcomes = await asyncio.wait_for(
-        asyncio.gather(*(chunks.run(_marking(n, tmp_path, 1200)) for n in range(3))), WAIT
+        asyncio.gather(*(chunks.run(_marking(n, tmp_path, 3000)) for n in range(3))), WAIT
     )
     assert [outcome.runner for outcome in outcomes] == ["worker-1"] * 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2"]

@@ -24,7 +24,8 @@ CONFORMANCE_STAMP := $(CONFORMANCE)/node_modules/.installed-stamp
 CONFORMANCE_ARGS ?=
 CONFORMANCE_REVISION ?=
 
-.PHONY: install client-envs run cluster serve lint browser test test-sqlite test-postgres bench clean \
+.PHONY: install client-envs run cluster serve lint browser test test-envs test-sqlite test-postgres bench \
+	clean \
 	conformance conformance-server
 
 $(STAMP): pyproject.toml
@@ -75,7 +76,16 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "make browser: could not install chromium (apt-get install -y chromium)" >&2
 
-test: lint browser test-sqlite test-postgres conformance
+# What the suites need is made side by side (lint is CPU, the rest mostly network and disk),
+# then the suites run one after the other.
+test: install
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint browser test-envs
+	$(MAKE) --no-print-directory test-sqlite test-postgres conformance
+
+# The official clients the suite drives (tests/http/test_official_clients.py) and the
+# conformance suite, built before the tests so that no test waits for npm or pip.
+test-envs: install $(CONFORMANCE_STAMP)
+	$(PY) -m clients.envs mcp-sdk node
 
 $(CONFORMANCE_STAMP): $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
 	cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error

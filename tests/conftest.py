@@ -17,7 +17,9 @@ from tests.services import ensure_postgres, ensure_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Directories whose modules start servers (or browsers) of their own, once per module.
-_MODULE_GROUPED_DIRS = ("e2e", "cli", "console", "http")
+_MODULE_GROUPED_DIRS = ("e2e", "cli", "console", "http", "cluster")
+# The session-scoped cluster of tests/cluster/conftest.py: its modules share one xdist worker.
+_SHARED_CLUSTER_FIXTURE = "running_cluster"
 _DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences"})
 
 
@@ -71,9 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Select the database layers when asked; keep tests that share processes together.
 
-    With `--dist loadgroup`, tests/cluster (one cluster per worker: two web processes and a
-    worker) goes to one xdist worker, and each module of tests/e2e, cli and console goes to
-    one worker whole, so its module-scoped servers and browser start once. The rest is
+    With `--dist loadgroup`, the modules of tests/cluster that use the session's cluster (two
+    web processes and a worker) go to one xdist worker, so that cluster starts once; each
+    other module of tests/cluster (clusters of its own), tests/e2e, cli, console and http goes
+    to one worker whole, so its module-scoped processes and browser start once. The rest is
     spread test by test.
     """
     if config.getoption("--database-layers"):
@@ -82,9 +85,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
     if not config.pluginmanager.hasplugin("xdist"):
         return
+    shared_cluster_modules = {
+        item.path for item in items if _SHARED_CLUSTER_FIXTURE in getattr(item, "fixturenames", ())
+    }
     for item in items:
         parts = _parts(item)
-        if parts[:2] == ("tests", "cluster"):
+        if item.path in shared_cluster_modules:
             item.add_marker(pytest.mark.xdist_group("cluster"))
         elif len(parts) > 2 and parts[0] == "tests" and parts[1] in _MODULE_GROUPED_DIRS:
             item.add_marker(pytest.mark.xdist_group("/".join(parts)))

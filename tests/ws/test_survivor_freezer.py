@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from mcp_server.survivor_freezer import SurvivorFreezer
+from mcp_server.survivor_freezer import FULL_EVERY, SurvivorFreezer
 
 
 class Open:
@@ -109,14 +109,17 @@ def test_the_share_is_of_the_most_connections_open_at_a_freeze(
 
 def test_uninstall_gives_everything_back() -> None:
     with explicit_collections_only():
+        thresholds = gc.get_threshold()
         freezer = SurvivorFreezer(connections=Open(1))
         freezer.install()
+        assert gc.get_threshold() == (thresholds[0], thresholds[1], FULL_EVERY)
         survivor = Node()
         gc.collect()
         assert not tracked(survivor)
         freezer.uninstall()
         assert tracked(survivor)
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
         gc.collect()
         assert freezer.freezes == 1
 

@@ -368,6 +368,10 @@ if MCP_FANOUT_PROCESSES < 0:
 MCP_WORKER_GRACE = env.float("MCP_WORKER_GRACE", default=30.0)
 # A web process on SIGTERM closes its sockets (1012) and exits within this many seconds.
 MCP_SHUTDOWN_TIMEOUT = env.float("MCP_SHUTDOWN_TIMEOUT", default=10.0)
+# `manage.py serve` freezes the survivors of each full garbage collection while connections
+# pile up (mcp_server/survivor_freezer.py), so a reconnect storm's collections do not walk every
+# open connection; off, only the start-up heap is frozen.
+MCP_GC_FREEZE_SURVIVORS = env.bool("MCP_GC_FREEZE_SURVIVORS", default=True)
 # MCP-level heartbeat: a connection idle this long gets a `ping`, and is closed (4408) when no
 # message arrives within the timeout after it. The WebSocket protocol pings stay on too.
 MCP_CLIENT_PING_INTERVAL = env.float("MCP_CLIENT_PING_INTERVAL", default=30.0)

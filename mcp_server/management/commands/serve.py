@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mcp_server.lifespan import RuntimeLifespan
+from mcp_server.survivor_freezer import SurvivorFreezer
 from mcp_server.uvicorn_websocket import McpHttpToolsProtocol, McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -32,15 +33,22 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, application: RuntimeLifespan) -> None:
         super().__init__(config)
         self.application = application
+        self.freezer: SurvivorFreezer | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start as uvicorn, then exempt what exists now from the cyclic garbage collector."""
+        """Start as uvicorn, then exempt what exists now from the cyclic garbage collector, and
+        what survives its full collections while connections pile up (MCP_GC_FREEZE_SURVIVORS)."""
         await super().startup(sockets)
         # Django, the application and its modules live as long as the process. Frozen, they are
         # not walked by every full collection: a storm of 10,000 reconnecting clients triggers
         # about ten, and freezing cut their pauses by a fifth (docs/BENCHMARKS.md, issue 17).
         gc.collect()
         gc.freeze()
+        runtime = self.application.runtime
+        if settings.MCP_GC_FREEZE_SURVIVORS and runtime is not None:
+            connections = runtime.connections
+            self.freezer = SurvivorFreezer(connections=lambda: len(connections))
+            self.freezer.install()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, say goodbye within the shutdown timeout, then shut down as uvicorn."""
@@ -56,6 +64,8 @@ class GracefulServer(uvicorn.Server):
             except TimeoutError:
                 logger.warning("goodbyes took longer than the shutdown timeout")
         await super().shutdown(sockets)
+        if self.freezer is not None:
+            self.freezer.uninstall()
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -9,9 +9,11 @@ connections grow leaves the next one only what was made since.
 
 The risk of freezing: a frozen object that later becomes cyclic garbage is not collected while
 it stays frozen. Closed connections are freed by reference counting (no cycles:
-tests/ws/test_reference_cycles.py), so little is at stake, and all is given back to the
-collector once the open connections fall to less than `thaw_share` of those open at the last
-freeze: the next full collection then walks, and frees, everything.
+tests/ws/test_reference_cycles.py), so little is at stake, and it lasts only while the storm
+does: the first full collection that finds no more connections open than the one before gives
+everything back to the collector, and the next one walks, and frees, all of it. A server whose
+connections hold steady (or fall) therefore collects as CPython does, and nothing stays frozen
+for longer than connections keep growing, which the connection caps bound.
 
 While installed, a full collection runs every `FULL_EVERY` younger ones (CPython: 10), as soon
 as enough is pending: each walks only what is unfrozen, so more of them, each shorter, cost
@@ -26,14 +28,13 @@ FULL_EVERY = 3
 
 
 class SurvivorFreezer:
-    """Freezes the heap after each full collection unless the connections have fallen."""
+    """Freezes the heap after each full collection while connections grow, thaws it once
+    they stop."""
 
-    def __init__(self, *, connections: Callable[[], int], thaw_share: float = 0.5) -> None:
-        if not 0 < thaw_share <= 1:
-            raise ValueError(f"thaw_share must be in (0, 1], not {thaw_share}")
+    def __init__(self, *, connections: Callable[[], int]) -> None:
         self._connections = connections
-        self.thaw_share = thaw_share
-        self.open_at_freeze = 0  # connections open when the heap was last frozen
+        self.open_at_last_full = 0  # connections open at the last full collection
+        self.frozen = False  # whether this freezer froze anything not yet given back
         self.freezes = 0
         self.thaws = 0
         self._thresholds = gc.get_threshold()
@@ -41,7 +42,7 @@ class SurvivorFreezer:
     def install(self) -> None:
         """Follow full collections from now on (the start-up heap frozen or not, as it is)."""
         if self._collected not in gc.callbacks:
-            self.open_at_freeze = self._connections()
+            self.open_at_last_full = self._connections()
             self._thresholds = gc.get_threshold()
             gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_EVERY)
             gc.callbacks.append(self._collected)
@@ -53,6 +54,7 @@ class SurvivorFreezer:
             gc.callbacks.remove(self._collected)
             gc.set_threshold(*self._thresholds)
             gc.unfreeze()
+            self.frozen = False
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         # The collector calls this holding the GIL, collections off until it returns, in
@@ -60,11 +62,13 @@ class SurvivorFreezer:
         if phase != "stop" or info["generation"] != 2:
             return
         open_now = self._connections()
-        if open_now < self.thaw_share * self.open_at_freeze:
+        grew = open_now > self.open_at_last_full
+        self.open_at_last_full = open_now
+        if grew:
+            gc.freeze()
+            self.frozen = True
+            self.freezes += 1
+        elif self.frozen:
             gc.unfreeze()
-            self.open_at_freeze = open_now
+            self.frozen = False
             self.thaws += 1
-            return
-        gc.freeze()
-        self.open_at_freeze = max(self.open_at_freeze, open_now)
-        self.freezes += 1

@@ -1,5 +1,5 @@
-"""SurvivorFreezer: what survives a full collection is frozen while connections hold or grow,
-and everything is given back to the collector (cyclic garbage among it freed) once they fall."""
+"""SurvivorFreezer: what survives a full collection is frozen while connections grow, and
+everything is given back to the collector (cyclic garbage among it freed) once they stop."""
 
 import gc
 import weakref
@@ -59,9 +59,12 @@ def freezer(connections: Open) -> Iterator[SurvivorFreezer]:
             freezer.uninstall()
 
 
-def test_a_full_collection_freezes_its_survivors(freezer: SurvivorFreezer) -> None:
+def test_a_full_collection_freezes_its_survivors_while_connections_grow(
+    freezer: SurvivorFreezer, connections: Open
+) -> None:
     survivor = Node()
     assert tracked(survivor)
+    connections.count = 101
     gc.collect()
     assert not tracked(survivor)
     assert freezer.freezes == 1
@@ -72,48 +75,58 @@ def test_a_full_collection_freezes_its_survivors(freezer: SurvivorFreezer) -> No
     assert freezer.freezes == 1
 
 
-def test_frozen_cycles_are_freed_once_connections_fall_below_the_share(
-    freezer: SurvivorFreezer, connections: Open
+def test_steady_connections_freeze_nothing(freezer: SurvivorFreezer) -> None:
+    survivor = Node()
+    gc.collect()
+    assert tracked(survivor)
+    assert (freezer.freezes, freezer.thaws) == (0, 0)
+
+
+@pytest.mark.parametrize("settled", [200, 120], ids=["steady", "fallen"])
+def test_frozen_cycles_are_freed_once_connections_stop_growing(
+    freezer: SurvivorFreezer, connections: Open, settled: int
 ) -> None:
     first, second = Node(), Node()
     first.partner, second.partner = second, first
     gone = weakref.ref(first)
+    connections.count = 150
     gc.collect()
-    assert freezer.open_at_freeze == 100
     del first, second  # cyclic garbage now, but frozen
-    connections.count = 60  # above half of 100: still frozen
+    connections.count = 200  # still growing: still frozen
     gc.collect()
     assert gone() is not None
-    assert freezer.thaws == 0
-    connections.count = 49
+    assert (freezer.freezes, freezer.thaws) == (2, 0)
+    connections.count = settled
     gc.collect()  # thaws
-    assert freezer.thaws == 1
-    assert freezer.open_at_freeze == 49
+    assert (freezer.thaws, freezer.frozen) == (1, False)
     gc.collect()  # walks everything, the cycle among it
     assert gone() is None
+    assert freezer.thaws == 1  # nothing frozen since: nothing to give back
 
 
-def test_the_share_is_of_the_most_connections_open_at_a_freeze(
-    freezer: SurvivorFreezer, connections: Open
-) -> None:
-    connections.count = 1_000
-    gc.collect()
-    connections.count = 600
-    gc.collect()
-    assert freezer.open_at_freeze == 1_000
-    assert freezer.thaws == 0
-    connections.count = 499
-    gc.collect()
-    assert freezer.thaws == 1
+def test_steady_connections_leave_the_start_up_freeze_as_it_is(connections: Open) -> None:
+    with explicit_collections_only():
+        gc.freeze()
+        try:
+            freezer = SurvivorFreezer(connections=connections)
+            freezer.install()
+            before = gc.get_freeze_count()
+            gc.collect()  # steady: neither freezes nor thaws
+            assert gc.get_freeze_count() == before
+            freezer.uninstall()
+        finally:
+            gc.unfreeze()
 
 
 def test_uninstall_gives_everything_back() -> None:
     with explicit_collections_only():
         thresholds = gc.get_threshold()
-        freezer = SurvivorFreezer(connections=Open(1))
+        connections = Open(1)
+        freezer = SurvivorFreezer(connections=connections)
         freezer.install()
         assert gc.get_threshold() == (thresholds[0], thresholds[1], FULL_EVERY)
         survivor = Node()
+        connections.count = 2
         gc.collect()
         assert not tracked(survivor)
         freezer.uninstall()
@@ -122,9 +135,3 @@ def test_uninstall_gives_everything_back() -> None:
         assert gc.get_threshold() == thresholds
         gc.collect()
         assert freezer.freezes == 1
-
-
-@pytest.mark.parametrize("share", [0, -0.5, 1.5])
-def test_refuses_a_share_outside_zero_to_one(share: float) -> None:
-    with pytest.raises(ValueError, match="thaw_share"):
-        SurvivorFreezer(connections=Open(1), thaw_share=share)

@@ -45,6 +45,9 @@ class OperationStore(Protocol):
     def start(self) -> None:
         """Get ready to write (at the process's start, so its first call does not wait)."""
 
+    def keeps(self, operation_id: UUID) -> bool:
+        """Whether states of this operation are written (history of plain calls may be off)."""
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
 

@@ -99,9 +99,14 @@ class HistoryWriter:
         """Start the writer thread (else started by the first state queued)."""
         self._ensure_started()
 
+    def keeps(self, operation_id: UUID) -> bool:
+        """Whether states of this operation are written: with history of plain calls off,
+        only those of rows made elsewhere (tasks, handed-over calls)."""
+        return self._calls or operation_id in self._persisted
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
-        if not self._calls and snapshot["id"] not in self._persisted:
+        if not self.keeps(snapshot["id"]):
             return
         with self._lock:
             if not self._pending and not self._errors:

@@ -6,6 +6,9 @@
 Each round runs `--calls` `RunningOperation`s through `mark_running` and `finish` into a
 `HistoryWriter` without a thread, then flushes it from this thread; `time.thread_time()` of
 each part, per call, the median and the best of `--rounds` (after one round of warm-up).
+`--spanning N`: the last N calls of each round are still running at its flush and end in the
+next round (as the calls in flight at C=50 do); `--hold`: flush as the writer thread's own
+rounds do, holding a running call's first state back once.
 The database must exist; its tables are migrated and one tenant and user are added to it.
 """
 
@@ -27,6 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--spanning",
+        type=int,
+        default=0,
+        help="calls of each round still running at its flush, ended in the next (at C=50: 50)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="flush as the writer thread's own rounds do (a running call's first state held once)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["MCP_VAR_DIR"] = tempfile.mkdtemp(prefix="mcp-bench-flush-")
@@ -63,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()  # as `manage.py serve` does once started
     recorded: list[float] = []
     flushed: list[float] = []
+    spanning: list[RunningOperation] = []
     for round_number in range(args.rounds + 1):
         calls = [
             RunningOperation(
@@ -78,17 +93,24 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(args.calls)
         ]
         started = time.thread_time()
-        for call in calls:
+        for call in spanning:
+            call.finish(OperationStatus.SUCCEEDED, result={"content": []})
+        ending = calls[: len(calls) - args.spanning]
+        spanning = calls[len(ending) :]
+        for call in ending:
             call.mark_running()
             call.finish(OperationStatus.SUCCEEDED, result={"content": []})
+        for call in spanning:
+            call.mark_running()
         queued = time.thread_time()
-        writer.flush()
+        writer.flush(hold=args.hold)
         done = time.thread_time()
         if round_number:  # the first one warms the caches and prepares the statements
             recorded.append((queued - started) / args.calls * 1e6)
             flushed.append((done - queued) / args.calls * 1e6)
     print(
-        f"{connection.vendor}, {args.calls:,} calls a flush: run and record "
+        f"{connection.vendor}, {args.calls:,} calls a flush ({args.spanning} spanning it, "
+        f"{'held' if args.hold else 'not held'}): run and record "
         f"{statistics.median(recorded):.2f} µs per call (best {min(recorded):.2f}), "
         f"flush {statistics.median(flushed):.2f} µs per call (best {min(flushed):.2f})"
     )

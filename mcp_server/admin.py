@@ -19,8 +19,8 @@ from django.utils.safestring import SafeString
 
 from mcp_server.api.cancellation import CancelOutcome, operation_cancel
 from mcp_server.api.error_log import error_log_response
-from mcp_server.models import Operation, OperationError
-from mcp_server.operations.lifecycle import ACTIVE_STATUSES, TERMINAL_STATUSES
+from mcp_server.models import ACTIVE_ROWS, Operation, OperationError
+from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 from mcp_server.selectors import operation_errors
 from mcp_server.tools.registry import registry
 
@@ -330,7 +330,7 @@ class OperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Cancel selected running operations", permissions=["cancel"])
     def cancel_operations(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
         """Cancel the selected queued or running operations, wherever they run."""
-        pending = queryset.filter(status__in=ACTIVE_STATUSES)
+        pending = queryset.filter(ACTIVE_ROWS)
         outcomes = Counter(
             operation_cancel(operation=operation)
             for operation in pending.select_related(None).only("id", "status", "is_task").iterator()

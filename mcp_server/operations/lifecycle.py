@@ -46,7 +46,11 @@ TERMINAL_STATUSES = frozenset(
         OperationStatus.INPUT_REQUIRED,
     }
 )
-ACTIVE_STATUSES = frozenset({OperationStatus.QUEUED, OperationStatus.RUNNING})
+# The statuses of an operation that has not ended, in a fixed order: a query of active rows
+# repeats the condition of the partial index over them term for term (`models.ACTIVE_ROWS`),
+# which SQLite needs to use that index, and a frozenset's order varies between processes.
+ACTIVE_STATUS_ORDER = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+ACTIVE_STATUSES = frozenset(ACTIVE_STATUS_ORDER)
 # Every status an operation may move to from each status. A queued call may end without
 # running (cancelled, refused, reaped); nothing leaves a terminal status.
 TRANSITIONS: dict[OperationStatus, frozenset[OperationStatus]] = {

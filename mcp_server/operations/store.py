@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from mcp_server.history_insert import RowInserter, RowUpdater
 from mcp_server.history_values import history_text
-from mcp_server.models import Operation, OperationError
+from mcp_server.models import ACTIVE_ROWS, Operation, OperationError
 from mcp_server.operations.lifecycle import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -44,6 +44,9 @@ class OperationStore(Protocol):
 
     def start(self) -> None:
         """Get ready to write (at the process's start, so its first call does not wait)."""
+
+    def keeps(self, operation_id: UUID) -> bool:
+        """Whether states of this operation are written (history of plain calls may be off)."""
 
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
@@ -257,9 +260,7 @@ def operation_take_over(
     end): it runs, and its row is inserted."""
     message = f"run again on {runner}: {lost_by} stopped responding"[:500]
     rows = Operation.objects.filter(pk=operation_id)
-    if rows.filter(status__in=ACTIVE_STATUSES).update(
-        heartbeat_at=Now(), runner=runner, message=message
-    ):
+    if rows.filter(ACTIVE_ROWS).update(heartbeat_at=Now(), runner=runner, message=message):
         return "taken"
     return "ended" if rows.exists() else "no row"
 
@@ -314,7 +315,7 @@ def operations_heartbeat(*, operation_ids: list[UUID], runner: str) -> dict[UUID
     seen: dict[UUID, tuple[str, bool]] = {}
     for start in range(0, len(operation_ids), _IDS_PER_STATEMENT):
         chunk = operation_ids[start : start + _IDS_PER_STATEMENT]
-        alive = _locked_in_order(Operation.objects.filter(pk__in=chunk, status__in=ACTIVE_STATUSES))
+        alive = _locked_in_order(Operation.objects.filter(ACTIVE_ROWS, pk__in=chunk))
         if alive:
             Operation.objects.filter(pk__in=alive).update(heartbeat_at=Now(), runner=runner)
         rows = Operation.objects.filter(pk__in=chunk).values_list(
@@ -337,7 +338,7 @@ def operations_reap_lost(*, lost_after: float, unclaimed_after: float) -> list[U
     channel-layer message has expired: nobody can take it any more). Several processes may run
     this at once: the conditional updates make it idempotent.
     """
-    active = Operation.objects.filter(status__in=ACTIVE_STATUSES)
+    active = Operation.objects.filter(ACTIVE_ROWS)
     cases = (
         (
             Q(heartbeat_at__isnull=False, heartbeat_at__lt=_ago(lost_after)),
@@ -368,7 +369,7 @@ def operation_request_cancel(*, operation_id: UUID, as_task: bool) -> bool:
 
     Returns False when the operation had already ended.
     """
-    active = Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES)
+    active = Operation.objects.filter(ACTIVE_ROWS, pk=operation_id)
     if not as_task:
         return active.update(cancel_requested=True) > 0
     now = timezone.now()
@@ -389,7 +390,7 @@ def operation_stop(*, operation_id: UUID, stop: Stop) -> int:
     """End an operation that has not ended, as `stop` says (e.g. it could not be handed to a
     worker); returns rows changed."""
     now = timezone.now()
-    return Operation.objects.filter(pk=operation_id, status__in=ACTIVE_STATUSES).update(
+    return Operation.objects.filter(ACTIVE_ROWS, pk=operation_id).update(
         status=stop.status,
         finished_at=now,
         duration=now - F("queued_at"),
@@ -404,9 +405,7 @@ def tasks_cancel_revoked(*, field: str, ids: Iterable[int], stop: Stop) -> list[
     stop them at their next heartbeat round, should the announcement be lost."""
     if field not in ("token_id", "user_id", "tenant_id"):
         raise ValueError(f"cannot cancel tasks by {field!r}")
-    active = Operation.objects.filter(
-        is_task=True, status__in=ACTIVE_STATUSES, **{f"{field}__in": list(ids)}
-    )
+    active = Operation.objects.filter(ACTIVE_ROWS, is_task=True, **{f"{field}__in": list(ids)})
     keys = _locked_in_order(active)
     if keys:
         now = timezone.now()

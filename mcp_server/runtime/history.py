@@ -3,7 +3,10 @@
 The event loop never waits for the database: the runtime hands snapshots of operations and
 item errors to a HistoryWriter, and a background thread writes them in one transaction every
 flush interval (default 0.25 s, so a finished call's row exists well within 1 s). A call that
-starts and ends between two flushes costs one row insert. A clean exit flushes what is left.
+starts and ends between two flushes costs one row insert; so does one that ends by the flush
+after the one it started before: the writer's own rounds hold back, once, the first state of a
+call that is still running (its row then appears one interval later; an end is never held). A
+clean exit, and every flush asked for, writes everything.
 
 One bad row never blocks another: a batch the database refuses is split in halves until the
 rows it refuses stand alone; each of those is set aside (logged with its operation id, its run
@@ -83,6 +86,8 @@ class HistoryWriter:
         self._writing: frozenset[UUID] = frozenset()
         # Operations whose row could not be written at all: their later states are dropped.
         self._unstorable: set[UUID] = set()
+        # Running calls whose first state the last round held back: the next round writes it.
+        self._held: set[UUID] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._waiters: list[Future[None]] = []
@@ -99,9 +104,14 @@ class HistoryWriter:
         """Start the writer thread (else started by the first state queued)."""
         self._ensure_started()
 
+    def keeps(self, operation_id: UUID) -> bool:
+        """Whether states of this operation are written: with history of plain calls off,
+        only those of rows made elsewhere (tasks, handed-over calls)."""
+        return self._calls or operation_id in self._persisted
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unwritten earlier state)."""
-        if not self._calls and snapshot["id"] not in self._persisted:
+        if not self.keeps(snapshot["id"]):
             return
         with self._lock:
             if not self._pending and not self._errors:
@@ -140,24 +150,29 @@ class HistoryWriter:
         self._wake.set()
         return done
 
-    def flush(self) -> None:
-        """Write everything queued so far, now, from the calling thread."""
+    def flush(self, *, hold: bool = False) -> None:
+        """Write what is queued so far, now, from the calling thread; with `hold` (the writer
+        thread's own rounds), except the first state of each call still running, once."""
         with self._lock:
             waiters, self._waiters = self._waiters, []
         try:
-            self._flush()
+            self._flush(hold=hold and not waiters)
         finally:
             for waiter in waiters:
                 if not waiter.done():  # its asker may have stopped waiting (and cancelled it)
                     waiter.set_result(None)
 
-    def _flush(self) -> None:
+    def _flush(self, *, hold: bool) -> None:
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
                 errors, self._errors = self._errors, []
+                oldest = self._oldest
+                held = self._hold_back(pending) if hold else {}
+                self._pending, self._held = held, set(held)
                 self._writing = frozenset(pending)
-                oldest, self._oldest = self._oldest, time.monotonic()
+                # What is held back waits since before this round: its lag is still counted.
+                self._oldest = oldest if held else time.monotonic()
             try:
                 self._write(pending, errors)
             finally:
@@ -167,6 +182,20 @@ class HistoryWriter:
             if pending or errors:
                 metrics.history_written(time.monotonic() - oldest, backlog)
                 self._tell_written(pending, errors)
+
+    def _hold_back(self, pending: dict[UUID, Snapshot]) -> dict[UUID, Snapshot]:
+        """Take from `pending` the first states of running calls not held before: most of them
+        end before the next round, and their row is then written once, with its end."""
+        held = {
+            key: snapshot
+            for key, snapshot in pending.items()
+            if snapshot["status"] not in TERMINAL_STATUSES
+            and key not in self._persisted
+            and key not in self._held
+        }
+        for key in held:
+            del pending[key]
+        return held
 
     def _tell_written(self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]) -> None:
         hook = self._on_written
@@ -318,9 +347,10 @@ class HistoryWriter:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._wake.wait(self._interval)
+                woken = self._wake.wait(self._interval)
                 self._wake.clear()
-                self.flush()
+                # A round of its own (not asked for, not the last) may hold states back.
+                self.flush(hold=not woken and not self._stop.is_set())
             self.flush()
         finally:
             connections.close_all()

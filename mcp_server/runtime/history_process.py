@@ -144,10 +144,15 @@ class HistoryProcess:
         state queued starts it)."""
         self._ensure_started()
 
+    def keeps(self, operation_id: UUID) -> bool:
+        """Whether states of this operation are written: with history of plain calls off,
+        only those of rows made elsewhere (tasks, handed-over calls)."""
+        return self._calls or operation_id in self._adopted
+
     def record(self, snapshot: Snapshot) -> None:
         """Queue the latest state of an operation (replacing any unsent earlier state)."""
         key = snapshot["id"]
-        if not self._calls and key not in self._adopted:
+        if not self.keeps(key):
             return
         with self._lock:
             if key not in self._pending and not self._room():

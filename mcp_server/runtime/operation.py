@@ -142,9 +142,11 @@ class RunningOperation:
         }
 
     def persist(self) -> None:
-        """Hand the current state to the history writer."""
+        """Hand the current state to the history writer (no snapshot is built when the
+        writer keeps nothing of this operation: history of plain calls off)."""
         self._last_persist = time.monotonic()
-        self._writer.record(self.snapshot())
+        if self._writer.keeps(self.id):
+            self._writer.record(self.snapshot())
 
     def queued_at_position(self, position: int) -> None:
         """Note the call's place in the queue: persisted at once the first time, then at most

@@ -139,3 +139,54 @@ def test_a_batch_of_updates_never_changes_an_ended_row(owner) -> None:
     writer.flush()
     statuses = dict(Operation.objects.values_list("id", "status"))
     assert statuses == {ending["id"]: OperationStatus.SUCCEEDED, ended["id"]: "cancelled"}
+
+
+def test_a_round_holds_a_running_calls_first_state_once(owner) -> None:
+    writer = HistoryWriter(interval=3600, threaded=False)
+    running = history_row(*owner)
+    writer.record(running)
+    writer.flush(hold=True)
+    assert not Operation.objects.filter(pk=running["id"]).exists()
+    assert writer.unwritten_ids() == {running["id"]}  # the reaper leaves it alone
+    writer.flush(hold=True)
+    assert Operation.objects.get(pk=running["id"]).status == OperationStatus.RUNNING
+
+
+def test_a_call_that_ends_by_the_next_round_is_written_once_with_its_end(owner) -> None:
+    writer = HistoryWriter(interval=3600, threaded=False)
+    running = history_row(*owner)
+    writer.record(running)
+    writer.flush(hold=True)
+    writer.record({**running, "status": OperationStatus.SUCCEEDED})
+    writer.flush(hold=True)
+    row = Operation.objects.get(pk=running["id"])
+    # Written as it ended: never stamped alive, as a row first written running is.
+    assert (row.status, row.heartbeat_at) == (OperationStatus.SUCCEEDED, None)
+    assert writer.unwritten_ids() == set()
+
+
+def test_ends_updates_and_asked_for_flushes_are_never_held(owner) -> None:
+    writer = HistoryWriter(interval=3600, threaded=False)
+    ended = history_row(*owner, status=OperationStatus.SUCCEEDED)
+    adopted = history_row(*owner)
+    operation_create(snapshot=adopted)
+    writer.adopt(adopted["id"])
+    writer.record(ended)
+    writer.record({**adopted, "message": "half way"})
+    writer.flush(hold=True)
+    assert Operation.objects.get(pk=ended["id"]).status == OperationStatus.SUCCEEDED
+    assert Operation.objects.get(pk=adopted["id"]).message == "half way"
+    running = history_row(*owner)
+    writer.record(running)
+    writer.flush()
+    assert Operation.objects.filter(pk=running["id"]).exists()
+
+
+def test_flush_soon_writes_what_a_round_held(owner) -> None:
+    writer = HistoryWriter(interval=3600)
+    running = history_row(*owner)
+    writer.record(running)
+    writer.flush(hold=True)
+    writer.flush_soon().result(timeout=30)
+    assert Operation.objects.filter(pk=running["id"]).exists()
+    writer.stop()

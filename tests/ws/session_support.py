@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from accounts.principal import Principal
 from mcp_server.cluster.bus import OperationBus
@@ -30,6 +31,10 @@ PRINCIPAL = Principal(
 
 class DiscardingHistory:
     """A history writer that keeps nothing: these tests are about the session."""
+
+    def keeps(self, operation_id: UUID) -> bool:
+        """Every operation's states come here."""
+        return True
 
     def record(self, snapshot: dict[str, Any]) -> None:
         """Drop an operation snapshot."""

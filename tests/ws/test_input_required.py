@@ -3,6 +3,7 @@ retries with new ids, the request state's checks, what history records, and the 
 asking the handshake-era way on an initialized connection."""
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -24,6 +25,10 @@ class RecordingHistory:
 
     def __init__(self) -> None:
         self.snapshots: list[dict[str, Any]] = []
+
+    def keeps(self, operation_id: UUID) -> bool:
+        """Every operation's states come here."""
+        return True
 
     def record(self, snapshot: dict[str, Any]) -> None:
         """Keep an operation snapshot."""

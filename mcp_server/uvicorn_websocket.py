@@ -1,5 +1,6 @@
 """uvicorn's sans-I/O WebSocket protocol, aware of denial responses and bounded outbound, and
-its httptools HTTP protocol, freed by reference counting after an upgrade.
+its httptools HTTP protocol, freed by reference counting after an upgrade and writing each
+response's head with its body (mcp_server/response_writes.py).
 
 After an application refuses a handshake with a WebSocket Denial Response (an HTTP 401/403
 with a body), uvicorn 0.54 still considers the handshake incomplete and logs
@@ -20,11 +21,13 @@ import ctypes
 from asyncio import TimerHandle
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from mcp_server.response_writes import HeadWithBody
 from mcp_server.slim_waits import SlimEvent, SlimQueue
 
 # The scope extension through which the application bounds a connection's unread bytes:
@@ -68,10 +71,22 @@ class McpHttpToolsProtocol(HttpToolsProtocol):
     parser the same way when an HTTP connection is lost.
     """
 
+    _writes: HeadWithBody | None = None
+
     def handle_websocket_upgrade(self) -> None:
         """Hand the connection to the WebSocket protocol, then drop the parser."""
         super().handle_websocket_upgrade()
         self.parser = None  # type: ignore[assignment]
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Start the request's cycle as uvicorn does, writing through `HeadWithBody`: a whole
+        response in one write (mcp_server/response_writes.py)."""
+        writes = self._writes
+        if writes is None:
+            writes = self._writes = HeadWithBody(self.transport, self.loop)
+        writes.hold_next()
+        cycle.transport = writes  # type: ignore[assignment]
+        super()._start_asgi_task(cycle, app)
 
 
 class McpWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -335,9 +335,10 @@ MCP_TOOL_PLACEMENT = env.str("MCP_TOOL_PLACEMENT", default="")
 # An operation whose process died (kill -9, lost host) is marked interrupted, and its client
 # told, within this many seconds. Running processes heartbeat their operations at a sixth of it.
 MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
-# A call handed to workers that none has claimed after this many seconds is interrupted (its
-# client told). By default the hand-off message's own lifetime: after it, nobody can take it.
-# Busy workers take calls late, not never: keep it above the longest backlog you expect.
+# A call handed to workers that none has taken after this many seconds is interrupted (its
+# client told). A plain call on the dispatch streams waits as long as some worker is alive
+# (busy workers take calls late, never lose them); a task's queued row is reaped by age alone,
+# so keep this above the longest backlog of tasks you expect.
 MCP_OPERATION_UNCLAIMED_AFTER = env.float(
     "MCP_OPERATION_UNCLAIMED_AFTER", default=float(MCP_CHANNEL_EXPIRY)
 )

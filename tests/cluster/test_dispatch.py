@@ -129,11 +129,30 @@ async def test_settle_takes_back_what_nobody_took_in_time_or_whose_worker_died(
     entries = [running, orphaned, waiting, gone]
     verdicts = await dispatch.settle([(e, False) for e in entries], unclaimed_after=60)
     assert verdicts == ["running", "orphaned", "waiting", "gone"]
-    # Given up on, the orphaned entry is taken back; past the bound, so is the waiting one.
+    # Given up on, the orphaned entry is taken back; past the bound, the waiting one waits on
+    # while a worker is alive (busy workers take calls late)...
     verdicts = await dispatch.settle([(e, True) for e in entries], unclaimed_after=0)
-    assert verdicts == ["running", "abandoned", "unclaimed", "gone"]
+    assert verdicts == ["running", "abandoned", "waiting", "gone"]
     assert await dispatch.reclaim("survivor", idle=0, count=10) == []
-    assert await dispatch.take("live", 10) == []
+    # ... and is taken back once no worker is.
+    await dispatch.forget("live")
+    assert await dispatch.settle([(waiting, False)], unclaimed_after=0) == ["unclaimed"]
+    assert _labels(await dispatch.reclaim("survivor", idle=0, count=10)) == ["running"]
+    assert await dispatch.take("survivor", 10) == []
+
+
+async def test_a_call_past_the_unclaimed_bound_waits_while_a_worker_is_alive(
+    dispatch: Dispatch,
+):
+    await dispatch.stamp_alive("busy", 60)
+    entry = await dispatch.put(_start(1, 10, "backlog"))
+    assert await dispatch.settle([(entry, False)], unclaimed_after=0) == ["waiting"]
+    # A worker whose stamp is gone (expired: killed, never forgotten) counts no more, and its
+    # name leaves the set of workers.
+    await dispatch.client.delete(f"{dispatch.prefix}:alive:busy")
+    assert await dispatch.settle([(entry, False)], unclaimed_after=0) == ["unclaimed"]
+    assert await dispatch.client.smembers(f"{dispatch.prefix}:workers") == set()
+    assert await dispatch.take("late", 1) == []
 
 
 async def test_outcomes_sent_in_one_turn_reach_each_web_process_in_order(dispatch: Dispatch):

@@ -168,7 +168,7 @@ class HistoryWriter:
                 pending, self._pending = self._pending, {}
                 errors, self._errors = self._errors, []
                 oldest = self._oldest
-                held = self._hold_back(pending) if hold else {}
+                held = self._hold_back(pending, errors) if hold else {}
                 self._pending, self._held = held, set(held)
                 self._writing = frozenset(pending)
                 # What is held back waits since before this round: its lag is still counted.
@@ -183,15 +183,20 @@ class HistoryWriter:
                 metrics.history_written(time.monotonic() - oldest, backlog)
                 self._tell_written(pending, errors)
 
-    def _hold_back(self, pending: dict[UUID, Snapshot]) -> dict[UUID, Snapshot]:
+    def _hold_back(
+        self, pending: dict[UUID, Snapshot], errors: list[dict[str, Any]]
+    ) -> dict[UUID, Snapshot]:
         """Take from `pending` the first states of running calls not held before: most of them
-        end before the next round, and their row is then written once, with its end."""
+        end before the next round, and their row is then written once, with its end. A call
+        with item errors in this round is not held: its errors need its row."""
+        with_errors = {row["operation_id"] for row in errors}
         held = {
             key: snapshot
             for key, snapshot in pending.items()
             if snapshot["status"] not in TERMINAL_STATUSES
             and key not in self._persisted
             and key not in self._held
+            and key not in with_errors
         }
         for key in held:
             del pending[key]

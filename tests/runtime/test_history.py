@@ -152,6 +152,18 @@ def test_a_round_holds_a_running_calls_first_state_once(owner) -> None:
     assert Operation.objects.get(pk=running["id"]).status == OperationStatus.RUNNING
 
 
+def test_a_running_call_with_item_errors_is_not_held(owner) -> None:
+    writer = HistoryWriter(interval=3600, threaded=False)
+    running = history_row(*owner)
+    writer.record(running)
+    error = {"item": "absent.bin", "message": "does not exist", "created_at": running["queued_at"]}
+    writer.record_errors([{**error, "operation_id": running["id"]}])
+    writer.flush(hold=True)
+    # Its errors need its row: both are written this round, none set aside.
+    assert Operation.objects.get(pk=running["id"]).status == OperationStatus.RUNNING
+    assert list(OperationError.objects.values_list("item", flat=True)) == ["absent.bin"]
+
+
 def test_a_call_that_ends_by_the_next_round_is_written_once_with_its_end(owner) -> None:
     writer = HistoryWriter(interval=3600, threaded=False)
     running = history_row(*owner)

@@ -106,13 +106,14 @@ def test_frozen_cycles_are_freed_once_connections_stop_growing(
 
 def test_steady_connections_leave_the_start_up_freeze_as_it_is(connections: Open) -> None:
     with explicit_collections_only():
+        start_up = Node()
         gc.freeze()
         try:
             freezer = SurvivorFreezer(connections=connections)
             freezer.install()
-            before = gc.get_freeze_count()
             gc.collect()  # steady: neither freezes nor thaws
-            assert gc.get_freeze_count() == before
+            assert not tracked(start_up)
+            assert (freezer.freezes, freezer.thaws) == (0, 0)
             freezer.uninstall()
         finally:
             gc.unfreeze()

@@ -278,7 +278,10 @@ class ChunkTaker:
                 held.task.cancel()
                 await asyncio.gather(held.task, return_exceptions=True)
             lost = chunk_messages.ChunkDone(chunk_id, self.name, [], [], lost=True)
-            await self._finish(held, lost.encode())
+            # Bounded: a Redis that stays down must not hold the worker's stop (its caller
+            # finds the chunk lost with this worker's stamp then).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finish(held, lost.encode()), self.reply_ttl / 4)
 
     async def _take(self) -> None:
         """Pull chunks while the pool has room; with none waiting, block on the bell."""

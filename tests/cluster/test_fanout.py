@@ -6,6 +6,7 @@ tool that is not (`fan_out_marks`)."""
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import signal
@@ -202,16 +203,23 @@ async def test_cancel_stops_every_chunk_on_every_worker(
             },
         )
         await next_matching(client, is_progress("c"), WAIT)
-        await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
         deployment = two_workers.deployment
-        # Its row may be written only as it ends (a plain call on a worker): the latest row
-        # is an earlier call's until then.
+        # Cancelled once each worker has run a chunk of it (and so holds some: 400 chunks,
+        # eight in flight), not at its first progress, which may come before the second
+        # worker's first take.
+        wait_until(_row_written(deployment, "fan_out_marks"), WAIT, "its row")
+        operation = str(_row(deployment, "fan_out_marks")["id"])
+        marks = deployment.root / "fanout-marks" / operation
+        for worker in two_workers.workers:
+            wait_until(
+                functools.partial(_marked_by, marks, worker), WAIT, "each worker to run a chunk"
+            )
+        await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
         wait_until(
             lambda: _latest_status(deployment, "fan_out_marks") == "cancelled",
             WAIT,
             "the call cancelled in history",
         )
-        operation = str(_row(deployment, "fan_out_marks")["id"])
         # Each worker stops the chunks it held (running ones at their next item).
         for worker in two_workers.workers:
             wait_until(
@@ -220,7 +228,6 @@ async def test_cancel_stops_every_chunk_on_every_worker(
                 "a worker's chunks of the call cancelled",
             )
         await client.assert_answers_ping()
-        marks = deployment.root / "fanout-marks" / operation
 
         async def through_both_pools() -> int:
             # Four chunks, two at most held by a worker: each worker's one pool process runs

@@ -127,7 +127,10 @@ class ClusterChunks:
         except BaseException:
             # Lost, cancelled or failed: wherever it still is, it stops.
             if waiting.entry is not None and not waiting.done.done():
-                await self._stop(chunk_id, waiting.entry)
+                # Bounded: the call waits for it (fan_out), and a Redis that does not answer
+                # must not hold the call's end (the chunk then runs to its end, unheard).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop(chunk_id, waiting.entry), self.reply_ttl / 4)
             raise
         finally:
             self._waiting.pop(chunk_id, None)

@@ -227,7 +227,8 @@ async def test_cancel_stops_every_chunk_on_every_worker(
                 WAIT,
                 "a worker's chunks of the call cancelled",
             )
-        await client.assert_answers_ping()
+        # Its progress sent before the cancel (newest every interval) may still be on the way.
+        await client.assert_answers_ping(passing=is_progress("c"))
 
         async def through_both_pools() -> int:
             # Four chunks, two at most held by a worker: each worker's one pool process runs

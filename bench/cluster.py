@@ -82,6 +82,8 @@ INLINE, WORKER, PLACED = "inline", "worker", "placed"
 FANOUT_1, FANOUT_2 = "fanout-1w", "fanout-2w"
 FANOUT_WORKERS = {FANOUT_1: 1, FANOUT_2: 2}
 FANOUT_DIR = "fanout"
+# A worker logs this once its pool's processes run: from then on it takes chunks.
+CHUNKS_READY_TEXT = "takes chunks from"
 # Worker mode measures the hand-off itself: even the trivial tool, short and so run by the web
 # process under its default placement, goes to the worker.
 ALL_ON_WORKERS = {"MCP_TOOL_PLACEMENT": "add=worker"}
@@ -414,6 +416,9 @@ def measure_fanout(
         logs=logs,
         extra_env={"MCP_FANOUT_PROCESSES": "1"},
     ) as processes:
+        # Every pool started (a Django start-up each) before the call, not within its window.
+        for worker in processes.workers:
+            worker.wait_log_line(CHUNKS_READY_TEXT)
         urls = [deployment.ws_url(processes.ports[0])]
         target = LoadTarget(urls, {"server": processes.workers[0].pid})
         plan = [options.fanout(str(deployment.var_dir / "data" / deployment.account))]

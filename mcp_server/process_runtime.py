@@ -14,7 +14,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
 from mcp_server.cluster.bus import OperationBus
-from mcp_server.cluster.chunks import ClusterChunks
+from mcp_server.cluster.chunks import ClusterChunks, chunk_lane
 from mcp_server.cluster.connections import ConnectionRegistry
 from mcp_server.cluster.dispatch import Dispatch, dispatch_from_settings
 from mcp_server.cluster.liveness import Liveness
@@ -113,7 +113,8 @@ def build_runtime(
         overrides = placement if placement is not None else overrides_from_settings()
         executor = PlacedExecutor(runner=runner, bus=bus, overrides=overrides)
         # Fan-out chunks go to any free worker, wherever the call that fans out runs.
-        runner.chunks = ClusterChunks(bus=bus)
+        assert dispatch is not None, "workers need the dispatch streams (REDIS_URL)"
+        runner.chunks = ClusterChunks(bus=bus, lane=chunk_lane(dispatch), name=runner.name)
     run_updates = RunUpdates(
         runner=runner, layer=layer, interval=settings.MCP_RESOURCE_UPDATE_INTERVAL
     )

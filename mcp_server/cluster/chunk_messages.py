@@ -1,20 +1,17 @@
-"""The messages of a fan-out chunk (`ctx.fan_out`): its start on a worker, its cancel, its
-signs of life and its end (encoded as cluster/messages.py describes)."""
+"""The messages of a fan-out chunk (`ctx.fan_out`): its start on a worker and its end (entries
+of the dispatch streams' chunk lane and its reply lists), and its cancel (on the channel
+layer); encoded as cluster/messages.py describes."""
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from mcp_server.cluster.messages import MalformedMessage, Message, as_optional_int
 
-# The workers' queue of fan-out chunks (`ctx.fan_out`): one worker takes each `chunk.start`.
-CHUNKS_CHANNEL = "mcp-chunks"
-# To a worker, through CHUNKS_CHANNEL; a chunk's cancel to RUNNERS_GROUP; its signs of life and
-# its end to the channel of the process whose call fanned it out.
+# To a worker, through the chunk lane (cluster/dispatch.py); a chunk's cancel to RUNNERS_GROUP;
+# its end to the reply list of the process whose call fanned it out.
 CHUNK_START = "chunk.start"
 CHUNK_CANCEL = "chunk.cancel"
-CHUNK_ALIVE = "chunk.alive"
 CHUNK_DONE = "chunk.done"
-CHUNK_REPLIES = frozenset({CHUNK_ALIVE, CHUNK_DONE})
 
 
 def _pairs(value: Any) -> list[tuple[int, Any]]:
@@ -30,7 +27,7 @@ def _pairs(value: Any) -> list[tuple[int, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class ChunkStart:
-    """Hands one fan-out chunk to a worker; its signs of life and end go to `reply_to`."""
+    """Hands one fan-out chunk to a worker; its end goes to the reply list `reply_to`."""
 
     TYPE: ClassVar[str] = CHUNK_START
 
@@ -46,7 +43,7 @@ class ChunkStart:
     reply_to: str
 
     def encode(self) -> Message:
-        """The message as the channel layer carries it."""
+        """The message as it travels (msgpack)."""
         return {
             "type": self.TYPE,
             "chunk_id": self.chunk_id,
@@ -94,7 +91,7 @@ class ChunkCancel:
     chunk_ids: tuple[str, ...]
 
     def encode(self) -> Message:
-        """The message as the channel layer carries it."""
+        """The message as it travels (msgpack)."""
         return {"type": self.TYPE, "chunk_ids": list(self.chunk_ids)}
 
     @classmethod
@@ -104,28 +101,6 @@ class ChunkCancel:
         if not isinstance(ids, list) or not all(isinstance(key, str) for key in ids):
             raise MalformedMessage("chunk.cancel needs a list of chunk ids")
         return cls(chunk_ids=tuple(ids))
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkAlive(ChunkCancel):
-    """The worker `runner` holds these chunks (queued or running): they are not lost."""
-
-    TYPE: ClassVar[str] = CHUNK_ALIVE
-
-    runner: str = ""
-
-    def encode(self) -> Message:
-        """The message as the channel layer carries it."""
-        return {"type": self.TYPE, "chunk_ids": list(self.chunk_ids), "runner": self.runner}
-
-    @classmethod
-    def decode(cls, message: Message) -> Self:
-        """The typed message (MalformedMessage when it is not one)."""
-        runner = message.get("runner")
-        return cls(
-            chunk_ids=ChunkCancel.decode(message).chunk_ids,
-            runner=runner if isinstance(runner, str) else "",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +118,7 @@ class ChunkDone:
     lost: bool = False
 
     def encode(self) -> Message:
-        """The message as the channel layer carries it."""
+        """The message as it travels (msgpack)."""
         return {
             "type": self.TYPE,
             "chunk_id": self.chunk_id,

@@ -1,7 +1,7 @@
 """The registry of every typed cluster message: `decode_message` turns what the channel layer
 carries into the typed value its `type` names."""
 
-from mcp_server.cluster.chunk_messages import ChunkAlive, ChunkCancel, ChunkDone, ChunkStart
+from mcp_server.cluster.chunk_messages import ChunkCancel, ChunkDone, ChunkStart
 from mcp_server.cluster.messages import (
     MalformedMessage,
     Message,
@@ -50,7 +50,6 @@ ClusterMessage = (
     | RunUpdated
     | ChunkStart
     | ChunkCancel
-    | ChunkAlive
     | ChunkDone
 )
 
@@ -78,7 +77,6 @@ _TYPES: dict[str, type[ClusterMessage]] = {
         RunUpdated,
         ChunkStart,
         ChunkCancel,
-        ChunkAlive,
         ChunkDone,
     )
 }

@@ -20,6 +20,10 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
   the outcome follows its progress on the channel layer, in order).
 - `cancel:<operation>`: a cancel asked for a plain call a worker holds (its row is written
   with its end), read by that worker's rounds and by whoever takes the call over.
+- `chunks:...`: the lane of fan-out chunks (`chunk_lane`), the same keys as above for its own
+  streams, turns, bell and reply lists (`chunks:reply:<process>`: the ends of the chunks that
+  process fanned out, each pushed with its entry's acknowledgement in one transaction); the
+  stamps and cancel marks are the calls' lane's.
 
 `take` (one Lua script, so atomic across the cluster) rotates the tenants list, then the
 tenant's users list, and reads one entry of that user's stream (XREADGROUP ... COUNT 1) per
@@ -142,13 +146,14 @@ return out
 
 _RECLAIM = """
 local P, consumer, idle, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local A = ARGV[5]
 local out = {}
 for _, stream in ipairs(redis.call('SMEMBERS', P .. ':streams')) do
   if #out >= want then break end
   local pending = redis.call('XPENDING', stream, 'workers', 'IDLE', idle, '-', '+', want)
   for _, p in ipairs(pending) do
     if #out >= want then break end
-    if p[2] ~= consumer and redis.call('EXISTS', P .. ':alive:' .. p[2]) == 0 then
+    if p[2] ~= consumer and redis.call('EXISTS', A .. ':alive:' .. p[2]) == 0 then
       local claimed = redis.call('XCLAIM', stream, 'workers', consumer, idle, p[1])
       if claimed[1] then
         out[#out + 1] = {stream, claimed[1][1], claimed[1][2][2], p[2]}
@@ -163,10 +168,11 @@ return out
 
 # Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
 # a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
-# end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms) or 'abandoned'
-# (orphaned, and the caller gives up on it: its flag is '1').
+# end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms, no worker alive) or 'abandoned'
+# (orphaned, and the caller gives up on it: its flag is '1'). Each with the worker that holds
+# (or held) it, '' for none.
 _SETTLE = """
-local P, unclaimed = ARGV[1], tonumber(ARGV[2])
+local P, unclaimed, A = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local out = {}
@@ -175,19 +181,19 @@ local live
 local function any_live()
   if live == nil then
     live = false
-    for _, name in ipairs(redis.call('SMEMBERS', P .. ':workers')) do
-      if redis.call('EXISTS', P .. ':alive:' .. name) == 1 then
+    for _, name in ipairs(redis.call('SMEMBERS', A .. ':workers')) do
+      if redis.call('EXISTS', A .. ':alive:' .. name) == 1 then
         live = true
       else
-        redis.call('SREM', P .. ':workers', name)
+        redis.call('SREM', A .. ':workers', name)
       end
     end
   end
   return live
 end
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local stream, id, tenant, give_up = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local verdict
+  local verdict, holder = nil, ''
   if #redis.call('XRANGE', stream, id, id) == 0 then
     verdict = 'gone'
   else
@@ -202,17 +208,17 @@ for i = 3, #ARGV, 4 do
       else
         verdict = 'waiting'
       end
-    elseif redis.call('EXISTS', P .. ':alive:' .. pending[1][2]) == 1 then
-      verdict = 'running'
+    elseif redis.call('EXISTS', A .. ':alive:' .. pending[1][2]) == 1 then
+      verdict, holder = 'running', pending[1][2]
     elseif give_up == '1' then
       redis.call('XACK', stream, 'workers', id)
       redis.call('XDEL', stream, id)
-      verdict = 'abandoned'
+      verdict, holder = 'abandoned', pending[1][2]
     else
-      verdict = 'orphaned'
+      verdict, holder = 'orphaned', pending[1][2]
     end
   end
-  out[#out + 1] = verdict
+  out[#out + 1] = {verdict, holder}
 end
 return out
 """
@@ -228,7 +234,7 @@ if #redis.call('XPENDING', stream, 'workers', id, id, 1) == 0 then
   if tonumber(redis.call('GET', queued) or '0') > 0 then redis.call('DECR', queued) end
   return 'withdrawn'
 end
-redis.call('SET', P .. ':cancel:' .. ARGV[6], '1', 'PX', ARGV[5])
+redis.call('SET', ARGV[7] .. ':cancel:' .. ARGV[6], '1', 'PX', ARGV[5])
 return 'held'
 """
 
@@ -281,9 +287,15 @@ def _delivery(row: list[Any]) -> Delivery | None:
 class Dispatch:
     """This process's client of the dispatch streams (web processes put, workers take)."""
 
-    def __init__(self, client: "redis.asyncio.Redis", *, prefix: str, queue_bound: int) -> None:
+    def __init__(
+        self, client: "redis.asyncio.Redis", *, prefix: str, queue_bound: int, lane: str = ""
+    ) -> None:
         self.client = client
+        # The workers' stamps, cancel marks and reply lists: shared by every lane.
         self.prefix = f"{prefix}:dispatch"
+        # This lane's streams, turns and bell (`chunk_lane`: the fan-out chunks').
+        self.queues = f"{self.prefix}:{lane}" if lane else self.prefix
+        self._base = prefix
         self.queue_bound = queue_bound
         self._put = client.register_script(_PUT)
         self._take = client.register_script(_TAKE)
@@ -296,16 +308,28 @@ class Dispatch:
         self._puts: list[tuple[str, str, bytes, asyncio.Future[str]]] = []
         self._sending: set[asyncio.Future[None]] = set()
 
+    def chunk_lane(self, *, queue_bound: int) -> "Dispatch":
+        """The lane of the fan-out chunks on the same Redis: streams, turns and bell of its
+        own (a worker takes chunks with its pool's free slots, calls with its event loop's),
+        the workers' stamps shared."""
+        return Dispatch(self.client, prefix=self._base, queue_bound=queue_bound, lane="chunks")
+
     def stream_of(self, tenant: int | str, user: int | str) -> str:
         """The stream of a user's calls."""
-        return f"{self.prefix}:q:{tenant}:{user}"
+        return f"{self.queues}:q:{tenant}:{user}"
 
     async def put(self, start: messages.OperationStart) -> Entry:
         """Queue a call for the workers in its tenant's and user's turn; where its entry is.
         DispatchQueueFull when the tenant has as many waiting as the bound allows. The puts
         of one turn of the event loop go together, in one round trip."""
         tenant, user = start.principal["tenant_id"], start.principal["user_id"]
-        payload = msgpack.packb(start.encode(), use_bin_type=True)
+        return await self.put_message(tenant, user, start.encode())
+
+    async def put_message(
+        self, tenant: int | str, user: int | str, message: messages.Message
+    ) -> Entry:
+        """Queue any message (a call's start, a chunk's) in its tenant's and user's turn."""
+        payload = msgpack.packb(message, use_bin_type=True)
         put: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._puts.append((str(tenant), str(user), payload, put))
         if len(self._puts) == 1:
@@ -318,7 +342,7 @@ class Dispatch:
 
     async def _send_puts(self) -> None:
         batch, self._puts = self._puts, []
-        args: list[str | int | bytes] = [self.prefix, self.queue_bound, _BELL_LENGTH]
+        args: list[str | int | bytes] = [self.queues, self.queue_bound, _BELL_LENGTH]
         for tenant, user, payload, _ in batch:
             args += [tenant, user, payload]
         try:
@@ -340,7 +364,7 @@ class Dispatch:
         """Up to `count` waiting calls, round robin across tenants then users. With `wait`,
         first block until a call may have been put since the last take found too few (a
         bell token) or `wait` seconds have passed: the wait and the take in one round trip."""
-        args: list[str | int] = [self.prefix, consumer, count]
+        args: list[str | int] = [self.queues, consumer, count]
         if not wait:
             rows = cast(list[Any], await self._take(args=args))
         else:
@@ -349,14 +373,14 @@ class Dispatch:
 
     async def wait_for_work(self, seconds: float) -> None:
         """Block until a call may have been put (a bell token), or `seconds` have passed."""
-        await self.client.blpop([f"{self.prefix}:bell"], timeout=seconds)
+        await self.client.blpop([f"{self.queues}:bell"], timeout=seconds)
 
     async def _take_after_bell(self, args: list[str | int], wait: float) -> list[Any]:
         # BLPOP then EVALSHA in one pipeline: Redis runs the take once the wait ends. The
         # script object's own pipeline path would check SCRIPT EXISTS first, another trip.
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
-            pipe.blpop([f"{self.prefix}:bell"], timeout=wait)
+            pipe.blpop([f"{self.queues}:bell"], timeout=wait)
             pipe.evalsha(self._take.sha, 0, *args)
             try:
                 _, rows = await pipe.execute()
@@ -377,12 +401,18 @@ class Dispatch:
             pipe.xdel(delivery.stream, delivery.entry_id)
         await pipe.execute()
 
-    async def claim_chunk(self, chunk_id: str, ttl: float) -> bool:
-        """Whether this is the first take of the fan-out chunk `chunk_id` anywhere (the
-        channel layer can deliver one message of a channel read by several processes twice:
-        channels-redis puts every in-flight message back when any reader starts a receive)."""
-        key = f"{self.prefix}:chunk:{chunk_id}"
-        return bool(await self.client.set(key, b"1", nx=True, px=int(ttl * 1000)))
+    async def finish(
+        self, delivery: Delivery, reply_key: str, outcome: messages.Message | None, *, ttl: float
+    ) -> None:
+        """Send an entry's outcome to `reply_key` (None: nobody waits) and acknowledge and
+        delete the entry, in one transaction: an entry gone has its outcome in the list."""
+        pipe = self.client.pipeline(transaction=True)
+        if outcome is not None:
+            pipe.rpush(reply_key, msgpack.packb(outcome, use_bin_type=True))
+            pipe.pexpire(reply_key, int(ttl * 1000))
+        pipe.xack(delivery.stream, GROUP, delivery.entry_id)
+        pipe.xdel(delivery.stream, delivery.entry_id)
+        await pipe.execute()
 
     async def stamp_alive(self, consumer: str, ttl: float) -> None:
         """Say this worker is alive for `ttl` seconds (its pending entries stay its own, and
@@ -403,20 +433,21 @@ class Dispatch:
     async def reclaim(self, consumer: str, *, idle: float, count: int) -> list[Delivery]:
         """Take over up to `count` entries pending for at least `idle` seconds with workers
         whose stamp has expired."""
-        args: list[str | int] = [self.prefix, consumer, int(idle * 1000), count]
+        args: list[str | int] = [self.queues, consumer, int(idle * 1000), count, self.prefix]
         rows = cast(list[Any], await self._reclaim(args=args))
         return [d for row in rows if (d := _delivery(row)) is not None]
 
-    async def withdraw(self, entry: "Entry", operation_id: UUID, *, marked_for: float) -> str:
+    async def withdraw(self, entry: "Entry", operation_id: UUID | str, *, marked_for: float) -> str:
         """Cancel a plain call's entry: 'withdrawn' (no worker had taken it; it never runs),
         'held' (a worker holds it: marked cancelled for `marked_for` seconds) or 'gone'."""
         args: list[str | int] = [
-            self.prefix,
+            self.queues,
             entry.stream,
             entry.entry_id,
             entry.tenant,
             int(marked_for * 1000),
             str(operation_id),
+            self.prefix,
         ]
         return _text(await self._withdraw(args=args))
 
@@ -426,14 +457,22 @@ class Dispatch:
         """What became of these entries (see _SETTLE), taking back those nobody took within
         `unclaimed_after` seconds while no worker is alive, and the orphaned ones flagged True
         (given up on)."""
-        args: list[str | int] = [self.prefix, int(unclaimed_after * 1000)]
+        held = await self.settle_held(entries, unclaimed_after=unclaimed_after)
+        return [verdict for verdict, _ in held]
+
+    async def settle_held(
+        self, entries: Sequence[tuple["Entry", bool]], *, unclaimed_after: float
+    ) -> list[tuple[str, str]]:
+        """`settle`, each verdict with the worker that holds or held the entry ('' for none)."""
+        args: list[str | int] = [self.queues, int(unclaimed_after * 1000), self.prefix]
         for entry, give_up in entries:
             args += [entry.stream, entry.entry_id, entry.tenant, "1" if give_up else "0"]
-        return [_text(v) for v in cast(list[Any], await self._settle(args=args))]
+        rows = cast(list[Any], await self._settle(args=args))
+        return [(_text(verdict), _text(holder)) for verdict, holder in rows]
 
     def reply_key(self, process: str) -> str:
         """Where the outcomes for a web process's plain calls go."""
-        return f"{self.prefix}:reply:{process}"
+        return f"{self.queues}:reply:{process}"
 
     async def reply(self, key: str, message: messages.Message, *, ttl: float) -> bool:
         """Send a call's outcome to the web process that waits for it; False when it could

@@ -6,8 +6,10 @@ acknowledges each once its end is in history. Every round it stamps itself alive
 over the calls of workers whose stamp expired: a call that had not started, or whose tool is
 `idempotentHint: true`, runs here (again); any other is ended `interrupted`, never run twice.
 Events go back to the connections that listen (whichever web process holds them); outcomes
-are written to history first. On SIGTERM the worker stops taking work, lets running
-operations finish within a grace period, then interrupts the rest and tells their clients.
+are written to history first. Fan-out chunks come from the streams' chunk lane, taken by
+its pool's free slots (cluster/chunks.py's ChunkTaker); its stamp keeps them its own too.
+On SIGTERM the worker stops taking work, lets running operations finish within a grace
+period, then interrupts the rest and tells their clients.
 """
 
 import asyncio
@@ -27,7 +29,7 @@ from accounts.principal import Principal
 from config import log_context
 from mcp_server import metrics
 from mcp_server.cluster import messages
-from mcp_server.cluster.chunks import ChunkTaker
+from mcp_server.cluster.chunks import ChunkTaker, chunk_lane
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.dispatch import Delivery, Dispatch
 from mcp_server.cluster.layer import Backoff
@@ -130,12 +132,8 @@ class OperationWorker:
             every(self.round_interval, self._round, failure="dispatch round failed")
         )
         acks = asyncio.create_task(self._acknowledge())
-        expiry = float(settings.MCP_CHANNEL_EXPIRY)
         chunks = ChunkTaker(
-            bus=bus,
-            pool=local_chunks(),
-            name=self.name,
-            claim=lambda chunk_id: self.dispatch.claim_chunk(chunk_id, 2 * expiry),
+            bus=bus, lane=chunk_lane(self.dispatch), pool=local_chunks(), name=self.name
         )
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()

@@ -16,7 +16,6 @@ must be plain data (str, bytes, numbers, lists, dicts): they cross processes.
 """
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -315,8 +314,7 @@ async def fan_out(
         for task in tasks:
             task.cancel()
         # Every chunk has stopped before the tool goes on (and cleans up its output).
-        with contextlib.suppress(BaseException):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await _stopped(tasks)
     result = FanOutResult(
         values=values,
         succeeded=total - failed,
@@ -341,3 +339,24 @@ async def _all_or_first_failure(tasks: Sequence["asyncio.Future[None]"]) -> None
             exc = task.exception()
             if exc is not None:
                 raise exc
+
+
+async def _stopped(tasks: Sequence["asyncio.Future[None]"]) -> None:
+    """Wait until every task has ended, however often the waiter is cancelled meanwhile; a
+    cancel that came meanwhile is raised once they have.
+
+    Not `gather`: cancelling a gather cancels what it waits for again, which cut the chunks'
+    stops short before a worker that held one was told (`chunk.cancel`), so it ran on; and
+    a call is cancelled again while it stops (a worker's round re-reads its cancel mark)."""
+    cancelled = False
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the first failure was raised already
+    if cancelled:
+        raise asyncio.CancelledError

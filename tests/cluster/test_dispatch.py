@@ -168,10 +168,33 @@ async def test_outcomes_sent_in_one_turn_reach_each_web_process_in_order(dispatc
     assert await dispatch.replies(second, wait=1) == [{"n": 9}]
 
 
-async def test_a_fan_out_chunk_is_claimed_once_across_workers(dispatch: Dispatch):
-    assert await dispatch.claim_chunk("chunk-1", 60)
-    assert not await dispatch.claim_chunk("chunk-1", 60)  # a second delivery, anywhere
-    assert await dispatch.claim_chunk("chunk-2", 60)
+async def test_the_chunk_lane_has_its_own_queues_and_shares_the_workers_stamps(
+    dispatch: Dispatch,
+):
+    lane = dispatch.chunk_lane(queue_bound=100)
+    chunk = await lane.put_message(1, 10, {"type": "chunk.start", "label": "c0"})
+    await dispatch.put(_start(1, 10, "a0"))
+    # Each lane takes only its own entries, each entry once across workers.
+    assert [d.message["label"] for d in await lane.take("worker-1", 5)] == ["c0"]
+    assert await lane.take("worker-2", 5) == []
+    assert _labels(await dispatch.take("worker-2", 5)) == ["a0"]
+    # The chunk's holder is alive by the calls' lane's stamp; once it expires, given up on.
+    await dispatch.stamp_alive("worker-1", 60)
+    assert await lane.settle_held([(chunk, True)], unclaimed_after=60) == [("running", "worker-1")]
+    await dispatch.forget("worker-1")
+    assert await lane.settle_held([(chunk, True)], unclaimed_after=60) == [
+        ("abandoned", "worker-1")
+    ]
+
+
+async def test_a_finished_entry_is_gone_with_its_outcome_in_the_reply_list(dispatch: Dispatch):
+    lane = dispatch.chunk_lane(queue_bound=100)
+    entry = await lane.put_message(1, 10, {"type": "chunk.start", "label": "c0"})
+    (taken,) = await lane.take("worker-1", 1)
+    key = lane.reply_key("caller")
+    await lane.finish(taken, key, {"type": "chunk.done", "n": 1}, ttl=60)
+    assert await lane.settle([(entry, False)], unclaimed_after=60) == ["gone"]
+    assert await lane.replies(key, wait=1) == [{"type": "chunk.done", "n": 1}]
 
 
 async def test_puts_of_one_turn_go_in_one_call_each_with_its_answer(dispatch: Dispatch):

@@ -1,10 +1,12 @@
 """Fan-out across real workers: one web process and two `runoperations` workers (one pool
-process each) on Redis and PostgreSQL. One call's chunks run on both workers; a cancel stops
-them all; `kill -9` of a worker mid-call re-runs its chunks for an idempotent tool
-(`process_images`) and interrupts a tool that is not (`fan_out_marks`)."""
+process each) on Redis and PostgreSQL. One call's chunks run on both workers; another
+tenant's chunks take their turn with a long call's; a cancel stops them all; `kill -9` of a
+worker mid-call re-runs its chunks for an idempotent tool (`process_images`) and interrupts a
+tool that is not (`fan_out_marks`)."""
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import signal
@@ -39,7 +41,8 @@ from tests.e2e.support import (
 
 FANOUT_APPS = "example_tools,tests.cluster.fanout_app"
 IMAGES = 4000
-CHUNKS_READY_LINE = "takes chunks from mcp-chunks"
+IN_FLIGHT = 64
+CHUNKS_READY_LINE = "takes chunks from the dispatch streams"
 # A dead worker's chunks are noticed within the bound; the slack of a loaded machine on top.
 TOLD_WITHIN = LOST_AFTER + WAIT
 
@@ -53,6 +56,8 @@ def fanout_deployment(cluster_deployment: Deployment, cluster_accounts: ClusterA
             "MCP_TOOL_APPS": FANOUT_APPS,
             "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
             "MCP_FANOUT_PROCESSES": "1",
+            # Many chunks of a call wait in its stream at once: what the fair order is about.
+            "MCP_FANOUT_CHUNKS_IN_FLIGHT": str(IN_FLIGHT),
         }
     )
     deployment.manage(
@@ -198,16 +203,23 @@ async def test_cancel_stops_every_chunk_on_every_worker(
             },
         )
         await next_matching(client, is_progress("c"), WAIT)
-        await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
         deployment = two_workers.deployment
-        # Its row may be written only as it ends (a plain call on a worker): the latest row
-        # is an earlier call's until then.
+        # Cancelled once each worker has run a chunk of it (and so holds some: 400 chunks,
+        # eight in flight), not at its first progress, which may come before the second
+        # worker's first take.
+        wait_until(_row_written(deployment, "fan_out_marks"), WAIT, "its row")
+        operation = str(_row(deployment, "fan_out_marks")["id"])
+        marks = deployment.root / "fanout-marks" / operation
+        for worker in two_workers.workers:
+            wait_until(
+                functools.partial(_marked_by, marks, worker), WAIT, "each worker to run a chunk"
+            )
+        await client.notify("notifications/cancelled", {"requestId": call_id, "reason": "enough"})
         wait_until(
             lambda: _latest_status(deployment, "fan_out_marks") == "cancelled",
             WAIT,
             "the call cancelled in history",
         )
-        operation = str(_row(deployment, "fan_out_marks")["id"])
         # Each worker stops the chunks it held (running ones at their next item).
         for worker in two_workers.workers:
             wait_until(
@@ -215,8 +227,8 @@ async def test_cancel_stops_every_chunk_on_every_worker(
                 WAIT,
                 "a worker's chunks of the call cancelled",
             )
-        await client.assert_answers_ping()
-        marks = deployment.root / "fanout-marks" / operation
+        # Its progress sent before the cancel (newest every interval) may still be on the way.
+        await client.assert_answers_ping(passing=is_progress("c"))
 
         async def through_both_pools() -> int:
             # Four chunks, two at most held by a worker: each worker's one pool process runs
@@ -231,6 +243,46 @@ async def test_cancel_stops_every_chunk_on_every_worker(
         assert ran < 2000 / 2
         # Nothing of it runs on once its chunks have stopped.
         assert await through_both_pools() == ran
+
+
+async def test_another_tenants_chunks_take_their_turn_with_a_long_calls(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    deployment = two_workers.deployment
+    async with (
+        raw_client(two_workers.web[0], cluster_accounts.alice) as alice,
+        raw_client(two_workers.web[0], cluster_accounts.bob) as bob,
+    ):
+        # Alpha's call: 400 chunks of 100 ms, 64 of them out at once, 4 held by the workers.
+        long_id = await send_request(
+            alice,
+            "tools/call",
+            {
+                "name": "fan_out_marks",
+                "arguments": {"count": 2000, "item_ms": 20},
+                "_meta": {"progressToken": "long"},
+            },
+        )
+        await next_matching(alice, is_progress("long"), WAIT)
+        wait_until(_row_written(deployment, "fan_out_marks"), WAIT, "the long call's row")
+        long_op = str(_row(deployment, "fan_out_marks")["id"])
+        marks = deployment.root / "fanout-marks" / long_op
+        before = len(list(marks.iterdir()))
+        # Beta's four chunks are taken at the workers' next takes, ahead of the 60 of alpha's
+        # that waited first (first in, first out, they would wait for 300 of alpha's items).
+        short = await bob.request(
+            "tools/call", {"name": "fan_out_marks", "arguments": {"count": 20, "item_ms": 1}}
+        )
+        ran_meanwhile = len(list(marks.iterdir())) - before
+        assert json.loads(result_of(short)["content"][0]["text"])["done"] == 20
+        assert ran_meanwhile < 100, f"{ran_meanwhile} of alpha's items ran while beta's waited"
+        await alice.notify("notifications/cancelled", {"requestId": long_id, "reason": "done"})
+        status = "SELECT status FROM mcp_server_operation WHERE id = %s"
+        wait_until(
+            lambda: deployment.sql(status, [long_op])[0]["status"] == "cancelled",
+            WAIT,
+            "the long call cancelled",
+        )
 
 
 async def test_kill_9_of_a_worker_mid_process_images_reruns_its_chunks(

@@ -198,6 +198,48 @@ class ScriptedChunks:
             self.running -= 1
 
 
+class SlowToStopChunks:
+    """A ChunkExecutor whose chunks never end by themselves and take a round trip to stop,
+    as a chunk held by a worker does (its cancel goes out on the channel layer)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.stopping = 0
+        self.stopped = 0
+        self.let_stop = asyncio.Event()
+
+    async def run(self, chunk: Chunk) -> ChunkOutcome:
+        self.started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.stopping += 1
+            await self.let_stop.wait()
+            self.stopped += 1
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_call_cancelled_again_while_its_chunks_stop_still_stops_every_one(
+    settings,
+) -> None:
+    settings.MCP_FANOUT_CHUNKS_IN_FLIGHT = 4
+    executor = SlowToStopChunks()
+    _, ctx = _context(executor)
+    call = asyncio.ensure_future(ctx.fan_out(fanout_items.square, list(range(40)), chunk_size=2))
+    await wait_until(lambda: executor.started == 4, WAIT, "four chunks out")
+    call.cancel()
+    await wait_until(lambda: executor.stopping == 4, WAIT, "every chunk stopping")
+    # A worker's round cancels the call again at each read of its cancel mark.
+    call.cancel()
+    await yield_to_other_tasks()
+    assert not call.done(), "the call ended before its chunks had stopped"
+    executor.let_stop.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert executor.stopped == 4
+
+
 async def test_chunks_in_flight_per_call_are_bounded(settings) -> None:
     settings.MCP_FANOUT_CHUNKS_IN_FLIGHT = 3
     executor = ScriptedChunks()

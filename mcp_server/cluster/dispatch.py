@@ -168,9 +168,9 @@ return out
 
 # Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
 # a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
-# end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms, no worker alive) or 'abandoned'
-# (orphaned, and the caller gives up on it: its flag is '1'). Each with the worker that holds
-# (or held) it, '' for none.
+# end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms with no worker
+# alive) or 'abandoned' (orphaned, and the caller gives up on it: its flag is '1'). Each with
+# the worker that holds (or held) it, '' for none.
 _SETTLE = """
 local P, unclaimed, A = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local now = redis.call('TIME')

@@ -22,6 +22,7 @@ from mcp_server.runtime.history import HistoryWriter
 from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.tools.testing import RecordedCall, sample_principal
+from tests.e2e.support import read_until
 from tests.runtime import fanout_items
 from tests.support import wait_until
 
@@ -251,23 +252,7 @@ async def test_a_cancelled_fan_out_stops_the_workers_chunks(
     await wait_until(lambda: taker.held == 0, WAIT, "the worker to drop every chunk")
     assert len(list(tmp_path.iterdir())) < 400
     stream = lane.stream_of(1, 1)
-    await wait_until_async(lambda: lane.client.xlen(stream), 0, "every entry gone")
-
-
-async def wait_until_async(read: Any, expected: Any, what: str) -> None:
-    """`wait_until` for a value read from Redis."""
-    values: list[Any] = []
-
-    async def poll() -> None:
-        while not values or values[-1] != expected:
-            values.append(await read())
-            if values[-1] != expected:
-                await asyncio.sleep(0.05)
-
-    try:
-        await asyncio.wait_for(poll(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}: {values[-1:]}") from None
+    await read_until(lambda: lane.client.xlen(stream), lambda n: n == 0, WAIT, "every entry gone")
 
 
 async def test_values_msgpack_cannot_carry_fail_the_call_once(

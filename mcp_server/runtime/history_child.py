@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     from django.conf import settings
     from django.db import connections
 
-    from mcp_server.runtime.history_process import serve
+    from mcp_server.runtime.history_serve import serve
 
     # The parent's database (already complete with Django's defaults), in place of the one
     # the environment names; a connection object made from the latter is forgotten.

@@ -3,10 +3,11 @@ holds, and the writer process it feeds through a pipe.
 
 The event loop only keeps the latest snapshot of each operation (a dict assignment); a sender
 thread pickles what is queued every flush interval (so a call that starts and ends within one
-interval costs one row) and sends it as one numbered batch. The writer process
-(`python -m mcp_server.runtime.history_child`) writes every batch it has received in one
-go through a `HistoryWriter` of its own (same transactions, set-aside and retry rules) and
-answers with what it wrote and up to which batch; only then does this process forget a batch.
+interval costs one row) and sends it as one numbered batch (`history_batches.py`). The
+writer process (`python -m mcp_server.runtime.history_child`, its loop in
+`history_serve.py`) writes every batch it has received in one go through a `HistoryWriter`
+of its own (same transactions, set-aside and retry rules) and answers with what it wrote
+and up to which batch; only then does this process forget a batch.
 
 - A crashed writer is restarted and every batch it had not confirmed is sent again; the new
   writer looks up which of their rows exist already and writes those as updates, so a batch
@@ -28,47 +29,29 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 from uuid import UUID
 
-import orjson
-
 from mcp_server import metrics
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 from mcp_server.operations.store import Snapshot
+from mcp_server.runtime.history_batches import (
+    DRAIN_TIMEOUT,
+    Batch,
+    encode_batch,
+    history_caps,
+)
 from mcp_server.runtime.history_child import parse_cpus
+from mcp_server.runtime.history_serve import BatchWriter
 
 logger = logging.getLogger(__name__)
 
 WrittenHook = Callable[[frozenset[UUID], frozenset[UUID], frozenset[UUID]], None]
-# How long `stop` waits for the writer to drain, and the writer for its database at exit.
-DRAIN_TIMEOUT = 30.0
 # A writer that dies sooner than this after its start is restarted only after this long.
 RESTART_BACKOFF = 1.0
-_IDS_PER_QUERY = 500
-# The first byte of a batch on the pipe: how the rest is encoded.
-_JSON, _PICKLE = b"j", b"p"
-_DATETIME_FIELDS = ("queued_at", "started_at", "finished_at", "heartbeat_at")
 # What the writer process runs (it imports Django only once it has its settings).
 CHILD_MODULE = "mcp_server.runtime.history_child"
-
-
-@dataclass
-class Batch:
-    """What one send carried: the latest states, item errors and adopted operations."""
-
-    seq: int
-    snapshots: list[Snapshot]
-    errors: list[dict[str, Any]]
-    adopted: list[UUID]
-    limits: dict[str, int] = field(default_factory=dict)
-
-    def rows(self) -> int:
-        """States and item errors in the batch (what the queue bound counts)."""
-        return len(self.snapshots) + len(self.errors)
 
 
 class HistoryProcess:
@@ -417,69 +400,6 @@ class HistoryProcess:
 # --- the writer process's side -------------------------------------------------------------
 
 
-def encode_batch(batch: Batch) -> bytes:
-    """A batch as bytes for the pipe: JSON by orjson (in C, the common case) or, for values
-    JSON cannot carry as they are (a lone surrogate, a non-string key), a pickle."""
-    try:
-        return _JSON + orjson.dumps(
-            {
-                "seq": batch.seq,
-                # The duration is finished_at - queued_at: worked out again on the other side.
-                "snapshots": batch.snapshots,
-                "errors": batch.errors,
-                "adopted": batch.adopted,
-                "limits": batch.limits,
-            },
-            default=_no_duration,
-        )
-    except TypeError:
-        return _PICKLE + pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
-
-
-def _no_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return None
-    raise TypeError(type(value).__name__)
-
-
-def decode_batch(data: bytes) -> Batch:
-    """The batch `encode_batch` made."""
-    if data[:1] == _PICKLE:
-        batch: Batch = pickle.loads(data[1:])
-        return batch
-    raw = orjson.loads(data[1:])
-    snapshots = [_snapshot(row) for row in raw["snapshots"]]
-    errors = [
-        {**row, "operation_id": UUID(row["operation_id"]), "created_at": _when(row["created_at"])}
-        for row in raw["errors"]
-    ]
-    adopted = [UUID(key) for key in raw["adopted"]]
-    return Batch(raw["seq"], snapshots, errors, adopted, raw["limits"])
-
-
-def _when(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _snapshot(row: dict[str, Any]) -> Snapshot:
-    row["id"] = UUID(row["id"])
-    for name in _DATETIME_FIELDS:
-        row[name] = _when(row[name])
-    end = row["finished_at"]
-    row["duration"] = end - row["queued_at"] if end is not None else None
-    return row
-
-
-def history_caps() -> dict[str, int]:
-    """The history caps in settings (sent with every batch: tests change them)."""
-    from django.conf import settings
-
-    return {
-        "MCP_HISTORY_MAX_ARGUMENTS_BYTES": settings.MCP_HISTORY_MAX_ARGUMENTS_BYTES,
-        "MCP_HISTORY_MAX_RESULT_BYTES": settings.MCP_HISTORY_MAX_RESULT_BYTES,
-    }
-
-
 def writer_settings() -> dict[str, Any]:
     """The settings the writer process takes from this one: its database (a test database
     has another name than the environment's) and the history caps."""
@@ -489,89 +409,3 @@ def writer_settings() -> dict[str, Any]:
         "DATABASES": {"default": dict(connections["default"].settings_dict)},
         "limits": history_caps(),
     }
-
-
-class BatchWriter:
-    """Writes received batches through a `HistoryWriter` driven from this loop."""
-
-    def __init__(self, *, interval: float, restarted: bool) -> None:
-        from mcp_server.runtime.history import HistoryWriter
-
-        self.writer = HistoryWriter(interval=interval, threaded=False)
-        # A restarted writer does not know which rows its predecessor wrote: it asks.
-        self._restarted = restarted
-        self.received = 0
-
-    def take(self, batch: Batch) -> None:
-        """Queue a batch (one already taken is a duplicate of a re-send: ignored)."""
-        from django.conf import settings
-
-        if batch.seq <= self.received:
-            return
-        self.received = batch.seq
-        for name, value in batch.limits.items():
-            setattr(settings, name, value)
-        for operation_id in batch.adopted:
-            self.writer.adopt(operation_id)
-        if self._restarted:
-            for operation_id in self._existing([s["id"] for s in batch.snapshots]):
-                self.writer.adopt(operation_id)
-        for snapshot in batch.snapshots:
-            self.writer.record(snapshot)
-        if batch.errors:
-            self.writer.record_errors(batch.errors)
-
-    def _existing(self, ids: list[UUID]) -> set[UUID]:
-        from mcp_server.models import Operation
-
-        found: set[UUID] = set()
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
-            found.update(Operation.objects.filter(pk__in=chunk).values_list("pk", flat=True))
-        return found
-
-    def write(self) -> int | None:
-        """Write what was taken: the last batch now wholly written or set aside (None while
-        some is kept to retry)."""
-        self.writer.flush()
-        return None if self.writer.backlog() else self.received
-
-
-def serve(incoming: Connection, outgoing: Connection, hello: dict[str, Any]) -> None:
-    """Write the batches that arrive on `incoming` and confirm them on `outgoing`, until the
-    pipe closes and what is left is written (or the database stayed away too long)."""
-    interval = hello["interval"]
-    writer = BatchWriter(interval=interval, restarted=hello["restarted"])
-    written_upto = 0
-    receiving = True
-    drain_until: float | None = None
-    while receiving or writer.writer.backlog():
-        if receiving:
-            timeout = interval if writer.writer.backlog() else None
-            if incoming.poll(timeout):
-                try:
-                    while True:  # all that arrived: fewer, larger transactions
-                        writer.take(decode_batch(incoming.recv_bytes()))
-                        if not incoming.poll(0):
-                            break
-                except EOFError:
-                    receiving = False
-        else:
-            drain_until = drain_until or time.monotonic() + DRAIN_TIMEOUT
-            if time.monotonic() > drain_until:
-                logger.error(
-                    "history writer exiting with %d states and item errors unwritten "
-                    "(the database stayed unavailable)",
-                    writer.writer.backlog(),
-                )
-                return
-            time.sleep(interval)  # the database is unavailable: retry after a while
-        done = writer.write()
-        if done is not None:
-            written_upto = done
-        # Sequence numbers only: the event loop's process knows what its batches held.
-        message = (written_upto, writer.received)
-        try:
-            outgoing.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            receiving = receiving and not incoming.closed  # the parent is gone: drain

@@ -9,14 +9,9 @@ from datetime import timedelta
 import pytest
 
 from mcp_server.models import Operation, OperationStatus
-from mcp_server.runtime.history_process import (
-    Batch,
-    BatchWriter,
-    HistoryProcess,
-    decode_batch,
-    encode_batch,
-    writer_settings,
-)
+from mcp_server.runtime.history_batches import Batch, decode_batch, encode_batch
+from mcp_server.runtime.history_process import HistoryProcess, writer_settings
+from mcp_server.runtime.history_serve import BatchWriter
 from tests.e2e.support import wait_until
 from tests.runtime.conftest import history_row
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mcp_server.metrics import Tally
+from mcp_server.metrics_tally import Tally
 
 SECONDS = (0.0, 0.0005, 0.001, 0.0011, 0.05, 0.25, 7.0, 299.9, 300.0, 1e6)
 BUCKETS = (0.001, 0.01, 0.25, 1, 300)

@@ -9,8 +9,9 @@ from typing import Any
 from tests.cli.support import StreamingCli, cli_env, kinds
 from tests.e2e.support import Deployment, free_port, start_server_on_port
 
-# Small delays so the CLI keeps trying while the new server boots (about 2-3 s).
-BACKOFF = ["--reconnect-attempts", "60", "--backoff-initial", "0.1", "--backoff-max", "0.4"]
+# Small delays so the CLI keeps trying while the new server boots: about 2-3 s on a quiet
+# machine, over 25 s (60 attempts) on a loaded one; 600 attempts keep trying for about 4 min.
+BACKOFF = ["--reconnect-attempts", "600", "--backoff-initial", "0.1", "--backoff-max", "0.4"]
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ async def test_cancel_stops_every_chunk_on_every_worker(
             "tools/call",
             {
                 "name": "fan_out_marks",
-                "arguments": {"count": 2000, "item_ms": 20},
+                "arguments": {"count": 2000, "item_ms": 200},
                 "_meta": {"progressToken": "c"},
             },
         )
@@ -206,7 +206,8 @@ async def test_cancel_stops_every_chunk_on_every_worker(
         deployment = two_workers.deployment
         # Cancelled once each worker has run a chunk of it (and so holds some: 400 chunks,
         # eight in flight), not at its first progress, which may come before the second
-        # worker's first take.
+        # worker's first take. A chunk runs 1 s: a worker holds none only if its loop took
+        # no chunk for two of them, which a loaded machine did to 100 ms chunks.
         wait_until(_row_written(deployment, "fan_out_marks"), WAIT, "its row")
         operation = str(_row(deployment, "fan_out_marks")["id"])
         marks = deployment.root / "fanout-marks" / operation

@@ -142,7 +142,7 @@ class PostRequests:
             allowance=allowance,
         )
         if record is None:
-            await self._initialize(exchange, payload, principal, send)
+            await self._initialize(exchange, payload, message, principal, send)
             return
         local = self.endpoint.local
         local.add_exchange(record.session_id, message.id, exchange)
@@ -153,6 +153,7 @@ class PostRequests:
                 await self._answer_streamed(
                     exchange,
                     payload,
+                    message,
                     record,
                     send,
                     receive,
@@ -161,7 +162,7 @@ class PostRequests:
                     json_first=takes_json and _answers_at_once(message),
                 )
             else:
-                await self._answer_json(exchange, payload, send, before_reply=kept)
+                await self._answer_json(exchange, payload, message, send, before_reply=kept)
             await kept()
         finally:
             runtime.connections.unregister(exchange)
@@ -243,10 +244,15 @@ class PostRequests:
             await exchange.close()
 
     async def _initialize(
-        self, exchange: Exchange, payload: dict[str, Any], principal: Principal, send: Send
+        self,
+        exchange: Exchange,
+        payload: dict[str, Any],
+        request: Request,
+        principal: Principal,
+        send: Send,
     ) -> None:
         try:
-            reply = await exchange.response(payload)
+            reply = await exchange.response(payload, request)
             headers: Headers = []
             if isinstance(reply, dict) and "result" in reply:
                 session = exchange.session
@@ -278,11 +284,12 @@ class PostRequests:
         self,
         exchange: Exchange,
         payload: dict[str, Any],
+        request: Request,
         send: Send,
         *,
         before_reply: Callable[[], Awaitable[None]],
     ) -> None:
-        reply = await exchange.response(payload)
+        reply = await exchange.response(payload, request)
         await before_reply()
         # No reply: the client cancelled the request, and will not read one.
         await respond(send, 200 if reply is not None else 202, reply)
@@ -291,6 +298,7 @@ class PostRequests:
         self,
         exchange: Exchange,
         payload: dict[str, Any],
+        request: Request,
         record: SessionRecord,
         send: Send,
         receive: Receive,
@@ -304,7 +312,7 @@ class PostRequests:
         first; a response that comes first is answered as plain JSON (what a short call
         almost always does: no priming event, no stored events, one body). `before_reply`
         runs just before the response is sent."""
-        replies = exchange.replies(payload)
+        replies = exchange.replies(payload, request)
         first: dict[str, Any] | None = None
         if json_first:
             first = await anext(replies, None)

@@ -241,6 +241,7 @@ class McpSession:
 
     # --- input (session_dispatch.py), bound as this session's methods ----------------------
     receive = session_dispatch.receive
+    receive_message = session_dispatch.receive_message
     reject_frame = session_dispatch.reject_frame
     reject_unparseable = session_dispatch.reject_unparseable
     handle_response = session_dispatch.handle_response

@@ -23,6 +23,7 @@ from mcp_server.cluster.layer import receive_riding_out
 from mcp_server.http_transport.records import SessionRecord
 from mcp_server.operations.lifecycle import Stop
 from mcp_server.process_runtime import ProcessRuntime
+from mcp_server.protocol.messages import Request
 from mcp_server.session import McpSession, Send
 from mcp_server.tools.catalog import catalog_for_principal
 
@@ -220,11 +221,17 @@ class Exchange(SessionConnection):
         )
         inbox.session = self.session
 
-    async def replies(self, payload: dict[str, Any]) -> AsyncIterator[Any]:
-        """Hand the request to the session; yield what it sends, the response last."""
+    async def replies(
+        self, payload: dict[str, Any], message: Request | None = None
+    ) -> AsyncIterator[Any]:
+        """Hand the request to the session (`message`: `payload` parsed already); yield what
+        it sends, the response last."""
         request_id = payload.get("id")
         outgoing = self._outgoing
-        await self.session.receive(payload)
+        if message is None:
+            await self.session.receive(payload)
+        else:
+            await self.session.receive_message(message)
         running = self.session.running_request(request_id)
         if running is None:
             outgoing.end()  # answered inline: everything it sent is queued already
@@ -236,11 +243,13 @@ class Exchange(SessionConnection):
             if is_response_to(message, request_id):
                 return
 
-    async def response(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def response(
+        self, payload: dict[str, Any], request: Request | None = None
+    ) -> dict[str, Any] | None:
         """Hand the request to the session; its response alone (None: it ended without one).
         Whatever else the session sends meanwhile is dropped: the client reads no stream."""
         reply = None
-        async for message in self.replies(payload):
+        async for message in self.replies(payload, request):
             if is_response_to(message, payload.get("id")):
                 reply = message
         return reply

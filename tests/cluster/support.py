@@ -18,7 +18,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from mcp_server.client.http import HttpSession
-from mcp_server.processes import ManagedProcess, NotReady
+from mcp_server.processes import ManagedProcess, NotReady, stop_all
 from tests.e2e.support import (
     PROJECT_DIR,
     PYTHON,
@@ -30,6 +30,7 @@ from tests.e2e.support import (
     drop_postgres_database,
     start_server,
     start_server_on_port,
+    stop_servers,
     tenant_command,
     token_command,
     user_command,
@@ -162,11 +163,9 @@ class Cluster:
         self.workers = alive
 
     def stop(self) -> None:
-        """Stop every process."""
-        for worker in self.workers:
-            worker.stop()
-        for server in self.web:
-            server.stop()
+        """Stop every process: the workers side by side, then the web processes."""
+        stop_all([worker.managed for worker in self.workers], WORKER_STOP_TIMEOUT)
+        stop_servers(self.web)
 
     def logs(self) -> str:
         """All process logs, for failure messages."""

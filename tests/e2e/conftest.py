@@ -28,6 +28,7 @@ from tests.e2e.support import (
     is_postgres_url,
     run_parallel,
     start_server,
+    stop_servers,
     tenant_command,
     token_command,
     user_command,
@@ -123,10 +124,9 @@ class ServerFactory:
         return self._servers[tuple(sorted(extra_env.items()))].result()
 
     def stop_all(self) -> None:
-        """Stop every server started (SIGTERM, then SIGKILL)."""
-        for future in self._servers.values():
-            if future.exception() is None:
-                future.result().stop()
+        """Stop every server started, side by side (SIGTERM, then SIGKILL)."""
+        futures = self._servers.values()
+        stop_servers(future.result() for future in futures if future.exception() is None)
         self._executor.shutdown()
 
 

@@ -44,7 +44,7 @@ from websockets.exceptions import InvalidStatus
 from mcp_server.client import raw
 from mcp_server.client.raw import RECV_TIMEOUT
 from mcp_server.client.wire import PROTOCOL_VERSION, SUBPROTOCOL, open_socket
-from mcp_server.processes import ManagedProcess, NotReady, free_port, scrubbed_env
+from mcp_server.processes import ManagedProcess, NotReady, free_port, scrubbed_env, stop_all
 
 if TYPE_CHECKING:
     from tests.e2e.templates import DatabaseTemplates
@@ -487,6 +487,13 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: the server dies without a word, mid-operation."""
         self.managed.kill()
+
+
+def stop_servers(servers: Iterable[ServerProcess]) -> None:
+    """Stop `servers` side by side (SIGTERM to all, then SIGKILL to any still running after
+    the timeout): each says its goodbyes and flushes its history at once, so a worker's
+    servers take the longest one's shutdown, not the sum of theirs."""
+    stop_all([server.managed for server in servers], SERVER_STOP_TIMEOUT)
 
 
 @dataclass

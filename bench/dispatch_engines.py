@@ -34,7 +34,7 @@ import logging
 import os
 import resource
 import secrets
-import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -47,6 +47,7 @@ from channels_redis.core import RedisChannelLayer
 
 from bench.measure import median, percentile, process_cpu_seconds
 from bench.report import table
+from mcp_server.processes import ManagedProcess
 
 ENGINES = ("channels", "streams", "saq")
 WORK_CHANNEL = "bench-dispatch-work"
@@ -235,19 +236,15 @@ async def measure(
 
 
 async def _one_engine(
-    engine: str, url: str, args: argparse.Namespace
+    engine: str, url: str, args: argparse.Namespace, logs: Path
 ) -> dict[int, dict[str, float]]:
     prefix = f"bench-engines-{secrets.token_hex(4)}"
-    worker = subprocess.Popen(  # noqa: ASYNC220 (started once per engine, before measuring)
-        [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix]
+    log_path = logs / f"{engine}-{prefix}.log"
+    worker = ManagedProcess.start(engine, command, env=os.environ, log_path=log_path)
     submitter = Submitter(engine, url, prefix)
     try:
-        assert worker.stdout is not None
-        line = await asyncio.to_thread(worker.stdout.readline)
-        assert line.strip() == "ready", f"the {engine} worker did not start: {line!r}"
+        await asyncio.to_thread(worker.wait_log_line, "ready")
         await asyncio.sleep(0.5)  # its first blocking read
         results = {}
         for concurrency in args.concurrency:
@@ -256,10 +253,7 @@ async def _one_engine(
             )
         return results
     finally:
-        worker.terminate()
-        worker.wait(10)
-        if worker.stdout is not None:
-            worker.stdout.close()
+        await asyncio.to_thread(worker.stop, 10.0)
         await submitter.close()
         client = redis.Redis.from_url(url)
         keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"saq:{prefix}*"))
@@ -271,9 +265,11 @@ async def _one_engine(
 async def run(args: argparse.Namespace) -> None:
     """Interleaved rounds over the engines; the medians, then a Markdown table."""
     readings: dict[tuple[str, int], list[dict[str, float]]] = {}
+    logs = Path(tempfile.mkdtemp(prefix="mcp-bench-engines-"))
     for round_ in range(args.rounds):
         for engine in args.engines:
-            for concurrency, figures in (await _one_engine(engine, args.redis_url, args)).items():
+            measured = await _one_engine(engine, args.redis_url, args, logs)
+            for concurrency, figures in measured.items():
                 readings.setdefault((engine, concurrency), []).append(figures)
                 print(f"round {round_ + 1} {engine} C={concurrency}: {figures}", flush=True)
     rows = []

@@ -147,9 +147,6 @@ class ProgressStream(Scenario):
             [("notifications", "progress notifications of the traced calls", "items", True)],
         )
 
-    async def run(self, target: LoadTarget) -> dict[str, float]:
-        return (await self.measure(target))[0]
-
     async def measure(self, target: LoadTarget) -> tuple[dict[str, float], dict[str, Any]]:
         client = await connect(target.url)
         arguments = {"count": self.count, "item_ms": self.item_ms}
@@ -164,7 +161,7 @@ class ProgressStream(Scenario):
         finally:
             await close_all([client])
         notes = float(sum(len(trace["notes"]) for trace in traces))
-        return {"stream.notifications": notes}, {"calls": traces}
+        return self.values(notes), {"calls": traces}
 
 
 @dataclass(frozen=True)
@@ -197,9 +194,6 @@ class Scale(Scenario):
 
     def timeout(self) -> float:
         return self.deadline_s + self.count * self.item_ms / 1000 + self.slack_s
-
-    async def run(self, target: LoadTarget) -> dict[str, float]:
-        return (await self.measure(target))[0]
 
     async def follow(self, client: Any, index: int, go: asyncio.Event) -> Outcome:
         """Wait for `go`, make the call, read it to its end."""

@@ -1,23 +1,7 @@
 """Hand-off engines side by side: the channel layer, Redis Streams (ours), and saq.
 
-`python bench/dispatch_engines.py` (under `flock /tmp/bench.lock`): for each engine in turn,
-in interleaved rounds, a worker process is started and the submitter (this process) sends
-trivial hand-offs for a window at C=1 and C=50: submit -> the worker starts it -> its result
-seen by the submitter. Figures: hand-offs/s, p50 and p99 of the round trip, and CPU per
-hand-off of the submitter, the worker and Redis together (the machine's other load left out).
-
-- *channels*: what main had: `channels_redis` `send` to one work channel, the worker's
-  `receive`, the result back on the submitter's channel.
-- *streams*: `mcp_server/cluster/dispatch.py` as the workers use it: the `put` script, the
-  worker's `take` (up to its free slots) or a blocking wait on the bell, the result back on the
-  channel layer (as a call's `operation.finished` goes), then XACK and XDEL.
-- *saq* (0.26.4, the `bench` extra): `Queue.enqueue`, then `Job.refresh` until it is
-  complete (its end heard through Redis pub/sub), a `saq.Worker` with concurrency 100.
-  arq was the other candidate; its redis-py below 6 cannot sit beside ours (8).
-
-The payload is the same `operation.start`-shaped message for all three; the database is left
-out (the claim and history are the same whichever engine carries the hand-off).
-"""
+`python bench/dispatch_engines.py` (under `flock /tmp/bench.lock`); the method is in
+docs/BENCHMARKS.md (Worker dispatch on Redis Streams)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from bench.measure import CpuSample, percentile, rss_kib, settled
 from bench.report import MODERN, PROGRESS, SUMMARY, Goal, Goals, Metric, Row, declare
 from mcp_server.client import wire
 from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
+from mcp_server.client.wire import request_frame, tool_call_params
 
 CLIENT_NAME = "mcp-bench"
 OPEN_CONCURRENCY = 50
@@ -29,7 +30,6 @@ SOCKET = {"open_timeout": 30.0, "ping_interval": None}  # no keepalive pings of 
 RSS_SETTLE = (0.1, 3.0)  # read every 0.1 s until it stops moving, at most 3 s
 SERVICE_ONLY = ("service",)
 META: wire.JsonObject = wire.request_meta(CLIENT_NAME, "1.0")  # a 2026-07-28 client's _meta
-ADD = wire.tool_call_params("add", {"a": 1, "b": 2})
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,10 @@ async def call_add(client: RawClient, meta: wire.JsonObject | None = None) -> No
     """One `tools/call` of `add` (1 + 2), its reply read and checked: the hot loops' step;
     with `meta`, a 2026-07-28 request carrying it."""
     request_id = client.next_id()
-    params = ADD if meta is None else wire.with_request_meta(ADD, meta)
-    await client.ws.send(wire.request_frame(request_id, "tools/call", params))
+    params = tool_call_params("add", {"a": 1, "b": 2})
+    if meta is not None:
+        params = wire.with_request_meta(params, meta)
+    await client.ws.send(request_frame(request_id, "tools/call", params))
     raw = await client.ws.recv()
     structured = expect_result(raw, request_id).get("structuredContent")
     if not isinstance(structured, dict) or structured.get("result") != 3:
@@ -146,7 +148,7 @@ async def call_add(client: RawClient, meta: wire.JsonObject | None = None) -> No
 async def ping(client: RawClient) -> None:
     """One `ping`, its empty result read and checked."""
     request_id = client.next_id()
-    await client.ws.send(wire.request_frame(request_id, "ping", {}))
+    await client.ws.send(request_frame(request_id, "ping", {}))
     expect_result(await client.ws.recv(), request_id)
 
 

@@ -1,23 +1,7 @@
 """Hand-off engines side by side: the channel layer, Redis Streams (ours), and saq.
 
-`python bench/dispatch_engines.py` (under `flock /tmp/bench.lock`): for each engine in turn,
-in interleaved rounds, a worker process is started and the submitter (this process) sends
-trivial hand-offs for a window at C=1 and C=50: submit -> the worker starts it -> its result
-seen by the submitter. Figures: hand-offs/s, p50 and p99 of the round trip, and CPU per
-hand-off of the submitter, the worker and Redis together (the machine's other load left out).
-
-- *channels*: what main had: `channels_redis` `send` to one work channel, the worker's
-  `receive`, the result back on the submitter's channel.
-- *streams*: `mcp_server/cluster/dispatch.py` as the workers use it: the `put` script, the
-  worker's `take` (up to its free slots) or a blocking wait on the bell, the result back on the
-  channel layer (as a call's `operation.finished` goes), then XACK and XDEL.
-- *saq* (0.26.4, the `bench` extra): `Queue.enqueue`, then `Job.refresh` until it is
-  complete (its end heard through Redis pub/sub), a `saq.Worker` with concurrency 100.
-  arq was the other candidate; its redis-py below 6 cannot sit beside ours (8).
-
-The payload is the same `operation.start`-shaped message for all three; the database is left
-out (the claim and history are the same whichever engine carries the hand-off).
-"""
+`python bench/dispatch_engines.py` (under `flock /tmp/bench.lock`); the method is in
+docs/BENCHMARKS.md (Worker dispatch on Redis Streams)."""
 
 from __future__ import annotations
 
@@ -34,7 +18,7 @@ import logging
 import os
 import resource
 import secrets
-import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -47,6 +31,7 @@ from channels_redis.core import RedisChannelLayer
 
 from bench.measure import median, percentile, process_cpu_seconds
 from bench.report import table
+from mcp_server.processes import ManagedProcess
 
 ENGINES = ("channels", "streams", "saq")
 WORK_CHANNEL = "bench-dispatch-work"
@@ -235,19 +220,15 @@ async def measure(
 
 
 async def _one_engine(
-    engine: str, url: str, args: argparse.Namespace
+    engine: str, url: str, args: argparse.Namespace, logs: Path
 ) -> dict[int, dict[str, float]]:
     prefix = f"bench-engines-{secrets.token_hex(4)}"
-    worker = subprocess.Popen(  # noqa: ASYNC220 (started once per engine, before measuring)
-        [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, __file__, "--worker", engine, "--redis-url", url, "--prefix", prefix]
+    log_path = logs / f"{engine}-{prefix}.log"
+    worker = ManagedProcess.start(engine, command, env=os.environ, log_path=log_path)
     submitter = Submitter(engine, url, prefix)
     try:
-        assert worker.stdout is not None
-        line = await asyncio.to_thread(worker.stdout.readline)
-        assert line.strip() == "ready", f"the {engine} worker did not start: {line!r}"
+        await asyncio.to_thread(worker.wait_log_line, "ready")
         await asyncio.sleep(0.5)  # its first blocking read
         results = {}
         for concurrency in args.concurrency:
@@ -256,10 +237,7 @@ async def _one_engine(
             )
         return results
     finally:
-        worker.terminate()
-        worker.wait(10)
-        if worker.stdout is not None:
-            worker.stdout.close()
+        await asyncio.to_thread(worker.stop, 10.0)
         await submitter.close()
         client = redis.Redis.from_url(url)
         keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"saq:{prefix}*"))
@@ -271,9 +249,11 @@ async def _one_engine(
 async def run(args: argparse.Namespace) -> None:
     """Interleaved rounds over the engines; the medians, then a Markdown table."""
     readings: dict[tuple[str, int], list[dict[str, float]]] = {}
+    logs = Path(tempfile.mkdtemp(prefix="mcp-bench-engines-"))
     for round_ in range(args.rounds):
         for engine in args.engines:
-            for concurrency, figures in (await _one_engine(engine, args.redis_url, args)).items():
+            measured = await _one_engine(engine, args.redis_url, args, logs)
+            for concurrency, figures in measured.items():
                 readings.setdefault((engine, concurrency), []).append(figures)
                 print(f"round {round_ + 1} {engine} C={concurrency}: {figures}", flush=True)
     rows = []

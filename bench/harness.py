@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,44 +38,6 @@ class Pinning:
 def log(message: str) -> None:
     """Progress on stderr, so stdout carries only the report."""
     print(message, file=sys.stderr, flush=True)
-
-
-def option(default: Any, flag: str, text: str = "", parse: Any = None, **extra: Any) -> Any:
-    """A dataclass field that is also the command-line option `flag` (see `add_options`)."""
-    meta = {"flag": flag, "help": text or None, "parse": parse, "extra": extra}
-    return field(default=default, metadata=meta)
-
-
-def add_options(parser: Any, declared: type) -> None:
-    """The options of a dataclass's fields made with `option`, on `parser` (or a group)."""
-    for declared_field in fields(declared):
-        meta, default = declared_field.metadata, declared_field.default
-        if not meta:
-            continue
-        parse = meta["parse"] or type(default)
-        kind = {"action": "store_true"} if default is False else {"type": parse}
-        appended = meta["extra"].get("action") == "append"  # a list on the command line
-        kind |= {"default": [] if appended else default} | meta["extra"]
-        parser.add_argument(meta["flag"], dest=declared_field.name, help=meta["help"], **kind)
-
-
-def options_of(declared: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The values of a dataclass's option fields in a parsed command line."""
-    return {f.name: getattr(args, f.name) for f in fields(declared) if f.metadata}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Docs, repetitions, measuring window, pinning, temp dir: the options of every run."""
-
-    write_docs: bool = option(False, "--write-docs", "update docs/BENCHMARKS.md")
-    repeats: int = option(3, "--repeats")
-    warmup: float = option(1.0, "--warmup", "seconds before the window")
-    window: float = option(3.0, "--window", "measured seconds")
-    server_cpu: int = option(0, "--server-cpu")
-    client_cpu: int = option(1, "--client-cpu")
-    no_pin: bool = option(False, "--no-pin", "do not use taskset")
-    keep_tmp: bool = option(False, "--keep-tmp", "keep the temp dir (logs, db, cluster database)")
 
 
 def pinning_from(args: argparse.Namespace) -> Pinning:
@@ -194,7 +156,7 @@ def run_scenarios(
 
 
 def measure_server(
-    target: Target, plan: Sequence[Scenario], pinning: Pinning, logs: Path, repetition: int
+    target: Target, repetition: int, *, plan: Sequence[Scenario], pinning: Pinning, logs: Path
 ) -> dict[str, float]:
     """Start one server, run every scenario of the plan it takes, stop it; what was measured."""
     port = free_port()
@@ -207,29 +169,29 @@ def measure_server(
     return measured
 
 
-# How a run measures one server in one repetition: (server, plan, pinning, logs, repetition).
-Measure = Callable[[Any, Sequence[Scenario], Pinning, Path, int], dict[str, float]]
+# How a run measures one server in one repetition.
+Measure = Callable[[Any, int], dict[str, float]]
 
 
 def run_plan(
     servers: Sequence[Target | ServerInfo],
-    plan: Sequence[Scenario],
-    *,
+    measure: Measure,
     repeats: int,
-    pinning: Pinning,
     logs: Path,
-    measure: Measure = measure_server,
-    metrics: list[Metric] | None = None,
+    metrics: list[Metric],
 ) -> RunResults:
-    """Measure the servers in turn (`measure_server` by default), `repeats` times over."""
+    """Measure the servers in turn, `repeats` times over; every value must be of a declared
+    metric (the scenarios' or the cluster benchmark's)."""
     results = RunResults(
-        servers=[ServerInfo(t.key, t.title, t.description) for t in servers],
-        metrics=metrics or [metric for scenario in plan for metric in scenario.metrics()],
-        repeats=repeats,
+        [ServerInfo(t.key, t.title, t.description) for t in servers], metrics, repeats
     )
+    declared = {metric.key for metric in metrics}
     logs.mkdir(parents=True, exist_ok=True)
     for repetition in range(1, repeats + 1):
         for server in servers:
             log(f"[{repetition}/{repeats}] {server.key}")
-            results.add(server.key, measure(server, plan, pinning, logs, repetition))
+            measured = measure(server, repetition)
+            if undeclared := set(measured) - declared:
+                raise RuntimeError(f"{server.key} reported undeclared metrics {sorted(undeclared)}")
+            results.add(server.key, measured)
     return results

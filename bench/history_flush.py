@@ -3,14 +3,10 @@
     .venv/bin/python bench/history_flush.py                      # SQLite in a temp dir
     .venv/bin/python bench/history_flush.py --database-url postgres://postgres@127.0.0.1:5432/x
 
-Each round runs `--calls` `RunningOperation`s through `mark_running` and `finish` into a
-`HistoryWriter` without a thread, then flushes it from this thread; `time.thread_time()` of
-each part, per call, the median and the best of `--rounds` (after one round of warm-up).
-`--spanning N`: the last N calls of each round are still running at its flush and end in the
-next round (as the calls in flight at C=50 do); `--hold`: flush as the writer thread's own
-rounds do, holding a running call's first state back once.
-The database must exist; its tables are migrated and one tenant and user are added to it.
-"""
+Each of `--rounds` rounds (after one of warm-up) runs `--calls` `RunningOperation`s through
+`mark_running` and `finish` into a `HistoryWriter` without a thread, then flushes it from
+this thread: `time.thread_time()` of each part per call, the median and the best. The
+database must exist; its tables are migrated and one tenant and user are added to it."""
 
 import argparse
 import os

@@ -1,14 +1,9 @@
 """What metrics cost one trivial tools/call: its three recording calls and its share of a flush.
 
-    .venv/bin/python bench/metrics_recording.py
-    git show 20aa1cb:mcp_server/metrics.py > /tmp/metrics_before.py
-    .venv/bin/python bench/metrics_recording.py --baseline /tmp/metrics_before.py
+    .venv/bin/python bench/metrics_recording.py [--baseline OTHER_VERSION_OF_metrics.py]
 
-Records `request_answered`, `operation_started` and `operation_finished` for calls of one
-tool (a third of them waited over a millisecond for their slot), flushing every `--batch`
-calls as a heartbeat round would, in multiprocess mode (files in a temp dir), and prints
-nanoseconds per call; with `--baseline`, that module (another version of
-mcp_server/metrics.py) in interleaved rounds too."""
+In multiprocess mode (files in a temp dir), a flush every `--batch` calls as a heartbeat round
+would; nanoseconds per call, the baseline's in interleaved rounds (docs/BENCHMARKS.md)."""
 
 import argparse
 import importlib.util

@@ -19,55 +19,41 @@ from typing import Any
 from bench.measure import median, spread
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = [
-    "django",
-    "channels",
-    "daphne",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "websockets",
-    "mcp",
-    "starlette",
-    "orjson",
-]
+PACKAGES = "django channels daphne uvicorn uvloop httptools websockets mcp starlette orjson"
 INTEGER_UNITS = ("calls/s", "µs", "images/s", "items")
 SERVICE_VARIANTS = ("service", "service-daphne", "service-redis")
 # Variants of the service compared side by side when both ran: the two keys, the column heads.
+DAPHNE = ("uvicorn (serve)", "daphne", "uvicorn / daphne")
+DAPHNE = ("uvicorn (serve)", "daphne", "uvicorn / daphne")
+METRICS_ON_OFF = "Prometheus metrics on (multiprocess) or off (issue 15: within 3 %)"
 COMPARISONS = (
-    (
-        "service",
-        "service-daphne",
-        ("uvicorn (serve)", "daphne", "uvicorn / daphne"),
-        "uvicorn or daphne for the same application",
-    ),
-    (
-        "service",
-        "service-metrics-off",
-        ("metrics on", "metrics off", "on / off"),
-        "Prometheus metrics on (multiprocess) or off (issue 15: within 3 %)",
-    ),
+    ("service", "service-daphne", DAPHNE, "uvicorn or daphne for the same application"),
+    ("service", "service-metrics-off", ("metrics on", "metrics off", "on / off"), METRICS_ON_OFF),
 )
-# Report sections a metric may belong to (besides each server's table, where all are).
-SUMMARY, LONG_RUNNING = "summary", "long-running"
-CALLS, PROGRESS, SCALE = "calls", "progress", "scale"
-HTTP = "http"  # Streamable HTTP: this service against FastMCP and django-mcpz
-MODERN = "modern"  # the 2026-07-28 revision's calls, against the handshake era's
+# Report sections a metric may belong to (besides each server's table, where all are); HTTP:
+# Streamable HTTP against FastMCP and django-mcpz; MODERN: the 2026-07-28 revision's calls.
+SUMMARY, LONG_RUNNING, CALLS, PROGRESS, SCALE = (
+    "summary",
+    "long-running",
+    "calls",
+    "progress",
+    "scale",
+)
+HTTP, MODERN = "http", "modern"
 
 
 @dataclass(frozen=True)
 class Goal:
-    """A bound on a metric of a server, absolute or as a ratio to another server's."""
+    """A bound on a metric of a server: absolute, as a ratio to a `baseline` server's (inverted:
+    baseline / server, for costs), or as the overhead in % over a `reference` metric of its own;
+    `informative` ones are shown for insight, not one of the issues' targets."""
 
     label: str
     bound: float
     at_least: bool
     baseline: str | None = None
-    # The ratio is baseline / server (for costs, where less is better: "N times cheaper").
     inverted: bool = False
-    # Shown for insight, not one of the issues' targets.
     informative: bool = False
-    # Another metric of the same server: the goal is the overhead (metric / reference - 1) in %.
     reference: str | None = None
 
     def value(self, results: RunResults, server: str, key: str) -> float:
@@ -87,8 +73,9 @@ class Goal:
         repetitions of an overhead spread wider than its bound."""
         value = self.value(results, server, key)
         bounded = value >= self.bound if self.at_least else value <= self.bound
-        met = None if math.isnan(value) else bounded
-        text = {True: "met", False: "**missed**", None: "not measured"}[met]
+        text = {True: "met", False: "**missed**", None: "not measured"}[
+            None if math.isnan(value) else bounded
+        ]
         if self.reference is not None:
             spreads = [results.spread(server, k) for k in (key, self.reference)]
             noise = max(spreads) * 100 if not any(math.isnan(x) for x in spreads) else math.nan
@@ -129,8 +116,6 @@ class Metric:
 
 
 Row = tuple[Any, ...]  # (name, label, unit[, higher is better])
-
-
 Goals = Mapping[str, tuple[Goal, ...]]
 
 
@@ -189,9 +174,24 @@ class RunResults:
         """Whether the run measured this server."""
         return any(server == info.key for info in self.servers)
 
-    def in_section(self, section: str) -> list[Metric]:
-        """The metrics of a report section, in declaration order."""
-        return [metric for metric in self.metrics if metric.section == section]
+    def measured(self, section: str, servers: Sequence[str]) -> list[Metric]:
+        """The metrics of a report section (all for "") that one of `servers` measured."""
+        chosen = [m for m in self.metrics if m.section == section] if section else self.metrics
+        return [m for m in chosen if any(self.samples(s, m.key) for s in servers)]
+
+    def cell(self, server: str, metric: Metric) -> str:
+        """The median of a metric, formatted."""
+        return fmt(self.median(server, metric.key), metric.unit)
+
+    def spread_cell(self, server: str, metric: Metric) -> str:
+        """The spread of a metric, e.g. `±3 %`."""
+        value = self.spread(server, metric.key)
+        return "n/a" if math.isnan(value) else f"±{value * 100:.0f} %"
+
+    def rep_cells(self, server: str, metric: Metric) -> list[str]:
+        """Each repetition's value, formatted (`n/a` for the missing ones)."""
+        cells = [fmt(value, metric.unit) for value in self.samples(server, metric.key)]
+        return cells + ["n/a"] * (self.repeats - len(cells))
 
 
 def fmt(value: float, unit: str) -> str:
@@ -214,12 +214,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: in
 
 def _first_line(path: str, prefix: str) -> str | None:
     try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(prefix):
-                return line.split(":", 1)[1].strip()
+        found = (line for line in Path(path).read_text().splitlines() if line.startswith(prefix))
+        return next((line.split(":", 1)[1].strip() for line in found), None)
     except OSError:
-        pass
-    return None
+        return None
 
 
 def _git(*args: str) -> str:
@@ -231,18 +229,19 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _version(name: str) -> str:
+    try:
+        return f"{name} {version(name)}"
+    except PackageNotFoundError:
+        return f"{name} absent"
+
+
 def machine_facts() -> list[tuple[str, str]]:
     """The commit, nproc, CPU, memory, kernel, Python and the versions that matter."""
     commit = _git("rev-parse", "--short", "HEAD") or "unknown"
     if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no"):
         commit += " with uncommitted changes"
     memory = _first_line("/proc/meminfo", "MemTotal:")
-    versions = []
-    for name in PACKAGES:
-        try:
-            versions.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            versions.append(f"{name} absent")
     return [
         ("code", commit),
         ("nproc", str(len(os.sched_getaffinity(0)))),
@@ -250,7 +249,7 @@ def machine_facts() -> list[tuple[str, str]]:
         ("memory", f"{int(memory.split()[0]) / 1024 / 1024:.1f} GiB" if memory else "unknown"),
         ("kernel", platform.release()),
         ("Python", platform.python_version()),
-        ("packages", ", ".join(versions)),
+        ("packages", ", ".join(map(_version, PACKAGES.split()))),
     ]
 
 
@@ -270,47 +269,19 @@ def goals_section(results: RunResults) -> list[str]:
     """Each goal for each variant of the service that ran: measured value, target, verdict."""
     rows: list[list[str]] = []
     for server in (s for s in SERVICE_VARIANTS if results.has(s)):
-        for metric in results.metrics:
-            for goal in (g for g in metric.goals if g.applies(results, server, metric.key)):
-                unit = "%" if goal.reference else "x" if goal.baseline else metric.unit
-                mine = fmt(results.median(server, metric.key), metric.unit)
-                other = goal.reference or (goal.baseline and metric.key)
+        for m in results.metrics:
+            for goal in (g for g in m.goals if g.applies(results, server, m.key)):
+                unit = "%" if goal.reference else "x" if goal.baseline else m.unit
+                medians = mine = results.cell(server, m)
+                other = goal.reference or (goal.baseline and m.key)
                 who = server if goal.reference else goal.baseline
-                medians = (
-                    f"{mine} / {fmt(results.median(who, other), metric.unit)}"
-                    if other and who
-                    else mine
-                )
-                rows.append(
-                    [
-                        server,
-                        goal.label,
-                        fmt(goal.value(results, server, metric.key), unit),
-                        goal.target_text(unit),
-                        goal.verdict(results, server, metric.key),
-                        f"{medians} {metric.unit}".rstrip(),
-                    ]
-                )
+                if other and who:
+                    medians = f"{mine} / {fmt(results.median(who, other), m.unit)}"
+                value = fmt(goal.value(results, server, m.key), unit)
+                verdict = goal.verdict(results, server, m.key)
+                medians = f"{medians} {m.unit}".rstrip()
+                rows.append([server, goal.label, value, goal.target_text(unit), verdict, medians])
     return table(["server", "goal", "measured", "target", "verdict", "medians"], rows, 2)
-
-
-def _measured(results: RunResults, section: str, servers: Sequence[str]) -> list[Metric]:
-    chosen = results.in_section(section) if section else results.metrics
-    return [m for m in chosen if any(results.samples(s, m.key) for s in servers)]
-
-
-def _spread(results: RunResults, server: str, metric: Metric) -> str:
-    spread = results.spread(server, metric.key)
-    return "n/a" if math.isnan(spread) else f"±{spread * 100:.0f} %"
-
-
-def _reps(results: RunResults, server: str, metric: Metric) -> list[str]:
-    cells = [fmt(value, metric.unit) for value in results.samples(server, metric.key)]
-    return cells + ["n/a"] * (results.repeats - len(cells))
-
-
-def _md(results: RunResults, server: str, metric: Metric) -> str:
-    return fmt(results.median(server, metric.key), metric.unit)
 
 
 def summary_section(results: RunResults) -> list[str]:
@@ -319,40 +290,35 @@ def summary_section(results: RunResults) -> list[str]:
     servers = [server.key for server in results.servers]
     lines: list[str] = []
     metrics: list[Metric] = []
-    # One table per transport's headline metrics, over the servers that measured any.
     for section, title in (
         (SUMMARY, "Medians"),
         (HTTP, "Medians over Streamable HTTP"),
         (MODERN, "Medians in the 2026-07-28 revision"),
     ):
-        measured = _measured(results, section, servers)
-        if not measured:
-            continue
-        metrics += measured
-        who = [s for s in servers if any(results.samples(s, m.key) for m in measured)]
-        rows = [[f"**{s}**", *(_md(results, s, m) for m in measured)] for s in who]
-        lines += [f"### {title}", "", *table(["server", *(m.head for m in measured)], rows), ""]
+        if measured := results.measured(section, servers):
+            metrics += measured
+            who = [s for s in servers if any(results.samples(s, m.key) for m in measured)]
+            rows = [[f"**{s}**", *(results.cell(s, m) for m in measured)] for s in who]
+            lines += [f"### {title}", "", *table(["server", *(m.head for m in measured)], rows), ""]
     for first, second, heads, title in COMPARISONS:
-        if not (results.has(first) and results.has(second)):
-            continue
-        compared = []
-        for m in metrics:
-            mine, theirs = results.median(first, m.key), results.median(second, m.key)
-            ratio = fmt(mine / theirs if theirs else math.nan, "x")
-            compared.append([m.head, fmt(mine, m.unit), fmt(theirs, m.unit), ratio])
-        lines += [f"### {title}", "", *table(["metric", *heads], compared), ""]
+        if results.has(first) and results.has(second):
+            compared = []
+            for m in metrics:
+                mine, theirs = results.median(first, m.key), results.median(second, m.key)
+                ratio = fmt(mine / theirs if theirs else math.nan, "x")
+                compared.append([m.head, fmt(mine, m.unit), fmt(theirs, m.unit), ratio])
+            lines += [f"### {title}", "", *table(["metric", *heads], compared), ""]
     return lines
 
 
 def long_running_section(results: RunResults) -> list[str]:
     """process_images with progress on and off, pings meanwhile, the cost of history."""
     rows = []
-    for m in _measured(results, LONG_RUNNING, ["service"]):
+    for m in results.measured(LONG_RUNNING, ["service"]):
         goals = [g for g in m.goals if g.applies(results, "service", m.key)]
-        targets = "; ".join(g.target_text(m.unit) for g in goals)
-        verdicts = "; ".join(g.verdict(results, "service", m.key) for g in goals)
-        rows.append([m.head, _md(results, "service", m), _spread(results, "service", m)])
-        rows[-1] += [targets, verdicts]
+        rows.append([m.head, results.cell("service", m), results.spread_cell("service", m)])
+        rows[-1] += ["; ".join(g.target_text(m.unit) for g in goals)]
+        rows[-1] += ["; ".join(g.verdict(results, "service", m.key) for g in goals)]
     if not rows:
         return []
     note = "This service (`manage.py serve`) only; medians over the repetitions."
@@ -364,15 +330,20 @@ def per_server_sections(results: RunResults, level: str = "####") -> list[str]:
     """A table per server: every metric, each repetition, median and spread."""
     lines: list[str] = []
     header = ["metric", *(f"rep {n}" for n in range(1, results.repeats + 1)), "median", "spread"]
-    for server in results.servers:
-        rows = []
-        for m in _measured(results, "", [server.key]):
-            median = f"**{_md(results, server.key, m)}**"
-            rows.append(
-                [m.head, *_reps(results, server.key, m), median, _spread(results, server.key, m)]
-            )
-        lines += [f"{level} {server.key}: {server.title}", "", f"{server.description}.", ""]
-        lines += [*table(header, rows), ""]
+    for s in results.servers:
+        rows = [
+            [m.head, *results.rep_cells(s.key, m), f"**{results.cell(s.key, m)}**", spread]
+            for m in results.measured("", [s.key])
+            if (spread := results.spread_cell(s.key, m))
+        ]
+        lines += [
+            f"{level} {s.key}: {s.title}",
+            "",
+            f"{s.description}.",
+            "",
+            *table(header, rows),
+            "",
+        ]
     return lines
 
 
@@ -382,36 +353,6 @@ def results_section(results: RunResults, first_line: str) -> str:
     lines += [*goals_section(results), "", *summary_section(results)]
     lines += [*long_running_section(results), "### Each server, each repetition", ""]
     return "\n".join(lines + per_server_sections(results)).rstrip() + "\n"
-
-
-def _ms(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value / 1000:,.2f} ms"
-
-
-def cluster_tables(results: RunResults, a: str, b: str) -> tuple[list[str], list[str], list[str]]:
-    """The scale-out report's tables: calls and progress, server `a` against `b`, and the
-    scale runs' repetitions with the worst value."""
-    calls, progress, scale = [], [], []
-    for m in _measured(results, CALLS, [a, b]):
-        first, second = results.median(a, m.key), results.median(b, m.key)
-        # A ratio to what inline mode hardly uses (Redis, PostgreSQL, others) means nothing.
-        plain = not m.key.endswith((".redis", ".postgres", ".other")) and first
-        ratio = fmt(second / first, "x") if plain else ""
-        calls.append([m.head, fmt(first, m.unit), fmt(second, m.unit), ratio])
-    for m in _measured(results, PROGRESS, [a, b]):
-        first, second = results.median(a, m.key), results.median(b, m.key)
-        diff = f"{(second - first) / 1000:+.2f} ms"
-        progress.append([m.label, _ms(first), _ms(second), "n/a" if "nan" in diff else diff])
-    for m in _measured(results, SCALE, [SCALE]):
-        finite = [value for value in results.samples(SCALE, m.key) if not math.isnan(value)]
-        worst = (min if m.higher_is_better else max)(finite) if finite else math.nan
-        scale.append([m.head, *_reps(results, SCALE, m), f"**{fmt(worst, m.unit)}**"])
-    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
-    return (
-        table(["trivial tools/call (add)", a, b, f"{b} / {a}"], calls),
-        table(["progress", a, b, f"{b} - {a}"], progress),
-        table(["measurement", *reps, "worst"], scale),
-    )
 
 
 def write_latest(path: Path, text: str) -> None:

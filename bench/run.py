@@ -15,20 +15,13 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import functools
 import shlex
-from dataclasses import dataclass
+from typing import Any
 
 from bench.cluster import MARKER as CLUSTER_MARKER
-from bench.cluster import ClusterOptions, run_and_report
-from bench.harness import (
-    RunOptions,
-    add_options,
-    log,
-    option,
-    pinning_from,
-    run_plan,
-    scratch_dir,
-)
+from bench.cluster import run_and_report
+from bench.harness import log, measure_server, pinning_from, run_plan, scratch_dir
 from bench.http_load import HttpFirstProgress, HttpModernThroughput, HttpThroughput
 from bench.long_running import HistoryProfile, ImagesPing, ImagesProgress
 from bench.report import (
@@ -50,6 +43,8 @@ from bench.scenarios import (
     UnreadReplies,
 )
 from bench.servers import (
+    DEFAULT_POSTGRES_URL,
+    DEFAULT_REDIS_URL,
     DEMO_DIR,
     FASTMCP,
     MCPZ,
@@ -74,6 +69,7 @@ DOCS = ROOT / "docs" / "BENCHMARKS.md"
 # "fastmcp" and "mcpz" speak only Streamable HTTP and run only its scenarios (bench/http_load.py).
 TARGET_KEYS = ("service", "redis", "sdk", "raw", "fastmcp", "mcpz", "cluster")
 SERVER_KEYS = ("service", "redis", "sdk", "raw", "fastmcp", "mcpz")
+SERVERS, ON_OFF = ("uvicorn", "daphne", "both"), ("on", "off", "both")
 
 
 def build_plan(args: argparse.Namespace, setup: ServiceSetup) -> list[Scenario]:
@@ -140,82 +136,71 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
     return targets + [target for target in (SDK, RAW, FASTMCP, MCPZ) if target.key in args.only]
 
 
+SCALE_ENV = "NAME=VALUE in the scale run's environment (repeatable)"
+FANOUT = "demo images for process_images fanned out over 1 worker, then 2 (0: not measured)"
+WRITER = "where history is written (MCP_HISTORY_WRITER): a thread (the default), a process, or both"
+# (flag, default, help[, choices]): the type is the default's (False: a switch; None: a text).
+OPTIONS: tuple[tuple[Any, ...], ...] = (
+    ("--write-docs", False, "update docs/BENCHMARKS.md"),
+    ("--repeats", 3, ""),
+    ("--warmup", 1.0, "seconds before the window"),
+    ("--window", 3.0, "measured seconds"),
+    ("--server-cpu", 0, ""),
+    ("--client-cpu", 1, ""),
+    ("--no-pin", False, "do not use taskset"),
+    ("--keep-tmp", False, "keep the temp dir (logs, db, cluster database)"),
+    ("--database-url", None, "service database (default: fresh SQLite in a tmpdir)"),
+    ("--server", "uvicorn", "ASGI server: manage.py serve (uvicorn), daphne, or both", SERVERS),
+    ("--metrics", "on", "Prometheus metrics recorded (multiprocess files), not, or both", ON_OFF),
+    ("--history", "on", "plain calls in history, not (MCP_HISTORY_ENABLED), or both", ON_OFF),
+    ("--history-writer", "thread", WRITER, ("process", "thread", "both")),
+    ("--history-writer-cpus", "", "CPUs of the history writer process (default: the server's)"),
+    ("--only", TARGET_KEYS, f"comma-separated subset of {','.join(TARGET_KEYS)}"),
+    ("--scenarios", (), "comma-separated scenario kinds (e.g. storm; default: all)"),
+    ("--connects", 200, "sequential connections"),
+    ("--idle-connections", 1000, ""),
+    ("--storm-connections", 10_000, "clients reconnecting at once (0: skip)"),
+    ("--images", 10_000, "demo images for process_images (0: skip)"),
+    ("--ping-interval-ms", 5.0, "pings during process_images"),
+    ("--profile-seconds", 5, "py-spy sampling for the history share (0: skip)"),
+    ("--http-progress-calls", 200, "streaming calls timed to their first progress (0: skip)"),
+    ("--queued-calls", 10_000, "calls a tenant queues, then cancels by leaving (0: skip)"),
+    ("--cluster-postgres-url", DEFAULT_POSTGRES_URL, "PostgreSQL server for a fresh database"),
+    ("--cluster-redis-url", DEFAULT_REDIS_URL, ""),
+    ("--cluster-concurrency", (1, 50), "comma-separated C of the trivial-call runs (empty: none)"),
+    ("--first-progress-calls", 200, ""),
+    ("--stream-calls", 20, "calls traced through Redis MONITOR (0: none)"),
+    ("--scale-connections", 1000, ""),
+    ("--scale-workers", 1, ""),
+    ("--fanout-images", 0, FANOUT),
+    ("--scale-count", 200, ""),
+    ("--scale-item-ms", 20.0, ""),
+    ("--scale-env", [], SCALE_ENV),
+)
+
+
 def _keys(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    """The single-process benchmark's options: each field made with `option` is a flag."""
-
-    database_url: str | None = option(
-        None, "--database-url", "service database (default: fresh SQLite in a tmpdir)", str
-    )
-    server: str = option(
-        "uvicorn",
-        "--server",
-        "ASGI server for this service: manage.py serve (uvicorn), daphne, or both",
-        choices=("uvicorn", "daphne", "both"),
-    )
-    metrics: str = option(
-        "on",
-        "--metrics",
-        "the service with Prometheus metrics recorded (multiprocess files), without, or both",
-        choices=("on", "off", "both"),
-    )
-    history: str = option(
-        "on",
-        "--history",
-        "the service recording plain calls in history, not (MCP_HISTORY_ENABLED=false), or both",
-        choices=("on", "off", "both"),
-    )
-    history_writer: str = option(
-        "thread",
-        "--history-writer",
-        "where history is written (MCP_HISTORY_WRITER): a thread (the product's default), a "
-        "process of its own, or both",
-        choices=("process", "thread", "both"),
-    )
-    history_writer_cpus: str = option(
-        "",
-        "--history-writer-cpus",
-        "CPUs of the history writer process (MCP_HISTORY_WRITER_CPUS; default: the server's)",
-    )
-    only: tuple[str, ...] = option(
-        TARGET_KEYS, "--only", f"comma-separated subset of {','.join(TARGET_KEYS)}", _keys
-    )
-    scenarios: tuple[str, ...] = option(
-        (), "--scenarios", "comma-separated scenario kinds (e.g. storm; default: all)", _keys
-    )
-    connects: int = option(200, "--connects", "sequential connections")
-    idle_connections: int = option(1000, "--idle-connections")
-    storm_connections: int = option(
-        10_000, "--storm-connections", "clients reconnecting at once (0: skip)"
-    )
-    images: int = option(10_000, "--images", "demo images for process_images (0: skip)")
-    ping_interval_ms: float = option(5.0, "--ping-interval-ms", "pings during process_images")
-    profile_seconds: int = option(
-        5, "--profile-seconds", "py-spy sampling for the history share (0: skip)"
-    )
-    http_progress_calls: int = option(
-        200, "--http-progress-calls", "streaming calls timed to their first progress (0: skip)"
-    )
-    queued_calls: int = option(
-        10_000,
-        "--queued-calls",
-        "calls one tenant queues, then cancels by leaving, while another pings (0: skip)",
-    )
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of `make bench` and bench/cluster.py."""
+    """The command line of `make bench` and bench/cluster.py (the cluster's flags set
+    `postgres_url`, `redis_url` and `concurrency`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    add_options(parser, RunOptions)
-    add_options(parser, BenchOptions)
-    add_options(parser.add_argument_group("scale-out (cluster) benchmark"), ClusterOptions)
+    for name, default, text, *choices in OPTIONS:
+        dest = name[2:].removeprefix("cluster-").replace("-", "_")
+        kind: dict[str, Any] = {"type": type(default)}
+        if isinstance(default, tuple):
+            numbers = bool(default) and isinstance(default[0], int)
+            kind = {"type": lambda t, n=numbers: tuple(int(k) if n else k for k in _keys(t))}
+        elif isinstance(default, list):
+            kind = {"type": lambda t: tuple(t.partition("=")[::2]), "action": "append"}
+        elif default is False or default is None:
+            kind = {"action": "store_true"} if default is False else {}
+        choice = {"choices": choices[0]} if choices else {}
+        parser.add_argument(name, dest=dest, default=default, help=text or None, **kind, **choice)
     args = parser.parse_args(argv)
-    unknown = set(args.only) - set(TARGET_KEYS)
-    if unknown:
+    if unknown := set(args.only) - set(TARGET_KEYS):
         parser.error(f"--only: unknown {sorted(unknown)}; choose from {TARGET_KEYS}")
     return args
 
@@ -242,7 +227,9 @@ def main(argv: list[str] | None = None, *, script: str = "bench/run.py") -> int:
                 target.prepare(workdir)
             plan = build_plan(args, setup)
             logs = workdir / "logs"
-            results = run_plan(targets, plan, repeats=args.repeats, pinning=pinning, logs=logs)
+            measure = functools.partial(measure_server, plan=plan, pinning=pinning, logs=logs)
+            metrics = [metric for scenario in plan for metric in scenario.metrics()]
+            results = run_plan(targets, measure, args.repeats, logs, metrics)
             database = "the given --database-url" if args.database_url else "fresh SQLite"
             details = f"; medians of {args.repeats} repetitions; "
             details += f"{pinning_text(pinning.server_cpu, pinning.client_cpu)}; "

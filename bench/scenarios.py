@@ -20,24 +20,16 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.measure import CpuSample, percentile, rss_kib, settled
 from bench.report import MODERN, PROGRESS, SUMMARY, Goal, Goals, Metric, Row, declare
+from mcp_server.client import wire
 from mcp_server.client.raw import RawClient, UnexpectedReply, expect_result
-from mcp_server.client.wire import (
-    INITIALIZED,
-    JsonObject,
-    initialize_params,
-    request_frame,
-    request_meta,
-    tool_call_params,
-    with_request_meta,
-)
+from mcp_server.client.wire import request_frame, tool_call_params
 
 CLIENT_NAME = "mcp-bench"
 OPEN_CONCURRENCY = 50
 SOCKET = {"open_timeout": 30.0, "ping_interval": None}  # no keepalive pings of its own
 RSS_SETTLE = (0.1, 3.0)  # read every 0.1 s until it stops moving, at most 3 s
 SERVICE_ONLY = ("service",)
-# What a 2026-07-28 load client says about itself on every request.
-META: JsonObject = request_meta(CLIENT_NAME, "1.0")
+META: wire.JsonObject = wire.request_meta(CLIENT_NAME, "1.0")  # a 2026-07-28 client's _meta
 
 
 @dataclass(frozen=True)
@@ -100,9 +92,9 @@ class Scenario(ABC):
     def metrics(self) -> list[Metric]:
         """The metrics `run` returns, in display order."""
 
-    @abstractmethod
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Measure; return a value for each metric key. Raise on any wrong reply."""
+        return (await self.measure(target))[0]
 
     def timeout(self) -> float:
         """Seconds after which the harness gives up on the load generator."""
@@ -111,8 +103,7 @@ class Scenario(ABC):
     async def measure(self, target: LoadTarget) -> tuple[dict[str, float], dict[str, Any]]:
         """`run`, checked to report every metric it declares; samples for the harness (none)."""
         metrics = await self.run(target)
-        missing = {metric.key for metric in self.metrics()} - metrics.keys()
-        if missing:
+        if missing := {metric.key for metric in self.metrics()} - metrics.keys():
             raise RuntimeError(f"{self.label} did not report {sorted(missing)}")
         return metrics, {}
 
@@ -135,16 +126,18 @@ async def connect(url: str, *, initialize: bool = True) -> RawClient:
 
 def call_frame(request_id: int, name: str, arguments: Any, token: str | None = None) -> str:
     """A `tools/call` frame, with a progressToken when given."""
-    return request_frame(request_id, "tools/call", tool_call_params(name, arguments, token))
+    return wire.request_frame(
+        request_id, "tools/call", wire.tool_call_params(name, arguments, token)
+    )
 
 
-async def call_add(client: RawClient, meta: JsonObject | None = None) -> None:
+async def call_add(client: RawClient, meta: wire.JsonObject | None = None) -> None:
     """One `tools/call` of `add` (1 + 2), its reply read and checked: the hot loops' step;
     with `meta`, a 2026-07-28 request carrying it."""
     request_id = client.next_id()
     params = tool_call_params("add", {"a": 1, "b": 2})
     if meta is not None:
-        params = with_request_meta(params, meta)
+        params = wire.with_request_meta(params, meta)
     await client.ws.send(request_frame(request_id, "tools/call", params))
     raw = await client.ws.recv()
     structured = expect_result(raw, request_id).get("structuredContent")
@@ -180,8 +173,7 @@ async def open_many(
 
     results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
     clients = [result for result in results if isinstance(result, RawClient)]
-    failures = [result for result in results if isinstance(result, BaseException)]
-    if failures:
+    if failures := [result for result in results if isinstance(result, BaseException)]:
         await close_all(clients)
         raise RuntimeError(f"{len(failures)} of {count} connections failed") from failures[0]
     return clients
@@ -195,6 +187,18 @@ async def close_all(clients: Sequence[RawClient]) -> None:
             await client.close()
 
     await asyncio.gather(*(one(client) for client in clients))
+
+
+@contextlib.asynccontextmanager
+async def connections(*urls: str) -> AsyncIterator[list[RawClient]]:
+    """One initialized connection to each URL for the block, closed after it."""
+    clients: list[RawClient] = []
+    try:
+        for url in urls:
+            clients.append(await connect(url))
+        yield clients
+    finally:
+        await close_all(clients)
 
 
 @dataclass
@@ -221,8 +225,7 @@ async def ping_until(
         await asyncio.wait_for(call_add(client) if calling else ping(client), limit)
         seen.calls += bool(calling)
         seen.latencies.append(time.perf_counter() - sent)
-        pause = sent + interval_s - time.perf_counter()
-        if pause > 0:
+        if (pause := sent + interval_s - time.perf_counter()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
     return seen
@@ -271,8 +274,7 @@ async def traced_call(
     if sent is not None:
         sent.set()
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if (left := deadline - time.monotonic()) <= 0:
             raise TimeoutError
         raw = await asyncio.wait_for(client.ws.recv(), None if within is None else left)
         at, message = time.time(), orjson.loads(raw)
@@ -292,8 +294,14 @@ async def traced_call(
         # Any other notification (a log message) is not ours to judge.
 
 
+async def sleep_until(instant: float) -> None:
+    """Sleep until the `perf_counter` instant."""
+    await asyncio.sleep(max(0.0, instant - time.perf_counter()))
+
+
 # --- the foundation scenarios --------------------------------------------------------------
 
+CPU_GOAL = "calls per server CPU-second at C=50, vs"
 THROUGHPUT_GOALS: dict[int, Goals] = {
     50: {
         "calls_per_s": (
@@ -303,8 +311,8 @@ THROUGHPUT_GOALS: dict[int, Goals] = {
         # Per unit of server CPU: on a shared machine other processes take CPU time from the
         # servers unevenly; this ratio does not care.
         "cpu_us_per_call": (
-            Goal("calls per server CPU-second at C=50, vs the SDK", 5.0, True, "sdk", True, True),
-            Goal("calls per server CPU-second at C=50, vs raw", 0.15, True, "raw", True, True),
+            Goal(f"{CPU_GOAL} the SDK", 5.0, True, "sdk", True, True),
+            Goal(f"{CPU_GOAL} raw", 0.15, True, "raw", True, True),
         ),
     },
     1: {"p50_us": (Goal("p50 latency at C=1, vs raw websockets", 3.0, False, baseline="raw"),)},
@@ -321,8 +329,9 @@ def envelope_goals(prefix: str, what: str, bound: float = 10.0) -> dict[int, Goa
         (1, "p50_us", "p50 latency at C=1, over", False),
     ):
         label = f"2026-07-28 over {what}: {text} the handshake era's"
-        limit = -bound if at_least else bound
-        goals[c][key] = (Goal(label, limit, at_least, reference=f"{prefix}{c}.{key}"),)
+        goals[c][key] = (
+            Goal(label, -bound if at_least else bound, at_least, reference=f"{prefix}{c}.{key}"),
+        )
     return dict(goals)
 
 
@@ -343,7 +352,7 @@ class Throughput(Scenario):
     section: ClassVar[str] = SUMMARY
     goals: ClassVar[dict[int, Goals]] = THROUGHPUT_GOALS
     # The per-request `_meta` of a 2026-07-28 client (None: the handshake era's calls).
-    request_meta: ClassVar[JsonObject | None] = None
+    request_meta: ClassVar[wire.JsonObject | None] = None
 
     def rows(self) -> list[Row]:
         """calls/s, p50 and p99 latency, and where the CPU went, at this concurrency."""
@@ -360,12 +369,10 @@ class Throughput(Scenario):
 
     def metrics(self) -> list[Metric]:
         """The rows; the headline ones in the report's `section` with their goals."""
-        c, goals, rows = self.concurrency, self.goals.get(self.concurrency, {}), self.rows()
+        c, rows, prefix = self.concurrency, self.rows(), f"{self.prefix}{self.concurrency}"
         summary = 4 if c == 50 else 3  # the CPU per call is a headline figure at C=50
-        prefix = f"{self.prefix}{c}"
-        return declare(prefix, rows[:summary], self.section, goals) + declare(
-            prefix, rows[summary:]
-        )
+        headline = declare(prefix, rows[:summary], self.section, self.goals.get(c, {}))
+        return headline + declare(prefix, rows[summary:])
 
     def timeout(self) -> float:
         return self.warmup_s + self.window_s + 60.0 + self.concurrency * 0.1
@@ -401,9 +408,9 @@ class Throughput(Scenario):
 
     async def cpu_window(self, target: LoadTarget, start: float, end: float) -> tuple[Any, Any]:
         """CPU readings at two `perf_counter` instants (sleeps until each)."""
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        await sleep_until(start)
         first = target.cpu()
-        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        await sleep_until(end)
         return first, target.cpu()
 
 
@@ -418,7 +425,7 @@ class ModernThroughput(Throughput):
     label_prefix: ClassVar[str] = "2026-07-28 "
     section: ClassVar[str] = MODERN
     goals: ClassVar[dict[int, Goals]] = envelope_goals(Throughput.prefix, "WebSocket")
-    request_meta: ClassVar[JsonObject | None] = META
+    request_meta: ClassVar[wire.JsonObject | None] = META
 
     def applies_to(self, target_key: str) -> bool:
         """This service and its variants (metrics or history off)."""
@@ -434,8 +441,7 @@ async def call_loop(
     while True:
         sent = time.perf_counter()
         await step()
-        done = time.perf_counter()
-        if done >= window_end:
+        if (done := time.perf_counter()) >= window_end:
             return latencies
         if done >= window_start:
             latencies.append(done - sent)
@@ -461,7 +467,8 @@ class ConnectInitialize(Scenario):
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """Connect, initialize, close; one connection at a time."""
         samples: list[float] = []
-        initialize = request_frame(1, "initialize", initialize_params(CLIENT_NAME, "1.0"))
+        params = wire.initialize_params(CLIENT_NAME, "1.0")
+        initialize = wire.request_frame(1, "initialize", params)
         for _ in range(self.count):
             started = time.perf_counter()
             client = await connect(target.url, initialize=False)
@@ -469,7 +476,7 @@ class ConnectInitialize(Scenario):
                 await client.ws.send(initialize)
                 expect_result(await client.ws.recv(), 1)
                 samples.append(time.perf_counter() - started)
-                await client.ws.send(INITIALIZED)
+                await client.ws.send(wire.INITIALIZED)
             finally:
                 await client.close()
         return self.values(*latency_summary(samples, 1e6)[:2])
@@ -508,18 +515,15 @@ class FirstProgress(Scenario):
     @contextlib.asynccontextmanager
     async def caller(self, target: LoadTarget) -> AsyncIterator[Caller]:
         """One connection's call of the scenario, for a progress token."""
-        client = await connect(target.url)
+        async with connections(target.url) as (client,):
 
-        async def call(token: str) -> tuple[float, float]:
-            trace = await traced_call(client, "process_batch", FIRST_ARGUMENTS, token)
-            if not trace.notes or trace.structured().get("processed") != 1:
-                raise UnexpectedReply(f"{token}: no progress or {trace.reply!r:.300}")
-            return trace.notes[0][1] - trace.sent, trace.done - trace.sent
+            async def call(token: str) -> tuple[float, float]:
+                trace = await traced_call(client, "process_batch", FIRST_ARGUMENTS, token)
+                if not trace.notes or trace.structured().get("processed") != 1:
+                    raise UnexpectedReply(f"{token}: no progress or {trace.reply!r:.300}")
+                return trace.notes[0][1] - trace.sent, trace.done - trace.sent
 
-        try:
             yield call
-        finally:
-            await close_all([client])
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """The calls one after the other, the warm-up's not counted."""
@@ -545,16 +549,16 @@ class IdleMemory(Scenario):
 
     def metrics(self) -> list[Metric]:
         goals = {"kib_per_conn": (Goal("KiB per idle connection", 40.0, at_least=False),)}
-        rows = [("kib_per_conn", "KiB per idle connection", "KiB")]
-        per_conn = declare(self.kind, rows, SUMMARY, goals)
+        per_conn = declare(
+            self.kind, [("kib_per_conn", "KiB per idle connection", "KiB")], SUMMARY, goals
+        )
         rest = [("rss_before_mib", "server RSS before", "MiB")]
         return per_conn + declare(
             self.kind, [*rest, ("open_s", f"time to open {self.connections}", "s")]
         )
 
     def timeout(self) -> float:
-        """Generous: 50 ms per connection plus a minute."""
-        return 60.0 + self.connections * 0.05
+        return 60.0 + self.connections * 0.05  # 50 ms per connection plus a minute
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         before = await settled(target.rss, *RSS_SETTLE)
@@ -649,8 +653,7 @@ class UnreadReplies(Scenario):
         return declare(self.kind, rows)
 
     def timeout(self) -> float:
-        """Sending, the close and the settling, generously."""
-        return 120.0 + self.calls * 0.5
+        return 120.0 + self.calls * 0.5  # sending, the close and the settling, generously
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         before = peak = await settled(target.rss, *RSS_SETTLE)

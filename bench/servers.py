@@ -406,7 +406,6 @@ class ClusterDeployment:
     def running(
         self,
         name: str,
-        *,
         execution: str,
         web: int,
         workers: int,
@@ -417,20 +416,19 @@ class ClusterDeployment:
         """`web` serve processes and `workers` runoperations, all on `cpu` (None: not pinned),
         ready (every /healthz 200, every worker's ready line) for the block, stopped after."""
         env = self.env(execution, extra_env)
+        # INFO for workers: their ready line is logged at INFO (they log nothing per call).
+        worker_env, worker = env | {"LOG_LEVEL": "INFO"}, [PYTHON, "manage.py", "runoperations"]
         processes = ClusterProcesses()
         try:
             for index in range(web):
-                processes.ports.append(free_port())
-                command = serve_command(processes.ports[-1])
-                processes.web.append(
-                    start_process(f"{name}-web{index + 1}", command, env, logs, cpu)
+                processes.ports.append(port := free_port())
+                started = start_process(
+                    f"{name}-web{index + 1}", serve_command(port), env, logs, cpu
                 )
-            # INFO for workers: their ready line is logged at INFO (they log nothing per call).
+                processes.web.append(started)
             for index in range(workers):
-                command, info = [PYTHON, "manage.py", "runoperations"], env | {"LOG_LEVEL": "INFO"}
-                processes.workers.append(
-                    start_process(f"{name}-worker{index + 1}", command, info, logs, cpu)
-                )
+                started = start_process(f"{name}-worker{index + 1}", worker, worker_env, logs, cpu)
+                processes.workers.append(started)
             for process, port in zip(processes.web, processes.ports, strict=True):
                 process.wait_http_ok(f"http://{HOST}:{port}/healthz")
             for process in processes.workers:

@@ -12,8 +12,9 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 - `streams`: the user streams that may hold entries, waiting or pending (for the reclaim).
 - `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64, and
   deleted by a take that finds fewer calls than it asked for (none waits then).
-- `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
-  MCP_OPERATION_LOST_AFTER / 2; `workers`: the names that stamped (a set, pruned by `settle`
+- `alive:<worker>`: a worker's liveness stamp, set every MCP_OPERATION_LOST_AFTER / 12 with
+  a time to live of MCP_OPERATION_LOST_AFTER / 2 by its keep-alive thread while its event loop
+  is not hung (cluster/keepalive.py); `workers`: the names that stamped (a set, pruned by `settle`
   of those whose stamp is gone), so `settle` can tell a busy cluster from one without workers.
 - `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
   read many at a time), when nothing else of the call went to its connection before (else
@@ -414,20 +415,27 @@ class Dispatch:
         pipe.xdel(delivery.stream, delivery.entry_id)
         await pipe.execute()
 
+    def alive_keys(self, consumer: str) -> tuple[str, str]:
+        """A worker's liveness stamp, and the set of the workers that stamped."""
+        return f"{self.prefix}:alive:{consumer}", f"{self.prefix}:workers"
+
     async def stamp_alive(self, consumer: str, ttl: float) -> None:
         """Say this worker is alive for `ttl` seconds (its pending entries stay its own, and
-        calls waiting for a worker keep waiting)."""
+        calls waiting for a worker keep waiting). Its first stamp: the next ones come from
+        its keep-alive thread (cluster/keepalive.py), on a connection of its own."""
+        stamp, workers = self.alive_keys(consumer)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(f"{self.prefix}:alive:{consumer}", b"1", px=int(ttl * 1000))
-        pipe.sadd(f"{self.prefix}:workers", consumer)
+        pipe.set(stamp, b"1", px=int(ttl * 1000))
+        pipe.sadd(workers, consumer)
         await pipe.execute()
 
     async def forget(self, consumer: str) -> None:
         """A worker that stops: its stamp goes at once (what it still holds is reclaimed)."""
+        stamp, workers = self.alive_keys(consumer)
         with contextlib.suppress(Exception):
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(f"{self.prefix}:alive:{consumer}")
-            pipe.srem(f"{self.prefix}:workers", consumer)
+            pipe.delete(stamp)
+            pipe.srem(workers, consumer)
             await pipe.execute()
 
     async def reclaim(self, consumer: str, *, idle: float, count: int) -> list[Delivery]:

@@ -4,10 +4,12 @@ Every round (MCP_OPERATION_LOST_AFTER / 6 seconds) a process stamps the operatio
 acts on the cancel flags and statuses it reads back, marks interrupted the operations nobody
 stamps any more (and the plain calls it handed to workers that nobody took, or whose worker
 died: cluster/handed_off.py), and delivers from history the outcomes its connections still
-wait for.
+wait for. A worker's keep-alive thread (cluster/keepalive.py) also heartbeats them while a
+round is late (its event loop busy or starved), so a live worker's calls are not reaped.
 """
 
 import logging
+import time
 import weakref
 from uuid import UUID
 
@@ -35,6 +37,9 @@ class Liveness:
         self.lost_after = settings.MCP_OPERATION_LOST_AFTER
         self.beat_interval = self.lost_after / 6
         self._watched: dict[UUID, weakref.WeakSet[OutcomeWatcher]] = {}
+        # When this process's operations were last heartbeaten (monotonic), by a round or by
+        # `heartbeat_if_late`.
+        self._heartbeaten_at = time.monotonic()
 
     def watch(self, operation_id: UUID, watcher: OutcomeWatcher) -> None:
         """Recover this operation's outcome from history for `watcher` if its message is lost."""
@@ -65,7 +70,7 @@ class Liveness:
         # Ours until history has them: operations running here, and those whose latest state
         # the history writer has not written yet (a lagging writer must not make a cancelled
         # or finished call look abandoned, and the reaper turn it into an interrupted one).
-        ours = list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
+        ours = self._ours()
         if ours:
             rows = await db_call(store.operations_heartbeat)(
                 operation_ids=ours, runner=self.runner.name
@@ -76,6 +81,7 @@ class Liveness:
                     self.runner.cancel(key, Stop(StopReason.LOST_RUNNER))
                 elif cancel_requested or status not in ACTIVE_STATUSES:
                     self.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
+        self._heartbeaten_at = time.monotonic()
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
@@ -87,6 +93,21 @@ class Liveness:
             await self.bus.handed_off.settle()
         if self._watched:
             await self.recover_outcomes()
+
+    def _ours(self) -> list[UUID]:
+        # `running_ids` copies a dict in one C call, which no other thread interleaves with.
+        return list({*self.runner.running_ids, *self.runner.writer.unwritten_ids()})
+
+    def heartbeat_if_late(self) -> None:
+        """From another thread (a worker's KeepAlive): heartbeat this process's operations
+        when the event loop's own round is a round late, so that a busy or starved loop does
+        not get them reaped; the loop's next round acts on their cancels and statuses."""
+        if time.monotonic() - self._heartbeaten_at < 2 * self.beat_interval:
+            return
+        ours = self._ours()
+        if ours:
+            store.operations_heartbeat(operation_ids=ours, runner=self.runner.name)
+        self._heartbeaten_at = time.monotonic()
 
     async def recover_outcomes(self) -> None:
         """Deliver, from history, the outcomes of watched operations that have ended."""

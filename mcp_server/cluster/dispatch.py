@@ -167,6 +167,28 @@ return out
 """
 
 
+# Entries held for at least ARGV[2] ms by workers whose stamp has expired, deleted unrun (up to
+# ARGV[3]): on the chunk lane, whose caller takes back what a dead worker held at its next
+# round, such an entry's caller has died too. Streams left empty leave the `streams` set.
+_DROP_ORPHANED = """
+local P, idle, want, A = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local dropped = 0
+for _, stream in ipairs(redis.call('SMEMBERS', P .. ':streams')) do
+  if dropped >= want then break end
+  local pending = redis.call('XPENDING', stream, 'workers', 'IDLE', idle, '-', '+', want)
+  for _, p in ipairs(pending) do
+    if dropped >= want then break end
+    if redis.call('EXISTS', A .. ':alive:' .. p[2]) == 0 then
+      redis.call('XACK', stream, 'workers', p[1])
+      redis.call('XDEL', stream, p[1])
+      dropped = dropped + 1
+    end
+  end
+  if redis.call('XLEN', stream) == 0 then redis.call('SREM', P .. ':streams', stream) end
+end
+return dropped
+"""
+
 # Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
 # a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
 # end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms with no worker
@@ -303,6 +325,7 @@ class Dispatch:
         self._reclaim = client.register_script(_RECLAIM)
         self._settle = client.register_script(_SETTLE)
         self._withdraw = client.register_script(_WITHDRAW)
+        self._drop_orphaned = client.register_script(_DROP_ORPHANED)
         # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
         self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
         # Puts waiting for the next round trip (Dispatch.put).
@@ -444,6 +467,12 @@ class Dispatch:
         args: list[str | int] = [self.queues, consumer, int(idle * 1000), count, self.prefix]
         rows = cast(list[Any], await self._reclaim(args=args))
         return [d for row in rows if (d := _delivery(row)) is not None]
+
+    async def drop_orphaned(self, *, idle: float, count: int) -> int:
+        """Delete, unrun, up to `count` entries held for at least `idle` seconds by workers
+        whose stamp has expired; how many (the chunk lane's, whose callers died too)."""
+        args: list[str | int] = [self.queues, int(idle * 1000), count, self.prefix]
+        return int(cast(int, await self._drop_orphaned(args=args)))
 
     async def withdraw(self, entry: "Entry", operation_id: UUID | str, *, marked_for: float) -> str:
         """Cancel a plain call's entry: 'withdrawn' (no worker had taken it; it never runs),

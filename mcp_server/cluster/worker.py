@@ -94,6 +94,7 @@ class OperationWorker:
         dispatch = runtime.bus.dispatch
         assert dispatch is not None, "a worker needs the dispatch streams (REDIS_URL)"
         self.dispatch: Dispatch = dispatch
+        self.chunk_lane = chunk_lane(dispatch)
         self.name = runtime.runner.name
         self.capacity = settings.MCP_MAX_OPERATIONS
         lost_after = settings.MCP_OPERATION_LOST_AFTER
@@ -143,9 +144,7 @@ class OperationWorker:
             every(self.round_interval, self._round, failure="dispatch round failed")
         )
         acks = asyncio.create_task(self._acknowledge())
-        chunks = ChunkTaker(
-            bus=bus, lane=chunk_lane(self.dispatch), pool=local_chunks(), name=self.name
-        )
+        chunks = ChunkTaker(bus=bus, lane=self.chunk_lane, pool=local_chunks(), name=self.name)
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()
         taker.cancel()
@@ -288,6 +287,11 @@ class OperationWorker:
         lost = await self.dispatch.reclaim(self.name, idle=self.round_interval, count=16)
         for delivery in lost:
             self._begin(self._take_over(delivery), delivery)
+        # A dead worker's chunk is its caller's to take back, at its next round: one held past
+        # twice the bound has no caller left either, and would stay pending for ever.
+        idle = 2 * settings.MCP_OPERATION_LOST_AFTER
+        if dropped := await self.chunk_lane.drop_orphaned(idle=idle, count=64):
+            logger.warning("dropped %d chunks whose worker and caller both died", dropped)
 
     async def _take_over(self, delivery: Delivery) -> bool:
         """A call whose worker stopped responding: run it if it never started, run it again

@@ -189,6 +189,16 @@ end
 return dropped
 """
 
+# The names of the workers stamped alive now (those of the `workers` set whose stamp exists).
+_LIVE_WORKERS = """
+local A = ARGV[1]
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', A .. ':workers')) do
+  if redis.call('EXISTS', A .. ':alive:' .. name) == 1 then out[#out + 1] = name end
+end
+return out
+"""
+
 # Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
 # a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
 # end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms with no worker
@@ -326,6 +336,7 @@ class Dispatch:
         self._settle = client.register_script(_SETTLE)
         self._withdraw = client.register_script(_WITHDRAW)
         self._drop_orphaned = client.register_script(_DROP_ORPHANED)
+        self._live_workers = client.register_script(_LIVE_WORKERS)
         # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
         self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
         # Puts waiting for the next round trip (Dispatch.put).
@@ -451,6 +462,11 @@ class Dispatch:
         pipe.set(stamp, b"1", px=int(ttl * 1000))
         pipe.sadd(workers, consumer)
         await pipe.execute()
+
+    async def live_workers(self) -> set[str]:
+        """The workers stamped alive now."""
+        names = cast(list[Any], await self._live_workers(args=[self.prefix]))
+        return {_text(name) for name in names}
 
     async def forget(self, consumer: str) -> None:
         """A worker that stops: its stamp goes at once (what it still holds is reclaimed)."""

@@ -21,6 +21,7 @@ from mcp_server.cluster.database import db_call
 from mcp_server.cluster.handed_off import OutcomeWatcher
 from mcp_server.cluster.messages import OperationFinished
 from mcp_server.cluster.rounds import every
+from mcp_server.dependencies import REDIS_ERRORS
 from mcp_server.operations import store
 from mcp_server.operations.lifecycle import ACTIVE_STATUSES, OperationStatus, Stop, StopReason
 from mcp_server.runtime.runner import OperationRunner
@@ -71,28 +72,41 @@ class Liveness:
         # the history writer has not written yet (a lagging writer must not make a cancelled
         # or finished call look abandoned, and the reaper turn it into an interrupted one).
         ours = self._ours()
-        if ours:
-            rows = await db_call(store.operations_heartbeat)(
-                operation_ids=ours, runner=self.runner.name
-            )
+        if not ours:
+            self._heartbeaten_at = time.monotonic()
+        else:
+            rows = await db_call(self._heartbeat)(ours=ours)
             for key, (status, cancel_requested) in rows.items():
                 # Ended in history meanwhile (reaped as lost), or asked to stop there.
                 if status == OperationStatus.INTERRUPTED:
                     self.runner.cancel(key, Stop(StopReason.LOST_RUNNER))
                 elif cancel_requested or status not in ACTIVE_STATUSES:
                     self.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
-        self._heartbeaten_at = time.monotonic()
         # Two rounds short of the bound: one for the reaper to run, one for the client's web
         # process to read the outcome back, so a client hears within MCP_OPERATION_LOST_AFTER.
         silent_for = self.lost_after - 2 * self.beat_interval
         await db_call(store.operations_reap_lost)(
-            lost_after=silent_for, unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER
+            lost_after=silent_for,
+            unclaimed_after=settings.MCP_OPERATION_UNCLAIMED_AFTER,
+            # A worker stamped alive (its keep-alive thread: its loop not hung) keeps its rows
+            # through late heartbeats, up to the hung bound on top.
+            live_runners=await self._live_workers(),
+            live_lost_after=silent_for + settings.MCP_WORKER_HUNG_AFTER,
         )
         # Plain calls on workers have no row to reap: their entries say what became of them.
         if self.bus.handed_off:
             await self.bus.handed_off.settle()
         if self._watched:
             await self.recover_outcomes()
+
+    async def _live_workers(self) -> set[str]:
+        dispatch = self.bus.dispatch
+        if dispatch is None:
+            return set()
+        try:
+            return await dispatch.live_workers()
+        except REDIS_ERRORS:
+            return set()  # Redis down: every row by its heartbeat alone, as without workers
 
     def _ours(self) -> list[UUID]:
         # `running_ids` copies a dict in one C call, which no other thread interleaves with.
@@ -105,9 +119,18 @@ class Liveness:
         if time.monotonic() - self._heartbeaten_at < 2 * self.beat_interval:
             return
         ours = self._ours()
-        if ours:
-            store.operations_heartbeat(operation_ids=ours, runner=self.runner.name)
-        self._heartbeaten_at = time.monotonic()
+        if not ours:
+            self._heartbeaten_at = time.monotonic()
+        else:
+            self._heartbeat(ours)
+
+    def _heartbeat(self, ours: list[UUID]) -> dict[UUID, tuple[str, bool]]:
+        """Heartbeat `ours` (on a database thread), noting when as it is written: a loop that
+        reads the answer seconds later must not make the rows look heartbeaten since."""
+        began = time.monotonic()
+        rows = store.operations_heartbeat(operation_ids=ours, runner=self.runner.name)
+        self._heartbeaten_at = max(self._heartbeaten_at, began)
+        return rows
 
     async def recover_outcomes(self) -> None:
         """Deliver, from history, the outcomes of watched operations that have ended."""

@@ -335,6 +335,14 @@ MCP_TOOL_PLACEMENT = env.str("MCP_TOOL_PLACEMENT", default="")
 # An operation whose process died (kill -9, lost host) is marked interrupted, and its client
 # told, within this many seconds. Running processes heartbeat their operations at a sixth of it.
 MCP_OPERATION_LOST_AFTER = env.float("MCP_OPERATION_LOST_AFTER", default=15.0)
+# A worker is stamped alive from a thread of its own (mcp_server/cluster/keepalive.py), so an
+# event loop that gets no turn for a while (a busy or CPU-starved process) keeps its calls;
+# once its loop has had no turn for this many seconds (hung), it is stamped no more and its
+# calls are given up (run again when idempotent, else interrupted) within this plus
+# MCP_OPERATION_LOST_AFTER of that last turn. A worker that dies: within MCP_OPERATION_LOST_AFTER.
+MCP_WORKER_HUNG_AFTER = env.float("MCP_WORKER_HUNG_AFTER", default=2 * MCP_OPERATION_LOST_AFTER)
+if MCP_WORKER_HUNG_AFTER <= 0:
+    raise ImproperlyConfigured("MCP_WORKER_HUNG_AFTER must be more than 0 (seconds)")
 # A call handed to workers that none has taken after this many seconds is interrupted (its
 # client told). A plain call on the dispatch streams waits as long as some worker is alive
 # (busy workers take calls late, never lose them); a task's queued row is reaped by age alone,

@@ -12,8 +12,9 @@ what a lost call becomes). Keys, all under `<MCP_CHANNEL_PREFIX>:dispatch`:
 - `streams`: the user streams that may hold entries, waiting or pending (for the reclaim).
 - `bell`: a token per call put, for idle workers to block on (BLPOP); trimmed to 64, and
   deleted by a take that finds fewer calls than it asked for (none waits then).
-- `alive:<worker>`: a worker's liveness stamp, set every round with a time to live of
-  MCP_OPERATION_LOST_AFTER / 2; `workers`: the names that stamped (a set, pruned by `settle`
+- `alive:<worker>`: a worker's liveness stamp, set every MCP_OPERATION_LOST_AFTER / 12 with
+  a time to live of MCP_OPERATION_LOST_AFTER / 2 by its keep-alive thread while its event loop
+  is not hung (cluster/keepalive.py); `workers`: the names that stamped (a set, pruned by `settle`
   of those whose stamp is gone), so `settle` can tell a busy cluster from one without workers.
 - `reply:<web process>`: the outcomes of the plain calls that process handed over (a list,
   read many at a time), when nothing else of the call went to its connection before (else
@@ -166,6 +167,38 @@ return out
 """
 
 
+# Entries held for at least ARGV[2] ms by workers whose stamp has expired, deleted unrun (up to
+# ARGV[3]): on the chunk lane, whose caller takes back what a dead worker held at its next
+# round, such an entry's caller has died too. Streams left empty leave the `streams` set.
+_DROP_ORPHANED = """
+local P, idle, want, A = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local dropped = 0
+for _, stream in ipairs(redis.call('SMEMBERS', P .. ':streams')) do
+  if dropped >= want then break end
+  local pending = redis.call('XPENDING', stream, 'workers', 'IDLE', idle, '-', '+', want)
+  for _, p in ipairs(pending) do
+    if dropped >= want then break end
+    if redis.call('EXISTS', A .. ':alive:' .. p[2]) == 0 then
+      redis.call('XACK', stream, 'workers', p[1])
+      redis.call('XDEL', stream, p[1])
+      dropped = dropped + 1
+    end
+  end
+  if redis.call('XLEN', stream) == 0 then redis.call('SREM', P .. ':streams', stream) end
+end
+return dropped
+"""
+
+# The names of the workers stamped alive now (those of the `workers` set whose stamp exists).
+_LIVE_WORKERS = """
+local A = ARGV[1]
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', A .. ':workers')) do
+  if redis.call('EXISTS', A .. ':alive:' .. name) == 1 then out[#out + 1] = name end
+end
+return out
+"""
+
 # Per entry (stream, entry id, tenant, give up): 'waiting' (not taken yet), 'running' (held by
 # a live worker), 'orphaned' (held by a worker whose stamp expired), 'gone' (acknowledged: its
 # end is in history); taken back now: 'unclaimed' (waited past ARGV[2] ms with no worker
@@ -302,6 +335,8 @@ class Dispatch:
         self._reclaim = client.register_script(_RECLAIM)
         self._settle = client.register_script(_SETTLE)
         self._withdraw = client.register_script(_WITHDRAW)
+        self._drop_orphaned = client.register_script(_DROP_ORPHANED)
+        self._live_workers = client.register_script(_LIVE_WORKERS)
         # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
         self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
         # Puts waiting for the next round trip (Dispatch.put).
@@ -414,20 +449,32 @@ class Dispatch:
         pipe.xdel(delivery.stream, delivery.entry_id)
         await pipe.execute()
 
+    def alive_keys(self, consumer: str) -> tuple[str, str]:
+        """A worker's liveness stamp, and the set of the workers that stamped."""
+        return f"{self.prefix}:alive:{consumer}", f"{self.prefix}:workers"
+
     async def stamp_alive(self, consumer: str, ttl: float) -> None:
         """Say this worker is alive for `ttl` seconds (its pending entries stay its own, and
-        calls waiting for a worker keep waiting)."""
+        calls waiting for a worker keep waiting). Its first stamp: the next ones come from
+        its keep-alive thread (cluster/keepalive.py), on a connection of its own."""
+        stamp, workers = self.alive_keys(consumer)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(f"{self.prefix}:alive:{consumer}", b"1", px=int(ttl * 1000))
-        pipe.sadd(f"{self.prefix}:workers", consumer)
+        pipe.set(stamp, b"1", px=int(ttl * 1000))
+        pipe.sadd(workers, consumer)
         await pipe.execute()
+
+    async def live_workers(self) -> set[str]:
+        """The workers stamped alive now."""
+        names = cast(list[Any], await self._live_workers(args=[self.prefix]))
+        return {_text(name) for name in names}
 
     async def forget(self, consumer: str) -> None:
         """A worker that stops: its stamp goes at once (what it still holds is reclaimed)."""
+        stamp, workers = self.alive_keys(consumer)
         with contextlib.suppress(Exception):
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(f"{self.prefix}:alive:{consumer}")
-            pipe.srem(f"{self.prefix}:workers", consumer)
+            pipe.delete(stamp)
+            pipe.srem(workers, consumer)
             await pipe.execute()
 
     async def reclaim(self, consumer: str, *, idle: float, count: int) -> list[Delivery]:
@@ -436,6 +483,12 @@ class Dispatch:
         args: list[str | int] = [self.queues, consumer, int(idle * 1000), count, self.prefix]
         rows = cast(list[Any], await self._reclaim(args=args))
         return [d for row in rows if (d := _delivery(row)) is not None]
+
+    async def drop_orphaned(self, *, idle: float, count: int) -> int:
+        """Delete, unrun, up to `count` entries held for at least `idle` seconds by workers
+        whose stamp has expired; how many (the chunk lane's, whose callers died too)."""
+        args: list[str | int] = [self.queues, int(idle * 1000), count, self.prefix]
+        return int(cast(int, await self._drop_orphaned(args=args)))
 
     async def withdraw(self, entry: "Entry", operation_id: UUID | str, *, marked_for: float) -> str:
         """Cancel a plain call's entry: 'withdrawn' (no worker had taken it; it never runs),

@@ -2,8 +2,9 @@
 
 It takes calls only while it has free slots (MCP_MAX_OPERATIONS), as many as it has
 (cluster/dispatch.py gives them round robin across tenants, then users, cluster-wide), and
-acknowledges each once its end is in history. Every round it stamps itself alive and takes
-over the calls of workers whose stamp expired: a call that had not started, or whose tool is
+acknowledges each once its end is in history. A thread of its own stamps it alive while its
+event loop is not hung (cluster/keepalive.py), and every round it takes over the calls of
+workers whose stamp expired: a call that had not started, or whose tool is
 `idempotentHint: true`, runs here (again); any other is ended `interrupted`, never run twice.
 Events go back to the connections that listen (whichever web process holds them); outcomes
 are written to history first. Fan-out chunks come from the streams' chunk lane, taken by
@@ -32,6 +33,7 @@ from mcp_server.cluster import messages
 from mcp_server.cluster.chunks import ChunkTaker, chunk_lane
 from mcp_server.cluster.database import db_call
 from mcp_server.cluster.dispatch import Delivery, Dispatch
+from mcp_server.cluster.keepalive import KeepAlive
 from mcp_server.cluster.layer import Backoff
 from mcp_server.cluster.publisher import OperationPublisher
 from mcp_server.cluster.rounds import every
@@ -92,12 +94,14 @@ class OperationWorker:
         dispatch = runtime.bus.dispatch
         assert dispatch is not None, "a worker needs the dispatch streams (REDIS_URL)"
         self.dispatch: Dispatch = dispatch
+        self.chunk_lane = chunk_lane(dispatch)
         self.name = runtime.runner.name
         self.capacity = settings.MCP_MAX_OPERATIONS
         lost_after = settings.MCP_OPERATION_LOST_AFTER
         # The stamp outlives six rounds; it expires (and this worker's calls are taken over)
         # half the bound after its last round, before the reaper's bound (lost_after minus two
         # heartbeat rounds) would interrupt them: an idempotent call is run again, not lost.
+        # The keep-alive thread sets it, so a busy event loop does not let it expire.
         self.stamp_ttl = lost_after / 2
         self.round_interval = lost_after / 12
         self._stopping = asyncio.Event()
@@ -124,6 +128,14 @@ class OperationWorker:
             await self._stamp()
         except REDIS_ERRORS:
             logger.warning("could not stamp this worker alive yet; retrying every round")
+        keepalive = KeepAlive(
+            dispatch=self.dispatch,
+            liveness=runtime.liveness,
+            name=self.name,
+            ttl=self.stamp_ttl,
+            interval=self.round_interval,
+        )
+        keepalive.start(loop)
         logger.info(
             "worker %s takes work from the dispatch streams %s", self.name, self.dispatch.prefix
         )
@@ -132,9 +144,7 @@ class OperationWorker:
             every(self.round_interval, self._round, failure="dispatch round failed")
         )
         acks = asyncio.create_task(self._acknowledge())
-        chunks = ChunkTaker(
-            bus=bus, lane=chunk_lane(self.dispatch), pool=local_chunks(), name=self.name
-        )
+        chunks = ChunkTaker(bus=bus, lane=self.chunk_lane, pool=local_chunks(), name=self.name)
         chunk_taker = asyncio.create_task(chunks.run())
         await self._stopping.wait()
         taker.cancel()
@@ -156,6 +166,7 @@ class OperationWorker:
         acks.cancel()
         await asyncio.gather(rounds, acks, return_exceptions=True)
         await self._send_acks()
+        await asyncio.to_thread(keepalive.stop)
         await self.dispatch.forget(self.name)
         await runtime.stop()
         await asyncio.to_thread(runtime.writer.stop)
@@ -264,19 +275,23 @@ class OperationWorker:
         log_context.bind_call(request, start.traceparent)
         return start, request
 
-    # --- rounds: the stamp, and the calls of workers that stopped responding ------------
+    # --- rounds: the calls marked cancelled, and those of workers that stopped responding
     async def _stamp(self) -> None:
         await self.dispatch.stamp_alive(self.name, self.stamp_ttl)
 
     async def _round(self) -> None:
-        """Stamp this worker alive; stop the plain calls marked cancelled (should their
-        `operation.cancel` be lost); take over the calls of workers whose stamp expired."""
-        await self._stamp()
+        """Stop the plain calls marked cancelled (should their `operation.cancel` be lost);
+        take over the calls of workers whose stamp expired (the stamps: KeepAlive)."""
         for key in await self.dispatch.cancelled(self._unrecorded):
             self.runtime.runner.cancel(key, Stop(StopReason.CANCEL_REQUESTED))
         lost = await self.dispatch.reclaim(self.name, idle=self.round_interval, count=16)
         for delivery in lost:
             self._begin(self._take_over(delivery), delivery)
+        # A dead worker's chunk is its caller's to take back, at its next round: one held past
+        # twice the bound has no caller left either, and would stay pending for ever.
+        idle = 2 * settings.MCP_OPERATION_LOST_AFTER
+        if dropped := await self.chunk_lane.drop_orphaned(idle=idle, count=64):
+            logger.warning("dropped %d chunks whose worker and caller both died", dropped)
 
     async def _take_over(self, delivery: Delivery) -> bool:
         """A call whose worker stopped responding: run it if it never started, run it again

@@ -11,7 +11,7 @@ depends on for history; `mcp_server.runtime.history.HistoryWriter` implements it
 background thread that writes batches through `operations_persist`.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -330,24 +330,38 @@ def _ago(seconds: float) -> ExpressionWrapper:
 
 
 @transaction.atomic
-def operations_reap_lost(*, lost_after: float, unclaimed_after: float) -> list[UUID]:
+def operations_reap_lost(
+    *,
+    lost_after: float,
+    unclaimed_after: float,
+    live_runners: Collection[str] = (),
+    live_lost_after: float = 0,
+) -> list[UUID]:
     """Mark interrupted the queued or running operations that nobody will finish.
 
-    Two cases: a process that ran an operation stopped heartbeating for `lost_after` seconds;
-    or no process claimed a handed-over call for `unclaimed_after` seconds (by then its
-    channel-layer message has expired: nobody can take it any more). Several processes may run
-    this at once: the conditional updates make it idempotent.
+    Two cases: a process that ran an operation stopped heartbeating for `lost_after` seconds
+    (`live_lost_after` for those of `live_runners`: workers stamped alive in Redis, whose rows
+    a late heartbeat must not end while they run them); or no process claimed a handed-over
+    call for `unclaimed_after` seconds (by then its channel-layer message has expired: nobody
+    can take it any more). Several processes may run this at once: the conditional updates
+    make it idempotent.
     """
     active = Operation.objects.filter(ACTIVE_ROWS)
-    cases = (
-        (
-            Q(heartbeat_at__isnull=False, heartbeat_at__lt=_ago(lost_after)),
-            Stop(StopReason.LOST_RUNNER),
-        ),
+    silent = Q(heartbeat_at__isnull=False, heartbeat_at__lt=_ago(lost_after))
+    lost = Stop(StopReason.LOST_RUNNER)
+    cases: list[tuple[Q, Stop]] = []
+    if live_runners:
+        runners = list(live_runners)
+        cases.append((silent & ~Q(runner__in=runners), lost))
+        patient = Q(heartbeat_at__lt=_ago(max(live_lost_after, lost_after)), runner__in=runners)
+        cases.append((patient, lost))
+    else:
+        cases.append((silent, lost))
+    cases.append(
         (
             Q(heartbeat_at__isnull=True, queued_at__lt=_ago(unclaimed_after)),
             Stop(StopReason.UNCLAIMED),
-        ),
+        )
     )
     reaped: list[UUID] = []
     now = timezone.now()

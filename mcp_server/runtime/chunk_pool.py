@@ -30,6 +30,7 @@ from mcp_server.runtime.fanout import (
     UnknownChunkFunction,
     chunk_function_named,
     run_items,
+    stopped,
 )
 from mcp_server.runtime.limits import FairScheduler, Limits
 
@@ -140,7 +141,9 @@ class LocalChunks:
                     outcome = await asyncio.shield(work)
                 except asyncio.CancelledError:
                     flags[slot] = 1
-                    await asyncio.wait({work})
+                    # However often cancelled meanwhile (a worker's round cancels its call
+                    # again): the slot and its flag stay this chunk's until its process is done.
+                    await stopped([work])
                     raise
             except BrokenProcessPool:
                 # A pool process died (killed, or a crash in a decoder): a new pool next time.

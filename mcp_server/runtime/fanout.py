@@ -314,7 +314,7 @@ async def fan_out(
         for task in tasks:
             task.cancel()
         # Every chunk has stopped before the tool goes on (and cleans up its output).
-        await _stopped(tasks)
+        await stopped(tasks)
     result = FanOutResult(
         values=values,
         succeeded=total - failed,
@@ -341,7 +341,7 @@ async def _all_or_first_failure(tasks: Sequence["asyncio.Future[None]"]) -> None
                 raise exc
 
 
-async def _stopped(tasks: Sequence["asyncio.Future[None]"]) -> None:
+async def stopped(tasks: Sequence["asyncio.Future[Any]"]) -> None:
     """Wait until every task has ended, however often the waiter is cancelled meanwhile; a
     cancel that came meanwhile is raised once they have.
 

@@ -42,6 +42,8 @@ CLUSTER_REDIS_URL = os.environ.get("TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:
 # The bound within which the operations of a dead worker are marked interrupted (short here,
 # so a test waits seconds; production's default is 15).
 LOST_AFTER = 6.0
+# A worker whose event loop has had no turn for this long (hung) is stamped alive no more.
+HUNG_AFTER = 2 * LOST_AFTER
 # The bound within which a call no worker took is interrupted: long enough that a loaded machine
 # hands 200 calls at once to a live worker within it (a short one failed them there).
 UNCLAIMED_AFTER = 20.0
@@ -61,6 +63,7 @@ def cluster_env() -> dict[str, str]:
         "REDIS_URL": CLUSTER_REDIS_URL,
         "MCP_CHANNEL_PREFIX": f"test-{secrets.token_hex(4)}",
         "MCP_OPERATION_LOST_AFTER": str(LOST_AFTER),
+        "MCP_WORKER_HUNG_AFTER": str(HUNG_AFTER),
         "MCP_OPERATION_UNCLAIMED_AFTER": str(UNCLAIMED_AFTER),
         "MCP_WORKER_GRACE": "2",
         "MCP_SHUTDOWN_TIMEOUT": "5",

@@ -187,6 +187,31 @@ async def test_the_chunk_lane_has_its_own_queues_and_shares_the_workers_stamps(
     ]
 
 
+async def test_a_chunk_whose_worker_died_is_dropped_once_held_past_the_bound(
+    dispatch: Dispatch,
+):
+    lane = dispatch.chunk_lane(queue_bound=100)
+    dead = await lane.put_message(1, 10, {"type": "chunk.start", "label": "dead"})
+    (taken_dead,) = await lane.take("worker-dead", 1)
+    live = await lane.put_message(1, 10, {"type": "chunk.start", "label": "live"})
+    (taken_live,) = await lane.take("worker-live", 1)
+    await dispatch.stamp_alive("worker-live", 60)
+    # Not held long enough yet: its caller may still take it back.
+    assert await lane.drop_orphaned(idle=60, count=16) == 0
+    # Held past the bound by a worker that never stamped again: deleted, unrun; a live
+    # worker's stays.
+    assert await lane.drop_orphaned(idle=0, count=16) == 1
+    assert await lane.settle_held([(dead, False), (live, False)], unclaimed_after=60) == [
+        ("gone", ""),
+        ("running", "worker-live"),
+    ]
+    await lane.done([taken_live])
+    # The lane's user stream, empty now, leaves the streams the rounds look through.
+    assert await lane.drop_orphaned(idle=0, count=16) == 0
+    assert await dispatch.client.smembers(f"{lane.queues}:streams") == set()
+    assert taken_dead.message["label"] == "dead"
+
+
 async def test_a_finished_entry_is_gone_with_its_outcome_in_the_reply_list(dispatch: Dispatch):
     lane = dispatch.chunk_lane(queue_bound=100)
     entry = await lane.put_message(1, 10, {"type": "chunk.start", "label": "c0"})

@@ -2,7 +2,8 @@
 each, on Redis and PostgreSQL. Work is pulled (a busy worker never holds a call another could
 run), the round robin across tenants is the cluster's, and after `kill -9` of a worker its
 idempotent call runs again on the other one while any other call is interrupted, never run
-twice."""
+twice. A worker whose event loop gets no turn for longer than its stamp lives (busy, starved)
+keeps its calls; one whose loop is hung past MCP_WORKER_HUNG_AFTER loses them as if killed."""
 
 import json
 import secrets
@@ -16,6 +17,7 @@ import redis
 from tests.cluster.conftest import ClusterAccounts
 from tests.cluster.support import (
     CLUSTER_REDIS_URL,
+    HUNG_AFTER,
     LOST_AFTER,
     WAIT,
     Cluster,
@@ -218,6 +220,55 @@ async def test_kill_9_interrupts_a_call_that_is_not_idempotent_and_never_runs_it
     assert ended["status"] == "interrupted"  # written before it is told
     assert "is not idempotent" in ended["error"] or "stopped responding" in ended["error"]
     assert set(_marks(two_workers, str(row["id"]))) == {victim.process.pid}
+
+
+# Longer than a worker's stamp lives (half the bound) and than its rows go unreaped (the bound
+# minus two heartbeat rounds); half as long as a hung loop's bound.
+HELD_MS = int(LOST_AFTER * 1000)
+
+
+async def test_a_worker_whose_event_loop_is_held_past_its_stamps_life_keeps_its_call(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _call(client, "hold_the_loop", HELD_MS)
+        response = await next_matching(client, is_response(call_id), HELD_MS / 1000 + TOLD_WITHIN)
+    ran_on = _ran_on(result_of(response))
+
+    # History is written within its flush interval of the response.
+    def written() -> bool:
+        rows = _rows_of(two_workers, "hold_the_loop", HELD_MS)
+        return [r["status"] for r in rows] == ["succeeded"]
+
+    wait_until(written, WAIT, "the run in history, succeeded")
+    (row,) = _rows_of(two_workers, "hold_the_loop", HELD_MS)
+    # Its worker's stamp stayed (the keep-alive thread): nobody took the call over.
+    assert set(_marks(two_workers, str(row["id"]))) == {ran_on}
+    taken_over = [
+        line
+        for worker in two_workers.workers
+        for line in worker.log_text().splitlines()
+        if str(row["id"]) in line and "stopped responding" in line
+    ]
+    assert not taken_over
+
+
+async def test_a_worker_whose_event_loop_hangs_past_the_bound_loses_its_call(
+    two_workers: Cluster, cluster_accounts: ClusterAccounts
+) -> None:
+    async with raw_client(two_workers.web[0], cluster_accounts.alice) as client:
+        call_id = await _call(client, "hold_the_loop", FOREVER_MS - 2)
+        response = await next_matching(client, is_response(call_id), HUNG_AFTER + TOLD_WITHIN)
+    (row,) = _rows_of(two_workers, "hold_the_loop", FOREVER_MS - 2)
+    (hung_pid,) = _marks(two_workers, str(row["id"]))
+    (hung,) = [w for w in two_workers.workers if w.process.pid == hung_pid]
+    try:
+        error = error_of(response)
+        assert error["data"]["status"] == "interrupted", error
+        assert "is not idempotent" in row["error"] or "stopped responding" in row["error"], row
+        assert "its event loop has had no turn" in hung.log_text()
+    finally:
+        hung.kill()  # it would hold its loop for ten minutes
 
 
 def _entries(cluster: Cluster) -> int:

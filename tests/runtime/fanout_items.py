@@ -48,3 +48,16 @@ def dies_once(item: int, *, marks: str) -> int:
         first.touch()
         os._exit(1)
     return item
+
+
+@chunk_function
+def gated(item: int, *, marks: str) -> int:
+    """Leave `started-<item>`, wait (at most a minute) for a `release` file in `marks`, then
+    leave `finished-<item>`: an item that ends only when the test says so."""
+    Path(marks, f"started-{item}").touch()
+    release = Path(marks, "release")
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    Path(marks, f"finished-{item}").touch()
+    return item

@@ -65,6 +65,24 @@ def test_reaper_interrupts_what_stopped_heartbeating_and_what_nobody_took(make: 
     assert rows[ended.pk].status == OperationStatus.SUCCEEDED
 
 
+def test_reaper_waits_the_hung_bound_for_the_rows_of_a_worker_stamped_alive(make: Any) -> None:
+    busy = make(status=OperationStatus.RUNNING, runner="w-live")
+    dead = make(status=OperationStatus.RUNNING, runner="w-dead")
+    for operation in (busy, dead):
+        _age(operation, 60, beat=True)
+
+    reaped = operations_reap_lost(
+        lost_after=10, unclaimed_after=30, live_runners={"w-live"}, live_lost_after=90
+    )
+    assert reaped == [dead.pk]
+    # Silent past the longer bound too: its worker's loop is hung, or it lost the call.
+    reaped = operations_reap_lost(
+        lost_after=10, unclaimed_after=30, live_runners={"w-live"}, live_lost_after=50
+    )
+    assert reaped == [busy.pk]
+    assert Operation.objects.get(pk=busy.pk).error == "interrupted: its process stopped responding"
+
+
 def test_heartbeat_stamps_active_rows_and_reports_cancel_requests(make: Any) -> None:
     running = make(status=OperationStatus.RUNNING)
     cancelled = make(status=OperationStatus.RUNNING)

@@ -23,7 +23,7 @@ from mcp_server.runtime.fanout import (
     run_items,
 )
 from mcp_server.runtime.invoke import call_tool
-from mcp_server.runtime.limits import FairScheduler, Limits
+from mcp_server.runtime.limits import FairScheduler, Limits, SlotKey
 from mcp_server.runtime.runner import CallRequest, OperationRunner
 from mcp_server.tools.registry import ToolRegistry, tool
 from mcp_server.tools.testing import RecordedCall, sample_principal
@@ -106,6 +106,39 @@ async def test_cancel_stops_every_chunk_queued_and_running(pool: LocalChunks, tm
     # It returned once every chunk had stopped: the pool's processes run nothing of it now.
     await ctx.fan_out(fanout_items.square, [1, 2], chunk_size=1)
     assert len(list(tmp_path.iterdir())) == ran
+
+
+async def test_a_chunk_cancelled_again_while_it_stops_keeps_its_slot_until_it_has(
+    tmp_path,
+) -> None:
+    single = LocalChunks(processes=1, name="one")
+    try:
+        chunk = Chunk(
+            "op",
+            0,
+            function_name(fanout_items.gated),
+            0,
+            [0, 1],
+            {"marks": str(tmp_path)},
+            SlotKey(1, 1, "c"),
+        )
+        run = asyncio.ensure_future(single.run(chunk))
+        started = tmp_path / "started-0"
+        await wait_until(started.exists, WAIT, "the chunk's first item to start")
+        run.cancel()
+        await yield_to_other_tasks()
+        # A worker's round cancels the call again at each read of its cancel mark.
+        run.cancel()
+        await yield_to_other_tasks()
+        assert not run.done(), "the chunk gave its slot back while its process still ran it"
+        (tmp_path / "release").touch()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert (tmp_path / "finished-0").exists()
+        # Its stop flag held (the slot was not handed on and reset): the next item never ran.
+        assert not (tmp_path / "started-1").exists()
+    finally:
+        single.shutdown()
 
 
 async def test_one_tenants_long_call_does_not_hold_the_pool_while_another_waits(

@@ -11,10 +11,13 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from mcp_server.cluster import messages
+from mcp_server.log_throttle import ThrottledLog
 from mcp_server.protocol.text_escapes import escape_value
 from mcp_server.runtime.progress import ProgressReport
 
 logger = logging.getLogger(__name__)
+# Listeners behind by thousands of messages a second: one line a second, with the count.
+_dropped = ThrottledLog(logger, logging.WARNING)
 
 
 # Sends an outcome on a cheaper route than the channel layer; False: it could not.
@@ -119,6 +122,6 @@ class OperationPublisher:
                 await self._layer.send(channel, escape_value(message, nul=False))
         except ChannelFull:
             # The listener's process is behind; it recovers the outcome from history.
-            logger.warning("listener %s is full: dropped %s", channel, message["type"])
+            _dropped.occurred("listener %s is full: dropped %s", channel, message["type"])
         except Exception:
             logger.warning("could not send %s to %s", message["type"], channel, exc_info=True)

@@ -34,6 +34,7 @@ from typing import Any
 from uuid import UUID
 
 from mcp_server import metrics
+from mcp_server.log_throttle import ThrottledLog
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
 from mcp_server.operations.store import Snapshot
 from mcp_server.runtime.history_batches import (
@@ -87,8 +88,7 @@ class HistoryProcess:
         self._seq = 0
         self._tried = 0
         self._waiters: list[tuple[int, Future[None]]] = []
-        self._dropped = 0
-        self._dropped_logged = 0.0
+        self._dropped = ThrottledLog(logger, logging.ERROR)
         self._on_written: WrittenHook | None = None
         self._wake = threading.Event()
         self._closing = False
@@ -222,17 +222,12 @@ class HistoryProcess:
 
     def _drop(self, count: int) -> None:
         # Under the lock: counted, and logged at most once a second.
-        self._dropped += count
+        self._dropped.occurred(
+            "history queue full (%d states and item errors, MCP_HISTORY_QUEUE_LIMIT): dropped",
+            self._queue_limit,
+            count=count,
+        )
         metrics.history_failed("full", count)
-        now = time.monotonic()
-        if now - self._dropped_logged >= 1.0:
-            self._dropped_logged = now
-            logger.error(
-                "history queue full (%d states and item errors, MCP_HISTORY_QUEUE_LIMIT): "
-                "%d dropped so far",
-                self._queue_limit,
-                self._dropped,
-            )
 
     def _take_batch(self) -> Batch | None:
         with self._lock:

@@ -1,6 +1,7 @@
 """Item functions for the fan-out tests, importable by name in the pool's processes."""
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -52,12 +53,13 @@ def dies_once(item: int, *, marks: str) -> int:
 
 @chunk_function
 def gated(item: int, *, marks: str) -> int:
-    """Leave `started-<item>`, wait (at most a minute) for a `release` file in `marks`, then
-    leave `finished-<item>`: an item that ends only when the test says so."""
+    """Leave `started-<item>`, then wait (at most a minute) for the test to send a byte on the
+    Unix socket `release` in `marks`, then leave `finished-<item>`: an item that ends only
+    when the test says so."""
     Path(marks, f"started-{item}").touch()
-    release = Path(marks, "release")
-    deadline = time.monotonic() + 60
-    while not release.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    with socket.socket(socket.AF_UNIX) as gate:
+        gate.settimeout(60)
+        gate.connect(str(Path(marks, "release")))
+        gate.recv(1)
     Path(marks, f"finished-{item}").touch()
     return item

@@ -2,6 +2,7 @@
 fairness between tenants, bounds, and lost chunks (re-run only for idempotent tools)."""
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,6 +113,10 @@ async def test_a_chunk_cancelled_again_while_it_stops_keeps_its_slot_until_it_ha
     tmp_path,
 ) -> None:
     single = LocalChunks(processes=1, name="one")
+    gate = socket.socket(socket.AF_UNIX)  # the chunk's item waits on it (fanout_items.gated)
+    gate.bind(str(tmp_path / "release"))
+    gate.listen(1)
+    gate.settimeout(WAIT)
     try:
         chunk = Chunk(
             "op",
@@ -131,13 +136,16 @@ async def test_a_chunk_cancelled_again_while_it_stops_keeps_its_slot_until_it_ha
         run.cancel()
         await yield_to_other_tasks()
         assert not run.done(), "the chunk gave its slot back while its process still ran it"
-        (tmp_path / "release").touch()
+        held, _ = gate.accept()
+        with held:
+            held.sendall(b"1")  # release the item
         with pytest.raises(asyncio.CancelledError):
             await run
         assert (tmp_path / "finished-0").exists()
         # Its stop flag held (the slot was not handed on and reset): the next item never ran.
         assert not (tmp_path / "started-1").exists()
     finally:
+        gate.close()
         single.shutdown()
 
 

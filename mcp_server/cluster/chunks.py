@@ -14,8 +14,9 @@ is not lost); an entry gone for two rounds with no end come is lost too. A chunk
 here is withdrawn from its stream if no worker took it yet (it never runs), else cancelled
 on its worker (`chunk.cancel` to every runner, on the channel layer).
 
-`ChunkTaker` is the worker's side: it takes chunks only while it holds fewer than twice its
-pool's processes (pulled by free workers, not hoarded by one), runs them in its pool
+`ChunkTaker` is the worker's side: it takes chunks only while it holds fewer than its pool's
+slots (two per process: one running, the next queued behind it; pulled by free workers, not
+hoarded by one), runs them in its pool
 (`chunk_pool.LocalChunks`, the fair order of tenants), and finishes their entries. A stream
 entry is delivered to one consumer only, so a chunk runs once unless its caller runs it again.
 """
@@ -42,8 +43,6 @@ from mcp_server.runtime.limits import SlotKey
 
 logger = logging.getLogger(__name__)
 
-# Chunks a worker holds (queued in its pool or running) per pool process, at most.
-HELD_PER_PROCESS = 2
 # How long a worker remembers a cancelled chunk it has not taken yet.
 CANCELLED_MEMORY_SECONDS = 120.0
 # An entry nobody takes is taken back by the caller's own rule (its call heard of), never by
@@ -248,7 +247,7 @@ class ChunkTaker:
         self.lane = lane
         self.pool = pool
         self.name = name
-        self.room = HELD_PER_PROCESS * pool.processes
+        self.room = pool.slots
         lost_after = settings.MCP_OPERATION_LOST_AFTER
         self.wait = lost_after / 12
         self.reply_ttl = 2 * lost_after

@@ -1,11 +1,15 @@
 """This process's cores for fan-out chunks: a bounded pool of processes in the fair order.
 
 Chunks are CPU-bound (thumbnails) and the event loop must stay responsive, so they run in
-`MCP_FANOUT_PROCESSES` spawned processes, one chunk per process at a time. A chunk takes a
-slot of the pool's `FairScheduler` first, keyed by its call's tenant, user and connection:
-the next free process goes round robin across tenants, so one tenant's long call does not
-hold every core while another's waits. Each running chunk has a stop flag in shared memory
-that its process reads before every item: a cancelled chunk stops at its next item.
+`MCP_FANOUT_PROCESSES` spawned processes. A chunk takes a slot of the pool's `FairScheduler`
+first, keyed by its call's tenant, user and connection: the next slot goes round robin across
+tenants, so one tenant's long call does not hold every core while another's waits. There are
+`QUEUED_PER_PROCESS` slots per process: one chunk runs and the next already waits in the
+pool's call queue, so a process that ends a chunk starts the next at once instead of idling
+until this event loop has seen the end and submitted another (~15 % of a pool process's time
+with a chunk of 64 thumbnails, docs/BENCHMARKS.md). Each slot has a stop flag in shared
+memory that its chunk's process reads before every item: a cancelled chunk stops at its next
+item, and one cancelled while it still waits in the queue runs none.
 """
 
 import asyncio
@@ -40,6 +44,9 @@ logger = logging.getLogger(__name__)
 _stop_flags: Any = None
 _parent_pid = 0
 
+
+# Chunks given to the pool per process: the running one, and the next one queued behind it.
+QUEUED_PER_PROCESS = 2
 
 # How often an idle pool process checks that the process that started it is still there.
 PARENT_CHECK_SECONDS = 1.0
@@ -93,23 +100,23 @@ def _warm_up() -> None:
 
 
 class LocalChunks:
-    """Runs chunks on this process's cores, `processes` at a time, in the fair order."""
+    """Runs chunks on this process's cores, `processes` at a time (and as many queued behind
+    them), in the fair order."""
 
     def __init__(self, *, processes: int, name: str) -> None:
         self.processes = processes
         self.name = name
-        share = Limits(
-            per_connection=processes, per_user=processes, per_tenant=processes, total=processes
-        )
+        self.slots = slots = QUEUED_PER_PROCESS * processes
+        share = Limits(per_connection=slots, per_user=slots, per_tenant=slots, total=slots)
         self.scheduler = FairScheduler(share)
         self._pool: ProcessPoolExecutor | None = None
         self._flags: SynchronizedArray[Any] | None = None
-        self._free = list(range(processes))
+        self._free = list(range(slots))
 
     def _started_pool(self) -> tuple[ProcessPoolExecutor, Any]:
         if self._pool is None or self._flags is None:
             context = multiprocessing.get_context("spawn")  # never fork a threaded process
-            self._flags = context.Array("b", self.processes, lock=False)
+            self._flags = context.Array("b", self.slots, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.processes,
                 mp_context=context,
@@ -127,7 +134,8 @@ class LocalChunks:
 
     async def run(self, chunk: Chunk) -> ChunkOutcome:
         """Run `chunk` in a pool process once its turn comes; cancelling the await stops it
-        (waiting: never started; running: at its next item, which this waits for)."""
+        (waiting for a slot: never started; queued or running: at its next item, which this
+        waits for)."""
         async with self.scheduler.slot(chunk.key):
             pool, flags = self._started_pool()
             slot = self._free.pop()

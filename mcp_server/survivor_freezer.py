@@ -11,9 +11,17 @@ The risk of freezing: a frozen object that later becomes cyclic garbage is not c
 it stays frozen. Closed connections are freed by reference counting (no cycles:
 tests/ws/test_reference_cycles.py), so little is at stake, and it lasts only while the storm
 does: the first full collection that finds no more connections open than the one before gives
-everything back to the collector, and the next one walks, and frees, all of it. A server whose
-connections hold steady (or fall) therefore collects as CPython does, and nothing stays frozen
-for longer than connections keep growing, which the connection caps bound.
+everything back to the collector, and the next one walks, and frees, all of it, then freezes
+what survived that walk again. CPython can only thaw all of the frozen set at once, the
+start-up heap that `serve` froze included; refrozen, it stays out of the full collections
+after the storm as before it, so a storm costs one walk of the whole heap when it ends, not
+one at every full collection from then on. What is frozen after the storm is the settled
+heap, as the start-up freeze was.
+
+Only connections that clients hold open count (WebSocket sessions, GET and listen streams:
+`ConnectionRegistry.lasting`): the exchanges of HTTP requests in flight rise and fall with
+every request, and counting them froze and thawed by turns under steady HTTP load, each thaw
+followed by a ~70 ms walk of the start-up heap that was the HTTP p99 (docs/BENCHMARKS.md).
 
 While installed, a full collection runs every `FULL_EVERY` younger ones (CPython: 10), as soon
 as enough is pending: each walks only what is unfrozen, so more of them, each shorter, cost
@@ -37,6 +45,9 @@ class SurvivorFreezer:
         self.frozen = False  # whether this freezer froze anything not yet given back
         self.freezes = 0
         self.thaws = 0
+        # Whether the next full collection's survivors are frozen again (after a thaw).
+        self.refreeze_due = False
+        self.refreezes = 0
         self._thresholds = gc.get_threshold()
 
     def install(self) -> None:
@@ -55,6 +66,7 @@ class SurvivorFreezer:
             gc.set_threshold(*self._thresholds)
             gc.unfreeze()
             self.frozen = False
+            self.refreeze_due = False
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         # The collector calls this holding the GIL, collections off until it returns, in
@@ -64,7 +76,16 @@ class SurvivorFreezer:
         open_now = self._connections()
         grew = open_now > self.open_at_last_full
         self.open_at_last_full = open_now
-        if grew:
+        if self.refreeze_due:
+            # The walk after a thaw has freed what the storm left: its survivors are the
+            # settled heap again (the start-up heap among them), frozen as at start-up.
+            gc.freeze()
+            self.refreeze_due = False
+            self.refreezes += 1
+            if grew:  # a new storm begins: what it adds from now on is this freezer's
+                self.frozen = True
+                self.freezes += 1
+        elif grew:
             gc.freeze()
             self.frozen = True
             self.freezes += 1
@@ -72,3 +93,4 @@ class SurvivorFreezer:
             gc.unfreeze()
             self.frozen = False
             self.thaws += 1
+            self.refreeze_due = True

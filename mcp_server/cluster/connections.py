@@ -47,6 +47,8 @@ class ConnectionRegistry:
 
     def __init__(self, *, runner: OperationRunner, bus: OperationBus) -> None:
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Those a client holds open (a WebSocket, a GET stream), not a POST's exchange.
+        self._lasting: weakref.WeakSet[Any] = weakref.WeakSet()
         self.access = AccessGuard(
             connections=lambda: list(self._connections),
             runner=runner,
@@ -55,17 +57,26 @@ class ConnectionRegistry:
         bus.subscribe(session_messages.ACCESS_MESSAGES, self.access.handle)
         bus.subscribe(frozenset({session_messages.BROADCAST}), self._deliver_broadcast)
 
-    def register(self, connection: LocalConnection) -> None:
-        """A connection of this process opened."""
+    def register(self, connection: LocalConnection, *, lasting: bool = True) -> None:
+        """A connection of this process opened (`lasting`: one its client holds open, not
+        the exchange of one request)."""
         self._connections.add(connection)
+        if lasting:
+            self._lasting.add(connection)
 
     def unregister(self, connection: LocalConnection) -> None:
         """A connection of this process closed."""
         self._connections.discard(connection)
+        self._lasting.discard(connection)
 
     def __len__(self) -> int:
         """Open connections of this process."""
         return len(self._connections)
+
+    def lasting(self) -> int:
+        """Open connections that clients hold open: what a reconnect storm piles up (the
+        exchanges of requests in flight come and go with every request)."""
+        return len(self._lasting)
 
     def __iter__(self) -> Any:
         """The open connections (a snapshot)."""

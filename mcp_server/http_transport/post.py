@@ -146,7 +146,7 @@ class PostRequests:
             return
         local = self.endpoint.local
         local.add_exchange(record.session_id, message.id, exchange)
-        runtime.connections.register(exchange)
+        runtime.connections.register(exchange, lasting=False)
         kept = _Once(lambda: self._record_changes(record, exchange, layer))
         try:
             if takes_sse and (message.method in STREAMED_METHODS or not takes_json):
@@ -225,7 +225,9 @@ class PostRequests:
             inbox=await new_inbox(runtime),
             allowance=allowance,
         )
-        runtime.connections.register(exchange)
+        # A `subscriptions/listen` stream is held open as a GET stream is; any other request's
+        # exchange lasts as long as its request.
+        runtime.connections.register(exchange, lasting=listening)
         try:
             plain = await stateless.answer(
                 exchange,

@@ -1,14 +1,21 @@
 """SurvivorFreezer: what survives a full collection is frozen while connections grow, and
-everything is given back to the collector (cyclic garbage among it freed) once they stop."""
+everything is given back to the collector (cyclic garbage among it freed) once they stop,
+then frozen again after one walk; only connections that clients hold open count."""
 
 import gc
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
+from accounts.services import IssuedToken
+from mcp_server.process_runtime import ProcessRuntime
 from mcp_server.survivor_freezer import FULL_EVERY, SurvivorFreezer
+from tests.support import wait_until
+from tests.ws.conftest import TIMEOUT, ws_connect
+from tests.ws.test_reference_cycles import HttpClient
 
 
 class Open:
@@ -99,9 +106,11 @@ def test_frozen_cycles_are_freed_once_connections_stop_growing(
     connections.count = settled
     gc.collect()  # thaws
     assert (freezer.thaws, freezer.frozen) == (1, False)
-    gc.collect()  # walks everything, the cycle among it
+    gc.collect()  # walks everything, the cycle among it, and refreezes what survived
     assert gone() is None
-    assert freezer.thaws == 1  # nothing frozen since: nothing to give back
+    assert (freezer.thaws, freezer.refreezes) == (1, 1)
+    gc.collect()
+    assert freezer.thaws == 1  # nothing frozen since by the freezer: nothing to give back
 
 
 def test_steady_connections_leave_the_start_up_freeze_as_it_is(connections: Open) -> None:
@@ -116,6 +125,33 @@ def test_steady_connections_leave_the_start_up_freeze_as_it_is(connections: Open
             assert (freezer.freezes, freezer.thaws) == (0, 0)
             freezer.uninstall()
         finally:
+            gc.unfreeze()
+
+
+def test_after_a_thaw_the_start_up_heap_is_walked_once_then_frozen_again(
+    connections: Open,
+) -> None:
+    with explicit_collections_only():
+        start_up = Node()
+        gc.freeze()
+        freezer = SurvivorFreezer(connections=connections)
+        freezer.install()
+        try:
+            connections.count = 101
+            gc.collect()  # grew: the survivors frozen on top
+            gc.collect()  # steady: CPython thaws the whole frozen set, start-up heap too
+            assert freezer.thaws == 1
+            assert tracked(start_up)
+            gc.collect()  # the one walk of it all, then its survivors frozen again
+            assert not tracked(start_up)
+            assert freezer.refreezes == 1
+            made_since = Node()
+            gc.collect()  # steady again: a full collection walks only what is new
+            assert tracked(made_since)
+            assert not tracked(start_up)
+            assert (freezer.freezes, freezer.thaws, freezer.refreezes) == (1, 1, 1)
+        finally:
+            freezer.uninstall()
             gc.unfreeze()
 
 
@@ -136,3 +172,32 @@ def test_uninstall_gives_everything_back() -> None:
         assert gc.get_threshold() == thresholds
         gc.collect()
         assert freezer.freezes == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("history")
+async def test_only_connections_clients_hold_open_count_for_the_freezer(
+    runtime: ProcessRuntime, issued: IssuedToken
+) -> None:
+    registry = runtime.connections
+    register = registry.register
+    counted: list[tuple[int, int]] = []  # (open, lasting) as each connection registered
+
+    def counting(connection: Any, **kinds: bool) -> None:
+        register(connection, **kinds)
+        counted.append((len(registry), registry.lasting()))
+
+    registry.register = counting  # type: ignore[method-assign]
+    client = HttpClient(runtime, issued.raw)
+    await client.initialize()
+    await client.requests_of_each_kind(1)
+    # Each request's exchange was open while it ran, and none counted as held open.
+    assert counted and all(opened >= 1 and lasting == 0 for opened, lasting in counted)
+    async with ws_connect(runtime, f"/mcp?token={issued.raw}", subprotocols=["mcp"]) as (
+        socket,
+        (accepted, _),
+    ):
+        assert accepted
+        await socket.initialize()
+        assert registry.lasting() == 1
+    await wait_until(lambda: registry.lasting() == 0, TIMEOUT, "the session to unregister")

@@ -46,8 +46,7 @@ class GracefulServer(uvicorn.Server):
         gc.freeze()
         runtime = self.application.runtime
         if settings.MCP_GC_FREEZE_SURVIVORS and runtime is not None:
-            connections = runtime.connections
-            self.freezer = SurvivorFreezer(connections=lambda: len(connections))
+            self.freezer = SurvivorFreezer(connections=runtime.connections.lasting)
             self.freezer.install()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

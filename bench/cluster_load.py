@@ -353,15 +353,15 @@ class Failover(Scenario):
 
     async def kill_at_progress(
         self, client: RawClient, workers: set[int], tool: str, arguments: dict[str, Any]
-    ) -> tuple[CallTrace, dict[str, float]]:
+    ) -> tuple[CallTrace, int, dict[str, float]]:
         """Call `tool`; at a progress > 0 SIGKILL the group (as ManagedProcess.kill: with its
-        pool) of the one of `workers` that does not run it. The trace; the pid killed, the
-        kill's time.time() and the progress then."""
-        kill: dict[str, float] = {}
+        pool) of the one of `workers` that does not run it. The trace, the pid killed, and
+        the kill's time.time() and the progress then."""
+        victim, kill = 0, dict[str, float]()
 
         def see(params: dict[str, Any]) -> None:
-            if params["progress"] > 0 and "pid" in kill and "at" not in kill:
-                os.killpg(int(kill["pid"]), signal.SIGKILL)
+            if params["progress"] > 0 and victim and not kill:
+                os.killpg(victim, signal.SIGKILL)
                 kill.update(at=time.time(), progress=float(params["progress"]))
 
         sent, since = asyncio.Event(), time.time()
@@ -370,22 +370,22 @@ class Failover(Scenario):
         if len(workers) > 1:
             runner = (await self.row(tool, since, ended=False))["runner"]
             workers = workers - {int(runner.rsplit(":", 1)[1])}
-        (kill["pid"],) = workers
+        (victim,) = workers
         trace = await call
-        if "at" not in kill:
+        if not kill:
             raise UnexpectedReply(f"{tool} ended before a worker was killed: {trace.reply!r:.300}")
-        return trace, kill
+        return trace, victim, kill
 
     async def run(self, target: LoadTarget) -> dict[str, float]:
         """The fan-out with a worker killed, then process_batch with the other killed."""
         client, workers = await connect(target.url), set(target.pids.values())
         try:
-            images, kill = await self.kill_at_progress(
+            images, victim, kill = await self.kill_at_progress(
                 client, workers, "process_images", {"directory": self.directory}
             )
             arguments = {"count": self.batch_count, "item_ms": self.batch_item_ms}
-            batch, last = await self.kill_at_progress(
-                client, workers - {int(kill["pid"])}, "process_batch", arguments
+            batch, _, last = await self.kill_at_progress(
+                client, workers - {victim}, "process_batch", arguments
             )
         finally:
             await close_all([client])

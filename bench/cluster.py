@@ -1,6 +1,6 @@
 """The scale-out benchmark (issue 5): inline against worker execution and against a cluster's
-default placement (issue 12), progress latency, and 1,000 connections over two web processes
-(PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
+default placement (issue 12), progress latency, 1,000 connections over two web processes, and
+`kill -9` of workers mid-call (PostgreSQL and Redis; method in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from bench.harness import (
 from bench.measure import busy_seconds, cpu_seconds, status_kib, thread_cpu_seconds
 from bench.report import CALLS, PROGRESS, SCALE, Metric, RunResults, ServerInfo, declare, fmt
 from bench.scenarios import FirstProgress, LoadTarget, Scenario
-from bench.servers import IMAGES_TIMEOUT, ClusterDeployment, ClusterProcesses, manage
+from bench.servers import HOST, IMAGES_TIMEOUT, ClusterDeployment, ClusterProcesses, manage
 
 MARKER = "bench-cluster"
 INLINE, WORKER, PLACED = "inline", "worker", "placed"
@@ -49,6 +49,9 @@ FANOUT_1, FANOUT_2 = "fanout-1w", "fanout-2w"
 FANOUT_WORKERS = {FANOUT_1: 1, FANOUT_2: 2}
 FANOUT_DIR, FANOUT_KEY = "fanout", "MCP_FANOUT_PROCESSES"
 FANOUT_ENV = f"{FANOUT_KEY}=1"
+# kill -9 of a worker mid fan-out, then of the other mid process_batch (its key: its report
+# section's, as SCALE's); a short bound for their loss, to keep it short (production's: 15 s).
+FAILOVER, FAILOVER_DIR, LOST_AFTER = report.FAILOVER, "failover", 6.0
 # A worker logs this once its pool's processes run: from then on it takes chunks.
 CHUNKS_READY_TEXT = "takes chunks from"
 # Worker mode measures the hand-off itself: even the trivial tool, short and so run by the web
@@ -111,6 +114,11 @@ def fanout_scenario(options: argparse.Namespace, tenant_root: str = "") -> load.
     return load.FanOutImages(options.fanout_images, FANOUT_DIR, tenant_root=tenant_root)
 
 
+def failover_scenario(options: argparse.Namespace, database_url: str = "") -> load.Failover:
+    """The failover scenario of these options."""
+    return load.Failover(options.failover_images, FAILOVER_DIR, database_url, LOST_AFTER)
+
+
 def plan(options: argparse.Namespace, mode: str, database_url: str = "") -> list[Scenario]:
     """What one mode runs: the trivial calls, and the first progress (not placed:
     process_batch is on the worker, as in worker mode)."""
@@ -127,6 +135,7 @@ def metrics(options: argparse.Namespace) -> list[Metric]:
     declared = [m for scenario in plan(options, INLINE) for m in scenario.metrics()]
     declared += [*load.HOP_METRICS, *scale_scenario(options).metrics()]
     declared += fanout_scenario(options).metrics() if options.fanout_images else []
+    declared += failover_scenario(options).metrics() if options.failover_images else []
     names = process_names(options)
     each = [(f"{k}.{n}", f"{text}, {n}", u) for k, text, u in PER_PROCESS for n in names]
     usage = [(f"cpu_pct.{k}", f"CPU during the run, {text}", "%") for k, text in USAGE_PARTS[:3]]
@@ -199,6 +208,8 @@ class ClusterRun:
                 measured, problems = self.scale(processes, urls)
             elif mode.key in FANOUT_WORKERS:
                 measured = self.fanout(processes, urls)
+            elif mode.key == FAILOVER:
+                measured = self.failover(processes, urls)
             else:
                 measured = self.calls(mode, processes, urls, rep)
         if mode.key == SCALE:  # what the processes logged until they stopped
@@ -250,6 +261,20 @@ class ClusterRun:
         root = self.deployment.var_dir / "data" / self.deployment.account
         scenarios = [fanout_scenario(self.options, str(root))]
         return run_scenarios(scenarios, processes.all, target, Pinning(None, None))
+
+    def failover(self, processes: ClusterProcesses, urls: list[str]) -> Measured:
+        """The failover scenario on two workers whose pools run; only the web process must
+        live through it."""
+        for worker in processes.workers:
+            worker.wait_log_line(CHUNKS_READY_TEXT)
+        pids = {worker.name: worker.pid for worker in processes.workers}
+        http = f"http://{HOST}:{processes.ports[0]}/mcp"
+        target = LoadTarget(urls, pids, http_url=http, bearer=self.deployment.token)
+        scenario = failover_scenario(self.options, self.deployment.database_url)
+        measured, _ = run_load(scenario, target, None)
+        check_alive(processes.web, scenario.label)
+        log(f"    {scenario.label}: {summary(measured)}")
+        return measured
 
     def scale(self, processes: ClusterProcesses, urls: list[str]) -> tuple[Measured, list[str]]:
         """N connections over the web processes, each with a running process_batch; what went
@@ -420,6 +445,18 @@ def fanout_table(results: RunResults, options: argparse.Namespace) -> list[str]:
     return report.table(["metric", "1 worker", "2 workers", "2 / 1"], rows)
 
 
+def failover_table(results: RunResults) -> list[str]:
+    """Each repetition of the failover mode; a goal is met when every repetition meets it."""
+    rows = []
+    for m in results.measured(FAILOVER, [FAILOVER]):
+        samples = results.samples(FAILOVER, m.key)
+        verdicts = ["met" if all(map(g.holds, samples)) else "**missed**" for g in m.goals]
+        targets = "; ".join(goal.target_text(m.unit) for goal in m.goals)
+        rows.append([m.head, *results.rep_cells(FAILOVER, m), targets, "; ".join(verdicts)])
+    reps = [f"rep {n}" for n in range(1, results.repeats + 1)]
+    return report.table(["measurement", *reps, "target", "verdict"], rows)
+
+
 def modes(options: argparse.Namespace) -> list[Mode]:
     """The deployments the options measure, in order."""
     scale_info = f"{options.scale_connections:,} connections, each running process_batch (count "
@@ -439,6 +476,9 @@ def modes(options: argparse.Namespace) -> list[Mode]:
     )
     fan_1 = Mode(FANOUT_1, "one serve, one runoperations", FANOUT_ENV, env=fanout)
     fan_2 = Mode(FANOUT_2, "one serve, two runoperations", FANOUT_ENV, workers=2, env=fanout)
+    lost = {"MCP_OPERATION_LOST_AFTER": f"{LOST_AFTER:g}"}
+    lost_info = f"{FANOUT_ENV}, MCP_OPERATION_LOST_AFTER={LOST_AFTER:g}"
+    failover = Mode(FAILOVER, fan_2.title, lost_info, workers=2, env=fanout | lost)
     wanted = [
         (Mode(INLINE, "one manage.py serve", inline, INLINE, workers=0, pinned=True), calls),
         (
@@ -448,6 +488,7 @@ def modes(options: argparse.Namespace) -> list[Mode]:
         (Mode(PLACED, both, placed, pinned=True), bool(options.concurrency)),
         (scaled, options.scale_connections > 0),
         *((mode, options.fanout_images > 0) for mode in (fan_1, fan_2)),
+        (failover, options.failover_images > 0),
     ]
     return [mode for mode, chosen in wanted if chosen]
 
@@ -462,15 +503,9 @@ def cluster_deployment(
     log("preparing the cluster deployment (PostgreSQL database, account, token)")
     try:
         deployment.create()
-        if options.fanout_images:
-            demo = [
-                "--tenant",
-                deployment.account,
-                "--count",
-                str(options.fanout_images),
-                "--dir",
-                FANOUT_DIR,
-            ]
+        sets = ((FANOUT_DIR, options.fanout_images), (FAILOVER_DIR, options.failover_images))
+        for directory, count in ((d, n) for d, n in sets if n):
+            demo = ["--tenant", deployment.account, "--count", str(count), "--dir", directory]
             manage(deployment.env("inline"), "make_demo_images", *demo, timeout=IMAGES_TIMEOUT)
         yield deployment
     finally:
@@ -525,6 +560,8 @@ def run_and_report(
     )
     fanout += "target: 2 workers >= 1.6x the images/s of 1, ping p99 <= 50 ms)"
     scale = f"{options.scale_connections:,} connections over {SCALE_WEB} web processes, "
+    failover = f"kill -9 of a worker mid process_images x{options.failover_images:,} over 2 "
+    failover += "workers, then of the other mid process_batch (issue 12)"
     sections = [
         ("Trivial calls, inline against worker", calls_table(results, INLINE, WORKER)),
         (
@@ -541,6 +578,7 @@ def run_and_report(
         ),
         (f"{scale}{options.scale_workers} worker(s)", scale_table(results)),
         (fanout, fanout_table(results, options) if options.fanout_images else ["not measured"]),
+        *([(failover, failover_table(results))] if options.failover_images else []),
         ("Each repetition", report.per_server_sections(results, "#####")),
     ]
     facts = report.table(

@@ -1,7 +1,7 @@
 """The scale-out benchmark's scenarios: trivial calls with every process's CPU, progress
-latency, and many connections each running a call; where a progress message is on its way
-from a worker to a client, read from Redis MONITOR (the channels-redis commands each message
-takes are described in docs/BENCHMARKS.md)."""
+latency, many connections each running a call, `kill -9` of workers mid-call; where a progress
+message is on its way from a worker to a client, read from Redis MONITOR (the channels-redis
+commands each message takes are described in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,25 @@ import math
 import os
 import re
 import shutil
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urljoin
 
 import msgpack
 import psycopg
 from websockets.exceptions import ConnectionClosed
 
-from bench.long_running import ImagesPing
+from bench.http_load import http_client
+from bench.long_running import SLOWEST_IMAGES_PER_S, ImagesPing
 from bench.measure import busy_seconds, cpu_seconds, percentile
-from bench.report import CALLS, PROGRESS, SCALE, Metric, Row, declare
+from bench.report import CALLS, FAILOVER, PROGRESS, SCALE, Goal, Metric, Row, declare
 from bench.scenarios import (
+    CallTrace,
     LoadTarget,
     Scenario,
     Throughput,
@@ -35,7 +39,7 @@ from bench.scenarios import (
     open_many,
     traced_call,
 )
-from mcp_server.client.raw import UnexpectedReply
+from mcp_server.client.raw import RawClient, UnexpectedReply
 from mcp_server.processes import ManagedProcess
 
 CPU_PARTS = (
@@ -277,6 +281,139 @@ class FanOutImages(ImagesPing):
     targets: ClassVar[tuple[str, ...] | None] = None
 
     title: ClassVar[str] = "process_images x{images} over the workers, pinged"
+
+
+FAILOVER_ROWS: list[Row] = [
+    ("images", "images in the call", "items"),
+    ("progress_at_kill", "images done when the other worker was killed", "items"),
+    ("accounted", "images accounted for (succeeded + errors)", "items", True),
+    ("errors", "errors in the summary", "items"),
+    ("error_log", "entries in its error log (REST API)", "items"),
+    ("rerun_chunks", "chunks re-run (its history message)", "items"),
+    ("images_per_s", "images/s, the kill included", "images/s", True),
+    ("images_after_kill_s", "kill -9 to the result", "s"),
+    ("images_succeeded", "process_images history rows succeeded", "items", True),
+    ("interrupted_s", "kill -9 of the last worker to the client's interrupted error", "s"),
+    ("lost_after_s", "MCP_OPERATION_LOST_AFTER", "s"),
+    ("batch_interrupted", "process_batch history rows interrupted", "items", True),
+]
+RERUN = re.compile(r"re-run after their worker was lost: chunks ([\d, ]+)")
+ROW_WAIT_S = 30.0
+EVERY_IMAGE = "kill -9 mid fan-out: every image accounted for"
+WITHIN_BOUND = "kill -9 mid process_batch: interrupted within the bound"
+
+
+@dataclass(frozen=True)
+class Failover(Scenario):
+    """`kill -9` of the worker that does not run a fanned-out `process_images` once a chunk is
+    done: every image accounted for, its chunks re-run; then of the last worker mid
+    `process_batch`: the client told `interrupted` within MCP_OPERATION_LOST_AFTER (issue 12)."""
+
+    kind: ClassVar[str] = "failover"
+    images: int
+    directory: str
+    database_url: str = ""
+    lost_after: float = 6.0
+    batch_count: int = 200
+    batch_item_ms: float = 100.0  # 20 s of work: it outlives the bound
+
+    title: ClassVar[str] = "kill -9 mid process_images x{images}, then mid process_batch"
+
+    def metrics(self) -> list[Metric]:
+        goals = {
+            "accounted": (Goal(EVERY_IMAGE, self.images, True),),
+            "interrupted_s": (Goal(WITHIN_BOUND, self.lost_after, False),),
+        }
+        return declare(self.kind, FAILOVER_ROWS, FAILOVER, goals)
+
+    def timeout(self) -> float:
+        return 120.0 + self.images / SLOWEST_IMAGES_PER_S + 3 * ROW_WAIT_S
+
+    async def row(self, tool: str, since: float, ended: bool) -> dict[str, Any]:
+        """The last operation of `tool` queued since `since` (epoch s) once it has `ended`,
+        else once it runs: status, runner (host:pid), message."""
+
+        def latest() -> dict[str, Any]:
+            with psycopg.connect(self.database_url, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT status, runner, message FROM mcp_server_operation WHERE tool = %s "
+                    "AND queued_at >= to_timestamp(%s) ORDER BY queued_at DESC LIMIT 1",
+                    (tool, since - 1.0),  # room for the rounding of queued_at
+                ).fetchone()
+            return dict(zip(("status", "runner", "message"), row or ("", "", ""), strict=True))
+
+        deadline = time.monotonic() + ROW_WAIT_S
+        while (row := await asyncio.to_thread(latest))["status"] in ("", "queued", "running"):
+            if not ended and row["status"] == "running" and row["runner"]:
+                return row
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tool}: its history row stayed {row!r:.300}")
+            await asyncio.sleep(0.05)
+        return row
+
+    async def kill_at_progress(
+        self, client: RawClient, workers: set[int], tool: str, arguments: dict[str, Any]
+    ) -> tuple[CallTrace, int, dict[str, float]]:
+        """Call `tool`; at a progress > 0 SIGKILL the group (as ManagedProcess.kill: with its
+        pool) of the one of `workers` that does not run it. The trace, the pid killed, and
+        the kill's time.time() and the progress then."""
+        victim, kill = 0, dict[str, float]()
+
+        def see(params: dict[str, Any]) -> None:
+            if params["progress"] > 0 and victim and not kill:
+                os.killpg(victim, signal.SIGKILL)
+                kill.update(at=time.time(), progress=float(params["progress"]))
+
+        sent, since = asyncio.Event(), time.time()
+        call = asyncio.create_task(traced_call(client, tool, arguments, tool, see, sent))
+        await sent.wait()
+        if len(workers) > 1:
+            runner = (await self.row(tool, since, ended=False))["runner"]
+            workers = workers - {int(runner.rsplit(":", 1)[1])}
+        (victim,) = workers
+        trace = await call
+        if not kill:
+            raise UnexpectedReply(f"{tool} ended before a worker was killed: {trace.reply!r:.300}")
+        return trace, victim, kill
+
+    async def run(self, target: LoadTarget) -> dict[str, float]:
+        """The fan-out with a worker killed, then process_batch with the other killed."""
+        client, workers = await connect(target.url), set(target.pids.values())
+        try:
+            images, victim, kill = await self.kill_at_progress(
+                client, workers, "process_images", {"directory": self.directory}
+            )
+            arguments = {"count": self.batch_count, "item_ms": self.batch_item_ms}
+            batch, _, last = await self.kill_at_progress(
+                client, workers - {victim}, "process_batch", arguments
+            )
+        finally:
+            await close_all([client])
+        summary, row = images.structured(), await self.row("process_images", images.sent, True)
+        error_log: list[Any] = []
+        if summary.get("error_log"):
+            url = urljoin(target.http_url or "", summary["error_log"])
+            headers = {"Authorization": f"Bearer {target.bearer}"}
+            async with http_client() as http, http.get(url, headers=headers) as response:
+                response.raise_for_status()
+                error_log = await response.json(content_type=None)
+        rerun = RERUN.search(row["message"])
+        told = ((batch.reply or {}).get("error") or {}).get("data", {}).get("status")
+        values = [
+            float(summary["total"]),
+            kill["progress"],
+            float(summary["succeeded"] + summary["errors"]),
+            float(summary["errors"]),
+            float(len(error_log)),
+            float(len(rerun.group(1).split(","))) if rerun else 0.0,
+            summary["total"] / (images.done - images.sent),
+            images.done - kill["at"],
+            float(row["status"] == "succeeded"),
+            batch.done - last["at"] if told == "interrupted" else math.nan,
+            self.lost_after,
+            float((await self.row("process_batch", batch.sent, True))["status"] == "interrupted"),
+        ]
+        return self.values(*values)
 
 
 RANDOM_PREFIX_LENGTH = 12  # channels-redis puts 12 random bytes before each message

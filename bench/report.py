@@ -32,12 +32,13 @@ COMPARISONS = (
 )
 # Report sections a metric may belong to (besides each server's table, where all are); HTTP:
 # Streamable HTTP against FastMCP and django-mcpz; MODERN: the 2026-07-28 revision's calls.
-SUMMARY, LONG_RUNNING, CALLS, PROGRESS, SCALE = (
+SUMMARY, LONG_RUNNING, CALLS, PROGRESS, SCALE, FAILOVER = (
     "summary",
     "long-running",
     "calls",
     "progress",
     "scale",
+    "failover",
 )
 HTTP, MODERN = "http", "modern"
 
@@ -72,9 +73,8 @@ class Goal:
         """`met`, `**missed**` or `not measured`; marked informative, or inconclusive when the
         repetitions of an overhead spread wider than its bound."""
         value = self.value(results, server, key)
-        bounded = value >= self.bound if self.at_least else value <= self.bound
         text = {True: "met", False: "**missed**", None: "not measured"}[
-            None if math.isnan(value) else bounded
+            None if math.isnan(value) else self.holds(value)
         ]
         if self.reference is not None:
             spreads = [results.spread(server, k) for k in (key, self.reference)]
@@ -82,6 +82,10 @@ class Goal:
             if noise > self.bound:
                 text += f" (inconclusive: runs ±{noise:.0f} %)"
         return f"({text.replace('*', '')}; informative)" if self.informative else text
+
+    def holds(self, value: float) -> bool:
+        """Whether a value is within the bound (NaN never is)."""
+        return value >= self.bound if self.at_least else value <= self.bound
 
     def applies(self, results: RunResults, server: str, key: str) -> bool:
         """Whether the run measured what the goal needs for this server."""

@@ -138,6 +138,7 @@ def build_targets(args: argparse.Namespace, setup: ServiceSetup) -> list[Target]
 
 SCALE_ENV = "NAME=VALUE in the scale run's environment (repeatable)"
 FANOUT = "demo images for process_images fanned out over 1 worker, then 2 (0: not measured)"
+FAILOVER = "demo images of process_images over 2 workers, one killed mid-call (0: not run)"
 WRITER = "where history is written (MCP_HISTORY_WRITER): a thread (the default), a process, or both"
 # (flag, default, help[, choices]): the type is the default's (False: a switch; None: a text).
 OPTIONS: tuple[tuple[Any, ...], ...] = (
@@ -173,6 +174,7 @@ OPTIONS: tuple[tuple[Any, ...], ...] = (
     ("--scale-connections", 1000, ""),
     ("--scale-workers", 1, ""),
     ("--fanout-images", 0, FANOUT),
+    ("--failover-images", 0, FAILOVER),
     ("--scale-count", 200, ""),
     ("--scale-item-ms", 20.0, ""),
     ("--scale-env", [], SCALE_ENV),

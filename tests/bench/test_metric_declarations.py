@@ -17,6 +17,7 @@ from bench.servers import ServiceSetup
 
 RECORDED = json.loads((Path(__file__).parent / "metric_keys.json").read_text())
 FANOUT = ["--fanout-images", "100", "--scale-workers", "2"]
+FAILOVER = ["--failover-images", "100"]
 
 
 def declared_by_scenario() -> dict[str, list[str]]:
@@ -25,7 +26,8 @@ def declared_by_scenario() -> dict[str, list[str]]:
     plan = build_plan(parse_args([]), setup)
     keys = {scenario.label: [m.key for m in scenario.metrics()] for scenario in plan}
     keys["cluster"] = [m.key for m in cluster.metrics(parse_args([]))]
-    keys[f"cluster {' '.join(FANOUT)}"] = [m.key for m in cluster.metrics(parse_args(FANOUT))]
+    for options in (FANOUT, FAILOVER):
+        keys[f"cluster {' '.join(options)}"] = [m.key for m in cluster.metrics(parse_args(options))]
     return keys
 
 
@@ -37,7 +39,7 @@ def test_each_metric_is_declared_once_in_a_run() -> None:
     keys = declared_by_scenario()
     single = [k for label, each in keys.items() if not label.startswith("cluster") for k in each]
     assert len(single) == len(set(single))
-    for label in ("cluster", f"cluster {' '.join(FANOUT)}"):
+    for label in ("cluster", *(f"cluster {' '.join(o)}" for o in (FANOUT, FAILOVER))):
         assert len(keys[label]) == len(set(keys[label]))
 
 

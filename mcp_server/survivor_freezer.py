@@ -23,6 +23,11 @@ Only connections that clients hold open count (WebSocket sessions, GET and liste
 every request, and counting them froze and thawed by turns under steady HTTP load, each thaw
 followed by a ~70 ms walk of the start-up heap that was the HTTP p99 (docs/BENCHMARKS.md).
 
+Connections "grow" when a full collection finds at least `STORM_GROWTH` more open than the
+one before: a storm, not the trickle of clients a server always has. Counting every new
+connection froze at each one and thawed at the next collection without one, and each thaw
+costs a walk of the whole heap (~70-90 ms here).
+
 While installed, a full collection runs every `FULL_EVERY` younger ones (CPython: 10), as soon
 as enough is pending: each walks only what is unfrozen, so more of them, each shorter, cost
 the same CPU (8-22 ms each instead of 40-58 ms in a 5,000 storm, docs/BENCHMARKS.md).
@@ -33,6 +38,9 @@ from collections.abc import Callable
 from typing import Any
 
 FULL_EVERY = 3
+# Connections opened between two full collections (a few hundred ms apart under load) that make
+# a storm: a 10,000 storm opens ~1,500 a second (docs/BENCHMARKS.md, issue 17).
+STORM_GROWTH = 64
 
 
 class SurvivorFreezer:
@@ -74,7 +82,7 @@ class SurvivorFreezer:
         if phase != "stop" or info["generation"] != 2:
             return
         open_now = self._connections()
-        grew = open_now > self.open_at_last_full
+        grew = open_now - self.open_at_last_full >= STORM_GROWTH
         self.open_at_last_full = open_now
         if self.refreeze_due:
             # The walk after a thaw has freed what the storm left: its survivors are the

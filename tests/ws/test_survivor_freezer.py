@@ -12,7 +12,7 @@ import pytest
 
 from accounts.services import IssuedToken
 from mcp_server.process_runtime import ProcessRuntime
-from mcp_server.survivor_freezer import FULL_EVERY, SurvivorFreezer
+from mcp_server.survivor_freezer import FULL_EVERY, STORM_GROWTH, SurvivorFreezer
 from tests.support import wait_until
 from tests.ws.conftest import TIMEOUT, ws_connect
 from tests.ws.test_reference_cycles import HttpClient
@@ -71,7 +71,7 @@ def test_a_full_collection_freezes_its_survivors_while_connections_grow(
 ) -> None:
     survivor = Node()
     assert tracked(survivor)
-    connections.count = 101
+    connections.count = 100 + STORM_GROWTH
     gc.collect()
     assert not tracked(survivor)
     assert freezer.freezes == 1
@@ -82,24 +82,32 @@ def test_a_full_collection_freezes_its_survivors_while_connections_grow(
     assert freezer.freezes == 1
 
 
-def test_steady_connections_freeze_nothing(freezer: SurvivorFreezer) -> None:
+@pytest.mark.parametrize("opened", [0, STORM_GROWTH - 1], ids=["steady", "a trickle"])
+def test_connections_short_of_a_storm_freeze_nothing(
+    freezer: SurvivorFreezer, connections: Open, opened: int
+) -> None:
     survivor = Node()
+    connections.count += opened
     gc.collect()
     assert tracked(survivor)
     assert (freezer.freezes, freezer.thaws) == (0, 0)
 
 
-@pytest.mark.parametrize("settled", [200, 120], ids=["steady", "fallen"])
+@pytest.mark.parametrize(
+    "settled",
+    [100 + 2 * STORM_GROWTH, 100 + 3 * STORM_GROWTH - 1, 120],
+    ids=["steady", "trickle", "fallen"],
+)
 def test_frozen_cycles_are_freed_once_connections_stop_growing(
     freezer: SurvivorFreezer, connections: Open, settled: int
 ) -> None:
     first, second = Node(), Node()
     first.partner, second.partner = second, first
     gone = weakref.ref(first)
-    connections.count = 150
+    connections.count = 100 + STORM_GROWTH
     gc.collect()
     del first, second  # cyclic garbage now, but frozen
-    connections.count = 200  # still growing: still frozen
+    connections.count = 100 + 2 * STORM_GROWTH  # still growing: still frozen
     gc.collect()
     assert gone() is not None
     assert (freezer.freezes, freezer.thaws) == (2, 0)
@@ -137,7 +145,7 @@ def test_after_a_thaw_the_start_up_heap_is_walked_once_then_frozen_again(
         freezer = SurvivorFreezer(connections=connections)
         freezer.install()
         try:
-            connections.count = 101
+            connections.count = 100 + STORM_GROWTH
             gc.collect()  # grew: the survivors frozen on top
             gc.collect()  # steady: CPython thaws the whole frozen set, start-up heap too
             assert freezer.thaws == 1
@@ -163,7 +171,7 @@ def test_uninstall_gives_everything_back() -> None:
         freezer.install()
         assert gc.get_threshold() == (thresholds[0], thresholds[1], FULL_EVERY)
         survivor = Node()
-        connections.count = 2
+        connections.count = 1 + STORM_GROWTH
         gc.collect()
         assert not tracked(survivor)
         freezer.uninstall()

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from accounts.limits import TenantLimits
@@ -223,9 +223,11 @@ class Exchange(SessionConnection):
 
     async def replies(
         self, payload: dict[str, Any], message: Request | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Hand the request to the session (`message`: `payload` parsed already); yield what
-        it sends, the response last."""
+        it sends, the response last. A reader that stops at the response without reading on
+        closes it (`aclose`): left suspended, it would be closed by a task of its own, made
+        when the generator is freed (asyncio's finalizer hook)."""
         request_id = payload.get("id")
         outgoing = self._outgoing
         if message is None:

@@ -319,6 +319,7 @@ class PostRequests:
         if json_first:
             first = await anext(replies, None)
             if first is None or is_response_to(first, payload["id"]):
+                await replies.aclose()
                 await before_reply()
                 # None: the client cancelled the request, and will not read a reply.
                 await respond(send, 200 if first is not None else 202, first)

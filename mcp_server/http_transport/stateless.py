@@ -68,6 +68,7 @@ async def answer(
         if first is None:
             return None
         if is_response_to(first, payload["id"]):
+            await replies.aclose()
             return status_for(first), first
     response = SseResponse(send, receive)
     response.watch()

@@ -230,3 +230,30 @@ async def test_uvicorn_upgrades_leave_no_protocol_in_cycles() -> None:
         server.should_exit = True
         await serving
         listening.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("history")
+async def test_http_answers_leave_no_generator_for_a_task_to_close(
+    runtime: ProcessRuntime, issued: IssuedToken
+) -> None:
+    """A reader that stopped at the response closed what it read from: a generator left
+    suspended is closed by a task of its own (asyncio's finalizer hook), one per request."""
+    client = HttpClient(runtime, issued.raw)
+    await client.initialize()
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    closers: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if type(coro).__name__ == "async_generator_athrow":
+            closers.append(repr(coro))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        await client.requests_of_each_kind(10)
+        gc.collect()  # the hook makes its task as the generator is freed, before this returns
+    finally:
+        loop.set_task_factory(previous)
+    assert closers == []

@@ -53,13 +53,32 @@ class UnknownTool(Exception):
     """The start message names a tool this worker cannot run for that caller."""
 
 
-def request_from_start(start: messages.OperationStart) -> CallRequest:
-    """The call an `operation.start` message describes."""
-    fields = dict(start.principal)
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple((key, _hashable(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+@functools.lru_cache(maxsize=messages.PRINCIPALS_KEPT)
+def _principal_of(key: tuple[tuple[str, Any], ...]) -> Principal:
+    fields = dict(key)
     fields["enabled_tools"], fields["disabled_tools"] = tool_sets.decoded(fields)
     if "limits" in fields:
-        fields["limits"] = TenantLimits.from_dict(fields["limits"])
-    principal = Principal(**fields)
+        fields["limits"] = TenantLimits.from_dict(dict(fields["limits"]))
+    return Principal(**fields)
+
+
+def principal_from_start(start: messages.OperationStart) -> Principal:
+    """The caller an `operation.start` names, built once per distinct caller (a connection's
+    calls share one): the limits' defaults and the tool sets cost more than the call."""
+    return _principal_of(_hashable(start.principal))
+
+
+def request_from_start(start: messages.OperationStart) -> CallRequest:
+    """The call an `operation.start` message describes."""
+    principal = principal_from_start(start)
     tool = catalog_for_principal(principal).get(start.tool)
     if tool is None:
         raise UnknownTool(start.tool)

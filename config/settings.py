@@ -37,7 +37,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
+    # Before django.contrib.staticfiles, so that `runserver` is daphne's (config/daphne_app.py).
+    "config.daphne_app.DaphneRunserverConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -10,9 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-import redis.asyncio.retry
-import redis.backoff
-import redis.retry
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -125,6 +122,11 @@ MCP_DEPENDENCY_TIMEOUT = env.float("MCP_DEPENDENCY_TIMEOUT", default=2.0)
 # Seconds an undelivered channel-layer message lives (then it is dropped, unread).
 MCP_CHANNEL_EXPIRY = env.int("MCP_CHANNEL_EXPIRY", default=60)
 if REDIS_URL:
+    # Here, not at the top: a process without Redis (a laptop run, most tests) never needs it.
+    import redis.asyncio.retry
+    import redis.backoff
+    import redis.retry
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -7,7 +7,6 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from mcp_server.models import Operation
 from mcp_server.operations.store import operation_request_cancel
-from mcp_server.process_runtime import current_runtime
 
 
 class CancelOutcome(enum.Enum):
@@ -25,6 +24,10 @@ CANCEL_MESSAGES = {
 
 async def _request_cancel(operation_id: UUID, as_task: bool) -> bool:
     # Thread-sensitive: the record runs back on the request's thread, with its connection.
+    # Here, not at the top: the admin imports this module in every process that sets Django
+    # up, and the runtime's modules (the bus, metrics, listens…) are most of a start-up.
+    from mcp_server.process_runtime import current_runtime
+
     record = sync_to_async(operation_request_cancel, thread_sensitive=True)
     bus = current_runtime().bus
     return await bus.request_cancel(operation_id, as_task=as_task, record=record)

@@ -13,7 +13,6 @@ import orjson
 from django.conf import settings
 
 from accounts.principal import Principal
-from mcp_server.api.serializers import OperationErrorSerializer, RunDetailSerializer
 from mcp_server.models import Operation
 from mcp_server.protocol.errors import invalid_params
 from mcp_server.protocol.resources import (
@@ -93,6 +92,10 @@ def run_after(key: str) -> tuple[datetime, UUID]:
 
 def read_run(*, principal: Principal, uri: str, id: str) -> Contents:
     """A run's summary: what the REST API's run detail shows, as JSON."""
+    # The REST API's serializers (and so DRF) load with the first read, not with every
+    # process that sets Django up (the app's ready() registers this module).
+    from mcp_server.api.serializers import RunDetailSerializer
+
     run = _run(principal, uri, id)
     return [text_contents(uri, _json(RunDetailSerializer(run).data), JSON)]
 
@@ -100,6 +103,8 @@ def read_run(*, principal: Principal, uri: str, id: str) -> Contents:
 def read_errors(*, principal: Principal, uri: str, id: str) -> Contents:
     """A run's item errors, oldest first, at most MCP_RESOURCE_MAX_ENTRIES of them (the REST
     API's download has them all)."""
+    from mcp_server.api.serializers import OperationErrorSerializer
+
     run = _run(principal, uri, id)
     limit = settings.MCP_RESOURCE_MAX_ENTRIES
     rows = list(operation_errors(operation_id=run.pk)[: limit + 1])

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import orjson
-from PIL import Image, UnidentifiedImageError
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
@@ -89,6 +88,10 @@ def thumbnail_name(source_name: str) -> str:
 
 def make_thumbnail(source: Path, target: Path, size: int) -> ImageInfo:
     """Decode `source` fully and write a JPEG thumbnail no larger than size x size."""
+    # Pillow loads in the processes that make thumbnails, not in every one that registers
+    # the tools (this module is imported by the app's ready()).
+    from PIL import Image
+
     with _open_regular_file(source) as file, Image.open(file) as image:
         image_format = image.format or "unknown"
         width, height = image.size
@@ -107,6 +110,8 @@ def item_reason(exc: Exception, name: str, paths: dict[str, str]) -> str:
     `paths` maps each server path the failure may mention (the source, the thumbnail, the
     partial directory, the tenant root) to what the client may see instead.
     """
+    from PIL import UnidentifiedImageError
+
     if isinstance(exc, NotARegularFile):
         return "not a regular file (a FIFO, socket or device is never read)"
     if isinstance(exc, UnidentifiedImageError):

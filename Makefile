@@ -25,7 +25,7 @@ CONFORMANCE_ARGS ?=
 CONFORMANCE_REVISION ?=
 
 .PHONY: install client-envs run cluster serve lint browser test test-envs test-sqlite test-postgres bench \
-	clean \
+	bytecode clean \
 	conformance conformance-server
 
 $(STAMP): pyproject.toml
@@ -62,13 +62,21 @@ lint: install
 # Everything on SQLite, tests/cluster included: its processes always run on PostgreSQL
 # (TEST_POSTGRES_URL) and share one cluster on one xdist worker (tests/conftest.py), while the
 # other workers run the rest.
-test-sqlite: install
+test-sqlite: install bytecode
 	env -u DATABASE_URL $(PYTEST)
 
 # Only what reaches the database (--database-layers: tests using the test database), on
 # PostgreSQL; the rest does not depend on the database, and tests/cluster ran above.
-test-postgres: install
+test-postgres: install bytecode
 	DATABASE_URL=$(PG_TEST_URL) $(PYTEST) --database-layers --ignore=tests/cluster
+
+# The project's bytecode, compiled before the suites: where PYTHONDONTWRITEBYTECODE is set
+# (as where `make test` runs), every process a run starts (~100 serve, runoperations and
+# manage.py processes, pool and history processes) otherwise compiles each module it imports
+# from source, ~0.15 s of CPU a start-up (docs/BENCHMARKS.md, "Process boots").
+bytecode:
+	$(PY) -m compileall -q -j 0 manage.py config accounts mcp_server console example_tools \
+		conformance_fixtures clients tests
 
 # The console's browser tests drive Debian's chromium. Install it when missing and possible;
 # never fail here: without it those tests fail and say how to install it.
@@ -96,7 +104,7 @@ $(CONFORMANCE_STAMP): $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.js
 # (0.2.0-alpha.12) against it; fails on a failure not in that revision's
 # conformance/expected-failures*.yml. One revision, or one scenario of it:
 # make conformance CONFORMANCE_REVISION=2026-07-28 CONFORMANCE_ARGS="--scenario server-stateless".
-conformance: install $(CONFORMANCE_STAMP)
+conformance: install bytecode $(CONFORMANCE_STAMP)
 	$(PY) $(CONFORMANCE)/run.py $(if $(CONFORMANCE_REVISION),--revision $(CONFORMANCE_REVISION)) \
 		-- $(CONFORMANCE_ARGS)
 

@@ -75,8 +75,8 @@ test-postgres: install bytecode
 # manage.py processes, pool and history processes) otherwise compiles each module it imports
 # from source, ~0.15 s of CPU a start-up (docs/BENCHMARKS.md, "Process boots").
 bytecode:
-	$(PY) -m compileall -q -j 0 manage.py config accounts mcp_server console example_tools \
-		conformance_fixtures clients tests
+	$(PY) -m compileall -q -j 0 -x /node_modules/ manage.py config accounts mcp_server console \
+		example_tools conformance_fixtures clients tests
 
 # The console's browser tests drive Debian's chromium. Install it when missing and possible;
 # never fail here: without it those tests fail and say how to install it.

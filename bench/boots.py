@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -157,6 +158,7 @@ def main() -> None:
 
             with psycopg.connect(PG_URL + "postgres", autocommit=True) as connection:
                 connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        shutil.rmtree(root, ignore_errors=True)
     medians = {kind: round(statistics.median(values), 3) for kind, values in samples.items()}
     print(json.dumps({"project": str(project), "runs": args.runs, "cpu_seconds": medians}))
 

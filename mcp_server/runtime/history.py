@@ -16,6 +16,7 @@ fails because the database itself is unavailable is kept whole and retried.
 
 import atexit
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 WrittenHook = Callable[[frozenset[UUID], frozenset[UUID], frozenset[UUID]], None]
 # One entry of a batch: an operation row to insert, one to update, or an item error.
 CREATE, UPDATE, ITEM_ERROR = "create", "update", "item error"
+# Seconds between checks of the writer's database connection (stale, broken, past its age).
+_CHECK_EVERY = 1.0
 Entry = tuple[str, dict[str, Any]]
 
 
@@ -95,6 +98,8 @@ class HistoryWriter:
         # When the oldest state not yet written was recorded (monotonic; the writer's lag).
         self._oldest = 0.0
         self._on_written: WrittenHook | None = None
+        # When the writer's connection was last checked (close_old_connections).
+        self._checked_at = -math.inf
 
     def on_written(self, hook: WrittenHook) -> None:
         """Tell `hook`, on the writer's thread, what each batch wrote (resource updates)."""
@@ -223,8 +228,7 @@ class HistoryWriter:
         entries += [(UPDATE, s) for key, s in pending.items() if key in self._persisted]
         entries += [(ITEM_ERROR, row) for row in errors]
         try:
-            close_old_connections()
-            _persist(entries)
+            self._persist_on_a_sound_connection(entries)
         except Exception as exc:
             if _unavailable(exc):
                 metrics.history_failed("unavailable")
@@ -255,6 +259,22 @@ class HistoryWriter:
                 self._persisted.discard(key)
             else:
                 self._persisted.add(key)
+
+    def _persist_on_a_sound_connection(self, entries: list[Entry]) -> None:
+        # Django's check of a connection (close_old_connections: stale, broken, past its age)
+        # is a round trip, and a worker flushes for each of its plain calls: a connection
+        # checked within _CHECK_EVERY is used unchecked, and checked only if the write fails
+        # for want of the database (the server may have dropped it since), then tried again.
+        if time.monotonic() - self._checked_at < _CHECK_EVERY:
+            try:
+                _persist(entries)
+                return
+            except Exception as exc:
+                if not _unavailable(exc):
+                    raise
+        close_old_connections()
+        self._checked_at = time.monotonic()
+        _persist(entries)
 
     def _write_in_parts(self, entries: list[Entry]) -> list[Entry]:
         """Write `entries`, halving every part the database refuses, and setting aside the

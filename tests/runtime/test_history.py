@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -202,3 +204,33 @@ def test_flush_soon_writes_what_a_round_held(owner) -> None:
     writer.flush_soon().result(timeout=30)
     assert Operation.objects.filter(pk=running["id"]).exists()
     writer.stop()
+
+
+def test_a_connection_lost_between_two_writes_costs_the_batch_nothing(owner, caplog) -> None:
+    # The writer checks its connection at most once a second: a write on a connection the
+    # server dropped since then fails, and is made again at once on a new one.
+    if connection.vendor != "postgresql":
+        pytest.skip("a database server that drops connections: PostgreSQL's own case")
+    writer = HistoryWriter(interval=3600, threaded=False)
+    first = history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None)
+    writer.record(first)
+    writer.flush()  # checked, and written
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(**_server_of(connection), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    second = history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None)
+    writer.record(second)
+    writer.flush()
+    assert not [record for record in caplog.records if record.levelname != "INFO"]
+    assert dict(Operation.objects.values_list("id", "status")) == {
+        first["id"]: OperationStatus.SUCCEEDED,
+        second["id"]: OperationStatus.SUCCEEDED,
+    }
+    assert writer.unwritten_ids() == set()
+
+
+def _server_of(django_connection: Any) -> dict[str, Any]:
+    params = django_connection.get_connection_params()
+    return {key: params[key] for key in ("host", "port", "user", "dbname") if params.get(key)}

@@ -136,6 +136,8 @@ class Dispatch:
         self._withdraw = client.register_script(scripts.WITHDRAW)
         self._drop_orphaned = client.register_script(scripts.DROP_ORPHANED)
         self._live_workers = client.register_script(scripts.LIVE_WORKERS)
+        self._done = client.register_script(scripts.DONE)
+        self._reply = client.register_script(scripts.REPLY)
         # Outcomes waiting for the next round trip (Dispatch.reply), and its task.
         self._replies: list[tuple[str, bytes, asyncio.Future[bool]]] = []
         # Puts waiting for the next round trip (Dispatch.put).
@@ -227,13 +229,11 @@ class Dispatch:
 
     async def done(self, deliveries: Iterable[Delivery]) -> None:
         """Acknowledge and delete the entries of calls whose end is in history."""
-        # One transaction: an entry acknowledged is deleted with it (`withdraw` and `settle`
-        # take an entry that exists and is not pending for one no worker has taken).
-        pipe = self.client.pipeline(transaction=True)
-        for delivery in deliveries:
-            pipe.xack(delivery.stream, GROUP, delivery.entry_id)
-            pipe.xdel(delivery.stream, delivery.entry_id)
-        await pipe.execute()
+        # Atomic: an entry acknowledged is deleted with it (`withdraw` and `settle` take an
+        # entry that exists and is not pending for one no worker has taken).
+        args = [part for d in deliveries for part in (d.stream, d.entry_id)]
+        if args:
+            await self._done(args=args)
 
     async def finish(
         self, delivery: Delivery, reply_key: str, outcome: messages.Message | None, *, ttl: float
@@ -345,13 +345,7 @@ class Dispatch:
     async def _send_replies(self, ttl: float) -> None:
         batch, self._replies = self._replies, []
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for key, payload, _ in batch:
-                pipe.rpush(key, payload)
-            # A web process that is gone leaves its list behind for `ttl` at most.
-            for key in {key for key, _, _ in batch}:
-                pipe.pexpire(key, int(ttl * 1000))
-            await pipe.execute()
+            await self._push_replies(batch, ttl)
             ok = True
         except Exception:
             logger.warning("could not send %d outcomes", len(batch), exc_info=True)
@@ -359,6 +353,21 @@ class Dispatch:
         for _, _, sent in batch:
             if not sent.done():
                 sent.set_result(ok)
+
+    async def _push_replies(self, batch: list[tuple[str, Any, Any]], ttl: float) -> None:
+        # A web process that is gone leaves its list behind for `ttl` at most. The outcomes
+        # of a turn are most often for one web process: one script call, not a pipeline.
+        keys = dict.fromkeys(key for key, _, _ in batch)
+        if len(keys) == 1:
+            payloads = [payload for _, payload, _ in batch]
+            await self._reply(keys=list(keys), args=[int(ttl * 1000), *payloads])
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, payload, _ in batch:
+            pipe.rpush(key, payload)
+        for key in keys:
+            pipe.pexpire(key, int(ttl * 1000))
+        await pipe.execute()
 
     async def replies(self, key: str, *, wait: float, count: int = 256) -> list[messages.Message]:
         """The outcomes sent to `key`, up to `count` (blocks up to `wait` seconds for one)."""

@@ -203,3 +203,23 @@ end
 redis.call('SET', ARGV[7] .. ':cancel:' .. ARGV[6], '1', 'PX', ARGV[5])
 return 'held'
 """
+
+# Acknowledge and delete entries whose end is in history: ARGV pairs of stream and entry id.
+# One script, as a transaction was (an entry acknowledged is deleted with it), but one command.
+DONE = """
+for i = 1, #ARGV, 2 do
+  redis.call('XACK', ARGV[i], 'workers', ARGV[i + 1])
+  redis.call('XDEL', ARGV[i], ARGV[i + 1])
+end
+return 0
+"""
+
+# Outcomes for one web process: ARGV[1] the list's expiry (ms), then the outcomes, pushed in
+# order and the expiry set again, in one command.
+REPLY = """
+for i = 2, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""

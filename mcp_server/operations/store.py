@@ -186,13 +186,13 @@ def operations_persist(
         connection.vendor == "postgresql"
         and not changed
         and not error_rows
-        and len(plain) == len(new_rows)
+        and len(plain) in (0, len(new_rows))
         and not any(row["status"] in ACTIVE_STATUSES for row in new_rows)
     ):
-        # One COPY of ended plain calls, the usual batch (and, on a worker, the write each of
-        # its plain calls waits for before its end is announced): a statement is a transaction
-        # of its own, so BEGIN and COMMIT would be two more round trips for nothing.
-        _operation_inserter(plain=True).insert(plain)
+        # Rows of ended calls of one kind, the usual batch (and, on a worker, the write each
+        # of its plain calls waits for before its end is announced): one statement, which is
+        # a transaction of its own, so BEGIN and COMMIT would be two round trips for nothing.
+        _operation_inserter(plain=bool(plain)).insert(new_rows)
         return
     with transaction.atomic():
         _persist_in_transaction(new_rows, plain, changed, error_rows)

@@ -11,7 +11,9 @@ depends on for history; `mcp_server.runtime.history.HistoryWriter` implements it
 background thread that writes batches through `operations_persist`.
 """
 
-from collections.abc import Callable, Collection, Iterable
+import contextlib
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -192,10 +194,43 @@ def operations_persist(
         # Rows of ended calls of one kind, the usual batch (and, on a worker, the write each
         # of its plain calls waits for before its end is announced): one statement, which is
         # a transaction of its own, so BEGIN and COMMIT would be two round trips for nothing.
+        _commit_ended_rows_asynchronously()
         _operation_inserter(plain=bool(plain)).insert(new_rows)
         return
-    with transaction.atomic():
+    with _synchronous_transaction():
         _persist_in_transaction(new_rows, plain, changed, error_rows)
+
+
+# PostgreSQL connections whose session commits asynchronously (see below).
+_ASYNCHRONOUS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _commit_ended_rows_asynchronously() -> None:
+    """Let the rows of ended calls commit without waiting for the WAL's flush to disk
+    (MCP_HISTORY_ASYNCHRONOUS_COMMIT): visible to every reader once written, as before; a crash
+    of the database server may lose the last ~0.6 s of them (3 x wal_writer_delay), as a
+    crash of a web process loses what its writer had not written yet. Every other write
+    (task states, item errors, guarded transitions) commits synchronously."""
+    if not settings.MCP_HISTORY_ASYNCHRONOUS_COMMIT:
+        return
+    connection.ensure_connection()
+    if connection.connection not in _ASYNCHRONOUS:
+        _set_synchronous_commit("SESSION", "off")
+        _ASYNCHRONOUS.add(connection.connection)
+
+
+@contextlib.contextmanager
+def _synchronous_transaction() -> Iterator[None]:
+    """A transaction that commits synchronously, on a connection that writes history too."""
+    with transaction.atomic():
+        if connection.connection in _ASYNCHRONOUS:
+            _set_synchronous_commit("LOCAL", "on")
+        yield
+
+
+def _set_synchronous_commit(scope: Literal["SESSION", "LOCAL"], value: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET {scope} synchronous_commit TO {value}")
 
 
 def _persist_in_transaction(
@@ -226,7 +261,7 @@ def _persist_in_transaction(
         OperationError.objects.bulk_create(error_rows, batch_size=1000)
 
 
-@transaction.atomic
+@_synchronous_transaction()
 def operation_set_aside(*, snapshot: dict[str, Any], inserted: bool, reason: str) -> None:
     """Record, as far as history can, a run whose state could not be stored: its row (if none
     exists yet) without the values that failed, and, when that state was its last, `failed`

@@ -4,6 +4,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from mcp_server.models import Operation, OperationError, OperationStatus
 from mcp_server.operations.store import operation_create
@@ -234,3 +235,50 @@ def test_a_connection_lost_between_two_writes_costs_the_batch_nothing(owner, cap
 def _server_of(django_connection: Any) -> dict[str, Any]:
     params = django_connection.get_connection_params()
     return {key: params[key] for key in ("host", "port", "user", "dbname") if params.get(key)}
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_the_rows_of_ended_calls_commit_without_waiting_for_the_disk(
+    owner, settings, asynchronous
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    settings.MCP_HISTORY_ASYNCHRONOUS_COMMIT = asynchronous
+    connection.close()  # a connection of this test's own
+    writer = HistoryWriter(interval=3600, threaded=False)
+    ended = history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None)
+    writer.record(ended)
+    writer.flush()
+    assert _synchronous_commit() == ("off" if asynchronous else "on")
+    # Committed all the same: another connection reads it at once.
+    with psycopg.connect(**_server_of(connection), autocommit=True) as other:
+        table = Operation._meta.db_table
+        found = other.execute(f"SELECT status FROM {table} WHERE id = %s", (ended["id"],))
+        assert found.fetchone() == (OperationStatus.SUCCEEDED,)
+    connection.close()
+
+
+def test_task_states_and_item_errors_commit_synchronously_on_the_same_connection(owner) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    connection.close()
+    writer = HistoryWriter(interval=3600, threaded=False)
+    writer.record(history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None))
+    writer.flush()  # the session now commits asynchronously
+    task = history_row(*owner)
+    operation_create(snapshot=task)
+    writer.adopt(task["id"])
+    writer.record({**task, "status": OperationStatus.SUCCEEDED})
+    with CaptureQueriesContext(connection) as queries:
+        writer.flush()
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert statements[:2] == ["BEGIN", "SET LOCAL synchronous_commit TO on"]
+    assert any('UPDATE "mcp_server_operation"' in sql for sql in statements[2:])
+    assert Operation.objects.get(pk=task["id"]).status == OperationStatus.SUCCEEDED
+    connection.close()

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from mcp_server.cluster.worker import OperationWorker
 from mcp_server.process_runtime import build_runtime, install_runtime
+from mcp_server.survivor_freezer import freeze_start_up_heap
 
 
 class Command(BaseCommand):
@@ -37,4 +38,5 @@ class Command(BaseCommand):
         # Built on the loop it runs on (its locks and events belong to that loop).
         runtime = build_runtime(web=False)
         install_runtime(runtime)
+        freeze_start_up_heap()
         await OperationWorker(runtime=runtime, grace=grace).run()

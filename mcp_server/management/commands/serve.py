@@ -6,7 +6,6 @@ logging stays Django's, so credentials are redacted in uvicorn's lines too.
 """
 
 import asyncio
-import gc
 import logging
 import signal
 import socket
@@ -20,7 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mcp_server.lifespan import RuntimeLifespan
-from mcp_server.survivor_freezer import SurvivorFreezer
+from mcp_server.survivor_freezer import SurvivorFreezer, freeze_start_up_heap
 from mcp_server.uvicorn_websocket import McpHttpToolsProtocol, McpWebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -39,11 +38,7 @@ class GracefulServer(uvicorn.Server):
         """Start as uvicorn, then exempt what exists now from the cyclic garbage collector, and
         what survives its full collections while connections pile up (MCP_GC_FREEZE_SURVIVORS)."""
         await super().startup(sockets)
-        # Django, the application and its modules live as long as the process. Frozen, they are
-        # not walked by every full collection: a storm of 10,000 reconnecting clients triggers
-        # about ten, and freezing cut their pauses by a fifth (docs/BENCHMARKS.md, issue 17).
-        gc.collect()
-        gc.freeze()
+        freeze_start_up_heap()
         runtime = self.application.runtime
         if settings.MCP_GC_FREEZE_SURVIVORS and runtime is not None:
             self.freezer = SurvivorFreezer(connections=runtime.connections.lasting)

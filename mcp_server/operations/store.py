@@ -63,7 +63,8 @@ class OperationStore(Protocol):
         """Operations with a state not written yet: their rows must not look abandoned."""
 
     def flush_soon(self) -> "Future[None]":
-        """Write what is queued soon; the future resolves once it is written (or requeued)."""
+        """Write what is queued soon; the future resolves once it is written (or requeued). It
+        may be the one every asker since the last flush began got: never cancel it."""
 
     def stop(self) -> None:
         """Write what is left and stop (the process is exiting)."""

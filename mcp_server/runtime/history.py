@@ -147,10 +147,12 @@ class HistoryWriter:
 
     def flush_soon(self) -> "Future[None]":
         """Ask the writer thread to flush now; the future resolves once what is queued is written
-        (or the write failed and was queued again)."""
-        done: Future[None] = Future()
+        (or the write failed and was queued again). Every asker until the flush begins gets the
+        same future: never cancel it."""
         with self._lock:
-            self._waiters.append(done)
+            if not self._waiters:
+                self._waiters.append(Future())
+            done = self._waiters[0]
         self._ensure_started()
         self._wake.set()
         return done
@@ -164,7 +166,7 @@ class HistoryWriter:
             self._flush(hold=hold and not waiters)
         finally:
             for waiter in waiters:
-                if not waiter.done():  # its asker may have stopped waiting (and cancelled it)
+                if not waiter.done():
                     waiter.set_result(None)
 
     def _flush(self, *, hold: bool) -> None:

@@ -1,11 +1,11 @@
 """Runs tool calls as operations: limits and queueing, progress, cancellation, history."""
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -99,6 +99,16 @@ def _error_text(result: dict[str, Any]) -> str:
     )
 
 
+def _settle(flushed: "asyncio.Future[None]") -> None:
+    if not flushed.done():
+        flushed.set_result(None)
+
+
+def _settle_from_writer(loop: asyncio.AbstractEventLoop, flushed: "asyncio.Future[None]") -> None:
+    if not loop.is_closed():  # the writer's last flush may end after the loop (at exit)
+        loop.call_soon_threadsafe(_settle, flushed)
+
+
 class OperationRunner:
     """Runs calls in this process and knows which are running, for cancellation by id."""
 
@@ -126,6 +136,9 @@ class OperationRunner:
         # Where the calls' fan-out chunks run: None, this process's pool; the cluster's
         # workers when there are (ProcessRuntime sets it).
         self.chunks: ChunkExecutor | None = None
+        # The flush the writer has been asked for and not begun, and its end on this loop.
+        self._flush_asked: Future[None] | None = None
+        self._flushed: asyncio.Future[None] | None = None
 
     async def call(
         self,
@@ -282,8 +295,16 @@ class OperationRunner:
 
     async def flush_history(self) -> None:
         """Wait (at most 10 s) until what history holds so far is written."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.wrap_future(self.writer.flush_soon()), 10)
+        asked = self.writer.flush_soon()
+        if asked is not self._flush_asked or self._flushed is None or self._flushed.done():
+            # The calls that ask before the writer begins share its flush (the writer gives
+            # them one future): one wake-up of this loop from the writer's thread, not one each.
+            loop = asyncio.get_running_loop()
+            flushed = loop.create_future()
+            asked.add_done_callback(lambda _: _settle_from_writer(loop, flushed))
+            loop.call_later(10, _settle, flushed)
+            self._flush_asked, self._flushed = asked, flushed
+        await asyncio.shield(self._flushed)  # a caller cancelled does not cancel the others
 
     async def flush_unwritten(self) -> None:
         """Wait until history holds what this process has recorded (at once when it does):

@@ -282,3 +282,27 @@ async def test_a_shutdown_interrupts_rather_than_cancels(runner, writer) -> None
     (row,) = await _rows(writer)
     assert row.status == OperationStatus.INTERRUPTED
     assert runner.scheduler.running == 0
+
+
+def test_askers_before_a_flush_begins_share_it() -> None:
+    writer = HistoryWriter(interval=3600, threaded=False)
+    asked = writer.flush_soon()
+    assert writer.flush_soon() is asked  # one future for every asker until the flush begins
+    writer.flush()
+    assert asked.done()
+    assert writer.flush_soon() is not asked
+
+
+async def test_a_caller_that_stops_waiting_for_a_flush_leaves_the_others_waiting(
+    runner, writer
+) -> None:
+    principal = await database_sync_to_async(make_principal)("acme", "eve")
+    for _ in range(3):
+        await runner.call(
+            _request(principal, "count_to", {"n": 1}), send=Wire().send, events=Wire()
+        )
+    waiting = [asyncio.create_task(runner.flush_history()) for _ in range(50)]
+    waiting[0].cancel()
+    await asyncio.wait_for(asyncio.gather(*waiting[1:]), 30)
+    assert waiting[0].cancelled()
+    assert len(await _rows(writer)) == 3

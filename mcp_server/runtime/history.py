@@ -28,13 +28,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from mcp_server import metrics
+from mcp_server.operations.history_rows import operation_set_aside, operations_persist
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES
-from mcp_server.operations.store import (
-    OperationStore,
-    Snapshot,
-    operation_set_aside,
-    operations_persist,
-)
+from mcp_server.operations.store import OperationStore, Snapshot
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ import pytest
 from django.utils import timezone
 
 from mcp_server.models import OperationStatus
+from mcp_server.operations.history_rows import operations_persist
 from mcp_server.operations.lifecycle import task_view
-from mcp_server.operations.store import operations_persist
 from tests.api.conftest import Caller, MakeRun
 from tests.runtime.conftest import history_row
 

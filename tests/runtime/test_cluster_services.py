@@ -8,12 +8,12 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from mcp_server.models import Operation, OperationStatus
+from mcp_server.operations.history_rows import operations_persist
 from mcp_server.operations.lifecycle import TERMINAL_STATUSES, Stop, StopReason
 from mcp_server.operations.store import (
     operation_request_cancel,
     operation_stop,
     operations_heartbeat,
-    operations_persist,
     operations_reap_lost,
     tasks_cancel_revoked,
 )

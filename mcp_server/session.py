@@ -7,9 +7,10 @@ makes.
 
 The session knows nothing of WebSockets, HTTP or Django: it is given decoded JSON values and a
 `send` coroutine for outgoing messages. The WebSocket transport keeps one for its socket's life;
-Streamable HTTP (mcp_server/http_transport/) builds one per exchange and `restore`s it to the
+Streamable HTTP (mcp_server/http_transport/) gives each exchange one and `restore`s it to the
 state its session's initialize negotiated (`protocol_version`, `client_capabilities`,
-`log_level`), which that transport keeps where every web process can read it.
+`log_level`), which that transport keeps where every web process can read it; one left
+`is_idle` by its request serves the session's next request in the same process.
 """
 
 import asyncio

@@ -43,15 +43,20 @@ HEADERS_BY_NAME = "mcp.headers"
 
 def header(scope: Scope, name: bytes) -> str | None:
     """The first value of request header `name` (lower-case bytes), decoded as Latin-1."""
-    if scope.get("type") == "http":
-        value = headers_by_name(scope).get(name)
-        return None if value is None else bytes(value).decode("latin-1")
-    # A WebSocket handshake asks for two or three: scanned, and nothing kept for the
-    # connection's life.
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
+    # An HTTP request's headers by name, once read (about ten look-ups per request, each a
+    # dictionary's: this is the first thing checked).
+    by_name: dict[bytes, bytes] | None = scope.get(HEADERS_BY_NAME)
+    if by_name is None:
+        if scope.get("type") != "http":
+            # A WebSocket handshake asks for two or three: scanned, and nothing kept for the
+            # connection's life.
+            for key, value in scope.get("headers", ()):
+                if key == name:
+                    return bytes(value).decode("latin-1")
+            return None
+        by_name = headers_by_name(scope)
+    value = by_name.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 def headers_by_name(scope: Scope) -> dict[bytes, bytes]:

@@ -59,6 +59,11 @@ class ClientRequests:
         self._pending: dict[str, asyncio.Future[Response]] = {}
         self._closed = False
 
+    @property
+    def idle(self) -> bool:
+        """Whether no request of ours waits for the client, and the session did not close."""
+        return not self._pending and not self._closed
+
     def __len__(self) -> int:
         return len(self._pending)
 

@@ -170,6 +170,11 @@ class ConnectionListener:
             except Exception:
                 logger.debug("could not detach from %s", key, exc_info=True)
 
+    @property
+    def idle(self) -> bool:
+        """Whether it listens to no operation and has not closed."""
+        return not self._attached and not self.closed
+
     async def close(self) -> None:
         """The connection closed: tasks keep running without it, it stops listening."""
         self.closed = True

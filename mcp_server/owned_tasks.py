@@ -33,6 +33,14 @@ class TaskOwner:
         """Every task started here that has not ended."""
         return [*self._cancellable, *self._kept]
 
+    @property
+    def idle(self) -> bool:
+        """Whether every task started here has ended (a finished one may still be waiting for
+        its done callback to leave the sets)."""
+        return all(task.done() for task in self._cancellable) and all(
+            task.done() for task in self._kept
+        )
+
     def spawn(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
         """Start `coro`; it is cancelled if still running at close."""
         return self._start(coro, self._cancellable)

@@ -7,9 +7,10 @@ makes.
 
 The session knows nothing of WebSockets, HTTP or Django: it is given decoded JSON values and a
 `send` coroutine for outgoing messages. The WebSocket transport keeps one for its socket's life;
-Streamable HTTP (mcp_server/http_transport/) builds one per exchange and `restore`s it to the
+Streamable HTTP (mcp_server/http_transport/) gives each exchange one and `restore`s it to the
 state its session's initialize negotiated (`protocol_version`, `client_capabilities`,
-`log_level`), which that transport keeps where every web process can read it.
+`log_level`), which that transport keeps where every web process can read it; one left
+`is_idle` by its request serves the session's next request in the same process.
 """
 
 import asyncio
@@ -174,6 +175,26 @@ class McpSession:
         self.log_level = log_level
         self.client_initialized = True
         self.ready()
+
+    @property
+    def is_idle(self) -> bool:
+        """Whether it is as a session freshly restored to its state would be: ready, nothing
+        of it running or waiting (requests, their tasks, questions to the client, operations
+        listened to), no stateful part made. Streamable HTTP serves the next request of its
+        session with such a one rather than building another."""
+        return (
+            self.state is SessionState.READY
+            and self._spawned.idle
+            and self._tasks.idle
+            and self._client_requests.idle
+            and self.listener.idle
+            and self.features.stateless
+        )
+
+    def use_allowance(self, allowance: MessageAllowance | None) -> None:
+        """Count what comes next against `allowance` (its transport's buckets, retuned when
+        the tenant's limits change)."""
+        self._message_allowance = allowance
 
     def ready(self) -> None:
         """The handshake is answered (or restored): requests are taken, logs may be sent."""

@@ -87,6 +87,17 @@ class SessionFeatures:
         self._task_watch: TaskWatch | None = None
 
     @property
+    def stateless(self) -> bool:
+        """Whether none of the parts that keep state between requests was made (tasks and
+        their watch, subscriptions, listens): the requests' handlers keep none."""
+        return (
+            self._tasks is None
+            and self._task_watch is None
+            and self._subscriptions is None
+            and self._listens is None
+        )
+
+    @property
     def tasks(self) -> TaskRequests:
         """tasks/* requests."""
         if self._tasks is None:

@@ -39,6 +39,11 @@ class SpawnedRequests:
         """Whether request `request_id` is running."""
         return request_id in self._running
 
+    @property
+    def idle(self) -> bool:
+        """Whether every spawned request has ended (its done callback may still be due)."""
+        return all(task.done() for task in self._running.values())
+
     def task(self, request_id: RequestId) -> "asyncio.Task[Reply]":
         """The task of running request `request_id` (KeyError when none runs)."""
         return self._running[request_id]

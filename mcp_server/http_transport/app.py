@@ -74,8 +74,9 @@ class StreamableHttpApp:
         if isinstance(outcome, AuthFailure):
             raise HttpRefusal(outcome.status, outcome.reason, headers=challenge(outcome))
         method = scope["method"]
-        version = header(scope, b"mcp-protocol-version")
-        if method in ("GET", "DELETE") and version in MODERN_VERSIONS:
+        if method in ("GET", "DELETE") and header(scope, b"mcp-protocol-version") in (
+            MODERN_VERSIONS
+        ):
             # 2026-07-28 has neither a session stream nor sessions to end (streamable-http.mdx,
             # "Earlier Streamable HTTP Revisions").
             raise HttpRefusal(

@@ -84,6 +84,11 @@ class ChannelInbox:
         self.session: McpSession | None = None
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def reading(self) -> bool:
+        """Whether it has started reading its channel."""
+        return self._reader is not None
+
     def listen(self) -> None:
         """Start reading (once)."""
         if self._reader is None and self.runtime.bus.layer is not None:
@@ -128,8 +133,8 @@ class Outgoing:
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
 
-    async def put(self, message: Any) -> None:
-        """Queue one outgoing message (the session's `send`)."""
+    def put(self, message: Any) -> None:
+        """Queue one outgoing message."""
         self._messages.append(message)
         self._wake()
 
@@ -157,6 +162,21 @@ class Outgoing:
             finally:
                 self._waiter = None
         return self._messages.popleft()
+
+
+class Outbox:
+    """An exchange's session's `send`: into the messages of the request the exchange serves
+    now (`current`). Not the exchange itself: the session's parts hold it, and pointing back
+    at the exchange would leave every exchange in a cycle with its session."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current = Outgoing()
+
+    async def send(self, message: Any) -> None:
+        """Queue one outgoing message for the current request."""
+        self.current.put(message)
 
 
 class SessionConnection:
@@ -187,12 +207,14 @@ class SessionConnection:
 
 
 class Exchange(SessionConnection):
-    """The session state and outgoing messages of one POSTed request.
+    """The session state and outgoing messages of one POSTed request at a time.
 
     While it runs it is one of the process's connections (ConnectionRegistry): a shutdown
     interrupts its call and says so on its stream, revoked access cancels it. Broadcasts and
     list changes are for the session's GET stream, not for a request's response stream,
     unless the request is a 2026-07-28 `subscriptions/listen`: then they are its stream.
+    One that ended `idle` may serve its session's next request (`resume`): what it sends
+    then goes to that request's messages.
     """
 
     def __init__(
@@ -206,13 +228,13 @@ class Exchange(SessionConnection):
     ) -> None:
         self.runtime = runtime
         self._inbox = inbox
-        self._outgoing = Outgoing()
+        self._outbox = Outbox()
         self.session = session_for(
             runtime,
             principal,
             record,
             connection_id=inbox.channel,
-            send=self._outgoing.put,
+            send=self._outbox.send,
             listen=inbox.listen,
             allowance=allowance,
             # A handshake-era session's subscriptions are only recorded here: its GET stream
@@ -220,6 +242,25 @@ class Exchange(SessionConnection):
             watch_resources=record is None,
         )
         inbox.session = self.session
+
+    @property
+    def idle(self) -> bool:
+        """Whether it could serve another request of its session as a new one would: its
+        session holds nothing (McpSession.is_idle) and its channel was never read."""
+        return self.session.is_idle and not self._inbox.reading
+
+    def resume(self, record: SessionRecord, allowance: MessageAllowance | None) -> None:
+        """Serve the next request of its session (it ended `idle`), restored to `record` as
+        a new one would be, its messages counted against `allowance`."""
+        self._outbox.current = Outgoing()
+        session = self.session
+        session.restore(
+            protocol_version=record.protocol_version,
+            client_capabilities=record.client_capabilities,
+            log_level=record.log_level,
+        )
+        session.features.restore_subscriptions(record.resource_subscriptions)
+        session.use_allowance(allowance)
 
     async def replies(
         self, payload: dict[str, Any], message: Request | None = None
@@ -229,7 +270,7 @@ class Exchange(SessionConnection):
         closes it (`aclose`): left suspended, it would be closed by a task of its own, made
         when the generator is freed (asyncio's finalizer hook)."""
         request_id = payload.get("id")
-        outgoing = self._outgoing
+        outgoing = self._outbox.current
         if message is None:
             await self.session.receive(payload)
         else:

@@ -134,20 +134,22 @@ class PostRequests:
             await respond(send, 202)
             return
         layer = runtime.bus.layer
-        exchange = Exchange(
-            runtime=runtime,
-            principal=principal,
-            record=record,
-            inbox=await new_inbox(runtime),
-            allowance=allowance,
-        )
         if record is None:
+            exchange = Exchange(
+                runtime=runtime,
+                principal=principal,
+                record=None,
+                inbox=await new_inbox(runtime),
+                allowance=allowance,
+            )
             await self._initialize(exchange, payload, message, principal, send)
             return
         local = self.endpoint.local
+        exchange = await self._exchange_for(runtime, principal, record, allowance)
         local.add_exchange(record.session_id, message.id, exchange)
         runtime.connections.register(exchange, lasting=False)
         kept = _Once(lambda: self._record_changes(record, exchange, layer))
+        answered = False
         try:
             if takes_sse and (message.method in STREAMED_METHODS or not takes_json):
                 await self._answer_streamed(
@@ -164,10 +166,38 @@ class PostRequests:
             else:
                 await self._answer_json(exchange, payload, message, send, before_reply=kept)
             await kept()
+            answered = True
         finally:
             runtime.connections.unregister(exchange)
             local.remove_exchange(record.session_id, message.id)
-            await exchange.close()
+            if answered and exchange.idle:
+                await local.park(record.session_id, exchange)
+            else:
+                await exchange.close()
+
+    async def _exchange_for(
+        self,
+        runtime: ProcessRuntime,
+        principal: Principal,
+        record: SessionRecord,
+        allowance: MessageAllowance,
+    ) -> Exchange:
+        """The exchange for a request of `record`'s session: the one its last request here
+        left idle, when it served the same caller (tool set and limits included), or a new
+        one."""
+        parked = self.endpoint.local.unpark(record.session_id)
+        if parked is not None:
+            if parked.principal is principal or parked.principal == principal:
+                parked.resume(record, allowance)
+                return parked
+            await parked.close()
+        return Exchange(
+            runtime=runtime,
+            principal=principal,
+            record=record,
+            inbox=await new_inbox(runtime),
+            allowance=allowance,
+        )
 
     async def _record_changes(
         self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None

@@ -69,16 +69,30 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+# Every legal move as (current, new) -> new as a status: one look-up for each move a call
+# makes (a status is a str, so a plain string finds its move too), not three enum calls.
+_MOVES: dict[tuple[str, str], OperationStatus] = {
+    (current, new): new for current, targets in TRANSITIONS.items() for new in targets
+}
+
+
 def can_move(current: str, new: str) -> bool:
-    """Whether an operation in status `current` may move to `new`."""
-    return OperationStatus(new) in TRANSITIONS[OperationStatus(current)]
+    """Whether an operation in status `current` may move to `new` (ValueError when either is
+    no status)."""
+    if (current, new) in _MOVES:
+        return True
+    OperationStatus(current), OperationStatus(new)
+    return False
 
 
 def check_move(current: str, new: str) -> OperationStatus:
     """`new` as a status, or IllegalTransition when `current` cannot move to it."""
-    if not can_move(current, new):
-        raise IllegalTransition(f"an operation cannot move from {current} to {new}")
-    return OperationStatus(new)
+    moved = _MOVES.get((current, new))
+    if moved is None:
+        if not can_move(current, new):
+            raise IllegalTransition(f"an operation cannot move from {current} to {new}")
+        moved = OperationStatus(new)  # (unreachable: every legal move is in the table)
+    return moved
 
 
 # --- why work stops ----------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.utils import timezone
 from uuid_utils.compat import uuid7
 
 from accounts.principal import Principal
@@ -16,6 +16,10 @@ from mcp_server.operations.store import OperationStore
 from mcp_server.runtime.progress import ProgressMeter, describe
 
 _MESSAGE_LIMIT = 500
+# The time now, aware, in UTC: what django.utils.timezone.now gives with USE_TZ (always on here,
+# config/settings.py) without reading the setting through the lazy settings object three
+# times per call.
+_now = partial(datetime.now, UTC)
 _ITEM_LIMIT = 1000
 
 
@@ -92,7 +96,7 @@ class RunningOperation:
         self.done: float = 0
         self.total: float | None = None
         self.message = ""
-        self.queued_at: datetime = queued_at or timezone.now()
+        self.queued_at: datetime = queued_at or _now()
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.result_summary: Any = None
@@ -162,7 +166,7 @@ class RunningOperation:
     def mark_running(self) -> None:
         """The call got its slot and starts now."""
         self.status = check_move(self.status, OperationStatus.RUNNING)
-        self.started_at = timezone.now()
+        self.started_at = _now()
         self.message = ""
         self.persist()
         metrics.operation_started(self)
@@ -189,7 +193,7 @@ class RunningOperation:
                     "operation_id": self.id,
                     "item": str(item)[:_ITEM_LIMIT],
                     "message": str(message),
-                    "created_at": timezone.now(),
+                    "created_at": _now(),
                 }
             ]
         )
@@ -207,7 +211,7 @@ class RunningOperation:
         self.status = check_move(self.status, status)
         if self.keep_result:
             self.result = result
-        self.finished_at = timezone.now()
+        self.finished_at = _now()
         self.input_requests = None
         self.result_summary = summary
         self.error = error

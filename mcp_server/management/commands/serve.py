@@ -6,6 +6,7 @@ logging stays Django's, so credentials are redacted in uvicorn's lines too.
 """
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -24,6 +25,16 @@ from mcp_server.uvicorn_websocket import McpHttpToolsProtocol, McpWebSocketProto
 
 logger = logging.getLogger(__name__)
 
+# The youngest generation is collected after this many more allocations than frees (CPython:
+# 700), the middle one after every second young collection (CPython: every eleventh). What a
+# request makes is freed by reference counting, and a young collection walks whatever young
+# objects are alive (the requests in flight) to find nothing: at 700 they took ~6 % of an
+# HTTP call's CPU. Where allocations outrun frees (a connection storm), the middle and full
+# collections come every 3,850 x 2 = 700 x 11 = 7,700 net allocations, as before, so the
+# survivor freezer sees the storm at the same pace (docs/BENCHMARKS.md, issue 13).
+YOUNG_THRESHOLD = 3_850
+MIDDLE_THRESHOLD = 1
+
 
 class GracefulServer(uvicorn.Server):
     """uvicorn, saying goodbye first: on shutdown it stops accepting, tells every client it is
@@ -39,6 +50,7 @@ class GracefulServer(uvicorn.Server):
         what survives its full collections while connections pile up (MCP_GC_FREEZE_SURVIVORS)."""
         await super().startup(sockets)
         freeze_start_up_heap()
+        gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, gc.get_threshold()[2])
         runtime = self.application.runtime
         if settings.MCP_GC_FREEZE_SURVIVORS and runtime is not None:
             self.freezer = SurvivorFreezer(connections=runtime.connections.lasting)

@@ -99,9 +99,14 @@ class HandedOffCalls:
                 # Outcomes wait in the list meanwhile (and in history, for the rounds).
                 await backoff.wait()
                 continue
+            except Exception:
+                # Never silently: without this loop every handed-off call waits for the rounds.
+                logger.exception("receiving the workers' replies failed; retrying")
+                await backoff.wait()
+                continue
             backoff.reset()
             for reply in replies:
-                await self._deliver(reply)
+                await self._deliver(reply)  # never raises
             # The calls just answered send their replies before this asks Redis for more (the
             # ask is a round trip's worth of CPU on the reply's path otherwise).
             await asyncio.sleep(0)

@@ -3,13 +3,18 @@ bound, acknowledgement trimming the streams, and the take-over of a dead worker'
 
 import asyncio
 import uuid
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from mcp_server.cluster import messages
 from mcp_server.cluster.dispatch import Dispatch, DispatchQueueFull
-from tests.support import yield_to_other_tasks
+from mcp_server.cluster.handed_off import HandedOffCalls
+from mcp_server.runtime.history import HistoryWriter
+from mcp_server.runtime.limits import FairScheduler, Limits
+from mcp_server.runtime.runner import OperationRunner
+from tests.support import wait_until, yield_to_other_tasks
 
 
 def _start(tenant: int, user: int, label: str) -> messages.OperationStart:
@@ -261,3 +266,43 @@ async def test_a_take_that_finds_too_few_clears_the_bell_and_the_next_waits_for_
     await yield_to_other_tasks()
     await dispatch.put(_start(2, 20, "b0"))
     assert _labels(await asyncio.wait_for(waiting, 30)) == ["b0"]
+
+
+class _OnceBroken(Dispatch):
+    """Dispatch streams whose first read of the replies fails with a bug's error."""
+
+    broken = True
+
+    async def replies(self, key: str, *, wait: float, count: int = 256) -> list[Any]:
+        if self.broken:
+            self.broken = False
+            raise KeyError("a bug")
+        return await super().replies(key, wait=wait, count=count)
+
+
+async def test_the_reply_loop_logs_an_unexpected_error_and_goes_on(dispatch: Dispatch, caplog):
+    broken = _OnceBroken(dispatch.client, prefix=dispatch._base, queue_bound=100)
+    runner = OperationRunner(
+        scheduler=FairScheduler(Limits()),
+        writer=HistoryWriter(interval=3600, threaded=False),
+        progress_rate=10,
+        persist_interval=1,
+    )
+    calls = HandedOffCalls(dispatch=broken, runner=runner)
+    heard: list[messages.OperationEvent] = []
+
+    class Waiter:
+        async def operation_event(self, event: messages.OperationEvent) -> None:
+            heard.append(event)
+
+    ended = messages.OperationFinished(id=uuid.uuid4(), status="succeeded", result={}, error="")
+    calls.add(cast(Any, SimpleNamespace(operation_id=ended.id)), cast(Any, None), Waiter())
+    receiving = asyncio.create_task(calls.receive())
+    try:
+        assert await dispatch.reply(calls.reply_key, ended.encode(), ttl=60)
+        await wait_until(lambda: heard, 30, "the outcome after the loop's error")
+    finally:
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
+    assert [event.id for event in heard] == [ended.id]
+    assert "receiving the workers' replies failed" in caplog.text

@@ -48,6 +48,7 @@ async def answer(client: HttpSession, method: str, params: dict[str, Any]) -> di
     """The result of a 2026-07-28 request declaring elicitation and the tasks extension."""
     reply = await client.modern(method, params, capabilities=CAPABILITIES)
     (response,) = [message for message in reply.messages if "method" not in message]
+    assert "result" in response, response  # an error says what went wrong
     return dict(response["result"])
 
 

@@ -106,6 +106,16 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _raise_lost_cancel() -> None:
+    """Raise the cancel of this task that a blocking read returned over: redis-py's blocking
+    commands (BLPOP, BLMPOP) sometimes end normally when cancelled as their wait runs out
+    (a few in a hundred cancels), and a loop around them (a worker taking chunks, a caller
+    reading their ends) then ran on, so its stop waited for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _delivery(row: list[Any]) -> Delivery | None:
     try:
         message = msgpack.unpackb(row[2], raw=False)
@@ -205,11 +215,13 @@ class Dispatch:
             rows = cast(list[Any], await self._take(args=args))
         else:
             rows = await self._take_after_bell(args, wait)
+            _raise_lost_cancel()
         return [d for row in rows if (d := _delivery(row)) is not None]
 
     async def wait_for_work(self, seconds: float) -> None:
         """Block until a call may have been put (a bell token), or `seconds` have passed."""
         await self.client.blpop([f"{self.queues}:bell"], timeout=seconds)
+        _raise_lost_cancel()
 
     async def _take_after_bell(self, args: list[str | int], wait: float) -> list[Any]:
         # BLPOP then EVALSHA in one pipeline: Redis runs the take once the wait ends. The
@@ -372,6 +384,7 @@ class Dispatch:
     async def replies(self, key: str, *, wait: float, count: int = 256) -> list[messages.Message]:
         """The outcomes sent to `key`, up to `count` (blocks up to `wait` seconds for one)."""
         got = await self.client.blmpop(wait, 1, key, direction="LEFT", count=count)
+        _raise_lost_cancel()
         if not got:
             return []
         out = []

@@ -306,3 +306,27 @@ async def test_the_reply_loop_logs_an_unexpected_error_and_goes_on(dispatch: Dis
         await asyncio.gather(receiving, return_exceptions=True)
     assert [event.id for event in heard] == [ended.id]
     assert "receiving the workers' replies failed" in caplog.text
+
+
+async def test_a_loop_of_blocking_reads_stops_at_every_cancel(dispatch: Dispatch) -> None:
+    # redis-py's BLPOP and BLMPOP sometimes return as usual when cancelled near the end of
+    # their wait; a worker's take loop or a caller's reading of chunk ends then ran on and
+    # their stops hung (a few in a hundred cancels: 240 of them, at points spread over the
+    # wait, all must stop the loop).
+    lane = dispatch.chunk_lane(queue_bound=10)
+    reply_key = lane.reply_key("caller")
+
+    async def reading() -> None:
+        while True:
+            await lane.take("worker", 2, wait=0.02)
+            await lane.replies(reply_key, wait=0.02)
+
+    loop = asyncio.get_running_loop()
+    for _ in range(8):
+        readers = [asyncio.create_task(reading()) for _ in range(30)]
+        for n, reader in enumerate(readers):
+            loop.call_later(n * 0.05 / len(readers), reader.cancel)
+        _, running = await asyncio.wait(readers, timeout=10)
+        for reader in running:
+            reader.cancel()
+        assert not running, f"{len(running)} of {len(readers)} readers ran on after a cancel"

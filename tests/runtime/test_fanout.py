@@ -75,13 +75,30 @@ async def test_chunks_add_up_to_one_progress_stream_with_values_in_order_and_ite
 
 
 async def test_chunks_run_in_parallel_in_the_pools_processes(pool: LocalChunks, tmp_path) -> None:
+    # Each item waits for the test's release (fanout_items.gated), and a process runs one item
+    # at a time: two started with none finished is two processes running at once (timed items
+    # let one process take them all on a busy machine).
+    gate = socket.socket(socket.AF_UNIX)
+    gate.bind(str(tmp_path / "release"))
+    gate.listen(4)
+    gate.settimeout(WAIT)
     _, ctx = _context(pool)
-    result = await ctx.fan_out(
-        fanout_items.slow_mark, list(range(4)), chunk_size=1, marks=str(tmp_path), item_ms=300
-    )
-    # The values are the process ids that ran them: two processes, neither of them this one.
-    assert len(set(result.values)) == 2
-    assert sorted(int(p.name) for p in tmp_path.iterdir()) == [0, 1, 2, 3]
+    try:
+        call = asyncio.ensure_future(
+            ctx.fan_out(fanout_items.gated, list(range(4)), chunk_size=1, marks=str(tmp_path))
+        )
+        await wait_until(
+            lambda: len(list(tmp_path.glob("started-*"))) == 2, WAIT, "two items at once"
+        )
+        assert not list(tmp_path.glob("finished-*"))
+        for _ in range(4):
+            held, _ = await asyncio.to_thread(gate.accept)
+            with held:
+                held.sendall(b"1")  # release one item
+        result = await asyncio.wait_for(call, WAIT)
+    finally:
+        gate.close()
+    assert sorted(result.values) == [0, 1, 2, 3]
 
 
 async def test_cancel_stops_every_chunk_queued_and_running(pool: LocalChunks, tmp_path) -> None:

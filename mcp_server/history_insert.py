@@ -146,7 +146,9 @@ class RowInserter:
         self.values = ColumnValues(fields, connection, limits or {})
         # PostgreSQL's COPY (text format) for batches; one row is one INSERT, a round trip
         # fewer (a worker writes each plain call's row alone before its end is announced).
-        self.copy_values = ColumnValues(fields, connection, limits or {}, copy=True)
+        self.copy_values = (
+            ColumnValues(fields, connection, limits or {}, copy=True) if self._copies else None
+        )
         quote = connection.ops.quote_name
         table = quote(model._meta.db_table)
         columns = ", ".join(quote(str(f.column)) for f in fields)
@@ -159,10 +161,10 @@ class RowInserter:
         if not rows:
             return
         with self._connection.cursor() as cursor:
-            if self._copies and len(rows) == 1:
+            if len(rows) == 1:
                 cursor.execute(self._insert, self.values(rows[0]))
                 return
-            if not self._copies:
+            if self.copy_values is None:
                 # An iterator (the stubs say Sequence): each row's values are built as SQLite
                 # reaches it, so the GIL is never held for a whole batch.
                 cursor.executemany(self._insert, map(self.values, rows))  # type: ignore[arg-type]

@@ -366,7 +366,9 @@ class Dispatch:
             if not sent.done():
                 sent.set_result(ok)
 
-    async def _push_replies(self, batch: list[tuple[str, Any, Any]], ttl: float) -> None:
+    async def _push_replies(
+        self, batch: list[tuple[str, bytes, asyncio.Future[bool]]], ttl: float
+    ) -> None:
         # A web process that is gone leaves its list behind for `ttl` at most. The outcomes
         # of a turn are most often for one web process: one script call, not a pipeline.
         keys = dict.fromkeys(key for key, _, _ in batch)

@@ -243,6 +243,20 @@ class Exchange(SessionConnection):
         )
         inbox.session = self.session
 
+    @classmethod
+    async def opened(
+        cls,
+        runtime: ProcessRuntime,
+        principal: Principal,
+        record: SessionRecord | None,
+        allowance: MessageAllowance | None,
+    ) -> "Exchange":
+        """A new exchange, on a new channel of this process's layer."""
+        inbox = await new_inbox(runtime)
+        return cls(
+            runtime=runtime, principal=principal, record=record, inbox=inbox, allowance=allowance
+        )
+
     @property
     def idle(self) -> bool:
         """Whether it could serve another request of its session as a new one would: its

@@ -20,7 +20,7 @@ from mcp_server.admission import MessageAllowance
 from mcp_server.http_transport import stateless
 from mcp_server.http_transport.endpoint import HttpEndpoint
 from mcp_server.http_transport.events import new_stream_name
-from mcp_server.http_transport.exchange import Exchange, is_response_to, new_inbox
+from mcp_server.http_transport.exchange import Exchange, is_response_to
 from mcp_server.http_transport.http_io import (
     SESSION_HEADER,
     Headers,
@@ -135,13 +135,7 @@ class PostRequests:
             return
         layer = runtime.bus.layer
         if record is None:
-            exchange = Exchange(
-                runtime=runtime,
-                principal=principal,
-                record=None,
-                inbox=await new_inbox(runtime),
-                allowance=allowance,
-            )
+            exchange = await Exchange.opened(runtime, principal, None, allowance)
             await self._initialize(exchange, payload, message, principal, send)
             return
         local = self.endpoint.local
@@ -191,13 +185,7 @@ class PostRequests:
                 parked.resume(record, allowance)
                 return parked
             await parked.close()
-        return Exchange(
-            runtime=runtime,
-            principal=principal,
-            record=record,
-            inbox=await new_inbox(runtime),
-            allowance=allowance,
-        )
+        return await Exchange.opened(runtime, principal, record, allowance)
 
     async def _record_changes(
         self, record: SessionRecord, exchange: Exchange, layer: BaseChannelLayer | None
@@ -248,13 +236,7 @@ class PostRequests:
         listening = message.method == methods.SUBSCRIPTIONS_LISTEN
         if listening and not takes_sse:
             raise HttpRefusal(406, "subscriptions/listen is answered as text/event-stream")
-        exchange = Exchange(
-            runtime=runtime,
-            principal=principal,
-            record=None,
-            inbox=await new_inbox(runtime),
-            allowance=allowance,
-        )
+        exchange = await Exchange.opened(runtime, principal, None, allowance)
         # A `subscriptions/listen` stream is held open as a GET stream is; any other request's
         # exchange lasts as long as its request.
         runtime.connections.register(exchange, lasting=listening)

@@ -211,7 +211,7 @@ def test_a_connection_lost_between_two_writes_costs_the_batch_nothing(owner, cap
     # The writer checks its connection at most once a second: a write on a connection the
     # server dropped since then fails, and is made again at once on a new one.
     if connection.vendor != "postgresql":
-        pytest.skip("a database server that drops connections: PostgreSQL's own case")
+        pytest.skip("PostgreSQL only (a server that drops connections); make test runs it there")
     writer = HistoryWriter(interval=3600, threaded=False)
     first = history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None)
     writer.record(first)
@@ -248,7 +248,7 @@ def test_the_rows_of_ended_calls_commit_without_waiting_for_the_disk(
     owner, settings, asynchronous
 ) -> None:
     if connection.vendor != "postgresql":
-        pytest.skip("synchronous_commit is PostgreSQL's")
+        pytest.skip("PostgreSQL only (synchronous_commit); make test runs it there")
     settings.MCP_HISTORY_ASYNCHRONOUS_COMMIT = asynchronous
     connection.close()  # a connection of this test's own
     writer = HistoryWriter(interval=3600, threaded=False)
@@ -266,7 +266,7 @@ def test_the_rows_of_ended_calls_commit_without_waiting_for_the_disk(
 
 def test_task_states_and_item_errors_commit_synchronously_on_the_same_connection(owner) -> None:
     if connection.vendor != "postgresql":
-        pytest.skip("synchronous_commit is PostgreSQL's")
+        pytest.skip("PostgreSQL only (synchronous_commit); make test runs it there")
     connection.close()
     writer = HistoryWriter(interval=3600, threaded=False)
     writer.record(history_row(*owner, status=OperationStatus.SUCCEEDED, is_task=False, result=None))

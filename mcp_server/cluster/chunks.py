@@ -111,11 +111,14 @@ class ClusterChunks:
             key=(chunk.key.tenant, chunk.key.user, chunk.key.connection),
             reply_to=self.reply_key,
         )
+        # Shielded: a cancel that comes while the put is on its way must still find the
+        # entry the put made, to withdraw it (else a worker would run the chunk anyway).
+        put = asyncio.ensure_future(
+            self.lane.put_message(chunk.key.tenant, chunk.key.user, start.encode())
+        )
         try:
             try:
-                waiting.entry = await self.lane.put_message(
-                    chunk.key.tenant, chunk.key.user, start.encode()
-                )
+                waiting.entry = await asyncio.shield(put)
             except Exception as exc:
                 metrics.channel_layer_error("send")
                 logger.warning("could not put chunk %d: %r", chunk.index, exc)
@@ -125,6 +128,8 @@ class ClusterChunks:
             done = await asyncio.shield(waiting.done)
         except BaseException:
             # Lost, cancelled or failed: wherever it still is, it stops.
+            if waiting.entry is None and not waiting.done.done():
+                waiting.entry = await self._landed(put)
             if waiting.entry is not None and not waiting.done.done():
                 # Bounded: the call waits for it (fan_out), and a Redis that does not answer
                 # must not hold the call's end (the chunk then runs to its end, unheard).
@@ -144,6 +149,17 @@ class ClusterChunks:
         if done.error:
             raise ChunkFailed(f"chunk {chunk.index} failed on {done.runner}: {done.error}")
         return ChunkOutcome(values=done.values, errors=done.errors, runner=done.runner)
+
+    async def _landed(self, put: "asyncio.Future[Entry]") -> Entry | None:
+        """The entry of a put that was still on its way when its chunk was cancelled, once it
+        landed (bounded, as the stop is); None when it failed or did not land in time."""
+        done, _ = await asyncio.wait({put}, timeout=self.reply_ttl / 4)
+        if not done:
+            put.cancel()
+            return None
+        if put.cancelled() or put.exception() is not None:
+            return None
+        return put.result()
 
     async def _stop(self, chunk_id: str, entry: Entry) -> None:
         """Withdraw a chunk nobody took yet; cancel it on the worker holding it."""

@@ -234,6 +234,36 @@ async def test_a_chunk_acknowledged_without_its_end_is_lost(
     await dropping
 
 
+class _HeldPuts(Dispatch):
+    """The chunk lane, its queued puts sent to Redis only once `release` is set."""
+
+    release: asyncio.Event
+    reached: asyncio.Event
+
+    async def _send_puts(self) -> None:
+        self.reached.set()
+        await self.release.wait()
+        await super()._send_puts()
+
+
+async def test_a_chunk_cancelled_while_its_put_is_on_its_way_is_withdrawn_once_it_lands(
+    buses: tuple[OperationBus, OperationBus], lane: Dispatch
+) -> None:
+    held = _HeldPuts(lane.client, prefix=lane._base, queue_bound=100, lane="chunks")
+    held.release, held.reached = asyncio.Event(), asyncio.Event()
+    chunks = ClusterChunks(bus=buses[0], lane=held, name="caller-1")
+    running = asyncio.ensure_future(chunks.run(_chunk([1])))
+    await asyncio.wait_for(held.reached.wait(), WAIT)
+    running.cancel()
+    await asyncio.sleep(0)  # the cancel reaches run() while its put is queued, not yet sent
+    held.release.set()  # the put lands after the cancel
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, WAIT)
+    await asyncio.wait_for(asyncio.gather(*held._sending), WAIT)  # the put has landed
+    assert await lane.client.xlen(lane.stream_of(1, 1)) == 0  # withdrawn, not left to run
+    assert await lane.take("worker-1", 5) == []
+
+
 async def test_a_cancelled_fan_out_stops_the_workers_chunks(
     caller_chunks: ClusterChunks, taker: ChunkTaker, lane: Dispatch, tmp_path
 ) -> None:

@@ -254,9 +254,8 @@ async def test_a_chunk_cancelled_while_its_put_is_on_its_way_is_withdrawn_once_i
     chunks = ClusterChunks(bus=buses[0], lane=held, name="caller-1")
     running = asyncio.ensure_future(chunks.run(_chunk([1])))
     await asyncio.wait_for(held.reached.wait(), WAIT)
-    running.cancel()
-    await asyncio.sleep(0)  # the cancel reaches run() while its put is queued, not yet sent
-    held.release.set()  # the put lands after the cancel
+    running.cancel()  # run() wakes to it before the held put is sent (FIFO callbacks)
+    held.release.set()  # so the put lands after the cancel
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(running, WAIT)
     await asyncio.wait_for(asyncio.gather(*held._sending), WAIT)  # the put has landed

@@ -34,12 +34,21 @@ TARGETS = ("service", "service-daphne", "service-redis", "sdk", "raw")
 Ranking = list[tuple[str, int]]
 
 
-def make_target(key: str) -> Target:
-    """The target called `key`."""
-    setup = ServiceSetup()
-    service = [ServiceTarget(setup), ServiceTarget(setup, "daphne")]
-    targets = [*service, ServiceTarget(setup, redis_url=DEFAULT_REDIS_URL), SDK, RAW]
-    return next(target for target in targets if target.key == key)
+def make_target(
+    key: str, *, history: bool = True, writer: str = "thread", cpus: str = ""
+) -> Target:
+    """The target called `key` (the service's with history on or off, written by a thread or
+    by a process on `cpus`)."""
+    if key in (SDK.key, RAW.key):
+        return SDK if key == SDK.key else RAW
+    return ServiceTarget(
+        ServiceSetup(),
+        "daphne" if key == "service-daphne" else "uvicorn",
+        redis_url=DEFAULT_REDIS_URL if key == "service-redis" else None,
+        history=history,
+        writer=writer,
+        writer_cpus=cpus,
+    )
 
 
 def top_functions(
@@ -107,12 +116,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option("--rate", type=int, default=200, help="py-spy samples per second")
     option("--top", type=int, default=30)
     option("--no-pin", action="store_true")
+    option("--history", choices=("on", "off"), default="on", help="the service's history")
+    option("--history-writer", choices=("thread", "process"), default="thread")
+    option("--history-writer-cpus", default="", help="CPUs of the writer process")
     option(
         "--share",
         default="",
         help="also print the share of samples under frames from these comma-separated paths, "
         "e.g. mcp_server/metrics.py,prometheus_client",
     )
+    option("--native", action="store_true", help="C frames too (e.g. the garbage collector's)")
     option(
         "--all-threads",
         action="store_true",
@@ -134,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if py_spy_path() is None:
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     server_cpu, client_cpu = (None, None) if args.no_pin else (0, 1)
-    target = make_target(args.target)
+    target = make_target(
+        args.target,
+        history=args.history == "on",
+        writer=args.history_writer,
+        cpus=args.history_writer_cpus,
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     collapsed = RESULTS / f"profile-{target.key}.txt"
     load = load_for(args)
@@ -152,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     log(f"py-spy record of {target.key} for {args.seconds:.0f} s")
                     sampling += ["--duration", str(round(args.seconds))]
+                    sampling += ["--native"] if args.native else []
                     record = record_command(server.pid, args.rate, collapsed, *sampling)
                     subprocess.run(record, check=True, capture_output=True)
                 finally:

@@ -125,7 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also print the share of samples under frames from these comma-separated paths, "
         "e.g. mcp_server/metrics.py,prometheus_client",
     )
-    option("--native", action="store_true", help="C frames too (e.g. the garbage collector's)")
+    option(
+        "--native",
+        action="store_true",
+        help="C frames too (e.g. the garbage collector's); pauses the server to sample, which "
+        "over-counts system calls on a VM",
+    )
     option(
         "--all-threads",
         action="store_true",
@@ -160,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     sampling = (
         ["--threads", "--nonblocking"] if args.thread else [] if args.all_threads else ["--gil"]
     )
+    if not args.native:
+        # Pausing the server to sample it lands most samples on system calls on a VM
+        # (docs/BENCHMARKS.md, issue 16): read it running instead. C frames need the pause.
+        sampling = [*dict.fromkeys([*sampling, "--nonblocking"])]
     with scratch_dir("mcp-bench-profile-", keep=False) as workdir:
         target.prepare(workdir)
         port = free_port()

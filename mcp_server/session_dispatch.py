@@ -63,11 +63,13 @@ async def receive(session: "McpSession", payload: Any) -> None:
         await session._send(reply)
 
 
-async def receive_message(session: "McpSession", message: Message) -> None:
+async def receive_message(session: "McpSession", message: Message, *, here: bool = False) -> None:
     """Handle one message its transport has parsed already (an HTTP POST parses its body
-    to choose the answer's shape: parsing it again here was 1 % of a loaded process)."""
+    to choose the answer's shape: parsing it again here was 1 % of a loaded process). With
+    `here` (a transport whose task waits for this request alone), a call that can send
+    nothing before its reply runs in the calling task instead of one of its own."""
     session._pings.seen()
-    reply = await _handle_message(session, message, batched=False)
+    reply = await _handle_message(session, message, batched=False, here=here)
     if isinstance(reply, dict):
         await session._send(reply)
 
@@ -124,9 +126,11 @@ async def _handle(session: "McpSession", payload: Any, *, batched: bool) -> Hand
     return await _handle_message(session, message, batched=batched)
 
 
-async def _handle_message(session: "McpSession", message: Message, *, batched: bool) -> Handled:
+async def _handle_message(
+    session: "McpSession", message: Message, *, batched: bool, here: bool = False
+) -> Handled:
     if isinstance(message, Request):
-        return await _handle_request(session, message, batched=batched)
+        return await _handle_request(session, message, batched=batched, here=here)
     if isinstance(message, Notification):
         _handle_notification(session, message)
         return None
@@ -134,7 +138,9 @@ async def _handle_message(session: "McpSession", message: Message, *, batched: b
     return None
 
 
-async def _handle_request(session: "McpSession", request: Request, *, batched: bool) -> Handled:
+async def _handle_request(
+    session: "McpSession", request: Request, *, batched: bool, here: bool = False
+) -> Handled:
     if session.state is SessionState.CLOSED:
         return None
     try:
@@ -151,7 +157,26 @@ async def _handle_request(session: "McpSession", request: Request, *, batched: b
     ):
         refusal = JsonRpcError(INVALID_REQUEST, "Session not initialized: send initialize first")
         return _refuse(session, request, refusal)
+    if here and _answers_alone(session, request):
+        return await _run_here(session, request, REQUEST_HANDLERS[request.method])
     return await _dispatch(session, request, REQUEST_HANDLERS, batched=batched)
+
+
+def _answers_alone(session: "McpSession", request: Request) -> bool:
+    """Whether `request` is a handshake-era plain call that can send nothing before its
+    reply: no task asked for, no progress token (a queued call's position is reported as
+    progress), a tool that `answers_alone`."""
+    if request.method != methods.TOOLS_CALL:
+        return False
+    params = request.params
+    name = params.get("name")
+    if "task" in params or not isinstance(name, str):
+        return False
+    meta = params.get("_meta")
+    if isinstance(meta, dict) and "progressToken" in meta:
+        return False
+    tool = session.catalog.get(name)
+    return tool is not None and tool.answers_alone
 
 
 def _refuse(session: "McpSession", request: Request, error: JsonRpcError) -> dict[str, Any]:
@@ -187,9 +212,29 @@ def _spawn(
             counted=request.method != methods.SUBSCRIPTIONS_LISTEN,
         )
     except JsonRpcError as refusal:
-        if refusal.code == LIMIT_EXCEEDED:
-            metrics.refused(refusal.data["limit"], session.principal)
-        return _refuse(session, request, refusal)
+        return _refuse_spawn(session, request, refusal)
+
+
+async def _run_here(session: "McpSession", request: Request, handler: Handler) -> Handled:
+    """Run a request as `_spawn` would, but in the calling task (no task to make, schedule
+    and wait for); its reply is sent as a spawned request's is, and a cancel (its client's,
+    the session's close, its operation's) ends it as it would end its own task."""
+    run = _run_spawned(session, request, handler, batched=False)
+    try:
+        await session._spawned.run_here(
+            request.id, run, key=_slot_key(session), limits=session.principal.limits
+        )
+    except JsonRpcError as refusal:
+        return _refuse_spawn(session, request, refusal)
+    return None
+
+
+def _refuse_spawn(session: "McpSession", request: Request, refusal: JsonRpcError) -> Handled:
+    """The reply to a request refused before it could run (already in flight, over a
+    bound)."""
+    if refusal.code == LIMIT_EXCEEDED:
+        metrics.refused(refusal.data["limit"], session.principal)
+    return _refuse(session, request, refusal)
 
 
 async def _run_spawned(

@@ -28,7 +28,8 @@ class SpawnedRequests:
     def __init__(self, *, owner: TaskOwner, admission: InFlightRequests) -> None:
         self._owner = owner
         self.admission = admission
-        self._running: dict[RequestId, asyncio.Task[Reply]] = {}
+        # A request run in its transport's task (`run_here`) is known by that task.
+        self._running: dict[RequestId, asyncio.Task[Any]] = {}
         self._by_client: set[RequestId] = set()
 
     def __len__(self) -> int:
@@ -44,12 +45,12 @@ class SpawnedRequests:
         """Whether every spawned request has ended (its done callback may still be due)."""
         return all(task.done() for task in self._running.values())
 
-    def task(self, request_id: RequestId) -> "asyncio.Task[Reply]":
+    def task(self, request_id: RequestId) -> "asyncio.Task[Any]":
         """The task of running request `request_id` (KeyError when none runs)."""
         return self._running[request_id]
 
     @property
-    def tasks(self) -> list["asyncio.Task[Reply]"]:
+    def tasks(self) -> list["asyncio.Task[Any]"]:
         """The tasks of every running request."""
         return list(self._running.values())
 
@@ -65,6 +66,44 @@ class SpawnedRequests:
         """Run `run` as request `request_id`'s task; JsonRpcError (and `run` never started)
         when that id is already in flight or a bound is reached (`counted` False: a request
         with bounds of its own, e.g. a listen, not counted as in flight)."""
+        self._admit(request_id, run, key=key, limits=limits, counted=counted)
+        task = self._owner.spawn(run)
+        self._running[request_id] = task
+        task.add_done_callback(functools.partial(self._ended, request_id, key, counted))
+        return task
+
+    async def run_here(
+        self,
+        request_id: RequestId,
+        run: Coroutine[Any, Any, Reply],
+        *,
+        key: SlotKey,
+        limits: TenantLimits,
+    ) -> None:
+        """Run `run` as request `request_id` in the calling task rather than a task of its
+        own (for a request whose transport waits for it alone: an HTTP request's call that
+        sends nothing before its reply). Refused as `start` refuses; cancelled as a spawned
+        request is (by its client, at the owner's close), which ends only `run`."""
+        self._admit(request_id, run, key=key, limits=limits, counted=True)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[request_id] = task
+        try:
+            await self._owner.run_here(run)
+        finally:
+            # At once, not from a done callback: the task goes on with other work, which a
+            # late cancel of this request must not reach.
+            self._ended(request_id, key, True, task)
+
+    def _admit(
+        self,
+        request_id: RequestId,
+        run: Coroutine[Any, Any, Reply],
+        *,
+        key: SlotKey,
+        limits: TenantLimits,
+        counted: bool,
+    ) -> None:
         refusal: JsonRpcError | None = None
         if request_id in self._running:
             refusal = JsonRpcError(
@@ -78,13 +117,9 @@ class SpawnedRequests:
         if refusal is not None:
             run.close()
             raise refusal
-        task = self._owner.spawn(run)
-        self._running[request_id] = task
-        task.add_done_callback(functools.partial(self._ended, request_id, key, counted))
-        return task
 
     def _ended(
-        self, request_id: RequestId, key: SlotKey, counted: bool, task: "asyncio.Task[Reply]"
+        self, request_id: RequestId, key: SlotKey, counted: bool, task: "asyncio.Task[Any]"
     ) -> None:
         if counted:
             self.admission.release(key)

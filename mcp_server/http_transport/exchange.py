@@ -288,7 +288,9 @@ class Exchange(SessionConnection):
         if message is None:
             await self.session.receive(payload)
         else:
-            await self.session.receive_message(message)
+            # This request's task waits for it alone: a call that sends nothing before its
+            # reply runs in it rather than in a task of its own.
+            await self.session.receive_message(message, here=True)
         running = self.session.running_request(request_id)
         if running is None:
             outgoing.end()  # answered inline: everything it sent is queued already

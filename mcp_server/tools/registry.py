@@ -99,6 +99,12 @@ class Tool:
         `idempotentHint` annotation."""
         return bool((self.annotations or {}).get("idempotentHint"))
 
+    @property
+    def answers_alone(self) -> bool:
+        """Whether a call can send nothing before its result: a short coroutine function
+        that takes no context (so no progress, logs or questions to the client)."""
+        return self.duration == "short" and self.is_async and self.context_param is None
+
     def argument_errors(self, arguments: dict[str, Any]) -> list[str]:
         """Human-readable schema violations of `arguments` (empty when they are valid)."""
         return _violations(self.validator, arguments)

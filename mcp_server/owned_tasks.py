@@ -42,10 +42,11 @@ class TaskOwner:
     def idle(self) -> bool:
         """Whether every task started here has ended (a finished one may still be waiting for
         its done callback to leave the sets)."""
+        # The empty sets first: asked after every HTTP request (Exchange.idle).
         return (
             not self._here
-            and all(task.done() for task in self._cancellable)
-            and all(task.done() for task in self._kept)
+            and (not self._cancellable or all(task.done() for task in self._cancellable))
+            and (not self._kept or all(task.done() for task in self._kept))
         )
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":

@@ -43,7 +43,8 @@ class SpawnedRequests:
     @property
     def idle(self) -> bool:
         """Whether every spawned request has ended (its done callback may still be due)."""
-        return all(task.done() for task in self._running.values())
+        # The empty case first: asked after every HTTP request (Exchange.idle).
+        return not self._running or all(task.done() for task in self._running.values())
 
     def task(self, request_id: RequestId) -> "asyncio.Task[Any]":
         """The task of running request `request_id` (KeyError when none runs)."""

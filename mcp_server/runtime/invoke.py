@@ -64,14 +64,18 @@ def result_for(tool: Tool, value: Any) -> dict[str, Any]:
     return result
 
 
-async def call_tool(tool: Tool, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+async def call_tool(
+    tool: Tool, arguments: dict[str, Any], context: ToolContext | None
+) -> dict[str, Any]:
     """Validate, run and wrap one call; tool failures come back as `isError` results (a
-    JsonRpcError the tool raises propagates: the request fails with it)."""
+    JsonRpcError the tool raises propagates: the request fails with it). `context` may be
+    None for a tool that takes none."""
     problems = tool.argument_errors(arguments)
     if problems:
         return error_result(f"Invalid arguments for tool {tool.name!r}: " + "; ".join(problems))
     kwargs = dict(arguments)
     if tool.context_param is not None:
+        assert context is not None, f"tool {tool.name!r} takes a context"
         kwargs[tool.context_param] = context
     try:
         if tool.is_async:

@@ -202,15 +202,20 @@ class OperationRunner:
         try:
             async with self.scheduler.slot(key, on_position):
                 operation.mark_running()
-                context = ToolContext(
-                    operation=operation,
-                    events=events,
-                    progress=progress,
-                    client=client,
-                    chunks=self.chunks,
-                    idempotent=request.tool.idempotent,
-                    inputs=request.inputs,
-                    settle=self.flush_unwritten,
+                # Only a tool that takes one gets a context (most short tools do not).
+                context = (
+                    None
+                    if request.tool.context_param is None
+                    else ToolContext(
+                        operation=operation,
+                        events=events,
+                        progress=progress,
+                        client=client,
+                        chunks=self.chunks,
+                        idempotent=request.tool.idempotent,
+                        inputs=request.inputs,
+                        settle=self.flush_unwritten,
+                    )
                 )
                 try:
                     result = await call_tool(request.tool, request.arguments, context)

@@ -29,6 +29,8 @@ ASGIApp = Any
 
 # Names of the limits as a client sees them in a refusal, in bucket order.
 _BUCKET_NAMES = ("messages per user", "messages per tenant")
+# Allowances kept for the callers of requests that come on their own (HTTP), by principal.
+KEPT_ALLOWANCES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,10 @@ class ConnectionAdmission:
         self.by_tenant: Counter[int] = Counter()
         self._user_buckets: BucketsByKey[int] = BucketsByKey()
         self._tenant_buckets: BucketsByKey[int] = BucketsByKey()
+        # Counts the sweeps that forgot a bucket: an allowance kept from before one may hold
+        # a bucket no longer shared (its caller's next allowance would get a new one).
+        self._sweeps_that_forgot = 0
+        self._kept: dict[int, tuple[Principal, MessageAllowance, int]] = {}
 
     def admit(self, principal: Principal) -> MessageAllowance | AuthFailure:
         """Count a new connection of `principal`, or the refusal when it is over a cap."""
@@ -103,13 +109,32 @@ class ConnectionAdmission:
             if counter[key] <= 0:
                 del counter[key]
 
+    def allowance_for(self, principal: Principal) -> MessageAllowance:
+        """An allowance of `principal`'s buckets for a message that comes on its own (an HTTP
+        request): the one made for the same principal before, while none of its buckets has
+        been forgotten since, else a new one (building one per request showed in profiles).
+        Its buckets are the shared ones either way: the rates hold as they do per message."""
+        key = id(principal)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] is principal and kept[2] == self._sweeps_that_forgot:
+            return kept[1]
+        allowance = MessageAllowance(self, principal)
+        if kept is None and len(self._kept) >= KEPT_ALLOWANCES:
+            del self._kept[next(iter(self._kept))]  # the oldest made
+        # Read after the allowance got its buckets (its own sweep may have forgotten some).
+        self._kept[key] = (principal, allowance, self._sweeps_that_forgot)
+        return allowance
+
     def buckets_of(self, principal: Principal) -> tuple[TokenBucket, ...]:
         """The user's and tenant's buckets (those with a rate), set to `principal.limits`."""
         limits = principal.limits
         now = time.monotonic()
         # Buckets of users and tenants without connections are forgotten once full again.
+        held = len(self._user_buckets) + len(self._tenant_buckets)
         self._user_buckets.sweep(now, keep=self.by_user)
         self._tenant_buckets.sweep(now, keep=self.by_tenant)
+        if len(self._user_buckets) + len(self._tenant_buckets) < held:
+            self._sweeps_that_forgot += 1
         buckets = []
         if limits.message_rate_per_user > 0:
             buckets.append(

@@ -113,7 +113,7 @@ class PostRequests:
             message = parse_message(payload)
         except MessageError as exc:
             raise HttpRefusal(400, exc.message, code=exc.code) from None
-        allowance = MessageAllowance(self.endpoint.admission, principal)
+        allowance = self.endpoint.admission.allowance_for(principal)
         over = allowance.take()
         version_header = header(scope, b"mcp-protocol-version")
         params = message.params if isinstance(message, Request) else None

@@ -164,6 +164,14 @@ class Outgoing:
         return self._messages.popleft()
 
 
+async def up_to_response(outgoing: Outgoing, request_id: Any) -> AsyncGenerator[Any, None]:
+    """What `outgoing` yields, up to and including the response to `request_id`."""
+    async for message in outgoing:
+        yield message
+        if is_response_to(message, request_id):
+            return
+
+
 class Outbox:
     """An exchange's session's `send`: into the messages of the request the exchange serves
     now (`current`). Not the exchange itself: the session's parts hold it, and pointing back
@@ -276,13 +284,10 @@ class Exchange(SessionConnection):
         session.features.restore_subscriptions(record.resource_subscriptions)
         session.use_allowance(allowance)
 
-    async def replies(
-        self, payload: dict[str, Any], message: Request | None = None
-    ) -> AsyncGenerator[Any, None]:
-        """Hand the request to the session (`message`: `payload` parsed already); yield what
-        it sends, the response last. A reader that stops at the response without reading on
-        closes it (`aclose`): left suspended, it would be closed by a task of its own, made
-        when the generator is freed (asyncio's finalizer hook)."""
+    async def handed(self, payload: dict[str, Any], message: Request | None = None) -> Outgoing:
+        """Hand the request to the session (`message`: `payload` parsed already); what it
+        sends for the request, in order, ending once the request has ended (a call run in
+        this task has ended by now: its messages are all there)."""
         request_id = payload.get("id")
         outgoing = self._outbox.current
         if message is None:
@@ -297,10 +302,21 @@ class Exchange(SessionConnection):
         else:
             # Its response is queued before it ends; ended without one: cancelled by the client.
             running.add_done_callback(outgoing.end)
-        async for message in outgoing:
-            yield message
-            if is_response_to(message, request_id):
-                return
+        return outgoing
+
+    async def replies(
+        self, payload: dict[str, Any], message: Request | None = None
+    ) -> AsyncGenerator[Any, None]:
+        """Hand the request to the session (`handed`); yield what it sends, the response
+        last. A reader that stops at the response without reading on closes it (`aclose`):
+        left suspended, it would be closed by a task of its own, made when the generator is
+        freed (asyncio's finalizer hook)."""
+        read = up_to_response(await self.handed(payload, message), payload.get("id"))
+        try:
+            async for sent in read:
+                yield sent
+        finally:
+            await read.aclose()  # closed with this one, not left to the finalizer's task
 
     async def response(
         self, payload: dict[str, Any], request: Request | None = None

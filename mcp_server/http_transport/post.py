@@ -20,7 +20,7 @@ from mcp_server.admission import MessageAllowance
 from mcp_server.http_transport import stateless
 from mcp_server.http_transport.endpoint import HttpEndpoint
 from mcp_server.http_transport.events import new_stream_name
-from mcp_server.http_transport.exchange import Exchange, is_response_to
+from mcp_server.http_transport.exchange import Exchange, is_response_to, up_to_response
 from mcp_server.http_transport.http_io import (
     SESSION_HEADER,
     Headers,
@@ -326,16 +326,19 @@ class PostRequests:
         first; a response that comes first is answered as plain JSON (what a short call
         almost always does: no priming event, no stored events, one body). `before_reply`
         runs just before the response is sent."""
-        replies = exchange.replies(payload, request)
         first: dict[str, Any] | None = None
         if json_first:
-            first = await anext(replies, None)
+            # Read without a generator around it: a short call's only message is its response.
+            outgoing = await exchange.handed(payload, request)
+            first = await anext(outgoing, None)
             if first is None or is_response_to(first, payload["id"]):
-                await replies.aclose()
                 await before_reply()
                 # None: the client cancelled the request, and will not read a reply.
                 await respond(send, 200 if first is not None else 202, first)
                 return
+            replies = up_to_response(outgoing, payload["id"])
+        else:
+            replies = exchange.replies(payload, request)
         response = SseResponse(send, receive)
         await response.start()
         writer = StreamWriter(

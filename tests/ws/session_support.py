@@ -10,6 +10,7 @@ from mcp_server.cluster.bus import OperationBus
 from mcp_server.executors import LocalExecutor
 from mcp_server.identity import ServerIdentity
 from mcp_server.listens import ListenCounts
+from mcp_server.runtime.context import ToolContext
 from mcp_server.runtime.limits import FairScheduler, Limits
 from mcp_server.runtime.runner import OperationRunner
 from mcp_server.session import McpSession
@@ -166,3 +167,43 @@ async def initialize(
     reply = await outbox.response("init")
     assert "result" in reply, reply
     await session.receive(notification("notifications/initialized"))
+
+
+class SlowTool:
+    """A tool that runs until released, recording how it ended: `slow(ctx)`, or `held()`
+    without a context (a short tool that can send nothing before its reply)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.task: asyncio.Task[Any] | None = None
+        self.calls = 0
+        self.cancelled = 0
+        self.finished = 0
+
+    async def slow(self, ctx: ToolContext) -> str:
+        """Wait until the test releases it."""
+        return await self.held()
+
+    async def held(self) -> str:
+        """Wait until the test releases it (in the task it runs in)."""
+        self.task = asyncio.current_task()
+        self.calls += 1
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return "released"
+
+    async def wait_started(self, calls: int = 1) -> None:
+        """Wait until `calls` calls have started."""
+
+        async def enough() -> None:
+            while self.calls < calls:
+                self.started.clear()
+                await self.started.wait()
+
+        await asyncio.wait_for(enough(), timeout=TIMEOUT)

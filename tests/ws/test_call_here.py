@@ -11,31 +11,18 @@ from mcp_server.protocol.messages import parse_message
 from mcp_server.runtime.context import ToolContext
 from mcp_server.session import McpSession
 from mcp_server.tools.registry import ToolRegistry, build_tool
-from tests.ws.session_support import TIMEOUT, Outbox, call, initialize, make_session, notification
+from tests.ws.session_support import (
+    TIMEOUT,
+    Outbox,
+    SlowTool,
+    call,
+    initialize,
+    make_session,
+    notification,
+)
 
 
-class HeldTool:
-    """An `async def held()` short tool without a context that runs until released."""
-
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.task: asyncio.Task[Any] | None = None
-        self.cancelled = 0
-
-    async def held(self) -> str:
-        """Wait until the test releases it."""
-        self.task = asyncio.current_task()
-        self.started.set()
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        return "released"
-
-
-async def _session(tool: HeldTool) -> tuple[McpSession, Outbox]:
+async def _session(tool: SlowTool) -> tuple[McpSession, Outbox]:
     registry = ToolRegistry()
     registry.register(build_tool(tool.held, name="held", duration="short"))
     session, outbox = make_session(registry)
@@ -56,12 +43,12 @@ def _transport(session: McpSession, message: dict[str, Any]) -> "asyncio.Task[in
     return asyncio.create_task(receive())
 
 
-async def _started(tool: HeldTool) -> None:
+async def _started(tool: SlowTool) -> None:
     await asyncio.wait_for(tool.started.wait(), timeout=TIMEOUT)
 
 
 async def test_a_short_call_without_a_context_runs_in_the_transports_task() -> None:
-    tool = HeldTool()
+    tool = SlowTool()
     session, outbox = await _session(tool)
     transport = _transport(session, call(1, "held"))
     await _started(tool)
@@ -77,7 +64,7 @@ async def test_a_short_call_without_a_context_runs_in_the_transports_task() -> N
 
 
 async def test_the_clients_cancel_ends_the_call_and_not_the_transports_task() -> None:
-    tool = HeldTool()
+    tool = SlowTool()
     session, outbox = await _session(tool)
     transport = _transport(session, call(1, "held"))
     await _started(tool)
@@ -91,7 +78,7 @@ async def test_the_clients_cancel_ends_the_call_and_not_the_transports_task() ->
 
 
 async def test_closing_the_session_cancels_the_call_and_waits_for_its_end() -> None:
-    tool = HeldTool()
+    tool = SlowTool()
     session, outbox = await _session(tool)
     transport = _transport(session, call(1, "held"))
     await _started(tool)
@@ -102,7 +89,7 @@ async def test_closing_the_session_cancels_the_call_and_waits_for_its_end() -> N
 
 
 async def test_a_cancel_of_its_operation_answers_the_call_as_cancelled_by_the_server() -> None:
-    tool = HeldTool()
+    tool = SlowTool()
     session, outbox = await _session(tool)
     transport = _transport(session, call(1, "held"))
     await _started(tool)
@@ -115,7 +102,7 @@ async def test_a_cancel_of_its_operation_answers_the_call_as_cancelled_by_the_se
 
 
 async def test_a_call_with_a_progress_token_is_spawned() -> None:
-    tool = HeldTool()
+    tool = SlowTool()
     session, outbox = await _session(tool)
     message = call(1, "held")
     message["params"]["_meta"] = {"progressToken": "p"}  # a queued call reports its place

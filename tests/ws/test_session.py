@@ -6,50 +6,19 @@ from typing import Any
 import pytest
 
 from mcp_server.protocol.errors import INVALID_PARAMS, INVALID_REQUEST
-from mcp_server.runtime.context import ToolContext
 from mcp_server.session import McpSession
 from mcp_server.session_state import SessionState
 from mcp_server.tools.registry import ToolRegistry, build_tool
 from tests.ws.session_support import (
     TIMEOUT,
     Outbox,
+    SlowTool,
     call,
     initialize,
     make_session,
     notification,
     request,
 )
-
-
-class SlowTool:
-    """An `async def slow(ctx)` tool that runs until released, recording how it ended."""
-
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.calls = 0
-        self.cancelled = 0
-        self.finished = 0
-
-    async def slow(self, ctx: ToolContext) -> str:
-        """Wait until the test releases it."""
-        self.calls += 1
-        self.started.set()
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        self.finished += 1
-        return "released"
-
-    async def wait_started(self, calls: int = 1) -> None:
-        async def enough() -> None:
-            while self.calls < calls:
-                self.started.clear()
-                await self.started.wait()
-
-        await asyncio.wait_for(enough(), timeout=TIMEOUT)
 
 
 def _tasks_of(session: McpSession) -> list[asyncio.Task[Any]]:

@@ -6,7 +6,7 @@ import dataclasses
 
 from accounts.limits import default_limits
 from accounts.principal import Principal
-from mcp_server.admission import ConnectionAdmission
+from mcp_server.admission import KEPT_ALLOWANCES, ConnectionAdmission
 
 
 def _principal(user_id: int, *, rate: float = 1.0, burst: int = 2) -> Principal:
@@ -58,3 +58,14 @@ def test_an_allowance_whose_bucket_a_sweep_forgot_is_replaced() -> None:
     renewed = admission.allowance_for(caller)
     assert renewed is not kept
     assert renewed._buckets == (admission._user_buckets.peek(1),)
+
+
+def test_at_most_the_bound_of_allowances_is_kept_the_oldest_going_first() -> None:
+    admission = ConnectionAdmission()
+    callers = [_principal(user_id) for user_id in range(KEPT_ALLOWANCES + 1)]
+    first = admission.allowance_for(callers[0])
+    for caller in callers[1:]:
+        admission.allowance_for(caller)
+    assert len(admission._kept) == KEPT_ALLOWANCES
+    assert admission.allowance_for(callers[0]) is not first  # forgotten, made again
+    assert len(admission._kept) == KEPT_ALLOWANCES

@@ -93,6 +93,8 @@ class OperationBus:
         """Stop receiving and leave the groups."""
         receiver, self._receiver = self._receiver, None
         replies, self._replies = self._replies, None
+        if self.handed_off is not None:
+            self.handed_off.stop_receiving()
         for task in (receiver, replies):
             if task is not None:
                 task.cancel()

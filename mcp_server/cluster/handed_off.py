@@ -58,6 +58,9 @@ class HandedOffCalls:
         self._calls: dict[UUID, HandedOff] = {}
         # Where workers send the outcomes of these calls (Dispatch.reply).
         self.reply_key = dispatch.reply_key(runner.name)
+        # Set by `stop_receiving`: the reply loop also ends on it, as a cancel of the loop can
+        # be lost inside redis-py's blocking read (it then returns, and the loop ran on).
+        self._stopping = False
 
     def __contains__(self, operation_id: object) -> bool:
         return operation_id in self._calls
@@ -90,9 +93,11 @@ class HandedOffCalls:
         return verdict
 
     async def receive(self) -> None:
-        """Hand the outcomes workers reply with to whoever waits for them, until cancelled."""
+        """Hand the outcomes workers reply with to whoever waits for them, until cancelled
+        (after `stop_receiving`: a cancel lost in a blocking read ends it at its next turn)."""
         backoff = Backoff()
-        while True:
+        self._stopping = False  # a bus started again receives again
+        while not self._stopping:
             try:
                 replies = await self.dispatch.replies(self.reply_key, wait=_REPLY_WAIT)
             except REDIS_ERRORS:
@@ -110,6 +115,10 @@ class HandedOffCalls:
             # The calls just answered send their replies before this asks Redis for more (the
             # ask is a round trip's worth of CPU on the reply's path otherwise).
             await asyncio.sleep(0)
+
+    def stop_receiving(self) -> None:
+        """Make the reply loop end at its next turn (say so before cancelling it)."""
+        self._stopping = True
 
     async def _deliver(self, reply: messages.Message) -> None:
         try:

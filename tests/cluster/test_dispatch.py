@@ -302,6 +302,7 @@ async def test_the_reply_loop_logs_an_unexpected_error_and_goes_on(dispatch: Dis
         assert await dispatch.reply(calls.reply_key, ended.encode(), ttl=60)
         await wait_until(lambda: heard, 30, "the outcome after the loop's error")
     finally:
+        calls.stop_receiving()  # as the bus stops it: a cancel lost in BLMPOP cannot hang it
         receiving.cancel()
         await asyncio.gather(receiving, return_exceptions=True)
     assert [event.id for event in heard] == [ended.id]
